@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the verify benchmark below.
+fn main() {}

@@ -1,0 +1,399 @@
+//! Organisations, projects, users, roles, scopes, permissions and key records.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::token::Environment;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh random (v4) id.
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies an organisation.
+    OrganizationId
+);
+id_type!(
+    /// Identifies a project inside an organisation.
+    ProjectId
+);
+id_type!(
+    /// Identifies a user (a person) of an organisation.
+    UserId
+);
+id_type!(
+    /// Identifies an API key record (not the token).
+    KeyId
+);
+
+/// An organisation: the owner of projects, users and keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    /// Its id.
+    pub id: OrganizationId,
+    /// Display name.
+    pub name: String,
+    /// Where security notices go (an e-mail address), if set.
+    pub security_contact: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A project: the narrowest scope a key can have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    /// Its id.
+    pub id: ProjectId,
+    /// The organisation that owns it.
+    pub organization_id: OrganizationId,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A person's role in their organisation; it bounds every key they create, now and later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including organisation-scoped keys.
+    Admin,
+    /// Project work, including project-scoped keys; not organisation settings.
+    Engineer,
+    /// Read-only; may mint nothing.
+    Viewer,
+}
+
+impl Role {
+    /// Every role, most powerful first.
+    pub const ALL: [Self; 3] = [Self::Admin, Self::Engineer, Self::Viewer];
+
+    /// `admin`, `engineer` or `viewer`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Engineer => "engineer",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    /// Parses `admin`, `engineer` or `viewer`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user of an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Its id.
+    pub id: UserId,
+    /// The organisation the user belongs to.
+    pub organization_id: OrganizationId,
+    /// Login e-mail or name, unique per organisation.
+    pub email: String,
+    /// Current role: changes apply to the user's existing keys at once.
+    pub role: Role,
+    /// When the user was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a key can reach: the whole organisation or one project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every project of the key's organisation, and the organisation itself.
+    Organization,
+    /// One project only.
+    Project(ProjectId),
+}
+
+impl Scope {
+    /// `organization` or `project`, as in the HTTP API's `scope` field.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Organization => "organization",
+            Self::Project(_) => "project",
+        }
+    }
+
+    /// The project for a project scope.
+    pub const fn project_id(&self) -> Option<ProjectId> {
+        match self {
+            Self::Organization => None,
+            Self::Project(p) => Some(*p),
+        }
+    }
+
+    /// Whether this scope reaches `project` (`None`: organisation-level objects).
+    pub fn covers(&self, project: Option<ProjectId>) -> bool {
+        match (self, project) {
+            (Self::Organization, _) => true,
+            (Self::Project(mine), Some(p)) => *mine == p,
+            (Self::Project(_), None) => false,
+        }
+    }
+}
+
+/// One action a key may be allowed to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Permission {
+    /// `keys:read`
+    KeysRead,
+    /// `keys:write` (mint, revoke, rotate, suspend, update)
+    KeysWrite,
+    /// `webhooks:read`
+    WebhooksRead,
+    /// `webhooks:write`
+    WebhooksWrite,
+    /// `audit:read`
+    AuditRead,
+    /// `projects:read`
+    ProjectsRead,
+    /// `projects:write`
+    ProjectsWrite,
+    /// `organization:read`
+    OrganizationRead,
+    /// `organization:write` (settings such as the security contact)
+    OrganizationWrite,
+}
+
+impl Permission {
+    /// Every permission.
+    pub const ALL: [Self; 9] = [
+        Self::KeysRead,
+        Self::KeysWrite,
+        Self::WebhooksRead,
+        Self::WebhooksWrite,
+        Self::AuditRead,
+        Self::ProjectsRead,
+        Self::ProjectsWrite,
+        Self::OrganizationRead,
+        Self::OrganizationWrite,
+    ];
+
+    /// The wire name, e.g. `keys:read`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::KeysRead => "keys:read",
+            Self::KeysWrite => "keys:write",
+            Self::WebhooksRead => "webhooks:read",
+            Self::WebhooksWrite => "webhooks:write",
+            Self::AuditRead => "audit:read",
+            Self::ProjectsRead => "projects:read",
+            Self::ProjectsWrite => "projects:write",
+            Self::OrganizationRead => "organization:read",
+            Self::OrganizationWrite => "organization:write",
+        }
+    }
+
+    /// Parses a wire name such as `webhooks:write`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// Whether this permission only reads.
+    pub const fn is_read(self) -> bool {
+        matches!(
+            self,
+            Self::KeysRead
+                | Self::WebhooksRead
+                | Self::AuditRead
+                | Self::ProjectsRead
+                | Self::OrganizationRead
+        )
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of permissions, stored as a bit set (cheap to copy and intersect).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PermissionSet(u16);
+
+impl PermissionSet {
+    /// No permissions.
+    pub const EMPTY: Self = Self(0);
+    /// Every permission.
+    pub const ALL: Self = Self((1 << Permission::ALL.len()) - 1);
+
+    /// A set of one permission.
+    pub const fn only(p: Permission) -> Self {
+        Self(1 << p as u8)
+    }
+
+    /// Whether `p` is in the set.
+    pub const fn contains(self, p: Permission) -> bool {
+        self.0 & (1 << p as u8) != 0
+    }
+
+    /// The permissions in both sets.
+    pub const fn intersect(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+
+    /// The permissions in either set.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether every permission here is also in `other`.
+    pub const fn is_subset_of(self, other: Self) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The permissions, in declaration order.
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::ALL
+            .into_iter()
+            .filter(move |p| self.contains(*p))
+    }
+}
+
+impl FromIterator<Permission> for PermissionSet {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        iter.into_iter()
+            .fold(Self::EMPTY, |s, p| s.union(Self::only(p)))
+    }
+}
+
+impl fmt::Debug for PermissionSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.iter().map(Permission::as_str))
+            .finish()
+    }
+}
+
+impl Serialize for PermissionSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(Permission::as_str))
+    }
+}
+
+impl<'de> Deserialize<'de> for PermissionSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        names
+            .iter()
+            .map(|n| {
+                Permission::from_name(n)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown permission `{n}`")))
+            })
+            .collect()
+    }
+}
+
+/// Everything stored about an API key except its hash. Never holds the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Its id.
+    pub id: KeyId,
+    /// Human name, e.g. `prod-sync`.
+    pub name: String,
+    /// Public 12-character prefix, e.g. `ako_9311c954`.
+    pub prefix: String,
+    /// Live or sandbox.
+    pub environment: Environment,
+    /// Owning organisation.
+    pub organization_id: OrganizationId,
+    /// Organisation-wide or one project.
+    pub scope: Scope,
+    /// `None`: every permission the scope and role allow; otherwise only these.
+    pub permissions: Option<PermissionSet>,
+    /// The user on whose authority the key exists; their current role bounds it.
+    pub created_by: UserId,
+    /// When it was minted.
+    pub created_at: DateTime<Utc>,
+    /// Time of its latest authenticated request.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// After this instant the key is expired.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked; revoked keys never work again.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When it was suspended; cleared on resume.
+    pub suspended_at: Option<DateTime<Utc>>,
+    /// The key this one replaced by rotation.
+    pub rotated_from: Option<KeyId>,
+}
+
+/// The state of a key at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Suspended until resumed.
+    Suspended,
+    /// Past its expiry.
+    Expired,
+    /// Revoked for good.
+    Revoked,
+}
+
+impl KeyRecord {
+    /// The key's status at `now`. Revocation wins over expiry, expiry over suspension.
+    pub fn status_at(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            KeyStatus::Expired
+        } else if self.suspended_at.is_some() {
+            KeyStatus::Suspended
+        } else {
+            KeyStatus::Active
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The crate's one error type.
+
+use crate::policy::Denial;
+use crate::token::TokenDefect;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `align-keys`. No variant ever carries a token or secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The presented string is not a well-formed API key; nothing was looked up.
+    #[error("malformed API key: {0}")]
+    MalformedToken(TokenDefect),
+    /// The policy refuses the operation (scope, permission, role or environment).
+    #[error("not allowed: {0}")]
+    Forbidden(Denial),
+    /// The named object does not exist (or is not visible to the caller).
+    #[error("{0} not found")]
+    NotFound(ObjectKind),
+    /// An object with the same identity already exists.
+    #[error("{0} already exists")]
+    AlreadyExists(ObjectKind),
+    /// The generated key prefix is already taken; minting retries with a fresh token.
+    #[error("key prefix already in use")]
+    PrefixTaken,
+    /// A field value is out of range or badly shaped; the message names the field.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The field that was rejected.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A paging cursor was not produced by this store.
+    #[error("invalid paging cursor")]
+    InvalidCursor,
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// Stored data could not be decoded (a corrupt or foreign row).
+    #[error("corrupt stored {0}")]
+    Corrupt(&'static str),
+    /// The SQLite store failed.
+    #[cfg(feature = "sqlite")]
+    #[error("SQLite key store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A blocking store task could not complete (runtime shutting down or task panicked).
+    #[error("key store worker failed")]
+    StoreWorker,
+}
+
+/// Kinds of objects the store holds, for [`Error::NotFound`] and [`Error::AlreadyExists`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// An organisation.
+    Organization,
+    /// A project.
+    Project,
+    /// A user.
+    User,
+    /// An API key.
+    ApiKey,
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Organization => "organization",
+            Self::Project => "project",
+            Self::User => "user",
+            Self::ApiKey => "API key",
+        })
+    }
+}

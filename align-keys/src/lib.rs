@@ -1,0 +1,40 @@
+//! API keys done properly: minted once, stored only as hashes, scoped, revocable, rotatable.
+//!
+//! - [`token`]: the `ako_`/`akt_` token format, minting and a parser that rejects malformed
+//!   keys before any lookup;
+//! - [`Secret`], [`KeyHasher`]: secrets that never print, hashes that are all the store keeps;
+//! - [`Redactor`]: masks keys, webhook secrets and credential headers in logs and records;
+//! - [`domain`], [`policy`]: organisations, projects, users, roles, scopes, permissions, and
+//!   the least-privilege rules for minting and acting;
+//! - [`KeyStore`] with [`MemoryKeyStore`] and (feature `sqlite`) `SqliteKeyStore`;
+//! - [`KeyVerifier`] and [`KeyManager`]: verification with an in-process cache that revocation
+//!   reaches at once, and the operations that change keys.
+//!
+//! See the crate README for an embedding example.
+
+pub mod domain;
+mod error;
+mod hash;
+mod manager;
+pub mod policy;
+mod redact;
+mod secret;
+pub mod store;
+pub mod token;
+mod verifier;
+
+pub use domain::{
+    KeyId, KeyRecord, KeyStatus, Organization, OrganizationId, Permission, PermissionSet, Project,
+    ProjectId, Role, Scope, User, UserId,
+};
+pub use error::{Error, ObjectKind, Result};
+pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
+pub use manager::{KeyManager, MAX_NAME_LEN, MintedKey, NewKey, Rotation};
+pub use policy::{Caller, Denial, KeySpec, Target};
+pub use redact::{MASK, Redactor, is_sensitive_name};
+pub use secret::Secret;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteKeyStore;
+pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};
+pub use token::{Environment, MintedToken, ParsedToken, TokenDefect};
+pub use verifier::{InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};

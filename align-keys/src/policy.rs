@@ -1,0 +1,221 @@
+//! Who may mint what, and what a key may do (DESIGN §3).
+//!
+//! A key's power is its scope ∩ its permissions ∩ what its creator's *current* role allows,
+//! and nothing can mint a key broader than itself in scope, permissions or environment.
+
+use std::fmt;
+
+use crate::domain::{
+    KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Role, Scope, User,
+};
+use crate::token::Environment;
+
+/// Why the policy refused. The server maps [`Denial::OutsideScope`] to `404` (never leak
+/// existence) and the rest to `403 forbidden`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The key lacks this permission (by its list, its scope or its creator's role).
+    MissingPermission(Permission),
+    /// Viewers may not mint keys.
+    ViewerCannotMint,
+    /// Only admins may mint organisation-scoped keys.
+    OrganizationScopeNeedsAdmin,
+    /// The new key's scope would reach further than the minter's.
+    ScopeBroader,
+    /// The new key's permissions would exceed the minter's.
+    PermissionsBroader,
+    /// A sandbox key cannot create live objects.
+    EnvironmentBroader,
+    /// The object is outside the key's organisation or project.
+    OutsideScope,
+    /// A sandbox key touched live data.
+    WrongEnvironment,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingPermission(p) => write!(f, "the key does not have the `{p}` permission"),
+            Self::ViewerCannotMint => f.write_str("viewers may not create API keys"),
+            Self::OrganizationScopeNeedsAdmin => {
+                f.write_str("only admins may create organization-scoped keys")
+            }
+            Self::ScopeBroader => f.write_str("a key cannot create a key with a broader scope"),
+            Self::PermissionsBroader => {
+                f.write_str("a key cannot create a key with permissions it does not have")
+            }
+            Self::EnvironmentBroader => f.write_str("a sandbox key cannot create live objects"),
+            Self::OutsideScope => f.write_str("the object is outside the key's scope"),
+            Self::WrongEnvironment => f.write_str("sandbox keys may only use sandbox data"),
+        }
+    }
+}
+
+/// What a role allows, before scope and key permissions narrow it.
+pub const fn role_permissions(role: Role) -> PermissionSet {
+    match role {
+        Role::Admin => PermissionSet::ALL,
+        Role::Engineer => without(PermissionSet::ALL, Permission::OrganizationWrite),
+        Role::Viewer => READS,
+    }
+}
+
+/// What a scope allows: project keys cannot change the organisation or create projects.
+pub const fn scope_permissions(scope: Scope) -> PermissionSet {
+    match scope {
+        Scope::Organization => PermissionSet::ALL,
+        Scope::Project(_) => without(
+            without(PermissionSet::ALL, Permission::OrganizationWrite),
+            Permission::ProjectsWrite,
+        ),
+    }
+}
+
+const READS: PermissionSet = PermissionSet::only(Permission::KeysRead)
+    .union(PermissionSet::only(Permission::WebhooksRead))
+    .union(PermissionSet::only(Permission::AuditRead))
+    .union(PermissionSet::only(Permission::ProjectsRead))
+    .union(PermissionSet::only(Permission::OrganizationRead));
+
+const fn without(set: PermissionSet, p: Permission) -> PermissionSet {
+    set.intersect(complement(PermissionSet::only(p)))
+}
+
+const fn complement(set: PermissionSet) -> PermissionSet {
+    // ALL minus set, within the defined bits.
+    let mut out = PermissionSet::EMPTY;
+    let mut i = 0;
+    while i < Permission::ALL.len() {
+        let p = Permission::ALL[i];
+        if !set.contains(p) {
+            out = out.union(PermissionSet::only(p));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The shape of a key to be minted: what the policy judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// Organisation-wide or one project.
+    pub scope: Scope,
+    /// `None` for every permission the scope allows.
+    pub permissions: Option<PermissionSet>,
+    /// Live or sandbox.
+    pub environment: Environment,
+}
+
+/// An object a request wants to touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// The organisation that owns it.
+    pub organization_id: OrganizationId,
+    /// The project it belongs to; `None` for organisation-level objects.
+    pub project_id: Option<ProjectId>,
+    /// Its environment, for objects that have one (keys, endpoints, events).
+    pub environment: Option<Environment>,
+}
+
+/// The authority behind a request: an authenticated key and its creator's current role.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The verified key.
+    pub key: &'a KeyRecord,
+    /// The role its creator holds now (not when the key was minted).
+    pub creator_role: Role,
+}
+
+impl Caller<'_> {
+    /// What the key may do: its permissions ∩ its scope's ∩ its creator's current role's.
+    pub fn effective_permissions(&self) -> PermissionSet {
+        self.key
+            .permissions
+            .unwrap_or(PermissionSet::ALL)
+            .intersect(scope_permissions(self.key.scope))
+            .intersect(role_permissions(self.creator_role))
+    }
+
+    /// Checks that the key may use `permission` on `target`.
+    ///
+    /// Scope is checked first, so an object of another organisation or project is
+    /// [`Denial::OutsideScope`] whatever the permissions.
+    pub fn authorize(&self, permission: Permission, target: Target) -> Result<(), Denial> {
+        if target.organization_id != self.key.organization_id {
+            return Err(Denial::OutsideScope);
+        }
+        // A project key reaches its own project's objects; of the organisation-level ones it
+        // may only read the organisation itself.
+        let reachable = self.key.scope.covers(target.project_id)
+            || (target.project_id.is_none() && permission == Permission::OrganizationRead);
+        if !reachable {
+            return Err(Denial::OutsideScope);
+        }
+        if self.key.environment == Environment::Sandbox
+            && target.environment == Some(Environment::Live)
+        {
+            return Err(Denial::WrongEnvironment);
+        }
+        if !self.effective_permissions().contains(permission) {
+            return Err(Denial::MissingPermission(permission));
+        }
+        Ok(())
+    }
+
+    /// Checks that this key may mint a key shaped like `spec` (least privilege).
+    pub fn check_mint(&self, spec: &KeySpec) -> Result<(), Denial> {
+        if !self.effective_permissions().contains(Permission::KeysWrite) {
+            return Err(if self.creator_role == Role::Viewer {
+                Denial::ViewerCannotMint
+            } else {
+                Denial::MissingPermission(Permission::KeysWrite)
+            });
+        }
+        check_role_may_mint(self.creator_role, spec)?;
+        if let Scope::Project(mine) = self.key.scope {
+            if spec.scope != Scope::Project(mine) {
+                return Err(Denial::ScopeBroader);
+            }
+        }
+        let mine = self
+            .key
+            .permissions
+            .unwrap_or(PermissionSet::ALL)
+            .intersect(scope_permissions(self.key.scope));
+        let theirs = spec
+            .permissions
+            .unwrap_or(PermissionSet::ALL)
+            .intersect(scope_permissions(spec.scope));
+        if !theirs.is_subset_of(mine) {
+            return Err(Denial::PermissionsBroader);
+        }
+        if self.key.environment == Environment::Sandbox && spec.environment == Environment::Live {
+            return Err(Denial::EnvironmentBroader);
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `user` may mint a key shaped like `spec` directly (console, CLI, bootstrap).
+pub fn check_user_mint(user: &User, spec: &KeySpec) -> Result<(), Denial> {
+    check_role_may_mint(user.role, spec)?;
+    let allowed = role_permissions(user.role).intersect(scope_permissions(spec.scope));
+    if let Some(requested) = spec.permissions {
+        if !requested
+            .intersect(scope_permissions(spec.scope))
+            .is_subset_of(allowed)
+        {
+            return Err(Denial::PermissionsBroader);
+        }
+    }
+    Ok(())
+}
+
+fn check_role_may_mint(role: Role, spec: &KeySpec) -> Result<(), Denial> {
+    match (role, spec.scope) {
+        (Role::Viewer, _) => Err(Denial::ViewerCannotMint),
+        (Role::Engineer, Scope::Organization) => Err(Denial::OrganizationScopeNeedsAdmin),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,282 @@
+//! Finding and masking secrets in text and JSON before anything is logged or stored.
+//!
+//! The [`Redactor`] replaces
+//! - API keys (`ako_…`/`akt_…`, also malformed or truncated ones) by their 12-character prefix
+//!   and `…`;
+//! - webhook secrets (`whsec_…`, `whsk_…`) by their tag and `…`;
+//! - the credential of `Authorization` / `X-API-Key` (and similar) headers, in `Name: value`
+//!   text, `name=value` pairs and JSON fields, by `…` (keeping the scheme, e.g. `Bearer …`).
+//!
+//! Matches are found independently at every position and merged, so surrounding text can never
+//! hide part of a token from the scan.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use serde_json::Value;
+
+use crate::token::PREFIX_LEN;
+
+/// The text that replaces every secret part.
+pub const MASK: &str = "…";
+
+const WEBHOOK_TAGS: [&[u8]; 2] = [b"whsec_", b"whsk_"];
+/// Header and field names whose values are credentials (compared case-insensitively, with `_`
+/// read as `-`).
+const SENSITIVE_NAMES: [&str; 8] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "password",
+    "cookie",
+    "set-cookie",
+];
+/// Names searched for in free text (the `Name: value` / `name=value` forms).
+const TEXT_HEADER_NAMES: [&[u8]; 3] = [b"authorization", b"x-api-key", b"x_api_key"];
+const SCHEMES: [&[u8]; 5] = [b"bearer", b"basic", b"token", b"digest", b"apikey"];
+
+/// Masks API keys, webhook secrets and credential headers in text and JSON.
+///
+/// ```
+/// use align_keys::Redactor;
+/// let r = Redactor::new();
+/// let line = "GET /me Authorization: Bearer ako_9311c954_00000000000000000000000000000000000000000000Rws4U";
+/// assert_eq!(r.redact_text(line), "GET /me Authorization: Bearer ako_9311c954…");
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Redactor {
+    _private: (),
+}
+
+impl Redactor {
+    /// A redactor with the built-in rules.
+    pub const fn new() -> Self {
+        Self { _private: () }
+    }
+
+    /// `text` with every secret masked; borrowed unchanged when nothing was found.
+    pub fn redact_text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let ranges = find_secret_ranges(text.as_bytes());
+        if ranges.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        Cow::Owned(apply(text, &ranges))
+    }
+
+    /// The value of header `name` as it may be logged: credentials masked (keeping the
+    /// scheme and a key's prefix), anything else scanned like free text.
+    pub fn redact_header_value<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
+        if is_sensitive_name(name) {
+            Cow::Owned(mask_credential(value))
+        } else {
+            self.redact_text(value)
+        }
+    }
+
+    /// Masks secrets everywhere in `value`: every string (and object key) is scanned, and the
+    /// values of credential-named fields (`authorization`, `x-api-key`, `password`, …) are
+    /// masked whatever they look like.
+    pub fn redact_json(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => {
+                if let Cow::Owned(r) = self.redact_text(s) {
+                    *s = r;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            Value::Object(map) => {
+                let needs_key_rewrite = map
+                    .keys()
+                    .any(|k| !find_secret_ranges(k.as_bytes()).is_empty());
+                if needs_key_rewrite {
+                    let old = std::mem::take(map);
+                    for (k, v) in old {
+                        map.insert(self.redact_text(&k).into_owned(), v);
+                    }
+                }
+                for (k, v) in map.iter_mut() {
+                    if is_sensitive_name(k) {
+                        mask_sensitive_value(v);
+                    } else {
+                        self.redact_json(v);
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+}
+
+/// Whether a header or field `name` carries a credential.
+pub fn is_sensitive_name(name: &str) -> bool {
+    SENSITIVE_NAMES.iter().any(|s| {
+        s.len() == name.len()
+            && s.bytes().zip(name.bytes()).all(|(a, b)| {
+                let b = if b == b'_' {
+                    b'-'
+                } else {
+                    b.to_ascii_lowercase()
+                };
+                a == b
+            })
+    })
+}
+
+fn mask_sensitive_value(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = mask_credential(s),
+        Value::Array(items) => items.iter_mut().for_each(mask_sensitive_value),
+        Value::Null => {}
+        other => *other = Value::String(MASK.to_owned()),
+    }
+}
+
+/// Masks a whole credential value: keeps a known scheme word and a key's prefix.
+fn mask_credential(value: &str) -> String {
+    let trimmed = value.trim_start();
+    let (scheme, rest) = split_scheme(trimmed.as_bytes());
+    let mut out = String::with_capacity(scheme + PREFIX_LEN + MASK.len() + 1);
+    out.push_str(&trimmed[..scheme]);
+    let rest_str = &trimmed[scheme..];
+    if rest.is_empty() {
+        out.push_str(MASK);
+        return out;
+    }
+    if token_match_at(rest, 0).is_some() {
+        out.push_str(&rest_str[..PREFIX_LEN]);
+    }
+    out.push_str(MASK);
+    out
+}
+
+/// Length of a leading `Scheme ` (scheme word plus spaces), and the bytes after it.
+fn split_scheme(b: &[u8]) -> (usize, &[u8]) {
+    let word = b.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    let spaces = b[word..].iter().take_while(|c| **c == b' ').count();
+    if word > 0 && spaces > 0 && SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(&b[..word])) {
+        (word + spaces, &b[word + spaces..])
+    } else {
+        (0, b)
+    }
+}
+
+/// If a token-shaped string starts at `i`, the range of its secret part (after the prefix).
+fn token_match_at(b: &[u8], i: usize) -> Option<Range<usize>> {
+    let head = b.get(i..i + PREFIX_LEN + 1)?;
+    let tag_ok = head[..3].eq_ignore_ascii_case(b"ako") || head[..3].eq_ignore_ascii_case(b"akt");
+    if !tag_ok || head[3] != b'_' || head[PREFIX_LEN] != b'_' {
+        return None;
+    }
+    if !head[4..PREFIX_LEN].iter().all(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    let start = i + PREFIX_LEN;
+    let run = alnum_run(b, start + 1);
+    (run > 0).then(|| start..start + 1 + run)
+}
+
+fn alnum_run(b: &[u8], from: usize) -> usize {
+    b.get(from..).map_or(0, |rest| {
+        rest.iter()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .count()
+    })
+}
+
+fn webhook_secret_at(b: &[u8], i: usize) -> Option<Range<usize>> {
+    let tag = WEBHOOK_TAGS.iter().find(|t| b[i..].starts_with(t))?;
+    let start = i + tag.len();
+    let run = b[start..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_'))
+        .count();
+    (run > 0).then(|| start..start + run)
+}
+
+/// `Authorization: Bearer x`, `x-api-key=x`, `"X-API-Key": "x"`: the range of the credential.
+fn header_credential_at(b: &[u8], i: usize) -> Option<Range<usize>> {
+    let name = TEXT_HEADER_NAMES
+        .iter()
+        .find(|n| b.len() >= i + n.len() && b[i..i + n.len()].eq_ignore_ascii_case(n))?;
+    let mut j = i + name.len();
+    j += b[j..]
+        .iter()
+        .take_while(|c| matches!(c, b'"' | b'\''))
+        .count();
+    j += b[j..]
+        .iter()
+        .take_while(|c| **c == b' ' || **c == b'\t')
+        .count();
+    if !matches!(b.get(j), Some(b':' | b'=')) {
+        return None;
+    }
+    j += 1;
+    j += b[j..]
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t' | b'"' | b'\''))
+        .count();
+    let (scheme, _) = split_scheme(&b[j..]);
+    j += scheme;
+    let len = b[j..]
+        .iter()
+        .take_while(|c| {
+            !c.is_ascii_whitespace()
+                && !matches!(
+                    c,
+                    b'"' | b'\'' | b',' | b';' | b'&' | b'}' | b')' | b']' | b'<' | b'>'
+                )
+        })
+        .count();
+    if len == 0 {
+        return None;
+    }
+    // A key keeps its prefix visible; the token rule masks the rest.
+    let start = if token_match_at(b, j).is_some() {
+        j + PREFIX_LEN
+    } else {
+        j
+    };
+    Some(start..j + len)
+}
+
+/// All secret ranges in `b`, sorted and merged.
+fn find_secret_ranges(b: &[u8]) -> Vec<Range<usize>> {
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    for (i, &c) in b.iter().enumerate() {
+        let found = match c.to_ascii_lowercase() {
+            b'a' => token_match_at(b, i).or_else(|| header_credential_at(b, i)),
+            b'w' => webhook_secret_at(b, i),
+            b'x' => header_credential_at(b, i),
+            _ => None,
+        };
+        if let Some(r) = found {
+            ranges.push(r);
+        }
+    }
+    if ranges.len() > 1 {
+        ranges.sort_by_key(|r| r.start);
+        let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        ranges = merged;
+    }
+    ranges
+}
+
+fn apply(text: &str, ranges: &[Range<usize>]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in ranges {
+        out.push_str(&text[at..r.start]);
+        out.push_str(MASK);
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}

@@ -1,0 +1,264 @@
+//! An in-memory [`KeyStore`] for tests and single-process embedders.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
+use crate::domain::{
+    KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User, UserId,
+};
+use crate::error::{Error, ObjectKind, Result};
+use crate::hash::KeyHash;
+
+/// A [`KeyStore`] that keeps everything in process memory. Lost on exit.
+#[derive(Debug, Default)]
+pub struct MemoryKeyStore {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    seq: i64,
+    orgs: Vec<(i64, Organization)>,
+    projects: Vec<(i64, Project)>,
+    users: Vec<(i64, User)>,
+    keys: Vec<(i64, KeyRecord)>,
+    key_index: HashMap<KeyId, usize>,
+    by_hash: HashMap<KeyHash, KeyId>,
+}
+
+impl Inner {
+    fn next_seq(&mut self) -> i64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn key_mut(&mut self, id: KeyId) -> Option<&mut KeyRecord> {
+        let i = *self.key_index.get(&id)?;
+        self.keys.get_mut(i).map(|(_, k)| k)
+    }
+}
+
+impl MemoryKeyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the plain maps half-updated in a way
+        // that matters more than losing the store, so recover the guard.
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn page<T: Clone>(
+    rows: &[(i64, T)],
+    req: &PageRequest,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Page<T>> {
+    let after = req.after()?;
+    let limit = req.clamped_limit();
+    let start = rows.partition_point(|(seq, _)| *seq <= after);
+    let mut data = Vec::with_capacity(limit.min(rows.len()));
+    let mut last = None;
+    let mut more = false;
+    for (seq, item) in &rows[start..] {
+        if !keep(item) {
+            continue;
+        }
+        if data.len() == limit {
+            more = true;
+            break;
+        }
+        data.push(item.clone());
+        last = Some(*seq);
+    }
+    Ok(Page {
+        data,
+        next_cursor: if more { last.map(encode_cursor) } else { None },
+    })
+}
+
+#[async_trait]
+impl KeyStore for MemoryKeyStore {
+    async fn create_organization(&self, org: &Organization) -> Result<()> {
+        let mut g = self.write();
+        if g.orgs.iter().any(|(_, o)| o.id == org.id) {
+            return Err(Error::AlreadyExists(ObjectKind::Organization));
+        }
+        let seq = g.next_seq();
+        g.orgs.push((seq, org.clone()));
+        Ok(())
+    }
+
+    async fn get_organization(&self, id: OrganizationId) -> Result<Option<Organization>> {
+        Ok(self
+            .read()
+            .orgs
+            .iter()
+            .find(|(_, o)| o.id == id)
+            .map(|(_, o)| o.clone()))
+    }
+
+    async fn list_organizations(&self, req: &PageRequest) -> Result<Page<Organization>> {
+        page(&self.read().orgs, req, |_| true)
+    }
+
+    async fn update_organization(&self, org: &Organization) -> Result<()> {
+        let mut g = self.write();
+        let slot = g
+            .orgs
+            .iter_mut()
+            .find(|(_, o)| o.id == org.id)
+            .ok_or(Error::NotFound(ObjectKind::Organization))?;
+        slot.1.name.clone_from(&org.name);
+        slot.1.security_contact.clone_from(&org.security_contact);
+        Ok(())
+    }
+
+    async fn create_project(&self, project: &Project) -> Result<()> {
+        let mut g = self.write();
+        if !g.orgs.iter().any(|(_, o)| o.id == project.organization_id) {
+            return Err(Error::NotFound(ObjectKind::Organization));
+        }
+        if g.projects.iter().any(|(_, p)| p.id == project.id) {
+            return Err(Error::AlreadyExists(ObjectKind::Project));
+        }
+        let seq = g.next_seq();
+        g.projects.push((seq, project.clone()));
+        Ok(())
+    }
+
+    async fn get_project(&self, id: ProjectId) -> Result<Option<Project>> {
+        Ok(self
+            .read()
+            .projects
+            .iter()
+            .find(|(_, p)| p.id == id)
+            .map(|(_, p)| p.clone()))
+    }
+
+    async fn list_projects(&self, org: OrganizationId, req: &PageRequest) -> Result<Page<Project>> {
+        page(&self.read().projects, req, |p| p.organization_id == org)
+    }
+
+    async fn create_user(&self, user: &User) -> Result<()> {
+        let mut g = self.write();
+        if !g.orgs.iter().any(|(_, o)| o.id == user.organization_id) {
+            return Err(Error::NotFound(ObjectKind::Organization));
+        }
+        let clash = g.users.iter().any(|(_, u)| {
+            u.id == user.id || (u.organization_id == user.organization_id && u.email == user.email)
+        });
+        if clash {
+            return Err(Error::AlreadyExists(ObjectKind::User));
+        }
+        let seq = g.next_seq();
+        g.users.push((seq, user.clone()));
+        Ok(())
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+        Ok(self
+            .read()
+            .users
+            .iter()
+            .find(|(_, u)| u.id == id)
+            .map(|(_, u)| u.clone()))
+    }
+
+    async fn list_users(&self, org: OrganizationId, req: &PageRequest) -> Result<Page<User>> {
+        page(&self.read().users, req, |u| u.organization_id == org)
+    }
+
+    async fn set_user_role(&self, id: UserId, role: Role) -> Result<()> {
+        let mut g = self.write();
+        let user = g
+            .users
+            .iter_mut()
+            .find(|(_, u)| u.id == id)
+            .ok_or(Error::NotFound(ObjectKind::User))?;
+        user.1.role = role;
+        Ok(())
+    }
+
+    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        let mut g = self.write();
+        if g.keys.iter().any(|(_, k)| k.prefix == record.prefix) {
+            return Err(Error::PrefixTaken);
+        }
+        if g.by_hash.contains_key(hash) || g.key_index.contains_key(&record.id) {
+            return Err(Error::AlreadyExists(ObjectKind::ApiKey));
+        }
+        let seq = g.next_seq();
+        let at = g.keys.len();
+        g.keys.push((seq, record.clone()));
+        g.key_index.insert(record.id, at);
+        g.by_hash.insert(*hash, record.id);
+        Ok(())
+    }
+
+    async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
+        let g = self.read();
+        let Some(id) = g.by_hash.get(hash) else {
+            return Ok(None);
+        };
+        Ok(g.key_index
+            .get(id)
+            .and_then(|i| g.keys.get(*i))
+            .map(|(_, k)| k.clone()))
+    }
+
+    async fn get_key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+        let g = self.read();
+        Ok(g.key_index
+            .get(&id)
+            .and_then(|i| g.keys.get(*i))
+            .map(|(_, k)| k.clone()))
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
+        page(&self.read().keys, req, |k| filter_matches(filter, k))
+    }
+
+    async fn update_key(&self, record: &KeyRecord) -> Result<()> {
+        let mut g = self.write();
+        let key = g
+            .key_mut(record.id)
+            .ok_or(Error::NotFound(ObjectKind::ApiKey))?;
+        key.name.clone_from(&record.name);
+        key.expires_at = record.expires_at;
+        key.revoked_at = key.revoked_at.or(record.revoked_at);
+        key.suspended_at = record.suspended_at;
+        Ok(())
+    }
+
+    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
+        let mut g = self.write();
+        for (id, at) in batch {
+            if let Some(key) = g.key_mut(*id) {
+                if key.last_used_at.is_none_or(|prev| prev < *at) {
+                    key.last_used_at = Some(*at);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn filter_matches(filter: &KeyFilter, k: &KeyRecord) -> bool {
+    k.organization_id == filter.organization_id
+        && filter
+            .project_id
+            .is_none_or(|p| k.scope.project_id() == Some(p))
+        && filter.environment.is_none_or(|e| k.environment == e)
+        && (filter.include_revoked || k.revoked_at.is_none())
+}

@@ -1,0 +1,137 @@
+//! The async [`KeyStore`] trait and its back-ends: [`MemoryKeyStore`] and, with the `sqlite`
+//! feature, `SqliteKeyStore`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User, UserId,
+};
+use crate::error::{Error, Result};
+use crate::hash::KeyHash;
+use crate::token::Environment;
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use memory::MemoryKeyStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteKeyStore;
+
+/// Largest page a list call returns.
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+/// Which page of a list to return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// At most this many items (clamped to 1..=[`MAX_PAGE_SIZE`]).
+    pub limit: u32,
+    /// Continue after the page that returned this cursor.
+    pub cursor: Option<String>,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self {
+            limit: 50,
+            cursor: None,
+        }
+    }
+}
+
+impl PageRequest {
+    /// The limit, clamped to 1..=[`MAX_PAGE_SIZE`].
+    pub fn clamped_limit(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE_SIZE) as usize
+    }
+
+    /// The position to continue after (0 for the first page).
+    pub(crate) fn after(&self) -> Result<i64> {
+        self.cursor.as_deref().map_or(Ok(0), decode_cursor)
+    }
+}
+
+/// One page of a list, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub data: Vec<T>,
+    /// Pass this as [`PageRequest::cursor`] to get the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+// Cursors are opaque to clients; they encode the store's insertion sequence.
+pub(crate) fn encode_cursor(seq: i64) -> String {
+    format!("c{seq:x}")
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64> {
+    cursor
+        .strip_prefix('c')
+        .filter(|hex| !hex.is_empty() && hex.len() <= 15)
+        .and_then(|hex| i64::from_str_radix(hex, 16).ok())
+        .filter(|seq| *seq >= 0)
+        .ok_or(Error::InvalidCursor)
+}
+
+/// Which keys a list call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFilter {
+    /// Keys of this organisation.
+    pub organization_id: OrganizationId,
+    /// Only keys scoped to this project.
+    pub project_id: Option<ProjectId>,
+    /// Only keys of this environment.
+    pub environment: Option<Environment>,
+    /// Include revoked keys.
+    pub include_revoked: bool,
+}
+
+/// Where organisations, projects, users and key records live.
+///
+/// Every method is async so that SQLite and PostgreSQL back-ends fit behind it; SQLite work
+/// runs off the tokio worker threads. Implementations must keep the hash unique and the key
+/// prefix unique per environment, answering [`Error::PrefixTaken`] on a prefix collision.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Adds an organisation.
+    async fn create_organization(&self, org: &Organization) -> Result<()>;
+    /// Finds an organisation.
+    async fn get_organization(&self, id: OrganizationId) -> Result<Option<Organization>>;
+    /// Every organisation, oldest first.
+    async fn list_organizations(&self, page: &PageRequest) -> Result<Page<Organization>>;
+    /// Replaces an organisation's name and security contact.
+    async fn update_organization(&self, org: &Organization) -> Result<()>;
+
+    /// Adds a project to an existing organisation.
+    async fn create_project(&self, project: &Project) -> Result<()>;
+    /// Finds a project.
+    async fn get_project(&self, id: ProjectId) -> Result<Option<Project>>;
+    /// Projects of an organisation, oldest first.
+    async fn list_projects(&self, org: OrganizationId, page: &PageRequest)
+    -> Result<Page<Project>>;
+
+    /// Adds a user to an existing organisation (e-mail unique per organisation).
+    async fn create_user(&self, user: &User) -> Result<()>;
+    /// Finds a user.
+    async fn get_user(&self, id: UserId) -> Result<Option<User>>;
+    /// Users of an organisation, oldest first.
+    async fn list_users(&self, org: OrganizationId, page: &PageRequest) -> Result<Page<User>>;
+    /// Changes a user's role; their keys follow at once.
+    async fn set_user_role(&self, id: UserId, role: Role) -> Result<()>;
+
+    /// Stores a new key under `hash`. Fails with [`Error::PrefixTaken`] if the prefix is used.
+    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()>;
+    /// The key stored under `hash`, if any.
+    async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>>;
+    /// A key by id.
+    async fn get_key(&self, id: KeyId) -> Result<Option<KeyRecord>>;
+    /// Keys matching `filter`, oldest first.
+    async fn list_keys(&self, filter: &KeyFilter, page: &PageRequest) -> Result<Page<KeyRecord>>;
+    /// Writes a key's mutable fields (name, expiry, revoked, suspended); `last_used_at` is
+    /// left to [`KeyStore::record_last_used`]. Revocation is never undone by an update.
+    async fn update_key(&self, record: &KeyRecord) -> Result<()>;
+    /// Applies a batch of last-used times, each only if newer than the stored one.
+    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()>;
+}

@@ -1,0 +1,711 @@
+//! A [`KeyStore`] on SQLite: WAL, busy timeout, versioned migrations, tables prefixed `keys_`.
+//!
+//! One connection behind a mutex; every call runs on tokio's blocking pool, never on a worker.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+use uuid::Uuid;
+
+use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
+use crate::domain::{
+    KeyId, KeyRecord, Organization, OrganizationId, Permission, PermissionSet, Project, ProjectId,
+    Role, Scope, User, UserId,
+};
+use crate::error::{Error, ObjectKind, Result};
+use crate::hash::KeyHash;
+use crate::token::Environment;
+
+/// Migrations in order; entry `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE keys_organizations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    security_contact TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE keys_projects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    organization_id TEXT NOT NULL REFERENCES keys_organizations(id),
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX keys_projects_by_org ON keys_projects(organization_id, seq);
+CREATE TABLE keys_users (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    organization_id TEXT NOT NULL REFERENCES keys_organizations(id),
+    email TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'engineer', 'viewer')),
+    created_at INTEGER NOT NULL,
+    UNIQUE (organization_id, email)
+);
+CREATE TABLE keys_api_keys (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    hash BLOB NOT NULL,
+    prefix TEXT NOT NULL,
+    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
+    organization_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    project_id TEXT,
+    permissions TEXT,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    suspended_at INTEGER,
+    rotated_from TEXT
+);
+CREATE UNIQUE INDEX keys_api_keys_by_hash ON keys_api_keys(hash);
+CREATE UNIQUE INDEX keys_api_keys_by_prefix ON keys_api_keys(environment, prefix);
+CREATE INDEX keys_api_keys_by_org ON keys_api_keys(organization_id, seq);
+"];
+
+const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
+    permissions, created_by, created_at, last_used_at, expires_at, revoked_at, suspended_at, \
+    rotated_from";
+
+/// A [`KeyStore`] in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteKeyStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteKeyStore")
+    }
+}
+
+impl SqliteKeyStore {
+    /// Opens (creating if needed) the database at `path` and brings its `keys_` tables up to
+    /// date. Other crates may keep their own tables in the same file.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let mut conn = Connection::open(&path)?;
+            configure(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|_| Error::StoreWorker)??;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// A private in-memory database (tests, throwaway tools).
+    pub async fn open_in_memory() -> Result<Self> {
+        let mut conn = Connection::open_in_memory()?;
+        configure(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The schema version this store has migrated to.
+    pub async fn schema_version(&self) -> Result<i64> {
+        self.run(|c| Ok(c.query_row("SELECT MAX(version) FROM keys_migrations", [], |r| r.get(0))?))
+            .await
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await
+        .map_err(|_| Error::StoreWorker)?
+    }
+}
+
+fn configure(conn: &mut Connection) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    migrate(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS keys_migrations (
+            version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM keys_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version > current {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO keys_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, Utc::now().timestamp_millis()],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn opt_ms(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(ms)
+}
+
+fn time(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or(Error::Corrupt("timestamp"))
+}
+
+fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    v.map(time).transpose()
+}
+
+fn uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|_| Error::Corrupt("id"))
+}
+
+fn permissions_text(p: Option<PermissionSet>) -> Option<String> {
+    p.map(|set| {
+        set.iter()
+            .map(Permission::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+fn permissions_from(text: Option<String>) -> Result<Option<PermissionSet>> {
+    text.map(|t| {
+        t.split_whitespace()
+            .map(|n| Permission::from_name(n).ok_or(Error::Corrupt("permission")))
+            .collect()
+    })
+    .transpose()
+}
+
+/// Maps a constraint failure to the store's own error, keeping other SQLite errors as they are.
+fn constraint(e: rusqlite::Error, unique: Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => {
+            let msg = e.to_string();
+            if msg.contains("FOREIGN KEY") {
+                Error::NotFound(ObjectKind::Organization)
+            } else {
+                unique
+            }
+        }
+        _ => Error::Sqlite(e),
+    }
+}
+
+struct RawKey {
+    seq: i64,
+    id: String,
+    name: String,
+    prefix: String,
+    environment: String,
+    organization_id: String,
+    project_id: Option<String>,
+    permissions: Option<String>,
+    created_by: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    suspended_at: Option<i64>,
+    rotated_from: Option<String>,
+}
+
+impl RawKey {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: r.get(0)?,
+            id: r.get(1)?,
+            name: r.get(2)?,
+            prefix: r.get(3)?,
+            environment: r.get(4)?,
+            organization_id: r.get(5)?,
+            project_id: r.get(6)?,
+            permissions: r.get(7)?,
+            created_by: r.get(8)?,
+            created_at: r.get(9)?,
+            last_used_at: r.get(10)?,
+            expires_at: r.get(11)?,
+            revoked_at: r.get(12)?,
+            suspended_at: r.get(13)?,
+            rotated_from: r.get(14)?,
+        })
+    }
+
+    fn into_record(self) -> Result<KeyRecord> {
+        let scope = match self.project_id {
+            None => Scope::Organization,
+            Some(p) => Scope::Project(ProjectId(uuid(&p)?)),
+        };
+        Ok(KeyRecord {
+            id: KeyId(uuid(&self.id)?),
+            name: self.name,
+            prefix: self.prefix,
+            environment: Environment::from_name(&self.environment)
+                .ok_or(Error::Corrupt("environment"))?,
+            organization_id: OrganizationId(uuid(&self.organization_id)?),
+            scope,
+            permissions: permissions_from(self.permissions)?,
+            created_by: UserId(uuid(&self.created_by)?),
+            created_at: time(self.created_at)?,
+            last_used_at: opt_time(self.last_used_at)?,
+            expires_at: opt_time(self.expires_at)?,
+            revoked_at: opt_time(self.revoked_at)?,
+            suspended_at: opt_time(self.suspended_at)?,
+            rotated_from: self
+                .rotated_from
+                .as_deref()
+                .map(uuid)
+                .transpose()?
+                .map(KeyId),
+        })
+    }
+}
+
+/// Runs a paged query: `sql` must select the `seq` first and take `?1` = after-seq and
+/// `?2` = limit + 1 besides `extra` parameters numbered from `?3`.
+fn paged<T>(
+    conn: &Connection,
+    sql: &str,
+    req: &PageRequest,
+    extra: &[&dyn rusqlite::ToSql],
+    decode: impl Fn(&Row<'_>) -> rusqlite::Result<Result<(i64, T)>>,
+) -> Result<Page<T>> {
+    let after = req.after()?;
+    let limit = req.clamped_limit();
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut bind: Vec<&dyn rusqlite::ToSql> = vec![&after];
+    let fetch = limit as i64 + 1;
+    bind.push(&fetch);
+    bind.extend_from_slice(extra);
+    let mut rows = stmt.query(bind.as_slice())?;
+    let mut data = Vec::with_capacity(limit);
+    let mut last = None;
+    let mut more = false;
+    while let Some(row) = rows.next()? {
+        if data.len() == limit {
+            more = true;
+            break;
+        }
+        let (seq, item) = decode(row)??;
+        data.push(item);
+        last = Some(seq);
+    }
+    Ok(Page {
+        data,
+        next_cursor: if more { last.map(encode_cursor) } else { None },
+    })
+}
+
+fn org_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, Organization)>> {
+    let (seq, id, name, contact, created): (i64, String, String, Option<String>, i64) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    Ok((|| {
+        Ok((
+            seq,
+            Organization {
+                id: OrganizationId(uuid(&id)?),
+                name,
+                security_contact: contact,
+                created_at: time(created)?,
+            },
+        ))
+    })())
+}
+
+fn project_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, Project)>> {
+    let (seq, id, org, name, created): (i64, String, String, String, i64) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    Ok((|| {
+        Ok((
+            seq,
+            Project {
+                id: ProjectId(uuid(&id)?),
+                organization_id: OrganizationId(uuid(&org)?),
+                name,
+                created_at: time(created)?,
+            },
+        ))
+    })())
+}
+
+fn user_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, User)>> {
+    let (seq, id, org, email, role, created): (i64, String, String, String, String, i64) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    );
+    Ok((|| {
+        Ok((
+            seq,
+            User {
+                id: UserId(uuid(&id)?),
+                organization_id: OrganizationId(uuid(&org)?),
+                email,
+                role: Role::from_name(&role).ok_or(Error::Corrupt("role"))?,
+                created_at: time(created)?,
+            },
+        ))
+    })())
+}
+
+fn key_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, KeyRecord)>> {
+    let raw = RawKey::from_row(r)?;
+    let seq = raw.seq;
+    Ok(raw.into_record().map(|k| (seq, k)))
+}
+
+fn first<T>(
+    conn: &Connection,
+    sql: &str,
+    param: &dyn rusqlite::ToSql,
+    decode: impl Fn(&Row<'_>) -> rusqlite::Result<Result<(i64, T)>>,
+) -> Result<Option<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let found = stmt.query_row([param], |r| decode(r)).optional()?;
+    found.transpose().map(|o| o.map(|(_, v)| v))
+}
+
+#[async_trait]
+impl KeyStore for SqliteKeyStore {
+    async fn create_organization(&self, org: &Organization) -> Result<()> {
+        let org = org.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO keys_organizations (id, name, security_contact, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    org.id.to_string(),
+                    org.name,
+                    org.security_contact,
+                    ms(org.created_at)
+                ],
+            )
+            .map_err(|e| constraint(e, Error::AlreadyExists(ObjectKind::Organization)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_organization(&self, id: OrganizationId) -> Result<Option<Organization>> {
+        self.run(move |c| {
+            first(
+                c,
+                "SELECT seq, id, name, security_contact, created_at FROM keys_organizations
+                 WHERE id = ?1",
+                &id.to_string(),
+                org_from,
+            )
+        })
+        .await
+    }
+
+    async fn list_organizations(&self, req: &PageRequest) -> Result<Page<Organization>> {
+        let req = req.clone();
+        self.run(move |c| {
+            paged(
+                c,
+                "SELECT seq, id, name, security_contact, created_at FROM keys_organizations
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                &req,
+                &[],
+                org_from,
+            )
+        })
+        .await
+    }
+
+    async fn update_organization(&self, org: &Organization) -> Result<()> {
+        let org = org.clone();
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE keys_organizations SET name = ?2, security_contact = ?3 WHERE id = ?1",
+                params![org.id.to_string(), org.name, org.security_contact],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::Organization));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_project(&self, p: &Project) -> Result<()> {
+        let p = p.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO keys_projects (id, organization_id, name, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    p.id.to_string(),
+                    p.organization_id.to_string(),
+                    p.name,
+                    ms(p.created_at)
+                ],
+            )
+            .map_err(|e| constraint(e, Error::AlreadyExists(ObjectKind::Project)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_project(&self, id: ProjectId) -> Result<Option<Project>> {
+        self.run(move |c| {
+            first(
+                c,
+                "SELECT seq, id, organization_id, name, created_at FROM keys_projects WHERE id = ?1",
+                &id.to_string(),
+                project_from,
+            )
+        })
+        .await
+    }
+
+    async fn list_projects(&self, org: OrganizationId, req: &PageRequest) -> Result<Page<Project>> {
+        let req = req.clone();
+        self.run(move |c| {
+            paged(
+                c,
+                "SELECT seq, id, organization_id, name, created_at FROM keys_projects
+                 WHERE seq > ?1 AND organization_id = ?3 ORDER BY seq LIMIT ?2",
+                &req,
+                &[&org.to_string()],
+                project_from,
+            )
+        })
+        .await
+    }
+
+    async fn create_user(&self, u: &User) -> Result<()> {
+        let u = u.clone();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO keys_users (id, organization_id, email, role, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    u.id.to_string(),
+                    u.organization_id.to_string(),
+                    u.email,
+                    u.role.as_str(),
+                    ms(u.created_at)
+                ],
+            )
+            .map_err(|e| constraint(e, Error::AlreadyExists(ObjectKind::User)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+        self.run(move |c| {
+            first(
+                c,
+                "SELECT seq, id, organization_id, email, role, created_at FROM keys_users
+                 WHERE id = ?1",
+                &id.to_string(),
+                user_from,
+            )
+        })
+        .await
+    }
+
+    async fn list_users(&self, org: OrganizationId, req: &PageRequest) -> Result<Page<User>> {
+        let req = req.clone();
+        self.run(move |c| {
+            paged(
+                c,
+                "SELECT seq, id, organization_id, email, role, created_at FROM keys_users
+                 WHERE seq > ?1 AND organization_id = ?3 ORDER BY seq LIMIT ?2",
+                &req,
+                &[&org.to_string()],
+                user_from,
+            )
+        })
+        .await
+    }
+
+    async fn set_user_role(&self, id: UserId, role: Role) -> Result<()> {
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE keys_users SET role = ?2 WHERE id = ?1",
+                params![id.to_string(), role.as_str()],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::User));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        let k = k.clone();
+        let hash = *hash;
+        self.run(move |c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO keys_api_keys (hash, {}) VALUES \
+                     (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    KEY_COLUMNS
+                ),
+                params![
+                    &hash.as_bytes()[..],
+                    k.id.to_string(),
+                    k.name,
+                    k.prefix,
+                    k.environment.as_str(),
+                    k.organization_id.to_string(),
+                    k.scope.project_id().map(|p| p.to_string()),
+                    permissions_text(k.permissions),
+                    k.created_by.to_string(),
+                    ms(k.created_at),
+                    opt_ms(k.last_used_at),
+                    opt_ms(k.expires_at),
+                    opt_ms(k.revoked_at),
+                    opt_ms(k.suspended_at),
+                    k.rotated_from.map(|r| r.to_string()),
+                ],
+            )
+            .map_err(|e| {
+                let prefix_clash = e.to_string().contains("keys_api_keys.prefix");
+                constraint(
+                    e,
+                    if prefix_clash {
+                        Error::PrefixTaken
+                    } else {
+                        Error::AlreadyExists(ObjectKind::ApiKey)
+                    },
+                )
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
+        let hash = *hash;
+        self.run(move |c| {
+            first(
+                c,
+                &format!("SELECT {KEY_COLUMNS} FROM keys_api_keys WHERE hash = ?1"),
+                &&hash.as_bytes()[..],
+                key_from,
+            )
+        })
+        .await
+    }
+
+    async fn get_key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+        self.run(move |c| {
+            first(
+                c,
+                &format!("SELECT {KEY_COLUMNS} FROM keys_api_keys WHERE id = ?1"),
+                &id.to_string(),
+                key_from,
+            )
+        })
+        .await
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
+        let f = *filter;
+        let req = req.clone();
+        self.run(move |c| {
+            paged(
+                c,
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM keys_api_keys
+                     WHERE seq > ?1 AND organization_id = ?3
+                       AND (?4 IS NULL OR project_id = ?4)
+                       AND (?5 IS NULL OR environment = ?5)
+                       AND (?6 OR revoked_at IS NULL)
+                     ORDER BY seq LIMIT ?2"
+                ),
+                &req,
+                &[
+                    &f.organization_id.to_string(),
+                    &f.project_id.map(|p| p.to_string()),
+                    &f.environment.map(Environment::as_str),
+                    &f.include_revoked,
+                ],
+                key_from,
+            )
+        })
+        .await
+    }
+
+    async fn update_key(&self, k: &KeyRecord) -> Result<()> {
+        let k = k.clone();
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE keys_api_keys SET name = ?2, expires_at = ?3,
+                     revoked_at = COALESCE(revoked_at, ?4), suspended_at = ?5
+                 WHERE id = ?1",
+                params![
+                    k.id.to_string(),
+                    k.name,
+                    opt_ms(k.expires_at),
+                    opt_ms(k.revoked_at),
+                    opt_ms(k.suspended_at)
+                ],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::ApiKey));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<(String, i64)> = batch
+            .iter()
+            .map(|(id, at)| (id.to_string(), ms(*at)))
+            .collect();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE keys_api_keys SET last_used_at = ?2
+                     WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+                )?;
+                for (id, at) in &batch {
+                    stmt.execute(params![id, at])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,260 @@
+//! The API key token format (DESIGN §3): `{tag}_{id8}_{secret}{check}`.
+//!
+//! - `tag`: `ako` (live) or `akt` (sandbox);
+//! - `id8`: 8 random lowercase hex characters; `{tag}_{id8}` is the 12-character **prefix**;
+//! - `secret`: 43 base62 characters (256 bits), sampled without bias;
+//! - `check`: CRC32 (IEEE) of everything before it, base62, 6 characters, zero-padded.
+//!
+//! [`parse`] rejects any malformed token before a store is consulted.
+
+use std::fmt;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// The base62 alphabet, in the order the checksum uses: digits, upper case, lower case.
+pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// Length of the key prefix `{tag}_{id8}`.
+pub const PREFIX_LEN: usize = 12;
+/// Number of base62 characters in the secret part.
+pub const SECRET_LEN: usize = 43;
+/// Number of base62 characters in the checksum.
+pub const CHECK_LEN: usize = 6;
+/// Total length of a token.
+pub const TOKEN_LEN: usize = PREFIX_LEN + 1 + SECRET_LEN + CHECK_LEN;
+
+const ID_LEN: usize = 8;
+const BODY_LEN: usize = TOKEN_LEN - CHECK_LEN;
+
+/// Which world a key lives in. Sandbox keys only ever touch sandbox data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Production: tag `ako`.
+    Live,
+    /// Testing: tag `akt`.
+    Sandbox,
+}
+
+impl Environment {
+    /// The token tag for this environment (`ako` or `akt`).
+    pub const fn tag(self) -> &'static str {
+        match self {
+            Self::Live => "ako",
+            Self::Sandbox => "akt",
+        }
+    }
+
+    /// The lowercase name used in JSON and storage (`live` or `sandbox`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Sandbox => "sandbox",
+        }
+    }
+
+    /// Parses `live` or `sandbox`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "live" => Some(Self::Live),
+            "sandbox" => Some(Self::Sandbox),
+            _ => None,
+        }
+    }
+
+    fn from_tag(tag: &[u8]) -> Option<Self> {
+        match tag {
+            b"ako" => Some(Self::Live),
+            b"akt" => Some(Self::Sandbox),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a string is not a well-formed token. Says what is wrong, never what the input was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenDefect {
+    /// It does not start with `ako_` or `akt_`.
+    UnknownTag,
+    /// It is not exactly 62 characters long.
+    WrongLength,
+    /// The 8-character id is not lowercase hex, or a separator is missing.
+    BadId,
+    /// The secret or checksum holds a character outside base62.
+    BadCharacter,
+    /// The checksum does not match: the key was mistyped or altered.
+    ChecksumMismatch,
+}
+
+impl fmt::Display for TokenDefect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownTag => "it does not start with ako_ or akt_",
+            Self::WrongLength => "it does not have the length of an Align key",
+            Self::BadId => "the key id is not 8 lowercase hex characters",
+            Self::BadCharacter => "it contains a character outside base62",
+            Self::ChecksumMismatch => "its checksum does not match (mistyped or altered)",
+        })
+    }
+}
+
+/// A token that passed [`parse`]: borrowed, so parsing allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ParsedToken<'a> {
+    token: &'a str,
+    environment: Environment,
+}
+
+impl<'a> ParsedToken<'a> {
+    /// The environment named by the tag.
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    /// The 12-character public prefix, e.g. `ako_9311c954`.
+    pub fn prefix(&self) -> &'a str {
+        &self.token[..PREFIX_LEN]
+    }
+
+    /// The whole token, for hashing. Treat it as secret.
+    pub fn as_secret_str(&self) -> &'a str {
+        self.token
+    }
+}
+
+impl fmt::Debug for ParsedToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ParsedToken({}…)", self.prefix())
+    }
+}
+
+/// Checks the format and checksum of `token` without any lookup.
+///
+/// ```
+/// use align_keys::token::{parse, Environment};
+/// let t = parse("ako_9311c954_00000000000000000000000000000000000000000000Rws4U").unwrap();
+/// assert_eq!(t.environment(), Environment::Live);
+/// assert_eq!(t.prefix(), "ako_9311c954");
+/// assert!(parse("ako_9311c954_00000000000000000000000000000000000000000001Rws4U").is_err());
+/// ```
+pub fn parse(token: &str) -> Result<ParsedToken<'_>> {
+    let bytes = token.as_bytes();
+    let environment = bytes
+        .get(..3)
+        .and_then(Environment::from_tag)
+        .filter(|_| bytes.get(3) == Some(&b'_'))
+        .ok_or(Error::MalformedToken(TokenDefect::UnknownTag))?;
+    if bytes.len() != TOKEN_LEN {
+        return Err(Error::MalformedToken(TokenDefect::WrongLength));
+    }
+    let id_ok = bytes[4..PREFIX_LEN]
+        .iter()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !id_ok || bytes[PREFIX_LEN] != b'_' {
+        return Err(Error::MalformedToken(TokenDefect::BadId));
+    }
+    if !bytes[PREFIX_LEN + 1..]
+        .iter()
+        .all(u8::is_ascii_alphanumeric)
+    {
+        return Err(Error::MalformedToken(TokenDefect::BadCharacter));
+    }
+    let expected = checksum(&bytes[..BODY_LEN]);
+    if !bool::from(expected.ct_eq(&bytes[BODY_LEN..])) {
+        return Err(Error::MalformedToken(TokenDefect::ChecksumMismatch));
+    }
+    Ok(ParsedToken { token, environment })
+}
+
+/// The 6-character base62 CRC32 checksum of `body` (everything before the checksum).
+pub fn checksum(body: &[u8]) -> [u8; CHECK_LEN] {
+    let mut n = crc32fast::hash(body);
+    let mut out = [b'0'; CHECK_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+/// A freshly minted token: the secret (shown once) and its public prefix.
+#[derive(Debug, Clone)]
+pub struct MintedToken {
+    /// The whole token. Show it to its owner once, then drop it.
+    pub token: Secret,
+    /// The 12-character prefix that identifies the key from now on.
+    pub prefix: String,
+    /// The environment the token belongs to.
+    pub environment: Environment,
+}
+
+/// Mints a new token for `environment` from the operating system's CSPRNG.
+///
+/// ```
+/// use align_keys::token::{generate, parse, Environment};
+/// let minted = generate(Environment::Sandbox).unwrap();
+/// let parsed = parse(minted.token.expose()).unwrap();
+/// assert_eq!(parsed.prefix(), minted.prefix);
+/// assert!(minted.prefix.starts_with("akt_"));
+/// ```
+pub fn generate(environment: Environment) -> Result<MintedToken> {
+    generate_with(&SystemRandom::new(), environment)
+}
+
+/// Mints a token from the given random source (tests may pass a fixed one).
+pub fn generate_with(rng: &dyn SecureRandom, environment: Environment) -> Result<MintedToken> {
+    let mut out = Vec::with_capacity(TOKEN_LEN);
+    out.extend_from_slice(environment.tag().as_bytes());
+    out.push(b'_');
+    let mut id = [0u8; ID_LEN / 2];
+    rng.fill(&mut id).map_err(|_| Error::Random)?;
+    for b in id {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 0x0f) as usize]);
+    }
+    out.push(b'_');
+    push_base62_secret(rng, &mut out)?;
+    let check = checksum(&out);
+    out.extend_from_slice(&check);
+    // Every byte pushed above is ASCII, so this cannot fail; map the impossible case anyway.
+    let token = String::from_utf8(out).map_err(|_| Error::Random)?;
+    let prefix = token[..PREFIX_LEN].to_owned();
+    Ok(MintedToken {
+        token: Secret::new(token),
+        prefix,
+        environment,
+    })
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `SECRET_LEN` uniform base62 characters. Each random byte's top six bits give a value
+/// in 0..64; values 62 and 63 are rejected, so every character is equally likely.
+fn push_base62_secret(rng: &dyn SecureRandom, out: &mut Vec<u8>) -> Result<()> {
+    let mut pool = zeroize::Zeroizing::new([0u8; 64]);
+    let mut remaining = SECRET_LEN;
+    while remaining > 0 {
+        rng.fill(&mut pool[..]).map_err(|_| Error::Random)?;
+        for &b in pool.iter() {
+            let v = (b >> 2) as usize;
+            if v < 62 {
+                out.push(BASE62[v]);
+                remaining -= 1;
+                if remaining == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}

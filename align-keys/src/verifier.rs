@@ -1,0 +1,368 @@
+//! [`KeyVerifier`]: presented token → typed outcome, with an in-process cache.
+//!
+//! A cache hit costs a parse, one SHA-256 and a read-locked map lookup: no store round trip.
+//! State changes made through [`KeyVerifier::refresh`] (which [`crate::KeyManager`] calls on
+//! revoke, suspend, resume and rotate) reach the cache before the call returns, so the very
+//! next verification sees them. `last_used_at` is kept in the cache entry and written to the
+//! store in batches by [`KeyVerifier::flush_last_used`].
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{KeyId, KeyRecord, KeyStatus};
+use crate::error::{Error, Result};
+use crate::hash::{KeyHash, KeyHasher};
+use crate::store::KeyStore;
+use crate::token::{self, TokenDefect};
+
+const SHARDS: usize = 64;
+
+/// What a presented token turned out to be.
+#[derive(Debug, Clone)]
+pub enum Verification {
+    /// A usable key.
+    Valid(VerifiedKey),
+    /// Not a key: malformed, or well-formed but unknown.
+    Invalid(InvalidKey),
+    /// The key was revoked.
+    Revoked(Arc<KeyRecord>),
+    /// The key is past its expiry.
+    Expired(Arc<KeyRecord>),
+    /// The key is suspended.
+    Suspended(Arc<KeyRecord>),
+}
+
+/// Why a token is not a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidKey {
+    /// Rejected by the parser: no lookup was made.
+    Malformed(TokenDefect),
+    /// Well-formed, but no key has this hash.
+    Unknown,
+}
+
+/// A key that verified, with the time of this use.
+#[derive(Debug, Clone)]
+pub struct VerifiedKey {
+    /// The key's record as cached (its `last_used_at` may lag; use [`Self::last_used_at`]).
+    pub record: Arc<KeyRecord>,
+    /// The instant of this verification: the key's current `lastUsedAt`.
+    pub used_at: DateTime<Utc>,
+}
+
+impl VerifiedKey {
+    /// The key's latest use, this one included.
+    pub fn last_used_at(&self) -> DateTime<Utc> {
+        self.used_at
+    }
+}
+
+/// Cache sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifierConfig {
+    /// Most known keys kept in memory (a full shard is emptied and refilled from the store).
+    pub capacity: usize,
+    /// Most unknown hashes remembered, so floods of made-up keys do not reach the store.
+    pub negative_capacity: usize,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 1_000_000,
+            negative_capacity: 100_000,
+        }
+    }
+}
+
+struct Entry {
+    record: Arc<KeyRecord>,
+    last_used_ms: AtomicI64,
+    dirty: AtomicBool,
+}
+
+impl Entry {
+    fn new(record: Arc<KeyRecord>, last_used_ms: i64) -> Arc<Self> {
+        Arc::new(Self {
+            record,
+            last_used_ms: AtomicI64::new(last_used_ms),
+            dirty: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The `KeyHash` is already uniform, so the table uses its first eight bytes as they are.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Shard = RwLock<HashMap<KeyHash, Arc<Entry>, BuildHasherDefault<PassThrough>>>;
+type UnknownShard = Mutex<HashSet<KeyHash, BuildHasherDefault<PassThrough>>>;
+
+/// Verifies presented tokens against a [`KeyStore`], caching what it learns.
+pub struct KeyVerifier {
+    store: Arc<dyn KeyStore>,
+    hasher: Arc<dyn KeyHasher>,
+    config: VerifierConfig,
+    shards: Box<[Shard]>,
+    negative: Box<[UnknownShard]>,
+    /// id → hash of cached keys; its lock also orders cache fills against refreshes.
+    index: Mutex<HashMap<KeyId, KeyHash>>,
+    epoch: AtomicU64,
+    dirty: Mutex<Vec<Arc<Entry>>>,
+}
+
+impl std::fmt::Debug for KeyVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyVerifier")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn shard_of(hash: &KeyHash) -> usize {
+    hash.0[8] as usize % SHARDS
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl KeyVerifier {
+    /// A verifier over `store`, hashing with `hasher`, with default cache sizes.
+    pub fn new(store: Arc<dyn KeyStore>, hasher: Arc<dyn KeyHasher>) -> Self {
+        Self::with_config(store, hasher, VerifierConfig::default())
+    }
+
+    /// A verifier with explicit cache sizes.
+    pub fn with_config(
+        store: Arc<dyn KeyStore>,
+        hasher: Arc<dyn KeyHasher>,
+        config: VerifierConfig,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            config,
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            negative: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            index: Mutex::default(),
+            epoch: AtomicU64::new(0),
+            dirty: Mutex::default(),
+        }
+    }
+
+    /// The store behind this verifier.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
+    }
+
+    /// The hasher this verifier uses.
+    pub fn hasher(&self) -> &Arc<dyn KeyHasher> {
+        &self.hasher
+    }
+
+    /// Checks `token` at instant `now`.
+    ///
+    /// Malformed tokens are answered without any lookup; a cached key without a store round
+    /// trip. Only store failures are errors: every kind of bad key is a [`Verification`].
+    pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verification> {
+        let parsed = match token::parse(token) {
+            Ok(p) => p,
+            Err(Error::MalformedToken(defect)) => {
+                return Ok(Verification::Invalid(InvalidKey::Malformed(defect)));
+            }
+            Err(other) => return Err(other),
+        };
+        let hash = self.hasher.hash(parsed.as_secret_str());
+        let entry = match self.cached(&hash) {
+            Some(entry) => entry,
+            None => {
+                if lock(&self.negative[shard_of(&hash)]).contains(&hash) {
+                    return Ok(Verification::Invalid(InvalidKey::Unknown));
+                }
+                let epoch = self.epoch.load(Ordering::SeqCst);
+                match self.store.find_key_by_hash(&hash).await? {
+                    Some(record) => self.fill(hash, record, epoch),
+                    None => {
+                        self.remember_unknown(hash);
+                        return Ok(Verification::Invalid(InvalidKey::Unknown));
+                    }
+                }
+            }
+        };
+        Ok(self.judge(&entry, now))
+    }
+
+    fn cached(&self, hash: &KeyHash) -> Option<Arc<Entry>> {
+        let shard = self.shards[shard_of(hash)]
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.get(hash).cloned()
+    }
+
+    fn judge(&self, entry: &Arc<Entry>, now: DateTime<Utc>) -> Verification {
+        let record = &entry.record;
+        match record.status_at(now) {
+            KeyStatus::Active => {
+                entry
+                    .last_used_ms
+                    .fetch_max(now.timestamp_millis(), Ordering::Relaxed);
+                if !entry.dirty.swap(true, Ordering::AcqRel) {
+                    lock(&self.dirty).push(Arc::clone(entry));
+                }
+                Verification::Valid(VerifiedKey {
+                    record: Arc::clone(record),
+                    used_at: now,
+                })
+            }
+            KeyStatus::Revoked => Verification::Revoked(Arc::clone(record)),
+            KeyStatus::Expired => Verification::Expired(Arc::clone(record)),
+            KeyStatus::Suspended => Verification::Suspended(Arc::clone(record)),
+        }
+    }
+
+    /// Caches a record read from the store, unless a refresh happened since the read began
+    /// (then the read may be stale and the store is asked again next time).
+    fn fill(&self, hash: KeyHash, record: KeyRecord, epoch: u64) -> Arc<Entry> {
+        let last_used = record.last_used_at.map_or(0, |t| t.timestamp_millis());
+        let fresh = Entry::new(Arc::new(record), last_used);
+        let mut index = lock(&self.index);
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return fresh;
+        }
+        let mut shard = self.shards[shard_of(&hash)]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if shard.len() >= (self.config.capacity / SHARDS).max(1) {
+            for entry in shard.values() {
+                index.remove(&entry.record.id);
+            }
+            shard.clear();
+        }
+        let entry = Arc::clone(shard.entry(hash).or_insert(fresh));
+        index.insert(entry.record.id, hash);
+        entry
+    }
+
+    fn remember_unknown(&self, hash: KeyHash) {
+        let mut set = lock(&self.negative[shard_of(&hash)]);
+        if set.len() >= (self.config.negative_capacity / SHARDS).max(1) {
+            set.clear();
+        }
+        set.insert(hash);
+    }
+
+    /// Makes the cache reflect `record` (after a revoke, suspend, resume, rename or expiry
+    /// change in the store). Call it after the store write; the next verification sees it.
+    pub fn refresh(&self, record: &KeyRecord) {
+        let index = lock(&self.index);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let Some(hash) = index.get(&record.id) else {
+            return;
+        };
+        let mut shard = self.shards[shard_of(hash)]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = shard.get(hash) {
+            let last_used = old.last_used_ms.load(Ordering::Relaxed);
+            let replacement = Entry::new(Arc::new(record.clone()), last_used);
+            shard.insert(*hash, replacement);
+        }
+    }
+
+    /// Drops a key from the cache (the next verification reads the store).
+    pub fn invalidate(&self, id: KeyId) {
+        let mut index = lock(&self.index);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(hash) = index.remove(&id) {
+            let mut shard = self.shards[shard_of(&hash)]
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            shard.remove(&hash);
+        }
+    }
+
+    /// Forgets that `hash` was unknown (called when a key with this hash is stored).
+    pub fn forget_unknown(&self, hash: &KeyHash) {
+        lock(&self.negative[shard_of(hash)]).remove(hash);
+    }
+
+    /// How many keys are cached.
+    pub fn cached_keys(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// Writes pending `last_used_at` times to the store in one batch; returns how many keys
+    /// were written. On failure the times stay pending for the next flush.
+    pub async fn flush_last_used(&self) -> Result<usize> {
+        let pending = std::mem::take(&mut *lock(&self.dirty));
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = Vec::with_capacity(pending.len());
+        for entry in &pending {
+            entry.dirty.store(false, Ordering::Release);
+            let ms = entry.last_used_ms.load(Ordering::Relaxed);
+            if let Some(at) = DateTime::from_timestamp_millis(ms) {
+                batch.push((entry.record.id, at));
+            }
+        }
+        match self.store.record_last_used(&batch).await {
+            Ok(()) => Ok(batch.len()),
+            Err(e) => {
+                let mut dirty = lock(&self.dirty);
+                for entry in pending {
+                    if !entry.dirty.swap(true, Ordering::AcqRel) {
+                        dirty.push(entry);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Number of keys whose `last_used_at` is waiting to be flushed.
+    pub fn pending_last_used(&self) -> usize {
+        lock(&self.dirty).len()
+    }
+
+    /// Spawns a task that calls [`Self::flush_last_used`] every `every` until aborted.
+    /// Call `flush_last_used` once more on shutdown.
+    pub fn spawn_last_used_flusher(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                // A failed flush keeps its entries pending; the next tick retries.
+                let _ = this.flush_last_used().await;
+            }
+        })
+    }
+}
