@@ -37,4 +37,4 @@ pub use secret::Secret;
 pub use store::SqliteKeyStore;
 pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};
 pub use token::{Environment, MintedToken, ParsedToken, TokenDefect};
-pub use verifier::{InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};
+pub use verifier::{Cached, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};

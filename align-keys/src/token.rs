@@ -157,16 +157,10 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>> {
     if bytes.len() != TOKEN_LEN {
         return Err(Error::MalformedToken(TokenDefect::WrongLength));
     }
-    let id_ok = bytes[4..PREFIX_LEN]
-        .iter()
-        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if !id_ok || bytes[PREFIX_LEN] != b'_' {
+    if all_in_class(&bytes[4..PREFIX_LEN], HEX_LOWER) == 0 || bytes[PREFIX_LEN] != b'_' {
         return Err(Error::MalformedToken(TokenDefect::BadId));
     }
-    if !bytes[PREFIX_LEN + 1..]
-        .iter()
-        .all(u8::is_ascii_alphanumeric)
-    {
+    if all_in_class(&bytes[PREFIX_LEN + 1..], BASE62_CLASS) == 0 {
         return Err(Error::MalformedToken(TokenDefect::BadCharacter));
     }
     let expected = checksum(&bytes[..BODY_LEN]);
@@ -174,6 +168,32 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>> {
         return Err(Error::MalformedToken(TokenDefect::ChecksumMismatch));
     }
     Ok(ParsedToken { token, environment })
+}
+
+const BASE62_CLASS: u8 = 1;
+const HEX_LOWER: u8 = 2;
+
+/// Character classes of every byte value, so validation is a branch-free fold.
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 62 {
+        t[BASE62[i] as usize] |= BASE62_CLASS;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 16 {
+        t[HEX[i] as usize] |= HEX_LOWER;
+        i += 1;
+    }
+    t
+};
+
+/// Non-zero when every byte of `bytes` is in `class`.
+fn all_in_class(bytes: &[u8], class: u8) -> u8 {
+    bytes
+        .iter()
+        .fold(class, |acc, b| acc & CLASSES[*b as usize])
 }
 
 /// The 6-character base62 CRC32 checksum of `body` (everything before the checksum).

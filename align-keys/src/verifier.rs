@@ -47,19 +47,46 @@ pub enum InvalidKey {
 }
 
 /// A key that verified, with the time of this use.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VerifiedKey {
-    /// The key's record as cached (its `last_used_at` may lag; use [`Self::last_used_at`]).
-    pub record: Arc<KeyRecord>,
+    entry: Arc<Entry>,
     /// The instant of this verification: the key's current `lastUsedAt`.
     pub used_at: DateTime<Utc>,
 }
 
 impl VerifiedKey {
+    /// The key's record as cached (its `last_used_at` may lag; use [`Self::last_used_at`]).
+    pub fn record(&self) -> &KeyRecord {
+        &self.entry.record
+    }
+
+    /// The record, shared.
+    pub fn record_arc(&self) -> Arc<KeyRecord> {
+        Arc::clone(&self.entry.record)
+    }
+
     /// The key's latest use, this one included.
     pub fn last_used_at(&self) -> DateTime<Utc> {
         self.used_at
     }
+}
+
+impl std::fmt::Debug for VerifiedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedKey")
+            .field("record", &self.entry.record)
+            .field("used_at", &self.used_at)
+            .finish()
+    }
+}
+
+/// The outcome of [`KeyVerifier::verify_cached`].
+#[derive(Debug, Clone)]
+pub enum Cached {
+    /// Answered without the store.
+    Answer(Verification),
+    /// Not cached: ask the store for this hash ([`KeyVerifier::verify`] does).
+    Miss(KeyHash),
 }
 
 /// Cache sizes.
@@ -80,8 +107,13 @@ impl Default for VerifierConfig {
     }
 }
 
+/// A cached key. The fields that decide the outcome sit inline, so a hit reads one
+/// allocation and never touches the shared record.
 struct Entry {
     record: Arc<KeyRecord>,
+    revoked: bool,
+    suspended: bool,
+    expires_at_ms: i64,
     last_used_ms: AtomicI64,
     dirty: AtomicBool,
 }
@@ -89,10 +121,26 @@ struct Entry {
 impl Entry {
     fn new(record: Arc<KeyRecord>, last_used_ms: i64) -> Arc<Self> {
         Arc::new(Self {
+            revoked: record.revoked_at.is_some(),
+            suspended: record.suspended_at.is_some(),
+            expires_at_ms: record.expires_at.map_or(i64::MAX, |t| t.timestamp_millis()),
             record,
             last_used_ms: AtomicI64::new(last_used_ms),
             dirty: AtomicBool::new(false),
         })
+    }
+
+    /// Same precedence as [`KeyRecord::status_at`].
+    fn status_at(&self, now_ms: i64) -> KeyStatus {
+        if self.revoked {
+            KeyStatus::Revoked
+        } else if self.expires_at_ms <= now_ms {
+            KeyStatus::Expired
+        } else if self.suspended {
+            KeyStatus::Suspended
+        } else {
+            KeyStatus::Active
+        }
     }
 }
 
@@ -185,31 +233,42 @@ impl KeyVerifier {
     /// Malformed tokens are answered without any lookup; a cached key without a store round
     /// trip. Only store failures are errors: every kind of bad key is a [`Verification`].
     pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verification> {
+        match self.verify_cached(token, now) {
+            Cached::Answer(v) => Ok(v),
+            Cached::Miss(hash) => self.verify_from_store(hash, now).await,
+        }
+    }
+
+    /// The synchronous part of [`Self::verify`]: answers from the parser and the caches, or
+    /// says which hash the store must be asked for. Embedders with a synchronous hot path can
+    /// call it directly and fall back to `verify` on a miss.
+    pub fn verify_cached(&self, token: &str, now: DateTime<Utc>) -> Cached {
         let parsed = match token::parse(token) {
             Ok(p) => p,
             Err(Error::MalformedToken(defect)) => {
-                return Ok(Verification::Invalid(InvalidKey::Malformed(defect)));
+                return Cached::Answer(Verification::Invalid(InvalidKey::Malformed(defect)));
             }
-            Err(other) => return Err(other),
+            Err(_) => return Cached::Answer(Verification::Invalid(InvalidKey::Unknown)),
         };
         let hash = self.hasher.hash(parsed.as_secret_str());
-        let entry = match self.cached(&hash) {
-            Some(entry) => entry,
+        if let Some(entry) = self.cached(&hash) {
+            return Cached::Answer(self.judge(entry, now));
+        }
+        if lock(&self.negative[shard_of(&hash)]).contains(&hash) {
+            return Cached::Answer(Verification::Invalid(InvalidKey::Unknown));
+        }
+        Cached::Miss(hash)
+    }
+
+    async fn verify_from_store(&self, hash: KeyHash, now: DateTime<Utc>) -> Result<Verification> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        match self.store.find_key_by_hash(&hash).await? {
+            Some(record) => Ok(self.judge(self.fill(hash, record, epoch), now)),
             None => {
-                if lock(&self.negative[shard_of(&hash)]).contains(&hash) {
-                    return Ok(Verification::Invalid(InvalidKey::Unknown));
-                }
-                let epoch = self.epoch.load(Ordering::SeqCst);
-                match self.store.find_key_by_hash(&hash).await? {
-                    Some(record) => self.fill(hash, record, epoch),
-                    None => {
-                        self.remember_unknown(hash);
-                        return Ok(Verification::Invalid(InvalidKey::Unknown));
-                    }
-                }
+                self.remember_unknown(hash);
+                Ok(Verification::Invalid(InvalidKey::Unknown))
             }
-        };
-        Ok(self.judge(&entry, now))
+        }
     }
 
     fn cached(&self, hash: &KeyHash) -> Option<Arc<Entry>> {
@@ -219,24 +278,26 @@ impl KeyVerifier {
         shard.get(hash).cloned()
     }
 
-    fn judge(&self, entry: &Arc<Entry>, now: DateTime<Utc>) -> Verification {
-        let record = &entry.record;
-        match record.status_at(now) {
+    fn judge(&self, entry: Arc<Entry>, now: DateTime<Utc>) -> Verification {
+        let now_ms = now.timestamp_millis();
+        match entry.status_at(now_ms) {
             KeyStatus::Active => {
-                entry
-                    .last_used_ms
-                    .fetch_max(now.timestamp_millis(), Ordering::Relaxed);
-                if !entry.dirty.swap(true, Ordering::AcqRel) {
-                    lock(&self.dirty).push(Arc::clone(entry));
+                // Write only when something changes: repeated hits stay read-mostly.
+                if entry.last_used_ms.load(Ordering::Relaxed) < now_ms {
+                    entry.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
+                }
+                if !entry.dirty.load(Ordering::Acquire) && !entry.dirty.swap(true, Ordering::AcqRel)
+                {
+                    lock(&self.dirty).push(Arc::clone(&entry));
                 }
                 Verification::Valid(VerifiedKey {
-                    record: Arc::clone(record),
+                    entry,
                     used_at: now,
                 })
             }
-            KeyStatus::Revoked => Verification::Revoked(Arc::clone(record)),
-            KeyStatus::Expired => Verification::Expired(Arc::clone(record)),
-            KeyStatus::Suspended => Verification::Suspended(Arc::clone(record)),
+            KeyStatus::Revoked => Verification::Revoked(Arc::clone(&entry.record)),
+            KeyStatus::Expired => Verification::Expired(Arc::clone(&entry.record)),
+            KeyStatus::Suspended => Verification::Suspended(Arc::clone(&entry.record)),
         }
     }
 

@@ -1,6 +1,6 @@
 //! An in-memory [`KeyStore`] for tests and single-process embedders.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -28,6 +28,7 @@ struct Inner {
     keys: Vec<(i64, KeyRecord)>,
     key_index: HashMap<KeyId, usize>,
     by_hash: HashMap<KeyHash, KeyId>,
+    prefixes: HashSet<String>,
 }
 
 impl Inner {
@@ -192,7 +193,8 @@ impl KeyStore for MemoryKeyStore {
 
     async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
         let mut g = self.write();
-        if g.keys.iter().any(|(_, k)| k.prefix == record.prefix) {
+        // The prefix carries the environment's tag, so one set keeps it unique per environment.
+        if g.prefixes.contains(&record.prefix) {
             return Err(Error::PrefixTaken);
         }
         if g.by_hash.contains_key(hash) || g.key_index.contains_key(&record.id) {
@@ -203,6 +205,7 @@ impl KeyStore for MemoryKeyStore {
         g.keys.push((seq, record.clone()));
         g.key_index.insert(record.id, at);
         g.by_hash.insert(*hash, record.id);
+        g.prefixes.insert(record.prefix.clone());
         Ok(())
     }
 

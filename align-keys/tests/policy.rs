@@ -1,0 +1,265 @@
+//! Least privilege: for any minter and any request the policy accepts, the new key's power is
+//! never broader than the minter's, now or after the creator's role changes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
+use std::collections::BTreeSet;
+
+use align_keys::policy::{Caller, KeySpec, Target, check_user_mint};
+use align_keys::{
+    Denial, Environment, KeyId, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId,
+    Role, Scope, User, UserId,
+};
+use chrono::Utc;
+use proptest::prelude::*;
+use uuid::Uuid;
+
+fn org() -> OrganizationId {
+    OrganizationId(Uuid::from_u128(1))
+}
+
+fn project(i: u8) -> ProjectId {
+    ProjectId(Uuid::from_u128(100 + u128::from(i)))
+}
+
+fn key(scope: Scope, permissions: Option<PermissionSet>, environment: Environment) -> KeyRecord {
+    KeyRecord {
+        id: KeyId::new(),
+        name: "k".into(),
+        prefix: "ako_00000000".into(),
+        environment,
+        organization_id: org(),
+        scope,
+        permissions,
+        created_by: UserId(Uuid::from_u128(7)),
+        created_at: Utc::now(),
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+        suspended_at: None,
+        rotated_from: None,
+    }
+}
+
+/// Everything a key can do: (permission, project or org-level, environment it may act in).
+fn power(k: &KeyRecord, role: Role) -> BTreeSet<(Permission, Option<ProjectId>, Environment)> {
+    let caller = Caller {
+        key: k,
+        creator_role: role,
+    };
+    let mut out = BTreeSet::new();
+    let places = std::iter::once(None).chain((0..3).map(|i| Some(project(i))));
+    for place in places {
+        for env in [Environment::Live, Environment::Sandbox] {
+            for p in Permission::ALL {
+                let target = Target {
+                    organization_id: org(),
+                    project_id: place,
+                    environment: Some(env),
+                };
+                if caller.authorize(p, target).is_ok() {
+                    out.insert((p, place, env));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![Just(Role::Admin), Just(Role::Engineer), Just(Role::Viewer)]
+}
+
+fn scope() -> impl Strategy<Value = Scope> {
+    prop_oneof![
+        Just(Scope::Organization),
+        (0u8..3).prop_map(|i| Scope::Project(project(i)))
+    ]
+}
+
+fn permissions() -> impl Strategy<Value = Option<PermissionSet>> {
+    prop_oneof![
+        Just(None),
+        proptest::collection::vec(proptest::sample::select(Permission::ALL.to_vec()), 0..6)
+            .prop_map(|v| Some(v.into_iter().collect()))
+    ]
+}
+
+fn environment() -> impl Strategy<Value = Environment> {
+    prop_oneof![Just(Environment::Live), Just(Environment::Sandbox)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn a_minted_key_is_never_broader_than_its_minter(
+        minter_role in role(),
+        later_role in role(),
+        minter_scope in scope(),
+        minter_perms in permissions(),
+        minter_env in environment(),
+        new_scope in scope(),
+        new_perms in permissions(),
+        new_env in environment(),
+    ) {
+        let minter = key(minter_scope, minter_perms, minter_env);
+        let caller = Caller { key: &minter, creator_role: minter_role };
+        let spec = KeySpec { scope: new_scope, permissions: new_perms, environment: new_env };
+        if caller.check_mint(&spec).is_ok() {
+            let minted = key(new_scope, new_perms, new_env);
+            // Both keys share a creator, so both follow the creator's role, whatever it becomes.
+            for r in [minter_role, later_role] {
+                let mine = power(&minter, r);
+                let theirs = power(&minted, r);
+                prop_assert!(theirs.is_subset(&mine), "escalation: {:?}", theirs.difference(&mine).collect::<Vec<_>>());
+            }
+            prop_assert!(minter_role != Role::Viewer);
+            prop_assert!(!(minter_env == Environment::Sandbox && new_env == Environment::Live));
+        }
+    }
+
+    #[test]
+    fn a_user_mints_nothing_beyond_their_role(r in role(), s in scope(), p in permissions(), e in environment()) {
+        let user = User {
+            id: UserId::new(),
+            organization_id: org(),
+            email: "u@example.test".into(),
+            role: r,
+            created_at: Utc::now(),
+        };
+        let spec = KeySpec { scope: s, permissions: p, environment: e };
+        if check_user_mint(&user, &spec).is_ok() {
+            prop_assert!(r != Role::Viewer);
+            prop_assert!(!(s == Scope::Organization && r != Role::Admin));
+            let k = key(s, p, e);
+            let caller = Caller { key: &k, creator_role: r };
+            let eff = caller.effective_permissions();
+            prop_assert!(eff.is_subset_of(align_keys::policy::role_permissions(r)));
+        }
+    }
+}
+
+#[test]
+fn viewers_mint_nothing_and_engineers_no_organization_keys() {
+    let admin_key = key(Scope::Organization, None, Environment::Live);
+    let org_spec = KeySpec {
+        scope: Scope::Organization,
+        permissions: None,
+        environment: Environment::Live,
+    };
+    let viewer = Caller {
+        key: &admin_key,
+        creator_role: Role::Viewer,
+    };
+    assert_eq!(viewer.check_mint(&org_spec), Err(Denial::ViewerCannotMint));
+    let engineer = Caller {
+        key: &admin_key,
+        creator_role: Role::Engineer,
+    };
+    assert_eq!(
+        engineer.check_mint(&org_spec),
+        Err(Denial::OrganizationScopeNeedsAdmin)
+    );
+    let project_spec = KeySpec {
+        scope: Scope::Project(project(0)),
+        ..org_spec
+    };
+    assert_eq!(engineer.check_mint(&project_spec), Ok(()));
+}
+
+#[test]
+fn project_keys_cannot_mint_for_other_projects_or_the_organization() {
+    let k = key(Scope::Project(project(0)), None, Environment::Live);
+    let c = Caller {
+        key: &k,
+        creator_role: Role::Admin,
+    };
+    for scope in [Scope::Project(project(1)), Scope::Organization] {
+        let spec = KeySpec {
+            scope,
+            permissions: None,
+            environment: Environment::Live,
+        };
+        assert_eq!(c.check_mint(&spec), Err(Denial::ScopeBroader));
+    }
+}
+
+#[test]
+fn sandbox_keys_cannot_mint_live_keys_or_touch_live_data() {
+    let k = key(Scope::Organization, None, Environment::Sandbox);
+    let c = Caller {
+        key: &k,
+        creator_role: Role::Admin,
+    };
+    let spec = KeySpec {
+        scope: Scope::Organization,
+        permissions: None,
+        environment: Environment::Live,
+    };
+    assert_eq!(c.check_mint(&spec), Err(Denial::EnvironmentBroader));
+    let live = Target {
+        organization_id: org(),
+        project_id: None,
+        environment: Some(Environment::Live),
+    };
+    assert_eq!(
+        c.authorize(Permission::KeysRead, live),
+        Err(Denial::WrongEnvironment)
+    );
+}
+
+#[test]
+fn narrowed_keys_cannot_mint_wider_permissions() {
+    let narrow: PermissionSet = [Permission::KeysRead, Permission::KeysWrite]
+        .into_iter()
+        .collect();
+    let k = key(Scope::Organization, Some(narrow), Environment::Live);
+    let c = Caller {
+        key: &k,
+        creator_role: Role::Admin,
+    };
+    let wide = KeySpec {
+        scope: Scope::Organization,
+        permissions: None,
+        environment: Environment::Live,
+    };
+    assert_eq!(c.check_mint(&wide), Err(Denial::PermissionsBroader));
+    let same = KeySpec {
+        permissions: Some(PermissionSet::only(Permission::KeysRead)),
+        ..wide
+    };
+    assert_eq!(c.check_mint(&same), Ok(()));
+}
+
+#[test]
+fn other_organizations_are_outside_scope_and_demotion_takes_effect_at_once() {
+    let k = key(Scope::Organization, None, Environment::Live);
+    let c = Caller {
+        key: &k,
+        creator_role: Role::Admin,
+    };
+    let elsewhere = Target {
+        organization_id: OrganizationId::new(),
+        project_id: None,
+        environment: None,
+    };
+    assert_eq!(
+        c.authorize(Permission::KeysRead, elsewhere),
+        Err(Denial::OutsideScope)
+    );
+    let demoted = Caller {
+        key: &k,
+        creator_role: Role::Viewer,
+    };
+    let here = Target {
+        organization_id: org(),
+        project_id: None,
+        environment: Some(Environment::Live),
+    };
+    assert_eq!(demoted.authorize(Permission::KeysRead, here), Ok(()));
+    assert_eq!(
+        demoted.authorize(Permission::KeysWrite, here),
+        Err(Denial::MissingPermission(Permission::KeysWrite))
+    );
+}

@@ -1,0 +1,357 @@
+//! The `KeyStore` contract, run against every back-end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
+mod common;
+
+use std::sync::Arc;
+
+use align_keys::store::{KeyFilter, KeyStore, PageRequest};
+use align_keys::*;
+use chrono::{Duration, Utc};
+use common::*;
+
+async fn backends() -> Vec<(&'static str, Arc<dyn KeyStore>)> {
+    #[allow(unused_mut)]
+    let mut stores = vec![(
+        "memory",
+        Arc::new(MemoryKeyStore::new()) as Arc<dyn KeyStore>,
+    )];
+    #[cfg(feature = "sqlite")]
+    stores.push((
+        "sqlite",
+        Arc::new(SqliteKeyStore::open_in_memory().await.unwrap()),
+    ));
+    stores
+}
+
+fn record(f: &Fixture, prefix: &str) -> KeyRecord {
+    KeyRecord {
+        id: KeyId::new(),
+        name: "k".into(),
+        prefix: prefix.into(),
+        environment: Environment::Live,
+        organization_id: f.org.id,
+        scope: Scope::Project(f.project.id),
+        permissions: Some([Permission::KeysRead].into_iter().collect()),
+        created_by: f.admin.id,
+        created_at: DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap(),
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+        suspended_at: None,
+        rotated_from: None,
+    }
+}
+
+use chrono::DateTime;
+
+#[tokio::test]
+async fn organizations_projects_and_users_round_trip() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let got = store.get_organization(f.org.id).await.unwrap().unwrap();
+        assert_eq!(got.name, "Acme", "{name}");
+        let mut changed = got.clone();
+        changed.security_contact = Some("security@acme.test".into());
+        store.update_organization(&changed).await.unwrap();
+        assert_eq!(
+            store
+                .get_organization(f.org.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .security_contact
+                .as_deref(),
+            Some("security@acme.test")
+        );
+        assert_eq!(
+            store.get_project(f.project.id).await.unwrap().unwrap().name,
+            "billing"
+        );
+        store
+            .set_user_role(f.admin.id, Role::Engineer)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_user(f.admin.id).await.unwrap().unwrap().role,
+            Role::Engineer
+        );
+        let dup = User {
+            id: UserId::new(),
+            ..f.admin.clone()
+        };
+        assert!(
+            matches!(
+                store.create_user(&dup).await,
+                Err(Error::AlreadyExists(ObjectKind::User))
+            ),
+            "{name}"
+        );
+        let orphan = Project {
+            id: ProjectId::new(),
+            organization_id: OrganizationId::new(),
+            name: "x".into(),
+            created_at: Utc::now(),
+        };
+        assert!(
+            matches!(store.create_project(&orphan).await, Err(Error::NotFound(_))),
+            "{name}"
+        );
+        assert!(matches!(
+            store.set_user_role(UserId::new(), Role::Admin).await,
+            Err(Error::NotFound(ObjectKind::User))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn keys_are_found_by_hash_and_prefixes_are_unique() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let r = record(&f, "ako_0000abcd");
+        let h = KeyHash([7; 32]);
+        store.insert_key(&r, &h).await.unwrap();
+        assert_eq!(
+            store.find_key_by_hash(&h).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
+        assert_eq!(
+            store.find_key_by_hash(&KeyHash([8; 32])).await.unwrap(),
+            None
+        );
+        let same_prefix = record(&f, "ako_0000abcd");
+        assert!(
+            matches!(
+                store.insert_key(&same_prefix, &KeyHash([9; 32])).await,
+                Err(Error::PrefixTaken)
+            ),
+            "{name}"
+        );
+        let same_hash = record(&f, "ako_0000abce");
+        assert!(
+            matches!(
+                store.insert_key(&same_hash, &h).await,
+                Err(Error::AlreadyExists(ObjectKind::ApiKey))
+            ),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn updates_never_undo_revocation_and_last_used_only_moves_forward() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let mut r = record(&f, "ako_00000001");
+        store.insert_key(&r, &KeyHash([1; 32])).await.unwrap();
+        let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+        r.revoked_at = Some(t0);
+        r.name = "renamed".into();
+        store.update_key(&r).await.unwrap();
+        r.revoked_at = None;
+        store.update_key(&r).await.unwrap();
+        let got = store.get_key(r.id).await.unwrap().unwrap();
+        assert_eq!(got.revoked_at, Some(t0), "{name}");
+        assert_eq!(got.name, "renamed");
+        let later = t0 + Duration::seconds(5);
+        store.record_last_used(&[(r.id, later)]).await.unwrap();
+        store.record_last_used(&[(r.id, t0)]).await.unwrap();
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().unwrap().last_used_at,
+            Some(later),
+            "{name}"
+        );
+        let missing = record(&f, "ako_00000002");
+        assert!(matches!(
+            store.update_key(&missing).await,
+            Err(Error::NotFound(ObjectKind::ApiKey))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn lists_page_with_opaque_cursors_and_filters() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let mut ids = Vec::new();
+        for i in 0..7u8 {
+            let mut r = record(&f, &format!("ako_000000{i:02x}"));
+            if i % 2 == 0 {
+                r.environment = Environment::Sandbox;
+                r.prefix = format!("akt_000000{i:02x}");
+            }
+            if i == 6 {
+                r.revoked_at = Some(Utc::now());
+            }
+            store.insert_key(&r, &KeyHash([i; 32])).await.unwrap();
+            ids.push(r.id);
+        }
+        let filter = KeyFilter {
+            organization_id: f.org.id,
+            project_id: None,
+            environment: None,
+            include_revoked: true,
+        };
+        let mut seen = Vec::new();
+        let mut req = PageRequest {
+            limit: 3,
+            cursor: None,
+        };
+        loop {
+            let page = store.list_keys(&filter, &req).await.unwrap();
+            assert!(page.data.len() <= 3);
+            seen.extend(page.data.iter().map(|k| k.id));
+            match page.next_cursor {
+                Some(c) => req.cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids, "{name}: pages cover every key once, in order");
+        let sandbox_live_only = KeyFilter {
+            environment: Some(Environment::Sandbox),
+            include_revoked: false,
+            ..filter
+        };
+        let page = store
+            .list_keys(&sandbox_live_only, &PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            page.data.len(),
+            3,
+            "{name}: sandbox keys 0,2,4 (6 is revoked)"
+        );
+        let other_project = KeyFilter {
+            project_id: Some(ProjectId::new()),
+            ..filter
+        };
+        assert!(
+            store
+                .list_keys(&other_project, &PageRequest::default())
+                .await
+                .unwrap()
+                .data
+                .is_empty()
+        );
+        let bad = PageRequest {
+            limit: 3,
+            cursor: Some("'; DROP TABLE keys_api_keys; --".into()),
+        };
+        assert!(
+            matches!(
+                store.list_keys(&filter, &bad).await,
+                Err(Error::InvalidCursor)
+            ),
+            "{name}"
+        );
+        let projects = store
+            .list_projects(f.org.id, &PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(projects.data.len(), 1);
+        let users = store
+            .list_users(f.org.id, &PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(users.data.len(), 1);
+        let orgs = store
+            .list_organizations(&PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(orgs.data.len(), 1);
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_store_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("align.db");
+    let (token, record, f) = {
+        let store: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::open(&path).await.unwrap());
+        let f = seed(store.as_ref()).await;
+        let keys = manager(store);
+        let minted = keys
+            .mint(new_key(&f, "prod-sync", Environment::Live), Utc::now())
+            .await
+            .unwrap();
+        keys.verifier()
+            .verify(minted.token.expose(), Utc::now())
+            .await
+            .unwrap();
+        keys.verifier().flush_last_used().await.unwrap();
+        (minted.token, minted.record, f)
+    };
+    let store = SqliteKeyStore::open(&path).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(
+        store
+            .get_organization(f.org.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "Acme"
+    );
+    let again = store.get_key(record.id).await.unwrap().unwrap();
+    assert_eq!(again.prefix, record.prefix);
+    assert!(
+        again.last_used_at.is_some(),
+        "flushed last-used time survives"
+    );
+    let keys = manager(Arc::new(store));
+    let seen = keys
+        .verifier()
+        .verify(token.expose(), Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(seen, Verification::Valid(_)));
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn no_token_or_secret_reaches_the_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("align.db");
+    let store: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::open(&path).await.unwrap());
+    let f = seed(store.as_ref()).await;
+    let keys = manager(Arc::clone(&store));
+    let mut tokens = Vec::new();
+    for i in 0..1_000 {
+        let env = if i % 2 == 0 {
+            Environment::Live
+        } else {
+            Environment::Sandbox
+        };
+        let minted = keys
+            .mint(new_key(&f, &format!("k{i}"), env), Utc::now())
+            .await
+            .unwrap();
+        tokens.push(minted.token);
+    }
+    drop(keys);
+    drop(store);
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(bytes.len() > 10_000, "the database holds the 1,000 keys");
+    // Every 16-byte window of the files; any token fragment of 16 bytes would be in it.
+    let windows: std::collections::HashSet<&[u8]> = bytes.windows(16).collect();
+    for t in &tokens {
+        let secret = &t.expose().as_bytes()[13..];
+        for fragment in secret.windows(16) {
+            assert!(
+                !windows.contains(fragment),
+                "token material found in the database files"
+            );
+        }
+    }
+}
