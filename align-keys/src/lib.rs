@@ -38,3 +38,8 @@ pub use store::SqliteKeyStore;
 pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};
 pub use token::{Environment, MintedToken, ParsedToken, TokenDefect};
 pub use verifier::{Cached, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};
+
+// Compiles and runs the README's example as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

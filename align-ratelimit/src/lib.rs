@@ -1,4 +1,55 @@
-//! Sliding-window rate limits, quotas and concurrency limits for per-key API traffic.
+//! Rate limits, quotas and concurrency limits for per-key API traffic, with no knowledge of
+//! HTTP or API keys.
 //!
-//! This crate is a placeholder in the workspace layout: it has no functionality yet.
-//! It is filled by the rate-limit issue (#3); until then it exports nothing, so nothing can depend on it by mistake.
+//! - [`RateLimiter`] is what a service calls: a [`Decision`] for (key, cost, now).
+//! - [`KeyedLimiter`] is the in-memory implementation: one [`Algorithm`] state per key, in
+//!   sharded maps that evict idle keys.
+//! - Algorithms: [`SlidingWindow`] (the default: never more than the limit in any window, in 48
+//!   bytes per key), [`SlidingLog`] (exact, the test oracle), [`SlidingCounter`], [`Gcra`],
+//!   [`TokenBucket`], [`FixedWindow`] and calendar [`Quota`]s.
+//! - [`ConcurrencyLimiter`] caps requests in flight with RAII [`Permit`]s.
+//! - [`Decision::headers`] and [`Decision::ietf_headers`] give the response header values.
+//! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`TestClock`] in tests.
+//!
+//! ```
+//! use align_ratelimit::{KeyedLimiter, Rate, RateLimiter, SlidingWindow, TestClock, Timestamp};
+//! use std::time::Duration;
+//!
+//! let clock = TestClock::new(Timestamp::from_unix_secs(1_700_000_000));
+//! let limiter = KeyedLimiter::with_clock(SlidingWindow::new(Rate::per_minute(600))?, &clock);
+//! for _ in 0..600 {
+//!     assert!(limiter.check(&"key", 1)?.allowed);
+//! }
+//! let denied = limiter.check(&"key", 1)?;
+//! assert!(!denied.allowed);
+//! clock.advance(Duration::from_secs(denied.retry_after_secs().unwrap_or(1)));
+//! assert!(limiter.check(&"key", 1)?.allowed);
+//! # Ok::<(), align_ratelimit::Error>(())
+//! ```
+
+mod algorithm;
+mod clock;
+mod concurrency;
+mod decision;
+mod error;
+mod headers;
+mod keyed;
+mod limiter;
+mod shards;
+
+pub use algorithm::{
+    Algorithm, FixedWindow, FixedWindowState, Gcra, GcraState, Period, Quota, QuotaState, Rate,
+    SlidingCounter, SlidingCounterState, SlidingLog, SlidingLogState, SlidingWindow,
+    SlidingWindowState, TokenBucket, TokenBucketState,
+};
+pub use clock::{Clock, SystemClock, TestClock, Timestamp};
+pub use concurrency::{ConcurrencyLimiter, Permit};
+pub use decision::Decision;
+pub use error::{Error, Result};
+pub use headers::{Headers, IetfPolicy};
+pub use keyed::KeyedLimiter;
+pub use limiter::RateLimiter;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

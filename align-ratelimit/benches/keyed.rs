@@ -1,0 +1,2 @@
+//! Placeholder replaced by the governor comparison below.
+fn main() {}

@@ -1,0 +1,161 @@
+//! Per-key concurrency limits with RAII permits.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::decision::Decision;
+use crate::error::{Error, Result};
+use crate::shards::Sharded;
+
+/// Limits how many requests per key may be in flight at once.
+///
+/// [`try_acquire`](Self::try_acquire) hands out a [`Permit`]; dropping it (including while a
+/// panic unwinds the holder) returns the slot. Keys with nothing in flight take no memory.
+///
+/// ```
+/// use align_ratelimit::ConcurrencyLimiter;
+///
+/// let limiter = ConcurrencyLimiter::new(2)?;
+/// let first = limiter.try_acquire(&"ako_9311c954").unwrap();
+/// let _second = limiter.try_acquire(&"ako_9311c954").unwrap();
+/// let third = limiter.try_acquire(&"ako_9311c954");
+/// assert_eq!(third.unwrap_err().retry_after_secs(), Some(1));
+/// drop(first);
+/// assert!(limiter.try_acquire(&"ako_9311c954").is_ok());
+/// # Ok::<(), align_ratelimit::Error>(())
+/// ```
+pub struct ConcurrencyLimiter<K> {
+    inner: Arc<Inner<K>>,
+}
+
+struct Inner<K> {
+    limit: u64,
+    in_flight: Sharded<K, u64>,
+}
+
+/// One admitted in-flight request; the slot is returned when the permit is dropped.
+#[must_use = "the slot is released as soon as the permit is dropped"]
+pub struct Permit<K: Hash + Eq> {
+    inner: Arc<Inner<K>>,
+    key: K,
+    hash: u64,
+    decision: Decision,
+}
+
+impl<K> Clone for ConcurrencyLimiter<K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> ConcurrencyLimiter<K> {
+    /// A limiter allowing `limit` requests in flight per key.
+    pub fn new(limit: u64) -> Result<Self> {
+        if limit == 0 {
+            return Err(Error::InvalidConfig(
+                "a concurrency limit must allow at least 1 request",
+            ));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                limit,
+                in_flight: Sharded::new(16),
+            }),
+        })
+    }
+
+    /// The number of requests allowed in flight per key.
+    pub fn limit(&self) -> u64 {
+        self.inner.limit
+    }
+
+    /// Takes a slot for `key`, or returns the denial (with `Retry-After: 1`) if all are in use.
+    ///
+    /// A slot frees whenever one of the key's requests finishes, which the limiter cannot
+    /// foresee, so a denial suggests retrying after the smallest header value, one second.
+    pub fn try_acquire(&self, key: &K) -> Result<Permit<K>, Decision> {
+        let limit = self.inner.limit;
+        let hash = self.inner.in_flight.hash(key);
+        let mut shard = self.inner.in_flight.lock(hash);
+        let used = shard.get_mut(hash, key).map_or(0, |n| *n);
+        if used >= limit {
+            return Err(Decision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset_after: Duration::from_secs(1),
+                retry_after: Some(Duration::from_secs(1)),
+            });
+        }
+        match shard.get_mut(hash, key) {
+            Some(n) => *n += 1,
+            None => self
+                .inner
+                .in_flight
+                .insert(&mut shard, hash, key.clone(), 1, |n| *n == 0),
+        }
+        drop(shard);
+        Ok(Permit {
+            inner: Arc::clone(&self.inner),
+            key: key.clone(),
+            hash,
+            decision: Decision {
+                allowed: true,
+                limit,
+                remaining: limit - used - 1,
+                reset_after: Duration::ZERO,
+                retry_after: None,
+            },
+        })
+    }
+
+    /// The number of `key`'s requests in flight now.
+    pub fn in_flight(&self, key: &K) -> u64 {
+        let hash = self.inner.in_flight.hash(key);
+        self.inner
+            .in_flight
+            .lock(hash)
+            .get_mut(hash, key)
+            .map_or(0, |n| *n)
+    }
+}
+
+impl<K: Hash + Eq> Permit<K> {
+    /// The decision that admitted this request (limit and remaining slots at that moment).
+    pub fn decision(&self) -> Decision {
+        self.decision
+    }
+}
+
+impl<K: Hash + Eq> Drop for Permit<K> {
+    fn drop(&mut self) {
+        let mut shard = self.inner.in_flight.lock(self.hash);
+        let now_zero = match shard.get_mut(self.hash, &self.key) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => false,
+        };
+        if now_zero {
+            shard.remove(self.hash, &self.key);
+        }
+    }
+}
+
+impl<K> std::fmt::Debug for ConcurrencyLimiter<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConcurrencyLimiter")
+            .field("limit", &self.inner.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + std::fmt::Debug> std::fmt::Debug for Permit<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit").field("key", &self.key).finish()
+    }
+}

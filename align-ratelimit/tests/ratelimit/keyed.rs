@@ -1,0 +1,139 @@
+//! The keyed store: isolation between keys, eviction, and many threads on one key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use align_ratelimit::{
+    Error, KeyedLimiter, Quota, Rate, RateLimiter, SlidingWindow, TestClock, Timestamp,
+};
+
+use crate::support::START;
+
+fn clock() -> Arc<TestClock> {
+    Arc::new(TestClock::new(Timestamp::from_nanos(START)))
+}
+
+#[test]
+fn keys_are_limited_independently() {
+    let limiter =
+        KeyedLimiter::with_clock(SlidingWindow::new(Rate::per_minute(2)).unwrap(), clock());
+    assert!(limiter.check(&"a", 2).unwrap().allowed);
+    assert!(!limiter.check(&"a", 1).unwrap().allowed);
+    assert!(limiter.check(&"b", 1).unwrap().allowed);
+}
+
+#[test]
+fn zero_cost_reads_without_counting_or_storing() {
+    let limiter =
+        KeyedLimiter::with_clock(SlidingWindow::new(Rate::per_minute(5)).unwrap(), clock());
+    let peek = limiter.check(&1u64, 0).unwrap();
+    assert_eq!((peek.allowed, peek.remaining), (true, 5));
+    assert!(limiter.is_empty());
+    limiter.check(&1u64, 3).unwrap();
+    assert_eq!(limiter.check(&1u64, 0).unwrap().remaining, 2);
+}
+
+#[test]
+fn a_cost_above_the_limit_is_an_error_not_a_denial() {
+    let limiter =
+        KeyedLimiter::with_clock(SlidingWindow::new(Rate::per_minute(5)).unwrap(), clock());
+    assert_eq!(
+        limiter.check(&1u64, 6),
+        Err(Error::CostExceedsLimit { cost: 6, max: 5 })
+    );
+}
+
+#[test]
+fn idle_keys_are_evicted_so_memory_stays_bounded() {
+    let clock = clock();
+    let limiter = KeyedLimiter::with_clock(
+        SlidingWindow::new(Rate::per_minute(600)).unwrap(),
+        Arc::clone(&clock),
+    );
+    // 200k distinct keys, 1,000 new ones per second: about 63k are active at any time.
+    let mut peak = 0;
+    for key in 0..200_000u64 {
+        if key % 1_000 == 0 {
+            clock.advance(Duration::from_secs(1));
+            peak = peak.max(limiter.len());
+        }
+        limiter.check(&key, 1).unwrap();
+    }
+    assert!(peak < 2 * 63_000 + 64 * 256, "peak {peak}");
+    clock.advance(Duration::from_secs(64));
+    let held = limiter.len();
+    assert_eq!(limiter.evict_idle(), held);
+    assert!(limiter.is_empty());
+}
+
+#[test]
+fn forgetting_a_key_resets_it() {
+    let limiter = KeyedLimiter::with_clock(Quota::per_day(1).unwrap(), clock());
+    assert!(limiter.check(&"k", 1).unwrap().allowed);
+    assert!(!limiter.check(&"k", 1).unwrap().allowed);
+    limiter.forget(&"k");
+    assert!(limiter.check(&"k", 1).unwrap().allowed);
+}
+
+#[test]
+fn many_threads_on_one_key_get_exactly_the_limit() {
+    let limiter = Arc::new(KeyedLimiter::new(
+        SlidingWindow::new(Rate::per_minute(600)).unwrap(),
+    ));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let limiter = Arc::clone(&limiter);
+            std::thread::spawn(move || {
+                (0..5_000)
+                    .filter(|_| limiter.check(&"hot", 1).unwrap().allowed)
+                    .count()
+            })
+        })
+        .collect();
+    let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    // The test takes far less than the 60-second window, so nothing has left it yet.
+    assert_eq!(admitted, 600);
+}
+
+#[test]
+fn many_threads_with_a_moving_clock_never_exceed_the_limit_in_any_window() {
+    let clock = clock();
+    let limiter = Arc::new(KeyedLimiter::with_clock(
+        SlidingWindow::new(Rate::per_minute(50)).unwrap(),
+        Arc::clone(&clock),
+    ));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let limiter = Arc::clone(&limiter);
+            std::thread::spawn(move || {
+                let mut admitted = Vec::new();
+                for _ in 0..20_000 {
+                    let now = limiter.now();
+                    if limiter.check_at(&"hot", 1, now).unwrap().allowed {
+                        admitted.push(now.as_nanos());
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    for _ in 0..2_000 {
+        clock.advance(Duration::from_millis(97));
+        std::thread::yield_now();
+    }
+    let mut admitted: Vec<u64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    admitted.sort_unstable();
+    // Clock readings may reach the lock out of order; the window counts each request from the
+    // latest reading it could have followed, so allow for that by widening by one bucket.
+    let widen = 3_000_000_000;
+    for (i, &t) in admitted.iter().enumerate() {
+        let in_window = admitted[i..]
+            .iter()
+            .take_while(|&&u| u < t + 60_000_000_000 - widen)
+            .count();
+        assert!(in_window <= 50, "{in_window} admitted in one window");
+    }
+}

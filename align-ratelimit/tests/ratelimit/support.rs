@@ -1,0 +1,151 @@
+//! Shared helpers: replaying arrivals through an algorithm and the sliding-window oracle.
+
+use align_ratelimit::{Algorithm, Decision, Timestamp};
+
+/// A start time far from the epoch, aligned to nothing in particular.
+pub(crate) const START: u64 = 1_700_000_000_123_456_789;
+
+/// One request as seen by the limiter: the clock reading and its cost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival {
+    pub(crate) at: u64,
+    pub(crate) cost: u64,
+}
+
+/// One replayed request: its effective time (the latest clock reading so far), cost, decision.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Replayed {
+    pub(crate) at: u64,
+    pub(crate) cost: u64,
+    pub(crate) decision: Decision,
+}
+
+/// Feeds `arrivals` to `algorithm` on one state, checking the reset/retry promises on the way.
+pub(crate) fn replay<A>(algorithm: &A, arrivals: &[Arrival]) -> Vec<Replayed>
+where
+    A: Algorithm,
+    A::State: Clone,
+{
+    let mut state = algorithm.new_state(Timestamp::from_nanos(arrivals[0].at));
+    let mut latest = 0;
+    arrivals
+        .iter()
+        .map(|a| {
+            latest = latest.max(a.at);
+            let decision = algorithm
+                .check(&mut state, a.cost, Timestamp::from_nanos(a.at))
+                .unwrap();
+            if a.at == latest {
+                assert_reset_and_retry_are_exact(algorithm, &state, &decision, a, latest);
+            }
+            Replayed {
+                at: latest,
+                cost: a.cost,
+                decision,
+            }
+        })
+        .collect()
+}
+
+/// `Retry-After` is the first instant the same request is admitted, and `Reset` the first
+/// instant `remaining` grows, both exactly (to the nanosecond).
+fn assert_reset_and_retry_are_exact<A>(
+    algorithm: &A,
+    state: &A::State,
+    decision: &Decision,
+    arrival: &Arrival,
+    now: u64,
+) where
+    A: Algorithm,
+    A::State: Clone,
+{
+    let probe = |cost: u64, at: u64| {
+        algorithm
+            .check(&mut state.clone(), cost, Timestamp::from_nanos(at))
+            .unwrap()
+    };
+    if let Some(retry) = decision.retry_after {
+        let retry = u64::try_from(retry.as_nanos()).unwrap();
+        assert!(retry > 0, "a denial must ask to wait: {decision:?}");
+        assert!(
+            probe(arrival.cost, now + retry).allowed,
+            "admitted at Retry-After"
+        );
+        assert!(
+            !probe(arrival.cost, now + retry - 1).allowed,
+            "denied before Retry-After"
+        );
+    }
+    let reset = u64::try_from(decision.reset_after.as_nanos()).unwrap();
+    if reset > 0 {
+        assert_eq!(
+            probe(0, now + reset - 1).remaining,
+            decision.remaining,
+            "Reset is not early"
+        );
+        assert!(
+            probe(0, now + reset).remaining > decision.remaining,
+            "Reset is not late"
+        );
+    } else {
+        assert_eq!(
+            decision.remaining, decision.limit,
+            "Reset 0 means nothing is counted"
+        );
+    }
+}
+
+/// The most units admitted in any half-open interval `[a, a + window)`.
+pub(crate) fn max_in_any_window(replayed: &[Replayed], window: u64) -> u64 {
+    let admitted: Vec<_> = replayed.iter().filter(|r| r.decision.allowed).collect();
+    let mut worst = 0;
+    let mut sum = 0;
+    let mut first = 0;
+    for r in &admitted {
+        sum += r.cost;
+        while admitted[first].at + window <= r.at {
+            sum -= admitted[first].cost;
+            first += 1;
+        }
+        worst = worst.max(sum);
+    }
+    worst
+}
+
+/// The most units admitted in `[t_i, t_j]` beyond `burst + (t_j - t_i) / interval`, over all
+/// admitted pairs: never positive for GCRA and the token bucket.
+pub(crate) fn worst_excess_over_rate(replayed: &[Replayed], burst: u64, interval: u64) -> i128 {
+    let admitted: Vec<_> = replayed.iter().filter(|r| r.decision.allowed).collect();
+    let mut worst = i128::MIN;
+    for i in 0..admitted.len() {
+        let mut sum = 0;
+        for r in &admitted[i..] {
+            sum += r.cost;
+            let bound = burst + (r.at - admitted[i].at) / interval;
+            worst = worst.max(i128::from(sum) - i128::from(bound));
+        }
+    }
+    worst
+}
+
+/// A small deterministic generator for randomized workloads that must be reproducible.
+pub(crate) struct XorShift(pub(crate) u64);
+
+impl XorShift {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Exponentially distributed with the given mean (Poisson arrivals).
+    pub(crate) fn exp(&mut self, mean: f64) -> f64 {
+        -mean * (1.0 - self.unit()).ln()
+    }
+}
