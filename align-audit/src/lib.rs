@@ -1,4 +1,53 @@
-//! Tamper-evident audit and request logs with retention, anonymisation and export.
+//! Tamper-evident audit and request logs that keep the privacy promises.
 //!
-//! This crate is a placeholder in the workspace layout: it has no functionality yet.
-//! It is filled by the audit issue (#4); until then it exports nothing, so nothing can depend on it by mistake.
+//! - [`Entry`] and [`EntryBuilder`]: the record model of the design (§6) for two
+//!   [`Stream`]s, the request log and the audit log; the builder runs every free-text field
+//!   and the metadata through the `align-keys` [`Redactor`](align_keys::Redactor) and strips
+//!   query strings from paths;
+//! - a SHA-256 hash chain per stream over a canonical encoding (see `docs/audit-chain.md`),
+//!   covering personal fields ([`PersonalField`]: IP, user agent, …) through salted
+//!   commitments, so anonymisation and erasure keep the chain verifiable;
+//! - [`AuditSink`] with [`MemorySink`], [`JsonlSink`] and (feature `sqlite`) `SqliteSink`,
+//!   which group-commits from a dedicated writer thread;
+//! - [`Query`] with cursor paging; retention [`purge`](AuditSink::purge) behind a signed
+//!   [`Checkpoint`], [`anonymise`](AuditSink::anonymise),
+//!   [`erase_subject`](AuditSink::erase_subject), [`export_subject`](AuditSink::export_subject);
+//! - [`verify`](AuditSink::verify) and [`ChainVerifier`]: the first broken link, precisely.
+//!
+//! See the crate README for an embedding example.
+
+mod builder;
+mod chain;
+mod checkpoint;
+mod digest;
+mod encode;
+mod error;
+mod export;
+mod personal;
+mod privacy;
+mod query;
+mod record;
+mod serde_util;
+mod sink;
+mod verify;
+
+pub use builder::{EntryBuilder, MAX_METADATA_LEN, MAX_TEXT_LEN};
+pub use checkpoint::{Checkpoint, CheckpointKey};
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use export::ExportRecord;
+pub use personal::{IP, PersonalField, PersonalState, USER_AGENT};
+pub use privacy::{PolicyOutcome, PrivacyPolicy, coarsen_ip};
+pub use query::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, Query};
+pub use record::{Actor, Entry, Head, Receipt, Record, Stream};
+pub use sink::AuditSink;
+pub use sink::jsonl::JsonlSink;
+pub use sink::memory::MemorySink;
+#[cfg(feature = "sqlite")]
+pub use sink::sqlite::{SqliteSink, SqliteSinkConfig};
+pub use verify::{Break, BreakReason, ChainVerifier, Progress, VerifyReport};
+
+/// The README's embedding example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

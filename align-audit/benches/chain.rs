@@ -1,0 +1,198 @@
+//! Chained append through the SQLite sink against a plain batched insert of the same rows,
+//! and chain verification against bare SHA-256 over the same bytes.
+//!
+//! `cargo bench -p align-audit --features sqlite --bench chain`
+#![allow(clippy::unwrap_used, reason = "benchmarks fail loudly on purpose")]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use align_audit::{
+    Actor, AuditSink, ChainVerifier, Digest, Entry, MemorySink, Record, SqliteSink,
+    SqliteSinkConfig, Stream,
+};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rusqlite::{Connection, params};
+
+/// Rows per measured iteration of the append benchmarks.
+const APPEND_ROWS: usize = 2000;
+/// Records per measured iteration of the verification benchmarks.
+const VERIFY_RECORDS: usize = 10_000;
+/// Rows per transaction in the plain insert: the sink's default `max_batch`.
+const PLAIN_BATCH: usize = 1024;
+
+/// A typical request-log entry: every DESIGN §6 field set.
+fn entry(n: usize) -> Entry {
+    Entry::request("POST", format!("/api/v1/keys/key_{n}/rotate?dry_run=false"))
+        .organization("org_0001")
+        .environment(align_keys::Environment::Live)
+        .actor(Actor::ApiKey {
+            id: format!("key_{}", n % 50),
+            prefix: "ako_9311c954".into(),
+        })
+        .target(format!("key_{n}"))
+        .request_id(format!("req_{n:012}"))
+        .status(201)
+        .latency(Duration::from_micros(1234))
+        .ip([203, 0, 113, (n % 250) as u8].into())
+        .user_agent("align-cli/0.1 (linux; x86_64)")
+        .metadata(serde_json::json!({"graceSeconds": 3600, "scope": "project"}))
+        .build()
+        .unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The same columns the sink writes, without sealing: hashes are left as zero bytes.
+fn plain_insert(conn: &mut Connection, entries: &[Entry], next_seq: &mut i64) {
+    for chunk in entries.chunks(PLAIN_BATCH) {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO audit_records (stream, sequence, id, time, organization, \
+                     environment, actor_kind, actor_id, actor_prefix, action, target, \
+                     request_id, method, path, status, latency_us, subject, metadata, personal, \
+                     anonymised, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+                     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                )
+                .unwrap();
+            for e in chunk {
+                *next_seq += 1;
+                let (kind, id, prefix) = match e.actor() {
+                    Actor::ApiKey { id, prefix } => {
+                        ("apiKey", Some(id.as_str()), Some(prefix.as_str()))
+                    }
+                    Actor::User { id } => ("user", Some(id.as_str()), None),
+                    Actor::System => ("system", None, None),
+                };
+                let zero = [0u8; 32];
+                stmt.execute(params![
+                    e.stream().as_str(),
+                    *next_seq,
+                    e.id().to_string(),
+                    e.time().timestamp_millis(),
+                    e.organization(),
+                    e.environment().map(|v| v.as_str()),
+                    kind,
+                    id,
+                    prefix,
+                    e.action(),
+                    e.target(),
+                    e.request_id(),
+                    e.method(),
+                    e.path(),
+                    e.status(),
+                    e.latency_us().map(|l| l as i64),
+                    e.subject(),
+                    e.metadata_json(),
+                    serde_json::to_string(e.personal_fields()).unwrap(),
+                    false,
+                    zero.as_slice(),
+                    zero.as_slice(),
+                ])
+                .unwrap();
+            }
+        }
+        let heads = "INSERT INTO audit_heads (stream, sequence, hash) VALUES ('request', ?1, ?2) \
+            ON CONFLICT(stream) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash";
+        tx.execute(heads, params![*next_seq, [0u8; 32].as_slice()])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+}
+
+fn open_sink(rt: &tokio::runtime::Runtime, path: &Path) -> SqliteSink {
+    rt.block_on(SqliteSink::open(path, SqliteSinkConfig::default()))
+        .unwrap()
+}
+
+fn append(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let template: Vec<Entry> = (0..APPEND_ROWS).map(entry).collect();
+
+    let sink = open_sink(&rt, &dir.path().join("chained.db"));
+    // The plain side gets the identical schema (the sink's migrations), then raw inserts.
+    let plain_path = dir.path().join("plain.db");
+    rt.block_on(open_sink(&rt, &plain_path).close()).unwrap();
+    let mut plain = Connection::open(&plain_path).unwrap();
+    plain
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        .unwrap();
+    let mut next_seq = 0i64;
+
+    let mut g = c.benchmark_group("append");
+    g.throughput(Throughput::Elements(APPEND_ROWS as u64));
+    g.sample_size(10);
+    g.bench_function("chained_sqlite_sink", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |entries| {
+                rt.block_on(async {
+                    for e in entries {
+                        sink.submit(e).await.unwrap();
+                    }
+                    sink.flush().await.unwrap();
+                })
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("plain_batched_insert", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |entries| plain_insert(&mut plain, &entries, &mut next_seq),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+    rt.block_on(sink.close()).unwrap();
+}
+
+fn verify(c: &mut Criterion) {
+    let rt = runtime();
+    let sink = MemorySink::new();
+    rt.block_on(async {
+        for n in 0..VERIFY_RECORDS {
+            sink.append(entry(n)).await.unwrap();
+        }
+    });
+    let records: Vec<Record> = sink.records(Stream::Request);
+    let preimages: Vec<Vec<u8>> = records.iter().map(Record::preimage).collect();
+    let bytes: usize = preimages.iter().map(Vec::len).sum();
+
+    let mut g = c.benchmark_group("verify");
+    g.throughput(Throughput::Elements(VERIFY_RECORDS as u64));
+    g.bench_function("chain_verifier", |b| {
+        b.iter(|| {
+            let mut v = ChainVerifier::new(Stream::Request);
+            for r in &records {
+                assert!(v.push(r));
+            }
+            black_box(v.finish(None))
+        })
+    });
+    g.bench_function("bare_sha256_same_record_bytes", |b| {
+        b.iter(|| {
+            for p in &preimages {
+                black_box(Digest::of(p));
+            }
+        })
+    });
+    g.finish();
+    eprintln!(
+        "verify: {VERIFY_RECORDS} records, {} canonical bytes on average",
+        bytes / VERIFY_RECORDS
+    );
+}
+
+criterion_group!(benches, append, verify);
+criterion_main!(benches);

@@ -1,0 +1,213 @@
+//! The SQL behind queries, verification and the privacy operations.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ToSql, TransactionBehavior, params};
+
+use super::schema::{self, COLUMNS, personal_json, read_record};
+use crate::checkpoint::{Checkpoint, CheckpointKey};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::personal::PersonalField;
+use crate::query::{Page, Query};
+use crate::record::{Head, Stream};
+use crate::verify::{PROGRESS_EVERY, Progress, VerifyReport, start_verifier};
+
+pub(super) fn query(conn: &mut Connection, q: &Query) -> Result<Page> {
+    let limit = q.effective_limit();
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_records WHERE stream = ?");
+    let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(q.stream.as_str())];
+    // Each clause has one `?` per value, bound in order.
+    let mut cond = |clause: &str, values: Vec<Box<dyn ToSql>>| {
+        sql.push_str(" AND ");
+        sql.push_str(clause);
+        args.extend(values);
+    };
+    if let Some(v) = &q.organization {
+        cond("organization = ?", vec![Box::new(v.clone())]);
+    }
+    if let Some(v) = &q.actor {
+        cond("actor_id = ?", vec![Box::new(v.clone())]);
+    }
+    if let Some(v) = &q.action {
+        cond("action = ?", vec![Box::new(v.clone())]);
+    }
+    if let Some(v) = &q.target {
+        cond("target = ?", vec![Box::new(v.clone())]);
+    }
+    if let Some(v) = &q.subject {
+        cond(
+            "(subject = ? OR actor_id = ?)",
+            vec![Box::new(v.clone()), Box::new(v.clone())],
+        );
+    }
+    if let Some(t) = q.since {
+        cond("time >= ?", vec![Box::new(t.timestamp_millis())]);
+    }
+    if let Some(t) = q.until {
+        cond("time < ?", vec![Box::new(t.timestamp_millis())]);
+    }
+    if let Some(c) = q.cursor {
+        cond(
+            "sequence < ?",
+            vec![Box::new(i64::try_from(c.0).unwrap_or(i64::MAX))],
+        );
+    }
+    sql.push_str(" ORDER BY sequence DESC LIMIT ?");
+    args.push(Box::new(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let params: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
+    let mut rows = stmt.query(params.as_slice())?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        records.push(read_record(row)?);
+    }
+    Ok(Page::of(records, limit))
+}
+
+pub(super) fn verify(
+    conn: &mut Connection,
+    stream: Stream,
+    key: Option<&CheckpointKey>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<VerifyReport> {
+    // One read transaction: head, checkpoint and records from the same snapshot.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let head = schema::load_head(&tx, stream)?.unwrap_or_default();
+    let checkpoint = schema::load_checkpoint(&tx, stream)?;
+    let total: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM audit_records WHERE stream = ?1",
+        [stream.as_str()],
+        |r| r.get(0),
+    )?;
+    let total = u64::try_from(total).unwrap_or(0);
+    let mut v = start_verifier(stream, checkpoint.as_ref(), key)?;
+    {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT {COLUMNS} FROM audit_records WHERE stream = ?1 ORDER BY sequence"
+        ))?;
+        let mut rows = stmt.query([stream.as_str()])?;
+        while let Some(row) = rows.next()? {
+            if !v.push(&read_record(row)?) {
+                break;
+            }
+            if v.checked() % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    stream,
+                    checked: v.checked(),
+                    total,
+                });
+            }
+        }
+    }
+    tx.commit()?;
+    progress(Progress {
+        stream,
+        checked: v.checked(),
+        total,
+    });
+    Ok(v.finish(Some(head)))
+}
+
+pub(super) fn purge(
+    conn: &mut Connection,
+    stream: Stream,
+    cutoff: DateTime<Utc>,
+    key: &CheckpointKey,
+) -> Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // The first record (in sequence order) that is not old enough ends the removal.
+    let first_kept: Option<i64> = tx.query_row(
+        "SELECT MIN(sequence) FROM audit_records WHERE stream = ?1 AND time >= ?2",
+        params![stream.as_str(), cutoff.timestamp_millis()],
+        |r| r.get(0),
+    )?;
+    let last: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT sequence, hash FROM audit_records WHERE stream = ?1 AND sequence < ?2
+             ORDER BY sequence DESC LIMIT 1",
+            params![stream.as_str(), first_kept.unwrap_or(i64::MAX)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    let Some((seq, hash)) = last else {
+        return Ok(0);
+    };
+    let last = Head {
+        sequence: u64::try_from(seq).map_err(|_| Error::Corrupt("sequence"))?,
+        hash: Digest::from_slice(&hash).ok_or(Error::Corrupt("hash"))?,
+    };
+    let removed = tx.execute(
+        "DELETE FROM audit_records WHERE stream = ?1 AND sequence <= ?2",
+        params![stream.as_str(), seq],
+    )?;
+    schema::store_checkpoint(&tx, &Checkpoint::sign(stream, last, Utc::now(), key))?;
+    tx.commit()?;
+    Ok(removed as u64)
+}
+
+/// Applies `change` to the personal fields of every row selected by `filter` (a `WHERE`
+/// clause over `params`) and marks the rows anonymised.
+fn rewrite_personal(
+    conn: &mut Connection,
+    filter: &str,
+    params: &[&dyn ToSql],
+    change: fn(&mut PersonalField) -> bool,
+) -> Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut changed = 0;
+    {
+        let mut select = tx.prepare(&format!(
+            "SELECT stream, sequence, personal FROM audit_records WHERE {filter}"
+        ))?;
+        let mut update = tx.prepare(
+            "UPDATE audit_records SET personal = ?3, anonymised = 1
+             WHERE stream = ?1 AND sequence = ?2",
+        )?;
+        let mut rows = select.query(params)?;
+        while let Some(row) = rows.next()? {
+            let stream: String = row.get(0)?;
+            let sequence: i64 = row.get(1)?;
+            let json: String = row.get(2)?;
+            let mut fields: Vec<PersonalField> =
+                serde_json::from_str(&json).map_err(|_| Error::Corrupt("personal fields"))?;
+            let mut touched = false;
+            for f in &mut fields {
+                touched |= change(f);
+            }
+            if touched {
+                update.execute(params![stream, sequence, personal_json(&fields)?])?;
+                changed += 1;
+            } else {
+                update.execute(params![stream, sequence, json])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(changed)
+}
+
+pub(super) fn anonymise(
+    conn: &mut Connection,
+    stream: Stream,
+    cutoff: DateTime<Utc>,
+) -> Result<u64> {
+    rewrite_personal(
+        conn,
+        "stream = ?1 AND anonymised = 0 AND time < ?2",
+        params![stream.as_str(), cutoff.timestamp_millis()],
+        PersonalField::anonymise,
+    )
+}
+
+pub(super) fn erase(conn: &mut Connection, subject: &str) -> Result<u64> {
+    rewrite_personal(
+        conn,
+        "subject = ?1 OR actor_id = ?1",
+        params![subject],
+        PersonalField::erase,
+    )
+}

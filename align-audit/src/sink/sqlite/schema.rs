@@ -1,0 +1,301 @@
+//! The SQLite schema (tables prefixed `audit_`, versioned in `audit_migrations`) and the
+//! mapping between rows and records.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, Statement, Transaction, params};
+
+use crate::checkpoint::Checkpoint;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::personal::{PersonalField, PersonalState};
+use crate::record::{Actor, Entry, Head, Record, Stream};
+
+/// Migrations in order; entry `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE audit_records (
+    stream TEXT NOT NULL CHECK (stream IN ('request', 'audit')),
+    sequence INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    organization TEXT,
+    environment TEXT,
+    actor_kind TEXT NOT NULL,
+    actor_id TEXT,
+    actor_prefix TEXT,
+    action TEXT NOT NULL,
+    target TEXT,
+    request_id TEXT,
+    method TEXT,
+    path TEXT,
+    status INTEGER,
+    latency_us INTEGER,
+    subject TEXT,
+    metadata TEXT NOT NULL,
+    personal TEXT NOT NULL,
+    anonymised INTEGER NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (stream, sequence)
+) WITHOUT ROWID;
+CREATE INDEX audit_records_by_org ON audit_records(organization, stream, sequence);
+CREATE INDEX audit_records_by_actor ON audit_records(actor_id, stream, sequence);
+CREATE INDEX audit_records_by_subject ON audit_records(subject, stream, sequence);
+CREATE INDEX audit_records_to_anonymise ON audit_records(stream, anonymised, time);
+CREATE TABLE audit_heads (
+    stream TEXT PRIMARY KEY,
+    sequence INTEGER NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE TABLE audit_checkpoints (
+    stream TEXT PRIMARY KEY,
+    sequence INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    signature BLOB NOT NULL
+);
+"];
+
+/// The columns of `audit_records`, in the order [`insert_record`] binds and [`read_record`]
+/// reads them.
+pub(crate) const COLUMNS: &str = "stream, sequence, id, time, organization, environment, \
+    actor_kind, actor_id, actor_prefix, action, target, request_id, method, path, status, \
+    latency_us, subject, metadata, personal, anonymised, prev_hash, hash";
+
+pub(crate) const INSERT: &str = "INSERT INTO audit_records (stream, sequence, id, time, \
+    organization, environment, actor_kind, actor_id, actor_prefix, action, target, request_id, \
+    method, path, status, latency_us, subject, metadata, personal, anonymised, prev_hash, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+    ?19, ?20, ?21, ?22)";
+
+/// Opens a connection: WAL, busy timeout, `synchronous` FULL (fsync per commit) or NORMAL.
+pub(crate) fn connect(path: &std::path::Path, sync_to_disk: bool) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.execute_batch(if sync_to_disk {
+        "PRAGMA synchronous = FULL;"
+    } else {
+        "PRAGMA synchronous = NORMAL;"
+    })?;
+    Ok(conn)
+}
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS audit_migrations (
+            version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM audit_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (version, sql) in (1i64..).zip(MIGRATIONS) {
+        if version > current {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO audit_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, Utc::now().timestamp_millis()],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64, what: &'static str) -> Result<u64> {
+    u64::try_from(n).map_err(|_| Error::Corrupt(what))
+}
+
+/// Whether no personal field of `e` still holds its original value.
+fn is_anonymised(e: &Entry) -> bool {
+    e.personal
+        .iter()
+        .all(|p| p.state() != PersonalState::Present)
+}
+
+pub(crate) fn personal_json(fields: &[PersonalField]) -> Result<String> {
+    serde_json::to_string(fields).map_err(|_| Error::Corrupt("personal fields"))
+}
+
+pub(crate) fn insert_record(stmt: &mut Statement<'_>, r: &Record) -> Result<()> {
+    let e = &r.entry;
+    let (kind, actor_id, prefix) = match &e.actor {
+        Actor::System => ("system", None, None),
+        Actor::ApiKey { id, prefix } => ("apiKey", Some(id.as_str()), Some(prefix.as_str())),
+        Actor::User { id } => ("user", Some(id.as_str()), None),
+    };
+    stmt.execute(params![
+        e.stream.as_str(),
+        to_i64(r.sequence),
+        e.id.to_string(),
+        e.time.timestamp_millis(),
+        e.organization,
+        e.environment.map(|v| v.as_str()),
+        kind,
+        actor_id,
+        prefix,
+        e.action,
+        e.target,
+        e.request_id,
+        e.method,
+        e.path,
+        e.status,
+        e.latency_us.map(to_i64),
+        e.subject,
+        e.metadata,
+        personal_json(&e.personal)?,
+        is_anonymised(e),
+        r.prev_hash.as_bytes().as_slice(),
+        r.hash.as_bytes().as_slice(),
+    ])?;
+    Ok(())
+}
+
+fn digest(row: &Row<'_>, idx: usize) -> Result<Digest> {
+    let bytes: Vec<u8> = row.get(idx)?;
+    Digest::from_slice(&bytes).ok_or(Error::Corrupt("hash"))
+}
+
+/// Reads a row selected with [`COLUMNS`].
+pub(crate) fn read_record(row: &Row<'_>) -> Result<Record> {
+    let stream: String = row.get(0)?;
+    let stream = Stream::from_name(&stream).ok_or(Error::Corrupt("stream"))?;
+    let id: String = row.get(2)?;
+    let time: i64 = row.get(3)?;
+    let environment: Option<String> = row.get(5)?;
+    let environment = match environment {
+        None => None,
+        Some(name) => {
+            Some(align_keys::Environment::from_name(&name).ok_or(Error::Corrupt("environment"))?)
+        }
+    };
+    let kind: String = row.get(6)?;
+    let actor_id: Option<String> = row.get(7)?;
+    let actor = match (kind.as_str(), actor_id) {
+        ("system", _) => Actor::System,
+        ("apiKey", Some(id)) => Actor::ApiKey {
+            id,
+            prefix: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        },
+        ("user", Some(id)) => Actor::User { id },
+        _ => return Err(Error::Corrupt("actor")),
+    };
+    let latency: Option<i64> = row.get(15)?;
+    let personal: String = row.get(18)?;
+    let entry = Entry {
+        id: id.parse().map_err(|_| Error::Corrupt("record id"))?,
+        stream,
+        time: DateTime::from_timestamp_millis(time).ok_or(Error::Corrupt("time"))?,
+        organization: row.get(4)?,
+        environment,
+        actor,
+        action: row.get(9)?,
+        target: row.get(10)?,
+        request_id: row.get(11)?,
+        method: row.get(12)?,
+        path: row.get(13)?,
+        status: row.get(14)?,
+        latency_us: latency.map(|l| to_u64(l, "latency")).transpose()?,
+        subject: row.get(16)?,
+        metadata: row.get(17)?,
+        personal: serde_json::from_str(&personal).map_err(|_| Error::Corrupt("personal fields"))?,
+    };
+    Ok(Record {
+        sequence: to_u64(row.get(1)?, "sequence")?,
+        prev_hash: digest(row, 20)?,
+        hash: digest(row, 21)?,
+        entry,
+    })
+}
+
+pub(crate) fn store_heads(tx: &Transaction<'_>, heads: &BTreeMap<Stream, Head>) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO audit_heads (stream, sequence, hash) VALUES (?1, ?2, ?3)
+         ON CONFLICT(stream) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash",
+    )?;
+    for (stream, head) in heads {
+        stmt.execute(params![
+            stream.as_str(),
+            to_i64(head.sequence),
+            head.hash.as_bytes().as_slice()
+        ])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn load_heads(conn: &Connection) -> Result<BTreeMap<Stream, Head>> {
+    let mut heads = BTreeMap::new();
+    for stream in Stream::ALL {
+        if let Some(h) = load_head(conn, stream)? {
+            heads.insert(stream, h);
+        }
+    }
+    Ok(heads)
+}
+
+pub(crate) fn load_head(conn: &Connection, stream: Stream) -> Result<Option<Head>> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT sequence, hash FROM audit_heads WHERE stream = ?1",
+            [stream.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(seq, hash)| {
+        Ok(Head {
+            sequence: to_u64(seq, "head")?,
+            hash: Digest::from_slice(&hash).ok_or(Error::Corrupt("head"))?,
+        })
+    })
+    .transpose()
+}
+
+pub(crate) fn load_checkpoint(conn: &Connection, stream: Stream) -> Result<Option<Checkpoint>> {
+    type Row = (i64, Vec<u8>, i64, Vec<u8>);
+    let row: Option<Row> = conn
+        .query_row(
+            "SELECT sequence, hash, created_at, signature FROM audit_checkpoints
+             WHERE stream = ?1",
+            [stream.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    row.map(|(seq, hash, created, sig)| {
+        let head = Head {
+            sequence: to_u64(seq, "checkpoint")?,
+            hash: Digest::from_slice(&hash).ok_or(Error::Corrupt("checkpoint"))?,
+        };
+        let created =
+            DateTime::from_timestamp_millis(created).ok_or(Error::Corrupt("checkpoint"))?;
+        let sig = Digest::from_slice(&sig).ok_or(Error::Corrupt("checkpoint"))?;
+        Ok(Checkpoint::from_parts(stream, head, created, sig))
+    })
+    .transpose()
+}
+
+pub(crate) fn store_checkpoint(tx: &Transaction<'_>, cp: &Checkpoint) -> Result<()> {
+    let head = cp.last_pruned();
+    tx.execute(
+        "INSERT INTO audit_checkpoints (stream, sequence, hash, created_at, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(stream) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash,
+             created_at = excluded.created_at, signature = excluded.signature",
+        params![
+            cp.stream().as_str(),
+            to_i64(head.sequence),
+            head.hash.as_bytes().as_slice(),
+            cp.created_at().timestamp_millis(),
+            cp.signature().as_bytes().as_slice(),
+        ],
+    )?;
+    Ok(())
+}

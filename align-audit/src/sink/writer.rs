@@ -1,0 +1,218 @@
+//! The group-committing writer thread shared by the file-backed sinks.
+//!
+//! Callers hand entries to a bounded queue (waiting when it is full: backpressure, never a
+//! drop). One dedicated OS thread drains up to `max_batch` entries at a time, seals them onto
+//! their chains, commits them together, then answers every durable `append` of the batch.
+//! Maintenance jobs (purge, anonymise, …) run on the same thread between batches, so they
+//! never race the chain.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::seal;
+use crate::error::{Error, Result};
+use crate::record::{Entry, Head, Receipt, Record, Stream};
+
+/// Where the writer thread puts committed batches.
+pub(crate) trait Backend: Send + 'static {
+    /// Durably writes `records` (in order) together with the new `heads`: all or nothing.
+    fn commit(&mut self, records: &[Record], heads: &BTreeMap<Stream, Head>) -> Result<()>;
+}
+
+type Job<B> = Box<dyn FnOnce(&mut B, &BTreeMap<Stream, Head>) + Send>;
+
+#[allow(
+    clippy::large_enum_variant,
+    reason = "appends are nearly every command; boxing them would cost an allocation each"
+)]
+enum Command<B> {
+    Append {
+        entry: Entry,
+        reply: Option<oneshot::Sender<Result<Receipt>>>,
+    },
+    Flush(oneshot::Sender<Result<()>>),
+    Job(Job<B>),
+    Close(oneshot::Sender<Result<()>>),
+}
+
+/// Queue sizes for the writer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) capacity: usize,
+    pub(crate) max_batch: usize,
+}
+
+/// Failures of `submit`ted records, reported by the next flush.
+#[derive(Default)]
+struct Failures {
+    count: AtomicU64,
+    cause: Mutex<String>,
+}
+
+impl Failures {
+    fn add(&self, n: u64, cause: &str) {
+        self.count.fetch_add(n, Ordering::SeqCst);
+        *self.cause.lock().unwrap_or_else(PoisonError::into_inner) = cause.to_owned();
+    }
+
+    fn take(&self) -> Result<()> {
+        match self.count.swap(0, Ordering::SeqCst) {
+            0 => Ok(()),
+            records => Err(Error::WriteFailed {
+                records,
+                cause: std::mem::take(
+                    &mut *self.cause.lock().unwrap_or_else(PoisonError::into_inner),
+                ),
+            }),
+        }
+    }
+}
+
+/// The handle to a writer thread.
+pub(crate) struct Writer<B> {
+    tx: mpsc::Sender<Command<B>>,
+    failures: Arc<Failures>,
+}
+
+impl<B: Backend> Writer<B> {
+    /// Starts the writer thread over `backend`, continuing the chains at `heads`.
+    pub(crate) fn spawn(
+        name: &str,
+        backend: B,
+        heads: BTreeMap<Stream, Head>,
+        limits: Limits,
+    ) -> Result<Self> {
+        let (tx, rx) = mpsc::channel(limits.capacity.max(1));
+        let failures = Arc::new(Failures::default());
+        let f = Arc::clone(&failures);
+        let max_batch = limits.max_batch.max(1);
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || run(backend, heads, rx, &f, max_batch))?;
+        Ok(Self { tx, failures })
+    }
+
+    async fn send(&self, cmd: Command<B>) -> Result<()> {
+        self.tx.send(cmd).await.map_err(|_| Error::Closed)
+    }
+
+    pub(crate) async fn submit(&self, entry: Entry) -> Result<()> {
+        self.send(Command::Append { entry, reply: None }).await
+    }
+
+    pub(crate) async fn append(&self, entry: Entry) -> Result<Receipt> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Append {
+            entry,
+            reply: Some(reply),
+        })
+        .await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Flush(reply)).await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Stops accepting writes, commits what is queued, and waits for the thread to finish.
+    /// Closing twice is fine.
+    pub(crate) async fn close(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        if self.send(Command::Close(reply)).await.is_err() {
+            return self.failures.take();
+        }
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Runs `job` on the writer thread after everything queued before it is committed.
+    pub(crate) async fn job<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut B, &BTreeMap<Stream, Head>) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Job(Box::new(move |b, heads| {
+            // The caller may have stopped waiting; the job has run either way.
+            let _ = reply.send(job(b, heads));
+        })))
+        .await?;
+        rx.await.map_err(|_| Error::Worker)?
+    }
+}
+
+fn run<B: Backend>(
+    mut backend: B,
+    mut heads: BTreeMap<Stream, Head>,
+    mut rx: mpsc::Receiver<Command<B>>,
+    failures: &Failures,
+    max_batch: usize,
+) {
+    let mut buf = Vec::with_capacity(512);
+    let mut batch: Vec<Record> = Vec::with_capacity(max_batch);
+    let mut waiters: Vec<(usize, oneshot::Sender<Result<Receipt>>)> = Vec::new();
+    let mut closers = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let saved = heads.clone();
+        let mut next = Some(first);
+        let mut after = None;
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Append { entry, reply } => {
+                    let head = heads.entry(entry.stream).or_default();
+                    let record = seal(entry, head, &mut buf);
+                    if let Some(reply) = reply {
+                        waiters.push((batch.len(), reply));
+                    }
+                    batch.push(record);
+                    if batch.len() < max_batch {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                other => after = Some(other),
+            }
+        }
+        if !batch.is_empty() {
+            match backend.commit(&batch, &heads) {
+                Ok(()) => {
+                    for (i, reply) in waiters.drain(..) {
+                        let _ = reply.send(Ok(batch[i].receipt()));
+                    }
+                }
+                Err(e) => {
+                    heads = saved;
+                    let records = batch.len() as u64;
+                    let cause = e.to_string();
+                    failures.add(records - waiters.len() as u64, &cause);
+                    for (_, reply) in waiters.drain(..) {
+                        let _ = reply.send(Err(Error::WriteFailed {
+                            records,
+                            cause: cause.clone(),
+                        }));
+                    }
+                }
+            }
+            batch.clear();
+        }
+        match after {
+            Some(Command::Flush(reply)) => {
+                let _ = reply.send(failures.take());
+            }
+            Some(Command::Job(job)) => job(&mut backend, &heads),
+            Some(Command::Close(reply)) => {
+                // Refuse new commands but drain (and commit) what is already queued.
+                rx.close();
+                closers.push(reply);
+            }
+            Some(Command::Append { .. }) | None => {}
+        }
+    }
+    for reply in closers {
+        let _ = reply.send(failures.take());
+    }
+}

@@ -1,0 +1,312 @@
+//! Walking a stream's chain and reporting the first broken link.
+
+use std::fmt;
+
+use crate::checkpoint::{Checkpoint, CheckpointKey};
+use crate::encode::record_hash;
+use crate::error::{Error, Result};
+use crate::record::{Head, Record, Stream};
+
+/// How far a verification has come; handed to the progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The stream being verified.
+    pub stream: Stream,
+    /// Records checked so far.
+    pub checked: u64,
+    /// Records to check in all (as counted when verification started).
+    pub total: u64,
+}
+
+/// Why the chain is broken at a given sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakReason {
+    /// A record of another stream sits in this one.
+    WrongStream,
+    /// A record with another sequence number sits where this one belongs (a record was
+    /// deleted, inserted or moved).
+    UnexpectedSequence {
+        /// The sequence number the record carries.
+        found: u64,
+    },
+    /// The record does not point at the hash of the record before it (the one before was
+    /// rewritten, or records were reordered).
+    PreviousHashMismatch,
+    /// The record's content no longer hashes to its stored hash (it was altered).
+    HashMismatch,
+    /// A personal value held by the record does not match its commitment (it was altered).
+    PersonalFieldMismatch {
+        /// The field's name.
+        field: String,
+    },
+    /// The checkpoint that stands for pruned records is not signed by the operator's key.
+    BadCheckpointSignature,
+    /// The chain ends before the stream's recorded head: trailing records are missing.
+    MissingRecords {
+        /// The head's sequence.
+        head: u64,
+    },
+    /// There are records after the stream's recorded head.
+    RecordsAfterHead,
+    /// The last record's hash differs from the recorded head.
+    HeadMismatch,
+}
+
+impl fmt::Display for BreakReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongStream => f.write_str("record belongs to another stream"),
+            Self::UnexpectedSequence { found } => {
+                write!(f, "found record numbered {found} instead")
+            }
+            Self::PreviousHashMismatch => {
+                f.write_str("previous-hash link does not match the record before")
+            }
+            Self::HashMismatch => f.write_str("record content does not match its hash"),
+            Self::PersonalFieldMismatch { field } => {
+                write!(f, "personal field `{field}` does not match its commitment")
+            }
+            Self::BadCheckpointSignature => f.write_str("checkpoint signature is invalid"),
+            Self::MissingRecords { head } => {
+                write!(f, "chain ends early; the stream's head is at {head}")
+            }
+            Self::RecordsAfterHead => f.write_str("record lies beyond the stream's head"),
+            Self::HeadMismatch => f.write_str("last record does not match the stream's head"),
+        }
+    }
+}
+
+/// The first broken link of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Break {
+    /// The sequence at which the chain breaks.
+    pub sequence: u64,
+    /// What is wrong there.
+    pub reason: BreakReason,
+}
+
+impl fmt::Display for Break {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "chain broken at sequence {}: {}",
+            self.sequence, self.reason
+        )
+    }
+}
+
+/// The outcome of verifying one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The stream verified.
+    pub stream: Stream,
+    /// Records checked.
+    pub checked: u64,
+    /// Where verification started: after this checkpoint's record (sequence 0 when the stream
+    /// was never pruned).
+    pub start: Head,
+    /// The last record that verified.
+    pub end: Head,
+    /// The first broken link, if any.
+    pub broken: Option<Break>,
+}
+
+impl VerifyReport {
+    /// True when no link is broken.
+    pub fn is_intact(&self) -> bool {
+        self.broken.is_none()
+    }
+}
+
+/// Checks records one by one, in sequence order; stops at the first broken link.
+///
+/// Sinks use it for [`verify`](crate::AuditSink::verify); use it directly to check records
+/// read from elsewhere (a JSON Lines file, a backup).
+#[derive(Debug)]
+pub struct ChainVerifier {
+    stream: Stream,
+    start: Head,
+    last: Head,
+    checked: u64,
+    broken: Option<Break>,
+    buf: Vec<u8>,
+}
+
+impl ChainVerifier {
+    /// A verifier for a stream that starts at sequence 1.
+    pub fn new(stream: Stream) -> Self {
+        Self {
+            stream,
+            start: Head::default(),
+            last: Head::default(),
+            checked: 0,
+            broken: None,
+            buf: Vec::with_capacity(512),
+        }
+    }
+
+    /// A verifier for a pruned stream that continues after `checkpoint`, whose signature is
+    /// checked against `key` first.
+    pub fn after_checkpoint(checkpoint: &Checkpoint, key: &CheckpointKey) -> Self {
+        let mut v = Self::new(checkpoint.stream());
+        v.start = checkpoint.last_pruned();
+        v.last = v.start;
+        if !checkpoint.is_signed_by(key) {
+            v.broken = Some(Break {
+                sequence: v.start.sequence,
+                reason: BreakReason::BadCheckpointSignature,
+            });
+        }
+        v
+    }
+
+    /// Checks the next record; false once the chain is broken (later records are ignored).
+    pub fn push(&mut self, record: &Record) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        let expected = self.last.sequence + 1;
+        let e = &record.entry;
+        let reason = if e.stream != self.stream {
+            Some(BreakReason::WrongStream)
+        } else if record.sequence != expected {
+            Some(BreakReason::UnexpectedSequence {
+                found: record.sequence,
+            })
+        } else if record.prev_hash != self.last.hash {
+            Some(BreakReason::PreviousHashMismatch)
+        } else if record_hash(record.sequence, &record.prev_hash, e, &mut self.buf) != record.hash {
+            Some(BreakReason::HashMismatch)
+        } else {
+            e.personal
+                .iter()
+                .find(|p| !p.holds())
+                .map(|p| BreakReason::PersonalFieldMismatch {
+                    field: p.name().to_owned(),
+                })
+        };
+        if let Some(reason) = reason {
+            self.broken = Some(Break {
+                sequence: expected,
+                reason,
+            });
+            return false;
+        }
+        self.last = Head {
+            sequence: record.sequence,
+            hash: record.hash,
+        };
+        self.checked += 1;
+        true
+    }
+
+    /// Records verified so far.
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// Ends the walk. With the stream's recorded `head`, trailing deletions and records
+    /// appended behind the sink's back are detected too.
+    pub fn finish(mut self, head: Option<Head>) -> VerifyReport {
+        if let (None, Some(head)) = (&self.broken, head) {
+            let last = self.last;
+            self.broken = if head.sequence > last.sequence {
+                Some(Break {
+                    sequence: last.sequence + 1,
+                    reason: BreakReason::MissingRecords {
+                        head: head.sequence,
+                    },
+                })
+            } else if head.sequence < last.sequence {
+                Some(Break {
+                    sequence: head.sequence + 1,
+                    reason: BreakReason::RecordsAfterHead,
+                })
+            } else if head.hash != last.hash {
+                Some(Break {
+                    sequence: head.sequence,
+                    reason: BreakReason::HeadMismatch,
+                })
+            } else {
+                None
+            };
+        }
+        VerifyReport {
+            stream: self.stream,
+            checked: self.checked,
+            start: self.start,
+            end: self.last,
+            broken: self.broken,
+        }
+    }
+}
+
+/// How often (in records) progress is reported.
+pub(crate) const PROGRESS_EVERY: u64 = 4096;
+
+/// Verifies `records` (already in sequence order) from `checkpoint` to `head`, reporting
+/// progress every [`PROGRESS_EVERY`] records and at the end.
+pub(crate) fn verify_slice<'a>(
+    stream: Stream,
+    checkpoint: Option<&Checkpoint>,
+    key: Option<&CheckpointKey>,
+    records: impl ExactSizeIterator<Item = &'a Record>,
+    head: Head,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<VerifyReport> {
+    let total = records.len() as u64;
+    let mut v = start_verifier(stream, checkpoint, key)?;
+    for r in records {
+        if !v.push(r) {
+            break;
+        }
+        if v.checked() % PROGRESS_EVERY == 0 {
+            progress(Progress {
+                stream,
+                checked: v.checked(),
+                total,
+            });
+        }
+    }
+    progress(Progress {
+        stream,
+        checked: v.checked(),
+        total,
+    });
+    Ok(v.finish(Some(head)))
+}
+
+/// A verifier starting at the stream's beginning or after its checkpoint.
+pub(crate) fn start_verifier(
+    stream: Stream,
+    checkpoint: Option<&Checkpoint>,
+    key: Option<&CheckpointKey>,
+) -> Result<ChainVerifier> {
+    Ok(match checkpoint {
+        None => ChainVerifier::new(stream),
+        Some(cp) => ChainVerifier::after_checkpoint(cp, key.ok_or(Error::CheckpointKeyMissing)?),
+    })
+}
+
+/// Runs a blocking verification `job` on tokio's blocking pool and forwards its progress
+/// reports to `progress` on the calling task.
+pub(crate) async fn verify_blocking<F>(
+    job: F,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<VerifyReport>
+where
+    F: FnOnce(&mut dyn FnMut(Progress)) -> Result<VerifyReport> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = tokio::task::spawn_blocking(move || {
+        job(&mut |p| {
+            // The receiver only goes away if the caller stopped waiting; then nobody cares.
+            let _ = tx.send(p);
+        })
+    });
+    while let Some(p) = rx.recv().await {
+        progress(p);
+    }
+    handle.await.map_err(|_| Error::Worker)?
+}
