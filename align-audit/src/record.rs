@@ -75,7 +75,10 @@ impl Actor {
 
 /// A log entry as built by [`EntryBuilder`](crate::EntryBuilder): redacted, personal fields
 /// committed, not yet in a chain. Hand it to an [`AuditSink`](crate::AuditSink).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Entry` can be serialised but not deserialised: the only way to make one is the builder,
+/// so nothing unredacted can reach a sink. Stored records are read back as [`Record`]s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
     pub(crate) id: Uuid,
@@ -96,6 +99,52 @@ pub struct Entry {
     #[serde(with = "raw_json")]
     pub(crate) metadata: String,
     pub(crate) personal: Vec<PersonalField>,
+}
+
+/// The stored form of an [`Entry`], read back only as part of a [`Record`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredEntry {
+    id: Uuid,
+    stream: Stream,
+    #[serde(with = "time_ms")]
+    time: DateTime<Utc>,
+    organization: Option<String>,
+    environment: Option<Environment>,
+    actor: Actor,
+    action: String,
+    target: Option<String>,
+    request_id: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
+    status: Option<u16>,
+    latency_us: Option<u64>,
+    subject: Option<String>,
+    #[serde(with = "raw_json")]
+    metadata: String,
+    personal: Vec<PersonalField>,
+}
+
+fn stored_entry<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
+    let s = StoredEntry::deserialize(d)?;
+    Ok(Entry {
+        id: s.id,
+        stream: s.stream,
+        time: s.time,
+        organization: s.organization,
+        environment: s.environment,
+        actor: s.actor,
+        action: s.action,
+        target: s.target,
+        request_id: s.request_id,
+        method: s.method,
+        path: s.path,
+        status: s.status,
+        latency_us: s.latency_us,
+        subject: s.subject,
+        metadata: s.metadata,
+        personal: s.personal,
+    })
 }
 
 impl Entry {
@@ -192,6 +241,7 @@ pub struct Record {
     pub(crate) sequence: u64,
     pub(crate) prev_hash: Digest,
     pub(crate) hash: Digest,
+    #[serde(deserialize_with = "stored_entry")]
     pub(crate) entry: Entry,
 }
 

@@ -1,0 +1,187 @@
+//! The SQLite sink: persistence, backpressure, and tampering done directly in the database.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+#![cfg(feature = "sqlite")]
+
+mod support;
+
+use std::sync::Arc;
+
+use align_audit::{AuditSink, BreakReason, JsonlSink, Query, SqliteSink, SqliteSinkConfig, Stream};
+use rusqlite::Connection;
+use support::{entry, test_key};
+
+async fn open(path: &std::path::Path) -> SqliteSink {
+    SqliteSink::open(path, SqliteSinkConfig::with_checkpoint_key(test_key()))
+        .await
+        .unwrap()
+}
+
+async fn filled(path: &std::path::Path, n: u32) -> SqliteSink {
+    let sink = open(path).await;
+    for i in 0..n {
+        sink.submit(entry(Stream::Audit, i, 1, "u")).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+    sink
+}
+
+async fn broken_at(sink: &SqliteSink) -> Option<(u64, BreakReason)> {
+    let report = sink.verify(Stream::Audit, &mut |_| {}).await.unwrap();
+    report.broken.map(|b| (b.sequence, b.reason))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_sink_continues_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    filled(&path, 5).await.close().await.unwrap();
+    let sink = open(&path).await;
+    let r = sink.append(entry(Stream::Audit, 9, 0, "u")).await.unwrap();
+    assert_eq!(r.sequence, 6);
+    assert_eq!(broken_at(&sink).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_queue_holds_writers_back_without_dropping_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SqliteSinkConfig::with_checkpoint_key(test_key());
+    config.queue_capacity = 1;
+    config.max_batch = 3;
+    config.sync_to_disk = false;
+    let sink = Arc::new(
+        SqliteSink::open(dir.path().join("q.db"), config)
+            .await
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let sink = Arc::clone(&sink);
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    sink.submit(entry(Stream::Request, t * 100 + n, 0, "u"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    sink.close().await.unwrap();
+    assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 200);
+    let report = sink.verify(Stream::Request, &mut |_| {}).await.unwrap();
+    assert!(report.is_intact() && report.checked == 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_reported_up_to_the_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = filled(&dir.path().join("p.db"), 10).await;
+    let mut seen = Vec::new();
+    sink.verify(Stream::Audit, &mut |p| seen.push((p.checked, p.total)))
+        .await
+        .unwrap();
+    assert_eq!(seen.last(), Some(&(10, 10)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_made_directly_in_the_database_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let sink = filled(&path, 6).await;
+    let raw = Connection::open(&path).unwrap();
+    let sql = |s: &str| raw.execute_batch(s).unwrap();
+
+    sql("UPDATE audit_records SET status = 500 WHERE sequence = 3");
+    assert_eq!(broken_at(&sink).await, Some((3, BreakReason::HashMismatch)));
+    sql("UPDATE audit_records SET status = 200 WHERE sequence = 3");
+    assert_eq!(broken_at(&sink).await, None);
+
+    let personal: String = raw
+        .query_row(
+            "SELECT personal FROM audit_records WHERE sequence = 3",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let forged = personal.replacen("203.0.113.", "198.51.100.", 1);
+    assert_ne!(forged, personal);
+    raw.execute(
+        "UPDATE audit_records SET personal = ?1 WHERE sequence = 3",
+        [&forged],
+    )
+    .unwrap();
+    assert_eq!(
+        broken_at(&sink).await,
+        Some((3, BreakReason::PersonalFieldMismatch { field: "ip".into() }))
+    );
+    raw.execute(
+        "UPDATE audit_records SET personal = ?1 WHERE sequence = 3",
+        [&personal],
+    )
+    .unwrap();
+
+    sql("DELETE FROM audit_records WHERE sequence = 6");
+    assert_eq!(
+        broken_at(&sink).await,
+        Some((6, BreakReason::MissingRecords { head: 6 }))
+    );
+    sql("DELETE FROM audit_records WHERE sequence = 4");
+    assert_eq!(
+        broken_at(&sink).await,
+        Some((4, BreakReason::UnexpectedSequence { found: 5 }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_or_missing_checkpoint_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let sink = filled(&path, 6).await;
+    // Entries are one day old; purge everything up to now, then add fresh ones.
+    assert_eq!(
+        sink.purge(Stream::Audit, chrono::Utc::now()).await.unwrap(),
+        6
+    );
+    sink.append(entry(Stream::Audit, 7, -400, "u"))
+        .await
+        .unwrap();
+    assert_eq!(broken_at(&sink).await, None);
+
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch("UPDATE audit_checkpoints SET sequence = 5")
+        .unwrap();
+    assert_eq!(
+        broken_at(&sink).await,
+        Some((5, BreakReason::BadCheckpointSignature))
+    );
+    raw.execute_batch("DELETE FROM audit_checkpoints").unwrap();
+    assert_eq!(
+        broken_at(&sink).await,
+        Some((1, BreakReason::UnexpectedSequence { found: 7 }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonl_reopens_after_a_torn_write_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.jsonl");
+    let sink = JsonlSink::open(&path, None).await.unwrap();
+    for n in 0..3 {
+        sink.append(entry(Stream::Audit, n, 0, "u")).await.unwrap();
+    }
+    sink.close().await.unwrap();
+    // A crash in the middle of a write leaves half a line.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"record\":{\"sequence\":4,\"prevH");
+    std::fs::write(&path, text).unwrap();
+
+    let sink = JsonlSink::open(&path, None).await.unwrap();
+    let r = sink.append(entry(Stream::Audit, 3, 0, "u")).await.unwrap();
+    assert_eq!(r.sequence, 4);
+    let report = sink.verify(Stream::Audit, &mut |_| {}).await.unwrap();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    let page = sink.query(&Query::new(Stream::Audit)).await.unwrap();
+    assert_eq!(page.records.len(), 4);
+}
