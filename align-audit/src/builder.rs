@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::encode::canonical_json;
 use crate::error::{Error, Result};
-use crate::personal::{IP, PersonalField, USER_AGENT};
+use crate::personal::{IP, Personal, USER_AGENT, Values};
 use crate::record::{Actor, Entry, Stream};
 
 /// Longest text field kept, in bytes; longer values are cut at a character boundary.
@@ -53,7 +53,7 @@ pub struct EntryBuilder {
     subject: Option<String>,
     metadata: Option<Value>,
     ip: Option<IpAddr>,
-    personal: Vec<(String, String)>,
+    personal: Values,
 }
 
 impl Entry {
@@ -75,7 +75,7 @@ impl Entry {
             subject: None,
             metadata: None,
             ip: None,
-            personal: Vec::new(),
+            personal: Values::new(),
         }
     }
 
@@ -166,9 +166,7 @@ impl EntryBuilder {
     /// Any other personal value, under `name` (dropped by anonymisation and erasure).
     /// A second value under the same name replaces the first.
     pub fn personal(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        let name = name.into();
-        self.personal.retain(|(n, _)| *n != name);
-        self.personal.push((name, value.into()));
+        self.personal.insert(name.into(), value.into());
         self
     }
 
@@ -199,11 +197,7 @@ impl EntryBuilder {
                 reason: "larger than 64 KiB",
             });
         }
-        let rng = SystemRandom::new();
-        let mut personal = Vec::with_capacity(self.personal.len() + 1);
-        if let Some(ip) = self.ip {
-            personal.push(PersonalField::ip(ip, &rng)?);
-        }
+        let mut personal = Values::new();
         for (name, value) in self.personal {
             if name == IP {
                 return Err(Error::InvalidInput {
@@ -211,8 +205,12 @@ impl EntryBuilder {
                     reason: "the name `ip` is reserved for EntryBuilder::ip",
                 });
             }
-            personal.push(PersonalField::text(text(name), text(value), &rng)?);
+            personal.insert(text(name), text(value));
         }
+        if let Some(ip) = self.ip {
+            personal.insert(IP.to_owned(), ip.to_string());
+        }
+        let personal = Personal::new(personal, &SystemRandom::new())?;
         let actor = match self.actor {
             Actor::ApiKey { id, prefix } => Actor::ApiKey {
                 id: text(id),

@@ -92,16 +92,18 @@ pub(crate) fn record_preimage(sequence: u64, prev: &Digest, e: &Entry, buf: &mut
     enc.opt_u64(e.latency_us);
     enc.opt_str(e.subject.as_deref());
     enc.str(&e.metadata);
-    enc.u64(e.personal.len() as u64);
-    for p in &e.personal {
-        enc.str(p.name());
-        let (full, coarse) = p.commitments();
-        enc.raw(full.as_bytes());
-        match coarse {
-            None => enc.u8(0),
-            Some(c) => {
-                enc.u8(1);
-                enc.raw(c.as_bytes());
+    match &e.personal {
+        None => enc.u8(0),
+        Some(p) => {
+            enc.u8(1);
+            let (full, coarse) = p.commitments();
+            enc.raw(full.as_bytes());
+            match coarse {
+                None => enc.u8(0),
+                Some(c) => {
+                    enc.u8(1);
+                    enc.raw(c.as_bytes());
+                }
             }
         }
     }

@@ -74,11 +74,7 @@ impl<'a> ExportRecord<'a> {
             status: e.status(),
             latency_us: e.latency_us(),
             subject: e.subject(),
-            personal: e
-                .personal_fields()
-                .iter()
-                .filter_map(|p| Some((p.name(), p.value()?)))
-                .collect(),
+            personal: e.personal_values().collect(),
             metadata: e.metadata_json(),
         }
     }

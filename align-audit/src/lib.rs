@@ -5,7 +5,7 @@
 //!   and the metadata through the `align-keys` [`Redactor`](align_keys::Redactor) and strips
 //!   query strings from paths;
 //! - a SHA-256 hash chain per stream over a canonical encoding (see `docs/audit-chain.md`),
-//!   covering personal fields ([`PersonalField`]: IP, user agent, …) through salted
+//!   covering personal data (IP, user agent, anything marked personal) through salted
 //!   commitments, so anonymisation and erasure keep the chain verifiable;
 //! - [`AuditSink`] with [`MemorySink`], [`JsonlSink`] and (feature `sqlite`) `SqliteSink`,
 //!   which group-commits from a dedicated writer thread;
@@ -36,7 +36,7 @@ pub use checkpoint::{Checkpoint, CheckpointKey};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use export::ExportRecord;
-pub use personal::{IP, PersonalField, PersonalState, USER_AGENT};
+pub use personal::{IP, PersonalState, USER_AGENT};
 pub use privacy::{PolicyOutcome, PrivacyPolicy, coarsen_ip};
 pub use query::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, Query};
 pub use record::{Actor, Entry, Head, Receipt, Record, Stream};

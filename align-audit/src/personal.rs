@@ -1,30 +1,39 @@
-//! Personal fields (IP address, user agent, anything a record marks personal) and the salted
-//! commitments through which the hash chain covers them.
+//! A record's personal data (IP address, user agent, anything the record marks personal) and
+//! the salted commitments through which the hash chain covers it.
 //!
-//! The chain hashes a field's *commitment* `SHA-256(salt ‖ value)`, never the value itself.
-//! Dropping the value and its salt (anonymisation, erasure) leaves the commitment, so the chain
-//! still verifies; without the salt the commitment no longer reveals the value, not even a
-//! guessable one such as an IPv4 address. An IP address also carries a second, *coarse*
-//! commitment to its /24 (IPv4) or /48 (IPv6) network, which stays verifiable after
-//! anonymisation.
+//! The chain hashes a *commitment* `SHA-256(salt ‖ encoding of the values)`, never the values.
+//! Every privacy operation acts on a record's personal data as a whole, so one commitment
+//! covers all of it, with one random salt per record. Dropping the values and the salt
+//! (anonymisation, erasure) leaves the commitment, so the chain still verifies; without the
+//! salt the commitment no longer reveals the values, not even a guessable IPv4 address.
+//!
+//! When the record has an IP address it also carries a *coarse* commitment to its /24 (IPv4)
+//! or /48 (IPv6) network. Its salt is derived one-way from the record's salt, so it needs no
+//! storage until anonymisation reveals it; from then on the network stays verifiable.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::digest::{Digest, hex_decode, hex_encode};
+use crate::encode::Encoder;
 use crate::error::{Error, Result};
 use crate::privacy::coarsen_ip;
 
-/// The name of the personal field holding the client IP address.
+/// The name of the personal value holding the client IP address.
 pub const IP: &str = "ip";
-/// The name of the personal field holding the user agent.
+/// The name of the personal value holding the user agent.
 pub const USER_AGENT: &str = "userAgent";
 
 const SALT_LEN: usize = 16;
+const COARSE_SALT_TAG: &[u8] = b"align-audit/coarse-salt/v1";
 
-/// A random per-value salt; it never leaves a record except in the JSON Lines sink's file.
+/// Personal values by name (sorted, so their encoding is canonical).
+pub(crate) type Values = BTreeMap<String, String>;
+
+/// A random per-record salt.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Salt([u8; SALT_LEN]);
 
@@ -33,6 +42,18 @@ impl Salt {
         let mut s = [0u8; SALT_LEN];
         rng.fill(&mut s).map_err(|_| Error::Random)?;
         Ok(Self(s))
+    }
+
+    /// The coarse commitment's salt: one-way from the record's, so revealing it on
+    /// anonymisation says nothing about the record's salt.
+    fn coarse(&self) -> Self {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(COARSE_SALT_TAG);
+        ctx.update(&self.0);
+        let d = ctx.finish();
+        let mut s = [0u8; SALT_LEN];
+        s.copy_from_slice(&d.as_ref()[..SALT_LEN]);
+        Self(s)
     }
 }
 
@@ -60,136 +81,157 @@ impl<'de> Deserialize<'de> for Salt {
     }
 }
 
-/// `SHA-256(salt ‖ value)`; the salt has a fixed length, so the split is unambiguous.
-fn commit(salt: &Salt, value: &str) -> Digest {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&salt.0);
-    ctx.update(value.as_bytes());
-    Digest::from_ring(&ctx.finish())
+/// `SHA-256(salt ‖ u64 count ‖ (str name ‖ str value)…)`, names in sorted order.
+fn commit(salt: &Salt, values: &Values) -> Digest {
+    let mut buf = Vec::with_capacity(96);
+    buf.extend_from_slice(&salt.0);
+    let mut enc = Encoder(&mut buf);
+    enc.u64(values.len() as u64);
+    for (name, value) in values {
+        enc.str(name);
+        enc.str(value);
+    }
+    Digest::of(&buf)
 }
 
-/// One commitment and, while the value is still held, its opening (salt and value).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Commitment {
-    commitment: Digest,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    salt: Option<Salt>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    value: Option<String>,
+/// The coarse forms of the values that have one (the IP address's network).
+fn coarse_values(values: &Values) -> Option<Values> {
+    let ip: IpAddr = values.get(IP)?.parse().ok()?;
+    Some(BTreeMap::from([(
+        IP.to_owned(),
+        coarsen_ip(ip).to_string(),
+    )]))
 }
 
-impl Commitment {
-    fn new(value: String, rng: &SystemRandom) -> Result<Self> {
-        let salt = Salt::random(rng)?;
-        Ok(Self {
-            commitment: commit(&salt, &value),
-            salt: Some(salt),
-            value: Some(value),
-        })
-    }
-
-    /// Whether what is held still matches: nothing held, or salt and value that open it.
-    fn holds(&self) -> bool {
-        match (&self.salt, &self.value) {
-            (None, None) => true,
-            (Some(salt), Some(value)) => commit(salt, value) == self.commitment,
-            _ => false,
-        }
-    }
-
-    fn drop_opening(&mut self) -> bool {
-        let had = self.value.is_some() || self.salt.is_some();
-        self.salt = None;
-        self.value = None;
-        had
-    }
-}
-
-/// What a personal field still holds.
+/// What a record's personal data still holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PersonalState {
-    /// The value as recorded.
+    /// The values as recorded.
     Present,
-    /// Only the coarse form (an IP address's network) is left.
+    /// Only the IP address's network is left.
     Anonymised,
     /// Nothing is left but the commitments.
     Erased,
 }
 
-/// A personal value inside a record, covered by the chain through salted commitments.
+/// A record's personal values with their commitments (stored form: see
+/// `docs/audit-chain.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PersonalField {
-    name: String,
-    #[serde(flatten)]
-    full: Commitment,
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Personal {
+    commitment: Digest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    coarse: Option<Commitment>,
+    salt: Option<Salt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    values: Option<Values>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    coarse_commitment: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    coarse_salt: Option<Salt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    coarse_values: Option<Values>,
 }
 
-impl PersonalField {
-    pub(crate) fn ip(ip: IpAddr, rng: &SystemRandom) -> Result<Self> {
-        Ok(Self {
-            name: IP.to_owned(),
-            full: Commitment::new(ip.to_string(), rng)?,
-            coarse: Some(Commitment::new(coarsen_ip(ip).to_string(), rng)?),
-        })
+impl Personal {
+    /// Commits `values` (none: no personal data, `None`) under a fresh salt.
+    pub(crate) fn new(values: Values, rng: &SystemRandom) -> Result<Option<Self>> {
+        if values.is_empty() {
+            return Ok(None);
+        }
+        let salt = Salt::random(rng)?;
+        let coarse_commitment = coarse_values(&values).map(|c| commit(&salt.coarse(), &c));
+        Ok(Some(Self {
+            commitment: commit(&salt, &values),
+            salt: Some(salt),
+            values: Some(values),
+            coarse_commitment,
+            coarse_salt: None,
+            coarse_values: None,
+        }))
     }
 
-    pub(crate) fn text(name: String, value: String, rng: &SystemRandom) -> Result<Self> {
-        Ok(Self {
-            name,
-            full: Commitment::new(value, rng)?,
-            coarse: None,
-        })
+    /// The value called `name` still held: the original, else its coarse form.
+    pub(crate) fn value(&self, name: &str) -> Option<&str> {
+        self.values
+            .as_ref()
+            .or(self.coarse_values.as_ref())?
+            .get(name)
+            .map(String::as_str)
     }
 
-    /// The field's name (`ip`, `userAgent`, or the name the record gave it).
-    pub fn name(&self) -> &str {
-        &self.name
+    /// Every value still held, by name.
+    pub(crate) fn held(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values
+            .as_ref()
+            .or(self.coarse_values.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// The value still held: the original, else the coarse form, else nothing.
-    pub fn value(&self) -> Option<&str> {
-        self.full
-            .value
-            .as_deref()
-            .or_else(|| self.coarse.as_ref().and_then(|c| c.value.as_deref()))
-    }
-
-    /// Whether the field is intact, anonymised or erased.
-    pub fn state(&self) -> PersonalState {
-        if self.full.value.is_some() {
+    pub(crate) fn state(&self) -> PersonalState {
+        if self.values.is_some() {
             PersonalState::Present
-        } else if self.coarse.as_ref().is_some_and(|c| c.value.is_some()) {
+        } else if self.coarse_values.is_some() {
             PersonalState::Anonymised
         } else {
             PersonalState::Erased
         }
     }
 
-    /// Keeps only the coarse form (or nothing, when there is none). True when something changed.
+    /// Keeps only the IP address's network (opened under the derived salt). True when
+    /// something changed.
     pub(crate) fn anonymise(&mut self) -> bool {
-        self.full.drop_opening()
+        let (Some(salt), Some(values)) = (self.salt.take(), self.values.take()) else {
+            return false;
+        };
+        let coarse_salt = salt.coarse();
+        if let (Some(expected), Some(coarse)) = (self.coarse_commitment, coarse_values(&values)) {
+            // A coarse form that does not open its commitment was never written by this
+            // crate; keep nothing rather than a value the chain does not cover.
+            if commit(&coarse_salt, &coarse) == expected {
+                self.coarse_salt = Some(coarse_salt);
+                self.coarse_values = Some(coarse);
+            }
+        }
+        true
     }
 
     /// Keeps nothing but the commitments. True when something changed.
     pub(crate) fn erase(&mut self) -> bool {
-        let a = self.full.drop_opening();
-        let b = self.coarse.as_mut().is_some_and(Commitment::drop_opening);
-        a || b
+        let had = self.salt.is_some()
+            || self.values.is_some()
+            || self.coarse_salt.is_some()
+            || self.coarse_values.is_some();
+        self.salt = None;
+        self.values = None;
+        self.coarse_salt = None;
+        self.coarse_values = None;
+        had
     }
 
-    /// Whether every value still held matches its commitment.
+    /// Whether everything held matches its commitment.
     pub(crate) fn holds(&self) -> bool {
-        self.full.holds() && self.coarse.as_ref().is_none_or(Commitment::holds)
+        let full = match (&self.salt, &self.values) {
+            (None, None) => true,
+            (Some(salt), Some(values)) => commit(salt, values) == self.commitment,
+            _ => false,
+        };
+        let coarse = match (
+            &self.coarse_salt,
+            &self.coarse_values,
+            &self.coarse_commitment,
+        ) {
+            (None, None, _) => true,
+            (Some(salt), Some(values), Some(c)) => commit(salt, values) == *c,
+            _ => false,
+        };
+        full && coarse
     }
 
-    /// The commitments the chain hashes: the full one and, if any, the coarse one.
+    /// The commitments the chain hashes.
     pub(crate) fn commitments(&self) -> (&Digest, Option<&Digest>) {
-        (
-            &self.full.commitment,
-            self.coarse.as_ref().map(|c| &c.commitment),
-        )
+        (&self.commitment, self.coarse_commitment.as_ref())
     }
 }
 
@@ -197,27 +239,41 @@ impl PersonalField {
 mod tests {
     use super::*;
 
-    #[test]
-    fn anonymised_ip_keeps_its_network_and_its_commitments() {
-        let rng = SystemRandom::new();
-        let mut f = PersonalField::ip("203.0.113.77".parse().unwrap(), &rng).unwrap();
-        let before = (*f.commitments().0, f.commitments().1.copied());
-        assert!(f.holds());
-        assert!(f.anonymise());
-        assert_eq!(f.value(), Some("203.0.113.0"));
-        assert_eq!(f.state(), PersonalState::Anonymised);
-        assert!(f.holds());
-        assert!(f.erase());
-        assert_eq!(f.value(), None);
-        assert_eq!(f.state(), PersonalState::Erased);
-        assert_eq!((*f.commitments().0, f.commitments().1.copied()), before);
+    fn values(pairs: &[(&str, &str)]) -> Values {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
-    fn altered_value_no_longer_holds() {
+    fn anonymised_data_keeps_the_network_and_the_commitments() {
         let rng = SystemRandom::new();
-        let mut f = PersonalField::text(USER_AGENT.into(), "curl/8".into(), &rng).unwrap();
-        f.full.value = Some("curl/9".into());
-        assert!(!f.holds());
+        let v = values(&[(IP, "203.0.113.77"), (USER_AGENT, "curl/8")]);
+        let mut p = Personal::new(v, &rng).unwrap().unwrap();
+        let before = (p.commitment, p.coarse_commitment);
+        assert!(p.holds());
+        assert!(p.anonymise());
+        assert!(!p.anonymise());
+        assert_eq!(p.value(IP), Some("203.0.113.0"));
+        assert_eq!(p.value(USER_AGENT), None);
+        assert_eq!(p.state(), PersonalState::Anonymised);
+        assert!(p.holds());
+        assert!(p.erase());
+        assert_eq!((p.value(IP), p.state()), (None, PersonalState::Erased));
+        assert_eq!((p.commitment, p.coarse_commitment), before);
+    }
+
+    #[test]
+    fn altered_values_no_longer_hold() {
+        let rng = SystemRandom::new();
+        let mut p = Personal::new(values(&[(USER_AGENT, "curl/8")]), &rng)
+            .unwrap()
+            .unwrap();
+        if let Some(v) = p.values.as_mut() {
+            v.insert(USER_AGENT.into(), "curl/9".into());
+        }
+        assert!(!p.holds());
+        assert!(Personal::new(Values::new(), &rng).unwrap().is_none());
     }
 }

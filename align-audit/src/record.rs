@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::digest::Digest;
-use crate::personal::{IP, PersonalField, USER_AGENT};
+use crate::personal::{IP, Personal, PersonalState, USER_AGENT};
 use crate::serde_util::{raw_json, time_ms};
 
 /// The two logs, each with its own hash chain and retention.
@@ -98,7 +98,7 @@ pub struct Entry {
     pub(crate) subject: Option<String>,
     #[serde(with = "raw_json")]
     pub(crate) metadata: String,
-    pub(crate) personal: Vec<PersonalField>,
+    pub(crate) personal: Option<Personal>,
 }
 
 /// The stored form of an [`Entry`], read back only as part of a [`Record`].
@@ -122,7 +122,7 @@ struct StoredEntry {
     subject: Option<String>,
     #[serde(with = "raw_json")]
     metadata: String,
-    personal: Vec<PersonalField>,
+    personal: Option<Personal>,
 }
 
 fn stored_entry<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
@@ -212,21 +212,26 @@ impl Entry {
     pub fn metadata(&self) -> serde_json::Value {
         serde_json::from_str(&self.metadata).unwrap_or(serde_json::Value::Null)
     }
-    /// Every personal field, in the order the chain covers them.
-    pub fn personal_fields(&self) -> &[PersonalField] {
-        &self.personal
+    /// The personal value called `name` still held (`ip`, `userAgent`, or a name given to
+    /// [`EntryBuilder::personal`](crate::EntryBuilder::personal)).
+    pub fn personal(&self, name: &str) -> Option<&str> {
+        self.personal.as_ref()?.value(name)
     }
-    /// The personal field called `name`.
-    pub fn personal(&self, name: &str) -> Option<&PersonalField> {
-        self.personal.iter().find(|p| p.name() == name)
+    /// Every personal value still held, by name (sorted).
+    pub fn personal_values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.personal.iter().flat_map(Personal::held)
+    }
+    /// Whether the personal data is intact, anonymised or erased (`None`: the record has none).
+    pub fn personal_state(&self) -> Option<PersonalState> {
+        self.personal.as_ref().map(Personal::state)
     }
     /// The client IP address still held: the original, its network once anonymised, or none.
     pub fn ip(&self) -> Option<IpAddr> {
-        self.personal(IP)?.value()?.parse().ok()
+        self.personal(IP)?.parse().ok()
     }
     /// The user agent, until anonymisation or erasure drops it.
     pub fn user_agent(&self) -> Option<&str> {
-        self.personal(USER_AGENT)?.value()
+        self.personal(USER_AGENT)
     }
     /// Whether the record belongs to data subject `subject`: it is the subject or the actor.
     pub fn concerns(&self, subject: &str) -> bool {

@@ -35,11 +35,8 @@ pub enum BreakReason {
     PreviousHashMismatch,
     /// The record's content no longer hashes to its stored hash (it was altered).
     HashMismatch,
-    /// A personal value held by the record does not match its commitment (it was altered).
-    PersonalFieldMismatch {
-        /// The field's name.
-        field: String,
-    },
+    /// Personal data held by the record does not match its commitment (it was altered).
+    PersonalDataMismatch,
     /// The checkpoint that stands for pruned records is not signed by the operator's key.
     BadCheckpointSignature,
     /// The chain ends before the stream's recorded head: trailing records are missing.
@@ -64,8 +61,8 @@ impl fmt::Display for BreakReason {
                 f.write_str("previous-hash link does not match the record before")
             }
             Self::HashMismatch => f.write_str("record content does not match its hash"),
-            Self::PersonalFieldMismatch { field } => {
-                write!(f, "personal field `{field}` does not match its commitment")
+            Self::PersonalDataMismatch => {
+                f.write_str("personal data does not match its commitment")
             }
             Self::BadCheckpointSignature => f.write_str("checkpoint signature is invalid"),
             Self::MissingRecords { head } => {
@@ -178,13 +175,10 @@ impl ChainVerifier {
             Some(BreakReason::PreviousHashMismatch)
         } else if record_hash(record.sequence, &record.prev_hash, e, &mut self.buf) != record.hash {
             Some(BreakReason::HashMismatch)
+        } else if e.personal.as_ref().is_some_and(|p| !p.holds()) {
+            Some(BreakReason::PersonalDataMismatch)
         } else {
-            e.personal
-                .iter()
-                .find(|p| !p.holds())
-                .map(|p| BreakReason::PersonalFieldMismatch {
-                    field: p.name().to_owned(),
-                })
+            None
         };
         if let Some(reason) = reason {
             self.broken = Some(Break {

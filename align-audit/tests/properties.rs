@@ -19,13 +19,17 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The audit stream's records and head after appending `entries` to a memory sink.
+/// The audit stream's records (as stored JSON) and head after appending `entries` to a
+/// memory sink and anonymising the older ones.
 fn chain_of(entries: Vec<Entry>) -> (Vec<Value>, Head) {
     let sink = MemorySink::new();
     runtime().block_on(async {
         for e in entries {
             sink.append(e).await.unwrap();
         }
+        // Anonymise the older half, so coarse openings are exposed to tampering too.
+        let cutoff = base_time() - TimeDelta::days(250);
+        sink.anonymise(Stream::Audit, cutoff).await.unwrap();
         let records = sink.records(Stream::Audit);
         let head = sink.head(Stream::Audit).await.unwrap();
         let json = records
@@ -76,12 +80,14 @@ const FIELDS: &[&str] = &[
     "/entry/latencyUs",
     "/entry/subject",
     "/entry/metadata",
-    "/entry/personal/0/value",
-    "/entry/personal/0/salt",
-    "/entry/personal/0/commitment",
-    "/entry/personal/0/coarse/value",
-    "/entry/personal/1/value",
-    "/entry/personal/1/name",
+    "/entry/personal/commitment",
+    "/entry/personal/salt",
+    "/entry/personal/values/ip",
+    "/entry/personal/values/userAgent",
+    "/entry/personal/values",
+    "/entry/personal/coarseCommitment",
+    "/entry/personal/coarseSalt",
+    "/entry/personal/coarseValues/ip",
 ];
 
 /// Changes the value at `pointer`; false when the record has no such field.
@@ -95,8 +101,8 @@ fn alter(record: &mut Value, pointer: &str) -> bool {
         Value::String(s)
             if pointer.ends_with("Hash")
                 || pointer.ends_with("hash")
-                || pointer.ends_with("salt")
-                || pointer.ends_with("commitment")
+                || pointer.ends_with("alt")
+                || pointer.ends_with("ommitment")
                 || pointer.ends_with("/id") && s.len() == 36 =>
         {
             let flipped = if s.starts_with('0') { "1" } else { "0" };

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::chain::seal;
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Error, Result};
+use crate::personal::Personal;
 use crate::query::{Page, Query};
 use crate::record::{Entry, Head, Record, Stream};
 use crate::verify::{Progress, VerifyReport, verify_slice};
@@ -164,19 +165,11 @@ impl Ledger {
 impl Entry {
     /// Anonymises every personal field; true when something changed.
     pub(crate) fn anonymise(&mut self) -> bool {
-        let mut changed = false;
-        for p in &mut self.personal {
-            changed |= p.anonymise();
-        }
-        changed
+        self.personal.as_mut().is_some_and(Personal::anonymise)
     }
 
     /// Erases every personal field; true when something changed.
     pub(crate) fn erase_personal(&mut self) -> bool {
-        let mut changed = false;
-        for p in &mut self.personal {
-            changed |= p.erase();
-        }
-        changed
+        self.personal.as_mut().is_some_and(Personal::erase)
     }
 }

@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ToSql, TransactionBehavior, params};
 
-use super::schema::{self, COLUMNS, personal_json, read_record};
+use super::schema::{self, COLUMNS, parse_personal, personal_json, read_record};
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::personal::PersonalField;
+use crate::personal::Personal;
 use crate::query::{Page, Query};
 use crate::record::{Head, Stream};
 use crate::verify::{PROGRESS_EVERY, Progress, VerifyReport, start_verifier};
@@ -149,19 +149,19 @@ pub(super) fn purge(
     Ok(removed as u64)
 }
 
-/// Applies `change` to the personal fields of every row selected by `filter` (a `WHERE`
+/// Applies `change` to the personal data of every row selected by `filter` (a `WHERE`
 /// clause over `params`) and marks the rows anonymised.
 fn rewrite_personal(
     conn: &mut Connection,
     filter: &str,
     params: &[&dyn ToSql],
-    change: fn(&mut PersonalField) -> bool,
+    change: fn(&mut Personal) -> bool,
 ) -> Result<u64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut changed = 0;
     {
         let mut select = tx.prepare(&format!(
-            "SELECT stream, sequence, personal FROM audit_records WHERE {filter}"
+            "SELECT stream, sequence, personal FROM audit_records WHERE personal IS NOT NULL AND ({filter})"
         ))?;
         let mut update = tx.prepare(
             "UPDATE audit_records SET personal = ?3, anonymised = 1
@@ -172,14 +172,9 @@ fn rewrite_personal(
             let stream: String = row.get(0)?;
             let sequence: i64 = row.get(1)?;
             let json: String = row.get(2)?;
-            let mut fields: Vec<PersonalField> =
-                serde_json::from_str(&json).map_err(|_| Error::Corrupt("personal fields"))?;
-            let mut touched = false;
-            for f in &mut fields {
-                touched |= change(f);
-            }
-            if touched {
-                update.execute(params![stream, sequence, personal_json(&fields)?])?;
+            let mut personal = parse_personal(&json)?;
+            if change(&mut personal) {
+                update.execute(params![stream, sequence, personal_json(&personal)?])?;
                 changed += 1;
             } else {
                 update.execute(params![stream, sequence, json])?;
@@ -199,7 +194,7 @@ pub(super) fn anonymise(
         conn,
         "stream = ?1 AND anonymised = 0 AND time < ?2",
         params![stream.as_str(), cutoff.timestamp_millis()],
-        PersonalField::anonymise,
+        Personal::anonymise,
     )
 }
 
@@ -208,6 +203,6 @@ pub(super) fn erase(conn: &mut Connection, subject: &str) -> Result<u64> {
         conn,
         "subject = ?1 OR actor_id = ?1",
         params![subject],
-        PersonalField::erase,
+        Personal::erase,
     )
 }

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Statement, Transaction, param
 use crate::checkpoint::Checkpoint;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::personal::{PersonalField, PersonalState};
+use crate::personal::{Personal, PersonalState};
 use crate::record::{Actor, Entry, Head, Record, Stream};
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
@@ -34,7 +34,7 @@ CREATE TABLE audit_records (
     latency_us INTEGER,
     subject TEXT,
     metadata TEXT NOT NULL,
-    personal TEXT NOT NULL,
+    personal TEXT,
     anonymised INTEGER NOT NULL,
     prev_hash BLOB NOT NULL,
     hash BLOB NOT NULL,
@@ -115,15 +115,19 @@ fn to_u64(n: i64, what: &'static str) -> Result<u64> {
     u64::try_from(n).map_err(|_| Error::Corrupt(what))
 }
 
-/// Whether no personal field of `e` still holds its original value.
+/// Whether `e` holds no original personal value (nothing left for anonymisation to do).
 fn is_anonymised(e: &Entry) -> bool {
     e.personal
-        .iter()
-        .all(|p| p.state() != PersonalState::Present)
+        .as_ref()
+        .is_none_or(|p| p.state() != PersonalState::Present)
 }
 
-pub(crate) fn personal_json(fields: &[PersonalField]) -> Result<String> {
-    serde_json::to_string(fields).map_err(|_| Error::Corrupt("personal fields"))
+pub(crate) fn personal_json(personal: &Personal) -> Result<String> {
+    serde_json::to_string(personal).map_err(|_| Error::Corrupt("personal data"))
+}
+
+pub(crate) fn parse_personal(json: &str) -> Result<Personal> {
+    serde_json::from_str(json).map_err(|_| Error::Corrupt("personal data"))
 }
 
 pub(crate) fn insert_record(stmt: &mut Statement<'_>, r: &Record) -> Result<()> {
@@ -152,7 +156,7 @@ pub(crate) fn insert_record(stmt: &mut Statement<'_>, r: &Record) -> Result<()> 
         e.latency_us.map(to_i64),
         e.subject,
         e.metadata,
-        personal_json(&e.personal)?,
+        e.personal.as_ref().map(personal_json).transpose()?,
         is_anonymised(e),
         r.prev_hash.as_bytes().as_slice(),
         r.hash.as_bytes().as_slice(),
@@ -190,7 +194,7 @@ pub(crate) fn read_record(row: &Row<'_>) -> Result<Record> {
         _ => return Err(Error::Corrupt("actor")),
     };
     let latency: Option<i64> = row.get(15)?;
-    let personal: String = row.get(18)?;
+    let personal: Option<String> = row.get(18)?;
     let entry = Entry {
         id: id.parse().map_err(|_| Error::Corrupt("record id"))?,
         stream,
@@ -207,7 +211,7 @@ pub(crate) fn read_record(row: &Row<'_>) -> Result<Record> {
         latency_us: latency.map(|l| to_u64(l, "latency")).transpose()?,
         subject: row.get(16)?,
         metadata: row.get(17)?,
-        personal: serde_json::from_str(&personal).map_err(|_| Error::Corrupt("personal fields"))?,
+        personal: personal.as_deref().map(parse_personal).transpose()?,
     };
     Ok(Record {
         sequence: to_u64(row.get(1)?, "sequence")?,
