@@ -1,4 +1,25 @@
-//! The Align reference API server: hyper app, request pipeline, handlers.
+//! The Align reference API server: hyper 1.x over one SQLite file.
 //!
-//! This crate is a placeholder in the workspace layout: it has no functionality yet.
-//! It is filled by the server issue (#6); until then it exports nothing, so nothing can depend on it by mistake.
+//! [`Server::start`] prepares the data directory (bootstrapping an empty one with an
+//! organisation, its admin and a first key), [`Server::run`] serves until shutdown. The request
+//! path reads top to bottom in `app.rs`; routes and handlers live in `routes/`; HTTP status
+//! codes and error codes are decided in one place, [`ApiError`].
+
+mod app;
+mod bootstrap;
+pub mod config;
+mod error;
+mod http;
+mod routes;
+mod serve;
+mod state;
+
+pub use bootstrap::{Bootstrap, is_initialised};
+pub use config::{Config, Overrides};
+pub use error::{ApiError, Error};
+pub use routes::ROUTES;
+pub use serve::{Server, shutdown_signal};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

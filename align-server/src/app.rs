@@ -1,0 +1,222 @@
+//! The request path, top to bottom: request id → body limit → timeout → authentication →
+//! per-key rate limit → handler → response headers → request log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use align_keys::{Environment, Role, Verification, VerifiedKey};
+use align_ratelimit::{Decision, RateLimiter};
+use bytes::Bytes;
+use chrono::Utc;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+use crate::error::ApiError;
+use crate::http::{self as h, Response};
+use crate::routes;
+use crate::state::AppState;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Auth {
+    /// The verified key.
+    pub(crate) key: VerifiedKey,
+    /// Its creator's current role.
+    pub(crate) role: Role,
+}
+
+impl Auth {
+    /// The policy's view of the caller.
+    pub(crate) fn caller(&self) -> align_keys::Caller<'_> {
+        align_keys::Caller {
+            key: self.key.record(),
+            creator_role: self.role,
+        }
+    }
+}
+
+/// What a request carries into its handler.
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// Method, URI, headers.
+    pub(crate) parts: Parts,
+    /// The whole body (already size-checked).
+    pub(crate) body: Bytes,
+    /// The caller.
+    pub(crate) auth: Auth,
+}
+
+/// Facts gathered on the way, used to finish the response and the log line.
+#[derive(Debug, Default)]
+struct Trace {
+    decision: Option<Decision>,
+    environment: Option<Environment>,
+    key_prefix: Option<String>,
+}
+
+/// Answers one HTTP request. Never fails: every problem becomes an error envelope.
+pub(crate) async fn handle<B>(state: Arc<AppState>, req: http::Request<B>) -> Response
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_owned();
+    let mut trace = Trace::default();
+
+    let outcome = match content_length(&parts.headers) {
+        Some(n) if n > state.config.max_body_bytes as u64 => {
+            Err(ApiError::payload_too_large(state.config.max_body_bytes))
+        }
+        _ => {
+            let work = pipeline(&state, parts, body, &mut trace);
+            match tokio::time::timeout(state.config.request_timeout, work).await {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::timeout()),
+            }
+        }
+    };
+    let mut response = outcome.unwrap_or_else(|e| h::error(&e, &request_id));
+    finish(&mut response, &request_id, &trace);
+    tracing::info!(
+        target: "align::request",
+        request_id = %request_id,
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        key = trace.key_prefix.as_deref().unwrap_or("-"),
+        latency_us = started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+async fn pipeline<B>(
+    state: &AppState,
+    parts: Parts,
+    body: B,
+    trace: &mut Trace,
+) -> Result<Response, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if parts.uri.path() == "/healthz" && parts.method == Method::GET {
+        return Ok(h::json(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "ok" }),
+        ));
+    }
+    if !parts.uri.path().starts_with("/api/") {
+        return Err(ApiError::not_found());
+    }
+
+    let auth = authenticate(state, &parts.headers).await?;
+    let record = auth.key.record();
+    trace.environment = Some(record.environment);
+    trace.key_prefix = Some(record.prefix.clone());
+
+    let decision = state
+        .limiter
+        .check(&record.id, 1)
+        .map_err(|_| ApiError::internal())?;
+    trace.decision = Some(decision);
+    if !decision.allowed {
+        return Err(ApiError::rate_limit(
+            decision.retry_after_secs().unwrap_or(1),
+        ));
+    }
+
+    let body = read_body(body, state.config.max_body_bytes).await?;
+    routes::dispatch(state, Request { parts, body, auth }).await
+}
+
+/// Finds the key in `Authorization: Bearer` or `X-API-Key` and verifies it.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Auth, ApiError> {
+    let token = presented_key(headers)?;
+    let verification = state
+        .keys
+        .verifier()
+        .verify(token, Utc::now())
+        .await
+        .map_err(ApiError::from)?;
+    let key = match verification {
+        Verification::Valid(k) => k,
+        Verification::Invalid(_) => return Err(ApiError::invalid_key()),
+        Verification::Revoked(_) => return Err(ApiError::key_revoked()),
+        Verification::Expired(_) => return Err(ApiError::key_expired()),
+        Verification::Suspended(_) => return Err(ApiError::key_suspended()),
+    };
+    let role = state.role_of(key.record().created_by).await?;
+    Ok(Auth { key, role })
+}
+
+/// The key the client sent; both headers with different keys is ambiguous.
+fn presented_key(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let bearer = match headers.get(AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().map_err(|_| ApiError::invalid_key())?.trim();
+            let (scheme, rest) = v.split_once(' ').ok_or_else(ApiError::invalid_key)?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(ApiError::invalid_key());
+            }
+            Some(rest.trim())
+        }
+    };
+    let api_key = match headers.get("x-api-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::invalid_key())?.trim()),
+    };
+    match (bearer, api_key) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::ambiguous_credentials()),
+        (Some(k), _) | (None, Some(k)) if !k.is_empty() => Ok(k),
+        _ => Err(ApiError::missing_key()),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Err(_) => Err(ApiError::invalid_request(
+            "the request body could not be read",
+        )),
+    }
+}
+
+/// Headers every response gets: request id, rate-limit state, sandbox marker.
+fn finish(response: &mut Response, request_id: &str, trace: &Trace) {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    if let Some(d) = trace.decision {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(d.reset_after_secs()));
+    }
+    if trace.environment == Some(Environment::Sandbox) {
+        headers.insert("align-environment", HeaderValue::from_static("sandbox"));
+    }
+}

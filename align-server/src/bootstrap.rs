@@ -1,0 +1,105 @@
+//! First start on an empty data directory: database, organisation, admin user, and the first
+//! organisation-scoped live admin key written to `bootstrap-admin-key` (mode 0600).
+
+use std::io::Write;
+use std::path::Path;
+
+use align_keys::store::{KeyStore, PageRequest};
+use align_keys::{
+    Environment, KeyManager, NewKey, Organization, OrganizationId, Role, Scope, User, UserId,
+};
+use chrono::Utc;
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// What bootstrapping did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The database already had an organisation; nothing was created.
+    Existing,
+    /// A new organisation, admin and key were created; the key is in the file.
+    Created {
+        /// The admin key's public prefix.
+        key_prefix: String,
+    },
+}
+
+/// Creates the first organisation, admin and key if the store has no organisation yet.
+pub(crate) async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, Error> {
+    let store = keys.store();
+    let first = PageRequest {
+        limit: 1,
+        cursor: None,
+    };
+    if !store.list_organizations(&first).await?.data.is_empty() {
+        return Ok(Bootstrap::Existing);
+    }
+    let now = Utc::now();
+    let org = Organization {
+        id: OrganizationId::new(),
+        name: "Default organization".into(),
+        security_contact: None,
+        created_at: now,
+    };
+    store.create_organization(&org).await?;
+    let admin = User {
+        id: UserId::new(),
+        organization_id: org.id,
+        email: "admin@localhost".into(),
+        role: Role::Admin,
+        created_at: now,
+    };
+    store.create_user(&admin).await?;
+    let minted = keys
+        .mint(
+            NewKey {
+                name: "bootstrap-admin".into(),
+                organization_id: org.id,
+                scope: Scope::Organization,
+                permissions: None,
+                environment: Environment::Live,
+                created_by: admin.id,
+                expires_at: None,
+            },
+            now,
+        )
+        .await?;
+    let path = config.bootstrap_key_path();
+    write_secret_file(&path, minted.token.expose()).map_err(|source| Error::DataDir {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Bootstrap::Created {
+        key_prefix: minted.record.prefix,
+    })
+}
+
+/// Writes `secret` plus a newline to a new file readable only by its owner.
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+/// Whether any organisation exists (for tests and the CLI).
+pub async fn is_initialised(store: &dyn KeyStore) -> Result<bool, Error> {
+    let first = PageRequest {
+        limit: 1,
+        cursor: None,
+    };
+    Ok(!store.list_organizations(&first).await?.data.is_empty())
+}

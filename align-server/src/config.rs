@@ -1,0 +1,297 @@
+//! Settings: every default in one place, read from a TOML file, then `ALIGN_*` environment
+//! variables, then command-line flags (each later source wins).
+//!
+//! Every key has an environment variable named after it: `ALIGN_` + the key path upper-cased,
+//! dots as underscores (`ratelimit.per_minute` → `ALIGN_RATELIMIT_PER_MINUTE`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// The server's settings. See `docs/operations.md` for each one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on (`listen`, default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Where the database and the bootstrap key live (`data_dir`, default `./align-data`).
+    pub data_dir: PathBuf,
+    /// Requests per minute per key on a sliding window (`ratelimit.per_minute`, default 600).
+    pub rate_limit_per_minute: u32,
+    /// Largest request body in bytes (`limits.max_body_bytes`, default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Time a handler may take before `504 timeout` (`limits.request_timeout_secs`, 30).
+    pub request_timeout: Duration,
+    /// How often coalesced `lastUsedAt` times are written (`keys.last_used_flush_ms`, 1000).
+    pub last_used_flush: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./align-data"),
+            rate_limit_per_minute: 600,
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            last_used_flush: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The shape of the TOML file; every field optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    database: DatabaseSection,
+    #[serde(default)]
+    ratelimit: RatelimitSection,
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    keys: KeysSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseSection {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatelimitSection {
+    per_minute: Option<u32>,
+    redis_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_body_bytes: Option<usize>,
+    request_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysSection {
+    last_used_flush_ms: Option<u64>,
+}
+
+/// Command-line overrides (`align serve --listen … --data-dir …`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads defaults ← `file` (if given) ← `env` (pairs such as `std::env::vars()`) ← flags.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Self, Error> {
+        let mut c = Self::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
+                path: path.to_owned(),
+                source,
+            })?;
+            let parsed: FileConfig = toml::from_str(&text).map_err(|e| Error::ConfigSyntax {
+                path: path.to_owned(),
+                message: e.message().to_owned(),
+            })?;
+            c.apply_file(parsed)?;
+        }
+        for (name, value) in env {
+            c.apply_env(&name, &value)?;
+        }
+        if let Some(l) = flags.listen {
+            c.listen = l;
+        }
+        if let Some(d) = &flags.data_dir {
+            c.data_dir.clone_from(d);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply_file(&mut self, f: FileConfig) -> Result<(), Error> {
+        if let Some(l) = f.listen {
+            self.listen = parse_value("listen", &l)?;
+        }
+        if let Some(d) = f.data_dir {
+            self.data_dir = d;
+        }
+        check_database_url(f.database.url.as_deref())?;
+        check_redis_url(f.ratelimit.redis_url.as_deref())?;
+        if let Some(v) = f.ratelimit.per_minute {
+            self.rate_limit_per_minute = v;
+        }
+        if let Some(v) = f.limits.max_body_bytes {
+            self.max_body_bytes = v;
+        }
+        if let Some(v) = f.limits.request_timeout_secs {
+            self.request_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = f.keys.last_used_flush_ms {
+            self.last_used_flush = Duration::from_millis(v);
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, name: &str, value: &str) -> Result<(), Error> {
+        match name {
+            "ALIGN_LISTEN" => self.listen = parse_value(name, value)?,
+            "ALIGN_DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "ALIGN_DATABASE_URL" => check_database_url(Some(value))?,
+            "ALIGN_RATELIMIT_REDIS_URL" => check_redis_url(Some(value))?,
+            "ALIGN_RATELIMIT_PER_MINUTE" => self.rate_limit_per_minute = parse_value(name, value)?,
+            "ALIGN_LIMITS_MAX_BODY_BYTES" => self.max_body_bytes = parse_value(name, value)?,
+            "ALIGN_LIMITS_REQUEST_TIMEOUT_SECS" => {
+                self.request_timeout = Duration::from_secs(parse_value(name, value)?);
+            }
+            "ALIGN_KEYS_LAST_USED_FLUSH_MS" => {
+                self.last_used_flush = Duration::from_millis(parse_value(name, value)?);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.rate_limit_per_minute == 0 {
+            return Err(Error::Setting {
+                key: "ratelimit.per_minute".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.max_body_bytes == 0
+            || self.request_timeout.is_zero()
+            || self.last_used_flush.is_zero()
+        {
+            return Err(Error::Setting {
+                key: "limits".into(),
+                reason: "body limit, timeout and flush interval must be positive".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("align.db")
+    }
+
+    /// Where the first admin key is written on first start.
+    pub fn bootstrap_key_path(&self) -> PathBuf {
+        self.data_dir.join("bootstrap-admin-key")
+    }
+}
+
+fn parse_value<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error> {
+    value.trim().parse().map_err(|_| Error::Setting {
+        key: key.to_owned(),
+        reason: format!("cannot parse {value:?}"),
+    })
+}
+
+// Back-ends that are not built yet are refused rather than silently ignored.
+fn check_database_url(url: Option<&str>) -> Result<(), Error> {
+    match url {
+        None => Ok(()),
+        Some(u) if u.is_empty() || u.starts_with("sqlite:") => Ok(()),
+        Some(_) => Err(Error::Setting {
+            key: "database.url".into(),
+            reason: "only the embedded SQLite database is supported in this version".into(),
+        }),
+    }
+}
+
+fn check_redis_url(url: Option<&str>) -> Result<(), Error> {
+    match url {
+        None => Ok(()),
+        Some("") => Ok(()),
+        Some(_) => Err(Error::Setting {
+            key: "ratelimit.redis_url".into(),
+            reason: "shared Redis rate limits are not supported in this version".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.rate_limit_per_minute, 600);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[ratelimit]\nper_minute = 100\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("ALIGN_RATELIMIT_PER_MINUTE", "50"),
+                ("ALIGN_DATA_DIR", "/tmp/x"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.1:9001".parse().unwrap()),
+                data_dir: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(c.rate_limit_per_minute, 50);
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_key_named() {
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_RATELIMIT_PER_MINUTE", "lots")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ALIGN_RATELIMIT_PER_MINUTE"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_DATABASE_URL", "postgres://x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("database.url"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(&file, "nonsense = 1\n").unwrap();
+        assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! The crate's error enum, and [`ApiError`]: the one place where HTTP status codes and error
+//! codes are decided (DESIGN §4 table).
+
+use std::path::PathBuf;
+
+use http::StatusCode;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for our settings.
+    #[error("invalid configuration file {path}: {message}")]
+    ConfigSyntax {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting has a value we cannot use.
+    #[error("invalid setting {key}: {reason}")]
+    Setting {
+        /// The setting (config key or environment variable).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The data directory or the bootstrap key file could not be written.
+    #[error("cannot prepare data directory {path}: {source}")]
+    DataDir {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The key store failed.
+    #[error(transparent)]
+    Keys(#[from] align_keys::Error),
+}
+
+/// An error answer: status, stable code and a message that never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code, e.g. `key_revoked`.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Seconds for `Retry-After` (429, 503).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `400 invalid_request`.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+    /// `400 ambiguous_credentials`.
+    pub fn ambiguous_credentials() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_credentials",
+            "the Authorization and X-API-Key headers carry different keys",
+        )
+    }
+    /// `401 missing_key`.
+    pub fn missing_key() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_key",
+            "send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+        )
+    }
+    /// `401 invalid_key`.
+    pub fn invalid_key() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+            "the API key is not valid",
+        )
+    }
+    /// `401 key_revoked`.
+    pub fn key_revoked() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "key_revoked",
+            "the API key has been revoked",
+        )
+    }
+    /// `401 key_expired`.
+    pub fn key_expired() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "key_expired",
+            "the API key has expired",
+        )
+    }
+    /// `401 key_suspended`.
+    pub fn key_suspended() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "key_suspended",
+            "the API key is suspended",
+        )
+    }
+    /// `403 forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    /// `404 not_found`.
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such object or route",
+        )
+    }
+    /// `413 payload_too_large`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+    /// `415 unsupported_media_type`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the request body as application/json",
+        )
+    }
+    /// `429 rate_limit`.
+    pub fn rate_limit(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit",
+                "rate limit exceeded for this key",
+            )
+        }
+    }
+    /// `504 timeout`.
+    pub fn timeout() -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the request took too long",
+        )
+    }
+    /// `500 internal_error`: never for bad input.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "something went wrong on our side",
+        )
+    }
+    /// `503 unavailable`.
+    pub fn unavailable() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the service is temporarily unavailable",
+            )
+        }
+    }
+
+    /// Whether the answer needs `WWW-Authenticate: Bearer`.
+    pub fn is_unauthorized(&self) -> bool {
+        self.status == StatusCode::UNAUTHORIZED
+    }
+}
+
+impl From<align_keys::Error> for ApiError {
+    fn from(e: align_keys::Error) -> Self {
+        use align_keys::{Denial, Error as K};
+        match e {
+            K::MalformedToken(_) => Self::invalid_key(),
+            K::Forbidden(Denial::OutsideScope) | K::NotFound(_) => Self::not_found(),
+            K::Forbidden(d) => Self::forbidden(d.to_string()),
+            K::InvalidInput { field, reason } => Self::invalid_request(format!("{field} {reason}")),
+            K::InvalidCursor => Self::invalid_request("cursor is not valid"),
+            K::AlreadyExists(kind) => Self::invalid_request(format!("{kind} already exists")),
+            other => {
+                tracing::error!(error = %other, "key store failure");
+                Self::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `/api/v1/keys`: mint (token shown once), list, get, update, revoke, rotate, suspend,
+//! resume. Every object is checked against the caller's scope, permissions, role and
+//! environment; objects outside its reach answer 404.
+
+use std::time::Duration;
+
+use align_keys::store::KeyFilter;
+use align_keys::{
+    Environment, KeyId, KeyRecord, NewKey, Permission, PermissionSet, ProjectId, Scope, Target,
+};
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::Request;
+use crate::error::ApiError;
+use crate::http::{self as h, Response};
+use crate::state::AppState;
+
+/// Default and longest grace period of a rotation.
+const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
+const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+
+/// The key resource: the `/me` names plus lifecycle times.
+pub(super) fn view(k: &KeyRecord) -> Value {
+    json!({
+        "apiKeyId": k.id,
+        "keyName": k.name,
+        "keyPrefix": k.prefix,
+        "organizationId": k.organization_id,
+        "scope": k.scope.kind(),
+        "scopedProjectId": k.scope.project_id(),
+        "permissions": k.permissions,
+        "createdByUserId": k.created_by,
+        "lastUsedAt": h::opt_timestamp(k.last_used_at),
+        "environment": k.environment,
+        "createdAt": h::timestamp(k.created_at),
+        "expiresAt": h::opt_timestamp(k.expires_at),
+        "revokedAt": h::opt_timestamp(k.revoked_at),
+        "suspendedAt": h::opt_timestamp(k.suspended_at),
+        "rotatedFromKeyId": k.rotated_from,
+    })
+}
+
+fn minted_view(m: &align_keys::MintedKey) -> Value {
+    let mut v = view(&m.record);
+    if let Value::Object(map) = &mut v {
+        map.insert("key".into(), Value::String(m.token.expose().to_owned()));
+    }
+    v
+}
+
+fn target(k: &KeyRecord) -> Target {
+    Target {
+        organization_id: k.organization_id,
+        project_id: k.scope.project_id(),
+        environment: Some(k.environment),
+    }
+}
+
+fn parse_id(id: &str) -> Result<KeyId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found())
+}
+
+/// Loads a key the caller may use `permission` on, or answers as the policy says.
+async fn load(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+    permission: Permission,
+) -> Result<KeyRecord, ApiError> {
+    let id = parse_id(id)?;
+    let key = state
+        .store()
+        .get_key(id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    req.auth
+        .caller()
+        .authorize(permission, target(&key))
+        .map_err(|d| ApiError::from(align_keys::Error::Forbidden(d)))?;
+    Ok(key)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateBody {
+    name: String,
+    scope: String,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    permissions: Option<PermissionSet>,
+    #[serde(default)]
+    environment: Option<Environment>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let body: CreateBody = h::read_json(&req.parts.headers, &req.body)?;
+    let caller = req.auth.caller();
+    let me = req.auth.key.record();
+    let scope = match (body.scope.as_str(), body.project_id.as_deref()) {
+        ("organization", None) => Scope::Organization,
+        ("organization", Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "projectId is only allowed with scope \"project\"",
+            ));
+        }
+        ("project", Some(p)) => {
+            let id: ProjectId = p.parse().map_err(|_| ApiError::not_found())?;
+            let project = state.store().get_project(id).await?;
+            match project {
+                Some(p) if p.organization_id == me.organization_id => Scope::Project(id),
+                _ => return Err(ApiError::not_found()),
+            }
+        }
+        ("project", None) => {
+            return Err(ApiError::invalid_request(
+                "scope \"project\" needs a projectId",
+            ));
+        }
+        _ => {
+            return Err(ApiError::invalid_request(
+                "scope must be \"organization\" or \"project\"",
+            ));
+        }
+    };
+    let new = NewKey {
+        name: body.name,
+        organization_id: me.organization_id,
+        scope,
+        permissions: body.permissions,
+        environment: body.environment.unwrap_or(me.environment),
+        created_by: me.created_by,
+        expires_at: body.expires_at,
+    };
+    let minted = state.keys.mint_as(&caller, new, Utc::now()).await?;
+    Ok(h::json(StatusCode::CREATED, &minted_view(&minted)))
+}
+
+pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let me = req.auth.key.record();
+    let caller = req.auth.caller();
+    if !caller
+        .effective_permissions()
+        .contains(Permission::KeysRead)
+    {
+        return Err(ApiError::forbidden(
+            align_keys::Denial::MissingPermission(Permission::KeysRead).to_string(),
+        ));
+    }
+    let page = h::page_request(req.parts.uri.query())?;
+    let filter = KeyFilter {
+        organization_id: me.organization_id,
+        project_id: me.scope.project_id(),
+        environment: (me.environment == Environment::Sandbox).then_some(Environment::Sandbox),
+        include_revoked: true,
+    };
+    let page = state.store().list_keys(&filter, &page).await?;
+    let data: Vec<Value> = page.data.iter().map(view).collect();
+    Ok(h::json(
+        StatusCode::OK,
+        &json!({ "data": data, "nextCursor": page.next_cursor }),
+    ))
+}
+
+pub(super) async fn get(state: &AppState, req: &Request, id: &str) -> Result<Response, ApiError> {
+    let key = load(state, req, id, Permission::KeysRead).await?;
+    Ok(h::json(StatusCode::OK, &view(&key)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpdateBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, with = "double_option")]
+    expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// Tells "absent" (`None`) from "null" (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+pub(super) async fn update(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let body: UpdateBody = h::read_json(&req.parts.headers, &req.body)?;
+    let key = load(state, req, id, Permission::KeysWrite).await?;
+    if let Some(Some(at)) = body.expires_at {
+        if at <= Utc::now() {
+            return Err(ApiError::invalid_request("expiresAt must be in the future"));
+        }
+    }
+    let updated = state
+        .keys
+        .update(key.id, body.name, body.expires_at)
+        .await?;
+    Ok(h::json(StatusCode::OK, &view(&updated)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RotateBody {
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+}
+
+/// `POST /keys/{id}/revoke|rotate|suspend|resume`.
+pub(super) async fn act(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+    action: &str,
+) -> Result<Response, ApiError> {
+    if !matches!(action, "revoke" | "rotate" | "suspend" | "resume") {
+        return Err(ApiError::not_found());
+    }
+    let key = load(state, req, id, Permission::KeysWrite).await?;
+    let now = Utc::now();
+    let record = match action {
+        "revoke" => state.keys.revoke(key.id, now).await?,
+        "suspend" => state.keys.suspend(key.id, now).await?,
+        "resume" => state.keys.resume(key.id).await?,
+        _ => {
+            let body: RotateBody = h::read_json(&req.parts.headers, &req.body)?;
+            let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS);
+            if grace > MAX_GRACE_SECS {
+                return Err(ApiError::invalid_request(
+                    "graceSeconds must be at most 2592000 (30 days)",
+                ));
+            }
+            if key.revoked_at.is_some() {
+                return Err(ApiError::invalid_request("a revoked key cannot be rotated"));
+            }
+            let rotation = state
+                .keys
+                .rotate(key.id, Duration::from_secs(grace), now)
+                .await?;
+            return Ok(h::json(
+                StatusCode::CREATED,
+                &minted_view(&rotation.successor),
+            ));
+        }
+    };
+    Ok(h::json(StatusCode::OK, &view(&record)))
+}

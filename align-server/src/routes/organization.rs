@@ -1,0 +1,85 @@
+//! `GET/PATCH /api/v1/organization`: the caller's organisation and its security contact.
+
+use align_keys::{Organization, Permission, Target};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::Request;
+use crate::error::ApiError;
+use crate::http::{self as h, Response};
+use crate::state::AppState;
+
+fn view(o: &Organization) -> Value {
+    json!({
+        "id": o.id,
+        "name": o.name,
+        "securityContact": o.security_contact,
+        "createdAt": h::timestamp(o.created_at),
+    })
+}
+
+fn check(req: &Request, permission: Permission) -> Result<(), ApiError> {
+    let me = req.auth.key.record();
+    let target = Target {
+        organization_id: me.organization_id,
+        project_id: None,
+        environment: None,
+    };
+    req.auth
+        .caller()
+        .authorize(permission, target)
+        .map_err(|d| ApiError::forbidden(d.to_string()))
+}
+
+async fn load(state: &AppState, req: &Request) -> Result<Organization, ApiError> {
+    state
+        .store()
+        .get_organization(req.auth.key.record().organization_id)
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
+pub(super) async fn get(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    check(req, Permission::OrganizationRead)?;
+    Ok(h::json(StatusCode::OK, &view(&load(state, req).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpdateBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    security_contact: Option<String>,
+}
+
+pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let body: UpdateBody = h::read_json(&req.parts.headers, &req.body)?;
+    check(req, Permission::OrganizationWrite)?;
+    let mut org = load(state, req).await?;
+    if let Some(name) = body.name {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(ApiError::invalid_request(
+                "name must be 1 to 200 characters",
+            ));
+        }
+        name.clone_into(&mut org.name);
+    }
+    if let Some(contact) = body.security_contact {
+        let c = contact.trim();
+        let plausible = c.len() <= 254
+            && c.split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+            && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control());
+        if !plausible {
+            return Err(ApiError::invalid_request(
+                "securityContact must be an e-mail address",
+            ));
+        }
+        org.security_contact = Some(c.to_owned());
+    }
+    state.store().update_organization(&org).await?;
+    Ok(h::json(StatusCode::OK, &view(&org)))
+}

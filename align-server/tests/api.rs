@@ -1,0 +1,433 @@
+//! Black-box tests: a real server on an ephemeral port, a real HTTP client, DESIGN §4.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
+mod support;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+use support::TestServer;
+
+#[tokio::test]
+async fn bootstrap_writes_an_owner_only_admin_key_and_healthz_needs_no_key() {
+    let s = TestServer::start().await;
+    assert!(s.admin_key.starts_with("ako_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.data_dir().join("bootstrap-admin-key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(s.data_dir().join("align.db").exists());
+    let r = s.send(Method::GET, "/healthz", &[], None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.header("x-request-id").is_some());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn me_has_exactly_the_seed_shape_plus_environment() {
+    let s = TestServer::start().await;
+    let r = s.get("/api/v1/me", &s.admin_key).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut keys: Vec<&str> = r
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "apiKeyId",
+            "createdByUserId",
+            "environment",
+            "keyName",
+            "keyPrefix",
+            "lastUsedAt",
+            "organizationId",
+            "permissions",
+            "scope",
+            "scopedProjectId"
+        ]
+    );
+    assert_eq!(r.body["scope"], "organization");
+    assert_eq!(r.body["environment"], "live");
+    assert_eq!(r.body["keyPrefix"], &s.admin_key[..12]);
+    let last_used = r.body["lastUsedAt"].as_str().unwrap();
+    assert_eq!(
+        last_used.len(),
+        "2026-05-14T10:00:00.000Z".len(),
+        "{last_used}"
+    );
+    assert!(last_used.ends_with('Z'));
+    assert_eq!(r.header("x-ratelimit-limit"), Some("600"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("599"));
+    assert!(r.header("x-ratelimit-reset").is_some());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_in_either_header_work_and_conflicting_ones_are_refused() {
+    let s = TestServer::start().await;
+    let k = s.admin_key.clone();
+    let via_header = s
+        .send(Method::GET, "/api/v1/me", &[("x-api-key", &k)], None)
+        .await;
+    assert_eq!(via_header.status, StatusCode::OK);
+    let bearer = format!("Bearer {k}");
+    let both_same = s
+        .send(
+            Method::GET,
+            "/api/v1/me",
+            &[("authorization", &bearer), ("x-api-key", &k)],
+            None,
+        )
+        .await;
+    assert_eq!(both_same.status, StatusCode::OK);
+    let (other, _) = s
+        .mint(&k, json!({"name": "other", "scope": "organization"}))
+        .await;
+    let both_differ = s
+        .send(
+            Method::GET,
+            "/api/v1/me",
+            &[("authorization", &bearer), ("x-api-key", &other)],
+            None,
+        )
+        .await;
+    assert_eq!(both_differ.status, StatusCode::BAD_REQUEST);
+    assert_eq!(both_differ.code(), "ambiguous_credentials");
+
+    let none = s.send(Method::GET, "/api/v1/me", &[], None).await;
+    assert_eq!(
+        (none.status, none.code()),
+        (StatusCode::UNAUTHORIZED, "missing_key")
+    );
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    let bad = s.get("/api/v1/me", "ako_nothing").await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_key")
+    );
+    let unknown = s
+        .get(
+            "/api/v1/me",
+            "ako_9311c954_00000000000000000000000000000000000000000000Rws4U",
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_key")
+    );
+    assert_eq!(
+        unknown.body["error"]["requestId"].as_str(),
+        unknown.header("x-request-id")
+    );
+    assert!(unknown.header("x-ratelimit-limit").is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn mint_use_revoke_then_key_revoked() {
+    let s = TestServer::start().await;
+    let (token, res) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "prod-sync", "scope": "organization"}),
+        )
+        .await;
+    assert_eq!(res["keyName"], "prod-sync");
+    assert_eq!(res["keyPrefix"], &token[..12]);
+    assert!(res["revokedAt"].is_null());
+    assert_eq!(s.get("/api/v1/me", &token).await.status, StatusCode::OK);
+    let id = res["apiKeyId"].as_str().unwrap();
+    let listed = s.get(&format!("/api/v1/keys/{id}"), &s.admin_key).await;
+    assert!(listed.body.get("key").is_none(), "the token is shown once");
+    let r = s
+        .post(
+            &format!("/api/v1/keys/{id}/revoke"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["revokedAt"].is_string());
+    let after = s.get("/api/v1/me", &token).await;
+    assert_eq!(
+        (after.status, after.code()),
+        (StatusCode::UNAUTHORIZED, "key_revoked")
+    );
+    let again = s
+        .post(
+            &format!("/api/v1/keys/{id}/revoke"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        again.body["revokedAt"], r.body["revokedAt"],
+        "revoke is idempotent"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_601st_request_in_a_minute_is_rate_limited() {
+    let s = TestServer::start().await;
+    let (token, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "busy", "scope": "organization"}),
+        )
+        .await;
+    for i in 0..600 {
+        let r = s.get("/api/v1/me", &token).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}");
+    }
+    let r = s.get("/api/v1/me", &token).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limit")
+    );
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=61).contains(&retry), "{retry}");
+    // Another key is not affected.
+    assert_eq!(
+        s.get("/api/v1/me", &s.admin_key).await.status,
+        StatusCode::OK
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_key_working_during_grace_only() {
+    let s = TestServer::start().await;
+    let (old, res) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "rotating", "scope": "organization"}),
+        )
+        .await;
+    let id = res["apiKeyId"].as_str().unwrap();
+    let r = s
+        .post(
+            &format!("/api/v1/keys/{id}/rotate"),
+            &s.admin_key,
+            json!({"graceSeconds": 1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let new = r.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["keyName"], "rotating");
+    assert_eq!(r.body["rotatedFromKeyId"], id);
+    assert_eq!(s.get("/api/v1/me", &old).await.status, StatusCode::OK);
+    assert_eq!(s.get("/api/v1/me", &new).await.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let expired = s.get("/api/v1/me", &old).await;
+    assert_eq!(
+        (expired.status, expired.code()),
+        (StatusCode::UNAUTHORIZED, "key_expired")
+    );
+    assert_eq!(s.get("/api/v1/me", &new).await.status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn suspended_keys_are_refused_until_resumed() {
+    let s = TestServer::start().await;
+    let (token, res) = s
+        .mint(&s.admin_key, json!({"name": "s", "scope": "organization"}))
+        .await;
+    let id = res["apiKeyId"].as_str().unwrap();
+    s.post(
+        &format!("/api/v1/keys/{id}/suspend"),
+        &s.admin_key,
+        json!({}),
+    )
+    .await;
+    let r = s.get("/api/v1/me", &token).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "key_suspended")
+    );
+    s.post(
+        &format!("/api/v1/keys/{id}/resume"),
+        &s.admin_key,
+        json!({}),
+    )
+    .await;
+    assert_eq!(s.get("/api/v1/me", &token).await.status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn project_keys_see_only_their_project_and_other_objects_are_404() {
+    let s = TestServer::start().await;
+    let a = s
+        .post("/api/v1/projects", &s.admin_key, json!({"name": "a"}))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let b = s
+        .post("/api/v1/projects", &s.admin_key, json!({"name": "b"}))
+        .await;
+    let (pa, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "pa", "scope": "project", "projectId": a.body["id"]}),
+        )
+        .await;
+    let (_, kb) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "pb", "scope": "project", "projectId": b.body["id"]}),
+        )
+        .await;
+    let me = s.get("/api/v1/me", &pa).await;
+    assert_eq!(me.body["scope"], "project");
+    assert_eq!(me.body["scopedProjectId"], a.body["id"]);
+    // B's key and the admin key do not exist as far as project A's key can tell.
+    let other = s
+        .get(
+            &format!("/api/v1/keys/{}", kb["apiKeyId"].as_str().unwrap()),
+            &pa,
+        )
+        .await;
+    assert_eq!(
+        (other.status, other.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let list = s.get("/api/v1/keys", &pa).await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+    let projects = s.get("/api/v1/projects", &pa).await;
+    assert_eq!(projects.body["data"].as_array().unwrap().len(), 1);
+    // It cannot mint for another project or the organisation.
+    let r = s
+        .post(
+            "/api/v1/keys",
+            &pa,
+            json!({"name": "x", "scope": "project", "projectId": b.body["id"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = s
+        .post(
+            "/api/v1/keys",
+            &pa,
+            json!({"name": "x", "scope": "organization"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = s.post("/api/v1/projects", &pa, json!({"name": "c"})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn sandbox_keys_touch_only_sandbox_data_and_say_so() {
+    let s = TestServer::start().await;
+    let (sb, res) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "sb", "scope": "organization", "environment": "sandbox"}),
+        )
+        .await;
+    assert!(sb.starts_with("akt_"));
+    assert_eq!(res["environment"], "sandbox");
+    let me = s.get("/api/v1/me", &sb).await;
+    assert_eq!(me.header("align-environment"), Some("sandbox"));
+    assert_eq!(me.body["environment"], "sandbox");
+    let live = s
+        .post(
+            "/api/v1/keys",
+            &sb,
+            json!({"name": "l", "scope": "organization", "environment": "live"}),
+        )
+        .await;
+    assert_eq!(
+        (live.status, live.code()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let (child, _) = s
+        .mint(&sb, json!({"name": "child", "scope": "organization"}))
+        .await;
+    assert!(
+        child.starts_with("akt_"),
+        "environment defaults to the caller's"
+    );
+    let list = s.get("/api/v1/keys", &sb).await;
+    assert!(
+        list.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["environment"] == "sandbox")
+    );
+    let admin = s.get("/api/v1/me", &s.admin_key).await;
+    assert!(admin.header("align-environment").is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn organization_security_contact_can_be_read_and_changed() {
+    let s = TestServer::start().await;
+    let r = s
+        .json(
+            Method::PATCH,
+            "/api/v1/organization",
+            &s.admin_key,
+            json!({"securityContact": "security@acme.test"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let g = s.get("/api/v1/organization", &s.admin_key).await;
+    assert_eq!(g.body["securityContact"], "security@acme.test");
+    let bad = s
+        .json(
+            Method::PATCH,
+            "/api/v1/organization",
+            &s.admin_key,
+            json!({"securityContact": "nope"}),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn lists_page_with_cursors() {
+    let s = TestServer::start().await;
+    for i in 0..5 {
+        s.mint(
+            &s.admin_key,
+            json!({"name": format!("k{i}"), "scope": "organization"}),
+        )
+        .await;
+    }
+    let mut seen = 0;
+    let mut url = "/api/v1/keys?limit=2".to_owned();
+    loop {
+        let r = s.get(&url, &s.admin_key).await;
+        assert_eq!(r.status, StatusCode::OK);
+        seen += r.body["data"].as_array().unwrap().len();
+        match r.body["nextCursor"].as_str() {
+            Some(c) => url = format!("/api/v1/keys?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 6, "five minted plus the bootstrap key");
+    let bad = s.get("/api/v1/keys?limit=0", &s.admin_key).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let bad = s.get("/api/v1/keys?cursor=zzz", &s.admin_key).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    s.stop().await;
+}

@@ -1,0 +1,196 @@
+//! Bad input never gets a 500 or a panic: every answer is a 4xx with the error envelope, and
+//! no token ever reaches the data directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
+mod support;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+use support::TestServer;
+
+fn assert_envelope(r: &support::Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.raw));
+    assert_eq!(r.code(), code, "{}", r.body);
+    assert!(r.body["error"]["message"].is_string());
+    assert!(r.body["error"]["requestId"].is_string());
+}
+
+#[tokio::test]
+async fn malformed_and_mistyped_bodies_are_invalid_requests() {
+    let s = TestServer::start().await;
+    let auth = format!("Bearer {}", s.admin_key);
+    let h = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    for body in [
+        b"{".to_vec(),
+        b"[]".to_vec(),
+        b"\xff\xfe\x00".to_vec(),
+        br#"{"name": 5, "scope": "organization"}"#.to_vec(),
+        br#"{"name": "x", "scope": "galaxy"}"#.to_vec(),
+        br#"{"name": "x", "scope": "organization", "extra": true}"#.to_vec(),
+        br#"{"name": "x", "scope": "organization", "permissions": ["keys:fly"]}"#.to_vec(),
+        br#"{"name": "", "scope": "organization"}"#.to_vec(),
+        br#"{"name": "x", "scope": "organization", "expiresAt": "yesterday"}"#.to_vec(),
+        br#"{"name": "x", "scope": "organization", "expiresAt": "2001-01-01T00:00:00Z"}"#.to_vec(),
+        br#"{"name": "x", "scope": "project"}"#.to_vec(),
+    ] {
+        let r = s
+            .send(Method::POST, "/api/v1/keys", &h, Some(body.clone()))
+            .await;
+        assert_envelope(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_quoted_token_in_a_bad_body_is_not_echoed() {
+    let s = TestServer::start().await;
+    let body = json!({"name": ["x"], "scope": s.admin_key.clone()});
+    let r = s.post("/api/v1/keys", &s.admin_key, body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(!String::from_utf8_lossy(&r.raw).contains(&s.admin_key[13..]));
+    let body = json!({"name": "x", "scope": "organization", "permissions": [s.admin_key.clone()]});
+    let r = s.post("/api/v1/keys", &s.admin_key, body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        !String::from_utf8_lossy(&r.raw).contains(&s.admin_key[13..]),
+        "{}",
+        r.body
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_media_type_and_oversized_bodies() {
+    let s = TestServer::start_with(|c| c.max_body_bytes = 1024).await;
+    let auth = format!("Bearer {}", s.admin_key);
+    let r = s
+        .send(
+            Method::POST,
+            "/api/v1/keys",
+            &[("authorization", &auth), ("content-type", "text/plain")],
+            Some(b"name=x".to_vec()),
+        )
+        .await;
+    assert_envelope(
+        &r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let big = vec![b' '; 4096];
+    let r = s
+        .send(
+            Method::POST,
+            "/api/v1/keys",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            Some(big),
+        )
+        .await;
+    assert_envelope(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn odd_paths_and_ids_are_not_found() {
+    let s = TestServer::start().await;
+    for path in [
+        "/api/v1/keys/'%20OR%201=1--",
+        "/api/v1/keys/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/keys/00000000-0000-4000-8000-000000000000",
+        "/api/v1/nothing",
+        "/api/v2/me",
+        "/../../etc/passwd",
+        "/api/v1/keys/x/y/z",
+    ] {
+        let r = s.get(path, &s.admin_key).await;
+        assert_envelope(&r, StatusCode::NOT_FOUND, "not_found");
+    }
+    let long = format!("/api/v1/{}", "a".repeat(8_000));
+    let r = s.get(&long, &s.admin_key).await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    let r = s
+        .send(
+            Method::DELETE,
+            "/api/v1/me",
+            &[("x-api-key", &s.admin_key)],
+            None,
+        )
+        .await;
+    assert_envelope(&r, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        s.get("/healthz", "").await.status,
+        StatusCode::OK,
+        "still healthy"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn odd_credentials_are_refused_cleanly() {
+    let s = TestServer::start().await;
+    for auth in [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer ",
+        "bearer  ",
+        "Token abc",
+        "Bearer ako_\u{e9}",
+    ] {
+        let r = s
+            .send(Method::GET, "/api/v1/me", &[("authorization", auth)], None)
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn no_minted_token_reaches_the_data_directory() {
+    let s = TestServer::start().await;
+    let mut tokens = vec![s.admin_key.clone()];
+    for i in 0..20 {
+        let (t, res) = s
+            .mint(
+                &s.admin_key,
+                json!({"name": format!("k{i}"), "scope": "organization"}),
+            )
+            .await;
+        s.get("/api/v1/me", &t).await;
+        if i % 3 == 0 {
+            let id = res["apiKeyId"].as_str().unwrap();
+            let r = s
+                .post(
+                    &format!("/api/v1/keys/{id}/rotate"),
+                    &s.admin_key,
+                    json!({}),
+                )
+                .await;
+            tokens.push(r.body["key"].as_str().unwrap().to_owned());
+        }
+        tokens.push(t);
+    }
+    let dir = s.stop().await;
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "bootstrap-admin-key") {
+            continue; // the one place the contract puts a token
+        }
+        bytes.extend(std::fs::read(path).unwrap());
+    }
+    let windows: std::collections::HashSet<&[u8]> = bytes.windows(16).collect();
+    for t in &tokens {
+        for fragment in t.as_bytes()[13..].windows(16) {
+            assert!(
+                !windows.contains(fragment),
+                "token material in the data directory"
+            );
+        }
+    }
+}
