@@ -1,0 +1,288 @@
+//! A ring of bucket counters over one window: the building block of [`SlidingWindow`].
+//!
+//! [`SlidingWindow`]: super::SlidingWindow
+
+/// Fractions of a bucket in which a bucket's latest admission is recorded.
+const STEPS: u64 = 255;
+
+/// Division by a constant through a precomputed reciprocal: one multiplication instead of a
+/// hardware divide on every check.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Divisor {
+    d: u64,
+    reciprocal: u64,
+}
+
+impl Divisor {
+    /// A divisor for `d` (at least 1).
+    pub(crate) fn new(d: u64) -> Self {
+        let d = d.max(1);
+        Self {
+            d,
+            reciprocal: u64::MAX / d,
+        }
+    }
+
+    /// `n / d`, rounded down.
+    pub(crate) fn div(self, n: u64) -> u64 {
+        // The estimate is at most 2 below the quotient; step up to it.
+        let mut q = ((u128::from(n) * u128::from(self.reciprocal)) >> 64) as u64;
+        let mut r = n - q * self.d;
+        while r >= self.d {
+            q += 1;
+            r -= self.d;
+        }
+        q
+    }
+}
+
+/// The geometry of a ring of `N` slots over a window: `N - 1` buckets span it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid<const N: usize> {
+    window_nanos: u64,
+    bucket: Divisor,
+    /// One 255th of a bucket, rounded up: the unit of [`Ring::latest`].
+    step: Divisor,
+}
+
+/// Per-key counters: per bucket, its units and its latest admission.
+#[derive(Debug, Clone)]
+pub(crate) struct Ring<const N: usize> {
+    counts: [u16; N],
+    /// Offset of the bucket's latest admission from the bucket's start, in steps, rounded up.
+    latest: [u8; N],
+    total: u16,
+    /// The newest bucket's index, modulo 2^32: only differences to the current index are used.
+    head: u32,
+}
+
+/// Where a check stands after [`Grid::prepare`]: the current bucket and the oldest live one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cursor {
+    pub(crate) now: u64,
+    idx: u64,
+    first: u64,
+    first_slot: usize,
+}
+
+impl<const N: usize> Ring<N> {
+    /// Units counted in the window.
+    pub(crate) fn total(&self) -> u16 {
+        self.total
+    }
+}
+
+impl<const N: usize> Grid<N> {
+    /// A grid of `N - 1` buckets over `window_nanos` (`N` ≥ 2).
+    pub(crate) fn new(window_nanos: u64) -> Self {
+        let bucket_nanos = window_nanos.div_ceil(N.max(2) as u64 - 1);
+        Self {
+            window_nanos,
+            bucket: Divisor::new(bucket_nanos),
+            step: Divisor::new(bucket_nanos.div_ceil(STEPS)),
+        }
+    }
+
+    /// The width of one bucket in nanoseconds.
+    pub(crate) fn bucket_nanos(&self) -> u64 {
+        self.bucket.d
+    }
+
+    /// A ring with nothing counted, its newest bucket at `now`'s.
+    pub(crate) fn empty(&self, now: u64) -> Ring<N> {
+        Ring {
+            counts: [0; N],
+            latest: [0; N],
+            total: 0,
+            head: self.bucket.div(now) as u32,
+        }
+    }
+
+    fn slot(bucket: u64) -> usize {
+        // N is a small constant, so the remainder fits any usize.
+        (bucket % N as u64) as usize
+    }
+
+    fn next(slot: usize) -> usize {
+        if slot + 1 == N { 0 } else { slot + 1 }
+    }
+
+    fn clear(r: &mut Ring<N>, slot: usize) {
+        r.total = r.total.saturating_sub(r.counts[slot]);
+        r.counts[slot] = 0;
+        r.latest[slot] = 0;
+    }
+
+    /// The index of the newest bucket once `now` is taken into account (the ring's own newest
+    /// if `now` is behind it), without changing the ring.
+    fn head_index(&self, r: &Ring<N>, now: u64) -> (u64, u32) {
+        let idx = self.bucket.div(now);
+        let elapsed = (idx as u32).wrapping_sub(r.head);
+        if elapsed > u32::MAX / 2 {
+            // `now` is behind the newest bucket (a clock read earlier on another thread):
+            // count in the newest bucket, which keeps the request in the window longer.
+            return (idx.wrapping_add(u64::from(elapsed.wrapping_neg())), 0);
+        }
+        (idx, elapsed)
+    }
+
+    /// Moves the ring to `now`: drops the buckets too old to overlap the window and those whose
+    /// latest admission has left it.
+    pub(crate) fn prepare(&self, r: &mut Ring<N>, now: u64) -> Cursor {
+        let (idx, elapsed) = self.head_index(r, now);
+        if elapsed as usize >= N {
+            r.counts = [0; N];
+            r.latest = [0; N];
+            r.total = 0;
+        } else {
+            for bucket in idx.wrapping_sub(u64::from(elapsed)).wrapping_add(1)..=idx {
+                Self::clear(r, Self::slot(bucket));
+            }
+        }
+        r.head = idx as u32;
+        // Buckets leave in order, so stop at the first that has not.
+        let mut first = idx.saturating_sub(N as u64 - 1);
+        let mut first_slot = Self::slot(first);
+        while first < idx {
+            if r.counts[first_slot] != 0 {
+                if self.leaves_at(r, first, first_slot) > now {
+                    break;
+                }
+                Self::clear(r, first_slot);
+            }
+            first += 1;
+            first_slot = Self::next(first_slot);
+        }
+        Cursor {
+            now,
+            idx,
+            first,
+            first_slot,
+        }
+    }
+
+    /// When the latest admission in `bucket` (held in `slot`) leaves the window.
+    fn leaves_at(&self, r: &Ring<N>, bucket: u64, slot: usize) -> u64 {
+        self.latest_time(r, bucket, slot)
+            .saturating_add(self.window_nanos)
+    }
+
+    /// An upper bound on the time of the latest admission in `bucket`.
+    fn latest_time(&self, r: &Ring<N>, bucket: u64, slot: usize) -> u64 {
+        // Steps are rounded up, so cap at the bucket's end: no later than the ring drops it.
+        bucket
+            .saturating_mul(self.bucket.d)
+            .saturating_add((u64::from(r.latest[slot]) * self.step.d).min(self.bucket.d))
+    }
+
+    /// The offset of `at` into `bucket`, in steps, rounded up (at most 255).
+    fn step_of(&self, bucket: u64, at: u64) -> u8 {
+        let into = at.saturating_sub(bucket.saturating_mul(self.bucket.d));
+        let steps = self.step.div(into);
+        let steps = steps + u64::from(steps * self.step.d < into);
+        u8::try_from(steps).unwrap_or(u8::MAX)
+    }
+
+    /// Counts `cost` units admitted at `at` in the cursor's newest bucket.
+    pub(crate) fn add(&self, r: &mut Ring<N>, c: &Cursor, cost: u16, at: u64) {
+        let slot = Self::slot(c.idx);
+        r.counts[slot] = r.counts[slot].saturating_add(cost);
+        r.latest[slot] = r.latest[slot].max(self.step_of(c.idx, at));
+        r.total = r.total.saturating_add(cost);
+    }
+
+    /// Nanoseconds from the cursor's `now` until the oldest units leave (`Reset`), and, if
+    /// `excess` units must leave first, until they have (`Retry-After`).
+    pub(crate) fn waits(&self, r: &Ring<N>, c: &Cursor, excess: u32) -> (u64, Option<u64>) {
+        let mut reset = 0;
+        let mut freed = 0u32;
+        let (mut bucket, mut slot) = (c.first, c.first_slot);
+        while bucket <= c.idx {
+            let count = r.counts[slot];
+            if count != 0 {
+                let leaves_in = self.leaves_at(r, bucket, slot).saturating_sub(c.now);
+                if reset == 0 {
+                    reset = leaves_in;
+                }
+                freed += u32::from(count);
+                if freed >= excess {
+                    return (reset, (excess > 0).then_some(leaves_in));
+                }
+            }
+            bucket += 1;
+            slot = Self::next(slot);
+        }
+        // Only reachable if more must leave than is counted: wait out a whole ring.
+        (
+            reset,
+            (excess > 0).then_some(self.window_nanos + self.bucket.d),
+        )
+    }
+
+    /// Whether nothing in `r` can still be in the window at `now`.
+    pub(crate) fn is_idle(&self, r: &Ring<N>, now: u64) -> bool {
+        if r.total == 0 {
+            return true;
+        }
+        let elapsed = (self.bucket.div(now) as u32).wrapping_sub(r.head);
+        (N as u32..=u32::MAX / 2).contains(&elapsed)
+    }
+
+    /// The ring's units as `(upper bound on their admission time, count)`, oldest first.
+    pub(crate) fn units<'a>(
+        &'a self,
+        r: &'a Ring<N>,
+        c: &Cursor,
+    ) -> impl Iterator<Item = (u64, u16)> + 'a {
+        let first = c.first;
+        (first..=c.idx).filter_map(move |bucket| {
+            let slot = Self::slot(bucket);
+            (r.counts[slot] != 0).then(|| (self.latest_time(r, bucket, slot), r.counts[slot]))
+        })
+    }
+
+    /// A ring at `now` holding `units` (from another grid), each counted no earlier than given.
+    pub(crate) fn ring_of(&self, now: u64, units: impl Iterator<Item = (u64, u16)>) -> Ring<N> {
+        let units: Vec<_> = units.collect();
+        let newest = units.iter().map(|&(t, _)| t).max().unwrap_or(now).max(now);
+        let mut r = self.empty(newest);
+        let head = self.bucket.div(newest);
+        for (at, count) in units {
+            // A unit older than the ring reaches (rounding) counts in its oldest bucket: later
+            // than it came, so never for less long.
+            let bucket = self
+                .bucket
+                .div(at)
+                .clamp(head.saturating_sub(N as u64 - 1), head);
+            let slot = Self::slot(bucket);
+            r.counts[slot] = r.counts[slot].saturating_add(count);
+            r.latest[slot] = r.latest[slot].max(self.step_of(bucket, at));
+            r.total = r.total.saturating_add(count);
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reciprocal_divides_exactly() {
+        for d in [1, 3, 7, 255, 4_615_384_616, 60_000_000_000, u64::MAX / 3] {
+            let div = Divisor::new(d);
+            for n in [
+                0,
+                1,
+                d - 1,
+                d,
+                d + 1,
+                1_700_000_000_123_456_789,
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                assert_eq!(div.div(n), n / d, "{n} / {d}");
+            }
+        }
+    }
+}
