@@ -1,4 +1,31 @@
 //! Standard Webhooks signing, durable delivery and a receiver kit.
 //!
-//! This crate is a placeholder in the workspace layout: it has no functionality yet.
-//! It is filled by the webhooks issue (#5); until then it exports nothing, so nothing can depend on it by mistake.
+//! - **Signing** ([`SigningSecret`], [`SigningKey`], [`EndpointSecrets`]): Standard Webhooks
+//!   v1 (HMAC-SHA256, `whsec_` secrets) and v1a (ed25519, `whsk_`/`whpk_` keys), with secret
+//!   rotation during which every delivery carries both signatures.
+//! - **Verification** ([`WebhookVerifier`], the [`Verifier`] trait): constant-time, with a
+//!   timestamp tolerance (default 5 minutes, both directions).
+//! - **Endpoint policy** ([`UrlPolicy`], [`Resolver`]): https for live endpoints, no
+//!   credentials or secret-looking query parameters, no private or reserved destinations,
+//!   checked at registration and again at delivery.
+//!
+//! Nothing in this crate prints secret material: every key type's `Debug` is redacted and no
+//! error carries a secret.
+
+mod error;
+mod policy;
+mod rotation;
+mod secret;
+mod verify;
+
+pub use error::{Error, ObjectKind, Result};
+pub use policy::{AddressClass, Resolver, SystemResolver, UrlDefect, UrlPolicy, classify};
+pub use rotation::{DEFAULT_GRACE, EndpointSecrets};
+pub use secret::{
+    DEFAULT_SECRET_BYTES, EndpointKey, MAX_SECRET_BYTES, MIN_SECRET_BYTES, SECRET_PREFIX,
+    SIGNING_KEY_PREFIX, SigningKey, SigningSecret, VERIFYING_KEY_PREFIX, VerifyingKey,
+};
+pub use verify::{
+    DEFAULT_TOLERANCE, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerificationKey,
+    VerifiedWebhook, Verifier, WebhookVerifier,
+};

@@ -1,0 +1,82 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// What kind of stored object an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A webhook endpoint.
+    Endpoint,
+    /// A message (one event, fanned out to endpoints).
+    Message,
+    /// A delivery of one message to one endpoint.
+    Delivery,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Endpoint => "endpoint",
+            Self::Message => "message",
+            Self::Delivery => "delivery",
+        })
+    }
+}
+
+/// Everything that can go wrong in this crate. No variant ever carries secret material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `whsec_` secret did not parse: it must be `whsec_` followed by standard base64 of
+    /// 24 to 64 bytes.
+    #[error("malformed signing secret: expected `whsec_` + base64 of 24 to 64 bytes")]
+    MalformedSecret,
+    /// A `whsk_` or `whpk_` key did not parse.
+    #[error(
+        "malformed ed25519 key: expected `whsk_` + base64 of 32 or 64 bytes, or `whpk_` + base64 of 32 bytes"
+    )]
+    MalformedKey,
+    /// The system random number generator failed; retry, and check the host if it persists.
+    #[error("the system random number generator failed")]
+    Random,
+    /// A Standard Webhooks header is absent from the request.
+    #[error("missing `{0}` header")]
+    MissingHeader(&'static str),
+    /// A Standard Webhooks header is present but not well formed.
+    #[error("invalid `{0}` header")]
+    InvalidHeader(&'static str),
+    /// The `webhook-timestamp` is older than the tolerance allows (a possible replay).
+    #[error("webhook timestamp is too old")]
+    TimestampTooOld,
+    /// The `webhook-timestamp` is further in the future than the tolerance allows.
+    #[error("webhook timestamp is too far in the future")]
+    TimestampTooNew,
+    /// No signature in `webhook-signature` matched any key the verifier holds.
+    #[error("no matching webhook signature")]
+    InvalidSignature,
+    /// An endpoint URL was refused by the [`UrlPolicy`](crate::UrlPolicy).
+    #[error("endpoint URL refused: {0}")]
+    UrlRefused(#[from] crate::policy::UrlDefect),
+    /// The stored object does not exist.
+    #[error("{0} not found")]
+    NotFound(ObjectKind),
+    /// A value could not be encoded or decoded as JSON.
+    #[error("JSON error: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The SQLite database failed.
+    #[cfg(feature = "sqlite")]
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// Stored data is not in the shape this version of the crate expects.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(&'static str),
+    /// A background store worker stopped (it panicked or the runtime is shutting down).
+    #[error("the store worker stopped unexpectedly")]
+    StoreWorker,
+    /// The HTTP client could not be built (TLS set-up).
+    #[error("HTTP client set-up failed: {0}")]
+    Client(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,282 @@
+//! Endpoint secrets: symmetric `whsec_` secrets (scheme `v1`) and ed25519 `whsk_`/`whpk_`
+//! key pairs (scheme `v1a`).
+//!
+//! None of these types print their material: `Debug` shows only the kind. The text form is
+//! reached through `expose`, which returns an [`align_keys::Secret`] so that it, too, stays
+//! redacted wherever it travels.
+
+use std::fmt;
+use std::sync::Arc;
+
+use align_keys::Secret;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Prefix of symmetric secrets.
+pub const SECRET_PREFIX: &str = "whsec_";
+/// Prefix of ed25519 signing (private) keys.
+pub const SIGNING_KEY_PREFIX: &str = "whsk_";
+/// Prefix of ed25519 verifying (public) keys.
+pub const VERIFYING_KEY_PREFIX: &str = "whpk_";
+/// Shortest secret accepted, in bytes (Standard Webhooks: 24).
+pub const MIN_SECRET_BYTES: usize = 24;
+/// Longest secret accepted, in bytes (Standard Webhooks: 64).
+pub const MAX_SECRET_BYTES: usize = 64;
+/// Length of secrets this crate generates, in bytes.
+pub const DEFAULT_SECRET_BYTES: usize = 32;
+
+/// A symmetric signing secret, `whsec_` + base64 of 24–64 random bytes.
+///
+/// ```
+/// use align_webhooks::SigningSecret;
+/// let s = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+/// let sig = s.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+/// assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+/// assert_eq!(format!("{s:?}"), "SigningSecret([redacted])");
+/// ```
+#[derive(Clone)]
+pub struct SigningSecret {
+    bytes: Zeroizing<Vec<u8>>,
+    key: hmac::Key,
+}
+
+impl SigningSecret {
+    /// Generates a fresh 32-byte secret from the system's secure random source.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = Zeroizing::new(vec![0_u8; DEFAULT_SECRET_BYTES]);
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| Error::Random)?;
+        Ok(Self::from_checked(bytes))
+    }
+
+    /// Parses `whsec_<base64>`; the decoded secret must be 24 to 64 bytes long.
+    pub fn parse(text: &str) -> Result<Self> {
+        let b64 = text
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(Error::MalformedSecret)?;
+        let bytes = Zeroizing::new(STANDARD.decode(b64).map_err(|_| Error::MalformedSecret)?);
+        Self::from_bytes(&bytes)
+    }
+
+    /// Wraps raw secret bytes (24 to 64 of them).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&bytes.len()) {
+            return Err(Error::MalformedSecret);
+        }
+        Ok(Self::from_checked(Zeroizing::new(bytes.to_vec())))
+    }
+
+    fn from_checked(bytes: Zeroizing<Vec<u8>>) -> Self {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &bytes);
+        Self { bytes, key }
+    }
+
+    /// The `whsec_…` text, to show the endpoint's owner once.
+    pub fn expose(&self) -> Secret {
+        Secret::new(format!("{SECRET_PREFIX}{}", STANDARD.encode(&*self.bytes)))
+    }
+
+    /// The raw HMAC tag over `{msg_id}.{timestamp}.{body}`.
+    pub fn tag(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(msg_id.as_bytes());
+        ctx.update(b".");
+        ctx.update(timestamp.to_string().as_bytes());
+        ctx.update(b".");
+        ctx.update(body);
+        ctx.sign()
+    }
+
+    /// The `v1,<base64>` signature of a message.
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let tag = self.tag(msg_id, timestamp, body);
+        let mut out = String::with_capacity(3 + 44);
+        out.push_str("v1,");
+        STANDARD.encode_string(tag.as_ref(), &mut out);
+        out
+    }
+}
+
+impl fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningSecret([redacted])")
+    }
+}
+
+impl PartialEq for SigningSecret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.bytes.as_slice().ct_eq(other.bytes.as_slice()))
+    }
+}
+
+impl Eq for SigningSecret {}
+
+/// An ed25519 signing key, `whsk_` + base64 of the 32-byte seed followed by the 32-byte
+/// public key (the 64-byte form most ed25519 libraries print). A bare 32-byte seed is
+/// accepted too.
+#[derive(Clone)]
+pub struct SigningKey {
+    seed: Zeroizing<Vec<u8>>,
+    pair: Arc<Ed25519KeyPair>,
+}
+
+impl SigningKey {
+    /// Generates a fresh key pair.
+    pub fn generate() -> Result<Self> {
+        let mut seed = Zeroizing::new(vec![0_u8; 32]);
+        SystemRandom::new()
+            .fill(&mut seed)
+            .map_err(|_| Error::Random)?;
+        Self::from_seed(seed)
+    }
+
+    fn from_seed(seed: Zeroizing<Vec<u8>>) -> Result<Self> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| Error::MalformedKey)?;
+        Ok(Self {
+            seed,
+            pair: Arc::new(pair),
+        })
+    }
+
+    /// Parses `whsk_<base64>`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let b64 = text
+            .strip_prefix(SIGNING_KEY_PREFIX)
+            .ok_or(Error::MalformedKey)?;
+        let raw = Zeroizing::new(STANDARD.decode(b64).map_err(|_| Error::MalformedKey)?);
+        match raw.len() {
+            32 => Self::from_seed(raw),
+            64 => {
+                let key = Self::from_seed(Zeroizing::new(raw[..32].to_vec()))?;
+                if key.pair.public_key().as_ref() != &raw[32..] {
+                    return Err(Error::MalformedKey);
+                }
+                Ok(key)
+            }
+            _ => Err(Error::MalformedKey),
+        }
+    }
+
+    /// The `whsk_…` text (seed and public key).
+    pub fn expose(&self) -> Secret {
+        let mut raw = Zeroizing::new(Vec::with_capacity(64));
+        raw.extend_from_slice(&self.seed);
+        raw.extend_from_slice(self.pair.public_key().as_ref());
+        Secret::new(format!("{SIGNING_KEY_PREFIX}{}", STANDARD.encode(&*raw)))
+    }
+
+    /// The public half, to hand to receivers.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        let mut bytes = [0_u8; 32];
+        bytes.copy_from_slice(self.pair.public_key().as_ref());
+        VerifyingKey { bytes }
+    }
+
+    /// The `v1a,<base64>` signature of a message.
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let msg = signed_content(msg_id, timestamp, body);
+        let sig = self.pair.sign(&msg);
+        let mut out = String::with_capacity(4 + 88);
+        out.push_str("v1a,");
+        STANDARD.encode_string(sig.as_ref(), &mut out);
+        out
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey([redacted])")
+    }
+}
+
+/// An ed25519 public key, `whpk_` + base64 of 32 bytes. Not secret; `Debug` prints it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct VerifyingKey {
+    bytes: [u8; 32],
+}
+
+impl VerifyingKey {
+    /// Parses `whpk_<base64>`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let b64 = text
+            .strip_prefix(VERIFYING_KEY_PREFIX)
+            .ok_or(Error::MalformedKey)?;
+        let raw = STANDARD.decode(b64).map_err(|_| Error::MalformedKey)?;
+        let bytes: [u8; 32] = raw.try_into().map_err(|_| Error::MalformedKey)?;
+        Ok(Self { bytes })
+    }
+
+    /// The `whpk_…` text.
+    pub fn to_text(&self) -> String {
+        format!("{VERIFYING_KEY_PREFIX}{}", STANDARD.encode(self.bytes))
+    }
+
+    /// Whether `signature` (raw 64 bytes) signs the message.
+    pub(crate) fn verify_raw(&self, msg_id: &str, timestamp: i64, body: &[u8], sig: &[u8]) -> bool {
+        let msg = signed_content(msg_id, timestamp, body);
+        UnparsedPublicKey::new(&ED25519, &self.bytes)
+            .verify(&msg, sig)
+            .is_ok()
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyingKey({})", self.to_text())
+    }
+}
+
+fn signed_content(msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let ts = timestamp.to_string();
+    let mut msg = Vec::with_capacity(msg_id.len() + ts.len() + body.len() + 2);
+    msg.extend_from_slice(msg_id.as_bytes());
+    msg.push(b'.');
+    msg.extend_from_slice(ts.as_bytes());
+    msg.push(b'.');
+    msg.extend_from_slice(body);
+    msg
+}
+
+/// The key an endpoint signs with: a symmetric secret (`v1`) or an ed25519 key (`v1a`).
+#[derive(Clone, Debug)]
+pub enum EndpointKey {
+    /// HMAC-SHA256 with a `whsec_` secret.
+    Symmetric(SigningSecret),
+    /// ed25519 with a `whsk_` key.
+    Asymmetric(SigningKey),
+}
+
+impl EndpointKey {
+    /// Parses `whsec_…` or `whsk_…`.
+    pub fn parse(text: &str) -> Result<Self> {
+        if text.starts_with(SIGNING_KEY_PREFIX) {
+            SigningKey::parse(text).map(Self::Asymmetric)
+        } else {
+            SigningSecret::parse(text).map(Self::Symmetric)
+        }
+    }
+
+    /// The text form (`whsec_…` or `whsk_…`).
+    pub fn expose(&self) -> Secret {
+        match self {
+            Self::Symmetric(s) => s.expose(),
+            Self::Asymmetric(k) => k.expose(),
+        }
+    }
+
+    /// The versioned signature (`v1,…` or `v1a,…`).
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        match self {
+            Self::Symmetric(s) => s.sign(msg_id, timestamp, body),
+            Self::Asymmetric(k) => k.sign(msg_id, timestamp, body),
+        }
+    }
+}
