@@ -54,6 +54,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 environment: Environment::Live,
                 created_by: admin.id,
                 expires_at: None,
+                rate_limit_per_minute: None,
+                allowed_cidrs: vec![],
             },
             Utc::now(),
         )

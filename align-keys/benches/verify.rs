@@ -47,6 +47,8 @@ fn setup(rt: &tokio::runtime::Runtime) -> (Arc<KeyVerifier>, Vec<Secret>) {
                 environment: Environment::Live,
                 created_by: UserId::new(),
                 expires_at: None,
+                rate_limit_per_minute: None,
+                allowed_cidrs: vec![],
             };
             let minted = keys.mint(new, now).await.unwrap();
             // Warm the cache: every later verification is a hit.

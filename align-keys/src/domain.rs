@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::token::Environment;
+pub use ipnet::IpNet;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -368,6 +369,10 @@ pub struct KeyRecord {
     pub suspended_at: Option<DateTime<Utc>>,
     /// The key this one replaced by rotation.
     pub rotated_from: Option<KeyId>,
+    /// Requests per minute for this key instead of the server default.
+    pub rate_limit_per_minute: Option<u32>,
+    /// If not empty, only requests from these networks may use the key.
+    pub allowed_cidrs: Vec<IpNet>,
 }
 
 /// The state of a key at an instant.
@@ -384,6 +389,15 @@ pub enum KeyStatus {
 }
 
 impl KeyRecord {
+    /// Whether a request from `ip` may use the key (always, when no allow-list is set).
+    pub fn allows_ip(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.allowed_cidrs.is_empty() || self.allowed_cidrs.iter().any(|net| net.contains(&ip))
+    }
+
     /// The key's status at `now`. Revocation wins over expiry, expiry over suspension.
     pub fn status_at(&self, now: DateTime<Utc>) -> KeyStatus {
         if self.revoked_at.is_some() {

@@ -24,12 +24,14 @@ pub mod token;
 mod verifier;
 
 pub use domain::{
-    KeyId, KeyRecord, KeyStatus, Organization, OrganizationId, Permission, PermissionSet, Project,
-    ProjectId, Role, Scope, User, UserId,
+    IpNet, KeyId, KeyRecord, KeyStatus, Organization, OrganizationId, Permission, PermissionSet,
+    Project, ProjectId, Role, Scope, User, UserId,
 };
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
-pub use manager::{KeyManager, MAX_NAME_LEN, MintedKey, NewKey, Rotation};
+pub use manager::{
+    KeyChanges, KeyManager, MAX_ALLOWED_CIDRS, MAX_NAME_LEN, MintedKey, NewKey, Rotation,
+};
 pub use policy::{Caller, Denial, KeySpec, Target};
 pub use redact::{MASK, Redactor, is_sensitive_name};
 pub use secret::Secret;

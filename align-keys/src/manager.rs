@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{KeyId, KeyRecord, OrganizationId, PermissionSet, Scope, UserId};
+use crate::domain::{IpNet, KeyId, KeyRecord, OrganizationId, PermissionSet, Scope, UserId};
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHasher;
 use crate::policy::{Caller, KeySpec};
@@ -17,6 +17,8 @@ use crate::verifier::KeyVerifier;
 
 /// How many fresh tokens to try when a generated prefix is already taken.
 const PREFIX_ATTEMPTS: usize = 8;
+/// Most networks in a key's allow-list.
+pub const MAX_ALLOWED_CIDRS: usize = 100;
 /// Longest key name accepted.
 pub const MAX_NAME_LEN: usize = 200;
 
@@ -37,6 +39,10 @@ pub struct NewKey {
     pub created_by: UserId,
     /// Optional expiry, in the future.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Requests per minute instead of the server default.
+    pub rate_limit_per_minute: Option<u32>,
+    /// If not empty, the networks the key may be used from.
+    pub allowed_cidrs: Vec<IpNet>,
 }
 
 impl NewKey {
@@ -48,6 +54,19 @@ impl NewKey {
             environment: self.environment,
         }
     }
+}
+
+/// Changes to a key; `None` leaves a field as it is, `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChanges {
+    /// New name.
+    pub name: Option<String>,
+    /// New expiry, or `Some(None)` for none.
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// New per-key rate limit, or `Some(None)` for the server default.
+    pub rate_limit_per_minute: Option<Option<u32>>,
+    /// New allow-list (empty: any network).
+    pub allowed_cidrs: Option<Vec<IpNet>>,
 }
 
 /// A key just minted: the token is shown once, the record is what is stored.
@@ -84,6 +103,8 @@ pub struct Rotation {
 ///     environment: Environment::Live,
 ///     created_by: UserId::new(),
 ///     expires_at: None,
+///     rate_limit_per_minute: None,
+///     allowed_cidrs: vec![],
 /// };
 /// let minted = keys.mint(new, chrono::Utc::now()).await.unwrap();
 /// let seen = keys.verifier().verify(minted.token.expose(), chrono::Utc::now()).await.unwrap();
@@ -168,6 +189,8 @@ impl KeyManager {
             revoked_at: None,
             suspended_at: None,
             rotated_from,
+            rate_limit_per_minute: new.rate_limit_per_minute,
+            allowed_cidrs: new.allowed_cidrs,
         };
         for _ in 0..PREFIX_ATTEMPTS {
             let minted = token::generate(new.environment)?;
@@ -223,20 +246,33 @@ impl KeyManager {
         self.save(record).await
     }
 
-    /// Renames a key and/or changes its expiry (`Some(None)` clears it).
-    pub async fn update(
-        &self,
-        id: KeyId,
-        name: Option<String>,
-        expires_at: Option<Option<DateTime<Utc>>>,
-    ) -> Result<KeyRecord> {
+    /// Applies `changes` (name, expiry, rate-limit override, allowed networks) to a key.
+    pub async fn update(&self, id: KeyId, changes: KeyChanges) -> Result<KeyRecord> {
         let mut record = self.load(id).await?;
-        if let Some(name) = name {
+        if let Some(name) = changes.name {
             validate_name(&name)?;
             record.name = name;
         }
-        if let Some(expiry) = expires_at {
+        if let Some(expiry) = changes.expires_at {
             record.expires_at = expiry;
+        }
+        if let Some(limit) = changes.rate_limit_per_minute {
+            if limit == Some(0) {
+                return Err(Error::InvalidInput {
+                    field: "rateLimitPerMinute",
+                    reason: "must be at least 1",
+                });
+            }
+            record.rate_limit_per_minute = limit;
+        }
+        if let Some(nets) = changes.allowed_cidrs {
+            if nets.len() > MAX_ALLOWED_CIDRS {
+                return Err(Error::InvalidInput {
+                    field: "allowedCidrs",
+                    reason: "at most 100 networks",
+                });
+            }
+            record.allowed_cidrs = nets;
         }
         self.save(record).await
     }
@@ -267,6 +303,8 @@ impl KeyManager {
             environment: old.environment,
             created_by: old.created_by,
             expires_at: old.expires_at.filter(|e| *e > now),
+            rate_limit_per_minute: old.rate_limit_per_minute,
+            allowed_cidrs: old.allowed_cidrs.clone(),
         };
         let successor = self.mint_inner(new, Some(old.id), now).await?;
         let mut previous = old;

@@ -38,6 +38,8 @@ fn key(scope: Scope, permissions: Option<PermissionSet>, environment: Environmen
         revoked_at: None,
         suspended_at: None,
         rotated_from: None,
+        rate_limit_per_minute: None,
+        allowed_cidrs: vec![],
     }
 }
 

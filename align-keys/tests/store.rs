@@ -41,6 +41,8 @@ fn record(f: &Fixture, prefix: &str) -> KeyRecord {
         revoked_at: None,
         suspended_at: None,
         rotated_from: None,
+        rate_limit_per_minute: None,
+        allowed_cidrs: vec![],
     }
 }
 
@@ -290,7 +292,7 @@ async fn sqlite_store_survives_reopen() {
         (minted.token, minted.record, f)
     };
     let store = SqliteKeyStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     assert_eq!(
         store
             .get_organization(f.org.id)
@@ -354,4 +356,70 @@ async fn no_token_or_secret_reaches_the_sqlite_file() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn rate_limit_overrides_and_allowed_networks_round_trip() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let mut r = record(&f, "ako_0000beef");
+        r.rate_limit_per_minute = Some(42);
+        r.allowed_cidrs = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ];
+        store.insert_key(&r, &KeyHash([3; 32])).await.unwrap();
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
+        r.rate_limit_per_minute = None;
+        r.allowed_cidrs.clear();
+        store.update_key(&r).await.unwrap();
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn allow_lists_match_v4_v6_and_mapped_addresses() {
+    let f = Fixture {
+        org: Organization {
+            id: OrganizationId::new(),
+            name: "o".into(),
+            security_contact: None,
+            created_at: Utc::now(),
+        },
+        admin: User {
+            id: UserId::new(),
+            organization_id: OrganizationId::new(),
+            email: "a".into(),
+            role: Role::Admin,
+            created_at: Utc::now(),
+        },
+        project: Project {
+            id: ProjectId::new(),
+            organization_id: OrganizationId::new(),
+            name: "p".into(),
+            created_at: Utc::now(),
+        },
+    };
+    let mut r = record(&f, "ako_00000000");
+    assert!(
+        r.allows_ip("203.0.113.9".parse().unwrap()),
+        "no list: any address"
+    );
+    r.allowed_cidrs = vec![
+        "192.0.2.0/24".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ];
+    assert!(r.allows_ip("192.0.2.77".parse().unwrap()));
+    assert!(r.allows_ip("::ffff:192.0.2.77".parse().unwrap()));
+    assert!(r.allows_ip("2001:db8::1".parse().unwrap()));
+    assert!(!r.allows_ip("198.51.100.1".parse().unwrap()));
+    assert!(!r.allows_ip("::1".parse().unwrap()));
 }

@@ -1,11 +1,12 @@
 //! The request path, top to bottom: request id → body limit → timeout → authentication →
 //! per-key rate limit → handler → response headers → request log.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use align_keys::{Environment, Role, Verification, VerifiedKey};
-use align_ratelimit::{Decision, RateLimiter};
+use align_ratelimit::Decision;
 use bytes::Bytes;
 use chrono::Utc;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderValue};
@@ -57,7 +58,11 @@ struct Trace {
 }
 
 /// Answers one HTTP request. Never fails: every problem becomes an error envelope.
-pub(crate) async fn handle<B>(state: Arc<AppState>, req: http::Request<B>) -> Response
+pub(crate) async fn handle<B>(
+    state: Arc<AppState>,
+    req: http::Request<B>,
+    peer: SocketAddr,
+) -> Response
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -74,7 +79,7 @@ where
             Err(ApiError::payload_too_large(state.config.max_body_bytes))
         }
         _ => {
-            let work = pipeline(&state, parts, body, &mut trace);
+            let work = pipeline(&state, parts, body, peer, &mut trace);
             match tokio::time::timeout(state.config.request_timeout, work).await {
                 Ok(result) => result,
                 Err(_) => Err(ApiError::timeout()),
@@ -99,6 +104,7 @@ async fn pipeline<B>(
     state: &AppState,
     parts: Parts,
     body: B,
+    peer: SocketAddr,
     trace: &mut Trace,
 ) -> Result<Response, ApiError>
 where
@@ -120,10 +126,13 @@ where
     trace.environment = Some(record.environment);
     trace.key_prefix = Some(record.prefix.clone());
 
-    let decision = state
-        .limiter
-        .check(&record.id, 1)
-        .map_err(|_| ApiError::internal())?;
+    if !record.allows_ip(peer.ip()) {
+        return Err(ApiError::forbidden(
+            "this key may not be used from this network (see its allowedCidrs)",
+        ));
+    }
+
+    let decision = state.check_rate(record)?;
     trace.decision = Some(decision);
     if !decision.allowed {
         return Err(ApiError::rate_limit(

@@ -61,6 +61,8 @@ pub(crate) async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Boot
                 environment: Environment::Live,
                 created_by: admin.id,
                 expires_at: None,
+                rate_limit_per_minute: None,
+                allowed_cidrs: vec![],
             },
             now,
         )

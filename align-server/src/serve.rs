@@ -85,7 +85,7 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
-                    let (stream, _peer) = match accepted {
+                    let (stream, peer) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
@@ -97,7 +97,7 @@ impl Server {
                     let state = Arc::clone(&state);
                     let service = hyper::service::service_fn(move |req| {
                         let state = Arc::clone(&state);
-                        async move { Ok::<_, Infallible>(crate::app::handle(state, req).await) }
+                        async move { Ok::<_, Infallible>(crate::app::handle(state, req, peer).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     let conn = graceful.watch(conn);

@@ -2,12 +2,12 @@
 //! of users' roles.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use align_keys::store::KeyStore;
-use align_keys::{KeyId, KeyManager, Role, UserId};
-use align_ratelimit::{KeyedLimiter, Rate, SlidingWindow};
+use align_keys::{KeyId, KeyManager, KeyRecord, Role, UserId};
+use align_ratelimit::{Decision, KeyedLimiter, Rate, RateLimiter, SlidingWindow};
 
 use crate::config::Config;
 use crate::error::{ApiError, Error};
@@ -22,8 +22,10 @@ pub(crate) struct AppState {
     pub(crate) config: Config,
     /// Keys: minting, verification, revocation.
     pub(crate) keys: KeyManager,
-    /// Per-key sliding-window limiter.
+    /// Per-key sliding-window limiter at the server's default rate.
     pub(crate) limiter: KeyedLimiter<KeyId, SlidingWindow>,
+    /// Limiters for keys with their own rate, one per distinct rate.
+    overrides: RwLock<HashMap<u32, Arc<KeyedLimiter<KeyId, SlidingWindow>>>>,
     roles: Mutex<HashMap<UserId, (Role, Instant)>>,
 }
 
@@ -47,6 +49,7 @@ impl AppState {
             config,
             keys,
             limiter: KeyedLimiter::new(algorithm),
+            overrides: RwLock::default(),
             roles: Mutex::default(),
         })
     }
@@ -54,6 +57,42 @@ impl AppState {
     /// The key store.
     pub(crate) fn store(&self) -> &Arc<dyn KeyStore> {
         self.keys.store()
+    }
+
+    /// Counts one request of `key` against its rate (its own, or the server default).
+    ///
+    /// A key whose override changes starts afresh under the new rate.
+    pub(crate) fn check_rate(&self, key: &KeyRecord) -> Result<Decision, ApiError> {
+        let result = match key.rate_limit_per_minute {
+            None => self.limiter.check(&key.id, 1),
+            Some(n) if n == self.config.rate_limit_per_minute => self.limiter.check(&key.id, 1),
+            Some(n) => self.override_limiter(n)?.check(&key.id, 1),
+        };
+        result.map_err(|_| ApiError::internal())
+    }
+
+    fn override_limiter(
+        &self,
+        n: u32,
+    ) -> Result<Arc<KeyedLimiter<KeyId, SlidingWindow>>, ApiError> {
+        if let Some(l) = self
+            .overrides
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&n)
+        {
+            return Ok(Arc::clone(l));
+        }
+        let algorithm =
+            SlidingWindow::new(Rate::per_minute(u64::from(n))).map_err(|_| ApiError::internal())?;
+        let mut map = self
+            .overrides
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(Arc::clone(
+            map.entry(n)
+                .or_insert_with(|| Arc::new(KeyedLimiter::new(algorithm))),
+        ))
     }
 
     /// The current role of `user`; a user who no longer exists counts as a viewer.

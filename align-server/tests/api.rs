@@ -431,3 +431,103 @@ async fn lists_page_with_cursors() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_per_key_rate_limit_override_applies_at_once() {
+    let s = TestServer::start().await;
+    let (token, res) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "slow", "scope": "organization"}),
+        )
+        .await;
+    let id = res["apiKeyId"].as_str().unwrap();
+    let r = s
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/keys/{id}"),
+            &s.admin_key,
+            json!({"rateLimitPerMinute": 3}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["rateLimitPerMinute"], 3);
+    for _ in 0..3 {
+        let ok = s.get("/api/v1/me", &token).await;
+        assert_eq!(ok.status, StatusCode::OK);
+        assert_eq!(ok.header("x-ratelimit-limit"), Some("3"));
+    }
+    let limited = s.get("/api/v1/me", &token).await;
+    assert_eq!(
+        (limited.status, limited.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limit")
+    );
+    let bad = s
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/keys/{id}"),
+            &s.admin_key,
+            json!({"rateLimitPerMinute": 0}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let cleared = s
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/keys/{id}"),
+            &s.admin_key,
+            json!({"rateLimitPerMinute": null}),
+        )
+        .await;
+    assert!(cleared.body["rateLimitPerMinute"].is_null());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_ip_allow_list_refuses_other_networks() {
+    let s = TestServer::start().await;
+    let (token, res) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "office", "scope": "organization"}),
+        )
+        .await;
+    let id = res["apiKeyId"].as_str().unwrap();
+    let path = format!("/api/v1/keys/{id}");
+    let r = s
+        .json(
+            Method::PATCH,
+            &path,
+            &s.admin_key,
+            json!({"allowedCidrs": ["203.0.113.0/24"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["allowedCidrs"], json!(["203.0.113.0/24"]));
+    let refused = s.get("/api/v1/me", &token).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    s.json(
+        Method::PATCH,
+        &path,
+        &s.admin_key,
+        json!({"allowedCidrs": ["127.0.0.1"]}),
+    )
+    .await;
+    assert_eq!(s.get("/api/v1/me", &token).await.status, StatusCode::OK);
+    let bad = s
+        .json(
+            Method::PATCH,
+            &path,
+            &s.admin_key,
+            json!({"allowedCidrs": ["not-a-net"]}),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    s.stop().await;
+}

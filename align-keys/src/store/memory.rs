@@ -241,6 +241,8 @@ impl KeyStore for MemoryKeyStore {
         key.expires_at = record.expires_at;
         key.revoked_at = key.revoked_at.or(record.revoked_at);
         key.suspended_at = record.suspended_at;
+        key.rate_limit_per_minute = record.rate_limit_per_minute;
+        key.allowed_cidrs.clone_from(&record.allowed_cidrs);
         Ok(())
     }
 

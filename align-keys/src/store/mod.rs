@@ -129,7 +129,8 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn get_key(&self, id: KeyId) -> Result<Option<KeyRecord>>;
     /// Keys matching `filter`, oldest first.
     async fn list_keys(&self, filter: &KeyFilter, page: &PageRequest) -> Result<Page<KeyRecord>>;
-    /// Writes a key's mutable fields (name, expiry, revoked, suspended); `last_used_at` is
+    /// Writes a key's mutable fields (name, expiry, revoked, suspended, rate-limit override,
+    /// allowed networks); `last_used_at` is
     /// left to [`KeyStore::record_last_used`]. Revocation is never undone by an update.
     async fn update_key(&self, record: &KeyRecord) -> Result<()>;
     /// Applies a batch of last-used times, each only if newer than the stored one.

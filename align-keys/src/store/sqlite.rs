@@ -13,15 +13,16 @@ use uuid::Uuid;
 
 use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
 use crate::domain::{
-    KeyId, KeyRecord, Organization, OrganizationId, Permission, PermissionSet, Project, ProjectId,
-    Role, Scope, User, UserId,
+    IpNet, KeyId, KeyRecord, Organization, OrganizationId, Permission, PermissionSet, Project,
+    ProjectId, Role, Scope, User, UserId,
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
 use crate::token::Environment;
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE keys_organizations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -67,11 +68,16 @@ CREATE TABLE keys_api_keys (
 CREATE UNIQUE INDEX keys_api_keys_by_hash ON keys_api_keys(hash);
 CREATE UNIQUE INDEX keys_api_keys_by_prefix ON keys_api_keys(environment, prefix);
 CREATE INDEX keys_api_keys_by_org ON keys_api_keys(organization_id, seq);
-"];
+",
+    r"
+ALTER TABLE keys_api_keys ADD COLUMN rate_limit_per_minute INTEGER;
+ALTER TABLE keys_api_keys ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT '';
+",
+];
 
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
     permissions, created_by, created_at, last_used_at, expires_at, revoked_at, suspended_at, \
-    rotated_from";
+    rotated_from, rate_limit_per_minute, allowed_cidrs";
 
 /// A [`KeyStore`] in one SQLite file.
 #[derive(Clone)]
@@ -202,6 +208,19 @@ fn permissions_from(text: Option<String>) -> Result<Option<PermissionSet>> {
     .transpose()
 }
 
+fn cidrs_text(nets: &[IpNet]) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cidrs_from(text: &str) -> Result<Vec<IpNet>> {
+    text.split_whitespace()
+        .map(|n| n.parse().map_err(|_| Error::Corrupt("allowed network")))
+        .collect()
+}
+
 /// Maps a constraint failure to the store's own error, keeping other SQLite errors as they are.
 fn constraint(e: rusqlite::Error, unique: Error) -> Error {
     match e.sqlite_error_code() {
@@ -233,6 +252,8 @@ struct RawKey {
     revoked_at: Option<i64>,
     suspended_at: Option<i64>,
     rotated_from: Option<String>,
+    rate_limit_per_minute: Option<i64>,
+    allowed_cidrs: String,
 }
 
 impl RawKey {
@@ -253,6 +274,8 @@ impl RawKey {
             revoked_at: r.get(12)?,
             suspended_at: r.get(13)?,
             rotated_from: r.get(14)?,
+            rate_limit_per_minute: r.get(15)?,
+            allowed_cidrs: r.get(16)?,
         })
     }
 
@@ -282,6 +305,11 @@ impl RawKey {
                 .map(uuid)
                 .transpose()?
                 .map(KeyId),
+            rate_limit_per_minute: self
+                .rate_limit_per_minute
+                .map(|n| u32::try_from(n).map_err(|_| Error::Corrupt("rate limit")))
+                .transpose()?,
+            allowed_cidrs: cidrs_from(&self.allowed_cidrs)?,
         })
     }
 }
@@ -572,7 +600,8 @@ impl KeyStore for SqliteKeyStore {
             c.execute(
                 &format!(
                     "INSERT INTO keys_api_keys (hash, {}) VALUES \
-                     (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                      ?16, ?17)",
                     KEY_COLUMNS
                 ),
                 params![
@@ -591,6 +620,8 @@ impl KeyStore for SqliteKeyStore {
                     opt_ms(k.revoked_at),
                     opt_ms(k.suspended_at),
                     k.rotated_from.map(|r| r.to_string()),
+                    k.rate_limit_per_minute,
+                    cidrs_text(&k.allowed_cidrs),
                 ],
             )
             .map_err(|e| {
@@ -666,14 +697,17 @@ impl KeyStore for SqliteKeyStore {
         self.run(move |c| {
             let n = c.execute(
                 "UPDATE keys_api_keys SET name = ?2, expires_at = ?3,
-                     revoked_at = COALESCE(revoked_at, ?4), suspended_at = ?5
+                     revoked_at = COALESCE(revoked_at, ?4), suspended_at = ?5,
+                     rate_limit_per_minute = ?6, allowed_cidrs = ?7
                  WHERE id = ?1",
                 params![
                     k.id.to_string(),
                     k.name,
                     opt_ms(k.expires_at),
                     opt_ms(k.revoked_at),
-                    opt_ms(k.suspended_at)
+                    opt_ms(k.suspended_at),
+                    k.rate_limit_per_minute,
+                    cidrs_text(&k.allowed_cidrs),
                 ],
             )?;
             if n == 0 {

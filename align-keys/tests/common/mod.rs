@@ -56,6 +56,8 @@ pub fn new_key(f: &Fixture, name: &str, env: Environment) -> NewKey {
         environment: env,
         created_by: f.admin.id,
         expires_at: None,
+        rate_limit_per_minute: None,
+        allowed_cidrs: vec![],
     }
 }
 

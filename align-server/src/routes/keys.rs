@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use align_keys::store::KeyFilter;
 use align_keys::{
-    Environment, KeyId, KeyRecord, NewKey, Permission, PermissionSet, ProjectId, Scope, Target,
+    Environment, IpNet, KeyChanges, KeyId, KeyRecord, NewKey, Permission, PermissionSet, ProjectId,
+    Scope, Target,
 };
 use chrono::{DateTime, Utc};
 use http::StatusCode;
@@ -40,6 +41,8 @@ pub(super) fn view(k: &KeyRecord) -> Value {
         "revokedAt": h::opt_timestamp(k.revoked_at),
         "suspendedAt": h::opt_timestamp(k.suspended_at),
         "rotatedFromKeyId": k.rotated_from,
+        "rateLimitPerMinute": k.rate_limit_per_minute,
+        "allowedCidrs": k.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }
 
@@ -136,6 +139,8 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
         environment: body.environment.unwrap_or(me.environment),
         created_by: me.created_by,
         expires_at: body.expires_at,
+        rate_limit_per_minute: None,
+        allowed_cidrs: vec![],
     };
     let minted = state.keys.mint_as(&caller, new, Utc::now()).await?;
     Ok(h::json(StatusCode::CREATED, &minted_view(&minted)))
@@ -179,6 +184,10 @@ struct UpdateBody {
     name: Option<String>,
     #[serde(default, with = "double_option")]
     expires_at: Option<Option<DateTime<Utc>>>,
+    #[serde(default, with = "double_option")]
+    rate_limit_per_minute: Option<Option<u32>>,
+    #[serde(default)]
+    allowed_cidrs: Option<Vec<String>>,
 }
 
 /// Tells "absent" (`None`) from "null" (`Some(None)`).
@@ -206,11 +215,40 @@ pub(super) async fn update(
             return Err(ApiError::invalid_request("expiresAt must be in the future"));
         }
     }
-    let updated = state
-        .keys
-        .update(key.id, body.name, body.expires_at)
-        .await?;
+    let allowed_cidrs = body
+        .allowed_cidrs
+        .map(|list| {
+            list.iter()
+                .map(|c| parse_cidr(c))
+                .collect::<Result<Vec<IpNet>, ApiError>>()
+        })
+        .transpose()?;
+    if let Some(Some(n)) = body.rate_limit_per_minute {
+        if n > state.config.rate_limit_per_minute && req.auth.role != align_keys::Role::Admin {
+            return Err(ApiError::forbidden(
+                "only admins may raise a key's rate limit above the server default",
+            ));
+        }
+    }
+    let changes = KeyChanges {
+        name: body.name,
+        expires_at: body.expires_at,
+        rate_limit_per_minute: body.rate_limit_per_minute,
+        allowed_cidrs,
+    };
+    let updated = state.keys.update(key.id, changes).await?;
     Ok(h::json(StatusCode::OK, &view(&updated)))
+}
+
+/// A network in CIDR form; a bare address means just that address.
+fn parse_cidr(text: &str) -> Result<IpNet, ApiError> {
+    let t = text.trim();
+    t.parse::<IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| {
+            ApiError::invalid_request("allowedCidrs must hold CIDRs such as 203.0.113.0/24")
+        })
 }
 
 #[derive(Deserialize)]
