@@ -8,23 +8,35 @@
 //! - **Endpoint policy** ([`UrlPolicy`], [`Resolver`]): https for live endpoints, no
 //!   credentials or secret-looking query parameters, no private or reserved destinations,
 //!   checked at registration and again at delivery.
+//! - **Durable outbox** ([`WebhookStore`], [`MemoryWebhookStore`], `SqliteWebhookStore` with
+//!   feature `sqlite`): enqueue fans a message out to matching endpoints, idempotently by
+//!   event id, and can join the caller's SQLite transaction.
 //!
 //! Nothing in this crate prints secret material: every key type's `Debug` is redacted and no
 //! error carries a secret.
 
 mod error;
+mod model;
 mod policy;
 mod rotation;
 mod secret;
+mod store;
 mod verify;
 
 pub use error::{Error, ObjectKind, Result};
+pub use model::{
+    Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
+    EventFilter, MAX_RECORDED_BODY, Message, MessageId, NewMessage, Next,
+};
 pub use policy::{AddressClass, Resolver, SystemResolver, UrlDefect, UrlPolicy, classify};
 pub use rotation::{DEFAULT_GRACE, EndpointSecrets};
 pub use secret::{
     DEFAULT_SECRET_BYTES, EndpointKey, MAX_SECRET_BYTES, MIN_SECRET_BYTES, SECRET_PREFIX,
     SIGNING_KEY_PREFIX, SigningKey, SigningSecret, VERIFYING_KEY_PREFIX, VerifyingKey,
 };
+pub use store::{MemoryWebhookStore, WebhookStore};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteWebhookStore, enqueue_in_transaction};
 pub use verify::{
     DEFAULT_TOLERANCE, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerificationKey,
     VerifiedWebhook, Verifier, WebhookVerifier,

@@ -1,0 +1,297 @@
+//! A [`WebhookStore`] in memory: for tests and for embedders who accept losing the outbox on
+//! restart.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::WebhookStore;
+use crate::error::{Error, ObjectKind, Result};
+use crate::model::{
+    Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
+    Message, MessageId, NewMessage, Next, millis,
+};
+
+#[derive(Default)]
+struct State {
+    endpoints: Vec<Endpoint>,
+    messages: HashMap<MessageId, Message>,
+    by_event: HashMap<String, MessageId>,
+    deliveries: Vec<Delivery>,
+    attempts: HashMap<DeliveryId, Vec<Attempt>>,
+}
+
+impl State {
+    fn endpoint_mut(&mut self, id: EndpointId) -> Result<&mut Endpoint> {
+        self.endpoints
+            .iter_mut()
+            .find(|e| e.id == id)
+            .ok_or(Error::NotFound(ObjectKind::Endpoint))
+    }
+
+    fn delivery_mut(&mut self, id: DeliveryId) -> Result<&mut Delivery> {
+        self.deliveries
+            .iter_mut()
+            .find(|d| d.id == id)
+            .ok_or(Error::NotFound(ObjectKind::Delivery))
+    }
+}
+
+/// A [`WebhookStore`] held in memory.
+#[derive(Default)]
+pub struct MemoryWebhookStore {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for MemoryWebhookStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryWebhookStore")
+    }
+}
+
+impl MemoryWebhookStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+}
+
+#[async_trait]
+impl WebhookStore for MemoryWebhookStore {
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        self.with(|s| {
+            s.endpoints.push(endpoint.clone());
+            Ok(())
+        })
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        self.with(|s| {
+            let stored = s.endpoint_mut(endpoint.id)?;
+            // The dispatcher owns `failing_since`; re-enabling starts a fresh failure run.
+            let failing_since = if !stored.enabled && endpoint.enabled {
+                None
+            } else {
+                stored.failing_since
+            };
+            *stored = endpoint.clone();
+            stored.failing_since = failing_since;
+            Ok(())
+        })
+    }
+
+    async fn endpoint(&self, id: EndpointId) -> Result<Endpoint> {
+        self.with(|s| s.endpoint_mut(id).map(|e| e.clone()))
+    }
+
+    async fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        self.with(|s| Ok(s.endpoints.clone()))
+    }
+
+    async fn enqueue(&self, new: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
+        let now = millis(now);
+        self.with(|s| {
+            if let Some(id) = s.by_event.get(&new.event_id) {
+                let message = s
+                    .messages
+                    .get(id)
+                    .cloned()
+                    .ok_or(Error::Corrupt("event index"))?;
+                return Ok(Enqueued {
+                    message,
+                    deliveries: Vec::new(),
+                    created: false,
+                });
+            }
+            let message = Message {
+                id: MessageId::new(),
+                event_id: new.event_id.clone(),
+                event_type: new.event_type.clone(),
+                environment: new.environment,
+                payload: new.payload(),
+                created_at: now,
+            };
+            let mut deliveries = Vec::new();
+            for ep in s
+                .endpoints
+                .iter()
+                .filter(|e| e.wants(new.environment, &new.event_type))
+            {
+                let d = Delivery {
+                    id: DeliveryId::new(),
+                    message_id: message.id.clone(),
+                    endpoint_id: ep.id,
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: Some(now),
+                    created_at: now,
+                };
+                deliveries.push(d.id);
+                s.deliveries.push(d);
+            }
+            s.by_event.insert(new.event_id, message.id.clone());
+            s.messages.insert(message.id.clone(), message.clone());
+            Ok(Enqueued {
+                message,
+                deliveries,
+                created: true,
+            })
+        })
+    }
+
+    async fn message(&self, id: &MessageId) -> Result<Message> {
+        self.with(|s| {
+            s.messages
+                .get(id)
+                .cloned()
+                .ok_or(Error::NotFound(ObjectKind::Message))
+        })
+    }
+
+    async fn delivery(&self, id: DeliveryId) -> Result<Delivery> {
+        self.with(|s| s.delivery_mut(id).map(|d| d.clone()))
+    }
+
+    async fn deliveries(&self, endpoint: EndpointId, limit: usize) -> Result<Vec<Delivery>> {
+        self.with(|s| {
+            Ok(s.deliveries
+                .iter()
+                .rev()
+                .filter(|d| d.endpoint_id == endpoint)
+                .take(limit)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn attempts(&self, delivery: DeliveryId) -> Result<Vec<Attempt>> {
+        self.with(|s| Ok(s.attempts.get(&delivery).cloned().unwrap_or_default()))
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<DueDelivery>> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        self.with(|s| {
+            let mut due: Vec<usize> = (0..s.deliveries.len())
+                .filter(|&i| {
+                    let d = &s.deliveries[i];
+                    d.status == DeliveryStatus::Pending
+                        && d.next_attempt_at.is_some_and(|t| t <= now)
+                        && s.endpoints
+                            .iter()
+                            .any(|e| e.id == d.endpoint_id && e.enabled)
+                })
+                .collect();
+            due.sort_by_key(|&i| s.deliveries[i].next_attempt_at);
+            due.truncate(limit);
+            let mut out = Vec::with_capacity(due.len());
+            for i in due {
+                let d = &mut s.deliveries[i];
+                d.next_attempt_at = Some(until);
+                let delivery = d.clone();
+                let message = s
+                    .messages
+                    .get(&delivery.message_id)
+                    .cloned()
+                    .ok_or(Error::Corrupt("delivery without message"))?;
+                let endpoint = s
+                    .endpoints
+                    .iter()
+                    .find(|e| e.id == delivery.endpoint_id)
+                    .cloned()
+                    .ok_or(Error::Corrupt("delivery without endpoint"))?;
+                out.push(DueDelivery {
+                    delivery,
+                    message,
+                    endpoint,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery: DeliveryId,
+        attempt: Attempt,
+        next: Next,
+    ) -> Result<Option<DateTime<Utc>>> {
+        self.with(|s| {
+            let at = attempt.at;
+            let d = s.delivery_mut(delivery)?;
+            d.attempts = d.attempts.saturating_add(1);
+            let (status, due) = next_state(next);
+            d.status = status;
+            d.next_attempt_at = due;
+            let endpoint_id = d.endpoint_id;
+            s.attempts.entry(delivery).or_default().push(attempt);
+            let ep = s.endpoint_mut(endpoint_id)?;
+            ep.failing_since = match next {
+                Next::Succeeded => None,
+                _ => Some(ep.failing_since.unwrap_or(at)),
+            };
+            Ok(ep.failing_since)
+        })
+    }
+
+    async fn postpone(&self, delivery: DeliveryId, at: DateTime<Utc>) -> Result<()> {
+        self.with(|s| {
+            let d = s.delivery_mut(delivery)?;
+            if d.status == DeliveryStatus::Pending {
+                d.next_attempt_at = Some(at);
+            }
+            Ok(())
+        })
+    }
+
+    async fn retry(&self, delivery: DeliveryId, now: DateTime<Utc>) -> Result<()> {
+        self.with(|s| {
+            let d = s.delivery_mut(delivery)?;
+            d.status = DeliveryStatus::Pending;
+            d.next_attempt_at = Some(now);
+            Ok(())
+        })
+    }
+
+    async fn recover_failed_since(
+        &self,
+        endpoint: EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        self.with(|s| {
+            let mut n = 0;
+            for d in s.deliveries.iter_mut().filter(|d| {
+                d.endpoint_id == endpoint
+                    && d.status == DeliveryStatus::Failed
+                    && d.created_at >= since
+            }) {
+                d.status = DeliveryStatus::Pending;
+                d.next_attempt_at = Some(now);
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+}
+
+/// The status and due time a delivery takes after an attempt.
+pub(super) fn next_state(next: Next) -> (DeliveryStatus, Option<DateTime<Utc>>) {
+    match next {
+        Next::Succeeded => (DeliveryStatus::Succeeded, None),
+        Next::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        Next::Failed => (DeliveryStatus::Failed, None),
+    }
+}

@@ -1,0 +1,99 @@
+//! The durable outbox: the [`WebhookStore`] trait and its back-ends.
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use memory::MemoryWebhookStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteWebhookStore, enqueue_in_transaction};
+
+use crate::error::Result;
+use crate::model::{
+    Attempt, Delivery, DeliveryId, DueDelivery, Endpoint, EndpointId, Enqueued, Message, MessageId,
+    NewMessage, Next,
+};
+
+/// Storage for endpoints, messages, deliveries and attempts.
+///
+/// Implementations must make [`WebhookStore::enqueue`] idempotent by event id and
+/// [`WebhookStore::claim_due`] exclusive: a claimed delivery is not handed out again until its
+/// lease ends, so a crashed dispatcher's work is picked up after the lease and never lost.
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    /// Stores a new endpoint.
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()>;
+
+    /// Replaces a stored endpoint's settings (url, filter, enabled, secrets, limits).
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()>;
+
+    /// One endpoint.
+    async fn endpoint(&self, id: EndpointId) -> Result<Endpoint>;
+
+    /// Every endpoint, oldest first.
+    async fn endpoints(&self) -> Result<Vec<Endpoint>>;
+
+    /// Stores the message and creates a pending delivery, due `now`, for every enabled
+    /// endpoint whose environment and filter match. A second call with the same event id
+    /// returns the stored message and creates nothing.
+    async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued>;
+
+    /// One message.
+    async fn message(&self, id: &MessageId) -> Result<Message>;
+
+    /// One delivery.
+    async fn delivery(&self, id: DeliveryId) -> Result<Delivery>;
+
+    /// An endpoint's deliveries, newest first, at most `limit`.
+    async fn deliveries(&self, endpoint: EndpointId, limit: usize) -> Result<Vec<Delivery>>;
+
+    /// A delivery's attempts, oldest first.
+    async fn attempts(&self, delivery: DeliveryId) -> Result<Vec<Attempt>>;
+
+    /// Up to `limit` pending deliveries due at `now` to enabled endpoints, oldest due first;
+    /// each is leased: not due again before `now + lease`.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<DueDelivery>>;
+
+    /// Records an attempt and moves the delivery on. Also keeps the endpoint's
+    /// `failing_since` (cleared by a success, set by the first failure of a run) and returns
+    /// the endpoint's value after the update.
+    async fn record_attempt(
+        &self,
+        delivery: DeliveryId,
+        attempt: Attempt,
+        next: Next,
+    ) -> Result<Option<DateTime<Utc>>>;
+
+    /// Makes a pending delivery due at `at` without counting an attempt (throughput cap).
+    async fn postpone(&self, delivery: DeliveryId, at: DateTime<Utc>) -> Result<()>;
+
+    /// Manual retry: makes the delivery pending and due at `now`, whatever its status.
+    async fn retry(&self, delivery: DeliveryId, now: DateTime<Utc>) -> Result<()>;
+
+    /// Recovery: makes every failed delivery to `endpoint` created at or after `since`
+    /// pending and due at `now`. Returns how many.
+    async fn recover_failed_since(
+        &self,
+        endpoint: EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
+
+    /// Disables an endpoint, recording why.
+    async fn disable_endpoint(&self, endpoint: EndpointId, reason: &str) -> Result<()> {
+        let mut ep = self.endpoint(endpoint).await?;
+        ep.enabled = false;
+        ep.disabled_reason = Some(reason.to_owned());
+        self.update_endpoint(&ep).await
+    }
+}

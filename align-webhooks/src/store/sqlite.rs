@@ -1,0 +1,627 @@
+//! A [`WebhookStore`] on SQLite: WAL, busy timeout, versioned migrations in
+//! `webhooks_migrations`, tables prefixed `webhooks_`.
+//!
+//! One connection behind a mutex; every call runs on tokio's blocking pool, never on a
+//! worker. [`enqueue_in_transaction`] lets a caller write its own change and the webhook in
+//! one SQLite transaction.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use align_keys::Environment;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::WebhookStore;
+use super::memory::next_state;
+use crate::error::{Error, ObjectKind, Result};
+use crate::model::{
+    Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
+    EventFilter, Message, MessageId, NewMessage, Next, millis,
+};
+use crate::rotation::EndpointSecrets;
+
+/// Migrations in order; entry `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE webhooks_endpoints (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
+    url TEXT NOT NULL,
+    event_types TEXT,
+    enabled INTEGER NOT NULL,
+    disabled_reason TEXT,
+    secrets TEXT NOT NULL,
+    max_per_second INTEGER,
+    failing_since INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE webhooks_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE webhooks_deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL REFERENCES webhooks_messages(id),
+    endpoint_id TEXT NOT NULL REFERENCES webhooks_endpoints(id),
+    status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    created_at INTEGER NOT NULL,
+    UNIQUE (message_id, endpoint_id)
+);
+CREATE INDEX webhooks_deliveries_due ON webhooks_deliveries(status, next_attempt_at);
+CREATE INDEX webhooks_deliveries_by_endpoint ON webhooks_deliveries(endpoint_id, seq);
+CREATE TABLE webhooks_attempts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL REFERENCES webhooks_deliveries(id),
+    attempted_at INTEGER NOT NULL,
+    status INTEGER,
+    latency_ms INTEGER NOT NULL,
+    response_body TEXT,
+    error TEXT
+);
+CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_id, seq);
+"];
+
+const ENDPOINT_COLUMNS: &str = "e.id, e.environment, e.url, e.event_types, e.enabled, \
+    e.disabled_reason, e.secrets, e.max_per_second, e.failing_since, e.created_at";
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.event_id, m.event_type, m.environment, m.payload, m.created_at";
+const DELIVERY_COLUMNS: &str =
+    "d.id, d.message_id, d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.created_at";
+
+/// A [`WebhookStore`] in one SQLite file (which other crates' tables may share).
+#[derive(Clone)]
+pub struct SqliteWebhookStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteWebhookStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteWebhookStore")
+    }
+}
+
+impl SqliteWebhookStore {
+    /// Opens (creating if needed) the database at `path` and brings its `webhooks_` tables
+    /// up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let mut conn = Connection::open(&path)?;
+            configure(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|_| Error::StoreWorker)??;
+        Ok(Self::from_connection(conn))
+    }
+
+    /// A private in-memory database (tests).
+    pub async fn open_in_memory() -> Result<Self> {
+        let mut conn = Connection::open_in_memory()?;
+        configure(&mut conn)?;
+        Ok(Self::from_connection(conn))
+    }
+
+    fn from_connection(conn: Connection) -> Self {
+        Self {
+            conn: Arc::new(Mutex::new(conn)),
+        }
+    }
+
+    /// Brings the `webhooks_` tables of an embedder's own connection up to date, so that it
+    /// can call [`enqueue_in_transaction`].
+    pub fn migrate(conn: &mut Connection) -> Result<()> {
+        migrate(conn)
+    }
+
+    /// The schema version this store has migrated to.
+    pub async fn schema_version(&self) -> Result<i64> {
+        self.run(|c| {
+            Ok(
+                c.query_row("SELECT MAX(version) FROM webhooks_migrations", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await
+        .map_err(|_| Error::StoreWorker)?
+    }
+}
+
+fn configure(conn: &mut Connection) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    migrate(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS webhooks_migrations (
+            version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM webhooks_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(i + 1).map_err(|_| Error::Corrupt("migration count"))?;
+        if version > current {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO webhooks_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, Utc::now().timestamp_millis()],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, v))
+}
+
+fn opt_ms(v: Option<i64>) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    v.map(from_ms).transpose()
+}
+
+fn corrupt(what: &'static str) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(Error::Corrupt(what)))
+}
+
+fn uuid_col(row: &Row<'_>, i: usize, prefix_len: usize) -> rusqlite::Result<Uuid> {
+    let text: String = row.get(i)?;
+    Uuid::parse_str(text.get(prefix_len..).unwrap_or_default()).map_err(|_| corrupt("id"))
+}
+
+fn env_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Environment> {
+    let text: String = row.get(i)?;
+    Environment::from_name(&text).ok_or_else(|| corrupt("environment"))
+}
+
+fn endpoint_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Endpoint> {
+    let filter = match row.get::<_, Option<String>>(o + 3)? {
+        None => EventFilter::All,
+        Some(json) => {
+            EventFilter::Only(serde_json::from_str(&json).map_err(|_| corrupt("event types"))?)
+        }
+    };
+    let secrets: String = row.get(o + 6)?;
+    let secrets = EndpointSecrets::from_stored(&secrets).map_err(|_| corrupt("secrets"))?;
+    Ok(Endpoint {
+        id: EndpointId(uuid_col(row, o, 3)?),
+        environment: env_col(row, o + 1)?,
+        url: row.get(o + 2)?,
+        filter,
+        enabled: row.get(o + 4)?,
+        disabled_reason: row.get(o + 5)?,
+        secrets,
+        max_per_second: row.get(o + 7)?,
+        failing_since: opt_ms(row.get(o + 8)?)?,
+        created_at: from_ms(row.get(o + 9)?)?,
+    })
+}
+
+fn message_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: MessageId(row.get(o)?),
+        event_id: row.get(o + 1)?,
+        event_type: row.get(o + 2)?,
+        environment: env_col(row, o + 3)?,
+        payload: row.get(o + 4)?,
+        created_at: from_ms(row.get(o + 5)?)?,
+    })
+}
+
+fn delivery_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Delivery> {
+    let status: String = row.get(o + 3)?;
+    Ok(Delivery {
+        id: DeliveryId(uuid_col(row, o, 4)?),
+        message_id: MessageId(row.get(o + 1)?),
+        endpoint_id: EndpointId(uuid_col(row, o + 2, 3)?),
+        status: DeliveryStatus::from_name(&status).ok_or_else(|| corrupt("status"))?,
+        attempts: row.get(o + 4)?,
+        next_attempt_at: opt_ms(row.get(o + 5)?)?,
+        created_at: from_ms(row.get(o + 6)?)?,
+    })
+}
+
+fn filter_json(filter: &EventFilter) -> Result<Option<String>> {
+    match filter {
+        EventFilter::All => Ok(None),
+        EventFilter::Only(types) => Ok(Some(serde_json::to_string(types)?)),
+    }
+}
+
+/// Enqueues `message` inside the caller's transaction, so the change that caused the event
+/// and the event itself commit (or roll back) together. The connection must have been
+/// migrated ([`SqliteWebhookStore::open`] on the same file, or
+/// [`SqliteWebhookStore::migrate`]). Same semantics as [`WebhookStore::enqueue`].
+pub fn enqueue_in_transaction(
+    tx: &Transaction<'_>,
+    message: &NewMessage,
+    now: DateTime<Utc>,
+) -> Result<Enqueued> {
+    let now = millis(now);
+    let existing = tx
+        .query_row(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM webhooks_messages m WHERE m.event_id = ?1"),
+            [&message.event_id],
+            |r| message_at(r, 0),
+        )
+        .optional()?;
+    if let Some(message) = existing {
+        return Ok(Enqueued {
+            message,
+            deliveries: Vec::new(),
+            created: false,
+        });
+    }
+    let stored = Message {
+        id: MessageId::new(),
+        event_id: message.event_id.clone(),
+        event_type: message.event_type.clone(),
+        environment: message.environment,
+        payload: message.payload(),
+        created_at: now,
+    };
+    tx.execute(
+        "INSERT INTO webhooks_messages (id, event_id, event_type, environment, payload, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            stored.id.0,
+            stored.event_id,
+            stored.event_type,
+            stored.environment.as_str(),
+            stored.payload,
+            ms(now)
+        ],
+    )?;
+    let endpoints = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e
+             WHERE e.enabled = 1 AND e.environment = ?1 ORDER BY e.seq"
+        ))?;
+        let rows = stmt.query_map([message.environment.as_str()], |r| endpoint_at(r, 0))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut deliveries = Vec::new();
+    for ep in endpoints
+        .iter()
+        .filter(|e| e.wants(message.environment, &message.event_type))
+    {
+        let id = DeliveryId::new();
+        tx.execute(
+            "INSERT INTO webhooks_deliveries
+             (id, message_id, endpoint_id, status, attempts, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+            params![id.to_string(), stored.id.0, ep.id.to_string(), ms(now)],
+        )?;
+        deliveries.push(id);
+    }
+    Ok(Enqueued {
+        message: stored,
+        deliveries,
+        created: true,
+    })
+}
+
+fn not_found(kind: ObjectKind) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| match e {
+        rusqlite::Error::QueryReturnedNoRows => Error::NotFound(kind),
+        other => Error::Database(other),
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteWebhookStore {
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        let ep = endpoint.clone();
+        let secrets = ep.secrets.to_stored()?;
+        let filter = filter_json(&ep.filter)?;
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO webhooks_endpoints (id, environment, url, event_types, enabled,
+                 disabled_reason, secrets, max_per_second, failing_since, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    ep.id.to_string(),
+                    ep.environment.as_str(),
+                    ep.url,
+                    filter,
+                    ep.enabled,
+                    ep.disabled_reason,
+                    secrets.expose(),
+                    ep.max_per_second,
+                    ep.failing_since.map(ms),
+                    ms(ep.created_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        let ep = endpoint.clone();
+        let secrets = ep.secrets.to_stored()?;
+        let filter = filter_json(&ep.filter)?;
+        self.run(move |c| {
+            // Re-enabling starts a fresh failure run.
+            let n = c.execute(
+                "UPDATE webhooks_endpoints SET url = ?2, event_types = ?3,
+                 failing_since = CASE WHEN enabled = 0 AND ?4 = 1 THEN NULL ELSE failing_since END,
+                 enabled = ?4, disabled_reason = ?5, secrets = ?6, max_per_second = ?7
+                 WHERE id = ?1",
+                params![
+                    ep.id.to_string(),
+                    ep.url,
+                    filter,
+                    ep.enabled,
+                    ep.disabled_reason,
+                    secrets.expose(),
+                    ep.max_per_second
+                ],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::Endpoint));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn endpoint(&self, id: EndpointId) -> Result<Endpoint> {
+        self.run(move |c| {
+            c.query_row(
+                &format!("SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e WHERE e.id = ?1"),
+                [id.to_string()],
+                |r| endpoint_at(r, 0),
+            )
+            .map_err(not_found(ObjectKind::Endpoint))
+        })
+        .await
+    }
+
+    async fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        self.run(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e ORDER BY e.seq"
+            ))?;
+            let rows = stmt.query_map([], |r| endpoint_at(r, 0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = enqueue_in_transaction(&tx, &message, now)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn message(&self, id: &MessageId) -> Result<Message> {
+        let id = id.0.clone();
+        self.run(move |c| {
+            c.query_row(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM webhooks_messages m WHERE m.id = ?1"),
+                [id],
+                |r| message_at(r, 0),
+            )
+            .map_err(not_found(ObjectKind::Message))
+        })
+        .await
+    }
+
+    async fn delivery(&self, id: DeliveryId) -> Result<Delivery> {
+        self.run(move |c| {
+            c.query_row(
+                &format!("SELECT {DELIVERY_COLUMNS} FROM webhooks_deliveries d WHERE d.id = ?1"),
+                [id.to_string()],
+                |r| delivery_at(r, 0),
+            )
+            .map_err(not_found(ObjectKind::Delivery))
+        })
+        .await
+    }
+
+    async fn deliveries(&self, endpoint: EndpointId, limit: usize) -> Result<Vec<Delivery>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhooks_deliveries d
+                 WHERE d.endpoint_id = ?1 ORDER BY d.seq DESC LIMIT ?2"
+            ))?;
+            let rows =
+                stmt.query_map(params![endpoint.to_string(), limit], |r| delivery_at(r, 0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn attempts(&self, delivery: DeliveryId) -> Result<Vec<Attempt>> {
+        self.run(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT attempted_at, status, latency_ms, response_body, error
+                 FROM webhooks_attempts WHERE delivery_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([delivery.to_string()], |r| {
+                Ok(Attempt {
+                    at: from_ms(r.get(0)?)?,
+                    status: r.get(1)?,
+                    latency_ms: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                    response_body: r.get(3)?,
+                    error: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<DueDelivery>> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let due = {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS}, {MESSAGE_COLUMNS}, {ENDPOINT_COLUMNS}
+                     FROM webhooks_deliveries d
+                     JOIN webhooks_messages m ON m.id = d.message_id
+                     JOIN webhooks_endpoints e ON e.id = d.endpoint_id
+                     WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND e.enabled = 1
+                     ORDER BY d.next_attempt_at LIMIT ?2"
+                ))?;
+                let rows = stmt.query_map(params![ms(now), limit], |r| {
+                    Ok(DueDelivery {
+                        delivery: delivery_at(r, 0)?,
+                        message: message_at(r, 7)?,
+                        endpoint: endpoint_at(r, 13)?,
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE webhooks_deliveries SET next_attempt_at = ?2 WHERE id = ?1",
+                )?;
+                for d in &due {
+                    stmt.execute(params![d.delivery.id.to_string(), ms(until)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery: DeliveryId,
+        attempt: Attempt,
+        next: Next,
+    ) -> Result<Option<DateTime<Utc>>> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = delivery.to_string();
+            let (status, due) = next_state(next);
+            let endpoint: String = tx
+                .query_row(
+                    "UPDATE webhooks_deliveries SET attempts = attempts + 1, status = ?2,
+                     next_attempt_at = ?3 WHERE id = ?1 RETURNING endpoint_id",
+                    params![id, status.as_str(), due.map(ms)],
+                    |r| r.get(0),
+                )
+                .map_err(not_found(ObjectKind::Delivery))?;
+            tx.execute(
+                "INSERT INTO webhooks_attempts
+                 (delivery_id, attempted_at, status, latency_ms, response_body, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    ms(attempt.at),
+                    attempt.status,
+                    i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
+                    attempt.response_body,
+                    attempt.error
+                ],
+            )?;
+            let failing: Option<i64> = tx.query_row(
+                "UPDATE webhooks_endpoints SET failing_since =
+                 CASE WHEN ?2 THEN NULL ELSE COALESCE(failing_since, ?3) END
+                 WHERE id = ?1 RETURNING failing_since",
+                params![endpoint, next == Next::Succeeded, ms(attempt.at)],
+                |r| r.get(0),
+            )?;
+            tx.commit()?;
+            Ok(opt_ms(failing)?)
+        })
+        .await
+    }
+
+    async fn postpone(&self, delivery: DeliveryId, at: DateTime<Utc>) -> Result<()> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE webhooks_deliveries SET next_attempt_at = ?2
+                 WHERE id = ?1 AND status = 'pending'",
+                params![delivery.to_string(), ms(at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retry(&self, delivery: DeliveryId, now: DateTime<Utc>) -> Result<()> {
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE webhooks_deliveries SET status = 'pending', next_attempt_at = ?2
+                 WHERE id = ?1",
+                params![delivery.to_string(), ms(now)],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::Delivery));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn recover_failed_since(
+        &self,
+        endpoint: EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE webhooks_deliveries SET status = 'pending', next_attempt_at = ?3
+                 WHERE endpoint_id = ?1 AND status = 'failed' AND created_at >= ?2",
+                params![endpoint.to_string(), ms(since), ms(now)],
+            )?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        })
+        .await
+    }
+}

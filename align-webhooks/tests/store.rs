@@ -1,0 +1,328 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The outbox contract, run against every back-end.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use align_keys::Environment;
+use align_webhooks::{
+    Attempt, DeliveryStatus, EventFilter, MemoryWebhookStore, NewMessage, Next, WebhookStore,
+};
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+
+use common::endpoint;
+
+fn t(secs: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn msg(event_id: &str, event_type: &str, env: Environment) -> NewMessage {
+    let mut m = NewMessage::new(event_id, event_type, env, json!({"keyId": event_id}));
+    m.timestamp = t(0);
+    m
+}
+
+fn attempt(at: i64, status: Option<u16>) -> Attempt {
+    Attempt {
+        at: t(at),
+        status,
+        latency_ms: 12,
+        response_body: Some("ok".into()),
+        error: None,
+    }
+}
+
+async fn stores() -> Vec<(&'static str, Arc<dyn WebhookStore>)> {
+    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
+    let mut out: Vec<(&'static str, Arc<dyn WebhookStore>)> =
+        vec![("memory", Arc::new(MemoryWebhookStore::new()))];
+    #[cfg(feature = "sqlite")]
+    out.push((
+        "sqlite",
+        Arc::new(
+            align_webhooks::SqliteWebhookStore::open_in_memory()
+                .await
+                .unwrap(),
+        ),
+    ));
+    out
+}
+
+#[tokio::test]
+async fn enqueue_fans_out_to_enabled_endpoints_whose_environment_and_filter_match() {
+    for (name, store) in stores().await {
+        let all = endpoint(Environment::Live, "https://a.example/");
+        let mut keys_only = endpoint(Environment::Live, "https://b.example/");
+        keys_only.filter = EventFilter::Only(vec!["api_key.*".into()]);
+        let mut other_type = endpoint(Environment::Live, "https://c.example/");
+        other_type.filter = EventFilter::Only(vec!["project.created".into()]);
+        let mut disabled = endpoint(Environment::Live, "https://d.example/");
+        disabled.enabled = false;
+        let sandbox = endpoint(Environment::Sandbox, "http://e.example/");
+        for ep in [&all, &keys_only, &other_type, &disabled, &sandbox] {
+            store.create_endpoint(ep).await.unwrap();
+        }
+        let out = store
+            .enqueue(msg("evt_1", "api_key.revoked", Environment::Live), t(0))
+            .await
+            .unwrap();
+        assert!(out.created, "{name}");
+        assert_eq!(out.deliveries.len(), 2, "{name}");
+        let mut targets = Vec::new();
+        for id in &out.deliveries {
+            let d = store.delivery(*id).await.unwrap();
+            assert_eq!(d.status, DeliveryStatus::Pending);
+            assert_eq!(d.message_id, out.message.id);
+            assert_eq!(d.next_attempt_at, Some(t(0)));
+            targets.push(d.endpoint_id);
+        }
+        targets.sort();
+        let mut want = vec![all.id, keys_only.id];
+        want.sort();
+        assert_eq!(targets, want, "{name}");
+
+        let sandbox_out = store
+            .enqueue(msg("evt_2", "api_key.revoked", Environment::Sandbox), t(0))
+            .await
+            .unwrap();
+        let d = store.delivery(sandbox_out.deliveries[0]).await.unwrap();
+        assert_eq!(
+            (sandbox_out.deliveries.len(), d.endpoint_id),
+            (1, sandbox.id),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn enqueue_is_idempotent_by_event_id() {
+    for (name, store) in stores().await {
+        store
+            .create_endpoint(&endpoint(Environment::Live, "https://a.example/"))
+            .await
+            .unwrap();
+        let first = store
+            .enqueue(msg("evt_same", "x.y", Environment::Live), t(0))
+            .await
+            .unwrap();
+        let again = store
+            .enqueue(msg("evt_same", "x.y", Environment::Live), t(5))
+            .await
+            .unwrap();
+        assert!(!again.created && again.deliveries.is_empty(), "{name}");
+        assert_eq!(again.message, first.message, "{name}");
+        assert_eq!(
+            store.message(&first.message.id).await.unwrap(),
+            first.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_payload_is_type_timestamp_and_data() {
+    for (_, store) in stores().await {
+        let out = store
+            .enqueue(msg("evt_p", "api_key.revoked", Environment::Live), t(0))
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out.message.payload).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "api_key.revoked", "timestamp": "2027-01-15T08:00:00.000Z",
+                   "data": {"keyId": "evt_p"}})
+        );
+        assert!(out.message.id.0.starts_with("msg_"));
+    }
+}
+
+#[tokio::test]
+async fn claimed_deliveries_are_leased_and_come_back_when_the_lease_ends() {
+    for (name, store) in stores().await {
+        let ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        store
+            .enqueue(msg("evt_l", "x", Environment::Live), t(0))
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(30);
+        let due = store.claim_due(t(0), 10, lease).await.unwrap();
+        assert_eq!(due.len(), 1, "{name}");
+        assert_eq!(due[0].endpoint.id, ep.id);
+        assert_eq!(due[0].message.event_id, "evt_l");
+        assert!(store.claim_due(t(29), 10, lease).await.unwrap().is_empty());
+        let again = store.claim_due(t(30), 10, lease).await.unwrap();
+        assert_eq!(again[0].delivery.id, due[0].delivery.id, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn deliveries_to_disabled_endpoints_are_not_claimed() {
+    for (name, store) in stores().await {
+        let mut ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        store
+            .enqueue(msg("evt_d", "x", Environment::Live), t(0))
+            .await
+            .unwrap();
+        store.disable_endpoint(ep.id, "manual").await.unwrap();
+        assert!(
+            store
+                .claim_due(t(1), 10, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let stored = store.endpoint(ep.id).await.unwrap();
+        assert!(!stored.enabled);
+        assert_eq!(stored.disabled_reason.as_deref(), Some("manual"), "{name}");
+        ep.enabled = true;
+        store.update_endpoint(&ep).await.unwrap();
+        assert_eq!(
+            store
+                .claim_due(t(1), 10, Duration::ZERO)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn attempts_are_recorded_and_move_the_delivery_on() {
+    for (name, store) in stores().await {
+        let ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        let out = store
+            .enqueue(msg("evt_a", "x", Environment::Live), t(0))
+            .await
+            .unwrap();
+        let id = out.deliveries[0];
+        let failing = store
+            .record_attempt(id, attempt(1, Some(500)), Next::RetryAt(t(6)))
+            .await
+            .unwrap();
+        assert_eq!(failing, Some(t(1)), "{name}");
+        let d = store.delivery(id).await.unwrap();
+        assert_eq!(
+            (d.status, d.attempts, d.next_attempt_at),
+            (DeliveryStatus::Pending, 1, Some(t(6)))
+        );
+        let mut timeout = attempt(6, None);
+        timeout.error = Some("timed out".into());
+        timeout.response_body = None;
+        let failing = store
+            .record_attempt(id, timeout.clone(), Next::RetryAt(t(300)))
+            .await
+            .unwrap();
+        assert_eq!(
+            failing,
+            Some(t(1)),
+            "a failure run keeps its start ({name})"
+        );
+        let failing = store
+            .record_attempt(id, attempt(300, Some(204)), Next::Succeeded)
+            .await
+            .unwrap();
+        assert_eq!(failing, None);
+        let d = store.delivery(id).await.unwrap();
+        assert_eq!(
+            (d.status, d.attempts, d.next_attempt_at),
+            (DeliveryStatus::Succeeded, 3, None)
+        );
+        let attempts = store.attempts(id).await.unwrap();
+        assert_eq!(
+            attempts,
+            vec![attempt(1, Some(500)), timeout, attempt(300, Some(204))],
+            "{name}"
+        );
+        assert_eq!(store.endpoint(ep.id).await.unwrap().failing_since, None);
+        assert_eq!(store.deliveries(ep.id, 10).await.unwrap()[0].id, id);
+    }
+}
+
+#[tokio::test]
+async fn postpone_retry_and_recovery() {
+    for (name, store) in stores().await {
+        let ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        let early = store
+            .enqueue(msg("evt_r1", "x", Environment::Live), t(0))
+            .await
+            .unwrap()
+            .deliveries[0];
+        let late = store
+            .enqueue(msg("evt_r2", "x", Environment::Live), t(100))
+            .await
+            .unwrap()
+            .deliveries[0];
+        store.postpone(late, t(500)).await.unwrap();
+        assert_eq!(
+            store.delivery(late).await.unwrap().next_attempt_at,
+            Some(t(500))
+        );
+        for id in [early, late] {
+            store
+                .record_attempt(id, attempt(200, Some(500)), Next::Failed)
+                .await
+                .unwrap();
+        }
+        // Recovery picks only failures created since the given time.
+        let n = store
+            .recover_failed_since(ep.id, t(50), t(1000))
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{name}");
+        let d = store.delivery(late).await.unwrap();
+        assert_eq!(
+            (d.status, d.next_attempt_at),
+            (DeliveryStatus::Pending, Some(t(1000)))
+        );
+        assert_eq!(
+            store.delivery(early).await.unwrap().status,
+            DeliveryStatus::Failed
+        );
+        // Manual retry of one delivery.
+        store.retry(early, t(2000)).await.unwrap();
+        let d = store.delivery(early).await.unwrap();
+        assert_eq!(
+            (d.status, d.next_attempt_at),
+            (DeliveryStatus::Pending, Some(t(2000)))
+        );
+        assert!(
+            store
+                .retry(align_webhooks::DeliveryId::new(), t(0))
+                .await
+                .is_err()
+        );
+    }
+}
+
+#[tokio::test]
+async fn endpoints_round_trip_with_their_keys() {
+    for (name, store) in stores().await {
+        let mut ep = endpoint(Environment::Sandbox, "http://a.example/");
+        ep.max_per_second = Some(7);
+        ep.filter = EventFilter::Only(vec!["a".into(), "b.*".into()]);
+        store.create_endpoint(&ep).await.unwrap();
+        let got = store.endpoint(ep.id).await.unwrap();
+        assert_eq!(got.url, ep.url);
+        assert_eq!(got.filter, ep.filter);
+        assert_eq!(got.max_per_second, Some(7));
+        assert_eq!(
+            got.secrets.current().expose(),
+            ep.secrets.current().expose(),
+            "{name}"
+        );
+        assert_eq!(store.endpoints().await.unwrap().len(), 1);
+        assert!(
+            store
+                .endpoint(align_webhooks::EndpointId::new())
+                .await
+                .is_err()
+        );
+    }
+}
