@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::error::ApiError;
 use crate::http::{self as h, Response};
+use crate::idempotency::{self, Begin};
 use crate::routes;
 use crate::state::AppState;
 
@@ -79,7 +80,7 @@ where
             Err(ApiError::payload_too_large(state.config.max_body_bytes))
         }
         _ => {
-            let work = pipeline(&state, parts, body, peer, &mut trace);
+            let work = pipeline(&state, parts, body, peer, &request_id, &mut trace);
             match tokio::time::timeout(state.config.request_timeout, work).await {
                 Ok(result) => result,
                 Err(_) => Err(ApiError::timeout()),
@@ -105,6 +106,7 @@ async fn pipeline<B>(
     parts: Parts,
     body: B,
     peer: SocketAddr,
+    request_id: &str,
     trace: &mut Trace,
 ) -> Result<Response, ApiError>
 where
@@ -141,7 +143,52 @@ where
     }
 
     let body = read_body(body, state.config.max_body_bytes).await?;
-    routes::dispatch(state, Request { parts, body, auth }).await
+
+    let Some(idem_key) = idempotency_key(&parts)? else {
+        return routes::dispatch(state, Request { parts, body, auth }).await;
+    };
+    let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
+    let fp = idempotency::fingerprint(parts.method.as_str(), path, &body);
+    let ticket = match state.idempotency.begin(record.id, idem_key, fp)? {
+        Begin::Run(ticket) => ticket,
+        Begin::Replay(stored) => {
+            let mut r = h::raw_json(stored.status, Bytes::from(stored.body.to_vec()));
+            r.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(r);
+        }
+    };
+    // Error answers are part of the outcome too, and are replayed like successes.
+    let response = routes::dispatch(state, Request { parts, body, auth })
+        .await
+        .unwrap_or_else(|e| h::error(&e, request_id));
+    let (head, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    ticket.complete(head.status, &bytes);
+    Ok(http::Response::from_parts(
+        head,
+        http_body_util::Full::new(bytes),
+    ))
+}
+
+/// The `Idempotency-Key` of a POST, validated.
+fn idempotency_key(parts: &Parts) -> Result<Option<String>, ApiError> {
+    if parts.method != Method::POST {
+        return Ok(None);
+    }
+    match parts.headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let v = v
+                .to_str()
+                .map_err(|_| ApiError::invalid_request("Idempotency-Key must be ASCII"))?;
+            idempotency::validate_key(v).map(Some)
+        }
+    }
 }
 
 /// Finds the key in `Authorization: Bearer` or `X-API-Key` and verifies it.

@@ -141,6 +141,22 @@ impl ApiError {
             "no such object or route",
         )
     }
+    /// `409 idempotency_conflict`.
+    pub fn idempotency_conflict() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            "a request with this Idempotency-Key is still being processed",
+        )
+    }
+    /// `422 idempotency_key_reused`.
+    pub fn idempotency_key_reused() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        )
+    }
     /// `413 payload_too_large`.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(

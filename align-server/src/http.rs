@@ -33,6 +33,11 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
+/// A response with an already-encoded JSON body.
+pub(crate) fn raw_json(status: StatusCode, body: Bytes) -> Response {
+    with_json_type(status, body)
+}
+
 fn with_json_type(status: StatusCode, body: Bytes) -> Response {
     let mut r = http::Response::new(Full::new(body));
     *r.status_mut() = status;

@@ -10,6 +10,7 @@ mod bootstrap;
 pub mod config;
 mod error;
 mod http;
+mod idempotency;
 mod routes;
 mod serve;
 mod state;

@@ -11,6 +11,7 @@ use align_ratelimit::{Decision, KeyedLimiter, Rate, RateLimiter, SlidingWindow};
 
 use crate::config::Config;
 use crate::error::{ApiError, Error};
+use crate::idempotency::Idempotency;
 
 /// How long a looked-up role is trusted. Role changes made through this server apply at once;
 /// changes made by another process (the CLI) within this delay.
@@ -27,6 +28,8 @@ pub(crate) struct AppState {
     /// Limiters for keys with their own rate, one per distinct rate.
     overrides: RwLock<HashMap<u32, Arc<KeyedLimiter<KeyId, SlidingWindow>>>>,
     roles: Mutex<HashMap<UserId, (Role, Instant)>>,
+    /// Responses kept for `Idempotency-Key` replays (memory only).
+    pub(crate) idempotency: Idempotency,
 }
 
 impl std::fmt::Debug for AppState {
@@ -51,6 +54,7 @@ impl AppState {
             limiter: KeyedLimiter::new(algorithm),
             overrides: RwLock::default(),
             roles: Mutex::default(),
+            idempotency: Idempotency::default(),
         })
     }
 

@@ -531,3 +531,68 @@ async fn an_ip_allow_list_refuses_other_networks() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_idempotent_mint_replays_the_same_key_and_refuses_a_different_request() {
+    let s = TestServer::start().await;
+    let auth = format!("Bearer {}", s.admin_key);
+    let h = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "mint-1"),
+    ];
+    let body = br#"{"name": "ci-read", "scope": "organization"}"#.to_vec();
+    let first = s
+        .send(Method::POST, "/api/v1/keys", &h, Some(body.clone()))
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert!(first.header("idempotent-replayed").is_none());
+    let second = s
+        .send(Method::POST, "/api/v1/keys", &h, Some(body.clone()))
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED);
+    assert_eq!(second.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        second.body["key"], first.body["key"],
+        "the lost token can be recovered"
+    );
+    assert_eq!(second.body["apiKeyId"], first.body["apiKeyId"]);
+    let list = s.get("/api/v1/keys", &s.admin_key).await;
+    assert_eq!(
+        list.body["data"].as_array().unwrap().len(),
+        2,
+        "minted once"
+    );
+    let other = br#"{"name": "other", "scope": "organization"}"#.to_vec();
+    let reused = s.send(Method::POST, "/api/v1/keys", &h, Some(other)).await;
+    assert_eq!(
+        (reused.status, reused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+    // Errors are outcomes too: the same bad request replays its error.
+    let h2 = [h[0], h[1], ("idempotency-key", "bad-1")];
+    let bad = br#"{"name": "", "scope": "organization"}"#.to_vec();
+    let e1 = s
+        .send(Method::POST, "/api/v1/keys", &h2, Some(bad.clone()))
+        .await;
+    let e2 = s.send(Method::POST, "/api/v1/keys", &h2, Some(bad)).await;
+    assert_eq!(
+        (e1.status, e2.status),
+        (StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST)
+    );
+    assert_eq!(e2.header("idempotent-replayed"), Some("true"));
+    let dir = s.stop().await;
+    // The replayable token lives in memory only.
+    let token = first.body["key"].as_str().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.ends_with("bootstrap-admin-key") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(20).any(|w| w == &token.as_bytes()[13..33]),
+            "{path:?}"
+        );
+    }
+}
