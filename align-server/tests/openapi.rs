@@ -1,0 +1,81 @@
+//! `docs/openapi.yaml` and the router list the same routes.
+
+use std::collections::BTreeSet;
+
+const SPEC: &str = include_str!("../../docs/openapi.yaml");
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// (METHOD, path) pairs under `paths:`, read from the document's indentation: paths at two
+/// spaces, methods at four.
+fn spec_routes() -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let mut in_paths = false;
+    let mut path = None;
+    for line in SPEC.lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() {
+            in_paths = line.trim_end() == "paths:";
+            continue;
+        }
+        if !in_paths {
+            continue;
+        }
+        if let Some(p) = line.strip_prefix("  /") {
+            path = Some(format!("/{}", p.trim_end().trim_end_matches(':')));
+        } else if let Some(m) = line.strip_prefix("    ") {
+            let m = m.trim_end().trim_end_matches(':');
+            if METHODS.contains(&m) {
+                if let Some(p) = &path {
+                    out.insert((m.to_ascii_uppercase(), p.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_is_in_the_spec_and_every_spec_route_exists() {
+    let spec = spec_routes();
+    let router: BTreeSet<(String, String)> = align_server::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert!(!spec.is_empty());
+    let missing_in_spec: Vec<_> = router.difference(&spec).collect();
+    let missing_in_router: Vec<_> = spec.difference(&router).collect();
+    assert!(
+        missing_in_spec.is_empty(),
+        "routes the spec lacks: {missing_in_spec:?}"
+    );
+    assert!(
+        missing_in_router.is_empty(),
+        "spec routes the router lacks: {missing_in_router:?}"
+    );
+}
+
+#[test]
+fn the_spec_names_every_error_code_of_the_design() {
+    for code in [
+        "invalid_request",
+        "ambiguous_credentials",
+        "missing_key",
+        "invalid_key",
+        "key_revoked",
+        "key_expired",
+        "key_suspended",
+        "forbidden",
+        "not_found",
+        "idempotency_conflict",
+        "payload_too_large",
+        "unsupported_media_type",
+        "idempotency_key_reused",
+        "rate_limit",
+        "concurrency_limit",
+        "quota_exceeded",
+        "unavailable",
+        "timeout",
+        "internal_error",
+    ] {
+        assert!(SPEC.contains(code), "{code}");
+    }
+}
