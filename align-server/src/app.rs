@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use align_keys::{Environment, Role, Verification, VerifiedKey};
-use align_ratelimit::Decision;
+use align_ratelimit::{Decision, RateLimiter};
 use bytes::Bytes;
 use chrono::Utc;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderValue};
@@ -140,6 +140,20 @@ where
         return Err(ApiError::rate_limit(
             decision.retry_after_secs().unwrap_or(1),
         ));
+    }
+
+    // Held until the handler is done; released on drop, also on timeout or panic.
+    let _permit = state
+        .concurrency
+        .try_acquire(&record.id)
+        .map_err(|d| ApiError::concurrency_limit(d.retry_after_secs().unwrap_or(1)))?;
+    for quota in &state.quotas {
+        let d = quota
+            .check(&record.id, 1)
+            .map_err(|_| ApiError::internal())?;
+        if !d.allowed {
+            return Err(ApiError::quota_exceeded(d.retry_after_secs().unwrap_or(1)));
+        }
     }
 
     let body = read_body(body, state.config.max_body_bytes).await?;

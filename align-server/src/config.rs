@@ -27,6 +27,12 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How often coalesced `lastUsedAt` times are written (`keys.last_used_flush_ms`, 1000).
     pub last_used_flush: Duration,
+    /// Requests one key may have in flight at once (`limits.max_concurrent_per_key`, 32).
+    pub max_concurrent_per_key: u64,
+    /// Requests per key per UTC day (`ratelimit.quota_per_day`, off by default).
+    pub quota_per_day: Option<u64>,
+    /// Requests per key per UTC calendar month (`ratelimit.quota_per_month`, off by default).
+    pub quota_per_month: Option<u64>,
 }
 
 impl Default for Config {
@@ -38,6 +44,9 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             last_used_flush: Duration::from_secs(1),
+            max_concurrent_per_key: 32,
+            quota_per_day: None,
+            quota_per_month: None,
         }
     }
 }
@@ -69,6 +78,8 @@ struct DatabaseSection {
 struct RatelimitSection {
     per_minute: Option<u32>,
     redis_url: Option<String>,
+    quota_per_day: Option<u64>,
+    quota_per_month: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +87,7 @@ struct RatelimitSection {
 struct LimitsSection {
     max_body_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
+    max_concurrent_per_key: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +149,15 @@ impl Config {
         if let Some(v) = f.ratelimit.per_minute {
             self.rate_limit_per_minute = v;
         }
+        if f.ratelimit.quota_per_day.is_some() {
+            self.quota_per_day = f.ratelimit.quota_per_day;
+        }
+        if f.ratelimit.quota_per_month.is_some() {
+            self.quota_per_month = f.ratelimit.quota_per_month;
+        }
+        if let Some(v) = f.limits.max_concurrent_per_key {
+            self.max_concurrent_per_key = v;
+        }
         if let Some(v) = f.limits.max_body_bytes {
             self.max_body_bytes = v;
         }
@@ -157,6 +178,11 @@ impl Config {
             "ALIGN_RATELIMIT_REDIS_URL" => check_redis_url(Some(value))?,
             "ALIGN_RATELIMIT_PER_MINUTE" => self.rate_limit_per_minute = parse_value(name, value)?,
             "ALIGN_LIMITS_MAX_BODY_BYTES" => self.max_body_bytes = parse_value(name, value)?,
+            "ALIGN_LIMITS_MAX_CONCURRENT_PER_KEY" => {
+                self.max_concurrent_per_key = parse_value(name, value)?;
+            }
+            "ALIGN_RATELIMIT_QUOTA_PER_DAY" => self.quota_per_day = optional(name, value)?,
+            "ALIGN_RATELIMIT_QUOTA_PER_MONTH" => self.quota_per_month = optional(name, value)?,
             "ALIGN_LIMITS_REQUEST_TIMEOUT_SECS" => {
                 self.request_timeout = Duration::from_secs(parse_value(name, value)?);
             }
@@ -172,6 +198,15 @@ impl Config {
         if self.rate_limit_per_minute == 0 {
             return Err(Error::Setting {
                 key: "ratelimit.per_minute".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.max_concurrent_per_key == 0
+            || self.quota_per_day == Some(0)
+            || self.quota_per_month == Some(0)
+        {
+            return Err(Error::Setting {
+                key: "limits.max_concurrent_per_key / ratelimit.quota_*".into(),
                 reason: "must be at least 1".into(),
             });
         }
@@ -203,6 +238,15 @@ fn parse_value<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error>
         key: key.to_owned(),
         reason: format!("cannot parse {value:?}"),
     })
+}
+
+/// An optional number: empty means "off".
+fn optional(key: &str, value: &str) -> Result<Option<u64>, Error> {
+    if value.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse_value(key, value).map(Some)
+    }
 }
 
 // Back-ends that are not built yet are refused rather than silently ignored.

@@ -184,6 +184,28 @@ impl ApiError {
             )
         }
     }
+    /// `429 concurrency_limit`.
+    pub fn concurrency_limit(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "concurrency_limit",
+                "too many requests in flight for this key",
+            )
+        }
+    }
+    /// `429 quota_exceeded`.
+    pub fn quota_exceeded(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                "this key has used its quota for the period",
+            )
+        }
+    }
     /// `504 timeout`.
     pub fn timeout() -> Self {
         Self::new(

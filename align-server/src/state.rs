@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use align_keys::store::KeyStore;
 use align_keys::{KeyId, KeyManager, KeyRecord, Role, UserId};
-use align_ratelimit::{Decision, KeyedLimiter, Rate, RateLimiter, SlidingWindow};
+use align_ratelimit::{
+    ConcurrencyLimiter, Decision, KeyedLimiter, Quota, Rate, RateLimiter, SlidingWindow,
+};
 
 use crate::config::Config;
 use crate::error::{ApiError, Error};
@@ -25,6 +27,10 @@ pub(crate) struct AppState {
     pub(crate) keys: KeyManager,
     /// Per-key sliding-window limiter at the server's default rate.
     pub(crate) limiter: KeyedLimiter<KeyId, SlidingWindow>,
+    /// Requests in flight per key.
+    pub(crate) concurrency: ConcurrencyLimiter<KeyId>,
+    /// Optional calendar quotas (per day, per month).
+    pub(crate) quotas: Vec<KeyedLimiter<KeyId, Quota>>,
     /// Limiters for keys with their own rate, one per distinct rate.
     overrides: RwLock<HashMap<u32, Arc<KeyedLimiter<KeyId, SlidingWindow>>>>,
     roles: Mutex<HashMap<UserId, (Role, Instant)>>,
@@ -48,7 +54,24 @@ impl AppState {
             key: "ratelimit.per_minute".into(),
             reason: e.to_string(),
         })?;
+        let setting = |key: &str, e: align_ratelimit::Error| Error::Setting {
+            key: key.into(),
+            reason: e.to_string(),
+        };
+        let concurrency = ConcurrencyLimiter::new(config.max_concurrent_per_key)
+            .map_err(|e| setting("limits.max_concurrent_per_key", e))?;
+        let mut quotas = Vec::new();
+        if let Some(n) = config.quota_per_day {
+            let q = Quota::per_day(n).map_err(|e| setting("ratelimit.quota_per_day", e))?;
+            quotas.push(KeyedLimiter::new(q));
+        }
+        if let Some(n) = config.quota_per_month {
+            let q = Quota::per_month(n).map_err(|e| setting("ratelimit.quota_per_month", e))?;
+            quotas.push(KeyedLimiter::new(q));
+        }
         Ok(Self {
+            concurrency,
+            quotas,
             config,
             keys,
             limiter: KeyedLimiter::new(algorithm),

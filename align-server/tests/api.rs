@@ -596,3 +596,51 @@ async fn an_idempotent_mint_replays_the_same_key_and_refuses_a_different_request
         );
     }
 }
+
+#[tokio::test]
+async fn a_daily_quota_answers_quota_exceeded() {
+    let s = TestServer::start_with(|c| c.quota_per_day = Some(2)).await;
+    let (token, _) = s
+        .mint(&s.admin_key, json!({"name": "q", "scope": "organization"}))
+        .await;
+    assert_eq!(s.get("/api/v1/me", &token).await.status, StatusCode::OK);
+    assert_eq!(s.get("/api/v1/me", &token).await.status, StatusCode::OK);
+    let r = s.get("/api/v1/me", &token).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+    );
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_requests_in_flight_answer_concurrency_limit() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start_with(|c| c.max_concurrent_per_key = 1).await;
+    // Hold one request open: headers sent, body not finished.
+    let mut slow = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/projects HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: 13\r\n\r\n{{\"name\":",
+        s.admin_key
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let r = s.get("/api/v1/me", &s.admin_key).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "concurrency_limit")
+    );
+    assert!(r.header("retry-after").is_some());
+    slow.write_all(b"\"p\"}").await.unwrap();
+    drop(slow);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        s.get("/api/v1/me", &s.admin_key).await.status,
+        StatusCode::OK,
+        "permit returned"
+    );
+    s.stop().await;
+}
