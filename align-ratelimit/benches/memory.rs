@@ -23,16 +23,18 @@ fn rss() -> u64 {
     pages * 4096
 }
 
-/// Inserts `KEYS` keys with `check` and prints the resident growth per key.
-fn measure(name: &str, check: impl Fn(u64)) {
+/// Checks each of `keys` keys `times` times and prints the resident growth per key.
+fn measure(name: &str, keys: u64, times: u64, check: impl Fn(u64)) {
     let before = rss();
-    for key in 0..KEYS {
-        check(key);
+    for key in 0..keys {
+        for _ in 0..times {
+            check(key);
+        }
     }
     let after = rss();
     println!(
-        "{name}: {:.1} bytes per key ({} MiB for {KEYS} keys)",
-        (after - before) as f64 / KEYS as f64,
+        "{name}: {:.1} bytes per key ({} MiB for {keys} keys, {times} checks each)",
+        (after - before) as f64 / keys as f64,
         (after - before) >> 20
     );
 }
@@ -46,27 +48,44 @@ fn main() {
                 SlidingWindow::new(rate).unwrap(),
                 SystemClock::new(),
             );
-            measure("align-sliding-window", |k| {
+            measure("align-sliding-window", KEYS, 1, |k| {
                 let _ = l.check(&k, 1);
             });
             assert_eq!(l.len() as u64, KEYS);
         }
-        Some("align-gcra") => {
-            let l = KeyedLimiter::<u64, _>::new(Gcra::new(rate).unwrap());
-            measure("align-gcra", |k| {
+        Some("align-sliding-window-hot") => {
+            // Keys past a quarter of their limit move to the fine ring (on the heap).
+            let l = KeyedLimiter::<u64, _>::new(SlidingWindow::new(rate).unwrap());
+            measure("align-sliding-window-hot", 10_000, 200, |k| {
                 let _ = l.check(&k, 1);
             });
+        }
+        Some("align-gcra") => {
+            let l = KeyedLimiter::<u64, _>::new(Gcra::new(rate).unwrap());
+            measure("align-gcra", KEYS, 1, |k| {
+                let _ = l.check(&k, 1);
+            });
+            println!(
+                "  (GCRA keys are idle 100 ms after one request: {} held)",
+                l.len()
+            );
         }
         Some("governor") => {
             let quota = governor::Quota::per_minute(NonZeroU32::MIN.saturating_add(599));
             let l = governor::RateLimiter::<u64, _, _>::keyed(quota);
-            measure("governor", |k| {
+            measure("governor", KEYS, 1, |k| {
                 let _ = l.check_key(&k);
             });
         }
         _ => {
             let exe = std::env::current_exe().unwrap();
-            for name in ["align-sliding-window", "align-gcra", "governor"] {
+            let limiters = [
+                "align-sliding-window",
+                "align-sliding-window-hot",
+                "align-gcra",
+                "governor",
+            ];
+            for name in limiters {
                 let out = Command::new(&exe)
                     .arg(format!("--limiter={name}"))
                     .output()

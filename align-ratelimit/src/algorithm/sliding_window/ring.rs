@@ -54,6 +54,8 @@ pub(crate) struct Ring<const N: usize> {
     total: u16,
     /// The newest bucket's index, modulo 2^32: only differences to the current index are used.
     head: u32,
+    /// The oldest bucket that may hold units, modulo 2^32: checks skip the empty ones before it.
+    tail: u32,
 }
 
 /// Where a check stands after [`Grid::prepare`]: the current bucket and the oldest live one.
@@ -90,11 +92,13 @@ impl<const N: usize> Grid<N> {
 
     /// A ring with nothing counted, its newest bucket at `now`'s.
     pub(crate) fn empty(&self, now: u64) -> Ring<N> {
+        let head = self.bucket.div(now) as u32;
         Ring {
             counts: [0; N],
             latest: [0; N],
             total: 0,
-            head: self.bucket.div(now) as u32,
+            head,
+            tail: head,
         }
     }
 
@@ -140,8 +144,18 @@ impl<const N: usize> Grid<N> {
             }
         }
         r.head = idx as u32;
-        // Buckets leave in order, so stop at the first that has not.
-        let mut first = idx.saturating_sub(N as u64 - 1);
+        // Buckets leave in order, so stop at the first that has not, starting from the oldest
+        // that may hold units (the buckets before it are known to be empty).
+        let oldest = idx.saturating_sub(N as u64 - 1);
+        let behind = (idx as u32).wrapping_sub(r.tail);
+        let mut first = if r.total == 0 {
+            idx
+        } else if (behind as usize) < N {
+            idx - u64::from(behind).min(idx)
+        } else {
+            oldest
+        }
+        .max(oldest);
         let mut first_slot = Self::slot(first);
         while first < idx {
             if r.counts[first_slot] != 0 {
@@ -153,6 +167,7 @@ impl<const N: usize> Grid<N> {
             first += 1;
             first_slot = Self::next(first_slot);
         }
+        r.tail = first as u32;
         Cursor {
             now,
             idx,
@@ -186,6 +201,9 @@ impl<const N: usize> Grid<N> {
     /// Counts `cost` units admitted at `at` in the cursor's newest bucket.
     pub(crate) fn add(&self, r: &mut Ring<N>, c: &Cursor, cost: u16, at: u64) {
         let slot = Self::slot(c.idx);
+        if r.total == 0 {
+            r.tail = c.idx as u32;
+        }
         r.counts[slot] = r.counts[slot].saturating_add(cost);
         r.latest[slot] = r.latest[slot].max(self.step_of(c.idx, at));
         r.total = r.total.saturating_add(cost);
@@ -228,7 +246,8 @@ impl<const N: usize> Grid<N> {
         (N as u32..=u32::MAX / 2).contains(&elapsed)
     }
 
-    /// The ring's units as `(upper bound on their admission time, count)`, oldest first.
+    /// The ring's units as `(upper bound on their admission time, count)`, oldest first (the
+    /// order [`Grid::ring_of`] relies on).
     pub(crate) fn units<'a>(
         &'a self,
         r: &'a Ring<N>,
@@ -247,6 +266,10 @@ impl<const N: usize> Grid<N> {
         let newest = units.iter().map(|&(t, _)| t).max().unwrap_or(now).max(now);
         let mut r = self.empty(newest);
         let head = self.bucket.div(newest);
+        r.tail = units
+            .first()
+            .map_or(head, |&(at, _)| self.bucket.div(at))
+            .clamp(head.saturating_sub(N as u64 - 1), head) as u32;
         for (at, count) in units {
             // A unit older than the ring reaches (rounding) counts in its oldest bucket: later
             // than it came, so never for less long.
