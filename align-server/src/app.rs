@@ -5,15 +5,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use align_keys::{Environment, Role, Verification, VerifiedKey};
+use align_keys::{Environment, KeyRecord, Role, Verification, VerifiedKey};
 use align_ratelimit::{Decision, RateLimiter};
 use bytes::Bytes;
 use chrono::Utc;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderValue};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderValue, USER_AGENT};
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
+use crate::audit::{self, RequestMeta};
 use crate::error::ApiError;
 use crate::http::{self as h, Response};
 use crate::idempotency::{self, Begin};
@@ -48,14 +49,32 @@ pub(crate) struct Request {
     pub(crate) body: Bytes,
     /// The caller.
     pub(crate) auth: Auth,
+    /// Request id, peer, user agent: for audit records.
+    pub(crate) meta: RequestMeta,
 }
 
-/// Facts gathered on the way, used to finish the response and the log line.
+impl Request {
+    /// Durably records a security-relevant change made by this request.
+    pub(crate) async fn audit(
+        &self,
+        state: &AppState,
+        action: &str,
+        target: &str,
+        status: StatusCode,
+        metadata: serde_json::Value,
+    ) {
+        let caller = self.auth.key.record();
+        state
+            .audit_change(&self.meta, caller, action, target, status, metadata)
+            .await;
+    }
+}
+
+/// Facts gathered on the way, used to finish the response and the log entries.
 #[derive(Debug, Default)]
 struct Trace {
     decision: Option<Decision>,
-    environment: Option<Environment>,
-    key_prefix: Option<String>,
+    caller: Option<Arc<KeyRecord>>,
 }
 
 /// Answers one HTTP request. Never fails: every problem becomes an error envelope.
@@ -69,10 +88,19 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
-    let method = parts.method.clone();
-    let path = parts.uri.path().to_owned();
+    let meta = RequestMeta {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        peer,
+        user_agent: parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        started: audit::now(),
+    };
     let mut trace = Trace::default();
 
     let outcome = match content_length(&parts.headers) {
@@ -80,23 +108,41 @@ where
             Err(ApiError::payload_too_large(state.config.max_body_bytes))
         }
         _ => {
-            let work = pipeline(&state, parts, body, peer, &request_id, &mut trace);
+            let work = pipeline(&state, parts, body, &meta, &mut trace);
             match tokio::time::timeout(state.config.request_timeout, work).await {
                 Ok(result) => result,
                 Err(_) => Err(ApiError::timeout()),
             }
         }
     };
-    let mut response = outcome.unwrap_or_else(|e| h::error(&e, &request_id));
-    finish(&mut response, &request_id, &trace);
+    let mut response = outcome.unwrap_or_else(|e| h::error(&e, &meta.request_id));
+    finish(&mut response, &meta.request_id, &trace);
+
+    let status = response.status();
+    let caller = trace.caller.as_deref();
+    if let (StatusCode::FORBIDDEN, Some(k)) = (status, caller) {
+        let target = meta.path.clone();
+        state
+            .audit_change(
+                &meta,
+                k,
+                "permission.denied",
+                &target,
+                status,
+                serde_json::json!({}),
+            )
+            .await;
+    }
+    let latency = started.elapsed();
+    state.log_request(&meta, caller, status, latency).await;
     tracing::info!(
         target: "align::request",
-        request_id = %request_id,
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        key = trace.key_prefix.as_deref().unwrap_or("-"),
-        latency_us = started.elapsed().as_micros() as u64,
+        request_id = %meta.request_id,
+        method = %meta.method,
+        path = %meta.path,
+        status = status.as_u16(),
+        key = caller.map_or("-", |k| k.prefix.as_str()),
+        latency_us = latency.as_micros() as u64,
     );
     response
 }
@@ -105,8 +151,7 @@ async fn pipeline<B>(
     state: &AppState,
     parts: Parts,
     body: B,
-    peer: SocketAddr,
-    request_id: &str,
+    meta: &RequestMeta,
     trace: &mut Trace,
 ) -> Result<Response, ApiError>
 where
@@ -125,10 +170,9 @@ where
 
     let auth = authenticate(state, &parts.headers).await?;
     let record = auth.key.record();
-    trace.environment = Some(record.environment);
-    trace.key_prefix = Some(record.prefix.clone());
+    trace.caller = Some(auth.key.record_arc());
 
-    if !record.allows_ip(peer.ip()) {
+    if !record.allows_ip(meta.peer.ip()) {
         return Err(ApiError::forbidden(
             "this key may not be used from this network (see its allowedCidrs)",
         ));
@@ -159,7 +203,16 @@ where
     let body = read_body(body, state.config.max_body_bytes).await?;
 
     let Some(idem_key) = idempotency_key(&parts)? else {
-        return routes::dispatch(state, Request { parts, body, auth }).await;
+        return routes::dispatch(
+            state,
+            Request {
+                parts,
+                body,
+                auth,
+                meta: meta.clone(),
+            },
+        )
+        .await;
     };
     let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
     let fp = idempotency::fingerprint(parts.method.as_str(), path, &body);
@@ -173,9 +226,17 @@ where
         }
     };
     // Error answers are part of the outcome too, and are replayed like successes.
-    let response = routes::dispatch(state, Request { parts, body, auth })
-        .await
-        .unwrap_or_else(|e| h::error(&e, request_id));
+    let response = routes::dispatch(
+        state,
+        Request {
+            parts,
+            body,
+            auth,
+            meta: meta.clone(),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| h::error(&e, &meta.request_id));
     let (head, body) = response.into_parts();
     let bytes = body
         .collect()
@@ -286,7 +347,7 @@ fn finish(response: &mut Response, request_id: &str, trace: &Trace) {
         headers.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
         headers.insert("x-ratelimit-reset", HeaderValue::from(d.reset_after_secs()));
     }
-    if trace.environment == Some(Environment::Sandbox) {
+    if trace.caller.as_ref().map(|k| k.environment) == Some(Environment::Sandbox) {
         headers.insert("align-environment", HeaderValue::from_static("sandbox"));
     }
 }

@@ -52,6 +52,9 @@ pub enum Error {
     /// The key store failed.
     #[error(transparent)]
     Keys(#[from] align_keys::Error),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] align_audit::Error),
 }
 
 /// An error answer: status, stable code and a message that never holds a secret.

@@ -6,6 +6,7 @@
 //! codes and error codes are decided in one place, [`ApiError`].
 
 mod app;
+mod audit;
 mod bootstrap;
 pub mod config;
 mod error;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use align_audit::{SqliteSink, SqliteSinkConfig};
 use align_keys::{KeyManager, Sha256Hasher, SqliteKeyStore};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -47,7 +48,8 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
-        let state = Arc::new(AppState::new(config, keys)?);
+        let audit = SqliteSink::open(config.database_path(), SqliteSinkConfig::default()).await?;
+        let state = Arc::new(AppState::new(config, keys, Arc::new(audit))?);
         Ok(Self {
             state,
             listener,
@@ -119,6 +121,9 @@ impl Server {
         flusher.abort();
         if let Err(e) = state.keys.verifier().flush_last_used().await {
             tracing::error!(error = %e, "could not flush last-used times");
+        }
+        if let Err(e) = state.audit.close().await {
+            tracing::error!(error = %e, "could not flush the audit and request logs");
         }
         Ok(())
     }

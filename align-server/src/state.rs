@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use align_audit::AuditSink;
 use align_keys::store::KeyStore;
 use align_keys::{KeyId, KeyManager, KeyRecord, Role, UserId};
 use align_ratelimit::{
@@ -34,6 +35,8 @@ pub(crate) struct AppState {
     /// Limiters for keys with their own rate, one per distinct rate.
     overrides: RwLock<HashMap<u32, Arc<KeyedLimiter<KeyId, SlidingWindow>>>>,
     roles: Mutex<HashMap<UserId, (Role, Instant)>>,
+    /// Audit and request logs.
+    pub(crate) audit: Arc<dyn AuditSink>,
     /// Responses kept for `Idempotency-Key` replays (memory only).
     pub(crate) idempotency: Idempotency,
 }
@@ -48,7 +51,11 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Builds the state over an opened key store.
-    pub(crate) fn new(config: Config, keys: KeyManager) -> Result<Self, Error> {
+    pub(crate) fn new(
+        config: Config,
+        keys: KeyManager,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Self, Error> {
         let rate = Rate::per_minute(u64::from(config.rate_limit_per_minute));
         let algorithm = SlidingWindow::new(rate).map_err(|e| Error::Setting {
             key: "ratelimit.per_minute".into(),
@@ -70,6 +77,7 @@ impl AppState {
             quotas.push(KeyedLimiter::new(q));
         }
         Ok(Self {
+            audit,
             concurrency,
             quotas,
             config,

@@ -54,6 +54,18 @@ fn minted_view(m: &align_keys::MintedKey) -> Value {
     v
 }
 
+/// What an audit record says about a key: never the token.
+fn summary(k: &KeyRecord) -> Value {
+    json!({
+        "keyPrefix": k.prefix,
+        "keyName": k.name,
+        "scope": k.scope.kind(),
+        "scopedProjectId": k.scope.project_id(),
+        "environment": k.environment,
+        "permissions": k.permissions,
+    })
+}
+
 fn target(k: &KeyRecord) -> Target {
     Target {
         organization_id: k.organization_id,
@@ -143,6 +155,15 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
         allowed_cidrs: vec![],
     };
     let minted = state.keys.mint_as(&caller, new, Utc::now()).await?;
+    let r = &minted.record;
+    req.audit(
+        state,
+        "api_key.created",
+        &r.id.to_string(),
+        StatusCode::CREATED,
+        summary(r),
+    )
+    .await;
     Ok(h::json(StatusCode::CREATED, &minted_view(&minted)))
 }
 
@@ -236,7 +257,37 @@ pub(super) async fn update(
         rate_limit_per_minute: body.rate_limit_per_minute,
         allowed_cidrs,
     };
+    let changed: Vec<&str> = [
+        ("name", changes.name.is_some()),
+        ("expiresAt", changes.expires_at.is_some()),
+        (
+            "rateLimitPerMinute",
+            changes.rate_limit_per_minute.is_some(),
+        ),
+        ("allowedCidrs", changes.allowed_cidrs.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, on)| on.then_some(f))
+    .collect();
     let updated = state.keys.update(key.id, changes).await?;
+    let mut meta = summary(&updated);
+    meta["changed"] = json!(changed);
+    meta["rateLimitPerMinute"] = json!(updated.rate_limit_per_minute);
+    meta["allowedCidrs"] = json!(
+        updated
+            .allowed_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    req.audit(
+        state,
+        "api_key.updated",
+        &updated.id.to_string(),
+        StatusCode::OK,
+        meta,
+    )
+    .await;
     Ok(h::json(StatusCode::OK, &view(&updated)))
 }
 
@@ -289,11 +340,32 @@ pub(super) async fn act(
                 .keys
                 .rotate(key.id, Duration::from_secs(grace), now)
                 .await?;
+            let next = &rotation.successor.record;
+            let mut meta = summary(&rotation.previous);
+            meta["successorKeyId"] = json!(next.id);
+            meta["successorKeyPrefix"] = json!(next.prefix);
+            meta["graceSeconds"] = json!(grace);
+            let target = key.id.to_string();
+            req.audit(state, "api_key.rotated", &target, StatusCode::CREATED, meta)
+                .await;
             return Ok(h::json(
                 StatusCode::CREATED,
                 &minted_view(&rotation.successor),
             ));
         }
     };
+    let action = match action {
+        "revoke" => "api_key.revoked",
+        "suspend" => "api_key.suspended",
+        _ => "api_key.resumed",
+    };
+    req.audit(
+        state,
+        action,
+        &record.id.to_string(),
+        StatusCode::OK,
+        summary(&record),
+    )
+    .await;
     Ok(h::json(StatusCode::OK, &view(&record)))
 }

@@ -81,5 +81,14 @@ pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, 
         org.security_contact = Some(c.to_owned());
     }
     state.store().update_organization(&org).await?;
+    let target = org.id.to_string();
+    req.audit(
+        state,
+        "organization.updated",
+        &target,
+        StatusCode::OK,
+        view(&org),
+    )
+    .await;
     Ok(h::json(StatusCode::OK, &view(&org)))
 }

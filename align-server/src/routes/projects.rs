@@ -51,6 +51,15 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
         created_at: Utc::now(),
     };
     state.store().create_project(&project).await?;
+    let target = project.id.to_string();
+    req.audit(
+        state,
+        "project.created",
+        &target,
+        StatusCode::CREATED,
+        json!({ "name": project.name }),
+    )
+    .await;
     Ok(h::json(StatusCode::CREATED, &view(&project)))
 }
 

@@ -1,0 +1,108 @@
+//! What the server writes to the audit log (every security-relevant change and every refusal
+//! by the policy, durably, before answering) and the request log (every request, queued and
+//! group-committed).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use align_audit::{Actor, Entry};
+use align_keys::KeyRecord;
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use serde_json::Value;
+
+use crate::state::AppState;
+
+/// Who sent a request and how: the request log's personal and technical fields.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestMeta {
+    pub(crate) request_id: String,
+    pub(crate) peer: SocketAddr,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) method: String,
+    /// The path only: query strings are never logged.
+    pub(crate) path: String,
+    pub(crate) started: DateTime<Utc>,
+}
+
+/// The actor for a request made with `key`.
+fn actor(key: &KeyRecord) -> Actor {
+    Actor::ApiKey {
+        id: key.id.to_string(),
+        prefix: key.prefix.clone(),
+    }
+}
+
+impl AppState {
+    /// Durably records a security-relevant change made by `caller` (or a refusal). A failure
+    /// to record is logged; the change itself has already happened.
+    pub(crate) async fn audit_change(
+        &self,
+        meta: &RequestMeta,
+        caller: &KeyRecord,
+        action: &str,
+        target: &str,
+        status: StatusCode,
+        metadata: Value,
+    ) {
+        let mut entry = Entry::audit(action)
+            .organization(caller.organization_id.to_string())
+            .environment(caller.environment)
+            .actor(actor(caller))
+            .target(target)
+            .request_id(meta.request_id.as_str())
+            .method(meta.method.as_str())
+            .path(meta.path.as_str())
+            .status(status.as_u16())
+            .ip(meta.peer.ip())
+            .metadata(metadata);
+        if let Some(ua) = &meta.user_agent {
+            entry = entry.user_agent(ua.as_str());
+        }
+        let result = match entry.build() {
+            Ok(e) => self.audit.append(e).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, action, "could not write an audit record");
+        }
+    }
+
+    /// Queues the request-log line of a finished request (group-committed, never dropped:
+    /// waits when the writer is behind).
+    pub(crate) async fn log_request(
+        &self,
+        meta: &RequestMeta,
+        caller: Option<&KeyRecord>,
+        status: StatusCode,
+        latency: Duration,
+    ) {
+        let mut entry = Entry::request(meta.method.as_str(), meta.path.as_str())
+            .time(meta.started)
+            .request_id(meta.request_id.as_str())
+            .status(status.as_u16())
+            .latency(latency)
+            .ip(meta.peer.ip());
+        if let Some(k) = caller {
+            entry = entry
+                .organization(k.organization_id.to_string())
+                .environment(k.environment)
+                .actor(actor(k));
+        }
+        if let Some(ua) = &meta.user_agent {
+            entry = entry.user_agent(ua.as_str());
+        }
+        let result = match entry.build() {
+            Ok(e) => self.audit.submit(e).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not queue a request-log entry");
+        }
+    }
+}
+
+/// `now`, for entries.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now()
+}
