@@ -11,10 +11,14 @@
 //! - **Durable outbox** ([`WebhookStore`], [`MemoryWebhookStore`], `SqliteWebhookStore` with
 //!   feature `sqlite`): enqueue fans a message out to matching endpoints, idempotently by
 //!   event id, and can join the caller's SQLite transaction.
+//! - **Dispatcher** ([`Dispatcher`], [`DispatcherConfig`]): hyper over rustls (ring),
+//!   bounded concurrency, per-attempt timeout, retries with jitter and `Retry-After`, 410 and
+//!   long failure runs disable the endpoint, a per-endpoint throughput cap.
 //!
 //! Nothing in this crate prints secret material: every key type's `Debug` is redacted and no
 //! error carries a secret.
 
+mod dispatch;
 mod error;
 mod model;
 mod policy;
@@ -23,6 +27,9 @@ mod secret;
 mod store;
 mod verify;
 
+pub use dispatch::{
+    Dispatcher, DispatcherConfig, ENDPOINT_DISABLED_EVENT, RetrySchedule, ScheduleParseError,
+};
 pub use error::{Error, ObjectKind, Result};
 pub use model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,

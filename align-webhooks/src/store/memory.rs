@@ -271,6 +271,7 @@ impl WebhookStore for MemoryWebhookStore {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64> {
+        let since = millis(since);
         self.with(|s| {
             let mut n = 0;
             for d in s.deliveries.iter_mut().filter(|d| {

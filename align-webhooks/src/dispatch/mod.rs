@@ -1,0 +1,349 @@
+//! The dispatcher: takes due deliveries from a [`WebhookStore`], signs and sends them, and
+//! records what happened.
+
+mod client;
+mod schedule;
+mod throttle;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+pub use schedule::{RetrySchedule, ScheduleParseError};
+
+use crate::error::Result;
+use crate::model::{Attempt, DeliveryId, DueDelivery, EndpointId, NewMessage, Next};
+use crate::policy::{Resolver, SystemResolver, UrlPolicy};
+use crate::store::WebhookStore;
+use client::{HttpClient, Signed};
+use throttle::{Admission, Throttle};
+
+/// Longest a throttled attempt waits in memory (holding a concurrency permit) before it is put
+/// back in the store instead.
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
+
+/// The event emitted when the dispatcher disables an endpoint.
+pub const ENDPOINT_DISABLED_EVENT: &str = "webhook_endpoint.disabled";
+
+/// Dispatcher settings. Every default is written here.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Deliveries in flight at once (default 32).
+    pub concurrency: usize,
+    /// Time allowed for one attempt: connect, send, response head and body (default 15 s).
+    pub attempt_timeout: Duration,
+    /// Waits after the first attempt (default `5s, 5m, 30m, 2h, 5h, 10h, 10h`).
+    pub retry_schedule: RetrySchedule,
+    /// Random spread applied to each wait, as a fraction (default 0.2: ±20 %).
+    pub jitter: f64,
+    /// Longest `Retry-After` honoured; longer requests are cut to this (default 10 h). A
+    /// `Retry-After` shorter than the schedule's wait does not shorten it.
+    pub max_retry_after: Duration,
+    /// An endpoint whose attempts have all failed for this long is disabled (default 5 days).
+    pub disable_after: Duration,
+    /// Attempts per second per endpoint when the endpoint sets no cap (default `None`:
+    /// uncapped).
+    pub default_max_per_second: Option<u32>,
+    /// How long the loop sleeps when nothing is due (default 1 s).
+    pub poll_interval: Duration,
+    /// How long a claimed delivery stays invisible to other dispatchers (default: the attempt
+    /// timeout + 30 s). After a crash, the delivery is retried when this ends.
+    pub lease: Duration,
+    /// Address and URL rules, applied again before every attempt.
+    pub url_policy: UrlPolicy,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            attempt_timeout: Duration::from_secs(15),
+            retry_schedule: RetrySchedule::default(),
+            jitter: 0.2,
+            max_retry_after: Duration::from_secs(10 * 3600),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            default_max_per_second: None,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(45),
+            url_policy: UrlPolicy::new(),
+        }
+    }
+}
+
+/// Sends due deliveries with bounded concurrency, retries on the schedule, and disables
+/// endpoints that are gone (410) or failing for too long.
+///
+/// Redirects are never followed (a 3xx is a failed attempt), and the [`UrlPolicy`] is applied
+/// before every attempt and on every new connection's DNS answer.
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn WebhookStore>,
+    config: DispatcherConfig,
+    client: HttpClient,
+    throttle: Throttle,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher using the system resolver. Call it inside a tokio runtime.
+    pub fn new(store: Arc<dyn WebhookStore>, config: DispatcherConfig) -> Result<Self> {
+        Self::with_resolver(store, config, Arc::new(SystemResolver))
+    }
+
+    /// A dispatcher resolving names through `resolver`.
+    pub fn with_resolver(
+        store: Arc<dyn WebhookStore>,
+        config: DispatcherConfig,
+        resolver: Arc<dyn Resolver>,
+    ) -> Result<Self> {
+        let client = client::build(resolver, config.url_policy, config.attempt_timeout)?;
+        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                client,
+                throttle: Throttle::default(),
+                permits,
+            }),
+        })
+    }
+
+    /// Claims what is due now, sends it (up to `concurrency` at a time) and waits for every
+    /// attempt to be recorded. Returns how many deliveries were claimed.
+    pub async fn run_once(&self) -> Result<usize> {
+        let claimed = self.claim(usize::MAX).await?;
+        let n = claimed.len();
+        let mut tasks = JoinSet::new();
+        for due in claimed {
+            let permit = Arc::clone(&self.inner.permits)
+                .acquire_owned()
+                .await
+                .map_err(|_| crate::error::Error::StoreWorker)?;
+            let inner = Arc::clone(&self.inner);
+            tasks.spawn(async move {
+                let out = inner.deliver(due).await;
+                drop(permit);
+                out
+            });
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(Err(e)) = joined {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(n), Err)
+    }
+
+    /// Runs until `shutdown` completes: claims due deliveries as permits free up, sleeping
+    /// `poll_interval` when nothing is due. In-flight attempts finish before it returns.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let free = self.inner.permits.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                // A store error (busy database) is retried on the next turn.
+                self.claim(free).await.unwrap_or_default()
+            };
+            let idle = claimed.is_empty();
+            for due in claimed {
+                let Ok(permit) = Arc::clone(&self.inner.permits).acquire_owned().await else {
+                    break;
+                };
+                let inner = Arc::clone(&self.inner);
+                tasks.spawn(async move {
+                    let out = inner.deliver(due).await;
+                    drop(permit);
+                    out
+                });
+            }
+            let pause = if idle {
+                self.inner.config.poll_interval
+            } else if free == 0 {
+                Duration::from_millis(5)
+            } else {
+                Duration::ZERO
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Manual retry: sends one delivery again on the next turn, whatever its status.
+    pub async fn retry(&self, delivery: DeliveryId) -> Result<()> {
+        self.inner.store.retry(delivery, Utc::now()).await
+    }
+
+    /// Recovery: re-queues every failed delivery to `endpoint` created since `since`.
+    pub async fn recover_failed_since(
+        &self,
+        endpoint: EndpointId,
+        since: DateTime<Utc>,
+    ) -> Result<u64> {
+        self.inner
+            .store
+            .recover_failed_since(endpoint, since, Utc::now())
+            .await
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<DueDelivery>> {
+        let limit = limit.min(self.inner.config.concurrency.max(1) * 4);
+        self.inner
+            .store
+            .claim_due(Utc::now(), limit, self.inner.config.lease)
+            .await
+    }
+}
+
+impl Inner {
+    async fn deliver(&self, due: DueDelivery) -> Result<()> {
+        let DueDelivery {
+            delivery,
+            message,
+            endpoint,
+        } = due;
+        if let Some(rate) = endpoint
+            .max_per_second
+            .or(self.config.default_max_per_second)
+        {
+            match self
+                .throttle
+                .admit(endpoint.id, rate, Instant::now(), MAX_THROTTLE_WAIT)
+            {
+                Admission::SendAfter(wait) => tokio::time::sleep(wait).await,
+                Admission::Postpone(wait) => {
+                    let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    return self.store.postpone(delivery.id, at).await;
+                }
+            }
+        }
+        let now = Utc::now();
+        let timestamp = now.timestamp();
+        let response = match self
+            .config
+            .url_policy
+            .check_url(&endpoint.url, endpoint.environment)
+        {
+            Err(refused) => client::Response {
+                status: None,
+                retry_after: None,
+                body: None,
+                error: Some(refused.to_string()),
+                latency: Duration::ZERO,
+            },
+            Ok(_) => {
+                let signature = endpoint.secrets.signature_header(
+                    &message.id.0,
+                    timestamp,
+                    message.payload.as_bytes(),
+                    now,
+                );
+                let signed = Signed {
+                    url: &endpoint.url,
+                    id: &message.id.0,
+                    timestamp,
+                    signature,
+                    body: Bytes::from(message.payload.clone()),
+                };
+                client::send(&self.client, signed, self.config.attempt_timeout).await
+            }
+        };
+        let attempts = delivery.attempts.saturating_add(1);
+        let finished = Utc::now();
+        let gone = response.status == Some(http::StatusCode::GONE);
+        let next = match response.status {
+            Some(s) if s.is_success() => Next::Succeeded,
+            _ if gone => Next::Failed,
+            _ => match self.config.retry_schedule.after(attempts) {
+                None => Next::Failed,
+                Some(wait) => {
+                    let mut wait = schedule::jittered(wait, self.config.jitter);
+                    if let Some(asked) = response
+                        .retry_after
+                        .as_deref()
+                        .and_then(|v| schedule::retry_after(v, finished))
+                    {
+                        wait = wait.max(asked.min(self.config.max_retry_after));
+                    }
+                    Next::RetryAt(finished + chrono::Duration::from_std(wait).unwrap_or_default())
+                }
+            },
+        };
+        let attempt = Attempt {
+            at: now,
+            status: response.status.map(|s| s.as_u16()),
+            latency_ms: u64::try_from(response.latency.as_millis()).unwrap_or(u64::MAX),
+            response_body: response.body,
+            error: response.error,
+        };
+        let failing_since = self
+            .store
+            .record_attempt(delivery.id, attempt, next)
+            .await?;
+        if gone {
+            return self
+                .disable(
+                    endpoint.id,
+                    endpoint.environment,
+                    "the endpoint answered 410 Gone",
+                )
+                .await;
+        }
+        if let Some(since) = failing_since {
+            let failing_for = (finished - since).to_std().unwrap_or_default();
+            if failing_for >= self.config.disable_after {
+                return self
+                    .disable(
+                        endpoint.id,
+                        endpoint.environment,
+                        "every attempt failed for longer than the disable threshold",
+                    )
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn disable(
+        &self,
+        endpoint: EndpointId,
+        environment: align_keys::Environment,
+        reason: &str,
+    ) -> Result<()> {
+        self.store.disable_endpoint(endpoint, reason).await?;
+        let now = Utc::now();
+        let event = NewMessage {
+            event_id: format!("evt_disabled_{endpoint}_{}", now.timestamp_millis()),
+            event_type: ENDPOINT_DISABLED_EVENT.to_owned(),
+            environment,
+            timestamp: now,
+            data: serde_json::json!({ "endpointId": endpoint.to_string(), "reason": reason }),
+        };
+        self.store.enqueue(event, now).await.map(|_| ())
+    }
+}

@@ -1,0 +1,477 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Delivery against a real hyper receiver on 127.0.0.1 (private targets allowed, as the
+//! design says tests do). The SSRF-at-delivery tests also only ever reach 127.0.0.1.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use align_keys::Environment;
+use align_webhooks::{
+    DeliveryId, DeliveryStatus, Dispatcher, DispatcherConfig, ENDPOINT_DISABLED_EVENT, Endpoint,
+    EventFilter, MemoryWebhookStore, NewMessage, Resolver, RetrySchedule, UrlPolicy,
+    VerificationKey, Verifier, WebhookStore, WebhookVerifier,
+};
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::json;
+
+use common::{Reply, TestReceiver, endpoint, eventually};
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn config() -> DispatcherConfig {
+    DispatcherConfig {
+        retry_schedule: RetrySchedule::new(vec![ms(50); 3]),
+        jitter: 0.0,
+        poll_interval: ms(10),
+        attempt_timeout: Duration::from_secs(2),
+        lease: Duration::from_secs(5),
+        url_policy: UrlPolicy::new().allow_private_targets(true),
+        ..DispatcherConfig::default()
+    }
+}
+
+struct Setup {
+    store: Arc<MemoryWebhookStore>,
+    receiver: TestReceiver,
+    endpoint: Endpoint,
+    dispatcher: Arc<Dispatcher>,
+}
+
+async fn setup(
+    config: DispatcherConfig,
+    script: impl FnMut(usize, &common::Received) -> Reply + Send + 'static,
+) -> Setup {
+    let receiver = TestReceiver::start(script).await;
+    let store = Arc::new(MemoryWebhookStore::new());
+    let mut ep = endpoint(Environment::Sandbox, &receiver.url("/hook"));
+    ep.filter = EventFilter::Only(vec!["api_key.*".into()]);
+    store.create_endpoint(&ep).await.unwrap();
+    let dispatcher = Arc::new(Dispatcher::new(store.clone(), config).unwrap());
+    Setup {
+        store,
+        receiver,
+        endpoint: ep,
+        dispatcher,
+    }
+}
+
+impl Setup {
+    async fn send(&self, event_id: &str) -> DeliveryId {
+        self.enqueue(event_id).await[0]
+    }
+
+    async fn enqueue(&self, event_id: &str) -> Vec<DeliveryId> {
+        let m = NewMessage::new(
+            event_id,
+            "api_key.revoked",
+            Environment::Sandbox,
+            json!({"id": event_id}),
+        );
+        self.store.enqueue(m, Utc::now()).await.unwrap().deliveries
+    }
+
+    /// A second endpoint on the same receiver that only wants `webhook_endpoint.disabled`.
+    async fn ops_endpoint(&self) {
+        let mut ops = endpoint(Environment::Sandbox, &self.receiver.url("/ops"));
+        ops.filter = EventFilter::Only(vec![ENDPOINT_DISABLED_EVENT.into()]);
+        self.store.create_endpoint(&ops).await.unwrap();
+    }
+
+    fn spawn_loop(&self) -> tokio::sync::oneshot::Sender<()> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let d = Arc::clone(&self.dispatcher);
+        tokio::spawn(async move {
+            d.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        stop
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_arrives_signed_and_is_recorded_as_succeeded() {
+    let s = setup(config(), |_, _| Reply::status(200).body(&"x".repeat(5000))).await;
+    let id = s.send("evt_ok").await;
+    assert_eq!(s.dispatcher.run_once().await.unwrap(), 1);
+
+    let got = s.receiver.received();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert_eq!(r.headers["content-type"], "application/json");
+    let message = s
+        .store
+        .message(&s.store.delivery(id).await.unwrap().message_id)
+        .await
+        .unwrap();
+    assert_eq!(r.id(), message.id.0);
+    assert_eq!(r.body, message.payload.as_bytes());
+    let verifier = WebhookVerifier::with_keys(vec![
+        VerificationKey::parse(s.endpoint.secrets.current().expose().expose()).unwrap(),
+    ]);
+    verifier.verify(&r.headers, &r.body).unwrap();
+
+    let d = s.store.delivery(id).await.unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 1));
+    let attempts = s.store.attempts(id).await.unwrap();
+    assert_eq!(attempts[0].status, Some(200));
+    assert_eq!(attempts[0].response_body.as_ref().unwrap().len(), 1024);
+    assert_eq!(attempts[0].error, None);
+}
+
+#[tokio::test]
+async fn a_500_is_retried_on_schedule_with_the_same_webhook_id() {
+    let s = setup(config(), |n, _| {
+        Reply::status(if n == 0 { 500 } else { 204 })
+    })
+    .await;
+    let id = s.send("evt_retry").await;
+    s.dispatcher.run_once().await.unwrap();
+    let d = s.store.delivery(id).await.unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 1));
+    // Not due before the 50 ms step of the schedule.
+    assert_eq!(s.dispatcher.run_once().await.unwrap(), 0);
+    tokio::time::sleep(ms(60)).await;
+    s.dispatcher.run_once().await.unwrap();
+    let got = s.receiver.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].id(), got[1].id());
+    assert_eq!(got[0].body, got[1].body);
+    let d = s.store.delivery(id).await.unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 2));
+    let statuses: Vec<_> = s
+        .store
+        .attempts(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.status)
+        .collect();
+    assert_eq!(statuses, vec![Some(500), Some(204)]);
+}
+
+#[tokio::test]
+async fn a_slow_receiver_times_out_and_the_delivery_is_retried() {
+    let mut c = config();
+    c.attempt_timeout = ms(200);
+    let s = setup(c, |_, _| Reply::status(200).delay(Duration::from_secs(3))).await;
+    let id = s.send("evt_slow").await;
+    let start = Instant::now();
+    s.dispatcher.run_once().await.unwrap();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    let attempt = &s.store.attempts(id).await.unwrap()[0];
+    assert_eq!(attempt.status, None);
+    assert!(
+        attempt.error.as_ref().unwrap().contains("timed out"),
+        "{attempt:?}"
+    );
+    assert!(attempt.latency_ms >= 200);
+    assert_eq!(
+        s.store.delivery(id).await.unwrap().status,
+        DeliveryStatus::Pending
+    );
+}
+
+#[tokio::test]
+async fn a_410_disables_the_endpoint_and_emits_an_event() {
+    let s = setup(config(), |_, r| {
+        Reply::status(if r.path == "/hook" { 410 } else { 200 })
+    })
+    .await;
+    s.ops_endpoint().await;
+    let id = s.send("evt_gone").await;
+    s.dispatcher.run_once().await.unwrap();
+    let d = s.store.delivery(id).await.unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 1));
+    let ep = s.store.endpoint(s.endpoint.id).await.unwrap();
+    assert!(!ep.enabled);
+    assert!(ep.disabled_reason.unwrap().contains("410"));
+    // The event goes to the operator's endpoint; nothing more goes to the disabled one.
+    assert!(s.enqueue("evt_after").await.is_empty());
+    s.dispatcher.run_once().await.unwrap();
+    let got = s.receiver.received();
+    let paths: Vec<_> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, vec!["/hook", "/ops"]);
+    let event: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(event["type"], ENDPOINT_DISABLED_EVENT);
+    assert_eq!(event["data"]["endpointId"], s.endpoint.id.to_string());
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_count_as_failures() {
+    let s = setup(config(), |_, _| {
+        Reply::status(302).header("location", "/elsewhere")
+    })
+    .await;
+    let id = s.send("evt_redirect").await;
+    s.dispatcher.run_once().await.unwrap();
+    let got = s.receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/hook");
+    let d = s.store.delivery(id).await.unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 1));
+    assert_eq!(s.store.attempts(id).await.unwrap()[0].status, Some(302));
+}
+
+#[tokio::test]
+async fn a_disabled_endpoint_receives_nothing() {
+    let s = setup(config(), |_, _| Reply::status(200)).await;
+    s.send("evt_before").await;
+    s.store
+        .disable_endpoint(s.endpoint.id, "paused by owner")
+        .await
+        .unwrap();
+    assert!(s.enqueue("evt_while").await.is_empty());
+    assert_eq!(s.dispatcher.run_once().await.unwrap(), 0);
+    assert_eq!(s.receiver.count(), 0);
+}
+
+#[tokio::test]
+async fn the_per_endpoint_throughput_cap_is_enforced() {
+    let s = setup(config(), |_, _| Reply::status(200)).await;
+    let mut ep = s.endpoint.clone();
+    ep.max_per_second = Some(10);
+    s.store.update_endpoint(&ep).await.unwrap();
+    for i in 0..25 {
+        s.send(&format!("evt_cap_{i}")).await;
+    }
+    let stop = s.spawn_loop();
+    assert!(
+        eventually(Duration::from_secs(8), || async {
+            s.receiver.count() == 25
+        })
+        .await
+    );
+    let _ = stop.send(());
+    let at: Vec<Instant> = s.receiver.received().iter().map(|r| r.at).collect();
+    // Ten per second, evenly spaced: any eleven consecutive arrivals span about a second.
+    for w in at.windows(11) {
+        let span = w[10].duration_since(w[0]);
+        assert!(span >= ms(950), "11 deliveries within {span:?}");
+    }
+    let total = at[24].duration_since(at[0]);
+    assert!(total >= ms(2350), "{total:?}");
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let mut c = config();
+    c.concurrency = 2;
+    let s = setup(c, |_, _| Reply::status(200).delay(ms(150))).await;
+    for i in 0..6 {
+        s.send(&format!("evt_conc_{i}")).await;
+    }
+    let start = Instant::now();
+    s.dispatcher.run_once().await.unwrap();
+    assert!(start.elapsed() >= ms(440), "{:?}", start.elapsed());
+    let at: Vec<Instant> = s.receiver.received().iter().map(|r| r.at).collect();
+    for w in at.windows(3) {
+        assert!(w[2].duration_since(w[0]) >= ms(140));
+    }
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_within_bounds() {
+    let mut c = config();
+    c.max_retry_after = Duration::from_secs(3);
+    let s = setup(c, |n, _| {
+        let wait = if n == 0 { "2" } else { "999999" };
+        Reply::status(503).header("retry-after", wait)
+    })
+    .await;
+    let first = s.send("evt_ra1").await;
+    s.dispatcher.run_once().await.unwrap();
+    let due = s
+        .store
+        .delivery(first)
+        .await
+        .unwrap()
+        .next_attempt_at
+        .unwrap();
+    let wait = (due - Utc::now()).to_std().unwrap();
+    assert!(
+        wait > ms(1800) && wait <= Duration::from_secs(2),
+        "{wait:?}"
+    );
+    let second = s.send("evt_ra2").await;
+    s.dispatcher.run_once().await.unwrap();
+    let due = s
+        .store
+        .delivery(second)
+        .await
+        .unwrap()
+        .next_attempt_at
+        .unwrap();
+    let wait = (due - Utc::now()).to_std().unwrap();
+    assert!(
+        wait > ms(2800) && wait <= Duration::from_secs(3),
+        "{wait:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_the_schedule_a_delivery_fails_and_can_be_retried_or_recovered() {
+    let status = Arc::new(AtomicU16::new(500));
+    let answer = Arc::clone(&status);
+    let mut c = config();
+    c.retry_schedule = RetrySchedule::new(vec![ms(10)]);
+    let s = setup(c, move |_, _| Reply::status(answer.load(Ordering::SeqCst))).await;
+    let since = Utc::now();
+    let one = s.send("evt_f1").await;
+    let two = s.send("evt_f2").await;
+    s.dispatcher.run_once().await.unwrap();
+    tokio::time::sleep(ms(20)).await;
+    s.dispatcher.run_once().await.unwrap();
+    for id in [one, two] {
+        let d = s.store.delivery(id).await.unwrap();
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 2));
+    }
+    status.store(200, Ordering::SeqCst);
+    // Manual retry of one delivery.
+    s.dispatcher.retry(one).await.unwrap();
+    s.dispatcher.run_once().await.unwrap();
+    assert_eq!(
+        s.store.delivery(one).await.unwrap().status,
+        DeliveryStatus::Succeeded
+    );
+    assert_eq!(
+        s.store.delivery(two).await.unwrap().status,
+        DeliveryStatus::Failed
+    );
+    // Recovery of everything failed since a time.
+    let n = s
+        .dispatcher
+        .recover_failed_since(s.endpoint.id, since)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    s.dispatcher.run_once().await.unwrap();
+    assert_eq!(
+        s.store.delivery(two).await.unwrap().status,
+        DeliveryStatus::Succeeded
+    );
+    let ids: Vec<String> = s
+        .receiver
+        .received()
+        .iter()
+        .map(common::Received::id)
+        .collect();
+    assert_eq!(ids.len(), 6);
+    assert_eq!(
+        ids.iter().filter(|i| **i == ids[0]).count(),
+        3,
+        "same id on every attempt"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_continuously_is_disabled_with_an_event() {
+    let mut c = config();
+    c.retry_schedule = RetrySchedule::new(vec![ms(20); 100]);
+    c.disable_after = ms(250);
+    let s = setup(c, |_, r| {
+        Reply::status(if r.path == "/hook" { 500 } else { 200 })
+    })
+    .await;
+    s.ops_endpoint().await;
+    s.send("evt_fail").await;
+    let stop = s.spawn_loop();
+    let disabled = eventually(Duration::from_secs(5), || async {
+        s.receiver.received().iter().any(|r| r.path == "/ops")
+    })
+    .await;
+    let _ = stop.send(());
+    assert!(disabled);
+    let ep = s.store.endpoint(s.endpoint.id).await.unwrap();
+    assert!(!ep.enabled);
+    let got = s.receiver.received();
+    let first = got.iter().find(|r| r.path == "/hook").unwrap().at;
+    let last = got.iter().filter(|r| r.path == "/hook").last().unwrap().at;
+    assert!(last.duration_since(first) >= ms(230));
+    let event = got.iter().find(|r| r.path == "/ops").unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&event.body).unwrap();
+    assert_eq!(event["type"], ENDPOINT_DISABLED_EVENT);
+}
+
+struct FakeResolver(HashMap<&'static str, IpAddr>);
+
+#[async_trait]
+impl Resolver for FakeResolver {
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        self.0
+            .get(host)
+            .map(|ip| vec![*ip])
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "unknown"))
+    }
+}
+
+async fn rebinding(policy: UrlPolicy) -> (TestReceiver, Vec<align_webhooks::Attempt>) {
+    let receiver = TestReceiver::start(|_, _| Reply::status(200)).await;
+    let store = Arc::new(MemoryWebhookStore::new());
+    // Registered while the name looked public; now it answers loopback.
+    let url = format!("http://hooks.customer.test:{}/hook", receiver.addr.port());
+    store
+        .create_endpoint(&endpoint(Environment::Sandbox, &url))
+        .await
+        .unwrap();
+    let resolver = FakeResolver(HashMap::from([(
+        "hooks.customer.test",
+        IpAddr::from([127, 0, 0, 1]),
+    )]));
+    let mut c = config();
+    c.url_policy = policy;
+    let d = Dispatcher::with_resolver(store.clone(), c, Arc::new(resolver)).unwrap();
+    let id = store
+        .enqueue(
+            NewMessage::new("evt_dns", "x", Environment::Sandbox, json!({})),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .deliveries[0];
+    d.run_once().await.unwrap();
+    (receiver, store.attempts(id).await.unwrap())
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_a_private_address_is_refused_at_delivery_time() {
+    let (receiver, attempts) = rebinding(UrlPolicy::new()).await;
+    assert_eq!(receiver.count(), 0);
+    let error = attempts[0].error.as_ref().unwrap();
+    assert!(
+        error.contains("127.0.0.1") && error.contains("Loopback"),
+        "{error}"
+    );
+    assert!(!error.contains("hooks.customer.test"), "{error}");
+}
+
+#[tokio::test]
+async fn the_injected_resolver_is_what_the_dispatcher_connects_with() {
+    let (receiver, attempts) = rebinding(UrlPolicy::new().allow_private_targets(true)).await;
+    assert_eq!(receiver.count(), 1);
+    assert_eq!(attempts[0].status, Some(200));
+}
+
+#[tokio::test]
+async fn a_literal_private_address_is_refused_at_delivery_time() {
+    let mut c = config();
+    c.url_policy = UrlPolicy::new();
+    let s = setup(c, |_, _| Reply::status(200)).await;
+    let id = s.send("evt_literal").await;
+    s.dispatcher.run_once().await.unwrap();
+    assert_eq!(s.receiver.count(), 0);
+    let error = s.store.attempts(id).await.unwrap()[0]
+        .error
+        .clone()
+        .unwrap();
+    assert!(error.contains("Loopback"), "{error}");
+}
