@@ -8,13 +8,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use align_keys::store::KeyStore;
+use align_keys::store::{Instrumented, KeyStore};
 use align_keys::*;
 use chrono::{Duration, Utc};
 use common::*;
 
-async fn setup() -> (Arc<Counting<MemoryKeyStore>>, KeyManager, Fixture) {
-    let store = Arc::new(Counting::new(MemoryKeyStore::new()));
+async fn setup() -> (Arc<Instrumented<MemoryKeyStore>>, KeyManager, Fixture) {
+    let store = Arc::new(Instrumented::new(MemoryKeyStore::new()));
     let f = seed(store.as_ref()).await;
     let keys = manager(Arc::clone(&store) as Arc<dyn KeyStore>);
     (store, keys, f)
@@ -35,7 +35,7 @@ async fn unknown_well_formed_token_is_invalid() {
         .verify(stranger.token.expose(), Utc::now())
         .await
         .unwrap();
-    assert_eq!(store.lookups(), 1);
+    assert_eq!(store.counts().snapshot().0, 1);
 }
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn malformed_token_is_invalid_without_any_lookup() {
         .await
         .unwrap();
     assert!(matches!(v, Verification::Invalid(InvalidKey::Malformed(_))));
-    assert_eq!(store.lookups(), 0);
+    assert_eq!(store.counts().snapshot().0, 0);
 }
 
 #[tokio::test]
@@ -68,7 +68,11 @@ async fn valid_key_is_served_from_cache_after_the_first_lookup() {
         };
         assert_eq!(k.record().id, minted.record.id);
     }
-    assert_eq!(store.lookups(), 1, "a cache hit costs no store round trip");
+    assert_eq!(
+        store.counts().snapshot().0,
+        1,
+        "a cache hit costs no store round trip"
+    );
 }
 
 #[tokio::test]
@@ -227,11 +231,11 @@ async fn last_used_is_coalesced_and_flushed_in_batches() {
             .await
             .unwrap();
     }
-    assert_eq!(store.last_used_writes(), 0, "no store write per request");
+    assert_eq!(store.counts().snapshot().1, 0, "no store write per request");
     assert_eq!(keys.verifier().pending_last_used(), 2);
     assert_eq!(keys.verifier().flush_last_used().await.unwrap(), 2);
     assert_eq!(
-        store.last_used_writes(),
+        store.counts().snapshot().1,
         1,
         "one batch for 1,000 verifications"
     );

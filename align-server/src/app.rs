@@ -21,6 +21,9 @@ use crate::idempotency::{self, Begin};
 use crate::routes;
 use crate::state::AppState;
 
+/// Largest total size of request headers we read (names and values).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub(crate) struct Auth {
@@ -103,7 +106,15 @@ where
     };
     let mut trace = Trace::default();
 
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
     let outcome = match content_length(&parts.headers) {
+        _ if header_bytes > MAX_HEADER_BYTES => Err(ApiError::invalid_request(
+            "the request headers are too large (the limit is 16 KiB)",
+        )),
         Some(n) if n > state.config.max_body_bytes as u64 => {
             Err(ApiError::payload_too_large(state.config.max_body_bytes))
         }

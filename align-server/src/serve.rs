@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_audit::{SqliteSink, SqliteSinkConfig};
+use align_audit::{AuditSink, SqliteSink, SqliteSinkConfig};
+use align_keys::store::KeyStore;
 use align_keys::{KeyManager, Sha256Hasher, SqliteKeyStore};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,6 +20,8 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::state::AppState;
 
+/// Hard limit on a request head; the pipeline refuses heads over 16 KiB with an envelope first.
+const HYPER_MAX_BUF: usize = 128 * 1024;
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client must send its request headers within this time.
@@ -40,7 +43,22 @@ impl Server {
             source,
         })?;
         let store = SqliteKeyStore::open(config.database_path()).await?;
-        let keys = KeyManager::new(Arc::new(store), Arc::new(Sha256Hasher));
+        let audit = SqliteSink::open(config.database_path(), SqliteSinkConfig::default()).await?;
+        Self::with_backends(config, Arc::new(store), Arc::new(audit)).await
+    }
+
+    /// Like [`Server::start`], over stores the caller chose (an embedder's own back-ends, or
+    /// instrumented ones in tests). The data directory still holds the bootstrap key file.
+    pub async fn with_backends(
+        config: Config,
+        store: Arc<dyn KeyStore>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Self, Error> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let keys = KeyManager::new(store, Arc::new(Sha256Hasher));
         let bootstrap = bootstrap(&config, &keys).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -48,8 +66,7 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
-        let audit = SqliteSink::open(config.database_path(), SqliteSinkConfig::default()).await?;
-        let state = Arc::new(AppState::new(config, keys, Arc::new(audit))?);
+        let state = Arc::new(AppState::new(config, keys, audit)?);
         Ok(Self {
             state,
             listener,
@@ -81,7 +98,9 @@ impl Server {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(HYPER_MAX_BUF);
+        builder.http2().max_header_list_size(HYPER_MAX_BUF as u32);
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {

@@ -194,3 +194,34 @@ async fn no_minted_token_reaches_the_data_directory() {
         }
     }
 }
+
+#[tokio::test]
+async fn slow_clients_holding_connections_do_not_block_others() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start().await;
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(b"GET /api/v1/me HTTP/1.1\r\nhost: x\r\nx-api-")
+            .await
+            .unwrap();
+        slow.push(c);
+    }
+    for _ in 0..5 {
+        let r = s.get("/api/v1/me", &s.admin_key).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let huge_header = "x".repeat(64 * 1024);
+    let r = s
+        .send(
+            Method::GET,
+            "/api/v1/me",
+            &[("x-padding", &huge_header), ("x-api-key", &s.admin_key)],
+            None,
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert_eq!(s.get("/healthz", "").await.status, StatusCode::OK);
+    drop(slow);
+    s.stop().await;
+}

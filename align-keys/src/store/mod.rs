@@ -11,10 +11,12 @@ use crate::error::{Error, Result};
 use crate::hash::KeyHash;
 use crate::token::Environment;
 
+mod instrumented;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use instrumented::{Instrumented, StoreCounts};
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteKeyStore;

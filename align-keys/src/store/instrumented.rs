@@ -1,0 +1,136 @@
+//! [`Instrumented`]: a [`KeyStore`] wrapper that counts the calls that cost a round trip, for
+//! metrics and for tests that prove a hot path does not touch the store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{KeyFilter, KeyStore, Page, PageRequest};
+use crate::domain::{
+    KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User, UserId,
+};
+use crate::error::Result;
+use crate::hash::KeyHash;
+
+/// Counts of store calls made through an [`Instrumented`] store.
+#[derive(Debug, Default)]
+pub struct StoreCounts {
+    /// `find_key_by_hash` calls (verification cache misses).
+    pub key_lookups: AtomicU64,
+    /// `record_last_used` calls (batched last-used writes).
+    pub last_used_writes: AtomicU64,
+    /// Calls that write anything else.
+    pub other_writes: AtomicU64,
+    /// Calls that read anything else.
+    pub other_reads: AtomicU64,
+}
+
+impl StoreCounts {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(key_lookups, last_used_writes, other_writes, other_reads)` now.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.key_lookups.load(Ordering::Relaxed),
+            self.last_used_writes.load(Ordering::Relaxed),
+            self.other_writes.load(Ordering::Relaxed),
+            self.other_reads.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Wraps a store and counts its calls; behaves exactly like the inner store.
+#[derive(Debug, Default)]
+pub struct Instrumented<S> {
+    inner: S,
+    counts: StoreCounts,
+}
+
+impl<S> Instrumented<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            counts: StoreCounts::default(),
+        }
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> &StoreCounts {
+        &self.counts
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+macro_rules! counted {
+    ($self:ident, $counter:ident, $call:expr) => {{
+        StoreCounts::bump(&$self.counts.$counter);
+        $call.await
+    }};
+}
+
+#[async_trait]
+impl<S: KeyStore> KeyStore for Instrumented<S> {
+    async fn create_organization(&self, org: &Organization) -> Result<()> {
+        counted!(self, other_writes, self.inner.create_organization(org))
+    }
+    async fn get_organization(&self, id: OrganizationId) -> Result<Option<Organization>> {
+        counted!(self, other_reads, self.inner.get_organization(id))
+    }
+    async fn list_organizations(&self, page: &PageRequest) -> Result<Page<Organization>> {
+        counted!(self, other_reads, self.inner.list_organizations(page))
+    }
+    async fn update_organization(&self, org: &Organization) -> Result<()> {
+        counted!(self, other_writes, self.inner.update_organization(org))
+    }
+    async fn create_project(&self, project: &Project) -> Result<()> {
+        counted!(self, other_writes, self.inner.create_project(project))
+    }
+    async fn get_project(&self, id: ProjectId) -> Result<Option<Project>> {
+        counted!(self, other_reads, self.inner.get_project(id))
+    }
+    async fn list_projects(
+        &self,
+        org: OrganizationId,
+        page: &PageRequest,
+    ) -> Result<Page<Project>> {
+        counted!(self, other_reads, self.inner.list_projects(org, page))
+    }
+    async fn create_user(&self, user: &User) -> Result<()> {
+        counted!(self, other_writes, self.inner.create_user(user))
+    }
+    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+        counted!(self, other_reads, self.inner.get_user(id))
+    }
+    async fn list_users(&self, org: OrganizationId, page: &PageRequest) -> Result<Page<User>> {
+        counted!(self, other_reads, self.inner.list_users(org, page))
+    }
+    async fn set_user_role(&self, id: UserId, role: Role) -> Result<()> {
+        counted!(self, other_writes, self.inner.set_user_role(id, role))
+    }
+    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        counted!(self, other_writes, self.inner.insert_key(record, hash))
+    }
+    async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
+        counted!(self, key_lookups, self.inner.find_key_by_hash(hash))
+    }
+    async fn get_key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+        counted!(self, other_reads, self.inner.get_key(id))
+    }
+    async fn list_keys(&self, filter: &KeyFilter, page: &PageRequest) -> Result<Page<KeyRecord>> {
+        counted!(self, other_reads, self.inner.list_keys(filter, page))
+    }
+    async fn update_key(&self, record: &KeyRecord) -> Result<()> {
+        counted!(self, other_writes, self.inner.update_key(record))
+    }
+    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
+        counted!(self, last_used_writes, self.inner.record_last_used(batch))
+    }
+}
