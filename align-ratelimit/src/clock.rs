@@ -1,6 +1,7 @@
 //! Time as the limiters see it: a [`Timestamp`] read from an injectable [`Clock`].
 
 use std::ops::Add;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -64,10 +65,17 @@ pub trait Clock: Send + Sync {
 /// It never goes backwards, even when the system's wall clock is stepped. The monotonic clock
 /// is `quanta`'s (the CPU's time-stamp counter where it is reliable, as in `governor`): reading
 /// it costs a few nanoseconds, where `std::time::Instant::now` can cost tens on virtual machines.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SystemClock {
+    clock: quanta::Clock,
     origin: quanta::Instant,
     origin_unix_nanos: u64,
+}
+
+/// One calibrated clock per process: calibration takes a while, reading does not.
+fn calibrated() -> &'static quanta::Clock {
+    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
 }
 
 impl SystemClock {
@@ -77,8 +85,10 @@ impl SystemClock {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
+        let clock = calibrated().clone();
         Self {
-            origin: quanta::Instant::now(),
+            origin: clock.now(),
+            clock,
             origin_unix_nanos: duration_nanos(unix),
         }
     }
@@ -92,9 +102,10 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.origin_unix_nanos.saturating_add(duration_nanos(
-            quanta::Instant::now().duration_since(self.origin),
-        )))
+        Timestamp(
+            self.origin_unix_nanos
+                .saturating_add(duration_nanos(self.clock.now().duration_since(self.origin))),
+        )
     }
 }
 

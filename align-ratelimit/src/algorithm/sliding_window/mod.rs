@@ -8,7 +8,7 @@ use super::{Algorithm, Outcome, Rate};
 use crate::clock::Timestamp;
 use crate::decision::Decision;
 use crate::error::{Error, Result, ensure_cost};
-use ring::{Grid, Ring};
+use ring::{Cursor, Grid, Ring};
 
 /// Slots of the compact ring every key starts with: 9 buckets over the window.
 const COARSE: usize = 10;
@@ -83,22 +83,21 @@ impl SlidingWindow {
         Duration::from_nanos(self.fine.bucket_nanos())
     }
 
-    /// Admits `cost` at `now` on `ring` if it fits, with the waits for the headers.
+    /// Admits `cost` on `ring` (prepared by `cursor`) if it fits, with the waits for the headers.
     fn decide<const N: usize>(
         &self,
         grid: &Grid<N>,
         ring: &mut Ring<N>,
+        cursor: &Cursor,
         cost: u16,
-        now: u64,
     ) -> Outcome {
-        let cursor = grid.prepare(ring, now);
         let need = u32::from(ring.total()) + u32::from(cost);
         let allowed = need <= u32::from(self.limit);
         if allowed && cost > 0 {
-            grid.add(ring, &cursor, cost, now);
+            grid.add(ring, cursor, cost, cursor.now);
         }
         let excess = need.saturating_sub(u32::from(self.limit));
-        let (reset, retry) = grid.waits(ring, &cursor, excess);
+        let (reset, retry) = grid.waits(ring, cursor, excess);
         Outcome {
             limit: u64::from(self.limit),
             used: u64::from(ring.total()),
@@ -134,7 +133,7 @@ impl Algorithm for SlidingWindow {
         if let Some(fine) = st.fine.as_deref_mut() {
             let cursor = self.fine.prepare(fine, now);
             if fine.total() > self.limit / DEMOTE {
-                return Ok(self.decide(&self.fine, fine, cost, now).into());
+                return Ok(self.decide(&self.fine, fine, &cursor, cost).into());
             }
             // Well under the limit again: back to the compact ring.
             st.coarse = self.coarse.ring_of(now, self.fine.units(fine, &cursor));
@@ -158,7 +157,8 @@ impl Algorithm for SlidingWindow {
             let mut fine = self
                 .fine
                 .ring_of(now, self.coarse.units(&st.coarse, &cursor));
-            let outcome = self.decide(&self.fine, &mut fine, cost, now);
+            let fine_cursor = self.fine.prepare(&mut fine, now);
+            let outcome = self.decide(&self.fine, &mut fine, &fine_cursor, cost);
             st.coarse = self.coarse.empty(now);
             st.fine = Some(Box::new(fine));
             Ok(outcome.into())
