@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use align_audit::{
     Actor, AuditSink, ChainVerifier, Digest, Entry, MemorySink, Record, SqliteSink,
@@ -19,6 +19,8 @@ use rusqlite::{Connection, params};
 const APPEND_ROWS: usize = 2000;
 /// Records per measured iteration of the verification benchmarks.
 const VERIFY_RECORDS: usize = 10_000;
+/// Rounds of the interleaved ratio measurement.
+const RATIO_ROUNDS: usize = 31;
 /// Rows per transaction in the plain insert: the sink's default `max_batch`.
 const PLAIN_BATCH: usize = 1024;
 
@@ -50,9 +52,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The same columns the sink writes, without sealing: hashes are left as zero bytes.
-fn plain_insert(conn: &mut Connection, entries: &[Entry], next_seq: &mut i64) {
-    for chunk in entries.chunks(PLAIN_BATCH) {
+/// The same columns the sink writes, without sealing: hashes are left as zero bytes. The
+/// personal-data JSON comes precomputed (the sink serialises it inside its timed path), so
+/// the comparison errs in the plain insert's favour.
+fn plain_insert(conn: &mut Connection, rows: &[(Entry, String)], next_seq: &mut i64) {
+    for chunk in rows.chunks(PLAIN_BATCH) {
         let tx = conn.transaction().unwrap();
         {
             let mut stmt = tx
@@ -64,7 +68,7 @@ fn plain_insert(conn: &mut Connection, entries: &[Entry], next_seq: &mut i64) {
                      ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                 )
                 .unwrap();
-            for e in chunk {
+            for (e, personal) in chunk {
                 *next_seq += 1;
                 let (kind, id, prefix) = match e.actor() {
                     Actor::ApiKey { id, prefix } => {
@@ -93,7 +97,7 @@ fn plain_insert(conn: &mut Connection, entries: &[Entry], next_seq: &mut i64) {
                     e.latency_us().map(|l| l as i64),
                     e.subject(),
                     e.metadata_json(),
-                    serde_json::to_value(e).unwrap()["personal"].to_string(),
+                    personal,
                     false,
                     zero.as_slice(),
                     zero.as_slice(),
@@ -114,98 +118,192 @@ fn open_sink(rt: &tokio::runtime::Runtime, path: &Path) -> SqliteSink {
         .unwrap()
 }
 
+/// Both sides of the append comparison: a chained SQLite sink and a raw connection to a
+/// database with the identical schema (made by the sink's migrations).
+struct AppendSetup {
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    sink: SqliteSink,
+    plain: Connection,
+    next_seq: i64,
+    template: Vec<Entry>,
+    rows: Vec<(Entry, String)>,
+}
+
+impl AppendSetup {
+    fn new() -> Self {
+        let rt = runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let template: Vec<Entry> = (0..APPEND_ROWS).map(entry).collect();
+        let rows = template
+            .iter()
+            .map(|e| {
+                let personal = serde_json::to_value(e).unwrap()["personal"].to_string();
+                (e.clone(), personal)
+            })
+            .collect();
+        let sink = open_sink(&rt, &dir.path().join("chained.db"));
+        let plain_path = dir.path().join("plain.db");
+        rt.block_on(open_sink(&rt, &plain_path).close()).unwrap();
+        let plain = Connection::open(&plain_path).unwrap();
+        plain
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .unwrap();
+        Self {
+            rt,
+            _dir: dir,
+            sink,
+            plain,
+            next_seq: 0,
+            template,
+            rows,
+        }
+    }
+
+    fn chained(&self, entries: Vec<Entry>) {
+        self.rt.block_on(async {
+            for e in entries {
+                self.sink.submit(e).await.unwrap();
+            }
+            self.sink.flush().await.unwrap();
+        })
+    }
+
+    fn plain(&mut self, rows: &[(Entry, String)]) {
+        plain_insert(&mut self.plain, rows, &mut self.next_seq);
+    }
+}
+
 fn append(c: &mut Criterion) {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let template: Vec<Entry> = (0..APPEND_ROWS).map(entry).collect();
-
-    let sink = open_sink(&rt, &dir.path().join("chained.db"));
-    // The plain side gets the identical schema (the sink's migrations), then raw inserts.
-    let plain_path = dir.path().join("plain.db");
-    rt.block_on(open_sink(&rt, &plain_path).close()).unwrap();
-    let mut plain = Connection::open(&plain_path).unwrap();
-    plain
-        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-        .unwrap();
-    let mut next_seq = 0i64;
-
+    let mut s = AppendSetup::new();
     let mut g = c.benchmark_group("append");
     g.throughput(Throughput::Elements(APPEND_ROWS as u64));
     g.sample_size(10);
     g.bench_function("chained_sqlite_sink", |b| {
         b.iter_batched(
-            || template.clone(),
-            |entries| {
-                rt.block_on(async {
-                    for e in entries {
-                        sink.submit(e).await.unwrap();
-                    }
-                    sink.flush().await.unwrap();
-                })
-            },
+            || s.template.clone(),
+            |e| s.chained(e),
             BatchSize::LargeInput,
         )
     });
+    let rows = s.rows.clone();
     g.bench_function("plain_batched_insert", |b| {
-        b.iter_batched(
-            || template.clone(),
-            |entries| plain_insert(&mut plain, &entries, &mut next_seq),
-            BatchSize::LargeInput,
-        )
+        b.iter_batched(|| rows.clone(), |r| s.plain(&r), BatchSize::LargeInput)
     });
     g.finish();
-    rt.block_on(sink.close()).unwrap();
+}
+
+/// Records to verify, and the bytes verification hashes, laid out for bare SHA-256.
+struct VerifySetup {
+    records: Vec<Record>,
+    preimages: Vec<Vec<u8>>,
+    openings: Vec<Vec<u8>>,
+}
+
+impl VerifySetup {
+    fn new() -> Self {
+        let sink = MemorySink::new();
+        runtime().block_on(async {
+            for n in 0..VERIFY_RECORDS {
+                sink.append(entry(n)).await.unwrap();
+            }
+        });
+        let records = sink.records(Stream::Request);
+        let preimages = records.iter().map(Record::preimage).collect();
+        let openings = records.iter().flat_map(openings).collect();
+        Self {
+            records,
+            preimages,
+            openings,
+        }
+    }
+
+    fn verify(&self) {
+        let mut v = ChainVerifier::new(Stream::Request);
+        for r in &self.records {
+            assert!(v.push(r));
+        }
+        black_box(v.finish(None));
+    }
+
+    /// SHA-256 over each record's canonical bytes.
+    fn bare_records(&self) {
+        for p in &self.preimages {
+            black_box(Digest::of(p));
+        }
+    }
+
+    /// SHA-256 over everything verification hashes: each record's canonical bytes and each
+    /// commitment opening still held, one call each, as the verifier makes them.
+    fn bare_all(&self) {
+        for p in self.preimages.iter().chain(&self.openings) {
+            black_box(Digest::of(p));
+        }
+    }
 }
 
 fn verify(c: &mut Criterion) {
-    let rt = runtime();
-    let sink = MemorySink::new();
-    rt.block_on(async {
-        for n in 0..VERIFY_RECORDS {
-            sink.append(entry(n)).await.unwrap();
-        }
-    });
-    let records: Vec<Record> = sink.records(Stream::Request);
-    let preimages: Vec<Vec<u8>> = records.iter().map(Record::preimage).collect();
-    let openings: Vec<Vec<u8>> = records.iter().flat_map(openings).collect();
-    let bytes: usize = preimages.iter().map(Vec::len).sum();
-    let opening_bytes: usize = openings.iter().map(Vec::len).sum();
-
+    let s = VerifySetup::new();
     let mut g = c.benchmark_group("verify");
     g.throughput(Throughput::Elements(VERIFY_RECORDS as u64));
-    g.bench_function("chain_verifier", |b| {
-        b.iter(|| {
-            let mut v = ChainVerifier::new(Stream::Request);
-            for r in &records {
-                assert!(v.push(r));
-            }
-            black_box(v.finish(None))
-        })
-    });
+    g.bench_function("chain_verifier", |b| b.iter(|| s.verify()));
     g.bench_function("bare_sha256_same_record_bytes", |b| {
-        b.iter(|| {
-            for p in &preimages {
-                black_box(Digest::of(p));
-            }
-        })
+        b.iter(|| s.bare_records())
     });
-    // Everything verification hashes: each record's preimage and each commitment opening
-    // still held (salt || value), one SHA-256 call each, as the verifier makes them.
-    g.bench_function("bare_sha256_all_hashed_bytes", |b| {
-        b.iter(|| {
-            for p in preimages.iter().chain(&openings) {
-                black_box(Digest::of(p));
-            }
-        })
-    });
+    g.bench_function("bare_sha256_all_hashed_bytes", |b| b.iter(|| s.bare_all()));
     g.finish();
+    let bytes: usize = s.preimages.iter().map(Vec::len).sum();
+    let opening_bytes: usize = s.openings.iter().map(Vec::len).sum();
     eprintln!(
         "verify: {VERIFY_RECORDS} records, {} canonical bytes and {} commitment openings \
          ({} bytes) per record on average",
         bytes / VERIFY_RECORDS,
-        openings.len() / VERIFY_RECORDS,
+        s.openings.len() / VERIFY_RECORDS,
         opening_bytes / VERIFY_RECORDS
     );
+}
+
+/// Seconds `f` takes.
+fn timed(f: impl FnOnce()) -> f64 {
+    let start = Instant::now();
+    f();
+    start.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The ratios the targets are about, measured with the two sides alternating round by round,
+/// so that load from other processes on a shared machine hits both alike. Prints the median
+/// of the per-round rate ratios (subject / baseline).
+fn interleaved_ratios(_: &mut Criterion) {
+    let mut a = AppendSetup::new();
+    let append: Vec<f64> = (0..RATIO_ROUNDS)
+        .map(|_| {
+            let (entries, rows) = (a.template.clone(), a.rows.clone());
+            let chained = timed(|| a.chained(entries));
+            let plain = timed(|| a.plain(&rows));
+            plain / chained
+        })
+        .collect();
+    let v = VerifySetup::new();
+    let (mut vs_records, mut vs_all) = (Vec::new(), Vec::new());
+    for _ in 0..RATIO_ROUNDS {
+        let verify = timed(|| v.verify());
+        vs_records.push(timed(|| v.bare_records()) / verify);
+        vs_all.push(timed(|| v.bare_all()) / verify);
+    }
+    eprintln!(
+        "interleaved medians over {RATIO_ROUNDS} rounds: chained append at {:.0}% of the plain \
+         insert rate; verify at {:.0}% of bare SHA-256 over the record bytes, {:.0}% over all \
+         bytes it hashes",
+        100.0 * median(append),
+        100.0 * median(vs_records),
+        100.0 * median(vs_all)
+    );
+    a.rt.block_on(a.sink.close()).unwrap();
 }
 
 /// The commitment opening verification hashes for `record`, rebuilt from its stored JSON
@@ -234,5 +332,5 @@ fn openings(record: &Record) -> Vec<Vec<u8>> {
     out
 }
 
-criterion_group!(benches, append, verify);
+criterion_group!(benches, append, verify, interleaved_ratios);
 criterion_main!(benches);

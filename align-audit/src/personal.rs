@@ -30,8 +30,62 @@ pub const USER_AGENT: &str = "userAgent";
 const SALT_LEN: usize = 16;
 const COARSE_SALT_TAG: &[u8] = b"align-audit/coarse-salt/v1";
 
-/// Personal values by name (sorted, so their encoding is canonical).
-pub(crate) type Values = BTreeMap<String, String>;
+/// Personal values by name, kept sorted so their encoding is canonical. A sorted vector
+/// rather than a map: records hold one or two values, and verification walks millions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Values(Vec<(String, String)>);
+
+impl Values {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value.
+    pub(crate) fn insert(&mut self, name: String, value: String) {
+        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (name, value)),
+        }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+impl IntoIterator for Values {
+    type Item = (String, String);
+    type IntoIter = std::vec::IntoIter<(String, String)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl Serialize for Values {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Values {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A map: names arrive unique, and the B-tree hands them back sorted.
+        let map = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Self(map.into_iter().collect()))
+    }
+}
 
 /// A random per-record salt.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -81,26 +135,24 @@ impl<'de> Deserialize<'de> for Salt {
     }
 }
 
-/// `SHA-256(salt ‖ u64 count ‖ (str name ‖ str value)…)`, names in sorted order.
-fn commit(salt: &Salt, values: &Values) -> Digest {
-    let mut buf = Vec::with_capacity(96);
+/// `SHA-256(salt ‖ u64 count ‖ (str name ‖ str value)…)`, names in sorted order; `buf` is
+/// scratch space (verification reuses one across records).
+fn commit(salt: &Salt, values: &Values, buf: &mut Vec<u8>) -> Digest {
+    buf.clear();
     buf.extend_from_slice(&salt.0);
-    let mut enc = Encoder(&mut buf);
-    enc.u64(values.len() as u64);
-    for (name, value) in values {
+    let mut enc = Encoder(buf);
+    enc.u64(values.0.len() as u64);
+    for (name, value) in values.iter() {
         enc.str(name);
         enc.str(value);
     }
-    Digest::of(&buf)
+    Digest::of(buf)
 }
 
 /// The coarse forms of the values that have one (the IP address's network).
 fn coarse_values(values: &Values) -> Option<Values> {
     let ip: IpAddr = values.get(IP)?.parse().ok()?;
-    Some(BTreeMap::from([(
-        IP.to_owned(),
-        coarsen_ip(ip).to_string(),
-    )]))
+    Some(Values(vec![(IP.to_owned(), coarsen_ip(ip).to_string())]))
 }
 
 /// What a record's personal data still holds.
@@ -139,9 +191,11 @@ impl Personal {
             return Ok(None);
         }
         let salt = Salt::random(rng)?;
-        let coarse_commitment = coarse_values(&values).map(|c| commit(&salt.coarse(), &c));
+        let mut buf = Vec::new();
+        let coarse_commitment =
+            coarse_values(&values).map(|c| commit(&salt.coarse(), &c, &mut buf));
         Ok(Some(Self {
-            commitment: commit(&salt, &values),
+            commitment: commit(&salt, &values, &mut buf),
             salt: Some(salt),
             values: Some(values),
             coarse_commitment,
@@ -156,7 +210,6 @@ impl Personal {
             .as_ref()
             .or(self.coarse_values.as_ref())?
             .get(name)
-            .map(String::as_str)
     }
 
     /// Every value still held, by name.
@@ -165,8 +218,7 @@ impl Personal {
             .as_ref()
             .or(self.coarse_values.as_ref())
             .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .flat_map(Values::iter)
     }
 
     pub(crate) fn state(&self) -> PersonalState {
@@ -189,7 +241,7 @@ impl Personal {
         if let (Some(expected), Some(coarse)) = (self.coarse_commitment, coarse_values(&values)) {
             // A coarse form that does not open its commitment was never written by this
             // crate; keep nothing rather than a value the chain does not cover.
-            if commit(&coarse_salt, &coarse) == expected {
+            if commit(&coarse_salt, &coarse, &mut Vec::new()) == expected {
                 self.coarse_salt = Some(coarse_salt);
                 self.coarse_values = Some(coarse);
             }
@@ -210,11 +262,11 @@ impl Personal {
         had
     }
 
-    /// Whether everything held matches its commitment.
-    pub(crate) fn holds(&self) -> bool {
+    /// Whether everything held matches its commitment; `buf` is scratch space.
+    pub(crate) fn holds(&self, buf: &mut Vec<u8>) -> bool {
         let full = match (&self.salt, &self.values) {
             (None, None) => true,
-            (Some(salt), Some(values)) => commit(salt, values) == self.commitment,
+            (Some(salt), Some(values)) => commit(salt, values, buf) == self.commitment,
             _ => false,
         };
         let coarse = match (
@@ -223,7 +275,7 @@ impl Personal {
             &self.coarse_commitment,
         ) {
             (None, None, _) => true,
-            (Some(salt), Some(values), Some(c)) => commit(salt, values) == *c,
+            (Some(salt), Some(values), Some(c)) => commit(salt, values, buf) == *c,
             _ => false,
         };
         full && coarse
@@ -240,10 +292,11 @@ mod tests {
     use super::*;
 
     fn values(pairs: &[(&str, &str)]) -> Values {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        let mut v = Values::new();
+        for (k, val) in pairs {
+            v.insert((*k).to_owned(), (*val).to_owned());
+        }
+        v
     }
 
     #[test]
@@ -252,13 +305,13 @@ mod tests {
         let v = values(&[(IP, "203.0.113.77"), (USER_AGENT, "curl/8")]);
         let mut p = Personal::new(v, &rng).unwrap().unwrap();
         let before = (p.commitment, p.coarse_commitment);
-        assert!(p.holds());
+        assert!(p.holds(&mut Vec::new()));
         assert!(p.anonymise());
         assert!(!p.anonymise());
         assert_eq!(p.value(IP), Some("203.0.113.0"));
         assert_eq!(p.value(USER_AGENT), None);
         assert_eq!(p.state(), PersonalState::Anonymised);
-        assert!(p.holds());
+        assert!(p.holds(&mut Vec::new()));
         assert!(p.erase());
         assert_eq!((p.value(IP), p.state()), (None, PersonalState::Erased));
         assert_eq!((p.commitment, p.coarse_commitment), before);
@@ -272,8 +325,9 @@ mod tests {
             .unwrap();
         if let Some(v) = p.values.as_mut() {
             v.insert(USER_AGENT.into(), "curl/9".into());
+            assert_eq!(v.get(USER_AGENT), Some("curl/9"));
         }
-        assert!(!p.holds());
+        assert!(!p.holds(&mut Vec::new()));
         assert!(Personal::new(Values::new(), &rng).unwrap().is_none());
     }
 }

@@ -175,7 +175,7 @@ impl ChainVerifier {
             Some(BreakReason::PreviousHashMismatch)
         } else if record_hash(record.sequence, &record.prev_hash, e, &mut self.buf) != record.hash {
             Some(BreakReason::HashMismatch)
-        } else if e.personal.as_ref().is_some_and(|p| !p.holds()) {
+        } else if e.personal.as_ref().is_some_and(|p| !p.holds(&mut self.buf)) {
             Some(BreakReason::PersonalDataMismatch)
         } else {
             None
