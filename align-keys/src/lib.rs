@@ -15,6 +15,10 @@
 pub mod domain;
 mod error;
 mod hash;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "tower")]
+pub mod layer;
 mod manager;
 pub mod policy;
 mod redact;

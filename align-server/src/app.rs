@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use align_keys::http::CredentialProblem;
 use align_keys::{Environment, KeyRecord, Role, Verification, VerifiedKey};
 use align_ratelimit::{Decision, RateLimiter};
 use bytes::Bytes;
 use chrono::Utc;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderValue, USER_AGENT};
+use http::header::{CONTENT_LENGTH, HeaderValue, USER_AGENT};
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -299,26 +300,11 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Auth, Api
 
 /// The key the client sent; both headers with different keys is ambiguous.
 fn presented_key(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let bearer = match headers.get(AUTHORIZATION) {
-        None => None,
-        Some(v) => {
-            let v = v.to_str().map_err(|_| ApiError::invalid_key())?.trim();
-            let (scheme, rest) = v.split_once(' ').ok_or_else(ApiError::invalid_key)?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(ApiError::invalid_key());
-            }
-            Some(rest.trim())
-        }
-    };
-    let api_key = match headers.get("x-api-key") {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| ApiError::invalid_key())?.trim()),
-    };
-    match (bearer, api_key) {
-        (Some(a), Some(b)) if a != b => Err(ApiError::ambiguous_credentials()),
-        (Some(k), _) | (None, Some(k)) if !k.is_empty() => Ok(k),
-        _ => Err(ApiError::missing_key()),
-    }
+    align_keys::http::presented_key(headers).map_err(|p| match p {
+        CredentialProblem::Missing => ApiError::missing_key(),
+        CredentialProblem::Malformed => ApiError::invalid_key(),
+        CredentialProblem::Ambiguous => ApiError::ambiguous_credentials(),
+    })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -1,0 +1,53 @@
+//! Reading an API key from HTTP request headers (feature `http`).
+//!
+//! Keys arrive as `Authorization: Bearer <key>` (recommended) or `X-API-Key: <key>`. Both
+//! present with different values is ambiguous; a non-Bearer `Authorization` is not a key.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+/// Why no key could be taken from the headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialProblem {
+    /// Neither header carries a key (`401 missing_key`).
+    Missing,
+    /// A header is present but not a usable credential (`401 invalid_key`).
+    Malformed,
+    /// Both headers carry different keys (`400 ambiguous_credentials`).
+    Ambiguous,
+}
+
+/// The key presented in `headers`.
+///
+/// ```
+/// use align_keys::http::{presented_key, CredentialProblem};
+/// let mut h = http::HeaderMap::new();
+/// assert_eq!(presented_key(&h), Err(CredentialProblem::Missing));
+/// h.insert("authorization", "Bearer ako_x".parse().unwrap());
+/// assert_eq!(presented_key(&h), Ok("ako_x"));
+/// h.insert("x-api-key", "akt_y".parse().unwrap());
+/// assert_eq!(presented_key(&h), Err(CredentialProblem::Ambiguous));
+/// ```
+pub fn presented_key(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
+    let bearer = match headers.get(AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().map_err(|_| CredentialProblem::Malformed)?.trim();
+            let (scheme, rest) = v.split_once(' ').ok_or(CredentialProblem::Malformed)?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(CredentialProblem::Malformed);
+            }
+            Some(rest.trim())
+        }
+    };
+    let api_key = match headers.get("x-api-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| CredentialProblem::Malformed)?.trim()),
+    };
+    match (bearer, api_key) {
+        (Some(a), Some(b)) if a != b => Err(CredentialProblem::Ambiguous),
+        (Some(k), _) | (None, Some(k)) if !k.is_empty() => Ok(k),
+        (None, None) => Err(CredentialProblem::Missing),
+        _ => Err(CredentialProblem::Malformed),
+    }
+}
