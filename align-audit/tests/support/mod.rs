@@ -94,6 +94,7 @@ pub fn arb_entry() -> impl Strategy<Value = Entry> {
 
 /// The three sinks, freshly opened in `dir`, with the test checkpoint key.
 pub async fn all_sinks(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn AuditSink>)> {
+    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
     let mut sinks: Vec<(&'static str, Arc<dyn AuditSink>)> = vec![
         (
             "memory",
