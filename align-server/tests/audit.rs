@@ -122,3 +122,66 @@ async fn every_security_change_is_audited_and_every_request_logged() {
     }
     sink.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_audit_api_lists_changes_with_filters_and_refuses_narrow_keys() {
+    let s = TestServer::start().await;
+    let (token, res) = s
+        .mint(&s.admin_key, json!({"name": "t", "scope": "organization"}))
+        .await;
+    let id = res["apiKeyId"].as_str().unwrap().to_owned();
+    s.post(
+        &format!("/api/v1/keys/{id}/revoke"),
+        &s.admin_key,
+        json!({}),
+    )
+    .await;
+    let r = s.get("/api/v1/audit-events", &s.admin_key).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let data = r.body["data"].as_array().unwrap();
+    assert_eq!(data[0]["action"], "api_key.revoked", "newest first");
+    assert_eq!(data[0]["target"], id.as_str());
+    assert_eq!(data[0]["actor"]["type"], "api_key");
+    assert_eq!(data[0]["actor"]["keyPrefix"], &s.admin_key[..12]);
+    assert_eq!(data[0]["ip"], "127.0.0.1");
+    assert!(!String::from_utf8_lossy(&r.raw).contains(&token[13..]));
+
+    let only = s
+        .get(
+            "/api/v1/audit-events?action=api_key.created&limit=1",
+            &s.admin_key,
+        )
+        .await;
+    let only_data = only.body["data"].as_array().unwrap();
+    assert_eq!(only_data.len(), 1);
+    assert_eq!(only_data[0]["action"], "api_key.created");
+    let bad = s
+        .get("/api/v1/audit-events?since=yesterday", &s.admin_key)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    let p = s
+        .post("/api/v1/projects", &s.admin_key, json!({"name": "p"}))
+        .await;
+    let (pk, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "pk", "scope": "project", "projectId": p.body["id"]}),
+        )
+        .await;
+    assert_eq!(
+        s.get("/api/v1/audit-events", &pk).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let (nr, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "nr", "scope": "organization", "permissions": ["keys:read"]}),
+        )
+        .await;
+    assert_eq!(
+        s.get("/api/v1/audit-events", &nr).await.status,
+        StatusCode::FORBIDDEN
+    );
+    s.stop().await;
+}

@@ -1,6 +1,7 @@
 //! The router: `/api/v1/...` path segments and method → handler. Anything else is
 //! `404 not_found` (as for an unknown object: the route table is public in `docs/openapi.yaml`).
 
+mod audit_events;
 mod keys;
 mod me;
 mod organization;
@@ -29,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/projects"),
     ("GET", "/api/v1/organization"),
     ("PATCH", "/api/v1/organization"),
+    ("GET", "/api/v1/audit-events"),
 ];
 
 /// Runs the handler for an authenticated request.
@@ -50,6 +52,7 @@ pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response,
         (Method::GET, ["projects"]) => projects::list(state, &req).await,
         (Method::GET, ["organization"]) => organization::get(state, &req).await,
         (Method::PATCH, ["organization"]) => organization::update(state, &req).await,
+        (Method::GET, ["audit-events"]) => audit_events::list(state, &req).await,
         _ => Err(ApiError::not_found()),
     }
 }

@@ -1,0 +1,135 @@
+//! `GET /api/v1/audit-events`: the organisation's audit log, newest first, with filters
+//! (actor, action, target, since, until) and cursor paging. Needs `audit:read` and an
+//! organisation-scoped live key: project and sandbox keys would otherwise see other projects'
+//! or live activity.
+
+use align_audit::{Actor, Cursor, Query, Record, Stream};
+use align_keys::{Environment, Permission, Scope};
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::app::Request;
+use crate::error::ApiError;
+use crate::http::{self as h, Response};
+use crate::state::AppState;
+
+fn view(r: &Record) -> Value {
+    let e = r.entry();
+    let actor = match e.actor() {
+        Actor::ApiKey { id, prefix } => json!({ "type": "api_key", "id": id, "keyPrefix": prefix }),
+        Actor::User { id } => json!({ "type": "user", "id": id }),
+        _ => json!({ "type": "system" }),
+    };
+    json!({
+        "id": e.id(),
+        "sequence": r.sequence(),
+        "time": h::timestamp(e.time()),
+        "organizationId": e.organization(),
+        "environment": e.environment(),
+        "actor": actor,
+        "action": e.action(),
+        "target": e.target(),
+        "requestId": e.request_id(),
+        "method": e.method(),
+        "path": e.path(),
+        "status": e.status(),
+        "ip": e.ip().map(|ip| ip.to_string()),
+        "userAgent": e.user_agent(),
+        "metadata": e.metadata(),
+    })
+}
+
+fn time_param(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ApiError::invalid_request(format!("{name} must be an RFC 3339 time")))
+}
+
+pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let me = req.auth.key.record();
+    if !req
+        .auth
+        .caller()
+        .effective_permissions()
+        .contains(Permission::AuditRead)
+    {
+        return Err(ApiError::forbidden(
+            align_keys::Denial::MissingPermission(Permission::AuditRead).to_string(),
+        ));
+    }
+    if me.scope != Scope::Organization || me.environment != Environment::Live {
+        return Err(ApiError::forbidden(
+            "audit events can be read with organization-scoped live keys only",
+        ));
+    }
+    let mut q = Query::new(Stream::Audit);
+    q.organization = Some(me.organization_id.to_string());
+    for pair in req
+        .parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v)
+            .ok_or_else(|| ApiError::invalid_request(format!("{k} is not valid UTF-8")))?;
+        match k {
+            "actor" => q.actor = Some(v),
+            "action" => q.action = Some(v),
+            "target" => q.target = Some(v),
+            "since" => q.since = Some(time_param(k, &v)?),
+            "until" => q.until = Some(time_param(k, &v)?),
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=align_audit::MAX_LIMIT).contains(n))
+                    .ok_or_else(|| ApiError::invalid_request("limit must be between 1 and 200"))?;
+            }
+            "cursor" => {
+                let c: Cursor = v
+                    .parse()
+                    .map_err(|_| ApiError::invalid_request("cursor is not valid"))?;
+                q.cursor = Some(c);
+            }
+            _ => {}
+        }
+    }
+    let page = state.audit.query(&q).await.map_err(|e| {
+        tracing::error!(error = %e, "audit query failed");
+        ApiError::unavailable()
+    })?;
+    let data: Vec<Value> = page.records.iter().map(view).collect();
+    Ok(h::json(
+        StatusCode::OK,
+        &json!({ "data": data, "nextCursor": page.next_cursor.map(|c| c.to_string()) }),
+    ))
+}
+
+/// Decodes `%XX` escapes and `+` in a query value.
+fn percent_decode(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
