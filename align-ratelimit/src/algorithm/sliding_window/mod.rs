@@ -57,7 +57,20 @@ pub struct SlidingWindow {
 #[derive(Debug, Clone)]
 pub struct SlidingWindowState {
     coarse: Ring<COARSE>,
-    fine: Option<Box<Ring<FINE>>>,
+    fine: Option<Box<Fine>>,
+}
+
+/// The fine ring, with what a denial needs cached in the first cache line: a key at its limit
+/// is checked over and over, and most checks are denials that change nothing.
+#[derive(Debug, Clone)]
+#[repr(C)]
+struct Fine {
+    /// Until then (exclusive) no bucket leaves and the newest bucket stays the same.
+    quiet_until: u64,
+    /// When the oldest non-empty bucket leaves the window, and its units.
+    oldest_leaves_at: u64,
+    oldest_count: u16,
+    ring: Ring<FINE>,
 }
 
 impl SlidingWindow {
@@ -81,6 +94,35 @@ impl SlidingWindow {
     #[must_use]
     pub fn resolution(&self) -> Duration {
         Duration::from_nanos(self.fine.bucket_nanos())
+    }
+
+    /// The denial of `cost` at `now` from the cache alone, when nothing can have changed since
+    /// the last full check: exactly what the full check would return.
+    fn quiet_denial(&self, fine: &Fine, cost: u16, now: u64) -> Option<Decision> {
+        let total = u32::from(fine.ring.total());
+        let excess = (total + u32::from(cost)).checked_sub(u32::from(self.limit))?;
+        let quiet = now < fine.quiet_until
+            && excess > 0
+            && excess <= u32::from(fine.oldest_count)
+            && total > u32::from(self.limit / DEMOTE);
+        quiet.then(|| {
+            let wait = Duration::from_nanos(fine.oldest_leaves_at - now);
+            Decision {
+                allowed: false,
+                limit: u64::from(self.limit),
+                remaining: u64::from(self.limit) - u64::from(fine.ring.total()),
+                reset_after: wait,
+                retry_after: Some(wait),
+            }
+        })
+    }
+
+    /// Caches, after a full check, what [`Self::quiet_denial`] needs.
+    fn remember(&self, fine: &mut Fine, cursor: &Cursor) {
+        let (leaves_at, count) = self.fine.oldest(&fine.ring, cursor).unwrap_or((0, 0));
+        fine.oldest_leaves_at = leaves_at;
+        fine.oldest_count = count;
+        fine.quiet_until = leaves_at.min(self.fine.next_bucket_at(cursor));
     }
 
     /// Admits `cost` on `ring` (prepared by `cursor`) if it fits, with the waits for the headers.
@@ -131,12 +173,19 @@ impl Algorithm for SlidingWindow {
         let cost = cost as u16;
         let now = now.as_nanos();
         if let Some(fine) = st.fine.as_deref_mut() {
-            let cursor = self.fine.prepare(fine, now);
-            if fine.total() > self.limit / DEMOTE {
-                return Ok(self.decide(&self.fine, fine, &cursor, cost).into());
+            if let Some(denied) = self.quiet_denial(fine, cost, now) {
+                return Ok(denied);
+            }
+            let cursor = self.fine.prepare(&mut fine.ring, now);
+            if fine.ring.total() > self.limit / DEMOTE {
+                let outcome = self.decide(&self.fine, &mut fine.ring, &cursor, cost);
+                self.remember(fine, &cursor);
+                return Ok(outcome.into());
             }
             // Well under the limit again: back to the compact ring.
-            st.coarse = self.coarse.ring_of(now, self.fine.units(fine, &cursor));
+            st.coarse = self
+                .coarse
+                .ring_of(now, self.fine.units(&fine.ring, &cursor));
             st.fine = None;
         }
         {
@@ -154,20 +203,27 @@ impl Algorithm for SlidingWindow {
                 .into());
             }
             // Near the limit: decide on the fine ring.
-            let mut fine = self
+            let ring = self
                 .fine
                 .ring_of(now, self.coarse.units(&st.coarse, &cursor));
-            let fine_cursor = self.fine.prepare(&mut fine, now);
-            let outcome = self.decide(&self.fine, &mut fine, &fine_cursor, cost);
+            let mut fine = Box::new(Fine {
+                quiet_until: 0,
+                oldest_leaves_at: 0,
+                oldest_count: 0,
+                ring,
+            });
+            let fine_cursor = self.fine.prepare(&mut fine.ring, now);
+            let outcome = self.decide(&self.fine, &mut fine.ring, &fine_cursor, cost);
+            self.remember(&mut fine, &fine_cursor);
             st.coarse = self.coarse.empty(now);
-            st.fine = Some(Box::new(fine));
+            st.fine = Some(fine);
             Ok(outcome.into())
         }
     }
 
     fn is_idle(&self, st: &Self::State, now: Timestamp) -> bool {
         match &st.fine {
-            Some(fine) => self.fine.is_idle(fine, now.as_nanos()),
+            Some(fine) => self.fine.is_idle(&fine.ring, now.as_nanos()),
             None => self.coarse.is_idle(&st.coarse, now.as_nanos()),
         }
     }

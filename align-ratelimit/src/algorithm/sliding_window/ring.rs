@@ -237,6 +237,24 @@ impl<const N: usize> Grid<N> {
         )
     }
 
+    /// When the oldest non-empty bucket leaves the window, and its units.
+    pub(crate) fn oldest(&self, r: &Ring<N>, c: &Cursor) -> Option<(u64, u16)> {
+        let (mut bucket, mut slot) = (c.first, c.first_slot);
+        while bucket <= c.idx {
+            if r.counts[slot] != 0 {
+                return Some((self.leaves_at(r, bucket, slot), r.counts[slot]));
+            }
+            bucket += 1;
+            slot = Self::next(slot);
+        }
+        None
+    }
+
+    /// When the bucket after the cursor's newest starts.
+    pub(crate) fn next_bucket_at(&self, c: &Cursor) -> u64 {
+        (c.idx + 1).saturating_mul(self.bucket.d)
+    }
+
     /// Whether nothing in `r` can still be in the window at `now`.
     pub(crate) fn is_idle(&self, r: &Ring<N>, now: u64) -> bool {
         if r.total == 0 {
