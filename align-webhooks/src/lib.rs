@@ -14,6 +14,9 @@
 //! - **Dispatcher** ([`Dispatcher`], [`DispatcherConfig`]): hyper over rustls (ring),
 //!   bounded concurrency, per-attempt timeout, retries with jitter and `Retry-After`, 410 and
 //!   long failure runs disable the endpoint, a per-endpoint throughput cap.
+//! - **Receiver kit** ([`WebhookReceiver`], the [`Deduplicator`] trait,
+//!   [`MemoryDeduplicator`], `SqliteDeduplicator` with feature `sqlite`): verify, then
+//!   de-duplicate on `webhook-id`.
 //!
 //! Nothing in this crate prints secret material: every key type's `Debug` is redacted and no
 //! error carries a secret.
@@ -22,6 +25,7 @@ mod dispatch;
 mod error;
 mod model;
 mod policy;
+mod receiver;
 mod rotation;
 mod secret;
 mod store;
@@ -36,6 +40,7 @@ pub use model::{
     EventFilter, MAX_RECORDED_BODY, Message, MessageId, NewMessage, Next,
 };
 pub use policy::{AddressClass, Resolver, SystemResolver, UrlDefect, UrlPolicy, classify};
+pub use receiver::{DEFAULT_DEDUP_TTL, Deduplicator, MemoryDeduplicator, Receipt, WebhookReceiver};
 pub use rotation::{DEFAULT_GRACE, EndpointSecrets};
 pub use secret::{
     DEFAULT_SECRET_BYTES, EndpointKey, MAX_SECRET_BYTES, MIN_SECRET_BYTES, SECRET_PREFIX,
@@ -43,7 +48,7 @@ pub use secret::{
 };
 pub use store::{MemoryWebhookStore, WebhookStore};
 #[cfg(feature = "sqlite")]
-pub use store::{SqliteWebhookStore, enqueue_in_transaction};
+pub use store::{SqliteDeduplicator, SqliteWebhookStore, enqueue_in_transaction};
 pub use verify::{
     DEFAULT_TOLERANCE, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerificationKey,
     VerifiedWebhook, Verifier, WebhookVerifier,

@@ -1,5 +1,7 @@
 //! The durable outbox: the [`WebhookStore`] trait and its back-ends.
 
+#[cfg(feature = "sqlite")]
+mod dedup_sqlite;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -9,6 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+#[cfg(feature = "sqlite")]
+pub use dedup_sqlite::SqliteDeduplicator;
 pub use memory::MemoryWebhookStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteWebhookStore, enqueue_in_transaction};

@@ -25,7 +25,8 @@ use crate::model::{
 use crate::rotation::EndpointSecrets;
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE webhooks_endpoints (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -71,7 +72,15 @@ CREATE TABLE webhooks_attempts (
     error TEXT
 );
 CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_id, seq);
-"];
+",
+    r"
+CREATE TABLE webhooks_seen (
+    id TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX webhooks_seen_by_expiry ON webhooks_seen(expires_at);
+",
+];
 
 const ENDPOINT_COLUMNS: &str = "e.id, e.environment, e.url, e.event_types, e.enabled, \
     e.disabled_reason, e.secrets, e.max_per_second, e.failing_since, e.created_at";
