@@ -1,7 +1,7 @@
 //! The SQL behind queries, verification and the privacy operations.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, ToSql, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use super::schema::{self, COLUMNS, parse_personal, personal_json, read_record};
 use crate::checkpoint::{Checkpoint, CheckpointKey};
@@ -115,12 +115,16 @@ pub(super) fn purge(
     key: &CheckpointKey,
 ) -> Result<u64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // The first record (in sequence order) that is not old enough ends the removal.
-    let first_kept: Option<i64> = tx.query_row(
-        "SELECT MIN(sequence) FROM audit_records WHERE stream = ?1 AND time >= ?2",
-        params![stream.as_str(), cutoff.timestamp_millis()],
-        |r| r.get(0),
-    )?;
+    // The first record (in sequence order) that is not old enough ends the removal. Walking
+    // the primary key from the start stops there, so the cost follows what is removed.
+    let first_kept: Option<i64> = tx
+        .query_row(
+            "SELECT sequence FROM audit_records WHERE stream = ?1 AND time >= ?2
+             ORDER BY sequence LIMIT 1",
+            params![stream.as_str(), cutoff.timestamp_millis()],
+            |r| r.get(0),
+        )
+        .optional()?;
     let last: Option<(i64, Vec<u8>)> = tx
         .query_row(
             "SELECT sequence, hash FROM audit_records WHERE stream = ?1 AND sequence < ?2
@@ -128,11 +132,7 @@ pub(super) fn purge(
             params![stream.as_str(), first_kept.unwrap_or(i64::MAX)],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+        .optional()?;
     let Some((seq, hash)) = last else {
         return Ok(0);
     };
