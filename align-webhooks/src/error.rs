@@ -67,6 +67,9 @@ pub enum Error {
     #[cfg(feature = "sqlite")]
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// A setting (environment variable) has a value this crate cannot use.
+    #[error("invalid value for {0}")]
+    InvalidSetting(&'static str),
     /// Stored data is not in the shape this version of the crate expects.
     #[error("corrupt stored data: {0}")]
     Corrupt(&'static str),

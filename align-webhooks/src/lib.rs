@@ -32,7 +32,8 @@ mod store;
 mod verify;
 
 pub use dispatch::{
-    Dispatcher, DispatcherConfig, ENDPOINT_DISABLED_EVENT, RetrySchedule, ScheduleParseError,
+    Dispatcher, DispatcherConfig, ENDPOINT_DISABLED_EVENT, ENV_ALLOW_PRIVATE_TARGETS,
+    ENV_RETRY_SCHEDULE, RetrySchedule, ScheduleParseError,
 };
 pub use error::{Error, ObjectKind, Result};
 pub use model::{

@@ -475,3 +475,59 @@ async fn a_literal_private_address_is_refused_at_delivery_time() {
         .unwrap();
     assert!(error.contains("Loopback"), "{error}");
 }
+
+#[tokio::test]
+async fn https_endpoints_are_spoken_to_over_tls() {
+    // The receiver speaks plain HTTP, so a TLS client cannot complete a handshake with it:
+    // the attempt fails before any request reaches the handler.
+    let s = setup(config(), |_, _| Reply::status(200)).await;
+    let mut live = endpoint(
+        Environment::Live,
+        &format!("https://{}/hook", s.receiver.addr),
+    );
+    live.filter = EventFilter::All;
+    s.store.create_endpoint(&live).await.unwrap();
+    let m = NewMessage::new("evt_tls", "x", Environment::Live, json!({}));
+    let id = s.store.enqueue(m, Utc::now()).await.unwrap().deliveries[0];
+    s.dispatcher.run_once().await.unwrap();
+    assert_eq!(s.receiver.count(), 0);
+    let attempt = &s.store.attempts(id).await.unwrap()[0];
+    assert_eq!(attempt.status, None);
+    assert!(attempt.error.is_some());
+}
+
+#[test]
+fn settings_come_from_the_documented_environment_variables() {
+    let env = HashMap::from([
+        ("ALIGN_WEBHOOKS_RETRY_SCHEDULE", "5,300,1800"),
+        ("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "1"),
+    ]);
+    let c = DispatcherConfig::default()
+        .with_settings(|k| env.get(k).map(|v| (*v).to_owned()))
+        .unwrap();
+    assert_eq!(
+        c.retry_schedule.delays(),
+        &[
+            Duration::from_secs(5),
+            Duration::from_secs(300),
+            Duration::from_secs(1800)
+        ]
+    );
+    assert!(c.url_policy.allows_private_targets());
+    let d = DispatcherConfig::default();
+    assert_eq!(d.retry_schedule.delays().len(), 7);
+    assert!(!d.url_policy.allows_private_targets());
+    assert_eq!(d.attempt_timeout, Duration::from_secs(15));
+    assert!((d.jitter - 0.2).abs() < f64::EPSILON);
+    assert_eq!(d.disable_after, Duration::from_secs(5 * 24 * 3600));
+    for (k, v) in [
+        ("ALIGN_WEBHOOKS_RETRY_SCHEDULE", "5,soon"),
+        ("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "maybe"),
+    ] {
+        assert!(
+            DispatcherConfig::default()
+                .with_settings(|name| (name == k).then(|| v.to_owned()))
+                .is_err()
+        );
+    }
+}

@@ -51,8 +51,10 @@ pub struct DispatcherConfig {
     pub default_max_per_second: Option<u32>,
     /// How long the loop sleeps when nothing is due (default 1 s).
     pub poll_interval: Duration,
-    /// How long a claimed delivery stays invisible to other dispatchers (default: the attempt
-    /// timeout + 30 s). After a crash, the delivery is retried when this ends.
+    /// How long a claimed delivery stays invisible to other dispatchers (default 45 s: the
+    /// attempt timeout + 30 s). After a crash, the delivery is retried when this ends. Keep it
+    /// above `attempt_timeout` + 1 s (the longest in-memory throttle wait), or a slow attempt
+    /// may be sent twice.
     pub lease: Duration,
     /// Address and URL rules, applied again before every attempt.
     pub url_policy: UrlPolicy,
@@ -72,6 +74,42 @@ impl Default for DispatcherConfig {
             lease: Duration::from_secs(45),
             url_policy: UrlPolicy::new(),
         }
+    }
+}
+
+/// Environment variable holding the retry schedule, e.g. `5,300,1800` (seconds).
+pub const ENV_RETRY_SCHEDULE: &str = "ALIGN_WEBHOOKS_RETRY_SCHEDULE";
+/// Environment variable allowing private targets when `1` or `true`.
+pub const ENV_ALLOW_PRIVATE_TARGETS: &str = "ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS";
+
+impl DispatcherConfig {
+    /// The defaults, with [`ENV_RETRY_SCHEDULE`] and [`ENV_ALLOW_PRIVATE_TARGETS`] applied from
+    /// the process environment.
+    pub fn from_env() -> crate::error::Result<Self> {
+        Self::default().with_settings(|name| std::env::var(name).ok())
+    }
+
+    /// Applies the settings `lookup` returns (by environment variable name); a test or a
+    /// config-file loader can pass its own lookup.
+    pub fn with_settings(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> crate::error::Result<Self> {
+        use crate::error::Error;
+        if let Some(text) = lookup(ENV_RETRY_SCHEDULE) {
+            self.retry_schedule = text
+                .parse()
+                .map_err(|_| Error::InvalidSetting(ENV_RETRY_SCHEDULE))?;
+        }
+        if let Some(text) = lookup(ENV_ALLOW_PRIVATE_TARGETS) {
+            let allow = match text.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" | "" => false,
+                _ => return Err(Error::InvalidSetting(ENV_ALLOW_PRIVATE_TARGETS)),
+            };
+            self.url_policy = self.url_policy.allow_private_targets(allow);
+        }
+        Ok(self)
     }
 }
 
