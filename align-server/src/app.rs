@@ -93,6 +93,7 @@ where
 {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
     let meta = RequestMeta {
         request_id: uuid::Uuid::new_v4().to_string(),
         peer,
@@ -146,6 +147,10 @@ where
             .await;
     }
     let latency = started.elapsed();
+    let route = routes::route_of(&method, &meta.path);
+    state
+        .metrics
+        .observe(&meta.method, route, status.as_u16(), latency);
     state.log_request(&meta, caller, status, latency).await;
     tracing::info!(
         target: "align::request",
@@ -176,7 +181,7 @@ where
             &serde_json::json!({ "status": "ok" }),
         ));
     }
-    if !parts.uri.path().starts_with("/api/") {
+    if !parts.uri.path().starts_with("/api/") && parts.uri.path() != "/metrics" {
         return Err(ApiError::not_found());
     }
 
@@ -193,21 +198,23 @@ where
     let decision = state.check_rate(record)?;
     trace.decision = Some(decision);
     if !decision.allowed {
+        state.metrics.denied("rate_limit");
         return Err(ApiError::rate_limit(
             decision.retry_after_secs().unwrap_or(1),
         ));
     }
 
     // Held until the handler is done; released on drop, also on timeout or panic.
-    let _permit = state
-        .concurrency
-        .try_acquire(&record.id)
-        .map_err(|d| ApiError::concurrency_limit(d.retry_after_secs().unwrap_or(1)))?;
+    let _permit = state.concurrency.try_acquire(&record.id).map_err(|d| {
+        state.metrics.denied("concurrency_limit");
+        ApiError::concurrency_limit(d.retry_after_secs().unwrap_or(1))
+    })?;
     for quota in &state.quotas {
         let d = quota
             .check(&record.id, 1)
             .map_err(|_| ApiError::internal())?;
         if !d.allowed {
+            state.metrics.denied("quota_exceeded");
             return Err(ApiError::quota_exceeded(d.retry_after_secs().unwrap_or(1)));
         }
     }
@@ -280,6 +287,23 @@ fn idempotency_key(parts: &Parts) -> Result<Option<String>, ApiError> {
 
 /// Finds the key in `Authorization: Bearer` or `X-API-Key` and verifies it.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Auth, ApiError> {
+    let result = verify_caller(state, headers).await;
+    let outcome = match &result {
+        Ok(_) => "valid",
+        Err(e) => match e.code {
+            "missing_key" => "missing",
+            "key_revoked" => "revoked",
+            "key_expired" => "expired",
+            "key_suspended" => "suspended",
+            "ambiguous_credentials" => "ambiguous",
+            _ => "invalid",
+        },
+    };
+    state.metrics.auth(outcome);
+    result
+}
+
+async fn verify_caller(state: &AppState, headers: &HeaderMap) -> Result<Auth, ApiError> {
     let token = presented_key(headers)?;
     let verification = state
         .keys

@@ -12,6 +12,7 @@ pub mod config;
 mod error;
 mod http;
 mod idempotency;
+mod metrics;
 mod routes;
 mod serve;
 mod state;

@@ -15,6 +15,7 @@ use align_ratelimit::{
 use crate::config::Config;
 use crate::error::{ApiError, Error};
 use crate::idempotency::Idempotency;
+use crate::metrics::Metrics;
 
 /// How long a looked-up role is trusted. Role changes made through this server apply at once;
 /// changes made by another process (the CLI) within this delay.
@@ -37,6 +38,8 @@ pub(crate) struct AppState {
     roles: Mutex<HashMap<UserId, (Role, Instant)>>,
     /// Audit and request logs.
     pub(crate) audit: Arc<dyn AuditSink>,
+    /// Counters for `/metrics`.
+    pub(crate) metrics: Metrics,
     /// Responses kept for `Idempotency-Key` replays (memory only).
     pub(crate) idempotency: Idempotency,
 }
@@ -86,6 +89,7 @@ impl AppState {
             overrides: RwLock::default(),
             roles: Mutex::default(),
             idempotency: Idempotency::default(),
+            metrics: Metrics::default(),
         })
     }
 

@@ -31,11 +31,29 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/organization"),
     ("PATCH", "/api/v1/organization"),
     ("GET", "/api/v1/audit-events"),
+    ("GET", "/metrics"),
 ];
+
+/// The route template a request matches (`{id}` matches one segment), for metrics labels.
+pub(crate) fn route_of(method: &Method, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.split('/').collect();
+    ROUTES
+        .iter()
+        .find(|(m, template)| {
+            let t: Vec<&str> = template.split('/').collect();
+            *m == method.as_str()
+                && t.len() == segments.len()
+                && t.iter().zip(&segments).all(|(a, b)| *a == "{id}" || a == b)
+        })
+        .map_or("unmatched", |(_, template)| template)
+}
 
 /// Runs the handler for an authenticated request.
 pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let path = req.parts.uri.path().to_owned();
+    if path == "/metrics" && req.parts.method == Method::GET {
+        return metrics(state, &req);
+    }
     let Some(rest) = path.strip_prefix("/api/v1/") else {
         return Err(ApiError::not_found());
     };
@@ -55,4 +73,42 @@ pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response,
         (Method::GET, ["audit-events"]) => audit_events::list(state, &req).await,
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// `GET /metrics`: Prometheus text, for an admin's organisation-scoped live key.
+fn metrics(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let me = req.auth.key.record();
+    let admin = req.auth.role == align_keys::Role::Admin
+        && me.scope == align_keys::Scope::Organization
+        && me.environment == align_keys::Environment::Live;
+    if !admin {
+        return Err(ApiError::forbidden(
+            "metrics need an organization-scoped live key created by an admin",
+        ));
+    }
+    let verifier = state.keys.verifier();
+    let gauges = [
+        (
+            "align_verifier_cached_keys",
+            "Keys held in the verification cache.",
+            verifier.cached_keys() as u64,
+        ),
+        (
+            "align_last_used_pending",
+            "Keys whose lastUsedAt waits for the next batch write.",
+            verifier.pending_last_used() as u64,
+        ),
+        (
+            "align_ratelimit_tracked_keys",
+            "Keys with rate-limit state in memory.",
+            state.limiter.len() as u64,
+        ),
+    ];
+    let text = state.metrics.render(&gauges);
+    let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(r)
 }

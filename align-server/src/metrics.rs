@@ -1,0 +1,146 @@
+//! Counters for `GET /metrics` (Prometheus text format 0.0.4).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+/// Authentication outcomes, in the order of [`Metrics::auth`]'s counters.
+pub(crate) const AUTH_OUTCOMES: [&str; 7] = [
+    "valid",
+    "missing",
+    "invalid",
+    "revoked",
+    "expired",
+    "suspended",
+    "ambiguous",
+];
+/// Limit refusals, in the order of [`Metrics::denied`]'s counters.
+pub(crate) const DENIALS: [&str; 3] = ["rate_limit", "concurrency_limit", "quota_exceeded"];
+
+/// Process-wide counters.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    auth: [AtomicU64; AUTH_OUTCOMES.len()],
+    denied: [AtomicU64; DENIALS.len()],
+}
+
+impl Metrics {
+    /// Counts a finished request.
+    pub(crate) fn observe(
+        &self,
+        method: &str,
+        route: &'static str,
+        status: u16,
+        latency: Duration,
+    ) {
+        {
+            let mut map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+            *map.entry((method.to_owned(), route, status)).or_default() += 1;
+        }
+        let secs = latency.as_secs_f64();
+        for (bound, counter) in BUCKETS.iter().zip(&self.latency_buckets) {
+            if secs <= *bound {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(
+            u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Counts an authentication outcome (an entry of [`AUTH_OUTCOMES`]).
+    pub(crate) fn auth(&self, outcome: &str) {
+        if let Some(i) = AUTH_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.auth[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a limit refusal (an entry of [`DENIALS`]).
+    pub(crate) fn denied(&self, kind: &str) {
+        if let Some(i) = DENIALS.iter().position(|d| *d == kind) {
+            self.denied[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The exposition text; `gauges` are (name, help, value) read at scrape time.
+    pub(crate) fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+        let mut out = String::with_capacity(4096);
+        let _ = writeln!(
+            out,
+            "# HELP align_http_requests_total HTTP requests by method, route and status."
+        );
+        let _ = writeln!(out, "# TYPE align_http_requests_total counter");
+        {
+            let map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+            for ((method, route, status), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "align_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP align_http_request_duration_seconds Time to answer a request."
+        );
+        let _ = writeln!(out, "# TYPE align_http_request_duration_seconds histogram");
+        for (bound, counter) in BUCKETS.iter().zip(&self.latency_buckets) {
+            let _ = writeln!(
+                out,
+                "align_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "align_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(out, "align_http_request_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "align_http_request_duration_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP align_auth_total Authentication outcomes of requests to the API."
+        );
+        let _ = writeln!(out, "# TYPE align_auth_total counter");
+        for (name, n) in AUTH_OUTCOMES.iter().zip(&self.auth) {
+            let _ = writeln!(
+                out,
+                "align_auth_total{{outcome=\"{name}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP align_limit_denials_total Requests refused by a rate, concurrency or quota limit."
+        );
+        let _ = writeln!(out, "# TYPE align_limit_denials_total counter");
+        for (name, n) in DENIALS.iter().zip(&self.denied) {
+            let _ = writeln!(
+                out,
+                "align_limit_denials_total{{limit=\"{name}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}
