@@ -86,10 +86,9 @@ impl SigningSecret {
     /// The raw HMAC tag over `{msg_id}.{timestamp}.{body}`.
     pub fn tag(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> hmac::Tag {
         let mut ctx = hmac::Context::with_key(&self.key);
+        let mut buf = [0_u8; 22];
         ctx.update(msg_id.as_bytes());
-        ctx.update(b".");
-        ctx.update(timestamp.to_string().as_bytes());
-        ctx.update(b".");
+        ctx.update(dotted(timestamp, &mut buf));
         ctx.update(body);
         ctx.sign()
     }
@@ -235,14 +234,37 @@ impl fmt::Debug for VerifyingKey {
 }
 
 fn signed_content(msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
-    let ts = timestamp.to_string();
-    let mut msg = Vec::with_capacity(msg_id.len() + ts.len() + body.len() + 2);
+    let mut buf = [0_u8; 22];
+    let middle = dotted(timestamp, &mut buf);
+    let mut msg = Vec::with_capacity(msg_id.len() + middle.len() + body.len());
     msg.extend_from_slice(msg_id.as_bytes());
-    msg.push(b'.');
-    msg.extend_from_slice(ts.as_bytes());
-    msg.push(b'.');
+    msg.extend_from_slice(middle);
     msg.extend_from_slice(body);
     msg
+}
+
+/// Writes `.{timestamp}.` into `buf` without allocating (signing is on the hot path) and
+/// returns the written part. 22 bytes hold two dots, a sign and 19 digits.
+fn dotted(timestamp: i64, buf: &mut [u8; 22]) -> &[u8] {
+    let mut end = buf.len();
+    end -= 1;
+    buf[end] = b'.';
+    let mut n = timestamp.unsigned_abs();
+    loop {
+        end -= 1;
+        buf[end] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if timestamp < 0 {
+        end -= 1;
+        buf[end] = b'-';
+    }
+    end -= 1;
+    buf[end] = b'.';
+    &buf[end..]
 }
 
 /// The key an endpoint signs with: a symmetric secret (`v1`) or an ed25519 key (`v1a`).
@@ -277,6 +299,28 @@ impl EndpointKey {
         match self {
             Self::Symmetric(s) => s.sign(msg_id, timestamp, body),
             Self::Asymmetric(k) => k.sign(msg_id, timestamp, body),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dotted;
+
+    #[test]
+    fn timestamps_are_written_like_to_string() {
+        for t in [
+            0_i64,
+            7,
+            -7,
+            10,
+            1_614_265_330,
+            i64::MAX,
+            i64::MIN,
+            -1_000_000,
+        ] {
+            let mut buf = [0_u8; 22];
+            assert_eq!(dotted(t, &mut buf), format!(".{t}.").as_bytes());
         }
     }
 }

@@ -557,33 +557,35 @@ impl WebhookStore for SqliteWebhookStore {
             let id = delivery.to_string();
             let (status, due) = next_state(next);
             let endpoint: String = tx
-                .query_row(
+                .prepare_cached(
                     "UPDATE webhooks_deliveries SET attempts = attempts + 1, status = ?2,
                      next_attempt_at = ?3 WHERE id = ?1 RETURNING endpoint_id",
-                    params![id, status.as_str(), due.map(ms)],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row(params![id, status.as_str(), due.map(ms)], |r| r.get(0))
                 .map_err(not_found(ObjectKind::Delivery))?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO webhooks_attempts
                  (delivery_id, attempted_at, status, latency_ms, response_body, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    id,
-                    ms(attempt.at),
-                    attempt.status,
-                    i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
-                    attempt.response_body,
-                    attempt.error
-                ],
-            )?;
-            let failing: Option<i64> = tx.query_row(
-                "UPDATE webhooks_endpoints SET failing_since =
-                 CASE WHEN ?2 THEN NULL ELSE COALESCE(failing_since, ?3) END
-                 WHERE id = ?1 RETURNING failing_since",
-                params![endpoint, next == Next::Succeeded, ms(attempt.at)],
-                |r| r.get(0),
-            )?;
+            )?
+            .execute(params![
+                id,
+                ms(attempt.at),
+                attempt.status,
+                i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
+                attempt.response_body,
+                attempt.error
+            ])?;
+            let failing: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE webhooks_endpoints SET failing_since =
+                     CASE WHEN ?2 THEN NULL ELSE COALESCE(failing_since, ?3) END
+                     WHERE id = ?1 RETURNING failing_since",
+                )?
+                .query_row(
+                    params![endpoint, next == Next::Succeeded, ms(attempt.at)],
+                    |r| r.get(0),
+                )?;
             tx.commit()?;
             Ok(opt_ms(failing)?)
         })
