@@ -46,16 +46,19 @@ pub(crate) struct Grid<const N: usize> {
 }
 
 /// Per-key counters: per bucket, its units and its latest admission.
+///
+/// `repr(C)` keeps the few fields every check reads at the front, in one cache line.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct Ring<const N: usize> {
-    counts: [u16; N],
-    /// Offset of the bucket's latest admission from the bucket's start, in steps, rounded up.
-    latest: [u8; N],
-    total: u16,
     /// The newest bucket's index, modulo 2^32: only differences to the current index are used.
     head: u32,
     /// The oldest bucket that may hold units, modulo 2^32: checks skip the empty ones before it.
     tail: u32,
+    total: u16,
+    counts: [u16; N],
+    /// Offset of the bucket's latest admission from the bucket's start, in steps, rounded up.
+    latest: [u8; N],
 }
 
 /// Where a check stands after [`Grid::prepare`]: the current bucket and the oldest live one.
