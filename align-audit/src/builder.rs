@@ -35,7 +35,7 @@ pub const MAX_METADATA_LEN: usize = 64 * 1024;
 /// assert_eq!(entry.path(), Some("/api/v1/me"));
 /// assert_eq!(entry.user_agent(), Some("curl/8.5"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct EntryBuilder {
     stream: Stream,
@@ -54,6 +54,16 @@ pub struct EntryBuilder {
     metadata: Option<Value>,
     ip: Option<IpAddr>,
     personal: Values,
+}
+
+/// Shows only the stream and the redacted action: the builder still holds unredacted input.
+impl std::fmt::Debug for EntryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryBuilder")
+            .field("stream", &self.stream)
+            .field("action", &Redactor::new().redact_text(&self.action))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Entry {
@@ -293,6 +303,18 @@ mod tests {
         assert_eq!(
             e.metadata_json(),
             r#"{"authorization":"Bearer …","note":"ako_9311c954…"}"#
+        );
+    }
+
+    #[test]
+    fn debug_output_of_a_builder_shows_no_input() {
+        let b = Entry::audit("x")
+            .path(format!("/k/{TOKEN}"))
+            .user_agent("secret-ua");
+        let shown = format!("{b:?}");
+        assert!(
+            !shown.contains(&TOKEN[13..]) && !shown.contains("secret-ua"),
+            "{shown}"
         );
     }
 
