@@ -33,6 +33,10 @@ pub struct Config {
     pub quota_per_day: Option<u64>,
     /// Requests per key per UTC calendar month (`ratelimit.quota_per_month`, off by default).
     pub quota_per_month: Option<u64>,
+    /// PEM certificate chain for HTTPS (`tls.cert_file`; with `tls.key_file`, off by default).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for HTTPS (`tls.key_file`).
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -47,6 +51,8 @@ impl Default for Config {
             max_concurrent_per_key: 32,
             quota_per_day: None,
             quota_per_month: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -65,6 +71,15 @@ struct FileConfig {
     limits: LimitsSection,
     #[serde(default)]
     keys: KeysSection,
+    #[serde(default)]
+    tls: TlsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +179,12 @@ impl Config {
         if let Some(v) = f.limits.request_timeout_secs {
             self.request_timeout = Duration::from_secs(v);
         }
+        if f.tls.cert_file.is_some() {
+            self.tls_cert_file = f.tls.cert_file;
+        }
+        if f.tls.key_file.is_some() {
+            self.tls_key_file = f.tls.key_file;
+        }
         if let Some(v) = f.keys.last_used_flush_ms {
             self.last_used_flush = Duration::from_millis(v);
         }
@@ -186,6 +207,8 @@ impl Config {
             "ALIGN_LIMITS_REQUEST_TIMEOUT_SECS" => {
                 self.request_timeout = Duration::from_secs(parse_value(name, value)?);
             }
+            "ALIGN_TLS_CERT_FILE" => self.tls_cert_file = non_empty_path(value),
+            "ALIGN_TLS_KEY_FILE" => self.tls_key_file = non_empty_path(value),
             "ALIGN_KEYS_LAST_USED_FLUSH_MS" => {
                 self.last_used_flush = Duration::from_millis(parse_value(name, value)?);
             }
@@ -195,6 +218,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(Error::Setting {
+                key: "tls".into(),
+                reason: "set both tls.cert_file and tls.key_file, or neither".into(),
+            });
+        }
         if self.rate_limit_per_minute == 0 {
             return Err(Error::Setting {
                 key: "ratelimit.per_minute".into(),
@@ -238,6 +267,10 @@ fn parse_value<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error>
         key: key.to_owned(),
         reason: format!("cannot parse {value:?}"),
     })
+}
+
+fn non_empty_path(value: &str) -> Option<PathBuf> {
+    (!value.trim().is_empty()).then(|| PathBuf::from(value))
 }
 
 /// An optional number: empty means "off".

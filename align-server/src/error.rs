@@ -41,6 +41,14 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded.
+    #[error("cannot use the TLS certificate or key {path}: {reason}")]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

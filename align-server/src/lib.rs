@@ -16,6 +16,7 @@ mod metrics;
 mod routes;
 mod serve;
 mod state;
+mod tls;
 
 pub use bootstrap::{Bootstrap, is_initialised};
 pub use config::{Config, Overrides};

@@ -28,11 +28,21 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound, bootstrapped server, ready to [`Server::run`].
-#[derive(Debug)]
 pub struct Server {
     state: Arc<AppState>,
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     bootstrap: Bootstrap,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .field("bootstrap", &self.bootstrap)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -66,10 +76,15 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let state = Arc::new(AppState::new(config, keys, audit)?);
         Ok(Self {
             state,
             listener,
+            tls,
             bootstrap,
         })
     }
@@ -80,6 +95,11 @@ impl Server {
             addr: self.state.config.listen,
             source,
         })
+    }
+
+    /// Whether the server speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// What start-up did to the data directory.
@@ -120,10 +140,26 @@ impl Server {
                         let state = Arc::clone(&state);
                         async move { Ok::<_, Infallible>(crate::app::handle(state, req, peer).await) }
                     });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
+                    let watcher = graceful.watcher();
+                    let builder = builder.clone();
+                    let tls = self.tls.clone();
                     tokio::spawn(async move {
-                        let _ = conn.await;
+                        match tls {
+                            None => {
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                let _ = watcher.watch(conn.into_owned()).await;
+                            }
+                            Some(acceptor) => {
+                                let handshake = acceptor.accept(stream);
+                                let Ok(Ok(stream)) =
+                                    tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await
+                                else {
+                                    return;
+                                };
+                                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                                let _ = watcher.watch(conn.into_owned()).await;
+                            }
+                        }
                     });
                 }
                 () = &mut shutdown => break,
