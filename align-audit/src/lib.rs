@@ -23,6 +23,8 @@ mod digest;
 mod encode;
 mod error;
 mod export;
+#[cfg(feature = "tower")]
+mod layer;
 mod personal;
 mod privacy;
 mod query;
@@ -36,6 +38,8 @@ pub use checkpoint::{Checkpoint, CheckpointKey};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use export::ExportRecord;
+#[cfg(feature = "tower")]
+pub use layer::{PeerIp, RequestLog, RequestLogLayer};
 pub use personal::{IP, PersonalState, USER_AGENT};
 pub use privacy::{PolicyOutcome, PrivacyPolicy, coarsen_ip};
 pub use query::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, Query};

@@ -2,7 +2,7 @@
 //! hyper or any tower stack.
 //!
 //! A request with a valid key reaches the inner service with the [`VerifiedKey`] in its
-//! extensions; any other request is answered here with the DESIGN §4 error envelope
+//! extensions (and the response carries it too, for outer layers such as request logging); any other request is answered here with the DESIGN §4 error envelope
 //! (`400 ambiguous_credentials`, `401 missing_key` / `invalid_key` / `key_revoked` /
 //! `key_expired` / `key_suspended` with `WWW-Authenticate: Bearer`, or `503 unavailable` when
 //! the store cannot be reached).
@@ -87,8 +87,11 @@ where
                 .to_owned();
             match authenticate(&verifier, req.headers()).await {
                 Ok(key) => {
-                    req.extensions_mut().insert(key);
-                    inner.call(req).await
+                    req.extensions_mut().insert(key.clone());
+                    // Outer layers (request logging) learn the caller from the response.
+                    let mut response = inner.call(req).await?;
+                    response.extensions_mut().insert(key);
+                    Ok(response)
                 }
                 Err((status, code, message)) => Ok(refusal(status, code, message, &request_id)),
             }

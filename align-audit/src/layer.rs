@@ -1,0 +1,138 @@
+//! [`RequestLogLayer`]: a request-log entry for every request, as a `tower` layer (feature
+//! `tower`).
+//!
+//! The entry holds the method, the path (never the query string), status, latency, request id
+//! (`x-request-id`), user agent and, when the embedder supplies it, the client address
+//! ([`PeerIp`] or a `SocketAddr` in the request's extensions). When `align-keys`'
+//! `KeyAuthLayer` runs inside this layer, the verified key becomes the entry's actor.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use align_keys::VerifiedKey;
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::record::{Actor, Entry};
+use crate::sink::AuditSink;
+
+/// The client's address, for embedders whose server does not put a `SocketAddr` in the
+/// request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerIp(pub IpAddr);
+
+/// Writes a request-log entry for every request through `sink`.
+#[derive(Clone)]
+pub struct RequestLogLayer {
+    sink: Arc<dyn AuditSink>,
+}
+
+impl std::fmt::Debug for RequestLogLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestLogLayer")
+    }
+}
+
+impl RequestLogLayer {
+    /// A layer logging to `sink` (entries are queued with [`AuditSink::submit`]).
+    pub fn new(sink: Arc<dyn AuditSink>) -> Self {
+        Self { sink }
+    }
+}
+
+impl<S> Layer<S> for RequestLogLayer {
+    type Service = RequestLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestLog {
+            inner,
+            sink: Arc::clone(&self.sink),
+        }
+    }
+}
+
+/// The service made by [`RequestLogLayer`].
+#[derive(Clone)]
+pub struct RequestLog<S> {
+    inner: S,
+    sink: Arc<dyn AuditSink>,
+}
+
+impl<S> std::fmt::Debug for RequestLog<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestLog")
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestLog<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let sink = Arc::clone(&self.sink);
+        let started = Instant::now();
+        let time = chrono::Utc::now();
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (request_id, user_agent) = (header("x-request-id"), header("user-agent"));
+        let ip = req
+            .extensions()
+            .get::<PeerIp>()
+            .map(|p| p.0)
+            .or_else(|| req.extensions().get::<SocketAddr>().map(SocketAddr::ip));
+        let mut entry = Entry::request(req.method().as_str(), req.uri().path()).time(time);
+        Box::pin(async move {
+            let response = inner.call(req).await?;
+            entry = entry
+                .status(response.status().as_u16())
+                .latency(started.elapsed());
+            if let Some(key) = response.extensions().get::<VerifiedKey>() {
+                let k = key.record();
+                entry = entry
+                    .organization(k.organization_id.to_string())
+                    .environment(k.environment)
+                    .actor(Actor::ApiKey {
+                        id: k.id.to_string(),
+                        prefix: k.prefix.clone(),
+                    });
+            }
+            if let Some(id) = request_id {
+                entry = entry.request_id(id);
+            }
+            if let Some(ua) = user_agent {
+                entry = entry.user_agent(ua);
+            }
+            if let Some(ip) = ip {
+                entry = entry.ip(ip);
+            }
+            // A queued entry that later fails to commit is reported by the sink's next
+            // `flush`; the response is not held back for it.
+            if let Ok(e) = entry.build() {
+                let _ = sink.submit(e).await;
+            }
+            Ok(response)
+        })
+    }
+}
