@@ -531,3 +531,22 @@ fn settings_come_from_the_documented_environment_variables() {
         );
     }
 }
+
+#[tokio::test]
+async fn no_secret_reaches_attempt_records_or_debug_output() {
+    let s = setup(config(), |_, _| Reply::status(500).body("nope")).await;
+    let id = s.send("evt_secret").await;
+    s.dispatcher.run_once().await.unwrap();
+    let secret = s.endpoint.secrets.current().expose();
+    let secret_b64 = &secret.expose()["whsec_".len()..];
+    let stored = s.store.endpoint(s.endpoint.id).await.unwrap();
+    let printed = format!(
+        "{:?} {:?} {:?} {:?} {:?}",
+        s.store.attempts(id).await.unwrap(),
+        s.dispatcher,
+        stored,
+        s.store.delivery(id).await.unwrap(),
+        s.store,
+    );
+    assert!(!printed.contains(secret_b64), "{printed}");
+}

@@ -163,8 +163,9 @@ impl Dispatcher {
         })
     }
 
-    /// Claims what is due now, sends it (up to `concurrency` at a time) and waits for every
-    /// attempt to be recorded. Returns how many deliveries were claimed.
+    /// Claims up to `4 × concurrency` deliveries due now, sends them (`concurrency` at a
+    /// time) and waits for every attempt to be recorded. Returns how many were claimed; call
+    /// it again until it returns 0 to drain a backlog, or use [`Dispatcher::run`].
     pub async fn run_once(&self) -> Result<usize> {
         let claimed = self.claim(usize::MAX).await?;
         let n = claimed.len();
