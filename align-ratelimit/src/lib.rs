@@ -34,6 +34,8 @@ mod decision;
 mod error;
 mod headers;
 mod keyed;
+#[cfg(feature = "tower")]
+mod layer;
 mod limiter;
 mod shards;
 
@@ -48,6 +50,8 @@ pub use decision::Decision;
 pub use error::{Error, Result};
 pub use headers::{Headers, IetfPolicy};
 pub use keyed::KeyedLimiter;
+#[cfg(feature = "tower")]
+pub use layer::{KeyOf, RateLimit, RateLimitLayer};
 pub use limiter::RateLimiter;
 
 #[cfg(doctest)]
