@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 /// Layers run outside in: the request log sees every request (and the caller, which the
 /// key layer reports on the response); the key layer refuses requests without a valid key;
 /// the rate limit counts each verified key's requests.
-pub fn app(
+pub(crate) fn app(
     keys: &KeyManager,
     log: Arc<dyn AuditSink>,
     per_minute: u64,
@@ -46,7 +46,7 @@ async fn whoami(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
 }
 
 /// A key for the demo (a real service mints keys through its own admin flow).
-pub async fn demo_key(keys: &KeyManager) -> Result<align_keys::MintedKey, align_keys::Error> {
+pub(crate) async fn demo_key(keys: &KeyManager) -> Result<align_keys::MintedKey, align_keys::Error> {
     let new = NewKey {
         name: "demo".into(),
         organization_id: OrganizationId::new(),
