@@ -644,3 +644,29 @@ async fn too_many_requests_in_flight_answer_concurrency_limit() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_server_speaks_http2_too() {
+    use http_body_util::BodyExt;
+    let s = TestServer::start().await;
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri(format!("http://{}/api/v1/me", s.addr))
+        .header("authorization", format!("Bearer {}", s.admin_key))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["keyPrefix"], &s.admin_key[..12]);
+    s.stop().await;
+}
