@@ -2,7 +2,7 @@
 //!
 //! | algorithm | state per key | accuracy for "L per window W" |
 //! |---|---|---|
-//! | [`SlidingWindow`] (default) | 48 bytes | never more than L in any interval of length W; may deny slightly early |
+//! | [`SlidingWindow`] (default) | 48 bytes; 1.9 KiB while above a quarter of its limit | never more than L in any interval of length W; may deny slightly early |
 //! | [`SlidingLog`] | 16 bytes per request in the window, up to 16·L | exact (the test oracle) |
 //! | [`SlidingCounter`] | 16 bytes | two-counter estimate; can admit more than L in some interval |
 //! | [`Gcra`] | 8 bytes | at most `burst + d/T` in any interval of length d (T = W/L) |

@@ -67,6 +67,24 @@ fn idle_keys_are_evicted_so_memory_stays_bounded() {
 }
 
 #[test]
+fn a_daily_quota_refills_at_midnight_utc_and_reports_the_wait() {
+    // 2024-02-29T23:59:30Z.
+    let clock = Arc::new(TestClock::new(Timestamp::from_unix_secs(1_709_251_170)));
+    let limiter = KeyedLimiter::with_clock(Quota::per_day(3).unwrap(), Arc::clone(&clock));
+    assert!(limiter.check(&"k", 3).unwrap().allowed);
+    let denied = limiter.check(&"k", 1).unwrap();
+    assert!(!denied.allowed);
+    assert_eq!(denied.retry_after_secs(), Some(30));
+    assert_eq!(denied.reset_after_secs(), 30);
+    clock.advance(Duration::from_secs(29));
+    assert!(!limiter.check(&"k", 1).unwrap().allowed);
+    clock.advance(Duration::from_secs(1));
+    let refilled = limiter.check(&"k", 1).unwrap();
+    assert!(refilled.allowed);
+    assert_eq!(refilled.remaining, 2);
+}
+
+#[test]
 fn forgetting_a_key_resets_it() {
     let limiter = KeyedLimiter::with_clock(Quota::per_day(1).unwrap(), clock());
     assert!(limiter.check(&"k", 1).unwrap().allowed);
