@@ -51,6 +51,22 @@ pub enum Error {
     StoreWorker,
 }
 
+impl Error {
+    /// Whether retrying later may succeed: the store was busy, locked or its worker gone,
+    /// as opposed to a request that can never succeed. Servers answer these with `503`.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::StoreWorker => true,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Kinds of objects the store holds, for [`Error::NotFound`] and [`Error::AlreadyExists`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {

@@ -261,6 +261,10 @@ impl From<align_keys::Error> for ApiError {
             K::InvalidInput { field, reason } => Self::invalid_request(format!("{field} {reason}")),
             K::InvalidCursor => Self::invalid_request("cursor is not valid"),
             K::AlreadyExists(kind) => Self::invalid_request(format!("{kind} already exists")),
+            other if other.is_transient() => {
+                tracing::warn!(error = %other, "key store busy");
+                Self::unavailable()
+            }
             other => {
                 tracing::error!(error = %other, "key store failure");
                 Self::internal()

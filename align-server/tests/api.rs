@@ -670,3 +670,46 @@ async fn the_server_speaks_http2_too() {
     assert_eq!(v["keyPrefix"], &s.admin_key[..12]);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_repeat_while_the_first_is_in_flight_is_an_idempotency_conflict() {
+    let s = TestServer::start().await;
+    // Hold the database so the first mint waits inside its handler.
+    let db = rusqlite::Connection::open(s.data_dir().join("align.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let auth = format!("Bearer {}", s.admin_key);
+    let body = br#"{"name": "slow", "scope": "organization"}"#.to_vec();
+    let first = {
+        let (addr, auth, body) = (s.addr, auth.clone(), body.clone());
+        tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut tx, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let req = http::Request::post("/api/v1/keys")
+                .header("host", "x")
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .header("idempotency-key", "k-1")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap();
+            tx.send_request(req).await.unwrap().status()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let h = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "k-1"),
+    ];
+    let second = s.send(Method::POST, "/api/v1/keys", &h, Some(body)).await;
+    assert_eq!(
+        (second.status, second.code()),
+        (StatusCode::CONFLICT, "idempotency_conflict")
+    );
+    db.execute_batch("COMMIT").unwrap();
+    assert_eq!(first.await.unwrap(), StatusCode::CREATED);
+    s.stop().await;
+}

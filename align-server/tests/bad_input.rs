@@ -232,7 +232,9 @@ async fn a_handler_past_the_timeout_answers_504_timeout() {
         TestServer::start_with(|c| c.request_timeout = std::time::Duration::from_nanos(1)).await;
     // A request that waits on the database; answers that complete without waiting are
     // returned even past the deadline (there is nothing to cut short).
-    let r = s.post("/api/v1/projects", &s.admin_key, json!({"name": "slow"})).await;
+    let r = s
+        .post("/api/v1/projects", &s.admin_key, json!({"name": "slow"}))
+        .await;
     assert_envelope(&r, StatusCode::GATEWAY_TIMEOUT, "timeout");
     s.stop().await;
 }
