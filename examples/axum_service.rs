@@ -46,7 +46,9 @@ async fn whoami(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
 }
 
 /// A key for the demo (a real service mints keys through its own admin flow).
-pub(crate) async fn demo_key(keys: &KeyManager) -> Result<align_keys::MintedKey, align_keys::Error> {
+pub(crate) async fn demo_key(
+    keys: &KeyManager,
+) -> Result<align_keys::MintedKey, align_keys::Error> {
     let new = NewKey {
         name: "demo".into(),
         organization_id: OrganizationId::new(),
