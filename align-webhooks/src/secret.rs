@@ -31,6 +31,9 @@ pub const MAX_SECRET_BYTES: usize = 64;
 /// Length of secrets this crate generates, in bytes.
 pub const DEFAULT_SECRET_BYTES: usize = 32;
 
+/// Messages up to this many bytes are assembled on the stack before hashing.
+const SMALL_MESSAGE: usize = 256;
+
 /// A symmetric signing secret, `whsec_` + base64 of 24–64 random bytes.
 ///
 /// ```
@@ -85,12 +88,25 @@ impl SigningSecret {
 
     /// The raw HMAC tag over `{msg_id}.{timestamp}.{body}`.
     pub fn tag(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> hmac::Tag {
-        let mut ctx = hmac::Context::with_key(&self.key);
         let mut buf = [0_u8; 22];
-        ctx.update(msg_id.as_bytes());
-        ctx.update(dotted(timestamp, &mut buf));
-        ctx.update(body);
-        ctx.sign()
+        let middle = dotted(timestamp, &mut buf);
+        // One contiguous buffer measured faster than feeding ring three pieces (the body
+        // then starts mid-block), even counting the copy. Small messages go on the stack.
+        let len = msg_id.len() + middle.len() + body.len();
+        if len <= SMALL_MESSAGE {
+            let mut whole = [0_u8; SMALL_MESSAGE];
+            let (a, rest) = whole.split_at_mut(msg_id.len());
+            a.copy_from_slice(msg_id.as_bytes());
+            let (b, rest) = rest.split_at_mut(middle.len());
+            b.copy_from_slice(middle);
+            rest[..body.len()].copy_from_slice(body);
+            return hmac::sign(&self.key, &whole[..len]);
+        }
+        let mut whole = Vec::with_capacity(len);
+        whole.extend_from_slice(msg_id.as_bytes());
+        whole.extend_from_slice(middle);
+        whole.extend_from_slice(body);
+        hmac::sign(&self.key, &whole)
     }
 
     /// The `v1,<base64>` signature of a message.
