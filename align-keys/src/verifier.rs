@@ -409,6 +409,29 @@ impl KeyVerifier {
         lock(&self.dirty).len()
     }
 
+    /// Spawns a task that polls the store's change log every `every` and drops changed keys
+    /// from the cache, so that revocations, suspensions and other changes made by another
+    /// process (an operator CLI, another server) are seen within `every`. Changes made through
+    /// this process's [`crate::KeyManager`] are seen at once without it.
+    pub fn spawn_change_watcher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut position = -1;
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                // A failed poll keeps the position; the next tick asks again.
+                if let Ok((changed, next)) = this.store.key_changes_since(position).await {
+                    for id in changed {
+                        this.invalidate(id);
+                    }
+                    position = next;
+                }
+            }
+        })
+    }
+
     /// Spawns a task that calls [`Self::flush_last_used`] every `every` until aborted.
     /// Call `flush_last_used` once more on shutdown.
     pub fn spawn_last_used_flusher(

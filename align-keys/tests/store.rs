@@ -292,7 +292,7 @@ async fn sqlite_store_survives_reopen() {
         (minted.token, minted.record, f)
     };
     let store = SqliteKeyStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     assert_eq!(
         store
             .get_organization(f.org.id)
@@ -422,4 +422,61 @@ fn allow_lists_match_v4_v6_and_mapped_addresses() {
     assert!(r.allows_ip("2001:db8::1".parse().unwrap()));
     assert!(!r.allows_ip("198.51.100.1".parse().unwrap()));
     assert!(!r.allows_ip("::1".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn the_change_log_reports_key_changes_from_any_writer() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let (none, start) = store.key_changes_since(-1).await.unwrap();
+        assert!(none.is_empty());
+        let mut r = record(&f, "ako_0000c0de");
+        store.insert_key(&r, &KeyHash([4; 32])).await.unwrap();
+        store.record_last_used(&[(r.id, Utc::now())]).await.unwrap();
+        let (quiet, same) = store.key_changes_since(start).await.unwrap();
+        assert!(quiet.is_empty(), "{name}: last-used writes are not changes");
+        r.revoked_at = Some(Utc::now());
+        store.update_key(&r).await.unwrap();
+        let (changed, next) = store.key_changes_since(same).await.unwrap();
+        assert_eq!(changed, vec![r.id], "{name}");
+        assert!(store.key_changes_since(next).await.unwrap().0.is_empty());
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_revocation_by_another_process_reaches_a_verifier_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("align.db");
+    let server_store: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::open(&path).await.unwrap());
+    let f = seed(server_store.as_ref()).await;
+    let server = manager(server_store);
+    let watcher = server
+        .verifier()
+        .spawn_change_watcher(std::time::Duration::from_millis(50));
+    let minted = server
+        .mint(new_key(&f, "x", Environment::Live), Utc::now())
+        .await
+        .unwrap();
+    let t = minted.token.expose();
+    assert!(matches!(
+        server.verifier().verify(t, Utc::now()).await.unwrap(),
+        Verification::Valid(_)
+    ));
+    // Another process (the operator CLI) opens the same file and revokes.
+    let cli = manager(Arc::new(SqliteKeyStore::open(&path).await.unwrap()));
+    cli.revoke(minted.record.id, Utc::now()).await.unwrap();
+    let mut seen = false;
+    for _ in 0..40 {
+        if matches!(
+            server.verifier().verify(t, Utc::now()).await.unwrap(),
+            Verification::Revoked(_)
+        ) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    watcher.abort();
+    assert!(seen, "the cached key was not refreshed within a second");
 }

@@ -22,6 +22,8 @@ use crate::state::AppState;
 
 /// Hard limit on a request head; the pipeline refuses heads over 16 KiB with an envelope first.
 const HYPER_MAX_BUF: usize = 128 * 1024;
+/// How often the key store's change log is polled for changes made by other processes.
+const CHANGE_POLL: Duration = Duration::from_millis(250);
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client must send its request headers within this time.
@@ -114,6 +116,8 @@ impl Server {
             .keys
             .verifier()
             .spawn_last_used_flusher(state.config.last_used_flush);
+        // Key changes made by other processes (the operator CLI) reach the cache this fast.
+        let watcher = state.keys.verifier().spawn_change_watcher(CHANGE_POLL);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -174,6 +178,7 @@ impl Server {
             tracing::warn!("some connections did not finish within the drain timeout");
         }
         flusher.abort();
+        watcher.abort();
         if let Err(e) = state.keys.verifier().flush_last_used().await {
             tracing::error!(error = %e, "could not flush last-used times");
         }

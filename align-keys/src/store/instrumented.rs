@@ -133,4 +133,7 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
     async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
         counted!(self, last_used_writes, self.inner.record_last_used(batch))
     }
+    async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
+        counted!(self, other_reads, self.inner.key_changes_since(after))
+    }
 }

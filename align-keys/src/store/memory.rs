@@ -29,6 +29,8 @@ struct Inner {
     key_index: HashMap<KeyId, usize>,
     by_hash: HashMap<KeyHash, KeyId>,
     prefixes: HashSet<String>,
+    /// Every `update_key`, in order: the change log.
+    changes: Vec<KeyId>,
 }
 
 impl Inner {
@@ -243,7 +245,20 @@ impl KeyStore for MemoryKeyStore {
         key.suspended_at = record.suspended_at;
         key.rate_limit_per_minute = record.rate_limit_per_minute;
         key.allowed_cidrs.clone_from(&record.allowed_cidrs);
+        g.changes.push(record.id);
         Ok(())
+    }
+
+    async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
+        let g = self.read();
+        let end = g.changes.len() as i64;
+        if after < 0 {
+            return Ok((Vec::new(), end));
+        }
+        let from = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(g.changes.len());
+        Ok((g.changes[from..].to_vec(), end))
     }
 
     async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {

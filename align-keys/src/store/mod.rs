@@ -137,4 +137,11 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn update_key(&self, record: &KeyRecord) -> Result<()>;
     /// Applies a batch of last-used times, each only if newer than the stored one.
     async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()>;
+
+    /// Keys whose state (name, expiry, revocation, suspension, limits) changed after position
+    /// `after` in the store's change log, and the position to ask from next time. `after < 0`
+    /// means "from now": no ids, just the current position. Other processes sharing the store
+    /// (an operator CLI, other server instances) are seen here; verifiers poll it so their
+    /// caches follow (see [`crate::KeyVerifier::spawn_change_watcher`]).
+    async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)>;
 }

@@ -73,6 +73,19 @@ CREATE INDEX keys_api_keys_by_org ON keys_api_keys(organization_id, seq);
 ALTER TABLE keys_api_keys ADD COLUMN rate_limit_per_minute INTEGER;
 ALTER TABLE keys_api_keys ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT '';
 ",
+    // A log of key changes from any writer, so other processes' caches can follow.
+    r"
+CREATE TABLE keys_changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key_id TEXT NOT NULL
+);
+CREATE TRIGGER keys_api_keys_changed
+AFTER UPDATE OF name, expires_at, revoked_at, suspended_at, rate_limit_per_minute, allowed_cidrs
+ON keys_api_keys
+BEGIN
+    INSERT INTO keys_changes (key_id) VALUES (NEW.id);
+END;
+",
 ];
 
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
@@ -714,6 +727,33 @@ impl KeyStore for SqliteKeyStore {
                 return Err(Error::NotFound(ObjectKind::ApiKey));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
+        self.run(move |c| {
+            if after < 0 {
+                let end: i64 =
+                    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM keys_changes", [], |r| {
+                        r.get(0)
+                    })?;
+                return Ok((Vec::new(), end));
+            }
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, key_id FROM keys_changes WHERE seq > ?1 ORDER BY seq LIMIT 1000",
+            )?;
+            let rows = stmt.query_map([after], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut ids = Vec::new();
+            let mut last = after;
+            for row in rows {
+                let (seq, id) = row?;
+                ids.push(KeyId(uuid(&id)?));
+                last = seq;
+            }
+            Ok((ids, last))
         })
         .await
     }
