@@ -185,3 +185,43 @@ async fn jsonl_reopens_after_a_torn_write_and_continues() {
     let page = sink.query(&Query::new(Stream::Audit)).await.unwrap();
     assert_eq!(page.records.len(), 4);
 }
+
+#[tokio::test]
+async fn two_writers_on_one_file_extend_one_chain() {
+    use align_audit::{AuditSink, Entry, SqliteSink, SqliteSinkConfig, Stream};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let server = SqliteSink::open(&path, SqliteSinkConfig::default())
+        .await
+        .unwrap();
+    let cli = SqliteSink::open(&path, SqliteSinkConfig::default())
+        .await
+        .unwrap();
+    let mut receipts = Vec::new();
+    for i in 0..10 {
+        let sink = if i % 3 == 0 { &cli } else { &server };
+        let entry = Entry::audit(format!("step.{i}")).build().unwrap();
+        receipts.push(sink.append(entry).await.unwrap());
+        // Request-log entries queued by one writer in between.
+        server
+            .submit(Entry::request("GET", "/x").build().unwrap())
+            .await
+            .unwrap();
+    }
+    server.close().await.unwrap();
+    cli.close().await.unwrap();
+    let sequences: Vec<u64> = receipts.iter().map(|r| r.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=10).collect::<Vec<_>>(),
+        "one chain, no forks or gaps"
+    );
+    let reader = SqliteSink::open(&path, SqliteSinkConfig::default())
+        .await
+        .unwrap();
+    for stream in [Stream::Audit, Stream::Request] {
+        let report = reader.verify(stream, &mut |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{stream:?}: {report:?}");
+    }
+    assert_eq!(reader.head(Stream::Audit).await.unwrap().sequence, 10);
+}

@@ -136,12 +136,18 @@ impl JsonlFile {
 }
 
 impl Backend for JsonlFile {
-    fn commit(&mut self, records: &[Record], _heads: &BTreeMap<Stream, Head>) -> Result<()> {
+    // A JSON Lines file has one writer (this process), so `base` is always current.
+    fn commit(
+        &mut self,
+        records: &mut [Record],
+        _heads: &mut BTreeMap<Stream, Head>,
+        _base: &BTreeMap<Stream, Head>,
+    ) -> Result<()> {
         if self.poisoned {
             return Err(Error::Closed);
         }
         let mut buf = Vec::with_capacity(records.len() * 768);
-        for r in records {
+        for r in records.iter() {
             write_line(&mut buf, &LineRef::Record(r))?;
         }
         let written = self

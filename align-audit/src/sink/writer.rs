@@ -20,7 +20,17 @@ use crate::record::{Entry, Head, Receipt, Record, Stream};
 /// Where the writer thread puts committed batches.
 pub(crate) trait Backend: Send + 'static {
     /// Durably writes `records` (in order) together with the new `heads`: all or nothing.
-    fn commit(&mut self, records: &[Record], heads: &BTreeMap<Stream, Head>) -> Result<()>;
+    ///
+    /// `records` were sealed onto `base`, this writer's view of the chain heads. A store that
+    /// other processes also append to re-reads the heads inside its write transaction and, if
+    /// they moved, re-seals `records` onto them and updates `heads`, so every process extends
+    /// the one chain.
+    fn commit(
+        &mut self,
+        records: &mut [Record],
+        heads: &mut BTreeMap<Stream, Head>,
+        base: &BTreeMap<Stream, Head>,
+    ) -> Result<()>;
 }
 
 type Job<B> = Box<dyn FnOnce(&mut B, &BTreeMap<Stream, Head>) + Send>;
@@ -178,7 +188,7 @@ fn run<B: Backend>(
             }
         }
         if !batch.is_empty() {
-            match backend.commit(&batch, &heads) {
+            match backend.commit(&mut batch, &mut heads, &saved) {
                 Ok(()) => {
                     for (i, reply) in waiters.drain(..) {
                         let _ = reply.send(Ok(batch[i].receipt()));

@@ -82,13 +82,31 @@ impl std::fmt::Debug for SqliteSink {
 struct WriterConn(Connection);
 
 impl Backend for WriterConn {
-    fn commit(&mut self, records: &[Record], heads: &BTreeMap<Stream, Head>) -> Result<()> {
+    fn commit(
+        &mut self,
+        records: &mut [Record],
+        heads: &mut BTreeMap<Stream, Head>,
+        base: &BTreeMap<Stream, Head>,
+    ) -> Result<()> {
         let tx = self
             .0
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another process (an operator CLI next to the server) may have appended since this
+        // writer last looked: continue the chain from what is stored, not from memory.
+        let stored = schema::load_heads(&tx)?;
+        if stored != *base {
+            let mut fresh = stored;
+            let mut buf = Vec::with_capacity(512);
+            for record in records.iter_mut() {
+                let entry = record.entry.clone();
+                let head = fresh.entry(entry.stream).or_default();
+                *record = crate::chain::seal(entry, head, &mut buf);
+            }
+            *heads = fresh;
+        }
         {
             let mut stmt = tx.prepare_cached(schema::INSERT)?;
-            for r in records {
+            for r in records.iter() {
                 schema::insert_record(&mut stmt, r)?;
             }
         }
