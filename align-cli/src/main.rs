@@ -1,11 +1,19 @@
 //! The `align` binary: argument parsing and output only; the work lives in the library crates.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage error, 3 not found, 4 audit log tampered with.
+
+mod ops;
+mod output;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use align_server::{Bootstrap, Config, Overrides, Server};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::ops::{DataDir, KeyArgs};
+use crate::output::{Failure, Out};
 
 /// Align: API keys, rate limits, webhooks and audit logs for your developer API.
 #[derive(Debug, Parser)]
@@ -13,6 +21,26 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Options every data-directory command takes.
+#[derive(Debug, Args)]
+struct Common {
+    /// Data directory (env ALIGN_DATA_DIR; default ./align-data).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "ALIGN_DATA_DIR",
+        default_value = "./align-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Organisation id (needed only when the database holds several).
+    #[arg(long, value_name = "ID", global = true)]
+    org: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +61,139 @@ enum Command {
         /// TOML configuration file (env ALIGN_CONFIG).
         #[arg(long, value_name = "FILE", env = "ALIGN_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Create the database, an organisation, its admin and the bootstrap key, then exit.
+    ///
+    /// Example: align init --data-dir ./align-data
+    Init {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Organisations. Example: align orgs list
+    Orgs {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: ListOnly,
+    },
+    /// Users and their roles. Example: align users create --email dev@acme.test --role engineer
+    Users {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Projects. Example: align projects create --name billing
+    Projects {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: ProjectAction,
+    },
+    /// API keys. Example: align keys create --name ci-read --permissions keys:read
+    Keys {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    /// The audit and request logs. Example: align audit verify --stream audit
+    Audit {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ListOnly {
+    /// List them.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Add a user. Example: align users create --email dev@acme.test --role engineer
+    Create {
+        #[arg(long)]
+        email: String,
+        /// admin, engineer or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// List users. Example: align users list --json
+    List,
+    /// Change a user's role (their keys follow at once). Example: align users set-role dev@acme.test viewer
+    SetRole {
+        /// The user's e-mail or id.
+        user: String,
+        /// admin, engineer or viewer.
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectAction {
+    /// Add a project. Example: align projects create --name billing
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List projects. Example: align projects list --json
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyAction {
+    /// Mint a key; the token is printed once, to stdout. Example: align keys create --name ci-read
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Scope the key to this project (default: the whole organisation).
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: Option<String>,
+        /// Comma-separated permissions, e.g. keys:read,webhooks:read (default: all the scope allows).
+        #[arg(long)]
+        permissions: Option<String>,
+        /// Mint a sandbox (akt_) key instead of a live one.
+        #[arg(long)]
+        sandbox: bool,
+        /// The creating user, by e-mail or id (default: the first admin).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List keys (never tokens). Example: align keys list --json
+    List,
+    /// Show one key. Example: align keys show 6f1c…
+    Show { id: String },
+    /// Revoke a key for good; a running server refuses it within 250 ms. Example: align keys revoke 6f1c…
+    Revoke { id: String },
+    /// Mint a successor; the old key works for --grace seconds more. Example: align keys rotate 6f1c… --grace 3600
+    Rotate {
+        id: String,
+        #[arg(long, default_value_t = 86_400)]
+        grace: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Check a log's hash chain; exits 4 naming the first broken record. Example: align audit verify
+    Verify {
+        /// audit or request.
+        #[arg(long, default_value = "audit")]
+        stream: String,
+    },
+    /// Show recent records, newest first. Example: align audit query --action api_key.revoked
+    Query {
+        /// audit or request.
+        #[arg(long, default_value = "audit")]
+        stream: String,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
 }
 
@@ -56,22 +217,131 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve {
-                data_dir,
-                listen,
-                config,
-            } => serve(config, Overrides { listen, data_dir }).await,
-        }
-    });
-    match result {
+    match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("align: {e}");
-            ExitCode::from(1)
+            e.exit_code()
         }
     }
+}
+
+async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve {
+            data_dir,
+            listen,
+            config,
+        } => Ok(serve(config, Overrides { listen, data_dir }).await?),
+        Command::Init { common } => init(&common).await,
+        Command::Orgs {
+            common,
+            action: ListOnly::List,
+        } => {
+            let d = DataDir::open(&common.data_dir).await?;
+            ops::orgs_list(&d, &out(&common)).await
+        }
+        Command::Users { common, action } => {
+            let (d, o, org) = (
+                DataDir::open(&common.data_dir).await?,
+                out(&common),
+                common.org.as_deref(),
+            );
+            match action {
+                UserAction::Create { email, role } => {
+                    ops::users_create(&d, org, &email, &role, &o).await
+                }
+                UserAction::List => ops::users_list(&d, org, &o).await,
+                UserAction::SetRole { user, role } => {
+                    ops::users_set_role(&d, org, &user, &role, &o).await
+                }
+            }
+        }
+        Command::Projects { common, action } => {
+            let (d, o, org) = (
+                DataDir::open(&common.data_dir).await?,
+                out(&common),
+                common.org.as_deref(),
+            );
+            match action {
+                ProjectAction::Create { name } => ops::projects_create(&d, org, &name, &o).await,
+                ProjectAction::List => ops::projects_list(&d, org, &o).await,
+            }
+        }
+        Command::Keys { common, action } => {
+            let (d, o, org) = (
+                DataDir::open(&common.data_dir).await?,
+                out(&common),
+                common.org.as_deref(),
+            );
+            match action {
+                KeyAction::Create {
+                    name,
+                    project,
+                    permissions,
+                    sandbox,
+                    user,
+                } => {
+                    let args = KeyArgs {
+                        org,
+                        name: &name,
+                        project: project.as_deref(),
+                        permissions: permissions.as_deref(),
+                        sandbox,
+                        user: user.as_deref(),
+                    };
+                    ops::keys_create(&d, args, &o).await
+                }
+                KeyAction::List => ops::keys_list(&d, org, &o).await,
+                KeyAction::Show { id } => ops::keys_show(&d, &id, &o).await,
+                KeyAction::Revoke { id } => ops::keys_revoke(&d, &id, &o).await,
+                KeyAction::Rotate { id, grace } => ops::keys_rotate(&d, &id, grace, &o).await,
+            }
+        }
+        Command::Audit { common, action } => {
+            let (d, o) = (DataDir::open(&common.data_dir).await?, out(&common));
+            match action {
+                AuditAction::Verify { stream } => ops::audit_verify(&d, &stream, &o).await,
+                AuditAction::Query {
+                    stream,
+                    action,
+                    limit,
+                } => ops::audit_query(&d, &stream, action.as_deref(), limit, &o).await,
+            }
+        }
+    }
+}
+
+fn out(common: &Common) -> Out {
+    Out { json: common.json }
+}
+
+async fn init(common: &Common) -> Result<(), Failure> {
+    let flags = Overrides {
+        listen: None,
+        data_dir: Some(common.data_dir.clone()),
+    };
+    let config = Config::load(None, std::env::vars(), &flags)?;
+    std::fs::create_dir_all(&config.data_dir).map_err(Failure::Output)?;
+    let store = align_keys::SqliteKeyStore::open(config.database_path()).await?;
+    let keys = align_keys::KeyManager::new(
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(align_keys::Sha256Hasher),
+    );
+    let sink = align_audit::SqliteSink::open(config.database_path(), Default::default()).await?;
+    align_audit::AuditSink::close(&sink).await?;
+    match align_server::bootstrap(&config, &keys).await? {
+        Bootstrap::Created { key_prefix } => eprintln!(
+            "created {} with an organisation and its admin; the admin key {key_prefix}… is in {}",
+            config.database_path().display(),
+            config.bootstrap_key_path().display()
+        ),
+        Bootstrap::Existing => eprintln!(
+            "{} is already initialised",
+            config.database_path().display()
+        ),
+    }
+    Ok(())
 }
 
 async fn serve(config_file: Option<PathBuf>, flags: Overrides) -> Result<(), align_server::Error> {

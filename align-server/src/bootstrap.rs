@@ -26,7 +26,7 @@ pub enum Bootstrap {
 }
 
 /// Creates the first organisation, admin and key if the store has no organisation yet.
-pub(crate) async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, Error> {
+pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, Error> {
     let store = keys.store();
     let first = PageRequest {
         limit: 1,

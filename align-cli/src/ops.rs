@@ -1,0 +1,464 @@
+//! Operator commands on a data directory: they open the same SQLite file the server uses.
+//! A running server sees key changes made here within 250 ms.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use align_audit::{AuditSink, Query, SqliteSink, SqliteSinkConfig, Stream};
+use align_keys::store::{KeyFilter, KeyStore, PageRequest};
+use align_keys::{
+    Environment, KeyId, KeyManager, KeyRecord, NewKey, Organization, OrganizationId, Permission,
+    PermissionSet, Project, ProjectId, Role, Scope, Sha256Hasher, SqliteKeyStore, User, UserId,
+};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::output::{Failure, Out};
+
+/// Everything a command needs: the key store and the audit log of one data directory.
+pub(crate) struct DataDir {
+    pub(crate) store: Arc<dyn KeyStore>,
+    pub(crate) keys: KeyManager,
+    db: std::path::PathBuf,
+}
+
+impl DataDir {
+    pub(crate) async fn open(dir: &Path) -> Result<Self, Failure> {
+        let db = dir.join("align.db");
+        if !db.exists() {
+            return Err(Failure::usage(format!(
+                "no Align database at {} (run `align init --data-dir {}` first)",
+                db.display(),
+                dir.display()
+            )));
+        }
+        let store: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::open(&db).await?);
+        let keys = KeyManager::new(Arc::clone(&store), Arc::new(Sha256Hasher));
+        Ok(Self { store, keys, db })
+    }
+
+    pub(crate) async fn audit(&self) -> Result<SqliteSink, Failure> {
+        Ok(SqliteSink::open(&self.db, SqliteSinkConfig::default()).await?)
+    }
+
+    /// The organisation to act on: the one given, or the only one there is.
+    pub(crate) async fn org(&self, given: Option<&str>) -> Result<Organization, Failure> {
+        if let Some(id) = given {
+            let id: OrganizationId = id
+                .parse()
+                .map_err(|_| Failure::usage("--org must be an organisation id"))?;
+            return self
+                .store
+                .get_organization(id)
+                .await?
+                .ok_or_else(|| Failure::not_found("organisation"));
+        }
+        let page = PageRequest {
+            limit: 2,
+            cursor: None,
+        };
+        let mut orgs = self.store.list_organizations(&page).await?.data;
+        match orgs.len() {
+            1 => Ok(orgs.remove(0)),
+            0 => Err(Failure::usage(
+                "the database has no organisation (run `align init`)",
+            )),
+            _ => Err(Failure::usage("several organisations exist: pass --org ID")),
+        }
+    }
+
+    /// A user of `org` by id or e-mail; without one, its first admin.
+    pub(crate) async fn user(
+        &self,
+        org: &Organization,
+        given: Option<&str>,
+    ) -> Result<User, Failure> {
+        let users = all_users(self.store.as_ref(), org.id).await?;
+        let found = match given {
+            Some(u) => users
+                .into_iter()
+                .find(|x| x.email == u || x.id.to_string() == u),
+            None => users.into_iter().find(|x| x.role == Role::Admin),
+        };
+        found.ok_or_else(|| Failure::not_found("user"))
+    }
+
+    /// Durably records an operator's security-relevant change (the actor is the system: the
+    /// CLI runs with the data directory's authority, not a key's).
+    pub(crate) async fn record(
+        &self,
+        action: &str,
+        org: OrganizationId,
+        target: String,
+        metadata: Value,
+    ) -> Result<(), Failure> {
+        let entry = align_audit::Entry::audit(action)
+            .organization(org.to_string())
+            .actor(align_audit::Actor::System)
+            .target(target)
+            .metadata(json!({ "via": "align-cli", "details": metadata }))
+            .build()?;
+        let sink = self.audit().await?;
+        sink.append(entry).await?;
+        sink.close().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn key(&self, id: &str) -> Result<KeyRecord, Failure> {
+        let id: KeyId = id
+            .parse()
+            .map_err(|_| Failure::usage("the key id must be a UUID"))?;
+        self.store
+            .get_key(id)
+            .await?
+            .ok_or_else(|| Failure::not_found("key"))
+    }
+}
+
+async fn all_users(store: &dyn KeyStore, org: OrganizationId) -> Result<Vec<User>, Failure> {
+    let mut out = Vec::new();
+    let mut page = PageRequest {
+        limit: 200,
+        cursor: None,
+    };
+    loop {
+        let p = store.list_users(org, &page).await?;
+        out.extend(p.data);
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+pub(crate) fn key_json(k: &KeyRecord) -> Value {
+    json!({
+        "apiKeyId": k.id, "keyName": k.name, "keyPrefix": k.prefix,
+        "organizationId": k.organization_id, "scope": k.scope.kind(),
+        "scopedProjectId": k.scope.project_id(), "permissions": k.permissions,
+        "environment": k.environment, "createdByUserId": k.created_by,
+        "createdAt": k.created_at, "lastUsedAt": k.last_used_at, "expiresAt": k.expires_at,
+        "revokedAt": k.revoked_at, "suspendedAt": k.suspended_at,
+        "status": format!("{:?}", k.status_at(Utc::now())).to_lowercase(),
+    })
+}
+
+pub(crate) async fn users_create(
+    d: &DataDir,
+    org: Option<&str>,
+    email: &str,
+    role: &str,
+    out: &Out,
+) -> Result<(), Failure> {
+    let role = Role::from_name(role)
+        .ok_or_else(|| Failure::usage("--role must be admin, engineer or viewer"))?;
+    let org = d.org(org).await?;
+    let user = User {
+        id: UserId::new(),
+        organization_id: org.id,
+        email: email.to_owned(),
+        role,
+        created_at: Utc::now(),
+    };
+    d.store.create_user(&user).await?;
+    d.record(
+        "user.created",
+        org.id,
+        user.id.to_string(),
+        json!({ "role": role }),
+    )
+    .await?;
+    out.object(
+        &json!({ "id": user.id, "email": user.email, "role": user.role, "organizationId": org.id }),
+    )
+}
+
+pub(crate) async fn users_list(d: &DataDir, org: Option<&str>, out: &Out) -> Result<(), Failure> {
+    let org = d.org(org).await?;
+    let rows: Vec<Value> = all_users(d.store.as_ref(), org.id)
+        .await?
+        .iter()
+        .map(|u| json!({ "id": u.id, "email": u.email, "role": u.role, "createdAt": u.created_at }))
+        .collect();
+    out.table(&rows, &["id", "email", "role", "createdAt"])
+}
+
+pub(crate) async fn users_set_role(
+    d: &DataDir,
+    org: Option<&str>,
+    user: &str,
+    role: &str,
+    out: &Out,
+) -> Result<(), Failure> {
+    let role = Role::from_name(role)
+        .ok_or_else(|| Failure::usage("--role must be admin, engineer or viewer"))?;
+    let org = d.org(org).await?;
+    let u = d.user(&org, Some(user)).await?;
+    d.store.set_user_role(u.id, role).await?;
+    d.record(
+        "user.role_changed",
+        org.id,
+        u.id.to_string(),
+        json!({ "from": u.role, "to": role }),
+    )
+    .await?;
+    out.object(&json!({ "id": u.id, "email": u.email, "role": role }))
+}
+
+pub(crate) async fn projects_create(
+    d: &DataDir,
+    org: Option<&str>,
+    name: &str,
+    out: &Out,
+) -> Result<(), Failure> {
+    let org = d.org(org).await?;
+    let p = Project {
+        id: ProjectId::new(),
+        organization_id: org.id,
+        name: name.to_owned(),
+        created_at: Utc::now(),
+    };
+    d.store.create_project(&p).await?;
+    d.record(
+        "project.created",
+        org.id,
+        p.id.to_string(),
+        json!({ "name": p.name }),
+    )
+    .await?;
+    out.object(&json!({ "id": p.id, "name": p.name, "organizationId": org.id }))
+}
+
+pub(crate) async fn projects_list(
+    d: &DataDir,
+    org: Option<&str>,
+    out: &Out,
+) -> Result<(), Failure> {
+    let org = d.org(org).await?;
+    let page = PageRequest {
+        limit: 200,
+        cursor: None,
+    };
+    let rows: Vec<Value> = d
+        .store
+        .list_projects(org.id, &page)
+        .await?
+        .data
+        .iter()
+        .map(|p| json!({ "id": p.id, "name": p.name, "createdAt": p.created_at }))
+        .collect();
+    out.table(&rows, &["id", "name", "createdAt"])
+}
+
+pub(crate) async fn orgs_list(d: &DataDir, out: &Out) -> Result<(), Failure> {
+    let page = PageRequest {
+        limit: 200,
+        cursor: None,
+    };
+    let rows: Vec<Value> = d
+        .store
+        .list_organizations(&page)
+        .await?
+        .data
+        .iter()
+        .map(|o| json!({ "id": o.id, "name": o.name, "securityContact": o.security_contact }))
+        .collect();
+    out.table(&rows, &["id", "name", "securityContact"])
+}
+
+/// What `keys create` was asked for.
+pub(crate) struct KeyArgs<'a> {
+    pub(crate) org: Option<&'a str>,
+    pub(crate) name: &'a str,
+    pub(crate) project: Option<&'a str>,
+    pub(crate) permissions: Option<&'a str>,
+    pub(crate) sandbox: bool,
+    pub(crate) user: Option<&'a str>,
+}
+
+pub(crate) async fn keys_create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Result<(), Failure> {
+    let org = d.org(a.org).await?;
+    let user = d.user(&org, a.user).await?;
+    let scope = match a.project {
+        None => Scope::Organization,
+        Some(p) => {
+            let id: ProjectId = p
+                .parse()
+                .map_err(|_| Failure::usage("--project must be a project id"))?;
+            match d.store.get_project(id).await? {
+                Some(p) if p.organization_id == org.id => Scope::Project(id),
+                _ => return Err(Failure::not_found("project")),
+            }
+        }
+    };
+    let permissions = a
+        .permissions
+        .map(|list| {
+            list.split(',')
+                .map(|p| {
+                    Permission::from_name(p.trim())
+                        .ok_or_else(|| Failure::usage(format!("unknown permission {p:?}")))
+                })
+                .collect::<Result<PermissionSet, Failure>>()
+        })
+        .transpose()?;
+    let new = NewKey {
+        name: a.name.to_owned(),
+        organization_id: org.id,
+        scope,
+        permissions,
+        environment: if a.sandbox {
+            Environment::Sandbox
+        } else {
+            Environment::Live
+        },
+        created_by: user.id,
+        expires_at: None,
+        rate_limit_per_minute: None,
+        allowed_cidrs: vec![],
+    };
+    align_keys::policy::check_user_mint(&user, &new.spec())
+        .map_err(|d| Failure::usage(d.to_string()))?;
+    let minted = d.keys.mint(new, Utc::now()).await?;
+    let r = &minted.record;
+    let meta =
+        json!({ "keyPrefix": r.prefix, "scope": r.scope.kind(), "environment": r.environment });
+    d.record("api_key.created", org.id, r.id.to_string(), meta)
+        .await?;
+    let mut v = key_json(&minted.record);
+    v["key"] = json!(minted.token.expose());
+    out.secret_object(&v, minted.token.expose())
+}
+
+pub(crate) async fn keys_list(d: &DataDir, org: Option<&str>, out: &Out) -> Result<(), Failure> {
+    let org = d.org(org).await?;
+    let filter = KeyFilter {
+        organization_id: org.id,
+        project_id: None,
+        environment: None,
+        include_revoked: true,
+    };
+    let mut rows = Vec::new();
+    let mut page = PageRequest {
+        limit: 200,
+        cursor: None,
+    };
+    loop {
+        let p = d.store.list_keys(&filter, &page).await?;
+        rows.extend(p.data.iter().map(key_json));
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    out.table(
+        &rows,
+        &[
+            "apiKeyId",
+            "keyPrefix",
+            "keyName",
+            "scope",
+            "environment",
+            "status",
+            "lastUsedAt",
+        ],
+    )
+}
+
+pub(crate) async fn keys_show(d: &DataDir, id: &str, out: &Out) -> Result<(), Failure> {
+    out.object(&key_json(&d.key(id).await?))
+}
+
+pub(crate) async fn keys_revoke(d: &DataDir, id: &str, out: &Out) -> Result<(), Failure> {
+    let k = d.key(id).await?;
+    let revoked = d.keys.revoke(k.id, Utc::now()).await?;
+    d.record(
+        "api_key.revoked",
+        k.organization_id,
+        k.id.to_string(),
+        json!({ "keyPrefix": k.prefix }),
+    )
+    .await?;
+    out.object(&key_json(&revoked))
+}
+
+pub(crate) async fn keys_rotate(
+    d: &DataDir,
+    id: &str,
+    grace: u64,
+    out: &Out,
+) -> Result<(), Failure> {
+    let k = d.key(id).await?;
+    let r = d
+        .keys
+        .rotate(k.id, Duration::from_secs(grace), Utc::now())
+        .await?;
+    let mut v = key_json(&r.successor.record);
+    v["key"] = json!(r.successor.token.expose());
+    out.secret_object(&v, r.successor.token.expose())
+}
+
+pub(crate) fn stream(name: &str) -> Result<Stream, Failure> {
+    match name {
+        "audit" => Ok(Stream::Audit),
+        "request" => Ok(Stream::Request),
+        _ => Err(Failure::usage("--stream must be audit or request")),
+    }
+}
+
+pub(crate) async fn audit_verify(d: &DataDir, stream_name: &str, out: &Out) -> Result<(), Failure> {
+    let sink = d.audit().await?;
+    let mut last = 0;
+    let report = sink
+        .verify(stream(stream_name)?, &mut |p| {
+            if p.checked >= last + 100_000 {
+                last = p.checked;
+                eprintln!("verified {} of {} records", p.checked, p.total);
+            }
+        })
+        .await?;
+    let _ = sink.close().await;
+    match &report.broken {
+        None => {
+            out.object(&json!({ "stream": stream_name, "checked": report.checked, "intact": true }))
+        }
+        Some(b) => Err(Failure::tampered(format!(
+            "the {stream_name} log is broken at record {}: {:?}",
+            b.sequence, b.reason
+        ))),
+    }
+}
+
+pub(crate) async fn audit_query(
+    d: &DataDir,
+    stream_name: &str,
+    action: Option<&str>,
+    limit: usize,
+    out: &Out,
+) -> Result<(), Failure> {
+    let sink = d.audit().await?;
+    let mut q = Query::new(stream(stream_name)?);
+    q.action = action.map(str::to_owned);
+    q.limit = limit.clamp(1, align_audit::MAX_LIMIT);
+    let page = sink.query(&q).await?;
+    let _ = sink.close().await;
+    let rows: Vec<Value> = page
+        .records
+        .iter()
+        .map(|r| {
+            let e = r.entry();
+            json!({
+                "sequence": r.sequence(), "time": e.time(), "action": e.action(),
+                "actor": e.actor().id(), "target": e.target(), "status": e.status(),
+                "path": e.path(), "ip": e.ip().map(|i| i.to_string()),
+            })
+        })
+        .collect();
+    out.table(
+        &rows,
+        &[
+            "sequence", "time", "action", "actor", "target", "status", "path",
+        ],
+    )
+}

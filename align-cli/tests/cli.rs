@@ -1,0 +1,169 @@
+//! The operator CLI, run as a built binary: init, mint, serve, revoke while serving, audit
+//! verify before and after a byte of a record is changed, and `--json` on every listing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn align(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("ALIGN_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn get_me(addr: SocketAddr, key: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let req = format!(
+        "GET /api/v1/me HTTP/1.1\r\nhost: x\r\nx-api-key: {key}\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    (out[9..12].parse().unwrap(), out)
+}
+
+#[test]
+fn operators_mint_and_revoke_with_the_cli_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    assert!(data.join("bootstrap-admin-key").exists());
+    assert!(
+        align(&data, &["init"]).status.success(),
+        "init is idempotent"
+    );
+
+    let project = json(&align(
+        &data,
+        &["projects", "create", "--name", "billing", "--json"],
+    ));
+    let user = json(&align(
+        &data,
+        &[
+            "users",
+            "create",
+            "--email",
+            "dev@acme.test",
+            "--role",
+            "engineer",
+            "--json",
+        ],
+    ));
+    assert_eq!(user["role"], "engineer");
+    let minted = json(&align(&data, &["keys", "create", "--name", "ci", "--json"]));
+    let token = minted["key"].as_str().unwrap().to_owned();
+    let id = minted["apiKeyId"].as_str().unwrap().to_owned();
+    // An engineer may not mint organisation keys, even from the CLI.
+    let refused = align(
+        &data,
+        &["keys", "create", "--name", "x", "--user", "dev@acme.test"],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let pid = project["id"].as_str().unwrap();
+    let ok = align(
+        &data,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "p",
+            "--user",
+            "dev@acme.test",
+            "--project",
+            pid,
+            "--json",
+        ],
+    );
+    assert!(json(&ok)["key"].as_str().unwrap().starts_with("ako_"));
+
+    // --json output of every listing parses.
+    for listing in [
+        &["orgs", "list"][..],
+        &["users", "list"],
+        &["projects", "list"],
+        &["keys", "list"],
+        &["audit", "query"],
+    ] {
+        let mut args = listing.to_vec();
+        args.push("--json");
+        let v = json(&align(&data, &args));
+        assert!(v.is_array(), "{listing:?}");
+    }
+    let listed = json(&align(&data, &["keys", "list", "--json"]));
+    assert!(
+        !listed.to_string().contains(&token[13..]),
+        "listings never show tokens"
+    );
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("ALIGN_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    assert_eq!(get_me(addr, &token).0, 200);
+    assert!(align(&data, &["keys", "revoke", &id]).status.success());
+    let mut status = 0;
+    let mut body = String::new();
+    for _ in 0..40 {
+        (status, body) = get_me(addr, &token);
+        if status == 401 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status, 401);
+    assert!(body.contains("key_revoked"), "{body}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success());
+
+    let verified = json(&align(&data, &["audit", "verify", "--json"]));
+    assert_eq!(verified["intact"], true);
+    // Change one byte of one audit record: verify must fail and name it.
+    let db = rusqlite::Connection::open(data.join("align.db")).unwrap();
+    let seq: i64 = db
+        .query_row(
+            "SELECT MIN(sequence) FROM audit_records WHERE stream = 'audit'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    db.execute(
+        "UPDATE audit_records SET action = action || 'x' WHERE stream = 'audit' AND sequence = ?1",
+        [seq],
+    )
+    .unwrap();
+    drop(db);
+    let broken = align(&data, &["audit", "verify"]);
+    assert_eq!(broken.status.code(), Some(4));
+    let message = String::from_utf8_lossy(&broken.stderr);
+    assert!(message.contains(&format!("record {seq}")), "{message}");
+}
