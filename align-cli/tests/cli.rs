@@ -1,7 +1,7 @@
 //! The operator CLI, run as a built binary: init, mint, serve, revoke while serving, audit
 //! verify before and after a byte of a record is changed, and `--json` on every listing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should panic
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
