@@ -73,6 +73,10 @@ pub enum Error {
     /// Stored data is not in the shape this version of the crate expects.
     #[error("corrupt stored data: {0}")]
     Corrupt(&'static str),
+    /// The transaction holding a batch of attempt records failed to commit; none of them
+    /// was recorded, and the deliveries will be attempted again when their lease ends.
+    #[error("recording attempts failed: {0}")]
+    BatchCommit(String),
     /// A background store worker stopped (it panicked or the runtime is shutting down).
     #[error("the store worker stopped unexpectedly")]
     StoreWorker,

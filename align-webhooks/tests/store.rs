@@ -326,3 +326,59 @@ async fn endpoints_round_trip_with_their_keys() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_attempt_records_all_land_and_a_bad_one_spoils_none() {
+    for (name, store) in stores().await {
+        let ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..60 {
+            let out = store
+                .enqueue(msg(&format!("evt_c{i}"), "x", Environment::Live), t(0))
+                .await
+                .unwrap();
+            ids.push(out.deliveries[0]);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, id) in ids.iter().copied().enumerate() {
+            let one = Arc::clone(&store);
+            tasks.spawn(async move {
+                one.record_attempt(id, attempt(1, Some(200)), Next::Succeeded)
+                    .await
+                    .map(|_| i)
+            });
+            if i % 20 == 0 {
+                let bad = Arc::clone(&store);
+                tasks.spawn(async move {
+                    bad.record_attempt(
+                        align_webhooks::DeliveryId::new(),
+                        attempt(1, Some(200)),
+                        Next::Succeeded,
+                    )
+                    .await
+                    .map(|_| usize::MAX)
+                });
+            }
+        }
+        let mut ok = 0;
+        let mut not_found = 0;
+        while let Some(r) = tasks.join_next().await {
+            match r.unwrap() {
+                Ok(_) => ok += 1,
+                Err(align_webhooks::Error::NotFound(_)) => not_found += 1,
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
+        assert_eq!((ok, not_found), (60, 3), "{name}");
+        for id in ids {
+            let d = store.delivery(id).await.unwrap();
+            assert_eq!(
+                (d.status, d.attempts),
+                (DeliveryStatus::Succeeded, 1),
+                "{name}"
+            );
+            assert_eq!(store.attempts(id).await.unwrap().len(), 1, "{name}");
+        }
+    }
+}

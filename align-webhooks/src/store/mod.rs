@@ -1,6 +1,8 @@
 //! The durable outbox: the [`WebhookStore`] trait and its back-ends.
 
 #[cfg(feature = "sqlite")]
+mod attempt_batch;
+#[cfg(feature = "sqlite")]
 mod dedup_sqlite;
 mod memory;
 #[cfg(feature = "sqlite")]

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use uuid::Uuid;
 
 use super::WebhookStore;
+use super::attempt_batch::{AttemptBatch, AttemptJob};
 use super::memory::next_state;
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
@@ -93,6 +94,7 @@ const DELIVERY_COLUMNS: &str =
 #[derive(Clone)]
 pub struct SqliteWebhookStore {
     conn: Arc<Mutex<Connection>>,
+    batch: Arc<AttemptBatch>,
 }
 
 impl std::fmt::Debug for SqliteWebhookStore {
@@ -126,6 +128,7 @@ impl SqliteWebhookStore {
     fn from_connection(conn: Connection) -> Self {
         Self {
             conn: Arc::new(Mutex::new(conn)),
+            batch: Arc::default(),
         }
     }
 
@@ -354,6 +357,50 @@ fn not_found(kind: ObjectKind) -> impl FnOnce(rusqlite::Error) -> Error {
     }
 }
 
+/// Records one attempt on `tx`, a transaction or savepoint (see [`WebhookStore::record_attempt`]); returns the
+/// endpoint's `failing_since` after the update.
+pub(super) fn record_one(tx: &Connection, job: &AttemptJob) -> Result<Option<DateTime<Utc>>> {
+    let AttemptJob {
+        delivery,
+        attempt,
+        next,
+    } = job;
+    let next = *next;
+    let id = delivery.to_string();
+    let (status, due) = next_state(next);
+    let endpoint: String = tx
+        .prepare_cached(
+            "UPDATE webhooks_deliveries SET attempts = attempts + 1, status = ?2,
+             next_attempt_at = ?3 WHERE id = ?1 RETURNING endpoint_id",
+        )?
+        .query_row(params![id, status.as_str(), due.map(ms)], |r| r.get(0))
+        .map_err(not_found(ObjectKind::Delivery))?;
+    tx.prepare_cached(
+        "INSERT INTO webhooks_attempts
+         (delivery_id, attempted_at, status, latency_ms, response_body, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id,
+        ms(attempt.at),
+        attempt.status,
+        i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
+        &attempt.response_body,
+        &attempt.error
+    ])?;
+    let failing: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE webhooks_endpoints SET failing_since =
+             CASE WHEN ?2 THEN NULL ELSE COALESCE(failing_since, ?3) END
+             WHERE id = ?1 RETURNING failing_since",
+        )?
+        .query_row(
+            params![endpoint, next == Next::Succeeded, ms(attempt.at)],
+            |r| r.get(0),
+        )?;
+    Ok(opt_ms(failing)?)
+}
+
 #[async_trait]
 impl WebhookStore for SqliteWebhookStore {
     async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
@@ -552,44 +599,16 @@ impl WebhookStore for SqliteWebhookStore {
         attempt: Attempt,
         next: Next,
     ) -> Result<Option<DateTime<Utc>>> {
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id = delivery.to_string();
-            let (status, due) = next_state(next);
-            let endpoint: String = tx
-                .prepare_cached(
-                    "UPDATE webhooks_deliveries SET attempts = attempts + 1, status = ?2,
-                     next_attempt_at = ?3 WHERE id = ?1 RETURNING endpoint_id",
-                )?
-                .query_row(params![id, status.as_str(), due.map(ms)], |r| r.get(0))
-                .map_err(not_found(ObjectKind::Delivery))?;
-            tx.prepare_cached(
-                "INSERT INTO webhooks_attempts
-                 (delivery_id, attempted_at, status, latency_ms, response_body, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                id,
-                ms(attempt.at),
-                attempt.status,
-                i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
-                attempt.response_body,
-                attempt.error
-            ])?;
-            let failing: Option<i64> = tx
-                .prepare_cached(
-                    "UPDATE webhooks_endpoints SET failing_since =
-                     CASE WHEN ?2 THEN NULL ELSE COALESCE(failing_since, ?3) END
-                     WHERE id = ?1 RETURNING failing_since",
-                )?
-                .query_row(
-                    params![endpoint, next == Next::Succeeded, ms(attempt.at)],
-                    |r| r.get(0),
-                )?;
-            tx.commit()?;
-            Ok(opt_ms(failing)?)
-        })
-        .await
+        self.batch
+            .record(
+                &self.conn,
+                AttemptJob {
+                    delivery,
+                    attempt,
+                    next,
+                },
+            )
+            .await
     }
 
     async fn postpone(&self, delivery: DeliveryId, at: DateTime<Utc>) -> Result<()> {
