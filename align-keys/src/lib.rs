@@ -23,6 +23,8 @@ mod manager;
 pub mod policy;
 mod redact;
 mod secret;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod store;
 pub mod token;
 mod verifier;

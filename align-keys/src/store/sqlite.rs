@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -152,35 +151,8 @@ impl SqliteKeyStore {
 }
 
 fn configure(conn: &mut Connection) -> Result<()> {
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-    migrate(conn)
-}
-
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS keys_migrations (
-            version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )?;
-    let current: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM keys_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
-        let version = i as i64 + 1;
-        if version > current {
-            tx.execute_batch(sql)?;
-            tx.execute(
-                "INSERT INTO keys_migrations (version, applied_at) VALUES (?1, ?2)",
-                params![version, Utc::now().timestamp_millis()],
-            )?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
+    crate::sqlite::configure(conn, false)?;
+    Ok(crate::sqlite::migrate(conn, "keys", MIGRATIONS)?)
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {

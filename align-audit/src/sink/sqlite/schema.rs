@@ -2,9 +2,8 @@
 //! mapping between rows and records.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use rusqlite::{Connection, OptionalExtension, Row, Statement, Transaction, params};
 
 use crate::checkpoint::Checkpoint;
@@ -73,38 +72,12 @@ pub(crate) const INSERT: &str = "INSERT INTO audit_records (stream, sequence, id
 /// Opens a connection: WAL, busy timeout, `synchronous` FULL (fsync per commit) or NORMAL.
 pub(crate) fn connect(path: &std::path::Path, sync_to_disk: bool) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    conn.execute_batch(if sync_to_disk {
-        "PRAGMA synchronous = FULL;"
-    } else {
-        "PRAGMA synchronous = NORMAL;"
-    })?;
+    align_keys::sqlite::configure(&conn, sync_to_disk)?;
     Ok(conn)
 }
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS audit_migrations (
-            version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )?;
-    let current: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM audit_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    for (version, sql) in (1i64..).zip(MIGRATIONS) {
-        if version > current {
-            tx.execute_batch(sql)?;
-            tx.execute(
-                "INSERT INTO audit_migrations (version, applied_at) VALUES (?1, ?2)",
-                params![version, Utc::now().timestamp_millis()],
-            )?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
+    Ok(align_keys::sqlite::migrate(conn, "audit", MIGRATIONS)?)
 }
 
 fn to_i64(n: u64) -> i64 {
