@@ -116,20 +116,29 @@ impl DataDir {
     }
 }
 
-async fn all_users(store: &dyn KeyStore, org: OrganizationId) -> Result<Vec<User>, Failure> {
+/// Every item of a paged listing, page after page.
+async fn every<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, Failure>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = align_keys::Result<align_keys::Page<T>>>,
+{
     let mut out = Vec::new();
     let mut page = PageRequest {
         limit: 200,
         cursor: None,
     };
     loop {
-        let p = store.list_users(org, &page).await?;
+        let p = fetch(page.clone()).await?;
         out.extend(p.data);
         match p.next_cursor {
             Some(c) => page.cursor = Some(c),
             None => return Ok(out),
         }
     }
+}
+
+async fn all_users(store: &dyn KeyStore, org: OrganizationId) -> Result<Vec<User>, Failure> {
+    every(|page| async move { store.list_users(org, &page).await }).await
 }
 
 pub(crate) fn key_json(k: &KeyRecord) -> Value {
@@ -339,19 +348,9 @@ pub(crate) async fn keys_list(d: &DataDir, org: Option<&str>, out: &Out) -> Resu
         environment: None,
         include_revoked: true,
     };
-    let mut rows = Vec::new();
-    let mut page = PageRequest {
-        limit: 200,
-        cursor: None,
-    };
-    loop {
-        let p = d.store.list_keys(&filter, &page).await?;
-        rows.extend(p.data.iter().map(key_json));
-        match p.next_cursor {
-            Some(c) => page.cursor = Some(c),
-            None => break,
-        }
-    }
+    let store = &d.store;
+    let keys = every(|page| async move { store.list_keys(&filter, &page).await }).await?;
+    let rows: Vec<Value> = keys.iter().map(key_json).collect();
     out.table(
         &rows,
         &[
