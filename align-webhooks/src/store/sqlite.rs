@@ -166,35 +166,12 @@ impl SqliteWebhookStore {
 }
 
 fn configure(conn: &mut Connection) -> Result<()> {
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    align_keys::sqlite::configure(conn, false)?;
     migrate(conn)
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS webhooks_migrations (
-            version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )?;
-    let current: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM webhooks_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
-        let version = i64::try_from(i + 1).map_err(|_| Error::Corrupt("migration count"))?;
-        if version > current {
-            tx.execute_batch(sql)?;
-            tx.execute(
-                "INSERT INTO webhooks_migrations (version, applied_at) VALUES (?1, ?2)",
-                params![version, Utc::now().timestamp_millis()],
-            )?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
+    Ok(align_keys::sqlite::migrate(conn, "webhooks", MIGRATIONS)?)
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
