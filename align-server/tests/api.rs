@@ -713,3 +713,25 @@ async fn a_repeat_while_the_first_is_in_flight_is_an_idempotency_conflict() {
     assert_eq!(first.await.unwrap(), StatusCode::CREATED);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_database_held_past_its_busy_timeout_answers_503_unavailable() {
+    let s = TestServer::start().await;
+    let db = rusqlite::Connection::open(s.data_dir().join("align.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let r = s
+        .post("/api/v1/projects", &s.admin_key, json!({"name": "p"}))
+        .await;
+    db.execute_batch("COMMIT").unwrap();
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // And once the database is free again, the same request works.
+    let ok = s
+        .post("/api/v1/projects", &s.admin_key, json!({"name": "p"}))
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+    s.stop().await;
+}
