@@ -97,6 +97,29 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// A consistent copy of the database, safe while the server runs.
+    ///
+    /// Example: align backup --data-dir ./align-data --to align-backup.db
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        /// The backup file to create.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Replace the database with a backup. Stop the server first.
+    ///
+    /// Example: align restore --data-dir ./align-data --from align-backup.db --force
+    Restore {
+        #[command(flatten)]
+        common: Common,
+        /// The backup file to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+    },
     /// The audit and request logs. Example: align audit verify --stream audit
     Audit {
         #[command(flatten)]
@@ -194,6 +217,13 @@ enum AuditAction {
         action: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// One data subject's records (as subject or actor) as JSON Lines, for access requests.
+    /// Example: align audit export --subject 3f2a…
+    Export {
+        /// A user id or API key id.
+        #[arg(long)]
+        subject: String,
     },
 }
 
@@ -298,10 +328,17 @@ async fn run(command: Command) -> Result<(), Failure> {
                 KeyAction::Rotate { id, grace } => ops::keys_rotate(&d, &id, grace, &o).await,
             }
         }
+        Command::Backup { common, to } => ops::backup(&common.data_dir, &to, &out(&common)).await,
+        Command::Restore {
+            common,
+            from,
+            force,
+        } => ops::restore(&common.data_dir, &from, force, &out(&common)).await,
         Command::Audit { common, action } => {
             let (d, o) = (DataDir::open(&common.data_dir).await?, out(&common));
             match action {
                 AuditAction::Verify { stream } => ops::audit_verify(&d, &stream, &o).await,
+                AuditAction::Export { subject } => ops::audit_export(&d, &subject).await,
                 AuditAction::Query {
                     stream,
                     action,

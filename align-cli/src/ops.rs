@@ -461,3 +461,63 @@ pub(crate) async fn audit_query(
         ],
     )
 }
+
+/// `align backup`: a consistent copy of the database, safe while the server runs.
+pub(crate) async fn backup(dir: &Path, to: &Path, out: &Out) -> Result<(), Failure> {
+    let db = dir.join("align.db");
+    if !db.exists() {
+        return Err(Failure::usage(format!(
+            "no Align database at {}",
+            db.display()
+        )));
+    }
+    if to.exists() {
+        return Err(Failure::usage(format!(
+            "{} exists: refusing to overwrite it",
+            to.display()
+        )));
+    }
+    let target = to.to_owned();
+    tokio::task::spawn_blocking(move || align_keys::sqlite::backup(&db, &target))
+        .await
+        .map_err(|_| Failure::usage("the backup task failed"))?
+        .map_err(align_keys::Error::from)?;
+    let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+    out.object(&json!({ "backup": to.display().to_string(), "bytes": bytes }))
+}
+
+/// `align restore`: replaces the database with a backup (the server must be stopped).
+pub(crate) async fn restore(
+    dir: &Path,
+    from: &Path,
+    force: bool,
+    out: &Out,
+) -> Result<(), Failure> {
+    if !from.exists() {
+        return Err(Failure::usage(format!("no backup at {}", from.display())));
+    }
+    let db = dir.join("align.db");
+    if db.exists() && !force {
+        return Err(Failure::usage(format!(
+            "{} exists: stop the server, then pass --force to replace it",
+            db.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)?;
+    let (source, target) = (from.to_owned(), db.clone());
+    tokio::task::spawn_blocking(move || align_keys::sqlite::restore(&source, &target))
+        .await
+        .map_err(|_| Failure::usage("the restore task failed"))?
+        .map_err(align_keys::Error::from)?;
+    out.object(&json!({ "restored": db.display().to_string(), "from": from.display().to_string() }))
+}
+
+/// `align audit export`: one data subject's records as JSON Lines on stdout.
+pub(crate) async fn audit_export(d: &DataDir, subject: &str) -> Result<(), Failure> {
+    let sink = d.audit().await?;
+    let mut stdout = std::io::stdout();
+    let n = sink.export_subject(subject, &mut stdout).await?;
+    let _ = sink.close().await;
+    eprintln!("exported {n} records");
+    Ok(())
+}

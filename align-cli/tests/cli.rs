@@ -167,3 +167,91 @@ fn operators_mint_and_revoke_with_the_cli_against_a_running_server() {
     let message = String::from_utf8_lossy(&broken.stderr);
     assert!(message.contains(&format!("record {seq}")), "{message}");
 }
+
+#[test]
+fn backup_while_serving_then_restore_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    let minted = json(&align(
+        &data,
+        &["keys", "create", "--name", "before-backup", "--json"],
+    ));
+    let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("ALIGN_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    assert_eq!(get_me(addr, minted["key"].as_str().unwrap()).0, 200);
+
+    let copy = dir.path().join("backup.db");
+    let made = json(&align(
+        &data,
+        &["backup", "--to", copy.to_str().unwrap(), "--json"],
+    ));
+    assert!(made["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        align(&data, &["backup", "--to", copy.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2),
+        "no overwrite"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success());
+
+    let elsewhere = dir.path().join("restored");
+    assert!(
+        align(&elsewhere, &["restore", "--from", copy.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(
+        align(&data, &["restore", "--from", copy.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2),
+        "needs --force"
+    );
+    let keys = json(&align(&elsewhere, &["keys", "list", "--json"]));
+    let names: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["keyName"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"before-backup"), "{names:?}");
+    assert_eq!(
+        json(&align(&elsewhere, &["audit", "verify", "--json"]))["intact"],
+        true
+    );
+
+    // The key's own records, as JSON Lines.
+    let id = minted["apiKeyId"].as_str().unwrap();
+    let export = align(&data, &["audit", "export", "--subject", id]);
+    assert!(export.status.success());
+    let text = String::from_utf8(export.stdout).unwrap();
+    assert!(
+        text.lines().count() >= 1,
+        "the key's request is in its export"
+    );
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v.is_object());
+    }
+    assert!(!text.contains(&minted["key"].as_str().unwrap()[13..]));
+}

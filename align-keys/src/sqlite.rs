@@ -46,3 +46,25 @@ pub fn migrate(conn: &mut Connection, prefix: &str, migrations: &[&str]) -> rusq
     }
     tx.commit()
 }
+
+/// Copies the database at `db` to `to` with SQLite's online backup: a consistent snapshot even
+/// while a server writes to it (WAL included). `to` is created or replaced.
+pub fn backup(db: &std::path::Path, to: &std::path::Path) -> rusqlite::Result<()> {
+    let source = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    source.busy_timeout(BUSY_TIMEOUT)?;
+    source.backup(rusqlite::MAIN_DB, to, None)
+}
+
+/// Replaces the database at `db` with the backup at `from`. Stop the server first: a restore
+/// under a running server would pull its data out from under it.
+pub fn restore(from: &std::path::Path, db: &std::path::Path) -> rusqlite::Result<()> {
+    let mut target = Connection::open(db)?;
+    target.busy_timeout(BUSY_TIMEOUT)?;
+    target.restore(
+        rusqlite::MAIN_DB,
+        from,
+        None::<fn(rusqlite::backup::Progress)>,
+    )?;
+    let _mode: String = target.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    Ok(())
+}
