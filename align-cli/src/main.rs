@@ -1,9 +1,11 @@
 //! The `align` binary: argument parsing and output only; the work lives in the library crates.
 //!
-//! Exit codes: 0 success, 1 failure, 2 usage error, 3 not found, 4 audit log tampered with.
+//! Exit codes: 0 success, 1 failure, 2 usage error, 3 not found, 4 an integrity check failed
+//! (audit chain broken, webhook signature invalid).
 
 mod ops;
 mod output;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -120,6 +122,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Webhook tools. Example: align webhooks verify --secret-file secret --headers h.txt --payload body.json
+    Webhooks {
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+    /// Print shell completions. Example: align completions bash > /etc/bash_completion.d/align
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// The audit and request logs. Example: align audit verify --stream audit
     Audit {
         #[command(flatten)]
@@ -197,6 +212,27 @@ enum KeyAction {
         id: String,
         #[arg(long, default_value_t = 86_400)]
         grace: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookAction {
+    /// Check a delivery's signature, as a receiver would; exits 4 if it does not verify.
+    ///
+    /// Example: curl -D h.txt … ; align webhooks verify --secret-file s.txt --headers h.txt --payload body.json
+    Verify {
+        /// File holding the endpoint's whsec_ secret (or whpk_ key); or set ALIGN_WEBHOOK_SECRET.
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+        /// File of `Name: value` header lines (webhook-id, webhook-timestamp, webhook-signature).
+        #[arg(long, value_name = "FILE")]
+        headers: PathBuf,
+        /// File holding the exact body, or `-` for stdin.
+        #[arg(long, value_name = "FILE")]
+        payload: PathBuf,
+        /// Check as of this Unix time (for recorded deliveries); default now.
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        now: Option<i64>,
     },
 }
 
@@ -327,6 +363,29 @@ async fn run(command: Command) -> Result<(), Failure> {
                 KeyAction::Revoke { id } => ops::keys_revoke(&d, &id, &o).await,
                 KeyAction::Rotate { id, grace } => ops::keys_rotate(&d, &id, grace, &o).await,
             }
+        }
+        Command::Webhooks {
+            json,
+            action:
+                WebhookAction::Verify {
+                    secret_file,
+                    headers,
+                    payload,
+                    now,
+                },
+        } => {
+            let args = webhooks::VerifyArgs {
+                secret_file,
+                headers,
+                payload,
+                now,
+            };
+            webhooks::verify(&args, &Out { json })
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "align", &mut std::io::stdout());
+            Ok(())
         }
         Command::Backup { common, to } => ops::backup(&common.data_dir, &to, &out(&common)).await,
         Command::Restore {

@@ -255,3 +255,53 @@ fn backup_while_serving_then_restore_elsewhere() {
     }
     assert!(!text.contains(&minted["key"].as_str().unwrap()[13..]));
 }
+
+#[test]
+fn webhooks_verify_checks_a_delivery_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // The Standard Webhooks specification's published example (a fixture, not a secret).
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+    let headers = dir.path().join("headers");
+    std::fs::write(
+        &headers,
+        "HTTP/1.1 200 OK\r\nwebhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek\r\n\
+         webhook-timestamp: 1614265330\r\n\
+         webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\r\n",
+    )
+    .unwrap();
+    let body = dir.path().join("body");
+    std::fs::write(&body, r#"{"test": 2432232314}"#).unwrap();
+    let run = |payload: &Path, now: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_align"));
+        c.args(["webhooks", "verify", "--json", "--secret-file"])
+            .arg(&secret)
+            .arg("--headers")
+            .arg(&headers)
+            .arg("--payload")
+            .arg(payload)
+            .env_remove("ALIGN_WEBHOOK_SECRET");
+        if let Some(n) = now {
+            c.args(["--now", n]);
+        }
+        c.output().unwrap()
+    };
+    let ok = run(&body, Some("1614265331"));
+    let v = json(&ok);
+    assert_eq!(v["webhookId"], "msg_p5jXN8AQM9LWM0D4loKWxJek");
+    let stale = run(&body, None);
+    assert_eq!(
+        stale.status.code(),
+        Some(4),
+        "years-old timestamps are refused"
+    );
+    let altered = dir.path().join("altered");
+    std::fs::write(&altered, r#"{"test": 2432232315}"#).unwrap();
+    assert_eq!(run(&altered, Some("1614265331")).status.code(), Some(4));
+    let completions = Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(completions.status.success());
+    assert!(String::from_utf8_lossy(&completions.stdout).contains("align"));
+}
