@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error, 3 not found, 4 an integrity check failed
 //! (audit chain broken, webhook signature invalid).
 
+mod client;
 mod ops;
 mod output;
 mod webhooks;
@@ -43,6 +44,13 @@ struct Common {
     /// Organisation id (needed only when the database holds several).
     #[arg(long, value_name = "ID", global = true)]
     org: Option<String>,
+    /// Talk to a running server instead of the data directory (env ALIGN_API_URL), with the
+    /// key in ALIGN_API_KEY or --key-file.
+    #[arg(long, value_name = "URL", env = "ALIGN_API_URL", global = true)]
+    api_url: Option<String>,
+    /// File holding the API key for --api-url (instead of ALIGN_API_KEY).
+    #[arg(long, value_name = "FILE", global = true)]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +76,11 @@ enum Command {
     ///
     /// Example: align init --data-dir ./align-data
     Init {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The calling key, from a running server. Example: ALIGN_API_KEY=… align me --api-url http://127.0.0.1:8080
+    Me {
         #[command(flatten)]
         common: Common,
     },
@@ -334,6 +347,18 @@ async fn run(command: Command) -> Result<(), Failure> {
                 ProjectAction::List => ops::projects_list(&d, org, &o).await,
             }
         }
+        Command::Me { common } => {
+            let url = common
+                .api_url
+                .as_deref()
+                .ok_or_else(|| Failure::usage("align me needs --api-url (or ALIGN_API_URL)"))?;
+            let api = client::Api::new(url, common.key_file.as_deref())?;
+            let v = api.call("GET", "/api/v1/me", None).await?;
+            out(&common).object(&v)
+        }
+        Command::Keys { common, action } if common.api_url.is_some() => {
+            keys_over_api(&common, action).await
+        }
         Command::Keys { common, action } => {
             let (d, o, org) = (
                 DataDir::open(&common.data_dir).await?,
@@ -406,6 +431,69 @@ async fn run(command: Command) -> Result<(), Failure> {
             }
         }
     }
+}
+
+/// `align keys …` against a running server.
+async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure> {
+    let url = common.api_url.as_deref().unwrap_or_default();
+    let api = client::Api::new(url, common.key_file.as_deref())?;
+    let o = out(common);
+    let columns = [
+        "apiKeyId",
+        "keyPrefix",
+        "keyName",
+        "scope",
+        "environment",
+        "revokedAt",
+        "lastUsedAt",
+    ];
+    let v = match action {
+        KeyAction::Create {
+            name,
+            project,
+            permissions,
+            sandbox,
+            user,
+        } => {
+            if user.is_some() {
+                return Err(Failure::usage(
+                    "--user applies to the data directory; the API mints as the calling key",
+                ));
+            }
+            let mut body = serde_json::json!({
+                "name": name,
+                "scope": if project.is_some() { "project" } else { "organization" },
+            });
+            if let Some(p) = project {
+                body["projectId"] = serde_json::json!(p);
+            }
+            if let Some(p) = permissions {
+                body["permissions"] =
+                    serde_json::json!(p.split(',').map(str::trim).collect::<Vec<_>>());
+            }
+            if sandbox {
+                body["environment"] = serde_json::json!("sandbox");
+            }
+            let v = api.call("POST", "/api/v1/keys", Some(body)).await?;
+            let token = v["key"].as_str().unwrap_or_default().to_owned();
+            return o.secret_object(&v, &token);
+        }
+        KeyAction::List => api.call("GET", "/api/v1/keys?limit=200", None).await?,
+        KeyAction::Show { id } => api.call("GET", &format!("/api/v1/keys/{id}"), None).await?,
+        KeyAction::Revoke { id } => {
+            api.call("POST", &format!("/api/v1/keys/{id}/revoke"), None)
+                .await?
+        }
+        KeyAction::Rotate { id, grace } => {
+            let body = serde_json::json!({ "graceSeconds": grace });
+            let v = api
+                .call("POST", &format!("/api/v1/keys/{id}/rotate"), Some(body))
+                .await?;
+            let token = v["key"].as_str().unwrap_or_default().to_owned();
+            return o.secret_object(&v, &token);
+        }
+    };
+    client::print(&v, &columns, &o)
 }
 
 fn out(common: &Common) -> Out {

@@ -305,3 +305,74 @@ fn webhooks_verify_checks_a_delivery_from_files() {
     assert!(completions.status.success());
     assert!(String::from_utf8_lossy(&completions.stdout).contains("align"));
 }
+
+#[test]
+fn client_commands_talk_to_a_running_server_with_the_key_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("ALIGN_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let admin = std::fs::read_to_string(data.join("bootstrap-admin-key")).unwrap();
+    let url = format!("http://{addr}");
+    let client = |args: &[&str], key: &str| {
+        Command::new(env!("CARGO_BIN_EXE_align"))
+            .args(args)
+            .args(["--api-url", &url, "--json"])
+            .env("ALIGN_API_KEY", key.trim())
+            .env("ALIGN_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let me = json(&client(&["me"], &admin));
+    assert_eq!(me["keyPrefix"], &admin[..12]);
+    let minted = json(&client(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "via-api",
+            "--permissions",
+            "keys:read",
+        ],
+        &admin,
+    ));
+    let token = minted["key"].as_str().unwrap().to_owned();
+    let listed = json(&client(&["keys", "list"], &admin));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains(&token[13..]));
+    let id = minted["apiKeyId"].as_str().unwrap();
+    assert!(json(&client(&["keys", "revoke", id], &admin))["revokedAt"].is_string());
+    let refused = client(&["me"], &token);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("key_revoked"));
+    // The key can also come from a file.
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, &admin).unwrap();
+    let from_file = Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(["me", "--api-url", &url, "--json", "--key-file"])
+        .arg(&key_file)
+        .env_remove("ALIGN_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(json(&from_file)["keyPrefix"], &admin[..12]);
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success());
+}
