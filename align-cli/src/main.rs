@@ -267,6 +267,26 @@ enum AuditAction {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Delete records older than the retention period (request 30 days, audit 400), leaving a
+    /// signed checkpoint so the log still verifies. Example: align audit purge --stream request
+    Purge {
+        /// request, audit or both.
+        #[arg(long, default_value = "both")]
+        stream: String,
+        /// Instead of the policy's retention.
+        #[arg(long, value_name = "DAYS")]
+        older_than_days: Option<i64>,
+    },
+    /// Coarsen IPs (/24, /48) and drop user agents of records older than the policy's age
+    /// (request 7 days, audit 90); the log still verifies. Example: align audit anonymize
+    Anonymize {
+        /// request, audit or both.
+        #[arg(long, default_value = "both")]
+        stream: String,
+        /// Instead of the policy's age.
+        #[arg(long, value_name = "DAYS")]
+        older_than_days: Option<i64>,
+    },
     /// One data subject's records (as subject or actor) as JSON Lines, for access requests.
     /// Example: align audit export --subject 3f2a…
     Export {
@@ -423,6 +443,14 @@ async fn run(command: Command) -> Result<(), Failure> {
             match action {
                 AuditAction::Verify { stream } => ops::audit_verify(&d, &stream, &o).await,
                 AuditAction::Export { subject } => ops::audit_export(&d, &subject).await,
+                AuditAction::Purge {
+                    stream,
+                    older_than_days,
+                } => ops::audit_privacy(&d, true, &stream, older_than_days, &o).await,
+                AuditAction::Anonymize {
+                    stream,
+                    older_than_days,
+                } => ops::audit_privacy(&d, false, &stream, older_than_days, &o).await,
                 AuditAction::Query {
                     stream,
                     action,

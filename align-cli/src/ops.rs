@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_audit::{AuditSink, Query, SqliteSink, SqliteSinkConfig, Stream};
+use align_audit::{AuditSink, PrivacyPolicy, Query, SqliteSink, Stream};
 use align_keys::store::{KeyFilter, KeyStore, PageRequest};
 use align_keys::{
     Environment, KeyId, KeyManager, KeyRecord, NewKey, Organization, OrganizationId, Permission,
@@ -39,7 +39,14 @@ impl DataDir {
     }
 
     pub(crate) async fn audit(&self) -> Result<SqliteSink, Failure> {
-        Ok(SqliteSink::open(&self.db, SqliteSinkConfig::default()).await?)
+        self.audit_with_key(false).await
+    }
+
+    /// The audit sink with the checkpoint key (created first when `create`).
+    pub(crate) async fn audit_with_key(&self, create: bool) -> Result<SqliteSink, Failure> {
+        let dir = self.db.parent().unwrap_or(Path::new("."));
+        let config = align_server::audit_sink_config(dir, create)?;
+        Ok(SqliteSink::open(&self.db, config).await?)
     }
 
     /// The organisation to act on: the one given, or the only one there is.
@@ -520,4 +527,41 @@ pub(crate) async fn audit_export(d: &DataDir, subject: &str) -> Result<(), Failu
     let _ = sink.close().await;
     eprintln!("exported {n} records");
     Ok(())
+}
+
+fn streams(name: &str) -> Result<Vec<Stream>, Failure> {
+    match name {
+        "both" => Ok(vec![Stream::Request, Stream::Audit]),
+        other => Ok(vec![stream(other)?]),
+    }
+}
+
+/// `align audit purge|anonymize`: retention and de-identification by age (defaults from the
+/// privacy policy: request log kept 30 days, audit 400; anonymised after 7 and 90 days).
+pub(crate) async fn audit_privacy(
+    d: &DataDir,
+    purge: bool,
+    stream_name: &str,
+    older_than_days: Option<i64>,
+    out: &Out,
+) -> Result<(), Failure> {
+    let policy = PrivacyPolicy::default();
+    let sink = d.audit_with_key(purge).await?;
+    let mut rows = Vec::new();
+    for s in streams(stream_name)? {
+        let age = match (older_than_days, purge) {
+            (Some(days), _) => chrono::TimeDelta::days(days),
+            (None, true) => policy.retention(s),
+            (None, false) => policy.anonymise_after(s),
+        };
+        let cutoff = Utc::now() - age;
+        let n = if purge {
+            sink.purge(s, cutoff).await?
+        } else {
+            sink.anonymise(s, cutoff).await?
+        };
+        rows.push(json!({ "stream": s.as_str(), "olderThanDays": age.num_days(), "records": n }));
+    }
+    sink.close().await?;
+    out.table(&rows, &["stream", "olderThanDays", "records"])
 }

@@ -376,3 +376,58 @@ fn client_commands_talk_to_a_running_server_with_the_key_from_the_environment() 
         .status();
     assert!(server.wait().unwrap().success());
 }
+
+#[test]
+fn purge_and_anonymize_keep_the_logs_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    for i in 0..3 {
+        json(&align(
+            &data,
+            &["keys", "create", "--name", &format!("k{i}"), "--json"],
+        ));
+    }
+    let anonymised = json(&align(
+        &data,
+        &["audit", "anonymize", "--older-than-days", "0", "--json"],
+    ));
+    assert_eq!(anonymised.as_array().unwrap().len(), 2, "both streams");
+    let purged = json(&align(
+        &data,
+        &[
+            "audit",
+            "purge",
+            "--stream",
+            "audit",
+            "--older-than-days",
+            "0",
+            "--json",
+        ],
+    ));
+    assert!(purged[0]["records"].as_u64().unwrap() >= 3, "{purged}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("audit-checkpoint-key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    json(&align(
+        &data,
+        &["keys", "create", "--name", "after", "--json"],
+    ));
+    assert_eq!(
+        json(&align(&data, &["audit", "verify", "--json"]))["intact"],
+        true
+    );
+    assert_eq!(
+        json(&align(
+            &data,
+            &["audit", "verify", "--stream", "request", "--json"]
+        ))["intact"],
+        true
+    );
+}

@@ -10,6 +10,8 @@ use align_keys::{
 };
 use chrono::Utc;
 
+use align_audit::{CheckpointKey, SqliteSinkConfig};
+
 use crate::config::Config;
 use crate::error::Error;
 
@@ -78,7 +80,7 @@ pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, 
 }
 
 /// Writes `secret` plus a newline to a new file readable only by its owner.
-fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+pub(crate) fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -104,4 +106,42 @@ pub async fn is_initialised(store: &dyn KeyStore) -> Result<bool, Error> {
         cursor: None,
     };
     Ok(!store.list_organizations(&first).await?.data.is_empty())
+}
+
+/// The audit sink's settings for a data directory: with the checkpoint key of
+/// `DIR/audit-checkpoint-key` when it exists, created first (32 random bytes, hex, mode 0600)
+/// when `create` is set. The key signs the checkpoints that retention purges leave, so purged
+/// logs still verify; keep a copy outside the data directory.
+pub fn audit_sink_config(data_dir: &Path, create: bool) -> Result<SqliteSinkConfig, Error> {
+    let path = data_dir.join("audit-checkpoint-key");
+    let io = |source| Error::DataDir {
+        path: path.clone(),
+        source,
+    };
+    if !path.exists() {
+        if !create {
+            return Ok(SqliteSinkConfig::default());
+        }
+        let bytes = CheckpointKey::generate_bytes()?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_secret_file(&path, &hex).map_err(io)?;
+    }
+    let text = std::fs::read_to_string(&path).map_err(io)?;
+    let text = text.trim();
+    let bytes: Option<Vec<u8>> = (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    let bytes = bytes
+        .filter(|b| b.len() == 32)
+        .ok_or_else(|| Error::Setting {
+            key: "audit-checkpoint-key".into(),
+            reason: "the file must hold 64 hex characters".into(),
+        })?;
+    Ok(SqliteSinkConfig::with_checkpoint_key(
+        CheckpointKey::from_bytes(&bytes)?,
+    ))
 }

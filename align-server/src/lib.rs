@@ -18,7 +18,7 @@ mod serve;
 mod state;
 mod tls;
 
-pub use bootstrap::{Bootstrap, bootstrap, is_initialised};
+pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
 pub use config::{Config, Overrides};
 pub use error::{ApiError, Error};
 pub use routes::ROUTES;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_audit::{AuditSink, SqliteSink, SqliteSinkConfig};
+use align_audit::{AuditSink, SqliteSink};
 use align_keys::store::KeyStore;
 use align_keys::{KeyManager, Sha256Hasher, SqliteKeyStore};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -55,7 +55,8 @@ impl Server {
             source,
         })?;
         let store = SqliteKeyStore::open(config.database_path()).await?;
-        let audit = SqliteSink::open(config.database_path(), SqliteSinkConfig::default()).await?;
+        let sink_config = crate::bootstrap::audit_sink_config(&config.data_dir, false)?;
+        let audit = SqliteSink::open(config.database_path(), sink_config).await?;
         Self::with_backends(config, Arc::new(store), Arc::new(audit)).await
     }
 
