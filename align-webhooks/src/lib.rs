@@ -38,7 +38,7 @@ pub use dispatch::{
 pub use error::{Error, ObjectKind, Result};
 pub use model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
-    EventFilter, MAX_RECORDED_BODY, Message, MessageId, NewMessage, Next,
+    EventFilter, MAX_RECORDED_BODY, Message, MessageId, NewMessage, Next, Owner,
 };
 pub use policy::{AddressClass, Resolver, SystemResolver, UrlDefect, UrlPolicy, classify};
 pub use receiver::{DEFAULT_DEDUP_TTL, Deduplicator, MemoryDeduplicator, Receipt, WebhookReceiver};

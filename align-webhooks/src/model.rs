@@ -123,6 +123,37 @@ pub struct Endpoint {
     pub failing_since: Option<DateTime<Utc>>,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
+    /// Whose endpoint it is; messages of other owners never reach it.
+    pub owner: Owner,
+}
+
+/// Who an endpoint or a message belongs to: an organisation and, optionally, one project.
+///
+/// Messages fan out only to endpoints of the same organisation; an endpoint of a project gets
+/// only that project's messages, an organisation-wide endpoint (no project) gets all of its
+/// organisation's. The default owner (empty organisation) is for single-tenant embedders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// The organisation's id (opaque to this crate).
+    pub organization: String,
+    /// The project's id, for project endpoints and project events.
+    pub project: Option<String>,
+}
+
+impl Owner {
+    /// An organisation-wide owner.
+    pub fn organization(id: impl Into<String>) -> Self {
+        Self {
+            organization: id.into(),
+            project: None,
+        }
+    }
+
+    /// Whether an endpoint owned by `self` may receive a message owned by `message`.
+    pub fn receives(&self, message: &Self) -> bool {
+        self.organization == message.organization
+            && (self.project.is_none() || self.project == message.project)
+    }
 }
 
 impl Endpoint {
@@ -139,12 +170,24 @@ impl Endpoint {
             max_per_second: None,
             failing_since: None,
             created_at: Utc::now(),
+            owner: Owner::default(),
         }
     }
 
-    /// Whether a message should fan out to this endpoint.
-    pub fn wants(&self, environment: Environment, event_type: &str) -> bool {
-        self.enabled && self.environment == environment && self.filter.matches(event_type)
+    /// The same endpoint, belonging to `owner`.
+    #[must_use]
+    pub fn owned_by(mut self, owner: Owner) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// Whether `message` should fan out to this endpoint: enabled, same owner (see
+    /// [`Owner::receives`]), same environment, and an event type its filter accepts.
+    pub fn wants(&self, message: &NewMessage) -> bool {
+        self.enabled
+            && self.owner.receives(&message.owner)
+            && self.environment == message.environment
+            && self.filter.matches(&message.event_type)
     }
 }
 
@@ -161,6 +204,8 @@ pub struct NewMessage {
     pub timestamp: DateTime<Utc>,
     /// The event's `data` object.
     pub data: Value,
+    /// Whose event it is; it reaches only endpoints of the same owner.
+    pub owner: Owner,
 }
 
 impl NewMessage {
@@ -177,7 +222,15 @@ impl NewMessage {
             environment,
             timestamp: Utc::now(),
             data,
+            owner: Owner::default(),
         }
+    }
+
+    /// The same message, belonging to `owner`.
+    #[must_use]
+    pub fn owned_by(mut self, owner: Owner) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// The exact body every delivery sends: `{"type","timestamp","data"}`.

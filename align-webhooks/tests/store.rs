@@ -382,3 +382,67 @@ async fn concurrent_attempt_records_all_land_and_a_bad_one_spoils_none() {
         }
     }
 }
+
+#[tokio::test]
+async fn fan_out_never_crosses_organisations_or_projects() {
+    use align_webhooks::Owner;
+    let project = |org: &str, p: &str| Owner {
+        organization: org.into(),
+        project: Some(p.into()),
+    };
+    for (name, store) in stores().await {
+        let org_a = endpoint(Environment::Live, "https://a.example/")
+            .owned_by(Owner::organization("org-a"));
+        let proj_a1 =
+            endpoint(Environment::Live, "https://a1.example/").owned_by(project("org-a", "p1"));
+        let proj_a2 =
+            endpoint(Environment::Live, "https://a2.example/").owned_by(project("org-a", "p2"));
+        let org_b = endpoint(Environment::Live, "https://b.example/")
+            .owned_by(Owner::organization("org-b"));
+        for ep in [&org_a, &proj_a1, &proj_a2, &org_b] {
+            store.create_endpoint(ep).await.unwrap();
+        }
+        let targets = |out: align_webhooks::Enqueued| {
+            let store = Arc::clone(&store);
+            async move {
+                let mut t = Vec::new();
+                for id in &out.deliveries {
+                    t.push(store.delivery(*id).await.unwrap().endpoint_id);
+                }
+                t.sort();
+                t
+            }
+        };
+        // A project event reaches its organisation's org-wide endpoint and that project's.
+        let p1 =
+            msg("evt_p1", "api_key.revoked", Environment::Live).owned_by(project("org-a", "p1"));
+        let mut expect = vec![org_a.id, proj_a1.id];
+        expect.sort();
+        assert_eq!(
+            targets(store.enqueue(p1, t(0)).await.unwrap()).await,
+            expect,
+            "{name}"
+        );
+        // An organisation event reaches only org-wide endpoints of that organisation.
+        let a = msg("evt_a", "api_key.revoked", Environment::Live)
+            .owned_by(Owner::organization("org-a"));
+        assert_eq!(
+            targets(store.enqueue(a, t(0)).await.unwrap()).await,
+            vec![org_a.id],
+            "{name}"
+        );
+        let b = msg("evt_b", "api_key.revoked", Environment::Live)
+            .owned_by(Owner::organization("org-b"));
+        assert_eq!(
+            targets(store.enqueue(b, t(0)).await.unwrap()).await,
+            vec![org_b.id],
+            "{name}"
+        );
+        // Owners survive a round trip through the store.
+        assert_eq!(
+            store.endpoint(proj_a2.id).await.unwrap().owner,
+            project("org-a", "p2"),
+            "{name}"
+        );
+    }
+}

@@ -375,6 +375,8 @@ impl Inner {
         reason: &str,
     ) -> Result<()> {
         self.store.disable_endpoint(endpoint, reason).await?;
+        // The notice goes to the disabled endpoint's own organisation (and project) only.
+        let owner = self.store.endpoint(endpoint).await?.owner;
         let now = Utc::now();
         let event = NewMessage {
             event_id: format!("evt_disabled_{endpoint}_{}", now.timestamp_millis()),
@@ -382,6 +384,7 @@ impl Inner {
             environment,
             timestamp: now,
             data: serde_json::json!({ "endpointId": endpoint.to_string(), "reason": reason }),
+            owner,
         };
         self.store.enqueue(event, now).await.map(|_| ())
     }

@@ -120,11 +120,7 @@ impl WebhookStore for MemoryWebhookStore {
                 created_at: now,
             };
             let mut deliveries = Vec::new();
-            for ep in s
-                .endpoints
-                .iter()
-                .filter(|e| e.wants(new.environment, &new.event_type))
-            {
+            for ep in s.endpoints.iter().filter(|e| e.wants(&new)) {
                 let d = Delivery {
                     id: DeliveryId::new(),
                     message_id: message.id.clone(),

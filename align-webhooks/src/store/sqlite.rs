@@ -21,7 +21,7 @@ use super::memory::next_state;
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
-    EventFilter, Message, MessageId, NewMessage, Next, millis,
+    EventFilter, Message, MessageId, NewMessage, Next, Owner, millis,
 };
 use crate::rotation::EndpointSecrets;
 
@@ -81,10 +81,18 @@ CREATE TABLE webhooks_seen (
 );
 CREATE INDEX webhooks_seen_by_expiry ON webhooks_seen(expires_at);
 ",
+    // Owners: fan-out never crosses organisations (or projects).
+    r"
+ALTER TABLE webhooks_endpoints ADD COLUMN owner_org TEXT NOT NULL DEFAULT '';
+ALTER TABLE webhooks_endpoints ADD COLUMN owner_project TEXT;
+ALTER TABLE webhooks_messages ADD COLUMN owner_org TEXT NOT NULL DEFAULT '';
+ALTER TABLE webhooks_messages ADD COLUMN owner_project TEXT;
+",
 ];
 
 const ENDPOINT_COLUMNS: &str = "e.id, e.environment, e.url, e.event_types, e.enabled, \
-    e.disabled_reason, e.secrets, e.max_per_second, e.failing_since, e.created_at";
+    e.disabled_reason, e.secrets, e.max_per_second, e.failing_since, e.created_at, \
+    e.owner_org, e.owner_project";
 const MESSAGE_COLUMNS: &str =
     "m.id, m.event_id, m.event_type, m.environment, m.payload, m.created_at";
 const DELIVERY_COLUMNS: &str =
@@ -220,6 +228,10 @@ fn endpoint_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Endpoint> {
         max_per_second: row.get(o + 7)?,
         failing_since: opt_ms(row.get(o + 8)?)?,
         created_at: from_ms(row.get(o + 9)?)?,
+        owner: Owner {
+            organization: row.get(o + 10)?,
+            project: row.get(o + 11)?,
+        },
     })
 }
 
@@ -287,15 +299,18 @@ pub fn enqueue_in_transaction(
         created_at: now,
     };
     tx.execute(
-        "INSERT INTO webhooks_messages (id, event_id, event_type, environment, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO webhooks_messages (id, event_id, event_type, environment, payload, created_at,
+         owner_org, owner_project)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             stored.id.0,
             stored.event_id,
             stored.event_type,
             stored.environment.as_str(),
             stored.payload,
-            ms(now)
+            ms(now),
+            message.owner.organization,
+            message.owner.project,
         ],
     )?;
     let endpoints = {
@@ -307,10 +322,7 @@ pub fn enqueue_in_transaction(
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
     let mut deliveries = Vec::new();
-    for ep in endpoints
-        .iter()
-        .filter(|e| e.wants(message.environment, &message.event_type))
-    {
+    for ep in endpoints.iter().filter(|e| e.wants(message)) {
         let id = DeliveryId::new();
         tx.execute(
             "INSERT INTO webhooks_deliveries
@@ -387,8 +399,9 @@ impl WebhookStore for SqliteWebhookStore {
         self.run(move |c| {
             c.execute(
                 "INSERT INTO webhooks_endpoints (id, environment, url, event_types, enabled,
-                 disabled_reason, secrets, max_per_second, failing_since, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 disabled_reason, secrets, max_per_second, failing_since, created_at,
+                 owner_org, owner_project)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     ep.id.to_string(),
                     ep.environment.as_str(),
@@ -399,7 +412,9 @@ impl WebhookStore for SqliteWebhookStore {
                     secrets.expose(),
                     ep.max_per_second,
                     ep.failing_since.map(ms),
-                    ms(ep.created_at)
+                    ms(ep.created_at),
+                    ep.owner.organization,
+                    ep.owner.project,
                 ],
             )?;
             Ok(())
