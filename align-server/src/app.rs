@@ -150,7 +150,7 @@ where
     let route = routes::route_of(&method, &meta.path);
     state
         .metrics
-        .observe(&meta.method, route, status.as_u16(), latency);
+        .observe(&method, route, status.as_u16(), latency);
     state.log_request(&meta, caller, status, latency).await;
     tracing::info!(
         target: "align::request",

@@ -24,10 +24,25 @@ pub(crate) const AUTH_OUTCOMES: [&str; 7] = [
 /// Limit refusals, in the order of [`Metrics::denied`]'s counters.
 pub(crate) const DENIALS: [&str; 3] = ["rate_limit", "concurrency_limit", "quota_exceeded"];
 
+/// A static label for `method` (no allocation per request; unusual methods share one label).
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PATCH => "PATCH",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Process-wide counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -39,14 +54,15 @@ impl Metrics {
     /// Counts a finished request.
     pub(crate) fn observe(
         &self,
-        method: &str,
+        method: &http::Method,
         route: &'static str,
         status: u16,
         latency: Duration,
     ) {
         {
             let mut map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-            *map.entry((method.to_owned(), route, status)).or_default() += 1;
+            *map.entry((method_label(method), route, status))
+                .or_default() += 1;
         }
         let secs = latency.as_secs_f64();
         for (bound, counter) in BUCKETS.iter().zip(&self.latency_buckets) {

@@ -36,14 +36,15 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The route template a request matches (`{id}` matches one segment), for metrics labels.
 pub(crate) fn route_of(method: &Method, path: &str) -> &'static str {
-    let segments: Vec<&str> = path.split('/').collect();
     ROUTES
         .iter()
         .find(|(m, template)| {
-            let t: Vec<&str> = template.split('/').collect();
             *m == method.as_str()
-                && t.len() == segments.len()
-                && t.iter().zip(&segments).all(|(a, b)| *a == "{id}" || a == b)
+                && template.split('/').count() == path.split('/').count()
+                && template
+                    .split('/')
+                    .zip(path.split('/'))
+                    .all(|(a, b)| a == "{id}" || a == b)
         })
         .map_or("unmatched", |(_, template)| template)
 }
