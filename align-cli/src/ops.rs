@@ -160,6 +160,10 @@ pub(crate) fn key_json(k: &KeyRecord) -> Value {
     })
 }
 
+fn parse_role(name: &str) -> Result<Role, Failure> {
+    Role::from_name(name).ok_or_else(|| Failure::usage("--role must be admin, engineer or viewer"))
+}
+
 pub(crate) async fn users_create(
     d: &DataDir,
     org: Option<&str>,
@@ -167,8 +171,7 @@ pub(crate) async fn users_create(
     role: &str,
     out: &Out,
 ) -> Result<(), Failure> {
-    let role = Role::from_name(role)
-        .ok_or_else(|| Failure::usage("--role must be admin, engineer or viewer"))?;
+    let role = parse_role(role)?;
     let org = d.org(org).await?;
     let user = User {
         id: UserId::new(),
@@ -207,8 +210,7 @@ pub(crate) async fn users_set_role(
     role: &str,
     out: &Out,
 ) -> Result<(), Failure> {
-    let role = Role::from_name(role)
-        .ok_or_else(|| Failure::usage("--role must be admin, engineer or viewer"))?;
+    let role = parse_role(role)?;
     let org = d.org(org).await?;
     let u = d.user(&org, Some(user)).await?;
     d.store.set_user_role(u.id, role).await?;

@@ -26,6 +26,29 @@ fn json(o: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
 }
 
+/// `align serve` on an ephemeral port over `data`; returns the child and its address.
+fn spawn_server(data: &Path) -> (std::process::Child, SocketAddr) {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("ALIGN_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining its log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (server, addr)
+}
+
 fn get_me(addr: SocketAddr, key: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let req = format!(
@@ -110,23 +133,7 @@ fn operators_mint_and_revoke_with_the_cli_against_a_running_server() {
         "listings never show tokens"
     );
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("ALIGN_LOG", "info")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut server, addr) = spawn_server(&data);
     assert_eq!(get_me(addr, &token).0, 200);
     assert!(align(&data, &["keys", "revoke", &id]).status.success());
     let mut status = 0;
@@ -177,23 +184,7 @@ fn backup_while_serving_then_restore_elsewhere() {
         &data,
         &["keys", "create", "--name", "before-backup", "--json"],
     ));
-    let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("ALIGN_LOG", "info")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut server, addr) = spawn_server(&data);
     assert_eq!(get_me(addr, minted["key"].as_str().unwrap()).0, 200);
 
     let copy = dir.path().join("backup.db");
@@ -310,23 +301,7 @@ fn webhooks_verify_checks_a_delivery_from_files() {
 fn client_commands_talk_to_a_running_server_with_the_key_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("ALIGN_LOG", "info")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut server, addr) = spawn_server(&data);
     let admin = std::fs::read_to_string(data.join("bootstrap-admin-key")).unwrap();
     let url = format!("http://{addr}");
     let client = |args: &[&str], key: &str| {
