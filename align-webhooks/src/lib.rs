@@ -47,7 +47,7 @@ pub use secret::{
     DEFAULT_SECRET_BYTES, EndpointKey, MAX_SECRET_BYTES, MIN_SECRET_BYTES, SECRET_PREFIX,
     SIGNING_KEY_PREFIX, SigningKey, SigningSecret, VERIFYING_KEY_PREFIX, VerifyingKey,
 };
-pub use store::{MemoryWebhookStore, WebhookStore};
+pub use store::{MemoryWebhookStore, MessagePage, MessageQuery, OutboxStats, WebhookStore};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteDeduplicator, SqliteWebhookStore, enqueue_in_transaction};
 pub use verify::{

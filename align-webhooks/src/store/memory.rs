@@ -8,11 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::WebhookStore;
+use super::{MessagePage, MessageQuery, OutboxStats, WebhookStore};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
-    Message, MessageId, NewMessage, Next, millis,
+    Message, MessageId, NewMessage, Next, Owner, millis,
 };
 
 #[derive(Default)]
@@ -20,6 +20,8 @@ struct State {
     endpoints: Vec<Endpoint>,
     messages: HashMap<MessageId, Message>,
     by_event: HashMap<String, MessageId>,
+    /// Messages in the order they were stored, with their owners (the event log).
+    log: Vec<(MessageId, Owner)>,
     deliveries: Vec<Delivery>,
     attempts: HashMap<DeliveryId, Vec<Attempt>>,
 }
@@ -133,6 +135,7 @@ impl WebhookStore for MemoryWebhookStore {
                 deliveries.push(d.id);
                 s.deliveries.push(d);
             }
+            s.log.push((message.id.clone(), new.owner.clone()));
             s.by_event.insert(new.event_id, message.id.clone());
             s.messages.insert(message.id.clone(), message.clone());
             Ok(Enqueued {
@@ -280,6 +283,99 @@ impl WebhookStore for MemoryWebhookStore {
                 n += 1;
             }
             Ok(n)
+        })
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<()> {
+        self.with(|s| {
+            let before = s.endpoints.len();
+            s.endpoints.retain(|e| e.id != id);
+            if s.endpoints.len() == before {
+                return Err(Error::NotFound(ObjectKind::Endpoint));
+            }
+            let gone: Vec<DeliveryId> = s
+                .deliveries
+                .iter()
+                .filter(|d| d.endpoint_id == id)
+                .map(|d| d.id)
+                .collect();
+            for d in &gone {
+                s.attempts.remove(d);
+            }
+            s.deliveries.retain(|d| d.endpoint_id != id);
+            Ok(())
+        })
+    }
+
+    async fn delivery_page(
+        &self,
+        endpoint: EndpointId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<u64>)> {
+        let limit = limit.max(1);
+        self.with(|s| {
+            let end = before.map_or(s.deliveries.len(), |b| {
+                usize::try_from(b.saturating_sub(1))
+                    .unwrap_or(usize::MAX)
+                    .min(s.deliveries.len())
+            });
+            let mut page = Vec::new();
+            let mut last = None;
+            for (i, d) in s.deliveries[..end].iter().enumerate().rev() {
+                if d.endpoint_id != endpoint {
+                    continue;
+                }
+                if page.len() == limit {
+                    return Ok((page, last));
+                }
+                page.push(d.clone());
+                last = Some(i as u64 + 1);
+            }
+            Ok((page, None))
+        })
+    }
+
+    async fn messages(&self, query: &MessageQuery) -> Result<MessagePage> {
+        let limit = query.clamped_limit();
+        self.with(|s| {
+            let start = usize::try_from(query.after).unwrap_or(usize::MAX);
+            let mut page = MessagePage::default();
+            for (i, (id, owner)) in s.log.iter().enumerate().skip(start) {
+                let Some(m) = s.messages.get(id) else {
+                    continue;
+                };
+                let visible = owner.organization == query.organization
+                    && (query.project.is_none() || owner.project == query.project)
+                    && m.environment == query.environment
+                    && query.type_matches(&m.event_type)
+                    && query.since.is_none_or(|t| m.created_at >= t)
+                    && query.until.is_none_or(|t| m.created_at < t);
+                if !visible {
+                    continue;
+                }
+                if page.messages.len() == limit {
+                    return Ok(page);
+                }
+                page.messages.push(m.clone());
+                page.next = Some(i as u64 + 1);
+            }
+            page.next = None;
+            Ok(page)
+        })
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats> {
+        self.with(|s| {
+            let mut stats = OutboxStats::default();
+            for d in &s.deliveries {
+                match d.status {
+                    DeliveryStatus::Pending => stats.pending += 1,
+                    DeliveryStatus::Succeeded => stats.succeeded += 1,
+                    DeliveryStatus::Failed => stats.failed += 1,
+                }
+            }
+            Ok(stats)
         })
     }
 }

@@ -10,12 +10,14 @@ mod sqlite;
 
 use std::time::Duration;
 
+use align_keys::Environment;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 #[cfg(feature = "sqlite")]
 pub use dedup_sqlite::SqliteDeduplicator;
 pub use memory::MemoryWebhookStore;
+
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteWebhookStore, enqueue_in_transaction};
 
@@ -95,6 +97,25 @@ pub trait WebhookStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<u64>;
 
+    /// Deletes an endpoint with its deliveries and their attempts. Messages stay (they are the
+    /// event log).
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<()>;
+
+    /// A page of an endpoint's deliveries, newest first: those before position `before`
+    /// (`None`: from the newest), at most `limit`, and the position to continue from.
+    async fn delivery_page(
+        &self,
+        endpoint: EndpointId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<u64>)>;
+
+    /// A page of stored messages (the event log), oldest first, as [`MessageQuery`] selects.
+    async fn messages(&self, query: &MessageQuery) -> Result<MessagePage>;
+
+    /// Counts of deliveries by status, for metrics.
+    async fn outbox_stats(&self) -> Result<OutboxStats>;
+
     /// Disables an endpoint, recording why.
     async fn disable_endpoint(&self, endpoint: EndpointId, reason: &str) -> Result<()> {
         let mut ep = self.endpoint(endpoint).await?;
@@ -102,4 +123,76 @@ pub trait WebhookStore: Send + Sync + 'static {
         ep.disabled_reason = Some(reason.to_owned());
         self.update_endpoint(&ep).await
     }
+}
+
+/// Which messages [`WebhookStore::messages`] returns.
+#[derive(Debug, Clone)]
+pub struct MessageQuery {
+    /// Only this organisation's messages.
+    pub organization: String,
+    /// `Some`: only this project's messages.
+    pub project: Option<String>,
+    /// Only messages of this environment.
+    pub environment: Environment,
+    /// Only this event type; an entry ending in `.*` selects a family (`api_key.*`).
+    pub event_type: Option<String>,
+    /// Only messages stored at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only messages stored before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Continue after this position (from [`MessagePage::next`]); 0 starts at the oldest.
+    pub after: u64,
+    /// At most this many (clamped to 1..=1000).
+    pub limit: usize,
+}
+
+impl MessageQuery {
+    /// Every message of `organization` in `environment`, first page of 100.
+    pub fn new(organization: impl Into<String>, environment: Environment) -> Self {
+        Self {
+            organization: organization.into(),
+            project: None,
+            environment,
+            event_type: None,
+            since: None,
+            until: None,
+            after: 0,
+            limit: 100,
+        }
+    }
+
+    pub(crate) fn clamped_limit(&self) -> usize {
+        self.limit.clamp(1, 1000)
+    }
+
+    /// Whether a message of `event_type` passes the type filter.
+    pub(crate) fn type_matches(&self, event_type: &str) -> bool {
+        match &self.event_type {
+            None => true,
+            Some(t) => match t.strip_suffix('*') {
+                Some(prefix) => event_type.starts_with(prefix),
+                None => t == event_type,
+            },
+        }
+    }
+}
+
+/// One page of [`WebhookStore::messages`].
+#[derive(Debug, Clone, Default)]
+pub struct MessagePage {
+    /// The messages, oldest first.
+    pub messages: Vec<Message>,
+    /// Where the next page starts, when there may be more.
+    pub next: Option<u64>,
+}
+
+/// Deliveries by status (see [`WebhookStore::outbox_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Deliveries waiting for an attempt (the queue depth).
+    pub pending: u64,
+    /// Deliveries that got a 2xx.
+    pub succeeded: u64,
+    /// Deliveries that gave up.
+    pub failed: u64,
 }

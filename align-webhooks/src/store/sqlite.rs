@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::WebhookStore;
 use super::attempt_batch::{AttemptBatch, AttemptJob};
 use super::memory::next_state;
+use super::{MessagePage, MessageQuery, OutboxStats, WebhookStore};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -87,6 +87,10 @@ ALTER TABLE webhooks_endpoints ADD COLUMN owner_org TEXT NOT NULL DEFAULT '';
 ALTER TABLE webhooks_endpoints ADD COLUMN owner_project TEXT;
 ALTER TABLE webhooks_messages ADD COLUMN owner_org TEXT NOT NULL DEFAULT '';
 ALTER TABLE webhooks_messages ADD COLUMN owner_project TEXT;
+",
+    // The event log (`GET /events`) pages by organisation in insertion order.
+    r"
+CREATE INDEX webhooks_messages_by_owner ON webhooks_messages(owner_org, environment, seq);
 ",
 ];
 
@@ -626,6 +630,134 @@ impl WebhookStore for SqliteWebhookStore {
                 return Err(Error::NotFound(ObjectKind::Delivery));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<()> {
+        self.run(move |c| {
+            let id = id.to_string();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "DELETE FROM webhooks_attempts WHERE delivery_id IN
+                 (SELECT id FROM webhooks_deliveries WHERE endpoint_id = ?1)",
+                [&id],
+            )?;
+            tx.execute(
+                "DELETE FROM webhooks_deliveries WHERE endpoint_id = ?1",
+                [&id],
+            )?;
+            let n = tx.execute("DELETE FROM webhooks_endpoints WHERE id = ?1", [&id])?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::Endpoint));
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delivery_page(
+        &self,
+        endpoint: EndpointId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<u64>)> {
+        let limit = i64::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS}, d.seq FROM webhooks_deliveries d
+                 WHERE d.endpoint_id = ?1 AND d.seq < ?2 ORDER BY d.seq DESC LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![endpoint.to_string(), before, limit + 1], |r| {
+                Ok((delivery_at(r, 0)?, r.get::<_, i64>(7)?))
+            })?;
+            let mut page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = page.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+            page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            let next = if more {
+                page.last().and_then(|(_, seq)| u64::try_from(*seq).ok())
+            } else {
+                None
+            };
+            Ok((page.into_iter().map(|(d, _)| d).collect(), next))
+        })
+        .await
+    }
+
+    async fn messages(&self, query: &MessageQuery) -> Result<MessagePage> {
+        let q = query.clone();
+        let limit = q.clamped_limit();
+        self.run(move |c| {
+            // A family filter (`api_key.*`) compares the leading characters; LIKE would treat
+            // the `_` in event names as a wildcard.
+            let (exact, family) = match &q.event_type {
+                None => (None, None),
+                Some(t) => match t.strip_suffix('*') {
+                    Some(prefix) => (None, Some(prefix.to_owned())),
+                    None => (Some(t.clone()), None),
+                },
+            };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS}, m.seq FROM webhooks_messages m
+                 WHERE m.seq > ?1 AND m.owner_org = ?2
+                   AND (?3 IS NULL OR m.owner_project = ?3)
+                   AND m.environment = ?4
+                   AND (?5 IS NULL OR m.event_type = ?5)
+                   AND (?6 IS NULL OR substr(m.event_type, 1, length(?6)) = ?6)
+                   AND (?7 IS NULL OR m.created_at >= ?7)
+                   AND (?8 IS NULL OR m.created_at < ?8)
+                 ORDER BY m.seq LIMIT ?9"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    i64::try_from(q.after).unwrap_or(i64::MAX),
+                    q.organization,
+                    q.project,
+                    q.environment.as_str(),
+                    exact,
+                    family,
+                    q.since.map(ms),
+                    q.until.map(ms),
+                    i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                ],
+                |r| Ok((message_at(r, 0)?, r.get::<_, i64>(6)?)),
+            )?;
+            let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = rows.len() > limit;
+            rows.truncate(limit);
+            let next = if more {
+                rows.last().and_then(|(_, seq)| u64::try_from(*seq).ok())
+            } else {
+                None
+            };
+            Ok(MessagePage {
+                messages: rows.into_iter().map(|(m, _)| m).collect(),
+                next,
+            })
+        })
+        .await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats> {
+        self.run(|c| {
+            let mut stats = OutboxStats::default();
+            let mut stmt = c.prepare_cached(
+                "SELECT status, COUNT(*) FROM webhooks_deliveries GROUP BY status",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (status, n) = row?;
+                let n = u64::try_from(n).unwrap_or(0);
+                match DeliveryStatus::from_name(&status) {
+                    Some(DeliveryStatus::Pending) => stats.pending = n,
+                    Some(DeliveryStatus::Succeeded) => stats.succeeded = n,
+                    Some(DeliveryStatus::Failed) => stats.failed = n,
+                    None => return Err(Error::Corrupt("status")),
+                }
+            }
+            Ok(stats)
         })
         .await
     }
