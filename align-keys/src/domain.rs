@@ -338,6 +338,47 @@ impl<'de> Deserialize<'de> for PermissionSet {
     }
 }
 
+/// What happened to a key, for stores that record events with the change (see
+/// [`KeyStore::insert_key_with_event`](crate::KeyStore::insert_key_with_event)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEventKind {
+    /// A key was minted.
+    Created,
+    /// A key was minted as the successor of another (rotation).
+    Rotated,
+    /// A key was revoked.
+    Revoked,
+    /// A key was suspended.
+    Suspended,
+    /// A suspension was lifted.
+    Resumed,
+    /// Name, expiry, rate-limit override or allowed networks changed.
+    Updated,
+}
+
+impl KeyEventKind {
+    /// The event type name (`api_key.created`, …).
+    pub const fn event_type(self) -> &'static str {
+        match self {
+            Self::Created => "api_key.created",
+            Self::Rotated => "api_key.rotated",
+            Self::Revoked => "api_key.revoked",
+            Self::Suspended => "api_key.suspended",
+            Self::Resumed => "api_key.resumed",
+            Self::Updated => "api_key.updated",
+        }
+    }
+}
+
+/// A change to a key and when it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyEvent {
+    /// What happened.
+    pub kind: KeyEventKind,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// Everything stored about an API key except its hash. Never holds the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {

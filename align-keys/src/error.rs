@@ -46,6 +46,9 @@ pub enum Error {
     #[cfg(feature = "sqlite")]
     #[error("SQLite key store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The store's event hook failed to record a change's event; the change was rolled back.
+    #[error("recording the key's event failed: {0}")]
+    EventHook(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A blocking store task could not complete (runtime shutting down or task panicked).
     #[error("key store worker failed")]
     StoreWorker,

@@ -30,8 +30,8 @@ pub mod token;
 mod verifier;
 
 pub use domain::{
-    IpNet, KeyId, KeyRecord, KeyStatus, Organization, OrganizationId, Permission, PermissionSet,
-    Project, ProjectId, Role, Scope, User, UserId,
+    IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, Organization, OrganizationId,
+    Permission, PermissionSet, Project, ProjectId, Role, Scope, User, UserId,
 };
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
@@ -41,9 +41,9 @@ pub use manager::{
 pub use policy::{Caller, Denial, KeySpec, Target};
 pub use redact::{MASK, Redactor, is_sensitive_name};
 pub use secret::Secret;
-#[cfg(feature = "sqlite")]
-pub use store::SqliteKeyStore;
 pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteEventHook, SqliteKeyStore};
 pub use token::{Environment, MintedToken, ParsedToken, TokenDefect};
 pub use verifier::{Cached, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};
 

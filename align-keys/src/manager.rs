@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{IpNet, KeyId, KeyRecord, OrganizationId, PermissionSet, Scope, UserId};
+use crate::domain::{
+    IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, OrganizationId, PermissionSet, Scope, UserId,
+};
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHasher;
 use crate::policy::{Caller, KeySpec};
@@ -196,7 +198,17 @@ impl KeyManager {
             let minted = token::generate(new.environment)?;
             let hash = self.verifier.hasher().hash(minted.token.expose());
             record.prefix = minted.prefix;
-            match self.store().insert_key(&record, &hash).await {
+            let kind = if rotated_from.is_some() {
+                KeyEventKind::Rotated
+            } else {
+                KeyEventKind::Created
+            };
+            let event = KeyEvent { kind, at: now };
+            match self
+                .store()
+                .insert_key_with_event(&record, &hash, event)
+                .await
+            {
                 Ok(()) => {
                     self.verifier.forget_unknown(&hash);
                     return Ok(MintedKey {
@@ -218,8 +230,12 @@ impl KeyManager {
             .ok_or(Error::NotFound(ObjectKind::ApiKey))
     }
 
-    async fn save(&self, record: KeyRecord) -> Result<KeyRecord> {
-        self.store().update_key(&record).await?;
+    /// Writes `record`, with `event` when something happened worth an event.
+    async fn save(&self, record: KeyRecord, event: Option<KeyEvent>) -> Result<KeyRecord> {
+        match event {
+            Some(event) => self.store().update_key_with_event(&record, event).await?,
+            None => self.store().update_key(&record).await?,
+        }
         self.verifier.refresh(&record);
         Ok(record)
     }
@@ -228,22 +244,34 @@ impl KeyManager {
     /// verification of its token answers [`crate::Verification::Revoked`].
     pub async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord> {
         let mut record = self.load(id).await?;
+        let event = record.revoked_at.is_none().then_some(KeyEvent {
+            kind: KeyEventKind::Revoked,
+            at: now,
+        });
         record.revoked_at.get_or_insert(now);
-        self.save(record).await
+        self.save(record, event).await
     }
 
     /// Suspends a key until [`Self::resume`]; idempotent.
     pub async fn suspend(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord> {
         let mut record = self.load(id).await?;
+        let event = record.suspended_at.is_none().then_some(KeyEvent {
+            kind: KeyEventKind::Suspended,
+            at: now,
+        });
         record.suspended_at.get_or_insert(now);
-        self.save(record).await
+        self.save(record, event).await
     }
 
     /// Lifts a suspension; idempotent. A revoked key stays revoked.
     pub async fn resume(&self, id: KeyId) -> Result<KeyRecord> {
         let mut record = self.load(id).await?;
+        let event = record.suspended_at.is_some().then(|| KeyEvent {
+            kind: KeyEventKind::Resumed,
+            at: Utc::now(),
+        });
         record.suspended_at = None;
-        self.save(record).await
+        self.save(record, event).await
     }
 
     /// Applies `changes` (name, expiry, rate-limit override, allowed networks) to a key.
@@ -274,7 +302,11 @@ impl KeyManager {
             }
             record.allowed_cidrs = nets;
         }
-        self.save(record).await
+        let event = KeyEvent {
+            kind: KeyEventKind::Updated,
+            at: Utc::now(),
+        };
+        self.save(record, Some(event)).await
     }
 
     /// Mints a successor with the same name, scope, permissions, environment, creator and
@@ -309,7 +341,7 @@ impl KeyManager {
         let successor = self.mint_inner(new, Some(old.id), now).await?;
         let mut previous = old;
         previous.expires_at = Some(previous.expires_at.map_or(grace_end, |e| e.min(grace_end)));
-        let previous = self.save(previous).await?;
+        let previous = self.save(previous, None).await?;
         Ok(Rotation {
             successor,
             previous,

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::{KeyFilter, KeyStore, Page, PageRequest};
 use crate::domain::{
-    KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User, UserId,
+    KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
+    UserId,
 };
 use crate::error::Result;
 use crate::hash::KeyHash;
@@ -129,6 +130,25 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
     }
     async fn update_key(&self, record: &KeyRecord) -> Result<()> {
         counted!(self, other_writes, self.inner.update_key(record))
+    }
+    async fn insert_key_with_event(
+        &self,
+        record: &KeyRecord,
+        hash: &KeyHash,
+        event: KeyEvent,
+    ) -> Result<()> {
+        counted!(
+            self,
+            other_writes,
+            self.inner.insert_key_with_event(record, hash, event)
+        )
+    }
+    async fn update_key_with_event(&self, record: &KeyRecord, event: KeyEvent) -> Result<()> {
+        counted!(
+            self,
+            other_writes,
+            self.inner.update_key_with_event(record, event)
+        )
     }
     async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
         counted!(self, last_used_writes, self.inner.record_last_used(batch))

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User, UserId,
+    KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
+    UserId,
 };
 use crate::error::{Error, Result};
 use crate::hash::KeyHash;
@@ -19,7 +20,7 @@ mod sqlite;
 pub use instrumented::{Instrumented, StoreCounts};
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteKeyStore;
+pub use sqlite::{SqliteEventHook, SqliteKeyStore};
 
 /// Largest page a list call returns.
 pub const MAX_PAGE_SIZE: u32 = 200;
@@ -135,6 +136,23 @@ pub trait KeyStore: Send + Sync + 'static {
     /// allowed networks); `last_used_at` is
     /// left to [`KeyStore::record_last_used`]. Revocation is never undone by an update.
     async fn update_key(&self, record: &KeyRecord) -> Result<()>;
+    /// [`KeyStore::insert_key`], recording `event` with it: a store with an event hook (an
+    /// outbox) writes both in one transaction. The default ignores the event.
+    async fn insert_key_with_event(
+        &self,
+        record: &KeyRecord,
+        hash: &KeyHash,
+        event: KeyEvent,
+    ) -> Result<()> {
+        let _ = event;
+        self.insert_key(record, hash).await
+    }
+    /// [`KeyStore::update_key`], recording `event` with it (see
+    /// [`KeyStore::insert_key_with_event`]). The default ignores the event.
+    async fn update_key_with_event(&self, record: &KeyRecord, event: KeyEvent) -> Result<()> {
+        let _ = event;
+        self.update_key(record).await
+    }
     /// Applies a batch of last-used times, each only if newer than the stored one.
     async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()>;
 

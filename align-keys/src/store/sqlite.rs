@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
 use crate::domain::{
-    IpNet, KeyId, KeyRecord, Organization, OrganizationId, Permission, PermissionSet, Project,
-    ProjectId, Role, Scope, User, UserId,
+    IpNet, KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Permission, PermissionSet,
+    Project, ProjectId, Role, Scope, User, UserId,
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
@@ -95,6 +95,20 @@ const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, 
 #[derive(Clone)]
 pub struct SqliteKeyStore {
     conn: Arc<Mutex<Connection>>,
+    hook: Option<Arc<dyn SqliteEventHook>>,
+}
+
+/// Called inside the transaction of every key change that carries a [`KeyEvent`] (see
+/// [`KeyStore::insert_key_with_event`]): whatever it writes through `tx` (an outbox row)
+/// commits with the change, and an error rolls the change back.
+pub trait SqliteEventHook: Send + Sync + 'static {
+    /// Records `event` for `key` on `tx`.
+    fn on_key_event(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        key: &KeyRecord,
+        event: KeyEvent,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
 impl std::fmt::Debug for SqliteKeyStore {
@@ -117,6 +131,7 @@ impl SqliteKeyStore {
         .map_err(|_| Error::StoreWorker)??;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            hook: None,
         })
     }
 
@@ -126,7 +141,39 @@ impl SqliteKeyStore {
         configure(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            hook: None,
         })
+    }
+
+    /// The same store, calling `hook` inside the transaction of every change made with an
+    /// event, so an embedder's outbox row commits with the change.
+    #[must_use]
+    pub fn with_event_hook(mut self, hook: Arc<dyn SqliteEventHook>) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
+    /// Runs `write` and then the hook for `event`, in one IMMEDIATE transaction when there is
+    /// a hook.
+    async fn write_with_event(
+        &self,
+        record: KeyRecord,
+        event: KeyEvent,
+        write: impl FnOnce(&Connection, &KeyRecord) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let hook = self.hook.clone();
+        self.run(move |c| {
+            let Some(hook) = hook else {
+                return write(c, &record);
+            };
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            write(&tx, &record)?;
+            hook.on_key_event(&tx, &record, event)
+                .map_err(Error::EventHook)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     /// The schema version this store has migrated to.
@@ -581,48 +628,18 @@ impl KeyStore for SqliteKeyStore {
     async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
         let k = k.clone();
         let hash = *hash;
-        self.run(move |c| {
-            c.execute(
-                &format!(
-                    "INSERT INTO keys_api_keys (hash, {}) VALUES \
-                     (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                      ?16, ?17)",
-                    KEY_COLUMNS
-                ),
-                params![
-                    &hash.as_bytes()[..],
-                    k.id.to_string(),
-                    k.name,
-                    k.prefix,
-                    k.environment.as_str(),
-                    k.organization_id.to_string(),
-                    k.scope.project_id().map(|p| p.to_string()),
-                    permissions_text(k.permissions),
-                    k.created_by.to_string(),
-                    ms(k.created_at),
-                    opt_ms(k.last_used_at),
-                    opt_ms(k.expires_at),
-                    opt_ms(k.revoked_at),
-                    opt_ms(k.suspended_at),
-                    k.rotated_from.map(|r| r.to_string()),
-                    k.rate_limit_per_minute,
-                    cidrs_text(&k.allowed_cidrs),
-                ],
-            )
-            .map_err(|e| {
-                let prefix_clash = e.to_string().contains("keys_api_keys.prefix");
-                constraint(
-                    e,
-                    if prefix_clash {
-                        Error::PrefixTaken
-                    } else {
-                        Error::AlreadyExists(ObjectKind::ApiKey)
-                    },
-                )
-            })?;
-            Ok(())
-        })
-        .await
+        self.run(move |c| insert_key_on(c, &k, &hash)).await
+    }
+
+    async fn insert_key_with_event(
+        &self,
+        k: &KeyRecord,
+        hash: &KeyHash,
+        event: KeyEvent,
+    ) -> Result<()> {
+        let hash = *hash;
+        self.write_with_event(k.clone(), event, move |c, k| insert_key_on(c, k, &hash))
+            .await
     }
 
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
@@ -679,28 +696,11 @@ impl KeyStore for SqliteKeyStore {
 
     async fn update_key(&self, k: &KeyRecord) -> Result<()> {
         let k = k.clone();
-        self.run(move |c| {
-            let n = c.execute(
-                "UPDATE keys_api_keys SET name = ?2, expires_at = ?3,
-                     revoked_at = COALESCE(revoked_at, ?4), suspended_at = ?5,
-                     rate_limit_per_minute = ?6, allowed_cidrs = ?7
-                 WHERE id = ?1",
-                params![
-                    k.id.to_string(),
-                    k.name,
-                    opt_ms(k.expires_at),
-                    opt_ms(k.revoked_at),
-                    opt_ms(k.suspended_at),
-                    k.rate_limit_per_minute,
-                    cidrs_text(&k.allowed_cidrs),
-                ],
-            )?;
-            if n == 0 {
-                return Err(Error::NotFound(ObjectKind::ApiKey));
-            }
-            Ok(())
-        })
-        .await
+        self.run(move |c| update_key_on(c, &k)).await
+    }
+
+    async fn update_key_with_event(&self, k: &KeyRecord, event: KeyEvent) -> Result<()> {
+        self.write_with_event(k.clone(), event, update_key_on).await
     }
 
     async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
@@ -754,4 +754,68 @@ impl KeyStore for SqliteKeyStore {
         })
         .await
     }
+}
+
+fn insert_key_on(c: &Connection, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
+    c.execute(
+        &format!(
+            "INSERT INTO keys_api_keys (hash, {}) VALUES \
+                 (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                  ?16, ?17)",
+            KEY_COLUMNS
+        ),
+        params![
+            &hash.as_bytes()[..],
+            k.id.to_string(),
+            k.name,
+            k.prefix,
+            k.environment.as_str(),
+            k.organization_id.to_string(),
+            k.scope.project_id().map(|p| p.to_string()),
+            permissions_text(k.permissions),
+            k.created_by.to_string(),
+            ms(k.created_at),
+            opt_ms(k.last_used_at),
+            opt_ms(k.expires_at),
+            opt_ms(k.revoked_at),
+            opt_ms(k.suspended_at),
+            k.rotated_from.map(|r| r.to_string()),
+            k.rate_limit_per_minute,
+            cidrs_text(&k.allowed_cidrs),
+        ],
+    )
+    .map_err(|e| {
+        let prefix_clash = e.to_string().contains("keys_api_keys.prefix");
+        constraint(
+            e,
+            if prefix_clash {
+                Error::PrefixTaken
+            } else {
+                Error::AlreadyExists(ObjectKind::ApiKey)
+            },
+        )
+    })?;
+    Ok(())
+}
+
+fn update_key_on(c: &Connection, k: &KeyRecord) -> Result<()> {
+    let n = c.execute(
+        "UPDATE keys_api_keys SET name = ?2, expires_at = ?3,
+                 revoked_at = COALESCE(revoked_at, ?4), suspended_at = ?5,
+                 rate_limit_per_minute = ?6, allowed_cidrs = ?7
+             WHERE id = ?1",
+        params![
+            k.id.to_string(),
+            k.name,
+            opt_ms(k.expires_at),
+            opt_ms(k.revoked_at),
+            opt_ms(k.suspended_at),
+            k.rate_limit_per_minute,
+            cidrs_text(&k.allowed_cidrs),
+        ],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(ObjectKind::ApiKey));
+    }
+    Ok(())
 }
