@@ -182,12 +182,16 @@ impl Endpoint {
     }
 
     /// Whether `message` should fan out to this endpoint: enabled, same owner (see
-    /// [`Owner::receives`]), same environment, and an event type its filter accepts.
+    /// [`Owner::receives`]), same environment, and an event type its filter accepts (or, for
+    /// a message meant for one endpoint, this endpoint).
     pub fn wants(&self, message: &NewMessage) -> bool {
         self.enabled
             && self.owner.receives(&message.owner)
             && self.environment == message.environment
-            && self.filter.matches(&message.event_type)
+            && match message.endpoint {
+                Some(id) => id == self.id,
+                None => self.filter.matches(&message.event_type),
+            }
     }
 }
 
@@ -206,6 +210,8 @@ pub struct NewMessage {
     pub data: Value,
     /// Whose event it is; it reaches only endpoints of the same owner.
     pub owner: Owner,
+    /// `Some`: for this endpoint only, whatever its event filter (a test event).
+    pub endpoint: Option<EndpointId>,
 }
 
 impl NewMessage {
@@ -223,6 +229,7 @@ impl NewMessage {
             timestamp: Utc::now(),
             data,
             owner: Owner::default(),
+            endpoint: None,
         }
     }
 
@@ -230,6 +237,13 @@ impl NewMessage {
     #[must_use]
     pub fn owned_by(mut self, owner: Owner) -> Self {
         self.owner = owner;
+        self
+    }
+
+    /// The same message, for `endpoint` only (its filter is not applied).
+    #[must_use]
+    pub fn only_to(mut self, endpoint: EndpointId) -> Self {
+        self.endpoint = Some(endpoint);
         self
     }
 

@@ -205,7 +205,7 @@ async fn a_410_disables_the_endpoint_and_emits_an_event() {
     assert_eq!(paths, vec!["/hook", "/ops"]);
     let event: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
     assert_eq!(event["type"], ENDPOINT_DISABLED_EVENT);
-    assert_eq!(event["data"]["endpointId"], s.endpoint.id.to_string());
+    assert_eq!(event["data"]["endpointId"], s.endpoint.id.0.to_string());
 }
 
 #[tokio::test]

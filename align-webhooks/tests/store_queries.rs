@@ -238,3 +238,43 @@ async fn delivery_pages_go_newest_first_and_deleting_an_endpoint_takes_its_deliv
         assert_eq!(ids(s, &q).await.len(), 5, "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_message_for_one_endpoint_reaches_only_it_whatever_its_filter() {
+    for (name, store) in stores().await {
+        let s = store.as_ref();
+        let mut picky = endpoint(Environment::Live, "https://a.example/");
+        picky.filter = align_webhooks::EventFilter::Only(vec!["api_key.*".into()]);
+        let other = endpoint(Environment::Live, "https://b.example/");
+        s.create_endpoint(&picky).await.unwrap();
+        s.create_endpoint(&other).await.unwrap();
+        let m =
+            NewMessage::new("t1", "webhook.test", Environment::Live, json!({})).only_to(picky.id);
+        let out = s.enqueue(m, t(0)).await.unwrap();
+        assert_eq!(out.deliveries.len(), 1, "{name}");
+        let d = s.delivery(out.deliveries[0]).await.unwrap();
+        assert_eq!(d.endpoint_id, picky.id, "{name}");
+        // Still never across owners or environments.
+        let foreign = NewMessage::new("t2", "webhook.test", Environment::Live, json!({}))
+            .owned_by(owner("elsewhere", None))
+            .only_to(picky.id);
+        assert!(
+            s.enqueue(foreign, t(0))
+                .await
+                .unwrap()
+                .deliveries
+                .is_empty(),
+            "{name}"
+        );
+        let sandbox = NewMessage::new("t3", "webhook.test", Environment::Sandbox, json!({}))
+            .only_to(picky.id);
+        assert!(
+            s.enqueue(sandbox, t(0))
+                .await
+                .unwrap()
+                .deliveries
+                .is_empty(),
+            "{name}"
+        );
+    }
+}

@@ -383,8 +383,9 @@ impl Inner {
             event_type: ENDPOINT_DISABLED_EVENT.to_owned(),
             environment,
             timestamp: now,
-            data: serde_json::json!({ "endpointId": endpoint.to_string(), "reason": reason }),
+            data: serde_json::json!({ "endpointId": endpoint.0.to_string(), "reason": reason }),
             owner,
+            endpoint: None,
         };
         self.store.enqueue(event, now).await.map(|_| ())
     }
