@@ -6,6 +6,8 @@
 mod client;
 mod ops;
 mod output;
+mod progress;
+mod tail;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -287,6 +289,26 @@ enum AuditAction {
         #[arg(long, value_name = "DAYS")]
         older_than_days: Option<i64>,
     },
+    /// The last records of a log, oldest first; with --follow, then every new record as the
+    /// server (or any other process) commits it, until interrupted (Ctrl-C).
+    ///
+    /// With --json each record is one JSON line (the export view: values, no hashes).
+    ///
+    /// Example: align audit tail --stream request -n 50 --follow --json
+    Tail {
+        /// audit or request.
+        #[arg(long, default_value = "audit")]
+        stream: String,
+        /// How many existing records to print first.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
+        lines: usize,
+        /// Keep running and print records as they are appended.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// With --follow, how often to look for new records.
+        #[arg(long, value_name = "MS", default_value_t = 500)]
+        interval_ms: u64,
+    },
     /// One data subject's records (as subject or actor) as JSON Lines, for access requests.
     /// Example: align audit export --subject 3f2a…
     Export {
@@ -456,6 +478,20 @@ async fn run(command: Command) -> Result<(), Failure> {
                     action,
                     limit,
                 } => ops::audit_query(&d, &stream, action.as_deref(), limit, &o).await,
+                AuditAction::Tail {
+                    stream,
+                    lines,
+                    follow,
+                    interval_ms,
+                } => {
+                    let args = tail::TailArgs {
+                        stream: ops::stream(&stream)?,
+                        lines,
+                        follow,
+                        interval: std::time::Duration::from_millis(interval_ms.max(10)),
+                    };
+                    tail::tail(&d, &args, &o).await
+                }
             }
         }
     }
@@ -503,8 +539,7 @@ async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure
                 body["environment"] = serde_json::json!("sandbox");
             }
             let v = api.call("POST", "/api/v1/keys", Some(body)).await?;
-            let token = v["key"].as_str().unwrap_or_default().to_owned();
-            return o.secret_object(&v, &token);
+            return o.secret_object(&v, output::KEY_SHOWN_ONCE);
         }
         KeyAction::List => api.call("GET", "/api/v1/keys?limit=200", None).await?,
         KeyAction::Show { id } => api.call("GET", &format!("/api/v1/keys/{id}"), None).await?,
@@ -517,8 +552,7 @@ async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure
             let v = api
                 .call("POST", &format!("/api/v1/keys/{id}/rotate"), Some(body))
                 .await?;
-            let token = v["key"].as_str().unwrap_or_default().to_owned();
-            return o.secret_object(&v, &token);
+            return o.secret_object(&v, output::KEY_SHOWN_ONCE);
         }
     };
     client::print(&v, &columns, &o)

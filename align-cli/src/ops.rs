@@ -14,7 +14,8 @@ use align_keys::{
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::output::{Failure, Out};
+use crate::output::{Failure, KEY_SHOWN_ONCE, Out};
+use crate::progress::{self, CountingLines, Progress};
 
 /// Everything a command needs: the key store and the audit log of one data directory.
 pub(crate) struct DataDir {
@@ -346,7 +347,7 @@ pub(crate) async fn keys_create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Resul
         .await?;
     let mut v = key_json(&minted.record);
     v["key"] = json!(minted.token.expose());
-    out.secret_object(&v, minted.token.expose())
+    out.secret_object(&v, KEY_SHOWN_ONCE)
 }
 
 pub(crate) async fn keys_list(d: &DataDir, org: Option<&str>, out: &Out) -> Result<(), Failure> {
@@ -404,28 +405,25 @@ pub(crate) async fn keys_rotate(
         .await?;
     let mut v = key_json(&r.successor.record);
     v["key"] = json!(r.successor.token.expose());
-    out.secret_object(&v, r.successor.token.expose())
+    out.secret_object(&v, KEY_SHOWN_ONCE)
 }
 
 pub(crate) fn stream(name: &str) -> Result<Stream, Failure> {
     match name {
         "audit" => Ok(Stream::Audit),
-        "request" => Ok(Stream::Request),
+        "request" | "requests" => Ok(Stream::Request),
         _ => Err(Failure::usage("--stream must be audit or request")),
     }
 }
 
 pub(crate) async fn audit_verify(d: &DataDir, stream_name: &str, out: &Out) -> Result<(), Failure> {
     let sink = d.audit().await?;
-    let mut last = 0;
+    let s = stream(stream_name)?;
+    let mut progress = Progress::new(format!("verifying the {} log", s.as_str()));
     let report = sink
-        .verify(stream(stream_name)?, &mut |p| {
-            if p.checked >= last + 100_000 {
-                last = p.checked;
-                eprintln!("verified {} of {} records", p.checked, p.total);
-            }
-        })
+        .verify(s, &mut |p| progress.set(p.checked, Some(p.total)))
         .await?;
+    progress.finish();
     let _ = sink.close().await;
     match &report.broken {
         None => {
@@ -524,8 +522,10 @@ pub(crate) async fn restore(
 /// `align audit export`: one data subject's records as JSON Lines on stdout.
 pub(crate) async fn audit_export(d: &DataDir, subject: &str) -> Result<(), Failure> {
     let sink = d.audit().await?;
-    let mut stdout = std::io::stdout();
+    let mut progress = Progress::new("exporting");
+    let mut stdout = CountingLines::new(std::io::stdout(), &mut progress);
     let n = sink.export_subject(subject, &mut stdout).await?;
+    progress.finish();
     let _ = sink.close().await;
     eprintln!("exported {n} records");
     Ok(())
@@ -558,9 +558,11 @@ pub(crate) async fn audit_privacy(
         };
         let cutoff = Utc::now() - age;
         let n = if purge {
-            sink.purge(s, cutoff).await?
+            let label = format!("purging the {} log", s.as_str());
+            progress::while_running(&label, sink.purge(s, cutoff)).await?
         } else {
-            sink.anonymise(s, cutoff).await?
+            let label = format!("anonymising the {} log", s.as_str());
+            progress::while_running(&label, sink.anonymise(s, cutoff)).await?
         };
         rows.push(json!({ "stream": s.as_str(), "olderThanDays": age.num_days(), "records": n }));
     }

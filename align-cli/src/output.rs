@@ -51,6 +51,10 @@ impl Failure {
     }
 }
 
+/// What `secret_object` says after printing a freshly minted API key.
+pub(crate) const KEY_SHOWN_ONCE: &str =
+    "The key above is shown once. Store it now: only its hash is kept.";
+
 /// Where results go.
 pub(crate) struct Out {
     pub(crate) json: bool,
@@ -80,10 +84,11 @@ impl Out {
         Ok(())
     }
 
-    /// An object holding a secret shown once: the same output, plus a warning on stderr.
-    pub(crate) fn secret_object(&self, v: &Value, _secret: &str) -> Result<(), Failure> {
+    /// An object holding a secret shown once: the same output on stdout, plus `warning` on
+    /// stderr (never the secret itself).
+    pub(crate) fn secret_object(&self, v: &Value, warning: &str) -> Result<(), Failure> {
         self.object(v)?;
-        eprintln!("The key above is shown once. Store it now: only its hash is kept.");
+        eprintln!("{warning}");
         Ok(())
     }
 

@@ -406,3 +406,155 @@ fn purge_and_anonymize_keep_the_logs_verifiable() {
         true
     );
 }
+
+#[test]
+fn progress_goes_to_stderr_and_never_into_json_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    json(&align(&data, &["keys", "create", "--name", "k", "--json"]));
+    let run = |args: &[&str], progress: &str| {
+        Command::new(env!("CARGO_BIN_EXE_align"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("ALIGN_LOG", "warn")
+            .env("ALIGN_PROGRESS", progress)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Forced on (as on a terminal): the in-place line is drawn on stderr, then erased.
+    let live = run(&["audit", "verify", "--json"], "always");
+    assert_eq!(json(&live)["intact"], true);
+    let err = String::from_utf8_lossy(&live.stderr);
+    assert!(
+        err.contains("\r\x1b[2Kverifying the audit log ["),
+        "{err:?}"
+    );
+    assert!(err.ends_with("\r\x1b[2K"), "the line is erased: {err:?}");
+    let export = run(&["audit", "export", "--subject", "nobody"], "always");
+    assert!(export.status.success());
+    assert!(export.stdout.is_empty());
+    let purged = run(
+        &["audit", "purge", "--older-than-days", "3650", "--json"],
+        "always",
+    );
+    assert!(json(&purged).is_array());
+    // Not a terminal (a pipe, as here): no control characters at all.
+    for args in [
+        &["audit", "verify", "--json"][..],
+        &["audit", "anonymize", "--json"],
+    ] {
+        let plain = run(args, "");
+        assert!(json(&plain).is_array() || json(&plain).is_object());
+        assert!(!plain.stderr.contains(&b'\r'), "{args:?}");
+        assert!(!plain.stderr.contains(&0x1b), "{args:?}");
+    }
+}
+
+/// Lines of a child's stdout, as they arrive.
+fn line_reader(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn terminate(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exits 0 on SIGTERM: {status:?}");
+}
+
+#[test]
+fn audit_tail_prints_the_last_records_then_follows_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let k = json(&align(
+            &data,
+            &["keys", "create", "--name", &format!("k{i}"), "--json"],
+        ));
+        ids.push(k["apiKeyId"].as_str().unwrap().to_owned());
+    }
+    let last_two = align(&data, &["audit", "tail", "-n", "2", "--json"]);
+    assert!(last_two.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(last_two.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["target"], ids[1], "oldest first");
+    assert_eq!(lines[1]["target"], ids[2]);
+    assert!(lines[0]["sequence"].as_u64() < lines[1]["sequence"].as_u64());
+    let human = align(&data, &["audit", "tail", "-n", "1"]);
+    let text = String::from_utf8(human.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    assert!(
+        text.contains("api_key.created") && text.contains(&ids[2]),
+        "{text}"
+    );
+    assert_eq!(
+        align(&data, &["audit", "tail", "--stream", "bogus"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(["audit", "tail", "--follow", "--json", "-n", "1"])
+        .args(["--interval-ms", "100", "--data-dir"])
+        .arg(&data)
+        .env("ALIGN_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(&mut follower);
+    let wait = Duration::from_secs(20);
+    let first: serde_json::Value =
+        serde_json::from_str(&lines.recv_timeout(wait).unwrap()).unwrap();
+    assert_eq!(first["target"], ids[2], "the last record first");
+    // Now other processes append: the follower prints each record once, in order.
+    let later = json(&align(
+        &data,
+        &["keys", "create", "--name", "later", "--json"],
+    ));
+    json(&align(
+        &data,
+        &[
+            "users",
+            "create",
+            "--email",
+            "ops@acme.test",
+            "--role",
+            "viewer",
+            "--json",
+        ],
+    ));
+    let a: serde_json::Value = serde_json::from_str(&lines.recv_timeout(wait).unwrap()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&lines.recv_timeout(wait).unwrap()).unwrap();
+    assert_eq!(a["action"], "api_key.created");
+    assert_eq!(a["target"], later["apiKeyId"]);
+    assert_eq!(b["action"], "user.created");
+    assert_eq!(
+        b["sequence"].as_u64().unwrap(),
+        a["sequence"].as_u64().unwrap() + 1
+    );
+    assert!(lines.recv_timeout(Duration::from_millis(500)).is_err());
+    terminate(follower);
+}
