@@ -4,6 +4,7 @@
 //! (audit chain broken, webhook signature invalid).
 
 mod client;
+mod listen;
 mod ops;
 mod output;
 mod progress;
@@ -137,11 +138,10 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Webhook tools. Example: align webhooks verify --secret-file secret --headers h.txt --payload body.json
+    /// Webhook receiver tools. Example: align webhooks listen --secret-file endpoint-secret
     Webhooks {
-        /// Print JSON instead of a table.
-        #[arg(long, global = true)]
-        json: bool,
+        #[command(flatten)]
+        common: Common,
         #[command(subcommand)]
         action: WebhookAction,
     },
@@ -248,6 +248,23 @@ enum WebhookAction {
         /// Check as of this Unix time (for recorded deliveries); default now.
         #[arg(long, value_name = "UNIX_SECONDS")]
         now: Option<i64>,
+    },
+    /// Run a local receiver: verify each delivery's signature, de-duplicate on webhook-id,
+    /// and print every new event (type, id, timestamp, data) to stdout, one line each (JSON
+    /// Lines with --json). Answers 204 to new deliveries, 200 to duplicates, 400 to malformed
+    /// ones and 401 to bad signatures or stale timestamps. Runs until Ctrl-C.
+    ///
+    /// The secret comes from --secret-file or ALIGN_WEBHOOK_SECRET (one key per line, to
+    /// accept both while a secret rotates), never from a flag value.
+    ///
+    /// Example: align webhooks listen --listen 127.0.0.1:8787 --secret-file endpoint-secret
+    Listen {
+        /// Address to listen on (port 0 picks a free one; the address is printed on stderr).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        /// File holding the endpoint's whsec_ secret (or whpk_ key); or set ALIGN_WEBHOOK_SECRET.
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
     },
 }
 
@@ -431,24 +448,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 KeyAction::Rotate { id, grace } => ops::keys_rotate(&d, &id, grace, &o).await,
             }
         }
-        Command::Webhooks {
-            json,
-            action:
-                WebhookAction::Verify {
-                    secret_file,
-                    headers,
-                    payload,
-                    now,
-                },
-        } => {
-            let args = webhooks::VerifyArgs {
-                secret_file,
-                headers,
-                payload,
-                now,
-            };
-            webhooks::verify(&args, &Out { json })
-        }
+        Command::Webhooks { common, action } => webhooks_command(&common, action).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "align", &mut std::io::stdout());
@@ -556,6 +556,37 @@ async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure
         }
     };
     client::print(&v, &columns, &o)
+}
+
+/// `align webhooks …`: receiver tools.
+async fn webhooks_command(common: &Common, action: WebhookAction) -> Result<(), Failure> {
+    let o = out(common);
+    match action {
+        WebhookAction::Verify {
+            secret_file,
+            headers,
+            payload,
+            now,
+        } => {
+            let args = webhooks::VerifyArgs {
+                secret_file,
+                headers,
+                payload,
+                now,
+            };
+            webhooks::verify(&args, &o)
+        }
+        WebhookAction::Listen {
+            listen,
+            secret_file,
+        } => {
+            let args = listen::ListenArgs {
+                listen,
+                secret_file,
+            };
+            listen::listen(&args, &o).await
+        }
+    }
 }
 
 fn out(common: &Common) -> Out {

@@ -38,20 +38,43 @@ fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The verification keys in `secret_file`, or else in `ALIGN_WEBHOOK_SECRET`: one `whsec_`
+/// secret or `whpk_` key per line (or separated by spaces), so that both the old and the new
+/// secret can be accepted while an endpoint's secret rotates.
+///
+/// The secret comes from a file or the environment, never from a flag value that would land
+/// in shell history and `ps` output; errors never repeat it.
+pub(crate) fn verification_keys(
+    secret_file: Option<&Path>,
+) -> Result<Vec<VerificationKey>, Failure> {
+    let text =
+        zeroize::Zeroizing::new(match (secret_file, std::env::var("ALIGN_WEBHOOK_SECRET")) {
+            (Some(f), _) => String::from_utf8(read(f)?)
+                .map_err(|_| Failure::usage("the secret file is not UTF-8"))?,
+            (None, Ok(s)) => s,
+            (None, Err(_)) => {
+                return Err(Failure::usage(
+                    "pass --secret-file FILE or set ALIGN_WEBHOOK_SECRET",
+                ));
+            }
+        });
+    let keys = text
+        .split_whitespace()
+        .enumerate()
+        .map(|(i, k)| {
+            VerificationKey::parse(k).map_err(|_| {
+                Failure::usage(format!("secret {} is not a whsec_ or whpk_ key", i + 1))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(Failure::usage("the secret is empty"));
+    }
+    Ok(keys)
+}
+
 pub(crate) fn verify(a: &VerifyArgs, out: &Out) -> Result<(), Failure> {
-    // The secret comes from a file or the environment, never from a flag in shell history.
-    let secret = match (&a.secret_file, std::env::var("ALIGN_WEBHOOK_SECRET")) {
-        (Some(f), _) => String::from_utf8(read(f)?)
-            .map_err(|_| Failure::usage("the secret file is not UTF-8"))?,
-        (None, Ok(s)) => s,
-        (None, Err(_)) => {
-            return Err(Failure::usage(
-                "pass --secret-file FILE or set ALIGN_WEBHOOK_SECRET",
-            ));
-        }
-    };
-    let key = VerificationKey::parse(secret.trim())
-        .map_err(|_| Failure::usage("the secret is not a whsec_ or whpk_ key"))?;
+    let keys = verification_keys(a.secret_file.as_deref())?;
     let headers = String::from_utf8(read(&a.headers)?)
         .map_err(|_| Failure::usage("the headers file is not UTF-8"))?;
     let body = read(&a.payload)?;
@@ -60,7 +83,7 @@ pub(crate) fn verify(a: &VerifyArgs, out: &Out) -> Result<(), Failure> {
     let ts = header(&headers, HEADER_TIMESTAMP).ok_or_else(|| missing(HEADER_TIMESTAMP))?;
     let sig = header(&headers, HEADER_SIGNATURE).ok_or_else(|| missing(HEADER_SIGNATURE))?;
     let now = a.now.unwrap_or_else(|| chrono::Utc::now().timestamp());
-    match WebhookVerifier::with_keys(vec![key]).verify_parts(id, ts, sig, &body, now) {
+    match WebhookVerifier::with_keys(keys).verify_parts(id, ts, sig, &body, now) {
         Ok(v) => {
             out.object(&json!({ "verified": true, "webhookId": v.id, "timestamp": v.timestamp }))
         }
