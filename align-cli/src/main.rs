@@ -4,6 +4,7 @@
 //! (audit chain broken, webhook signature invalid).
 
 mod client;
+mod endpoints;
 mod listen;
 mod ops;
 mod output;
@@ -138,7 +139,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Webhook receiver tools. Example: align webhooks listen --secret-file endpoint-secret
+    /// Webhook endpoints and deliveries in the data directory, and receiver tools.
+    ///
+    /// Example: align webhooks endpoints add --url https://hooks.acme.test/align --events api_key.*
     Webhooks {
         #[command(flatten)]
         common: Common,
@@ -265,6 +268,74 @@ enum WebhookAction {
         /// File holding the endpoint's whsec_ secret (or whpk_ key); or set ALIGN_WEBHOOK_SECRET.
         #[arg(long, value_name = "FILE")]
         secret_file: Option<PathBuf>,
+    },
+    /// Webhook endpoints. Example: align webhooks endpoints list --json
+    Endpoints {
+        #[command(subcommand)]
+        action: EndpointAction,
+    },
+    /// An endpoint's deliveries, newest first, with their last attempt.
+    ///
+    /// Example: align webhooks deliveries ep_6f1c… --json
+    Deliveries {
+        /// The endpoint's id (ep_…).
+        endpoint: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Make a delivery due again now, whatever its status; the server's dispatcher sends it.
+    ///
+    /// Example: align webhooks retry dlv_0b7e…
+    Retry {
+        /// The delivery's id (dlv_…).
+        delivery: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointAction {
+    /// Register an endpoint; its signing secret is printed once, to stdout.
+    ///
+    /// The URL must pass the delivery policy: https for live endpoints (http allowed for
+    /// sandbox), no credentials or secret-looking query parameters, and no private or
+    /// loopback destination unless ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS=1.
+    ///
+    /// Example: align webhooks endpoints add --url https://hooks.acme.test/align --events api_key.revoked,api_key.created
+    Add {
+        /// Where deliveries go.
+        #[arg(long)]
+        url: String,
+        /// Only this project's events (default: every event of the organisation).
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: Option<String>,
+        /// live or sandbox: which events the endpoint receives.
+        #[arg(long, default_value = "live")]
+        environment: String,
+        /// Comma-separated event types; `family.*` matches a family (default: every type).
+        #[arg(long)]
+        events: Option<String>,
+    },
+    /// List endpoints (never their secrets). Example: align webhooks endpoints list --json
+    List,
+    /// Delete an endpoint with its deliveries and their attempts (the events stay in the
+    /// event log). To pause an endpoint instead, keep it and let the dispatcher disable it.
+    ///
+    /// Example: align webhooks endpoints remove ep_6f1c…
+    Remove {
+        /// The endpoint's id (ep_…).
+        id: String,
+    },
+    /// Give an endpoint a new signing secret, printed once.
+    ///
+    /// The old secret keeps signing every delivery alongside the new one for the grace
+    /// period (default 24 hours), so receivers can switch without a gap.
+    ///
+    /// Example: align webhooks endpoints rotate-secret ep_6f1c… --grace-seconds 3600
+    RotateSecret {
+        /// The endpoint's id (ep_…).
+        id: String,
+        #[arg(long, value_name = "N", default_value_t = 86_400)]
+        grace_seconds: u64,
     },
 }
 
@@ -558,9 +629,18 @@ async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure
     client::print(&v, &columns, &o)
 }
 
-/// `align webhooks …`: receiver tools.
+/// `align webhooks …`: receiver tools, and endpoint commands on the data directory.
 async fn webhooks_command(common: &Common, action: WebhookAction) -> Result<(), Failure> {
     let o = out(common);
+    let hooks = || async {
+        if common.api_url.is_some() {
+            return Err(Failure::usage(
+                "webhook endpoint commands work on the data directory (--data-dir); the \
+                 server's webhook API is not available yet, so unset --api-url / ALIGN_API_URL",
+            ));
+        }
+        endpoints::Hooks::open(&common.data_dir, common.org.as_deref()).await
+    };
     match action {
         WebhookAction::Verify {
             secret_file,
@@ -586,6 +666,34 @@ async fn webhooks_command(common: &Common, action: WebhookAction) -> Result<(), 
             };
             listen::listen(&args, &o).await
         }
+        WebhookAction::Endpoints { action } => {
+            let h = hooks().await?;
+            match action {
+                EndpointAction::Add {
+                    url,
+                    project,
+                    environment,
+                    events,
+                } => {
+                    let args = endpoints::AddArgs {
+                        project: project.as_deref(),
+                        url: &url,
+                        environment: &environment,
+                        events: events.as_deref(),
+                    };
+                    endpoints::add(&h, args, &o).await
+                }
+                EndpointAction::List => endpoints::list(&h, &o).await,
+                EndpointAction::Remove { id } => endpoints::remove(&h, &id, &o).await,
+                EndpointAction::RotateSecret { id, grace_seconds } => {
+                    endpoints::rotate_secret(&h, &id, grace_seconds, &o).await
+                }
+            }
+        }
+        WebhookAction::Deliveries { endpoint, limit } => {
+            endpoints::deliveries(&hooks().await?, &endpoint, limit, &o).await
+        }
+        WebhookAction::Retry { delivery } => endpoints::retry(&hooks().await?, &delivery, &o).await,
     }
 }
 

@@ -39,6 +39,11 @@ impl DataDir {
         Ok(Self { store, keys, db })
     }
 
+    /// The SQLite file the server and every data-directory command share.
+    pub(crate) fn database(&self) -> &Path {
+        &self.db
+    }
+
     pub(crate) async fn audit(&self) -> Result<SqliteSink, Failure> {
         self.audit_with_key(false).await
     }
@@ -97,7 +102,7 @@ impl DataDir {
     pub(crate) async fn record(
         &self,
         action: &str,
-        org: OrganizationId,
+        org: impl std::fmt::Display,
         target: String,
         metadata: Value,
     ) -> Result<(), Failure> {
@@ -111,6 +116,17 @@ impl DataDir {
         sink.append(entry).await?;
         sink.close().await?;
         Ok(())
+    }
+
+    /// A project of `org`, by id (projects of other organisations do not exist here).
+    pub(crate) async fn project(&self, org: &Organization, id: &str) -> Result<Project, Failure> {
+        let id: ProjectId = id
+            .parse()
+            .map_err(|_| Failure::usage("--project must be a project id"))?;
+        match self.store.get_project(id).await? {
+            Some(p) if p.organization_id == org.id => Ok(p),
+            _ => Err(Failure::not_found("project")),
+        }
     }
 
     pub(crate) async fn key(&self, id: &str) -> Result<KeyRecord, Failure> {
@@ -301,15 +317,7 @@ pub(crate) async fn keys_create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Resul
     let user = d.user(&org, a.user).await?;
     let scope = match a.project {
         None => Scope::Organization,
-        Some(p) => {
-            let id: ProjectId = p
-                .parse()
-                .map_err(|_| Failure::usage("--project must be a project id"))?;
-            match d.store.get_project(id).await? {
-                Some(p) if p.organization_id == org.id => Scope::Project(id),
-                _ => return Err(Failure::not_found("project")),
-            }
-        }
+        Some(p) => Scope::Project(d.project(&org, p).await?.id),
     };
     let permissions = a
         .permissions

@@ -26,9 +26,27 @@ pub(crate) enum Failure {
     /// The server failed (exit 1).
     #[error(transparent)]
     Server(#[from] align_server::Error),
+    /// The webhook store failed (exit 1).
+    #[error(transparent)]
+    Webhooks(align_webhooks::Error),
     /// Writing the output failed (exit 1).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl From<align_webhooks::Error> for Failure {
+    fn from(e: align_webhooks::Error) -> Self {
+        use align_webhooks::{Error, ObjectKind};
+        match e {
+            Error::NotFound(ObjectKind::Endpoint) => Self::NotFound("endpoint"),
+            Error::NotFound(ObjectKind::Delivery) => Self::NotFound("delivery"),
+            Error::NotFound(ObjectKind::Message) => Self::NotFound("message"),
+            // The policy's reasons never contain the URL (which may hold a secret).
+            Error::UrlRefused(defect) => Self::Usage(format!("endpoint URL refused: {defect}")),
+            Error::InvalidSetting(name) => Self::Usage(format!("invalid value for {name}")),
+            other => Self::Webhooks(other),
+        }
+    }
 }
 
 impl Failure {

@@ -1,19 +1,44 @@
 //! The webhook commands, run as built binaries: `webhooks listen` receiving signed deliveries
-//! over loopback.
+//! over loopback, and the endpoint and delivery commands on a data directory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should panic
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use align_webhooks::SigningSecret;
+use align_keys::Environment;
+use align_webhooks::{
+    Attempt, DeliveryId, EndpointId, NewMessage, Next, Owner, SigningSecret, SqliteWebhookStore,
+    WebhookStore,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+fn align(data: &Path, args: &[&str], allow_private: bool) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_align"));
+    c.args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("ALIGN_LOG", "warn")
+        .env_remove("ALIGN_API_URL")
+        .env_remove("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS")
+        .stdin(Stdio::null());
+    if allow_private {
+        c.env("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "1");
+    }
+    c.output().unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
 
 /// `align webhooks listen` on an ephemeral loopback port: the child, its address, its stdout
 /// lines as they arrive, and everything it wrote to stderr.
@@ -171,4 +196,227 @@ fn listen_needs_a_secret_from_a_file_or_the_environment() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&o.stderr).contains("not-base64"));
+}
+
+/// Runs `f` against the data directory's webhook store, as the server would.
+fn with_store<T>(data: &Path, f: impl AsyncFnOnce(SqliteWebhookStore) -> T) -> T {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = SqliteWebhookStore::open(data.join("align.db"))
+            .await
+            .unwrap();
+        f(store).await
+    })
+}
+
+#[test]
+fn operators_manage_endpoints_and_deliveries_on_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"], false).status.success());
+    let org = json(&align(&data, &["orgs", "list", "--json"], false))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = "http://127.0.0.1:9/hooks/align";
+    let add = |extra: &[&str], allow: bool| {
+        let mut args = vec!["webhooks", "endpoints", "add", "--url", url, "--json"];
+        args.extend_from_slice(extra);
+        align(&data, &args, allow)
+    };
+    // The delivery policy applies: loopback only when the operator allows private targets,
+    // and plain http only for sandbox endpoints.
+    assert_eq!(
+        add(&["--environment", "sandbox"], false).status.code(),
+        Some(2)
+    );
+    let live = add(&[], true);
+    assert_eq!(live.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&live.stderr).contains("scheme"));
+    assert_eq!(
+        add(&["--environment", "staging"], true).status.code(),
+        Some(2)
+    );
+
+    let created = add(
+        &[
+            "--environment",
+            "sandbox",
+            "--events",
+            "api_key.*, project.created",
+            "--org",
+            &org,
+        ],
+        true,
+    );
+    let ep = json(&created);
+    let secret = ep["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    SigningSecret::parse(&secret).unwrap();
+    assert!(!String::from_utf8_lossy(&created.stderr).contains(&secret[6..]));
+    let id = ep["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("ep_"));
+    assert_eq!(ep["environment"], "sandbox");
+    assert_eq!(ep["organizationId"], org.as_str());
+    assert_eq!(
+        ep["events"],
+        serde_json::json!(["api_key.*", "project.created"])
+    );
+
+    let listed = json(&align(
+        &data,
+        &["webhooks", "endpoints", "list", "--json"],
+        false,
+    ));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(
+        !listed.to_string().contains("whsec_"),
+        "listings never show secrets"
+    );
+    let table = align(&data, &["webhooks", "endpoints", "list"], false);
+    assert!(String::from_utf8_lossy(&table.stdout).contains(&id));
+
+    // The server's side: an event fans out to the endpoint; its first attempt fails for good.
+    let delivery = with_store(&data, async |store| {
+        let message = NewMessage::new(
+            "evt_1",
+            "api_key.revoked",
+            Environment::Sandbox,
+            serde_json::json!({ "keyPrefix": "akt_9311c954" }),
+        )
+        .owned_by(Owner::organization(org.clone()));
+        let enqueued = store.enqueue(message, chrono::Utc::now()).await.unwrap();
+        let d = enqueued.deliveries[0];
+        let attempt = Attempt {
+            at: chrono::Utc::now(),
+            status: Some(410),
+            latency_ms: 3,
+            response_body: None,
+            error: None,
+        };
+        store
+            .record_attempt(d, attempt, Next::Failed)
+            .await
+            .unwrap();
+        d
+    });
+    let listed = json(&align(
+        &data,
+        &["webhooks", "deliveries", &id, "--json"],
+        false,
+    ));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], delivery.to_string());
+    assert_eq!(listed[0]["eventType"], "api_key.revoked");
+    assert_eq!(listed[0]["status"], "failed");
+    assert_eq!(listed[0]["lastStatus"], 410);
+    let retried = json(&align(
+        &data,
+        &["webhooks", "retry", &delivery.to_string(), "--json"],
+        false,
+    ));
+    assert_eq!(retried["status"], "pending");
+    assert!(retried["nextAttemptAt"].is_string());
+
+    // Rotation: a new secret, printed once; the old one keeps signing for the grace period.
+    let rotated = align(
+        &data,
+        &[
+            "webhooks",
+            "endpoints",
+            "rotate-secret",
+            &id,
+            "--grace-seconds",
+            "60",
+            "--json",
+        ],
+        false,
+    );
+    let new_secret = json(&rotated)["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    assert!(json(&rotated)["previousSecretSignsUntil"].is_string());
+    assert!(!String::from_utf8_lossy(&rotated.stderr).contains(&new_secret[6..]));
+    let endpoint_id = EndpointId::parse(&id).unwrap();
+    let signatures = with_store(&data, async |store| {
+        let ep = store.endpoint(endpoint_id).await.unwrap();
+        assert_eq!(ep.secrets.current().expose().expose(), new_secret);
+        ep.secrets
+            .signature_header("msg_1", 1, b"{}", chrono::Utc::now())
+    });
+    assert_eq!(signatures.split(' ').count(), 2, "both secrets sign");
+
+    let stranger = "00000000-0000-4000-8000-000000000000";
+    for args in [
+        &["webhooks", "deliveries", &id, "--org", stranger][..],
+        &["webhooks", "endpoints", "remove", &id, "--org", stranger],
+    ] {
+        let foreign = align(&data, args, false);
+        assert_eq!(
+            foreign.status.code(),
+            Some(3),
+            "another organisation's view"
+        );
+    }
+    let removed = align(
+        &data,
+        &["webhooks", "endpoints", "remove", &id, "--json"],
+        false,
+    );
+    assert_eq!(json(&removed)["deleted"], true);
+    let listed = json(&align(
+        &data,
+        &["webhooks", "endpoints", "list", "--json"],
+        false,
+    ));
+    assert_eq!(listed, serde_json::json!([]));
+    let gone = align(&data, &["webhooks", "deliveries", &id], false);
+    assert_eq!(gone.status.code(), Some(3));
+
+    // Unknown and malformed ids.
+    let unknown = EndpointId::new().to_string();
+    let unknown_delivery = DeliveryId::new().to_string();
+    for (args, code) in [
+        (vec!["webhooks", "endpoints", "remove", unknown.as_str()], 3),
+        (vec!["webhooks", "deliveries", unknown.as_str()], 3),
+        (vec!["webhooks", "retry", unknown_delivery.as_str()], 3),
+        (vec!["webhooks", "endpoints", "remove", "nope"], 2),
+        (vec!["webhooks", "retry", "nope"], 2),
+    ] {
+        assert_eq!(
+            align(&data, &args, false).status.code(),
+            Some(code),
+            "{args:?}"
+        );
+    }
+
+    // Every change is audited, with the system as actor, and no secret or URL path in it.
+    let audit = json(&align(&data, &["audit", "query", "--json"], false));
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "webhook_endpoint.created",
+        "webhook_endpoint.secret_rotated",
+        "webhook_endpoint.deleted",
+        "webhook_delivery.retried",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    let export = align(&data, &["audit", "tail", "-n", "100", "--json"], false);
+    let text = String::from_utf8(export.stdout).unwrap();
+    assert!(text.contains("http://127.0.0.1:9"), "{text}");
+    for secret_part in [&secret[6..], &new_secret[6..], "/hooks/align"] {
+        assert!(
+            !text.contains(secret_part),
+            "{secret_part} in the audit log"
+        );
+    }
+    assert_eq!(
+        json(&align(&data, &["audit", "verify", "--json"], false))["intact"],
+        true
+    );
 }

@@ -1,0 +1,283 @@
+//! Operator commands for webhook endpoints and deliveries on a data directory: they open the
+//! same `DIR/align.db` as the server (its `webhooks_` tables) and audit every change with the
+//! system as actor, as the key commands do.
+
+use std::path::Path;
+use std::time::Duration;
+
+use align_keys::Environment;
+use align_webhooks::{
+    Delivery, DeliveryId, DispatcherConfig, Endpoint, EndpointId, EndpointKey, EndpointSecrets,
+    EventFilter, Owner, SigningKey, SigningSecret, SqliteWebhookStore, SystemResolver,
+    WebhookStore,
+};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::ops::DataDir;
+use crate::output::{Failure, Out};
+
+/// What `stderr` says after a new endpoint secret is printed.
+const SECRET_SHOWN_ONCE: &str = "The signing secret above is shown once. Give it to the \
+     receiver now (e.g. `align webhooks listen --secret-file FILE`); it cannot be shown again, \
+     only rotated.";
+
+/// What `webhooks endpoints add` was asked for.
+pub(crate) struct AddArgs<'a> {
+    pub(crate) project: Option<&'a str>,
+    pub(crate) url: &'a str,
+    pub(crate) environment: &'a str,
+    pub(crate) events: Option<&'a str>,
+}
+
+/// The data directory with its webhook store, and the organisation given with `--org` (if
+/// any) that every endpoint acted on must belong to.
+pub(crate) struct Hooks {
+    dir: DataDir,
+    store: SqliteWebhookStore,
+    org: Option<String>,
+}
+
+impl Hooks {
+    pub(crate) async fn open(dir: &Path, org: Option<&str>) -> Result<Self, Failure> {
+        let dir = DataDir::open(dir).await?;
+        let store = SqliteWebhookStore::open(dir.database()).await?;
+        Ok(Self {
+            dir,
+            store,
+            org: org.map(str::to_owned),
+        })
+    }
+
+    /// The endpoint `id`; endpoints of another organisation than `--org` do not exist here.
+    async fn endpoint(&self, id: &str) -> Result<Endpoint, Failure> {
+        let id = EndpointId::parse(id)
+            .ok_or_else(|| Failure::usage("the endpoint id must be ep_<uuid>"))?;
+        let ep = self.store.endpoint(id).await?;
+        match &self.org {
+            Some(org) if ep.owner.organization != *org => Err(Failure::not_found("endpoint")),
+            _ => Ok(ep),
+        }
+    }
+
+    /// Records an operator's change to `ep` in the audit log.
+    async fn record(&self, action: &str, ep: &Endpoint, details: Value) -> Result<(), Failure> {
+        self.dir
+            .record(action, &ep.owner.organization, ep.id.to_string(), details)
+            .await
+    }
+}
+
+fn environment(name: &str) -> Result<Environment, Failure> {
+    Environment::from_name(name)
+        .ok_or_else(|| Failure::usage("--environment must be live or sandbox"))
+}
+
+/// Scheme, host and port only: a URL's path can itself be a credential (many chat services'
+/// incoming-webhook URLs are), so the audit log never records more.
+fn origin(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| "-".to_owned(), |u| u.origin().ascii_serialization())
+}
+
+fn endpoint_json(ep: &Endpoint) -> Value {
+    let events = match &ep.filter {
+        EventFilter::All => Value::Null,
+        EventFilter::Only(types) => json!(types),
+    };
+    json!({
+        "id": ep.id.to_string(), "url": ep.url, "environment": ep.environment,
+        "organizationId": ep.owner.organization, "projectId": ep.owner.project,
+        "events": events, "enabled": ep.enabled, "disabledReason": ep.disabled_reason,
+        "failingSince": ep.failing_since, "createdAt": ep.created_at,
+    })
+}
+
+fn delivery_json(d: &Delivery) -> Value {
+    json!({
+        "id": d.id.to_string(), "messageId": d.message_id.to_string(),
+        "endpointId": d.endpoint_id.to_string(), "status": d.status.as_str(),
+        "attempts": d.attempts, "nextAttemptAt": d.next_attempt_at, "createdAt": d.created_at,
+    })
+}
+
+/// A fresh key of the same kind as `current`, and the text the receiver needs: the
+/// `whsec_` secret, or for an ed25519 endpoint the `whpk_` public key.
+fn fresh_key(current: &EndpointKey) -> Result<(EndpointKey, String), Failure> {
+    Ok(match current {
+        EndpointKey::Symmetric(_) => {
+            let s = SigningSecret::generate()?;
+            let text = s.expose().expose().to_owned();
+            (EndpointKey::Symmetric(s), text)
+        }
+        EndpointKey::Asymmetric(_) => {
+            let k = SigningKey::generate()?;
+            let text = k.verifying_key().to_text();
+            (EndpointKey::Asymmetric(k), text)
+        }
+    })
+}
+
+pub(crate) async fn add(h: &Hooks, a: AddArgs<'_>, out: &Out) -> Result<(), Failure> {
+    let org = h.dir.org(h.org.as_deref()).await?;
+    let project = match a.project {
+        Some(p) => Some(h.dir.project(&org, p).await?.id.to_string()),
+        None => None,
+    };
+    let env = environment(a.environment)?;
+    // The same policy, from the same settings, as the server's dispatcher applies.
+    let policy = DispatcherConfig::from_env()?.url_policy;
+    policy.check(a.url, env, &SystemResolver).await?;
+    let filter = match a.events {
+        None => EventFilter::All,
+        Some(list) => {
+            let types: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if types.is_empty() {
+                return Err(Failure::usage("--events needs at least one event type"));
+            }
+            EventFilter::Only(types)
+        }
+    };
+    let secret = SigningSecret::generate()?;
+    let shown = secret.expose();
+    let owner = Owner {
+        organization: org.id.to_string(),
+        project,
+    };
+    let mut new = Endpoint::new(
+        env,
+        a.url.to_owned(),
+        EndpointSecrets::new(EndpointKey::Symmetric(secret)),
+    )
+    .owned_by(owner);
+    new.filter = filter;
+    h.store.create_endpoint(&new).await?;
+    // As stored (times at the store's millisecond precision).
+    let ep = h.store.endpoint(new.id).await?;
+    let details = json!({ "origin": origin(&ep.url), "environment": env,
+                          "events": endpoint_json(&ep)["events"] });
+    h.record("webhook_endpoint.created", &ep, details).await?;
+    let mut v = endpoint_json(&ep);
+    v["secret"] = json!(shown.expose());
+    out.secret_object(&v, SECRET_SHOWN_ONCE)
+}
+
+pub(crate) async fn list(h: &Hooks, out: &Out) -> Result<(), Failure> {
+    let org = h.dir.org(h.org.as_deref()).await?.id.to_string();
+    let rows: Vec<Value> = h
+        .store
+        .endpoints()
+        .await?
+        .iter()
+        .filter(|ep| ep.owner.organization == org)
+        .map(endpoint_json)
+        .collect();
+    out.table(
+        &rows,
+        &[
+            "id",
+            "environment",
+            "enabled",
+            "url",
+            "events",
+            "projectId",
+            "createdAt",
+        ],
+    )
+}
+
+pub(crate) async fn remove(h: &Hooks, id: &str, out: &Out) -> Result<(), Failure> {
+    let ep = h.endpoint(id).await?;
+    h.store.delete_endpoint(ep.id).await?;
+    h.record(
+        "webhook_endpoint.deleted",
+        &ep,
+        json!({ "origin": origin(&ep.url), "environment": ep.environment }),
+    )
+    .await?;
+    out.object(&json!({ "id": ep.id.to_string(), "deleted": true }))
+}
+
+pub(crate) async fn rotate_secret(
+    h: &Hooks,
+    id: &str,
+    grace_seconds: u64,
+    out: &Out,
+) -> Result<(), Failure> {
+    let mut ep = h.endpoint(id).await?;
+    let (next, shown) = fresh_key(ep.secrets.current())?;
+    let now = Utc::now();
+    let grace = Duration::from_secs(grace_seconds);
+    ep.secrets.rotate(next, now, grace);
+    h.store.update_endpoint(&ep).await?;
+    h.record(
+        "webhook_endpoint.secret_rotated",
+        &ep,
+        json!({ "graceSeconds": grace_seconds }),
+    )
+    .await?;
+    let until = chrono::Duration::from_std(grace)
+        .ok()
+        .and_then(|g| now.checked_add_signed(g));
+    let v = json!({
+        "id": ep.id.to_string(),
+        "secret": shown,
+        "previousSecretSignsUntil": if grace_seconds == 0 { None } else { until },
+    });
+    out.secret_object(&v, SECRET_SHOWN_ONCE)
+}
+
+pub(crate) async fn deliveries(
+    h: &Hooks,
+    endpoint: &str,
+    limit: usize,
+    out: &Out,
+) -> Result<(), Failure> {
+    let ep = h.endpoint(endpoint).await?;
+    let mut rows = Vec::new();
+    for d in h.store.deliveries(ep.id, limit.clamp(1, 1000)).await? {
+        let mut v = delivery_json(&d);
+        v["eventType"] = json!(h.store.message(&d.message_id).await?.event_type);
+        let last = h.store.attempts(d.id).await?.pop();
+        v["lastStatus"] = json!(last.as_ref().and_then(|a| a.status));
+        v["lastAttemptAt"] = json!(last.as_ref().map(|a| a.at));
+        rows.push(v);
+    }
+    out.table(
+        &rows,
+        &[
+            "id",
+            "eventType",
+            "status",
+            "attempts",
+            "lastStatus",
+            "nextAttemptAt",
+            "createdAt",
+        ],
+    )
+}
+
+pub(crate) async fn retry(h: &Hooks, delivery: &str, out: &Out) -> Result<(), Failure> {
+    let id = DeliveryId::parse(delivery)
+        .ok_or_else(|| Failure::usage("the delivery id must be dlv_<uuid>"))?;
+    let d = h.store.delivery(id).await?;
+    let ep = h.endpoint(&d.endpoint_id.to_string()).await?;
+    h.store.retry(id, Utc::now()).await?;
+    h.record(
+        "webhook_delivery.retried",
+        &ep,
+        json!({ "deliveryId": id.to_string(), "messageId": d.message_id.to_string() }),
+    )
+    .await?;
+    if !ep.enabled {
+        eprintln!(
+            "{} is disabled: the delivery waits until it is enabled again",
+            ep.id
+        );
+    }
+    out.object(&delivery_json(&h.store.delivery(id).await?))
+}
