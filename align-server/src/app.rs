@@ -199,6 +199,7 @@ where
     trace.decision = Some(decision);
     if !decision.allowed {
         state.metrics.denied("rate_limit");
+        state.rate_limit_exceeded(record, &decision).await;
         return Err(ApiError::rate_limit(
             decision.retry_after_secs().unwrap_or(1),
         ));

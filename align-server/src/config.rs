@@ -37,6 +37,45 @@ pub struct Config {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key for HTTPS (`tls.key_file`).
     pub tls_key_file: Option<PathBuf>,
+    /// Webhook delivery settings (`webhooks.*`).
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook settings (`webhooks.*`; see `docs/operations.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Let endpoints point at private, loopback and link-local addresses
+    /// (`webhooks.allow_private_targets`, default false; tests on loopback turn it on).
+    pub allow_private_targets: bool,
+    /// Waits after the first attempt (`webhooks.retry_schedule`, seconds, default
+    /// `5,300,1800,7200,18000,36000,36000`).
+    pub retry_schedule: align_webhooks::RetrySchedule,
+    /// Time allowed for one delivery attempt (`webhooks.attempt_timeout_secs`, default 15).
+    pub attempt_timeout: Duration,
+    /// Deliveries in flight at once (`webhooks.concurrency`, default 32).
+    pub concurrency: usize,
+    /// How often the outbox is polled when idle (`webhooks.poll_interval_ms`, default 250).
+    pub poll_interval: Duration,
+    /// An endpoint failing for this long is disabled (`webhooks.disable_after_hours`,
+    /// default 120: five days).
+    pub disable_after: Duration,
+    /// Run the dispatcher inside `align serve` (`webhooks.dispatcher`, default true; turn it
+    /// off when another process delivers from the same database).
+    pub dispatcher: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            retry_schedule: align_webhooks::RetrySchedule::default(),
+            attempt_timeout: Duration::from_secs(15),
+            concurrency: 32,
+            poll_interval: Duration::from_millis(250),
+            disable_after: Duration::from_secs(120 * 3600),
+            dispatcher: true,
+        }
+    }
 }
 
 impl Default for Config {
@@ -53,6 +92,7 @@ impl Default for Config {
             quota_per_month: None,
             tls_cert_file: None,
             tls_key_file: None,
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -73,6 +113,28 @@ struct FileConfig {
     keys: KeysSection,
     #[serde(default)]
     tls: TlsSection,
+    #[serde(default)]
+    webhooks: WebhooksSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhooksSection {
+    allow_private_targets: Option<bool>,
+    retry_schedule: Option<ScheduleValue>,
+    attempt_timeout_secs: Option<u64>,
+    concurrency: Option<usize>,
+    poll_interval_ms: Option<u64>,
+    disable_after_hours: Option<u64>,
+    dispatcher: Option<bool>,
+}
+
+/// `retry_schedule = "5,300,1800"` or `retry_schedule = [5, 300, 1800]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ScheduleValue {
+    Text(String),
+    Seconds(Vec<u64>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +250,37 @@ impl Config {
         if let Some(v) = f.keys.last_used_flush_ms {
             self.last_used_flush = Duration::from_millis(v);
         }
+        let w = f.webhooks;
+        let hooks = &mut self.webhooks;
+        if let Some(v) = w.allow_private_targets {
+            hooks.allow_private_targets = v;
+        }
+        match w.retry_schedule {
+            None => {}
+            Some(ScheduleValue::Text(t)) => {
+                hooks.retry_schedule = parse_schedule("webhooks.retry_schedule", &t)?;
+            }
+            Some(ScheduleValue::Seconds(secs)) => {
+                hooks.retry_schedule = align_webhooks::RetrySchedule::new(
+                    secs.into_iter().map(Duration::from_secs).collect(),
+                );
+            }
+        }
+        if let Some(v) = w.attempt_timeout_secs {
+            hooks.attempt_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = w.concurrency {
+            hooks.concurrency = v;
+        }
+        if let Some(v) = w.poll_interval_ms {
+            hooks.poll_interval = Duration::from_millis(v);
+        }
+        if let Some(v) = w.disable_after_hours {
+            hooks.disable_after = Duration::from_secs(v.saturating_mul(3600));
+        }
+        if let Some(v) = w.dispatcher {
+            hooks.dispatcher = v;
+        }
         Ok(())
     }
 
@@ -212,6 +305,24 @@ impl Config {
             "ALIGN_KEYS_LAST_USED_FLUSH_MS" => {
                 self.last_used_flush = Duration::from_millis(parse_value(name, value)?);
             }
+            "ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS" => {
+                self.webhooks.allow_private_targets = parse_bool(name, value)?;
+            }
+            "ALIGN_WEBHOOKS_RETRY_SCHEDULE" => {
+                self.webhooks.retry_schedule = parse_schedule(name, value)?;
+            }
+            "ALIGN_WEBHOOKS_ATTEMPT_TIMEOUT_SECS" => {
+                self.webhooks.attempt_timeout = Duration::from_secs(parse_value(name, value)?);
+            }
+            "ALIGN_WEBHOOKS_CONCURRENCY" => self.webhooks.concurrency = parse_value(name, value)?,
+            "ALIGN_WEBHOOKS_POLL_INTERVAL_MS" => {
+                self.webhooks.poll_interval = Duration::from_millis(parse_value(name, value)?);
+            }
+            "ALIGN_WEBHOOKS_DISABLE_AFTER_HOURS" => {
+                let hours: u64 = parse_value(name, value)?;
+                self.webhooks.disable_after = Duration::from_secs(hours.saturating_mul(3600));
+            }
+            "ALIGN_WEBHOOKS_DISPATCHER" => self.webhooks.dispatcher = parse_bool(name, value)?,
             _ => {}
         }
         Ok(())
@@ -248,6 +359,13 @@ impl Config {
                 reason: "body limit, timeout and flush interval must be positive".into(),
             });
         }
+        let w = &self.webhooks;
+        if w.attempt_timeout.is_zero() || w.concurrency == 0 || w.poll_interval.is_zero() {
+            return Err(Error::Setting {
+                key: "webhooks".into(),
+                reason: "attempt timeout, concurrency and poll interval must be positive".into(),
+            });
+        }
         Ok(())
     }
 
@@ -267,6 +385,27 @@ fn parse_value<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error>
         key: key.to_owned(),
         reason: format!("cannot parse {value:?}"),
     })
+}
+
+/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (any case).
+fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(Error::Setting {
+            key: key.to_owned(),
+            reason: format!("expected true or false, got {value:?}"),
+        }),
+    }
+}
+
+fn parse_schedule(key: &str, value: &str) -> Result<align_webhooks::RetrySchedule, Error> {
+    value
+        .parse()
+        .map_err(|e: align_webhooks::ScheduleParseError| Error::Setting {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 fn non_empty_path(value: &str) -> Option<PathBuf> {
@@ -370,5 +509,50 @@ mod tests {
         let file = dir.path().join("align.toml");
         std::fs::write(&file, "nonsense = 1\n").unwrap();
         assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn webhook_settings_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(
+            &file,
+            "[webhooks]\nretry_schedule = [1, 2]\nallow_private_targets = true\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert!(c.webhooks.allow_private_targets);
+        assert_eq!(c.webhooks.retry_schedule.delays().len(), 2);
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "0"),
+                ("ALIGN_WEBHOOKS_RETRY_SCHEDULE", "5,300,1800"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(!c.webhooks.allow_private_targets);
+        assert_eq!(
+            c.webhooks.retry_schedule.delays(),
+            [5, 300, 1800].map(Duration::from_secs)
+        );
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_WEBHOOKS_RETRY_SCHEDULE", "soon")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("ALIGN_WEBHOOKS_RETRY_SCHEDULE"),
+            "{e}"
+        );
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "maybe")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ALLOW_PRIVATE"), "{e}");
     }
 }

@@ -63,6 +63,9 @@ pub enum Error {
     /// The audit log failed.
     #[error(transparent)]
     Audit(#[from] align_audit::Error),
+    /// The webhook store or dispatcher failed.
+    #[error(transparent)]
+    Webhooks(#[from] align_webhooks::Error),
 }
 
 /// An error answer: status, stable code and a message that never holds a secret.
@@ -267,6 +270,30 @@ impl From<align_keys::Error> for ApiError {
             }
             other => {
                 tracing::error!(error = %other, "key store failure");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<align_webhooks::Error> for ApiError {
+    fn from(e: align_webhooks::Error) -> Self {
+        use align_webhooks::Error as W;
+        match e {
+            W::NotFound(_) => Self::not_found(),
+            W::UrlRefused(defect) => Self::invalid_request(format!("url refused: {defect}")),
+            W::Database(ref d)
+                if matches!(
+                    d.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                tracing::warn!(error = %e, "webhook store busy");
+                Self::unavailable()
+            }
+            W::StoreWorker => Self::unavailable(),
+            other => {
+                tracing::error!(error = %other, "webhook store failure");
                 Self::internal()
             }
         }

@@ -117,3 +117,53 @@ pub(crate) fn page_request(query: Option<&str>) -> Result<align_keys::PageReques
     }
     Ok(page)
 }
+
+/// The query string's `name=value` pairs, percent-decoded; a value that is not UTF-8 after
+/// decoding is refused with `400 invalid_request`.
+pub(crate) fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let bad = || ApiError::invalid_request("query parameters must be valid UTF-8");
+            Ok((
+                percent_decode(k).ok_or_else(bad)?,
+                percent_decode(v).ok_or_else(bad)?,
+            ))
+        })
+        .collect()
+}
+
+/// An RFC 3339 time in query parameter `name`.
+pub(crate) fn time_param(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ApiError::invalid_request(format!("{name} must be an RFC 3339 time")))
+}
+
+/// Decodes `%XX` escapes and `+` in a query value.
+fn percent_decode(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}

@@ -10,6 +10,7 @@ mod audit;
 mod bootstrap;
 pub mod config;
 mod error;
+mod events;
 mod http;
 mod idempotency;
 mod metrics;
@@ -22,7 +23,7 @@ pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
 pub use config::{Config, Overrides};
 pub use error::{ApiError, Error};
 pub use routes::ROUTES;
-pub use serve::{Server, shutdown_signal};
+pub use serve::{Backends, Server, shutdown_signal};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

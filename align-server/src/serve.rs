@@ -10,6 +10,7 @@ use std::time::Duration;
 use align_audit::{AuditSink, SqliteSink};
 use align_keys::store::KeyStore;
 use align_keys::{KeyManager, Sha256Hasher, SqliteKeyStore};
+use align_webhooks::{Dispatcher, DispatcherConfig, SqliteWebhookStore, WebhookStore};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -28,6 +29,46 @@ const CHANGE_POLL: Duration = Duration::from_millis(250);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client must send its request headers within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The stores a server runs on.
+pub struct Backends {
+    /// Organisations, users, projects and keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Audit and request logs.
+    pub audit: Arc<dyn AuditSink>,
+    /// Webhook endpoints and the outbox (the event log).
+    pub webhooks: Arc<dyn WebhookStore>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends").finish_non_exhaustive()
+    }
+}
+
+impl Backends {
+    /// The embedded default: everything in `DIR/align.db`. Key changes and their events
+    /// commit in one transaction (the key store's outbox hook writes the webhook outbox).
+    pub async fn sqlite(config: &Config) -> Result<Self, Error> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let path = config.database_path();
+        // The outbox tables must exist before the first key change enqueues into them.
+        let webhooks = SqliteWebhookStore::open(&path).await?;
+        let keys = SqliteKeyStore::open(&path)
+            .await?
+            .with_event_hook(Arc::new(crate::events::OutboxHook));
+        let sink_config = crate::bootstrap::audit_sink_config(&config.data_dir, false)?;
+        let audit = SqliteSink::open(&path, sink_config).await?;
+        Ok(Self {
+            keys: Arc::new(keys),
+            audit: Arc::new(audit),
+            webhooks: Arc::new(webhooks),
+        })
+    }
+}
 
 /// A bound, bootstrapped server, ready to [`Server::run`].
 pub struct Server {
@@ -50,23 +91,18 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Prepares the data directory and database (bootstrapping an empty one) and binds.
     pub async fn start(config: Config) -> Result<Self, Error> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
-        let store = SqliteKeyStore::open(config.database_path()).await?;
-        let sink_config = crate::bootstrap::audit_sink_config(&config.data_dir, false)?;
-        let audit = SqliteSink::open(config.database_path(), sink_config).await?;
-        Self::with_backends(config, Arc::new(store), Arc::new(audit)).await
+        let backends = Backends::sqlite(&config).await?;
+        Self::with_backends(config, backends).await
     }
 
     /// Like [`Server::start`], over stores the caller chose (an embedder's own back-ends, or
     /// instrumented ones in tests). The data directory still holds the bootstrap key file.
-    pub async fn with_backends(
-        config: Config,
-        store: Arc<dyn KeyStore>,
-        audit: Arc<dyn AuditSink>,
-    ) -> Result<Self, Error> {
+    pub async fn with_backends(config: Config, backends: Backends) -> Result<Self, Error> {
+        let Backends {
+            keys: store,
+            audit,
+            webhooks,
+        } = backends;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -83,7 +119,7 @@ impl Server {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        let state = Arc::new(AppState::new(config, keys, audit)?);
+        let state = Arc::new(AppState::new(config, keys, audit, webhooks)?);
         Ok(Self {
             state,
             listener,
@@ -119,6 +155,23 @@ impl Server {
             .spawn_last_used_flusher(state.config.last_used_flush);
         // Key changes made by other processes (the operator CLI) reach the cache this fast.
         let watcher = state.keys.verifier().spawn_change_watcher(CHANGE_POLL);
+        let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
+        let dispatcher = if state.config.webhooks.dispatcher {
+            let dispatcher = Dispatcher::new(
+                Arc::clone(&state.webhooks),
+                dispatcher_config(&state.config),
+            )?;
+            Some(tokio::spawn(async move {
+                let stopped = async {
+                    let _ = dispatch_stopped.await;
+                };
+                if let Err(e) = dispatcher.run(stopped).await {
+                    tracing::error!(error = %e, "the webhook dispatcher stopped");
+                }
+            }))
+        } else {
+            None
+        };
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -180,6 +233,12 @@ impl Server {
         }
         flusher.abort();
         watcher.abort();
+        // In-flight deliveries finish (each within the attempt timeout); the rest stay in
+        // the outbox for the next start.
+        let _ = stop_dispatch.send(());
+        if let Some(task) = dispatcher {
+            let _ = task.await;
+        }
         if let Err(e) = state.keys.verifier().flush_last_used().await {
             tracing::error!(error = %e, "could not flush last-used times");
         }
@@ -187,6 +246,21 @@ impl Server {
             tracing::error!(error = %e, "could not flush the audit and request logs");
         }
         Ok(())
+    }
+}
+
+/// The dispatcher's settings from the server's `webhooks.*` settings.
+fn dispatcher_config(config: &Config) -> DispatcherConfig {
+    let w = &config.webhooks;
+    DispatcherConfig {
+        concurrency: w.concurrency,
+        attempt_timeout: w.attempt_timeout,
+        retry_schedule: w.retry_schedule.clone(),
+        disable_after: w.disable_after,
+        poll_interval: w.poll_interval,
+        lease: w.attempt_timeout + Duration::from_secs(30),
+        url_policy: align_webhooks::UrlPolicy::new().allow_private_targets(w.allow_private_targets),
+        ..DispatcherConfig::default()
     }
 }
 

@@ -11,6 +11,7 @@ use align_keys::{KeyId, KeyManager, KeyRecord, Role, UserId};
 use align_ratelimit::{
     ConcurrencyLimiter, Decision, KeyedLimiter, Quota, Rate, RateLimiter, SlidingWindow,
 };
+use align_webhooks::{Resolver, SystemResolver, UrlPolicy, WebhookStore};
 
 use crate::config::Config;
 use crate::error::{ApiError, Error};
@@ -42,6 +43,14 @@ pub(crate) struct AppState {
     pub(crate) metrics: Metrics,
     /// Responses kept for `Idempotency-Key` replays (memory only).
     pub(crate) idempotency: Idempotency,
+    /// Webhook endpoints and the outbox (also the event log behind `GET /events`).
+    pub(crate) webhooks: Arc<dyn WebhookStore>,
+    /// The endpoint URL rules (`webhooks.allow_private_targets`).
+    pub(crate) url_policy: UrlPolicy,
+    /// Resolves endpoint host names for the URL check at registration.
+    pub(crate) resolver: Arc<dyn Resolver>,
+    /// When each key last caused a `rate_limit.exceeded` event.
+    pub(crate) notices: crate::events::RateLimitNotices,
 }
 
 impl std::fmt::Debug for AppState {
@@ -58,6 +67,7 @@ impl AppState {
         config: Config,
         keys: KeyManager,
         audit: Arc<dyn AuditSink>,
+        webhooks: Arc<dyn WebhookStore>,
     ) -> Result<Self, Error> {
         let rate = Rate::per_minute(u64::from(config.rate_limit_per_minute));
         let algorithm = SlidingWindow::new(rate).map_err(|e| Error::Setting {
@@ -79,8 +89,14 @@ impl AppState {
             let q = Quota::per_month(n).map_err(|e| setting("ratelimit.quota_per_month", e))?;
             quotas.push(KeyedLimiter::new(q));
         }
+        let url_policy =
+            UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
         Ok(Self {
             audit,
+            webhooks,
+            url_policy,
+            resolver: Arc::new(SystemResolver),
+            notices: crate::events::RateLimitNotices::default(),
             concurrency,
             quotas,
             config,

@@ -14,7 +14,7 @@ use align_audit::{
 };
 use align_keys::SqliteKeyStore;
 use align_keys::store::{Instrumented, KeyFilter, KeyStore, PageRequest};
-use align_server::{Config, Server};
+use align_server::{Backends, Config, Server};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,9 +95,13 @@ async fn three_hundred_requests_cost_a_handful_of_writes() {
         last_used_flush: Duration::from_millis(200),
         ..Config::default()
     };
-    let server = Server::with_backends(config, store.clone(), sink.clone())
-        .await
-        .unwrap();
+    let webhooks = Arc::new(align_webhooks::SqliteWebhookStore::open(&db).await.unwrap());
+    let backends = Backends {
+        keys: store.clone(),
+        audit: sink.clone(),
+        webhooks,
+    };
+    let server = Server::with_backends(config, backends).await.unwrap();
     let addr = server.local_addr().unwrap();
     let key = std::fs::read_to_string(dir.path().join("bootstrap-admin-key")).unwrap();
     let key = key.trim().to_owned();

@@ -207,6 +207,10 @@ fn read_ledger(path: &Path) -> Result<Ledger> {
 
 #[async_trait]
 impl AuditSink for JsonlSink {
+    fn queued(&self) -> usize {
+        self.writer.queued()
+    }
+
     async fn submit(&self, entry: Entry) -> Result<()> {
         self.writer.submit(entry).await
     }

@@ -35,6 +35,12 @@ pub trait AuditSink: Send + Sync {
     /// security-relevant records.
     async fn append(&self, entry: Entry) -> Result<Receipt>;
 
+    /// Entries handed to [`submit`](Self::submit) and not yet taken by the writer (the
+    /// queue depth, for metrics). Back-ends without a queue answer 0.
+    fn queued(&self) -> usize {
+        0
+    }
+
     /// Waits until everything queued before it is committed; fails with
     /// [`Error::WriteFailed`](crate::Error::WriteFailed) if queued records were lost since
     /// the last flush.

@@ -106,6 +106,11 @@ impl<B: Backend> Writer<B> {
         Ok(Self { tx, failures })
     }
 
+    /// Commands waiting in the queue (entries not yet taken by the writer thread).
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     async fn send(&self, cmd: Command<B>) -> Result<()> {
         self.tx.send(cmd).await.map_err(|_| Error::Closed)
     }

@@ -5,7 +5,6 @@
 
 use align_audit::{Actor, Cursor, Query, Record, Stream};
 use align_keys::{Environment, Permission, Scope};
-use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -40,12 +39,6 @@ fn view(r: &Record) -> Value {
     })
 }
 
-fn time_param(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| ApiError::invalid_request(format!("{name} must be an RFC 3339 time")))
-}
-
 pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let me = req.auth.key.record();
     if !req
@@ -65,23 +58,19 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
     }
     let mut q = Query::new(Stream::Audit);
     q.organization = Some(me.organization_id.to_string());
-    for pair in req
-        .parts
-        .uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v)
-            .ok_or_else(|| ApiError::invalid_request(format!("{k} is not valid UTF-8")))?;
-        match k {
+    for (k, v) in h::query_pairs(req.parts.uri.query())? {
+        match k.as_str() {
             "actor" => q.actor = Some(v),
             "action" => q.action = Some(v),
             "target" => q.target = Some(v),
-            "since" => q.since = Some(time_param(k, &v)?),
-            "until" => q.until = Some(time_param(k, &v)?),
+            "since" | "until" => {
+                let t = h::time_param(&k, &v)?;
+                if k == "since" {
+                    q.since = Some(t);
+                } else {
+                    q.until = Some(t);
+                }
+            }
             "limit" => {
                 q.limit = v
                     .parse()
@@ -107,29 +96,4 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
         StatusCode::OK,
         &json!({ "data": data, "nextCursor": page.next_cursor.map(|c| c.to_string()) }),
     ))
-}
-
-/// Decodes `%XX` escapes and `+` in a query value.
-fn percent_decode(v: &str) -> Option<String> {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }

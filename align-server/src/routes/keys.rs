@@ -24,7 +24,7 @@ const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
 const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
 
 /// The key resource: the `/me` names plus lifecycle times.
-pub(super) fn view(k: &KeyRecord) -> Value {
+pub(crate) fn view(k: &KeyRecord) -> Value {
     json!({
         "apiKeyId": k.id,
         "keyName": k.name,
@@ -203,25 +203,12 @@ pub(super) async fn get(state: &AppState, req: &Request, id: &str) -> Result<Res
 struct UpdateBody {
     #[serde(default)]
     name: Option<String>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "super::double_option")]
     expires_at: Option<Option<DateTime<Utc>>>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "super::double_option")]
     rate_limit_per_minute: Option<Option<u32>>,
     #[serde(default)]
     allowed_cidrs: Option<Vec<String>>,
-}
-
-/// Tells "absent" (`None`) from "null" (`Some(None)`).
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
-    where
-        T: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Option::<T>::deserialize(d).map(Some)
-    }
 }
 
 pub(super) async fn update(

@@ -2,10 +2,14 @@
 //! `404 not_found` (as for an unknown object: the route table is public in `docs/openapi.yaml`).
 
 mod audit_events;
+mod events;
 mod keys;
 mod me;
 mod organization;
 mod projects;
+mod webhooks;
+
+pub(crate) use keys::view as key_view;
 
 use http::Method;
 
@@ -30,6 +34,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/projects"),
     ("GET", "/api/v1/organization"),
     ("PATCH", "/api/v1/organization"),
+    ("GET", "/api/v1/events"),
+    ("POST", "/api/v1/webhook-endpoints"),
+    ("GET", "/api/v1/webhook-endpoints"),
+    ("GET", "/api/v1/webhook-endpoints/{id}"),
+    ("PATCH", "/api/v1/webhook-endpoints/{id}"),
+    ("DELETE", "/api/v1/webhook-endpoints/{id}"),
+    ("POST", "/api/v1/webhook-endpoints/{id}/rotate-secret"),
+    ("POST", "/api/v1/webhook-endpoints/{id}/test"),
+    ("POST", "/api/v1/webhook-endpoints/{id}/recover"),
+    ("GET", "/api/v1/webhook-endpoints/{id}/deliveries"),
+    ("POST", "/api/v1/webhook-deliveries/{id}/retry"),
     ("GET", "/api/v1/audit-events"),
     ("GET", "/metrics"),
 ];
@@ -53,7 +68,7 @@ pub(crate) fn route_of(method: &Method, path: &str) -> &'static str {
 pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let path = req.parts.uri.path().to_owned();
     if path == "/metrics" && req.parts.method == Method::GET {
-        return metrics(state, &req);
+        return metrics(state, &req).await;
     }
     let Some(rest) = path.strip_prefix("/api/v1/") else {
         return Err(ApiError::not_found());
@@ -72,12 +87,40 @@ pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response,
         (Method::GET, ["organization"]) => organization::get(state, &req).await,
         (Method::PATCH, ["organization"]) => organization::update(state, &req).await,
         (Method::GET, ["audit-events"]) => audit_events::list(state, &req).await,
+        (Method::GET, ["events"]) => events::list(state, &req).await,
+        (Method::POST, ["webhook-endpoints"]) => webhooks::create(state, &req).await,
+        (Method::GET, ["webhook-endpoints"]) => webhooks::list(state, &req).await,
+        (Method::GET, ["webhook-endpoints", id]) => webhooks::get(state, &req, id).await,
+        (Method::PATCH, ["webhook-endpoints", id]) => webhooks::update(state, &req, id).await,
+        (Method::DELETE, ["webhook-endpoints", id]) => webhooks::delete(state, &req, id).await,
+        (Method::GET, ["webhook-endpoints", id, "deliveries"]) => {
+            webhooks::deliveries(state, &req, id).await
+        }
+        (Method::POST, ["webhook-endpoints", id, action]) => {
+            webhooks::act(state, &req, id, action).await
+        }
+        (Method::POST, ["webhook-deliveries", id, "retry"]) => {
+            webhooks::retry(state, &req, id).await
+        }
         _ => Err(ApiError::not_found()),
     }
 }
 
+/// Tells "absent" (`None`) from "null" (`Some(None)`) in PATCH bodies.
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        T: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
 /// `GET /metrics`: Prometheus text, for an admin's organisation-scoped live key.
-fn metrics(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+async fn metrics(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let me = req.auth.key.record();
     let admin = req.auth.role == align_keys::Role::Admin
         && me.scope == align_keys::Scope::Organization
@@ -105,7 +148,32 @@ fn metrics(state: &AppState, req: &Request) -> Result<Response, ApiError> {
             state.limiter.len() as u64,
         ),
     ];
-    let text = state.metrics.render(&gauges);
+    let outbox = state.webhooks.outbox_stats().await?;
+    let mut gauges = gauges.to_vec();
+    gauges.push((
+        "align_webhook_queue_depth",
+        "Webhook deliveries waiting for an attempt (pending).",
+        outbox.pending,
+    ));
+    gauges.push((
+        "align_audit_queue_depth",
+        "Request-log entries queued for the audit writer.",
+        state.audit.queued() as u64,
+    ));
+    let mut text = state.metrics.render(&gauges);
+    text.push_str(
+        "# HELP align_webhook_deliveries Webhook deliveries by outcome (pending, succeeded, failed).\n\
+         # TYPE align_webhook_deliveries gauge\n",
+    );
+    for (status, n) in [
+        ("pending", outbox.pending),
+        ("succeeded", outbox.succeeded),
+        ("failed", outbox.failed),
+    ] {
+        text.push_str(&format!(
+            "align_webhook_deliveries{{status=\"{status}\"}} {n}\n"
+        ));
+    }
     let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

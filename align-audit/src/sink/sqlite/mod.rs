@@ -161,6 +161,10 @@ impl SqliteSink {
 
 #[async_trait]
 impl AuditSink for SqliteSink {
+    fn queued(&self) -> usize {
+        self.writer.queued()
+    }
+
     async fn submit(&self, entry: Entry) -> Result<()> {
         self.writer.submit(entry).await
     }

@@ -1,0 +1,131 @@
+//! Events: what the server tells webhook endpoints and `GET /events` pollers.
+//!
+//! Key changes (`api_key.*`) are written to the outbox by [`OutboxHook`] inside the SQLite
+//! transaction of the change itself, so a change never commits without its event nor the
+//! other way round. Events that are not a stored change (`rate_limit.exceeded`,
+//! `webhook.test`) are enqueued on their own; `webhook_endpoint.disabled` comes from the
+//! dispatcher.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use align_keys::{KeyEvent, KeyId, KeyRecord, SqliteEventHook};
+use align_ratelimit::Decision;
+use align_webhooks::{NewMessage, Owner};
+use chrono::Utc;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// The event sent when a key is refused for its rate limit (at most once per key per window).
+pub(crate) const RATE_LIMIT_EXCEEDED: &str = "rate_limit.exceeded";
+/// The event `POST /webhook-endpoints/{id}/test` sends.
+pub(crate) const WEBHOOK_TEST: &str = "webhook.test";
+
+/// Every event type the server emits, for docs and validation of endpoint filters.
+pub(crate) const EVENT_TYPES: &[&str] = &[
+    "api_key.created",
+    "api_key.rotated",
+    "api_key.revoked",
+    "api_key.suspended",
+    "api_key.resumed",
+    "api_key.updated",
+    RATE_LIMIT_EXCEEDED,
+    align_webhooks::ENDPOINT_DISABLED_EVENT,
+    WEBHOOK_TEST,
+];
+
+/// A fresh event id.
+pub(crate) fn event_id() -> String {
+    format!("evt_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whose events a key's changes are: its organisation and, for a project key, its project.
+pub(crate) fn owner_of(key: &KeyRecord) -> Owner {
+    Owner {
+        organization: key.organization_id.to_string(),
+        project: key.scope.project_id().map(|p| p.to_string()),
+    }
+}
+
+/// The message for a change to `key`: the key resource (never the token) as `data`.
+pub(crate) fn key_message(key: &KeyRecord, event: KeyEvent) -> NewMessage {
+    let mut m = NewMessage::new(
+        event_id(),
+        event.kind.event_type(),
+        key.environment,
+        crate::routes::key_view(key),
+    )
+    .owned_by(owner_of(key));
+    m.timestamp = event.at;
+    m
+}
+
+/// Writes key events to the webhook outbox in the key change's own transaction.
+#[derive(Debug, Default)]
+pub(crate) struct OutboxHook;
+
+impl SqliteEventHook for OutboxHook {
+    fn on_key_event(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        key: &KeyRecord,
+        event: KeyEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        align_webhooks::enqueue_in_transaction(tx, &key_message(key, event), event.at)?;
+        Ok(())
+    }
+}
+
+/// Remembers when each key last caused a `rate_limit.exceeded` event.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimitNotices {
+    last: Mutex<HashMap<KeyId, Instant>>,
+}
+
+/// Keys remembered before the oldest entries are dropped.
+const MAX_TRACKED: usize = 100_000;
+
+impl RateLimitNotices {
+    /// Whether `key` may have another notice now: none in the last `window`.
+    fn claim(&self, key: KeyId, window: Duration) -> bool {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < window)
+        {
+            return false;
+        }
+        if last.len() >= MAX_TRACKED {
+            last.retain(|_, at| now.duration_since(*at) < window);
+        }
+        last.insert(key, now);
+        true
+    }
+}
+
+impl AppState {
+    /// Emits `rate_limit.exceeded` for `key`, at most once per key per rate-limit window.
+    /// A failure to enqueue is logged; the 429 goes out regardless.
+    pub(crate) async fn rate_limit_exceeded(&self, key: &KeyRecord, decision: &Decision) {
+        const WINDOW: Duration = Duration::from_secs(60);
+        if !self.notices.claim(key.id, WINDOW) {
+            return;
+        }
+        let data = json!({
+            "apiKeyId": key.id,
+            "keyPrefix": key.prefix,
+            "keyName": key.name,
+            "limit": decision.limit,
+            "windowSeconds": WINDOW.as_secs(),
+            "retryAfterSeconds": decision.retry_after_secs().unwrap_or(1),
+        });
+        let message = NewMessage::new(event_id(), RATE_LIMIT_EXCEEDED, key.environment, data)
+            .owned_by(owner_of(key));
+        if let Err(e) = self.webhooks.enqueue(message, Utc::now()).await {
+            tracing::warn!(error = %e, key = %key.prefix, "could not enqueue rate_limit.exceeded");
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! `/api/v1/webhook-endpoints` and `/api/v1/webhook-deliveries`: register endpoints (the
+//! signing secret shown once), list, get, update, delete, rotate the secret with a grace
+//! period, send a test event, list deliveries with their attempts, retry one delivery and
+//! recover every failed one since a time.
+//!
+//! Endpoints belong to the caller's organisation (and project, for project keys or when a
+//! `projectId` is given) and environment; the same policy as for keys decides who sees them,
+//! and anything out of reach answers 404.
+
+use std::time::Duration;
+
+use align_keys::{Environment, OrganizationId, Permission, ProjectId, Scope, Target};
+use align_webhooks::{
+    Attempt, Delivery, DeliveryId, Endpoint, EndpointId, EndpointKey, EndpointSecrets, EventFilter,
+    NewMessage, Owner, SigningKey, SigningSecret, UrlDefect,
+};
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::Request;
+use crate::error::ApiError;
+use crate::events::{self, EVENT_TYPES, WEBHOOK_TEST};
+use crate::http::{self as h, Response};
+use crate::state::AppState;
+
+/// Default and longest grace period of a secret rotation.
+const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
+const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+/// Longest endpoint URL accepted.
+const MAX_URL_LEN: usize = 2048;
+/// Most event types one endpoint may filter on.
+const MAX_EVENT_TYPES: usize = 100;
+/// Default and largest page of deliveries.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
+
+/// The endpoint resource. Never holds a secret; `secret` (or `publicKey`) is added once by
+/// create and rotate-secret.
+fn view(ep: &Endpoint) -> Value {
+    let event_types = match &ep.filter {
+        EventFilter::All => Value::Null,
+        EventFilter::Only(types) => json!(types),
+    };
+    json!({
+        "id": ep.id.0,
+        "url": ep.url,
+        "eventTypes": event_types,
+        "environment": ep.environment,
+        "enabled": ep.enabled,
+        "disabledReason": ep.disabled_reason,
+        "organizationId": ep.owner.organization,
+        "projectId": ep.owner.project,
+        "signatureScheme": scheme(ep.secrets.current()),
+        "maxPerSecond": ep.max_per_second,
+        "failingSince": h::opt_timestamp(ep.failing_since),
+        "createdAt": h::timestamp(ep.created_at),
+    })
+}
+
+fn scheme(key: &EndpointKey) -> &'static str {
+    match key {
+        EndpointKey::Symmetric(_) => "v1",
+        EndpointKey::Asymmetric(_) => "v1a",
+    }
+}
+
+/// `view` plus what the owner needs to verify signatures, shown once: the `whsec_` secret
+/// for v1, the `whpk_` public key for v1a.
+fn view_with_key(ep: &Endpoint) -> Value {
+    let mut v = view(ep);
+    if let Value::Object(map) = &mut v {
+        match ep.secrets.current() {
+            EndpointKey::Symmetric(s) => {
+                map.insert(
+                    "secret".into(),
+                    Value::String(s.expose().expose().to_owned()),
+                );
+            }
+            EndpointKey::Asymmetric(k) => {
+                map.insert(
+                    "publicKey".into(),
+                    Value::String(k.verifying_key().to_text()),
+                );
+            }
+        }
+    }
+    v
+}
+
+/// What an audit record says about an endpoint: the host, never the path or query (which
+/// some receivers use as a capability).
+fn summary(ep: &Endpoint) -> Value {
+    let host = url::Url::parse(&ep.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned));
+    json!({
+        "host": host,
+        "environment": ep.environment,
+        "projectId": ep.owner.project,
+        "enabled": ep.enabled,
+    })
+}
+
+fn delivery_view(d: &Delivery, event_type: Option<&str>, attempts: &[Attempt]) -> Value {
+    json!({
+        "id": d.id.0,
+        "endpointId": d.endpoint_id.0,
+        "webhookId": d.message_id.0,
+        "eventType": event_type,
+        "status": d.status.as_str(),
+        "attemptCount": d.attempts,
+        "nextAttemptAt": h::opt_timestamp(d.next_attempt_at),
+        "createdAt": h::timestamp(d.created_at),
+        "attempts": attempts.iter().map(|a| json!({
+            "at": h::timestamp(a.at),
+            "status": a.status,
+            "latencyMs": a.latency_ms,
+            "responseBody": a.response_body,
+            "error": a.error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The policy's view of an endpoint.
+fn target(ep: &Endpoint) -> Result<Target, ApiError> {
+    let organization_id: OrganizationId = ep
+        .owner
+        .organization
+        .parse()
+        .map_err(|_| ApiError::not_found())?;
+    let project_id = ep
+        .owner
+        .project
+        .as_deref()
+        .map(str::parse::<ProjectId>)
+        .transpose()
+        .map_err(|_| ApiError::not_found())?;
+    Ok(Target {
+        organization_id,
+        project_id,
+        environment: Some(ep.environment),
+    })
+}
+
+fn authorize(req: &Request, permission: Permission, ep: &Endpoint) -> Result<(), ApiError> {
+    req.auth
+        .caller()
+        .authorize(permission, target(ep)?)
+        .map_err(|d| ApiError::from(align_keys::Error::Forbidden(d)))
+}
+
+fn require(req: &Request, permission: Permission) -> Result<(), ApiError> {
+    if req
+        .auth
+        .caller()
+        .effective_permissions()
+        .contains(permission)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            align_keys::Denial::MissingPermission(permission).to_string(),
+        ))
+    }
+}
+
+fn parse_endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
+    EndpointId::parse(id).ok_or_else(ApiError::not_found)
+}
+
+/// Loads an endpoint the caller may use `permission` on.
+async fn load(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+    permission: Permission,
+) -> Result<Endpoint, ApiError> {
+    let ep = state.webhooks.endpoint(parse_endpoint_id(id)?).await?;
+    authorize(req, permission, &ep)?;
+    Ok(ep)
+}
+
+/// Checks a URL against the endpoint policy: `400 invalid_request` naming the defect (never
+/// quoting the URL). A host that does not resolve now is accepted; every delivery resolves
+/// and checks again.
+async fn check_url(state: &AppState, url: &str, env: Environment) -> Result<(), ApiError> {
+    if url.len() > MAX_URL_LEN {
+        return Err(ApiError::invalid_request(
+            "url must be at most 2048 characters",
+        ));
+    }
+    match state
+        .url_policy
+        .check(url, env, state.resolver.as_ref())
+        .await
+    {
+        Ok(_) | Err(align_webhooks::Error::UrlRefused(UrlDefect::Unresolvable)) => Ok(()),
+        Err(align_webhooks::Error::UrlRefused(defect)) => {
+            Err(ApiError::invalid_request(format!("url refused: {defect}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Validates an event-type filter: known types, or families such as `api_key.*`.
+fn event_filter(types: Option<Vec<String>>) -> Result<EventFilter, ApiError> {
+    let Some(types) = types else {
+        return Ok(EventFilter::All);
+    };
+    if types.is_empty() || types.len() > MAX_EVENT_TYPES {
+        return Err(ApiError::invalid_request(
+            "eventTypes must hold 1 to 100 event types, or be null for every event",
+        ));
+    }
+    for t in &types {
+        let known = match t.strip_suffix('*') {
+            Some(prefix) => {
+                t == "*"
+                    || (prefix.ends_with('.') && EVENT_TYPES.iter().any(|e| e.starts_with(prefix)))
+            }
+            None => EVENT_TYPES.contains(&t.as_str()),
+        };
+        if !known {
+            return Err(ApiError::invalid_request(format!(
+                "unknown event type in eventTypes; known types: {}",
+                EVENT_TYPES.join(", ")
+            )));
+        }
+    }
+    if types.iter().any(|t| t == "*") {
+        return Ok(EventFilter::All);
+    }
+    Ok(EventFilter::Only(types))
+}
+
+fn new_key(scheme: Option<&str>) -> Result<EndpointKey, ApiError> {
+    match scheme.unwrap_or("v1") {
+        "v1" => Ok(EndpointKey::Symmetric(SigningSecret::generate()?)),
+        "v1a" => Ok(EndpointKey::Asymmetric(SigningKey::generate()?)),
+        _ => Err(ApiError::invalid_request(
+            "signatureScheme must be \"v1\" (HMAC-SHA256) or \"v1a\" (ed25519)",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateBody {
+    url: String,
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
+    #[serde(default)]
+    environment: Option<Environment>,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    signature_scheme: Option<String>,
+    #[serde(default)]
+    max_per_second: Option<u32>,
+}
+
+/// `POST /webhook-endpoints`.
+pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let body: CreateBody = h::read_json(&req.parts.headers, &req.body)?;
+    let me = req.auth.key.record();
+    let project = match (me.scope, body.project_id.as_deref()) {
+        (Scope::Project(p), None) => Some(p),
+        (Scope::Project(p), Some(given)) => {
+            // A project key names its own project or nothing; anything else is out of reach.
+            let id: ProjectId = given.parse().map_err(|_| ApiError::not_found())?;
+            if id != p {
+                return Err(ApiError::not_found());
+            }
+            Some(p)
+        }
+        (Scope::Organization, None) => None,
+        (Scope::Organization, Some(given)) => {
+            let id: ProjectId = given.parse().map_err(|_| ApiError::not_found())?;
+            match state.store().get_project(id).await? {
+                Some(p) if p.organization_id == me.organization_id => Some(id),
+                _ => return Err(ApiError::not_found()),
+            }
+        }
+    };
+    let environment = body.environment.unwrap_or(me.environment);
+    req.auth
+        .caller()
+        .authorize(
+            Permission::WebhooksWrite,
+            Target {
+                organization_id: me.organization_id,
+                project_id: project,
+                environment: Some(environment),
+            },
+        )
+        .map_err(|d| ApiError::from(align_keys::Error::Forbidden(d)))?;
+    let filter = event_filter(body.event_types)?;
+    if body.max_per_second == Some(0) {
+        return Err(ApiError::invalid_request("maxPerSecond must be at least 1"));
+    }
+    check_url(state, &body.url, environment).await?;
+    let key = new_key(body.signature_scheme.as_deref())?;
+    let mut ep = Endpoint::new(environment, body.url, EndpointSecrets::new(key)).owned_by(Owner {
+        organization: me.organization_id.to_string(),
+        project: project.map(|p| p.to_string()),
+    });
+    ep.filter = filter;
+    ep.max_per_second = body.max_per_second;
+    state.webhooks.create_endpoint(&ep).await?;
+    req.audit(
+        state,
+        "webhook_endpoint.created",
+        &ep.id.0.to_string(),
+        StatusCode::CREATED,
+        summary(&ep),
+    )
+    .await;
+    Ok(h::json(StatusCode::CREATED, &view_with_key(&ep)))
+}
+
+/// `GET /webhook-endpoints`: the endpoints the caller can see, oldest first.
+pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    require(req, Permission::WebhooksRead)?;
+    let (limit, after) = paging(req.parts.uri.query())?;
+    let visible: Vec<Endpoint> = state
+        .webhooks
+        .endpoints()
+        .await?
+        .into_iter()
+        .filter(|ep| authorize(req, Permission::WebhooksRead, ep).is_ok())
+        .collect();
+    let start = after.map_or(0, |a| usize::try_from(a).unwrap_or(usize::MAX));
+    let page: Vec<Value> = visible.iter().skip(start).take(limit).map(view).collect();
+    let next = (start.saturating_add(limit) < visible.len()).then(|| cursor(start + limit));
+    Ok(h::json(
+        StatusCode::OK,
+        &json!({ "data": page, "nextCursor": next }),
+    ))
+}
+
+/// `GET /webhook-endpoints/{id}`.
+pub(super) async fn get(state: &AppState, req: &Request, id: &str) -> Result<Response, ApiError> {
+    let ep = load(state, req, id, Permission::WebhooksRead).await?;
+    Ok(h::json(StatusCode::OK, &view(&ep)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpdateBody {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default, with = "super::double_option")]
+    event_types: Option<Option<Vec<String>>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default, with = "super::double_option")]
+    max_per_second: Option<Option<u32>>,
+}
+
+/// `PATCH /webhook-endpoints/{id}`: url, eventTypes, enabled, maxPerSecond.
+pub(super) async fn update(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let body: UpdateBody = h::read_json(&req.parts.headers, &req.body)?;
+    let mut ep = load(state, req, id, Permission::WebhooksWrite).await?;
+    let mut changed = Vec::new();
+    if let Some(url) = body.url {
+        check_url(state, &url, ep.environment).await?;
+        ep.url = url;
+        changed.push("url");
+    }
+    if let Some(types) = body.event_types {
+        ep.filter = event_filter(types)?;
+        changed.push("eventTypes");
+    }
+    if let Some(enabled) = body.enabled {
+        if enabled && !ep.enabled {
+            ep.disabled_reason = None;
+        }
+        if !enabled && ep.enabled {
+            ep.disabled_reason = Some("disabled through the API".into());
+        }
+        ep.enabled = enabled;
+        changed.push("enabled");
+    }
+    if let Some(cap) = body.max_per_second {
+        if cap == Some(0) {
+            return Err(ApiError::invalid_request("maxPerSecond must be at least 1"));
+        }
+        ep.max_per_second = cap;
+        changed.push("maxPerSecond");
+    }
+    state.webhooks.update_endpoint(&ep).await?;
+    let ep = state.webhooks.endpoint(ep.id).await?;
+    let mut meta = summary(&ep);
+    meta["changed"] = json!(changed);
+    req.audit(
+        state,
+        "webhook_endpoint.updated",
+        &ep.id.0.to_string(),
+        StatusCode::OK,
+        meta,
+    )
+    .await;
+    Ok(h::json(StatusCode::OK, &view(&ep)))
+}
+
+/// `DELETE /webhook-endpoints/{id}`: the endpoint, its deliveries and their attempts. The
+/// events stay in `GET /events`.
+pub(super) async fn delete(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let ep = load(state, req, id, Permission::WebhooksWrite).await?;
+    state.webhooks.delete_endpoint(ep.id).await?;
+    req.audit(
+        state,
+        "webhook_endpoint.deleted",
+        &ep.id.0.to_string(),
+        StatusCode::NO_CONTENT,
+        summary(&ep),
+    )
+    .await;
+    let mut r = h::raw_json(StatusCode::NO_CONTENT, bytes::Bytes::new());
+    r.headers_mut().remove(http::header::CONTENT_TYPE);
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RotateBody {
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RecoverBody {
+    since: DateTime<Utc>,
+}
+
+/// `POST /webhook-endpoints/{id}/rotate-secret|test|recover`.
+pub(super) async fn act(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+    action: &str,
+) -> Result<Response, ApiError> {
+    if !matches!(action, "rotate-secret" | "test" | "recover") {
+        return Err(ApiError::not_found());
+    }
+    let mut ep = load(state, req, id, Permission::WebhooksWrite).await?;
+    let target = ep.id.0.to_string();
+    match action {
+        "rotate-secret" => {
+            let body: RotateBody = h::read_json(&req.parts.headers, &req.body)?;
+            let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS);
+            if grace > MAX_GRACE_SECS {
+                return Err(ApiError::invalid_request(
+                    "graceSeconds must be at most 2592000 (30 days)",
+                ));
+            }
+            let next = new_key(Some(scheme(ep.secrets.current())))?;
+            ep.secrets
+                .rotate(next, Utc::now(), Duration::from_secs(grace));
+            state.webhooks.update_endpoint(&ep).await?;
+            let mut meta = summary(&ep);
+            meta["graceSeconds"] = json!(grace);
+            req.audit(
+                state,
+                "webhook_endpoint.secret_rotated",
+                &target,
+                StatusCode::OK,
+                meta,
+            )
+            .await;
+            let mut v = view_with_key(&ep);
+            v["previousSecretValidUntil"] = json!(h::timestamp(
+                Utc::now() + chrono::Duration::seconds(i64::try_from(grace).unwrap_or(0))
+            ));
+            Ok(h::json(StatusCode::OK, &v))
+        }
+        "test" => {
+            if !ep.enabled {
+                return Err(ApiError::invalid_request(
+                    "the endpoint is disabled; enable it before sending a test event",
+                ));
+            }
+            let data = json!({
+                "endpointId": ep.id.0,
+                "message": "A test event sent from Align on request.",
+            });
+            let message = NewMessage::new(events::event_id(), WEBHOOK_TEST, ep.environment, data)
+                .owned_by(ep.owner.clone())
+                .only_to(ep.id);
+            let out = state.webhooks.enqueue(message, Utc::now()).await?;
+            req.audit(
+                state,
+                "webhook_endpoint.tested",
+                &target,
+                StatusCode::ACCEPTED,
+                summary(&ep),
+            )
+            .await;
+            Ok(h::json(
+                StatusCode::ACCEPTED,
+                &json!({
+                    "webhookId": out.message.id.0,
+                    "type": WEBHOOK_TEST,
+                    "deliveryIds": out.deliveries.iter().map(|d| d.0).collect::<Vec<_>>(),
+                }),
+            ))
+        }
+        _ => {
+            let body: RecoverBody = h::read_json(&req.parts.headers, &req.body)?;
+            let n = state
+                .webhooks
+                .recover_failed_since(ep.id, body.since, Utc::now())
+                .await?;
+            let mut meta = summary(&ep);
+            meta["since"] = json!(h::timestamp(body.since));
+            meta["recovered"] = json!(n);
+            req.audit(
+                state,
+                "webhook_endpoint.recovered",
+                &target,
+                StatusCode::ACCEPTED,
+                meta,
+            )
+            .await;
+            Ok(h::json(StatusCode::ACCEPTED, &json!({ "recovered": n })))
+        }
+    }
+}
+
+/// `limit` and `cursor` query parameters for the lists here.
+fn paging(query: Option<&str>) -> Result<(usize, Option<u64>), ApiError> {
+    let mut limit = DEFAULT_PAGE;
+    let mut after = None;
+    for (k, v) in h::query_pairs(query)? {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| ApiError::invalid_request("limit must be between 1 and 200"))?;
+            }
+            "cursor" => {
+                after = Some(
+                    v.strip_prefix('p')
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| ApiError::invalid_request("cursor is not valid"))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok((limit, after))
+}
+
+fn cursor(position: impl std::fmt::Display) -> String {
+    format!("p{position}")
+}
+
+/// `GET /webhook-endpoints/{id}/deliveries`: newest first, each with its attempts.
+pub(super) async fn deliveries(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let ep = load(state, req, id, Permission::WebhooksRead).await?;
+    let (limit, before) = paging(req.parts.uri.query())?;
+    let (page, next) = state.webhooks.delivery_page(ep.id, before, limit).await?;
+    let mut data = Vec::with_capacity(page.len());
+    for d in &page {
+        let attempts = state.webhooks.attempts(d.id).await?;
+        let message = state.webhooks.message(&d.message_id).await.ok();
+        data.push(delivery_view(
+            d,
+            message.as_ref().map(|m| m.event_type.as_str()),
+            &attempts,
+        ));
+    }
+    Ok(h::json(
+        StatusCode::OK,
+        &json!({ "data": data, "nextCursor": next.map(cursor) }),
+    ))
+}
+
+/// `POST /webhook-deliveries/{id}/retry`: due again now, whatever its status.
+pub(super) async fn retry(state: &AppState, req: &Request, id: &str) -> Result<Response, ApiError> {
+    let id = uuid::Uuid::parse_str(id.strip_prefix("dlv_").unwrap_or(id))
+        .map(DeliveryId)
+        .map_err(|_| ApiError::not_found())?;
+    let delivery = state.webhooks.delivery(id).await?;
+    let ep = state.webhooks.endpoint(delivery.endpoint_id).await?;
+    authorize(req, Permission::WebhooksWrite, &ep)?;
+    state.webhooks.retry(id, Utc::now()).await?;
+    let delivery = state.webhooks.delivery(id).await?;
+    let attempts = state.webhooks.attempts(id).await?;
+    req.audit(
+        state,
+        "webhook_delivery.retried",
+        &id.0.to_string(),
+        StatusCode::ACCEPTED,
+        json!({ "endpointId": ep.id.0, "webhookId": delivery.message_id.0 }),
+    )
+    .await;
+    Ok(h::json(
+        StatusCode::ACCEPTED,
+        &delivery_view(&delivery, None, &attempts),
+    ))
+}
