@@ -148,6 +148,7 @@ impl FromStr for Cursor {
 
     fn from_str(s: &str) -> Result<Self, Error> {
         s.strip_prefix('c')
+            .filter(|h| (1..=15).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
             .and_then(|h| u64::from_str_radix(h, 16).ok())
             .map(Self)
             .ok_or(Error::InvalidCursor)

@@ -175,7 +175,10 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if parts.uri.path() == "/healthz" && parts.method == Method::GET {
+    if parts.uri.path() == "/healthz" {
+        if parts.method != Method::GET {
+            return Err(routes::unrouted(&parts.method, "/healthz"));
+        }
         return Ok(h::json(
             StatusCode::OK,
             &serde_json::json!({ "status": "ok" }),

@@ -79,6 +79,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
+    /// The `Allow` header of a `405` (the methods the path does answer).
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -88,6 +90,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -154,6 +157,18 @@ impl ApiError {
             "not_found",
             "no such object or route",
         )
+    }
+    /// `405 method_not_allowed`: the path exists, the method does not (`Allow` lists the
+    /// methods it answers).
+    pub fn method_not_allowed(allow: String) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not answer this method (see the Allow header)",
+            )
+        }
     }
     /// `409 idempotency_conflict`.
     pub fn idempotency_conflict() -> Self {

@@ -5,8 +5,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use http_body_util::Full;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
@@ -53,6 +53,13 @@ pub(crate) fn error(e: &ApiError, request_id: &str) -> Response {
     });
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut r = with_json_type(e.status, Bytes::from(bytes));
+    if let Some(allow) = e
+        .allow
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        r.headers_mut().insert(http::header::ALLOW, allow);
+    }
     if let Some(secs) = e.retry_after {
         r.headers_mut()
             .insert("retry-after", HeaderValue::from(secs));
@@ -100,9 +107,8 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Reads `limit`/`cursor` query parameters.
 pub(crate) fn page_request(query: Option<&str>) -> Result<align_keys::PageRequest, ApiError> {
     let mut page = align_keys::PageRequest::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
+    for (k, v) in query_pairs(query)? {
+        match k.as_str() {
             "limit" => {
                 let n: u32 = v
                     .parse()
@@ -111,7 +117,8 @@ pub(crate) fn page_request(query: Option<&str>) -> Result<align_keys::PageReques
                     .ok_or_else(|| ApiError::invalid_request("limit must be between 1 and 200"))?;
                 page.limit = n;
             }
-            "cursor" => page.cursor = Some(v.to_owned()),
+            // An empty cursor (`cursor=`) is the first page.
+            "cursor" => page.cursor = Some(v).filter(|c| !c.is_empty()),
             _ => {}
         }
     }
@@ -134,6 +141,21 @@ pub(crate) fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, 
             ))
         })
         .collect()
+}
+
+/// A list position as an opaque cursor (`c` + hex, the form every list uses).
+pub(crate) fn encode_cursor(position: u64) -> String {
+    format!("c{position:x}")
+}
+
+/// Reads [`encode_cursor`]'s output (`c` + 1 to 15 hex digits); anything else is
+/// `400 invalid_request`.
+pub(crate) fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
+    cursor
+        .strip_prefix('c')
+        .filter(|h| (1..=15).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or_else(|| ApiError::invalid_request("cursor is not valid"))
 }
 
 /// An RFC 3339 time in query parameter `name`.
@@ -166,4 +188,40 @@ fn percent_decode(v: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// A whole-number body field that also accepts an integral JSON float (`89.0`), as JSON
+/// Schema's `integer` does; negative, fractional and out-of-range values are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Whole<T>(pub(crate) T);
+
+impl<'de, T: TryFrom<u64>> Deserialize<'de> for Whole<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<T: TryFrom<u64>> Visitor<'_> for V<T> {
+            type Value = Whole<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a non-negative whole number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Whole<T>, E> {
+                T::try_from(v)
+                    .map(Whole)
+                    .map_err(|_| E::custom("number out of range"))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Whole<T>, E> {
+                let v = u64::try_from(v).map_err(|_| E::custom("must not be negative"))?;
+                self.visit_u64(v)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Whole<T>, E> {
+                // 2^64 is exactly representable; anything below it with no fraction fits.
+                if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    self.visit_u64(v as u64)
+                } else {
+                    Err(E::custom("must be a whole number"))
+                }
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }

@@ -122,7 +122,20 @@ async fn odd_paths_and_ids_are_not_found() {
             None,
         )
         .await;
-    assert_envelope(&r, StatusCode::NOT_FOUND, "not_found");
+    assert_envelope(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("GET"));
+    let r = s
+        .send(
+            Method::PUT,
+            "/api/v1/keys",
+            &[("x-api-key", &s.admin_key)],
+            None,
+        )
+        .await;
+    assert_envelope(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("POST, GET"));
+    let r = s.send(Method::TRACE, "/healthz", &[], None).await;
+    assert_envelope(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     assert_eq!(
         s.get("/healthz", "").await.status,
         StatusCode::OK,

@@ -72,7 +72,7 @@ pub(crate) fn encode_cursor(seq: i64) -> String {
 fn decode_cursor(cursor: &str) -> Result<i64> {
     cursor
         .strip_prefix('c')
-        .filter(|hex| !hex.is_empty() && hex.len() <= 15)
+        .filter(|hex| (1..=15).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .and_then(|hex| i64::from_str_radix(hex, 16).ok())
         .filter(|seq| *seq >= 0)
         .ok_or(Error::InvalidCursor)

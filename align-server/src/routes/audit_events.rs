@@ -60,6 +60,8 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
     q.organization = Some(me.organization_id.to_string());
     for (k, v) in h::query_pairs(req.parts.uri.query())? {
         match k.as_str() {
+            // Empty filters (`actor=`, `cursor=`) are no filter.
+            "actor" | "action" | "target" | "cursor" if v.is_empty() => {}
             "actor" => q.actor = Some(v),
             "action" => q.action = Some(v),
             "target" => q.target = Some(v),
@@ -75,7 +77,7 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
                 q.limit = v
                     .parse()
                     .ok()
-                    .filter(|n| (1..=align_audit::MAX_LIMIT).contains(n))
+                    .filter(|n| (1..=200).contains(n))
                     .ok_or_else(|| ApiError::invalid_request("limit must be between 1 and 200"))?;
             }
             "cursor" => {

@@ -47,8 +47,10 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
     q.limit = DEFAULT_PAGE;
     for (k, v) in h::query_pairs(req.parts.uri.query())? {
         match k.as_str() {
+            // Empty filters (`type=`, `cursor=`) are no filter.
+            "type" | "cursor" if v.is_empty() => {}
             "type" => {
-                if v.is_empty() || v.len() > 200 {
+                if v.len() > 200 {
                     return Err(ApiError::invalid_request(
                         "type must be 1 to 200 characters",
                     ));
@@ -73,12 +75,7 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
                     .filter(|n| (1..=MAX_PAGE).contains(n))
                     .ok_or_else(|| ApiError::invalid_request("limit must be between 1 and 1000"))?;
             }
-            "cursor" => {
-                q.after = v
-                    .strip_prefix('e')
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| ApiError::invalid_request("cursor is not valid"))?;
-            }
+            "cursor" => q.after = h::decode_cursor(&v)?,
             _ => {}
         }
     }
@@ -86,6 +83,6 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
     let data: Vec<Value> = page.messages.iter().map(view).collect();
     Ok(h::json(
         StatusCode::OK,
-        &json!({ "data": data, "nextCursor": page.next.map(|n| format!("e{n}")) }),
+        &json!({ "data": data, "nextCursor": page.next.map(h::encode_cursor) }),
     ))
 }

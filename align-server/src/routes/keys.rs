@@ -206,7 +206,7 @@ struct UpdateBody {
     #[serde(default, with = "super::double_option")]
     expires_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, with = "super::double_option")]
-    rate_limit_per_minute: Option<Option<u32>>,
+    rate_limit_per_minute: Option<Option<h::Whole<u32>>>,
     #[serde(default)]
     allowed_cidrs: Option<Vec<String>>,
 }
@@ -216,7 +216,8 @@ pub(super) async fn update(
     req: &Request,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let body: UpdateBody = h::read_json(&req.parts.headers, &req.body)?;
+    let mut body: UpdateBody = h::read_json(&req.parts.headers, &req.body)?;
+    let rate_limit_per_minute = body.rate_limit_per_minute.take().map(|o| o.map(|w| w.0));
     let key = load(state, req, id, Permission::KeysWrite).await?;
     if let Some(Some(at)) = body.expires_at {
         if at <= Utc::now() {
@@ -231,7 +232,7 @@ pub(super) async fn update(
                 .collect::<Result<Vec<IpNet>, ApiError>>()
         })
         .transpose()?;
-    if let Some(Some(n)) = body.rate_limit_per_minute {
+    if let Some(Some(n)) = rate_limit_per_minute {
         if n > state.config.rate_limit_per_minute && req.auth.role != align_keys::Role::Admin {
             return Err(ApiError::forbidden(
                 "only admins may raise a key's rate limit above the server default",
@@ -241,7 +242,7 @@ pub(super) async fn update(
     let changes = KeyChanges {
         name: body.name,
         expires_at: body.expires_at,
-        rate_limit_per_minute: body.rate_limit_per_minute,
+        rate_limit_per_minute,
         allowed_cidrs,
     };
     let changed: Vec<&str> = [
@@ -293,7 +294,7 @@ fn parse_cidr(text: &str) -> Result<IpNet, ApiError> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RotateBody {
     #[serde(default)]
-    grace_seconds: Option<u64>,
+    grace_seconds: Option<h::Whole<u64>>,
 }
 
 /// `POST /keys/{id}/revoke|rotate|suspend|resume`.
@@ -314,7 +315,7 @@ pub(super) async fn act(
         "resume" => state.keys.resume(key.id).await?,
         _ => {
             let body: RotateBody = h::read_json(&req.parts.headers, &req.body)?;
-            let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS);
+            let grace = body.grace_seconds.map_or(DEFAULT_GRACE_SECS, |w| w.0);
             if grace > MAX_GRACE_SECS {
                 return Err(ApiError::invalid_request(
                     "graceSeconds must be at most 2592000 (30 days)",

@@ -49,19 +49,36 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
-/// The route template a request matches (`{id}` matches one segment), for metrics labels.
+/// Whether `path` fits `template` (`{id}` matches one segment).
+fn fits(template: &str, path: &str) -> bool {
+    template.split('/').count() == path.split('/').count()
+        && template
+            .split('/')
+            .zip(path.split('/'))
+            .all(|(a, b)| a == "{id}" || a == b)
+}
+
+/// The route template a request matches, for metrics labels.
 pub(crate) fn route_of(method: &Method, path: &str) -> &'static str {
     ROUTES
         .iter()
-        .find(|(m, template)| {
-            *m == method.as_str()
-                && template.split('/').count() == path.split('/').count()
-                && template
-                    .split('/')
-                    .zip(path.split('/'))
-                    .all(|(a, b)| a == "{id}" || a == b)
-        })
+        .find(|(m, template)| *m == method.as_str() && fits(template, path))
         .map_or("unmatched", |(_, template)| template)
+}
+
+/// The error for a request no route answers: `405` with `Allow` when the path exists with
+/// other methods, `404` otherwise.
+pub(crate) fn unrouted(method: &Method, path: &str) -> ApiError {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(m, template)| *m != method.as_str() && fits(template, path))
+        .map(|(m, _)| *m)
+        .collect();
+    if allowed.is_empty() {
+        ApiError::not_found()
+    } else {
+        ApiError::method_not_allowed(allowed.join(", "))
+    }
 }
 
 /// Runs the handler for an authenticated request.
@@ -71,11 +88,11 @@ pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response,
         return metrics(state, &req).await;
     }
     let Some(rest) = path.strip_prefix("/api/v1/") else {
-        return Err(ApiError::not_found());
+        return Err(unrouted(&req.parts.method, &path));
     };
     let segments: Vec<&str> = rest.split('/').collect();
     let method = req.parts.method.clone();
-    match (method, segments.as_slice()) {
+    match (method.clone(), segments.as_slice()) {
         (Method::GET, ["me"]) => me::get(&req),
         (Method::POST, ["keys"]) => keys::create(state, &req).await,
         (Method::GET, ["keys"]) => keys::list(state, &req).await,
@@ -102,7 +119,7 @@ pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response,
         (Method::POST, ["webhook-deliveries", id, "retry"]) => {
             webhooks::retry(state, &req, id).await
         }
-        _ => Err(ApiError::not_found()),
+        _ => Err(unrouted(&method, &path)),
     }
 }
 

@@ -48,10 +48,11 @@ pub(super) async fn get(state: &AppState, req: &Request) -> Result<Response, Api
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UpdateBody {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    security_contact: Option<String>,
+    #[serde(default, with = "super::double_option")]
+    name: Option<Option<String>>,
+    /// `null` removes the contact.
+    #[serde(default, with = "super::double_option")]
+    security_contact: Option<Option<String>>,
 }
 
 pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, ApiError> {
@@ -59,6 +60,9 @@ pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, 
     check(req, Permission::OrganizationWrite)?;
     let mut org = load(state, req).await?;
     if let Some(name) = body.name {
+        let Some(name) = name else {
+            return Err(ApiError::invalid_request("name cannot be null"));
+        };
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(ApiError::invalid_request(
@@ -67,7 +71,10 @@ pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, 
         }
         name.clone_into(&mut org.name);
     }
-    if let Some(contact) = body.security_contact {
+    if let Some(None) = body.security_contact {
+        org.security_contact = None;
+    }
+    if let Some(Some(contact)) = body.security_contact {
         let c = contact.trim();
         let plausible = c.len() <= 254
             && c.split_once('@')

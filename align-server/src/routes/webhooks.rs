@@ -258,7 +258,7 @@ struct CreateBody {
     #[serde(default)]
     signature_scheme: Option<String>,
     #[serde(default)]
-    max_per_second: Option<u32>,
+    max_per_second: Option<h::Whole<u32>>,
 }
 
 /// `POST /webhook-endpoints`.
@@ -297,7 +297,8 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
         )
         .map_err(|d| ApiError::from(align_keys::Error::Forbidden(d)))?;
     let filter = event_filter(body.event_types)?;
-    if body.max_per_second == Some(0) {
+    let max_per_second = body.max_per_second.map(|w| w.0);
+    if max_per_second == Some(0) {
         return Err(ApiError::invalid_request("maxPerSecond must be at least 1"));
     }
     check_url(state, &body.url, environment).await?;
@@ -307,7 +308,7 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
         project: project.map(|p| p.to_string()),
     });
     ep.filter = filter;
-    ep.max_per_second = body.max_per_second;
+    ep.max_per_second = max_per_second;
     state.webhooks.create_endpoint(&ep).await?;
     req.audit(
         state,
@@ -333,7 +334,8 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
         .collect();
     let start = after.map_or(0, |a| usize::try_from(a).unwrap_or(usize::MAX));
     let page: Vec<Value> = visible.iter().skip(start).take(limit).map(view).collect();
-    let next = (start.saturating_add(limit) < visible.len()).then(|| cursor(start + limit));
+    let next = (start.saturating_add(limit) < visible.len())
+        .then(|| h::encode_cursor((start + limit) as u64));
     Ok(h::json(
         StatusCode::OK,
         &json!({ "data": page, "nextCursor": next }),
@@ -356,7 +358,7 @@ struct UpdateBody {
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default, with = "super::double_option")]
-    max_per_second: Option<Option<u32>>,
+    max_per_second: Option<Option<h::Whole<u32>>>,
 }
 
 /// `PATCH /webhook-endpoints/{id}`: url, eventTypes, enabled, maxPerSecond.
@@ -387,7 +389,7 @@ pub(super) async fn update(
         ep.enabled = enabled;
         changed.push("enabled");
     }
-    if let Some(cap) = body.max_per_second {
+    if let Some(cap) = body.max_per_second.map(|o| o.map(|w| w.0)) {
         if cap == Some(0) {
             return Err(ApiError::invalid_request("maxPerSecond must be at least 1"));
         }
@@ -435,7 +437,7 @@ pub(super) async fn delete(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RotateBody {
     #[serde(default)]
-    grace_seconds: Option<u64>,
+    grace_seconds: Option<h::Whole<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -459,7 +461,7 @@ pub(super) async fn act(
     match action {
         "rotate-secret" => {
             let body: RotateBody = h::read_json(&req.parts.headers, &req.body)?;
-            let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS);
+            let grace = body.grace_seconds.map_or(DEFAULT_GRACE_SECS, |w| w.0);
             if grace > MAX_GRACE_SECS {
                 return Err(ApiError::invalid_request(
                     "graceSeconds must be at most 2592000 (30 days)",
@@ -551,21 +553,12 @@ fn paging(query: Option<&str>) -> Result<(usize, Option<u64>), ApiError> {
                     .filter(|n| (1..=MAX_PAGE).contains(n))
                     .ok_or_else(|| ApiError::invalid_request("limit must be between 1 and 200"))?;
             }
-            "cursor" => {
-                after = Some(
-                    v.strip_prefix('p')
-                        .and_then(|n| n.parse().ok())
-                        .ok_or_else(|| ApiError::invalid_request("cursor is not valid"))?,
-                );
-            }
+            "cursor" if v.is_empty() => {}
+            "cursor" => after = Some(h::decode_cursor(&v)?),
             _ => {}
         }
     }
     Ok((limit, after))
-}
-
-fn cursor(position: impl std::fmt::Display) -> String {
-    format!("p{position}")
 }
 
 /// `GET /webhook-endpoints/{id}/deliveries`: newest first, each with its attempts.
@@ -589,7 +582,7 @@ pub(super) async fn deliveries(
     }
     Ok(h::json(
         StatusCode::OK,
-        &json!({ "data": data, "nextCursor": next.map(cursor) }),
+        &json!({ "data": data, "nextCursor": next.map(h::encode_cursor) }),
     ))
 }
 
