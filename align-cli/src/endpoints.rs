@@ -41,7 +41,7 @@ pub(crate) struct Hooks {
 impl Hooks {
     pub(crate) async fn open(dir: &Path, org: Option<&str>) -> Result<Self, Failure> {
         let dir = DataDir::open(dir).await?;
-        let store = SqliteWebhookStore::open(dir.database()).await?;
+        let store = dir.webhooks.clone();
         Ok(Self {
             dir,
             store,

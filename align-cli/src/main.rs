@@ -708,7 +708,7 @@ async fn init(common: &Common) -> Result<(), Failure> {
     };
     let config = Config::load(None, std::env::vars(), &flags)?;
     std::fs::create_dir_all(&config.data_dir).map_err(Failure::Output)?;
-    let store = align_keys::SqliteKeyStore::open(config.database_path()).await?;
+    let (_webhooks, store) = ops::open_stores(&config.database_path()).await?;
     let keys = align_keys::KeyManager::new(
         std::sync::Arc::new(store),
         std::sync::Arc::new(align_keys::Sha256Hasher),
