@@ -18,7 +18,7 @@ use crate::ops::DataDir;
 use crate::output::{Failure, Out};
 
 /// What `stderr` says after a new endpoint secret is printed.
-const SECRET_SHOWN_ONCE: &str = "The signing secret above is shown once. Give it to the \
+pub(crate) const SECRET_SHOWN_ONCE: &str = "The signing secret above is shown once. Give it to the \
      receiver now (e.g. `align webhooks listen --secret-file FILE`); it cannot be shown again, \
      only rotated.";
 
@@ -41,7 +41,7 @@ pub(crate) struct Hooks {
 impl Hooks {
     pub(crate) async fn open(dir: &Path, org: Option<&str>) -> Result<Self, Failure> {
         let dir = DataDir::open(dir).await?;
-        let store = SqliteWebhookStore::open(dir.database()).await?;
+        let store = dir.webhooks.clone();
         Ok(Self {
             dir,
             store,
@@ -190,6 +190,10 @@ pub(crate) async fn list(h: &Hooks, out: &Out) -> Result<(), Failure> {
     )
 }
 
+pub(crate) async fn show(h: &Hooks, id: &str, out: &Out) -> Result<(), Failure> {
+    out.object(&endpoint_json(&h.endpoint(id).await?))
+}
+
 pub(crate) async fn remove(h: &Hooks, id: &str, out: &Out) -> Result<(), Failure> {
     let ep = h.endpoint(id).await?;
     h.store.delete_endpoint(ep.id).await?;
@@ -280,4 +284,25 @@ pub(crate) async fn retry(h: &Hooks, delivery: &str, out: &Out) -> Result<(), Fa
         );
     }
     out.object(&delivery_json(&h.store.delivery(id).await?))
+}
+
+/// Makes every failed delivery of the endpoint created since `since` due again now.
+pub(crate) async fn recover(
+    h: &Hooks,
+    endpoint: &str,
+    since: chrono::DateTime<Utc>,
+    out: &Out,
+) -> Result<(), Failure> {
+    let ep = h.endpoint(endpoint).await?;
+    let n = h
+        .store
+        .recover_failed_since(ep.id, since, Utc::now())
+        .await?;
+    h.record(
+        "webhook_endpoint.recovered",
+        &ep,
+        json!({ "since": since, "recovered": n }),
+    )
+    .await?;
+    out.object(&json!({ "id": ep.id.to_string(), "recovered": n }))
 }

@@ -5,6 +5,8 @@
 
 mod client;
 mod endpoints;
+mod events;
+mod hooks_api;
 mod listen;
 mod ops;
 mod output;
@@ -139,7 +141,8 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Webhook endpoints and deliveries in the data directory, and receiver tools.
+    /// Webhook endpoints and deliveries (in the data directory, or on a running server with
+    /// --api-url), and receiver tools.
     ///
     /// Example: align webhooks endpoints add --url https://hooks.acme.test/align --events api_key.*
     Webhooks {
@@ -147,6 +150,15 @@ enum Command {
         common: Common,
         #[command(subcommand)]
         action: WebhookAction,
+    },
+    /// The server's event log (what webhooks deliver), from a running server.
+    ///
+    /// Example: ALIGN_API_KEY=… align events list --api-url http://127.0.0.1:8080 --type api_key.revoked
+    Events {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: EventAction,
     },
     /// Print shell completions. Example: align completions bash > /etc/bash_completion.d/align
     Completions {
@@ -164,7 +176,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ListOnly {
-    /// List them.
+    /// List them. Example: align orgs list --json
     List,
 }
 
@@ -290,6 +302,51 @@ enum WebhookAction {
         /// The delivery's id (dlv_…).
         delivery: String,
     },
+    /// Make every failed delivery of an endpoint since a time due again (after an outage of
+    /// the receiver); prints how many.
+    ///
+    /// Example: align webhooks recover ep_6f1c… --since 2026-05-14T10:00:00Z   (or --since 6h)
+    Recover {
+        /// The endpoint's id (ep_…).
+        endpoint: String,
+        /// RFC 3339 time, or an age such as 30m, 12h, 7d.
+        #[arg(long, value_name = "TIME")]
+        since: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventAction {
+    /// Events, oldest first (at most --limit); with --follow, then each new one as it is
+    /// stored, until Ctrl-C. Needs --api-url and a key with webhooks:read.
+    ///
+    /// --json prints a JSON array, or with --follow one JSON object per line.
+    ///
+    /// Example: align events list --api-url http://127.0.0.1:8080 --type api_key.* --since 1h --json
+    List {
+        /// Only this event type, or a family such as api_key.*.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// live or sandbox (default: the key's environment; a live key may ask for sandbox).
+        #[arg(long)]
+        environment: Option<String>,
+        /// Only events stored at or after this RFC 3339 time or age (30m, 12h, 7d). With
+        /// --follow the default is now.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only events stored before this RFC 3339 time or age.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// At most this many (without --follow).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Keep running and print events as they are stored.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// With --follow, how often to ask for new events.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        interval_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,15 +365,51 @@ enum EndpointAction {
         /// Only this project's events (default: every event of the organisation).
         #[arg(long, value_name = "PROJECT_ID")]
         project: Option<String>,
-        /// live or sandbox: which events the endpoint receives.
-        #[arg(long, default_value = "live")]
-        environment: String,
+        /// live or sandbox: which events the endpoint receives (default: live on the data
+        /// directory, the calling key's environment over --api-url).
+        #[arg(long)]
+        environment: Option<String>,
         /// Comma-separated event types; `family.*` matches a family (default: every type).
         #[arg(long)]
         events: Option<String>,
     },
     /// List endpoints (never their secrets). Example: align webhooks endpoints list --json
     List,
+    /// Show one endpoint (never its secret). Example: align webhooks endpoints show ep_6f1c…
+    Show {
+        /// The endpoint's id (ep_…).
+        id: String,
+    },
+    /// Change an endpoint's URL, event types, rate cap, or enable / disable it (needs
+    /// --api-url: the server checks the URL against its delivery policy).
+    ///
+    /// Example: align webhooks endpoints update ep_6f1c… --events api_key.* --enable --api-url http://127.0.0.1:8080
+    Update {
+        /// The endpoint's id (ep_…).
+        id: String,
+        /// A new URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// Comma-separated event types (`family.*` for a family, `*` for every type).
+        #[arg(long)]
+        events: Option<String>,
+        /// Enable it again (for instance after the dispatcher disabled it).
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Stop deliveries to it; events keep being recorded.
+        #[arg(long)]
+        disable: bool,
+        /// At most this many deliveries per second to it.
+        #[arg(long, value_name = "N")]
+        max_per_second: Option<u32>,
+    },
+    /// Send the endpoint a signed `webhook.test` event now (needs --api-url).
+    ///
+    /// Example: align webhooks endpoints test ep_6f1c… --api-url http://127.0.0.1:8080
+    Test {
+        /// The endpoint's id (ep_…).
+        id: String,
+    },
     /// Delete an endpoint with its deliveries and their attempts (the events stay in the
     /// event log). To pause an endpoint instead, keep it and let the dispatcher disable it.
     ///
@@ -478,12 +571,9 @@ async fn run(command: Command) -> Result<(), Failure> {
             }
         }
         Command::Me { common } => {
-            let url = common
-                .api_url
-                .as_deref()
-                .ok_or_else(|| Failure::usage("align me needs --api-url (or ALIGN_API_URL)"))?;
-            let api = client::Api::new(url, common.key_file.as_deref())?;
-            let v = api.call("GET", "/api/v1/me", None).await?;
+            let v = api(&common, "align me")?
+                .call("GET", "/api/v1/me", None)
+                .await?;
             out(&common).object(&v)
         }
         Command::Keys { common, action } if common.api_url.is_some() => {
@@ -520,6 +610,32 @@ async fn run(command: Command) -> Result<(), Failure> {
             }
         }
         Command::Webhooks { common, action } => webhooks_command(&common, action).await,
+        Command::Events {
+            common,
+            action:
+                EventAction::List {
+                    event_type,
+                    environment,
+                    since,
+                    until,
+                    limit,
+                    follow,
+                    interval_ms,
+                },
+        } => {
+            let time =
+                |flag: &str, t: Option<String>| t.map(|t| events::parse_time(flag, &t)).transpose();
+            let args = events::EventArgs {
+                event_type,
+                environment,
+                since: time("--since", since)?,
+                until: time("--until", until)?,
+                limit: limit.max(1),
+                follow,
+                interval: std::time::Duration::from_millis(interval_ms.max(50)),
+            };
+            events::list(&api(&common, "align events")?, &args, &out(&common)).await
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "align", &mut std::io::stdout());
@@ -570,8 +686,7 @@ async fn run(command: Command) -> Result<(), Failure> {
 
 /// `align keys …` against a running server.
 async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure> {
-    let url = common.api_url.as_deref().unwrap_or_default();
-    let api = client::Api::new(url, common.key_file.as_deref())?;
+    let api = api(common, "align keys")?;
     let o = out(common);
     let columns = [
         "apiKeyId",
@@ -629,18 +744,34 @@ async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure
     client::print(&v, &columns, &o)
 }
 
-/// `align webhooks …`: receiver tools, and endpoint commands on the data directory.
+/// The API client for a command that needs a running server.
+fn api(common: &Common, command: &str) -> Result<client::Api, Failure> {
+    let url = common.api_url.as_deref().ok_or_else(|| {
+        Failure::usage(format!(
+            "{command} works against a running server: pass --api-url URL (or set ALIGN_API_URL)"
+        ))
+    })?;
+    client::Api::new(url, common.key_file.as_deref())
+}
+
+/// `align webhooks …`: receiver tools, and endpoint commands on the data directory or, with
+/// --api-url, on a running server.
 async fn webhooks_command(common: &Common, action: WebhookAction) -> Result<(), Failure> {
     let o = out(common);
-    let hooks = || async {
-        if common.api_url.is_some() {
+    let local = matches!(
+        action,
+        WebhookAction::Verify { .. } | WebhookAction::Listen { .. }
+    );
+    if common.api_url.is_some() && !local {
+        if common.org.is_some() {
             return Err(Failure::usage(
-                "webhook endpoint commands work on the data directory (--data-dir); the \
-                 server's webhook API is not available yet, so unset --api-url / ALIGN_API_URL",
+                "--org applies to the data directory; over --api-url the key decides the \
+                 organisation",
             ));
         }
-        endpoints::Hooks::open(&common.data_dir, common.org.as_deref()).await
-    };
+        return hooks_api::run(&api(common, "this command")?, action, &o).await;
+    }
+    let hooks = || endpoints::Hooks::open(&common.data_dir, common.org.as_deref());
     match action {
         WebhookAction::Verify {
             secret_file,
@@ -678,12 +809,21 @@ async fn webhooks_command(common: &Common, action: WebhookAction) -> Result<(), 
                     let args = endpoints::AddArgs {
                         project: project.as_deref(),
                         url: &url,
-                        environment: &environment,
+                        environment: environment.as_deref().unwrap_or("live"),
                         events: events.as_deref(),
                     };
                     endpoints::add(&h, args, &o).await
                 }
                 EndpointAction::List => endpoints::list(&h, &o).await,
+                EndpointAction::Show { id } => endpoints::show(&h, &id, &o).await,
+                EndpointAction::Update { .. } => Err(Failure::usage(
+                    "webhooks endpoints update works against a running server (it checks the \
+                     URL with the server's policy): pass --api-url URL (or set ALIGN_API_URL)",
+                )),
+                EndpointAction::Test { .. } => Err(Failure::usage(
+                    "webhooks endpoints test works against a running server: pass --api-url \
+                     URL (or set ALIGN_API_URL)",
+                )),
                 EndpointAction::Remove { id } => endpoints::remove(&h, &id, &o).await,
                 EndpointAction::RotateSecret { id, grace_seconds } => {
                     endpoints::rotate_secret(&h, &id, grace_seconds, &o).await
@@ -694,6 +834,10 @@ async fn webhooks_command(common: &Common, action: WebhookAction) -> Result<(), 
             endpoints::deliveries(&hooks().await?, &endpoint, limit, &o).await
         }
         WebhookAction::Retry { delivery } => endpoints::retry(&hooks().await?, &delivery, &o).await,
+        WebhookAction::Recover { endpoint, since } => {
+            let since = events::parse_time("--since", &since)?;
+            endpoints::recover(&hooks().await?, &endpoint, since, &o).await
+        }
     }
 }
 
@@ -708,7 +852,7 @@ async fn init(common: &Common) -> Result<(), Failure> {
     };
     let config = Config::load(None, std::env::vars(), &flags)?;
     std::fs::create_dir_all(&config.data_dir).map_err(Failure::Output)?;
-    let store = align_keys::SqliteKeyStore::open(config.database_path()).await?;
+    let (_webhooks, store) = ops::open_stores(&config.database_path()).await?;
     let keys = align_keys::KeyManager::new(
         std::sync::Arc::new(store),
         std::sync::Arc::new(align_keys::Sha256Hasher),
@@ -743,4 +887,32 @@ async fn serve(config_file: Option<PathBuf>, flags: Overrides) -> Result<(), ali
     let addr = server.local_addr()?;
     tracing::info!(%addr, "listening");
     server.run(align_server::shutdown_signal()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and subcommand, with its path (`align webhooks endpoints add`).
+    fn commands(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let p = format!("{path} {}", sub.get_name());
+            out.push((p.clone(), sub.clone()));
+            commands(sub, p, out);
+        }
+    }
+
+    #[test]
+    fn every_command_has_an_example_in_its_help() {
+        let mut all = Vec::new();
+        commands(&super::Cli::command(), "align".into(), &mut all);
+        assert!(all.len() > 30);
+        for (path, mut cmd) in all {
+            if path.ends_with(" help") {
+                continue;
+            }
+            let help = cmd.render_long_help().to_string();
+            assert!(help.contains("Example"), "{path} --help has no example");
+        }
+    }
 }

@@ -11,17 +11,33 @@ use align_keys::{
     Environment, KeyId, KeyManager, KeyRecord, NewKey, Organization, OrganizationId, Permission,
     PermissionSet, Project, ProjectId, Role, Scope, Sha256Hasher, SqliteKeyStore, User, UserId,
 };
+use align_webhooks::SqliteWebhookStore;
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::output::{Failure, KEY_SHOWN_ONCE, Out};
 use crate::progress::{self, CountingLines, Progress};
 
-/// Everything a command needs: the key store and the audit log of one data directory.
+/// Everything a command needs: the key store, the webhook store and the audit log of one
+/// data directory.
 pub(crate) struct DataDir {
     pub(crate) store: Arc<dyn KeyStore>,
     pub(crate) keys: KeyManager,
+    pub(crate) webhooks: SqliteWebhookStore,
     db: std::path::PathBuf,
+}
+
+/// The stores of the database at `db`, opened as the server opens them: the webhook store
+/// first (so the outbox tables exist), then the key store with the server's outbox hook, so
+/// that a key change made here commits with its `api_key.*` event like one made over HTTP.
+pub(crate) async fn open_stores(
+    db: &Path,
+) -> Result<(SqliteWebhookStore, SqliteKeyStore), Failure> {
+    let webhooks = SqliteWebhookStore::open(db).await?;
+    let keys = SqliteKeyStore::open(db)
+        .await?
+        .with_event_hook(Arc::new(align_server::OutboxHook));
+    Ok((webhooks, keys))
 }
 
 impl DataDir {
@@ -34,14 +50,15 @@ impl DataDir {
                 dir.display()
             )));
         }
-        let store: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::open(&db).await?);
+        let (webhooks, store) = open_stores(&db).await?;
+        let store: Arc<dyn KeyStore> = Arc::new(store);
         let keys = KeyManager::new(Arc::clone(&store), Arc::new(Sha256Hasher));
-        Ok(Self { store, keys, db })
-    }
-
-    /// The SQLite file the server and every data-directory command share.
-    pub(crate) fn database(&self) -> &Path {
-        &self.db
+        Ok(Self {
+            store,
+            keys,
+            webhooks,
+            db,
+        })
     }
 
     pub(crate) async fn audit(&self) -> Result<SqliteSink, Failure> {

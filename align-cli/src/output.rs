@@ -17,6 +17,9 @@ pub(crate) enum Failure {
     /// `audit verify` found a broken link (exit 4).
     #[error("{0}")]
     Tampered(String),
+    /// The server failed, refused for now (429) or could not be reached (exit 1).
+    #[error("{0}")]
+    Remote(String),
     /// The key store failed (exit 1).
     #[error(transparent)]
     Keys(#[from] align_keys::Error),
@@ -55,6 +58,9 @@ impl Failure {
     }
     pub(crate) fn not_found(what: &'static str) -> Self {
         Self::NotFound(what)
+    }
+    pub(crate) fn remote(m: impl Into<String>) -> Self {
+        Self::Remote(m.into())
     }
     pub(crate) fn tampered(m: impl Into<String>) -> Self {
         Self::Tampered(m.into())

@@ -311,6 +311,29 @@ fn operators_manage_endpoints_and_deliveries_on_the_data_directory() {
     assert_eq!(listed[0]["eventType"], "api_key.revoked");
     assert_eq!(listed[0]["status"], "failed");
     assert_eq!(listed[0]["lastStatus"], 410);
+    // After the receiver's outage: every failed delivery since a time is due again.
+    let recovered = json(&align(
+        &data,
+        &["webhooks", "recover", &id, "--since", "1h", "--json"],
+        false,
+    ));
+    assert_eq!(recovered["recovered"], 1);
+    let shown = json(&align(
+        &data,
+        &["webhooks", "endpoints", "show", &id, "--json"],
+        false,
+    ));
+    assert_eq!(shown["id"], id.as_str());
+    assert!(shown.get("secret").is_none());
+    // Update and test go through a running server (--api-url).
+    for args in [
+        &["webhooks", "endpoints", "update", &id, "--enable"][..],
+        &["webhooks", "endpoints", "test", &id],
+    ] {
+        let o = align(&data, args, false);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--api-url"));
+    }
     let retried = json(&align(
         &data,
         &["webhooks", "retry", &delivery.to_string(), "--json"],
@@ -403,6 +426,7 @@ fn operators_manage_endpoints_and_deliveries_on_the_data_directory() {
         "webhook_endpoint.secret_rotated",
         "webhook_endpoint.deleted",
         "webhook_delivery.retried",
+        "webhook_endpoint.recovered",
     ] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }

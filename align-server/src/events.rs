@@ -63,8 +63,11 @@ pub(crate) fn key_message(key: &KeyRecord, event: KeyEvent) -> NewMessage {
 }
 
 /// Writes key events to the webhook outbox in the key change's own transaction.
+///
+/// Any process that changes keys in the server's database (the `align` operator commands
+/// too) opens its key store with this hook, so every change emits the server's event.
 #[derive(Debug, Default)]
-pub(crate) struct OutboxHook;
+pub struct OutboxHook;
 
 impl SqliteEventHook for OutboxHook {
     fn on_key_event(

@@ -22,6 +22,10 @@ mod tls;
 pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
 pub use config::{Config, Overrides};
 pub use error::{ApiError, Error};
+/// The key store hook that writes `api_key.*` events to the webhook outbox in the change's
+/// transaction: `SqliteKeyStore::open(path).await?.with_event_hook(Arc::new(OutboxHook))`,
+/// after `SqliteWebhookStore::open(path)` has created the outbox tables.
+pub use events::OutboxHook;
 pub use routes::ROUTES;
 pub use serve::{Backends, Server, shutdown_signal};
 

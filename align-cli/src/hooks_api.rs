@@ -1,0 +1,180 @@
+//! `align webhooks …` against a running server (`--api-url`): the same commands as on the
+//! data directory, plus `endpoints show|update|test` and `recover`, through the server's
+//! `/api/v1/webhook-endpoints` and `/api/v1/webhook-deliveries` routes. The server decides
+//! who may see and change what, and checks URLs against its own delivery policy.
+
+use align_webhooks::{DeliveryId, EndpointId};
+use serde_json::{Value, json};
+
+use crate::client::Api;
+use crate::endpoints::SECRET_SHOWN_ONCE;
+use crate::events::parse_time;
+use crate::output::{Failure, Out};
+use crate::{EndpointAction, WebhookAction};
+
+const ENDPOINTS: &str = "/api/v1/webhook-endpoints";
+
+const ENDPOINT_COLUMNS: &[&str] = &[
+    "id",
+    "environment",
+    "enabled",
+    "url",
+    "eventTypes",
+    "projectId",
+    "createdAt",
+];
+
+/// The endpoint's path, from an `ep_<uuid>` (or bare UUID) id.
+fn endpoint(id: &str) -> Result<String, Failure> {
+    let id =
+        EndpointId::parse(id).ok_or_else(|| Failure::usage("the endpoint id must be ep_<uuid>"))?;
+    Ok(format!("{ENDPOINTS}/{}", id.0))
+}
+
+/// `--events a,b` as the API's `eventTypes`.
+fn event_types(list: &str) -> Result<Value, Failure> {
+    let types: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if types.is_empty() {
+        return Err(Failure::usage("--events needs at least one event type"));
+    }
+    Ok(json!(types))
+}
+
+/// Runs a webhook endpoint or delivery command against the server. `listen` and `verify`
+/// never get here: they need no server.
+pub(crate) async fn run(api: &Api, action: WebhookAction, out: &Out) -> Result<(), Failure> {
+    match action {
+        WebhookAction::Endpoints { action } => endpoints(api, action, out).await,
+        WebhookAction::Deliveries {
+            endpoint: id,
+            limit,
+        } => {
+            let path = format!(
+                "{}/deliveries?limit={}",
+                endpoint(&id)?,
+                limit.clamp(1, 200)
+            );
+            let mut rows = api.call("GET", &path, None).await?["data"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !out.json {
+                // The table shows the latest attempt's answer; --json keeps every attempt.
+                for row in &mut rows {
+                    let last = row["attempts"]
+                        .as_array()
+                        .and_then(|a| a.last())
+                        .map_or(Value::Null, |a| a["status"].clone());
+                    row["lastStatus"] = last;
+                }
+            }
+            let columns = [
+                "id",
+                "eventType",
+                "status",
+                "attemptCount",
+                "lastStatus",
+                "nextAttemptAt",
+                "createdAt",
+            ];
+            out.table(&rows, &columns)
+        }
+        WebhookAction::Retry { delivery } => {
+            let id = DeliveryId::parse(&delivery)
+                .ok_or_else(|| Failure::usage("the delivery id must be dlv_<uuid>"))?;
+            let path = format!("/api/v1/webhook-deliveries/{}/retry", id.0);
+            out.object(&api.call("POST", &path, Some(json!({}))).await?)
+        }
+        WebhookAction::Recover {
+            endpoint: id,
+            since,
+        } => {
+            let since = parse_time("--since", &since)?;
+            let body = json!({ "since": crate::events::rfc3339(since) });
+            let path = format!("{}/recover", endpoint(&id)?);
+            out.object(&api.call("POST", &path, Some(body)).await?)
+        }
+        WebhookAction::Verify { .. } | WebhookAction::Listen { .. } => Err(Failure::usage(
+            "webhooks verify and listen run locally; they take no --api-url",
+        )),
+    }
+}
+
+async fn endpoints(api: &Api, action: EndpointAction, out: &Out) -> Result<(), Failure> {
+    match action {
+        EndpointAction::Add {
+            url,
+            project,
+            environment,
+            events,
+        } => {
+            let mut body = json!({ "url": url });
+            if let Some(p) = project {
+                body["projectId"] = json!(p);
+            }
+            if let Some(e) = environment {
+                body["environment"] = json!(e);
+            }
+            if let Some(list) = events {
+                body["eventTypes"] = event_types(&list)?;
+            }
+            let v = api.call("POST", ENDPOINTS, Some(body)).await?;
+            out.secret_object(&v, SECRET_SHOWN_ONCE)
+        }
+        EndpointAction::List => {
+            let rows = api
+                .list(&format!("{ENDPOINTS}?limit=200"), usize::MAX)
+                .await?;
+            out.table(&rows, ENDPOINT_COLUMNS)
+        }
+        EndpointAction::Show { id } => out.object(&api.call("GET", &endpoint(&id)?, None).await?),
+        EndpointAction::Update {
+            id,
+            url,
+            events,
+            enable,
+            disable,
+            max_per_second,
+        } => {
+            let mut body = json!({});
+            if let Some(u) = url {
+                body["url"] = json!(u);
+            }
+            if let Some(list) = events {
+                body["eventTypes"] = event_types(&list)?;
+            }
+            if enable || disable {
+                body["enabled"] = json!(enable);
+            }
+            if let Some(n) = max_per_second {
+                body["maxPerSecond"] = json!(n);
+            }
+            if body.as_object().is_some_and(serde_json::Map::is_empty) {
+                return Err(Failure::usage(
+                    "nothing to change: pass --url, --events, --enable, --disable or \
+                     --max-per-second",
+                ));
+            }
+            out.object(&api.call("PATCH", &endpoint(&id)?, Some(body)).await?)
+        }
+        EndpointAction::Remove { id } => {
+            let path = endpoint(&id)?;
+            api.call("DELETE", &path, None).await?;
+            out.object(&json!({ "id": id, "deleted": true }))
+        }
+        EndpointAction::RotateSecret { id, grace_seconds } => {
+            let body = json!({ "graceSeconds": grace_seconds });
+            let path = format!("{}/rotate-secret", endpoint(&id)?);
+            let v = api.call("POST", &path, Some(body)).await?;
+            out.secret_object(&v, SECRET_SHOWN_ONCE)
+        }
+        EndpointAction::Test { id } => {
+            let path = format!("{}/test", endpoint(&id)?);
+            out.object(&api.call("POST", &path, Some(json!({}))).await?)
+        }
+    }
+}
