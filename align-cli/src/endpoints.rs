@@ -52,7 +52,7 @@ impl Hooks {
     /// The endpoint `id`; endpoints of another organisation than `--org` do not exist here.
     async fn endpoint(&self, id: &str) -> Result<Endpoint, Failure> {
         let id = EndpointId::parse(id)
-            .ok_or_else(|| Failure::usage("the endpoint id must be ep_<uuid>"))?;
+            .ok_or_else(|| Failure::usage("the endpoint id must be a UUID"))?;
         let ep = self.store.endpoint(id).await?;
         match &self.org {
             Some(org) if ep.owner.organization != *org => Err(Failure::not_found("endpoint")),
@@ -63,7 +63,7 @@ impl Hooks {
     /// Records an operator's change to `ep` in the audit log.
     async fn record(&self, action: &str, ep: &Endpoint, details: Value) -> Result<(), Failure> {
         self.dir
-            .record(action, &ep.owner.organization, ep.id.to_string(), details)
+            .record(action, &ep.owner.organization, ep.id.0.to_string(), details)
             .await
     }
 }
@@ -85,7 +85,7 @@ fn endpoint_json(ep: &Endpoint) -> Value {
         EventFilter::Only(types) => json!(types),
     };
     json!({
-        "id": ep.id.to_string(), "url": ep.url, "environment": ep.environment,
+        "id": ep.id.0.to_string(), "url": ep.url, "environment": ep.environment,
         "organizationId": ep.owner.organization, "projectId": ep.owner.project,
         "events": events, "enabled": ep.enabled, "disabledReason": ep.disabled_reason,
         "failingSince": ep.failing_since, "createdAt": ep.created_at,
@@ -94,8 +94,8 @@ fn endpoint_json(ep: &Endpoint) -> Value {
 
 fn delivery_json(d: &Delivery) -> Value {
     json!({
-        "id": d.id.to_string(), "messageId": d.message_id.to_string(),
-        "endpointId": d.endpoint_id.to_string(), "status": d.status.as_str(),
+        "id": d.id.0.to_string(), "messageId": d.message_id.to_string(),
+        "endpointId": d.endpoint_id.0.to_string(), "status": d.status.as_str(),
         "attempts": d.attempts, "nextAttemptAt": d.next_attempt_at, "createdAt": d.created_at,
     })
 }
@@ -203,7 +203,7 @@ pub(crate) async fn remove(h: &Hooks, id: &str, out: &Out) -> Result<(), Failure
         json!({ "origin": origin(&ep.url), "environment": ep.environment }),
     )
     .await?;
-    out.object(&json!({ "id": ep.id.to_string(), "deleted": true }))
+    out.object(&json!({ "id": ep.id.0.to_string(), "deleted": true }))
 }
 
 pub(crate) async fn rotate_secret(
@@ -228,7 +228,7 @@ pub(crate) async fn rotate_secret(
         .ok()
         .and_then(|g| now.checked_add_signed(g));
     let v = json!({
-        "id": ep.id.to_string(),
+        "id": ep.id.0.to_string(),
         "secret": shown,
         "previousSecretSignsUntil": if grace_seconds == 0 { None } else { until },
     });
@@ -267,20 +267,20 @@ pub(crate) async fn deliveries(
 
 pub(crate) async fn retry(h: &Hooks, delivery: &str, out: &Out) -> Result<(), Failure> {
     let id = DeliveryId::parse(delivery)
-        .ok_or_else(|| Failure::usage("the delivery id must be dlv_<uuid>"))?;
+        .ok_or_else(|| Failure::usage("the delivery id must be a UUID"))?;
     let d = h.store.delivery(id).await?;
-    let ep = h.endpoint(&d.endpoint_id.to_string()).await?;
+    let ep = h.endpoint(&d.endpoint_id.0.to_string()).await?;
     h.store.retry(id, Utc::now()).await?;
     h.record(
         "webhook_delivery.retried",
         &ep,
-        json!({ "deliveryId": id.to_string(), "messageId": d.message_id.to_string() }),
+        json!({ "deliveryId": id.0.to_string(), "messageId": d.message_id.to_string() }),
     )
     .await?;
     if !ep.enabled {
         eprintln!(
             "{} is disabled: the delivery waits until it is enabled again",
-            ep.id
+            ep.id.0
         );
     }
     out.object(&delivery_json(&h.store.delivery(id).await?))
@@ -304,5 +304,5 @@ pub(crate) async fn recover(
         json!({ "since": since, "recovered": n }),
     )
     .await?;
-    out.object(&json!({ "id": ep.id.to_string(), "recovered": n }))
+    out.object(&json!({ "id": ep.id.0.to_string(), "recovered": n }))
 }

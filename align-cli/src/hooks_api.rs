@@ -24,10 +24,10 @@ const ENDPOINT_COLUMNS: &[&str] = &[
     "createdAt",
 ];
 
-/// The endpoint's path, from an `ep_<uuid>` (or bare UUID) id.
+/// The endpoint's path, from its UUID (an `ep_` prefix is accepted).
 fn endpoint(id: &str) -> Result<String, Failure> {
     let id =
-        EndpointId::parse(id).ok_or_else(|| Failure::usage("the endpoint id must be ep_<uuid>"))?;
+        EndpointId::parse(id).ok_or_else(|| Failure::usage("the endpoint id must be a UUID"))?;
     Ok(format!("{ENDPOINTS}/{}", id.0))
 }
 
@@ -85,7 +85,7 @@ pub(crate) async fn run(api: &Api, action: WebhookAction, out: &Out) -> Result<(
         }
         WebhookAction::Retry { delivery } => {
             let id = DeliveryId::parse(&delivery)
-                .ok_or_else(|| Failure::usage("the delivery id must be dlv_<uuid>"))?;
+                .ok_or_else(|| Failure::usage("the delivery id must be a UUID"))?;
             let path = format!("/api/v1/webhook-deliveries/{}/retry", id.0);
             out.object(&api.call("POST", &path, Some(json!({}))).await?)
         }

@@ -255,7 +255,7 @@ fn operators_manage_endpoints_and_deliveries_on_the_data_directory() {
     SigningSecret::parse(&secret).unwrap();
     assert!(!String::from_utf8_lossy(&created.stderr).contains(&secret[6..]));
     let id = ep["id"].as_str().unwrap().to_owned();
-    assert!(id.starts_with("ep_"));
+    assert_eq!(id.len(), 36, "a bare UUID, as in the API: {id}");
     assert_eq!(ep["environment"], "sandbox");
     assert_eq!(ep["organizationId"], org.as_str());
     assert_eq!(
@@ -307,7 +307,7 @@ fn operators_manage_endpoints_and_deliveries_on_the_data_directory() {
         false,
     ));
     assert_eq!(listed.as_array().unwrap().len(), 1);
-    assert_eq!(listed[0]["id"], delivery.to_string());
+    assert_eq!(listed[0]["id"], delivery.0.to_string());
     assert_eq!(listed[0]["eventType"], "api_key.revoked");
     assert_eq!(listed[0]["status"], "failed");
     assert_eq!(listed[0]["lastStatus"], 410);
