@@ -78,7 +78,7 @@ pub(crate) fn read_json<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<T, ApiError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+    let body: &[u8] = if body.is_empty() {
         b"{}"
     } else {
         if !is_json(headers) {
@@ -224,4 +224,16 @@ impl<'de, T: TryFrom<u64>> Deserialize<'de> for Whole<T> {
         }
         d.deserialize_any(V(std::marker::PhantomData))
     }
+}
+
+/// For optional body fields where `null` means nothing: absent is fine, `null` is refused
+/// (`#[serde(default, deserialize_with = "h::non_null")]`).
+pub(crate) fn non_null<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(d)?
+        .map(Some)
+        .ok_or_else(|| de::Error::custom("must not be null"))
 }

@@ -103,11 +103,11 @@ async fn load(
 struct CreateBody {
     name: String,
     scope: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     project_id: Option<String>,
     #[serde(default)]
     permissions: Option<PermissionSet>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     environment: Option<Environment>,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
@@ -201,13 +201,13 @@ pub(super) async fn get(state: &AppState, req: &Request, id: &str) -> Result<Res
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UpdateBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     name: Option<String>,
     #[serde(default, with = "super::double_option")]
     expires_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, with = "super::double_option")]
     rate_limit_per_minute: Option<Option<h::Whole<u32>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     allowed_cidrs: Option<Vec<String>>,
 }
 
@@ -293,7 +293,7 @@ fn parse_cidr(text: &str) -> Result<IpNet, ApiError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RotateBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     grace_seconds: Option<h::Whole<u64>>,
 }
 

@@ -251,11 +251,11 @@ struct CreateBody {
     url: String,
     #[serde(default)]
     event_types: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     environment: Option<Environment>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     project_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     signature_scheme: Option<String>,
     #[serde(default)]
     max_per_second: Option<h::Whole<u32>>,
@@ -351,11 +351,11 @@ pub(super) async fn get(state: &AppState, req: &Request, id: &str) -> Result<Res
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct UpdateBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     url: Option<String>,
     #[serde(default, with = "super::double_option")]
     event_types: Option<Option<Vec<String>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     enabled: Option<bool>,
     #[serde(default, with = "super::double_option")]
     max_per_second: Option<Option<h::Whole<u32>>>,
@@ -436,7 +436,7 @@ pub(super) async fn delete(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RotateBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "h::non_null")]
     grace_seconds: Option<h::Whole<u64>>,
 }
 
