@@ -180,3 +180,65 @@ proptest! {
         let _ = token::parse(&s);
     }
 }
+
+/// Case count: `PROPTEST_CASES` when set (long campaigns), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
+
+    /// Any text, including near-misses of the format, is parsed or refused with a typed
+    /// defect; nothing panics and nothing but a well-formed token passes.
+    #[test]
+    fn hostile_text_never_panics_the_parser(
+        s in prop_oneof![
+            any::<String>(),
+            "ak[a-z]_[0-9a-f]{0,9}_[0-9A-Za-z]{0,60}",
+            "ako_[0-9a-f]{8}_[0-9A-Za-z\u{e9}\u{1F600}]{49}",
+        ]
+    ) {
+        match token::parse(&s) {
+            Ok(p) => prop_assert_eq!(p.prefix().len(), 12),
+            Err(Error::MalformedToken(_)) => {}
+            Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+        }
+    }
+
+    /// Any `Authorization` / `X-API-Key` header values are read or refused with a typed
+    /// problem, never a panic; a key is only ever taken from one of the two headers.
+    #[cfg(feature = "http")]
+    #[test]
+    fn hostile_credential_headers_never_panic(
+        auth in prop::option::of(prop::collection::vec(any::<u8>(), 0..80)),
+        api_key in prop::option::of(prop::collection::vec(any::<u8>(), 0..80)),
+        scheme in prop_oneof![Just(""), Just("Bearer "), Just("bearer  "), Just("Basic ")],
+    ) {
+        let mut headers = http::HeaderMap::new();
+        if let Some(a) = &auth {
+            let mut v = scheme.as_bytes().to_vec();
+            v.extend_from_slice(a);
+            if let Ok(v) = http::HeaderValue::from_bytes(&v) {
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+        }
+        if let Some(k) = &api_key {
+            if let Ok(v) = http::HeaderValue::from_bytes(k) {
+                headers.insert("x-api-key", v);
+            }
+        }
+        if let Ok(key) = align_keys::http::presented_key(&headers) {
+            let from_auth = headers.get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(key));
+            let from_x = headers.get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(key));
+            prop_assert!(from_auth || from_x);
+        }
+    }
+}

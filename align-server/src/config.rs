@@ -555,4 +555,34 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("ALLOW_PRIVATE"), "{e}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+        ))]
+
+        /// Any file text and any values for our variables load or fail with a typed error
+        /// that names a setting; nothing panics.
+        #[test]
+        fn hostile_settings_never_panic(
+            text in proptest::prelude::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "(listen|data_dir|\\[ratelimit\\]|\\[webhooks\\]|per_minute|retry_schedule) ?= ?[\"0-9a-z:.\\[\\], ]{0,30}\n{0,2}",
+            ],
+            name in proptest::sample::select(vec![
+                "ALIGN_LISTEN", "ALIGN_RATELIMIT_PER_MINUTE", "ALIGN_LIMITS_MAX_BODY_BYTES",
+                "ALIGN_WEBHOOKS_RETRY_SCHEDULE", "ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS",
+                "ALIGN_RATELIMIT_QUOTA_PER_DAY", "ALIGN_DATABASE_URL", "ALIGN_TLS_CERT_FILE",
+            ]),
+            value in proptest::prelude::any::<String>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("align.toml");
+            std::fs::write(&file, &text).unwrap();
+            match Config::load(Some(&file), env(&[(name, &value)]), &Overrides::default()) {
+                Ok(_) | Err(Error::ConfigSyntax { .. } | Error::Setting { .. }) => {}
+                Err(other) => proptest::prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
 }

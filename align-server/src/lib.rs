@@ -14,6 +14,8 @@ mod events;
 mod http;
 mod idempotency;
 mod metrics;
+#[cfg(test)]
+mod pipeline_props;
 mod routes;
 mod serve;
 mod state;

@@ -110,3 +110,44 @@ proptest! {
         prop_assert!(passes(&new_only, "msg_r", late, &sig, EMPTY, late));
     }
 }
+
+/// Case count: `PROPTEST_CASES` when set (long campaigns), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
+
+    /// Any bytes in the three Standard Webhooks headers are refused with a typed error (or, for
+    /// a forged value, "no matching signature"); nothing panics and nothing forged passes.
+    #[test]
+    fn hostile_webhook_headers_never_panic_or_pass(
+        id in prop::option::of(prop::collection::vec(any::<u8>(), 0..64)),
+        ts in prop::option::of(prop_oneof![
+            "[0-9]{0,25}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..32),
+        ]),
+        sig in prop::option::of(prop_oneof![
+            "(v1,[A-Za-z0-9+/=]{0,60} ?){0,4}".prop_map(String::into_bytes),
+            "(v1a,[A-Za-z0-9+/=]{0,100} ?){0,3}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..128),
+        ]),
+        body in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let secret = SigningSecret::generate().unwrap();
+        let v = WebhookVerifier::new(secret);
+        let mut h = HeaderMap::new();
+        for (name, value) in [("webhook-id", &id), ("webhook-timestamp", &ts), ("webhook-signature", &sig)] {
+            if let Some(bytes) = value {
+                if let Ok(v) = http::HeaderValue::from_bytes(bytes) {
+                    h.insert(name, v);
+                }
+            }
+        }
+        prop_assert!(v.verify_at(&h, &body, 1_700_000_000).is_err());
+    }
+}
