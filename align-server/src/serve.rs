@@ -258,7 +258,9 @@ fn dispatcher_config(config: &Config) -> DispatcherConfig {
         retry_schedule: w.retry_schedule.clone(),
         disable_after: w.disable_after,
         poll_interval: w.poll_interval,
-        lease: w.attempt_timeout + Duration::from_secs(30),
+        // Above the attempt timeout plus the longest in-memory throttle wait (1 s), so a slow
+        // attempt is never sent twice; short enough that a crashed instance's claims return soon.
+        lease: w.attempt_timeout * 2 + Duration::from_secs(2),
         url_policy: align_webhooks::UrlPolicy::new().allow_private_targets(w.allow_private_targets),
         ..DispatcherConfig::default()
     }
