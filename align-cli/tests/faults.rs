@@ -67,11 +67,14 @@ fn call(
     Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
+/// What the receiver got: each delivery's `webhook-id` and body.
+type Deliveries = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// A webhook receiver: answers 200 and records each delivery's `webhook-id` and body.
-fn receiver() -> (SocketAddr, Arc<Mutex<Vec<(String, Value)>>>) {
+fn receiver() -> (SocketAddr, Deliveries) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let got: Deliveries = Arc::default();
     let log = Arc::clone(&got);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
