@@ -179,10 +179,7 @@ where
         if parts.method != Method::GET {
             return Err(routes::unrouted(&parts.method, "/healthz"));
         }
-        return Ok(h::json(
-            StatusCode::OK,
-            &serde_json::json!({ "status": "ok" }),
-        ));
+        return Ok(state.health().await);
     }
     if !parts.uri.path().starts_with("/api/") && parts.uri.path() != "/metrics" {
         return Err(ApiError::not_found());

@@ -173,4 +173,38 @@ impl AppState {
         roles.insert(user, (role, now));
         Ok(role)
     }
+
+    /// `GET /healthz`: `200 {"status":"ok"}` when the key store answers, the audit writer
+    /// commits and the outbox answers (each within 2 s); otherwise `503` with
+    /// `{"status":"unhealthy","failing":[…]}` naming the parts (`keys`, `audit`, `outbox`).
+    pub(crate) async fn health(&self) -> crate::http::Response {
+        const LIMIT: Duration = Duration::from_secs(2);
+        let first = align_keys::PageRequest {
+            limit: 1,
+            cursor: None,
+        };
+        let keys = tokio::time::timeout(LIMIT, self.store().list_organizations(&first));
+        let audit = tokio::time::timeout(LIMIT, self.audit.flush());
+        let outbox = tokio::time::timeout(LIMIT, self.webhooks.outbox_stats());
+        let (keys, audit, outbox) = tokio::join!(keys, audit, outbox);
+        let mut failing = Vec::new();
+        if !matches!(keys, Ok(Ok(_))) {
+            failing.push("keys");
+        }
+        if !matches!(audit, Ok(Ok(()))) {
+            failing.push("audit");
+        }
+        if !matches!(outbox, Ok(Ok(_))) {
+            failing.push("outbox");
+        }
+        if failing.is_empty() {
+            crate::http::json(http::StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+        } else {
+            tracing::error!(failing = ?failing, "health check failed");
+            crate::http::json(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({ "status": "unhealthy", "failing": failing }),
+            )
+        }
+    }
 }

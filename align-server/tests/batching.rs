@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use align_audit::{
@@ -24,6 +24,8 @@ struct CountingSink {
     inner: SqliteSink,
     appends: AtomicU64,
     submits: AtomicU64,
+    /// When set, flushes fail as a full disk or a read-only file would make them.
+    broken: AtomicBool,
 }
 
 #[async_trait]
@@ -37,6 +39,12 @@ impl AuditSink for CountingSink {
         self.inner.append(entry).await
     }
     async fn flush(&self) -> align_audit::Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(align_audit::Error::WriteFailed {
+                records: 1,
+                cause: "database or disk is full".into(),
+            });
+        }
         self.inner.flush().await
     }
     async fn close(&self) -> align_audit::Result<()> {
@@ -88,6 +96,7 @@ async fn three_hundred_requests_cost_a_handful_of_writes() {
             .unwrap(),
         appends: AtomicU64::new(0),
         submits: AtomicU64::new(0),
+        broken: AtomicBool::new(false),
     });
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -159,4 +168,54 @@ async fn three_hundred_requests_cost_a_handful_of_writes() {
         .await
         .unwrap();
     assert!(keys.data[0].last_used_at.is_some(), "flushed on shutdown");
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn healthz_reports_an_audit_writer_that_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("align.db");
+    let sink = Arc::new(CountingSink {
+        inner: SqliteSink::open(&db, SqliteSinkConfig::default())
+            .await
+            .unwrap(),
+        appends: AtomicU64::new(0),
+        submits: AtomicU64::new(0),
+        broken: AtomicBool::new(false),
+    });
+    let backends = Backends {
+        keys: Arc::new(SqliteKeyStore::open(&db).await.unwrap()),
+        audit: sink.clone(),
+        webhooks: Arc::new(align_webhooks::SqliteWebhookStore::open(&db).await.unwrap()),
+    };
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let server = Server::with_backends(config, backends).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let ok = get(addr, "/healthz").await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.ends_with(r#"{"status":"ok"}"#), "{ok}");
+    sink.broken.store(true, Ordering::SeqCst);
+    let bad = get(addr, "/healthz").await;
+    assert!(bad.starts_with("HTTP/1.1 503"), "{bad}");
+    assert!(bad.contains(r#""failing":["audit"]"#), "{bad}");
+    sink.broken.store(false, Ordering::SeqCst);
+    assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
 }
