@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::decision::Decision;
 use crate::error::{Error, Result};
+use crate::future::LimitFuture;
 use crate::shards::Sharded;
 
 /// Limits how many requests per key may be in flight at once.
@@ -143,6 +144,95 @@ impl<K: Hash + Eq> Drop for Permit<K> {
         if now_zero {
             shard.remove(self.hash, &self.key);
         }
+    }
+}
+
+/// [`ConcurrencyLimiter`]'s async sibling: the trait both the in-memory limiter and the shared
+/// Redis one (`RedisConcurrencyLimiter`, feature `redis`) implement, so a service holds
+/// `Arc<dyn AsyncConcurrencyLimiter<K>>` and chooses the back-end at start-up.
+///
+/// The outer `Result` fails when the limiter could not decide (a shared store that does not
+/// answer: [`Error::Unavailable`]); the inner one is the decision, as in
+/// [`ConcurrencyLimiter::try_acquire`]: a [`Slot`] held while the request runs, or the denial.
+///
+/// ```
+/// use std::sync::Arc;
+/// use align_ratelimit::{AsyncConcurrencyLimiter, ConcurrencyLimiter};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let limiter: Arc<dyn AsyncConcurrencyLimiter<u64>> = Arc::new(ConcurrencyLimiter::new(1)?);
+/// let slot = limiter.try_acquire(&7).await?.expect("a free slot");
+/// assert!(limiter.try_acquire(&7).await?.is_err());
+/// drop(slot);
+/// assert!(limiter.try_acquire(&7).await?.is_ok());
+/// # Ok::<(), align_ratelimit::Error>(())
+/// # }).unwrap();
+/// ```
+pub trait AsyncConcurrencyLimiter<K: Hash + Eq>: Send + Sync {
+    /// Takes a slot for `key`, or returns the denial (with `Retry-After: 1`) if all are in use.
+    fn try_acquire<'a>(&'a self, key: &'a K) -> LimitFuture<'a, Result<Result<Slot<K>, Decision>>>;
+}
+
+impl<K> AsyncConcurrencyLimiter<K> for ConcurrencyLimiter<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    fn try_acquire<'a>(&'a self, key: &'a K) -> LimitFuture<'a, Result<Result<Slot<K>, Decision>>> {
+        LimitFuture::ready(Ok(Self::try_acquire(self, key).map(Slot::from)))
+    }
+}
+
+/// One admitted in-flight request of any [`AsyncConcurrencyLimiter`]: its slot is returned
+/// when the `Slot` is dropped (a shared store's lease also expires on its own if the process
+/// holding it dies).
+#[must_use = "the slot is released as soon as it is dropped"]
+pub struct Slot<K: Hash + Eq> {
+    held: Held<K>,
+}
+
+enum Held<K: Hash + Eq> {
+    Local(Permit<K>),
+    Other {
+        decision: Decision,
+        _guard: Box<dyn Send + Sync>,
+    },
+}
+
+impl<K: Hash + Eq> Slot<K> {
+    /// A slot held by another back-end: `guard` returns it when dropped.
+    ///
+    /// This is how a back-end outside this crate plugs into [`AsyncConcurrencyLimiter`].
+    pub fn from_guard(decision: Decision, guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            held: Held::Other {
+                decision,
+                _guard: Box::new(guard),
+            },
+        }
+    }
+
+    /// The decision that admitted this request (limit and remaining slots at that moment).
+    pub fn decision(&self) -> Decision {
+        match &self.held {
+            Held::Local(permit) => permit.decision(),
+            Held::Other { decision, .. } => *decision,
+        }
+    }
+}
+
+impl<K: Hash + Eq> From<Permit<K>> for Slot<K> {
+    fn from(permit: Permit<K>) -> Self {
+        Self {
+            held: Held::Local(permit),
+        }
+    }
+}
+
+impl<K: Hash + Eq> std::fmt::Debug for Slot<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("decision", &self.decision())
+            .finish_non_exhaustive()
     }
 }
 

@@ -17,6 +17,19 @@ pub enum Error {
     /// The limiter's configuration is unusable; the message names the setting to change.
     #[error("invalid rate-limit configuration: {0}")]
     InvalidConfig(&'static str),
+    /// The shared store holding the limits (Redis) did not answer or refused the request, so
+    /// nothing was decided: check that it is running and reachable, then retry. The store is
+    /// named by address only, never with its password.
+    #[error("the shared rate-limit store {store} is unavailable: {reason}")]
+    Unavailable {
+        /// Where the store is (`host:port/db`).
+        store: String,
+        /// What went wrong, e.g. "connection refused" or "timed out".
+        reason: String,
+    },
+    /// A shared store's address cannot be used; the message says what to change.
+    #[error("invalid shared rate-limit store address: {0}")]
+    InvalidStore(String),
 }
 
 /// Shorthand for results whose error is [`Error`].

@@ -6,7 +6,8 @@ use crate::algorithm::Algorithm;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::Decision;
 use crate::error::Result;
-use crate::limiter::RateLimiter;
+use crate::future::LimitFuture;
+use crate::limiter::{AsyncRateLimiter, RateLimiter};
 use crate::shards::Sharded;
 
 /// Shards per store: enough that a few cores rarely meet on one lock.
@@ -121,5 +122,25 @@ impl<K, A: Algorithm + std::fmt::Debug, C> std::fmt::Debug for KeyedLimiter<K, A
         f.debug_struct("KeyedLimiter")
             .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
+    }
+}
+
+impl<K, A, C> AsyncRateLimiter<K> for KeyedLimiter<K, A, C>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    A: Algorithm,
+    C: Clock,
+{
+    fn check<'a>(&'a self, key: &'a K, cost: u64) -> LimitFuture<'a, Result<Decision>> {
+        LimitFuture::ready(RateLimiter::check(self, key, cost))
+    }
+
+    fn check_at<'a>(
+        &'a self,
+        key: &'a K,
+        cost: u64,
+        now: Timestamp,
+    ) -> LimitFuture<'a, Result<Decision>> {
+        LimitFuture::ready(RateLimiter::check_at(self, key, cost, now))
     }
 }

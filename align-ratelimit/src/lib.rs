@@ -8,6 +8,10 @@
 //!   bytes per key), [`SlidingLog`] (exact, the test oracle), [`SlidingCounter`], [`Gcra`],
 //!   [`TokenBucket`], [`FixedWindow`] and calendar [`Quota`]s.
 //! - [`ConcurrencyLimiter`] caps requests in flight with RAII [`Permit`]s.
+//! - [`AsyncRateLimiter`] and [`AsyncConcurrencyLimiter`] are the async siblings that the
+//!   in-memory limiters and the shared Redis ones (feature `redis`: `RedisSlidingWindow`,
+//!   `RedisConcurrencyLimiter`) all implement, so several instances of a service can share
+//!   one limit.
 //! - [`Decision::headers`] and [`Decision::ietf_headers`] give the response header values.
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`TestClock`] in tests.
 //!
@@ -32,11 +36,14 @@ mod clock;
 mod concurrency;
 mod decision;
 mod error;
+mod future;
 mod headers;
 mod keyed;
 #[cfg(feature = "tower")]
 mod layer;
 mod limiter;
+#[cfg(feature = "redis")]
+mod redis;
 mod shards;
 
 pub use algorithm::{
@@ -45,14 +52,19 @@ pub use algorithm::{
     SlidingWindowState, TokenBucket, TokenBucketState,
 };
 pub use clock::{Clock, SystemClock, TestClock, Timestamp};
-pub use concurrency::{ConcurrencyLimiter, Permit};
+pub use concurrency::{AsyncConcurrencyLimiter, ConcurrencyLimiter, Permit, Slot};
 pub use decision::Decision;
 pub use error::{Error, Result};
+pub use future::LimitFuture;
 pub use headers::{Headers, IetfPolicy};
 pub use keyed::KeyedLimiter;
 #[cfg(feature = "tower")]
 pub use layer::{KeyOf, RateLimit, RateLimitLayer};
-pub use limiter::RateLimiter;
+pub use limiter::{AsyncRateLimiter, RateLimiter};
+#[cfg(feature = "redis")]
+pub use redis::{
+    RedisConcurrencyLimiter, RedisOptions, RedisPermit, RedisSlidingWindow, RedisStore,
+};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

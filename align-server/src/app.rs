@@ -195,7 +195,7 @@ where
         ));
     }
 
-    let decision = state.check_rate(record)?;
+    let decision = state.check_rate(record).await?;
     trace.decision = Some(decision);
     if !decision.allowed {
         state.metrics.denied("rate_limit");
@@ -206,7 +206,7 @@ where
     }
 
     // Held until the handler is done; released on drop, also on timeout or panic.
-    let _permit = state.concurrency.try_acquire(&record.id).map_err(|d| {
+    let _slot = state.limits.acquire(record.id).await?.map_err(|d| {
         state.metrics.denied("concurrency_limit");
         ApiError::concurrency_limit(d.retry_after_secs().unwrap_or(1))
     })?;

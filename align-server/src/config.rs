@@ -33,6 +33,8 @@ pub struct Config {
     pub quota_per_day: Option<u64>,
     /// Requests per key per UTC calendar month (`ratelimit.quota_per_month`, off by default).
     pub quota_per_month: Option<u64>,
+    /// Shared rate-limit state in Redis (`ratelimit.redis_*`; off by default: in memory).
+    pub redis: RedisSettings,
     /// PEM certificate chain for HTTPS (`tls.cert_file`; with `tls.key_file`, off by default).
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key for HTTPS (`tls.key_file`).
@@ -64,6 +66,94 @@ pub struct WebhookSettings {
     pub dispatcher: bool,
 }
 
+/// Rate limits shared through Redis by several instances (`ratelimit.redis_*`; see
+/// `docs/operations.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// Where Redis is (`ratelimit.redis_url`, e.g. `redis://:password@10.0.0.5:6379/0`);
+    /// `None` keeps the limits in memory, per instance.
+    pub url: Option<RedisUrl>,
+    /// What to do while Redis does not answer (`ratelimit.redis_failure`, default `open`).
+    pub failure: RedisFailure,
+    /// Put before every Redis key (`ratelimit.redis_prefix`, default `align:rl:`).
+    pub prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            failure: RedisFailure::Open,
+            prefix: "align:rl:".to_owned(),
+        }
+    }
+}
+
+/// The policy while the shared Redis does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// Keep serving, limited per instance by the in-memory limiter (`open`, the default); a
+    /// warning is logged once per outage.
+    Open,
+    /// Refuse key-authenticated requests with `503 unavailable` and `Retry-After` (`closed`).
+    Closed,
+}
+
+impl std::str::FromStr for RedisFailure {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A Redis URL, which may carry a password: shown with the password masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Checks that `url` is one the server can use (`redis://`, `redis+unix://`, `unix://`).
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        let refuse = |reason: &str| Error::Setting {
+            key: "ratelimit.redis_url".into(),
+            reason: reason.into(),
+        };
+        // The URL may hold a password: errors name the problem, never quote the value.
+        let parsed = url::Url::parse(url.trim())
+            .map_err(|_| refuse("not a URL; expected redis://[:password@]host[:port][/db]"))?;
+        match parsed.scheme() {
+            "redis" | "redis+unix" | "unix" => Ok(Self(url.trim().to_owned())),
+            "rediss" => Err(refuse(
+                "TLS to Redis (rediss://) is not built in; use redis:// over a private network or a local TLS tunnel",
+            )),
+            _ => Err(refuse("expected a redis:// URL")),
+        }
+    }
+
+    /// The URL itself, password included: only for opening the connection.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                write!(f, "{:?}", u.as_str())
+            }
+            Err(_) => f.write_str("\"<redis url>\""),
+        }
+    }
+}
+
 impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
@@ -90,6 +180,7 @@ impl Default for Config {
             max_concurrent_per_key: 32,
             quota_per_day: None,
             quota_per_month: None,
+            redis: RedisSettings::default(),
             tls_cert_file: None,
             tls_key_file: None,
             webhooks: WebhookSettings::default(),
@@ -155,6 +246,8 @@ struct DatabaseSection {
 struct RatelimitSection {
     per_minute: Option<u32>,
     redis_url: Option<String>,
+    redis_failure: Option<String>,
+    redis_prefix: Option<String>,
     quota_per_day: Option<u64>,
     quota_per_month: Option<u64>,
 }
@@ -222,7 +315,15 @@ impl Config {
             self.data_dir = d;
         }
         check_database_url(f.database.url.as_deref())?;
-        check_redis_url(f.ratelimit.redis_url.as_deref())?;
+        if let Some(u) = f.ratelimit.redis_url {
+            self.redis.url = redis_url(&u)?;
+        }
+        if let Some(v) = f.ratelimit.redis_failure {
+            self.redis.failure = parse_failure("ratelimit.redis_failure", &v)?;
+        }
+        if let Some(v) = f.ratelimit.redis_prefix {
+            self.redis.prefix = v;
+        }
         if let Some(v) = f.ratelimit.per_minute {
             self.rate_limit_per_minute = v;
         }
@@ -289,7 +390,11 @@ impl Config {
             "ALIGN_LISTEN" => self.listen = parse_value(name, value)?,
             "ALIGN_DATA_DIR" => self.data_dir = PathBuf::from(value),
             "ALIGN_DATABASE_URL" => check_database_url(Some(value))?,
-            "ALIGN_RATELIMIT_REDIS_URL" => check_redis_url(Some(value))?,
+            "ALIGN_RATELIMIT_REDIS_URL" => self.redis.url = redis_url(value)?,
+            "ALIGN_RATELIMIT_REDIS_FAILURE" => {
+                self.redis.failure = parse_failure(name, value)?;
+            }
+            "ALIGN_RATELIMIT_REDIS_PREFIX" => self.redis.prefix = value.to_owned(),
             "ALIGN_RATELIMIT_PER_MINUTE" => self.rate_limit_per_minute = parse_value(name, value)?,
             "ALIGN_LIMITS_MAX_BODY_BYTES" => self.max_body_bytes = parse_value(name, value)?,
             "ALIGN_LIMITS_MAX_CONCURRENT_PER_KEY" => {
@@ -433,15 +538,19 @@ fn check_database_url(url: Option<&str>) -> Result<(), Error> {
     }
 }
 
-fn check_redis_url(url: Option<&str>) -> Result<(), Error> {
-    match url {
-        None => Ok(()),
-        Some("") => Ok(()),
-        Some(_) => Err(Error::Setting {
-            key: "ratelimit.redis_url".into(),
-            reason: "shared Redis rate limits are not supported in this version".into(),
-        }),
+/// An empty URL means "no Redis": limits stay in memory.
+fn redis_url(value: &str) -> Result<Option<RedisUrl>, Error> {
+    if value.trim().is_empty() {
+        return Ok(None);
     }
+    RedisUrl::parse(value).map(Some)
+}
+
+fn parse_failure(key: &str, value: &str) -> Result<RedisFailure, Error> {
+    value.parse().map_err(|()| Error::Setting {
+        key: key.to_owned(),
+        reason: format!("expected open or closed, got {value:?}"),
+    })
 }
 
 #[cfg(test)]
@@ -509,6 +618,55 @@ mod tests {
         let file = dir.path().join("align.toml");
         std::fs::write(&file, "nonsense = 1\n").unwrap();
         assert!(Config::load(Some(&file), env(&[]), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn redis_settings_from_file_and_env_never_show_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(
+            &file,
+            "[ratelimit]\nredis_url = \"redis://:s3cret@127.0.0.1:6379/2\"\nredis_failure = \"closed\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        let url = c.redis.url.as_ref().unwrap();
+        assert_eq!(url.expose(), "redis://:s3cret@127.0.0.1:6379/2");
+        assert_eq!(c.redis.failure, RedisFailure::Closed);
+        assert_eq!(c.redis.prefix, "align:rl:");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("127.0.0.1:6379"), "{shown}");
+
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("ALIGN_RATELIMIT_REDIS_URL", ""),
+                ("ALIGN_RATELIMIT_REDIS_FAILURE", "open"),
+                ("ALIGN_RATELIMIT_REDIS_PREFIX", "staging:"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.redis.url, None);
+        assert_eq!(c.redis.failure, RedisFailure::Open);
+        assert_eq!(c.redis.prefix, "staging:");
+
+        for (name, value, hint) in [
+            ("ALIGN_RATELIMIT_REDIS_URL", "rediss://:s3cret@h/", "TLS"),
+            ("ALIGN_RATELIMIT_REDIS_URL", "http://:s3cret@h/", "redis://"),
+            ("ALIGN_RATELIMIT_REDIS_URL", "s3cret", "redis://"),
+            (
+                "ALIGN_RATELIMIT_REDIS_FAILURE",
+                "sometimes",
+                "open or closed",
+            ),
+        ] {
+            let e = Config::load(None, env(&[(name, value)]), &Overrides::default()).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(hint), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod http;
 mod idempotency;
+mod limits;
 mod metrics;
 #[cfg(test)]
 mod pipeline_props;

@@ -120,6 +120,7 @@ impl Server {
             _ => None,
         };
         let state = Arc::new(AppState::new(config, keys, audit, webhooks)?);
+        state.limits.announce().await;
         Ok(Self {
             state,
             listener,

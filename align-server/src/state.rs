@@ -2,20 +2,19 @@
 //! of users' roles.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use align_audit::AuditSink;
 use align_keys::store::KeyStore;
 use align_keys::{KeyId, KeyManager, KeyRecord, Role, UserId};
-use align_ratelimit::{
-    ConcurrencyLimiter, Decision, KeyedLimiter, Quota, Rate, RateLimiter, SlidingWindow,
-};
+use align_ratelimit::{Decision, KeyedLimiter, Quota};
 use align_webhooks::{Resolver, SystemResolver, UrlPolicy, WebhookStore};
 
 use crate::config::Config;
 use crate::error::{ApiError, Error};
 use crate::idempotency::Idempotency;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 
 /// How long a looked-up role is trusted. Role changes made through this server apply at once;
@@ -28,14 +27,10 @@ pub(crate) struct AppState {
     pub(crate) config: Config,
     /// Keys: minting, verification, revocation.
     pub(crate) keys: KeyManager,
-    /// Per-key sliding-window limiter at the server's default rate.
-    pub(crate) limiter: KeyedLimiter<KeyId, SlidingWindow>,
-    /// Requests in flight per key.
-    pub(crate) concurrency: ConcurrencyLimiter<KeyId>,
+    /// Per-key sliding-window rates and requests in flight (in memory, or shared in Redis).
+    pub(crate) limits: Limits,
     /// Optional calendar quotas (per day, per month).
     pub(crate) quotas: Vec<KeyedLimiter<KeyId, Quota>>,
-    /// Limiters for keys with their own rate, one per distinct rate.
-    overrides: RwLock<HashMap<u32, Arc<KeyedLimiter<KeyId, SlidingWindow>>>>,
     roles: Mutex<HashMap<UserId, (Role, Instant)>>,
     /// Audit and request logs.
     pub(crate) audit: Arc<dyn AuditSink>,
@@ -69,17 +64,11 @@ impl AppState {
         audit: Arc<dyn AuditSink>,
         webhooks: Arc<dyn WebhookStore>,
     ) -> Result<Self, Error> {
-        let rate = Rate::per_minute(u64::from(config.rate_limit_per_minute));
-        let algorithm = SlidingWindow::new(rate).map_err(|e| Error::Setting {
-            key: "ratelimit.per_minute".into(),
-            reason: e.to_string(),
-        })?;
         let setting = |key: &str, e: align_ratelimit::Error| Error::Setting {
             key: key.into(),
             reason: e.to_string(),
         };
-        let concurrency = ConcurrencyLimiter::new(config.max_concurrent_per_key)
-            .map_err(|e| setting("limits.max_concurrent_per_key", e))?;
+        let limits = Limits::new(&config)?;
         let mut quotas = Vec::new();
         if let Some(n) = config.quota_per_day {
             let q = Quota::per_day(n).map_err(|e| setting("ratelimit.quota_per_day", e))?;
@@ -97,12 +86,10 @@ impl AppState {
             url_policy,
             resolver: Arc::new(SystemResolver),
             notices: crate::events::RateLimitNotices::default(),
-            concurrency,
+            limits,
             quotas,
             config,
             keys,
-            limiter: KeyedLimiter::new(algorithm),
-            overrides: RwLock::default(),
             roles: Mutex::default(),
             idempotency: Idempotency::default(),
             metrics: Metrics::default(),
@@ -117,37 +104,8 @@ impl AppState {
     /// Counts one request of `key` against its rate (its own, or the server default).
     ///
     /// A key whose override changes starts afresh under the new rate.
-    pub(crate) fn check_rate(&self, key: &KeyRecord) -> Result<Decision, ApiError> {
-        let result = match key.rate_limit_per_minute {
-            None => self.limiter.check(&key.id, 1),
-            Some(n) if n == self.config.rate_limit_per_minute => self.limiter.check(&key.id, 1),
-            Some(n) => self.override_limiter(n)?.check(&key.id, 1),
-        };
-        result.map_err(|_| ApiError::internal())
-    }
-
-    fn override_limiter(
-        &self,
-        n: u32,
-    ) -> Result<Arc<KeyedLimiter<KeyId, SlidingWindow>>, ApiError> {
-        if let Some(l) = self
-            .overrides
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&n)
-        {
-            return Ok(Arc::clone(l));
-        }
-        let algorithm =
-            SlidingWindow::new(Rate::per_minute(u64::from(n))).map_err(|_| ApiError::internal())?;
-        let mut map = self
-            .overrides
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(Arc::clone(
-            map.entry(n)
-                .or_insert_with(|| Arc::new(KeyedLimiter::new(algorithm))),
-        ))
+    pub(crate) async fn check_rate(&self, key: &KeyRecord) -> Result<Decision, ApiError> {
+        self.limits.check(key.id, key.rate_limit_per_minute).await
     }
 
     /// The current role of `user`; a user who no longer exists counts as a viewer.

@@ -84,3 +84,52 @@ fn default_window_rarely_denies_what_the_exact_window_would_admit() {
     // The README states this figure; the target is at most 1%.
     assert!(tally.false_denial_rate() <= 0.01, "{tally:?}");
 }
+
+/// The same comparison on the Redis window (fewer requests: each is a round trip).
+#[cfg(feature = "redis")]
+#[test]
+fn redis_window_rarely_denies_what_the_exact_window_would_admit() {
+    use align_ratelimit::{RedisOptions, RedisSlidingWindow, RedisStore};
+
+    let test = "redis_window_rarely_denies_what_the_exact_window_would_admit";
+    let Some(url) = crate::backend::redis_url(test) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = RedisOptions {
+        prefix: crate::backend::unique_prefix(),
+        ..RedisOptions::default()
+    };
+    let store = runtime
+        .block_on(async { RedisStore::open(&url, options) })
+        .unwrap();
+    let rate = Rate::new(LIMIT, Duration::from_nanos(WINDOW));
+    let window = RedisSlidingWindow::new(&store, rate).unwrap();
+    let oracle = SlidingLog::new(rate).unwrap();
+    let mut rng = XorShift(0x5eed_1234_abcd_0001);
+    let mut tally = Tally::default();
+    for key in 0..4 {
+        let arrivals = traffic(&mut rng, 5_000);
+        let mut exact = oracle.new_state(Timestamp::from_nanos(arrivals[0].0));
+        for (at, cost) in arrivals {
+            let now = Timestamp::from_nanos(at);
+            let admitted = runtime
+                .block_on(window.check_at(&key, cost, now))
+                .unwrap()
+                .allowed;
+            tally.requests += 1;
+            tally.admitted += u64::from(admitted);
+            tally.oracle_admitted +=
+                u64::from(oracle.check(&mut exact, cost, now).unwrap().allowed);
+        }
+    }
+    println!(
+        "redis window: {tally:?}: denies {:.2}% of what the exact log admits",
+        100.0 * tally.false_denial_rate(),
+    );
+    assert!(tally.false_denial_rate() <= 0.01, "{tally:?}");
+}

@@ -3,10 +3,16 @@
 #[cfg(test)]
 mod accuracy;
 #[cfg(test)]
+mod backend;
+#[cfg(test)]
 mod concurrency;
 #[cfg(test)]
 mod keyed;
 #[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod redis;
+#[cfg(test)]
+mod shared;
 #[cfg(test)]
 mod support;

@@ -7,7 +7,7 @@ use align_ratelimit::{
 };
 use proptest::prelude::*;
 
-use crate::support::{Arrival, START, max_in_any_window, replay, worst_excess_over_rate};
+use crate::support::{Arrival, Replayed, START, max_in_any_window, replay, worst_excess_over_rate};
 
 /// A limit, a window (nanoseconds), and arrivals whose clock may step back a little.
 fn workload(max_backstep: u64) -> impl Strategy<Value = (u64, u64, Vec<Arrival>)> {
@@ -43,6 +43,30 @@ fn rate(limit: u64, window: u64) -> Rate {
     Rate::new(limit, Duration::from_nanos(window))
 }
 
+/// The promise: no interval of one window holds more than the limit (and, checked while
+/// replaying, Retry-After and Reset are exact to the nanosecond).
+fn never_over_the_limit(
+    replayed: &[Replayed],
+    limit: u64,
+    window: u64,
+) -> Result<(), TestCaseError> {
+    prop_assert!(max_in_any_window(replayed, window) <= limit);
+    Ok(())
+}
+
+/// A request with nothing admitted in the last 1 + 1/8 windows is always admitted (in memory,
+/// units count at most one compact bucket, W/9, too long; in Redis at most W/600).
+fn admits_after_a_quiet_window(replayed: &[Replayed], window: u64) -> Result<(), TestCaseError> {
+    for (i, r) in replayed.iter().enumerate() {
+        let quiet_since = r.at.saturating_sub(window + window / 8);
+        let recent = replayed[..i]
+            .iter()
+            .any(|p| p.decision.allowed && p.at >= quiet_since);
+        prop_assert!(recent || r.decision.allowed);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -51,7 +75,7 @@ proptest! {
         (limit, window, arrivals) in workload(50_000_000)
     ) {
         let replayed = replay(&SlidingWindow::new(rate(limit, window)).unwrap(), &arrivals);
-        prop_assert!(max_in_any_window(&replayed, window) <= limit);
+        never_over_the_limit(&replayed, limit, window)?;
     }
 
     #[test]
@@ -75,15 +99,8 @@ proptest! {
     fn default_window_denies_nothing_the_oracle_admits_when_it_is_empty(
         (limit, window, arrivals) in workload(0)
     ) {
-        // A request with nothing admitted in the last 1 + 1/8 windows is always admitted (units
-        // count at most one compact bucket, W/9, too long).
         let w = SlidingWindow::new(rate(limit, window)).unwrap();
-        let replayed = replay(&w, &arrivals);
-        for (i, r) in replayed.iter().enumerate() {
-            let quiet_since = r.at.saturating_sub(window + window / 8);
-            let recent = replayed[..i].iter().any(|p| p.decision.allowed && p.at >= quiet_since);
-            prop_assert!(recent || r.decision.allowed);
-        }
+        admits_after_a_quiet_window(&replay(&w, &arrivals), window)?;
     }
 
     #[test]
@@ -143,4 +160,78 @@ fn the_two_counter_estimate_can_exceed_the_limit_in_a_sliding_window() {
     let exact = replay(&SlidingWindow::new(rate(10, window)).unwrap(), &arrivals);
     assert!(max_in_any_window(&counter, window) > 10);
     assert_eq!(max_in_any_window(&exact, window), 10);
+}
+
+/// The same properties, the same workloads, on the Redis sliding window (one key per case).
+#[cfg(feature = "redis")]
+mod in_redis {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use align_ratelimit::{RedisOptions, RedisSlidingWindow, RedisStore};
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::*;
+    use crate::backend::{InRedis, redis_url, unique_prefix};
+    use crate::support::replay_on;
+
+    /// Runs `property` over `cases` workloads, each replayed on a fresh key in Redis.
+    fn on_redis(
+        test: &str,
+        cases: u32,
+        max_backstep: u64,
+        property: impl Fn(&[Replayed], u64, u64) -> Result<(), TestCaseError>,
+    ) {
+        let Some(url) = redis_url(test) else { return };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let options = RedisOptions {
+            prefix: unique_prefix(),
+            ..RedisOptions::default()
+        };
+        let store = runtime
+            .block_on(async { RedisStore::open(&url, options) })
+            .unwrap();
+        let next = AtomicU64::new(0);
+        let mut runner = TestRunner::new(Config::with_cases(cases));
+        runner
+            .run(&workload(max_backstep), |(limit, window, arrivals)| {
+                let mut subject = InRedis {
+                    runtime: &runtime,
+                    limiter: RedisSlidingWindow::new(&store, rate(limit, window)).unwrap(),
+                    key: format!("case-{}", next.fetch_add(1, Ordering::Relaxed)),
+                };
+                let replayed = replay_on(&mut subject, &arrivals);
+                property(&replayed, limit, window)
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn redis_window_never_admits_more_than_the_limit_in_any_window() {
+        on_redis(
+            "redis_window_never_admits_more_than_the_limit_in_any_window",
+            64,
+            50_000_000,
+            never_over_the_limit,
+        );
+    }
+
+    #[test]
+    fn redis_window_denies_nothing_the_oracle_admits_when_it_is_empty() {
+        on_redis(
+            "redis_window_denies_nothing_the_oracle_admits_when_it_is_empty",
+            32,
+            0,
+            |replayed, _, window| admits_after_a_quiet_window(replayed, window),
+        );
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+#[test]
+fn redis_window_properties() {
+    let _ = crate::backend::redis_url("redis_window_properties");
 }

@@ -20,23 +20,64 @@ pub(crate) struct Replayed {
     pub(crate) decision: Decision,
 }
 
+/// A limiter under test, on one key: in memory (an algorithm and its state) or in Redis.
+pub(crate) trait Subject {
+    /// Decides on a request costing `cost` at `at` (nanoseconds), counting it if admitted.
+    fn check(&mut self, cost: u64, at: u64) -> Decision;
+    /// What [`Subject::check`] would decide now, without changing anything.
+    fn probe(&self, cost: u64, at: u64) -> Decision;
+}
+
+/// An [`Algorithm`] on one state, as the keyed store runs it.
+pub(crate) struct InMemory<'a, A: Algorithm> {
+    algorithm: &'a A,
+    state: A::State,
+}
+
+impl<'a, A: Algorithm> InMemory<'a, A> {
+    pub(crate) fn new(algorithm: &'a A, start: u64) -> Self {
+        let state = algorithm.new_state(Timestamp::from_nanos(start));
+        Self { algorithm, state }
+    }
+}
+
+impl<A> Subject for InMemory<'_, A>
+where
+    A: Algorithm,
+    A::State: Clone,
+{
+    fn check(&mut self, cost: u64, at: u64) -> Decision {
+        self.algorithm
+            .check(&mut self.state, cost, Timestamp::from_nanos(at))
+            .unwrap()
+    }
+
+    fn probe(&self, cost: u64, at: u64) -> Decision {
+        self.algorithm
+            .check(&mut self.state.clone(), cost, Timestamp::from_nanos(at))
+            .unwrap()
+    }
+}
+
 /// Feeds `arrivals` to `algorithm` on one state, checking the reset/retry promises on the way.
 pub(crate) fn replay<A>(algorithm: &A, arrivals: &[Arrival]) -> Vec<Replayed>
 where
     A: Algorithm,
     A::State: Clone,
 {
-    let mut state = algorithm.new_state(Timestamp::from_nanos(arrivals[0].at));
+    replay_on(&mut InMemory::new(algorithm, arrivals[0].at), arrivals)
+}
+
+/// Feeds `arrivals` to `subject`, checking the reset/retry promises on the way.
+pub(crate) fn replay_on(subject: &mut impl Subject, arrivals: &[Arrival]) -> Vec<Replayed> {
     let mut latest = 0;
     arrivals
         .iter()
         .map(|a| {
             latest = latest.max(a.at);
-            let decision = algorithm
-                .check(&mut state, a.cost, Timestamp::from_nanos(a.at))
-                .unwrap();
+            let decision = subject.check(a.cost, a.at);
             if a.at == latest {
-                assert_reset_and_retry_are_exact(algorithm, &state, &decision, a, latest);
+                assert_reset_and_retry_are_exact(subject, &decision, a, latest);
             }
             Replayed {
                 at: latest,
@@ -49,21 +90,13 @@ where
 
 /// `Retry-After` is the first instant the same request is admitted, and `Reset` the first
 /// instant `remaining` grows, both exactly (to the nanosecond).
-fn assert_reset_and_retry_are_exact<A>(
-    algorithm: &A,
-    state: &A::State,
+fn assert_reset_and_retry_are_exact(
+    subject: &impl Subject,
     decision: &Decision,
     arrival: &Arrival,
     now: u64,
-) where
-    A: Algorithm,
-    A::State: Clone,
-{
-    let probe = |cost: u64, at: u64| {
-        algorithm
-            .check(&mut state.clone(), cost, Timestamp::from_nanos(at))
-            .unwrap()
-    };
+) {
+    let probe = |cost: u64, at: u64| subject.probe(cost, at);
     if let Some(retry) = decision.retry_after {
         let retry = u64::try_from(retry.as_nanos()).unwrap();
         assert!(retry > 0, "a denial must ask to wait: {decision:?}");

@@ -162,7 +162,7 @@ async fn metrics(state: &AppState, req: &Request) -> Result<Response, ApiError> 
         (
             "align_ratelimit_tracked_keys",
             "Keys with rate-limit state in memory.",
-            state.limiter.len() as u64,
+            state.limits.tracked_keys() as u64,
         ),
     ];
     let outbox = state.webhooks.outbox_stats().await?;

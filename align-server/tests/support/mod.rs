@@ -53,12 +53,13 @@ impl TestServer {
             ..Config::default()
         };
         adjust(&mut config);
+        let key_file = config.bootstrap_key_path();
         let server = Server::start(config).await.unwrap();
         let addr = server.local_addr().unwrap();
-        let admin_key = std::fs::read_to_string(dir.path().join("bootstrap-admin-key"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        // A second instance on an existing data directory finds no new key to read.
+        let admin_key = std::fs::read_to_string(key_file)
+            .map(|k| k.trim().to_owned())
+            .unwrap_or_default();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -75,6 +76,18 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// Another instance on this one's data directory (same `align.db`), on a port of its own.
+    pub async fn start_another_instance(&self, adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = self.data_dir();
+        let mut other = Self::start_with(|c| {
+            adjust(c);
+            c.data_dir = data_dir;
+        })
+        .await;
+        other.admin_key.clone_from(&self.admin_key);
+        other
     }
 
     pub fn data_dir(&self) -> PathBuf {
