@@ -299,7 +299,10 @@ async fn a_batch_never_starts_an_attempt_its_lease_cannot_cover() {
     for id in &ids[2..] {
         let d = s.store.delivery(*id).await.unwrap();
         assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 0));
-        assert!(d.next_attempt_at.unwrap() <= Utc::now(), "handed back due now");
+        assert!(
+            d.next_attempt_at.unwrap() <= Utc::now(),
+            "handed back due now"
+        );
     }
     // The next batch takes them with a fresh lease.
     assert_eq!(s.dispatcher.run_once().await.unwrap(), 2);
