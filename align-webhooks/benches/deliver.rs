@@ -121,7 +121,23 @@ impl Outbox {
 
     /// Enqueues `BATCH` messages (untimed), then times draining them.
     async fn deliver_batch(&mut self) -> Duration {
-        for _ in 0..BATCH {
+        self.enqueue(BATCH).await;
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < BATCH {
+            sent += self.dispatcher.run_once().await.unwrap();
+        }
+        start.elapsed()
+    }
+
+    /// Delivers `n` messages untimed, so the HTTP client's pool holds its connections.
+    async fn warm_up(&mut self, n: usize) {
+        self.enqueue(n).await;
+        while self.dispatcher.run_once().await.unwrap() > 0 {}
+    }
+
+    async fn enqueue(&mut self, n: usize) {
+        for _ in 0..n {
             self.next_event += 1;
             let m = NewMessage::new(
                 format!("evt_{}", self.next_event),
@@ -131,12 +147,6 @@ impl Outbox {
             );
             self.store.enqueue(m, Utc::now()).await.unwrap();
         }
-        let start = Instant::now();
-        let mut sent = 0;
-        while sent < BATCH {
-            sent += self.dispatcher.run_once().await.unwrap();
-        }
-        start.elapsed()
     }
 }
 
@@ -158,9 +168,11 @@ impl Cases {
         match case {
             Case::Bare => bare(&self.url, self.concurrency).await,
             // The memory store scans its vectors on every call (it is the test back-end), so
-            // it starts empty each time instead of growing like the SQLite outbox.
+            // it starts empty each time instead of growing like the SQLite outbox; a warm-up
+            // opens its connections, as the long-lived SQLite dispatcher's already are.
             Case::Memory => {
                 let mut fresh = Outbox::new(&self.url, self.concurrency, None).await;
+                fresh.warm_up(self.concurrency).await;
                 fresh.deliver_batch().await
             }
             Case::Sqlite => self.sqlite.deliver_batch().await,
