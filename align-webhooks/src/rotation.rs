@@ -76,12 +76,13 @@ impl EndpointSecrets {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> String {
-        let mut out = String::new();
+        // Room for one `v1` signature; rotation (or `v1a`) grows it once more at most.
+        let mut out = String::with_capacity(47);
         for key in self.active_at(now) {
             if !out.is_empty() {
                 out.push(' ');
             }
-            out.push_str(&key.sign(msg_id, timestamp, body));
+            key.sign_to(msg_id, timestamp, body, &mut out);
         }
         out
     }

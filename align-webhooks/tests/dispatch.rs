@@ -282,6 +282,34 @@ async fn concurrency_is_bounded() {
 }
 
 #[tokio::test]
+async fn a_batch_never_starts_an_attempt_its_lease_cannot_cover() {
+    // One at a time, 1.2 s per attempt; an attempt needs 2 s + 1 s of a 5 s lease.
+    let mut c = config();
+    c.concurrency = 1;
+    c.attempt_timeout = Duration::from_secs(2);
+    c.lease = Duration::from_secs(5);
+    let s = setup(c, |_, _| Reply::status(200).delay(ms(1200))).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(s.send(&format!("evt_lease_{i}")).await);
+    }
+    // The first two start at 0 s and 1.2 s; at 2.4 s only 2.6 s of the lease are left.
+    assert_eq!(s.dispatcher.run_once().await.unwrap(), 4);
+    assert_eq!(s.receiver.count(), 2);
+    for id in &ids[2..] {
+        let d = s.store.delivery(*id).await.unwrap();
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 0));
+        assert!(
+            d.next_attempt_at.unwrap() <= Utc::now(),
+            "handed back due now"
+        );
+    }
+    // The next batch takes them with a fresh lease.
+    assert_eq!(s.dispatcher.run_once().await.unwrap(), 2);
+    assert_eq!(s.receiver.count(), 4);
+}
+
+#[tokio::test]
 async fn retry_after_is_honoured_within_bounds() {
     let mut c = config();
     c.max_retry_after = Duration::from_secs(3);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 pub use schedule::{RetrySchedule, ScheduleParseError};
@@ -26,6 +26,13 @@ use throttle::{Admission, Throttle};
 /// Longest a throttled attempt waits in memory (holding a concurrency permit) before it is put
 /// back in the store instead.
 const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
+
+/// [`Dispatcher::run_once`] claims at least this many deliveries: one outbox round trip per
+/// delivery would bound a single delivery stream by the store's commit rate.
+const BATCH_CLAIM: usize = 64;
+
+/// [`Dispatcher::run_once`] records outcomes in groups of at least this many.
+const RECORD_GROUP: usize = 16;
 
 /// The event emitted when the dispatcher disables an endpoint.
 pub const ENDPOINT_DISABLED_EVENT: &str = "webhook_endpoint.disabled";
@@ -163,70 +170,92 @@ impl Dispatcher {
         })
     }
 
-    /// Claims up to `4 × concurrency` deliveries due now, sends them (`concurrency` at a
-    /// time) and waits for every attempt to be recorded. Returns how many were claimed; call
-    /// it again until it returns 0 to drain a backlog, or use [`Dispatcher::run`].
+    /// Claims up to `max(4 × concurrency, 64)` deliveries due now, sends them (`concurrency`
+    /// at a time) and waits for every attempt to be recorded. Returns how many were claimed;
+    /// call it again until it returns 0 to drain a backlog, or use [`Dispatcher::run`].
+    ///
+    /// A claimed delivery whose lease could run out before its attempt ends (slow endpoints
+    /// ahead of it in the batch) is handed back to the store unsent, due at once, so no
+    /// other dispatcher can claim it while it is in flight. Outcomes are recorded in groups of
+    /// `max(concurrency, 16)`, which the SQLite store commits together.
     pub async fn run_once(&self) -> Result<usize> {
-        let claimed = self.claim(usize::MAX).await?;
+        let claimed_at = Instant::now();
+        let claimed = self.claim(BATCH_CLAIM.max(self.batch_limit())).await?;
         let n = claimed.len();
+        let (outcomes, received) = mpsc::unbounded_channel();
+        let group = self.inner.config.concurrency.max(RECORD_GROUP);
+        let recorder = tokio::spawn(record_in_groups(Arc::clone(&self.inner), received, group));
+        // Past the first wave, an attempt may start only while its lease still covers it:
+        // the attempt timeout plus the longest throttle wait.
+        let budget = self.inner.config.attempt_timeout + MAX_THROTTLE_WAIT;
+        let first_wave = self.inner.config.concurrency.max(1);
         let mut tasks = JoinSet::new();
-        for due in claimed {
+        let mut first_error = None;
+        for (i, due) in claimed.into_iter().enumerate() {
             let permit = Arc::clone(&self.inner.permits)
                 .acquire_owned()
                 .await
                 .map_err(|_| crate::error::Error::StoreWorker)?;
-            let inner = Arc::clone(&self.inner);
-            tasks.spawn(async move {
-                let out = inner.deliver(due).await;
+            if i >= first_wave && claimed_at.elapsed() + budget >= self.inner.config.lease {
                 drop(permit);
-                out
-            });
+                if let Err(e) = self.inner.store.postpone(due.delivery.id, Utc::now()).await {
+                    first_error.get_or_insert(e);
+                }
+                continue;
+            }
+            self.spawn_delivery(&mut tasks, due, permit, Some(outcomes.clone()));
         }
-        let mut first_error = None;
+        drop(outcomes);
         while let Some(joined) = tasks.join_next().await {
             if let Ok(Err(e)) = joined {
                 first_error.get_or_insert(e);
             }
         }
+        match recorder.await {
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(crate::error::Error::StoreWorker);
+            }
+            Ok(Ok(())) => {}
+        }
         first_error.map_or(Ok(n), Err)
     }
 
-    /// Runs until `shutdown` completes: claims due deliveries as permits free up, sleeping
-    /// `poll_interval` when nothing is due. In-flight attempts finish before it returns.
+    /// Runs until `shutdown` completes: claims due deliveries as soon as permits free up,
+    /// sleeping `poll_interval` when nothing is due. In-flight attempts finish (and are
+    /// recorded) before it returns.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
         let mut tasks = JoinSet::new();
         loop {
             while tasks.try_join_next().is_some() {}
-            let free = self.inner.permits.available_permits();
-            let claimed = if free == 0 {
-                Vec::new()
-            } else {
-                // A store error (busy database) is retried on the next turn.
-                self.claim(free).await.unwrap_or_default()
-            };
-            let idle = claimed.is_empty();
-            for due in claimed {
-                let Ok(permit) = Arc::clone(&self.inner.permits).acquire_owned().await else {
-                    break;
-                };
-                let inner = Arc::clone(&self.inner);
-                tasks.spawn(async move {
-                    let out = inner.deliver(due).await;
-                    drop(permit);
-                    out
-                });
-            }
-            let pause = if idle {
-                self.inner.config.poll_interval
-            } else if free == 0 {
-                Duration::from_millis(5)
-            } else {
-                Duration::ZERO
-            };
-            tokio::select! {
+            // Wait for a free permit (not a fixed pause), then take every other free one, so
+            // the claim is as large as what can be sent right away.
+            let first = tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep(pause) => {}
+                permit = Arc::clone(&self.inner.permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let mut permits = vec![first];
+            while let Ok(p) = Arc::clone(&self.inner.permits).try_acquire_owned() {
+                permits.push(p);
+            }
+            // A store error (busy database) is retried on the next turn.
+            let claimed = self.claim(permits.len()).await.unwrap_or_default();
+            let idle = claimed.is_empty();
+            for (due, permit) in claimed.into_iter().zip(permits.drain(..)) {
+                self.spawn_delivery(&mut tasks, due, permit, None);
+            }
+            drop(permits);
+            if idle {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(self.inner.config.poll_interval) => {}
+                }
             }
         }
         while tasks.join_next().await.is_some() {}
@@ -250,8 +279,41 @@ impl Dispatcher {
             .await
     }
 
+    /// Sends `due` while holding `permit`, then records the outcome without it: the permit
+    /// bounds requests in flight, and releasing it before the store write lets the next
+    /// request overlap this one's write. With `batch`, the outcome goes there to be recorded
+    /// with others instead.
+    fn spawn_delivery(
+        &self,
+        tasks: &mut JoinSet<Result<()>>,
+        due: DueDelivery,
+        permit: OwnedSemaphorePermit,
+        batch: Option<mpsc::UnboundedSender<Outcome>>,
+    ) {
+        let inner = Arc::clone(&self.inner);
+        tasks.spawn(async move {
+            let sent = inner.attempt(due).await;
+            drop(permit);
+            let Some(outcome) = sent? else {
+                return Ok(());
+            };
+            match batch {
+                Some(batch) => match batch.send(outcome) {
+                    Ok(()) => Ok(()),
+                    // The recorder is gone (it failed): record this one alone.
+                    Err(mpsc::error::SendError(outcome)) => inner.record(outcome).await,
+                },
+                None => inner.record(outcome).await,
+            }
+        });
+    }
+
+    /// How many deliveries [`Dispatcher::run_once`] claims at most, before the floor.
+    fn batch_limit(&self) -> usize {
+        self.inner.config.concurrency.max(1) * 4
+    }
+
     async fn claim(&self, limit: usize) -> Result<Vec<DueDelivery>> {
-        let limit = limit.min(self.inner.config.concurrency.max(1) * 4);
         self.inner
             .store
             .claim_due(Utc::now(), limit, self.inner.config.lease)
@@ -259,8 +321,59 @@ impl Dispatcher {
     }
 }
 
+/// Records outcomes as they arrive, `group` at a time (the rest when the channel closes).
+/// A group's writes are issued together, so the store can commit them in one transaction.
+async fn record_in_groups(
+    inner: Arc<Inner>,
+    mut outcomes: mpsc::UnboundedReceiver<Outcome>,
+    group: usize,
+) -> Result<()> {
+    let mut writes = JoinSet::new();
+    let mut held = Vec::with_capacity(group);
+    loop {
+        let more = outcomes.recv().await;
+        let closed = more.is_none();
+        held.extend(more);
+        if held.len() >= group || closed {
+            for outcome in held.drain(..) {
+                let inner = Arc::clone(&inner);
+                writes.spawn(async move { inner.record(outcome).await });
+            }
+        }
+        if closed {
+            break;
+        }
+    }
+    let mut first_error = None;
+    while let Some(joined) = writes.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(crate::error::Error::StoreWorker);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// What one attempt produced, waiting to be recorded.
+struct Outcome {
+    delivery: DeliveryId,
+    endpoint: EndpointId,
+    environment: align_keys::Environment,
+    attempt: Attempt,
+    next: Next,
+    gone: bool,
+    finished: DateTime<Utc>,
+}
+
 impl Inner {
-    async fn deliver(&self, due: DueDelivery) -> Result<()> {
+    /// Sends one delivery (after the throughput cap allows it). `None` when the cap put it
+    /// back in the store instead.
+    async fn attempt(&self, due: DueDelivery) -> Result<Option<Outcome>> {
         let DueDelivery {
             delivery,
             message,
@@ -277,7 +390,7 @@ impl Inner {
                 Admission::SendAfter(wait) => tokio::time::sleep(wait).await,
                 Admission::Postpone(wait) => {
                     let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                    return self.store.postpone(delivery.id, at).await;
+                    return self.store.postpone(delivery.id, at).await.map(|()| None);
                 }
             }
         }
@@ -307,7 +420,7 @@ impl Inner {
                     id: &message.id.0,
                     timestamp,
                     signature,
-                    body: Bytes::from(message.payload.clone()),
+                    body: Bytes::from(message.payload),
                 };
                 client::send(&self.client, signed, self.config.attempt_timeout).await
             }
@@ -333,24 +446,39 @@ impl Inner {
                 }
             },
         };
-        let attempt = Attempt {
-            at: now,
-            status: response.status.map(|s| s.as_u16()),
-            latency_ms: u64::try_from(response.latency.as_millis()).unwrap_or(u64::MAX),
-            response_body: response.body,
-            error: response.error,
-        };
-        let failing_since = self
-            .store
-            .record_attempt(delivery.id, attempt, next)
-            .await?;
+        Ok(Some(Outcome {
+            delivery: delivery.id,
+            endpoint: endpoint.id,
+            environment: endpoint.environment,
+            attempt: Attempt {
+                at: now,
+                status: response.status.map(|s| s.as_u16()),
+                latency_ms: u64::try_from(response.latency.as_millis()).unwrap_or(u64::MAX),
+                response_body: response.body,
+                error: response.error,
+            },
+            next,
+            gone,
+            finished,
+        }))
+    }
+
+    /// Records an attempt, then disables the endpoint if it answered 410 or has been failing
+    /// for too long.
+    async fn record(&self, outcome: Outcome) -> Result<()> {
+        let Outcome {
+            delivery,
+            endpoint,
+            environment,
+            attempt,
+            next,
+            gone,
+            finished,
+        } = outcome;
+        let failing_since = self.store.record_attempt(delivery, attempt, next).await?;
         if gone {
             return self
-                .disable(
-                    endpoint.id,
-                    endpoint.environment,
-                    "the endpoint answered 410 Gone",
-                )
+                .disable(endpoint, environment, "the endpoint answered 410 Gone")
                 .await;
         }
         if let Some(since) = failing_since {
@@ -358,8 +486,8 @@ impl Inner {
             if failing_for >= self.config.disable_after {
                 return self
                     .disable(
-                        endpoint.id,
-                        endpoint.environment,
+                        endpoint,
+                        environment,
                         "every attempt failed for longer than the disable threshold",
                     )
                     .await;

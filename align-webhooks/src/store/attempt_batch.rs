@@ -88,20 +88,22 @@ impl AttemptBatch {
 }
 
 /// Runs every job in its own savepoint inside one transaction; the outer error is for the
-/// transaction itself (begin or commit), the inner ones per job.
+/// transaction itself (begin or commit), the inner ones per job. The savepoint statements
+/// are prepared once per connection (rusqlite's `Savepoint` parses its SQL every time).
 fn commit_round(
     conn: &mut Connection,
     jobs: &[(AttemptJob, Answer)],
 ) -> Result<Vec<Result<Option<DateTime<Utc>>>>> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
     for (job, _) in jobs {
-        let sp = tx.savepoint()?;
-        let result = record_one(&sp, job);
-        if result.is_ok() {
-            sp.commit()?;
+        tx.prepare_cached("SAVEPOINT attempt")?.execute([])?;
+        let result = record_one(&tx, job);
+        if result.is_err() {
+            // Undo this job's writes only; the savepoint itself is released below.
+            tx.prepare_cached("ROLLBACK TO attempt")?.execute([])?;
         }
-        // On error the savepoint rolls back when dropped.
+        tx.prepare_cached("RELEASE attempt")?.execute([])?;
         results.push(result);
     }
     tx.commit()?;
