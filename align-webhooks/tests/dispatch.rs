@@ -255,10 +255,12 @@ async fn the_per_endpoint_throughput_cap_is_enforced() {
     );
     let _ = stop.send(());
     let at: Vec<Instant> = s.receiver.received().iter().map(|r| r.at).collect();
-    // Ten per second, evenly spaced: any eleven consecutive arrivals span about a second.
+    // Ten per second: any eleven consecutive attempts start at least a second apart. Arrivals
+    // at the receiver add each request's own latency (the first also opens the connection),
+    // so allow that much jitter on a loaded machine.
     for w in at.windows(11) {
         let span = w[10].duration_since(w[0]);
-        assert!(span >= ms(950), "11 deliveries within {span:?}");
+        assert!(span >= ms(900), "11 deliveries within {span:?}");
     }
     let total = at[24].duration_since(at[0]);
     assert!(total >= ms(2350), "{total:?}");

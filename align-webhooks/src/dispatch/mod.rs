@@ -387,7 +387,12 @@ impl Inner {
                 .throttle
                 .admit(endpoint.id, rate, Instant::now(), MAX_THROTTLE_WAIT)
             {
-                Admission::SendAfter(wait) => tokio::time::sleep(wait).await,
+                Admission::SendAfter(wait) => {
+                    tokio::time::sleep(wait).await;
+                    while let Some(hold) = self.throttle.gate(endpoint.id, rate, Instant::now()) {
+                        tokio::time::sleep(hold).await;
+                    }
+                }
                 Admission::Postpone(wait) => {
                     let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                     return self.store.postpone(delivery.id, at).await.map(|()| None);
