@@ -36,6 +36,22 @@ impl Running {
         }
     }
 
+    /// Reads stdout lines until one of each `types` has been seen (in any order: deliveries
+    /// run concurrently); returns them by type.
+    fn lines_of_types(&self, types: &[&str]) -> std::collections::BTreeMap<String, Value> {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = std::collections::BTreeMap::new();
+        while !types.iter().all(|t| seen.contains_key(*t)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).expect("no such line in time");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if let Some(t) = v["type"].as_str() {
+                seen.entry(t.to_owned()).or_insert(v);
+            }
+        }
+        seen
+    }
+
     fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -415,13 +431,12 @@ fn key_changes_on_the_data_directory_are_events_delivered_and_listed() {
     json(&operator(&data, &["keys", "revoke", &key_id, "--json"]));
 
     // Both changes are events: delivered, signed, to the receiver …
-    for kind in ["api_key.created", "api_key.revoked"] {
-        let event = listener.line_where(|v| v["type"] == kind);
+    let kinds = ["api_key.created", "api_key.revoked"];
+    for event in listener.lines_of_types(&kinds).values() {
         assert_eq!(event["data"]["apiKeyId"], key_id.as_str());
     }
     // … seen by a follower of the events log, once each …
-    for kind in ["api_key.created", "api_key.revoked"] {
-        let event = follower.line_where(|v| v["type"] == kind);
+    for event in follower.lines_of_types(&kinds).values() {
         assert_eq!(event["data"]["apiKeyId"], key_id.as_str());
     }
     assert!(
