@@ -62,3 +62,15 @@ pub fn new_key(f: &Fixture, name: &str, env: Environment) -> NewKey {
 pub fn manager(store: Arc<dyn KeyStore>) -> KeyManager {
     KeyManager::new(store, Arc::new(Sha256Hasher))
 }
+
+/// The PostgreSQL database to test against (`ALIGN_TEST_POSTGRES_URL`), or `None` after
+/// printing why PostgreSQL is skipped.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("ALIGN_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipping PostgreSQL: ALIGN_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
+}
