@@ -67,7 +67,7 @@ pub fn postgres_url() -> Option<String> {
     match std::env::var("ALIGN_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!("skipping PostgreSQL: ALIGN_TEST_POSTGRES_URL is not set");
+            skipping_postgres();
             None
         }
     }
@@ -227,4 +227,17 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     check().await
+}
+
+/// Says once per test binary, past the test harness's output capture, why PostgreSQL is not
+/// tested.
+pub fn skipping_postgres() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
+        );
+    });
 }
