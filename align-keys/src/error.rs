@@ -46,6 +46,15 @@ pub enum Error {
     #[cfg(feature = "sqlite")]
     #[error("SQLite key store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL store failed (the message never includes the connection URL).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL key store: {}", crate::postgres::describe(.0))]
+    Postgres(#[source] tokio_postgres::Error),
+    /// No pooled PostgreSQL connection could be had (the server is unreachable or every
+    /// connection stayed busy past the wait).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL connection pool: {0}")]
+    PostgresPool(String),
     /// The store's event hook failed to record a change's event; the change was rolled back.
     #[error("recording the key's event failed: {0}")]
     EventHook(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -65,7 +74,28 @@ impl Error {
                 e.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(e) => crate::postgres::is_transient(e),
+            #[cfg(feature = "postgres")]
+            Self::PostgresPool(_) => true,
             _ => false,
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Postgres(e)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => Self::Postgres(e),
+            other => Self::PostgresPool(other.to_string()),
         }
     }
 }

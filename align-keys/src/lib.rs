@@ -6,7 +6,8 @@
 //! - [`Redactor`]: masks keys, webhook secrets and credential headers in logs and records;
 //! - [`domain`], [`policy`]: organisations, projects, users, roles, scopes, permissions, and
 //!   the least-privilege rules for minting and acting;
-//! - [`KeyStore`] with [`MemoryKeyStore`] and (feature `sqlite`) `SqliteKeyStore`;
+//! - [`KeyStore`] with [`MemoryKeyStore`], (feature `sqlite`) `SqliteKeyStore` and (feature
+//!   `postgres`) `PgKeyStore`;
 //! - [`KeyVerifier`] and [`KeyManager`]: verification with an in-process cache that revocation
 //!   reaches at once, and the operations that change keys.
 //!
@@ -21,6 +22,8 @@ pub mod http;
 pub mod layer;
 mod manager;
 pub mod policy;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod redact;
 mod secret;
 #[cfg(feature = "sqlite")]
@@ -42,6 +45,8 @@ pub use policy::{Caller, Denial, KeySpec, Target};
 pub use redact::{MASK, Redactor, is_sensitive_name};
 pub use secret::Secret;
 pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};
+#[cfg(feature = "postgres")]
+pub use store::{PgEventHook, PgKeyStore};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteEventHook, SqliteKeyStore};
 pub use token::{Environment, MintedToken, ParsedToken, TokenDefect};

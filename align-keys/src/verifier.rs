@@ -409,25 +409,25 @@ impl KeyVerifier {
         lock(&self.dirty).len()
     }
 
-    /// Spawns a task that polls the store's change log every `every` and drops changed keys
-    /// from the cache, so that revocations, suspensions and other changes made by another
-    /// process (an operator CLI, another server) are seen within `every`. Changes made through
-    /// this process's [`crate::KeyManager`] are seen at once without it.
+    /// Spawns a task that reads the store's change log and drops changed keys from the cache,
+    /// so that revocations, suspensions and other changes made by another process (an
+    /// operator CLI, another server) are seen within `every`: the task reads the log whenever
+    /// the store signals a change ([`KeyStore::wait_for_changes`]; PostgreSQL does, through
+    /// LISTEN/NOTIFY) and at least every `every`. Changes made through this process's
+    /// [`crate::KeyManager`] are seen at once without it.
     pub fn spawn_change_watcher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut position = -1;
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
-                // A failed poll keeps the position; the next tick asks again.
+                // A failed read keeps the position; the next round asks again.
                 if let Ok((changed, next)) = this.store.key_changes_since(position).await {
                     for id in changed {
                         this.invalidate(id);
                     }
                     position = next;
                 }
+                this.store.wait_for_changes(every).await;
             }
         })
     }

@@ -11,7 +11,9 @@ use align_keys::*;
 use chrono::{Duration, Utc};
 use common::*;
 
-async fn backends() -> Vec<(&'static str, Arc<dyn KeyStore>)> {
+/// Every back-end, each over an empty store; PostgreSQL (in a scratch schema dropped when the
+/// loop ends) when `ALIGN_TEST_POSTGRES_URL` is set.
+async fn backends() -> Backends {
     #[allow(unused_mut)]
     let mut stores = vec![(
         "memory",
@@ -22,7 +24,43 @@ async fn backends() -> Vec<(&'static str, Arc<dyn KeyStore>)> {
         "sqlite",
         Arc::new(SqliteKeyStore::open_in_memory().await.unwrap()),
     ));
-    stores
+    #[cfg(feature = "postgres")]
+    let scratch = match postgres_url() {
+        Some(url) => {
+            let scratch = align_keys::postgres::ScratchSchema::create(&url)
+                .await
+                .unwrap();
+            let store = PgKeyStore::open(scratch.pool().unwrap())
+                .await
+                .unwrap()
+                .listen_for_changes(scratch.config())
+                .unwrap();
+            stores.push(("postgres", Arc::new(store)));
+            Some(scratch)
+        }
+        None => None,
+    };
+    Backends {
+        stores: stores.into_iter(),
+        #[cfg(feature = "postgres")]
+        _scratch: scratch,
+    }
+}
+
+/// The stores to run a test body over; yields each once and keeps PostgreSQL's scratch schema
+/// until the loop is done.
+struct Backends {
+    stores: std::vec::IntoIter<(&'static str, Arc<dyn KeyStore>)>,
+    #[cfg(feature = "postgres")]
+    _scratch: Option<align_keys::postgres::ScratchSchema>,
+}
+
+impl Iterator for Backends {
+    type Item = (&'static str, Arc<dyn KeyStore>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.stores.next()
+    }
 }
 
 fn record(f: &Fixture, prefix: &str) -> KeyRecord {

@@ -41,6 +41,29 @@ pub struct Config {
     pub tls_key_file: Option<PathBuf>,
     /// Webhook delivery settings (`webhooks.*`).
     pub webhooks: WebhookSettings,
+    /// Where keys and the webhook outbox live (`database.url`, default the SQLite file in
+    /// the data directory).
+    pub database: Database,
+}
+
+/// The database the stores run on (`database.url`).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Database {
+    /// `DIR/align.db` in the data directory (an empty `database.url` or `sqlite:`).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by several instances (`postgres://…`). The URL may hold
+    /// a password, so this value's `Debug` shows only the back-end.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "Sqlite",
+            Self::Postgres(_) => "Postgres(..)",
+        })
+    }
 }
 
 /// Webhook settings (`webhooks.*`; see `docs/operations.md`).
@@ -184,6 +207,7 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             webhooks: WebhookSettings::default(),
+            database: Database::Sqlite,
         }
     }
 }
@@ -314,7 +338,9 @@ impl Config {
         if let Some(d) = f.data_dir {
             self.data_dir = d;
         }
-        check_database_url(f.database.url.as_deref())?;
+        if let Some(url) = f.database.url.as_deref() {
+            self.database = parse_database_url(url)?;
+        }
         if let Some(u) = f.ratelimit.redis_url {
             self.redis.url = redis_url(&u)?;
         }
@@ -389,7 +415,7 @@ impl Config {
         match name {
             "ALIGN_LISTEN" => self.listen = parse_value(name, value)?,
             "ALIGN_DATA_DIR" => self.data_dir = PathBuf::from(value),
-            "ALIGN_DATABASE_URL" => check_database_url(Some(value))?,
+            "ALIGN_DATABASE_URL" => self.database = parse_database_url(value)?,
             "ALIGN_RATELIMIT_REDIS_URL" => self.redis.url = redis_url(value)?,
             "ALIGN_RATELIMIT_REDIS_FAILURE" => {
                 self.redis.failure = parse_failure(name, value)?;
@@ -526,16 +552,27 @@ fn optional(key: &str, value: &str) -> Result<Option<u64>, Error> {
     }
 }
 
-// Back-ends that are not built yet are refused rather than silently ignored.
-fn check_database_url(url: Option<&str>) -> Result<(), Error> {
-    match url {
-        None => Ok(()),
-        Some(u) if u.is_empty() || u.starts_with("sqlite:") => Ok(()),
-        Some(_) => Err(Error::Setting {
-            key: "database.url".into(),
-            reason: "only the embedded SQLite database is supported in this version".into(),
-        }),
+/// `sqlite:…` or empty: the embedded file; `postgres://…`: a shared PostgreSQL database,
+/// checked here so a bad URL fails at start-up. The error never repeats the URL (it may hold
+/// a password).
+fn parse_database_url(url: &str) -> Result<Database, Error> {
+    let url = url.trim();
+    if url.is_empty() || url.starts_with("sqlite:") {
+        return Ok(Database::Sqlite);
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return match align_keys::postgres::parse_url(url) {
+            Ok(_) => Ok(Database::Postgres(url.to_owned())),
+            Err(e) => Err(Error::Setting {
+                key: "database.url".into(),
+                reason: e.to_string(),
+            }),
+        };
+    }
+    Err(Error::Setting {
+        key: "database.url".into(),
+        reason: "expected an empty value, sqlite: or postgres://…".into(),
+    })
 }
 
 /// An empty URL means "no Redis": limits stay in memory.
@@ -609,11 +646,30 @@ mod tests {
         assert!(e.to_string().contains("ALIGN_RATELIMIT_PER_MINUTE"), "{e}");
         let e = Config::load(
             None,
-            env(&[("ALIGN_DATABASE_URL", "postgres://x")]),
+            env(&[("ALIGN_DATABASE_URL", "mysql://x")]),
             &Overrides::default(),
         )
         .unwrap_err();
         assert!(e.to_string().contains("database.url"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_DATABASE_URL", "postgres://u:s3cret@db:port/align")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("database.url"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[("ALIGN_DATABASE_URL", "postgres://u:s3cret@db/align")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.database,
+            Database::Postgres("postgres://u:s3cret@db/align".into())
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("align.toml");
         std::fs::write(&file, "nonsense = 1\n").unwrap();

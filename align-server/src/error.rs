@@ -306,7 +306,11 @@ impl From<align_webhooks::Error> for ApiError {
                 tracing::warn!(error = %e, "webhook store busy");
                 Self::unavailable()
             }
-            W::StoreWorker => Self::unavailable(),
+            W::StoreWorker | W::PostgresPool(_) => Self::unavailable(),
+            W::Postgres(ref p) if align_keys::postgres::is_transient(p) => {
+                tracing::warn!(error = %e, "webhook store unavailable");
+                Self::unavailable()
+            }
             other => {
                 tracing::error!(error = %other, "webhook store failure");
                 Self::internal()

@@ -1,7 +1,7 @@
 //! Events: what the server tells webhook endpoints and `GET /events` pollers.
 //!
-//! Key changes (`api_key.*`) are written to the outbox by [`OutboxHook`] inside the SQLite
-//! transaction of the change itself, so a change never commits without its event nor the
+//! Key changes (`api_key.*`) are written to the outbox by [`OutboxHook`] inside the SQLite or
+//! PostgreSQL transaction of the change itself, so a change never commits without its event nor the
 //! other way round. Events that are not a stored change (`rate_limit.exceeded`,
 //! `webhook.test`) are enqueued on their own; `webhook_endpoint.disabled` comes from the
 //! dispatcher.
@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use align_keys::{KeyEvent, KeyId, KeyRecord, SqliteEventHook};
+use align_keys::{KeyEvent, KeyId, KeyRecord, PgEventHook, SqliteEventHook};
 use align_ratelimit::Decision;
 use align_webhooks::{NewMessage, Owner};
 use chrono::Utc;
@@ -77,6 +77,24 @@ impl SqliteEventHook for OutboxHook {
         event: KeyEvent,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         align_webhooks::enqueue_in_transaction(tx, &key_message(key, event), event.at)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl PgEventHook for OutboxHook {
+    async fn on_key_event(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        key: &KeyRecord,
+        event: KeyEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        align_webhooks::PgWebhookStore::enqueue_in_transaction(
+            tx,
+            &key_message(key, event),
+            event.at,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ mod state;
 mod tls;
 
 pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
-pub use config::{Config, Overrides};
+pub use config::{Config, Database, Overrides};
 pub use error::{ApiError, Error};
 /// The key store hook that writes `api_key.*` events to the webhook outbox in the change's
 /// transaction: `SqliteKeyStore::open(path).await?.with_event_hook(Arc::new(OutboxHook))`,

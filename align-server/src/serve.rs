@@ -9,21 +9,24 @@ use std::time::Duration;
 
 use align_audit::{AuditSink, SqliteSink};
 use align_keys::store::KeyStore;
-use align_keys::{KeyManager, Sha256Hasher, SqliteKeyStore};
-use align_webhooks::{Dispatcher, DispatcherConfig, SqliteWebhookStore, WebhookStore};
+use align_keys::{KeyManager, PgKeyStore, Sha256Hasher, SqliteKeyStore};
+use align_webhooks::{
+    Dispatcher, DispatcherConfig, PgWebhookStore, SqliteWebhookStore, WebhookStore,
+};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::bootstrap::{Bootstrap, bootstrap};
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::error::Error;
 use crate::state::AppState;
 
 /// Hard limit on a request head; the pipeline refuses heads over 16 KiB with an envelope first.
 const HYPER_MAX_BUF: usize = 128 * 1024;
-/// How often the key store's change log is polled for changes made by other processes.
+/// How often the key store's change log is read at the latest for changes made by other
+/// processes (PostgreSQL also wakes the reader at once through LISTEN/NOTIFY).
 const CHANGE_POLL: Duration = Duration::from_millis(250);
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -70,6 +73,45 @@ impl Backends {
     }
 }
 
+impl Backends {
+    /// The back-ends `database.url` names: [`Backends::sqlite`] by default,
+    /// [`Backends::postgres`] for a `postgres://` URL.
+    pub async fn from_config(config: &Config) -> Result<Self, Error> {
+        match &config.database {
+            Database::Sqlite => Self::sqlite(config).await,
+            Database::Postgres(url) => Self::postgres(config, url).await,
+        }
+    }
+
+    /// Keys and the webhook outbox in the PostgreSQL database at `url`, shared with any
+    /// number of other instances: key changes and their events commit in one PostgreSQL
+    /// transaction, every instance's verifier hears of a change through LISTEN/NOTIFY, and
+    /// dispatchers share the outbox (`FOR UPDATE SKIP LOCKED`). The audit and request logs
+    /// stay in this instance's own `DIR/align.db` (one chain per instance; there is no
+    /// PostgreSQL audit sink yet).
+    pub async fn postgres(config: &Config, url: &str) -> Result<Self, Error> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let pg = align_keys::postgres::parse_url(url)?;
+        let pool = align_keys::postgres::pool(pg.clone())?;
+        // The outbox tables must exist before the first key change enqueues into them.
+        let webhooks = PgWebhookStore::open(pool.clone()).await?;
+        let keys = PgKeyStore::open(pool)
+            .await?
+            .listen_for_changes(pg)?
+            .with_event_hook(Arc::new(crate::events::OutboxHook));
+        let sink_config = crate::bootstrap::audit_sink_config(&config.data_dir, false)?;
+        let audit = SqliteSink::open(config.database_path(), sink_config).await?;
+        Ok(Self {
+            keys: Arc::new(keys),
+            audit: Arc::new(audit),
+            webhooks: Arc::new(webhooks),
+        })
+    }
+}
+
 /// A bound, bootstrapped server, ready to [`Server::run`].
 pub struct Server {
     state: Arc<AppState>,
@@ -90,8 +132,9 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Prepares the data directory and database (bootstrapping an empty one) and binds.
+    /// The database is the one `database.url` names (see [`Backends::from_config`]).
     pub async fn start(config: Config) -> Result<Self, Error> {
-        let backends = Backends::sqlite(&config).await?;
+        let backends = Backends::from_config(&config).await?;
         Self::with_backends(config, backends).await
     }
 

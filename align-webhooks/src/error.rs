@@ -67,6 +67,15 @@ pub enum Error {
     #[cfg(feature = "sqlite")]
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The PostgreSQL database failed (the message never includes the connection URL).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL webhook store: {}", align_keys::postgres::describe(.0))]
+    Postgres(#[source] tokio_postgres::Error),
+    /// No pooled PostgreSQL connection could be had (the server is unreachable or every
+    /// connection stayed busy past the wait).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL connection pool: {0}")]
+    PostgresPool(String),
     /// A setting (environment variable) has a value this crate cannot use.
     #[error("invalid value for {0}")]
     InvalidSetting(&'static str),
@@ -83,6 +92,23 @@ pub enum Error {
     /// The HTTP client could not be built (TLS set-up).
     #[error("HTTP client set-up failed: {0}")]
     Client(String),
+}
+
+#[cfg(feature = "postgres")]
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Postgres(e)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => Self::Postgres(e),
+            other => Self::PostgresPool(other.to_string()),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

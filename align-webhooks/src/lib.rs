@@ -9,8 +9,9 @@
 //!   credentials or secret-looking query parameters, no private or reserved destinations,
 //!   checked at registration and again at delivery.
 //! - **Durable outbox** ([`WebhookStore`], [`MemoryWebhookStore`], `SqliteWebhookStore` with
-//!   feature `sqlite`): enqueue fans a message out to matching endpoints, idempotently by
-//!   event id, and can join the caller's SQLite transaction.
+//!   feature `sqlite`, `PgWebhookStore` with feature `postgres`): enqueue fans a message out
+//!   to matching endpoints, idempotently by event id, and can join the caller's SQLite or
+//!   PostgreSQL transaction; on PostgreSQL several dispatchers share the outbox.
 //! - **Dispatcher** ([`Dispatcher`], [`DispatcherConfig`]): hyper over rustls (ring),
 //!   bounded concurrency, per-attempt timeout, retries with jitter and `Retry-After`, 410 and
 //!   long failure runs disable the endpoint, a per-endpoint throughput cap.
@@ -47,6 +48,8 @@ pub use secret::{
     DEFAULT_SECRET_BYTES, EndpointKey, MAX_SECRET_BYTES, MIN_SECRET_BYTES, SECRET_PREFIX,
     SIGNING_KEY_PREFIX, SigningKey, SigningSecret, VERIFYING_KEY_PREFIX, VerifyingKey,
 };
+#[cfg(feature = "postgres")]
+pub use store::PgWebhookStore;
 pub use store::{MemoryWebhookStore, MessagePage, MessageQuery, OutboxStats, WebhookStore};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteDeduplicator, SqliteWebhookStore, enqueue_in_transaction};

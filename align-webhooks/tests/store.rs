@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use align_keys::Environment;
-use align_webhooks::{
-    Attempt, DeliveryStatus, EventFilter, MemoryWebhookStore, NewMessage, Next, WebhookStore,
-};
+use align_webhooks::{Attempt, DeliveryStatus, EventFilter, NewMessage, Next};
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
@@ -35,20 +33,8 @@ fn attempt(at: i64, status: Option<u16>) -> Attempt {
     }
 }
 
-async fn stores() -> Vec<(&'static str, Arc<dyn WebhookStore>)> {
-    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
-    let mut out: Vec<(&'static str, Arc<dyn WebhookStore>)> =
-        vec![("memory", Arc::new(MemoryWebhookStore::new()))];
-    #[cfg(feature = "sqlite")]
-    out.push((
-        "sqlite",
-        Arc::new(
-            align_webhooks::SqliteWebhookStore::open_in_memory()
-                .await
-                .unwrap(),
-        ),
-    ));
-    out
+async fn stores() -> common::Stores {
+    common::Stores::every().await
 }
 
 #[tokio::test]

@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use align_keys::Environment;
 use align_webhooks::{
-    Attempt, DeliveryStatus, MemoryWebhookStore, MessageQuery, NewMessage, Next, OutboxStats,
-    Owner, WebhookStore,
+    Attempt, DeliveryStatus, MessageQuery, NewMessage, Next, OutboxStats, Owner, WebhookStore,
 };
 use chrono::{TimeZone, Utc};
 use serde_json::json;
@@ -20,20 +17,8 @@ fn t(secs: i64) -> chrono::DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
 }
 
-async fn stores() -> Vec<(&'static str, Arc<dyn WebhookStore>)> {
-    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
-    let mut out: Vec<(&'static str, Arc<dyn WebhookStore>)> =
-        vec![("memory", Arc::new(MemoryWebhookStore::new()))];
-    #[cfg(feature = "sqlite")]
-    out.push((
-        "sqlite",
-        Arc::new(
-            align_webhooks::SqliteWebhookStore::open_in_memory()
-                .await
-                .unwrap(),
-        ),
-    ));
-    out
+async fn stores() -> common::Stores {
+    common::Stores::every().await
 }
 
 fn owner(org: &str, project: Option<&str>) -> Owner {

@@ -156,4 +156,7 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
     async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
         counted!(self, other_reads, self.inner.key_changes_since(after))
     }
+    async fn wait_for_changes(&self, timeout: std::time::Duration) {
+        self.inner.wait_for_changes(timeout).await;
+    }
 }

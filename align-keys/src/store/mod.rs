@@ -1,5 +1,5 @@
-//! The async [`KeyStore`] trait and its back-ends: [`MemoryKeyStore`] and, with the `sqlite`
-//! feature, `SqliteKeyStore`.
+//! The async [`KeyStore`] trait and its back-ends: [`MemoryKeyStore`], with the `sqlite`
+//! feature `SqliteKeyStore`, and with the `postgres` feature `PgKeyStore`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,13 +12,19 @@ use crate::error::{Error, Result};
 use crate::hash::KeyHash;
 use crate::token::Environment;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod codec;
 mod instrumented;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use instrumented::{Instrumented, StoreCounts};
 pub use memory::MemoryKeyStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgEventHook, PgKeyStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteEventHook, SqliteKeyStore};
 
@@ -162,4 +168,12 @@ pub trait KeyStore: Send + Sync + 'static {
     /// (an operator CLI, other server instances) are seen here; verifiers poll it so their
     /// caches follow (see [`crate::KeyVerifier::spawn_change_watcher`]).
     async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)>;
+
+    /// Resolves when the change log may have grown (a store that hears of changes, such as
+    /// PostgreSQL's LISTEN/NOTIFY, wakes at once), or after `timeout` at the latest. Watchers
+    /// call [`KeyStore::key_changes_since`] after each wake. The default just waits `timeout`,
+    /// which makes watching plain polling.
+    async fn wait_for_changes(&self, timeout: std::time::Duration) {
+        tokio::time::sleep(timeout).await;
+    }
 }

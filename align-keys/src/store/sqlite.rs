@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
-use uuid::Uuid;
 
+use super::codec::{RawKey, cidrs_text, ms, opt_ms, permissions_text, time, uuid};
 use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
 use crate::domain::{
-    IpNet, KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Permission, PermissionSet,
-    Project, ProjectId, Role, Scope, User, UserId,
+    KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
+    UserId,
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
@@ -202,57 +202,6 @@ fn configure(conn: &mut Connection) -> Result<()> {
     Ok(crate::sqlite::migrate(conn, "keys", MIGRATIONS)?)
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn opt_ms(t: Option<DateTime<Utc>>) -> Option<i64> {
-    t.map(ms)
-}
-
-fn time(v: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(v).ok_or(Error::Corrupt("timestamp"))
-}
-
-fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
-    v.map(time).transpose()
-}
-
-fn uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|_| Error::Corrupt("id"))
-}
-
-fn permissions_text(p: Option<PermissionSet>) -> Option<String> {
-    p.map(|set| {
-        set.iter()
-            .map(Permission::as_str)
-            .collect::<Vec<_>>()
-            .join(" ")
-    })
-}
-
-fn permissions_from(text: Option<String>) -> Result<Option<PermissionSet>> {
-    text.map(|t| {
-        t.split_whitespace()
-            .map(|n| Permission::from_name(n).ok_or(Error::Corrupt("permission")))
-            .collect()
-    })
-    .transpose()
-}
-
-fn cidrs_text(nets: &[IpNet]) -> String {
-    nets.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn cidrs_from(text: &str) -> Result<Vec<IpNet>> {
-    text.split_whitespace()
-        .map(|n| n.parse().map_err(|_| Error::Corrupt("allowed network")))
-        .collect()
-}
-
 /// Maps a constraint failure to the store's own error, keeping other SQLite errors as they are.
 fn constraint(e: rusqlite::Error, unique: Error) -> Error {
     match e.sqlite_error_code() {
@@ -268,82 +217,26 @@ fn constraint(e: rusqlite::Error, unique: Error) -> Error {
     }
 }
 
-struct RawKey {
-    seq: i64,
-    id: String,
-    name: String,
-    prefix: String,
-    environment: String,
-    organization_id: String,
-    project_id: Option<String>,
-    permissions: Option<String>,
-    created_by: String,
-    created_at: i64,
-    last_used_at: Option<i64>,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-    suspended_at: Option<i64>,
-    rotated_from: Option<String>,
-    rate_limit_per_minute: Option<i64>,
-    allowed_cidrs: String,
-}
-
-impl RawKey {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            seq: r.get(0)?,
-            id: r.get(1)?,
-            name: r.get(2)?,
-            prefix: r.get(3)?,
-            environment: r.get(4)?,
-            organization_id: r.get(5)?,
-            project_id: r.get(6)?,
-            permissions: r.get(7)?,
-            created_by: r.get(8)?,
-            created_at: r.get(9)?,
-            last_used_at: r.get(10)?,
-            expires_at: r.get(11)?,
-            revoked_at: r.get(12)?,
-            suspended_at: r.get(13)?,
-            rotated_from: r.get(14)?,
-            rate_limit_per_minute: r.get(15)?,
-            allowed_cidrs: r.get(16)?,
-        })
-    }
-
-    fn into_record(self) -> Result<KeyRecord> {
-        let scope = match self.project_id {
-            None => Scope::Organization,
-            Some(p) => Scope::Project(ProjectId(uuid(&p)?)),
-        };
-        Ok(KeyRecord {
-            id: KeyId(uuid(&self.id)?),
-            name: self.name,
-            prefix: self.prefix,
-            environment: Environment::from_name(&self.environment)
-                .ok_or(Error::Corrupt("environment"))?,
-            organization_id: OrganizationId(uuid(&self.organization_id)?),
-            scope,
-            permissions: permissions_from(self.permissions)?,
-            created_by: UserId(uuid(&self.created_by)?),
-            created_at: time(self.created_at)?,
-            last_used_at: opt_time(self.last_used_at)?,
-            expires_at: opt_time(self.expires_at)?,
-            revoked_at: opt_time(self.revoked_at)?,
-            suspended_at: opt_time(self.suspended_at)?,
-            rotated_from: self
-                .rotated_from
-                .as_deref()
-                .map(uuid)
-                .transpose()?
-                .map(KeyId),
-            rate_limit_per_minute: self
-                .rate_limit_per_minute
-                .map(|n| u32::try_from(n).map_err(|_| Error::Corrupt("rate limit")))
-                .transpose()?,
-            allowed_cidrs: cidrs_from(&self.allowed_cidrs)?,
-        })
-    }
+fn raw_key(r: &Row<'_>) -> rusqlite::Result<RawKey> {
+    Ok(RawKey {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        name: r.get(2)?,
+        prefix: r.get(3)?,
+        environment: r.get(4)?,
+        organization_id: r.get(5)?,
+        project_id: r.get(6)?,
+        permissions: r.get(7)?,
+        created_by: r.get(8)?,
+        created_at: r.get(9)?,
+        last_used_at: r.get(10)?,
+        expires_at: r.get(11)?,
+        revoked_at: r.get(12)?,
+        suspended_at: r.get(13)?,
+        rotated_from: r.get(14)?,
+        rate_limit_per_minute: r.get(15)?,
+        allowed_cidrs: r.get(16)?,
+    })
 }
 
 /// Runs a paged query: `sql` must select the `seq` first and take `?1` = after-seq and
@@ -437,7 +330,7 @@ fn user_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, User)>> {
 }
 
 fn key_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, KeyRecord)>> {
-    let raw = RawKey::from_row(r)?;
+    let raw = raw_key(r)?;
     let seq = raw.seq;
     Ok(raw.into_record().map(|k| (seq, k)))
 }

@@ -62,3 +62,28 @@ pub fn new_key(f: &Fixture, name: &str, env: Environment) -> NewKey {
 pub fn manager(store: Arc<dyn KeyStore>) -> KeyManager {
     KeyManager::new(store, Arc::new(Sha256Hasher))
 }
+
+/// The PostgreSQL database to test against (`ALIGN_TEST_POSTGRES_URL`), or `None` after
+/// printing why PostgreSQL is skipped.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("ALIGN_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skipping_postgres();
+            None
+        }
+    }
+}
+
+/// Says once per test binary, past the test harness's output capture, why PostgreSQL is not
+/// tested.
+pub fn skipping_postgres() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
+        );
+    });
+}

@@ -5,6 +5,8 @@ mod attempt_batch;
 #[cfg(feature = "sqlite")]
 mod dedup_sqlite;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -17,6 +19,8 @@ use chrono::{DateTime, Utc};
 #[cfg(feature = "sqlite")]
 pub use dedup_sqlite::SqliteDeduplicator;
 pub use memory::MemoryWebhookStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgWebhookStore;
 
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteWebhookStore, enqueue_in_transaction};

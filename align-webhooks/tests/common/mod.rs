@@ -1,8 +1,77 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
 use align_keys::Environment;
-use align_webhooks::{Endpoint, EndpointKey, EndpointSecrets, SigningSecret};
+use align_webhooks::{
+    Endpoint, EndpointKey, EndpointSecrets, MemoryWebhookStore, SigningSecret, WebhookStore,
+};
+
+/// Every back-end, each over an empty store; PostgreSQL (in a scratch schema dropped when the
+/// loop ends) when `ALIGN_TEST_POSTGRES_URL` is set, skipped with a printed reason otherwise.
+/// Yields each store once: `for (name, store) in Stores::every().await { … }`.
+pub struct Stores {
+    stores: std::vec::IntoIter<(&'static str, Arc<dyn WebhookStore>)>,
+    #[cfg(feature = "postgres")]
+    _scratch: Option<align_keys::postgres::ScratchSchema>,
+}
+
+impl Stores {
+    pub async fn every() -> Self {
+        #[allow(unused_mut)]
+        let mut stores: Vec<(&'static str, Arc<dyn WebhookStore>)> =
+            vec![("memory", Arc::new(MemoryWebhookStore::new()))];
+        #[cfg(feature = "sqlite")]
+        stores.push((
+            "sqlite",
+            Arc::new(
+                align_webhooks::SqliteWebhookStore::open_in_memory()
+                    .await
+                    .unwrap(),
+            ),
+        ));
+        #[cfg(feature = "postgres")]
+        let scratch = match postgres_url() {
+            Some(url) => {
+                let scratch = align_keys::postgres::ScratchSchema::create(&url)
+                    .await
+                    .unwrap();
+                let store = align_webhooks::PgWebhookStore::open(scratch.pool().unwrap())
+                    .await
+                    .unwrap();
+                stores.push(("postgres", Arc::new(store)));
+                Some(scratch)
+            }
+            None => None,
+        };
+        Self {
+            stores: stores.into_iter(),
+            #[cfg(feature = "postgres")]
+            _scratch: scratch,
+        }
+    }
+}
+
+impl Iterator for Stores {
+    type Item = (&'static str, Arc<dyn WebhookStore>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.stores.next()
+    }
+}
+
+/// The PostgreSQL database to test against (`ALIGN_TEST_POSTGRES_URL`), or `None` after
+/// printing why PostgreSQL is skipped.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("ALIGN_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skipping_postgres();
+            None
+        }
+    }
+}
 
 pub fn endpoint(environment: Environment, url: &str) -> Endpoint {
     let secrets = EndpointSecrets::new(EndpointKey::Symmetric(SigningSecret::generate().unwrap()));
@@ -10,7 +79,7 @@ pub fn endpoint(environment: Environment, url: &str) -> Endpoint {
 }
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -158,4 +227,17 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     check().await
+}
+
+/// Says once per test binary, past the test harness's output capture, why PostgreSQL is not
+/// tested.
+pub fn skipping_postgres() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
+        );
+    });
 }

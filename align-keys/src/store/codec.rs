@@ -1,0 +1,120 @@
+//! Conversions shared by the SQL stores: times as Unix milliseconds, ids as text,
+//! permission and network lists as space-separated text, and a key row before decoding.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{
+    IpNet, KeyId, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Scope, UserId,
+};
+use crate::error::{Error, Result};
+use crate::token::Environment;
+
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(super) fn opt_ms(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(ms)
+}
+
+pub(super) fn time(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or(Error::Corrupt("timestamp"))
+}
+
+pub(super) fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    v.map(time).transpose()
+}
+
+pub(super) fn uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|_| Error::Corrupt("id"))
+}
+
+pub(super) fn permissions_text(p: Option<PermissionSet>) -> Option<String> {
+    p.map(|set| {
+        set.iter()
+            .map(Permission::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+pub(super) fn permissions_from(text: Option<String>) -> Result<Option<PermissionSet>> {
+    text.map(|t| {
+        t.split_whitespace()
+            .map(|n| Permission::from_name(n).ok_or(Error::Corrupt("permission")))
+            .collect()
+    })
+    .transpose()
+}
+
+pub(super) fn cidrs_text(nets: &[IpNet]) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(super) fn cidrs_from(text: &str) -> Result<Vec<IpNet>> {
+    text.split_whitespace()
+        .map(|n| n.parse().map_err(|_| Error::Corrupt("allowed network")))
+        .collect()
+}
+
+/// A key row as stored, before its columns are checked.
+pub(super) struct RawKey {
+    pub(super) seq: i64,
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) prefix: String,
+    pub(super) environment: String,
+    pub(super) organization_id: String,
+    pub(super) project_id: Option<String>,
+    pub(super) permissions: Option<String>,
+    pub(super) created_by: String,
+    pub(super) created_at: i64,
+    pub(super) last_used_at: Option<i64>,
+    pub(super) expires_at: Option<i64>,
+    pub(super) revoked_at: Option<i64>,
+    pub(super) suspended_at: Option<i64>,
+    pub(super) rotated_from: Option<String>,
+    pub(super) rate_limit_per_minute: Option<i64>,
+    pub(super) allowed_cidrs: String,
+}
+
+impl RawKey {
+    /// Decodes the row; a malformed column is [`Error::Corrupt`].
+    pub(super) fn into_record(self) -> Result<KeyRecord> {
+        let scope = match self.project_id {
+            None => Scope::Organization,
+            Some(p) => Scope::Project(ProjectId(uuid(&p)?)),
+        };
+        Ok(KeyRecord {
+            id: KeyId(uuid(&self.id)?),
+            name: self.name,
+            prefix: self.prefix,
+            environment: Environment::from_name(&self.environment)
+                .ok_or(Error::Corrupt("environment"))?,
+            organization_id: OrganizationId(uuid(&self.organization_id)?),
+            scope,
+            permissions: permissions_from(self.permissions)?,
+            created_by: UserId(uuid(&self.created_by)?),
+            created_at: time(self.created_at)?,
+            last_used_at: opt_time(self.last_used_at)?,
+            expires_at: opt_time(self.expires_at)?,
+            revoked_at: opt_time(self.revoked_at)?,
+            suspended_at: opt_time(self.suspended_at)?,
+            rotated_from: self
+                .rotated_from
+                .as_deref()
+                .map(uuid)
+                .transpose()?
+                .map(KeyId),
+            rate_limit_per_minute: self
+                .rate_limit_per_minute
+                .map(|n| u32::try_from(n).map_err(|_| Error::Corrupt("rate limit")))
+                .transpose()?,
+            allowed_cidrs: cidrs_from(&self.allowed_cidrs)?,
+        })
+    }
+}

@@ -1,0 +1,757 @@
+//! A [`WebhookStore`] on PostgreSQL, shared by several dispatchers: a `deadpool-postgres`
+//! pool, versioned migrations in `webhooks_migrations`, tables prefixed `webhooks_` with the
+//! same columns as the SQLite store (times in Unix milliseconds, ids as text).
+//!
+//! [`WebhookStore::claim_due`] takes due deliveries with `FOR UPDATE SKIP LOCKED` and leases
+//! them in the same transaction, so dispatchers on several instances never claim the same
+//! delivery twice while a lease runs; a dispatcher that dies mid-delivery leaves its claims to
+//! come due again when their leases end (at-least-once, never lost).
+//!
+//! Enqueueing takes a transaction-scoped advisory lock before it writes the message: messages
+//! (and their deliveries) get their positions in commit order, so a reader of the event log
+//! that pages by position never skips a message committed late by a slower transaction.
+
+use std::time::Duration;
+
+use align_keys::Environment;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::memory::next_state;
+use super::{MessagePage, MessageQuery, OutboxStats, WebhookStore};
+use crate::error::{Error, ObjectKind, Result};
+use crate::model::{
+    Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
+    EventFilter, Message, MessageId, NewMessage, Next, Owner, millis,
+};
+use crate::rotation::EndpointSecrets;
+
+/// Migrations in order; entry `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE webhooks_endpoints (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
+    url TEXT NOT NULL,
+    event_types TEXT,
+    enabled BOOLEAN NOT NULL,
+    disabled_reason TEXT,
+    secrets TEXT NOT NULL,
+    max_per_second BIGINT,
+    failing_since BIGINT,
+    created_at BIGINT NOT NULL,
+    owner_org TEXT NOT NULL DEFAULT '',
+    owner_project TEXT
+);
+CREATE TABLE webhooks_messages (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
+    payload TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    owner_org TEXT NOT NULL DEFAULT '',
+    owner_project TEXT
+);
+CREATE INDEX webhooks_messages_by_owner ON webhooks_messages(owner_org, environment, seq);
+CREATE TABLE webhooks_deliveries (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL REFERENCES webhooks_messages(id),
+    endpoint_id TEXT NOT NULL REFERENCES webhooks_endpoints(id),
+    status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+    attempts BIGINT NOT NULL,
+    next_attempt_at BIGINT,
+    created_at BIGINT NOT NULL,
+    UNIQUE (message_id, endpoint_id)
+);
+CREATE INDEX webhooks_deliveries_due ON webhooks_deliveries(next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhooks_deliveries_by_endpoint ON webhooks_deliveries(endpoint_id, seq);
+CREATE TABLE webhooks_attempts (
+    seq BIGSERIAL PRIMARY KEY,
+    delivery_id TEXT NOT NULL REFERENCES webhooks_deliveries(id),
+    attempted_at BIGINT NOT NULL,
+    status INTEGER,
+    latency_ms BIGINT NOT NULL,
+    response_body TEXT,
+    error TEXT
+);
+CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_id, seq);
+"];
+
+const ENDPOINT_COLUMNS: &str = "e.id, e.environment, e.url, e.event_types, e.enabled, \
+    e.disabled_reason, e.secrets, e.max_per_second, e.failing_since, e.created_at, \
+    e.owner_org, e.owner_project";
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.event_id, m.event_type, m.environment, m.payload, m.created_at";
+const DELIVERY_COLUMNS: &str =
+    "d.id, d.message_id, d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.created_at";
+
+/// A [`WebhookStore`] in a PostgreSQL database (which the key store may share), for any
+/// number of server instances and dispatchers.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = align_keys::postgres::connect("postgres://align@db.internal/align")?;
+/// let store = align_webhooks::PgWebhookStore::open(pool).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgWebhookStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgWebhookStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgWebhookStore")
+    }
+}
+
+impl PgWebhookStore {
+    /// A store over `pool`, with its `webhooks_` tables brought up to date.
+    pub async fn open(pool: Pool) -> Result<Self> {
+        let mut client = pool.get().await?;
+        Self::migrate(&mut client).await?;
+        drop(client);
+        Ok(Self { pool })
+    }
+
+    /// Brings the `webhooks_` tables of an embedder's own connection up to date, so that it
+    /// can call [`PgWebhookStore::enqueue_in_transaction`].
+    pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
+        Ok(align_keys::postgres::migrate(client, "webhooks", MIGRATIONS).await?)
+    }
+
+    /// The schema version this store has migrated to.
+    pub async fn schema_version(&self) -> Result<i64> {
+        let client = self.pool.get().await?;
+        Ok(align_keys::postgres::schema_version(&client, "webhooks").await?)
+    }
+
+    /// Enqueues `message` inside the caller's transaction, so the change that caused the
+    /// event and the event itself commit (or roll back) together. The database must have
+    /// been migrated ([`PgWebhookStore::open`] or [`PgWebhookStore::migrate`]). Same
+    /// semantics as [`WebhookStore::enqueue`].
+    pub async fn enqueue_in_transaction(
+        tx: &tokio_postgres::Transaction<'_>,
+        message: &NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued> {
+        enqueue_on(tx, message, now).await
+    }
+}
+
+fn corrupt(what: &'static str) -> Error {
+    Error::Corrupt(what)
+}
+
+fn from_ms(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or(corrupt("timestamp"))
+}
+
+fn opt_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    v.map(from_ms).transpose()
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn uuid_col(row: &Row, i: usize, prefix_len: usize) -> Result<Uuid> {
+    let text: &str = row.try_get(i)?;
+    Uuid::parse_str(text.get(prefix_len..).unwrap_or_default()).map_err(|_| corrupt("id"))
+}
+
+fn env_col(row: &Row, i: usize) -> Result<Environment> {
+    Environment::from_name(row.try_get(i)?).ok_or(corrupt("environment"))
+}
+
+fn endpoint_at(row: &Row, o: usize) -> Result<Endpoint> {
+    let filter = match row.try_get::<_, Option<&str>>(o + 3)? {
+        None => EventFilter::All,
+        Some(json) => {
+            EventFilter::Only(serde_json::from_str(json).map_err(|_| corrupt("event types"))?)
+        }
+    };
+    let secrets =
+        EndpointSecrets::from_stored(row.try_get(o + 6)?).map_err(|_| corrupt("secrets"))?;
+    let max_per_second: Option<i64> = row.try_get(o + 7)?;
+    Ok(Endpoint {
+        id: EndpointId(uuid_col(row, o, 3)?),
+        environment: env_col(row, o + 1)?,
+        url: row.try_get(o + 2)?,
+        filter,
+        enabled: row.try_get(o + 4)?,
+        disabled_reason: row.try_get(o + 5)?,
+        secrets,
+        max_per_second: max_per_second
+            .map(|n| u32::try_from(n).map_err(|_| corrupt("max per second")))
+            .transpose()?,
+        failing_since: opt_ms(row.try_get(o + 8)?)?,
+        created_at: from_ms(row.try_get(o + 9)?)?,
+        owner: Owner {
+            organization: row.try_get(o + 10)?,
+            project: row.try_get(o + 11)?,
+        },
+    })
+}
+
+fn message_at(row: &Row, o: usize) -> Result<Message> {
+    Ok(Message {
+        id: MessageId(row.try_get(o)?),
+        event_id: row.try_get(o + 1)?,
+        event_type: row.try_get(o + 2)?,
+        environment: env_col(row, o + 3)?,
+        payload: row.try_get(o + 4)?,
+        created_at: from_ms(row.try_get(o + 5)?)?,
+    })
+}
+
+fn delivery_at(row: &Row, o: usize) -> Result<Delivery> {
+    let attempts: i64 = row.try_get(o + 4)?;
+    Ok(Delivery {
+        id: DeliveryId(uuid_col(row, o, 4)?),
+        message_id: MessageId(row.try_get(o + 1)?),
+        endpoint_id: EndpointId(uuid_col(row, o + 2, 3)?),
+        status: DeliveryStatus::from_name(row.try_get(o + 3)?).ok_or(corrupt("status"))?,
+        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+        next_attempt_at: opt_ms(row.try_get(o + 5)?)?,
+        created_at: from_ms(row.try_get(o + 6)?)?,
+    })
+}
+
+fn filter_json(filter: &EventFilter) -> Result<Option<String>> {
+    match filter {
+        EventFilter::All => Ok(None),
+        EventFilter::Only(types) => Ok(Some(serde_json::to_string(types)?)),
+    }
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+async fn enqueue_on(
+    tx: &impl GenericClient,
+    message: &NewMessage,
+    now: DateTime<Utc>,
+) -> Result<Enqueued> {
+    let now = millis(now);
+    // Positions in commit order (see the module docs); held until the caller commits.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('align.webhooks_messages'), \
+         hashtext(current_schema()))",
+        &[],
+    )
+    .await?;
+    let existing = tx
+        .query_opt(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM webhooks_messages m WHERE m.event_id = $1"),
+            &[&message.event_id],
+        )
+        .await?;
+    if let Some(row) = existing {
+        return Ok(Enqueued {
+            message: message_at(&row, 0)?,
+            deliveries: Vec::new(),
+            created: false,
+        });
+    }
+    let stored = Message {
+        id: MessageId::new(),
+        event_id: message.event_id.clone(),
+        event_type: message.event_type.clone(),
+        environment: message.environment,
+        payload: message.payload(),
+        created_at: now,
+    };
+    tx.execute(
+        "INSERT INTO webhooks_messages (id, event_id, event_type, environment, payload,
+         created_at, owner_org, owner_project)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &stored.id.0,
+            &stored.event_id,
+            &stored.event_type,
+            &stored.environment.as_str(),
+            &stored.payload,
+            &ms(now),
+            &message.owner.organization,
+            &message.owner.project,
+        ],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e
+                 WHERE e.enabled AND e.environment = $1 ORDER BY e.seq"
+            ),
+            &[&message.environment.as_str()],
+        )
+        .await?;
+    let mut deliveries = Vec::new();
+    for row in &rows {
+        let ep = endpoint_at(row, 0)?;
+        if !ep.wants(message) {
+            continue;
+        }
+        let id = DeliveryId::new();
+        tx.execute(
+            "INSERT INTO webhooks_deliveries
+             (id, message_id, endpoint_id, status, attempts, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+            &[&id.to_string(), &stored.id.0, &ep.id.to_string(), &ms(now)],
+        )
+        .await?;
+        deliveries.push(id);
+    }
+    Ok(Enqueued {
+        message: stored,
+        deliveries,
+        created: true,
+    })
+}
+
+impl PgWebhookStore {
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        Ok(client.query(&stmt, params).await?)
+    }
+
+    async fn one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        missing: ObjectKind,
+    ) -> Result<Row> {
+        self.query(sql, params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(Error::NotFound(missing))
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        Ok(client.execute(&stmt, params).await?)
+    }
+}
+
+#[async_trait]
+impl WebhookStore for PgWebhookStore {
+    async fn create_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        let secrets = ep.secrets.to_stored()?;
+        self.execute(
+            "INSERT INTO webhooks_endpoints (id, environment, url, event_types, enabled,
+             disabled_reason, secrets, max_per_second, failing_since, created_at,
+             owner_org, owner_project)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &ep.id.to_string(),
+                &ep.environment.as_str(),
+                &ep.url,
+                &filter_json(&ep.filter)?,
+                &ep.enabled,
+                &ep.disabled_reason,
+                &secrets.expose(),
+                &ep.max_per_second.map(i64::from),
+                &ep.failing_since.map(ms),
+                &ms(ep.created_at),
+                &ep.owner.organization,
+                &ep.owner.project,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn update_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        let secrets = ep.secrets.to_stored()?;
+        // Re-enabling starts a fresh failure run (`enabled` on the right is the old value).
+        let n = self
+            .execute(
+                "UPDATE webhooks_endpoints SET url = $2, event_types = $3,
+                 failing_since = CASE WHEN NOT enabled AND $4 THEN NULL ELSE failing_since END,
+                 enabled = $4, disabled_reason = $5, secrets = $6, max_per_second = $7
+                 WHERE id = $1",
+                &[
+                    &ep.id.to_string(),
+                    &ep.url,
+                    &filter_json(&ep.filter)?,
+                    &ep.enabled,
+                    &ep.disabled_reason,
+                    &secrets.expose(),
+                    &ep.max_per_second.map(i64::from),
+                ],
+            )
+            .await?;
+        if n == 0 {
+            return Err(Error::NotFound(ObjectKind::Endpoint));
+        }
+        Ok(())
+    }
+
+    async fn endpoint(&self, id: EndpointId) -> Result<Endpoint> {
+        let row = self
+            .one(
+                &format!("SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e WHERE e.id = $1"),
+                &[&id.to_string()],
+                ObjectKind::Endpoint,
+            )
+            .await?;
+        endpoint_at(&row, 0)
+    }
+
+    async fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        let rows = self
+            .query(
+                &format!("SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e ORDER BY e.seq"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(|r| endpoint_at(r, 0)).collect()
+    }
+
+    async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let out = enqueue_on(&*tx, &message, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn message(&self, id: &MessageId) -> Result<Message> {
+        let row = self
+            .one(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM webhooks_messages m WHERE m.id = $1"),
+                &[&id.0],
+                ObjectKind::Message,
+            )
+            .await?;
+        message_at(&row, 0)
+    }
+
+    async fn delivery(&self, id: DeliveryId) -> Result<Delivery> {
+        let row = self
+            .one(
+                &format!("SELECT {DELIVERY_COLUMNS} FROM webhooks_deliveries d WHERE d.id = $1"),
+                &[&id.to_string()],
+                ObjectKind::Delivery,
+            )
+            .await?;
+        delivery_at(&row, 0)
+    }
+
+    async fn deliveries(&self, endpoint: EndpointId, limit: usize) -> Result<Vec<Delivery>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhooks_deliveries d
+                     WHERE d.endpoint_id = $1 ORDER BY d.seq DESC LIMIT $2"
+                ),
+                &[&endpoint.to_string(), &limit],
+            )
+            .await?;
+        rows.iter().map(|r| delivery_at(r, 0)).collect()
+    }
+
+    async fn attempts(&self, delivery: DeliveryId) -> Result<Vec<Attempt>> {
+        let rows = self
+            .query(
+                "SELECT attempted_at, status, latency_ms, response_body, error
+                 FROM webhooks_attempts WHERE delivery_id = $1 ORDER BY seq",
+                &[&delivery.to_string()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let status: Option<i32> = r.try_get(1)?;
+                let latency: i64 = r.try_get(2)?;
+                Ok(Attempt {
+                    at: from_ms(r.try_get(0)?)?,
+                    status: status
+                        .map(|s| u16::try_from(s).map_err(|_| corrupt("status")))
+                        .transpose()?,
+                    latency_ms: u64::try_from(latency).unwrap_or(0),
+                    response_body: r.try_get(3)?,
+                    error: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<DueDelivery>> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Rows another dispatcher is claiming right now are skipped, not waited for.
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS}, {MESSAGE_COLUMNS}, {ENDPOINT_COLUMNS}
+                     FROM webhooks_deliveries d
+                     JOIN webhooks_messages m ON m.id = d.message_id
+                     JOIN webhooks_endpoints e ON e.id = d.endpoint_id
+                     WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND e.enabled
+                     ORDER BY d.next_attempt_at LIMIT $2
+                     FOR UPDATE OF d SKIP LOCKED"
+                ),
+                &[&ms(now), &limit],
+            )
+            .await?;
+        let due = rows
+            .iter()
+            .map(|r| {
+                Ok(DueDelivery {
+                    delivery: delivery_at(r, 0)?,
+                    message: message_at(r, 7)?,
+                    endpoint: endpoint_at(r, 13)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if !due.is_empty() {
+            let ids: Vec<String> = due.iter().map(|d| d.delivery.id.to_string()).collect();
+            tx.execute(
+                "UPDATE webhooks_deliveries SET next_attempt_at = $2 WHERE id = ANY($1)",
+                &[&ids, &ms(until)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery: DeliveryId,
+        attempt: Attempt,
+        next: Next,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let (status, due) = next_state(next);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let id = delivery.to_string();
+        let endpoint: String = tx
+            .query_opt(
+                "UPDATE webhooks_deliveries SET attempts = attempts + 1, status = $2,
+                 next_attempt_at = $3 WHERE id = $1 RETURNING endpoint_id",
+                &[&id, &status.as_str(), &due.map(ms)],
+            )
+            .await?
+            .ok_or(Error::NotFound(ObjectKind::Delivery))?
+            .try_get(0)?;
+        tx.execute(
+            "INSERT INTO webhooks_attempts
+             (delivery_id, attempted_at, status, latency_ms, response_body, error)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &id,
+                &ms(attempt.at),
+                &attempt.status.map(i32::from),
+                &i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
+                &attempt.response_body,
+                &attempt.error,
+            ],
+        )
+        .await?;
+        let failing: Option<i64> = tx
+            .query_one(
+                "UPDATE webhooks_endpoints SET failing_since =
+                 CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, $3) END
+                 WHERE id = $1 RETURNING failing_since",
+                &[&endpoint, &(next == Next::Succeeded), &ms(attempt.at)],
+            )
+            .await?
+            .try_get(0)?;
+        tx.commit().await?;
+        opt_ms(failing)
+    }
+
+    async fn postpone(&self, delivery: DeliveryId, at: DateTime<Utc>) -> Result<()> {
+        self.execute(
+            "UPDATE webhooks_deliveries SET next_attempt_at = $2
+             WHERE id = $1 AND status = 'pending'",
+            &[&delivery.to_string(), &ms(at)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn retry(&self, delivery: DeliveryId, now: DateTime<Utc>) -> Result<()> {
+        let n = self
+            .execute(
+                "UPDATE webhooks_deliveries SET status = 'pending', next_attempt_at = $2
+                 WHERE id = $1",
+                &[&delivery.to_string(), &ms(now)],
+            )
+            .await?;
+        if n == 0 {
+            return Err(Error::NotFound(ObjectKind::Delivery));
+        }
+        Ok(())
+    }
+
+    async fn recover_failed_since(
+        &self,
+        endpoint: EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        self.execute(
+            "UPDATE webhooks_deliveries SET status = 'pending', next_attempt_at = $3
+             WHERE endpoint_id = $1 AND status = 'failed' AND created_at >= $2",
+            &[&endpoint.to_string(), &ms(since), &ms(now)],
+        )
+        .await
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<()> {
+        let id = id.to_string();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM webhooks_attempts WHERE delivery_id IN
+             (SELECT id FROM webhooks_deliveries WHERE endpoint_id = $1)",
+            &[&id],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM webhooks_deliveries WHERE endpoint_id = $1",
+            &[&id],
+        )
+        .await?;
+        let n = tx
+            .execute("DELETE FROM webhooks_endpoints WHERE id = $1", &[&id])
+            .await?;
+        if n == 0 {
+            return Err(Error::NotFound(ObjectKind::Endpoint));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delivery_page(
+        &self,
+        endpoint: EndpointId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, Option<u64>)> {
+        let limit = limit.clamp(1, 1000);
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS}, d.seq FROM webhooks_deliveries d
+                     WHERE d.endpoint_id = $1 AND d.seq < $2 ORDER BY d.seq DESC LIMIT $3"
+                ),
+                &[
+                    &endpoint.to_string(),
+                    &before,
+                    &i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                ],
+            )
+            .await?;
+        let more = rows.len() > limit;
+        let mut page = Vec::with_capacity(limit);
+        let mut last = None;
+        for row in rows.iter().take(limit) {
+            page.push(delivery_at(row, 0)?);
+            last = Some(row.try_get::<_, i64>(7)?);
+        }
+        let next = if more {
+            last.and_then(|seq| u64::try_from(seq).ok())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    async fn messages(&self, query: &MessageQuery) -> Result<MessagePage> {
+        let q = query;
+        let limit = q.clamped_limit();
+        // A family filter (`api_key.*`) compares the leading characters; LIKE would treat the
+        // `_` in event names as a wildcard.
+        let (exact, family) = match &q.event_type {
+            None => (None, None),
+            Some(t) => match t.strip_suffix('*') {
+                Some(prefix) => (None, Some(prefix.to_owned())),
+                None => (Some(t.clone()), None),
+            },
+        };
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS}, m.seq FROM webhooks_messages m
+                     WHERE m.seq > $1 AND m.owner_org = $2
+                       AND ($3::text IS NULL OR m.owner_project = $3)
+                       AND m.environment = $4
+                       AND ($5::text IS NULL OR m.event_type = $5)
+                       AND ($6::text IS NULL OR starts_with(m.event_type, $6))
+                       AND ($7::bigint IS NULL OR m.created_at >= $7)
+                       AND ($8::bigint IS NULL OR m.created_at < $8)
+                     ORDER BY m.seq LIMIT $9"
+                ),
+                &[
+                    &i64::try_from(q.after).unwrap_or(i64::MAX),
+                    &q.organization,
+                    &q.project,
+                    &q.environment.as_str(),
+                    &exact,
+                    &family,
+                    &q.since.map(ms),
+                    &q.until.map(ms),
+                    &i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                ],
+            )
+            .await?;
+        let more = rows.len() > limit;
+        let mut messages = Vec::with_capacity(limit);
+        let mut last = None;
+        for row in rows.iter().take(limit) {
+            messages.push(message_at(row, 0)?);
+            last = Some(row.try_get::<_, i64>(6)?);
+        }
+        let next = if more {
+            last.and_then(|seq| u64::try_from(seq).ok())
+        } else {
+            None
+        };
+        Ok(MessagePage { messages, next })
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats> {
+        let rows = self
+            .query(
+                "SELECT status, COUNT(*) FROM webhooks_deliveries GROUP BY status",
+                &[],
+            )
+            .await?;
+        let mut stats = OutboxStats::default();
+        for row in &rows {
+            let n = count(row.try_get(1)?);
+            match DeliveryStatus::from_name(row.try_get(0)?) {
+                Some(DeliveryStatus::Pending) => stats.pending = n,
+                Some(DeliveryStatus::Succeeded) => stats.succeeded = n,
+                Some(DeliveryStatus::Failed) => stats.failed = n,
+                None => return Err(corrupt("status")),
+            }
+        }
+        Ok(stats)
+    }
+}
