@@ -241,13 +241,22 @@ async fn slow_clients_holding_connections_do_not_block_others() {
 
 #[tokio::test]
 async fn a_handler_past_the_timeout_answers_504_timeout() {
-    let s =
-        TestServer::start_with(|c| c.request_timeout = std::time::Duration::from_nanos(1)).await;
-    // A request that waits on the database; answers that complete without waiting are
-    // returned even past the deadline (there is nothing to cut short).
+    let s = TestServer::start_with(|c| {
+        c.request_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    // Another connection holds the write lock, so creating a project waits on the database
+    // (up to its 5 s busy timeout), well past the 300 ms request timeout. Reads (the key
+    // lookup) still go through under WAL.
+    let db = rusqlite::Connection::open(s.data_dir().join("align.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = std::time::Instant::now();
     let r = s
         .post("/api/v1/projects", &s.admin_key, json!({"name": "slow"}))
         .await;
+    let waited = started.elapsed();
+    db.execute_batch("COMMIT").unwrap();
     assert_envelope(&r, StatusCode::GATEWAY_TIMEOUT, "timeout");
+    assert!(waited < std::time::Duration::from_secs(3), "{waited:?}");
     s.stop().await;
 }
