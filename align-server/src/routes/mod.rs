@@ -83,7 +83,7 @@ pub(crate) fn unrouted(method: &Method, path: &str) -> ApiError {
 
 /// Runs the handler for an authenticated request.
 pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
-    let path = req.parts.uri.path().to_owned();
+    let path = req.parts.uri.path();
     if path == "/metrics" && req.parts.method == Method::GET {
         return metrics(state, &req).await;
     }
