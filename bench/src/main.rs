@@ -70,6 +70,27 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
     },
+    /// Drive a running server (for profiling): `GET PATH` with the tokens of a file in turn.
+    Drive {
+        /// Server address.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Path and query.
+        #[arg(long, default_value = "/api/v1/me")]
+        path: String,
+        /// File with one token per line (sent as `Authorization: Bearer`).
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+        /// Expected status.
+        #[arg(long, default_value_t = 200)]
+        expect: u16,
+        /// Connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+    },
     /// Resident memory of `align serve` after many distinct keys each made one request, then
     /// after eviction.
     Memory(memory::Args),
@@ -101,6 +122,34 @@ fn main() -> ExitCode {
             };
             runtime(threads)?.block_on(run::all(&settings))
         })(),
+        Command::Drive {
+            addr,
+            path,
+            tokens,
+            expect,
+            connections,
+            duration,
+        } => (|| {
+            let target = drive_target(addr, &path, tokens.as_deref(), expect)?;
+            let duration = seconds(duration)?;
+            let report = runtime(None)?.block_on(load::drive(
+                &target,
+                connections,
+                Duration::ZERO,
+                duration,
+            ))?;
+            println!(
+                "{:.0} req/s, p50 {} µs, p99 {} µs, p99.9 {} µs, {} errors {:?} {:?}",
+                report.rps(),
+                report.quantile_us(0.5),
+                report.quantile_us(0.99),
+                report.quantile_us(0.999),
+                report.errors,
+                report.unexpected,
+                report.first_error
+            );
+            Ok(())
+        })(),
         Command::Memory(args) => (|| {
             let align = align_binary(args.align.clone())?;
             runtime(None)?.block_on(memory::run(&args, &align))
@@ -113,6 +162,29 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn drive_target(
+    addr: SocketAddr,
+    path: &str,
+    tokens: Option<&std::path::Path>,
+    expect: u16,
+) -> Result<load::Target, BoxError> {
+    let mut authorization = Vec::new();
+    if let Some(file) = tokens {
+        for line in std::fs::read_to_string(file)?.lines() {
+            let t = line.trim();
+            if !t.is_empty() {
+                authorization.push(http::HeaderValue::try_from(format!("Bearer {t}"))?);
+            }
+        }
+    }
+    Ok(load::Target {
+        addr,
+        uri: http::Uri::try_from(path)?,
+        authorization,
+        expect: http::StatusCode::from_u16(expect)?,
+    })
 }
 
 fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, BoxError> {

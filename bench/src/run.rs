@@ -333,7 +333,7 @@ fn ms(us: u32) -> String {
     format!("{:.3}", f64::from(us) / 1000.0)
 }
 
-fn floor_of<'a>(points: &'a [Point], connections: usize) -> Option<&'a Point> {
+fn floor_of(points: &[Point], connections: usize) -> Option<&Point> {
     points
         .iter()
         .find(|p| p.case == Case::Floor && p.connections == connections)
