@@ -33,7 +33,7 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How often coalesced `lastUsedAt` times are written (`keys.last_used_flush_ms`, 1000).
     pub last_used_flush: Duration,
-    /// Most keys kept in the verification cache (`keys.cache_capacity`, 250000). Beyond it
+    /// Most keys kept in the verification cache (`keys.cache_capacity`, 100000). Beyond it
     /// a full cache shard is emptied and refilled from the store; keys unused for
     /// [`KEY_CACHE_IDLE`] are dropped by the periodic sweep.
     pub key_cache_capacity: usize,
@@ -210,7 +210,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             last_used_flush: Duration::from_secs(1),
-            key_cache_capacity: 250_000,
+            key_cache_capacity: 100_000,
             max_concurrent_per_key: 32,
             quota_per_day: None,
             quota_per_month: None,

@@ -261,8 +261,10 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     let state = Arc::clone(&state);
                     let service = hyper::service::service_fn(move |req| {
-                        let state = Arc::clone(&state);
-                        async move { Ok::<_, Infallible>(crate::app::handle(state, req, peer).await) }
+                        // The request's future is large (about 4 KB of state); boxed once, it
+                        // is not copied every time hyper moves it on its way to being polled.
+                        let response = Box::pin(crate::app::handle(Arc::clone(&state), req, peer));
+                        async move { Ok::<_, Infallible>(response.await) }
                     });
                     let watcher = graceful.watcher();
                     let builder = builder.clone();
