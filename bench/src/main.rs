@@ -51,6 +51,9 @@ enum Command {
         /// Unmeasured warm-up seconds per point.
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+        /// Rounds over every point (the median round by requests/s is shown).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
         /// `ALIGN_LOG` for the align servers (the default is what a user runs).
         #[arg(long, default_value = "info")]
         server_log: String,
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
             connections,
             duration,
             warmup,
+            repeat,
             server_log,
             threads,
             keep,
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
                 connections,
                 duration: seconds(duration)?,
                 warmup: seconds(warmup)?,
+                repeat,
                 server_log,
                 keep,
                 work_dir,
