@@ -265,7 +265,8 @@ fn copy_key(db: &Path, template: &str, token: String, n: usize) -> Result<Vec<St
 }
 
 /// Sends `GET /api/v1/me` once with each token over `connections` keep-alive connections;
-/// returns how many answers were not `expect`.
+/// returns how many answers were not `expect`. A request whose connection fails is sent again
+/// on a new connection (up to 3 times; the count of such retries is printed).
 async fn send_each(
     addr: std::net::SocketAddr,
     tokens: Arc<Vec<String>>,
@@ -274,35 +275,39 @@ async fn send_each(
 ) -> Result<u64, BoxError> {
     let next = Arc::new(AtomicUsize::new(0));
     let bad = Arc::new(AtomicU64::new(0));
+    let retried = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..connections.max(1))
         .map(|_| {
-            let (tokens, next, bad) = (Arc::clone(&tokens), Arc::clone(&next), Arc::clone(&bad));
+            let (tokens, next, bad, retried) = (
+                Arc::clone(&tokens),
+                Arc::clone(&next),
+                Arc::clone(&bad),
+                Arc::clone(&retried),
+            );
             tokio::spawn(async move {
-                let stream = TcpStream::connect(addr).await?;
-                stream.set_nodelay(true)?;
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                let mut sender = None;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(token) = tokens.get(i) else {
                         return Ok::<(), BoxError>(());
                     };
-                    let mut request = http::Request::new(Empty::<Bytes>::new());
-                    *request.method_mut() = Method::GET;
-                    *request.uri_mut() = http::Uri::from_static("/api/v1/me");
-                    let headers = request.headers_mut();
-                    headers.insert(HOST, HeaderValue::from_static("127.0.0.1"));
-                    headers.insert(
-                        AUTHORIZATION,
-                        HeaderValue::try_from(format!("Bearer {token}"))?,
-                    );
-                    sender.ready().await?;
-                    let response = sender.send_request(request).await?;
-                    let status = response.status();
-                    response.into_body().collect().await?;
+                    let mut attempt = 0;
+                    let status = loop {
+                        let s = match sender.as_mut() {
+                            Some(s) => s,
+                            None => sender.insert(open(addr).await?),
+                        };
+                        match one(s, token).await {
+                            Ok(status) => break status,
+                            Err(e) if attempt < 3 => {
+                                attempt += 1;
+                                retried.fetch_add(1, Ordering::Relaxed);
+                                eprintln!("  request {i}: {e}; again on a new connection");
+                                sender = None;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    };
                     if status != expect {
                         bad.fetch_add(1, Ordering::Relaxed);
                     }
@@ -316,5 +321,38 @@ async fn send_each(
     for task in tasks {
         task.await??;
     }
+    let retried = retried.load(Ordering::Relaxed);
+    if retried > 0 {
+        eprintln!("  {retried} requests were sent again after a connection failed");
+    }
     Ok(bad.load(Ordering::Relaxed))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn open(addr: std::net::SocketAddr) -> Result<Sender, BoxError> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn one(sender: &mut Sender, token: &str) -> Result<StatusCode, BoxError> {
+    let mut request = http::Request::new(Empty::<Bytes>::new());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = http::Uri::from_static("/api/v1/me");
+    let headers = request.headers_mut();
+    headers.insert(HOST, HeaderValue::from_static("127.0.0.1"));
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::try_from(format!("Bearer {token}"))?,
+    );
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status)
 }
