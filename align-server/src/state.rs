@@ -108,19 +108,11 @@ impl AppState {
         self.limits.check(key.id, key.rate_limit_per_minute).await
     }
 
-    /// Forgets idle rate-limit state (every limiter) and cached keys unused for
+    /// Forgets idle rate-limit state (every in-memory limiter) and cached keys unused for
     /// [`crate::config::KEY_CACHE_IDLE`]; called every [`crate::config::SWEEP_INTERVAL`].
     /// Each limiter shard and cache shard is locked in turn, briefly, never across an await.
     pub(crate) fn evict_idle(&self) -> usize {
-        let overrides: Vec<_> = self
-            .overrides
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        let mut removed = self.limiter.evict_idle();
-        removed += overrides.iter().map(|l| l.evict_idle()).sum::<usize>();
+        let mut removed = self.limits.evict_idle();
         removed += self
             .quotas
             .iter()
