@@ -362,6 +362,38 @@ impl KeyVerifier {
         }
     }
 
+    /// Drops cached keys not used since `now - idle_for` (their `last_used_at` is already
+    /// written: entries waiting for a flush stay), so that memory follows the keys in use
+    /// rather than every key ever seen; the next use of a dropped key reads the store once.
+    /// Shrinks the tables that emptied. Returns how many keys were dropped.
+    pub fn evict_idle(&self, now: DateTime<Utc>, idle_for: Duration) -> usize {
+        let cutoff = now
+            .timestamp_millis()
+            .saturating_sub(i64::try_from(idle_for.as_millis()).unwrap_or(i64::MAX));
+        let mut index = lock(&self.index);
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+            let before = shard.len();
+            shard.retain(|_, entry| {
+                let keep = entry.dirty.load(Ordering::Acquire)
+                    || entry.last_used_ms.load(Ordering::Relaxed) >= cutoff;
+                if !keep {
+                    index.remove(&entry.record.id);
+                }
+                keep
+            });
+            removed += before - shard.len();
+            if shard.capacity() > 4 * shard.len().max(16) {
+                shard.shrink_to_fit();
+            }
+        }
+        if index.capacity() > 4 * index.len().max(16) {
+            index.shrink_to_fit();
+        }
+        removed
+    }
+
     /// Forgets that `hash` was unknown (called when a key with this hash is stored).
     pub fn forget_unknown(&self, hash: &KeyHash) {
         lock(&self.negative[shard_of(hash)]).remove(hash);

@@ -418,3 +418,38 @@ async fn concurrent_verifies_and_a_revoke_never_leave_a_stale_valid_entry() {
         );
     }
 }
+
+#[tokio::test]
+async fn idle_keys_are_evicted_once_flushed_and_reload_on_next_use() {
+    let (store, keys, f) = setup().await;
+    let t0 = Utc::now();
+    let idle = keys
+        .mint(new_key(&f, "idle", Environment::Live), t0)
+        .await
+        .unwrap();
+    let busy = keys
+        .mint(new_key(&f, "busy", Environment::Live), t0)
+        .await
+        .unwrap();
+    let v = keys.verifier();
+    v.verify(idle.token.expose(), t0).await.unwrap();
+    v.verify(busy.token.expose(), t0).await.unwrap();
+    assert_eq!(v.cached_keys(), 2);
+    // Not yet flushed: nothing is dropped, whatever its age.
+    assert_eq!(
+        v.evict_idle(t0 + Duration::hours(1), StdDuration::from_secs(60)),
+        0
+    );
+    v.flush_last_used().await.unwrap();
+    let later = t0 + Duration::minutes(10);
+    v.verify(busy.token.expose(), later).await.unwrap();
+    assert_eq!(v.evict_idle(later, StdDuration::from_secs(60)), 1);
+    assert_eq!(v.cached_keys(), 1);
+    // The evicted key still verifies, from the store, then from the cache again.
+    let lookups = store.counts().snapshot().0;
+    let again = v.verify(idle.token.expose(), later).await.unwrap();
+    assert!(matches!(again, Verification::Valid(_)));
+    assert_eq!(store.counts().snapshot().0, lookups + 1);
+    v.verify(idle.token.expose(), later).await.unwrap();
+    assert_eq!(store.counts().snapshot().0, lookups + 1);
+}

@@ -53,8 +53,9 @@ pub(crate) struct Request {
     pub(crate) body: Bytes,
     /// The caller.
     pub(crate) auth: Auth,
-    /// Request id, peer, user agent: for audit records.
-    pub(crate) meta: RequestMeta,
+    /// Request id, peer, user agent: for audit records (shared with the request log, not
+    /// copied).
+    pub(crate) meta: Arc<RequestMeta>,
 }
 
 impl Request {
@@ -94,8 +95,8 @@ where
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
-    let meta = RequestMeta {
-        request_id: uuid::Uuid::new_v4().to_string(),
+    let meta = Arc::new(RequestMeta {
+        request_id: crate::request_id::new_string(),
         peer,
         user_agent: parts
             .headers
@@ -105,7 +106,7 @@ where
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         started: audit::now(),
-    };
+    });
     let mut trace = Trace::default();
 
     let header_bytes: usize = parts
@@ -168,7 +169,7 @@ async fn pipeline<B>(
     state: &AppState,
     parts: Parts,
     body: B,
-    meta: &RequestMeta,
+    meta: &Arc<RequestMeta>,
     trace: &mut Trace,
 ) -> Result<Response, ApiError>
 where
@@ -229,7 +230,7 @@ where
                 parts,
                 body,
                 auth,
-                meta: meta.clone(),
+                meta: Arc::clone(meta),
             },
         )
         .await;
@@ -252,7 +253,7 @@ where
             parts,
             body,
             auth,
-            meta: meta.clone(),
+            meta: Arc::clone(meta),
         },
     )
     .await

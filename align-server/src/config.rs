@@ -12,6 +12,12 @@ use serde::Deserialize;
 
 use crate::error::Error;
 
+/// Cached keys unused for this long are dropped from memory by the periodic sweep (the next
+/// use reads the store once).
+pub const KEY_CACHE_IDLE: Duration = Duration::from_secs(300);
+/// How often idle rate-limit state and idle cached keys are swept out.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The server's settings. See `docs/operations.md` for each one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -27,6 +33,10 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How often coalesced `lastUsedAt` times are written (`keys.last_used_flush_ms`, 1000).
     pub last_used_flush: Duration,
+    /// Most keys kept in the verification cache (`keys.cache_capacity`, 100000). Beyond it
+    /// a full cache shard is emptied and refilled from the store; keys unused for
+    /// [`KEY_CACHE_IDLE`] are dropped by the periodic sweep.
+    pub key_cache_capacity: usize,
     /// Requests one key may have in flight at once (`limits.max_concurrent_per_key`, 32).
     pub max_concurrent_per_key: u64,
     /// Requests per key per UTC day (`ratelimit.quota_per_day`, off by default).
@@ -200,6 +210,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             last_used_flush: Duration::from_secs(1),
+            key_cache_capacity: 100_000,
             max_concurrent_per_key: 32,
             quota_per_day: None,
             quota_per_month: None,
@@ -288,6 +299,7 @@ struct LimitsSection {
 #[serde(deny_unknown_fields)]
 struct KeysSection {
     last_used_flush_ms: Option<u64>,
+    cache_capacity: Option<usize>,
 }
 
 /// Command-line overrides (`align serve --listen … --data-dir …`).
@@ -377,6 +389,9 @@ impl Config {
         if let Some(v) = f.keys.last_used_flush_ms {
             self.last_used_flush = Duration::from_millis(v);
         }
+        if let Some(v) = f.keys.cache_capacity {
+            self.key_cache_capacity = v;
+        }
         let w = f.webhooks;
         let hooks = &mut self.webhooks;
         if let Some(v) = w.allow_private_targets {
@@ -436,6 +451,7 @@ impl Config {
             "ALIGN_KEYS_LAST_USED_FLUSH_MS" => {
                 self.last_used_flush = Duration::from_millis(parse_value(name, value)?);
             }
+            "ALIGN_KEYS_CACHE_CAPACITY" => self.key_cache_capacity = parse_value(name, value)?,
             "ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS" => {
                 self.webhooks.allow_private_targets = parse_bool(name, value)?;
             }
@@ -478,6 +494,12 @@ impl Config {
         {
             return Err(Error::Setting {
                 key: "limits.max_concurrent_per_key / ratelimit.quota_*".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.key_cache_capacity == 0 {
+            return Err(Error::Setting {
+                key: "keys.cache_capacity".into(),
                 reason: "must be at least 1".into(),
             });
         }

@@ -48,9 +48,25 @@ fn with_json_type(status: StatusCode, body: Bytes) -> Response {
 
 /// The error envelope `{"error":{"code","message","requestId"}}`.
 pub(crate) fn error(e: &ApiError, request_id: &str) -> Response {
-    let body = serde_json::json!({
-        "error": { "code": e.code, "message": e.message, "requestId": request_id }
-    });
+    /// `{"error": …}`, serialised directly (no intermediate `Value`).
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        error: ErrorBody<'a>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ErrorBody<'a> {
+        code: &'a str,
+        message: &'a str,
+        request_id: &'a str,
+    }
+    let body = Envelope {
+        error: ErrorBody {
+            code: e.code,
+            message: &e.message,
+            request_id,
+        },
+    };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut r = with_json_type(e.status, Bytes::from(bytes));
     if let Some(allow) = e

@@ -17,6 +17,7 @@ mod limits;
 mod metrics;
 #[cfg(test)]
 mod pipeline_props;
+mod request_id;
 mod routes;
 mod serve;
 mod state;

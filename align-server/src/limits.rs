@@ -27,6 +27,9 @@ pub(crate) struct Limits {
     local: Local,
     /// Limiters for keys with their own rate, one per distinct rate.
     overrides: RwLock<HashMap<u32, Arc<dyn AsyncRateLimiter<KeyId>>>>,
+    /// The in-memory limiters of the overrides (the limiters themselves, or the shared ones'
+    /// fallbacks), for the idle sweep.
+    override_locals: RwLock<Vec<Local>>,
     compose: Compose,
     concurrency: Arc<dyn AsyncConcurrencyLimiter<KeyId>>,
     default_rate: u32,
@@ -57,6 +60,7 @@ impl Limits {
             default: compose(Arc::clone(&local)),
             local,
             overrides: RwLock::default(),
+            override_locals: RwLock::default(),
             compose,
             concurrency,
             default_rate: config.rate_limit_per_minute,
@@ -94,6 +98,17 @@ impl Limits {
         self.local.len()
     }
 
+    /// Forgets idle in-memory rate-limit state (default rate and every override); returns how
+    /// many keys were dropped. Each shard is locked in turn, briefly.
+    pub(crate) fn evict_idle(&self) -> usize {
+        let overrides: Vec<Local> = self
+            .override_locals
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.local.evict_idle() + overrides.iter().map(|l| l.evict_idle()).sum::<usize>()
+    }
+
     fn limiter_at(&self, n: u32) -> Arc<dyn AsyncRateLimiter<KeyId>> {
         if let Some(l) = self
             .overrides
@@ -113,7 +128,14 @@ impl Limits {
             let rate = per_minute(n.clamp(1, u32::from(u16::MAX)));
             let local = SlidingWindow::new(rate).map_or_else(
                 |_| Arc::clone(&self.local),
-                |w| Arc::new(KeyedLimiter::new(w)),
+                |w| {
+                    let local = Arc::new(KeyedLimiter::new(w));
+                    self.override_locals
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(Arc::clone(&local));
+                    local
+                },
             );
             (self.compose)(local)
         }))

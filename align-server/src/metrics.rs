@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 /// Latency histogram bucket bounds, in seconds.
@@ -42,7 +42,10 @@ fn method_label(method: &http::Method) -> &'static str {
 /// Process-wide counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
+    /// Requests by (method, route, status). A counter is created once under the write lock;
+    /// every later request only takes the read lock (shared across workers) and adds to it.
+    requests: RwLock<BTreeMap<(&'static str, &'static str, u16), AtomicU64>>,
+    /// Requests whose latency fell in each bucket (not cumulative).
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -59,16 +62,27 @@ impl Metrics {
         status: u16,
         latency: Duration,
     ) {
-        {
-            let mut map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-            *map.entry((method_label(method), route, status))
-                .or_default() += 1;
+        let key = (method_label(method), route, status);
+        let counted = self
+            .requests
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .map(|n| n.fetch_add(1, Ordering::Relaxed))
+            .is_some();
+        if !counted {
+            self.requests
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key)
+                .or_default()
+                .fetch_add(1, Ordering::Relaxed);
         }
+        // One counter per request (its own bucket); `render` sums them into the cumulative
+        // `le` buckets Prometheus expects.
         let secs = latency.as_secs_f64();
-        for (bound, counter) in BUCKETS.iter().zip(&self.latency_buckets) {
-            if secs <= *bound {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us.fetch_add(
@@ -100,8 +114,9 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE align_http_requests_total counter");
         {
-            let map = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+            let map = self.requests.read().unwrap_or_else(PoisonError::into_inner);
             for ((method, route, status), n) in map.iter() {
+                let n = n.load(Ordering::Relaxed);
                 let _ = writeln!(
                     out,
                     "align_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
@@ -113,11 +128,12 @@ impl Metrics {
             "# HELP align_http_request_duration_seconds Time to answer a request."
         );
         let _ = writeln!(out, "# TYPE align_http_request_duration_seconds histogram");
+        let mut cumulative = 0;
         for (bound, counter) in BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += counter.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "align_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                counter.load(Ordering::Relaxed)
+                "align_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
             );
         }
         let count = self.latency_count.load(Ordering::Relaxed);

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use align_audit::{AuditSink, SqliteSink};
 use align_keys::store::KeyStore;
-use align_keys::{KeyManager, PgKeyStore, Sha256Hasher, SqliteKeyStore};
+use align_keys::{
+    KeyManager, KeyVerifier, PgKeyStore, Sha256Hasher, SqliteKeyStore, VerifierConfig,
+};
 use align_webhooks::{
     Dispatcher, DispatcherConfig, PgWebhookStore, SqliteWebhookStore, WebhookStore,
 };
@@ -150,7 +152,15 @@ impl Server {
             path: config.data_dir.clone(),
             source,
         })?;
-        let keys = KeyManager::new(store, Arc::new(Sha256Hasher));
+        let verifier = KeyVerifier::with_config(
+            store,
+            Arc::new(Sha256Hasher),
+            VerifierConfig {
+                capacity: config.key_cache_capacity,
+                ..VerifierConfig::default()
+            },
+        );
+        let keys = KeyManager::with_verifier(Arc::new(verifier));
         let bootstrap = bootstrap(&config, &keys).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -199,6 +209,18 @@ impl Server {
             .spawn_last_used_flusher(state.config.last_used_flush);
         // Key changes made by other processes (the operator CLI) reach the cache this fast.
         let watcher = state.keys.verifier().spawn_change_watcher(CHANGE_POLL);
+        // Memory follows the keys in use: idle limiter state and idle cached keys go.
+        let sweeper = {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::config::SWEEP_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    state.evict_idle();
+                }
+            })
+        };
         let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
         let dispatcher = if state.config.webhooks.dispatcher {
             let dispatcher = Dispatcher::new(
@@ -239,8 +261,10 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     let state = Arc::clone(&state);
                     let service = hyper::service::service_fn(move |req| {
-                        let state = Arc::clone(&state);
-                        async move { Ok::<_, Infallible>(crate::app::handle(state, req, peer).await) }
+                        // The request's future is large (about 4 KB of state); boxed once, it
+                        // is not copied every time hyper moves it on its way to being polled.
+                        let response = Box::pin(crate::app::handle(Arc::clone(&state), req, peer));
+                        async move { Ok::<_, Infallible>(response.await) }
                     });
                     let watcher = graceful.watcher();
                     let builder = builder.clone();
@@ -277,6 +301,7 @@ impl Server {
         }
         flusher.abort();
         watcher.abort();
+        sweeper.abort();
         // In-flight deliveries finish (each within the attempt timeout); the rest stay in
         // the outbox for the next start.
         let _ = stop_dispatch.send(());

@@ -108,6 +108,23 @@ impl AppState {
         self.limits.check(key.id, key.rate_limit_per_minute).await
     }
 
+    /// Forgets idle rate-limit state (every in-memory limiter) and cached keys unused for
+    /// [`crate::config::KEY_CACHE_IDLE`]; called every [`crate::config::SWEEP_INTERVAL`].
+    /// Each limiter shard and cache shard is locked in turn, briefly, never across an await.
+    pub(crate) fn evict_idle(&self) -> usize {
+        let mut removed = self.limits.evict_idle();
+        removed += self
+            .quotas
+            .iter()
+            .map(KeyedLimiter::evict_idle)
+            .sum::<usize>();
+        removed += self
+            .keys
+            .verifier()
+            .evict_idle(chrono::Utc::now(), crate::config::KEY_CACHE_IDLE);
+        removed
+    }
+
     /// The current role of `user`; a user who no longer exists counts as a viewer.
     pub(crate) async fn role_of(&self, user: UserId) -> Result<Role, ApiError> {
         let now = Instant::now();

@@ -83,12 +83,12 @@ pub(crate) fn unrouted(method: &Method, path: &str) -> ApiError {
 
 /// Runs the handler for an authenticated request.
 pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
-    let path = req.parts.uri.path().to_owned();
+    let path = req.parts.uri.path();
     if path == "/metrics" && req.parts.method == Method::GET {
         return metrics(state, &req).await;
     }
     let Some(rest) = path.strip_prefix("/api/v1/") else {
-        return Err(unrouted(&req.parts.method, &path));
+        return Err(unrouted(&req.parts.method, path));
     };
     let segments: Vec<&str> = rest.split('/').collect();
     let method = req.parts.method.clone();
@@ -119,7 +119,7 @@ pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response,
         (Method::POST, ["webhook-deliveries", id, "retry"]) => {
             webhooks::retry(state, &req, id).await
         }
-        _ => Err(unrouted(&method, &path)),
+        _ => Err(unrouted(&method, path)),
     }
 }
 

@@ -1,0 +1,516 @@
+//! `align-loadbench all`: the four cases of issue #9, one server process per measured point,
+//! the table, the ratios against the floor and the targets.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderValue, Method, StatusCode};
+
+use crate::BoxError;
+use crate::load::{self, Report, Target};
+use crate::proc::{self, Server};
+
+/// The server-wide rate for (b): the sliding window's largest (65535 per minute per key).
+const HIGH_RATE_PER_MINUTE: &str = "65535";
+/// Keys the (b) requests rotate through, so that no key reaches [`HIGH_RATE_PER_MINUTE`]
+/// within a point below ~700 000 requests/s (the server restarts for every point).
+const KEY_POOL: usize = 64;
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The `align` binary.
+    pub(crate) align: PathBuf,
+    /// This binary (it is also the floor server).
+    pub(crate) me: PathBuf,
+    /// Connection counts, in order.
+    pub(crate) connections: Vec<usize>,
+    /// Measured time per point.
+    pub(crate) duration: Duration,
+    /// Unmeasured time before it, per point.
+    pub(crate) warmup: Duration,
+    /// Rounds over every point; each point reports its round with the median requests/s.
+    pub(crate) repeat: usize,
+    /// `ALIGN_LOG` for the servers.
+    pub(crate) server_log: String,
+    /// Keep the data directory and logs.
+    pub(crate) keep: bool,
+    /// Where to put them (default: a fresh directory under the system temp dir).
+    pub(crate) work_dir: Option<PathBuf>,
+}
+
+/// One of the four cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Floor,
+    Ok,
+    Limited,
+    Invalid,
+}
+
+impl Case {
+    const ALL: [Self; 4] = [Self::Floor, Self::Ok, Self::Limited, Self::Invalid];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Floor => "(a) hyper floor",
+            Self::Ok => "(b) align 200",
+            Self::Limited => "(c) align 429",
+            Self::Invalid => "(d) align 401",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Self::Floor => "a",
+            Self::Ok => "b",
+            Self::Limited => "c",
+            Self::Invalid => "d",
+        }
+    }
+
+    fn expect(self) -> StatusCode {
+        match self {
+            Self::Floor | Self::Ok => StatusCode::OK,
+            Self::Limited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Invalid => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// The tokens the align cases send.
+#[derive(Debug)]
+struct Tokens {
+    ok: Vec<String>,
+    limited: String,
+    invalid: String,
+}
+
+/// One measured point.
+#[derive(Debug)]
+struct Point {
+    case: Case,
+    connections: usize,
+    report: Report,
+    /// Server CPU time per response.
+    cpu_per_request: Option<Duration>,
+    /// Server resident memory at the end of the point, KiB.
+    rss_kib: Option<u64>,
+}
+
+/// Runs every case and prints the table; fails on any error response or tool failure.
+pub(crate) async fn all(settings: &Settings) -> Result<(), BoxError> {
+    let dir = match &settings.work_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("align-loadbench-{}", std::process::id())),
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(settings, &dir).await;
+    if settings.keep {
+        eprintln!("data and server logs kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn run_in(settings: &Settings, dir: &Path) -> Result<(), BoxError> {
+    println!("{}", machine_description());
+    println!(
+        "each point: {:?} warm-up, then {:?} measured, {} round(s) (the median by req/s is \
+         shown); one fresh server process per point; servers log at ALIGN_LOG={} to a file",
+        settings.warmup,
+        settings.duration,
+        settings.repeat.max(1),
+        settings.server_log
+    );
+    let data = dir.join("data");
+    let tokens = set_up(settings, &data, dir).await?;
+    // Rounds interleave the cases, so that a change in the machine's load during the run
+    // weighs on every case alike.
+    let mut rounds: Vec<Vec<Point>> = Vec::new();
+    for round in 0..settings.repeat.max(1) {
+        let mut points = Vec::new();
+        for case in Case::ALL {
+            for &connections in &settings.connections {
+                let point = measure(settings, &data, dir, &tokens, case, connections).await?;
+                eprintln!(
+                    "  round {} {} c={connections}: {:.0} req/s, p99 {} µs, {} errors",
+                    round + 1,
+                    case.label(),
+                    point.report.rps(),
+                    point.report.quantile_us(0.99),
+                    point.report.errors
+                );
+                points.push(point);
+            }
+        }
+        rounds.push(points);
+    }
+    let points = median_points(rounds);
+    println!();
+    print!("{}", table(&points));
+    println!();
+    let (verdicts, errors) = targets(&points);
+    print!("{verdicts}");
+    println!("load average after the run: {}", load_average());
+    if errors > 0 {
+        return Err(format!("{errors} responses or connections failed (see the table)").into());
+    }
+    Ok(())
+}
+
+fn align_env(settings: &Settings) -> HashMap<String, String> {
+    HashMap::from([
+        ("ALIGN_LOG".to_owned(), settings.server_log.clone()),
+        (
+            "ALIGN_RATELIMIT_PER_MINUTE".to_owned(),
+            HIGH_RATE_PER_MINUTE.to_owned(),
+        ),
+    ])
+}
+
+async fn start_align(settings: &Settings, data: &Path, log: PathBuf) -> Result<Server, BoxError> {
+    let addr = proc::free_addr()?;
+    let args = vec![
+        "serve".to_owned(),
+        "--data-dir".to_owned(),
+        data.display().to_string(),
+        "--listen".to_owned(),
+        addr.to_string(),
+    ];
+    Server::start(&settings.align, &args, &align_env(settings), addr, log).await
+}
+
+/// First start (bootstraps the data directory), then the keys: one plain, one whose own limit
+/// is 1 request per minute, and a well-formed token with a valid checksum that is not stored.
+async fn set_up(settings: &Settings, data: &Path, dir: &Path) -> Result<Tokens, BoxError> {
+    let server = start_align(settings, data, dir.join("setup.log")).await?;
+    let admin_file = data.join("bootstrap-admin-key");
+    let admin = std::fs::read_to_string(&admin_file)
+        .map_err(|e| format!("cannot read {}: {e}", admin_file.display()))?;
+    let admin = admin.trim();
+    let mut ok = Vec::with_capacity(KEY_POOL);
+    for i in 0..KEY_POOL {
+        ok.push(mint(server.addr, admin, &format!("loadbench-{i}")).await?.0);
+    }
+    let (limited, limited_id) = mint(server.addr, admin, "loadbench-limited").await?;
+    let body = serde_json::json!({ "rateLimitPerMinute": 1 });
+    let path = format!("/api/v1/keys/{limited_id}");
+    let (status, bytes) =
+        load::call(server.addr, Method::PATCH, &path, Some(admin), Some(&body)).await?;
+    if status != StatusCode::OK {
+        return Err(format!(
+            "PATCH {path} answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+        .into());
+    }
+    let invalid = align_keys::token::generate(align_keys::Environment::Live)?
+        .token
+        .expose()
+        .to_owned();
+    // Each token answers as its case expects before anything is measured.
+    let checks = [
+        (&ok[0], StatusCode::OK),
+        (&limited, StatusCode::OK),
+        (&limited, StatusCode::TOO_MANY_REQUESTS),
+        (&invalid, StatusCode::UNAUTHORIZED),
+    ];
+    for (token, expect) in checks {
+        let (status, bytes) =
+            load::call(server.addr, Method::GET, "/api/v1/me", Some(token), None).await?;
+        if status != expect {
+            return Err(format!(
+                "GET /api/v1/me answered {status}, expected {expect}: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+            .into());
+        }
+    }
+    server.stop().await?;
+    Ok(Tokens {
+        ok,
+        limited,
+        invalid,
+    })
+}
+
+/// `POST /api/v1/keys`: returns the token and the key id.
+async fn mint(
+    addr: std::net::SocketAddr,
+    admin: &str,
+    name: &str,
+) -> Result<(String, String), BoxError> {
+    let body = serde_json::json!({ "name": name, "scope": "organization" });
+    let (status, bytes) =
+        load::call(addr, Method::POST, "/api/v1/keys", Some(admin), Some(&body)).await?;
+    if status != StatusCode::CREATED {
+        return Err(format!(
+            "POST /api/v1/keys answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+        .into());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let field = |name: &str| {
+        v.get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("POST /api/v1/keys: no {name} in the answer"))
+    };
+    Ok((field("key")?, field("apiKeyId")?))
+}
+
+async fn measure(
+    settings: &Settings,
+    data: &Path,
+    dir: &Path,
+    tokens: &Tokens,
+    case: Case,
+    connections: usize,
+) -> Result<Point, BoxError> {
+    let log = dir.join(format!("server-{}-{connections}.log", case.short()));
+    let server = match case {
+        Case::Floor => {
+            let addr = proc::free_addr()?;
+            let args = vec!["floor".to_owned(), "--listen".to_owned(), addr.to_string()];
+            Server::start(&settings.me, &args, &HashMap::new(), addr, log.clone()).await?
+        }
+        _ => start_align(settings, data, log.clone()).await?,
+    };
+    let sent = match case {
+        Case::Floor | Case::Ok => tokens.ok.as_slice(),
+        Case::Limited => std::slice::from_ref(&tokens.limited),
+        Case::Invalid => std::slice::from_ref(&tokens.invalid),
+    };
+    let authorization = sent
+        .iter()
+        .map(|t| HeaderValue::try_from(format!("Bearer {t}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = Target {
+        addr: server.addr,
+        uri: http::Uri::from_static("/api/v1/me"),
+        authorization,
+        expect: case.expect(),
+    };
+    let cpu_before = server.cpu_time();
+    // The warm-up is not counted in the CPU time either: sample again when it ends.
+    let warm = settings.warmup;
+    let sampler = async {
+        tokio::time::sleep(warm).await;
+        server.cpu_time()
+    };
+    let (report, cpu_at_measure) = tokio::join!(
+        load::drive(&target, connections, settings.warmup, settings.duration),
+        sampler
+    );
+    let report = report?;
+    let cpu_after = server.cpu_time();
+    let rss_kib = server.rss_kib();
+    let cpu_per_request = match (cpu_at_measure.or(cpu_before), cpu_after) {
+        (Some(a), Some(b)) if !report.latencies_us.is_empty() => {
+            Some(b.saturating_sub(a) / u32::try_from(report.latencies_us.len()).unwrap_or(1))
+        }
+        _ => None,
+    };
+    if report.errors > 0 {
+        eprintln!(
+            "  {} c={connections}: {} errors, unexpected statuses {:?}, first transport error {:?}\n  server log tail:\n{}",
+            case.label(),
+            report.errors,
+            report.unexpected,
+            report.first_error,
+            server.log_tail()
+        );
+    }
+    server.stop().await?;
+    if !settings.keep {
+        let _ = std::fs::remove_file(&log);
+    }
+    Ok(Point {
+        case,
+        connections,
+        report,
+        cpu_per_request,
+        rss_kib,
+    })
+}
+
+/// For each point, the round with the median requests/s; errors are summed over all rounds.
+fn median_points(rounds: Vec<Vec<Point>>) -> Vec<Point> {
+    let Some(count) = rounds.first().map(Vec::len) else {
+        return Vec::new();
+    };
+    let mut columns: Vec<Vec<Point>> = (0..count).map(|_| Vec::new()).collect();
+    for round in rounds {
+        for (i, point) in round.into_iter().enumerate() {
+            if let Some(column) = columns.get_mut(i) {
+                column.push(point);
+            }
+        }
+    }
+    columns
+        .into_iter()
+        .filter_map(|mut column| {
+            let errors: u64 = column.iter().map(|p| p.report.errors).sum();
+            column.sort_by(|a, b| a.report.rps().total_cmp(&b.report.rps()));
+            let middle = column.len() / 2;
+            let mut point = column.into_iter().nth(middle)?;
+            point.report.errors = errors;
+            Some(point)
+        })
+        .collect()
+}
+
+fn ms(us: u32) -> String {
+    format!("{:.3}", f64::from(us) / 1000.0)
+}
+
+fn floor_of(points: &[Point], connections: usize) -> Option<&Point> {
+    points
+        .iter()
+        .find(|p| p.case == Case::Floor && p.connections == connections)
+}
+
+/// The Markdown table of every point, with ratios against the floor at the same connection
+/// count.
+fn table(points: &[Point]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| case | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU µs/req | server RSS MiB | req/s vs (a) | p99 vs (a) |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for p in points {
+        let r = &p.report;
+        let (ratio, p99_ratio) = match floor_of(points, p.connections) {
+            Some(f) if p.case != Case::Floor && f.report.rps() > 0.0 => (
+                format!("{:.0}%", 100.0 * r.rps() / f.report.rps()),
+                format!(
+                    "{:.2}×",
+                    f64::from(r.quantile_us(0.99)) / f64::from(f.report.quantile_us(0.99).max(1))
+                ),
+            ),
+            _ => ("—".to_owned(), "—".to_owned()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            p.case.label(),
+            p.connections,
+            r.rps(),
+            ms(r.quantile_us(0.5)),
+            ms(r.quantile_us(0.99)),
+            ms(r.quantile_us(0.999)),
+            r.errors,
+            p.cpu_per_request.map_or("—".to_owned(), |d| format!(
+                "{:.1}",
+                d.as_secs_f64() * 1e6
+            )),
+            p.rss_kib
+                .map_or("—".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
+            ratio,
+            p99_ratio,
+        );
+    }
+    out
+}
+
+/// The issue's targets at the largest connection count, and the number of errors overall.
+fn targets(points: &[Point]) -> (String, u64) {
+    let mut out = String::new();
+    let errors: u64 = points.iter().map(|p| p.report.errors).sum();
+    let Some(&top) = points.iter().map(|p| p.connections).max().as_ref() else {
+        return (out, errors);
+    };
+    let get = |case| {
+        points
+            .iter()
+            .find(|p| p.case == case && p.connections == top)
+    };
+    if let (Some(a), Some(b), Some(c), Some(d)) = (
+        get(Case::Floor),
+        get(Case::Ok),
+        get(Case::Limited),
+        get(Case::Invalid),
+    ) {
+        let rps = |p: &Point| p.report.rps();
+        let p99 = |p: &Point| f64::from(p.report.quantile_us(0.99));
+        let verdict = |met: bool| if met { "met" } else { "NOT met" };
+        let share = |p: &Point| 100.0 * rps(p) / rps(a).max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            out,
+            "targets at {top} connections{}:",
+            if top == 64 {
+                ""
+            } else {
+                " (the issue sets them at 64 connections)"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  (b)/(a) req/s {:.0}% (≥ 50%): {}; p99 {:.2}× (≤ 2×): {}",
+            share(b),
+            verdict(share(b) >= 50.0),
+            p99(b) / p99(a).max(1.0),
+            verdict(p99(b) <= 2.0 * p99(a))
+        );
+        let _ = writeln!(
+            out,
+            "  (c)/(a) req/s {:.0}% (≥ 70%): {}",
+            share(c),
+            verdict(share(c) >= 70.0)
+        );
+        let _ = writeln!(
+            out,
+            "  (d)/(a) req/s {:.0}% (≥ 70%): {}",
+            share(d),
+            verdict(share(d) >= 70.0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  errors other than the intended 401/429: {errors} ({})",
+        if errors == 0 { "met" } else { "NOT met" }
+    );
+    (out, errors)
+}
+
+/// CPU model, cores, memory, kernel and load, from `/proc`.
+pub(crate) fn machine_description() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, v)| v.trim())
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0.0, |kib| kib as f64 / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "machine: {model}, {cores} cores available, {mem_gib:.1} GiB RAM, Linux {}; load average before the run: {}",
+        kernel.trim(),
+        load_average()
+    )
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
