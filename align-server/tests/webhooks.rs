@@ -618,3 +618,74 @@ async fn endpoints_can_be_read_changed_rotated_and_deleted_and_every_change_is_a
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_that_hang_or_reset_do_not_slow_the_api() {
+    let s = TestServer::start_with(|c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.retry_schedule = "1,1".parse().unwrap();
+        c.webhooks.poll_interval = Duration::from_millis(50);
+        c.webhooks.attempt_timeout = Duration::from_secs(2);
+    })
+    .await;
+    // One receiver accepts connections and never answers; another resets every connection.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&held);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = hang.accept().await {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let reset = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let reset_addr = reset.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in reset.incoming().flatten() {
+            let _ = close_with_reset(stream);
+        }
+    });
+    let (sandbox, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "sb", "scope": "organization", "environment": "sandbox"}),
+        )
+        .await;
+    for addr in [hang_addr, reset_addr] {
+        endpoint(&s, &sandbox, json!({ "url": format!("http://{addr}/in") })).await;
+    }
+    // Plenty of deliveries in flight to both.
+    for i in 0..40 {
+        s.mint(
+            &sandbox,
+            json!({"name": format!("k{i}"), "scope": "organization"}),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..50 {
+        let start = std::time::Instant::now();
+        let r = s.get("/api/v1/me", &sandbox).await;
+        assert_eq!(r.status, StatusCode::OK);
+        slowest = slowest.max(start.elapsed());
+    }
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the hanging receiver was reached"
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "an API request took {slowest:?} while receivers hung"
+    );
+    s.stop().await;
+}
+
+/// Reads the start of the request and closes the connection with the rest unread, which
+/// makes Linux answer with a TCP reset instead of a clean close.
+fn close_with_reset(mut stream: std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut byte = [0_u8; 1];
+    stream.read_exact(&mut byte)
+}
