@@ -13,7 +13,32 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn spawn_server(data: &Path) -> (Child, SocketAddr) {
+/// A server child that is killed when dropped, so a failing test leaves no process behind.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn_server(data: &Path) -> (Running, SocketAddr) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -33,7 +58,7 @@ fn spawn_server(data: &Path) -> (Child, SocketAddr) {
     };
     // Keep draining its log (one line per request) so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (server, addr)
+    (Running(server), addr)
 }
 
 fn rss_kib(pid: u32) -> u64 {
