@@ -6,66 +6,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should panic
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::spawn_server;
 
-/// A server child that is killed when dropped, so a failing test leaves no process behind.
-struct Running(Child);
-
-impl std::ops::Deref for Running {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn spawn_server(data: &Path) -> (Running, SocketAddr) {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("ALIGN_LOG", "info")
-        .env("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "1")
-        .env("ALIGN_WEBHOOKS_RETRY_SCHEDULE", "1,1,1")
-        .env("ALIGN_WEBHOOKS_POLL_INTERVAL_MS", "50")
-        .env("ALIGN_WEBHOOKS_ATTEMPT_TIMEOUT_SECS", "1")
-        .env("ALIGN_RATELIMIT_PER_MINUTE", "60000")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Running(server), addr)
-}
+/// Loopback receivers allowed, a short retry schedule, a limit that never trips.
+const SERVER_ENV: &[(&str, &str)] = &[
+    ("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "1"),
+    ("ALIGN_WEBHOOKS_RETRY_SCHEDULE", "1,1,1"),
+    ("ALIGN_WEBHOOKS_POLL_INTERVAL_MS", "50"),
+    ("ALIGN_WEBHOOKS_ATTEMPT_TIMEOUT_SECS", "1"),
+    ("ALIGN_RATELIMIT_PER_MINUTE", "60000"),
+];
 
 /// One HTTP/1.1 request; `None` when the server is gone (killed mid-request).
 fn call(
@@ -165,7 +125,7 @@ fn events(addr: SocketAddr, key: &str) -> BTreeMap<String, BTreeSet<String>> {
 fn a_server_killed_mid_write_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut server, addr) = spawn_server(&data);
+    let (mut server, addr) = spawn_server(&data, SERVER_ENV);
     let admin = std::fs::read_to_string(data.join("bootstrap-admin-key"))
         .unwrap()
         .trim()
@@ -227,7 +187,7 @@ fn a_server_killed_mid_write_loses_nothing_acknowledged() {
         revoked.len()
     );
 
-    let (mut server, addr) = spawn_server(&data);
+    let (mut server, addr) = spawn_server(&data, SERVER_ENV);
     // Every acknowledged key exists; every acknowledged revocation holds.
     for (id, token) in &minted {
         let (status, body) = call(addr, "GET", "/api/v1/me", token, None).unwrap();

@@ -5,61 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should panic
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A server child that is killed when dropped, so a failing test leaves no process behind.
-struct Running(Child);
+use support::spawn_server;
 
-impl std::ops::Deref for Running {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn spawn_server(data: &Path) -> (Running, SocketAddr) {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("ALIGN_LOG", "info")
-        .env("ALIGN_RATELIMIT_PER_MINUTE", "120")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining its log (one line per request) so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Running(server), addr)
-}
+/// A low limit, so the soak crosses it.
+const SERVER_ENV: &[(&str, &str)] = &[("ALIGN_RATELIMIT_PER_MINUTE", "120")];
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -125,7 +82,7 @@ fn a_mixed_overload_soak_keeps_answers_intended_and_resources_flat() {
         .unwrap_or(8);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut server, addr) = spawn_server(&data);
+    let (mut server, addr) = spawn_server(&data, SERVER_ENV);
     let pid = server.id();
     let admin = std::fs::read_to_string(data.join("bootstrap-admin-key"))
         .unwrap()

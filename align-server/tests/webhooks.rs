@@ -24,6 +24,12 @@ async fn server() -> TestServer {
     .await
 }
 
+/// An organisation-scoped sandbox key minted by the bootstrap admin.
+async fn sandbox_key(s: &TestServer) -> String {
+    let body = json!({"name": "sb", "scope": "organization", "environment": "sandbox"});
+    s.mint(&s.admin_key, body).await.0
+}
+
 /// Registers an endpoint; returns (id, secret).
 async fn endpoint(s: &TestServer, key: &str, body: Value) -> (String, String) {
     let r = s.post("/api/v1/webhook-endpoints", key, body).await;
@@ -52,13 +58,7 @@ async fn all_events(s: &TestServer, key: &str, query: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_signed_delivered_and_also_pollable() {
     let s = server().await;
-    let admin = s.admin_key.clone();
-    let (sandbox, _) = s
-        .mint(
-            &admin,
-            json!({"name": "sandbox-admin", "scope": "organization", "environment": "sandbox"}),
-        )
-        .await;
+    let sandbox = sandbox_key(&s).await;
     let rx = Receiver::ok().await;
     let (ep, secret) = endpoint(&s, &sandbox, json!({ "url": rx.url() })).await;
     assert!(secret.starts_with("whsec_"));
@@ -218,12 +218,7 @@ async fn every_event_is_signed_delivered_and_also_pollable() {
 async fn a_failed_delivery_is_retried_with_the_same_webhook_id() {
     let s = server().await;
     let rx = Receiver::scripted(|n| if n == 0 { 500 } else { 200 }).await;
-    let (sandbox, _) = s
-        .mint(
-            &s.admin_key,
-            json!({"name": "sb", "scope": "organization", "environment": "sandbox"}),
-        )
-        .await;
+    let sandbox = sandbox_key(&s).await;
     let (ep, secret) = endpoint(
         &s,
         &sandbox,
@@ -303,12 +298,7 @@ async fn live_and_sandbox_events_never_cross() {
     let s = server().await;
     let admin = s.admin_key.clone();
     let sandbox_rx = Receiver::ok().await;
-    let (sandbox, _) = s
-        .mint(
-            &admin,
-            json!({"name": "sb", "scope": "organization", "environment": "sandbox"}),
-        )
-        .await;
+    let sandbox = sandbox_key(&s).await;
     // A live key may register a sandbox endpoint, and a live one (https only).
     let (sandbox_ep, _) = endpoint(
         &s,
@@ -454,12 +444,7 @@ async fn endpoints_can_be_read_changed_rotated_and_deleted_and_every_change_is_a
     let s = server().await;
     let admin = s.admin_key.clone();
     let rx = Receiver::ok().await;
-    let (sandbox, _) = s
-        .mint(
-            &admin,
-            json!({"name": "sb", "scope": "organization", "environment": "sandbox"}),
-        )
-        .await;
+    let sandbox = sandbox_key(&s).await;
     let (ep, old_secret) = endpoint(
         &s,
         &sandbox,
@@ -645,12 +630,7 @@ async fn receivers_that_hang_or_reset_do_not_slow_the_api() {
             let _ = close_with_reset(stream);
         }
     });
-    let (sandbox, _) = s
-        .mint(
-            &s.admin_key,
-            json!({"name": "sb", "scope": "organization", "environment": "sandbox"}),
-        )
-        .await;
+    let sandbox = sandbox_key(&s).await;
     for addr in [hang_addr, reset_addr] {
         endpoint(&s, &sandbox, json!({ "url": format!("http://{addr}/in") })).await;
     }
