@@ -83,6 +83,23 @@ impl PasswordHash {
         })
     }
 
+    /// A hash that no password matches (random salt and output) but that costs
+    /// `iterations` rounds to check, like a real one: verify against it when there is no
+    /// real hash (an unknown e-mail), so that the time taken does not tell.
+    pub fn decoy(iterations: u32) -> Result<Self> {
+        let iterations = checked_iterations(iterations)?;
+        let mut salt = [0u8; SALT_LEN];
+        let mut hash = [0u8; HASH_LEN];
+        let rng = SystemRandom::new();
+        rng.fill(&mut salt).map_err(|_| Error::Random)?;
+        rng.fill(&mut hash).map_err(|_| Error::Random)?;
+        Ok(Self {
+            iterations,
+            salt,
+            hash,
+        })
+    }
+
     /// Whether `password` is the one this hash was made from. The comparison is constant-time
     /// (`ring::pbkdf2::verify`) and costs the stored iteration count whatever the answer.
     pub fn verify(&self, password: &str) -> bool {
@@ -321,6 +338,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_decoy_matches_nothing_and_costs_what_a_real_hash_costs() {
+        let real = PasswordHash::derive("a long enough password", MIN_PBKDF2_ITERATIONS).unwrap();
+        let decoy = PasswordHash::decoy(MIN_PBKDF2_ITERATIONS).unwrap();
+        assert_eq!(decoy.iterations(), real.iterations());
+        assert!(!decoy.verify("a long enough password"));
+        assert!(!decoy.verify(""));
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// The request's caller acting, for the operations the API shares with the console.
+    pub(crate) fn acting(&self) -> crate::principal::Acting<'_> {
+        crate::principal::Acting {
+            who: crate::principal::Principal::Key(&self.auth),
+            meta: &self.meta,
+        }
+    }
+
     /// Durably records a security-relevant change made by this request.
     pub(crate) async fn audit(
         &self,
@@ -181,6 +189,9 @@ where
             return Err(routes::unrouted(&parts.method, "/healthz"));
         }
         return Ok(state.health().await);
+    }
+    if state.console.is_some() && crate::console::is_console_path(parts.uri.path()) {
+        return Ok(crate::console::handle(state, parts, body, meta).await);
     }
     if !parts.uri.path().starts_with("/api/") && parts.uri.path() != "/metrics" {
         return Err(ApiError::not_found());
@@ -343,7 +354,8 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+/// Reads a whole body, refusing one over `limit` bytes with `413`.
+pub(crate) async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -1,13 +1,13 @@
 //! The router: `/api/v1/...` path segments and method → handler. Anything else is
 //! `404 not_found` (as for an unknown object: the route table is public in `docs/openapi.yaml`).
 
-mod audit_events;
+pub(crate) mod audit_events;
 mod events;
-mod keys;
+pub(crate) mod keys;
 mod me;
 mod organization;
 mod projects;
-mod webhooks;
+pub(crate) mod webhooks;
 
 pub(crate) use keys::view as key_view;
 
