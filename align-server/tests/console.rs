@@ -1108,3 +1108,81 @@ async fn the_console_can_be_turned_off() {
     assert_eq!(b.get("/console").await.status, 404);
     site.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_session_made_on_one_instance_works_on_another_until_signed_out() {
+    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
+        );
+        return;
+    };
+    let scratch = align_keys::postgres::ScratchSchema::create(&base)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{}", scratch.name());
+    let start = |url: String| {
+        TestServer::start_with(move |c| {
+            c.database = align_server::Database::Postgres(url);
+            c.console.pbkdf2_iterations = MIN_PBKDF2_ITERATIONS;
+        })
+    };
+    let a = start(url.clone()).await;
+    let b = start(url.clone()).await;
+    let store = align_keys::PgKeyStore::open(scratch.pool().unwrap())
+        .await
+        .unwrap();
+    let org = store
+        .list_organizations(&Default::default())
+        .await
+        .unwrap()
+        .data[0]
+        .id;
+    let admin = store
+        .list_users(org, &Default::default())
+        .await
+        .unwrap()
+        .data[0]
+        .clone();
+    let hash = PasswordHash::derive(ADMIN_PASSWORD, MIN_PBKDF2_ITERATIONS).unwrap();
+    store.set_user_password(admin.id, &hash).await.unwrap();
+    let site = |server: TestServer| Site {
+        server,
+        origin: "http://localhost".into(),
+        tls: None,
+        project: ProjectId::new(),
+        engineer: UserId::new(),
+        admin: admin.id,
+    };
+    let (a, b) = (site(a), site(b));
+    let mut on_a = Browser::new(&a);
+    let csrf = on_a.signed_in(ADMIN, ADMIN_PASSWORD).await;
+    let mut on_b = Browser::new(&b);
+    on_b.jar = on_a.jar.clone();
+    let page = on_b.get("/console/keys").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.testid("whoami").unwrap(), "admin@localhost (admin)");
+    // A key created through A is revoked through B with the same session and token.
+    let made = on_a
+        .create_key(&csrf, "pg-console", "organization", "live")
+        .await;
+    let id = created_id(made.location());
+    let revoked = on_b
+        .post(&format!("/console/keys/{id}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(revoked.status, 303, "{}", revoked.body);
+    let out = on_b.post("/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    let after = on_a.get("/console/keys").await;
+    assert_eq!((after.status, after.location()), (303, "/console/login"));
+    let Site { server: a, .. } = a;
+    let Site { server: b, .. } = b;
+    a.stop().await;
+    b.stop().await;
+}
