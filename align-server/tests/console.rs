@@ -1186,3 +1186,25 @@ async fn on_postgres_a_session_made_on_one_instance_works_on_another_until_signe
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn behind_a_tls_proxy_the_configured_origin_is_required_and_cookies_are_secure() {
+    let mut site = site_with(|c| c.console.origin = Some("https://align.example.com".into())).await;
+    let mut b = Browser::new(&site);
+    let refused = b.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(
+        refused.status, 403,
+        "the server's own http origin is not the public one"
+    );
+    site.origin = "https://align.example.com".into();
+    let mut b = Browser::new(&site);
+    let ok = b.sign_in(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert!(
+        ok.set_cookie("align_session")
+            .unwrap()
+            .ends_with("; Secure")
+    );
+    let Site { server, .. } = site;
+    server.stop().await;
+}

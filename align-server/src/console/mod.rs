@@ -41,8 +41,10 @@ pub(crate) struct Console {
     throttle: auth::Throttle,
     once: once::ShownOnce,
     decoy: PasswordHash,
-    /// Cookies get `Secure` when the server speaks HTTPS.
+    /// Cookies get `Secure` when the server speaks HTTPS or browsers reach it over HTTPS.
     tls: bool,
+    /// The origin form posts must come from, when set (`console.origin`).
+    origin: Option<String>,
 }
 
 impl std::fmt::Debug for Console {
@@ -70,7 +72,13 @@ impl Console {
             throttle,
             once: once::ShownOnce::default(),
             decoy,
-            tls: config.tls_cert_file.is_some(),
+            tls: config.tls_cert_file.is_some()
+                || config
+                    .console
+                    .origin
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with("https://")),
+            origin: config.console.origin.clone(),
         }))
     }
 
@@ -371,7 +379,7 @@ where
         }
     }
     if auth::is_post(ctx.parts) {
-        auth::check_origin(ctx.parts, ctx.console.tls)?;
+        auth::check_origin(ctx.parts, ctx.console.tls, ctx.console.origin.as_deref())?;
         let limit = ctx.state.config.max_body_bytes.min(MAX_FORM_BYTES);
         let bytes = crate::app::read_body(body, limit).await?;
         ctx.form = parse_form(ctx.parts, &bytes)?;
