@@ -399,7 +399,7 @@ async fn the_right_password_opens_a_session_and_a_wrong_one_is_refused() {
     );
     assert_eq!(list.header("cache-control"), Some("no-store"));
     assert_eq!(list.header("x-frame-options"), Some("DENY"));
-    assert_eq!(list.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(list.header("referrer-policy"), Some("same-origin"));
     assert_eq!(
         list.header("content-type"),
         Some("text/html; charset=utf-8")
