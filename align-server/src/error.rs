@@ -263,6 +263,19 @@ impl ApiError {
         }
     }
 
+    /// `503 unavailable` when the data store cannot be written (disk full, read-only file
+    /// system, I/O error): the operator's problem, not the caller's, and it passes.
+    pub fn storage_unwritable() -> Self {
+        Self {
+            retry_after: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the data store cannot be written right now (disk full or read-only); try again later",
+            )
+        }
+    }
+
     /// Whether the answer needs `WWW-Authenticate: Bearer`.
     pub fn is_unauthorized(&self) -> bool {
         self.status == StatusCode::UNAUTHORIZED
@@ -282,6 +295,10 @@ impl From<align_keys::Error> for ApiError {
             other if other.is_transient() => {
                 tracing::warn!(error = %other, "key store busy");
                 Self::unavailable()
+            }
+            K::Sqlite(ref e) if sqlite_unwritable(e) => {
+                tracing::error!(error = %e, "key store cannot be written");
+                Self::storage_unwritable()
             }
             other => {
                 tracing::error!(error = %other, "key store failure");
@@ -306,6 +323,10 @@ impl From<align_webhooks::Error> for ApiError {
                 tracing::warn!(error = %e, "webhook store busy");
                 Self::unavailable()
             }
+            W::Database(ref d) if sqlite_unwritable(d) => {
+                tracing::error!(error = %e, "webhook store cannot be written");
+                Self::storage_unwritable()
+            }
             W::StoreWorker | W::PostgresPool(_) => Self::unavailable(),
             W::Postgres(ref p) if align_keys::postgres::is_transient(p) => {
                 tracing::warn!(error = %e, "webhook store unavailable");
@@ -317,4 +338,14 @@ impl From<align_webhooks::Error> for ApiError {
             }
         }
     }
+}
+
+/// Whether a SQLite error means the file system refuses writes (full, read-only, failing)
+/// rather than a bug: such errors are answered `503`, not `500`.
+fn sqlite_unwritable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::DiskFull | C::ReadOnly | C::SystemIoFailure | C::CannotOpen)
+    )
 }
