@@ -257,6 +257,17 @@ fn a_full_then_read_only_disk_gives_clear_errors_and_loses_nothing_acknowledged(
     assert!(server.try_wait().unwrap().is_none(), "the server died");
     // The operator stops the server, repairs the disk and starts it again.
     stop(&mut server);
+    // Started on the read-only disk, the server says so and exits.
+    let refused = Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     disk.repair();
     let (server, addr, log_after) = spawn_server_logged(&data, SERVER_ENV);
     assert_eq!(wait_health(addr, 200), Vec::<String>::new());

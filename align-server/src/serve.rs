@@ -55,10 +55,7 @@ impl Backends {
     /// The embedded default: everything in `DIR/align.db`. Key changes and their events
     /// commit in one transaction (the key store's outbox hook writes the webhook outbox).
     pub async fn sqlite(config: &Config) -> Result<Self, Error> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        prepare_data_dir(&config.data_dir)?;
         let path = config.database_path();
         // The outbox tables must exist before the first key change enqueues into them.
         let webhooks = SqliteWebhookStore::open(&path).await?;
@@ -148,10 +145,7 @@ impl Server {
             audit,
             webhooks,
         } = backends;
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        prepare_data_dir(&config.data_dir)?;
         let verifier = KeyVerifier::with_config(
             store,
             Arc::new(Sha256Hasher),
@@ -355,4 +349,19 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// Creates the data directory if needed and checks that it can be written, so a read-only or
+/// full disk is reported at start as such ("Read-only file system") rather than as a database
+/// that cannot be opened.
+fn prepare_data_dir(dir: &std::path::Path) -> Result<(), Error> {
+    let fail = |source| Error::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".align-write-check");
+    let written = std::fs::write(&probe, b"ok");
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(fail)
 }
