@@ -263,6 +263,16 @@ impl ApiError {
         }
     }
 
+    /// `409 endpoint_disabled`: a test event for a disabled webhook endpoint (it would never
+    /// be sent). Beyond DESIGN's table: the request is valid, the endpoint's state is not.
+    pub fn endpoint_disabled() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "endpoint_disabled",
+            "the endpoint is disabled; enable it before sending a test event",
+        )
+    }
+
     /// `503 unavailable` when the data store cannot be written (disk full, read-only file
     /// system, I/O error): the operator's problem, not the caller's, and it passes.
     pub fn storage_unwritable() -> Self {
