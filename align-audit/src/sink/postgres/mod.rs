@@ -91,6 +91,10 @@ impl std::fmt::Debug for PgSink {
     }
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "appends are nearly every command; boxing them would cost an allocation each"
+)]
 enum Command {
     Append {
         entry: Entry,
@@ -335,10 +339,7 @@ async fn commit_retrying(pool: &Pool, entries: &[Entry]) -> Result<Vec<Record>> 
 /// transaction that holds those heads locked throughout.
 async fn commit(pool: &Pool, entries: &[Entry]) -> Result<Vec<Record>, Failed> {
     let mut client = pool.get().await.map_err(Failed::before_commit)?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(Failed::before_commit)?;
+    let tx = client.transaction().await.map_err(Failed::before_commit)?;
     let mut streams: Vec<&str> = entries.iter().map(|e| e.stream.as_str()).collect();
     streams.sort_unstable();
     streams.dedup();

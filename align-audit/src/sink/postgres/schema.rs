@@ -302,8 +302,8 @@ pub(super) async fn load_checkpoint(
             sequence: to_u64(r.try_get(0)?, "checkpoint")?,
             hash: digest(&r, 1, "checkpoint")?,
         };
-        let created = DateTime::from_timestamp_millis(r.try_get(2)?)
-            .ok_or(Error::Corrupt("checkpoint"))?;
+        let created =
+            DateTime::from_timestamp_millis(r.try_get(2)?).ok_or(Error::Corrupt("checkpoint"))?;
         let sig = digest(&r, 3, "checkpoint")?;
         Ok(Checkpoint::from_parts(stream, head, created, sig))
     })

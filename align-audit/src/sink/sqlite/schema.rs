@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use chrono::DateTime;
 use rusqlite::{Connection, OptionalExtension, Row, Statement, Transaction, params};
 
-pub(crate) use crate::sink::columns::{parse_personal, personal_json};
 use crate::checkpoint::Checkpoint;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::record::{Entry, Head, Record, Stream};
 use crate::sink::columns::{actor_columns, actor_from_columns, is_anonymised};
+pub(crate) use crate::sink::columns::{parse_personal, personal_json};
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
 const MIGRATIONS: &[&str] = &[r"
