@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_audit::{AuditSink, SqliteSink};
+use align_audit::{AuditSink, PgSink, PgSinkConfig, SqliteSink};
 use align_keys::store::KeyStore;
 use align_keys::{
     KeyManager, KeyVerifier, PgKeyStore, Sha256Hasher, SqliteKeyStore, VerifierConfig,
@@ -82,12 +82,12 @@ impl Backends {
         }
     }
 
-    /// Keys and the webhook outbox in the PostgreSQL database at `url`, shared with any
-    /// number of other instances: key changes and their events commit in one PostgreSQL
-    /// transaction, every instance's verifier hears of a change through LISTEN/NOTIFY, and
-    /// dispatchers share the outbox (`FOR UPDATE SKIP LOCKED`). The audit and request logs
-    /// stay in this instance's own `DIR/align.db` (one chain per instance; there is no
-    /// PostgreSQL audit sink yet).
+    /// Keys, the webhook outbox and the audit and request logs in the PostgreSQL database at
+    /// `url`, shared with any number of other instances: key changes and their events commit
+    /// in one PostgreSQL transaction, every instance's verifier hears of a change through
+    /// LISTEN/NOTIFY, dispatchers share the outbox (`FOR UPDATE SKIP LOCKED`), and every
+    /// instance extends the same two hash chains. The data directory keeps only the bootstrap
+    /// key and the audit checkpoint key (which every instance needs a copy of to purge).
     pub async fn postgres(config: &Config, url: &str) -> Result<Self, Error> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
             path: config.data_dir.clone(),
@@ -97,12 +97,14 @@ impl Backends {
         let pool = align_keys::postgres::pool(pg.clone())?;
         // The outbox tables must exist before the first key change enqueues into them.
         let webhooks = PgWebhookStore::open(pool.clone()).await?;
-        let keys = PgKeyStore::open(pool)
+        let keys = PgKeyStore::open(pool.clone())
             .await?
             .listen_for_changes(pg)?
             .with_event_hook(Arc::new(crate::events::OutboxHook));
-        let sink_config = crate::bootstrap::audit_sink_config(&config.data_dir, false)?;
-        let audit = SqliteSink::open(config.database_path(), sink_config).await?;
+        let mut sink_config = PgSinkConfig::default();
+        sink_config.checkpoint_key =
+            crate::bootstrap::audit_sink_config(&config.data_dir, false)?.checkpoint_key;
+        let audit = PgSink::open(pool, sink_config).await?;
         Ok(Self {
             keys: Arc::new(keys),
             audit: Arc::new(audit),
