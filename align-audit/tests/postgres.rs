@@ -295,6 +295,68 @@ async fn purges_from_two_instances_leave_one_consistent_checkpoint() {
     assert_eq!((report.start.sequence, report.checked), (30, 10));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_under_the_writer_lose_no_acknowledged_append() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    // The sink's connections carry a name of their own, so only they are killed.
+    let name = format!("audit-kill-{}", scratch.name());
+    let mut config = scratch.config();
+    config.application_name(&name);
+    let pool = align_keys::postgres::pool(config).unwrap();
+    let sink = Arc::new(
+        PgSink::open(pool, PgSinkConfig::with_checkpoint_key(test_key()))
+            .await
+            .unwrap(),
+    );
+    let killer = {
+        let admin = scratch.pool().unwrap();
+        tokio::spawn(async move {
+            let mut killed = 0;
+            for _ in 0..20 {
+                tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+                let client = admin.get().await.unwrap();
+                let rows = client
+                    .query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE application_name = $1",
+                        &[&name],
+                    )
+                    .await
+                    .unwrap();
+                killed += rows.len();
+            }
+            killed
+        })
+    };
+    let mut acked = Vec::new();
+    let mut failed = 0;
+    for n in 0..300 {
+        match sink.append(entry(Stream::Audit, n, 0, "u")).await {
+            Ok(r) => acked.push(r),
+            // Only a COMMIT whose answer was lost may fail: it is never tried twice.
+            Err(align_audit::Error::WriteFailed { .. }) => failed += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let killed = killer.await.unwrap();
+    assert!(killed > 0, "no connection was killed");
+    // Batches cut off before their COMMIT are retried on a new connection; only the few cut
+    // off during it fail (without the retry, about two per killed connection fail).
+    assert!(failed <= killed / 2, "{failed} of 300 appends failed, {killed} kills");
+    let stored = all_records(&sink, Stream::Audit).await;
+    for r in &acked {
+        assert_eq!(stored[r.sequence as usize - 1].hash(), &r.hash);
+    }
+    let report = sink.verify(Stream::Audit, &mut |_| {}).await.unwrap();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    eprintln!(
+        "{killed} connections killed, {} appends acknowledged, {failed} failed",
+        acked.len()
+    );
+}
+
 /// Changes made to one stored record with SQL, as someone with write access to the database
 /// could make them; each keeps the row readable or makes it unreadable (also detected).
 const TAMPER: &[&str] = &[
