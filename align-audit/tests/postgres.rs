@@ -344,7 +344,10 @@ async fn connections_killed_under_the_writer_lose_no_acknowledged_append() {
     assert!(killed > 0, "no connection was killed");
     // Batches cut off before their COMMIT are retried on a new connection; only the few cut
     // off during it fail (without the retry, about two per killed connection fail).
-    assert!(failed <= killed / 2, "{failed} of 300 appends failed, {killed} kills");
+    assert!(
+        failed <= killed / 2,
+        "{failed} of 300 appends failed, {killed} kills"
+    );
     let stored = all_records(&sink, Stream::Audit).await;
     for r in &acked {
         assert_eq!(stored[r.sequence as usize - 1].hash(), &r.hash);
