@@ -78,7 +78,7 @@ impl Checkpoint {
     }
 
     /// Rebuilds a stored checkpoint (the signature is checked by verification, not here).
-    #[cfg(feature = "sqlite")]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn from_parts(
         stream: Stream,
         last_pruned: Head,

@@ -41,6 +41,15 @@ pub enum Error {
     #[cfg(feature = "sqlite")]
     #[error("SQLite audit sink: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL sink failed (the message never includes the connection URL).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL audit sink: {}", align_keys::postgres::describe(.0))]
+    Postgres(#[source] tokio_postgres::Error),
+    /// No pooled PostgreSQL connection could be had (the server is unreachable or every
+    /// connection stayed busy past the wait).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL connection pool: {0}")]
+    PostgresPool(String),
     /// Records could not be committed; they are lost. `records` says how many, `cause` why.
     #[error("{records} audit record(s) could not be written: {cause}")]
     WriteFailed {
@@ -55,4 +64,21 @@ pub enum Error {
     /// A background task could not complete (runtime shutting down or task panicked).
     #[error("audit worker failed")]
     Worker,
+}
+
+#[cfg(feature = "postgres")]
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Postgres(e)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => Self::Postgres(e),
+            other => Self::PostgresPool(other.to_string()),
+        }
+    }
 }

@@ -7,8 +7,9 @@
 //! - a SHA-256 hash chain per stream over a canonical encoding (see `docs/audit-chain.md`),
 //!   covering personal data (IP, user agent, anything marked personal) through salted
 //!   commitments, so anonymisation and erasure keep the chain verifiable;
-//! - [`AuditSink`] with [`MemorySink`], [`JsonlSink`] and (feature `sqlite`) `SqliteSink`,
-//!   which group-commits from a dedicated writer thread;
+//! - [`AuditSink`] with [`MemorySink`], [`JsonlSink`], (feature `sqlite`) `SqliteSink`,
+//!   which group-commits from a dedicated writer thread, and (feature `postgres`) `PgSink`,
+//!   one chain per stream shared by any number of processes;
 //! - [`Query`] with cursor paging; retention [`purge`](AuditSink::purge) behind a signed
 //!   [`Checkpoint`], [`anonymise`](AuditSink::anonymise),
 //!   [`erase_subject`](AuditSink::erase_subject), [`export_subject`](AuditSink::export_subject);
@@ -47,6 +48,8 @@ pub use record::{Actor, Entry, Head, Receipt, Record, Stream};
 pub use sink::AuditSink;
 pub use sink::jsonl::JsonlSink;
 pub use sink::memory::MemorySink;
+#[cfg(feature = "postgres")]
+pub use sink::postgres::{PgSink, PgSinkConfig};
 #[cfg(feature = "sqlite")]
 pub use sink::sqlite::{SqliteSink, SqliteSinkConfig};
 pub use verify::{Break, BreakReason, ChainVerifier, Progress, VerifyReport};

@@ -1,15 +1,14 @@
 //! Operator commands for webhook endpoints and deliveries on a data directory: they open the
-//! same `DIR/align.db` as the server (its `webhooks_` tables) and audit every change with the
-//! system as actor, as the key commands do.
+//! same database as the server (its `webhooks_` tables, in `DIR/align.db` or PostgreSQL) and
+//! audit every change with the system as actor, as the key commands do.
 
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use align_keys::Environment;
 use align_webhooks::{
     Delivery, DeliveryId, DispatcherConfig, Endpoint, EndpointId, EndpointKey, EndpointSecrets,
-    EventFilter, Owner, SigningKey, SigningSecret, SqliteWebhookStore, SystemResolver,
-    WebhookStore,
+    EventFilter, Owner, SigningKey, SigningSecret, SystemResolver, WebhookStore,
 };
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -34,19 +33,18 @@ pub(crate) struct AddArgs<'a> {
 /// any) that every endpoint acted on must belong to.
 pub(crate) struct Hooks {
     dir: DataDir,
-    store: SqliteWebhookStore,
+    store: Arc<dyn WebhookStore>,
     org: Option<String>,
 }
 
 impl Hooks {
-    pub(crate) async fn open(dir: &Path, org: Option<&str>) -> Result<Self, Failure> {
-        let dir = DataDir::open(dir).await?;
-        let store = dir.webhooks.clone();
-        Ok(Self {
+    pub(crate) fn new(dir: DataDir, org: Option<&str>) -> Self {
+        let store = Arc::clone(&dir.webhooks);
+        Self {
             dir,
             store,
             org: org.map(str::to_owned),
-        })
+        }
     }
 
     /// The endpoint `id`; endpoints of another organisation than `--org` do not exist here.

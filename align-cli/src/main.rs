@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use align_server::{Bootstrap, Config, Overrides, Server};
+use align_server::{Backends, Bootstrap, Config, Database, Overrides, Server};
 use clap::{Args, Parser, Subcommand};
 
 use crate::ops::{DataDir, KeyArgs};
@@ -48,6 +48,16 @@ struct Common {
         global = true
     )]
     data_dir: PathBuf,
+    /// The database several instances share, as the server's `database.url` (env
+    /// ALIGN_DATABASE_URL): postgres://user:password@host/db; empty for DIR/align.db.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ALIGN_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -105,11 +115,6 @@ enum Command {
     Users {
         #[command(flatten)]
         common: Common,
-        /// The PostgreSQL database the server's keys and users live in (env
-        /// ALIGN_DATABASE_URL), when it runs on one; the data directory still takes the
-        /// audit record.
-        #[arg(long, value_name = "URL", env = "ALIGN_DATABASE_URL", global = true)]
-        database_url: Option<String>,
         #[command(subcommand)]
         action: UserAction,
     },
@@ -565,14 +570,10 @@ async fn run(command: Command) -> Result<(), Failure> {
             common,
             action: ListOnly::List,
         } => {
-            let d = DataDir::open(&common.data_dir).await?;
+            let d = data_dir(&common).await?;
             ops::orgs_list(&d, &out(&common)).await
         }
-        Command::Users {
-            common,
-            database_url,
-            action,
-        } => {
+        Command::Users { common, action } => {
             // Read before anything else, so a refused password costs no database work.
             let password = match &action {
                 UserAction::Create {
@@ -587,7 +588,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 _ => None,
             };
             let (d, o, org) = (
-                DataDir::open_with(&common.data_dir, database_url.as_deref()).await?,
+                data_dir(&common).await?,
                 out(&common),
                 common.org.as_deref(),
             );
@@ -607,7 +608,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Projects { common, action } => {
             let (d, o, org) = (
-                DataDir::open(&common.data_dir).await?,
+                data_dir(&common).await?,
                 out(&common),
                 common.org.as_deref(),
             );
@@ -627,7 +628,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Keys { common, action } => {
             let (d, o, org) = (
-                DataDir::open(&common.data_dir).await?,
+                data_dir(&common).await?,
                 out(&common),
                 common.org.as_deref(),
             );
@@ -687,14 +688,20 @@ async fn run(command: Command) -> Result<(), Failure> {
             clap_complete::generate(shell, &mut cmd, "align", &mut std::io::stdout());
             Ok(())
         }
-        Command::Backup { common, to } => ops::backup(&common.data_dir, &to, &out(&common)).await,
+        Command::Backup { common, to } => {
+            sqlite_only(&common, "align backup")?;
+            ops::backup(&common.data_dir, &to, &out(&common)).await
+        }
         Command::Restore {
             common,
             from,
             force,
-        } => ops::restore(&common.data_dir, &from, force, &out(&common)).await,
+        } => {
+            sqlite_only(&common, "align restore")?;
+            ops::restore(&common.data_dir, &from, force, &out(&common)).await
+        }
         Command::Audit { common, action } => {
-            let (d, o) = (DataDir::open(&common.data_dir).await?, out(&common));
+            let (d, o) = (data_dir(&common).await?, out(&common));
             match action {
                 AuditAction::Verify { stream } => ops::audit_verify(&d, &stream, &o).await,
                 AuditAction::Export { subject } => ops::audit_export(&d, &subject).await,
@@ -817,7 +824,12 @@ async fn webhooks_command(common: &Common, action: WebhookAction) -> Result<(), 
         }
         return hooks_api::run(&api(common, "this command")?, action, &o).await;
     }
-    let hooks = || endpoints::Hooks::open(&common.data_dir, common.org.as_deref());
+    let hooks = || async {
+        Ok::<_, Failure>(endpoints::Hooks::new(
+            data_dir(common).await?,
+            common.org.as_deref(),
+        ))
+    };
     match action {
         WebhookAction::Verify {
             secret_file,
@@ -887,6 +899,32 @@ async fn webhooks_command(common: &Common, action: WebhookAction) -> Result<(), 
     }
 }
 
+/// The database `--database-url` (or ALIGN_DATABASE_URL) names: the data directory's SQLite
+/// file when absent or empty.
+fn database(common: &Common) -> Result<Database, Failure> {
+    Ok(common
+        .database_url
+        .as_deref()
+        .unwrap_or_default()
+        .parse::<Database>()?)
+}
+
+/// The stores of the data directory and database `common` names.
+async fn data_dir(common: &Common) -> Result<DataDir, Failure> {
+    DataDir::open(&common.data_dir, &database(common)?).await
+}
+
+/// Refuses a command that works on the SQLite file only when the deployment is PostgreSQL.
+fn sqlite_only(common: &Common, command: &str) -> Result<(), Failure> {
+    match database(common)? {
+        Database::Sqlite => Ok(()),
+        Database::Postgres(_) => Err(Failure::usage(format!(
+            "{command} copies the SQLite file DIR/align.db; for PostgreSQL use its own tools \
+             (pg_dump, pg_restore)"
+        ))),
+    }
+}
+
 fn out(common: &Common) -> Out {
     Out { json: common.json }
 }
@@ -896,25 +934,26 @@ async fn init(common: &Common) -> Result<(), Failure> {
         listen: None,
         data_dir: Some(common.data_dir.clone()),
     };
-    let config = Config::load(None, std::env::vars(), &flags)?;
-    std::fs::create_dir_all(&config.data_dir).map_err(Failure::Output)?;
-    let (_webhooks, store) = ops::open_stores(&config.database_path()).await?;
+    let mut config = Config::load(None, std::env::vars(), &flags)?;
+    config.database = database(common)?;
+    let place = match &config.database {
+        Database::Sqlite => config.database_path().display().to_string(),
+        Database::Postgres(_) => "the PostgreSQL database".to_owned(),
+    };
+    // The server's own back-ends: every table (keys, outbox, audit) is created or migrated.
+    let backends = Backends::from_config(&config).await?;
     let keys = align_keys::KeyManager::new(
-        std::sync::Arc::new(store),
+        std::sync::Arc::clone(&backends.keys),
         std::sync::Arc::new(align_keys::Sha256Hasher),
     );
-    let sink = align_audit::SqliteSink::open(config.database_path(), Default::default()).await?;
-    align_audit::AuditSink::close(&sink).await?;
-    match align_server::bootstrap(&config, &keys).await? {
+    let made = align_server::bootstrap(&config, &keys).await;
+    backends.audit.close().await?;
+    match made? {
         Bootstrap::Created { key_prefix } => eprintln!(
-            "created {} with an organisation and its admin; the admin key {key_prefix}… is in {}",
-            config.database_path().display(),
+            "set up {place} with an organisation and its admin; the admin key {key_prefix}… is in {}",
             config.bootstrap_key_path().display()
         ),
-        Bootstrap::Existing => eprintln!(
-            "{} is already initialised",
-            config.database_path().display()
-        ),
+        Bootstrap::Existing => eprintln!("{place} is already initialised"),
     }
     Ok(())
 }

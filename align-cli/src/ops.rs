@@ -1,31 +1,41 @@
-//! Operator commands on a data directory: they open the same SQLite file the server uses.
-//! A running server sees key changes made here within 250 ms.
+//! Operator commands on a data directory: they open the same stores the server uses, the
+//! SQLite file `DIR/align.db` or, with `--database-url postgres://…` (or
+//! `ALIGN_DATABASE_URL`), the PostgreSQL database several instances share. A running server
+//! sees key changes made here within 250 ms.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_audit::{AuditSink, PrivacyPolicy, Query, SqliteSink, Stream};
+use align_audit::{AuditSink, PgSink, PgSinkConfig, PrivacyPolicy, Query, SqliteSink, Stream};
 use align_keys::store::{KeyFilter, KeyStore, PageRequest};
 use align_keys::{
     Environment, KeyId, KeyManager, KeyRecord, NewKey, Organization, OrganizationId, PasswordHash,
-    Permission, PermissionSet, Project, ProjectId, Role, Scope, Secret, Sha256Hasher,
+    Permission, PermissionSet, PgKeyStore, Project, ProjectId, Role, Scope, Secret, Sha256Hasher,
     SqliteKeyStore, User, UserId,
 };
-use align_webhooks::SqliteWebhookStore;
+use align_server::Database;
+use align_webhooks::{PgWebhookStore, SqliteWebhookStore, WebhookStore};
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::output::{Failure, KEY_SHOWN_ONCE, Out};
 use crate::progress::{self, CountingLines, Progress};
 
+/// Where the records are: the data directory's SQLite file, or a PostgreSQL pool.
+enum Location {
+    Sqlite(PathBuf),
+    Postgres(align_keys::postgres::Pool),
+}
+
 /// Everything a command needs: the key store, the webhook store and the audit log of one
-/// data directory.
+/// deployment (its data directory, and its database).
 pub(crate) struct DataDir {
     pub(crate) store: Arc<dyn KeyStore>,
     pub(crate) keys: KeyManager,
-    pub(crate) webhooks: SqliteWebhookStore,
-    db: std::path::PathBuf,
+    pub(crate) webhooks: Arc<dyn WebhookStore>,
+    dir: PathBuf,
+    location: Location,
 }
 
 /// The stores of the database at `db`, opened as the server opens them: the webhook store
@@ -42,58 +52,64 @@ pub(crate) async fn open_stores(
 }
 
 impl DataDir {
-    pub(crate) async fn open(dir: &Path) -> Result<Self, Failure> {
-        Self::open_with(dir, None).await
-    }
-
-    /// The data directory, with its keys and users in the PostgreSQL database at
-    /// `database_url` when one is given (an empty value or `sqlite:` means the data
-    /// directory's own file, as for the server's `database.url`).
-    pub(crate) async fn open_with(dir: &Path, database_url: Option<&str>) -> Result<Self, Failure> {
-        let db = dir.join("align.db");
-        if !db.exists() {
-            return Err(Failure::usage(format!(
-                "no Align database at {} (run `align init --data-dir {}` first)",
-                db.display(),
-                dir.display()
-            )));
-        }
-        let (webhooks, store) = open_stores(&db).await?;
-        let store: Arc<dyn KeyStore> = match database_url.map(str::trim) {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                // The error names the problem, never the URL (it may hold a password).
-                Arc::new(
-                    align_keys::PgKeyStore::connect(url)
+    /// The stores of the data directory `dir` and of `database` (its `align.db`, which must
+    /// exist, or PostgreSQL).
+    pub(crate) async fn open(dir: &Path, database: &Database) -> Result<Self, Failure> {
+        let (webhooks, store, location): (Arc<dyn WebhookStore>, Arc<dyn KeyStore>, _) =
+            match database {
+                Database::Sqlite => {
+                    let db = dir.join("align.db");
+                    if !db.exists() {
+                        return Err(Failure::usage(format!(
+                            "no Align database at {} (run `align init --data-dir {}` first, or \
+                             pass --database-url for a PostgreSQL deployment)",
+                            db.display(),
+                            dir.display()
+                        )));
+                    }
+                    let (webhooks, store) = open_stores(&db).await?;
+                    (Arc::new(webhooks), Arc::new(store), Location::Sqlite(db))
+                }
+                Database::Postgres(url) => {
+                    let pool = align_keys::postgres::connect(url)?;
+                    // Same order and hook as the server: outbox tables first.
+                    let webhooks = PgWebhookStore::open(pool.clone()).await?;
+                    let store = PgKeyStore::open(pool.clone())
                         .await?
-                        .with_event_hook(Arc::new(align_server::OutboxHook)),
-                )
-            }
-            None | Some("") => Arc::new(store),
-            Some(url) if url.starts_with("sqlite:") => Arc::new(store),
-            Some(_) => {
-                return Err(Failure::usage(
-                    "--database-url must be empty, sqlite: or postgres://…",
-                ));
-            }
-        };
+                        .with_event_hook(Arc::new(align_server::OutboxHook));
+                    (
+                        Arc::new(webhooks),
+                        Arc::new(store),
+                        Location::Postgres(pool),
+                    )
+                }
+            };
         let keys = KeyManager::new(Arc::clone(&store), Arc::new(Sha256Hasher));
         Ok(Self {
             store,
             keys,
             webhooks,
-            db,
+            dir: dir.to_owned(),
+            location,
         })
     }
 
-    pub(crate) async fn audit(&self) -> Result<SqliteSink, Failure> {
+    pub(crate) async fn audit(&self) -> Result<Box<dyn AuditSink>, Failure> {
         self.audit_with_key(false).await
     }
 
-    /// The audit sink with the checkpoint key (created first when `create`).
-    pub(crate) async fn audit_with_key(&self, create: bool) -> Result<SqliteSink, Failure> {
-        let dir = self.db.parent().unwrap_or(Path::new("."));
-        let config = align_server::audit_sink_config(dir, create)?;
-        Ok(SqliteSink::open(&self.db, config).await?)
+    /// The audit sink with the checkpoint key of the data directory (created first when
+    /// `create`).
+    pub(crate) async fn audit_with_key(&self, create: bool) -> Result<Box<dyn AuditSink>, Failure> {
+        let config = align_server::audit_sink_config(&self.dir, create)?;
+        Ok(match &self.location {
+            Location::Sqlite(db) => Box::new(SqliteSink::open(db, config).await?),
+            Location::Postgres(pool) => {
+                let mut pg = PgSinkConfig::default();
+                pg.checkpoint_key = config.checkpoint_key;
+                Box::new(PgSink::open(pool.clone(), pg).await?)
+            }
+        })
     }
 
     /// The organisation to act on: the one given, or the only one there is.

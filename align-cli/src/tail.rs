@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use align_audit::{AuditSink, ExportRecord, MAX_LIMIT, Query, Record, SqliteSink, Stream};
+use align_audit::{AuditSink, ExportRecord, MAX_LIMIT, Query, Record, Stream};
 
 use crate::ops::DataDir;
 use crate::output::{Failure, Out};
@@ -22,7 +22,7 @@ pub(crate) struct TailArgs {
 
 pub(crate) async fn tail(d: &DataDir, a: &TailArgs, out: &Out) -> Result<(), Failure> {
     let sink = d.audit().await?;
-    let result = run(&sink, a, out).await;
+    let result = run(sink.as_ref(), a, out).await;
     let _ = sink.close().await;
     match result {
         // `align audit tail -f | head` ends when the reader goes away: not a failure.
@@ -31,7 +31,7 @@ pub(crate) async fn tail(d: &DataDir, a: &TailArgs, out: &Out) -> Result<(), Fai
     }
 }
 
-async fn run(sink: &SqliteSink, a: &TailArgs, out: &Out) -> Result<(), Failure> {
+async fn run(sink: &dyn AuditSink, a: &TailArgs, out: &Out) -> Result<(), Failure> {
     let start = sink.head(a.stream).await?.sequence;
     let recent = newer_than(sink, a.stream, 0, a.lines).await?;
     print(&recent, out)?;
@@ -60,7 +60,7 @@ async fn run(sink: &SqliteSink, a: &TailArgs, out: &Out) -> Result<(), Failure> 
 /// The records of `stream` after sequence `after`, oldest first; at most `cap` of them (the
 /// newest).
 async fn newer_than(
-    sink: &SqliteSink,
+    sink: &dyn AuditSink,
     stream: Stream,
     after: u64,
     cap: usize,

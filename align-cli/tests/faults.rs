@@ -10,13 +10,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::spawn_server;
+use support::{call, spawn_server};
 
 /// Loopback receivers allowed, a short retry schedule, a limit that never trips.
 const SERVER_ENV: &[(&str, &str)] = &[
@@ -26,31 +26,6 @@ const SERVER_ENV: &[(&str, &str)] = &[
     ("ALIGN_WEBHOOKS_ATTEMPT_TIMEOUT_SECS", "1"),
     ("ALIGN_RATELIMIT_PER_MINUTE", "60000"),
 ];
-
-/// One HTTP/1.1 request; `None` when the server is gone (killed mid-request).
-fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<&Value>,
-) -> Option<(u16, Value)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8(out).ok()?;
-    let status = text.get(9..12)?.parse().ok()?;
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-}
 
 /// What the receiver got: each delivery's `webhook-id` and body.
 type Deliveries = Arc<Mutex<Vec<(String, Value)>>>;

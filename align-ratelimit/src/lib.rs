@@ -10,7 +10,7 @@
 //! - [`ConcurrencyLimiter`] caps requests in flight with RAII [`Permit`]s.
 //! - [`AsyncRateLimiter`] and [`AsyncConcurrencyLimiter`] are the async siblings that the
 //!   in-memory limiters and the shared Redis ones (feature `redis`: `RedisSlidingWindow`,
-//!   `RedisConcurrencyLimiter`) all implement, so several instances of a service can share
+//!   `RedisQuota`, `RedisConcurrencyLimiter`) all implement, so several instances of a service can share
 //!   one limit.
 //! - [`Decision::headers`] and [`Decision::ietf_headers`] give the response header values.
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`TestClock`] in tests.
@@ -63,7 +63,7 @@ pub use layer::{KeyOf, RateLimit, RateLimitLayer};
 pub use limiter::{AsyncRateLimiter, RateLimiter};
 #[cfg(feature = "redis")]
 pub use redis::{
-    RedisConcurrencyLimiter, RedisOptions, RedisPermit, RedisSlidingWindow, RedisStore,
+    RedisConcurrencyLimiter, RedisOptions, RedisPermit, RedisQuota, RedisSlidingWindow, RedisStore,
 };
 
 #[cfg(doctest)]

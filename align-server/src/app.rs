@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use align_keys::http::CredentialProblem;
 use align_keys::{Environment, KeyRecord, Role, Verification, VerifiedKey};
-use align_ratelimit::{Decision, RateLimiter};
+use align_ratelimit::Decision;
 use bytes::Bytes;
 use chrono::Utc;
 use http::header::{CONTENT_LENGTH, HeaderValue, USER_AGENT};
@@ -222,14 +222,9 @@ where
         state.metrics.denied("concurrency_limit");
         ApiError::concurrency_limit(d.retry_after_secs().unwrap_or(1))
     })?;
-    for quota in &state.quotas {
-        let d = quota
-            .check(&record.id, 1)
-            .map_err(|_| ApiError::internal())?;
-        if !d.allowed {
-            state.metrics.denied("quota_exceeded");
-            return Err(ApiError::quota_exceeded(d.retry_after_secs().unwrap_or(1)));
-        }
+    if let Some(d) = state.limits.check_quotas(record.id).await? {
+        state.metrics.denied("quota_exceeded");
+        return Err(ApiError::quota_exceeded(d.retry_after_secs().unwrap_or(1)));
     }
 
     let body = read_body(body, state.config.max_body_bytes).await?;

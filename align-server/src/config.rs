@@ -104,6 +104,16 @@ impl std::fmt::Debug for Database {
     }
 }
 
+impl std::str::FromStr for Database {
+    type Err = Error;
+
+    /// Reads a `database.url` value: empty or `sqlite:` for the data directory's file,
+    /// `postgres://…` for PostgreSQL. The error never quotes the URL.
+    fn from_str(url: &str) -> Result<Self, Error> {
+        parse_database_url(url)
+    }
+}
+
 /// Webhook settings (`webhooks.*`; see `docs/operations.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSettings {

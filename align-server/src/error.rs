@@ -283,6 +283,29 @@ impl ApiError {
         }
     }
 
+    /// `409 endpoint_disabled`: a test event for a disabled webhook endpoint (it would never
+    /// be sent). Beyond DESIGN's table: the request is valid, the endpoint's state is not.
+    pub fn endpoint_disabled() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "endpoint_disabled",
+            "the endpoint is disabled; enable it before sending a test event",
+        )
+    }
+
+    /// `503 unavailable` when the data store cannot be written (disk full, read-only file
+    /// system, I/O error): the operator's problem, not the caller's, and it passes.
+    pub fn storage_unwritable() -> Self {
+        Self {
+            retry_after: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the data store cannot be written right now (disk full or read-only); try again later",
+            )
+        }
+    }
+
     /// Whether the answer needs `WWW-Authenticate: Bearer`.
     pub fn is_unauthorized(&self) -> bool {
         self.status == StatusCode::UNAUTHORIZED
@@ -302,6 +325,10 @@ impl From<align_keys::Error> for ApiError {
             other if other.is_transient() => {
                 tracing::warn!(error = %other, "key store busy");
                 Self::unavailable()
+            }
+            K::Sqlite(ref e) if sqlite_unwritable(e) => {
+                tracing::error!(error = %e, "key store cannot be written");
+                Self::storage_unwritable()
             }
             other => {
                 tracing::error!(error = %other, "key store failure");
@@ -326,6 +353,10 @@ impl From<align_webhooks::Error> for ApiError {
                 tracing::warn!(error = %e, "webhook store busy");
                 Self::unavailable()
             }
+            W::Database(ref d) if sqlite_unwritable(d) => {
+                tracing::error!(error = %e, "webhook store cannot be written");
+                Self::storage_unwritable()
+            }
             W::StoreWorker | W::PostgresPool(_) => Self::unavailable(),
             W::Postgres(ref p) if align_keys::postgres::is_transient(p) => {
                 tracing::warn!(error = %e, "webhook store unavailable");
@@ -337,4 +368,14 @@ impl From<align_webhooks::Error> for ApiError {
             }
         }
     }
+}
+
+/// Whether a SQLite error means the file system refuses writes (full, read-only, failing)
+/// rather than a bug: such errors are answered `503`, not `500`.
+fn sqlite_unwritable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::DiskFull | C::ReadOnly | C::SystemIoFailure | C::CannotOpen)
+    )
 }

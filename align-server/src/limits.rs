@@ -1,14 +1,14 @@
-//! Per-key rate and concurrency limits as the server composes them: in memory (one instance),
-//! or shared by every instance through Redis (`ratelimit.redis_url`) with a failure policy
-//! (`ratelimit.redis_failure`). The back-end is chosen once, here, at start-up.
+//! Per-key rate, quota and concurrency limits as the server composes them: in memory (one
+//! instance), or shared by every instance through Redis (`ratelimit.redis_url`) with a failure
+//! policy (`ratelimit.redis_failure`). The back-end is chosen once, here, at start-up.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use align_keys::KeyId;
 use align_ratelimit::{
-    AsyncConcurrencyLimiter, AsyncRateLimiter, ConcurrencyLimiter, Decision, KeyedLimiter, Rate,
-    SlidingWindow, Slot,
+    AsyncConcurrencyLimiter, AsyncRateLimiter, ConcurrencyLimiter, Decision, KeyedLimiter, Quota,
+    Rate, SlidingWindow, Slot,
 };
 
 use crate::config::Config;
@@ -18,6 +18,18 @@ use crate::error::{ApiError, Error};
 type Local = Arc<KeyedLimiter<KeyId, SlidingWindow>>;
 /// Makes the limiter in force at a local limiter's rate.
 type Compose = Box<dyn Fn(Local) -> Arc<dyn AsyncRateLimiter<KeyId>> + Send + Sync>;
+/// An in-memory calendar quota: the quota itself, or the shared one's fallback.
+type LocalQuota = Arc<KeyedLimiter<KeyId, Quota>>;
+/// Makes the quota in force from a local one.
+type ComposeQuota = Box<dyn Fn(LocalQuota) -> Arc<dyn AsyncRateLimiter<KeyId>> + Send + Sync>;
+
+/// How the limits are shared: the composers of windows and quotas, and the concurrency
+/// limiter.
+struct Composers {
+    window: Compose,
+    quota: ComposeQuota,
+    concurrency: Arc<dyn AsyncConcurrencyLimiter<KeyId>>,
+}
 
 /// The rate limiters (default and per-key overrides) and the concurrency limiter.
 pub(crate) struct Limits {
@@ -33,6 +45,10 @@ pub(crate) struct Limits {
     compose: Compose,
     concurrency: Arc<dyn AsyncConcurrencyLimiter<KeyId>>,
     default_rate: u32,
+    /// Calendar quotas (`ratelimit.quota_per_day`, `quota_per_month`), in memory or shared.
+    quotas: Vec<Arc<dyn AsyncRateLimiter<KeyId>>>,
+    /// Their in-memory limiters (the quotas themselves, or the shared ones' fallbacks).
+    quota_locals: Vec<LocalQuota>,
 }
 
 impl Limits {
@@ -48,23 +64,48 @@ impl Limits {
         ));
         let concurrency = ConcurrencyLimiter::new(config.max_concurrent_per_key)
             .map_err(|e| setting("limits.max_concurrent_per_key", e))?;
-        let (compose, concurrency): (Compose, Arc<dyn AsyncConcurrencyLimiter<KeyId>>) =
-            match &config.redis.url {
-                None => (
-                    Box::new(|local: Local| local as Arc<dyn AsyncRateLimiter<KeyId>>),
-                    Arc::new(concurrency),
-                ),
-                Some(url) => shared::compose(config, url, concurrency)?,
-            };
+        let composers = match &config.redis.url {
+            None => Composers {
+                window: Box::new(|local: Local| local as Arc<dyn AsyncRateLimiter<KeyId>>),
+                quota: Box::new(|local: LocalQuota| local as Arc<dyn AsyncRateLimiter<KeyId>>),
+                concurrency: Arc::new(concurrency),
+            },
+            Some(url) => shared::compose(config, url, concurrency)?,
+        };
+        let mut quota_locals = Vec::new();
+        if let Some(n) = config.quota_per_day {
+            let q = Quota::per_day(n).map_err(|e| setting("ratelimit.quota_per_day", e))?;
+            quota_locals.push(Arc::new(KeyedLimiter::new(q)));
+        }
+        if let Some(n) = config.quota_per_month {
+            let q = Quota::per_month(n).map_err(|e| setting("ratelimit.quota_per_month", e))?;
+            quota_locals.push(Arc::new(KeyedLimiter::new(q)));
+        }
         Ok(Self {
-            default: compose(Arc::clone(&local)),
+            default: (composers.window)(Arc::clone(&local)),
             local,
             overrides: RwLock::default(),
             override_locals: RwLock::default(),
-            compose,
-            concurrency,
+            quotas: quota_locals
+                .iter()
+                .map(|q| (composers.quota)(Arc::clone(q)))
+                .collect(),
+            quota_locals,
+            compose: composers.window,
+            concurrency: composers.concurrency,
             default_rate: config.rate_limit_per_minute,
         })
+    }
+
+    /// Counts one request of `key` against every calendar quota; the first denial, if any.
+    pub(crate) async fn check_quotas(&self, key: KeyId) -> Result<Option<Decision>, ApiError> {
+        for quota in &self.quotas {
+            let d = quota.check(&key, 1).await.map_err(refusal)?;
+            if !d.allowed {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
     }
 
     /// Counts one request of `key` against `rate` per minute (its own, or the default).
@@ -106,7 +147,13 @@ impl Limits {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        self.local.evict_idle() + overrides.iter().map(|l| l.evict_idle()).sum::<usize>()
+        self.local.evict_idle()
+            + overrides.iter().map(|l| l.evict_idle()).sum::<usize>()
+            + self
+                .quota_locals
+                .iter()
+                .map(|q| q.evict_idle())
+                .sum::<usize>()
     }
 
     fn limiter_at(&self, n: u32) -> Arc<dyn AsyncRateLimiter<KeyId>> {
@@ -175,7 +222,7 @@ mod shared {
         _: &Config,
         _: &RedisUrl,
         _: ConcurrencyLimiter<KeyId>,
-    ) -> Result<(Compose, Arc<dyn AsyncConcurrencyLimiter<KeyId>>), Error> {
+    ) -> Result<Composers, Error> {
         Err(Error::Setting {
             key: "ratelimit.redis_url".into(),
             reason: "this build of the server has no Redis support (cargo feature `redis`)".into(),

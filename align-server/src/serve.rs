@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_audit::{AuditSink, SqliteSink};
+use align_audit::{AuditSink, PgSink, PgSinkConfig, SqliteSink};
 use align_keys::store::KeyStore;
 use align_keys::{
     KeyManager, KeyVerifier, PgKeyStore, Sha256Hasher, SqliteKeyStore, VerifierConfig,
@@ -55,10 +55,7 @@ impl Backends {
     /// The embedded default: everything in `DIR/align.db`. Key changes and their events
     /// commit in one transaction (the key store's outbox hook writes the webhook outbox).
     pub async fn sqlite(config: &Config) -> Result<Self, Error> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        prepare_data_dir(&config.data_dir)?;
         let path = config.database_path();
         // The outbox tables must exist before the first key change enqueues into them.
         let webhooks = SqliteWebhookStore::open(&path).await?;
@@ -85,12 +82,12 @@ impl Backends {
         }
     }
 
-    /// Keys and the webhook outbox in the PostgreSQL database at `url`, shared with any
-    /// number of other instances: key changes and their events commit in one PostgreSQL
-    /// transaction, every instance's verifier hears of a change through LISTEN/NOTIFY, and
-    /// dispatchers share the outbox (`FOR UPDATE SKIP LOCKED`). The audit and request logs
-    /// stay in this instance's own `DIR/align.db` (one chain per instance; there is no
-    /// PostgreSQL audit sink yet).
+    /// Keys, the webhook outbox and the audit and request logs in the PostgreSQL database at
+    /// `url`, shared with any number of other instances: key changes and their events commit
+    /// in one PostgreSQL transaction, every instance's verifier hears of a change through
+    /// LISTEN/NOTIFY, dispatchers share the outbox (`FOR UPDATE SKIP LOCKED`), and every
+    /// instance extends the same two hash chains. The data directory keeps only the bootstrap
+    /// key and the audit checkpoint key (which every instance needs a copy of to purge).
     pub async fn postgres(config: &Config, url: &str) -> Result<Self, Error> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
             path: config.data_dir.clone(),
@@ -100,12 +97,14 @@ impl Backends {
         let pool = align_keys::postgres::pool(pg.clone())?;
         // The outbox tables must exist before the first key change enqueues into them.
         let webhooks = PgWebhookStore::open(pool.clone()).await?;
-        let keys = PgKeyStore::open(pool)
+        let keys = PgKeyStore::open(pool.clone())
             .await?
             .listen_for_changes(pg)?
             .with_event_hook(Arc::new(crate::events::OutboxHook));
-        let sink_config = crate::bootstrap::audit_sink_config(&config.data_dir, false)?;
-        let audit = SqliteSink::open(config.database_path(), sink_config).await?;
+        let mut sink_config = PgSinkConfig::default();
+        sink_config.checkpoint_key =
+            crate::bootstrap::audit_sink_config(&config.data_dir, false)?.checkpoint_key;
+        let audit = PgSink::open(pool, sink_config).await?;
         Ok(Self {
             keys: Arc::new(keys),
             audit: Arc::new(audit),
@@ -148,10 +147,7 @@ impl Server {
             audit,
             webhooks,
         } = backends;
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        prepare_data_dir(&config.data_dir)?;
         let verifier = KeyVerifier::with_config(
             store,
             Arc::new(Sha256Hasher),
@@ -355,4 +351,19 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// Creates the data directory if needed and checks that it can be written, so a read-only or
+/// full disk is reported at start as such ("Read-only file system") rather than as a database
+/// that cannot be opened.
+fn prepare_data_dir(dir: &std::path::Path) -> Result<(), Error> {
+    let fail = |source| Error::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".align-write-check");
+    let written = std::fs::write(&probe, b"ok");
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(fail)
 }

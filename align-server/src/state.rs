@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use align_audit::AuditSink;
 use align_keys::store::KeyStore;
-use align_keys::{KeyId, KeyManager, KeyRecord, Role, UserId};
-use align_ratelimit::{Decision, KeyedLimiter, Quota};
+use align_keys::{KeyManager, KeyRecord, Role, UserId};
+use align_ratelimit::Decision;
 use align_webhooks::{Resolver, SystemResolver, UrlPolicy, WebhookStore};
 
 use crate::config::Config;
@@ -27,10 +27,9 @@ pub(crate) struct AppState {
     pub(crate) config: Config,
     /// Keys: minting, verification, revocation.
     pub(crate) keys: KeyManager,
-    /// Per-key sliding-window rates and requests in flight (in memory, or shared in Redis).
+    /// Per-key sliding-window rates, calendar quotas and requests in flight (in memory, or
+    /// shared in Redis).
     pub(crate) limits: Limits,
-    /// Optional calendar quotas (per day, per month).
-    pub(crate) quotas: Vec<KeyedLimiter<KeyId, Quota>>,
     roles: Mutex<HashMap<UserId, (Role, Instant)>>,
     /// Audit and request logs.
     pub(crate) audit: Arc<dyn AuditSink>,
@@ -66,20 +65,7 @@ impl AppState {
         audit: Arc<dyn AuditSink>,
         webhooks: Arc<dyn WebhookStore>,
     ) -> Result<Self, Error> {
-        let setting = |key: &str, e: align_ratelimit::Error| Error::Setting {
-            key: key.into(),
-            reason: e.to_string(),
-        };
         let limits = Limits::new(&config)?;
-        let mut quotas = Vec::new();
-        if let Some(n) = config.quota_per_day {
-            let q = Quota::per_day(n).map_err(|e| setting("ratelimit.quota_per_day", e))?;
-            quotas.push(KeyedLimiter::new(q));
-        }
-        if let Some(n) = config.quota_per_month {
-            let q = Quota::per_month(n).map_err(|e| setting("ratelimit.quota_per_month", e))?;
-            quotas.push(KeyedLimiter::new(q));
-        }
         let url_policy =
             UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
         let console = crate::console::Console::new(&config)?;
@@ -91,7 +77,6 @@ impl AppState {
             resolver: Arc::new(SystemResolver),
             notices: crate::events::RateLimitNotices::default(),
             limits,
-            quotas,
             config,
             keys,
             roles: Mutex::default(),
@@ -117,11 +102,6 @@ impl AppState {
     /// Each limiter shard and cache shard is locked in turn, briefly, never across an await.
     pub(crate) fn evict_idle(&self) -> usize {
         let mut removed = self.limits.evict_idle();
-        removed += self
-            .quotas
-            .iter()
-            .map(KeyedLimiter::evict_idle)
-            .sum::<usize>();
         removed += self
             .keys
             .verifier()

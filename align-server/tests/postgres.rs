@@ -1,7 +1,9 @@
 //! Two server instances in one process over one PostgreSQL schema: a key revoked through one
-//! is refused by the other within a second, and webhook messages enqueued through either are
-//! each delivered, also after one instance is killed. Skipped, with a printed reason, without
-//! `ALIGN_TEST_POSTGRES_URL`.
+//! is refused by the other within a second (and its audit record is read through the other),
+//! and webhook messages enqueued through either are each delivered, also after one instance is
+//! stopped. Skipped, with a printed reason, without `ALIGN_TEST_POSTGRES_URL`. The same with
+//! real `align serve` processes, one killed with SIGKILL while it holds deliveries, is
+//! `align-cli/tests/instances.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -102,6 +104,12 @@ async fn two_instances_share_revocations_and_the_outbox() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("B refused the revoked key after {:?}", revoked.elapsed());
+    // The revocation made through A is in the audit log B answers from: one shared chain.
+    let r = b
+        .get("/api/v1/audit-events?action=api_key.revoked", &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"][0]["target"], id, "{}", r.body);
 
     // Messages enqueued through both are each delivered once the dispatchers share them.
     let (sandbox, _) = a

@@ -126,6 +126,70 @@ async fn two_instances_on_one_redis_admit_a_keys_limit_once_in_total() {
     a.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_share_a_keys_daily_quota() {
+    let Some(url) = redis_url("two_instances_on_one_redis_share_a_keys_daily_quota") else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let shared = |c: &mut align_server::Config| {
+        c.redis.url = Some(RedisUrl::parse(&url).unwrap());
+        c.redis.prefix.clone_from(&prefix);
+        c.quota_per_day = Some(30);
+        c.quota_per_month = Some(1000);
+    };
+    let a = TestServer::start_with(shared).await;
+    let b = a.start_another_instance(shared).await;
+    let (token, _) = a
+        .mint(
+            &a.admin_key,
+            json!({"name": "quota", "scope": "organization"}),
+        )
+        .await;
+    let mut admitted = [0u32, 0];
+    for i in 0..80 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let r = server.get("/api/v1/me", &token).await;
+        match r.status {
+            StatusCode::OK => admitted[i % 2] += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(r.code(), "quota_exceeded");
+                // Until midnight UTC.
+                let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=86_400).contains(&wait), "{wait}");
+            }
+            other => panic!("unexpected {other}: {}", r.body),
+        }
+    }
+    assert_eq!(
+        admitted,
+        [15, 15],
+        "30 a day across both instances, not 30 each"
+    );
+    // The monthly quota counted the same 30 in Redis (denials by the daily one never reach it).
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let month_keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}q:m:1000:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut used = Vec::new();
+    for k in &month_keys {
+        let u: u64 = redis::cmd("HGET")
+            .arg(k)
+            .arg("u")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        used.push(u);
+    }
+    used.sort_unstable();
+    assert!(used.contains(&30), "monthly counts {used:?}");
+    b.stop().await;
+    a.stop().await;
+}
+
 /// Port 1 on loopback: nothing listens, so the connection is refused at once.
 const UNREACHABLE: &str = "redis://:s3cret@127.0.0.1:1/";
 

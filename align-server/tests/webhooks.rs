@@ -482,8 +482,8 @@ async fn endpoints_can_be_read_changed_rotated_and_deleted_and_every_change_is_a
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = s.post(&format!("{path}/test"), &sandbox, json!({})).await;
     assert_eq!(
-        r.status,
-        StatusCode::BAD_REQUEST,
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("endpoint_disabled")),
         "a disabled endpoint gets no test"
     );
     let r = s

@@ -1,5 +1,5 @@
-//! The [`AuditSink`] trait and its back-ends: memory, JSON Lines file and (feature `sqlite`)
-//! SQLite.
+//! The [`AuditSink`] trait and its back-ends: memory, JSON Lines file, (feature `sqlite`)
+//! SQLite and (feature `postgres`) PostgreSQL.
 
 use std::io::Write;
 
@@ -13,9 +13,13 @@ use crate::query::{MAX_LIMIT, Page, Query};
 use crate::record::{Entry, Head, Receipt, Stream};
 use crate::verify::{Progress, VerifyReport};
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod columns;
 pub(crate) mod jsonl;
 pub(crate) mod ledger;
 pub(crate) mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 pub(crate) mod writer;

@@ -58,18 +58,18 @@ pub(crate) struct Limits {
 
 /// Failures of `submit`ted records, reported by the next flush.
 #[derive(Default)]
-struct Failures {
+pub(crate) struct Failures {
     count: AtomicU64,
     cause: Mutex<String>,
 }
 
 impl Failures {
-    fn add(&self, n: u64, cause: &str) {
+    pub(crate) fn add(&self, n: u64, cause: &str) {
         self.count.fetch_add(n, Ordering::SeqCst);
         *self.cause.lock().unwrap_or_else(PoisonError::into_inner) = cause.to_owned();
     }
 
-    fn take(&self) -> Result<()> {
+    pub(crate) fn take(&self) -> Result<()> {
         match self.count.swap(0, Ordering::SeqCst) {
             0 => Ok(()),
             records => Err(Error::WriteFailed {

@@ -92,9 +92,11 @@ pub fn arb_entry() -> impl Strategy<Value = Entry> {
         })
 }
 
-/// The three sinks, freshly opened in `dir`, with the test checkpoint key.
-pub async fn all_sinks(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn AuditSink>)> {
-    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
+/// Every sink, freshly opened in `dir` with the test checkpoint key: memory, JSON Lines,
+/// SQLite (feature `sqlite`) and PostgreSQL (feature `postgres`, in a scratch schema dropped
+/// when the loop ends) when `ALIGN_TEST_POSTGRES_URL` is set.
+pub async fn all_sinks(dir: &std::path::Path) -> Sinks {
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(unused_mut))]
     let mut sinks: Vec<(&'static str, Arc<dyn AuditSink>)> = vec![
         (
             "memory",
@@ -121,7 +123,63 @@ pub async fn all_sinks(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Audi
             .unwrap(),
         ),
     ));
-    sinks
+    #[cfg(feature = "postgres")]
+    let scratch = match postgres_url() {
+        Some(url) => {
+            let scratch = align_keys::postgres::ScratchSchema::create(&url)
+                .await
+                .unwrap();
+            let sink = align_audit::PgSink::open(
+                scratch.pool().unwrap(),
+                align_audit::PgSinkConfig::with_checkpoint_key(test_key()),
+            )
+            .await
+            .unwrap();
+            sinks.push(("postgres", Arc::new(sink)));
+            Some(scratch)
+        }
+        None => None,
+    };
+    Sinks {
+        sinks: sinks.into_iter(),
+        #[cfg(feature = "postgres")]
+        _scratch: scratch,
+    }
+}
+
+/// The sinks to run a test body over; yields each once and keeps PostgreSQL's scratch schema
+/// until the loop is done.
+pub struct Sinks {
+    sinks: std::vec::IntoIter<(&'static str, Arc<dyn AuditSink>)>,
+    #[cfg(feature = "postgres")]
+    _scratch: Option<align_keys::postgres::ScratchSchema>,
+}
+
+impl Iterator for Sinks {
+    type Item = (&'static str, Arc<dyn AuditSink>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.sinks.next()
+    }
+}
+
+/// The PostgreSQL database to test against (`ALIGN_TEST_POSTGRES_URL`), or `None` after
+/// printing, once per test binary and past the harness's output capture, why it is skipped.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("ALIGN_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipping PostgreSQL sink tests: ALIGN_TEST_POSTGRES_URL is not set"
+                );
+            });
+            None
+        }
+    }
 }
 
 /// Verifies `stream` and panics with the break if the chain is not intact.

@@ -2,10 +2,14 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
 
 /// A server child that is killed when dropped, so a failing test leaves no process behind.
 pub struct Running(pub Child);
@@ -36,6 +40,15 @@ impl Drop for Running {
 /// and the address it logged. Its log (one line per request) keeps being drained so it never
 /// blocks on a full pipe.
 pub fn spawn_server(data: &Path, env: &[(&str, &str)]) -> (Running, SocketAddr) {
+    let (server, addr, _log) = spawn_server_logged(data, env);
+    (server, addr)
+}
+
+/// The server's log lines so far (stderr), shared with the thread that drains them.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+/// [`spawn_server`], also keeping every log line the server writes.
+pub fn spawn_server_logged(data: &Path, env: &[(&str, &str)]) -> (Running, SocketAddr, Log) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_align"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -53,6 +66,37 @@ pub fn spawn_server(data: &Path, env: &[(&str, &str)]) -> (Running, SocketAddr) 
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
-    (Running(server), addr)
+    let log: Log = Arc::default();
+    let keep = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            keep.lock().unwrap().push(line);
+        }
+    });
+    (Running(server), addr, log)
+}
+
+/// One HTTP/1.1 request; `None` when the server is gone (killed mid-request).
+pub fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> Option<(u16, Value)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8(out).ok()?;
+    let status = text.get(9..12)?.parse().ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }

@@ -67,6 +67,11 @@ impl Quota {
         Self::new(limit, Period::Month)
     }
 
+    /// The calendar period the quota refills on.
+    pub fn period(&self) -> Period {
+        self.period
+    }
+
     /// The index of the period containing `now` and the second at which it ends.
     fn period_at(&self, now: Timestamp) -> (u64, u64) {
         let days = now.as_nanos() / NANOS / DAY_SECS;

@@ -11,6 +11,8 @@ mod keyed;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
+mod quota;
+#[cfg(test)]
 mod redis;
 #[cfg(test)]
 mod shared;

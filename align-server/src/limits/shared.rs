@@ -1,5 +1,6 @@
-//! The limits shared through Redis, and what happens while Redis does not answer: fail open
-//! (this instance's in-memory limiters decide) or fail closed (`503 unavailable`).
+//! The limits shared through Redis (sliding windows, calendar quotas, concurrency), and what
+//! happens while Redis does not answer: fail open (this instance's in-memory limiters decide)
+//! or fail closed (`503 unavailable`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,11 +9,11 @@ use std::time::{Duration, Instant};
 use align_keys::KeyId;
 use align_ratelimit::{
     Algorithm, AsyncConcurrencyLimiter, AsyncRateLimiter, ConcurrencyLimiter, Decision,
-    LimitFuture, Rate, RateLimiter, RedisConcurrencyLimiter, RedisOptions, RedisSlidingWindow,
-    RedisStore, Slot, Timestamp,
+    KeyedLimiter, LimitFuture, Rate, RateLimiter, RedisConcurrencyLimiter, RedisOptions,
+    RedisQuota, RedisSlidingWindow, RedisStore, Slot, Timestamp,
 };
 
-use super::{Compose, Local};
+use super::{Composers, Local, LocalQuota};
 use crate::config::{Config, RedisFailure, RedisUrl};
 use crate::error::Error;
 
@@ -26,7 +27,7 @@ pub(super) fn compose(
     config: &Config,
     url: &RedisUrl,
     local_concurrency: ConcurrencyLimiter<KeyId>,
-) -> Result<(Compose, Arc<dyn AsyncConcurrencyLimiter<KeyId>>), Error> {
+) -> Result<Composers, Error> {
     let setting = |e: align_ratelimit::Error| Error::Setting {
         key: "ratelimit.redis_url".into(),
         reason: e.to_string(),
@@ -45,11 +46,11 @@ pub(super) fn compose(
         failure = ?config.redis.failure,
         "rate and concurrency limits are shared through Redis"
     );
-    let window_health = Arc::clone(&health);
-    let compose = move |local: Local| -> Arc<dyn AsyncRateLimiter<KeyId>> {
+    let (window_store, window_health) = (store.clone(), Arc::clone(&health));
+    let window = move |local: Local| -> Arc<dyn AsyncRateLimiter<KeyId>> {
         let rate = Rate::per_minute(local.algorithm().limit());
-        match RedisSlidingWindow::new(&store, rate) {
-            Ok(redis) => Arc::new(Window {
+        match RedisSlidingWindow::new(&window_store, rate) {
+            Ok(redis) => Arc::new(Shared {
                 redis,
                 local,
                 health: Arc::clone(&window_health),
@@ -58,12 +59,28 @@ pub(super) fn compose(
             Err(_) => local,
         }
     };
+    let (quota_store, quota_health) = (store, Arc::clone(&health));
+    let quota = move |local: LocalQuota| -> Arc<dyn AsyncRateLimiter<KeyId>> {
+        match RedisQuota::new(&quota_store, *local.algorithm()) {
+            Ok(redis) => Arc::new(Shared {
+                redis,
+                local,
+                health: Arc::clone(&quota_health),
+            }),
+            // Only quotas above 2^53 a period stay per instance.
+            Err(_) => local,
+        }
+    };
     let concurrency = Concurrency {
         redis: concurrency,
         local: local_concurrency,
         health,
     };
-    Ok((Box::new(compose), Arc::new(concurrency)))
+    Ok(Composers {
+        window: Box::new(window),
+        quota: Box::new(quota),
+        concurrency: Arc::new(concurrency),
+    })
 }
 
 /// Whether Redis answers, the policy while it does not, and one warning per outage.
@@ -160,14 +177,19 @@ impl Health {
     }
 }
 
-/// The sliding window in Redis, with this instance's window for when Redis does not answer.
-struct Window {
-    redis: RedisSlidingWindow,
-    local: Local,
+/// A limit decided in Redis (a sliding window or a calendar quota), with this instance's
+/// in-memory limiter of the same algorithm for when Redis does not answer.
+struct Shared<R, A: Algorithm> {
+    redis: R,
+    local: Arc<KeyedLimiter<KeyId, A>>,
     health: Arc<Health>,
 }
 
-impl Window {
+impl<R, A> Shared<R, A>
+where
+    R: AsyncRateLimiter<KeyId>,
+    A: Algorithm,
+{
     async fn decide(
         &self,
         key: &KeyId,
@@ -195,7 +217,11 @@ impl Window {
     }
 }
 
-impl AsyncRateLimiter<KeyId> for Window {
+impl<R, A> AsyncRateLimiter<KeyId> for Shared<R, A>
+where
+    R: AsyncRateLimiter<KeyId>,
+    A: Algorithm,
+{
     fn check<'a>(
         &'a self,
         key: &'a KeyId,

@@ -156,25 +156,45 @@ pub(crate) async fn load(
     Ok(ep)
 }
 
+/// How long creating or changing an endpoint waits for its host name to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Checks a URL against the endpoint policy: `400 invalid_request` naming the defect (never
-/// quoting the URL). A host that does not resolve now is accepted; every delivery resolves
-/// and checks again.
+/// quoting the URL). A host that does not resolve now (or not within [`RESOLVE_TIMEOUT`]) is
+/// accepted; every delivery resolves and checks again.
 async fn check_url(state: &AppState, url: &str, env: Environment) -> Result<(), ApiError> {
     if url.len() > MAX_URL_LEN {
         return Err(ApiError::invalid_request(
             "url must be at most 2048 characters",
         ));
     }
-    match state
-        .url_policy
-        .check(url, env, state.resolver.as_ref())
-        .await
-    {
-        Ok(_) | Err(align_webhooks::Error::UrlRefused(UrlDefect::Unresolvable)) => Ok(()),
+    let parsed = match state.url_policy.check_url(url, env) {
+        Ok(parsed) => parsed,
         Err(align_webhooks::Error::UrlRefused(defect)) => {
+            return Err(ApiError::invalid_request(format!("url refused: {defect}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(url::Host::Domain(name)) = parsed.host() else {
+        return Ok(());
+    };
+    // A resolver that does not answer must not hold the request: past the limit the host
+    // counts as not resolving now, which is accepted (every delivery checks again).
+    let resolved = tokio::time::timeout(
+        RESOLVE_TIMEOUT,
+        state
+            .url_policy
+            .check_resolved(name, state.resolver.as_ref()),
+    )
+    .await;
+    match resolved {
+        Err(_)
+        | Ok(Ok(_))
+        | Ok(Err(align_webhooks::Error::UrlRefused(UrlDefect::Unresolvable))) => Ok(()),
+        Ok(Err(align_webhooks::Error::UrlRefused(defect))) => {
             Err(ApiError::invalid_request(format!("url refused: {defect}")))
         }
-        Err(e) => Err(e.into()),
+        Ok(Err(e)) => Err(e.into()),
     }
 }
 
@@ -560,9 +580,7 @@ pub(crate) async fn send_test(
     ep: &Endpoint,
 ) -> Result<align_webhooks::Enqueued, ApiError> {
     if !ep.enabled {
-        return Err(ApiError::invalid_request(
-            "the endpoint is disabled; enable it before sending a test event",
-        ));
+        return Err(ApiError::endpoint_disabled());
     }
     let data = json!({
         "endpointId": ep.id.0,
@@ -669,4 +687,54 @@ pub(super) async fn retry(state: &AppState, req: &Request, id: &str) -> Result<R
         StatusCode::ACCEPTED,
         &delivery_view(&delivery, None, &attempts),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::IpAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use align_keys::{Environment, KeyManager, MemoryKeyStore, Sha256Hasher};
+    use align_webhooks::MemoryWebhookStore;
+
+    use crate::config::Config;
+    use crate::state::AppState;
+
+    /// A resolver that never answers, like DNS on a machine without a network.
+    struct Hangs;
+
+    #[async_trait::async_trait]
+    impl align_webhooks::Resolver for Hangs {
+        async fn resolve(&self, _host: &str) -> std::io::Result<Vec<IpAddr>> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resolver_that_never_answers_does_not_hold_an_endpoint_change() {
+        let config = Config::default();
+        let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
+        let mut state = AppState::new(
+            config,
+            keys,
+            Arc::new(align_audit::MemorySink::new()),
+            Arc::new(MemoryWebhookStore::new()),
+        )
+        .unwrap();
+        state.resolver = Arc::new(Hangs);
+        let start = Instant::now();
+        let checked = super::check_url(&state, "https://0.example/hook", Environment::Live).await;
+        assert!(checked.is_ok(), "{checked:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            start.elapsed()
+        );
+        // Syntax is still checked first, without waiting for the resolver.
+        let refused = super::check_url(&state, "http://0.example/hook", Environment::Live).await;
+        assert!(refused.is_err());
+    }
 }

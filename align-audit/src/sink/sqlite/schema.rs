@@ -9,8 +9,9 @@ use rusqlite::{Connection, OptionalExtension, Row, Statement, Transaction, param
 use crate::checkpoint::Checkpoint;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::personal::{Personal, PersonalState};
-use crate::record::{Actor, Entry, Head, Record, Stream};
+use crate::record::{Entry, Head, Record, Stream};
+use crate::sink::columns::{actor_columns, actor_from_columns, is_anonymised};
+pub(crate) use crate::sink::columns::{parse_personal, personal_json};
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
 const MIGRATIONS: &[&str] = &[r"
@@ -88,28 +89,9 @@ fn to_u64(n: i64, what: &'static str) -> Result<u64> {
     u64::try_from(n).map_err(|_| Error::Corrupt(what))
 }
 
-/// Whether `e` holds no original personal value (nothing left for anonymisation to do).
-fn is_anonymised(e: &Entry) -> bool {
-    e.personal
-        .as_ref()
-        .is_none_or(|p| p.state() != PersonalState::Present)
-}
-
-pub(crate) fn personal_json(personal: &Personal) -> Result<String> {
-    serde_json::to_string(personal).map_err(|_| Error::Corrupt("personal data"))
-}
-
-pub(crate) fn parse_personal(json: &str) -> Result<Personal> {
-    serde_json::from_str(json).map_err(|_| Error::Corrupt("personal data"))
-}
-
 pub(crate) fn insert_record(stmt: &mut Statement<'_>, r: &Record) -> Result<()> {
     let e = &r.entry;
-    let (kind, actor_id, prefix) = match &e.actor {
-        Actor::System => ("system", None, None),
-        Actor::ApiKey { id, prefix } => ("apiKey", Some(id.as_str()), Some(prefix.as_str())),
-        Actor::User { id } => ("user", Some(id.as_str()), None),
-    };
+    let (kind, actor_id, prefix) = actor_columns(&e.actor);
     stmt.execute(params![
         e.stream.as_str(),
         to_i64(r.sequence),
@@ -156,16 +138,7 @@ pub(crate) fn read_record(row: &Row<'_>) -> Result<Record> {
         }
     };
     let kind: String = row.get(6)?;
-    let actor_id: Option<String> = row.get(7)?;
-    let actor = match (kind.as_str(), actor_id) {
-        ("system", _) => Actor::System,
-        ("apiKey", Some(id)) => Actor::ApiKey {
-            id,
-            prefix: row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-        },
-        ("user", Some(id)) => Actor::User { id },
-        _ => return Err(Error::Corrupt("actor")),
-    };
+    let actor = actor_from_columns(&kind, row.get(7)?, row.get(8)?)?;
     let latency: Option<i64> = row.get(15)?;
     let personal: Option<String> = row.get(18)?;
     let entry = Entry {
