@@ -1,5 +1,6 @@
-//! The request path, top to bottom: request id → body limit → timeout → authentication →
-//! per-key rate limit → handler → response headers → request log.
+//! The request path, top to bottom: request id → body limit → timeout → (`/healthz` and the
+//! `/docs` pages, which need no key) → authentication → per-key rate limit → handler → response
+//! headers → request log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -181,6 +182,9 @@ where
             return Err(routes::unrouted(&parts.method, "/healthz"));
         }
         return Ok(state.health().await);
+    }
+    if crate::docs::is_docs_path(parts.uri.path()) {
+        return crate::docs::serve(&parts.method, parts.uri.path());
     }
     if !parts.uri.path().starts_with("/api/") && parts.uri.path() != "/metrics" {
         return Err(ApiError::not_found());
