@@ -101,10 +101,15 @@ enum Command {
         #[command(subcommand)]
         action: ListOnly,
     },
-    /// Users and their roles. Example: align users create --email dev@acme.test --role engineer
+    /// Users, their roles and console passwords. Example: align users create --email dev@acme.test --role engineer
     Users {
         #[command(flatten)]
         common: Common,
+        /// The PostgreSQL database the server's keys and users live in (env
+        /// ALIGN_DATABASE_URL), when it runs on one; the data directory still takes the
+        /// audit record.
+        #[arg(long, value_name = "URL", env = "ALIGN_DATABASE_URL", global = true)]
+        database_url: Option<String>,
         #[command(subcommand)]
         action: UserAction,
     },
@@ -186,13 +191,29 @@ enum ListOnly {
 
 #[derive(Debug, Subcommand)]
 enum UserAction {
-    /// Add a user. Example: align users create --email dev@acme.test --role engineer
+    /// Add a user. Example: printf '%s\n' "$PW" | align users create --email dev@acme.test --role engineer --password-stdin
     Create {
         #[arg(long)]
         email: String,
         /// admin, engineer or viewer.
         #[arg(long)]
         role: String,
+        /// Also set the user's console password, read as one line from stdin (at least 12
+        /// characters; never echoed or logged).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's console password (at least 12 characters), read as one line from stdin
+    /// with --password-stdin, or else from the environment variable ALIGN_USER_PASSWORD.
+    /// The password is never echoed or logged; the user's console sessions end.
+    ///
+    /// Example: printf '%s\n' "$PW" | align users set-password admin@localhost --password-stdin
+    SetPassword {
+        /// The user's e-mail or id.
+        user: String,
+        /// Read the password as one line from stdin.
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// List users. Example: align users list --json
     List,
@@ -547,16 +568,37 @@ async fn run(command: Command) -> Result<(), Failure> {
             let d = DataDir::open(&common.data_dir).await?;
             ops::orgs_list(&d, &out(&common)).await
         }
-        Command::Users { common, action } => {
+        Command::Users {
+            common,
+            database_url,
+            action,
+        } => {
+            // Read before anything else, so a refused password costs no database work.
+            let password = match &action {
+                UserAction::Create {
+                    password_stdin: true,
+                    ..
+                }
+                | UserAction::SetPassword {
+                    password_stdin: true,
+                    ..
+                } => Some(ops::read_password_line(std::io::stdin().lock())?),
+                UserAction::SetPassword { .. } => Some(ops::password_from_env()?),
+                _ => None,
+            };
             let (d, o, org) = (
-                DataDir::open(&common.data_dir).await?,
+                DataDir::open_with(&common.data_dir, database_url.as_deref()).await?,
                 out(&common),
                 common.org.as_deref(),
             );
             match action {
-                UserAction::Create { email, role } => {
-                    ops::users_create(&d, org, &email, &role, &o).await
+                UserAction::Create { email, role, .. } => {
+                    ops::users_create(&d, org, &email, &role, password, &o).await
                 }
+                UserAction::SetPassword { user, .. } => match password {
+                    Some(p) => ops::users_set_password(&d, org, &user, p, &o).await,
+                    None => Err(Failure::usage("no password given")),
+                },
                 UserAction::List => ops::users_list(&d, org, &o).await,
                 UserAction::SetRole { user, role } => {
                     ops::users_set_role(&d, org, &user, &role, &o).await

@@ -8,8 +8,9 @@ use std::time::Duration;
 use align_audit::{AuditSink, PrivacyPolicy, Query, SqliteSink, Stream};
 use align_keys::store::{KeyFilter, KeyStore, PageRequest};
 use align_keys::{
-    Environment, KeyId, KeyManager, KeyRecord, NewKey, Organization, OrganizationId, Permission,
-    PermissionSet, Project, ProjectId, Role, Scope, Sha256Hasher, SqliteKeyStore, User, UserId,
+    Environment, KeyId, KeyManager, KeyRecord, NewKey, Organization, OrganizationId, PasswordHash,
+    Permission, PermissionSet, Project, ProjectId, Role, Scope, Secret, Sha256Hasher,
+    SqliteKeyStore, User, UserId,
 };
 use align_webhooks::SqliteWebhookStore;
 use chrono::Utc;
@@ -42,6 +43,13 @@ pub(crate) async fn open_stores(
 
 impl DataDir {
     pub(crate) async fn open(dir: &Path) -> Result<Self, Failure> {
+        Self::open_with(dir, None).await
+    }
+
+    /// The data directory, with its keys and users in the PostgreSQL database at
+    /// `database_url` when one is given (an empty value or `sqlite:` means the data
+    /// directory's own file, as for the server's `database.url`).
+    pub(crate) async fn open_with(dir: &Path, database_url: Option<&str>) -> Result<Self, Failure> {
         let db = dir.join("align.db");
         if !db.exists() {
             return Err(Failure::usage(format!(
@@ -51,7 +59,23 @@ impl DataDir {
             )));
         }
         let (webhooks, store) = open_stores(&db).await?;
-        let store: Arc<dyn KeyStore> = Arc::new(store);
+        let store: Arc<dyn KeyStore> = match database_url.map(str::trim) {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                // The error names the problem, never the URL (it may hold a password).
+                Arc::new(
+                    align_keys::PgKeyStore::connect(url)
+                        .await?
+                        .with_event_hook(Arc::new(align_server::OutboxHook)),
+                )
+            }
+            None | Some("") => Arc::new(store),
+            Some(url) if url.starts_with("sqlite:") => Arc::new(store),
+            Some(_) => {
+                return Err(Failure::usage(
+                    "--database-url must be empty, sqlite: or postgres://…",
+                ));
+            }
+        };
         let keys = KeyManager::new(Arc::clone(&store), Arc::new(Sha256Hasher));
         Ok(Self {
             store,
@@ -203,9 +227,15 @@ pub(crate) async fn users_create(
     org: Option<&str>,
     email: &str,
     role: &str,
+    password: Option<Secret>,
     out: &Out,
 ) -> Result<(), Failure> {
     let role = parse_role(role)?;
+    // Hashed first: a refused password leaves no half-made user behind.
+    let hash = match password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
     let org = d.org(org).await?;
     let user = User {
         id: UserId::new(),
@@ -222,9 +252,73 @@ pub(crate) async fn users_create(
         json!({ "role": role }),
     )
     .await?;
-    out.object(
-        &json!({ "id": user.id, "email": user.email, "role": user.role, "organizationId": org.id }),
-    )
+    if let Some(hash) = &hash {
+        d.store.set_user_password(user.id, hash).await?;
+        d.record("user.password_set", org.id, user.id.to_string(), json!({}))
+            .await?;
+    }
+    out.object(&json!({
+        "id": user.id, "email": user.email, "role": user.role, "organizationId": org.id,
+        "passwordSet": hash.is_some(),
+    }))
+}
+
+/// `align users set-password`: hashes the password (PBKDF2, `console.pbkdf2_iterations`)
+/// and stores the hash; the user's console sessions end.
+pub(crate) async fn users_set_password(
+    d: &DataDir,
+    org: Option<&str>,
+    user: &str,
+    password: Secret,
+    out: &Out,
+) -> Result<(), Failure> {
+    let hash = hash_password(password).await?;
+    let org = d.org(org).await?;
+    let u = d.user(&org, Some(user)).await?;
+    d.store.set_user_password(u.id, &hash).await?;
+    d.record("user.password_set", org.id, u.id.to_string(), json!({}))
+        .await?;
+    out.object(&json!({ "id": u.id, "email": u.email, "role": u.role, "passwordSet": true }))
+}
+
+/// Hashes a new console password off the async workers, with the configured iterations
+/// (`ALIGN_CONSOLE_PBKDF2_ITERATIONS`, default 600000).
+async fn hash_password(password: Secret) -> Result<PasswordHash, Failure> {
+    align_keys::validate_password(password.expose()).map_err(|e| Failure::usage(e.to_string()))?;
+    let config = align_server::Config::load(
+        None,
+        std::env::vars().filter(|(k, _)| k == "ALIGN_CONSOLE_PBKDF2_ITERATIONS"),
+        &align_server::Overrides::default(),
+    )?;
+    let iterations = config.console.pbkdf2_iterations;
+    tokio::task::spawn_blocking(move || PasswordHash::derive(password.expose(), iterations))
+        .await
+        .map_err(|_| Failure::usage("the password could not be hashed"))?
+        .map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// One line from `input` (the trailing newline dropped), as a password.
+pub(crate) fn read_password_line(mut input: impl std::io::BufRead) -> Result<Secret, Failure> {
+    let mut line = String::new();
+    input.read_line(&mut line).map_err(Failure::Output)?;
+    let line = Secret::new(line);
+    let trimmed = line.expose().trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        return Err(Failure::usage(
+            "no password on stdin: pipe one line, e.g. printf '%s\\n' \"$PW\" | align users set-password EMAIL --password-stdin",
+        ));
+    }
+    Ok(Secret::new(trimmed.to_owned()))
+}
+
+/// The password in `ALIGN_USER_PASSWORD`, for `set-password` without `--password-stdin`.
+pub(crate) fn password_from_env() -> Result<Secret, Failure> {
+    match std::env::var("ALIGN_USER_PASSWORD") {
+        Ok(p) if !p.is_empty() => Ok(Secret::new(p)),
+        _ => Err(Failure::usage(
+            "give the password as one line on stdin with --password-stdin, or in ALIGN_USER_PASSWORD",
+        )),
+    }
 }
 
 pub(crate) async fn users_list(d: &DataDir, org: Option<&str>, out: &Out) -> Result<(), Failure> {

@@ -111,6 +111,8 @@ pub enum ObjectKind {
     User,
     /// An API key.
     ApiKey,
+    /// A user's sign-in session.
+    Session,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -120,6 +122,7 @@ impl std::fmt::Display for ObjectKind {
             Self::Project => "project",
             Self::User => "user",
             Self::ApiKey => "API key",
+            Self::Session => "session",
         })
     }
 }

@@ -8,6 +8,8 @@
 //!   the least-privilege rules for minting and acting;
 //! - [`KeyStore`] with [`MemoryKeyStore`], (feature `sqlite`) `SqliteKeyStore` and (feature
 //!   `postgres`) `PgKeyStore`;
+//! - [`PasswordHash`], [`UserSession`]: users' PBKDF2 password hashes and sign-in sessions
+//!   (stored under the [`SessionHash`] of their token), for a console's sign-in;
 //! - [`KeyVerifier`] and [`KeyManager`]: verification with an in-process cache that revocation
 //!   reaches at once, and the operations that change keys.
 //!
@@ -21,6 +23,7 @@ pub mod http;
 #[cfg(feature = "tower")]
 pub mod layer;
 mod manager;
+mod password;
 pub mod policy;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -41,7 +44,11 @@ pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
 pub use manager::{
     KeyChanges, KeyManager, MAX_ALLOWED_CIDRS, MAX_NAME_LEN, MintedKey, NewKey, Rotation,
 };
-pub use policy::{Caller, Denial, KeySpec, Target};
+pub use password::{
+    DEFAULT_PBKDF2_ITERATIONS, MAX_PASSWORD_LEN, MAX_PBKDF2_ITERATIONS, MIN_PASSWORD_LEN,
+    MIN_PBKDF2_ITERATIONS, PasswordHash, SessionHash, UserSession, validate_password,
+};
+pub use policy::{Caller, Denial, KeySpec, Target, UserCaller};
 pub use redact::{MASK, Redactor, is_sensitive_name};
 pub use secret::Secret;
 pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};

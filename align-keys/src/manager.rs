@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHasher;
-use crate::policy::{Caller, KeySpec};
+use crate::policy::{Caller, KeySpec, UserCaller};
 use crate::secret::Secret;
 use crate::store::KeyStore;
 use crate::token::{self, Environment};
@@ -159,6 +159,21 @@ impl KeyManager {
     ) -> Result<MintedKey> {
         new.organization_id = caller.key.organization_id;
         new.created_by = caller.key.created_by;
+        caller.check_mint(&new.spec()).map_err(Error::Forbidden)?;
+        self.mint_inner(new, None, now).await
+    }
+
+    /// Mints a key on behalf of a signed-in user (a console) after checking that their
+    /// current role allows it ([`crate::policy::check_user_mint`]). The new key's
+    /// organisation and creator are the user's.
+    pub async fn mint_as_user(
+        &self,
+        caller: &UserCaller<'_>,
+        mut new: NewKey,
+        now: DateTime<Utc>,
+    ) -> Result<MintedKey> {
+        new.organization_id = caller.user.organization_id;
+        new.created_by = caller.user.id;
         caller.check_mint(&new.spec()).map_err(Error::Forbidden)?;
         self.mint_inner(new, None, now).await
     }

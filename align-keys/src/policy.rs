@@ -65,12 +65,15 @@ pub const fn role_permissions(role: Role) -> PermissionSet {
 pub const fn scope_permissions(scope: Scope) -> PermissionSet {
     match scope {
         Scope::Organization => PermissionSet::ALL,
-        Scope::Project(_) => without(
-            without(PermissionSet::ALL, Permission::OrganizationWrite),
-            Permission::ProjectsWrite,
-        ),
+        Scope::Project(_) => PROJECT_SCOPE,
     }
 }
+
+/// What any project-scoped key may do at most.
+const PROJECT_SCOPE: PermissionSet = without(
+    without(PermissionSet::ALL, Permission::OrganizationWrite),
+    Permission::ProjectsWrite,
+);
 
 const READS: PermissionSet = PermissionSet::only(Permission::KeysRead)
     .union(PermissionSet::only(Permission::WebhooksRead))
@@ -194,6 +197,61 @@ impl Caller<'_> {
             return Err(Denial::EnvironmentBroader);
         }
         Ok(())
+    }
+}
+
+/// The authority of a signed-in user acting directly (a console), with their current role.
+///
+/// A user holds exactly what the broadest keys they could mint would give them, no more:
+/// admins act as an organisation-scoped key of theirs would (the whole organisation);
+/// engineers as a project-scoped key for whichever project the object belongs to (so
+/// organisation-level objects, such as organisation-scoped keys, are out of their reach, and
+/// of the organisation itself they may only read). Viewers, who mint nothing, may read what an
+/// engineer reaches. A user has no environment: live and sandbox are both theirs.
+#[derive(Debug, Clone, Copy)]
+pub struct UserCaller<'a> {
+    /// The user, as stored now (their current role).
+    pub user: &'a User,
+}
+
+impl UserCaller<'_> {
+    /// What the user may do at most: their role's permissions, narrowed to a project key's
+    /// unless they are an admin.
+    pub fn effective_permissions(&self) -> PermissionSet {
+        let role = role_permissions(self.user.role);
+        if self.reaches_organization() {
+            role
+        } else {
+            role.intersect(PROJECT_SCOPE)
+        }
+    }
+
+    /// Whether the user reaches organisation-level objects (admins only).
+    pub fn reaches_organization(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+
+    /// Checks that the user may use `permission` on `target`; like [`Caller::authorize`],
+    /// scope first, so another organisation's object is [`Denial::OutsideScope`].
+    pub fn authorize(&self, permission: Permission, target: Target) -> Result<(), Denial> {
+        if target.organization_id != self.user.organization_id {
+            return Err(Denial::OutsideScope);
+        }
+        let reachable = self.reaches_organization()
+            || target.project_id.is_some()
+            || permission == Permission::OrganizationRead;
+        if !reachable {
+            return Err(Denial::OutsideScope);
+        }
+        if !self.effective_permissions().contains(permission) {
+            return Err(Denial::MissingPermission(permission));
+        }
+        Ok(())
+    }
+
+    /// Checks that the user may mint a key shaped like `spec` ([`check_user_mint`]).
+    pub fn check_mint(&self, spec: &KeySpec) -> Result<(), Denial> {
+        check_user_mint(self.user, spec)
     }
 }
 

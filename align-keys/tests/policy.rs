@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use align_keys::policy::{Caller, KeySpec, Target, check_user_mint};
+use align_keys::policy::{Caller, KeySpec, Target, UserCaller, check_user_mint};
 use align_keys::{
     Denial, Environment, KeyId, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId,
     Role, Scope, User, UserId,
@@ -264,4 +264,148 @@ fn other_organizations_are_outside_scope_and_demotion_takes_effect_at_once() {
         demoted.authorize(Permission::KeysWrite, here),
         Err(Denial::MissingPermission(Permission::KeysWrite))
     );
+}
+
+/// Everything a signed-in user can do through a console.
+fn user_power(user: &User) -> BTreeSet<(Permission, Option<ProjectId>, Environment)> {
+    let caller = UserCaller { user };
+    let mut out = BTreeSet::new();
+    for place in std::iter::once(None).chain((0..3).map(|i| Some(project(i)))) {
+        for env in [Environment::Live, Environment::Sandbox] {
+            for p in Permission::ALL {
+                let target = Target {
+                    organization_id: org(),
+                    project_id: place,
+                    environment: Some(env),
+                };
+                if caller.authorize(p, target).is_ok() {
+                    out.insert((p, place, env));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn user(role: Role) -> User {
+    User {
+        id: UserId(Uuid::from_u128(7)),
+        organization_id: org(),
+        email: "dev@acme.test".into(),
+        role,
+        created_at: Utc::now(),
+    }
+}
+
+#[test]
+fn a_console_user_holds_exactly_what_the_keys_they_could_mint_would_give() {
+    for r in [Role::Admin, Role::Engineer] {
+        let u = user(r);
+        let mut union = BTreeSet::new();
+        let scopes =
+            std::iter::once(Scope::Organization).chain((0..3).map(|i| Scope::Project(project(i))));
+        for s in scopes {
+            for env in [Environment::Live, Environment::Sandbox] {
+                let spec = KeySpec {
+                    scope: s,
+                    permissions: None,
+                    environment: env,
+                };
+                if check_user_mint(&u, &spec).is_ok() {
+                    union.extend(power(&key(s, None, env), r));
+                }
+            }
+        }
+        assert_eq!(user_power(&u), union, "{r:?}");
+    }
+    // Viewers mint nothing; they read what an engineer reaches.
+    let engineer = user_power(&user(Role::Engineer));
+    let viewer = user_power(&user(Role::Viewer));
+    let reads: BTreeSet<_> = engineer
+        .iter()
+        .filter(|(p, _, _)| p.as_str().ends_with(":read"))
+        .copied()
+        .collect();
+    assert_eq!(viewer, reads);
+}
+
+#[test]
+fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() {
+    let spec = |scope| KeySpec {
+        scope,
+        permissions: None,
+        environment: Environment::Live,
+    };
+    let engineer = user(Role::Engineer);
+    let e = UserCaller { user: &engineer };
+    assert_eq!(
+        e.check_mint(&spec(Scope::Organization)),
+        Err(Denial::OrganizationScopeNeedsAdmin)
+    );
+    assert_eq!(e.check_mint(&spec(Scope::Project(project(0)))), Ok(()));
+    let viewer = user(Role::Viewer);
+    assert_eq!(
+        UserCaller { user: &viewer }.check_mint(&spec(Scope::Project(project(0)))),
+        Err(Denial::ViewerCannotMint)
+    );
+    let elsewhere = Target {
+        organization_id: OrganizationId(Uuid::from_u128(2)),
+        project_id: Some(project(0)),
+        environment: Some(Environment::Live),
+    };
+    let admin = user(Role::Admin);
+    assert_eq!(
+        UserCaller { user: &admin }.authorize(Permission::KeysRead, elsewhere),
+        Err(Denial::OutsideScope)
+    );
+    let org_key = Target {
+        organization_id: org(),
+        project_id: None,
+        environment: Some(Environment::Live),
+    };
+    assert_eq!(
+        e.authorize(Permission::KeysWrite, org_key),
+        Err(Denial::OutsideScope)
+    );
+    assert_eq!(
+        UserCaller { user: &admin }.authorize(Permission::KeysWrite, org_key),
+        Ok(())
+    );
+}
+
+#[tokio::test]
+async fn mint_as_user_sets_the_creator_and_refuses_what_the_role_forbids() {
+    use align_keys::{KeyManager, MemoryKeyStore, NewKey, Sha256Hasher};
+    let keys = KeyManager::new(
+        std::sync::Arc::new(MemoryKeyStore::new()),
+        std::sync::Arc::new(Sha256Hasher),
+    );
+    let engineer = user(Role::Engineer);
+    let new = |scope| NewKey {
+        name: "ci-read".into(),
+        organization_id: OrganizationId(Uuid::from_u128(99)),
+        scope,
+        permissions: None,
+        environment: Environment::Live,
+        created_by: UserId(Uuid::from_u128(99)),
+        expires_at: None,
+        rate_limit_per_minute: None,
+        allowed_cidrs: vec![],
+    };
+    let caller = UserCaller { user: &engineer };
+    let refused = keys
+        .mint_as_user(&caller, new(Scope::Organization), Utc::now())
+        .await;
+    assert!(matches!(
+        refused,
+        Err(align_keys::Error::Forbidden(
+            Denial::OrganizationScopeNeedsAdmin
+        ))
+    ));
+    let minted = keys
+        .mint_as_user(&caller, new(Scope::Project(project(1))), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(minted.record.created_by, engineer.id);
+    assert_eq!(minted.record.organization_id, org());
 }

@@ -330,7 +330,7 @@ async fn sqlite_store_survives_reopen() {
         (minted.token, minted.record, f)
     };
     let store = SqliteKeyStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     assert_eq!(
         store
             .get_organization(f.org.id)
@@ -517,4 +517,191 @@ async fn a_revocation_by_another_process_reaches_a_verifier_cache() {
     }
     watcher.abort();
     assert!(seen, "the cached key was not refreshed within a second");
+}
+
+fn session(user: UserId, from: chrono::DateTime<Utc>, hours: i64) -> UserSession {
+    UserSession {
+        user_id: user,
+        csrf: [7; 32],
+        created_at: DateTime::from_timestamp_millis(from.timestamp_millis()).unwrap(),
+        expires_at: DateTime::from_timestamp_millis(
+            (from + Duration::hours(hours)).timestamp_millis(),
+        )
+        .unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn passwords_are_kept_as_hashes_and_found_by_email_in_every_organisation() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        assert!(
+            store
+                .user_credentials("admin@acme.test")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: no password yet"
+        );
+        let hash = PasswordHash::derive("correct horse battery", MIN_PBKDF2_ITERATIONS).unwrap();
+        store.set_user_password(f.admin.id, &hash).await.unwrap();
+        let found = store.user_credentials("admin@acme.test").await.unwrap();
+        assert_eq!(found.len(), 1, "{name}");
+        assert_eq!(
+            (found[0].0.id, found[0].0.role),
+            (f.admin.id, Role::Admin),
+            "{name}"
+        );
+        assert_eq!(found[0].1, hash, "{name}");
+        assert!(found[0].1.verify("correct horse battery"), "{name}");
+        assert!(
+            store
+                .user_credentials("ADMIN@acme.test")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: e-mails match exactly"
+        );
+
+        // The same e-mail in a second organisation is a second user with its own password.
+        let other = seed(store.as_ref()).await;
+        let hash2 = PasswordHash::derive("another long password", MIN_PBKDF2_ITERATIONS).unwrap();
+        store
+            .set_user_password(other.admin.id, &hash2)
+            .await
+            .unwrap();
+        let found = store.user_credentials("admin@acme.test").await.unwrap();
+        let ids: Vec<UserId> = found.iter().map(|(u, _)| u.id).collect();
+        assert_eq!(ids, [f.admin.id, other.admin.id], "{name}: oldest first");
+
+        // Replacing a password replaces the hash.
+        let hash3 = PasswordHash::derive("a third long password", MIN_PBKDF2_ITERATIONS).unwrap();
+        store.set_user_password(f.admin.id, &hash3).await.unwrap();
+        let found = store.user_credentials("admin@acme.test").await.unwrap();
+        assert!(found[0].1.verify("a third long password"), "{name}");
+        assert!(!found[0].1.verify("correct horse battery"), "{name}");
+
+        assert!(
+            matches!(
+                store.set_user_password(UserId::new(), &hash).await,
+                Err(Error::NotFound(ObjectKind::User))
+            ),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sessions_expire_end_on_sign_out_and_on_a_password_change() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let now = Utc::now();
+        let (a, b, old) = (
+            SessionHash::of("token-a"),
+            SessionHash::of("token-b"),
+            SessionHash::of("token-old"),
+        );
+        store
+            .create_session(&a, &session(f.admin.id, now, 12))
+            .await
+            .unwrap();
+        store
+            .create_session(&b, &session(f.admin.id, now, 12))
+            .await
+            .unwrap();
+        store
+            .create_session(&old, &session(f.admin.id, now - Duration::hours(13), 12))
+            .await
+            .unwrap();
+        let got = store.get_session(&a, now).await.unwrap().unwrap();
+        assert_eq!(got, session(f.admin.id, now, 12), "{name}");
+        assert_eq!(
+            store
+                .get_session(&SessionHash::of("token-x"), now)
+                .await
+                .unwrap(),
+            None,
+            "{name}: unknown token"
+        );
+        assert_eq!(
+            store.get_session(&old, now).await.unwrap(),
+            None,
+            "{name}: an expired session is not returned"
+        );
+        assert_eq!(
+            store
+                .get_session(&a, now + Duration::hours(12))
+                .await
+                .unwrap(),
+            None,
+            "{name}: a session ends at its expiry"
+        );
+        assert!(
+            matches!(
+                store.create_session(&a, &session(f.admin.id, now, 1)).await,
+                Err(Error::AlreadyExists(ObjectKind::Session))
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                store
+                    .create_session(&SessionHash::of("t"), &session(UserId::new(), now, 1))
+                    .await,
+                Err(Error::NotFound(ObjectKind::User))
+            ),
+            "{name}"
+        );
+
+        assert_eq!(
+            store.delete_expired_sessions(now).await.unwrap(),
+            1,
+            "{name}"
+        );
+        store.delete_session(&a).await.unwrap();
+        store.delete_session(&a).await.unwrap();
+        assert_eq!(store.get_session(&a, now).await.unwrap(), None, "{name}");
+        assert!(
+            store.get_session(&b, now).await.unwrap().is_some(),
+            "{name}"
+        );
+
+        let hash = PasswordHash::derive("correct horse battery", MIN_PBKDF2_ITERATIONS).unwrap();
+        store.set_user_password(f.admin.id, &hash).await.unwrap();
+        assert_eq!(
+            store.get_session(&b, now).await.unwrap(),
+            None,
+            "{name}: a new password signs the user out everywhere"
+        );
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn no_password_or_session_token_reaches_the_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("align.db");
+    let store = SqliteKeyStore::open(&path).await.unwrap();
+    let f = seed(&store).await;
+    let password = "Tr0ub4dor&3-unique-password";
+    let token = "c2Vzc2lvbi10b2tlbi1mb3ItdGhlLWZpbGUtdGVzdA";
+    let hash = PasswordHash::derive(password, MIN_PBKDF2_ITERATIONS).unwrap();
+    store.set_user_password(f.admin.id, &hash).await.unwrap();
+    store
+        .create_session(
+            &SessionHash::of(token),
+            &session(f.admin.id, Utc::now(), 12),
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"pbkdf2-sha256$100000$"), "the hash is stored");
+    assert!(!has(password.as_bytes()), "the password is not");
+    assert!(!has(token.as_bytes()), "the session token is not");
+    assert!(has(SessionHash::of(token).as_bytes()), "its hash is");
 }

@@ -1,6 +1,6 @@
-//! The request path, top to bottom: request id → body limit → timeout → (`/healthz` and the
-//! `/docs` pages, which need no key) → authentication → per-key rate limit → handler → response
-//! headers → request log.
+//! The request path, top to bottom: request id → body limit → timeout → (`/healthz`, the
+//! `/docs` pages and the `/console`, which need no key) → authentication → per-key rate limit →
+//! handler → response headers → request log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +60,14 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// The request's caller acting, for the operations the API shares with the console.
+    pub(crate) fn acting(&self) -> crate::principal::Acting<'_> {
+        crate::principal::Acting {
+            who: crate::principal::Principal::Key(&self.auth),
+            meta: &self.meta,
+        }
+    }
+
     /// Durably records a security-relevant change made by this request.
     pub(crate) async fn audit(
         &self,
@@ -185,6 +193,9 @@ where
     }
     if crate::docs::is_docs_path(parts.uri.path()) {
         return crate::docs::serve(&parts.method, parts.uri.path());
+    }
+    if state.console.is_some() && crate::console::is_console_path(parts.uri.path()) {
+        return Ok(crate::console::handle(state, parts, body, meta).await);
     }
     if !parts.uri.path().starts_with("/api/") && parts.uri.path() != "/metrics" {
         return Err(ApiError::not_found());
@@ -347,7 +358,8 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
+/// Reads a whole body, refusing one over `limit` bytes with `413`.
+pub(crate) async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

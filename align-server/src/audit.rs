@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use align_audit::{Actor, Entry};
-use align_keys::KeyRecord;
+use align_keys::{Environment, KeyRecord, OrganizationId};
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde_json::Value;
@@ -45,10 +45,35 @@ impl AppState {
         status: StatusCode,
         metadata: Value,
     ) {
+        self.audit_by(
+            meta,
+            caller.organization_id,
+            Some(caller.environment),
+            actor(caller),
+            action,
+            target,
+            status,
+            metadata,
+        )
+        .await;
+    }
+
+    /// [`AppState::audit_change`] for any actor (an API key or a console user).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn audit_by(
+        &self,
+        meta: &RequestMeta,
+        organization: OrganizationId,
+        environment: Option<Environment>,
+        actor: Actor,
+        action: &str,
+        target: &str,
+        status: StatusCode,
+        metadata: Value,
+    ) {
         let mut entry = Entry::audit(action)
-            .organization(caller.organization_id.to_string())
-            .environment(caller.environment)
-            .actor(actor(caller))
+            .organization(organization.to_string())
+            .actor(actor)
             .target(target)
             .request_id(meta.request_id.as_str())
             .method(meta.method.as_str())
@@ -56,6 +81,9 @@ impl AppState {
             .status(status.as_u16())
             .ip(meta.peer.ip())
             .metadata(metadata);
+        if let Some(env) = environment {
+            entry = entry.environment(env);
+        }
         if let Some(ua) = &meta.user_agent {
             entry = entry.user_agent(ua.as_str());
         }

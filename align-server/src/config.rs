@@ -54,6 +54,28 @@ pub struct Config {
     /// Where keys and the webhook outbox live (`database.url`, default the SQLite file in
     /// the data directory).
     pub database: Database,
+    /// The developer console under `/console` (`console.*`).
+    pub console: ConsoleSettings,
+}
+
+/// Console settings (`console.*`; see `docs/operations.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSettings {
+    /// Serve the console under `/console` (`console.enabled`, default true).
+    pub enabled: bool,
+    /// PBKDF2-HMAC-SHA256 iterations for passwords set from now on, and for the decoy an
+    /// unknown e-mail is checked against (`console.pbkdf2_iterations`, default 600000,
+    /// at least 100000).
+    pub pbkdf2_iterations: u32,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            pbkdf2_iterations: align_keys::DEFAULT_PBKDF2_ITERATIONS,
+        }
+    }
 }
 
 /// The database the stores run on (`database.url`).
@@ -219,6 +241,7 @@ impl Default for Config {
             tls_key_file: None,
             webhooks: WebhookSettings::default(),
             database: Database::Sqlite,
+            console: ConsoleSettings::default(),
         }
     }
 }
@@ -241,6 +264,15 @@ struct FileConfig {
     tls: TlsSection,
     #[serde(default)]
     webhooks: WebhooksSection,
+    #[serde(default)]
+    console: ConsoleSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleSection {
+    enabled: Option<bool>,
+    pbkdf2_iterations: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -392,6 +424,12 @@ impl Config {
         if let Some(v) = f.keys.cache_capacity {
             self.key_cache_capacity = v;
         }
+        if let Some(v) = f.console.enabled {
+            self.console.enabled = v;
+        }
+        if let Some(v) = f.console.pbkdf2_iterations {
+            self.console.pbkdf2_iterations = v;
+        }
         let w = f.webhooks;
         let hooks = &mut self.webhooks;
         if let Some(v) = w.allow_private_targets {
@@ -470,6 +508,10 @@ impl Config {
                 self.webhooks.disable_after = Duration::from_secs(hours.saturating_mul(3600));
             }
             "ALIGN_WEBHOOKS_DISPATCHER" => self.webhooks.dispatcher = parse_bool(name, value)?,
+            "ALIGN_CONSOLE_ENABLED" => self.console.enabled = parse_bool(name, value)?,
+            "ALIGN_CONSOLE_PBKDF2_ITERATIONS" => {
+                self.console.pbkdf2_iterations = parse_value(name, value)?;
+            }
             _ => {}
         }
         Ok(())
@@ -510,6 +552,15 @@ impl Config {
             return Err(Error::Setting {
                 key: "limits".into(),
                 reason: "body limit, timeout and flush interval must be positive".into(),
+            });
+        }
+        let iterations = self.console.pbkdf2_iterations;
+        if !(align_keys::MIN_PBKDF2_ITERATIONS..=align_keys::MAX_PBKDF2_ITERATIONS)
+            .contains(&iterations)
+        {
+            return Err(Error::Setting {
+                key: "console.pbkdf2_iterations".into(),
+                reason: "must be between 100000 and 100000000".into(),
             });
         }
         let w = &self.webhooks;
@@ -790,6 +841,41 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("ALLOW_PRIVATE"), "{e}");
+    }
+
+    #[test]
+    fn console_settings_from_file_and_env() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert!(c.console.enabled);
+        assert_eq!(c.console.pbkdf2_iterations, 600_000);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(
+            &file,
+            "[console]\nenabled = false\npbkdf2_iterations = 200000\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert!(!c.console.enabled);
+        assert_eq!(c.console.pbkdf2_iterations, 200_000);
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("ALIGN_CONSOLE_ENABLED", "1"),
+                ("ALIGN_CONSOLE_PBKDF2_ITERATIONS", "100000"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.console.enabled);
+        assert_eq!(c.console.pbkdf2_iterations, 100_000);
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_CONSOLE_PBKDF2_ITERATIONS", "1000")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("console.pbkdf2_iterations"), "{e}");
     }
 
     proptest::proptest! {

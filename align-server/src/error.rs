@@ -235,6 +235,26 @@ impl ApiError {
             )
         }
     }
+    /// `429 rate_limit` for a console sign-in refused after too many failures.
+    pub fn sign_in_throttled(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit",
+                "Too many sign-in attempts. Try again later.",
+            )
+        }
+    }
+    /// `401 invalid_credentials`: a console sign-in with a wrong e-mail or password (which
+    /// of the two is never said).
+    pub fn wrong_password() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Wrong email or password",
+        )
+    }
     /// `504 timeout`.
     pub fn timeout() -> Self {
         Self::new(

@@ -9,6 +9,7 @@ mod app;
 mod audit;
 mod bootstrap;
 pub mod config;
+mod console;
 mod docs;
 mod error;
 mod events;
@@ -18,6 +19,7 @@ mod limits;
 mod metrics;
 #[cfg(test)]
 mod pipeline_props;
+mod principal;
 mod request_id;
 mod routes;
 mod serve;
@@ -25,7 +27,7 @@ mod state;
 mod tls;
 
 pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
-pub use config::{Config, Database, Overrides};
+pub use config::{Config, ConsoleSettings, Database, Overrides};
 pub use error::{ApiError, Error};
 /// The key store hook that writes `api_key.*` events to the webhook outbox in the change's
 /// transaction: `SqliteKeyStore::open(path).await?.with_event_hook(Arc::new(OutboxHook))`,

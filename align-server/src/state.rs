@@ -46,6 +46,8 @@ pub(crate) struct AppState {
     pub(crate) resolver: Arc<dyn Resolver>,
     /// When each key last caused a `rate_limit.exceeded` event.
     pub(crate) notices: crate::events::RateLimitNotices,
+    /// The developer console (`None` when `console.enabled` is off).
+    pub(crate) console: Option<crate::console::Console>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -80,7 +82,9 @@ impl AppState {
         }
         let url_policy =
             UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
+        let console = crate::console::Console::new(&config)?;
         Ok(Self {
+            console,
             audit,
             webhooks,
             url_policy,
@@ -122,6 +126,10 @@ impl AppState {
             .keys
             .verifier()
             .evict_idle(chrono::Utc::now(), crate::config::KEY_CACHE_IDLE);
+        removed += self
+            .console
+            .as_ref()
+            .map_or(0, crate::console::Console::evict_idle);
         removed
     }
 

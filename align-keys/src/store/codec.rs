@@ -118,3 +118,18 @@ impl RawKey {
         })
     }
 }
+
+/// Decodes a session row (user id, CSRF token, created, expires).
+pub(super) fn session_from(
+    user: &str,
+    csrf: &[u8],
+    created: i64,
+    expires: i64,
+) -> Result<crate::password::UserSession> {
+    Ok(crate::password::UserSession {
+        user_id: UserId(uuid(user)?),
+        csrf: csrf.try_into().map_err(|_| Error::Corrupt("session"))?,
+        created_at: time(created)?,
+        expires_at: time(expires)?,
+    })
+}

@@ -13,6 +13,7 @@ use crate::domain::{
 };
 use crate::error::Result;
 use crate::hash::KeyHash;
+use crate::password::{PasswordHash, SessionHash, UserSession};
 
 /// Counts of store calls made through an [`Instrumented`] store.
 #[derive(Debug, Default)]
@@ -115,6 +116,28 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
     }
     async fn set_user_role(&self, id: UserId, role: Role) -> Result<()> {
         counted!(self, other_writes, self.inner.set_user_role(id, role))
+    }
+    async fn set_user_password(&self, id: UserId, hash: &PasswordHash) -> Result<()> {
+        counted!(self, other_writes, self.inner.set_user_password(id, hash))
+    }
+    async fn user_credentials(&self, email: &str) -> Result<Vec<(User, PasswordHash)>> {
+        counted!(self, other_reads, self.inner.user_credentials(email))
+    }
+    async fn create_session(&self, hash: &SessionHash, session: &UserSession) -> Result<()> {
+        counted!(self, other_writes, self.inner.create_session(hash, session))
+    }
+    async fn get_session(
+        &self,
+        hash: &SessionHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserSession>> {
+        counted!(self, other_reads, self.inner.get_session(hash, now))
+    }
+    async fn delete_session(&self, hash: &SessionHash) -> Result<()> {
+        counted!(self, other_writes, self.inner.delete_session(hash))
+    }
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        counted!(self, other_writes, self.inner.delete_expired_sessions(now))
     }
     async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
         counted!(self, other_writes, self.inner.insert_key(record, hash))

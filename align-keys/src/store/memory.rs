@@ -12,6 +12,7 @@ use crate::domain::{
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
+use crate::password::{PasswordHash, SessionHash, UserSession};
 
 /// A [`KeyStore`] that keeps everything in process memory. Lost on exit.
 #[derive(Debug, Default)]
@@ -31,6 +32,8 @@ struct Inner {
     prefixes: HashSet<String>,
     /// Every `update_key`, in order: the change log.
     changes: Vec<KeyId>,
+    passwords: HashMap<UserId, PasswordHash>,
+    sessions: HashMap<SessionHash, UserSession>,
 }
 
 impl Inner {
@@ -191,6 +194,62 @@ impl KeyStore for MemoryKeyStore {
             .ok_or(Error::NotFound(ObjectKind::User))?;
         user.1.role = role;
         Ok(())
+    }
+
+    async fn set_user_password(&self, id: UserId, hash: &PasswordHash) -> Result<()> {
+        let mut g = self.write();
+        if !g.users.iter().any(|(_, u)| u.id == id) {
+            return Err(Error::NotFound(ObjectKind::User));
+        }
+        g.passwords.insert(id, hash.clone());
+        g.sessions.retain(|_, s| s.user_id != id);
+        Ok(())
+    }
+
+    async fn user_credentials(&self, email: &str) -> Result<Vec<(User, PasswordHash)>> {
+        let g = self.read();
+        Ok(g.users
+            .iter()
+            .filter(|(_, u)| u.email == email)
+            .filter_map(|(_, u)| g.passwords.get(&u.id).map(|h| (u.clone(), h.clone())))
+            .collect())
+    }
+
+    async fn create_session(&self, hash: &SessionHash, session: &UserSession) -> Result<()> {
+        let mut g = self.write();
+        if !g.users.iter().any(|(_, u)| u.id == session.user_id) {
+            return Err(Error::NotFound(ObjectKind::User));
+        }
+        if g.sessions.contains_key(hash) {
+            return Err(Error::AlreadyExists(ObjectKind::Session));
+        }
+        g.sessions.insert(*hash, session.clone());
+        Ok(())
+    }
+
+    async fn get_session(
+        &self,
+        hash: &SessionHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserSession>> {
+        Ok(self
+            .read()
+            .sessions
+            .get(hash)
+            .filter(|s| s.expires_at > now)
+            .cloned())
+    }
+
+    async fn delete_session(&self, hash: &SessionHash) -> Result<()> {
+        self.write().sessions.remove(hash);
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut g = self.write();
+        let before = g.sessions.len();
+        g.sessions.retain(|_, s| s.expires_at > now);
+        Ok((before - g.sessions.len()) as u64)
     }
 
     async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {

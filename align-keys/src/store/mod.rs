@@ -10,6 +10,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::hash::KeyHash;
+use crate::password::{PasswordHash, SessionHash, UserSession};
 use crate::token::Environment;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -129,6 +130,27 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn list_users(&self, org: OrganizationId, page: &PageRequest) -> Result<Page<User>>;
     /// Changes a user's role; their keys follow at once.
     async fn set_user_role(&self, id: UserId, role: Role) -> Result<()>;
+
+    /// Sets or replaces a user's password hash, and ends every session of theirs in the same
+    /// write, so a changed password signs the user out everywhere.
+    async fn set_user_password(&self, id: UserId, hash: &PasswordHash) -> Result<()>;
+    /// Every user with exactly this e-mail who has a password, with its hash, oldest first.
+    /// E-mails are unique per organisation, so there is at most one per organisation.
+    async fn user_credentials(&self, email: &str) -> Result<Vec<(User, PasswordHash)>>;
+
+    /// Stores a new sign-in session under the hash of its token. Fails with
+    /// [`Error::NotFound`] for an unknown user.
+    async fn create_session(&self, hash: &SessionHash, session: &UserSession) -> Result<()>;
+    /// The session stored under `hash`, if there is one and it has not expired at `now`.
+    async fn get_session(
+        &self,
+        hash: &SessionHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserSession>>;
+    /// Ends the session stored under `hash` (nothing happens if there is none).
+    async fn delete_session(&self, hash: &SessionHash) -> Result<()>;
+    /// Deletes every session expired at `now`, returning how many.
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
 
     /// Stores a new key under `hash`. Fails with [`Error::PrefixTaken`] if the prefix is used.
     async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()>;

@@ -21,7 +21,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
 
-use super::codec::{RawKey, cidrs_text, ms, opt_ms, permissions_text, time, uuid};
+use super::codec::{RawKey, cidrs_text, ms, opt_ms, permissions_text, session_from, time, uuid};
 use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
@@ -29,13 +29,15 @@ use crate::domain::{
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
+use crate::password::{PasswordHash, SessionHash, UserSession};
 use crate::token::Environment;
 
 /// The channel key changes are announced on; the payload is the schema of the changed table.
 const CHANGE_CHANNEL: &str = "align_keys_changed";
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE keys_organizations (
     seq BIGSERIAL PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -100,7 +102,22 @@ CREATE TRIGGER keys_api_keys_changed
 AFTER UPDATE OF name, expires_at, revoked_at, suspended_at, rate_limit_per_minute, allowed_cidrs
 ON keys_api_keys
 FOR EACH ROW EXECUTE FUNCTION keys_api_keys_changed();
-"];
+",
+    // Users' password hashes and sign-in sessions (stored under the SHA-256 of the token).
+    r"
+ALTER TABLE keys_users ADD COLUMN password_hash TEXT;
+CREATE INDEX keys_users_by_email ON keys_users(email);
+CREATE TABLE keys_user_sessions (
+    hash BYTEA PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES keys_users(id),
+    csrf BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX keys_user_sessions_by_user ON keys_user_sessions(user_id);
+CREATE INDEX keys_user_sessions_by_expiry ON keys_user_sessions(expires_at);
+",
+];
 
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
     permissions, created_by, created_at, last_used_at, expires_at, revoked_at, suspended_at, \
@@ -543,6 +560,107 @@ impl KeyStore for PgKeyStore {
             return Err(Error::NotFound(ObjectKind::User));
         }
         Ok(())
+    }
+
+    async fn set_user_password(&self, id: UserId, hash: &PasswordHash) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                "UPDATE keys_users SET password_hash = $2 WHERE id = $1",
+                &[&id.to_string(), &hash.encode()],
+            )
+            .await?;
+        if n == 0 {
+            // Rolled back explicitly: a dropped transaction's rollback would only be queued.
+            tx.rollback().await?;
+            return Err(Error::NotFound(ObjectKind::User));
+        }
+        tx.execute(
+            "DELETE FROM keys_user_sessions WHERE user_id = $1",
+            &[&id.to_string()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_credentials(&self, email: &str) -> Result<Vec<(User, PasswordHash)>> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT seq, id, organization_id, email, role, created_at, password_hash
+                 FROM keys_users WHERE email = $1 AND password_hash IS NOT NULL ORDER BY seq",
+            )
+            .await?;
+        let rows = client.query(&stmt, &[&email]).await?;
+        rows.iter()
+            .map(|r| {
+                let (_, user) = user_from(r)?;
+                Ok((user, PasswordHash::parse(r.try_get(6)?)?))
+            })
+            .collect()
+    }
+
+    async fn create_session(&self, hash: &SessionHash, s: &UserSession) -> Result<()> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "INSERT INTO keys_user_sessions (hash, user_id, csrf, created_at, expires_at)
+                 SELECT $1, id, $3, $4, $5 FROM keys_users WHERE id = $2",
+                &[
+                    &&hash.as_bytes()[..],
+                    &s.user_id.to_string(),
+                    &&s.csrf[..],
+                    &ms(s.created_at),
+                    &ms(s.expires_at),
+                ],
+            )
+            .await
+            .map_err(|e| constraint(e, |_| Error::AlreadyExists(ObjectKind::Session)))?;
+        if n == 0 {
+            return Err(Error::NotFound(ObjectKind::User));
+        }
+        Ok(())
+    }
+
+    async fn get_session(
+        &self,
+        hash: &SessionHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserSession>> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT user_id, csrf, created_at, expires_at FROM keys_user_sessions
+                 WHERE hash = $1 AND expires_at > $2",
+            )
+            .await?;
+        let row = client
+            .query_opt(&stmt, &[&&hash.as_bytes()[..], &ms(now)])
+            .await?;
+        row.map(|r| {
+            let csrf: &[u8] = r.try_get(1)?;
+            session_from(r.try_get(0)?, csrf, r.try_get(2)?, r.try_get(3)?)
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, hash: &SessionHash) -> Result<()> {
+        self.execute(
+            "DELETE FROM keys_user_sessions WHERE hash = $1",
+            &[&&hash.as_bytes()[..]],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.execute(
+            "DELETE FROM keys_user_sessions WHERE expires_at <= $1",
+            &[&ms(now)],
+        )
+        .await
     }
 
     async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {

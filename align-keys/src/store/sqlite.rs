@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
-use super::codec::{RawKey, cidrs_text, ms, opt_ms, permissions_text, time, uuid};
+use super::codec::{RawKey, cidrs_text, ms, opt_ms, permissions_text, session_from, time, uuid};
 use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
@@ -17,6 +17,7 @@ use crate::domain::{
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
+use crate::password::{PasswordHash, SessionHash, UserSession};
 use crate::token::Environment;
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
@@ -84,6 +85,20 @@ ON keys_api_keys
 BEGIN
     INSERT INTO keys_changes (key_id) VALUES (NEW.id);
 END;
+",
+    // Users' password hashes and sign-in sessions (stored under the SHA-256 of the token).
+    r"
+ALTER TABLE keys_users ADD COLUMN password_hash TEXT;
+CREATE INDEX keys_users_by_email ON keys_users(email);
+CREATE TABLE keys_user_sessions (
+    hash BLOB PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES keys_users(id),
+    csrf BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX keys_user_sessions_by_user ON keys_user_sessions(user_id);
+CREATE INDEX keys_user_sessions_by_expiry ON keys_user_sessions(expires_at);
 ",
 ];
 
@@ -514,6 +529,119 @@ impl KeyStore for SqliteKeyStore {
                 return Err(Error::NotFound(ObjectKind::User));
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn set_user_password(&self, id: UserId, hash: &PasswordHash) -> Result<()> {
+        let encoded = hash.encode();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE keys_users SET password_hash = ?2 WHERE id = ?1",
+                params![id.to_string(), encoded],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::User));
+            }
+            tx.execute(
+                "DELETE FROM keys_user_sessions WHERE user_id = ?1",
+                [id.to_string()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_credentials(&self, email: &str) -> Result<Vec<(User, PasswordHash)>> {
+        let email = email.to_owned();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, id, organization_id, email, role, created_at, password_hash
+                 FROM keys_users WHERE email = ?1 AND password_hash IS NOT NULL ORDER BY seq",
+            )?;
+            let mut rows = stmt.query([&email])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let (_, user) = user_from(row)??;
+                let hash: String = row.get(6)?;
+                out.push((user, PasswordHash::parse(&hash)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_session(&self, hash: &SessionHash, session: &UserSession) -> Result<()> {
+        let (hash, s) = (*hash, session.clone());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO keys_user_sessions (hash, user_id, csrf, created_at, expires_at)
+                 SELECT ?1, id, ?3, ?4, ?5 FROM keys_users WHERE id = ?2",
+                params![
+                    &hash.as_bytes()[..],
+                    s.user_id.to_string(),
+                    &s.csrf[..],
+                    ms(s.created_at),
+                    ms(s.expires_at)
+                ],
+            )
+            .map_err(|e| constraint(e, Error::AlreadyExists(ObjectKind::Session)))
+            .and_then(|n| match n {
+                0 => Err(Error::NotFound(ObjectKind::User)),
+                _ => Ok(()),
+            })
+        })
+        .await
+    }
+
+    async fn get_session(
+        &self,
+        hash: &SessionHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserSession>> {
+        let hash = *hash;
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user_id, csrf, created_at, expires_at FROM keys_user_sessions
+                 WHERE hash = ?1 AND expires_at > ?2",
+            )?;
+            let row = stmt
+                .query_row(params![&hash.as_bytes()[..], ms(now)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .optional()?;
+            row.map(|(user, csrf, created, expires)| session_from(&user, &csrf, created, expires))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn delete_session(&self, hash: &SessionHash) -> Result<()> {
+        let hash = *hash;
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM keys_user_sessions WHERE hash = ?1",
+                [&hash.as_bytes()[..]],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.run(move |c| {
+            let n = c.execute(
+                "DELETE FROM keys_user_sessions WHERE expires_at <= ?1",
+                [ms(now)],
+            )?;
+            Ok(n as u64)
         })
         .await
     }

@@ -4,13 +4,14 @@
 //! or live activity.
 
 use align_audit::{Actor, Cursor, Query, Record, Stream};
-use align_keys::{Environment, Permission, Scope};
+use align_keys::Permission;
 use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::app::Request;
 use crate::error::ApiError;
 use crate::http::{self as h, Response};
+use crate::principal::Principal;
 use crate::state::AppState;
 
 fn view(r: &Record) -> Value {
@@ -39,25 +40,36 @@ fn view(r: &Record) -> Value {
     })
 }
 
-pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
-    let me = req.auth.key.record();
-    if !req
-        .auth
-        .caller()
-        .effective_permissions()
-        .contains(Permission::AuditRead)
-    {
-        return Err(ApiError::forbidden(
-            align_keys::Denial::MissingPermission(Permission::AuditRead).to_string(),
-        ));
-    }
-    if me.scope != Scope::Organization || me.environment != Environment::Live {
+/// Checks that `who` may read the organisation's audit log: `audit:read` and the whole
+/// organisation's live activity in reach (an organisation-scoped live key, or an admin).
+pub(crate) fn may_read(who: Principal<'_>) -> Result<(), ApiError> {
+    who.require(Permission::AuditRead)?;
+    if !who.oversees_organization() {
         return Err(ApiError::forbidden(
             "audit events can be read with organization-scoped live keys only",
         ));
     }
+    Ok(())
+}
+
+/// A page of `who`'s organisation's audit records matching `q`, newest first.
+pub(crate) async fn query(
+    state: &AppState,
+    who: Principal<'_>,
+    mut q: Query,
+) -> Result<align_audit::Page, ApiError> {
+    may_read(who)?;
+    q.organization = Some(who.organization_id().to_string());
+    state.audit.query(&q).await.map_err(|e| {
+        tracing::error!(error = %e, "audit query failed");
+        ApiError::unavailable()
+    })
+}
+
+pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let who = req.acting().who;
+    may_read(who)?;
     let mut q = Query::new(Stream::Audit);
-    q.organization = Some(me.organization_id.to_string());
     for (k, v) in h::query_pairs(req.parts.uri.query())? {
         match k.as_str() {
             // Empty filters (`actor=`, `cursor=`) are no filter.
@@ -89,10 +101,7 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
             _ => {}
         }
     }
-    let page = state.audit.query(&q).await.map_err(|e| {
-        tracing::error!(error = %e, "audit query failed");
-        ApiError::unavailable()
-    })?;
+    let page = query(state, who, q).await?;
     let data: Vec<Value> = page.records.iter().map(view).collect();
     Ok(h::json(
         StatusCode::OK,

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use align_keys::store::KeyFilter;
+use align_keys::store::{KeyFilter, Page, PageRequest};
 use align_keys::{
-    Environment, IpNet, KeyChanges, KeyId, KeyRecord, NewKey, Permission, PermissionSet, ProjectId,
-    Scope, Target,
+    Environment, IpNet, KeyChanges, KeyId, KeyRecord, MintedKey, NewKey, Permission, PermissionSet,
+    ProjectId, Scope, Target,
 };
 use chrono::{DateTime, Utc};
 use http::StatusCode;
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::app::Request;
 use crate::error::ApiError;
 use crate::http::{self as h, Response};
+use crate::principal::{Acting, Principal};
 use crate::state::AppState;
 
 /// Default and longest grace period of a rotation.
@@ -78,10 +79,10 @@ fn parse_id(id: &str) -> Result<KeyId, ApiError> {
     id.parse().map_err(|_| ApiError::not_found())
 }
 
-/// Loads a key the caller may use `permission` on, or answers as the policy says.
-async fn load(
+/// Loads a key `who` may use `permission` on, or answers as the policy says.
+pub(crate) async fn load(
     state: &AppState,
-    req: &Request,
+    who: Principal<'_>,
     id: &str,
     permission: Permission,
 ) -> Result<KeyRecord, ApiError> {
@@ -91,10 +92,7 @@ async fn load(
         .get_key(id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    req.auth
-        .caller()
-        .authorize(permission, target(&key))
-        .map_err(|d| ApiError::from(align_keys::Error::Forbidden(d)))?;
+    who.authorize(permission, target(&key))?;
     Ok(key)
 }
 
@@ -113,10 +111,32 @@ struct CreateBody {
     expires_at: Option<DateTime<Utc>>,
 }
 
-pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, ApiError> {
-    let body: CreateBody = h::read_json(&req.parts.headers, &req.body)?;
-    let caller = req.auth.caller();
-    let me = req.auth.key.record();
+/// What to mint, as the API body and the console form both give it.
+#[derive(Debug)]
+pub(crate) struct KeyRequest {
+    /// Human name.
+    pub(crate) name: String,
+    /// `organization` or `project`.
+    pub(crate) scope: String,
+    /// The project of a project-scoped key.
+    pub(crate) project_id: Option<String>,
+    /// `None` for every permission the scope allows.
+    pub(crate) permissions: Option<PermissionSet>,
+    /// Default: the calling key's environment (live for a user).
+    pub(crate) environment: Option<Environment>,
+    /// Optional expiry.
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+}
+
+/// Mints a key for `acting` through the policy (least privilege for keys, the role rules for
+/// users) and records `api_key.created`; the store's outbox hook emits the event.
+pub(crate) async fn mint(
+    state: &AppState,
+    acting: &Acting<'_>,
+    body: KeyRequest,
+) -> Result<MintedKey, ApiError> {
+    let who = acting.who;
+    let org = who.organization_id();
     let scope = match (body.scope.as_str(), body.project_id.as_deref()) {
         ("organization", None) => Scope::Organization,
         ("organization", Some(_)) => {
@@ -128,7 +148,7 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
             let id: ProjectId = p.parse().map_err(|_| ApiError::not_found())?;
             let project = state.store().get_project(id).await?;
             match project {
-                Some(p) if p.organization_id == me.organization_id => Scope::Project(id),
+                Some(p) if p.organization_id == org => Scope::Project(id),
                 _ => return Err(ApiError::not_found()),
             }
         }
@@ -145,47 +165,82 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
     };
     let new = NewKey {
         name: body.name,
-        organization_id: me.organization_id,
+        organization_id: org,
         scope,
         permissions: body.permissions,
-        environment: body.environment.unwrap_or(me.environment),
-        created_by: me.created_by,
+        environment: body
+            .environment
+            .or(who.environment())
+            .unwrap_or(Environment::Live),
+        created_by: who.user_id(),
         expires_at: body.expires_at,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
     };
-    let minted = state.keys.mint_as(&caller, new, Utc::now()).await?;
+    let now = Utc::now();
+    let minted = match who {
+        Principal::Key(auth) => state.keys.mint_as(&auth.caller(), new, now).await?,
+        Principal::User(user) => {
+            let caller = align_keys::UserCaller { user };
+            state.keys.mint_as_user(&caller, new, now).await?
+        }
+    };
     let r = &minted.record;
-    req.audit(
-        state,
-        "api_key.created",
-        &r.id.to_string(),
-        StatusCode::CREATED,
-        summary(r),
-    )
-    .await;
+    acting
+        .audit(
+            state,
+            Some(r.environment),
+            "api_key.created",
+            &r.id.to_string(),
+            StatusCode::CREATED,
+            summary(r),
+        )
+        .await;
+    Ok(minted)
+}
+
+pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let body: CreateBody = h::read_json(&req.parts.headers, &req.body)?;
+    let body = KeyRequest {
+        name: body.name,
+        scope: body.scope,
+        project_id: body.project_id,
+        permissions: body.permissions,
+        environment: body.environment,
+        expires_at: body.expires_at,
+    };
+    let minted = mint(state, &req.acting(), body).await?;
     Ok(h::json(StatusCode::CREATED, &minted_view(&minted)))
 }
 
-pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
-    let me = req.auth.key.record();
-    let caller = req.auth.caller();
-    if !caller
-        .effective_permissions()
-        .contains(Permission::KeysRead)
-    {
-        return Err(ApiError::forbidden(
-            align_keys::Denial::MissingPermission(Permission::KeysRead).to_string(),
-        ));
-    }
-    let page = h::page_request(req.parts.uri.query())?;
+/// The keys `who` may read, oldest first: a key sees its project's (and, if sandbox, only
+/// sandbox) keys; a user sees what their role reaches. `environment` narrows further.
+pub(crate) async fn visible(
+    state: &AppState,
+    who: Principal<'_>,
+    environment: Option<Environment>,
+    page: &PageRequest,
+) -> Result<Page<KeyRecord>, ApiError> {
+    who.require(Permission::KeysRead)?;
+    let environment = match who.environment() {
+        Some(Environment::Sandbox) => Some(Environment::Sandbox),
+        _ => environment,
+    };
     let filter = KeyFilter {
-        organization_id: me.organization_id,
-        project_id: me.scope.project_id(),
-        environment: (me.environment == Environment::Sandbox).then_some(Environment::Sandbox),
+        organization_id: who.organization_id(),
+        project_id: who.scoped_project(),
+        environment,
         include_revoked: true,
     };
-    let page = state.store().list_keys(&filter, &page).await?;
+    let mut page = state.store().list_keys(&filter, page).await?;
+    page.data
+        .retain(|k| who.authorize(Permission::KeysRead, target(k)).is_ok());
+    Ok(page)
+}
+
+pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let page = h::page_request(req.parts.uri.query())?;
+    let page = visible(state, req.acting().who, None, &page).await?;
     let data: Vec<Value> = page.data.iter().map(view).collect();
     Ok(h::json(
         StatusCode::OK,
@@ -194,7 +249,7 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
 }
 
 pub(super) async fn get(state: &AppState, req: &Request, id: &str) -> Result<Response, ApiError> {
-    let key = load(state, req, id, Permission::KeysRead).await?;
+    let key = load(state, req.acting().who, id, Permission::KeysRead).await?;
     Ok(h::json(StatusCode::OK, &view(&key)))
 }
 
@@ -218,7 +273,7 @@ pub(super) async fn update(
 ) -> Result<Response, ApiError> {
     let mut body: UpdateBody = h::read_json(&req.parts.headers, &req.body)?;
     let rate_limit_per_minute = body.rate_limit_per_minute.take().map(|o| o.map(|w| w.0));
-    let key = load(state, req, id, Permission::KeysWrite).await?;
+    let key = load(state, req.acting().who, id, Permission::KeysWrite).await?;
     if let Some(Some(at)) = body.expires_at {
         if at <= Utc::now() {
             return Err(ApiError::invalid_request("expiresAt must be in the future"));
@@ -297,6 +352,85 @@ struct RotateBody {
     grace_seconds: Option<h::Whole<u64>>,
 }
 
+/// Rotates a key for `acting`: a successor with the same shape, the old key working for
+/// `grace_secs` more; records `api_key.rotated` (the store emits the event).
+pub(crate) async fn rotate(
+    state: &AppState,
+    acting: &Acting<'_>,
+    id: &str,
+    grace_secs: u64,
+) -> Result<align_keys::Rotation, ApiError> {
+    let key = load(state, acting.who, id, Permission::KeysWrite).await?;
+    if grace_secs > MAX_GRACE_SECS {
+        return Err(ApiError::invalid_request(
+            "graceSeconds must be at most 2592000 (30 days)",
+        ));
+    }
+    if key.revoked_at.is_some() {
+        return Err(ApiError::invalid_request("a revoked key cannot be rotated"));
+    }
+    let rotation = state
+        .keys
+        .rotate(key.id, Duration::from_secs(grace_secs), Utc::now())
+        .await?;
+    let next = &rotation.successor.record;
+    let mut meta = summary(&rotation.previous);
+    meta["successorKeyId"] = json!(next.id);
+    meta["successorKeyPrefix"] = json!(next.prefix);
+    meta["graceSeconds"] = json!(grace_secs);
+    let target = key.id.to_string();
+    acting
+        .audit(
+            state,
+            Some(key.environment),
+            "api_key.rotated",
+            &target,
+            StatusCode::CREATED,
+            meta,
+        )
+        .await;
+    Ok(rotation)
+}
+
+/// A change of a key's state that `POST /keys/{id}/…` and the console make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StateChange {
+    /// For good.
+    Revoke,
+    /// Until resumed.
+    Suspend,
+    /// Lift a suspension.
+    Resume,
+}
+
+/// Revokes, suspends or resumes a key for `acting` and records it (the store emits the
+/// event).
+pub(crate) async fn change_state(
+    state: &AppState,
+    acting: &Acting<'_>,
+    id: &str,
+    change: StateChange,
+) -> Result<KeyRecord, ApiError> {
+    let key = load(state, acting.who, id, Permission::KeysWrite).await?;
+    let now = Utc::now();
+    let (record, action) = match change {
+        StateChange::Revoke => (state.keys.revoke(key.id, now).await?, "api_key.revoked"),
+        StateChange::Suspend => (state.keys.suspend(key.id, now).await?, "api_key.suspended"),
+        StateChange::Resume => (state.keys.resume(key.id).await?, "api_key.resumed"),
+    };
+    acting
+        .audit(
+            state,
+            Some(record.environment),
+            action,
+            &record.id.to_string(),
+            StatusCode::OK,
+            summary(&record),
+        )
+        .await;
+    Ok(record)
+}
+
 /// `POST /keys/{id}/revoke|rotate|suspend|resume`.
 pub(super) async fn act(
     state: &AppState,
@@ -304,56 +438,23 @@ pub(super) async fn act(
     id: &str,
     action: &str,
 ) -> Result<Response, ApiError> {
-    if !matches!(action, "revoke" | "rotate" | "suspend" | "resume") {
-        return Err(ApiError::not_found());
-    }
-    let key = load(state, req, id, Permission::KeysWrite).await?;
-    let now = Utc::now();
-    let record = match action {
-        "revoke" => state.keys.revoke(key.id, now).await?,
-        "suspend" => state.keys.suspend(key.id, now).await?,
-        "resume" => state.keys.resume(key.id).await?,
-        _ => {
+    let change = match action {
+        "revoke" => StateChange::Revoke,
+        "suspend" => StateChange::Suspend,
+        "resume" => StateChange::Resume,
+        "rotate" => {
+            // Out of reach is 404 before a bad body is 400, as for the other actions.
+            load(state, req.acting().who, id, Permission::KeysWrite).await?;
             let body: RotateBody = h::read_json(&req.parts.headers, &req.body)?;
             let grace = body.grace_seconds.map_or(DEFAULT_GRACE_SECS, |w| w.0);
-            if grace > MAX_GRACE_SECS {
-                return Err(ApiError::invalid_request(
-                    "graceSeconds must be at most 2592000 (30 days)",
-                ));
-            }
-            if key.revoked_at.is_some() {
-                return Err(ApiError::invalid_request("a revoked key cannot be rotated"));
-            }
-            let rotation = state
-                .keys
-                .rotate(key.id, Duration::from_secs(grace), now)
-                .await?;
-            let next = &rotation.successor.record;
-            let mut meta = summary(&rotation.previous);
-            meta["successorKeyId"] = json!(next.id);
-            meta["successorKeyPrefix"] = json!(next.prefix);
-            meta["graceSeconds"] = json!(grace);
-            let target = key.id.to_string();
-            req.audit(state, "api_key.rotated", &target, StatusCode::CREATED, meta)
-                .await;
+            let rotation = rotate(state, &req.acting(), id, grace).await?;
             return Ok(h::json(
                 StatusCode::CREATED,
                 &minted_view(&rotation.successor),
             ));
         }
+        _ => return Err(ApiError::not_found()),
     };
-    let action = match action {
-        "revoke" => "api_key.revoked",
-        "suspend" => "api_key.suspended",
-        _ => "api_key.resumed",
-    };
-    req.audit(
-        state,
-        action,
-        &record.id.to_string(),
-        StatusCode::OK,
-        summary(&record),
-    )
-    .await;
+    let record = change_state(state, &req.acting(), id, change).await?;
     Ok(h::json(StatusCode::OK, &view(&record)))
 }

@@ -3,13 +3,13 @@
 //! Browser pages outside the API (`/docs`) are listed in [`PAGES`] and answered before
 //! authentication.
 
-mod audit_events;
+pub(crate) mod audit_events;
 mod events;
-mod keys;
+pub(crate) mod keys;
 mod me;
 mod organization;
 mod projects;
-mod webhooks;
+pub(crate) mod webhooks;
 
 pub(crate) use keys::view as key_view;
 

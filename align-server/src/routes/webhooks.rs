@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use align_keys::{Environment, OrganizationId, Permission, ProjectId, Scope, Target};
+use align_keys::{Environment, OrganizationId, Permission, ProjectId, Target};
 use align_webhooks::{
     Attempt, Delivery, DeliveryId, Endpoint, EndpointId, EndpointKey, EndpointSecrets, EventFilter,
     NewMessage, Owner, SigningKey, SigningSecret, UrlDefect,
@@ -23,6 +23,7 @@ use crate::app::Request;
 use crate::error::ApiError;
 use crate::events::{self, EVENT_TYPES, WEBHOOK_TEST};
 use crate::http::{self as h, Response};
+use crate::principal::{Acting, Principal};
 use crate::state::AppState;
 
 /// Default and longest grace period of a secret rotation.
@@ -71,20 +72,11 @@ fn scheme(key: &EndpointKey) -> &'static str {
 fn view_with_key(ep: &Endpoint) -> Value {
     let mut v = view(ep);
     if let Value::Object(map) = &mut v {
-        match ep.secrets.current() {
-            EndpointKey::Symmetric(s) => {
-                map.insert(
-                    "secret".into(),
-                    Value::String(s.expose().expose().to_owned()),
-                );
-            }
-            EndpointKey::Asymmetric(k) => {
-                map.insert(
-                    "publicKey".into(),
-                    Value::String(k.verifying_key().to_text()),
-                );
-            }
-        }
+        let field = match ep.secrets.current() {
+            EndpointKey::Symmetric(_) => "secret",
+            EndpointKey::Asymmetric(_) => "publicKey",
+        };
+        map.insert(field.into(), Value::String(verification_key(ep)));
     }
     v
 }
@@ -144,41 +136,23 @@ fn target(ep: &Endpoint) -> Result<Target, ApiError> {
     })
 }
 
-fn authorize(req: &Request, permission: Permission, ep: &Endpoint) -> Result<(), ApiError> {
-    req.auth
-        .caller()
-        .authorize(permission, target(ep)?)
-        .map_err(|d| ApiError::from(align_keys::Error::Forbidden(d)))
-}
-
-fn require(req: &Request, permission: Permission) -> Result<(), ApiError> {
-    if req
-        .auth
-        .caller()
-        .effective_permissions()
-        .contains(permission)
-    {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            align_keys::Denial::MissingPermission(permission).to_string(),
-        ))
-    }
+fn authorize(who: Principal<'_>, permission: Permission, ep: &Endpoint) -> Result<(), ApiError> {
+    who.authorize(permission, target(ep)?)
 }
 
 fn parse_endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
     EndpointId::parse(id).ok_or_else(ApiError::not_found)
 }
 
-/// Loads an endpoint the caller may use `permission` on.
-async fn load(
+/// Loads an endpoint `who` may use `permission` on.
+pub(crate) async fn load(
     state: &AppState,
-    req: &Request,
+    who: Principal<'_>,
     id: &str,
     permission: Permission,
 ) -> Result<Endpoint, ApiError> {
     let ep = state.webhooks.endpoint(parse_endpoint_id(id)?).await?;
-    authorize(req, permission, &ep)?;
+    authorize(who, permission, &ep)?;
     Ok(ep)
 }
 
@@ -261,13 +235,35 @@ struct CreateBody {
     max_per_second: Option<h::Whole<u32>>,
 }
 
-/// `POST /webhook-endpoints`.
-pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, ApiError> {
-    let body: CreateBody = h::read_json(&req.parts.headers, &req.body)?;
-    let me = req.auth.key.record();
-    let project = match (me.scope, body.project_id.as_deref()) {
-        (Scope::Project(p), None) => Some(p),
-        (Scope::Project(p), Some(given)) => {
+/// An endpoint to register, as the API body and the console form both give it.
+#[derive(Debug)]
+pub(crate) struct EndpointRequest {
+    /// Where deliveries go.
+    pub(crate) url: String,
+    /// Event types, or `None` for every event.
+    pub(crate) event_types: Option<Vec<String>>,
+    /// Default: the calling key's environment (live for a user).
+    pub(crate) environment: Option<Environment>,
+    /// Only this project's events.
+    pub(crate) project_id: Option<String>,
+    /// `v1` (default) or `v1a`.
+    pub(crate) signature_scheme: Option<String>,
+    /// Deliveries per second at most.
+    pub(crate) max_per_second: Option<u32>,
+}
+
+/// Registers an endpoint for `acting` and records `webhook_endpoint.created`. The result
+/// holds the new signing secret: show it once.
+pub(crate) async fn register(
+    state: &AppState,
+    acting: &Acting<'_>,
+    body: EndpointRequest,
+) -> Result<Endpoint, ApiError> {
+    let who = acting.who;
+    let org = who.organization_id();
+    let project = match (who.scoped_project(), body.project_id.as_deref()) {
+        (Some(p), None) => Some(p),
+        (Some(p), Some(given)) => {
             // A project key names its own project or nothing; anything else is out of reach.
             let id: ProjectId = given.parse().map_err(|_| ApiError::not_found())?;
             if id != p {
@@ -275,63 +271,99 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
             }
             Some(p)
         }
-        (Scope::Organization, None) => None,
-        (Scope::Organization, Some(given)) => {
+        (None, None) => None,
+        (None, Some(given)) => {
             let id: ProjectId = given.parse().map_err(|_| ApiError::not_found())?;
             match state.store().get_project(id).await? {
-                Some(p) if p.organization_id == me.organization_id => Some(id),
+                Some(p) if p.organization_id == org => Some(id),
                 _ => return Err(ApiError::not_found()),
             }
         }
     };
-    let environment = body.environment.unwrap_or(me.environment);
-    req.auth
-        .caller()
-        .authorize(
-            Permission::WebhooksWrite,
-            Target {
-                organization_id: me.organization_id,
-                project_id: project,
-                environment: Some(environment),
-            },
-        )
-        .map_err(|d| ApiError::from(align_keys::Error::Forbidden(d)))?;
+    let environment = body
+        .environment
+        .or(who.environment())
+        .unwrap_or(Environment::Live);
+    who.authorize(
+        Permission::WebhooksWrite,
+        Target {
+            organization_id: org,
+            project_id: project,
+            environment: Some(environment),
+        },
+    )?;
     let filter = event_filter(body.event_types)?;
-    let max_per_second = body.max_per_second.map(|w| w.0);
-    if max_per_second == Some(0) {
+    if body.max_per_second == Some(0) {
         return Err(ApiError::invalid_request("maxPerSecond must be at least 1"));
     }
     check_url(state, &body.url, environment).await?;
     let key = new_key(body.signature_scheme.as_deref())?;
     let mut ep = Endpoint::new(environment, body.url, EndpointSecrets::new(key)).owned_by(Owner {
-        organization: me.organization_id.to_string(),
+        organization: org.to_string(),
         project: project.map(|p| p.to_string()),
     });
     ep.filter = filter;
-    ep.max_per_second = max_per_second;
+    ep.max_per_second = body.max_per_second;
     state.webhooks.create_endpoint(&ep).await?;
-    req.audit(
-        state,
-        "webhook_endpoint.created",
-        &ep.id.0.to_string(),
-        StatusCode::CREATED,
-        summary(&ep),
-    )
-    .await;
+    acting
+        .audit(
+            state,
+            Some(ep.environment),
+            "webhook_endpoint.created",
+            &ep.id.0.to_string(),
+            StatusCode::CREATED,
+            summary(&ep),
+        )
+        .await;
+    Ok(ep)
+}
+
+/// What the owner of `ep` needs to verify its signatures, to be shown once: the `whsec_`
+/// secret (v1) or the `whpk_` public key (v1a).
+pub(crate) fn verification_key(ep: &Endpoint) -> String {
+    match ep.secrets.current() {
+        EndpointKey::Symmetric(s) => s.expose().expose().to_owned(),
+        EndpointKey::Asymmetric(k) => k.verifying_key().to_text(),
+    }
+}
+
+/// `POST /webhook-endpoints`.
+pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let body: CreateBody = h::read_json(&req.parts.headers, &req.body)?;
+    let body = EndpointRequest {
+        url: body.url,
+        event_types: body.event_types,
+        environment: body.environment,
+        project_id: body.project_id,
+        signature_scheme: body.signature_scheme,
+        max_per_second: body.max_per_second.map(|w| w.0),
+    };
+    let ep = register(state, &req.acting(), body).await?;
     Ok(h::json(StatusCode::CREATED, &view_with_key(&ep)))
 }
 
-/// `GET /webhook-endpoints`: the endpoints the caller can see, oldest first.
-pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
-    require(req, Permission::WebhooksRead)?;
-    let (limit, after) = paging(req.parts.uri.query())?;
-    let visible: Vec<Endpoint> = state
+/// The endpoints `who` may use `permission` on, oldest first.
+pub(crate) async fn visible(
+    state: &AppState,
+    who: Principal<'_>,
+    permission: Permission,
+) -> Result<Vec<Endpoint>, ApiError> {
+    who.require(permission)?;
+    Ok(state
         .webhooks
         .endpoints()
         .await?
         .into_iter()
-        .filter(|ep| authorize(req, Permission::WebhooksRead, ep).is_ok())
-        .collect();
+        .filter(|ep| authorize(who, permission, ep).is_ok())
+        .collect())
+}
+
+/// `GET /webhook-endpoints`: the endpoints the caller can see, oldest first.
+pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    let who = req.acting().who;
+    who.require(Permission::WebhooksRead)?;
+    let (limit, after) = paging(req.parts.uri.query())?;
+    let visible = visible(state, who, Permission::WebhooksRead).await?;
     let start = after.map_or(0, |a| usize::try_from(a).unwrap_or(usize::MAX));
     let page: Vec<Value> = visible.iter().skip(start).take(limit).map(view).collect();
     let next = (start.saturating_add(limit) < visible.len())
@@ -344,7 +376,7 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
 
 /// `GET /webhook-endpoints/{id}`.
 pub(super) async fn get(state: &AppState, req: &Request, id: &str) -> Result<Response, ApiError> {
-    let ep = load(state, req, id, Permission::WebhooksRead).await?;
+    let ep = load(state, req.acting().who, id, Permission::WebhooksRead).await?;
     Ok(h::json(StatusCode::OK, &view(&ep)))
 }
 
@@ -368,7 +400,7 @@ pub(super) async fn update(
     id: &str,
 ) -> Result<Response, ApiError> {
     let body: UpdateBody = h::read_json(&req.parts.headers, &req.body)?;
-    let mut ep = load(state, req, id, Permission::WebhooksWrite).await?;
+    let mut ep = load(state, req.acting().who, id, Permission::WebhooksWrite).await?;
     let mut changed = Vec::new();
     if let Some(url) = body.url {
         check_url(state, &url, ep.environment).await?;
@@ -418,7 +450,7 @@ pub(super) async fn delete(
     req: &Request,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let ep = load(state, req, id, Permission::WebhooksWrite).await?;
+    let ep = load(state, req.acting().who, id, Permission::WebhooksWrite).await?;
     state.webhooks.delete_endpoint(ep.id).await?;
     req.audit(
         state,
@@ -456,7 +488,7 @@ pub(super) async fn act(
     if !matches!(action, "rotate-secret" | "test" | "recover") {
         return Err(ApiError::not_found());
     }
-    let mut ep = load(state, req, id, Permission::WebhooksWrite).await?;
+    let mut ep = load(state, req.acting().who, id, Permission::WebhooksWrite).await?;
     let target = ep.id.0.to_string();
     match action {
         "rotate-secret" => {
@@ -488,33 +520,13 @@ pub(super) async fn act(
             Ok(h::json(StatusCode::OK, &v))
         }
         "test" => {
-            if !ep.enabled {
-                return Err(ApiError::invalid_request(
-                    "the endpoint is disabled; enable it before sending a test event",
-                ));
-            }
-            let data = json!({
-                "endpointId": ep.id.0,
-                "message": "A test event sent from Align on request.",
-            });
-            let message = NewMessage::new(events::event_id(), WEBHOOK_TEST, ep.environment, data)
-                .owned_by(ep.owner.clone())
-                .only_to(ep.id);
-            let out = state.webhooks.enqueue(message, Utc::now()).await?;
-            req.audit(
-                state,
-                "webhook_endpoint.tested",
-                &target,
-                StatusCode::ACCEPTED,
-                summary(&ep),
-            )
-            .await;
+            let sent = send_test(state, &req.acting(), &ep).await?;
             Ok(h::json(
                 StatusCode::ACCEPTED,
                 &json!({
-                    "webhookId": out.message.id.0,
+                    "webhookId": sent.message.id.0,
                     "type": WEBHOOK_TEST,
-                    "deliveryIds": out.deliveries.iter().map(|d| d.0).collect::<Vec<_>>(),
+                    "deliveryIds": sent.deliveries.iter().map(|d| d.0).collect::<Vec<_>>(),
                 }),
             ))
         }
@@ -540,6 +552,39 @@ pub(super) async fn act(
     }
 }
 
+/// Sends `ep` (already loaded with `webhooks:write` for `acting`) a signed `webhook.test`
+/// event now and records `webhook_endpoint.tested`.
+pub(crate) async fn send_test(
+    state: &AppState,
+    acting: &Acting<'_>,
+    ep: &Endpoint,
+) -> Result<align_webhooks::Enqueued, ApiError> {
+    if !ep.enabled {
+        return Err(ApiError::invalid_request(
+            "the endpoint is disabled; enable it before sending a test event",
+        ));
+    }
+    let data = json!({
+        "endpointId": ep.id.0,
+        "message": "A test event sent from Align on request.",
+    });
+    let message = NewMessage::new(events::event_id(), WEBHOOK_TEST, ep.environment, data)
+        .owned_by(ep.owner.clone())
+        .only_to(ep.id);
+    let out = state.webhooks.enqueue(message, Utc::now()).await?;
+    acting
+        .audit(
+            state,
+            Some(ep.environment),
+            "webhook_endpoint.tested",
+            &ep.id.0.to_string(),
+            StatusCode::ACCEPTED,
+            summary(ep),
+        )
+        .await;
+    Ok(out)
+}
+
 /// `limit` and `cursor` query parameters for the lists here.
 fn paging(query: Option<&str>) -> Result<(usize, Option<u64>), ApiError> {
     let mut limit = DEFAULT_PAGE;
@@ -561,25 +606,40 @@ fn paging(query: Option<&str>) -> Result<(usize, Option<u64>), ApiError> {
     Ok((limit, after))
 }
 
+/// A delivery with its event type and attempts.
+pub(crate) type DeliveryRow = (Delivery, Option<String>, Vec<Attempt>);
+
+/// A page of `ep`'s deliveries (already loaded with `webhooks:read`), newest first, before
+/// position `before`, and the position of the next page.
+pub(crate) async fn delivery_page(
+    state: &AppState,
+    ep: &Endpoint,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<(Vec<DeliveryRow>, Option<u64>), ApiError> {
+    let (page, next) = state.webhooks.delivery_page(ep.id, before, limit).await?;
+    let mut rows = Vec::with_capacity(page.len());
+    for d in page {
+        let attempts = state.webhooks.attempts(d.id).await?;
+        let message = state.webhooks.message(&d.message_id).await.ok();
+        rows.push((d, message.map(|m| m.event_type), attempts));
+    }
+    Ok((rows, next))
+}
+
 /// `GET /webhook-endpoints/{id}/deliveries`: newest first, each with its attempts.
 pub(super) async fn deliveries(
     state: &AppState,
     req: &Request,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let ep = load(state, req, id, Permission::WebhooksRead).await?;
+    let ep = load(state, req.acting().who, id, Permission::WebhooksRead).await?;
     let (limit, before) = paging(req.parts.uri.query())?;
-    let (page, next) = state.webhooks.delivery_page(ep.id, before, limit).await?;
-    let mut data = Vec::with_capacity(page.len());
-    for d in &page {
-        let attempts = state.webhooks.attempts(d.id).await?;
-        let message = state.webhooks.message(&d.message_id).await.ok();
-        data.push(delivery_view(
-            d,
-            message.as_ref().map(|m| m.event_type.as_str()),
-            &attempts,
-        ));
-    }
+    let (rows, next) = delivery_page(state, &ep, before, limit).await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|(d, event_type, attempts)| delivery_view(d, event_type.as_deref(), attempts))
+        .collect();
     Ok(h::json(
         StatusCode::OK,
         &json!({ "data": data, "nextCursor": next.map(h::encode_cursor) }),
@@ -593,7 +653,7 @@ pub(super) async fn retry(state: &AppState, req: &Request, id: &str) -> Result<R
         .map_err(|_| ApiError::not_found())?;
     let delivery = state.webhooks.delivery(id).await?;
     let ep = state.webhooks.endpoint(delivery.endpoint_id).await?;
-    authorize(req, Permission::WebhooksWrite, &ep)?;
+    authorize(req.acting().who, Permission::WebhooksWrite, &ep)?;
     state.webhooks.retry(id, Utc::now()).await?;
     let delivery = state.webhooks.delivery(id).await?;
     let attempts = state.webhooks.attempts(id).await?;

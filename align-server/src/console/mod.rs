@@ -1,0 +1,619 @@
+//! The developer console under `/console`: server-rendered pages for people signed in with a
+//! password (set with `align users set-password`). Every action goes through the same
+//! operations as the API (`routes::keys`, `routes::webhooks`, `routes::audit_events`) acting
+//! as the signed-in user with their current role, so the policy, the audit records and the
+//! events are the API's.
+//!
+//! The request path: static assets and the sign-in page need no session; every other page
+//! needs one (GETs without one are sent to `/console/login`); every POST must come from our
+//! own origin and carry the session's CSRF token (see [`auth`]).
+
+mod audit;
+mod auth;
+mod html;
+mod keys;
+mod once;
+mod webhooks;
+
+use std::sync::Arc;
+
+use align_keys::{Environment, PasswordHash, SessionHash, User, UserSession};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, StatusCode};
+
+use crate::audit::RequestMeta;
+use crate::config::Config;
+use crate::error::{ApiError, Error};
+use crate::http::Response;
+use crate::principal::{Acting, Principal};
+use crate::state::AppState;
+
+use html::Html;
+
+/// Largest console form accepted.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The console's own state: sign-in throttling, secrets waiting to be shown once, and the
+/// decoy hash that unknown e-mails are checked against.
+pub(crate) struct Console {
+    throttle: auth::Throttle,
+    once: once::ShownOnce,
+    decoy: PasswordHash,
+    /// Cookies get `Secure` when the server speaks HTTPS.
+    tls: bool,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Console {
+    /// The console for `config`, or `None` when `console.enabled` is off.
+    pub(crate) fn new(config: &Config) -> Result<Option<Self>, Error> {
+        if !config.console.enabled {
+            return Ok(None);
+        }
+        let setting = |reason: String| Error::Setting {
+            key: "console".into(),
+            reason,
+        };
+        let throttle = auth::Throttle::new().map_err(|e| setting(e.to_string()))?;
+        let decoy = PasswordHash::decoy(config.console.pbkdf2_iterations)
+            .map_err(|e| setting(e.to_string()))?;
+        Ok(Some(Self {
+            throttle,
+            once: once::ShownOnce::default(),
+            decoy,
+            tls: config.tls_cert_file.is_some(),
+        }))
+    }
+
+    /// Forgets idle sign-in throttling state (the server's periodic sweep).
+    pub(crate) fn evict_idle(&self) -> usize {
+        self.throttle.evict_idle()
+    }
+}
+
+/// Whether `path` is the console's.
+pub(crate) fn is_console_path(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
+}
+
+/// A signed-in user's session.
+struct Signed {
+    user: User,
+    session: UserSession,
+    hash: SessionHash,
+}
+
+/// Everything a console page handler gets.
+struct Ctx<'a> {
+    state: &'a AppState,
+    console: &'a Console,
+    parts: &'a Parts,
+    meta: &'a RequestMeta,
+    /// The environment the page shows (`?env=` or the form's `env`, default live).
+    env: Environment,
+    /// The form fields of a POST.
+    form: Vec<(String, String)>,
+    signed: Option<Signed>,
+}
+
+impl Ctx<'_> {
+    /// A form field (the first of that name).
+    fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A query parameter (the first of that name).
+    fn query(&self, name: &str) -> Option<String> {
+        crate::http::query_pairs(self.parts.uri.query())
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The signed-in user acting in this request.
+    fn acting(&self) -> Result<Acting<'_>, ApiError> {
+        let signed = self.signed.as_ref().ok_or_else(ApiError::not_found)?;
+        Ok(Acting {
+            who: Principal::User(&signed.user),
+            meta: self.meta,
+        })
+    }
+
+    /// The session's hash (for secrets shown once).
+    fn session(&self) -> Result<SessionHash, ApiError> {
+        self.signed
+            .as_ref()
+            .map(|s| s.hash)
+            .ok_or_else(ApiError::not_found)
+    }
+
+    /// `?env=…` for links that stay in this environment.
+    fn env_query(&self) -> &'static str {
+        match self.env {
+            Environment::Live => "env=live",
+            Environment::Sandbox => "env=sandbox",
+        }
+    }
+
+    /// A full page around `body`, with the navigation when signed in.
+    fn page(&self, status: StatusCode, title: &str, body: Html) -> Response {
+        html::page(status, self.layout(title, body))
+    }
+
+    fn layout(&self, title: &str, body: Html) -> String {
+        let (env_class, badge) = match self.env {
+            Environment::Live => ("env-live", "LIVE"),
+            Environment::Sandbox => ("env-sandbox", "SANDBOX"),
+        };
+        let mut h = Html::new();
+        h.raw("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
+            .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+            .put("<title>{} · Align console</title>", &[&title])
+            .raw("<link rel=\"stylesheet\" href=\"/console/static/console.css\">")
+            .raw("<script src=\"/console/static/console.js\" defer></script></head>")
+            .put("<body class=\"{}\">", &[&env_class]);
+        if let Some(s) = &self.signed {
+            let path = self.parts.uri.path();
+            h.raw("<header class=\"top\"><nav class=\"main\">")
+                .raw("<a class=\"brand\" href=\"/console/keys\">Align</a>")
+                .put(
+                    "<a data-testid=\"nav-keys\" href=\"/console/keys?{}\">API Keys</a>",
+                    &[&self.env_query()],
+                )
+                .put(
+                    "<a data-testid=\"nav-webhooks\" href=\"/console/webhooks?{}\">Webhooks</a>",
+                    &[&self.env_query()],
+                )
+                .put(
+                    "<a data-testid=\"nav-audit\" href=\"/console/audit?{}\">Audit log</a>",
+                    &[&self.env_query()],
+                )
+                .raw("<a data-testid=\"nav-docs\" href=\"/docs\">API reference</a></nav>")
+                .raw("<div class=\"env\">")
+                .put(
+                    "<span data-testid=\"env-badge\" class=\"badge {}\">{}</span>",
+                    &[&env_class, &badge],
+                )
+                .put(
+                    "<a data-testid=\"env-live\" href=\"{}?env=live\">Live</a>",
+                    &[&path],
+                )
+                .put(
+                    "<a data-testid=\"env-sandbox\" href=\"{}?env=sandbox\">Sandbox</a></div>",
+                    &[&path],
+                )
+                .raw("<div class=\"me\">")
+                .put(
+                    "<span data-testid=\"whoami\">{} ({})</span>",
+                    &[&s.user.email, &s.user.role],
+                )
+                .raw("<form method=\"post\" action=\"/console/logout\" class=\"inline\">")
+                .put(
+                    "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+                    &[&auth::csrf_text(&s.session)],
+                )
+                .raw("<button type=\"submit\" data-testid=\"sign-out\">Sign out</button>")
+                .raw("</form></div></header>");
+            if self.env == Environment::Sandbox {
+                h.raw("<p class=\"sandbox-band\">Sandbox: test data only. Nothing here touches live keys, endpoints or events.</p>");
+            }
+        }
+        h.raw("<main>").append(body).raw("</main></body></html>");
+        h.into_string()
+    }
+
+    /// The hidden fields every form carries: the CSRF token and the environment.
+    fn hidden_fields(&self, h: &mut Html) {
+        if let Some(s) = &self.signed {
+            h.put(
+                "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+                &[&auth::csrf_text(&s.session)],
+            );
+        }
+        h.put(
+            "<input type=\"hidden\" name=\"env\" value=\"{}\">",
+            &[&self.env],
+        );
+    }
+
+    /// An error page: the status, and the message in `[data-testid=error]`.
+    fn error_page(&self, e: &ApiError) -> Response {
+        let mut h = Html::new();
+        h.put(
+            "<h1>{}</h1>",
+            &[&e.status.canonical_reason().unwrap_or("Error")],
+        )
+        .put(
+            "<p class=\"error\" data-testid=\"error\">{}</p>",
+            &[&e.message],
+        );
+        if self.signed.is_some() {
+            h.put(
+                "<p><a href=\"/console/keys?{}\">Back to API keys</a></p>",
+                &[&self.env_query()],
+            );
+        } else {
+            h.raw("<p><a href=\"/console/login\">Sign in</a></p>");
+        }
+        let mut r = self.page(e.status, "Error", h);
+        if let Some(secs) = e.retry_after {
+            r.headers_mut()
+                .insert("retry-after", http::HeaderValue::from(secs));
+        }
+        r
+    }
+}
+
+/// Answers a request under `/console`. Never fails: problems become HTML error pages.
+pub(crate) async fn handle<B>(
+    state: &AppState,
+    parts: Parts,
+    body: B,
+    meta: &Arc<RequestMeta>,
+) -> Response
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(console) = state.console.as_ref() else {
+        return html::page(StatusCode::NOT_FOUND, String::new());
+    };
+    let env = env_of(&parts, &[]);
+    let mut ctx = Ctx {
+        state,
+        console,
+        parts: &parts,
+        meta,
+        env,
+        form: Vec::new(),
+        signed: None,
+    };
+    match prepare(&mut ctx, body).await {
+        Ok(None) => {}
+        Ok(Some(early)) => return early,
+        Err(e) => {
+            if e.status == StatusCode::FORBIDDEN {
+                tracing::warn!(
+                    request_id = %meta.request_id,
+                    path = %meta.path,
+                    "console: refused a POST without our origin, session or CSRF token"
+                );
+            }
+            return ctx.error_page(&e);
+        }
+    }
+    match route(&ctx).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status == StatusCode::FORBIDDEN {
+                if let Ok(acting) = ctx.acting() {
+                    let target = meta.path.clone();
+                    acting
+                        .audit(
+                            state,
+                            Some(ctx.env),
+                            "permission.denied",
+                            &target,
+                            e.status,
+                            serde_json::json!({ "via": "console" }),
+                        )
+                        .await;
+                }
+            }
+            ctx.error_page(&e)
+        }
+    }
+}
+
+/// The environment a request is about: `env=` in the form, then in the query, default live.
+fn env_of(parts: &Parts, form: &[(String, String)]) -> Environment {
+    let query = crate::http::query_pairs(parts.uri.query()).unwrap_or_default();
+    form.iter()
+        .chain(query.iter())
+        .find(|(k, _)| k == "env")
+        .and_then(|(_, v)| Environment::from_name(v))
+        .unwrap_or(Environment::Live)
+}
+
+/// Reads the form, finds the session, and checks what every POST must prove. `Some` is an
+/// answer given before routing (the static assets, a redirect to sign in).
+async fn prepare<B>(ctx: &mut Ctx<'_>, body: B) -> Result<Option<Response>, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = ctx.parts.uri.path();
+    if ctx.parts.method == Method::GET {
+        match path {
+            "/console/static/console.js" => {
+                return Ok(Some(html::asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("assets/console.js"),
+                )));
+            }
+            "/console/static/console.css" => {
+                return Ok(Some(html::asset(
+                    "text/css; charset=utf-8",
+                    include_str!("assets/console.css"),
+                )));
+            }
+            _ => {}
+        }
+    }
+    if auth::is_post(ctx.parts) {
+        auth::check_origin(ctx.parts, ctx.console.tls)?;
+        let limit = ctx.state.config.max_body_bytes.min(MAX_FORM_BYTES);
+        let bytes = crate::app::read_body(body, limit).await?;
+        ctx.form = parse_form(ctx.parts, &bytes)?;
+        ctx.env = env_of(ctx.parts, &ctx.form);
+    }
+    ctx.signed = signed_in(ctx).await?;
+    let public = path == "/console/login";
+    match (&ctx.signed, auth::is_post(ctx.parts)) {
+        (Some(s), true) if !public && !auth::csrf_matches(&s.session, ctx.field("csrf")) => {
+            return Err(ApiError::forbidden(
+                "The form's security token is missing or wrong. Reload the page and try again.",
+            ));
+        }
+        (None, true) if !public => {
+            return Err(ApiError::forbidden(
+                "Your session has ended. Sign in again.",
+            ));
+        }
+        (None, false) if !public => return Ok(Some(html::see_other("/console/login"))),
+        _ => {}
+    }
+    Ok(None)
+}
+
+/// The session the request's cookie names, if it is current and its user still exists.
+async fn signed_in(ctx: &Ctx<'_>) -> Result<Option<Signed>, ApiError> {
+    let Some(token) = auth::cookie(ctx.parts, auth::SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let hash = SessionHash::of(token);
+    let store = ctx.state.store();
+    let Some(session) = store.get_session(&hash, chrono::Utc::now()).await? else {
+        return Ok(None);
+    };
+    let Some(user) = store.get_user(session.user_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Signed {
+        user,
+        session,
+        hash,
+    }))
+}
+
+/// A URL-encoded form body.
+fn parse_form(parts: &Parts, body: &Bytes) -> Result<Vec<(String, String)>, ApiError> {
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let form_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(ApiError::invalid_request(
+            "console forms are sent as application/x-www-form-urlencoded",
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::invalid_request("the form is not valid UTF-8"))?;
+    crate::http::query_pairs(Some(text))
+}
+
+/// The console's routes.
+async fn route(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let path = ctx.parts.uri.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(2).collect();
+    let post = auth::is_post(ctx.parts);
+    let get = ctx.parts.method == Method::GET;
+    match (get, post, segments.as_slice()) {
+        (true, _, []) => Ok(html::see_other(&format!(
+            "/console/keys?{}",
+            ctx.env_query()
+        ))),
+        (true, _, ["login"]) => login_page(ctx, StatusCode::OK, None),
+        (_, true, ["login"]) => sign_in(ctx).await,
+        (_, true, ["logout"]) => sign_out(ctx).await,
+        (true, _, ["keys"]) => keys::list(ctx).await,
+        (true, _, ["keys", "new"]) => keys::new_form(ctx).await,
+        (_, true, ["keys"]) => keys::create(ctx).await,
+        (true, _, ["keys", id, "created"]) => keys::created(ctx, id).await,
+        (true, _, ["keys", id, "revoke"]) => keys::confirm(ctx, id, keys::Confirm::Revoke).await,
+        (_, true, ["keys", id, "revoke"]) => keys::revoke(ctx, id).await,
+        (true, _, ["keys", id, "rotate"]) => keys::confirm(ctx, id, keys::Confirm::Rotate).await,
+        (_, true, ["keys", id, "rotate"]) => keys::rotate(ctx, id).await,
+        (true, _, ["webhooks"]) => webhooks::list(ctx).await,
+        (_, true, ["webhooks"]) => webhooks::create(ctx).await,
+        (true, _, ["webhooks", id]) => webhooks::show(ctx, id).await,
+        (true, _, ["webhooks", id, "created"]) => webhooks::created(ctx, id).await,
+        (_, true, ["webhooks", id, "test"]) => webhooks::test(ctx, id).await,
+        (true, _, ["audit"]) => audit::list(ctx).await,
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// `GET /console/login`: the sign-in form, with a pre-session CSRF token double-submitted
+/// through the `align_csrf` cookie.
+fn login_page(
+    ctx: &Ctx<'_>,
+    status: StatusCode,
+    error: Option<&ApiError>,
+) -> Result<Response, ApiError> {
+    if ctx.signed.is_some() && error.is_none() {
+        return Ok(html::see_other("/console/keys"));
+    }
+    let token = match auth::cookie(ctx.parts, auth::LOGIN_CSRF_COOKIE) {
+        Some(t)
+            if t.len() == 43
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            t.to_owned()
+        }
+        _ => auth::random_token()?,
+    };
+    let mut h = Html::new();
+    h.raw("<section class=\"signin\"><h1>Sign in to Align</h1>");
+    if let Some(e) = error {
+        h.put(
+            "<p class=\"error\" data-testid=\"error\">{}</p>",
+            &[&e.message],
+        );
+    }
+    h.raw("<form id=\"login\" method=\"post\" action=\"/console/login\">")
+        .put("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", &[&token])
+        .raw("<label>Email <input type=\"email\" name=\"email\" autocomplete=\"username\" required autofocus></label>")
+        .raw("<label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label>")
+        .raw("<button type=\"submit\" data-testid=\"sign-in\">Sign in</button></form>")
+        .raw("<p class=\"hint\">No password yet? An operator sets one with <code>align users set-password EMAIL --password-stdin</code>.</p></section>");
+    let mut r = ctx.page(status, "Sign in", h);
+    if let Some(c) = auth::set_cookie(auth::LOGIN_CSRF_COOKIE, Some(&token), ctx.console.tls) {
+        r.headers_mut().append(http::header::SET_COOKIE, c);
+    }
+    if let Some(secs) = error.and_then(|e| e.retry_after) {
+        r.headers_mut()
+            .insert("retry-after", http::HeaderValue::from(secs));
+    }
+    Ok(r)
+}
+
+/// `POST /console/login`.
+async fn sign_in(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let expected = auth::cookie(ctx.parts, auth::LOGIN_CSRF_COOKIE);
+    let presented = ctx.field("csrf");
+    let csrf_ok = matches!((expected, presented), (Some(a), Some(b)) if auth::same_secret(a, b));
+    if !csrf_ok {
+        return Err(ApiError::forbidden(
+            "The sign-in form's security token is missing or wrong. Reload the page and try again.",
+        ));
+    }
+    let email = ctx.field("email").unwrap_or("").trim().to_owned();
+    let password = ctx.field("password").unwrap_or("").to_owned();
+    let ip = ctx.meta.peer.ip();
+    let console = ctx.console;
+    if let Some(wait) = console.throttle.blocked(&email, ip) {
+        tracing::warn!(request_id = %ctx.meta.request_id, "console: sign-in throttled");
+        return login_page(
+            ctx,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&ApiError::sign_in_throttled(wait)),
+        );
+    }
+    let store = ctx.state.store();
+    let candidates = if email.is_empty() || email.len() > 320 {
+        Vec::new()
+    } else {
+        store.user_credentials(&email).await?
+    };
+    let known: Vec<User> = candidates.iter().map(|(u, _)| u.clone()).collect();
+    let found = auth::check_password(candidates, password, console.decoy.clone()).await?;
+    let Some(user) = found else {
+        console.throttle.failed(&email, ip);
+        for u in &known {
+            ctx.state
+                .audit_by(
+                    ctx.meta,
+                    u.organization_id,
+                    None,
+                    align_audit::Actor::System,
+                    "user.sign_in_failed",
+                    &u.id.to_string(),
+                    StatusCode::UNAUTHORIZED,
+                    serde_json::json!({ "via": "console" }),
+                )
+                .await;
+        }
+        return login_page(
+            ctx,
+            StatusCode::UNAUTHORIZED,
+            Some(&ApiError::wrong_password()),
+        );
+    };
+    console.throttle.succeeded(&email);
+    // Signing in always starts a new session: a session id planted before sign-in is useless.
+    if let Some(old) = auth::cookie(ctx.parts, auth::SESSION_COOKIE) {
+        store.delete_session(&SessionHash::of(old)).await?;
+    }
+    let (token, hash, session) = auth::new_session(&user)?;
+    store.create_session(&hash, &session).await?;
+    if let Err(e) = store.delete_expired_sessions(chrono::Utc::now()).await {
+        tracing::warn!(error = %e, "could not delete expired console sessions");
+    }
+    let acting = Acting {
+        who: Principal::User(&user),
+        meta: ctx.meta,
+    };
+    acting
+        .audit(
+            ctx.state,
+            None,
+            "user.signed_in",
+            &user.id.to_string(),
+            StatusCode::SEE_OTHER,
+            serde_json::json!({ "via": "console" }),
+        )
+        .await;
+    let mut r = html::see_other("/console/keys");
+    let tls = console.tls;
+    for c in [
+        auth::set_cookie(auth::SESSION_COOKIE, Some(&token), tls),
+        auth::set_cookie(auth::LOGIN_CSRF_COOKIE, None, tls),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        r.headers_mut().append(http::header::SET_COOKIE, c);
+    }
+    Ok(r)
+}
+
+/// `POST /console/logout`: the session row goes, and so does anything waiting to be shown.
+async fn sign_out(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let hash = ctx.session()?;
+    ctx.state.store().delete_session(&hash).await?;
+    ctx.console.once.forget_session(hash);
+    let acting = ctx.acting()?;
+    let user_id = acting.who.user_id().to_string();
+    acting
+        .audit(
+            ctx.state,
+            None,
+            "user.signed_out",
+            &user_id,
+            StatusCode::SEE_OTHER,
+            serde_json::json!({ "via": "console" }),
+        )
+        .await;
+    let mut r = html::see_other("/console/login");
+    if let Some(c) = auth::set_cookie(auth::SESSION_COOKIE, None, ctx.console.tls) {
+        r.headers_mut().append(http::header::SET_COOKIE, c);
+    }
+    Ok(r)
+}
+
+/// A time as the pages show it.
+fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
