@@ -40,7 +40,7 @@ export async function createKey(page, { name, scope, environment = "live", proje
   if (projectId) await form.locator("select[name=projectId]").selectOption(projectId);
   await form.locator("select[name=environment]").selectOption(environment);
   await page.getByTestId("create-key-submit").click();
-  await expect(page).toHaveURL(/\/console\/keys\/[0-9a-f-]{36}\/created$/);
+  await expect(page).toHaveURL(/\/console\/keys\/[0-9a-f-]{36}\/created(\?[^/]*)?$/);
 }
 
 /** The CSRF token of the first form on the page (a hidden input named csrf). */

@@ -25,7 +25,7 @@ test("admin creates an organisation key, copies it once, uses it, revokes it; th
   await expect(page).toHaveURL(/\/console\/keys\/new/);
   await createKey(page, { name: "prod-sync", scope: "organization", environment: "live" });
   const createdUrl = page.url();
-  const keyId = createdUrl.match(/\/console\/keys\/([0-9a-f-]{36})\/created$/)[1];
+  const keyId = createdUrl.match(/\/console\/keys\/([0-9a-f-]{36})\/created(\?[^/]*)?$/)[1];
 
   // The shown-once dialog.
   const dialog = page.getByTestId("key-dialog");
