@@ -34,7 +34,10 @@ test("the session cookie is HttpOnly, SameSite=Strict, Path=/console, not Secure
 }) => {
   const { admin } = config();
   const loginPage = await page.goto("/console/login");
-  const preSession = loginPage.headers()["set-cookie"] ?? "";
+  // headers() leaves out cookie headers; headersArray() has every Set-Cookie line.
+  const preSession =
+    (await loginPage.headersArray()).find((h) => h.name.toLowerCase() === "set-cookie" && h.value.startsWith("align_csrf="))
+      ?.value ?? "";
   expect(preSession).toMatch(/align_csrf=/);
   for (const attribute of [/HttpOnly/i, /SameSite=Strict/i, /Path=\/console(;|$)/i]) {
     expect(preSession).toMatch(attribute);
