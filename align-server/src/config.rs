@@ -67,6 +67,11 @@ pub struct ConsoleSettings {
     /// unknown e-mail is checked against (`console.pbkdf2_iterations`, default 600000,
     /// at least 100000).
     pub pbkdf2_iterations: u32,
+    /// The origin browsers use to reach the console when it differs from what the server
+    /// sees, e.g. `https://align.example.com` behind a TLS-terminating proxy
+    /// (`console.origin`, default none: `http(s)://` + the request's `Host`). Form posts must
+    /// come from it, and an `https://` origin makes the cookies `Secure`.
+    pub origin: Option<String>,
 }
 
 impl Default for ConsoleSettings {
@@ -74,6 +79,7 @@ impl Default for ConsoleSettings {
         Self {
             enabled: true,
             pbkdf2_iterations: align_keys::DEFAULT_PBKDF2_ITERATIONS,
+            origin: None,
         }
     }
 }
@@ -273,6 +279,7 @@ struct FileConfig {
 struct ConsoleSection {
     enabled: Option<bool>,
     pbkdf2_iterations: Option<u32>,
+    origin: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -430,6 +437,9 @@ impl Config {
         if let Some(v) = f.console.pbkdf2_iterations {
             self.console.pbkdf2_iterations = v;
         }
+        if let Some(v) = f.console.origin {
+            self.console.origin = console_origin(&v)?;
+        }
         let w = f.webhooks;
         let hooks = &mut self.webhooks;
         if let Some(v) = w.allow_private_targets {
@@ -512,6 +522,7 @@ impl Config {
             "ALIGN_CONSOLE_PBKDF2_ITERATIONS" => {
                 self.console.pbkdf2_iterations = parse_value(name, value)?;
             }
+            "ALIGN_CONSOLE_ORIGIN" => self.console.origin = console_origin(value)?,
             _ => {}
         }
         Ok(())
@@ -646,6 +657,25 @@ fn parse_database_url(url: &str) -> Result<Database, Error> {
         key: "database.url".into(),
         reason: "expected an empty value, sqlite: or postgres://…".into(),
     })
+}
+
+/// `http(s)://host[:port]` as browsers send it in `Origin` (lower-case, no path); empty
+/// means none.
+fn console_origin(value: &str) -> Result<Option<String>, Error> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let refuse = || Error::Setting {
+        key: "console.origin".into(),
+        reason: "expected http(s)://host[:port], e.g. https://align.example.com".into(),
+    };
+    let url = url::Url::parse(value).map_err(|_| refuse())?;
+    let plain = url.path() == "/" && url.query().is_none() && url.username().is_empty();
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !plain {
+        return Err(refuse());
+    }
+    Ok(Some(url.origin().ascii_serialization()))
 }
 
 /// An empty URL means "no Redis": limits stay in memory.
@@ -876,6 +906,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("console.pbkdf2_iterations"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[("ALIGN_CONSOLE_ORIGIN", "HTTPS://Align.Example.com/")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.console.origin.as_deref(),
+            Some("https://align.example.com")
+        );
+        for bad in [
+            "align.example.com",
+            "ftp://x",
+            "https://x/console",
+            "https://u:p@x",
+        ] {
+            let e = Config::load(
+                None,
+                env(&[("ALIGN_CONSOLE_ORIGIN", bad)]),
+                &Overrides::default(),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("console.origin"), "{bad}: {e}");
+        }
     }
 
     proptest::proptest! {

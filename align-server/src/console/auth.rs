@@ -101,9 +101,13 @@ pub(crate) fn set_cookie(name: &str, value: Option<&str>, secure: bool) -> Optio
 }
 
 /// Refuses a state-changing request that says it came from another origin: its `Origin`
-/// must be this server's own (`http(s)://` + the `Host` it was sent to), and a browser's
-/// `Sec-Fetch-Site` must not say `cross-site` or `same-site`.
-pub(crate) fn check_origin(parts: &Parts, tls: bool) -> Result<(), ApiError> {
+/// must be this server's own (`configured`, or else `http(s)://` + the `Host` it was sent
+/// to), and a browser's `Sec-Fetch-Site` must not say `cross-site` or `same-site`.
+pub(crate) fn check_origin(
+    parts: &Parts,
+    tls: bool,
+    configured: Option<&str>,
+) -> Result<(), ApiError> {
     let refused = || ApiError::forbidden("this form was posted from another site");
     if let Some(site) = parts.headers.get("sec-fetch-site") {
         if matches!(site.as_bytes(), b"cross-site" | b"same-site") {
@@ -113,14 +117,19 @@ pub(crate) fn check_origin(parts: &Parts, tls: bool) -> Result<(), ApiError> {
     let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
         return Ok(());
     };
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
-        .ok_or_else(refused)?;
-    let scheme = if tls { "https" } else { "http" };
-    let expected = format!("{scheme}://{host}");
+    let expected = match configured {
+        Some(o) => o.to_owned(),
+        None => {
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
+                .ok_or_else(refused)?;
+            let scheme = if tls { "https" } else { "http" };
+            format!("{scheme}://{host}")
+        }
+    };
     if origin.as_bytes().eq_ignore_ascii_case(expected.as_bytes()) {
         Ok(())
     } else {
@@ -252,16 +261,23 @@ mod tests {
             ("host", "127.0.0.1:8080"),
             ("origin", "http://127.0.0.1:8080"),
         ]);
-        assert!(check_origin(&ok, false).is_ok());
-        assert!(check_origin(&ok, true).is_err(), "scheme must match");
-        assert!(check_origin(&parts(&[("host", "127.0.0.1:8080")]), false).is_ok());
+        assert!(check_origin(&ok, false, None).is_ok());
+        assert!(check_origin(&ok, true, None).is_err(), "scheme must match");
+        assert!(check_origin(&parts(&[("host", "127.0.0.1:8080")]), false, None).is_ok());
+        // Behind a proxy, the configured public origin is the one that counts.
+        let proxied = parts(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://align.example.com"),
+        ]);
+        assert!(check_origin(&proxied, false, Some("https://align.example.com")).is_ok());
+        assert!(check_origin(&ok, false, Some("https://align.example.com")).is_err());
         for bad in [
             parts(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.test")]),
             parts(&[("host", "127.0.0.1:8080"), ("origin", "null")]),
             parts(&[("origin", "http://127.0.0.1:8080")]),
             parts(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")]),
         ] {
-            assert!(check_origin(&bad, false).is_err());
+            assert!(check_origin(&bad, false, None).is_err());
         }
     }
 

@@ -80,12 +80,16 @@ impl Html {
 }
 
 /// Headers every console answer carries: no caching (pages may show a secret once), no
-/// framing, no referrer, a strict CSP.
+/// framing, no referrer beyond our own origin, a strict CSP.
+///
+/// `Referrer-Policy: same-origin` rather than `no-referrer`: with `no-referrer` browsers send
+/// `Origin: null` on our own form posts (Fetch, "serializing a request origin"), which the
+/// origin check must refuse; `same-origin` still sends no referrer to any other site.
 fn secure(headers: &mut HeaderMap) {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("content-security-policy", HeaderValue::from_static(CSP));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),

@@ -74,7 +74,7 @@ pub(super) async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         cursor: None,
     };
     loop {
-        let p = ops::visible(ctx.state, who, Some(ctx.env), &page).await?;
+        let p = ops::visible(ctx.state, who, Some(ctx.env()), &page).await?;
         keys.extend(p.data.into_iter().filter(|k| {
             needle.is_empty()
                 || k.prefix.to_lowercase().contains(&needle)
@@ -103,7 +103,7 @@ pub(super) async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         );
     }
     h.raw("</div><form class=\"search\" method=\"get\" action=\"/console/keys\">")
-        .put("<input type=\"hidden\" name=\"env\" value=\"{}\">", &[&ctx.env])
+        .put("<input type=\"hidden\" name=\"env\" value=\"{}\">", &[&ctx.env()])
         .put(
             "<input type=\"search\" name=\"q\" value=\"{}\" placeholder=\"Find a key by prefix or name\" aria-label=\"Find a key by prefix or name\">",
             &[&q],
@@ -191,7 +191,7 @@ pub(super) async fn new_form(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         align_keys::Environment::Live,
         align_keys::Environment::Sandbox,
     ] {
-        let selected = if env == ctx.env { " selected" } else { "" };
+        let selected = if env == ctx.env() { " selected" } else { "" };
         let label = match env {
             align_keys::Environment::Live => "Live (ako_)",
             align_keys::Environment::Sandbox => "Sandbox (akt_)",
@@ -224,7 +224,7 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         _ => None,
     };
     let environment = match ctx.field("environment") {
-        None => Some(ctx.env),
+        None => Some(ctx.env()),
         Some(e) => Some(
             align_keys::Environment::from_name(e)
                 .ok_or_else(|| ApiError::invalid_request("environment must be live or sandbox"))?,
@@ -240,19 +240,17 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     };
     let minted = ops::mint(ctx.state, &acting, request).await?;
     let id = minted.record.id;
-    let env = minted.record.environment;
     ctx.console
         .once
         .put(ctx.session()?, format!("key:{id}"), minted.token);
-    Ok(html::see_other(&format!(
-        "/console/keys/{id}/created?env={env}"
-    )))
+    Ok(html::see_other(&format!("/console/keys/{id}/created")))
 }
 
 /// `GET /console/keys/{id}/created`: the shown-once dialog, or a note that it was shown.
 pub(super) async fn created(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
     let acting = ctx.acting()?;
     let key = ops::load(ctx.state, acting.who, id, Permission::KeysRead).await?;
+    ctx.set_env(key.environment);
     let secret = ctx
         .console
         .once
@@ -299,6 +297,7 @@ pub(super) async fn created(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiErro
 pub(super) async fn confirm(ctx: &Ctx<'_>, id: &str, what: Confirm) -> Result<Response, ApiError> {
     let acting = ctx.acting()?;
     let key = ops::load(ctx.state, acting.who, id, Permission::KeysWrite).await?;
+    ctx.set_env(key.environment);
     let mut h = Html::new();
     h.raw("<p class=\"crumbs\">Settings → Developer → API Keys</p>");
     let (title, action) = match what {
@@ -357,13 +356,10 @@ pub(super) async fn rotate(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError
     };
     let rotation = ops::rotate(ctx.state, &acting, id, grace).await?;
     let next = rotation.successor.record.id;
-    let env = rotation.successor.record.environment;
     ctx.console.once.put(
         ctx.session()?,
         format!("key:{next}"),
         rotation.successor.token,
     );
-    Ok(html::see_other(&format!(
-        "/console/keys/{next}/created?env={env}"
-    )))
+    Ok(html::see_other(&format!("/console/keys/{next}/created")))
 }

@@ -16,6 +16,7 @@ mod once;
 mod webhooks;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use align_keys::{Environment, PasswordHash, SessionHash, User, UserSession};
 use bytes::Bytes;
@@ -40,8 +41,10 @@ pub(crate) struct Console {
     throttle: auth::Throttle,
     once: once::ShownOnce,
     decoy: PasswordHash,
-    /// Cookies get `Secure` when the server speaks HTTPS.
+    /// Cookies get `Secure` when the server speaks HTTPS or browsers reach it over HTTPS.
     tls: bool,
+    /// The origin form posts must come from, when set (`console.origin`).
+    origin: Option<String>,
 }
 
 impl std::fmt::Debug for Console {
@@ -69,7 +72,13 @@ impl Console {
             throttle,
             once: once::ShownOnce::default(),
             decoy,
-            tls: config.tls_cert_file.is_some(),
+            tls: config.tls_cert_file.is_some()
+                || config
+                    .console
+                    .origin
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with("https://")),
+            origin: config.console.origin.clone(),
         }))
     }
 
@@ -97,8 +106,10 @@ struct Ctx<'a> {
     console: &'a Console,
     parts: &'a Parts,
     meta: &'a RequestMeta,
-    /// The environment the page shows (`?env=` or the form's `env`, default live).
-    env: Environment,
+    /// The environment the page shows (`?env=` or the form's `env`, default live; a page
+    /// about one object shows that object's).
+    /// (Whether it is sandbox: an atomic so the request's future stays `Send`.)
+    sandbox: AtomicBool,
     /// The form fields of a POST.
     form: Vec<(String, String)>,
     signed: Option<Signed>,
@@ -139,9 +150,24 @@ impl Ctx<'_> {
             .ok_or_else(ApiError::not_found)
     }
 
+    /// The environment the page shows.
+    fn env(&self) -> Environment {
+        if self.sandbox.load(Ordering::Relaxed) {
+            Environment::Sandbox
+        } else {
+            Environment::Live
+        }
+    }
+
+    /// Shows `env` (a page about one object shows the object's environment).
+    fn set_env(&self, env: Environment) {
+        self.sandbox
+            .store(env == Environment::Sandbox, Ordering::Relaxed);
+    }
+
     /// `?env=…` for links that stay in this environment.
     fn env_query(&self) -> &'static str {
-        match self.env {
+        match self.env() {
             Environment::Live => "env=live",
             Environment::Sandbox => "env=sandbox",
         }
@@ -153,7 +179,7 @@ impl Ctx<'_> {
     }
 
     fn layout(&self, title: &str, body: Html) -> String {
-        let (env_class, badge) = match self.env {
+        let (env_class, badge) = match self.env() {
             Environment::Live => ("env-live", "LIVE"),
             Environment::Sandbox => ("env-sandbox", "SANDBOX"),
         };
@@ -206,7 +232,7 @@ impl Ctx<'_> {
                 )
                 .raw("<button type=\"submit\" data-testid=\"sign-out\">Sign out</button>")
                 .raw("</form></div></header>");
-            if self.env == Environment::Sandbox {
+            if self.env() == Environment::Sandbox {
                 h.raw("<p class=\"sandbox-band\">Sandbox: test data only. Nothing here touches live keys, endpoints or events.</p>");
             }
         }
@@ -224,7 +250,7 @@ impl Ctx<'_> {
         }
         h.put(
             "<input type=\"hidden\" name=\"env\" value=\"{}\">",
-            &[&self.env],
+            &[&self.env()],
         );
     }
 
@@ -276,7 +302,7 @@ where
         console,
         parts: &parts,
         meta,
-        env,
+        sandbox: AtomicBool::new(env == Environment::Sandbox),
         form: Vec::new(),
         signed: None,
     };
@@ -303,7 +329,7 @@ where
                     acting
                         .audit(
                             state,
-                            Some(ctx.env),
+                            Some(ctx.env()),
                             "permission.denied",
                             &target,
                             e.status,
@@ -353,11 +379,11 @@ where
         }
     }
     if auth::is_post(ctx.parts) {
-        auth::check_origin(ctx.parts, ctx.console.tls)?;
+        auth::check_origin(ctx.parts, ctx.console.tls, ctx.console.origin.as_deref())?;
         let limit = ctx.state.config.max_body_bytes.min(MAX_FORM_BYTES);
         let bytes = crate::app::read_body(body, limit).await?;
         ctx.form = parse_form(ctx.parts, &bytes)?;
-        ctx.env = env_of(ctx.parts, &ctx.form);
+        ctx.set_env(env_of(ctx.parts, &ctx.form));
     }
     ctx.signed = signed_in(ctx).await?;
     let public = path == "/console/login";

@@ -47,7 +47,7 @@ pub(super) async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let endpoints: Vec<Endpoint> = ops::visible(ctx.state, who, Permission::WebhooksRead)
         .await?
         .into_iter()
-        .filter(|ep| ep.environment == ctx.env)
+        .filter(|ep| ep.environment == ctx.env())
         .rev()
         .collect();
     let projects = projects(ctx).await?;
@@ -114,7 +114,7 @@ fn add_form(ctx: &Ctx<'_>, h: &mut Html, projects: &[align_keys::Project]) {
     h.raw("</select></label>")
         .put(
             "<p class=\"hint\">Receives {} events. Live endpoints need https. The signing secret is shown once.</p>",
-            &[&ctx.env],
+            &[&ctx.env()],
         )
         .raw("<button type=\"submit\" class=\"primary\" data-testid=\"add-endpoint-submit\">Add endpoint</button></form>");
 }
@@ -144,7 +144,7 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let request = EndpointRequest {
         url: ctx.field("url").unwrap_or("").trim().to_owned(),
         event_types,
-        environment: Some(ctx.env),
+        environment: Some(ctx.env()),
         project_id,
         signature_scheme: None,
         max_per_second: None,
@@ -155,8 +155,8 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         .once
         .put(ctx.session()?, format!("endpoint:{}", ep.id.0), secret);
     Ok(html::see_other(&format!(
-        "/console/webhooks/{}/created?env={}",
-        ep.id.0, ep.environment
+        "/console/webhooks/{}/created",
+        ep.id.0
     )))
 }
 
@@ -164,6 +164,7 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 pub(super) async fn created(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
     let who = ctx.acting()?.who;
     let ep = ops::load(ctx.state, who, id, Permission::WebhooksRead).await?;
+    ctx.set_env(ep.environment);
     let secret = ctx
         .console
         .once
@@ -204,6 +205,7 @@ pub(super) async fn created(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiErro
 pub(super) async fn show(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
     let who = ctx.acting()?.who;
     let ep = ops::load(ctx.state, who, id, Permission::WebhooksRead).await?;
+    ctx.set_env(ep.environment);
     let before = ctx
         .query("cursor")
         .filter(|c| !c.is_empty())
