@@ -14,6 +14,9 @@ test("admin creates an organisation key, copies it once, uses it, revokes it; th
   const { base, admin } = config();
   await signIn(page, admin);
 
+  // The console links to the API reference this server serves.
+  await expect(page.getByTestId("nav-docs")).toHaveAttribute("href", "/docs");
+
   // Settings → Developer → API Keys.
   await page.getByTestId("nav-keys").click();
   await expect(page).toHaveURL(/\/console\/keys(\?|$)/);
