@@ -1,5 +1,6 @@
-//! The request path, top to bottom: request id → body limit → timeout → authentication →
-//! per-key rate limit → handler → response headers → request log.
+//! The request path, top to bottom: request id → body limit → timeout → (`/healthz`, the
+//! `/docs` pages and the `/console`, which need no key) → authentication → per-key rate limit →
+//! handler → response headers → request log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -189,6 +190,9 @@ where
             return Err(routes::unrouted(&parts.method, "/healthz"));
         }
         return Ok(state.health().await);
+    }
+    if crate::docs::is_docs_path(parts.uri.path()) {
+        return crate::docs::serve(&parts.method, parts.uri.path());
     }
     if state.console.is_some() && crate::console::is_console_path(parts.uri.path()) {
         return Ok(crate::console::handle(state, parts, body, meta).await);

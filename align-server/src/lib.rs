@@ -10,6 +10,7 @@ mod audit;
 mod bootstrap;
 pub mod config;
 mod console;
+mod docs;
 mod error;
 mod events;
 mod http;
@@ -32,7 +33,7 @@ pub use error::{ApiError, Error};
 /// transaction: `SqliteKeyStore::open(path).await?.with_event_hook(Arc::new(OutboxHook))`,
 /// after `SqliteWebhookStore::open(path)` has created the outbox tables.
 pub use events::OutboxHook;
-pub use routes::ROUTES;
+pub use routes::{PAGES, ROUTES};
 pub use serve::{Backends, Server, shutdown_signal};
 
 #[cfg(doctest)]

@@ -1,4 +1,5 @@
-//! `docs/openapi.yaml` and the router list the same routes.
+//! `docs/openapi.yaml` and the router list the same routes; browser pages (`/docs`) stay out of
+//! both the API route list and the spec.
 
 use std::collections::BTreeSet;
 
@@ -51,6 +52,38 @@ fn every_route_is_in_the_spec_and_every_spec_route_exists() {
         missing_in_router.is_empty(),
         "spec routes the router lacks: {missing_in_router:?}"
     );
+}
+
+#[test]
+fn browser_pages_are_outside_the_api_and_its_spec() {
+    let spec = spec_routes();
+    let api: BTreeSet<_> = align_server::ROUTES.iter().collect();
+    assert!(!align_server::PAGES.is_empty());
+    for page in align_server::PAGES {
+        let (method, path) = page;
+        assert!(
+            !api.contains(page),
+            "{method} {path} is both a page and a route"
+        );
+        assert!(
+            !spec.contains(&((*method).to_owned(), (*path).to_owned())),
+            "{method} {path} is a page, not an API operation: keep it out of the spec"
+        );
+        assert!(!path.starts_with("/api/"), "{path}");
+    }
+}
+
+#[test]
+fn the_spec_has_a_relative_server_first_so_docs_try_it_calls_the_same_origin() {
+    let servers = SPEC
+        .split_once("\nservers:\n")
+        .map(|(_, rest)| rest)
+        .expect("a servers section");
+    let first = servers
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- url:"))
+        .expect("a server url");
+    assert_eq!(first.trim(), "/");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! The router: `/api/v1/...` path segments and method → handler. Anything else is
 //! `404 not_found` (as for an unknown object: the route table is public in `docs/openapi.yaml`).
+//! Browser pages outside the API (`/docs`) are listed in [`PAGES`] and answered before
+//! authentication.
 
 pub(crate) mod audit_events;
 mod events;
@@ -49,6 +51,23 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
+/// Browser pages and their files, served without an API key and not part of the HTTP API (so
+/// not in `docs/openapi.yaml`): (method, path template). Listed for metrics labels and `405`s.
+pub const PAGES: &[(&str, &str)] = &[
+    ("GET", "/docs"),
+    ("GET", "/docs/init.js"),
+    ("GET", "/docs/docs.css"),
+    ("GET", "/docs/openapi.yaml"),
+    ("GET", "/docs/swagger-ui-bundle.js"),
+    ("GET", "/docs/swagger-ui.css"),
+    ("GET", "/docs/licenses.txt"),
+];
+
+/// Every route and page.
+fn all_routes() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    ROUTES.iter().chain(PAGES)
+}
+
 /// Whether `path` fits `template` (`{id}` matches one segment).
 fn fits(template: &str, path: &str) -> bool {
     template.split('/').count() == path.split('/').count()
@@ -60,8 +79,7 @@ fn fits(template: &str, path: &str) -> bool {
 
 /// The route template a request matches, for metrics labels.
 pub(crate) fn route_of(method: &Method, path: &str) -> &'static str {
-    ROUTES
-        .iter()
+    all_routes()
         .find(|(m, template)| *m == method.as_str() && fits(template, path))
         .map_or("unmatched", |(_, template)| template)
 }
@@ -69,8 +87,7 @@ pub(crate) fn route_of(method: &Method, path: &str) -> &'static str {
 /// The error for a request no route answers: `405` with `Allow` when the path exists with
 /// other methods, `404` otherwise.
 pub(crate) fn unrouted(method: &Method, path: &str) -> ApiError {
-    let allowed: Vec<&str> = ROUTES
-        .iter()
+    let allowed: Vec<&str> = all_routes()
         .filter(|(m, template)| *m != method.as_str() && fits(template, path))
         .map(|(m, _)| *m)
         .collect();
