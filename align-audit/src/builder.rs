@@ -219,7 +219,7 @@ impl EntryBuilder {
             personal.insert(text(name), text(value));
         }
         if let Some(ip) = self.ip {
-            personal.insert(IP.to_owned(), ip.to_string());
+            personal.insert(IP.to_owned(), crate::personal::ip_text(ip));
         }
         let personal = Personal::new(personal, self.ip)?;
         let actor = match self.actor {
