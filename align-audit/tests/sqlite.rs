@@ -281,3 +281,45 @@ async fn submitted_entries_are_committed_after_the_commit_delay_without_a_flush(
     let report = sink.verify(Stream::Request, &mut |_| {}).await.unwrap();
     assert!(report.is_intact() && report.checked == 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_reaches_request_log_rows_in_every_slice_of_the_stream() {
+    use align_audit::{Actor, Entry, PersonalState};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = with_commit_delay(&dir.path().join("e.db"), std::time::Duration::ZERO).await;
+    // More rows than one slice of the walk (20 000), the subject's spread over all of them.
+    let rows = 45_000u32;
+    for n in 0..rows {
+        let key = if n % 3 == 0 { "key_a" } else { "key_b" };
+        let entry = Entry::request("GET", "/api/v1/me")
+            .actor(Actor::ApiKey {
+                id: key.into(),
+                prefix: "ako_00000000".into(),
+            })
+            .ip([203, 0, 113, 7].into())
+            .build()
+            .unwrap();
+        sink.submit(entry).await.unwrap();
+    }
+    sink.append(entry(Stream::Audit, 1, 0, "key_a"))
+        .await
+        .unwrap();
+    assert_eq!(sink.erase_subject("key_a").await.unwrap(), 15_000 + 1);
+    let page = sink
+        .query(&Query::new(Stream::Request).actor("key_a").limit(500))
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 500);
+    assert!(page.records.iter().all(
+        |r| r.entry().personal_state() == Some(PersonalState::Erased) && r.entry().ip().is_none()
+    ));
+    let other = sink
+        .query(&Query::new(Stream::Request).actor("key_b").limit(10))
+        .await
+        .unwrap();
+    assert!(other.records.iter().all(|r| r.entry().ip().is_some()));
+    for stream in [Stream::Request, Stream::Audit] {
+        let report = sink.verify(stream, &mut |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{stream:?}: {report:?}");
+    }
+}

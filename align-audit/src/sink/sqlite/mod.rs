@@ -236,10 +236,33 @@ impl AuditSink for SqliteSink {
             .await
     }
 
+    /// Erases `subject`'s personal data in the records committed before the call: in the
+    /// audit log through its indexes, in the request log (which has no actor index) by walking
+    /// the stream in slices of [`ops::ERASE_SLICE`] sequences, each its own transaction, so
+    /// that request logging goes on meanwhile.
     async fn erase_subject(&self, subject: &str) -> Result<u64> {
-        let subject = subject.to_owned();
-        self.writer
-            .job(move |w: &mut WriterConn, _| ops::erase(&mut w.0, &subject))
-            .await
+        let s = subject.to_owned();
+        let (mut changed, start, end) = self
+            .writer
+            .job(move |w: &mut WriterConn, heads| {
+                let end = heads.get(&Stream::Request).map_or(0, |h| h.sequence);
+                Ok((
+                    ops::erase_audit(&mut w.0, &s)?,
+                    ops::requests_start(&w.0)?,
+                    end,
+                ))
+            })
+            .await?;
+        let mut after = start;
+        while after < end {
+            let up_to = after.saturating_add(ops::ERASE_SLICE).min(end);
+            let s = subject.to_owned();
+            changed += self
+                .writer
+                .job(move |w: &mut WriterConn, _| ops::erase_requests(&mut w.0, &s, after, up_to))
+                .await?;
+            after = up_to;
+        }
+        Ok(changed)
     }
 }
