@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use align_keys::{Environment, Redactor};
 use chrono::{DateTime, Utc};
-use ring::rand::SystemRandom;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::encode::canonical_json;
 use crate::error::{Error, Result};
@@ -186,8 +184,8 @@ impl EntryBuilder {
     /// [`MAX_METADATA_LEN`], or when the system random generator fails.
     pub fn build(self) -> Result<Entry> {
         let r = Redactor::new();
-        let text = |s: String| clean(&r, &s);
-        let opt = |s: Option<String>| s.map(|s| clean(&r, &s));
+        let text = |s: String| clean(&r, s);
+        let opt = |s: Option<String>| s.map(|s| clean(&r, s));
         if self.action.trim().is_empty() {
             return Err(Error::InvalidInput {
                 field: "action",
@@ -196,11 +194,14 @@ impl EntryBuilder {
         }
         let time = self.time.unwrap_or_else(Utc::now);
         let time = DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or(time);
-        let mut metadata = self
-            .metadata
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        r.redact_json(&mut metadata);
-        let metadata = canonical_json(&metadata);
+        let metadata = match self.metadata {
+            // No metadata (every request-log entry): the canonical text of `{}`.
+            None => String::from("{}"),
+            Some(mut metadata) => {
+                r.redact_json(&mut metadata);
+                canonical_json(&metadata)
+            }
+        };
         if metadata.len() > MAX_METADATA_LEN {
             return Err(Error::InvalidInput {
                 field: "metadata",
@@ -218,9 +219,9 @@ impl EntryBuilder {
             personal.insert(text(name), text(value));
         }
         if let Some(ip) = self.ip {
-            personal.insert(IP.to_owned(), ip.to_string());
+            personal.insert(IP.to_owned(), crate::personal::ip_text(ip));
         }
-        let personal = Personal::new(personal, &SystemRandom::new())?;
+        let personal = Personal::new(personal, self.ip)?;
         let actor = match self.actor {
             Actor::ApiKey { id, prefix } => Actor::ApiKey {
                 id: text(id),
@@ -230,7 +231,7 @@ impl EntryBuilder {
             Actor::System => Actor::System,
         };
         Ok(Entry {
-            id: Uuid::new_v4(),
+            id: crate::random::uuid_v4()?,
             stream: self.stream,
             time,
             organization: opt(self.organization),
@@ -240,7 +241,10 @@ impl EntryBuilder {
             target: opt(self.target),
             request_id: opt(self.request_id),
             method: opt(self.method),
-            path: self.path.map(|p| clean(&r, strip_query(&p))),
+            path: self.path.map(|mut p| {
+                p.truncate(strip_query(&p).len());
+                clean(&r, p)
+            }),
             status: self.status,
             latency_us: self
                 .latency
@@ -257,23 +261,22 @@ fn strip_query(path: &str) -> &str {
     path.find(['?', '#']).map_or(path, |i| &path[..i])
 }
 
-/// Redacted and cut to [`MAX_TEXT_LEN`] bytes at a character boundary.
-fn clean(r: &Redactor, s: &str) -> String {
-    let red = r.redact_text(s);
-    if red.len() <= MAX_TEXT_LEN {
-        return red.into_owned();
-    }
-    let mut end = MAX_TEXT_LEN;
-    while !red.is_char_boundary(end) {
-        end -= 1;
-    }
-    match red {
-        Cow::Borrowed(b) => b[..end].to_owned(),
-        Cow::Owned(mut o) => {
-            o.truncate(end);
-            o
+/// Redacted and cut to [`MAX_TEXT_LEN`] bytes at a character boundary; `s` itself when
+/// nothing needed masking (most text), without a copy.
+fn clean(r: &Redactor, s: String) -> String {
+    let redacted = match r.redact_text(&s) {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(o) => Some(o),
+    };
+    let mut out = redacted.unwrap_or(s);
+    if out.len() > MAX_TEXT_LEN {
+        let mut end = MAX_TEXT_LEN;
+        while !out.is_char_boundary(end) {
+            end -= 1;
         }
+        out.truncate(end);
     }
+    out
 }
 
 #[cfg(test)]

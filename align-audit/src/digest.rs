@@ -65,7 +65,8 @@ impl fmt::Debug for Digest {
 
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        let mut text = [0u8; 64];
+        s.serialize_str(hex_encode_into(&self.0, &mut text))
     }
 }
 
@@ -85,6 +86,18 @@ pub(crate) fn hex_encode(bytes: &[u8]) -> String {
         s.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     s
+}
+
+/// Lowercase hex of `bytes` written into `out` (twice as long), without allocating; for
+/// serialisers, which write many digests.
+pub(crate) fn hex_encode_into<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0x0f)];
+    }
+    let len = out.len().min(bytes.len() * 2);
+    // Only ASCII hex digits were written.
+    std::str::from_utf8(&out[..len]).unwrap_or_default()
 }
 
 /// Fills `out` from hex `text`; false when the length or a digit is wrong.
@@ -123,6 +136,11 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(Digest::from_hex(&d.to_hex()), Some(d));
+        assert_eq!(hex_encode_into(d.as_bytes(), &mut [0; 64]), d.to_hex());
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            format!("\"{}\"", d.to_hex())
+        );
         assert_eq!(Digest::from_hex("xyz"), None);
     }
 }

@@ -29,6 +29,7 @@ mod layer;
 mod personal;
 mod privacy;
 mod query;
+mod random;
 mod record;
 mod serde_util;
 mod sink;

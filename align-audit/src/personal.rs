@@ -14,12 +14,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::digest::{Digest, hex_decode, hex_encode};
+use crate::digest::{Digest, hex_decode, hex_encode_into};
 use crate::encode::Encoder;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::privacy::coarsen_ip;
 
 /// The name of the personal value holding the client IP address.
@@ -92,9 +91,9 @@ impl<'de> Deserialize<'de> for Values {
 pub(crate) struct Salt([u8; SALT_LEN]);
 
 impl Salt {
-    fn random(rng: &SystemRandom) -> Result<Self> {
+    fn random() -> Result<Self> {
         let mut s = [0u8; SALT_LEN];
-        rng.fill(&mut s).map_err(|_| Error::Random)?;
+        crate::random::fill(&mut s)?;
         Ok(Self(s))
     }
 
@@ -119,7 +118,8 @@ impl std::fmt::Debug for Salt {
 
 impl Serialize for Salt {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex_encode(&self.0))
+        let mut text = [0u8; 2 * SALT_LEN];
+        s.serialize_str(hex_encode_into(&self.0, &mut text))
     }
 }
 
@@ -151,8 +151,34 @@ fn commit(salt: &Salt, values: &Values, buf: &mut Vec<u8>) -> Digest {
 
 /// The coarse forms of the values that have one (the IP address's network).
 fn coarse_values(values: &Values) -> Option<Values> {
-    let ip: IpAddr = values.get(IP)?.parse().ok()?;
-    Some(Values(vec![(IP.to_owned(), coarsen_ip(ip).to_string())]))
+    values.get(IP)?.parse().ok().map(coarse_of)
+}
+
+/// The coarse values of a record whose IP address is `ip`.
+fn coarse_of(ip: IpAddr) -> Values {
+    Values(vec![(IP.to_owned(), ip_text(coarsen_ip(ip)))])
+}
+
+/// `ip.to_string()`, without the formatting machinery for IPv4 (two addresses per request-log
+/// entry).
+pub(crate) fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 /// What a record's personal data still holds.
@@ -185,15 +211,15 @@ pub(crate) struct Personal {
 }
 
 impl Personal {
-    /// Commits `values` (none: no personal data, `None`) under a fresh salt.
-    pub(crate) fn new(values: Values, rng: &SystemRandom) -> Result<Option<Self>> {
+    /// Commits `values` (none: no personal data, `None`) under a fresh salt. `ip` is the
+    /// address held under [`IP`] in `values`, if any (already parsed).
+    pub(crate) fn new(values: Values, ip: Option<IpAddr>) -> Result<Option<Self>> {
         if values.is_empty() {
             return Ok(None);
         }
-        let salt = Salt::random(rng)?;
-        let mut buf = Vec::new();
-        let coarse_commitment =
-            coarse_values(&values).map(|c| commit(&salt.coarse(), &c, &mut buf));
+        let salt = Salt::random()?;
+        let mut buf = Vec::with_capacity(128);
+        let coarse_commitment = ip.map(|ip| commit(&salt.coarse(), &coarse_of(ip), &mut buf));
         Ok(Some(Self {
             commitment: commit(&salt, &values, &mut buf),
             salt: Some(salt),
@@ -301,9 +327,9 @@ mod tests {
 
     #[test]
     fn anonymised_data_keeps_the_network_and_the_commitments() {
-        let rng = SystemRandom::new();
+        let ip: IpAddr = "203.0.113.77".parse().unwrap();
         let v = values(&[(IP, "203.0.113.77"), (USER_AGENT, "curl/8")]);
-        let mut p = Personal::new(v, &rng).unwrap().unwrap();
+        let mut p = Personal::new(v, Some(ip)).unwrap().unwrap();
         let before = (p.commitment, p.coarse_commitment);
         assert!(p.holds(&mut Vec::new()));
         assert!(p.anonymise());
@@ -318,9 +344,21 @@ mod tests {
     }
 
     #[test]
+    fn ip_text_is_the_display_form() {
+        for n in (0..=u32::MAX)
+            .step_by(65_521)
+            .chain([0, 1, 10, 99, 100, 255, u32::MAX])
+        {
+            let ip = IpAddr::from(n.to_be_bytes());
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        assert_eq!(ip_text(v6), "2001:db8::7");
+    }
+
+    #[test]
     fn altered_values_no_longer_hold() {
-        let rng = SystemRandom::new();
-        let mut p = Personal::new(values(&[(USER_AGENT, "curl/8")]), &rng)
+        let mut p = Personal::new(values(&[(USER_AGENT, "curl/8")]), None)
             .unwrap()
             .unwrap();
         if let Some(v) = p.values.as_mut() {
@@ -328,6 +366,6 @@ mod tests {
             assert_eq!(v.get(USER_AGENT), Some("curl/9"));
         }
         assert!(!p.holds(&mut Vec::new()));
-        assert!(Personal::new(Values::new(), &rng).unwrap().is_none());
+        assert!(Personal::new(Values::new(), None).unwrap().is_none());
     }
 }

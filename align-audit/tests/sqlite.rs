@@ -225,3 +225,101 @@ async fn two_writers_on_one_file_extend_one_chain() {
     }
     assert_eq!(reader.head(Stream::Audit).await.unwrap().sequence, 10);
 }
+
+/// A sink whose writer waits `delay` for more submitted entries before committing.
+async fn with_commit_delay(path: &std::path::Path, delay: std::time::Duration) -> SqliteSink {
+    let mut config = SqliteSinkConfig::with_checkpoint_key(test_key());
+    config.commit_delay = delay;
+    config.sync_to_disk = false;
+    SqliteSink::open(path, config).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_appends_and_flushes_do_not_wait_for_the_commit_delay() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = with_commit_delay(&dir.path().join("d.db"), Duration::from_secs(60)).await;
+    sink.submit(entry(Stream::Request, 1, 0, "u"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let receipt = sink.append(entry(Stream::Audit, 2, 0, "u")).await.unwrap();
+    assert_eq!(receipt.sequence, 1);
+    // The submitted entry queued before the append is committed with it.
+    assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 1);
+    sink.submit(entry(Stream::Request, 3, 0, "u"))
+        .await
+        .unwrap();
+    sink.flush().await.unwrap();
+    assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited {:?}",
+        started.elapsed()
+    );
+    sink.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitted_entries_are_committed_after_the_commit_delay_without_a_flush() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = with_commit_delay(&dir.path().join("s.db"), Duration::from_millis(50)).await;
+    for n in 0..3 {
+        sink.submit(entry(Stream::Request, n, 0, "u"))
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    while sink.head(Stream::Request).await.unwrap().sequence < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = sink.verify(Stream::Request, &mut |_| {}).await.unwrap();
+    assert!(report.is_intact() && report.checked == 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_reaches_request_log_rows_in_every_slice_of_the_stream() {
+    use align_audit::{Actor, Entry, PersonalState};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = with_commit_delay(&dir.path().join("e.db"), std::time::Duration::ZERO).await;
+    // More rows than one slice of the walk (20 000), the subject's spread over all of them.
+    let rows = 45_000u32;
+    for n in 0..rows {
+        let key = if n % 3 == 0 { "key_a" } else { "key_b" };
+        let entry = Entry::request("GET", "/api/v1/me")
+            .actor(Actor::ApiKey {
+                id: key.into(),
+                prefix: "ako_00000000".into(),
+            })
+            .ip([203, 0, 113, 7].into())
+            .build()
+            .unwrap();
+        sink.submit(entry).await.unwrap();
+    }
+    sink.append(entry(Stream::Audit, 1, 0, "key_a"))
+        .await
+        .unwrap();
+    assert_eq!(sink.erase_subject("key_a").await.unwrap(), 15_000 + 1);
+    let page = sink
+        .query(&Query::new(Stream::Request).actor("key_a").limit(500))
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 500);
+    assert!(page.records.iter().all(
+        |r| r.entry().personal_state() == Some(PersonalState::Erased) && r.entry().ip().is_none()
+    ));
+    let other = sink
+        .query(&Query::new(Stream::Request).actor("key_b").limit(10))
+        .await
+        .unwrap();
+    assert!(other.records.iter().all(|r| r.entry().ip().is_some()));
+    for stream in [Stream::Request, Stream::Audit] {
+        let report = sink.verify(stream, &mut |_| {}).await.unwrap();
+        assert!(report.is_intact(), "{stream:?}: {report:?}");
+    }
+}

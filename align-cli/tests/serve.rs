@@ -42,7 +42,8 @@ fn serve_mint_use_revoke_then_shut_down_cleanly_leaving_no_token_behind() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_align"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
-        .env("ALIGN_LOG", "info")
+        // With the per-request lines (off at `info`), so that they are searched for tokens too.
+        .env("ALIGN_LOG", "info,align::request=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -132,6 +133,11 @@ fn serve_mint_use_revoke_then_shut_down_cleanly_leaving_no_token_behind() {
             haystack.extend(std::fs::read(path).unwrap());
         }
     }
+    assert!(
+        log.iter()
+            .any(|l| l.contains("align::request") && l.contains("/api/v1/me")),
+        "the per-request lines were asked for"
+    );
     for t in [&admin, &token] {
         let secret = &t.as_bytes()[13..];
         assert!(

@@ -11,7 +11,7 @@ use align_keys::{Environment, KeyRecord, Role, Verification, VerifiedKey};
 use align_ratelimit::Decision;
 use bytes::Bytes;
 use chrono::Utc;
-use http::header::{CONTENT_LENGTH, HeaderValue, USER_AGENT};
+use http::header::{CONTENT_LENGTH, HeaderName, HeaderValue, USER_AGENT};
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -112,7 +112,7 @@ where
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        method: parts.method.to_string(),
+        method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         started: audit::now(),
     });
@@ -161,8 +161,11 @@ where
     state
         .metrics
         .observe(&method, route, status.as_u16(), latency);
-    state.log_request(&meta, caller, status, latency).await;
-    tracing::info!(
+    // Every request is in the request log (`align audit tail --stream request -f` follows
+    // it); this line repeats it on stderr for those who ask (`ALIGN_LOG=info,align::request=debug`).
+    // Formatting and writing it costs more than the rest of a rejected request, so it is off
+    // at the default level (docs/operations.md).
+    tracing::debug!(
         target: "align::request",
         request_id = %meta.request_id,
         method = %meta.method,
@@ -171,6 +174,7 @@ where
         key = caller.map_or("-", |k| k.prefix.as_str()),
         latency_us = latency.as_micros() as u64,
     );
+    state.log_request(meta, caller, status, latency).await;
     response
 }
 
@@ -370,18 +374,30 @@ where
     }
 }
 
-/// Headers every response gets: request id, rate-limit state, sandbox marker.
+/// `X-Request-Id`.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `X-RateLimit-Limit`.
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+/// `X-RateLimit-Remaining`.
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+/// `X-RateLimit-Reset`.
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+/// `Align-Environment`.
+const ALIGN_ENVIRONMENT: HeaderName = HeaderName::from_static("align-environment");
+
+/// Headers every response gets: request id, rate-limit state, sandbox marker. (Names are
+/// constants: a name given as a string is parsed again on every insert.)
 fn finish(response: &mut Response, request_id: &str, trace: &Trace) {
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", v);
+        headers.insert(X_REQUEST_ID, v);
     }
     if let Some(d) = trace.decision {
-        headers.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
-        headers.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(d.reset_after_secs()));
+        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(d.limit));
+        headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
+        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(d.reset_after_secs()));
     }
     if trace.caller.as_ref().map(|k| k.environment) == Some(Environment::Sandbox) {
-        headers.insert("align-environment", HeaderValue::from_static("sandbox"));
+        headers.insert(ALIGN_ENVIRONMENT, HeaderValue::from_static("sandbox"));
     }
 }

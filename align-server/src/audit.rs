@@ -3,6 +3,7 @@
 //! group-committed).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use align_audit::{Actor, Entry};
@@ -97,17 +98,19 @@ impl AppState {
     }
 
     /// Queues the request-log line of a finished request (group-committed, never dropped:
-    /// waits when the writer is behind).
+    /// waits when the writer is behind). Takes the request's metadata, so that its strings
+    /// move into the entry instead of being copied (the handler's share is gone by now).
     pub(crate) async fn log_request(
         &self,
-        meta: &RequestMeta,
+        meta: Arc<RequestMeta>,
         caller: Option<&KeyRecord>,
         status: StatusCode,
         latency: Duration,
     ) {
-        let mut entry = Entry::request(meta.method.as_str(), meta.path.as_str())
+        let meta = Arc::try_unwrap(meta).unwrap_or_else(|shared| (*shared).clone());
+        let mut entry = Entry::request(meta.method, meta.path)
             .time(meta.started)
-            .request_id(meta.request_id.as_str())
+            .request_id(meta.request_id)
             .status(status.as_u16())
             .latency(latency)
             .ip(meta.peer.ip());
@@ -117,8 +120,8 @@ impl AppState {
                 .environment(k.environment)
                 .actor(actor(k));
         }
-        if let Some(ua) = &meta.user_agent {
-            entry = entry.user_agent(ua.as_str());
+        if let Some(ua) = meta.user_agent {
+            entry = entry.user_agent(ua);
         }
         let result = match entry.build() {
             Ok(e) => self.audit.submit(e).await,

@@ -67,7 +67,11 @@ pub(crate) fn error(e: &ApiError, request_id: &str) -> Response {
             request_id,
         },
     };
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    // Sized for the envelope at once (the 401 and 429 floods go through here).
+    let mut bytes = Vec::with_capacity(64 + e.code.len() + e.message.len() + request_id.len());
+    if serde_json::to_writer(&mut bytes, &body).is_err() {
+        bytes.clear();
+    }
     let mut r = with_json_type(e.status, Bytes::from(bytes));
     if let Some(allow) = e
         .allow

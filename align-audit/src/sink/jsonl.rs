@@ -85,6 +85,7 @@ impl JsonlSink {
         let limits = Limits {
             capacity: 4096,
             max_batch: 512,
+            commit_delay: std::time::Duration::ZERO,
         };
         Ok(Self {
             writer: Writer::spawn("align-audit-jsonl", file, heads, limits)?,

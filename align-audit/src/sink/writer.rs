@@ -5,11 +5,18 @@
 //! their chains, commits them together, then answers every durable `append` of the batch.
 //! Maintenance jobs (purge, anonymise, …) run on the same thread between batches, so they
 //! never race the chain.
+//!
+//! A batch of `submit`ted entries only that is not full waits `commit_delay` once for more
+//! before it is committed: a transaction's cost is mostly per page written, not per row, so
+//! fewer, larger transactions cost less per entry. The thread sleeps meanwhile, so callers
+//! queueing entries do not have to wake it one by one. A durable `append`, a flush, a job or a
+//! close wakes it at once, so none of them waits for the delay.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,6 +61,8 @@ enum Command<B> {
 pub(crate) struct Limits {
     pub(crate) capacity: usize,
     pub(crate) max_batch: usize,
+    /// How long a batch of submitted entries that is not full waits once for more.
+    pub(crate) commit_delay: Duration,
 }
 
 /// Failures of `submit`ted records, reported by the next flush.
@@ -86,6 +95,8 @@ impl Failures {
 pub(crate) struct Writer<B> {
     tx: mpsc::Sender<Command<B>>,
     failures: Arc<Failures>,
+    /// The writer thread, woken early from its commit delay by commands that wait.
+    thread: std::thread::Thread,
 }
 
 impl<B: Backend> Writer<B> {
@@ -100,10 +111,15 @@ impl<B: Backend> Writer<B> {
         let failures = Arc::new(Failures::default());
         let f = Arc::clone(&failures);
         let max_batch = limits.max_batch.max(1);
-        std::thread::Builder::new()
+        let delay = limits.commit_delay;
+        let handle = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run(backend, heads, rx, &f, max_batch))?;
-        Ok(Self { tx, failures })
+            .spawn(move || run(backend, heads, rx, &f, max_batch, delay))?;
+        Ok(Self {
+            tx,
+            failures,
+            thread: handle.thread().clone(),
+        })
     }
 
     /// Commands waiting in the queue (entries not yet taken by the writer thread).
@@ -115,13 +131,20 @@ impl<B: Backend> Writer<B> {
         self.tx.send(cmd).await.map_err(|_| Error::Closed)
     }
 
+    /// Sends a command someone waits for, and cuts the writer's commit delay short.
+    async fn send_urgent(&self, cmd: Command<B>) -> Result<()> {
+        let sent = self.send(cmd).await;
+        self.thread.unpark();
+        sent
+    }
+
     pub(crate) async fn submit(&self, entry: Entry) -> Result<()> {
         self.send(Command::Append { entry, reply: None }).await
     }
 
     pub(crate) async fn append(&self, entry: Entry) -> Result<Receipt> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Append {
+        self.send_urgent(Command::Append {
             entry,
             reply: Some(reply),
         })
@@ -131,7 +154,7 @@ impl<B: Backend> Writer<B> {
 
     pub(crate) async fn flush(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Flush(reply)).await?;
+        self.send_urgent(Command::Flush(reply)).await?;
         rx.await.map_err(|_| Error::Closed)?
     }
 
@@ -139,7 +162,7 @@ impl<B: Backend> Writer<B> {
     /// Closing twice is fine.
     pub(crate) async fn close(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        if self.send(Command::Close(reply)).await.is_err() {
+        if self.send_urgent(Command::Close(reply)).await.is_err() {
             return self.failures.take();
         }
         rx.await.map_err(|_| Error::Closed)?
@@ -152,7 +175,7 @@ impl<B: Backend> Writer<B> {
         F: FnOnce(&mut B, &BTreeMap<Stream, Head>) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Job(Box::new(move |b, heads| {
+        self.send_urgent(Command::Job(Box::new(move |b, heads| {
             // The caller may have stopped waiting; the job has run either way.
             let _ = reply.send(job(b, heads));
         })))
@@ -167,6 +190,7 @@ fn run<B: Backend>(
     mut rx: mpsc::Receiver<Command<B>>,
     failures: &Failures,
     max_batch: usize,
+    delay: Duration,
 ) {
     let mut buf = Vec::with_capacity(512);
     let mut batch: Vec<Record> = Vec::with_capacity(max_batch);
@@ -176,21 +200,32 @@ fn run<B: Backend>(
         let saved = heads.clone();
         let mut next = Some(first);
         let mut after = None;
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Command::Append { entry, reply } => {
-                    let head = heads.entry(entry.stream).or_default();
-                    let record = seal(entry, head, &mut buf);
-                    if let Some(reply) = reply {
-                        waiters.push((batch.len(), reply));
+        let mut waited = delay.is_zero();
+        loop {
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append { entry, reply } => {
+                        let head = heads.entry(entry.stream).or_default();
+                        let record = seal(entry, head, &mut buf);
+                        if let Some(reply) = reply {
+                            waiters.push((batch.len(), reply));
+                        }
+                        batch.push(record);
+                        if batch.len() < max_batch {
+                            next = rx.try_recv().ok();
+                        }
                     }
-                    batch.push(record);
-                    if batch.len() < max_batch {
-                        next = rx.try_recv().ok();
-                    }
+                    other => after = Some(other),
                 }
-                other => after = Some(other),
             }
+            if waited || after.is_some() || !waiters.is_empty() || batch.len() >= max_batch {
+                break;
+            }
+            waited = true;
+            // Woken early by a command that waits (see `send_urgent`); an early or spurious
+            // wake-up only commits a smaller batch.
+            std::thread::park_timeout(delay);
+            next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
             match backend.commit(&mut batch, &mut heads, &saved) {

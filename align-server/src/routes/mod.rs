@@ -70,11 +70,15 @@ fn all_routes() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
 
 /// Whether `path` fits `template` (`{id}` matches one segment).
 fn fits(template: &str, path: &str) -> bool {
-    template.split('/').count() == path.split('/').count()
-        && template
-            .split('/')
-            .zip(path.split('/'))
-            .all(|(a, b)| a == "{id}" || a == b)
+    // One pass over both (it runs for every route on every request, for the metrics label).
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == "{id}" || a == b => {}
+            _ => return false,
+        }
+    }
 }
 
 /// The route template a request matches, for metrics labels.
@@ -214,4 +218,30 @@ async fn metrics(state: &AppState, req: &Request) -> Result<Response, ApiError> 
         http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_matches_whole_templates_only() {
+        let get = Method::GET;
+        assert_eq!(route_of(&get, "/api/v1/me"), "/api/v1/me");
+        assert_eq!(route_of(&get, "/api/v1/keys/k1"), "/api/v1/keys/{id}");
+        assert_eq!(
+            route_of(&Method::POST, "/api/v1/keys/k1/revoke"),
+            "/api/v1/keys/{id}/revoke"
+        );
+        for unmatched in [
+            "/api/v1/keys/k1/x",
+            "/api/v1",
+            "/api/v1/me/",
+            "/api/v1/mex",
+            "",
+        ] {
+            assert_eq!(route_of(&get, unmatched), "unmatched", "{unmatched}");
+        }
+        assert_eq!(route_of(&Method::DELETE, "/api/v1/me"), "unmatched");
+    }
 }

@@ -11,6 +11,7 @@ mod schema;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -35,6 +36,12 @@ pub struct SqliteSinkConfig {
     pub queue_capacity: usize,
     /// Most entries committed in one transaction (default 1024).
     pub max_batch: usize,
+    /// How long the writer waits for more submitted entries before it commits a batch that
+    /// is not full (default 20 ms; zero commits at once). Larger transactions cost less per
+    /// entry; submitted entries wait this much longer in memory, where a crash of the process
+    /// loses them (see the crate README). Durable appends, flushes and the privacy operations
+    /// never wait for it.
+    pub commit_delay: Duration,
     /// `true` (default): every commit is `fsync`ed (`synchronous = FULL`), so an acknowledged
     /// append survives power loss. `false`: `synchronous = NORMAL`, which survives a crash of
     /// the process but not of the machine.
@@ -47,6 +54,7 @@ impl Default for SqliteSinkConfig {
             checkpoint_key: None,
             queue_capacity: 4096,
             max_batch: 1024,
+            commit_delay: Duration::from_millis(20),
             sync_to_disk: true,
         }
     }
@@ -106,8 +114,9 @@ impl Backend for WriterConn {
         }
         {
             let mut stmt = tx.prepare_cached(schema::INSERT)?;
+            let mut scratch = Vec::with_capacity(512);
             for r in records.iter() {
-                schema::insert_record(&mut stmt, r)?;
+                schema::insert_record(&mut stmt, r, &mut scratch)?;
             }
         }
         schema::store_heads(&tx, heads)?;
@@ -134,6 +143,7 @@ impl SqliteSink {
         let limits = Limits {
             capacity: config.queue_capacity,
             max_batch: config.max_batch,
+            commit_delay: config.commit_delay,
         };
         Ok(Self {
             writer: Writer::spawn("align-audit-sqlite", WriterConn(writer_conn), heads, limits)?,
@@ -226,10 +236,33 @@ impl AuditSink for SqliteSink {
             .await
     }
 
+    /// Erases `subject`'s personal data in the records committed before the call: in the
+    /// audit log through its indexes, in the request log (which has no actor index) by walking
+    /// the stream in slices of [`ops::ERASE_SLICE`] sequences, each its own transaction, so
+    /// that request logging goes on meanwhile.
     async fn erase_subject(&self, subject: &str) -> Result<u64> {
-        let subject = subject.to_owned();
-        self.writer
-            .job(move |w: &mut WriterConn, _| ops::erase(&mut w.0, &subject))
-            .await
+        let s = subject.to_owned();
+        let (mut changed, start, end) = self
+            .writer
+            .job(move |w: &mut WriterConn, heads| {
+                let end = heads.get(&Stream::Request).map_or(0, |h| h.sequence);
+                Ok((
+                    ops::erase_audit(&mut w.0, &s)?,
+                    ops::requests_start(&w.0)?,
+                    end,
+                ))
+            })
+            .await?;
+        let mut after = start;
+        while after < end {
+            let up_to = after.saturating_add(ops::ERASE_SLICE).min(end);
+            let s = subject.to_owned();
+            changed += self
+                .writer
+                .job(move |w: &mut WriterConn, _| ops::erase_requests(&mut w.0, &s, after, up_to))
+                .await?;
+            after = up_to;
+        }
+        Ok(changed)
     }
 }

@@ -14,8 +14,38 @@ use crate::verify::{PROGRESS_EVERY, Progress, VerifyReport, start_verifier};
 
 pub(super) fn query(conn: &mut Connection, q: &Query) -> Result<Page> {
     let limit = q.effective_limit();
-    let mut sql = format!("SELECT {COLUMNS} FROM audit_records WHERE stream = ?");
-    let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(q.stream.as_str())];
+    let (sql, args) = query_sql(q, limit);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let params: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
+    let mut rows = stmt.query(params.as_slice())?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        records.push(read_record(row)?);
+    }
+    Ok(Page::of(records, limit))
+}
+
+/// The `SELECT` for `q` (one row past `limit`, to know whether a next page exists) and its
+/// arguments in order.
+///
+/// Without statistics (nobody runs `ANALYZE` on a live log) SQLite walks the primary key
+/// backwards for every filter, because that needs no sort for `ORDER BY sequence DESC LIMIT`;
+/// a rare actor or organisation then costs a scan of the whole stream. In the audit log their
+/// indexes give the same order, so the query names the one to use; the request log has none
+/// (schema migration 2) and is walked. The stream is written into the statement, not bound,
+/// because SQLite uses a partial index (`WHERE stream = 'audit' …`) only for a statement it
+/// can see matches it.
+fn query_sql(q: &Query, limit: usize) -> (String, Vec<Box<dyn ToSql>>) {
+    let index = match (q.stream, &q.subject, &q.actor, &q.organization) {
+        // `subject = ? OR actor_id = ?` spans two indexes: left to the planner.
+        (Stream::Audit, None, Some(_), _) => " INDEXED BY audit_records_by_actor",
+        (Stream::Audit, None, None, Some(_)) => " INDEXED BY audit_records_by_org",
+        _ => "",
+    };
+    // `as_str` is one of two fixed names, never input.
+    let stream = q.stream.as_str();
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_records{index} WHERE stream = '{stream}'");
+    let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     // Each clause has one `?` per value, bound in order.
     let mut cond = |clause: &str, values: Vec<Box<dyn ToSql>>| {
         sql.push_str(" AND ");
@@ -54,14 +84,7 @@ pub(super) fn query(conn: &mut Connection, q: &Query) -> Result<Page> {
     }
     sql.push_str(" ORDER BY sequence DESC LIMIT ?");
     args.push(Box::new(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let params: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
-    let mut rows = stmt.query(params.as_slice())?;
-    let mut records = Vec::new();
-    while let Some(row) = rows.next()? {
-        records.push(read_record(row)?);
-    }
-    Ok(Page::of(records, limit))
+    (sql, args)
 }
 
 pub(super) fn verify(
@@ -149,10 +172,12 @@ pub(super) fn purge(
     Ok(removed as u64)
 }
 
-/// Applies `change` to the personal data of every row selected by `filter` (a `WHERE`
-/// clause over `params`) and marks the rows anonymised.
+/// Applies `change` to the personal data of every row of `from` (the table, maybe with an
+/// index to use) selected by `filter` (a `WHERE` clause over `params`) and marks the rows
+/// anonymised.
 fn rewrite_personal(
     conn: &mut Connection,
+    from: &str,
     filter: &str,
     params: &[&dyn ToSql],
     change: fn(&mut Personal) -> bool,
@@ -161,7 +186,7 @@ fn rewrite_personal(
     let mut changed = 0;
     {
         let mut select = tx.prepare(&format!(
-            "SELECT stream, sequence, personal FROM audit_records WHERE personal IS NOT NULL AND ({filter})"
+            "SELECT stream, sequence, personal FROM {from} WHERE personal IS NOT NULL AND ({filter})"
         ))?;
         let mut update = tx.prepare(
             "UPDATE audit_records SET personal = ?3, anonymised = 1
@@ -185,6 +210,30 @@ fn rewrite_personal(
     Ok(changed)
 }
 
+/// The rows [`anonymise`] changes; `anonymised = 0` as written in the partial index's
+/// `WHERE`, so that SQLite can use it.
+const TO_ANONYMISE: &str = "stream = ?1 AND anonymised = 0 AND time < ?2";
+/// The audit-log rows [`erase_audit`] changes, in two passes: by subject, then by actor,
+/// each through its index (SQLite, left to itself without statistics, walks the whole log
+/// for `subject = ? OR actor_id = ?` once the stream is named).
+const AUDIT_OF_SUBJECT: [(&str, &str); 2] = [
+    (
+        "audit_records INDEXED BY audit_records_by_subject",
+        "stream = 'audit' AND subject = ?1",
+    ),
+    (
+        "audit_records INDEXED BY audit_records_by_actor",
+        "stream = 'audit' AND actor_id = ?1",
+    ),
+];
+/// The request-log rows in sequences `(?2, ?3]` [`erase_requests`] changes: request-log rows
+/// have no actor index, so a slice of the stream is walked.
+const REQUESTS_OF_SUBJECT: &str =
+    "stream = 'request' AND sequence > ?2 AND sequence <= ?3 AND (subject = ?1 OR actor_id = ?1)";
+/// Request-log sequences walked in one transaction by an erasure, so that request logging
+/// goes on between slices.
+pub(super) const ERASE_SLICE: u64 = 20_000;
+
 pub(super) fn anonymise(
     conn: &mut Connection,
     stream: Stream,
@@ -192,17 +241,184 @@ pub(super) fn anonymise(
 ) -> Result<u64> {
     rewrite_personal(
         conn,
-        "stream = ?1 AND anonymised = 0 AND time < ?2",
+        "audit_records",
+        TO_ANONYMISE,
         params![stream.as_str(), cutoff.timestamp_millis()],
         Personal::anonymise,
     )
 }
 
-pub(super) fn erase(conn: &mut Connection, subject: &str) -> Result<u64> {
+/// Erases `subject`'s personal data in the audit log. A record that is the subject's twice
+/// over (as subject and actor) is counted once: the second pass finds nothing left to erase.
+pub(super) fn erase_audit(conn: &mut Connection, subject: &str) -> Result<u64> {
+    let mut changed = 0;
+    for (from, filter) in AUDIT_OF_SUBJECT {
+        changed += rewrite_personal(conn, from, filter, params![subject], Personal::erase)?;
+    }
+    Ok(changed)
+}
+
+/// Erases `subject`'s personal data in request-log sequences `(after, up_to]`.
+pub(super) fn erase_requests(
+    conn: &mut Connection,
+    subject: &str,
+    after: u64,
+    up_to: u64,
+) -> Result<u64> {
+    let (after, up_to) = (to_i64(after), to_i64(up_to));
     rewrite_personal(
         conn,
-        "subject = ?1 OR actor_id = ?1",
-        params![subject],
+        "audit_records",
+        REQUESTS_OF_SUBJECT,
+        params![subject, after, up_to],
         Personal::erase,
     )
+}
+
+/// The request log's first stored sequence, minus one (where an erasure starts walking).
+pub(super) fn requests_start(conn: &Connection) -> Result<u64> {
+    let first: Option<i64> = conn.query_row(
+        "SELECT MIN(sequence) FROM audit_records WHERE stream = 'request'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(first.map_or(0, |s| u64::try_from(s.saturating_sub(1)).unwrap_or(0)))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
+    use super::*;
+
+    /// The plan SQLite picks for `sql`, one line per step.
+    fn plan(conn: &Connection, sql: &str, args: &[&dyn ToSql]) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(args, |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>();
+        rows.join("\n")
+    }
+
+    fn migrated() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    #[test]
+    fn lookups_by_organization_and_actor_use_their_partial_indexes() {
+        let conn = migrated();
+        let by = |q: Query, index: &str| {
+            let (sql, args) = query_sql(&q, 10);
+            let args: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
+            let plan = plan(&conn, &sql, &args);
+            assert!(plan.contains(index), "{sql}\n{plan}");
+        };
+        by(
+            Query::new(Stream::Audit).organization("o").action("x"),
+            "USING INDEX audit_records_by_org (organization=? AND stream=?)",
+        );
+        by(
+            Query::new(Stream::Audit).organization("o").actor("a"),
+            "USING INDEX audit_records_by_actor (actor_id=? AND stream=?)",
+        );
+        // The request log has neither index: its rows are walked newest first.
+        by(
+            Query::new(Stream::Request).organization("o").actor("a"),
+            "USING PRIMARY KEY (stream=?)",
+        );
+        // Rows come in sequence order from the index: no sort step.
+        let (sql, args) = query_sql(&Query::new(Stream::Audit).actor("a"), 10);
+        let args: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref()).collect();
+        assert!(!plan(&conn, &sql, &args).contains("TEMP B-TREE"));
+    }
+
+    #[test]
+    fn privacy_operations_find_their_rows_through_the_partial_indexes() {
+        let conn = migrated();
+        let select = |from: &str, filter: &str| {
+            format!("SELECT stream, sequence FROM {from} WHERE personal IS NOT NULL AND ({filter})")
+        };
+        let anonymise = plan(
+            &conn,
+            &select("audit_records", TO_ANONYMISE),
+            params!["request", 0],
+        );
+        assert!(
+            anonymise.contains("audit_records_to_anonymise"),
+            "{anonymise}"
+        );
+        for ((from, filter), column) in AUDIT_OF_SUBJECT.into_iter().zip(["subject", "actor_id"]) {
+            let erase = plan(&conn, &select(from, filter), params!["u"]);
+            assert!(
+                erase.contains(&format!("({column}=? AND stream=?)")),
+                "{erase}"
+            );
+        }
+        let slice = plan(
+            &conn,
+            &select("audit_records", REQUESTS_OF_SUBJECT),
+            params!["u", 0, 10],
+        );
+        assert!(
+            slice.contains("USING PRIMARY KEY (stream=? AND sequence>? AND sequence<?)"),
+            "{slice}"
+        );
+    }
+
+    #[test]
+    fn request_log_erasure_changes_the_subjects_rows_of_its_slice_only() {
+        use crate::personal::PersonalState;
+        use crate::record::{Actor, Entry, Head};
+        let mut conn = migrated();
+        let mut head = Head::default();
+        let mut buf = Vec::new();
+        {
+            let mut stmt = conn.prepare(schema::INSERT).unwrap();
+            for n in 1..=6 {
+                let key = if n % 2 == 0 { "k1" } else { "k2" };
+                let entry = Entry::request("GET", "/api/v1/me")
+                    .actor(Actor::ApiKey {
+                        id: key.into(),
+                        prefix: "ako_00000000".into(),
+                    })
+                    .user_agent("curl/8")
+                    .build()
+                    .unwrap();
+                let record = crate::chain::seal(entry, &mut head, &mut buf);
+                schema::insert_record(&mut stmt, &record, &mut buf).unwrap();
+            }
+        }
+        assert_eq!(requests_start(&conn).unwrap(), 0);
+        assert_eq!(erase_requests(&mut conn, "k1", 0, 3).unwrap(), 1);
+        let states = |conn: &Connection| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM audit_records ORDER BY sequence"
+                ))
+                .unwrap();
+            let rows = stmt
+                .query_map([], |row| Ok(read_record(row).unwrap()))
+                .unwrap();
+            rows.map(|r| r.unwrap().entry.personal_state())
+                .collect::<Vec<_>>()
+        };
+        let (erased, present) = (Some(PersonalState::Erased), Some(PersonalState::Present));
+        assert_eq!(
+            states(&conn),
+            [present, erased, present, present, present, present]
+        );
+        assert_eq!(erase_requests(&mut conn, "k1", 3, 6).unwrap(), 2);
+        assert_eq!(
+            states(&conn),
+            [present, erased, present, erased, present, erased]
+        );
+    }
 }
