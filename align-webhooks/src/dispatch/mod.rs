@@ -5,6 +5,7 @@ mod client;
 mod schedule;
 mod throttle;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 pub use schedule::{RetrySchedule, ScheduleParseError};
 
@@ -31,8 +32,13 @@ const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 /// delivery would bound a single delivery stream by the store's commit rate.
 const BATCH_CLAIM: usize = 64;
 
-/// [`Dispatcher::run_once`] records outcomes in groups of at least this many.
-const RECORD_GROUP: usize = 16;
+/// Outcomes are recorded in groups of at least this many (one SQLite commit each)...
+const RECORD_GROUP: usize = 32;
+
+/// ... or after this long, whichever comes first: an outcome waits at most this long in
+/// memory before its write starts. (A crash loses at most the wait: those deliveries are
+/// sent again when their lease ends, as in-flight ones are.)
+const RECORD_DELAY: Duration = Duration::from_millis(5);
 
 /// The event emitted when the dispatcher disables an endpoint.
 pub const ENDPOINT_DISABLED_EVENT: &str = "webhook_endpoint.disabled";
@@ -183,8 +189,7 @@ impl Dispatcher {
         let claimed = self.claim(BATCH_CLAIM.max(self.batch_limit())).await?;
         let n = claimed.len();
         let (outcomes, received) = mpsc::unbounded_channel();
-        let group = self.inner.config.concurrency.max(RECORD_GROUP);
-        let recorder = tokio::spawn(record_in_groups(Arc::clone(&self.inner), received, group));
+        let recorder = tokio::spawn(record_in_groups(Arc::clone(&self.inner), received));
         // Past the first wave, an attempt may start only while its lease still covers it:
         // the attempt timeout plus the longest throttle wait.
         let budget = self.inner.config.attempt_timeout + MAX_THROTTLE_WAIT;
@@ -223,42 +228,120 @@ impl Dispatcher {
         first_error.map_or(Ok(n), Err)
     }
 
-    /// Runs until `shutdown` completes: claims due deliveries as soon as permits free up,
-    /// sleeping `poll_interval` when nothing is due. In-flight attempts finish (and are
-    /// recorded) before it returns.
+    /// Runs until `shutdown` completes, sleeping `poll_interval` when nothing is due.
+    ///
+    /// Claims ahead: when fewer than `concurrency` claimed deliveries are waiting, the next
+    /// claim (up to `max(4 × concurrency, 64)`) starts while the current ones are sent, so
+    /// requests never wait on the store. (Only when the lease leaves room: a delivery that
+    /// waits in memory must still start its attempt before the lease ends, see
+    /// [`DispatcherConfig::lease`]; otherwise it claims as many as there are free slots.)
+    /// Outcomes are recorded in groups, at most a few milliseconds after they arrive.
+    ///
+    /// On shutdown, claimed deliveries not yet sent are handed back (due at once), and
+    /// in-flight attempts finish and are recorded before it returns.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
+        let inner = &self.inner;
+        let config = &inner.config;
+        let concurrency = config.concurrency.max(1);
+        let budget = config.attempt_timeout + MAX_THROTTLE_WAIT;
+        let ahead = config.lease > budget;
+        let (outcomes, received) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record_in_groups(Arc::clone(inner), received));
         let mut tasks = JoinSet::new();
+        // Claimed, not yet sent, with the time of their claim.
+        let mut queue: VecDeque<(DueDelivery, Instant)> = VecDeque::new();
+        let mut claiming: Option<JoinHandle<Result<Vec<DueDelivery>>>> = None;
+        // After a claim that found nothing (or failed): no new claim before this.
+        let mut idle_until: Option<tokio::time::Instant> = None;
         loop {
             while tasks.try_join_next().is_some() {}
-            // Wait for a free permit (not a fixed pause), then take every other free one, so
-            // the claim is as large as what can be sent right away.
-            let first = tokio::select! {
-                () = &mut shutdown => break,
-                permit = Arc::clone(&self.inner.permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let mut permits = vec![first];
-            while let Ok(p) = Arc::clone(&self.inner.permits).try_acquire_owned() {
-                permits.push(p);
-            }
-            // A store error (busy database) is retried on the next turn.
-            let claimed = self.claim(permits.len()).await.unwrap_or_default();
-            let idle = claimed.is_empty();
-            for (due, permit) in claimed.into_iter().zip(permits.drain(..)) {
-                self.spawn_delivery(&mut tasks, due, permit, None);
-            }
-            drop(permits);
-            if idle {
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(self.inner.config.poll_interval) => {}
+            if claiming.is_none() && idle_until.is_none() {
+                let want = if ahead {
+                    if queue.len() < concurrency {
+                        self.batch_limit().max(BATCH_CLAIM) - queue.len()
+                    } else {
+                        0
+                    }
+                } else if queue.is_empty() {
+                    inner.permits.available_permits()
+                } else {
+                    0
+                };
+                if want > 0 {
+                    let inner = Arc::clone(inner);
+                    claiming = Some(tokio::spawn(async move {
+                        inner
+                            .store
+                            .claim_due(Utc::now(), want, inner.config.lease)
+                            .await
+                    }));
                 }
             }
+            tokio::select! {
+                () = &mut shutdown => break,
+                claimed = async {
+                    match claiming.as_mut() {
+                        Some(claim) => claim.await,
+                        None => std::future::pending().await,
+                    }
+                }, if claiming.is_some() => {
+                    claiming = None;
+                    // A store error (busy database) is retried after the poll interval.
+                    match claimed {
+                        Ok(Ok(due)) if !due.is_empty() => {
+                            let at = Instant::now();
+                            queue.extend(due.into_iter().map(|d| (d, at)));
+                        }
+                        _ => {
+                            idle_until =
+                                Some(tokio::time::Instant::now() + config.poll_interval);
+                        }
+                    }
+                }
+                permit = Arc::clone(&inner.permits).acquire_owned(), if !queue.is_empty() => {
+                    let Ok(permit) = permit else { break };
+                    let Some((due, claimed_at)) = queue.pop_front() else { continue };
+                    if ahead && claimed_at.elapsed() + budget >= config.lease {
+                        // It waited so long that its lease could end mid-attempt: hand it
+                        // back, due at once. (Without claiming ahead, a claim takes only
+                        // as many as there are free slots, and they start at once.)
+                        drop(permit);
+                        let store = Arc::clone(&inner.store);
+                        tasks.spawn(async move {
+                            store.postpone(due.delivery.id, Utc::now()).await
+                        });
+                        continue;
+                    }
+                    self.spawn_delivery(&mut tasks, due, permit, Some(outcomes.clone()));
+                }
+                () = async {
+                    match idle_until {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if idle_until.is_some() => {
+                    idle_until = None;
+                }
+                // A finished attempt freed a slot: claim again if nothing is waiting.
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        // Hand back what was claimed but not sent (a claim still running included).
+        if let Some(claim) = claiming {
+            if let Ok(Ok(due)) = claim.await {
+                let at = Instant::now();
+                queue.extend(due.into_iter().map(|d| (d, at)));
+            }
+        }
+        let now = Utc::now();
+        for (due, _) in queue {
+            // A failure leaves the delivery leased: it is sent once the lease ends.
+            let _ = inner.store.postpone(due.delivery.id, now).await;
         }
         while tasks.join_next().await.is_some() {}
+        drop(outcomes);
+        let _ = recorder.await;
         Ok(())
     }
 
@@ -321,51 +404,86 @@ impl Dispatcher {
     }
 }
 
-/// Records outcomes as they arrive, `group` at a time (the rest when the channel closes).
-/// A group's writes are issued together, so the store can commit them in one transaction.
+/// Records outcomes as they arrive: [`RECORD_GROUP`] at a time, or whatever has arrived
+/// once the first of them has waited [`RECORD_DELAY`], and the rest when the channel closes.
+/// A group goes to the store in one call, which the SQLite store commits in one transaction.
 async fn record_in_groups(
     inner: Arc<Inner>,
     mut outcomes: mpsc::UnboundedReceiver<Outcome>,
-    group: usize,
 ) -> Result<()> {
+    let group = inner.config.concurrency.max(RECORD_GROUP);
     let mut writes = JoinSet::new();
     let mut held = Vec::with_capacity(group);
+    let mut deadline = None;
+    let mut first_error = None;
     loop {
-        let more = outcomes.recv().await;
-        let closed = more.is_none();
-        held.extend(more);
-        if held.len() >= group || closed {
-            for outcome in held.drain(..) {
+        let more = tokio::select! {
+            more = outcomes.recv() => more,
+            () = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            }, if deadline.is_some() => {
+                deadline = None;
                 let inner = Arc::clone(&inner);
-                writes.spawn(async move { inner.record(outcome).await });
+                let batch = std::mem::take(&mut held);
+                writes.spawn(async move { inner.record_all(batch).await });
+                continue;
             }
+        };
+        let closed = more.is_none();
+        if let Some(outcome) = more {
+            held.push(outcome);
+            deadline.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_DELAY);
+        }
+        if !held.is_empty() && (held.len() >= group || closed) {
+            deadline = None;
+            let inner = Arc::clone(&inner);
+            let batch = std::mem::replace(&mut held, Vec::with_capacity(group));
+            writes.spawn(async move { inner.record_all(batch).await });
+        }
+        while let Some(joined) = writes.try_join_next() {
+            note_write(joined, &mut first_error);
         }
         if closed {
             break;
         }
     }
-    let mut first_error = None;
     while let Some(joined) = writes.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(_) => {
-                first_error.get_or_insert(crate::error::Error::StoreWorker);
-            }
-        }
+        note_write(joined, &mut first_error);
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Keeps the first error of a group write.
+fn note_write(
+    joined: std::result::Result<Result<()>, tokio::task::JoinError>,
+    first_error: &mut Option<crate::error::Error>,
+) {
+    match joined {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            first_error.get_or_insert(e);
+        }
+        Err(_) => {
+            first_error.get_or_insert(crate::error::Error::StoreWorker);
+        }
+    }
 }
 
 /// What one attempt produced, waiting to be recorded.
 struct Outcome {
     delivery: DeliveryId,
-    endpoint: EndpointId,
-    environment: align_keys::Environment,
     attempt: Attempt,
     next: Next,
+    after: AfterRecord,
+}
+
+/// What is checked once an attempt is recorded (see [`Inner::after_record`]).
+struct AfterRecord {
+    endpoint: EndpointId,
+    environment: align_keys::Environment,
     gone: bool,
     finished: DateTime<Utc>,
 }
@@ -453,8 +571,12 @@ impl Inner {
         };
         Ok(Some(Outcome {
             delivery: delivery.id,
-            endpoint: endpoint.id,
-            environment: endpoint.environment,
+            after: AfterRecord {
+                endpoint: endpoint.id,
+                environment: endpoint.environment,
+                gone,
+                finished,
+            },
             attempt: Attempt {
                 at: now,
                 status: response.status.map(|s| s.as_u16()),
@@ -463,8 +585,6 @@ impl Inner {
                 error: response.error,
             },
             next,
-            gone,
-            finished,
         }))
     }
 
@@ -473,21 +593,50 @@ impl Inner {
     async fn record(&self, outcome: Outcome) -> Result<()> {
         let Outcome {
             delivery,
-            endpoint,
-            environment,
             attempt,
             next,
-            gone,
-            finished,
+            after,
         } = outcome;
         let failing_since = self.store.record_attempt(delivery, attempt, next).await?;
-        if gone {
+        self.after_record(&after, failing_since).await
+    }
+
+    /// [`Inner::record`] for a group: the attempts go to the store in one call. Returns the
+    /// first error; the other outcomes are still handled.
+    async fn record_all(&self, outcomes: Vec<Outcome>) -> Result<()> {
+        let (attempts, afters): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .map(|o| ((o.delivery, o.attempt, o.next), o.after))
+            .unzip();
+        let recorded = self.store.record_attempts(attempts).await;
+        let mut first_error = None;
+        for (after, result) in afters.iter().zip(recorded) {
+            let done = match result {
+                Ok(failing_since) => self.after_record(after, failing_since).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Disables the endpoint if the recorded attempt got a 410 or ended a failure run that
+    /// lasted too long.
+    async fn after_record(
+        &self,
+        after: &AfterRecord,
+        failing_since: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let (endpoint, environment) = (after.endpoint, after.environment);
+        if after.gone {
             return self
                 .disable(endpoint, environment, "the endpoint answered 410 Gone")
                 .await;
         }
         if let Some(since) = failing_since {
-            let failing_for = (finished - since).to_std().unwrap_or_default();
+            let failing_for = (after.finished - since).to_std().unwrap_or_default();
             if failing_for >= self.config.disable_after {
                 return self
                     .disable(

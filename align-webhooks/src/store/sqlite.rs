@@ -1,22 +1,23 @@
 //! A [`WebhookStore`] on SQLite: WAL, busy timeout, versioned migrations in
 //! `webhooks_migrations`, tables prefixed `webhooks_`.
 //!
-//! One connection behind a mutex; every call runs on tokio's blocking pool, never on a
-//! worker. [`enqueue_in_transaction`] lets a caller write its own change and the webhook in
-//! one SQLite transaction.
+//! One connection, owned by a thread of its own that runs every call (see `worker`), never
+//! on a tokio worker. [`enqueue_in_transaction`] lets a caller write its own change and the
+//! webhook in one SQLite transaction.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use align_keys::Environment;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::attempt_batch::{AttemptBatch, AttemptJob};
 use super::memory::next_state;
+use super::worker::{self, AttemptJob, Job};
 use super::{MessagePage, MessageQuery, OutboxStats, WebhookStore};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
@@ -92,6 +93,17 @@ ALTER TABLE webhooks_messages ADD COLUMN owner_project TEXT;
     r"
 CREATE INDEX webhooks_messages_by_owner ON webhooks_messages(owner_org, environment, seq);
 ",
+    // Attempts are found by their delivery's position instead of its random text id: the
+    // index then grows at its end (deliveries are attempted roughly in creation order), so a
+    // commit recording many attempts rewrites one or two of its pages instead of one per
+    // attempt.
+    r"
+ALTER TABLE webhooks_attempts ADD COLUMN delivery_seq INTEGER;
+UPDATE webhooks_attempts SET delivery_seq =
+    (SELECT d.seq FROM webhooks_deliveries d WHERE d.id = webhooks_attempts.delivery_id);
+CREATE INDEX webhooks_attempts_by_delivery_seq ON webhooks_attempts(delivery_seq, seq);
+DROP INDEX webhooks_attempts_by_delivery;
+",
 ];
 
 /// WAL pages between automatic checkpoints on the store's connection (SQLite's default is
@@ -115,8 +127,7 @@ const DELIVERY_COLUMNS: &str =
 /// A [`WebhookStore`] in one SQLite file (which other crates' tables may share).
 #[derive(Clone)]
 pub struct SqliteWebhookStore {
-    conn: Arc<Mutex<Connection>>,
-    batch: Arc<AttemptBatch>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for SqliteWebhookStore {
@@ -130,28 +141,24 @@ impl SqliteWebhookStore {
     /// up to date.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_owned();
-        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+        let jobs = worker::start(move || {
             let mut conn = Connection::open(&path)?;
             configure(&mut conn)?;
             Ok(conn)
         })
-        .await
-        .map_err(|_| Error::StoreWorker)??;
-        Ok(Self::from_connection(conn))
+        .await?;
+        Ok(Self { jobs })
     }
 
     /// A private in-memory database (tests).
     pub async fn open_in_memory() -> Result<Self> {
-        let mut conn = Connection::open_in_memory()?;
-        configure(&mut conn)?;
-        Ok(Self::from_connection(conn))
-    }
-
-    fn from_connection(conn: Connection) -> Self {
-        Self {
-            conn: Arc::new(Mutex::new(conn)),
-            batch: Arc::default(),
-        }
+        let jobs = worker::start(|| {
+            let mut conn = Connection::open_in_memory()?;
+            configure(&mut conn)?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(Self { jobs })
     }
 
     /// Brings the `webhooks_` tables of an embedder's own connection up to date, so that it
@@ -172,19 +179,50 @@ impl SqliteWebhookStore {
         .await
     }
 
+    /// Runs `f` on the store's thread and returns its answer.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|_| Error::StoreWorker)?
+        let (answer, answered) = oneshot::channel();
+        let job = Job::Run(Box::new(move |c: &mut Connection| {
+            let _ = answer.send(f(c));
+        }));
+        self.jobs.send(job).map_err(|_| Error::StoreWorker)?;
+        answered.await.map_err(|_| Error::StoreWorker)?
     }
+
+    /// Records attempts on the store's thread, committed with every other record waiting.
+    async fn record(&self, jobs: Vec<AttemptJob>) -> Result<worker::Recorded> {
+        let (answer, answered) = oneshot::channel();
+        self.jobs
+            .send(Job::Record(jobs, answer))
+            .map_err(|_| Error::StoreWorker)?;
+        answered.await.map_err(|_| Error::StoreWorker)
+    }
+}
+
+/// Runs `f` in an immediate (write-locking) transaction: committed if it succeeds, rolled
+/// back if it or the commit fails. `BEGIN` and `COMMIT` are cached statements: rusqlite's
+/// `Transaction` parses them on every call, which showed in profiles of the dispatcher.
+pub(super) fn immediate<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    if !conn.is_autocommit() {
+        // A transaction left open by a call that panicked.
+        conn.execute_batch("ROLLBACK")?;
+    }
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let out = f(conn).and_then(|v| {
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(v)
+    });
+    if out.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    out
 }
 
 fn configure(conn: &mut Connection) -> Result<()> {
@@ -294,6 +332,11 @@ pub fn enqueue_in_transaction(
     message: &NewMessage,
     now: DateTime<Utc>,
 ) -> Result<Enqueued> {
+    enqueue_on(tx, message, now)
+}
+
+/// [`enqueue_in_transaction`] on a connection inside a transaction.
+fn enqueue_on(tx: &Connection, message: &NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
     let now = millis(now);
     let existing = tx
         .query_row(
@@ -390,11 +433,12 @@ pub(super) fn record_one(tx: &Connection, job: &AttemptJob) -> Result<Option<Dat
     .execute(params![seq, status.as_str(), due.map(ms)])?;
     tx.prepare_cached(
         "INSERT INTO webhooks_attempts
-         (delivery_id, attempted_at, status, latency_ms, response_body, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         (delivery_id, delivery_seq, attempted_at, status, latency_ms, response_body, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         id,
+        seq,
         ms(attempt.at),
         attempt.status,
         i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
@@ -420,7 +464,7 @@ pub(super) fn record_one(tx: &Connection, job: &AttemptJob) -> Result<Option<Dat
 ///
 /// Each endpoint is read (and its keys parsed) once per claim, not once per delivery, and
 /// the lease is written by rowid.
-fn claim_in(tx: &Transaction<'_>, now: i64, limit: i64, until: i64) -> Result<Vec<DueDelivery>> {
+fn claim_in(tx: &Connection, now: i64, limit: i64, until: i64) -> Result<Vec<DueDelivery>> {
     let rows = {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT d.seq, {DELIVERY_COLUMNS}, {MESSAGE_COLUMNS}
@@ -547,13 +591,8 @@ impl WebhookStore for SqliteWebhookStore {
     }
 
     async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = enqueue_in_transaction(&tx, &message, now)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
+        self.run(move |c| immediate(c, |tx| enqueue_on(tx, &message, now)))
+            .await
     }
 
     async fn message(&self, id: &MessageId) -> Result<Message> {
@@ -599,7 +638,9 @@ impl WebhookStore for SqliteWebhookStore {
         self.run(move |c| {
             let mut stmt = c.prepare(
                 "SELECT attempted_at, status, latency_ms, response_body, error
-                 FROM webhooks_attempts WHERE delivery_id = ?1 ORDER BY seq",
+                 FROM webhooks_attempts WHERE delivery_seq =
+                   (SELECT seq FROM webhooks_deliveries WHERE id = ?1)
+                 ORDER BY seq",
             )?;
             let rows = stmt.query_map([delivery.to_string()], |r| {
                 Ok(Attempt {
@@ -623,13 +664,8 @@ impl WebhookStore for SqliteWebhookStore {
     ) -> Result<Vec<DueDelivery>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let due = claim_in(&tx, ms(now), limit, ms(until))?;
-            tx.commit()?;
-            Ok(due)
-        })
-        .await
+        self.run(move |c| immediate(c, |tx| claim_in(tx, ms(now), limit, ms(until))))
+            .await
     }
 
     async fn record_attempt(
@@ -638,16 +674,34 @@ impl WebhookStore for SqliteWebhookStore {
         attempt: Attempt,
         next: Next,
     ) -> Result<Option<DateTime<Utc>>> {
-        self.batch
-            .record(
-                &self.conn,
-                AttemptJob {
-                    delivery,
-                    attempt,
-                    next,
-                },
-            )
-            .await
+        let job = AttemptJob {
+            delivery,
+            attempt,
+            next,
+        };
+        self.record(vec![job])
+            .await?
+            .pop()
+            .unwrap_or(Err(Error::StoreWorker))
+    }
+
+    async fn record_attempts(
+        &self,
+        attempts: Vec<(DeliveryId, Attempt, Next)>,
+    ) -> Vec<Result<Option<DateTime<Utc>>>> {
+        let n = attempts.len();
+        let jobs = attempts
+            .into_iter()
+            .map(|(delivery, attempt, next)| AttemptJob {
+                delivery,
+                attempt,
+                next,
+            })
+            .collect();
+        match self.record(jobs).await {
+            Ok(results) => results,
+            Err(_) => (0..n).map(|_| Err(Error::StoreWorker)).collect(),
+        }
     }
 
     async fn postpone(&self, delivery: DeliveryId, at: DateTime<Utc>) -> Result<()> {
@@ -680,22 +734,22 @@ impl WebhookStore for SqliteWebhookStore {
     async fn delete_endpoint(&self, id: EndpointId) -> Result<()> {
         self.run(move |c| {
             let id = id.to_string();
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "DELETE FROM webhooks_attempts WHERE delivery_id IN
-                 (SELECT id FROM webhooks_deliveries WHERE endpoint_id = ?1)",
-                [&id],
-            )?;
-            tx.execute(
-                "DELETE FROM webhooks_deliveries WHERE endpoint_id = ?1",
-                [&id],
-            )?;
-            let n = tx.execute("DELETE FROM webhooks_endpoints WHERE id = ?1", [&id])?;
-            if n == 0 {
-                return Err(Error::NotFound(ObjectKind::Endpoint));
-            }
-            tx.commit()?;
-            Ok(())
+            immediate(c, |tx| {
+                tx.execute(
+                    "DELETE FROM webhooks_attempts WHERE delivery_seq IN
+                 (SELECT seq FROM webhooks_deliveries WHERE endpoint_id = ?1)",
+                    [&id],
+                )?;
+                tx.execute(
+                    "DELETE FROM webhooks_deliveries WHERE endpoint_id = ?1",
+                    [&id],
+                )?;
+                let n = tx.execute("DELETE FROM webhooks_endpoints WHERE id = ?1", [&id])?;
+                if n == 0 {
+                    return Err(Error::NotFound(ObjectKind::Endpoint));
+                }
+                Ok(())
+            })
         })
         .await
     }
