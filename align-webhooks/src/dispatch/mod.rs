@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use schedule::{RetrySchedule, ScheduleParseError};
@@ -32,8 +32,12 @@ const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 /// delivery would bound a single delivery stream by the store's commit rate.
 const BATCH_CLAIM: usize = 64;
 
+/// [`Dispatcher::run`] keeps up to `max(4 × concurrency, CLAIM_AHEAD)` deliveries claimed
+/// ahead of the attempts, claiming again when half of them have been sent.
+const CLAIM_AHEAD: usize = 128;
+
 /// Outcomes are recorded in groups of at least this many (one SQLite commit each)...
-const RECORD_GROUP: usize = 32;
+const RECORD_GROUP: usize = 64;
 
 /// ... or after this long, whichever comes first: an outcome waits at most this long in
 /// memory before its write starts. (A crash loses at most the wait: those deliveries are
@@ -188,8 +192,7 @@ impl Dispatcher {
         let claimed_at = Instant::now();
         let claimed = self.claim(BATCH_CLAIM.max(self.batch_limit())).await?;
         let n = claimed.len();
-        let (outcomes, received) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record_in_groups(Arc::clone(&self.inner), received));
+        let recorder = Recorder::new(Arc::clone(&self.inner));
         // Past the first wave, an attempt may start only while its lease still covers it:
         // the attempt timeout plus the longest throttle wait.
         let budget = self.inner.config.attempt_timeout + MAX_THROTTLE_WAIT;
@@ -208,31 +211,24 @@ impl Dispatcher {
                 }
                 continue;
             }
-            self.spawn_delivery(&mut tasks, due, permit, Some(outcomes.clone()));
+            self.spawn_delivery(&mut tasks, due, permit, recorder.clone());
         }
-        drop(outcomes);
         while let Some(joined) = tasks.join_next().await {
             if let Ok(Err(e)) = joined {
                 first_error.get_or_insert(e);
             }
         }
-        match recorder.await {
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(_) => {
-                first_error.get_or_insert(crate::error::Error::StoreWorker);
-            }
-            Ok(Ok(())) => {}
+        if let Err(e) = recorder.finish().await {
+            first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(n), Err)
     }
 
     /// Runs until `shutdown` completes, sleeping `poll_interval` when nothing is due.
     ///
-    /// Claims ahead: when fewer than `concurrency` claimed deliveries are waiting, the next
-    /// claim (up to `max(4 × concurrency, 64)`) starts while the current ones are sent, so
-    /// requests never wait on the store. (Only when the lease leaves room: a delivery that
+    /// Claims ahead: it keeps up to `max(4 × concurrency, 128)` claimed deliveries waiting
+    /// for a slot, and claims again when half of them have been sent, so requests never wait
+    /// on the store. (Only when the lease leaves room: a delivery that
     /// waits in memory must still start its attempt before the lease ends, see
     /// [`DispatcherConfig::lease`]; otherwise it claims as many as there are free slots.)
     /// Outcomes are recorded in groups, at most a few milliseconds after they arrive.
@@ -246,8 +242,8 @@ impl Dispatcher {
         let concurrency = config.concurrency.max(1);
         let budget = config.attempt_timeout + MAX_THROTTLE_WAIT;
         let ahead = config.lease > budget;
-        let (outcomes, received) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record_in_groups(Arc::clone(inner), received));
+        let ahead_target = (4 * concurrency).max(CLAIM_AHEAD);
+        let recorder = Recorder::new(Arc::clone(inner));
         let mut tasks = JoinSet::new();
         // Claimed, not yet sent, with the time of their claim.
         let mut queue: VecDeque<(DueDelivery, Instant)> = VecDeque::new();
@@ -258,8 +254,10 @@ impl Dispatcher {
             while tasks.try_join_next().is_some() {}
             if claiming.is_none() && idle_until.is_none() {
                 let want = if ahead {
-                    if queue.len() < concurrency {
-                        self.batch_limit().max(BATCH_CLAIM) - queue.len()
+                    // Refill to `ahead_target` once half of it has gone: claims stay large
+                    // (one commit each) and the next one is back before the queue is empty.
+                    if queue.len() < ahead_target / 2 {
+                        ahead_target - queue.len()
                     } else {
                         0
                     }
@@ -313,7 +311,7 @@ impl Dispatcher {
                         });
                         continue;
                     }
-                    self.spawn_delivery(&mut tasks, due, permit, Some(outcomes.clone()));
+                    self.spawn_delivery(&mut tasks, due, permit, recorder.clone());
                 }
                 () = async {
                     match idle_until {
@@ -340,8 +338,8 @@ impl Dispatcher {
             let _ = inner.store.postpone(due.delivery.id, now).await;
         }
         while tasks.join_next().await.is_some() {}
-        drop(outcomes);
-        let _ = recorder.await;
+        // Errors were the store's: those deliveries stay leased and are sent again later.
+        let _ = recorder.finish().await;
         Ok(())
     }
 
@@ -362,32 +360,24 @@ impl Dispatcher {
             .await
     }
 
-    /// Sends `due` while holding `permit`, then records the outcome without it: the permit
-    /// bounds requests in flight, and releasing it before the store write lets the next
-    /// request overlap this one's write. With `batch`, the outcome goes there to be recorded
-    /// with others instead.
+    /// Sends `due` while holding `permit`, then hands the outcome to `recorder` without it:
+    /// the permit bounds requests in flight, and the next request need not wait for this
+    /// one's write.
     fn spawn_delivery(
         &self,
         tasks: &mut JoinSet<Result<()>>,
         due: DueDelivery,
         permit: OwnedSemaphorePermit,
-        batch: Option<mpsc::UnboundedSender<Outcome>>,
+        recorder: Recorder,
     ) {
         let inner = Arc::clone(&self.inner);
         tasks.spawn(async move {
             let sent = inner.attempt(due).await;
             drop(permit);
-            let Some(outcome) = sent? else {
-                return Ok(());
-            };
-            match batch {
-                Some(batch) => match batch.send(outcome) {
-                    Ok(()) => Ok(()),
-                    // The recorder is gone (it failed): record this one alone.
-                    Err(mpsc::error::SendError(outcome)) => inner.record(outcome).await,
-                },
-                None => inner.record(outcome).await,
+            if let Some(outcome) = sent? {
+                recorder.push(outcome);
             }
+            Ok(())
         });
     }
 
@@ -404,56 +394,99 @@ impl Dispatcher {
     }
 }
 
-/// Records outcomes as they arrive: [`RECORD_GROUP`] at a time, or whatever has arrived
-/// once the first of them has waited [`RECORD_DELAY`], and the rest when the channel closes.
-/// A group goes to the store in one call, which the SQLite store commits in one transaction.
-async fn record_in_groups(
+/// Records outcomes in groups: [`RECORD_GROUP`] at a time, or whatever has arrived once the
+/// first of them has waited [`RECORD_DELAY`], and the rest at [`Recorder::finish`]. A group
+/// goes to the store in one call, which the SQLite store commits in one transaction.
+///
+/// Attempt tasks hand their outcomes over through a shared buffer rather than a channel to
+/// a recording task: nothing is woken per outcome, only once per group.
+#[derive(Clone)]
+struct Recorder {
+    shared: Arc<RecorderShared>,
+}
+
+struct RecorderShared {
     inner: Arc<Inner>,
-    mut outcomes: mpsc::UnboundedReceiver<Outcome>,
-) -> Result<()> {
-    let group = inner.config.concurrency.max(RECORD_GROUP);
-    let mut writes = JoinSet::new();
-    let mut held = Vec::with_capacity(group);
-    let mut deadline = None;
-    let mut first_error = None;
-    loop {
-        let more = tokio::select! {
-            more = outcomes.recv() => more,
-            () = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+    group: usize,
+    state: std::sync::Mutex<RecorderState>,
+}
+
+#[derive(Default)]
+struct RecorderState {
+    held: Vec<Outcome>,
+    /// Counts flushes, so a timer armed for an earlier group does not cut a later one short.
+    flushes: u64,
+    writes: JoinSet<Result<()>>,
+    first_error: Option<crate::error::Error>,
+}
+
+impl Recorder {
+    fn new(inner: Arc<Inner>) -> Self {
+        let group = inner.config.concurrency.max(RECORD_GROUP);
+        Self {
+            shared: Arc::new(RecorderShared {
+                inner,
+                group,
+                state: std::sync::Mutex::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecorderState> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Holds `outcome` for the next group write; starts the write when the group is full,
+    /// and arms the group's timer when it is the first.
+    fn push(&self, outcome: Outcome) {
+        let mut state = self.lock();
+        state.held.push(outcome);
+        if state.held.len() >= self.shared.group {
+            self.flush(&mut state);
+        } else if state.held.len() == 1 {
+            let flushes = state.flushes;
+            let recorder = self.clone();
+            drop(tokio::spawn(async move {
+                tokio::time::sleep(RECORD_DELAY).await;
+                let mut state = recorder.lock();
+                if state.flushes == flushes {
+                    recorder.flush(&mut state);
                 }
-            }, if deadline.is_some() => {
-                deadline = None;
-                let inner = Arc::clone(&inner);
-                let batch = std::mem::take(&mut held);
-                writes.spawn(async move { inner.record_all(batch).await });
-                continue;
-            }
+            }));
+        }
+    }
+
+    fn flush(&self, state: &mut RecorderState) {
+        state.flushes += 1;
+        while let Some(joined) = state.writes.try_join_next() {
+            note_write(joined, &mut state.first_error);
+        }
+        if state.held.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut state.held, Vec::with_capacity(self.shared.group));
+        let inner = Arc::clone(&self.shared.inner);
+        state
+            .writes
+            .spawn(async move { inner.record_all(batch).await });
+    }
+
+    /// Writes what is held and waits for every write; returns the first error.
+    async fn finish(&self) -> Result<()> {
+        let mut writes = {
+            let mut state = self.lock();
+            self.flush(&mut state);
+            std::mem::take(&mut state.writes)
         };
-        let closed = more.is_none();
-        if let Some(outcome) = more {
-            held.push(outcome);
-            deadline.get_or_insert_with(|| tokio::time::Instant::now() + RECORD_DELAY);
-        }
-        if !held.is_empty() && (held.len() >= group || closed) {
-            deadline = None;
-            let inner = Arc::clone(&inner);
-            let batch = std::mem::replace(&mut held, Vec::with_capacity(group));
-            writes.spawn(async move { inner.record_all(batch).await });
-        }
-        while let Some(joined) = writes.try_join_next() {
+        let mut first_error = self.lock().first_error.take();
+        while let Some(joined) = writes.join_next().await {
             note_write(joined, &mut first_error);
         }
-        if closed {
-            break;
-        }
+        first_error.map_or(Ok(()), Err)
     }
-    while let Some(joined) = writes.join_next().await {
-        note_write(joined, &mut first_error);
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 /// Keeps the first error of a group write.
@@ -588,21 +621,9 @@ impl Inner {
         }))
     }
 
-    /// Records an attempt, then disables the endpoint if it answered 410 or has been failing
-    /// for too long.
-    async fn record(&self, outcome: Outcome) -> Result<()> {
-        let Outcome {
-            delivery,
-            attempt,
-            next,
-            after,
-        } = outcome;
-        let failing_since = self.store.record_attempt(delivery, attempt, next).await?;
-        self.after_record(&after, failing_since).await
-    }
-
-    /// [`Inner::record`] for a group: the attempts go to the store in one call. Returns the
-    /// first error; the other outcomes are still handled.
+    /// Records a group of attempts (in one store call), then disables any endpoint that
+    /// answered 410 or has been failing for too long. Returns the first error; the other
+    /// outcomes are still handled.
     async fn record_all(&self, outcomes: Vec<Outcome>) -> Result<()> {
         let (attempts, afters): (Vec<_>, Vec<_>) = outcomes
             .into_iter()

@@ -4,9 +4,9 @@
 //! blocking pool (one `spawn_blocking` per call) cost a task, a queue and often a thread
 //! hand-over, 30–50 µs a round trip on a loaded machine. It also makes group commit
 //! natural: the worker takes every call that is waiting when it wakes, and all the attempt
-//! records among them share one transaction (each in its own savepoint, so one bad record
-//! cannot undo the others). A caller is answered only after the commit, so an answer always
-//! means "durably recorded".
+//! records among them share one transaction (an unknown delivery fails alone, before
+//! writing anything; a failed write fails the round). A caller is answered only after the
+//! commit, so an answer always means "durably recorded".
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::sqlite::{immediate, record_one};
+use super::sqlite::{EndpointStates, immediate, record_one};
 use crate::error::{Error, Result};
 use crate::model::{Attempt, DeliveryId, Next};
 
@@ -97,9 +97,14 @@ fn commit_records(
 ) {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         immediate(conn, |c| {
+            let mut endpoints = EndpointStates::new();
             waiting
                 .iter()
-                .map(|(jobs, _)| jobs.iter().map(|job| record_in_savepoint(c, job)).collect())
+                .map(|(jobs, _)| {
+                    jobs.iter()
+                        .map(|job| record_one(c, job, &mut endpoints))
+                        .collect()
+                })
                 .collect::<Result<Vec<Recorded>>>()
         })
     }));
@@ -122,17 +127,4 @@ fn commit_records(
         // Dropping the answers tells the callers (`StoreWorker`).
         Err(_) => waiting.clear(),
     }
-}
-
-/// Records one attempt in its own savepoint: its writes are undone if it fails, the others'
-/// are kept. The outer error is for the savepoint statements themselves (which fail only
-/// when the transaction is lost), the inner one for the attempt.
-fn record_in_savepoint(c: &Connection, job: &AttemptJob) -> Result<Result<Option<DateTime<Utc>>>> {
-    c.prepare_cached("SAVEPOINT attempt")?.execute([])?;
-    let result = record_one(c, job);
-    if result.is_err() {
-        c.prepare_cached("ROLLBACK TO attempt")?.execute([])?;
-    }
-    c.prepare_cached("RELEASE attempt")?.execute([])?;
-    Ok(result)
 }
