@@ -3,6 +3,7 @@
 
 mod client;
 mod schedule;
+mod targets;
 mod throttle;
 
 use std::collections::VecDeque;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use schedule::{RetrySchedule, ScheduleParseError};
@@ -22,6 +23,7 @@ use crate::model::{Attempt, DeliveryId, DueDelivery, EndpointId, NewMessage, Nex
 use crate::policy::{Resolver, SystemResolver, UrlPolicy};
 use crate::store::WebhookStore;
 use client::{HttpClient, Signed};
+use targets::Targets;
 use throttle::{Admission, Throttle};
 
 /// Longest a throttled attempt waits in memory (holding a concurrency permit) before it is put
@@ -145,6 +147,7 @@ struct Inner {
     client: HttpClient,
     throttle: Throttle,
     permits: Arc<Semaphore>,
+    targets: Targets,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -176,6 +179,7 @@ impl Dispatcher {
                 client,
                 throttle: Throttle::default(),
                 permits,
+                targets: Targets::default(),
             }),
         })
     }
@@ -226,12 +230,14 @@ impl Dispatcher {
 
     /// Runs until `shutdown` completes, sleeping `poll_interval` when nothing is due.
     ///
-    /// Claims ahead: it keeps up to `max(4 × concurrency, 128)` claimed deliveries waiting
-    /// for a slot, and claims again when half of them have been sent, so requests never wait
-    /// on the store. (Only when the lease leaves room: a delivery that
-    /// waits in memory must still start its attempt before the lease ends, see
-    /// [`DispatcherConfig::lease`]; otherwise it claims as many as there are free slots.)
-    /// Outcomes are recorded in groups, at most a few milliseconds after they arrive.
+    /// `concurrency` attempt loops take claimed deliveries from a shared queue, one after
+    /// the other (no task or wake-up per delivery), while this loop keeps the queue filled:
+    /// it keeps up to `max(4 × concurrency, 128)` deliveries claimed ahead and claims again
+    /// when half of them have been taken, so attempts never wait on the store. (Only when the
+    /// lease leaves room: a delivery that waits in memory must still start its attempt before
+    /// the lease ends, see [`DispatcherConfig::lease`]; otherwise it claims only as many as
+    /// there are idle attempt loops.) Outcomes are recorded in groups, at most a few
+    /// milliseconds after they arrive.
     ///
     /// On shutdown, claimed deliveries not yet sent are handed back (due at once), and
     /// in-flight attempts finish and are recorded before it returns.
@@ -242,26 +248,47 @@ impl Dispatcher {
         let concurrency = config.concurrency.max(1);
         let budget = config.attempt_timeout + MAX_THROTTLE_WAIT;
         let ahead = config.lease > budget;
-        let ahead_target = (4 * concurrency).max(CLAIM_AHEAD);
+        let target = if ahead {
+            (4 * concurrency).max(CLAIM_AHEAD)
+        } else {
+            concurrency
+        };
+        let feed = Arc::new(Feed {
+            queue: std::sync::Mutex::default(),
+            ready: Notify::new(),
+            low: Notify::new(),
+            low_water: if ahead { target / 2 } else { 1 },
+            closed: std::sync::atomic::AtomicBool::new(false),
+            ahead,
+        });
         let recorder = Recorder::new(Arc::clone(inner));
-        let mut tasks = JoinSet::new();
-        // Claimed, not yet sent, with the time of their claim.
-        let mut queue: VecDeque<(DueDelivery, Instant)> = VecDeque::new();
+        let mut loops = JoinSet::new();
+        for _ in 0..concurrency {
+            loops.spawn(attempt_loop(
+                Arc::clone(inner),
+                Arc::clone(&feed),
+                recorder.clone(),
+            ));
+        }
         let mut claiming: Option<JoinHandle<Result<Vec<DueDelivery>>>> = None;
         // After a claim that found nothing (or failed): no new claim before this.
         let mut idle_until: Option<tokio::time::Instant> = None;
+        // Whether the last claim found deliveries.
+        let mut flowing = false;
         loop {
-            while tasks.try_join_next().is_some() {}
             if claiming.is_none() && idle_until.is_none() {
+                let queued = feed.len();
                 let want = if ahead {
-                    // Refill to `ahead_target` once half of it has gone: claims stay large
-                    // (one commit each) and the next one is back before the queue is empty.
-                    if queue.len() < ahead_target / 2 {
-                        ahead_target - queue.len()
-                    } else {
+                    if queued >= feed.low_water {
                         0
+                    } else if flowing {
+                        target - queued
+                    } else {
+                        // The first claim of a burst is small, so the first attempts start
+                        // sooner; the next one, right behind it, fills the queue.
+                        (target - queued).min((2 * concurrency).max(16))
                     }
-                } else if queue.is_empty() {
+                } else if queued == 0 {
                     inner.permits.available_permits()
                 } else {
                     0
@@ -276,6 +303,9 @@ impl Dispatcher {
                     }));
                 }
             }
+            // Registered before the branches are polled, so a worker's wake-up between the
+            // check above and the wait below is not lost.
+            let low = feed.low.notified();
             tokio::select! {
                 () = &mut shutdown => break,
                 claimed = async {
@@ -288,30 +318,15 @@ impl Dispatcher {
                     // A store error (busy database) is retried after the poll interval.
                     match claimed {
                         Ok(Ok(due)) if !due.is_empty() => {
-                            let at = Instant::now();
-                            queue.extend(due.into_iter().map(|d| (d, at)));
+                            flowing = true;
+                            feed.push(due);
                         }
                         _ => {
+                            flowing = false;
                             idle_until =
                                 Some(tokio::time::Instant::now() + config.poll_interval);
                         }
                     }
-                }
-                permit = Arc::clone(&inner.permits).acquire_owned(), if !queue.is_empty() => {
-                    let Ok(permit) = permit else { break };
-                    let Some((due, claimed_at)) = queue.pop_front() else { continue };
-                    if ahead && claimed_at.elapsed() + budget >= config.lease {
-                        // It waited so long that its lease could end mid-attempt: hand it
-                        // back, due at once. (Without claiming ahead, a claim takes only
-                        // as many as there are free slots, and they start at once.)
-                        drop(permit);
-                        let store = Arc::clone(&inner.store);
-                        tasks.spawn(async move {
-                            store.postpone(due.delivery.id, Utc::now()).await
-                        });
-                        continue;
-                    }
-                    self.spawn_delivery(&mut tasks, due, permit, recorder.clone());
                 }
                 () = async {
                     match idle_until {
@@ -321,23 +336,27 @@ impl Dispatcher {
                 }, if idle_until.is_some() => {
                     idle_until = None;
                 }
-                // A finished attempt freed a slot: claim again if nothing is waiting.
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                // An attempt loop took the queue below its low-water mark (or found it
+                // empty): claim again.
+                () = low => {}
             }
         }
+        feed.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        feed.ready.notify_waiters();
         // Hand back what was claimed but not sent (a claim still running included).
+        let mut unsent = feed.take_all();
         if let Some(claim) = claiming {
             if let Ok(Ok(due)) = claim.await {
-                let at = Instant::now();
-                queue.extend(due.into_iter().map(|d| (d, at)));
+                unsent.extend(due);
             }
         }
         let now = Utc::now();
-        for (due, _) in queue {
+        for due in unsent {
             // A failure leaves the delivery leased: it is sent once the lease ends.
             let _ = inner.store.postpone(due.delivery.id, now).await;
         }
-        while tasks.join_next().await.is_some() {}
+        while loops.join_next().await.is_some() {}
         // Errors were the store's: those deliveries stay leased and are sent again later.
         let _ = recorder.finish().await;
         Ok(())
@@ -372,7 +391,9 @@ impl Dispatcher {
     ) {
         let inner = Arc::clone(&self.inner);
         tasks.spawn(async move {
-            let sent = inner.attempt(due).await;
+            let deadline = tokio::time::sleep(inner.config.attempt_timeout);
+            tokio::pin!(deadline);
+            let sent = inner.attempt(due, deadline).await;
             drop(permit);
             if let Some(outcome) = sent? {
                 recorder.push(outcome);
@@ -391,6 +412,92 @@ impl Dispatcher {
             .store
             .claim_due(Utc::now(), limit, self.inner.config.lease)
             .await
+    }
+}
+
+/// The claimed deliveries [`Dispatcher::run`]'s attempt loops take from.
+struct Feed {
+    /// Deliveries with the time they were claimed, oldest due first.
+    queue: std::sync::Mutex<VecDeque<(DueDelivery, Instant)>>,
+    /// Wakes attempt loops waiting for deliveries.
+    ready: Notify,
+    /// Wakes the claiming loop when the queue runs low.
+    low: Notify,
+    /// Below this many queued, the claiming loop claims again.
+    low_water: usize,
+    /// Set at shutdown: attempt loops stop once the queue is empty.
+    closed: std::sync::atomic::AtomicBool,
+    /// Whether deliveries wait in the queue (claimed ahead) and so need their lease checked.
+    ahead: bool,
+}
+
+impl Feed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(DueDelivery, Instant)>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn push(&self, due: Vec<DueDelivery>) {
+        let at = Instant::now();
+        self.lock().extend(due.into_iter().map(|d| (d, at)));
+        self.ready.notify_waiters();
+    }
+
+    /// The next delivery; wakes the claiming loop when this one takes the queue below its
+    /// low-water mark.
+    fn pop(&self) -> Option<(DueDelivery, Instant)> {
+        let mut queue = self.lock();
+        let next = queue.pop_front();
+        if next.is_some() && queue.len() + 1 == self.low_water {
+            self.low.notify_one();
+        }
+        next
+    }
+
+    fn take_all(&self) -> Vec<DueDelivery> {
+        self.lock().drain(..).map(|(d, _)| d).collect()
+    }
+}
+
+/// One of [`Dispatcher::run`]'s `concurrency` attempt loops: takes the next claimed
+/// delivery, sends it (holding a concurrency permit, shared with [`Dispatcher::run_once`]),
+/// hands the outcome to `recorder`, and goes on until the feed is closed and empty.
+async fn attempt_loop(inner: Arc<Inner>, feed: Arc<Feed>, recorder: Recorder) {
+    let budget = inner.config.attempt_timeout + MAX_THROTTLE_WAIT;
+    // One timer for every attempt of this loop, reset each time.
+    let deadline = tokio::time::sleep(inner.config.attempt_timeout);
+    tokio::pin!(deadline);
+    loop {
+        // Registered before looking, so a push between the look and the wait wakes it.
+        let ready = feed.ready.notified();
+        let Some((due, claimed_at)) = feed.pop() else {
+            if feed.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            feed.low.notify_one();
+            ready.await;
+            continue;
+        };
+        if feed.ahead && claimed_at.elapsed() + budget >= inner.config.lease {
+            // It waited so long that its lease could end mid-attempt: hand it back, due at
+            // once. (A failure leaves it leased: it is sent when the lease ends.)
+            let _ = inner.store.postpone(due.delivery.id, Utc::now()).await;
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else {
+            return;
+        };
+        // An error is the store's (postponing a throttled delivery): it stays leased and is
+        // sent again when the lease ends.
+        if let Ok(Some(outcome)) = inner.attempt(due, deadline.as_mut()).await {
+            recorder.push(outcome);
+        }
+        drop(permit);
     }
 }
 
@@ -524,7 +631,11 @@ struct AfterRecord {
 impl Inner {
     /// Sends one delivery (after the throughput cap allows it). `None` when the cap put it
     /// back in the store instead.
-    async fn attempt(&self, due: DueDelivery) -> Result<Option<Outcome>> {
+    async fn attempt(
+        &self,
+        due: DueDelivery,
+        deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> Result<Option<Outcome>> {
         let DueDelivery {
             delivery,
             message,
@@ -552,19 +663,18 @@ impl Inner {
         }
         let now = Utc::now();
         let timestamp = now.timestamp();
-        let response = match self
-            .config
-            .url_policy
-            .check_url(&endpoint.url, endpoint.environment)
-        {
+        let target = self
+            .targets
+            .get(&self.config.url_policy, &endpoint.url, endpoint.environment);
+        let response = match target {
             Err(refused) => client::Response {
                 status: None,
                 retry_after: None,
                 body: None,
-                error: Some(refused.to_string()),
+                error: Some(refused),
                 latency: Duration::ZERO,
             },
-            Ok(_) => {
+            Ok(uri) => {
                 let signature = endpoint.secrets.signature_header(
                     &message.id.0,
                     timestamp,
@@ -572,13 +682,13 @@ impl Inner {
                     now,
                 );
                 let signed = Signed {
-                    url: &endpoint.url,
+                    uri,
                     id: &message.id.0,
                     timestamp,
                     signature,
                     body: Bytes::from(message.payload),
                 };
-                client::send(&self.client, signed, self.config.attempt_timeout).await
+                client::send(&self.client, signed, self.config.attempt_timeout, deadline).await
             }
         };
         let attempts = delivery.attempts.saturating_add(1);

@@ -8,6 +8,7 @@
 //! writing anything; a failed write fails the round). A caller is answered only after the
 //! commit, so an answer always means "durably recorded".
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 
@@ -29,10 +30,20 @@ pub(super) struct AttemptJob {
 /// The endpoint's `failing_since` after each attempt, in order (or why that one failed).
 pub(super) type Recorded = Vec<Result<Option<DateTime<Utc>>>>;
 
+/// Deliveries claimed and not yet recorded: delivery id → (rowid, endpoint id). A record
+/// finds its row here instead of searching the id index (the delivery's rowid and endpoint
+/// never change; a row deleted meanwhile is noticed by the update touching nothing).
+pub(super) type Claimed = HashMap<DeliveryId, (i64, String)>;
+
+/// Most entries [`Claimed`] keeps: deliveries claimed but never recorded (handed back,
+/// or their endpoint deleted) would otherwise stay; past this it starts over, and records
+/// search the index again.
+const MAX_CLAIMED: usize = 100_000;
+
 /// A call for the worker.
 pub(super) enum Job {
     /// Any work on the connection; the closure sends its own answer.
-    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+    Run(Box<dyn FnOnce(&mut Connection, &mut Claimed) + Send>),
     /// Attempts to record, committed with every other record waiting.
     Record(Vec<AttemptJob>, oneshot::Sender<Recorded>),
 }
@@ -66,6 +77,7 @@ pub(super) async fn start(
 /// Runs calls until every sender is gone (the store and its clones were dropped).
 fn serve(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
     let mut records: Vec<(Vec<AttemptJob>, oneshot::Sender<Recorded>)> = Vec::new();
+    let mut claimed = Claimed::new();
     while let Ok(first) = queue.recv() {
         let mut next = Some(first);
         let mut taken = 0;
@@ -74,7 +86,9 @@ fn serve(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
                 // A panic drops the closure's answer sender, which its caller sees as
                 // `StoreWorker`; the worker goes on (an open transaction was rolled back by
                 // rusqlite's guard, or is rolled back by the next `immediate`).
-                Job::Run(f) => drop(catch_unwind(AssertUnwindSafe(|| f(&mut conn)))),
+                Job::Run(f) => drop(catch_unwind(AssertUnwindSafe(|| {
+                    f(&mut conn, &mut claimed)
+                }))),
                 Job::Record(jobs, answer) => records.push((jobs, answer)),
             }
             taken += 1;
@@ -85,7 +99,10 @@ fn serve(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
             };
         }
         if !records.is_empty() {
-            commit_records(&mut conn, &mut records);
+            commit_records(&mut conn, &mut records, &mut claimed);
+        }
+        if claimed.len() > MAX_CLAIMED {
+            claimed.clear();
         }
     }
 }
@@ -94,6 +111,7 @@ fn serve(mut conn: Connection, queue: &mpsc::Receiver<Job>) {
 fn commit_records(
     conn: &mut Connection,
     waiting: &mut Vec<(Vec<AttemptJob>, oneshot::Sender<Recorded>)>,
+    claimed: &mut Claimed,
 ) {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         immediate(conn, |c| {
@@ -102,7 +120,9 @@ fn commit_records(
                 .iter()
                 .map(|(jobs, _)| {
                     jobs.iter()
-                        .map(|job| record_one(c, job, &mut endpoints))
+                        .map(|job| {
+                            record_one(c, job, claimed.remove(&job.delivery), &mut endpoints)
+                        })
                         .collect()
                 })
                 .collect::<Result<Vec<Recorded>>>()
