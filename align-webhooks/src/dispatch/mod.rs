@@ -35,10 +35,13 @@ const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 const BATCH_CLAIM: usize = 64;
 
 /// [`Dispatcher::run`] keeps up to `max(4 × concurrency, CLAIM_AHEAD)` deliveries claimed
-/// ahead of the attempts, claiming again when half of them have been sent.
+/// ahead of the attempts, claiming again when half of them have been taken. Claims are
+/// commits too: large ones keep their number per delivery low.
 const CLAIM_AHEAD: usize = 128;
 
-/// Outcomes are recorded in groups of at least this many (one SQLite commit each)...
+/// Outcomes are recorded in groups of `max(concurrency, RECORD_GROUP)` (one SQLite commit
+/// each: a commit's cost is mostly per page written, and a group rewrites about as many
+/// pages as a single record)...
 const RECORD_GROUP: usize = 64;
 
 /// ... or after this long, whichever comes first: an outcome waits at most this long in
@@ -191,7 +194,8 @@ impl Dispatcher {
     /// A claimed delivery whose lease could run out before its attempt ends (slow endpoints
     /// ahead of it in the batch) is handed back to the store unsent, due at once, so no
     /// other dispatcher can claim it while it is in flight. Outcomes are recorded in groups of
-    /// `max(concurrency, 16)`, which the SQLite store commits together.
+    /// `max(concurrency, 64)` (or what has arrived 5 ms after the first of a group), which the
+    /// SQLite store commits together.
     pub async fn run_once(&self) -> Result<usize> {
         let claimed_at = Instant::now();
         let claimed = self.claim(BATCH_CLAIM.max(self.batch_limit())).await?;
@@ -273,20 +277,20 @@ impl Dispatcher {
         let mut claiming: Option<JoinHandle<Result<Vec<DueDelivery>>>> = None;
         // After a claim that found nothing (or failed): no new claim before this.
         let mut idle_until: Option<tokio::time::Instant> = None;
-        // Whether the last claim found deliveries.
-        let mut flowing = false;
+        // The most the next claim takes (see below).
+        let first_claim = (2 * concurrency).max(16).min(target);
+        let mut burst = first_claim;
         loop {
             if claiming.is_none() && idle_until.is_none() {
                 let queued = feed.len();
                 let want = if ahead {
                     if queued >= feed.low_water {
                         0
-                    } else if flowing {
-                        target - queued
                     } else {
-                        // The first claim of a burst is small, so the first attempts start
-                        // sooner; the next one, right behind it, fills the queue.
-                        (target - queued).min((2 * concurrency).max(16))
+                        // A burst starts with a small claim, so the first attempts start
+                        // sooner; each next claim (while the last one's deliveries are being
+                        // sent) may be twice as large, up to the target.
+                        (target - queued).min(burst)
                     }
                 } else if queued == 0 {
                     inner.permits.available_permits()
@@ -318,11 +322,11 @@ impl Dispatcher {
                     // A store error (busy database) is retried after the poll interval.
                     match claimed {
                         Ok(Ok(due)) if !due.is_empty() => {
-                            flowing = true;
+                            burst = (burst * 2).min(target);
                             feed.push(due);
                         }
                         _ => {
-                            flowing = false;
+                            burst = first_claim;
                             idle_until =
                                 Some(tokio::time::Instant::now() + config.poll_interval);
                         }

@@ -487,8 +487,9 @@ pub(super) type EndpointStates = HashMap<String, (i64, Option<i64>)>;
 /// unknown delivery); the outer one is a failed write, after which the transaction must be
 /// rolled back. So attempts recorded together need no savepoint each.
 ///
-/// The delivery is moved on and its rowid and endpoint read back in one statement; the
-/// endpoint row is read once per round (`endpoints`) and written only when
+/// `known` is the delivery's rowid and endpoint when the claim that handed it out is still
+/// remembered (see `worker::Claimed`); otherwise the id index finds them. Rows are written by
+/// rowid. The endpoint row is read once per round (`endpoints`) and written only when
 /// `failing_since` changes: after a success on a healthy endpoint (the usual case) it is
 /// only read, so a commit does not rewrite its page.
 pub(super) fn record_one(

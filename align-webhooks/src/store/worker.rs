@@ -40,10 +40,13 @@ pub(super) type Claimed = HashMap<DeliveryId, (i64, String)>;
 /// search the index again.
 const MAX_CLAIMED: usize = 100_000;
 
+/// Work on the connection; the closure sends its own answer.
+pub(super) type Work = Box<dyn FnOnce(&mut Connection, &mut Claimed) + Send>;
+
 /// A call for the worker.
 pub(super) enum Job {
-    /// Any work on the connection; the closure sends its own answer.
-    Run(Box<dyn FnOnce(&mut Connection, &mut Claimed) + Send>),
+    /// Any work on the connection.
+    Run(Work),
     /// Attempts to record, committed with every other record waiting.
     Record(Vec<AttemptJob>, oneshot::Sender<Recorded>),
 }
