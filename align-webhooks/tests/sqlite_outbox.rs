@@ -80,7 +80,7 @@ async fn the_outbox_survives_reopening_with_ids_unchanged() {
         (ep, out)
     };
     let store = SqliteWebhookStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let due = store
         .claim_due(Utc::now(), 10, std::time::Duration::ZERO)
         .await

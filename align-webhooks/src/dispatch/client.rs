@@ -95,16 +95,28 @@ pub(crate) struct Response {
 
 /// The signed headers of one attempt.
 pub(crate) struct Signed<'a> {
-    pub(crate) url: &'a str,
+    pub(crate) uri: http::Uri,
     pub(crate) id: &'a str,
     pub(crate) timestamp: i64,
     pub(crate) signature: String,
     pub(crate) body: Bytes,
 }
 
-pub(crate) async fn send(client: &HttpClient, req: Signed<'_>, timeout: Duration) -> Response {
+pub(crate) async fn send(
+    client: &HttpClient,
+    req: Signed<'_>,
+    timeout: Duration,
+    mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Response {
     let start = Instant::now();
-    let outcome = tokio::time::timeout(timeout, exchange(client, req)).await;
+    deadline
+        .as_mut()
+        .reset(tokio::time::Instant::from_std(start) + timeout);
+    let outcome = tokio::select! {
+        biased;
+        done = exchange(client, req) => Ok(done),
+        () = deadline => Err(()),
+    };
     let latency = start.elapsed();
     match outcome {
         Ok(Ok((status, retry_after, body))) => Response {
@@ -136,7 +148,7 @@ type Exchange =
 
 async fn exchange(client: &HttpClient, req: Signed<'_>) -> Exchange {
     let value = |s: &str| HeaderValue::from_str(s).map_err(|_| (None, "invalid header".to_owned()));
-    let request = Request::post(req.url)
+    let request = Request::post(req.uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(
             http::header::USER_AGENT,

@@ -3,16 +3,18 @@
 
 mod client;
 mod schedule;
+mod targets;
 mod throttle;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
 
 pub use schedule::{RetrySchedule, ScheduleParseError};
 
@@ -21,6 +23,7 @@ use crate::model::{Attempt, DeliveryId, DueDelivery, EndpointId, NewMessage, Nex
 use crate::policy::{Resolver, SystemResolver, UrlPolicy};
 use crate::store::WebhookStore;
 use client::{HttpClient, Signed};
+use targets::Targets;
 use throttle::{Admission, Throttle};
 
 /// Longest a throttled attempt waits in memory (holding a concurrency permit) before it is put
@@ -31,8 +34,20 @@ const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 /// delivery would bound a single delivery stream by the store's commit rate.
 const BATCH_CLAIM: usize = 64;
 
-/// [`Dispatcher::run_once`] records outcomes in groups of at least this many.
-const RECORD_GROUP: usize = 16;
+/// [`Dispatcher::run`] keeps up to `max(4 × concurrency, CLAIM_AHEAD)` deliveries claimed
+/// ahead of the attempts, claiming again when half of them have been taken. Claims are
+/// commits too: large ones keep their number per delivery low.
+const CLAIM_AHEAD: usize = 128;
+
+/// Outcomes are recorded in groups of `max(concurrency, RECORD_GROUP)` (one SQLite commit
+/// each: a commit's cost is mostly per page written, and a group rewrites about as many
+/// pages as a single record)...
+const RECORD_GROUP: usize = 64;
+
+/// ... or after this long, whichever comes first: an outcome waits at most this long in
+/// memory before its write starts. (A crash loses at most the wait: those deliveries are
+/// sent again when their lease ends, as in-flight ones are.)
+const RECORD_DELAY: Duration = Duration::from_millis(5);
 
 /// The event emitted when the dispatcher disables an endpoint.
 pub const ENDPOINT_DISABLED_EVENT: &str = "webhook_endpoint.disabled";
@@ -135,6 +150,7 @@ struct Inner {
     client: HttpClient,
     throttle: Throttle,
     permits: Arc<Semaphore>,
+    targets: Targets,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -166,6 +182,7 @@ impl Dispatcher {
                 client,
                 throttle: Throttle::default(),
                 permits,
+                targets: Targets::default(),
             }),
         })
     }
@@ -177,14 +194,13 @@ impl Dispatcher {
     /// A claimed delivery whose lease could run out before its attempt ends (slow endpoints
     /// ahead of it in the batch) is handed back to the store unsent, due at once, so no
     /// other dispatcher can claim it while it is in flight. Outcomes are recorded in groups of
-    /// `max(concurrency, 16)`, which the SQLite store commits together.
+    /// `max(concurrency, 64)` (or what has arrived 5 ms after the first of a group), which the
+    /// SQLite store commits together.
     pub async fn run_once(&self) -> Result<usize> {
         let claimed_at = Instant::now();
         let claimed = self.claim(BATCH_CLAIM.max(self.batch_limit())).await?;
         let n = claimed.len();
-        let (outcomes, received) = mpsc::unbounded_channel();
-        let group = self.inner.config.concurrency.max(RECORD_GROUP);
-        let recorder = tokio::spawn(record_in_groups(Arc::clone(&self.inner), received, group));
+        let recorder = Recorder::new(Arc::clone(&self.inner));
         // Past the first wave, an attempt may start only while its lease still covers it:
         // the attempt timeout plus the longest throttle wait.
         let budget = self.inner.config.attempt_timeout + MAX_THROTTLE_WAIT;
@@ -203,62 +219,150 @@ impl Dispatcher {
                 }
                 continue;
             }
-            self.spawn_delivery(&mut tasks, due, permit, Some(outcomes.clone()));
+            self.spawn_delivery(&mut tasks, due, permit, recorder.clone());
         }
-        drop(outcomes);
         while let Some(joined) = tasks.join_next().await {
             if let Ok(Err(e)) = joined {
                 first_error.get_or_insert(e);
             }
         }
-        match recorder.await {
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(_) => {
-                first_error.get_or_insert(crate::error::Error::StoreWorker);
-            }
-            Ok(Ok(())) => {}
+        if let Err(e) = recorder.finish().await {
+            first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(n), Err)
     }
 
-    /// Runs until `shutdown` completes: claims due deliveries as soon as permits free up,
-    /// sleeping `poll_interval` when nothing is due. In-flight attempts finish (and are
-    /// recorded) before it returns.
+    /// Runs until `shutdown` completes, sleeping `poll_interval` when nothing is due.
+    ///
+    /// `concurrency` attempt loops take claimed deliveries from a shared queue, one after
+    /// the other (no task or wake-up per delivery), while this loop keeps the queue filled:
+    /// it keeps up to `max(4 × concurrency, 128)` deliveries claimed ahead and claims again
+    /// when half of them have been taken, so attempts never wait on the store. (Only when the
+    /// lease leaves room: a delivery that waits in memory must still start its attempt before
+    /// the lease ends, see [`DispatcherConfig::lease`]; otherwise it claims only as many as
+    /// there are idle attempt loops.) Outcomes are recorded in groups, at most a few
+    /// milliseconds after they arrive.
+    ///
+    /// On shutdown, claimed deliveries not yet sent are handed back (due at once), and
+    /// in-flight attempts finish and are recorded before it returns.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
-        let mut tasks = JoinSet::new();
+        let inner = &self.inner;
+        let config = &inner.config;
+        let concurrency = config.concurrency.max(1);
+        let budget = config.attempt_timeout + MAX_THROTTLE_WAIT;
+        let ahead = config.lease > budget;
+        let target = if ahead {
+            (4 * concurrency).max(CLAIM_AHEAD)
+        } else {
+            concurrency
+        };
+        let feed = Arc::new(Feed {
+            queue: std::sync::Mutex::default(),
+            ready: Notify::new(),
+            low: Notify::new(),
+            low_water: if ahead { target / 2 } else { 1 },
+            closed: std::sync::atomic::AtomicBool::new(false),
+            ahead,
+        });
+        let recorder = Recorder::new(Arc::clone(inner));
+        let mut loops = JoinSet::new();
+        for _ in 0..concurrency {
+            loops.spawn(attempt_loop(
+                Arc::clone(inner),
+                Arc::clone(&feed),
+                recorder.clone(),
+            ));
+        }
+        let mut claiming: Option<JoinHandle<Result<Vec<DueDelivery>>>> = None;
+        // After a claim that found nothing (or failed): no new claim before this.
+        let mut idle_until: Option<tokio::time::Instant> = None;
+        // The most the next claim takes (see below).
+        let first_claim = (2 * concurrency).max(16).min(target);
+        let mut burst = first_claim;
         loop {
-            while tasks.try_join_next().is_some() {}
-            // Wait for a free permit (not a fixed pause), then take every other free one, so
-            // the claim is as large as what can be sent right away.
-            let first = tokio::select! {
-                () = &mut shutdown => break,
-                permit = Arc::clone(&self.inner.permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let mut permits = vec![first];
-            while let Ok(p) = Arc::clone(&self.inner.permits).try_acquire_owned() {
-                permits.push(p);
-            }
-            // A store error (busy database) is retried on the next turn.
-            let claimed = self.claim(permits.len()).await.unwrap_or_default();
-            let idle = claimed.is_empty();
-            for (due, permit) in claimed.into_iter().zip(permits.drain(..)) {
-                self.spawn_delivery(&mut tasks, due, permit, None);
-            }
-            drop(permits);
-            if idle {
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(self.inner.config.poll_interval) => {}
+            if claiming.is_none() && idle_until.is_none() {
+                let queued = feed.len();
+                let want = if ahead {
+                    if queued >= feed.low_water {
+                        0
+                    } else {
+                        // A burst starts with a small claim, so the first attempts start
+                        // sooner; each next claim (while the last one's deliveries are being
+                        // sent) may be twice as large, up to the target.
+                        (target - queued).min(burst)
+                    }
+                } else if queued == 0 {
+                    inner.permits.available_permits()
+                } else {
+                    0
+                };
+                if want > 0 {
+                    let inner = Arc::clone(inner);
+                    claiming = Some(tokio::spawn(async move {
+                        inner
+                            .store
+                            .claim_due(Utc::now(), want, inner.config.lease)
+                            .await
+                    }));
                 }
             }
+            // Registered before the branches are polled, so a worker's wake-up between the
+            // check above and the wait below is not lost.
+            let low = feed.low.notified();
+            tokio::select! {
+                () = &mut shutdown => break,
+                claimed = async {
+                    match claiming.as_mut() {
+                        Some(claim) => claim.await,
+                        None => std::future::pending().await,
+                    }
+                }, if claiming.is_some() => {
+                    claiming = None;
+                    // A store error (busy database) is retried after the poll interval.
+                    match claimed {
+                        Ok(Ok(due)) if !due.is_empty() => {
+                            burst = (burst * 2).min(target);
+                            feed.push(due);
+                        }
+                        _ => {
+                            burst = first_claim;
+                            idle_until =
+                                Some(tokio::time::Instant::now() + config.poll_interval);
+                        }
+                    }
+                }
+                () = async {
+                    match idle_until {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if idle_until.is_some() => {
+                    idle_until = None;
+                }
+                // An attempt loop took the queue below its low-water mark (or found it
+                // empty): claim again.
+                () = low => {}
+            }
         }
-        while tasks.join_next().await.is_some() {}
+        feed.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        feed.ready.notify_waiters();
+        // Hand back what was claimed but not sent (a claim still running included).
+        let mut unsent = feed.take_all();
+        if let Some(claim) = claiming {
+            if let Ok(Ok(due)) = claim.await {
+                unsent.extend(due);
+            }
+        }
+        let now = Utc::now();
+        for due in unsent {
+            // A failure leaves the delivery leased: it is sent once the lease ends.
+            let _ = inner.store.postpone(due.delivery.id, now).await;
+        }
+        while loops.join_next().await.is_some() {}
+        // Errors were the store's: those deliveries stay leased and are sent again later.
+        let _ = recorder.finish().await;
         Ok(())
     }
 
@@ -279,32 +383,26 @@ impl Dispatcher {
             .await
     }
 
-    /// Sends `due` while holding `permit`, then records the outcome without it: the permit
-    /// bounds requests in flight, and releasing it before the store write lets the next
-    /// request overlap this one's write. With `batch`, the outcome goes there to be recorded
-    /// with others instead.
+    /// Sends `due` while holding `permit`, then hands the outcome to `recorder` without it:
+    /// the permit bounds requests in flight, and the next request need not wait for this
+    /// one's write.
     fn spawn_delivery(
         &self,
         tasks: &mut JoinSet<Result<()>>,
         due: DueDelivery,
         permit: OwnedSemaphorePermit,
-        batch: Option<mpsc::UnboundedSender<Outcome>>,
+        recorder: Recorder,
     ) {
         let inner = Arc::clone(&self.inner);
         tasks.spawn(async move {
-            let sent = inner.attempt(due).await;
+            let deadline = tokio::time::sleep(inner.config.attempt_timeout);
+            tokio::pin!(deadline);
+            let sent = inner.attempt(due, deadline).await;
             drop(permit);
-            let Some(outcome) = sent? else {
-                return Ok(());
-            };
-            match batch {
-                Some(batch) => match batch.send(outcome) {
-                    Ok(()) => Ok(()),
-                    // The recorder is gone (it failed): record this one alone.
-                    Err(mpsc::error::SendError(outcome)) => inner.record(outcome).await,
-                },
-                None => inner.record(outcome).await,
+            if let Some(outcome) = sent? {
+                recorder.push(outcome);
             }
+            Ok(())
         });
     }
 
@@ -321,51 +419,215 @@ impl Dispatcher {
     }
 }
 
-/// Records outcomes as they arrive, `group` at a time (the rest when the channel closes).
-/// A group's writes are issued together, so the store can commit them in one transaction.
-async fn record_in_groups(
-    inner: Arc<Inner>,
-    mut outcomes: mpsc::UnboundedReceiver<Outcome>,
-    group: usize,
-) -> Result<()> {
-    let mut writes = JoinSet::new();
-    let mut held = Vec::with_capacity(group);
+/// The claimed deliveries [`Dispatcher::run`]'s attempt loops take from.
+struct Feed {
+    /// Deliveries with the time they were claimed, oldest due first.
+    queue: std::sync::Mutex<VecDeque<(DueDelivery, Instant)>>,
+    /// Wakes attempt loops waiting for deliveries.
+    ready: Notify,
+    /// Wakes the claiming loop when the queue runs low.
+    low: Notify,
+    /// Below this many queued, the claiming loop claims again.
+    low_water: usize,
+    /// Set at shutdown: attempt loops stop once the queue is empty.
+    closed: std::sync::atomic::AtomicBool,
+    /// Whether deliveries wait in the queue (claimed ahead) and so need their lease checked.
+    ahead: bool,
+}
+
+impl Feed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(DueDelivery, Instant)>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn push(&self, due: Vec<DueDelivery>) {
+        let at = Instant::now();
+        self.lock().extend(due.into_iter().map(|d| (d, at)));
+        self.ready.notify_waiters();
+    }
+
+    /// The next delivery; wakes the claiming loop when this one takes the queue below its
+    /// low-water mark.
+    fn pop(&self) -> Option<(DueDelivery, Instant)> {
+        let mut queue = self.lock();
+        let next = queue.pop_front();
+        if next.is_some() && queue.len() + 1 == self.low_water {
+            self.low.notify_one();
+        }
+        next
+    }
+
+    fn take_all(&self) -> Vec<DueDelivery> {
+        self.lock().drain(..).map(|(d, _)| d).collect()
+    }
+}
+
+/// One of [`Dispatcher::run`]'s `concurrency` attempt loops: takes the next claimed
+/// delivery, sends it (holding a concurrency permit, shared with [`Dispatcher::run_once`]),
+/// hands the outcome to `recorder`, and goes on until the feed is closed and empty.
+async fn attempt_loop(inner: Arc<Inner>, feed: Arc<Feed>, recorder: Recorder) {
+    let budget = inner.config.attempt_timeout + MAX_THROTTLE_WAIT;
+    // One timer for every attempt of this loop, reset each time.
+    let deadline = tokio::time::sleep(inner.config.attempt_timeout);
+    tokio::pin!(deadline);
     loop {
-        let more = outcomes.recv().await;
-        let closed = more.is_none();
-        held.extend(more);
-        if held.len() >= group || closed {
-            for outcome in held.drain(..) {
-                let inner = Arc::clone(&inner);
-                writes.spawn(async move { inner.record(outcome).await });
+        // Registered before looking, so a push between the look and the wait wakes it.
+        let ready = feed.ready.notified();
+        let Some((due, claimed_at)) = feed.pop() else {
+            if feed.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return;
             }
+            feed.low.notify_one();
+            ready.await;
+            continue;
+        };
+        if feed.ahead && claimed_at.elapsed() + budget >= inner.config.lease {
+            // It waited so long that its lease could end mid-attempt: hand it back, due at
+            // once. (A failure leaves it leased: it is sent when the lease ends.)
+            let _ = inner.store.postpone(due.delivery.id, Utc::now()).await;
+            continue;
         }
-        if closed {
-            break;
+        let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else {
+            return;
+        };
+        // An error is the store's (postponing a throttled delivery): it stays leased and is
+        // sent again when the lease ends.
+        if let Ok(Some(outcome)) = inner.attempt(due, deadline.as_mut()).await {
+            recorder.push(outcome);
+        }
+        drop(permit);
+    }
+}
+
+/// Records outcomes in groups: [`RECORD_GROUP`] at a time, or whatever has arrived once the
+/// first of them has waited [`RECORD_DELAY`], and the rest at [`Recorder::finish`]. A group
+/// goes to the store in one call, which the SQLite store commits in one transaction.
+///
+/// Attempt tasks hand their outcomes over through a shared buffer rather than a channel to
+/// a recording task: nothing is woken per outcome, only once per group.
+#[derive(Clone)]
+struct Recorder {
+    shared: Arc<RecorderShared>,
+}
+
+struct RecorderShared {
+    inner: Arc<Inner>,
+    group: usize,
+    state: std::sync::Mutex<RecorderState>,
+}
+
+#[derive(Default)]
+struct RecorderState {
+    held: Vec<Outcome>,
+    /// Counts flushes, so a timer armed for an earlier group does not cut a later one short.
+    flushes: u64,
+    writes: JoinSet<Result<()>>,
+    first_error: Option<crate::error::Error>,
+}
+
+impl Recorder {
+    fn new(inner: Arc<Inner>) -> Self {
+        let group = inner.config.concurrency.max(RECORD_GROUP);
+        Self {
+            shared: Arc::new(RecorderShared {
+                inner,
+                group,
+                state: std::sync::Mutex::default(),
+            }),
         }
     }
-    let mut first_error = None;
-    while let Some(joined) = writes.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(_) => {
-                first_error.get_or_insert(crate::error::Error::StoreWorker);
-            }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecorderState> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Holds `outcome` for the next group write; starts the write when the group is full,
+    /// and arms the group's timer when it is the first.
+    fn push(&self, outcome: Outcome) {
+        let mut state = self.lock();
+        state.held.push(outcome);
+        if state.held.len() >= self.shared.group {
+            self.flush(&mut state);
+        } else if state.held.len() == 1 {
+            let flushes = state.flushes;
+            let recorder = self.clone();
+            drop(tokio::spawn(async move {
+                tokio::time::sleep(RECORD_DELAY).await;
+                let mut state = recorder.lock();
+                if state.flushes == flushes {
+                    recorder.flush(&mut state);
+                }
+            }));
         }
     }
-    first_error.map_or(Ok(()), Err)
+
+    fn flush(&self, state: &mut RecorderState) {
+        state.flushes += 1;
+        while let Some(joined) = state.writes.try_join_next() {
+            note_write(joined, &mut state.first_error);
+        }
+        if state.held.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut state.held, Vec::with_capacity(self.shared.group));
+        let inner = Arc::clone(&self.shared.inner);
+        state
+            .writes
+            .spawn(async move { inner.record_all(batch).await });
+    }
+
+    /// Writes what is held and waits for every write; returns the first error.
+    async fn finish(&self) -> Result<()> {
+        let mut writes = {
+            let mut state = self.lock();
+            self.flush(&mut state);
+            std::mem::take(&mut state.writes)
+        };
+        let mut first_error = self.lock().first_error.take();
+        while let Some(joined) = writes.join_next().await {
+            note_write(joined, &mut first_error);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Keeps the first error of a group write.
+fn note_write(
+    joined: std::result::Result<Result<()>, tokio::task::JoinError>,
+    first_error: &mut Option<crate::error::Error>,
+) {
+    match joined {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            first_error.get_or_insert(e);
+        }
+        Err(_) => {
+            first_error.get_or_insert(crate::error::Error::StoreWorker);
+        }
+    }
 }
 
 /// What one attempt produced, waiting to be recorded.
 struct Outcome {
     delivery: DeliveryId,
-    endpoint: EndpointId,
-    environment: align_keys::Environment,
     attempt: Attempt,
     next: Next,
+    after: AfterRecord,
+}
+
+/// What is checked once an attempt is recorded (see [`Inner::after_record`]).
+struct AfterRecord {
+    endpoint: EndpointId,
+    environment: align_keys::Environment,
     gone: bool,
     finished: DateTime<Utc>,
 }
@@ -373,7 +635,11 @@ struct Outcome {
 impl Inner {
     /// Sends one delivery (after the throughput cap allows it). `None` when the cap put it
     /// back in the store instead.
-    async fn attempt(&self, due: DueDelivery) -> Result<Option<Outcome>> {
+    async fn attempt(
+        &self,
+        due: DueDelivery,
+        deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> Result<Option<Outcome>> {
         let DueDelivery {
             delivery,
             message,
@@ -401,19 +667,18 @@ impl Inner {
         }
         let now = Utc::now();
         let timestamp = now.timestamp();
-        let response = match self
-            .config
-            .url_policy
-            .check_url(&endpoint.url, endpoint.environment)
-        {
+        let target = self
+            .targets
+            .get(&self.config.url_policy, &endpoint.url, endpoint.environment);
+        let response = match target {
             Err(refused) => client::Response {
                 status: None,
                 retry_after: None,
                 body: None,
-                error: Some(refused.to_string()),
+                error: Some(refused),
                 latency: Duration::ZERO,
             },
-            Ok(_) => {
+            Ok(uri) => {
                 let signature = endpoint.secrets.signature_header(
                     &message.id.0,
                     timestamp,
@@ -421,13 +686,13 @@ impl Inner {
                     now,
                 );
                 let signed = Signed {
-                    url: &endpoint.url,
+                    uri,
                     id: &message.id.0,
                     timestamp,
                     signature,
                     body: Bytes::from(message.payload),
                 };
-                client::send(&self.client, signed, self.config.attempt_timeout).await
+                client::send(&self.client, signed, self.config.attempt_timeout, deadline).await
             }
         };
         let attempts = delivery.attempts.saturating_add(1);
@@ -453,8 +718,12 @@ impl Inner {
         };
         Ok(Some(Outcome {
             delivery: delivery.id,
-            endpoint: endpoint.id,
-            environment: endpoint.environment,
+            after: AfterRecord {
+                endpoint: endpoint.id,
+                environment: endpoint.environment,
+                gone,
+                finished,
+            },
             attempt: Attempt {
                 at: now,
                 status: response.status.map(|s| s.as_u16()),
@@ -463,31 +732,46 @@ impl Inner {
                 error: response.error,
             },
             next,
-            gone,
-            finished,
         }))
     }
 
-    /// Records an attempt, then disables the endpoint if it answered 410 or has been failing
-    /// for too long.
-    async fn record(&self, outcome: Outcome) -> Result<()> {
-        let Outcome {
-            delivery,
-            endpoint,
-            environment,
-            attempt,
-            next,
-            gone,
-            finished,
-        } = outcome;
-        let failing_since = self.store.record_attempt(delivery, attempt, next).await?;
-        if gone {
+    /// Records a group of attempts (in one store call), then disables any endpoint that
+    /// answered 410 or has been failing for too long. Returns the first error; the other
+    /// outcomes are still handled.
+    async fn record_all(&self, outcomes: Vec<Outcome>) -> Result<()> {
+        let (attempts, afters): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .map(|o| ((o.delivery, o.attempt, o.next), o.after))
+            .unzip();
+        let recorded = self.store.record_attempts(attempts).await;
+        let mut first_error = None;
+        for (after, result) in afters.iter().zip(recorded) {
+            let done = match result {
+                Ok(failing_since) => self.after_record(after, failing_since).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Disables the endpoint if the recorded attempt got a 410 or ended a failure run that
+    /// lasted too long.
+    async fn after_record(
+        &self,
+        after: &AfterRecord,
+        failing_since: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let (endpoint, environment) = (after.endpoint, after.environment);
+        if after.gone {
             return self
                 .disable(endpoint, environment, "the endpoint answered 410 Gone")
                 .await;
         }
         if let Some(since) = failing_since {
-            let failing_for = (finished - since).to_std().unwrap_or_default();
+            let failing_for = (after.finished - since).to_std().unwrap_or_default();
             if failing_for >= self.config.disable_after {
                 return self
                     .disable(

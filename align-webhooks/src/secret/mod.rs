@@ -17,7 +17,7 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use text::{dotted, encode_tag};
+use text::{V1_SIGNATURE_LEN, dotted, v1_signature};
 
 mod text;
 
@@ -89,28 +89,40 @@ impl SigningSecret {
 
     /// The raw HMAC tag over `{msg_id}.{timestamp}.{body}`.
     pub fn tag(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> hmac::Tag {
-        let mut buf = [0_u8; 22];
+        let mut buf = [0_u8; 24];
         let middle = dotted(timestamp, &mut buf);
-        // ring charges a visible fixed cost per `update`, and a piece that ends mid-block is
-        // copied into its pending buffer anyway. So the id, the timestamp and the start of
-        // the body are copied into one block-aligned stack buffer: a small message is then
-        // hashed in one call, a larger one in two, the second starting on a block boundary.
-        let mut head = [0_u8; HEAD];
-        let (id_part, rest) = head.split_at_mut(msg_id.len().min(HEAD));
+        // Small messages (most events) start in a smaller buffer: it is zeroed on every call.
+        if msg_id.len() + middle.len() + body.len() <= SMALL_HEAD {
+            self.tag_in::<SMALL_HEAD>(msg_id.as_bytes(), middle, body)
+        } else {
+            self.tag_in::<HEAD>(msg_id.as_bytes(), middle, body)
+        }
+    }
+
+    /// [`SigningSecret::tag`] starting in a stack buffer of `N` bytes (a multiple of the
+    /// SHA-256 block).
+    ///
+    /// ring charges a visible fixed cost per `update`, and a piece that ends mid-block is
+    /// copied into its pending buffer anyway. So the id, the timestamp and the start of the
+    /// body are copied into one block-aligned stack buffer: a small message is then hashed in
+    /// one call, a larger one in two, the second starting on a block boundary.
+    fn tag_in<const N: usize>(&self, msg_id: &[u8], middle: &[u8], body: &[u8]) -> hmac::Tag {
+        let mut head = [0_u8; N];
+        let (id_part, rest) = head.split_at_mut(msg_id.len().min(N));
         let (middle_part, rest) = rest.split_at_mut(middle.len().min(rest.len()));
         if id_part.len() != msg_id.len() || middle_part.len() != middle.len() {
             // An id too long for the buffer: not ours, but signable all the same.
             let mut ctx = hmac::Context::with_key(&self.key);
-            ctx.update(msg_id.as_bytes());
+            ctx.update(msg_id);
             ctx.update(middle);
             ctx.update(body);
             return ctx.sign();
         }
-        id_part.copy_from_slice(msg_id.as_bytes());
+        id_part.copy_from_slice(msg_id);
         middle_part.copy_from_slice(middle);
         let (body_head, body_rest) = body.split_at(body.len().min(rest.len()));
         rest[..body_head.len()].copy_from_slice(body_head);
-        let filled = HEAD - rest.len() + body_head.len();
+        let filled = N - rest.len() + body_head.len();
         if body_rest.is_empty() {
             return hmac::sign(&self.key, &head[..filled]);
         }
@@ -122,9 +134,21 @@ impl SigningSecret {
 
     /// The `v1,<base64>` signature of a message.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut out = String::with_capacity(V1_SIGNATURE_LEN);
-        self.sign_to(msg_id, timestamp, body, &mut out);
-        out
+        // The text is made on the stack and copied into a `String` of its exact size; the
+        // allocation comes after the hash, where it overlaps the hash's last rounds.
+        let tag = self.tag(msg_id, timestamp, body);
+        match <&[u8; 32]>::try_from(tag.as_ref()) {
+            Ok(tag) => v1_signature(tag).as_str().map(str::to_owned),
+            Err(_) => None,
+        }
+        .unwrap_or_else(|| {
+            // Unreachable (HMAC-SHA256 tags are 32 bytes, base64 is ASCII); it keeps the
+            // code free of `unwrap` and still answers correctly.
+            let mut out = String::with_capacity(V1_SIGNATURE_LEN);
+            out.push_str("v1,");
+            STANDARD.encode_string(tag.as_ref(), &mut out);
+            out
+        })
     }
 
     /// Appends the `v1,<base64>` signature of a message to `out` (47 bytes), for callers
@@ -137,12 +161,9 @@ impl SigningSecret {
             STANDARD.encode_string(tag.as_ref(), out);
             return;
         };
-        let mut b64 = [0_u8; 44];
-        encode_tag(tag, &mut b64);
         // Base64 is ASCII, so this never takes the error branch.
-        if let Ok(b64) = std::str::from_utf8(&b64) {
-            out.push_str("v1,");
-            out.push_str(b64);
+        if let Some(sig) = v1_signature(tag).as_str() {
+            out.push_str(sig);
         }
     }
 }
@@ -150,8 +171,8 @@ impl SigningSecret {
 /// Size of the stack buffer signing starts in: four SHA-256 blocks.
 const HEAD: usize = 256;
 
-/// Length of a `v1,<base64>` signature: the prefix and 44 base64 characters of 32 bytes.
-const V1_SIGNATURE_LEN: usize = 3 + 44;
+/// Size of the stack buffer for messages that fit in two SHA-256 blocks.
+const SMALL_HEAD: usize = 128;
 
 impl fmt::Debug for SigningSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -284,7 +305,7 @@ impl fmt::Debug for VerifyingKey {
 }
 
 fn signed_content(msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
-    let mut buf = [0_u8; 22];
+    let mut buf = [0_u8; 24];
     let middle = dotted(timestamp, &mut buf);
     let mut msg = Vec::with_capacity(msg_id.len() + middle.len() + body.len());
     msg.extend_from_slice(msg_id.as_bytes());

@@ -1,14 +1,14 @@
 //! The durable outbox: the [`WebhookStore`] trait and its back-ends.
 
 #[cfg(feature = "sqlite")]
-mod attempt_batch;
-#[cfg(feature = "sqlite")]
 mod dedup_sqlite;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod worker;
 
 use std::time::Duration;
 
@@ -85,6 +85,21 @@ pub trait WebhookStore: Send + Sync + 'static {
         attempt: Attempt,
         next: Next,
     ) -> Result<Option<DateTime<Utc>>>;
+
+    /// Records several attempts, each as [`WebhookStore::record_attempt`] would: one failing
+    /// does not undo the others. Returns one result per attempt, in order. Back-ends may
+    /// commit them together (SQLite does, in one transaction); this default records them one
+    /// after the other.
+    async fn record_attempts(
+        &self,
+        attempts: Vec<(DeliveryId, Attempt, Next)>,
+    ) -> Vec<Result<Option<DateTime<Utc>>>> {
+        let mut out = Vec::with_capacity(attempts.len());
+        for (delivery, attempt, next) in attempts {
+            out.push(self.record_attempt(delivery, attempt, next).await);
+        }
+        out
+    }
 
     /// Makes a pending delivery due at `at` without counting an attempt (throughput cap).
     async fn postpone(&self, delivery: DeliveryId, at: DateTime<Utc>) -> Result<()>;
