@@ -238,7 +238,7 @@ impl AuditSink for SqliteSink {
 
     /// Erases `subject`'s personal data in the records committed before the call: in the
     /// audit log through its indexes, in the request log (which has no actor index) by walking
-    /// the stream in slices of [`ops::ERASE_SLICE`] sequences, each its own transaction, so
+    /// the stream in slices of 20,000 sequences, each its own transaction, so
     /// that request logging goes on meanwhile.
     async fn erase_subject(&self, subject: &str) -> Result<u64> {
         let s = subject.to_owned();
