@@ -9,7 +9,12 @@
 //!
 //! Fair both ways: one receiver; the bare loop's client lives for the whole run, as the
 //! dispatcher's does, so both reuse kept-alive connections; the bare requests carry the same
-//! body and the same headers (a fixed signature of the same length, computed once).
+//! body and the same headers (a fixed signature of the same length, computed once); the bare
+//! loop is `concurrency` tasks each sending one request after the other (no task or permit
+//! per request), the shape of the dispatcher's attempt loops; the receiver wakes whoever
+//! waits for a batch once, when its last request arrives.
+//!
+//! `DELIVER_BATCH` (default 200) sets the messages per batch.
 //!
 //! Every timed batch runs right after a batch of its counterpart, and each pair's two times
 //! are kept: criterion reports each case on its own, but measures the cases one after the

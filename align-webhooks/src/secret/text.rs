@@ -2,8 +2,9 @@
 //! `.{timestamp}.` between id and body, and the base64 of a tag.
 //!
 //! Both showed in profiles of signing small bodies, where ring's HMAC itself is only about
-//! 200 ns; `itoa` and the `base64` crate do the same jobs in general form (measured: this
-//! encoder 9.5 ns, `base64`'s `encode_slice` 18 ns for a 32-byte tag).
+//! 220 ns; `itoa` and the `base64` crate do the same jobs in general form. Both write whole
+//! words: what is written here is read back at once (hashed, validated, copied), and a load
+//! that spans several smaller stores waits until they reach the cache.
 
 /// Writes `.{timestamp}.` into `buf` and returns the written part. 24 bytes hold two dots,
 /// a sign and 19 digits.

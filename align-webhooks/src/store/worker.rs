@@ -1,8 +1,8 @@
 //! The SQLite store's worker: one thread that owns the connection and runs every call.
 //!
 //! Calls arrive on a channel. A thread of its own costs one wake-up per call, where tokio's
-//! blocking pool (one `spawn_blocking` per call) cost a task, a queue and often a thread
-//! hand-over, 30–50 µs a round trip on a loaded machine. It also makes group commit
+//! blocking pool (one `spawn_blocking` per call) costs a task, its queue and often a thread
+//! hand-over. It also makes group commit
 //! natural: the worker takes every call that is waiting when it wakes, and all the attempt
 //! records among them share one transaction (an unknown delivery fails alone, before
 //! writing anything; a failed write fails the round). A caller is answered only after the
