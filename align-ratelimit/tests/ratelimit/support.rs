@@ -5,6 +5,32 @@ use align_ratelimit::{Algorithm, Decision, Timestamp};
 /// A start time far from the epoch, aligned to nothing in particular.
 pub(crate) const START: u64 = 1_700_000_000_123_456_789;
 
+/// The most admissions certainly inside one sliding window of a minute, narrowed by `bucket`
+/// (the window's resolution), given for each admission the clock readings just before and
+/// just after it (nanoseconds).
+///
+/// A reading that reaches the limiter late (another thread read the clock later and got to
+/// the limiter first) is counted at the newest time the limiter has seen, so each admission
+/// counts somewhere between its two readings. A window starting at one admission's earlier
+/// reading certainly holds every admission whose two readings both fall inside it: however
+/// long a thread is descheduled between reading the clock and reaching the limiter, this
+/// count never exceeds what the limiter really admitted in a window (it is only less strict).
+pub(crate) fn most_in_one_window(admitted: &mut [(u64, u64)], bucket: u64) -> usize {
+    admitted.sort_unstable();
+    let span = 60_000_000_000 - bucket;
+    (0..admitted.len())
+        .map(|i| {
+            let t = admitted[i].0;
+            admitted[i..]
+                .iter()
+                .take_while(|&&(before, _)| before < t + span)
+                .filter(|&&(_, after)| after < t + span)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// One request as seen by the limiter: the clock reading and its cost.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Arrival {
