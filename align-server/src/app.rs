@@ -174,7 +174,9 @@ where
         key = caller.map_or("-", |k| k.prefix.as_str()),
         latency_us = latency.as_micros() as u64,
     );
-    state.log_request(meta, caller, status, latency).await;
+    state
+        .log_request(meta, trace.caller.as_ref(), status, latency)
+        .await;
     response
 }
 

@@ -97,17 +97,70 @@ impl AppState {
         }
     }
 
-    /// Queues the request-log line of a finished request (group-committed, never dropped:
-    /// waits when the writer is behind). Takes the request's metadata, so that its strings
-    /// move into the entry instead of being copied (the handler's share is gone by now).
+    /// Accounts for a finished request in the request log: its own entry (queued,
+    /// group-committed, never dropped: waits when the writer is behind), or, for a flood of
+    /// rejections from one client, a count in that client's summary entry (see
+    /// [`crate::fold`]). Takes the request's metadata, so that its strings move into the
+    /// entry instead of being copied (the handler's share is gone by now).
     pub(crate) async fn log_request(
         &self,
         meta: Arc<RequestMeta>,
-        caller: Option<&KeyRecord>,
+        caller: Option<&Arc<KeyRecord>>,
         status: StatusCode,
         latency: Duration,
     ) {
         let meta = Arc::try_unwrap(meta).unwrap_or_else(|shared| (*shared).clone());
+        let meta = if crate::fold::foldable(status) {
+            match self.folds.judge(meta, caller, status, latency) {
+                crate::fold::Verdict::Folded => return,
+                crate::fold::Verdict::Log { meta, finished } => {
+                    if let Some(summary) = finished {
+                        self.log_summary(*summary).await;
+                    }
+                    meta
+                }
+            }
+        } else {
+            meta
+        };
+        self.log_entry(meta, caller.map(|k| &**k), status, latency, None)
+            .await;
+    }
+
+    /// Queues the summary entry of a client's folded rejections.
+    pub(crate) async fn log_summary(&self, s: crate::fold::Summary) {
+        let metadata = s.metadata();
+        self.metrics.folded(s.count);
+        self.log_entry(
+            s.first,
+            s.caller.as_deref(),
+            s.status,
+            s.latency,
+            Some(metadata),
+        )
+        .await;
+    }
+
+    /// Queues the summaries of seconds that are over (every second, and all on shutdown).
+    pub(crate) async fn log_folded(&self, all: bool) {
+        let summaries = if all {
+            self.folds.take_all()
+        } else {
+            self.folds.take_finished(now())
+        };
+        for s in summaries {
+            self.log_summary(s).await;
+        }
+    }
+
+    async fn log_entry(
+        &self,
+        meta: RequestMeta,
+        caller: Option<&KeyRecord>,
+        status: StatusCode,
+        latency: Duration,
+        metadata: Option<Value>,
+    ) {
         let mut entry = Entry::request(meta.method, meta.path)
             .time(meta.started)
             .request_id(meta.request_id)
@@ -122,6 +175,9 @@ impl AppState {
         }
         if let Some(ua) = meta.user_agent {
             entry = entry.user_agent(ua);
+        }
+        if let Some(m) = metadata {
+            entry = entry.metadata(m);
         }
         let result = match entry.build() {
             Ok(e) => self.audit.submit(e).await,

@@ -39,6 +39,10 @@ pub struct Config {
     pub key_cache_capacity: usize,
     /// Requests one key may have in flight at once (`limits.max_concurrent_per_key`, 32).
     pub max_concurrent_per_key: u64,
+    /// Rejections (`401`, `429`) per client and second that get their own request-log
+    /// entries; the rest of that second are folded into one summary entry
+    /// (`limits.fold_rejections_after`, default 20; `0` logs every one).
+    pub fold_rejections_after: u32,
     /// Requests per key per UTC day (`ratelimit.quota_per_day`, off by default).
     pub quota_per_day: Option<u64>,
     /// Requests per key per UTC calendar month (`ratelimit.quota_per_month`, off by default).
@@ -250,6 +254,7 @@ impl Default for Config {
             last_used_flush: Duration::from_secs(1),
             key_cache_capacity: 100_000,
             max_concurrent_per_key: 32,
+            fold_rejections_after: 20,
             quota_per_day: None,
             quota_per_month: None,
             redis: RedisSettings::default(),
@@ -342,6 +347,7 @@ struct LimitsSection {
     max_body_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
     max_concurrent_per_key: Option<u64>,
+    fold_rejections_after: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -419,6 +425,9 @@ impl Config {
         }
         if f.ratelimit.quota_per_month.is_some() {
             self.quota_per_month = f.ratelimit.quota_per_month;
+        }
+        if let Some(v) = f.limits.fold_rejections_after {
+            self.fold_rejections_after = v;
         }
         if let Some(v) = f.limits.max_concurrent_per_key {
             self.max_concurrent_per_key = v;
@@ -498,6 +507,9 @@ impl Config {
             "ALIGN_LIMITS_MAX_BODY_BYTES" => self.max_body_bytes = parse_value(name, value)?,
             "ALIGN_LIMITS_MAX_CONCURRENT_PER_KEY" => {
                 self.max_concurrent_per_key = parse_value(name, value)?;
+            }
+            "ALIGN_LIMITS_FOLD_REJECTIONS_AFTER" => {
+                self.fold_rejections_after = parse_value(name, value)?;
             }
             "ALIGN_RATELIMIT_QUOTA_PER_DAY" => self.quota_per_day = optional(name, value)?,
             "ALIGN_RATELIMIT_QUOTA_PER_MONTH" => self.quota_per_month = optional(name, value)?,

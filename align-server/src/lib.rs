@@ -13,6 +13,7 @@ mod console;
 mod docs;
 mod error;
 mod events;
+mod fold;
 mod http;
 mod idempotency;
 mod limits;

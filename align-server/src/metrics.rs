@@ -51,6 +51,8 @@ pub(crate) struct Metrics {
     latency_sum_us: AtomicU64,
     auth: [AtomicU64; AUTH_OUTCOMES.len()],
     denied: [AtomicU64; DENIALS.len()],
+    /// Rejected requests counted in a request-log summary instead of an entry of their own.
+    folded: AtomicU64,
 }
 
 impl Metrics {
@@ -103,6 +105,11 @@ impl Metrics {
         if let Some(i) = DENIALS.iter().position(|d| *d == kind) {
             self.denied[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts rejected requests folded into one request-log summary entry.
+    pub(crate) fn folded(&self, requests: u64) {
+        self.folded.fetch_add(requests, Ordering::Relaxed);
     }
 
     /// The exposition text; `gauges` are (name, help, value) read at scrape time.
@@ -168,6 +175,16 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP align_request_log_folded_total Rejected requests logged in a per-client summary entry instead of one entry each."
+        );
+        let _ = writeln!(out, "# TYPE align_request_log_folded_total counter");
+        let _ = writeln!(
+            out,
+            "align_request_log_folded_total {}",
+            self.folded.load(Ordering::Relaxed)
+        );
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");

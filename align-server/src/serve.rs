@@ -217,6 +217,23 @@ impl Server {
                 }
             })
         };
+        // Summaries of folded rejections are written once their client's second is over. The
+        // task is stopped between sweeps, never inside one, so no summary taken is lost.
+        let (stop_folder, folder_stopped) = tokio::sync::oneshot::channel::<()>();
+        let folder = {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut stopped = std::pin::pin!(folder_stopped);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => state.log_folded(false).await,
+                        _ = &mut stopped => break,
+                    }
+                }
+            })
+        };
         let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
         let dispatcher = if state.config.webhooks.dispatcher {
             let dispatcher = Dispatcher::new(
@@ -298,6 +315,8 @@ impl Server {
         flusher.abort();
         watcher.abort();
         sweeper.abort();
+        let _ = stop_folder.send(());
+        let _ = folder.await;
         // In-flight deliveries finish (each within the attempt timeout); the rest stay in
         // the outbox for the next start.
         let _ = stop_dispatch.send(());
@@ -307,6 +326,7 @@ impl Server {
         if let Err(e) = state.keys.verifier().flush_last_used().await {
             tracing::error!(error = %e, "could not flush last-used times");
         }
+        state.log_folded(true).await;
         if let Err(e) = state.audit.close().await {
             tracing::error!(error = %e, "could not flush the audit and request logs");
         }

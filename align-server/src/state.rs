@@ -47,6 +47,8 @@ pub(crate) struct AppState {
     pub(crate) notices: crate::events::RateLimitNotices,
     /// The developer console (`None` when `console.enabled` is off).
     pub(crate) console: Option<crate::console::Console>,
+    /// Per-client counts of rejected requests, for folding floods in the request log.
+    pub(crate) folds: crate::fold::Folds,
 }
 
 impl std::fmt::Debug for AppState {
@@ -70,6 +72,7 @@ impl AppState {
             UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
         let console = crate::console::Console::new(&config)?;
         Ok(Self {
+            folds: crate::fold::Folds::new(config.fold_rejections_after),
             console,
             audit,
             webhooks,

@@ -185,3 +185,109 @@ async fn the_audit_api_lists_changes_with_filters_and_refuses_narrow_keys() {
     );
     s.stop().await;
 }
+
+/// Reads every request-log record of a stopped server's data directory, and checks the chain.
+async fn request_log(dir: &std::path::Path) -> Vec<align_audit::Record> {
+    let sink = SqliteSink::open(dir.join("align.db"), SqliteSinkConfig::default())
+        .await
+        .unwrap();
+    let mut q = Query::new(Stream::Request);
+    q.limit = 1000;
+    let page = sink.query(&q).await.unwrap();
+    let report = sink.verify(Stream::Request, &mut |_| {}).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    sink.close().await.unwrap();
+    page.records
+}
+
+#[tokio::test]
+async fn a_flood_of_rejections_is_folded_into_summaries_and_every_request_is_counted() {
+    let s = TestServer::start_with(|c| c.fold_rejections_after = 3).await;
+    // A well-formed key that was never minted: 401 every time (test-only value).
+    let bad = "ako_00000000_testonlytestonlytestonlytestonlytestonlytesto";
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let r = s.get("/api/v1/me", bad).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        ids.push(r.header("x-request-id").unwrap().to_owned());
+    }
+    // Accepted requests are never folded.
+    for _ in 0..10 {
+        assert_eq!(
+            s.get("/api/v1/me", &s.admin_key).await.status,
+            StatusCode::OK
+        );
+    }
+    let metrics = s.get("/metrics", &s.admin_key).await;
+    let dir = s.stop().await;
+    let records = request_log(dir.path()).await;
+
+    let ok = records.iter().filter(|r| r.entry().status() == Some(200));
+    assert_eq!(ok.count(), 11, "ten calls of /me and one of /metrics");
+    let rejected: Vec<_> = records
+        .iter()
+        .filter(|r| r.entry().status() == Some(401))
+        .collect();
+    let summaries: Vec<_> = rejected
+        .iter()
+        .filter(|r| !r.entry().metadata()["folded"].is_null())
+        .collect();
+    let single = rejected.len() - summaries.len();
+    let folded: u64 = summaries
+        .iter()
+        .map(|r| r.entry().metadata()["folded"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        single as u64 + folded,
+        40,
+        "every rejection is accounted for"
+    );
+    assert!(!summaries.is_empty(), "40 rejections in a few seconds fold");
+    assert!(
+        single >= 3,
+        "the first rejections of each second have their own entries"
+    );
+    for r in &summaries {
+        let e = r.entry();
+        let folded = &e.metadata()["folded"];
+        // A summary is the first folded request's entry: its id, path and client.
+        assert!(ids.iter().any(|id| Some(id.as_str()) == e.request_id()));
+        assert!(ids.contains(&folded["lastRequestId"].as_str().unwrap().to_owned()));
+        assert_eq!(e.path(), Some("/api/v1/me"));
+        assert!(e.ip().is_some_and(|ip| ip.is_loopback()));
+        assert!(folded["lastAt"].as_str().unwrap().ends_with('Z'));
+        assert!(!e.metadata_json().contains("testonly"), "no key material");
+    }
+    let total: u64 = metrics
+        .raw
+        .split(|b| *b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .find_map(|l| l.strip_prefix("align_request_log_folded_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        total <= folded,
+        "the metric counts summaries written so far"
+    );
+}
+
+#[tokio::test]
+async fn with_folding_off_every_rejection_has_its_own_entry() {
+    let s = TestServer::start_with(|c| c.fold_rejections_after = 0).await;
+    let bad = "ako_00000000_testonlytestonlytestonlytestonlytestonlytesto";
+    for _ in 0..30 {
+        assert_eq!(
+            s.get("/api/v1/me", bad).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let dir = s.stop().await;
+    let records = request_log(dir.path()).await;
+    assert_eq!(records.len(), 30);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.entry().metadata()["folded"].is_null())
+    );
+}
