@@ -593,15 +593,22 @@ pub(crate) async fn audit_query(
                 "sequence": r.sequence(), "time": e.time(), "action": e.action(),
                 "actor": e.actor().id(), "target": e.target(), "status": e.status(),
                 "path": e.path(), "ip": e.ip().map(|i| i.to_string()),
+                "requests": requests_of(e),
             })
         })
         .collect();
     out.table(
         &rows,
         &[
-            "sequence", "time", "action", "actor", "target", "status", "path",
+            "sequence", "time", "action", "actor", "target", "status", "path", "requests",
         ],
     )
+}
+
+/// The requests a record accounts for: 1, or for a request-log summary of folded rejections
+/// (`metadata.folded.count`, written by `align serve`), their number.
+pub(crate) fn requests_of(e: &align_audit::Entry) -> u64 {
+    e.metadata()["folded"]["count"].as_u64().unwrap_or(1)
 }
 
 /// `align backup`: a consistent copy of the database, safe while the server runs.

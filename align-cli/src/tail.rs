@@ -118,7 +118,7 @@ fn human(r: &Record) -> String {
     let time = e
         .time()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    [
+    let mut line = [
         format!("#{}", r.sequence()),
         time,
         e.action().to_owned(),
@@ -128,5 +128,11 @@ fn human(r: &Record) -> String {
         dash(e.method()),
         dash(e.path()),
     ]
-    .join("  ")
+    .join("  ");
+    // A summary of folded rejections stands for that many requests.
+    let n = crate::ops::requests_of(e);
+    if n > 1 {
+        line.push_str(&format!("  (x{n}, folded)"));
+    }
+    line
 }

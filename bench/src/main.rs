@@ -63,6 +63,11 @@ enum Command {
         /// Keep the data directory and server logs (printed at the end).
         #[arg(long)]
         keep: bool,
+        /// A setting for the align servers, as an environment variable (repeatable), e.g.
+        /// `--server-env ALIGN_LIMITS_FOLD_REJECTIONS_AFTER=0`. The servers otherwise get no
+        /// `ALIGN_*` variable from this process's environment.
+        #[arg(long = "server-env", value_name = "NAME=VALUE", value_parser = name_value)]
+        server_env: Vec<(String, String)>,
         /// Directory for the data and logs (default: a new one under the temp dir).
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
             server_log,
             threads,
             keep,
+            server_env,
             work_dir,
         } => (|| {
             let settings = run::Settings {
@@ -122,6 +128,7 @@ fn main() -> ExitCode {
                 warmup: seconds(warmup)?,
                 repeat,
                 server_log,
+                server_env,
                 keep,
                 work_dir,
             };
@@ -223,4 +230,12 @@ fn align_binary(given: Option<PathBuf>) -> Result<PathBuf, BoxError> {
         .into());
     }
     Ok(path)
+}
+
+/// Parses `NAME=VALUE` (for `--server-env`).
+fn name_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
 }

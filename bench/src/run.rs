@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     pub(crate) repeat: usize,
     /// `ALIGN_LOG` for the servers.
     pub(crate) server_log: String,
+    /// Further environment variables for the align servers (`--server-env`).
+    pub(crate) server_env: Vec<(String, String)>,
     /// Keep the data directory and logs.
     pub(crate) keep: bool,
     /// Where to put them (default: a fresh directory under the system temp dir).
@@ -129,6 +131,9 @@ async fn run_in(settings: &Settings, dir: &Path) -> Result<(), BoxError> {
         settings.repeat.max(1),
         settings.server_log
     );
+    for (name, value) in &settings.server_env {
+        println!("align servers also get {name}={value}");
+    }
     let data = dir.join("data");
     let tokens = set_up(settings, &data, dir).await?;
     // Rounds interleave the cases, so that a change in the machine's load during the run
@@ -166,13 +171,15 @@ async fn run_in(settings: &Settings, dir: &Path) -> Result<(), BoxError> {
 }
 
 fn align_env(settings: &Settings) -> HashMap<String, String> {
-    HashMap::from([
+    let mut env = HashMap::from([
         ("ALIGN_LOG".to_owned(), settings.server_log.clone()),
         (
             "ALIGN_RATELIMIT_PER_MINUTE".to_owned(),
             HIGH_RATE_PER_MINUTE.to_owned(),
         ),
-    ])
+    ]);
+    env.extend(settings.server_env.iter().cloned());
+    env
 }
 
 async fn start_align(settings: &Settings, data: &Path, log: PathBuf) -> Result<Server, BoxError> {
