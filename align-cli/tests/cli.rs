@@ -9,16 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn align(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_align"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("ALIGN_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+mod support;
+
+use support::align;
 
 fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -5,21 +5,9 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-use support::{call, spawn_server};
-
-fn align(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_align"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("ALIGN_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use support::{align, call, spawn_server};
 
 #[test]
 fn folded_rejections_are_counted_by_audit_query_and_shown_by_tail() {

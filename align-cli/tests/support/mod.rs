@@ -5,11 +5,23 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+
+/// `align ARGS --data-dir DATA` with `ALIGN_LOG=warn` and no standard input.
+pub fn align(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("ALIGN_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
 
 /// A server child that is killed when dropped, so a failing test leaves no process behind.
 pub struct Running(pub Child);
