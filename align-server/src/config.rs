@@ -41,7 +41,7 @@ pub struct Config {
     pub max_concurrent_per_key: u64,
     /// Rejections (`401`, `429`) per client and second that get their own request-log
     /// entries; the rest of that second are folded into one summary entry
-    /// (`limits.fold_rejections_after`, default 20; `0` logs every one).
+    /// (`limits.fold_rejections_after`, default 100; `0` logs every one).
     pub fold_rejections_after: u32,
     /// Requests per key per UTC day (`ratelimit.quota_per_day`, off by default).
     pub quota_per_day: Option<u64>,
@@ -254,7 +254,7 @@ impl Default for Config {
             last_used_flush: Duration::from_secs(1),
             key_cache_capacity: 100_000,
             max_concurrent_per_key: 32,
-            fold_rejections_after: 20,
+            fold_rejections_after: 100,
             quota_per_day: None,
             quota_per_month: None,
             redis: RedisSettings::default(),
