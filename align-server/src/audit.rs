@@ -110,18 +110,14 @@ impl AppState {
         latency: Duration,
     ) {
         let meta = Arc::try_unwrap(meta).unwrap_or_else(|shared| (*shared).clone());
-        let meta = if crate::fold::foldable(status) {
-            match self.folds.judge(meta, caller, status, latency) {
-                crate::fold::Verdict::Folded => return,
-                crate::fold::Verdict::Log { meta, finished } => {
-                    if let Some(summary) = finished {
-                        self.log_summary(*summary).await;
-                    }
-                    meta
+        let meta = match self.folds.judge(meta, caller, status, latency) {
+            crate::fold::Verdict::Folded => return,
+            crate::fold::Verdict::Log { meta, finished } => {
+                if let Some(summary) = finished {
+                    self.log_summary(*summary).await;
                 }
+                meta
             }
-        } else {
-            meta
         };
         self.log_entry(meta, caller.map(|k| &**k), status, latency, None)
             .await;

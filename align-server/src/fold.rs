@@ -141,12 +141,8 @@ impl Folds {
         }
     }
 
-    /// Whether folding is on.
-    pub(crate) fn enabled(&self) -> bool {
-        self.after > 0
-    }
-
-    /// Decides about one finished request answered `status` (a [`foldable`] one).
+    /// Decides about one finished request answered `status`: only [`foldable`] statuses are
+    /// ever folded, and none when folding is off.
     pub(crate) fn judge(
         &self,
         meta: RequestMeta,
@@ -154,7 +150,7 @@ impl Folds {
         status: StatusCode,
         latency: Duration,
     ) -> Verdict {
-        if !self.enabled() || !foldable(status) {
+        if self.after == 0 || !foldable(status) {
             return Verdict::Log {
                 meta,
                 finished: None,
@@ -166,21 +162,17 @@ impl Folds {
         let mut shard = self.shards[shard]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let full = shard.len() >= MAX_CLIENTS / SHARDS;
-        let window = match shard.get_mut(&client) {
-            Some(w) => w,
-            None if full => {
-                return Verdict::Log {
-                    meta,
-                    finished: None,
-                };
-            }
-            None => shard.entry(client).or_insert(Window {
-                second,
-                seen: 0,
-                folded: None,
-            }),
-        };
+        if shard.len() >= MAX_CLIENTS / SHARDS && !shard.contains_key(&client) {
+            return Verdict::Log {
+                meta,
+                finished: None,
+            };
+        }
+        let window = shard.entry(client).or_insert(Window {
+            second,
+            seen: 0,
+            folded: None,
+        });
         let mut finished = None;
         if window.second != second {
             finished = window.folded.take();
