@@ -33,6 +33,22 @@ fn fds(pid: u32) -> usize {
         .count()
 }
 
+/// The server's descriptor count once the connections a run just dropped are closed on its
+/// side too (that happens a moment after the client's close): the same count read four times
+/// 50 ms apart, or the last reading after 3 s.
+fn settled_fds(pid: u32) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = fds(pid);
+    let mut same = 0;
+    while same < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = fds(pid);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+    }
+    last
+}
+
 /// One keep-alive connection; returns the status of each request sent on it.
 struct Conn {
     stream: BufReader<TcpStream>,
@@ -159,9 +175,9 @@ fn a_mixed_overload_soak_keeps_answers_intended_and_resources_flat() {
 
     // Warm up (caches, limiter state, allocator arenas), then measure across the soak.
     run(Duration::from_secs(2));
-    let (rss_before, fds_before) = (rss_kib(pid), fds(pid));
+    let (rss_before, fds_before) = (rss_kib(pid), settled_fds(pid));
     run(Duration::from_secs(secs));
-    let (rss_after, fds_after) = (rss_kib(pid), fds(pid));
+    let (rss_after, fds_after) = (rss_kib(pid), settled_fds(pid));
     let counts = counts.lock().unwrap().clone();
     eprintln!(
         "soak {secs}s: answers {counts:?}; RSS {rss_before} → {rss_after} KiB; fds {fds_before} → {fds_after}"
