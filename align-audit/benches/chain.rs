@@ -53,9 +53,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The same columns the sink writes, without sealing: hashes are left as zero bytes. The
-/// personal-data JSON comes precomputed (the sink serialises it inside its timed path), so
-/// the comparison errs in the plain insert's favour.
-fn plain_insert(conn: &mut Connection, rows: &[(Entry, String)], next_seq: &mut i64) {
+/// personal data comes precomputed in the bytes the sink stores (the sink encodes it inside
+/// its timed path), so the comparison errs in the plain insert's favour.
+fn plain_insert(conn: &mut Connection, rows: &[(Entry, Vec<u8>)], next_seq: &mut i64) {
     for chunk in rows.chunks(PLAIN_BATCH) {
         let tx = conn.transaction().unwrap();
         {
@@ -81,7 +81,7 @@ fn plain_insert(conn: &mut Connection, rows: &[(Entry, String)], next_seq: &mut 
                 stmt.execute(params![
                     e.stream().as_str(),
                     *next_seq,
-                    e.id().to_string(),
+                    e.id().as_bytes().as_slice(),
                     e.time().timestamp_millis(),
                     e.organization(),
                     e.environment().map(|v| v.as_str()),
@@ -118,6 +118,27 @@ fn open_sink(rt: &tokio::runtime::Runtime, path: &Path) -> SqliteSink {
         .unwrap()
 }
 
+/// The personal-data column the sink stores for each of `entries`, read back from a sink
+/// that wrote them.
+fn stored_personal(rt: &tokio::runtime::Runtime, dir: &Path, entries: &[Entry]) -> Vec<Vec<u8>> {
+    let path = dir.join("stored.db");
+    let sink = open_sink(rt, &path);
+    rt.block_on(async {
+        for e in entries {
+            sink.submit(e.clone()).await.unwrap();
+        }
+        sink.close().await.unwrap();
+    });
+    let conn = Connection::open(&path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT personal FROM audit_records ORDER BY sequence")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// Both sides of the append comparison: a chained SQLite sink and a raw connection to a
 /// database with the identical schema (made by the sink's migrations).
 struct AppendSetup {
@@ -127,7 +148,7 @@ struct AppendSetup {
     plain: Connection,
     next_seq: i64,
     template: Vec<Entry>,
-    rows: Vec<(Entry, String)>,
+    rows: Vec<(Entry, Vec<u8>)>,
 }
 
 impl AppendSetup {
@@ -137,10 +158,8 @@ impl AppendSetup {
         let template: Vec<Entry> = (0..APPEND_ROWS).map(entry).collect();
         let rows = template
             .iter()
-            .map(|e| {
-                let personal = serde_json::to_value(e).unwrap()["personal"].to_string();
-                (e.clone(), personal)
-            })
+            .cloned()
+            .zip(stored_personal(&rt, dir.path(), &template))
             .collect();
         let sink = open_sink(&rt, &dir.path().join("chained.db"));
         let plain_path = dir.path().join("plain.db");
@@ -169,7 +188,7 @@ impl AppendSetup {
         })
     }
 
-    fn plain(&mut self, rows: &[(Entry, String)]) {
+    fn plain(&mut self, rows: &[(Entry, Vec<u8>)]) {
         plain_insert(&mut self.plain, rows, &mut self.next_seq);
     }
 }

@@ -1,13 +1,14 @@
 //! The SQL behind queries, verification and the privacy operations.
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior, params};
 
-use super::schema::{self, COLUMNS, parse_personal, personal_json, read_record};
+use super::schema::{self, COLUMNS, read_personal, read_record};
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::personal::Personal;
+use crate::personal::{Personal, compact};
 use crate::query::{Page, Query};
 use crate::record::{Head, Stream};
 use crate::verify::{PROGRESS_EVERY, Progress, VerifyReport, start_verifier};
@@ -193,16 +194,21 @@ fn rewrite_personal(
              WHERE stream = ?1 AND sequence = ?2",
         )?;
         let mut rows = select.query(params)?;
+        let mut stored = Vec::with_capacity(128);
         while let Some(row) = rows.next()? {
             let stream: String = row.get(0)?;
             let sequence: i64 = row.get(1)?;
-            let json: String = row.get(2)?;
-            let mut personal = parse_personal(&json)?;
+            let value: Value = row.get(2)?;
+            let Some(mut personal) = read_personal(ValueRef::from(&value))? else {
+                continue;
+            };
             if change(&mut personal) {
-                update.execute(params![stream, sequence, personal_json(&personal)?])?;
+                stored.clear();
+                compact::encode(&personal, &mut stored);
+                update.execute(params![stream, sequence, stored])?;
                 changed += 1;
             } else {
-                update.execute(params![stream, sequence, json])?;
+                update.execute(params![stream, sequence, value])?;
             }
         }
     }

@@ -4,14 +4,16 @@
 use std::collections::BTreeMap;
 
 use chrono::DateTime;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, Statement, Transaction, params};
 
 use crate::checkpoint::Checkpoint;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::personal::{Personal, compact};
 use crate::record::{Entry, Head, Record, Stream};
+pub(crate) use crate::sink::columns::parse_personal;
 use crate::sink::columns::{actor_columns, actor_from_columns, is_anonymised};
-pub(crate) use crate::sink::columns::{parse_personal, personal_json};
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -112,28 +114,27 @@ fn to_u64(n: i64, what: &'static str) -> Result<u64> {
     u64::try_from(n).map_err(|_| Error::Corrupt(what))
 }
 
-/// Inserts `r` with [`INSERT`]; `scratch` holds the personal-data JSON (reused across rows).
+/// Inserts `r` with [`INSERT`]: the id as its 16 bytes and the personal data in its compact
+/// form (see [`compact`]); `scratch` holds the latter (reused across rows).
 pub(crate) fn insert_record(
     stmt: &mut Statement<'_>,
     r: &Record,
     scratch: &mut Vec<u8>,
 ) -> Result<()> {
     let e = &r.entry;
-    let mut id = uuid::Uuid::encode_buffer();
-    let id = e.id.hyphenated().encode_lower(&mut id);
     let personal = match &e.personal {
         None => None,
         Some(p) => {
             scratch.clear();
-            serde_json::to_writer(&mut *scratch, p).map_err(|_| Error::Corrupt("personal data"))?;
-            Some(std::str::from_utf8(scratch).map_err(|_| Error::Corrupt("personal data"))?)
+            compact::encode(p, scratch);
+            Some(scratch.as_slice())
         }
     };
     let (kind, actor_id, prefix) = actor_columns(&e.actor);
     stmt.execute(params![
         e.stream.as_str(),
         to_i64(r.sequence),
-        &*id,
+        e.id.as_bytes().as_slice(),
         e.time.timestamp_millis(),
         e.organization,
         e.environment.map(|v| v.as_str()),
@@ -157,6 +158,19 @@ pub(crate) fn insert_record(
     Ok(())
 }
 
+/// Personal data as stored: the compact form, or JSON text in rows written before it.
+pub(crate) fn read_personal(value: ValueRef<'_>) -> Result<Option<Personal>> {
+    match value {
+        ValueRef::Null => Ok(None),
+        ValueRef::Blob(bytes) => compact::decode(bytes, &mut Vec::new()).map(Some),
+        ValueRef::Text(text) => std::str::from_utf8(text)
+            .map_err(|_| Error::Corrupt("personal data"))
+            .and_then(parse_personal)
+            .map(Some),
+        _ => Err(Error::Corrupt("personal data")),
+    }
+}
+
 fn digest(row: &Row<'_>, idx: usize) -> Result<Digest> {
     let bytes: Vec<u8> = row.get(idx)?;
     Digest::from_slice(&bytes).ok_or(Error::Corrupt("hash"))
@@ -166,7 +180,13 @@ fn digest(row: &Row<'_>, idx: usize) -> Result<Digest> {
 pub(crate) fn read_record(row: &Row<'_>) -> Result<Record> {
     let stream: String = row.get(0)?;
     let stream = Stream::from_name(&stream).ok_or(Error::Corrupt("stream"))?;
-    let id: String = row.get(2)?;
+    let id = match row.get_ref(2)? {
+        // Rows written before the compact form hold the hyphenated text.
+        ValueRef::Text(text) => std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()),
+        ValueRef::Blob(bytes) => uuid::Uuid::from_slice(bytes).ok(),
+        _ => None,
+    }
+    .ok_or(Error::Corrupt("record id"))?;
     let time: i64 = row.get(3)?;
     let environment: Option<String> = row.get(5)?;
     let environment = match environment {
@@ -178,9 +198,8 @@ pub(crate) fn read_record(row: &Row<'_>) -> Result<Record> {
     let kind: String = row.get(6)?;
     let actor = actor_from_columns(&kind, row.get(7)?, row.get(8)?)?;
     let latency: Option<i64> = row.get(15)?;
-    let personal: Option<String> = row.get(18)?;
     let entry = Entry {
-        id: id.parse().map_err(|_| Error::Corrupt("record id"))?,
+        id,
         stream,
         time: DateTime::from_timestamp_millis(time).ok_or(Error::Corrupt("time"))?,
         organization: row.get(4)?,
@@ -195,7 +214,7 @@ pub(crate) fn read_record(row: &Row<'_>) -> Result<Record> {
         latency_us: latency.map(|l| to_u64(l, "latency")).transpose()?,
         subject: row.get(16)?,
         metadata: row.get(17)?,
-        personal: personal.as_deref().map(parse_personal).transpose()?,
+        personal: read_personal(row.get_ref(18)?)?,
     };
     Ok(Record {
         sequence: to_u64(row.get(1)?, "sequence")?,
