@@ -39,7 +39,9 @@ pub(crate) fn is_anonymised(e: &Entry) -> bool {
         .is_none_or(|p| p.state() != PersonalState::Present)
 }
 
-/// Personal data as the JSON text stored in the `personal` column.
+/// Personal data as the JSON text stored in PostgreSQL's `personal` column (SQLite stores
+/// the compact form).
+#[cfg(feature = "postgres")]
 pub(crate) fn personal_json(personal: &Personal) -> Result<String> {
     serde_json::to_string(personal).map_err(|_| Error::Corrupt("personal data"))
 }
