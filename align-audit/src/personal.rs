@@ -400,26 +400,15 @@ pub(crate) mod compact {
         {
             return Err(CORRUPT);
         }
-        let stored = if flags & OPEN == 0 {
-            Some(r.digest()?)
-        } else {
-            None
-        };
-        let coarse_stored = if flags & COARSE_STORED != 0 {
-            Some(r.digest()?)
-        } else {
-            None
-        };
-        let open = if flags & OPEN != 0 {
-            Some(r.opening()?)
-        } else {
-            None
-        };
-        let coarse_open = if flags & COARSE_OPEN != 0 {
-            Some(r.opening()?)
-        } else {
-            None
-        };
+        // In the order they are written.
+        let stored = (flags & OPEN == 0).then(|| r.digest()).transpose()?;
+        let coarse_stored = (flags & COARSE_STORED != 0)
+            .then(|| r.digest())
+            .transpose()?;
+        let open = (flags & OPEN != 0).then(|| r.opening()).transpose()?;
+        let coarse_open = (flags & COARSE_OPEN != 0)
+            .then(|| r.opening())
+            .transpose()?;
         if !r.0.is_empty() {
             return Err(CORRUPT);
         }
