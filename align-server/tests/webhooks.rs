@@ -40,6 +40,23 @@ async fn endpoint(s: &TestServer, key: &str, body: Value) -> (String, String) {
     )
 }
 
+/// The endpoint's deliveries once `ready` holds for the list (polled for up to 10 s): a
+/// receiver sees an attempt before the dispatcher has read its answer and recorded it
+/// (meanwhile the delivery is leased, its `nextAttemptAt` pushed ahead).
+async fn deliveries_once(s: &TestServer, ep: &str, key: &str, ready: fn(&Value) -> bool) -> Value {
+    let path = format!("/api/v1/webhook-endpoints/{ep}/deliveries");
+    let mut r = s.get(&path, key).await;
+    for _ in 0..200 {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if ready(&r.body) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r = s.get(&path, key).await;
+    }
+    r.body
+}
+
 /// Every event the key can poll, following cursors.
 async fn all_events(s: &TestServer, key: &str, query: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -201,15 +218,9 @@ async fn every_event_is_signed_delivered_and_also_pollable() {
     assert!(future.is_empty());
 
     // The endpoint's deliveries list each attempt.
-    let r = s
-        .get(
-            &format!("/api/v1/webhook-endpoints/{ep}/deliveries"),
-            &sandbox,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let first = &r.body["data"][0];
-    assert_eq!(first["status"], "succeeded", "{}", r.body);
+    let body = deliveries_once(&s, &ep, &sandbox, |b| b["data"][0]["status"] == "succeeded").await;
+    let first = &body["data"][0];
+    assert_eq!(first["status"], "succeeded", "{body}");
     assert_eq!(first["attempts"][0]["status"], 200);
     s.stop().await;
 }
@@ -243,14 +254,10 @@ async fn a_failed_delivery_is_retried_with_the_same_webhook_id() {
     assert_eq!(got[0].body, got[1].body, "same body on retry");
 
     // Both attempts are recorded; a manual retry sends it once more, same id.
-    let deliveries = s
-        .get(
-            &format!("/api/v1/webhook-endpoints/{ep}/deliveries"),
-            &sandbox,
-        )
-        .await;
-    let d = &deliveries.body["data"][0];
-    assert_eq!(d["attemptCount"], 2, "{}", deliveries.body);
+    let deliveries =
+        deliveries_once(&s, &ep, &sandbox, |b| b["data"][0]["attemptCount"] == 2).await;
+    let d = &deliveries["data"][0];
+    assert_eq!(d["attemptCount"], 2, "{deliveries}");
     assert_eq!(d["attempts"][0]["status"], 500);
     assert_eq!(d["attempts"][1]["status"], 200);
     assert_eq!(d["webhookId"], webhook_id.as_str());
