@@ -293,6 +293,17 @@ impl ApiError {
         )
     }
 
+    /// `409 key_already_revoked`: rotating a key that was revoked (revocation is for good, so
+    /// there is nothing to succeed it). Beyond DESIGN's table: the request is valid, the key's
+    /// state is not.
+    pub fn key_already_revoked() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "key_already_revoked",
+            "the key is revoked; a revoked key cannot be rotated",
+        )
+    }
+
     /// `503 unavailable` when the data store cannot be written (disk full, read-only file
     /// system, I/O error): the operator's problem, not the caller's, and it passes.
     pub fn storage_unwritable() -> Self {

@@ -206,6 +206,48 @@ async fn the_601st_request_in_a_minute_is_rate_limited() {
     s.stop().await;
 }
 
+/// Revocation is for good: rotating a revoked key is a valid request its state refuses (409),
+/// and no successor is minted.
+#[tokio::test]
+async fn a_revoked_key_cannot_be_rotated() {
+    let s = TestServer::start().await;
+    let (_, res) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "gone", "scope": "organization"}),
+        )
+        .await;
+    let id = res["apiKeyId"].as_str().unwrap();
+    let r = s
+        .post(
+            &format!("/api/v1/keys/{id}/revoke"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let before = s.get("/api/v1/keys?limit=100", &s.admin_key).await;
+    let r = s
+        .post(
+            &format!("/api/v1/keys/{id}/rotate"),
+            &s.admin_key,
+            json!({"graceSeconds": 257}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "key_already_revoked"),
+        "{}",
+        r.body
+    );
+    let after = s.get("/api/v1/keys?limit=100", &s.admin_key).await;
+    assert_eq!(
+        before.body["data"], after.body["data"],
+        "no successor minted"
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn rotation_keeps_the_old_key_working_during_grace_only() {
     let s = TestServer::start().await;

@@ -367,7 +367,7 @@ pub(crate) async fn rotate(
         ));
     }
     if key.revoked_at.is_some() {
-        return Err(ApiError::invalid_request("a revoked key cannot be rotated"));
+        return Err(ApiError::key_already_revoked());
     }
     let rotation = state
         .keys
