@@ -106,6 +106,14 @@ pub(crate) fn read_json<T: DeserializeOwned>(
         }
         body
     };
+    // Every request body is a JSON object. Checked first: a struct whose fields all have
+    // defaults would otherwise also accept an array (serde's sequence form), `[]` included.
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first.is_some_and(|&b| b != b'{') {
+        return Err(ApiError::invalid_request("the body must be a JSON object"));
+    }
     serde_json::from_slice(body).map_err(|e| {
         let text = e.to_string();
         let safe = align_keys::Redactor::new().redact_text(&text).into_owned();

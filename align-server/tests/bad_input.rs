@@ -45,6 +45,50 @@ async fn malformed_and_mistyped_bodies_are_invalid_requests() {
     s.stop().await;
 }
 
+/// Every body is a JSON object. A change whose fields are all optional would otherwise take
+/// an array (serde's sequence form of a struct) as "change nothing" and answer 200: spec-driven
+/// fuzzing found `PATCH /organization` doing so with `[]`.
+#[tokio::test]
+async fn bodies_that_are_not_objects_are_invalid_requests_everywhere() {
+    let s = TestServer::start().await;
+    let (_, key) = s
+        .mint(&s.admin_key, json!({"name": "k", "scope": "organization"}))
+        .await;
+    let key_path = format!("/api/v1/keys/{}", key["apiKeyId"].as_str().unwrap());
+    let rotate_path = format!("{key_path}/rotate");
+    let auth = format!("Bearer {}", s.admin_key);
+    let h = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let targets = [
+        (Method::PATCH, "/api/v1/organization"),
+        (Method::PATCH, key_path.as_str()),
+        (Method::POST, rotate_path.as_str()),
+        (Method::POST, "/api/v1/projects"),
+        (Method::POST, "/api/v1/webhook-endpoints"),
+    ];
+    for (method, path) in targets {
+        for body in ["[]", " \n[{}]", "null", "0", "\"x\"", "true"] {
+            let r = s
+                .send(method.clone(), path, &h, Some(body.as_bytes().to_vec()))
+                .await;
+            assert_envelope(&r, StatusCode::BAD_REQUEST, "invalid_request");
+        }
+    }
+    // An empty body still means `{}`, and whitespace before an object is fine.
+    let r = s
+        .send(
+            Method::PATCH,
+            "/api/v1/organization",
+            &h,
+            Some(b" \n {}".to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn a_quoted_token_in_a_bad_body_is_not_echoed() {
     let s = TestServer::start().await;
