@@ -206,6 +206,13 @@ async fn the_601st_request_in_a_minute_is_rate_limited() {
     s.stop().await;
 }
 
+/// `POST /keys/{id}/rotate` by the bootstrap admin with `grace` seconds.
+async fn rotate(s: &TestServer, id: &str, grace: u64) -> support::Reply {
+    let path = format!("/api/v1/keys/{id}/rotate");
+    s.post(&path, &s.admin_key, json!({ "graceSeconds": grace }))
+        .await
+}
+
 /// Revocation is for good: rotating a revoked key is a valid request its state refuses (409),
 /// and no successor is minted.
 #[tokio::test]
@@ -227,13 +234,7 @@ async fn a_revoked_key_cannot_be_rotated() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let before = s.get("/api/v1/keys?limit=100", &s.admin_key).await;
-    let r = s
-        .post(
-            &format!("/api/v1/keys/{id}/rotate"),
-            &s.admin_key,
-            json!({"graceSeconds": 257}),
-        )
-        .await;
+    let r = rotate(&s, id, 257).await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::CONFLICT, "key_already_revoked"),
@@ -258,13 +259,7 @@ async fn rotation_keeps_the_old_key_working_during_grace_only() {
         )
         .await;
     let id = res["apiKeyId"].as_str().unwrap();
-    let r = s
-        .post(
-            &format!("/api/v1/keys/{id}/rotate"),
-            &s.admin_key,
-            json!({"graceSeconds": 1}),
-        )
-        .await;
+    let r = rotate(&s, id, 1).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let new = r.body["key"].as_str().unwrap().to_owned();
     assert_eq!(r.body["keyName"], "rotating");
