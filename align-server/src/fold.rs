@@ -295,60 +295,23 @@ mod tests {
     fn clients_statuses_and_accepted_requests_are_counted_apart() {
         let folds = Folds::new(1);
         let t = at(0, 0);
+        // Whether request `n` from `ip` answered `status` gets its own entry.
+        let judge = |n: u32, ip: &str, status: StatusCode| {
+            logged(&folds.judge(meta(n, ip, t), None, status, Duration::ZERO))
+        };
         let u = StatusCode::UNAUTHORIZED;
-        let r = StatusCode::TOO_MANY_REQUESTS;
-        assert!(logged(&folds.judge(
-            meta(0, "203.0.113.7", t),
-            None,
-            u,
-            Duration::ZERO
-        )));
-        assert!(!logged(&folds.judge(
-            meta(1, "203.0.113.7", t),
-            None,
-            u,
-            Duration::ZERO
-        )));
-        assert!(logged(&folds.judge(
-            meta(2, "203.0.113.8", t),
-            None,
-            u,
-            Duration::ZERO
-        )));
-        assert!(logged(&folds.judge(
-            meta(3, "203.0.113.7", t),
-            None,
-            r,
-            Duration::ZERO
-        )));
+        assert!(judge(0, "203.0.113.7", u));
+        assert!(!judge(1, "203.0.113.7", u));
+        assert!(judge(2, "203.0.113.8", u));
+        assert!(judge(3, "203.0.113.7", StatusCode::TOO_MANY_REQUESTS));
         for i in 4..8 {
-            let ok = folds.judge(
-                meta(i, "203.0.113.7", t),
-                None,
-                StatusCode::OK,
-                Duration::ZERO,
-            );
-            assert!(logged(&ok), "accepted requests are never folded");
+            let ok = judge(i, "203.0.113.7", StatusCode::OK);
+            assert!(ok, "accepted requests are never folded");
         }
         // One IPv6 /64 is one client.
-        assert!(logged(&folds.judge(
-            meta(8, "2001:db8::1", t),
-            None,
-            u,
-            Duration::ZERO
-        )));
-        assert!(!logged(&folds.judge(
-            meta(9, "2001:db8::ffff", t),
-            None,
-            u,
-            Duration::ZERO
-        )));
-        assert!(logged(&folds.judge(
-            meta(10, "2001:db8:0:1::1", t),
-            None,
-            u,
-            Duration::ZERO
-        )));
+        assert!(judge(8, "2001:db8::1", u));
+        assert!(!judge(9, "2001:db8::ffff", u));
+        assert!(judge(10, "2001:db8:0:1::1", u));
         let summaries = folds.take_finished(at(1, 0));
         assert_eq!(summaries.len(), 2);
         assert!(summaries.iter().all(|s| s.count == 1));
