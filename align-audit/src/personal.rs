@@ -154,6 +154,14 @@ fn coarse_values(values: &Values) -> Option<Values> {
     values.get(IP)?.parse().ok().map(coarse_of)
 }
 
+/// Whether [`coarse_values`] has something to give, without building it.
+#[cfg(feature = "sqlite")]
+fn has_coarse_form(values: &Values) -> bool {
+    values
+        .get(IP)
+        .is_some_and(|ip| ip.parse::<IpAddr>().is_ok())
+}
+
 /// The coarse values of a record whose IP address is `ip`.
 fn coarse_of(ip: IpAddr) -> Values {
     Values(vec![(IP.to_owned(), ip_text(coarsen_ip(ip)))])
@@ -322,7 +330,7 @@ impl Personal {
 /// JSON, which is most of what the writer thread spends per row.
 #[cfg(feature = "sqlite")]
 pub(crate) mod compact {
-    use super::{Personal, SALT_LEN, Salt, Values, coarse_values, commit};
+    use super::{Personal, SALT_LEN, Salt, Values, coarse_values, commit, has_coarse_form};
     use crate::digest::Digest;
     use crate::error::{Error, Result};
 
@@ -350,7 +358,7 @@ pub(crate) mod compact {
             _ => None,
         };
         let coarse_derived = p.coarse_commitment.is_some()
-            && open.is_some_and(|(_, values)| coarse_values(values).is_some());
+            && open.is_some_and(|(_, values)| has_coarse_form(values));
         let mut flags = 0;
         if open.is_some() {
             flags |= OPEN;
