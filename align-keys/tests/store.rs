@@ -504,10 +504,8 @@ async fn a_revocation_by_another_process_reaches_a_verifier_cache() {
     // Another process (the operator CLI) opens the same file and revokes.
     let cli = manager(Arc::new(SqliteKeyStore::open(&path).await.unwrap()));
     cli.revoke(minted.record.id, Utc::now()).await.unwrap();
-    // The watcher polls every 50 ms; the budget leaves room for a loaded CI machine (a
-    // fresh-clone run once missed the earlier 1 s while other test binaries ran beside it).
     let mut seen = false;
-    for _ in 0..200 {
+    for _ in 0..40 {
         if matches!(
             server.verifier().verify(t, Utc::now()).await.unwrap(),
             Verification::Revoked(_)
@@ -518,7 +516,7 @@ async fn a_revocation_by_another_process_reaches_a_verifier_cache() {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     watcher.abort();
-    assert!(seen, "the cached key was not refreshed within 5 s");
+    assert!(seen, "the cached key was not refreshed within a second");
 }
 
 fn session(user: UserId, from: chrono::DateTime<Utc>, hours: i64) -> UserSession {
