@@ -362,6 +362,20 @@ impl KeyVerifier {
         }
     }
 
+    /// Drops every cached key (the next verification of each reads the store). Entries
+    /// waiting for a `last_used_at` flush stay in the flush list.
+    fn clear(&self) {
+        let mut index = lock(&self.index);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        index.clear();
+        for shard in self.shards.iter() {
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+    }
+
     /// Drops cached keys not used since `now - idle_for` (their `last_used_at` is already
     /// written: entries waiting for a flush stay), so that memory follows the keys in use
     /// rather than every key ever seen; the next use of a dropped key reads the store once.
@@ -454,6 +468,12 @@ impl KeyVerifier {
             loop {
                 // A failed read keeps the position; the next round asks again.
                 if let Ok((changed, next)) = this.store.key_changes_since(position).await {
+                    if position < 0 {
+                        // The first read only finds where the log ends. A key cached, then
+                        // changed, before it (the task may first run well after it was
+                        // spawned) would never be seen as changed: start from an empty cache.
+                        this.clear();
+                    }
                     for id in changed {
                         this.invalidate(id);
                     }

@@ -519,6 +519,49 @@ async fn a_revocation_by_another_process_reaches_a_verifier_cache() {
     assert!(seen, "the cached key was not refreshed within a second");
 }
 
+/// The watcher's first read only finds where the change log ends. A key cached and then
+/// revoked by another process before that read must still be dropped: this is the order a
+/// loaded machine produced now and then in the test above (the watcher task ran late).
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_revocation_before_the_watchers_first_read_still_reaches_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("align.db");
+    let server_store: Arc<dyn KeyStore> = Arc::new(SqliteKeyStore::open(&path).await.unwrap());
+    let f = seed(server_store.as_ref()).await;
+    let server = manager(server_store);
+    let minted = server
+        .mint(new_key(&f, "x", Environment::Live), Utc::now())
+        .await
+        .unwrap();
+    let t = minted.token.expose();
+    assert!(matches!(
+        server.verifier().verify(t, Utc::now()).await.unwrap(),
+        Verification::Valid(_)
+    ));
+    let cli = manager(Arc::new(SqliteKeyStore::open(&path).await.unwrap()));
+    cli.revoke(minted.record.id, Utc::now()).await.unwrap();
+    let watcher = server
+        .verifier()
+        .spawn_change_watcher(std::time::Duration::from_millis(50));
+    let mut seen = false;
+    for _ in 0..40 {
+        if matches!(
+            server.verifier().verify(t, Utc::now()).await.unwrap(),
+            Verification::Revoked(_)
+        ) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    watcher.abort();
+    assert!(
+        seen,
+        "a key revoked before the watcher's first read stayed cached as valid"
+    );
+}
+
 fn session(user: UserId, from: chrono::DateTime<Utc>, hours: i64) -> UserSession {
     UserSession {
         user_id: user,
