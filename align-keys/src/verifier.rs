@@ -461,17 +461,45 @@ impl KeyVerifier {
     /// the store signals a change ([`KeyStore::wait_for_changes`]; PostgreSQL does, through
     /// LISTEN/NOTIFY) and at least every `every`. Changes made through this process's
     /// [`crate::KeyManager`] are seen at once without it.
+    ///
+    /// The task's first read only finds where the log ends, and it may run a while after
+    /// this call; the cache is emptied then, so that a key cached and changed meanwhile is
+    /// read again. [`Self::start_change_watcher`] takes that first read before it returns.
     pub fn spawn_change_watcher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        self.spawn_watch_loop(-1, every)
+    }
+
+    /// [`Self::spawn_change_watcher`], with the end of the change log read (and the cache
+    /// emptied) before it returns: call it before serving, and no key verified afterwards is
+    /// read twice for it. A failed read leaves that to the task.
+    pub async fn start_change_watcher(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let position = match self.store.key_changes_since(-1).await {
+            Ok((_, end)) => {
+                self.clear();
+                end
+            }
+            Err(_) => -1,
+        };
+        self.spawn_watch_loop(position, every)
+    }
+
+    /// The watcher's loop from `position` (negative: the log's end is not known yet).
+    fn spawn_watch_loop(
+        self: &Arc<Self>,
+        mut position: i64,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let mut position = -1;
             loop {
                 // A failed read keeps the position; the next round asks again.
                 if let Ok((changed, next)) = this.store.key_changes_since(position).await {
                     if position < 0 {
-                        // The first read only finds where the log ends. A key cached, then
-                        // changed, before it (the task may first run well after it was
-                        // spawned) would never be seen as changed: start from an empty cache.
+                        // Only where the log ends: a key cached, then changed, before this
+                        // read would never be seen as changed. Start from an empty cache.
                         this.clear();
                     }
                     for id in changed {

@@ -204,7 +204,13 @@ impl Server {
             .verifier()
             .spawn_last_used_flusher(state.config.last_used_flush);
         // Key changes made by other processes (the operator CLI) reach the cache this fast.
-        let watcher = state.keys.verifier().spawn_change_watcher(CHANGE_POLL);
+        // Started before serving, so that its first read of the change log empties a cache
+        // no request has filled yet.
+        let watcher = state
+            .keys
+            .verifier()
+            .start_change_watcher(CHANGE_POLL)
+            .await;
         // Memory follows the keys in use: idle limiter state and idle cached keys go.
         let sweeper = {
             let state = Arc::clone(&state);
