@@ -19,6 +19,10 @@ pub enum Error {
     /// The named object does not exist (or is not visible to the caller).
     #[error("{0} not found")]
     NotFound(ObjectKind),
+    /// The key is revoked or expired (a rotated-out key included): final, nothing makes it
+    /// valid again, so it cannot be resumed, rotated or changed.
+    #[error("the key is revoked or expired; it cannot be changed")]
+    KeyNotActive,
     /// An object with the same identity already exists.
     #[error("{0} already exists")]
     AlreadyExists(ObjectKind),

@@ -1,7 +1,8 @@
 //! Reading an API key from HTTP request headers (feature `http`).
 //!
 //! Keys arrive as `Authorization: Bearer <key>` (recommended) or `X-API-Key: <key>`. Both
-//! present with different values is ambiguous; a non-Bearer `Authorization` is not a key.
+//! present with different values, or either header more than once, is ambiguous; a
+//! non-Bearer `Authorization` is not a key.
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
@@ -13,7 +14,8 @@ pub enum CredentialProblem {
     Missing,
     /// A header is present but not a usable credential (`401 invalid_key`).
     Malformed,
-    /// Both headers carry different keys (`400 ambiguous_credentials`).
+    /// Both headers carry different keys, or a header comes more than once
+    /// (`400 ambiguous_credentials`).
     Ambiguous,
 }
 
@@ -27,8 +29,18 @@ pub enum CredentialProblem {
 /// assert_eq!(presented_key(&h), Ok("ako_x"));
 /// h.insert("x-api-key", "akt_y".parse().unwrap());
 /// assert_eq!(presented_key(&h), Err(CredentialProblem::Ambiguous));
+/// let mut twice = http::HeaderMap::new();
+/// twice.append("authorization", "Bearer ako_x".parse().unwrap());
+/// twice.append("authorization", "Bearer ako_z".parse().unwrap());
+/// assert_eq!(presented_key(&twice), Err(CredentialProblem::Ambiguous));
 /// ```
 pub fn presented_key(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
+    // Which of two copies a proxy or framework keeps differs; refuse rather than guess.
+    for name in [AUTHORIZATION.as_str(), "x-api-key"] {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(CredentialProblem::Ambiguous);
+        }
+    }
     let bearer = match headers.get(AUTHORIZATION) {
         None => None,
         Some(v) => {

@@ -20,6 +20,7 @@ mod error;
 mod hash;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod judge;
 #[cfg(feature = "tower")]
 pub mod layer;
 mod manager;
@@ -41,8 +42,10 @@ pub use domain::{
 };
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
+pub use judge::{Grant, Producer, Unset, judge};
 pub use manager::{
-    KeyChanges, KeyManager, MAX_ALLOWED_CIDRS, MAX_NAME_LEN, MintedKey, NewKey, Rotation,
+    DEFAULT_RATE_LIMIT_PER_MINUTE, KeyChanges, KeyManager, MAX_ALLOWED_CIDRS, MAX_NAME_LEN,
+    MintedKey, NewKey, Rotation,
 };
 pub use password::{
     DEFAULT_PBKDF2_ITERATIONS, MAX_PASSWORD_LEN, MAX_PBKDF2_ITERATIONS, MIN_PASSWORD_LEN,

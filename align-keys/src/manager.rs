@@ -7,11 +7,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, OrganizationId, PermissionSet, Scope, UserId,
+    IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, OrganizationId, PermissionSet,
+    Scope, UserId,
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHasher;
-use crate::policy::{Caller, KeySpec, UserCaller};
+use crate::judge::{Grant, Producer, Unset, judge};
+use crate::policy::KeySpec;
 use crate::secret::Secret;
 use crate::store::KeyStore;
 use crate::token::{self, Environment};
@@ -55,6 +57,24 @@ impl NewKey {
             permissions: self.permissions,
             environment: self.environment,
         }
+    }
+
+    /// Every power the key would hold, as the judge sees it.
+    pub fn grant(&self) -> Grant {
+        Grant {
+            scope: self.scope,
+            permissions: self.permissions,
+            environment: self.environment,
+            expires_at: self.expires_at,
+            rate_limit_per_minute: self.rate_limit_per_minute,
+            allowed_cidrs: self.allowed_cidrs.clone(),
+        }
+    }
+
+    fn set_grant(&mut self, grant: Grant) {
+        self.expires_at = grant.expires_at;
+        self.rate_limit_per_minute = grant.rate_limit_per_minute;
+        self.allowed_cidrs = grant.allowed_cidrs;
     }
 }
 
@@ -119,7 +139,12 @@ pub struct Rotation {
 #[derive(Debug, Clone)]
 pub struct KeyManager {
     verifier: Arc<KeyVerifier>,
+    default_rate_limit: u32,
 }
+
+/// The rate limit of a key without its own, unless [`KeyManager::with_default_rate_limit`]
+/// says otherwise (DESIGN §4).
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
 
 impl KeyManager {
     /// A manager with a fresh default [`KeyVerifier`].
@@ -129,7 +154,23 @@ impl KeyManager {
 
     /// A manager sharing an existing verifier (and so its store, hasher and cache).
     pub fn with_verifier(verifier: Arc<KeyVerifier>) -> Self {
-        Self { verifier }
+        Self {
+            verifier,
+            default_rate_limit: DEFAULT_RATE_LIMIT_PER_MINUTE,
+        }
+    }
+
+    /// The rate limit of keys without their own (what the server enforces for them), which
+    /// the judge compares rate limits against. Default 600.
+    #[must_use]
+    pub fn with_default_rate_limit(mut self, per_minute: u32) -> Self {
+        self.default_rate_limit = per_minute;
+        self
+    }
+
+    /// Refuses what `producer` could not mint inside its own bounds ([`judge`]).
+    fn judge(&self, producer: &Producer<'_>, result: &Grant) -> Result<()> {
+        judge(producer, result, self.default_rate_limit).map_err(Error::Forbidden)
     }
 
     /// The verifier whose cache this manager keeps current.
@@ -142,39 +183,41 @@ impl KeyManager {
         self.verifier.store()
     }
 
-    /// Mints a key without a policy check: for trusted callers (bootstrap, operator CLI).
-    /// Retries with a fresh token if the random prefix is already taken.
+    /// Mints a key as the operator (bootstrap, operator CLI): [`Self::mint_as`] with
+    /// [`Producer::Operator`]. Retries with a fresh token if the random prefix is taken.
     pub async fn mint(&self, new: NewKey, now: DateTime<Utc>) -> Result<MintedKey> {
-        self.mint_inner(new, None, now).await
+        self.mint_as(&Producer::Operator, new, now).await
     }
 
-    /// Mints a key on behalf of `caller` after checking that it is no broader than the caller
-    /// (scope, permissions, environment) and that the creator's role allows it. The new key's
-    /// organisation and creator are the caller's.
+    /// Mints a key on behalf of `producer` after [`judge`] finds it no broader than the
+    /// producer (role, scope, permissions, environment, expiry, rate, networks). A key or a
+    /// user mints in its own organisation and on its creator's (its own) authority; powers
+    /// the request leaves unset take a key producer's own bounds ([`Producer::fill_unset`]).
     pub async fn mint_as(
         &self,
-        caller: &Caller<'_>,
+        producer: &Producer<'_>,
         mut new: NewKey,
         now: DateTime<Utc>,
     ) -> Result<MintedKey> {
-        new.organization_id = caller.key.organization_id;
-        new.created_by = caller.key.created_by;
-        caller.check_mint(&new.spec()).map_err(Error::Forbidden)?;
-        self.mint_inner(new, None, now).await
-    }
-
-    /// Mints a key on behalf of a signed-in user (a console) after checking that their
-    /// current role allows it ([`crate::policy::check_user_mint`]). The new key's
-    /// organisation and creator are the user's.
-    pub async fn mint_as_user(
-        &self,
-        caller: &UserCaller<'_>,
-        mut new: NewKey,
-        now: DateTime<Utc>,
-    ) -> Result<MintedKey> {
-        new.organization_id = caller.user.organization_id;
-        new.created_by = caller.user.id;
-        caller.check_mint(&new.spec()).map_err(Error::Forbidden)?;
+        match producer {
+            Producer::Key(c) => new.organization_id = c.key.organization_id,
+            Producer::User(u) => new.organization_id = u.user.organization_id,
+            Producer::Operator => {}
+        }
+        if let Some(user) = producer.user_id() {
+            new.created_by = user;
+        }
+        let mut grant = new.grant();
+        producer.fill_unset(
+            &mut grant,
+            Unset {
+                expires_at: new.expires_at.is_none(),
+                rate_limit_per_minute: new.rate_limit_per_minute.is_none(),
+                allowed_cidrs: new.allowed_cidrs.is_empty(),
+            },
+        );
+        self.judge(producer, &grant)?;
+        new.set_grant(grant);
         self.mint_inner(new, None, now).await
     }
 
@@ -278,25 +321,63 @@ impl KeyManager {
         self.save(record, event).await
     }
 
-    /// Lifts a suspension; idempotent. A revoked key stays revoked.
+    /// Lifts a suspension as the operator: [`Self::resume_as`] with [`Producer::Operator`].
     pub async fn resume(&self, id: KeyId) -> Result<KeyRecord> {
-        let mut record = self.load(id).await?;
-        let event = record.suspended_at.is_some().then(|| KeyEvent {
-            kind: KeyEventKind::Resumed,
-            at: Utc::now(),
-        });
-        record.suspended_at = None;
-        self.save(record, event).await
+        self.resume_as(&Producer::Operator, id, Utc::now()).await
     }
 
-    /// Applies `changes` (name, expiry, rate-limit override, allowed networks) to a key.
+    /// Lifts a suspension; idempotent. Making a key usable again is judged as minting it:
+    /// `producer` must be able to mint a key with all its powers. A revoked or expired key
+    /// is [`Error::KeyNotActive`].
+    pub async fn resume_as(
+        &self,
+        producer: &Producer<'_>,
+        id: KeyId,
+        now: DateTime<Utc>,
+    ) -> Result<KeyRecord> {
+        let mut record = self.load_changeable(id, now).await?;
+        if record.suspended_at.is_none() {
+            return Ok(record);
+        }
+        self.judge(producer, &Grant::of(&record))?;
+        record.suspended_at = None;
+        let event = KeyEvent {
+            kind: KeyEventKind::Resumed,
+            at: now,
+        };
+        self.save(record, Some(event)).await
+    }
+
+    /// Applies `changes` as the operator: [`Self::update_as`] with [`Producer::Operator`].
     pub async fn update(&self, id: KeyId, changes: KeyChanges) -> Result<KeyRecord> {
-        let mut record = self.load(id).await?;
+        self.update_as(&Producer::Operator, id, changes, Utc::now())
+            .await
+    }
+
+    /// Applies `changes` (name, expiry, rate-limit override, allowed networks) to a key. A
+    /// change that widens it (a later or no expiry, a higher rate, networks outside the old
+    /// list) is judged as minting the result; narrowing needs no more than access to the key.
+    /// A revoked or expired key is [`Error::KeyNotActive`].
+    pub async fn update_as(
+        &self,
+        producer: &Producer<'_>,
+        id: KeyId,
+        changes: KeyChanges,
+        now: DateTime<Utc>,
+    ) -> Result<KeyRecord> {
+        let mut record = self.load_changeable(id, now).await?;
+        let before = Grant::of(&record);
         if let Some(name) = changes.name {
             validate_name(&name)?;
             record.name = name;
         }
         if let Some(expiry) = changes.expires_at {
+            if expiry.is_some_and(|e| e <= now) {
+                return Err(Error::InvalidInput {
+                    field: "expiresAt",
+                    reason: "must be in the future",
+                });
+            }
             record.expires_at = expiry;
         }
         if let Some(limit) = changes.rate_limit_per_minute {
@@ -317,23 +398,44 @@ impl KeyManager {
             }
             record.allowed_cidrs = nets;
         }
+        let after = Grant::of(&record);
+        if after.widens(&before, self.default_rate_limit) {
+            self.judge(producer, &after)?;
+        }
         let event = KeyEvent {
             kind: KeyEventKind::Updated,
-            at: Utc::now(),
+            at: now,
         };
         self.save(record, Some(event)).await
     }
 
-    /// Mints a successor with the same name, scope, permissions, environment, creator and
-    /// expiry, and lets the old key work for `grace` more (zero-downtime rotation).
-    pub async fn rotate(&self, id: KeyId, grace: Duration, now: DateTime<Utc>) -> Result<Rotation> {
-        let old = self.load(id).await?;
-        if old.status_at(now) == crate::domain::KeyStatus::Revoked {
-            return Err(Error::InvalidInput {
-                field: "id",
-                reason: "a revoked key cannot be rotated",
-            });
+    /// Loads a key that may still change: not revoked, not expired.
+    async fn load_changeable(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord> {
+        let record = self.load(id).await?;
+        match record.status_at(now) {
+            KeyStatus::Revoked | KeyStatus::Expired => Err(Error::KeyNotActive),
+            KeyStatus::Active | KeyStatus::Suspended => Ok(record),
         }
+    }
+
+    /// Rotates as the operator: [`Self::rotate_as`] with [`Producer::Operator`].
+    pub async fn rotate(&self, id: KeyId, grace: Duration, now: DateTime<Utc>) -> Result<Rotation> {
+        self.rotate_as(&Producer::Operator, id, grace, now).await
+    }
+
+    /// Mints a successor with the same name, scope, permissions, environment, expiry, rate
+    /// limit and networks, and lets the old key work for `grace` more (zero-downtime
+    /// rotation). The successor is judged as a mint by `producer` and exists on its
+    /// authority (its creator is the producer's user; the operator keeps the old creator). A
+    /// revoked or expired key is [`Error::KeyNotActive`].
+    pub async fn rotate_as(
+        &self,
+        producer: &Producer<'_>,
+        id: KeyId,
+        grace: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation> {
+        let old = self.load_changeable(id, now).await?;
         let grace = chrono::Duration::from_std(grace).map_err(|_| Error::InvalidInput {
             field: "graceSeconds",
             reason: "too large",
@@ -348,11 +450,12 @@ impl KeyManager {
             scope: old.scope,
             permissions: old.permissions,
             environment: old.environment,
-            created_by: old.created_by,
-            expires_at: old.expires_at.filter(|e| *e > now),
+            created_by: producer.user_id().unwrap_or(old.created_by),
+            expires_at: old.expires_at,
             rate_limit_per_minute: old.rate_limit_per_minute,
             allowed_cidrs: old.allowed_cidrs.clone(),
         };
+        self.judge(producer, &new.grant())?;
         let successor = self.mint_inner(new, Some(old.id), now).await?;
         let mut previous = old;
         previous.expires_at = Some(previous.expires_at.map_or(grace_end, |e| e.min(grace_end)));

@@ -31,6 +31,16 @@ pub enum Denial {
     OutsideScope,
     /// A sandbox key touched live data.
     WrongEnvironment,
+    /// The result would outlive its producer (a later expiry, or none).
+    OutlivesProducer,
+    /// The result's rate limit would exceed its producer's effective limit (or, for a user who
+    /// is not an admin, the server default).
+    RateHigher,
+    /// The result would be usable from networks outside its producer's allowed networks.
+    NetworksWider,
+    /// A sandbox key changed an organisation-wide object (organisation settings, projects,
+    /// users).
+    SandboxOrganizationChange,
 }
 
 impl fmt::Display for Denial {
@@ -48,6 +58,18 @@ impl fmt::Display for Denial {
             Self::EnvironmentBroader => f.write_str("a sandbox key cannot create live objects"),
             Self::OutsideScope => f.write_str("the object is outside the key's scope"),
             Self::WrongEnvironment => f.write_str("sandbox keys may only use sandbox data"),
+            Self::OutlivesProducer => {
+                f.write_str("a key cannot give a key an expiry later than its own")
+            }
+            Self::RateHigher => {
+                f.write_str("a key's rate limit cannot exceed the rate limit of whoever sets it")
+            }
+            Self::NetworksWider => {
+                f.write_str("a key cannot allow networks outside its own allowedCidrs")
+            }
+            Self::SandboxOrganizationChange => {
+                f.write_str("sandbox keys cannot change organization-wide objects")
+            }
         }
     }
 }
@@ -159,6 +181,16 @@ impl Caller<'_> {
             && target.environment == Some(Environment::Live)
         {
             return Err(Denial::WrongEnvironment);
+        }
+        // Organisation settings and projects have no environment: they are live data that a
+        // sandbox key may read but never change.
+        if self.key.environment == Environment::Sandbox
+            && matches!(
+                permission,
+                Permission::OrganizationWrite | Permission::ProjectsWrite
+            )
+        {
+            return Err(Denial::SandboxOrganizationChange);
         }
         if !self.effective_permissions().contains(permission) {
             return Err(Denial::MissingPermission(permission));

@@ -392,9 +392,9 @@ async fn mint_as_user_sets_the_creator_and_refuses_what_the_role_forbids() {
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
     };
-    let caller = UserCaller { user: &engineer };
+    let caller = align_keys::Producer::User(UserCaller { user: &engineer });
     let refused = keys
-        .mint_as_user(&caller, new(Scope::Organization), Utc::now())
+        .mint_as(&caller, new(Scope::Organization), Utc::now())
         .await;
     assert!(matches!(
         refused,
@@ -403,7 +403,7 @@ async fn mint_as_user_sets_the_creator_and_refuses_what_the_role_forbids() {
         ))
     ));
     let minted = keys
-        .mint_as_user(&caller, new(Scope::Project(project(1))), Utc::now())
+        .mint_as(&caller, new(Scope::Project(project(1))), Utc::now())
         .await
         .unwrap();
     assert_eq!(minted.record.created_by, engineer.id);

@@ -293,10 +293,10 @@ async fn mint_as_enforces_the_policy_and_inherits_org_and_creator() {
         .mint(new_key(&f, "admin", Environment::Live), Utc::now())
         .await
         .unwrap();
-    let caller = Caller {
+    let caller = Producer::Key(Caller {
         key: &admin_key.record,
         creator_role: Role::Engineer,
-    };
+    });
     let mut spec = new_key(&f, "eng", Environment::Sandbox);
     assert!(matches!(
         keys.mint_as(&caller, spec.clone(), Utc::now()).await,

@@ -206,6 +206,12 @@ where
     if !parts.uri.path().starts_with("/api/") && parts.uri.path() != "/metrics" {
         return Err(ApiError::not_found());
     }
+    if parts.uri.path() == "/metrics"
+        && parts.method == Method::GET
+        && routes::is_metrics_operator(state, &parts.headers)
+    {
+        return routes::metrics_text(state).await;
+    }
 
     let auth = authenticate(state, &parts.headers).await?;
     let record = auth.key.record();

@@ -60,6 +60,26 @@ pub struct Config {
     pub database: Database,
     /// The developer console under `/console` (`console.*`).
     pub console: ConsoleSettings,
+    /// Who may read `GET /metrics` (`metrics.*`).
+    pub metrics: MetricsSettings,
+}
+
+/// Metrics settings (`metrics.*`; see `docs/operations.md`).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct MetricsSettings {
+    /// A bearer token for `GET /metrics` (`metrics.token`, default none), for a Prometheus
+    /// scraper: `Authorization: Bearer <token>`. At least 32 characters. Without it only an
+    /// admin's organisation-scoped live key with every permission reads metrics, and only in
+    /// a deployment of one organisation (metrics cover the whole deployment).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// Console settings (`console.*`; see `docs/operations.md`).
@@ -263,6 +283,7 @@ impl Default for Config {
             webhooks: WebhookSettings::default(),
             database: Database::Sqlite,
             console: ConsoleSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -287,6 +308,14 @@ struct FileConfig {
     webhooks: WebhooksSection,
     #[serde(default)]
     console: ConsoleSection,
+    #[serde(default)]
+    metrics: MetricsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -459,6 +488,9 @@ impl Config {
         if let Some(v) = f.console.origin {
             self.console.origin = console_origin(&v)?;
         }
+        if let Some(v) = f.metrics.token {
+            self.metrics.token = non_empty(v);
+        }
         let w = f.webhooks;
         let hooks = &mut self.webhooks;
         if let Some(v) = w.allow_private_targets {
@@ -545,12 +577,24 @@ impl Config {
                 self.console.pbkdf2_iterations = parse_value(name, value)?;
             }
             "ALIGN_CONSOLE_ORIGIN" => self.console.origin = console_origin(value)?,
+            "ALIGN_METRICS_TOKEN" => self.metrics.token = non_empty(value.to_owned()),
             _ => {}
         }
         Ok(())
     }
 
     fn validate(&self) -> Result<(), Error> {
+        if self
+            .metrics
+            .token
+            .as_ref()
+            .is_some_and(|t| t.chars().count() < 32 || t.chars().any(|c| !c.is_ascii_graphic()))
+        {
+            return Err(Error::Setting {
+                key: "metrics.token".into(),
+                reason: "must be at least 32 printable ASCII characters without spaces".into(),
+            });
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(Error::Setting {
                 key: "tls".into(),
@@ -683,6 +727,11 @@ fn parse_database_url(url: &str) -> Result<Database, Error> {
 
 /// `http(s)://host[:port]` as browsers send it in `Origin` (lower-case, no path); empty
 /// means none.
+/// An empty value unsets an optional text setting.
+fn non_empty(value: String) -> Option<String> {
+    (!value.trim().is_empty()).then_some(value)
+}
+
 fn console_origin(value: &str) -> Result<Option<String>, Error> {
     let value = value.trim();
     if value.is_empty() {

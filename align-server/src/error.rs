@@ -293,14 +293,13 @@ impl ApiError {
         )
     }
 
-    /// `409 key_already_revoked`: rotating a key that was revoked (revocation is for good, so
-    /// there is nothing to succeed it). Beyond DESIGN's table: the request is valid, the key's
-    /// state is not.
-    pub fn key_already_revoked() -> Self {
+    /// `409 key_not_active`: resuming, rotating or changing a key that is revoked or expired
+    /// (a rotated-out key included). Those are final: nothing makes the key valid again.
+    pub fn key_not_active() -> Self {
         Self::new(
             StatusCode::CONFLICT,
-            "key_already_revoked",
-            "the key is revoked; a revoked key cannot be rotated",
+            "key_not_active",
+            "the key is revoked or expired; revoked and expired keys are final and cannot be resumed, rotated or changed",
         )
     }
 
@@ -330,6 +329,7 @@ impl From<align_keys::Error> for ApiError {
             K::MalformedToken(_) => Self::invalid_key(),
             K::Forbidden(Denial::OutsideScope) | K::NotFound(_) => Self::not_found(),
             K::Forbidden(d) => Self::forbidden(d.to_string()),
+            K::KeyNotActive => Self::key_not_active(),
             K::InvalidInput { field, reason } => Self::invalid_request(format!("{field} {reason}")),
             K::InvalidCursor => Self::invalid_request("cursor is not valid"),
             K::AlreadyExists(kind) => Self::invalid_request(format!("{kind} already exists")),

@@ -25,7 +25,7 @@ pub(crate) enum Principal<'a> {
     User(&'a User),
 }
 
-impl Principal<'_> {
+impl<'a> Principal<'a> {
     /// The organisation everything it does belongs to.
     pub(crate) fn organization_id(&self) -> OrganizationId {
         match self {
@@ -47,6 +47,15 @@ impl Principal<'_> {
         match self {
             Self::Key(a) => a.caller().effective_permissions(),
             Self::User(u) => UserCaller { user: u }.effective_permissions(),
+        }
+    }
+
+    /// The producer that align-keys' judge weighs for anything this principal mints,
+    /// rotates, resumes or widens.
+    pub(crate) fn producer(&self) -> align_keys::Producer<'a> {
+        match *self {
+            Self::Key(a) => align_keys::Producer::Key(a.caller()),
+            Self::User(user) => align_keys::Producer::User(UserCaller { user }),
         }
     }
 

@@ -156,7 +156,8 @@ impl Server {
                 ..VerifierConfig::default()
             },
         );
-        let keys = KeyManager::with_verifier(Arc::new(verifier));
+        let keys = KeyManager::with_verifier(Arc::new(verifier))
+            .with_default_rate_limit(config.rate_limit_per_minute);
         let bootstrap = bootstrap(&config, &keys).await?;
         let listener = TcpListener::bind(config.listen)
             .await

@@ -177,14 +177,7 @@ pub(crate) async fn mint(
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
     };
-    let now = Utc::now();
-    let minted = match who {
-        Principal::Key(auth) => state.keys.mint_as(&auth.caller(), new, now).await?,
-        Principal::User(user) => {
-            let caller = align_keys::UserCaller { user };
-            state.keys.mint_as_user(&caller, new, now).await?
-        }
-    };
+    let minted = state.keys.mint_as(&who.producer(), new, Utc::now()).await?;
     let r = &minted.record;
     acting
         .audit(
@@ -273,12 +266,8 @@ pub(super) async fn update(
 ) -> Result<Response, ApiError> {
     let mut body: UpdateBody = h::read_json(&req.parts.headers, &req.body)?;
     let rate_limit_per_minute = body.rate_limit_per_minute.take().map(|o| o.map(|w| w.0));
-    let key = load(state, req.acting().who, id, Permission::KeysWrite).await?;
-    if let Some(Some(at)) = body.expires_at {
-        if at <= Utc::now() {
-            return Err(ApiError::invalid_request("expiresAt must be in the future"));
-        }
-    }
+    let who = req.acting().who;
+    let key = load(state, who, id, Permission::KeysWrite).await?;
     let allowed_cidrs = body
         .allowed_cidrs
         .map(|list| {
@@ -287,13 +276,6 @@ pub(super) async fn update(
                 .collect::<Result<Vec<IpNet>, ApiError>>()
         })
         .transpose()?;
-    if let Some(Some(n)) = rate_limit_per_minute {
-        if n > state.config.rate_limit_per_minute && req.auth.role != align_keys::Role::Admin {
-            return Err(ApiError::forbidden(
-                "only admins may raise a key's rate limit above the server default",
-            ));
-        }
-    }
     let changes = KeyChanges {
         name: body.name,
         expires_at: body.expires_at,
@@ -312,7 +294,10 @@ pub(super) async fn update(
     .into_iter()
     .filter_map(|(f, on)| on.then_some(f))
     .collect();
-    let updated = state.keys.update(key.id, changes).await?;
+    let updated = state
+        .keys
+        .update_as(&who.producer(), key.id, changes, Utc::now())
+        .await?;
     let mut meta = summary(&updated);
     meta["changed"] = json!(changed);
     meta["rateLimitPerMinute"] = json!(updated.rate_limit_per_minute);
@@ -366,12 +351,14 @@ pub(crate) async fn rotate(
             "graceSeconds must be at most 2592000 (30 days)",
         ));
     }
-    if key.revoked_at.is_some() {
-        return Err(ApiError::key_already_revoked());
-    }
     let rotation = state
         .keys
-        .rotate(key.id, Duration::from_secs(grace_secs), Utc::now())
+        .rotate_as(
+            &acting.who.producer(),
+            key.id,
+            Duration::from_secs(grace_secs),
+            Utc::now(),
+        )
         .await?;
     let next = &rotation.successor.record;
     let mut meta = summary(&rotation.previous);
@@ -416,7 +403,13 @@ pub(crate) async fn change_state(
     let (record, action) = match change {
         StateChange::Revoke => (state.keys.revoke(key.id, now).await?, "api_key.revoked"),
         StateChange::Suspend => (state.keys.suspend(key.id, now).await?, "api_key.suspended"),
-        StateChange::Resume => (state.keys.resume(key.id).await?, "api_key.resumed"),
+        StateChange::Resume => (
+            state
+                .keys
+                .resume_as(&acting.who.producer(), key.id, now)
+                .await?,
+            "api_key.resumed",
+        ),
     };
     acting
         .audit(

@@ -157,17 +157,65 @@ mod double_option {
     }
 }
 
-/// `GET /metrics`: Prometheus text, for an admin's organisation-scoped live key.
+/// Whether `headers` carry the operator's `metrics.token` as a bearer token (compared in
+/// constant time). Scrapers use it instead of an API key.
+pub(crate) fn is_metrics_operator(state: &AppState, headers: &http::HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(token) = state.config.metrics.token.as_deref() else {
+        return false;
+    };
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Some(presented) = value.to_str().ok().and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    }) else {
+        return false;
+    };
+    // Hash both first, so the comparison's length is fixed and leaks nothing.
+    let a = ring::digest::digest(&ring::digest::SHA256, presented.trim().as_bytes());
+    let b = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    a.as_ref().ct_eq(b.as_ref()).into()
+}
+
+/// `GET /metrics` with an API key. Metrics cover the whole deployment, so a key reads them
+/// only when it holds everything an operator could: an admin's organisation-scoped live key
+/// with every permission, in a deployment of one organisation. Otherwise the operator's
+/// `metrics.token` is the way.
 async fn metrics(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let me = req.auth.key.record();
-    let admin = req.auth.role == align_keys::Role::Admin
+    let everything = req.auth.role == align_keys::Role::Admin
         && me.scope == align_keys::Scope::Organization
-        && me.environment == align_keys::Environment::Live;
-    if !admin {
+        && me.environment == align_keys::Environment::Live
+        && req.auth.caller().effective_permissions() == align_keys::PermissionSet::ALL;
+    if !everything {
         return Err(ApiError::forbidden(
-            "metrics need an organization-scoped live key created by an admin",
+            "metrics need the operator's metrics.token, or an organization-scoped live key with every permission created by an admin",
         ));
     }
+    let first_two = align_keys::PageRequest {
+        limit: 2,
+        cursor: None,
+    };
+    if state
+        .store()
+        .list_organizations(&first_two)
+        .await?
+        .data
+        .len()
+        > 1
+    {
+        return Err(ApiError::forbidden(
+            "metrics cover every organization of this deployment: use the operator's metrics.token",
+        ));
+    }
+    metrics_text(state).await
+}
+
+/// The Prometheus text of `GET /metrics`.
+pub(crate) async fn metrics_text(state: &AppState) -> Result<Response, ApiError> {
     let verifier = state.keys.verifier();
     let gauges = [
         (
