@@ -27,8 +27,14 @@ const USERS: [Role; 4] = [Role::Admin, Role::Admin, Role::Engineer, Role::Viewer
 const PROJECTS: usize = 2;
 
 fn nets() -> [IpNet; 5] {
-    ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "192.0.2.0/24", "0.0.0.0/0"]
-        .map(|n| n.parse().unwrap())
+    [
+        "10.0.0.0/8",
+        "10.1.0.0/16",
+        "10.1.2.0/24",
+        "192.0.2.0/24",
+        "0.0.0.0/0",
+    ]
+    .map(|n| n.parse().unwrap())
 }
 
 /// Who acts: one of the keys minted so far (by index, modulo their count) or a user.
@@ -94,14 +100,16 @@ fn shape() -> impl Strategy<Value = Shape> {
         prop::option::weighted(0.3, rates()),
         prop::collection::vec(0..5usize, 0..2),
     )
-        .prop_map(|(project, permissions, sandbox, expiry, rate, cidrs)| Shape {
-            project,
-            permissions,
-            sandbox,
-            expiry,
-            rate,
-            cidrs,
-        })
+        .prop_map(
+            |(project, permissions, sandbox, expiry, rate, cidrs)| Shape {
+                project,
+                permissions,
+                sandbox,
+                expiry,
+                rate,
+                cidrs,
+            },
+        )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -235,7 +243,12 @@ impl World {
     async fn principal(&self, who: Who) -> Option<(Actor, Snapshot)> {
         match who {
             Who::User(i) => {
-                let user = self.store.get_user(self.users[i].id).await.unwrap().unwrap();
+                let user = self
+                    .store
+                    .get_user(self.users[i].id)
+                    .await
+                    .unwrap()
+                    .unwrap();
                 let role = user.role;
                 Some((Actor::User(user), Snapshot::User { role }))
             }
@@ -294,11 +307,7 @@ impl World {
                     rate_limit_per_minute: shape.rate,
                     allowed_cidrs: shape.cidrs.iter().map(|i| nets()[*i]).collect(),
                 };
-                if let Ok(m) = self
-                    .keys
-                    .mint_as(&actor.producer(), new, self.now)
-                    .await
-                {
+                if let Ok(m) = self.keys.mint_as(&actor.producer(), new, self.now).await {
                     self.minted.push((m.record.id, snap));
                 }
             }
@@ -402,7 +411,9 @@ impl World {
                 KeyStatus::Active => {}
             }
             if self.dead.contains(id) {
-                return Err(format!("key {id} was revoked or expired and is valid again"));
+                return Err(format!(
+                    "key {id} was revoked or expired and is valid again"
+                ));
             }
             if let Err(why) = could_mint(snap, &k) {
                 return Err(format!("key {k:?} exceeds its producer {snap:?}: {why}"));
@@ -471,7 +482,8 @@ fn rate(k: &KeyRecord) -> u32 {
 }
 
 fn inside(inner: &[IpNet], outer: &[IpNet]) -> bool {
-    outer.is_empty() || (!inner.is_empty() && inner.iter().all(|n| outer.iter().any(|o| o.contains(n))))
+    outer.is_empty()
+        || (!inner.is_empty() && inner.iter().all(|n| outer.iter().any(|o| o.contains(n))))
 }
 
 fn widened(before: &KeyRecord, after: &KeyRecord) -> bool {

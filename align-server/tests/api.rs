@@ -237,7 +237,7 @@ async fn a_revoked_key_cannot_be_rotated() {
     let r = rotate(&s, id, 257).await;
     assert_eq!(
         (r.status, r.code()),
-        (StatusCode::CONFLICT, "key_already_revoked"),
+        (StatusCode::CONFLICT, "key_not_active"),
         "{}",
         r.body
     );
