@@ -13,6 +13,8 @@
 //! `ALIGN_LEAST_PRIVILEGE_CASES` sets the number of sequences (default 256; the long run in
 //! `docs/security.md` uses 100,000, in release mode).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -143,7 +145,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// A principal as it was at the moment it produced or widened a key.
 #[derive(Debug, Clone)]
 enum Snapshot {
-    Key { record: KeyRecord, role: Role },
+    Key { record: Box<KeyRecord>, role: Role },
     User { role: Role },
     Operator,
 }
@@ -261,7 +263,10 @@ impl World {
                 let role = self.role(record.created_by).await;
                 Some((
                     Actor::Key(record.clone(), role),
-                    Snapshot::Key { record, role },
+                    Snapshot::Key {
+                        record: Box::new(record),
+                        role,
+                    },
                 ))
             }
         }

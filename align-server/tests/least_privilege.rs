@@ -4,6 +4,8 @@
 //! (6), a credential header sent twice is ambiguous (7), and metrics need an operator's
 //! credential (9).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
 mod support;
 
 use std::time::Duration;
