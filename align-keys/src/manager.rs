@@ -467,6 +467,12 @@ impl KeyManager {
     }
 }
 
+/// The Unicode bidirectional formatting characters, which make a name print reversed or
+/// reordered in a terminal or a page (U+202E RIGHT-TO-LEFT OVERRIDE, …).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 fn validate_name(name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(Error::InvalidInput {
@@ -480,10 +486,10 @@ fn validate_name(name: &str) -> Result<()> {
             reason: "must be at most 200 characters",
         });
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(Error::InvalidInput {
             field: "name",
-            reason: "must not contain control characters",
+            reason: "must not contain control or bidirectional formatting characters",
         });
     }
     Ok(())

@@ -314,7 +314,7 @@ async fn mint_as_enforces_the_policy_and_inherits_org_and_creator() {
 #[tokio::test]
 async fn bad_names_and_past_expiry_are_refused() {
     let (_, keys, f) = setup().await;
-    for name in ["", "   ", "a\u{0}b"] {
+    for name in ["", "   ", "a\u{0}b", "invoice\u{202E}fdp.exe", "a\u{2066}b"] {
         let spec = new_key(&f, name, Environment::Live);
         assert!(matches!(
             keys.mint(spec, Utc::now()).await,

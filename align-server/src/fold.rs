@@ -1,14 +1,17 @@
-//! Folding floods of rejected requests in the request log.
+//! Folding floods of requests in the request log.
 //!
 //! Every request is accounted for in the request log, but a client hammering the server with
-//! a bad key (`401`) or past its limit (`429`) would otherwise cost one hash-chained row per
-//! request: the most expensive part of answering it, and a way to fill the disk (about 500
-//! bytes per row, tens of megabytes a second). So, per client and second, the first
-//! [`crate::config::Config::fold_rejections_after`] rejections with the same status get their
-//! own entries as usual; the rest of that second are counted, and one *summary* entry records
-//! them: the first folded request's fields (id, time, method, path, IP, user agent, key) with
-//! `metadata.folded = {count, lastRequestId, lastAt}`. Accepted requests and other statuses
-//! are never folded.
+//! a bad key (`401`), past its limit (`429`), or without any key at all (an unknown route's
+//! `404`, `/healthz`, a `400` for ambiguous credentials, the docs) would otherwise cost one
+//! hash-chained row per request: the most expensive part of answering it, and a way to fill
+//! the disk (about 400 bytes per row; an outside review wrote 65 GB an hour with `404`s, issue
+//! 21 finding 2). So, per client and second, the first
+//! [`crate::config::Config::fold_rejections_after`] such requests with the same status get
+//! their own entries as usual; the rest of that second are counted, and one *summary* entry
+//! records them: the first folded request's fields (id, time, method, path, IP, user agent,
+//! key) with `metadata.folded = {count, lastRequestId, lastAt}`. Requests made with a valid
+//! key are folded only when rejected (`401`, `429`): the rest are bounded by the key's own
+//! rate limit and each keeps its entry.
 //!
 //! A client is the status, the key (when one was verified) and the IP address (for IPv6, its
 //! /64, which one host usually holds whole). Summaries are written when the client's next
@@ -34,12 +37,14 @@ pub(crate) const MAX_CLIENTS: usize = 65_536;
 /// Shards of the client table: requests of different clients rarely share a lock.
 const SHARDS: usize = 16;
 
-/// Whether `status` is a rejection that may be folded.
-pub(crate) fn foldable(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
-    )
+/// Whether a request answered `status` may be folded: any that no valid key made (whatever
+/// a client can cause without a key), and rejections (`401`, `429`) of keyed requests.
+pub(crate) fn foldable(status: StatusCode, keyed: bool) -> bool {
+    !keyed
+        || matches!(
+            status,
+            StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
+        )
 }
 
 /// Who was rejected: rejections are counted per client.
@@ -141,7 +146,7 @@ impl Folds {
         }
     }
 
-    /// Decides about one finished request answered `status`: only [`foldable`] statuses are
+    /// Decides about one finished request answered `status`: only [`foldable`] requests are
     /// ever folded, and none when folding is off.
     pub(crate) fn judge(
         &self,
@@ -150,7 +155,7 @@ impl Folds {
         status: StatusCode,
         latency: Duration,
     ) -> Verdict {
-        if self.after == 0 || !foldable(status) {
+        if self.after == 0 || !foldable(status, caller.is_some()) {
             return Verdict::Log {
                 meta,
                 finished: None,
@@ -256,6 +261,27 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + secs, millis * 1_000_000).unwrap()
     }
 
+    fn key_record() -> KeyRecord {
+        KeyRecord {
+            id: KeyId::new(),
+            name: "k".into(),
+            prefix: "ako_00000000".into(),
+            environment: align_keys::Environment::Live,
+            organization_id: align_keys::OrganizationId::new(),
+            scope: align_keys::Scope::Organization,
+            permissions: None,
+            created_by: align_keys::UserId::new(),
+            created_at: at(0, 0),
+            last_used_at: None,
+            expires_at: None,
+            revoked_at: None,
+            suspended_at: None,
+            rotated_from: None,
+            rate_limit_per_minute: None,
+            allowed_cidrs: vec![],
+        }
+    }
+
     fn logged(v: &Verdict) -> bool {
         matches!(v, Verdict::Log { .. })
     }
@@ -304,16 +330,29 @@ mod tests {
         assert!(!judge(1, "203.0.113.7", u));
         assert!(judge(2, "203.0.113.8", u));
         assert!(judge(3, "203.0.113.7", StatusCode::TOO_MANY_REQUESTS));
-        for i in 4..8 {
-            let ok = judge(i, "203.0.113.7", StatusCode::OK);
-            assert!(ok, "accepted requests are never folded");
+        // Without a key anything a client can cause is folded (`/healthz`, unknown routes)...
+        assert!(judge(4, "203.0.113.7", StatusCode::OK));
+        assert!(!judge(5, "203.0.113.7", StatusCode::OK));
+        assert!(judge(6, "203.0.113.7", StatusCode::NOT_FOUND));
+        assert!(!judge(7, "203.0.113.7", StatusCode::NOT_FOUND));
+        // ...but a valid key's accepted requests never are (its rate limit bounds them).
+        let key = Arc::new(key_record());
+        for i in 20..24 {
+            let v = folds.judge(
+                meta(i, "203.0.113.9", t),
+                Some(&key),
+                StatusCode::OK,
+                Duration::ZERO,
+            );
+            assert!(logged(&v), "a keyed accepted request is never folded");
         }
         // One IPv6 /64 is one client.
         assert!(judge(8, "2001:db8::1", u));
         assert!(!judge(9, "2001:db8::ffff", u));
         assert!(judge(10, "2001:db8:0:1::1", u));
         let summaries = folds.take_finished(at(1, 0));
-        assert_eq!(summaries.len(), 2);
+        // 401 from .7 and from 2001:db8::/64, 200 and 404 from .7 without a key.
+        assert_eq!(summaries.len(), 4);
         assert!(summaries.iter().all(|s| s.count == 1));
         assert!(folds.take_finished(at(2, 0)).is_empty());
     }

@@ -115,10 +115,54 @@ pub(crate) fn read_json<T: DeserializeOwned>(
         return Err(ApiError::invalid_request("the body must be a JSON object"));
     }
     serde_json::from_slice(body).map_err(|e| {
-        let text = e.to_string();
+        let text = shorten_quotes(&e.to_string());
         let safe = align_keys::Redactor::new().redact_text(&text).into_owned();
         ApiError::invalid_request(format!("invalid JSON body: {safe}"))
     })
+}
+
+/// Longest quoted input an error message repeats.
+const MAX_QUOTED: usize = 40;
+
+/// serde quotes what it could not accept (an unknown field's whole name, say) between
+/// backticks; an error says what was wrong, not what was sent, so a long quote is cut to its
+/// first [`MAX_QUOTED`] characters and its length. The message stays small whatever the input
+/// (issue 21, finding 1: error replies are stored for idempotent replay).
+fn shorten_quotes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(512));
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
+            continue;
+        }
+        let chars = part.chars().count();
+        out.push('`');
+        if chars > MAX_QUOTED {
+            out.extend(part.chars().take(MAX_QUOTED));
+            out.push_str(&format!("…` ({chars} characters)"));
+        } else {
+            out.push_str(part);
+            out.push('`');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_21_finding_1_a_long_quoted_input_is_not_echoed() {
+        let long = "A".repeat(100_000);
+        let text = format!("unknown field `{long}`, expected one of `name`, `scope`");
+        let short = shorten_quotes(&text);
+        assert!(short.len() < 200, "{short}");
+        assert!(short.contains("(100000 characters)"));
+        assert!(short.ends_with("expected one of `name`, `scope`"));
+        assert_eq!(shorten_quotes("no quotes"), "no quotes");
+        assert_eq!(shorten_quotes("odd `quote"), "odd `quote`");
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -6,8 +6,14 @@
 //! `422 idempotency_key_reused`. Stored responses (a replayed mint must return the same token)
 //! are kept **in memory only**, zeroed when dropped, and never written to disk: a restart
 //! forgets them. Server errors (5xx) are not stored, so the client may retry.
+//!
+//! The table is bounded in bytes as well as entries (issue 21, finding 1): a reply larger than
+//! [`Budget::max_reply_bytes`] is not kept (a retry runs again), one API key holds at most
+//! [`Budget::max_bytes_per_key`] (its own oldest entries go first), and the whole table at
+//! most [`Budget::max_bytes`] (the oldest entries of anyone go first). Entries expire in the
+//! order they were made, so expiry and eviction cost O(1) each, never a scan.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,10 +26,34 @@ use crate::error::ApiError;
 
 /// How long a key's result is kept.
 const TTL: Duration = Duration::from_secs(24 * 3600);
-/// Most entries kept; the oldest are dropped first beyond this.
-const CAPACITY: usize = 100_000;
 /// Longest accepted `Idempotency-Key`.
 pub(crate) const MAX_KEY_LEN: usize = 255;
+/// What an entry costs beyond its key and reply: the map and queue slots, the fingerprint.
+const ENTRY_OVERHEAD: usize = 160;
+
+/// The bounds of the idempotency table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Budget {
+    /// Entries at most (default 100,000).
+    pub(crate) max_entries: usize,
+    /// Bytes at most, replies and keys counted (default 64 MiB).
+    pub(crate) max_bytes: usize,
+    /// Bytes one API key's entries may hold (default 1 MiB).
+    pub(crate) max_bytes_per_key: usize,
+    /// Replies longer than this are not kept (default 64 KiB).
+    pub(crate) max_reply_bytes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_bytes_per_key: 1024 * 1024,
+            max_reply_bytes: 64 * 1024,
+        }
+    }
+}
 
 type Slot = (KeyId, String);
 
@@ -45,12 +75,141 @@ struct Entry {
     fingerprint: [u8; 32],
     state: State,
     at: Instant,
+    /// Tells this entry from an older one of the same slot in the queues.
+    generation: u64,
+    bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    entries: HashMap<Slot, Entry>,
+    /// Every entry in the order it was made (stale items are skipped when popped).
+    order: VecDeque<(u64, Slot)>,
+    /// Each API key's entries in the order they were made.
+    per_key: HashMap<KeyId, (usize, VecDeque<(u64, String)>)>,
+    bytes: usize,
+    next_generation: u64,
+}
+
+impl Table {
+    fn remove(&mut self, slot: &Slot) -> Option<Entry> {
+        let e = self.entries.remove(slot)?;
+        self.bytes = self.bytes.saturating_sub(e.bytes);
+        if let Some((used, _)) = self.per_key.get_mut(&slot.0) {
+            *used = used.saturating_sub(e.bytes);
+            if *used == 0 {
+                self.per_key.remove(&slot.0);
+            }
+        }
+        Some(e)
+    }
+
+    /// Adds an entry of `bytes` for `slot` (not in the table), evicting the key's own oldest
+    /// entries, then anyone's, to stay within `budget`; returns its generation.
+    fn insert(
+        &mut self,
+        slot: Slot,
+        fingerprint: [u8; 32],
+        state: State,
+        bytes: usize,
+        budget: &Budget,
+    ) -> u64 {
+        while self.entries.len() >= budget.max_entries && self.evict_oldest() {}
+        while self
+            .per_key
+            .get(&slot.0)
+            .is_some_and(|(used, _)| used.saturating_add(bytes) > budget.max_bytes_per_key)
+            && self.evict_oldest_of(slot.0)
+        {}
+        while self.bytes.saturating_add(bytes) > budget.max_bytes && self.evict_oldest() {}
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.bytes = self.bytes.saturating_add(bytes);
+        let (used, queue) = self.per_key.entry(slot.0).or_default();
+        *used = used.saturating_add(bytes);
+        queue.push_back((generation, slot.1.clone()));
+        self.order.push_back((generation, slot.clone()));
+        self.entries.insert(
+            slot,
+            Entry {
+                fingerprint,
+                state,
+                at: Instant::now(),
+                generation,
+                bytes,
+            },
+        );
+        generation
+    }
+
+    /// Removes the oldest live entry of the whole table; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((generation, slot)) = self.order.pop_front() {
+            if self
+                .entries
+                .get(&slot)
+                .is_some_and(|e| e.generation == generation)
+            {
+                self.remove(&slot);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Removes `key`'s oldest live entry; false when it has none.
+    fn evict_oldest_of(&mut self, key: KeyId) -> bool {
+        loop {
+            let Some((generation, idem)) = self
+                .per_key
+                .get_mut(&key)
+                .and_then(|(_, queue)| queue.pop_front())
+            else {
+                return false;
+            };
+            let slot = (key, idem);
+            if self
+                .entries
+                .get(&slot)
+                .is_some_and(|e| e.generation == generation)
+            {
+                self.remove(&slot);
+                return true;
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((generation, slot)) = self.order.front() {
+            match self.entries.get(slot) {
+                Some(e) if e.generation == *generation && now.duration_since(e.at) < TTL => {
+                    break;
+                }
+                Some(e) if e.generation == *generation => {
+                    let slot = slot.clone();
+                    self.order.pop_front();
+                    self.remove(&slot);
+                }
+                _ => {
+                    self.order.pop_front();
+                }
+            }
+        }
+        // Stale queue items of removed entries are dropped as they reach the front; keep the
+        // queues from growing past the table when entries are removed out of order.
+        if self.order.len() > 2 * self.entries.len() + 1024 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(g, slot)| entries.get(slot).is_some_and(|e| e.generation == *g));
+        }
+    }
 }
 
 /// The in-memory idempotency table.
 #[derive(Debug, Default)]
 pub(crate) struct Idempotency {
-    entries: Arc<Mutex<HashMap<Slot, Entry>>>,
+    table: Arc<Mutex<Table>>,
+    budget: Budget,
 }
 
 /// What to do with a request that carries an `Idempotency-Key`.
@@ -65,8 +224,9 @@ pub(crate) enum Begin {
 /// The right to run a request; dropping it without completing frees the key again.
 #[derive(Debug)]
 pub(crate) struct Ticket {
-    entries: Arc<Mutex<HashMap<Slot, Entry>>>,
-    slot: Option<Slot>,
+    table: Arc<Mutex<Table>>,
+    budget: Budget,
+    slot: Option<(Slot, u64)>,
 }
 
 /// The fingerprint of a request: method, path and query, body.
@@ -96,6 +256,23 @@ pub(crate) fn validate_key(value: &str) -> Result<String, ApiError> {
 }
 
 impl Idempotency {
+    /// A table bounded by `budget`.
+    #[cfg(test)]
+    pub(crate) fn new(budget: Budget) -> Self {
+        Self {
+            table: Arc::default(),
+            budget,
+        }
+    }
+
+    /// Bytes held now (replies, keys and bookkeeping), for metrics.
+    pub(crate) fn bytes(&self) -> usize {
+        self.table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes
+    }
+
     /// Registers a request, or says how to answer it.
     pub(crate) fn begin(
         &self,
@@ -103,72 +280,80 @@ impl Idempotency {
         idem_key: String,
         fingerprint: [u8; 32],
     ) -> Result<Begin, ApiError> {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        table.expire(Instant::now());
         let slot = (api_key, idem_key);
-        if let Some(e) = entries.get(&slot) {
-            if now.duration_since(e.at) < TTL {
-                if e.fingerprint != fingerprint {
-                    return Err(ApiError::idempotency_key_reused());
-                }
-                return match &e.state {
-                    State::InFlight => Err(ApiError::idempotency_conflict()),
-                    State::Done(stored) => Ok(Begin::Replay(stored.clone())),
-                };
+        if let Some(e) = table.entries.get(&slot) {
+            if e.fingerprint != fingerprint {
+                return Err(ApiError::idempotency_key_reused());
             }
+            return match &e.state {
+                State::InFlight => Err(ApiError::idempotency_conflict()),
+                State::Done(stored) => Ok(Begin::Replay(stored.clone())),
+            };
         }
-        if entries.len() >= CAPACITY {
-            entries.retain(|_, e| now.duration_since(e.at) < TTL);
-            if entries.len() >= CAPACITY {
-                if let Some(oldest) = entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.at)
-                    .map(|(k, _)| k.clone())
-                {
-                    entries.remove(&oldest);
-                }
-            }
-        }
-        entries.insert(
+        let bytes = ENTRY_OVERHEAD + slot.1.len();
+        let generation = table.insert(
             slot.clone(),
-            Entry {
-                fingerprint,
-                state: State::InFlight,
-                at: now,
-            },
+            fingerprint,
+            State::InFlight,
+            bytes,
+            &self.budget,
         );
         Ok(Begin::Run(Ticket {
-            entries: Arc::clone(&self.entries),
-            slot: Some(slot),
+            table: Arc::clone(&self.table),
+            budget: self.budget,
+            slot: Some((slot, generation)),
         }))
     }
 }
 
 impl Ticket {
-    /// Stores the response for replay (not for server errors, which free the key instead).
+    /// Stores the response for replay. Server errors free the key instead, and so does a
+    /// reply over the size budget (a retry then runs again).
     pub(crate) fn complete(mut self, status: StatusCode, body: &Bytes) {
-        let Some(slot) = self.slot.take() else {
+        let Some((slot, generation)) = self.slot.take() else {
             return;
         };
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if status.is_server_error() {
-            entries.remove(&slot);
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let ours = table
+            .entries
+            .get(&slot)
+            .is_some_and(|e| e.generation == generation);
+        if !ours {
             return;
         }
-        if let Some(e) = entries.get_mut(&slot) {
-            e.state = State::Done(Stored {
+        if status.is_server_error()
+            || body.len() > self.budget.max_reply_bytes
+            || body.len() > self.budget.max_bytes_per_key
+        {
+            table.remove(&slot);
+            return;
+        }
+        // Taken out and put back with its reply: eviction to make room can then never take
+        // this entry itself. Its 24 hours count from now.
+        if let Some(e) = table.remove(&slot) {
+            let bytes = ENTRY_OVERHEAD + slot.1.len() + body.len();
+            let stored = State::Done(Stored {
                 status,
                 body: Arc::new(Zeroizing::new(body.to_vec())),
             });
+            table.insert(slot, e.fingerprint, stored, bytes, &self.budget);
         }
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            entries.remove(&slot);
+        if let Some((slot, generation)) = self.slot.take() {
+            let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+            if table
+                .entries
+                .get(&slot)
+                .is_some_and(|e| e.generation == generation)
+            {
+                table.remove(&slot);
+            }
         }
     }
 }
@@ -218,6 +403,70 @@ mod tests {
         };
         ticket.complete(StatusCode::INTERNAL_SERVER_ERROR, &Bytes::new());
         assert!(matches!(t.begin(k, "a".into(), fp).unwrap(), Begin::Run(_)));
+    }
+
+    fn run(t: &Idempotency, k: KeyId, idem: &str, reply: &[u8]) {
+        let fp = fingerprint("POST", "/p", idem.as_bytes());
+        let Begin::Run(ticket) = t.begin(k, idem.into(), fp).unwrap() else {
+            panic!("{idem} was not new")
+        };
+        ticket.complete(StatusCode::BAD_REQUEST, &Bytes::copy_from_slice(reply));
+    }
+
+    fn replays(t: &Idempotency, k: KeyId, idem: &str) -> bool {
+        let fp = fingerprint("POST", "/p", idem.as_bytes());
+        matches!(t.begin(k, idem.into(), fp).unwrap(), Begin::Replay(_))
+    }
+
+    #[test]
+    fn issue_21_finding_1_a_reply_over_the_size_budget_is_not_kept() {
+        let t = Idempotency::new(Budget {
+            max_reply_bytes: 1000,
+            ..Budget::default()
+        });
+        let k = KeyId::new();
+        run(&t, k, "big", &[b'x'; 1001]);
+        run(&t, k, "small", &[b'x'; 1000]);
+        assert!(!replays(&t, k, "big"));
+        assert!(replays(&t, k, "small"));
+        assert!(t.bytes() < 2 * 1000);
+    }
+
+    #[test]
+    fn issue_21_finding_1_one_key_cannot_take_more_than_its_share() {
+        let t = Idempotency::new(Budget {
+            max_bytes_per_key: 10_000,
+            max_bytes: 100_000,
+            ..Budget::default()
+        });
+        let (flooder, other) = (KeyId::new(), KeyId::new());
+        run(&t, other, "mine", b"{}");
+        for i in 0..1000 {
+            run(&t, flooder, &format!("k{i}"), &[b'x'; 900]);
+        }
+        // The flooder's own oldest entries went; the other key's entry stayed.
+        assert!(replays(&t, other, "mine"));
+        assert!(replays(&t, flooder, "k999"));
+        assert!(!replays(&t, flooder, "k0"));
+        assert!(t.bytes() <= 10_000 + 1_000, "{}", t.bytes());
+    }
+
+    #[test]
+    fn issue_21_finding_1_the_table_stays_within_its_total_budget() {
+        let budget = Budget {
+            max_bytes: 50_000,
+            max_bytes_per_key: 10_000,
+            ..Budget::default()
+        };
+        let t = Idempotency::new(budget);
+        for i in 0..2000 {
+            run(&t, KeyId::new(), &format!("k{i}"), &[b'x'; 500]);
+            assert!(t.bytes() <= budget.max_bytes, "{}", t.bytes());
+        }
+        // The newest are kept, the oldest went.
+        let table = t.table.lock().unwrap();
+        assert!(table.entries.len() <= 50_000 / 500);
+        assert!(table.order.len() <= 2 * table.entries.len() + 1024);
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP align_request_log_folded_total Rejected requests logged in a per-client summary entry instead of one entry each."
+            "# HELP align_request_log_folded_total Requests (rejections, and any made without a key) logged in a per-client summary entry instead of one entry each."
         );
         let _ = writeln!(out, "# TYPE align_request_log_folded_total counter");
         let _ = writeln!(

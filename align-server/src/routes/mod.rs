@@ -246,6 +246,11 @@ pub(crate) async fn metrics_text(state: &AppState) -> Result<Response, ApiError>
         "Request-log entries queued for the audit writer.",
         state.audit.queued() as u64,
     ));
+    gauges.push((
+        "align_idempotency_bytes",
+        "Bytes held by the idempotency table (replies kept for replay, keys, bookkeeping).",
+        state.idempotency.bytes() as u64,
+    ));
     let mut text = state.metrics.render(&gauges);
     text.push_str(
         "# HELP align_webhook_deliveries Webhook deliveries by outcome (pending, succeeded, failed).\n\
