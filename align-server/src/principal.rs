@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use align_audit::Actor;
 use align_keys::{
-    Denial, Environment, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Scope, Target, User,
-    UserCaller, UserId,
+    Denial, Environment, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Scope,
+    Target, User, UserCaller, UserId,
 };
 use http::StatusCode;
 use serde_json::Value;
