@@ -64,7 +64,7 @@ pub(crate) fn key_message(key: &KeyRecord, event: &KeyEvent) -> NewMessage {
 }
 
 /// Writes key events to the webhook outbox, and the change's audit record (when the change
-/// carries an [`AuditNote`](crate::audit::AuditNote)) to the audit sink's staging table, in
+/// carries the server's audit note) to the audit sink's staging table, in
 /// the key change's own transaction.
 ///
 /// Any process that changes keys in the server's database (the `align` operator commands
