@@ -52,7 +52,7 @@ pub use sink::memory::MemorySink;
 #[cfg(feature = "postgres")]
 pub use sink::postgres::{PgSink, PgSinkConfig};
 #[cfg(feature = "sqlite")]
-pub use sink::sqlite::{SqliteSink, SqliteSinkConfig};
+pub use sink::sqlite::{SqliteSink, SqliteSinkConfig, stage_in_transaction};
 pub use verify::{Break, BreakReason, ChainVerifier, Progress, VerifyReport};
 
 /// The README's embedding example, compiled and run as a doctest.

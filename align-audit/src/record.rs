@@ -147,7 +147,21 @@ fn stored_entry<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Entry, D::Erro
     })
 }
 
+/// An entry as [`Entry::to_staged`] wrote it, read back (staged entries were built, and so
+/// redacted, by the builder before they were written).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn entry_from_staged(text: &str) -> crate::error::Result<Entry> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    stored_entry(&mut de).map_err(|_| crate::error::Error::Corrupt("staged entry"))
+}
+
 impl Entry {
+    /// The form in which an entry waits in `audit_pending` (JSON, as in a JSON Lines log).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn to_staged(&self) -> crate::error::Result<String> {
+        serde_json::to_string(self).map_err(|_| crate::error::Error::Corrupt("staged entry"))
+    }
+
     /// The record's id (UUID v4).
     pub fn id(&self) -> Uuid {
         self.id

@@ -371,13 +371,78 @@ impl KeyEventKind {
 }
 
 /// A change to a key and when it happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEvent {
     /// What happened.
     pub kind: KeyEventKind,
     /// When.
     pub at: DateTime<Utc>,
+    /// What the caller of the change handed to the store's event hook with it
+    /// ([`KeyManager::with_attachment`](crate::KeyManager::with_attachment)); `None` unless
+    /// one was given.
+    pub attachment: Option<Attachment>,
 }
+
+impl KeyEvent {
+    /// An event of `kind` at `at`, without an attachment.
+    pub fn new(kind: KeyEventKind, at: DateTime<Utc>) -> Self {
+        Self {
+            kind,
+            at,
+            attachment: None,
+        }
+    }
+}
+
+/// A value the caller of a key change hands through the store to its event hook, opaque to
+/// this crate: an embedder's hook reads back its own type with
+/// [`downcast_ref`](Self::downcast_ref). The Align server attaches the change's audit record
+/// this way, so that the hook stages it in the change's transaction without `align-keys`
+/// knowing about audit logs.
+///
+/// Cheap to clone (one shared allocation). Two attachments are equal when they are the same
+/// value; `Debug` shows no content, so an attachment never leaks into a log.
+///
+/// ```
+/// use align_keys::Attachment;
+/// let a = Attachment::new(String::from("note"));
+/// assert_eq!(a.downcast_ref::<String>().map(String::as_str), Some("note"));
+/// assert!(a.downcast_ref::<u32>().is_none());
+/// assert_eq!(a.clone(), a);
+/// ```
+#[derive(Clone)]
+pub struct Attachment(std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
+impl Attachment {
+    /// Wraps `value`.
+    pub fn new<T: std::any::Any + Send + Sync>(value: T) -> Self {
+        Self(std::sync::Arc::new(value))
+    }
+
+    /// Shares an existing value.
+    pub fn from_arc<T: std::any::Any + Send + Sync>(value: std::sync::Arc<T>) -> Self {
+        Self(value)
+    }
+
+    /// The attached value if it is a `T`.
+    pub fn downcast_ref<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Attachment(..)")
+    }
+}
+
+impl PartialEq for Attachment {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Attachment {}
 
 /// Everything stored about an API key except its hash. Never holds the token.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,8 +37,8 @@ pub mod token;
 mod verifier;
 
 pub use domain::{
-    IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, Organization, OrganizationId,
-    Permission, PermissionSet, Project, ProjectId, Role, Scope, User, UserId,
+    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, Organization,
+    OrganizationId, Permission, PermissionSet, Project, ProjectId, Role, Scope, User, UserId,
 };
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};

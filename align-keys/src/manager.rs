@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, OrganizationId, PermissionSet,
-    Scope, UserId,
+    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, OrganizationId,
+    PermissionSet, Scope, UserId,
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHasher;
@@ -140,6 +140,8 @@ pub struct Rotation {
 pub struct KeyManager {
     verifier: Arc<KeyVerifier>,
     default_rate_limit: u32,
+    /// Handed to the store's event hook with every event this manager's changes make.
+    attachment: Option<Attachment>,
 }
 
 /// The rate limit of a key without its own, unless [`KeyManager::with_default_rate_limit`]
@@ -157,6 +159,52 @@ impl KeyManager {
         Self {
             verifier,
             default_rate_limit: DEFAULT_RATE_LIMIT_PER_MINUTE,
+            attachment: None,
+        }
+    }
+
+    /// This manager (sharing its verifier and settings) for one change that hands
+    /// `attachment` to the store's event hook, inside the change's transaction, with its event
+    /// ([`KeyEvent::attachment`]). A change without an event (an idempotent repeat, the old
+    /// key's shortened expiry in a rotation) does not reach the hook; the rotation's event is
+    /// the successor's insert. Use a fresh one per change: every event the returned manager
+    /// makes carries the same attachment.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use align_keys::*;
+    /// let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
+    /// let new = NewKey {
+    ///     name: "ci".into(),
+    ///     organization_id: OrganizationId::new(),
+    ///     scope: Scope::Organization,
+    ///     permissions: None,
+    ///     environment: Environment::Live,
+    ///     created_by: UserId::new(),
+    ///     expires_at: None,
+    ///     rate_limit_per_minute: None,
+    ///     allowed_cidrs: vec![],
+    /// };
+    /// // A store's event hook finds the note in `event.attachment`.
+    /// let note = Attachment::new(String::from("request req_1"));
+    /// keys.with_attachment(note).mint(new, chrono::Utc::now()).await.unwrap();
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn with_attachment(&self, attachment: Attachment) -> Self {
+        Self {
+            attachment: Some(attachment),
+            ..self.clone()
+        }
+    }
+
+    /// An event of `kind` at `at`, carrying this manager's attachment.
+    fn event(&self, kind: KeyEventKind, at: DateTime<Utc>) -> KeyEvent {
+        KeyEvent {
+            kind,
+            at,
+            attachment: self.attachment.clone(),
         }
     }
 
@@ -261,7 +309,7 @@ impl KeyManager {
             } else {
                 KeyEventKind::Created
             };
-            let event = KeyEvent { kind, at: now };
+            let event = self.event(kind, now);
             match self
                 .store()
                 .insert_key_with_event(&record, &hash, event)
@@ -302,10 +350,10 @@ impl KeyManager {
     /// verification of its token answers [`crate::Verification::Revoked`].
     pub async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord> {
         let mut record = self.load(id).await?;
-        let event = record.revoked_at.is_none().then_some(KeyEvent {
-            kind: KeyEventKind::Revoked,
-            at: now,
-        });
+        let event = record
+            .revoked_at
+            .is_none()
+            .then(|| self.event(KeyEventKind::Revoked, now));
         record.revoked_at.get_or_insert(now);
         self.save(record, event).await
     }
@@ -313,10 +361,10 @@ impl KeyManager {
     /// Suspends a key until [`Self::resume`]; idempotent.
     pub async fn suspend(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord> {
         let mut record = self.load(id).await?;
-        let event = record.suspended_at.is_none().then_some(KeyEvent {
-            kind: KeyEventKind::Suspended,
-            at: now,
-        });
+        let event = record
+            .suspended_at
+            .is_none()
+            .then(|| self.event(KeyEventKind::Suspended, now));
         record.suspended_at.get_or_insert(now);
         self.save(record, event).await
     }
@@ -341,10 +389,7 @@ impl KeyManager {
         }
         self.judge(producer, &Grant::of(&record))?;
         record.suspended_at = None;
-        let event = KeyEvent {
-            kind: KeyEventKind::Resumed,
-            at: now,
-        };
+        let event = self.event(KeyEventKind::Resumed, now);
         self.save(record, Some(event)).await
     }
 
@@ -402,10 +447,7 @@ impl KeyManager {
         if after.widens(&before, self.default_rate_limit) {
             self.judge(producer, &after)?;
         }
-        let event = KeyEvent {
-            kind: KeyEventKind::Updated,
-            at: now,
-        };
+        let event = self.event(KeyEventKind::Updated, now);
         self.save(record, Some(event)).await
     }
 

@@ -131,3 +131,77 @@ async fn every_change_records_its_event_and_a_failed_hook_rolls_the_change_back(
     assert!(listed.data.iter().all(|k| k.name != "lost"));
     assert_eq!(outbox(&path).len(), 5);
 }
+
+/// Remembers the attachment of every event it sees (as the note's text), in its transaction.
+#[derive(Default)]
+struct Notes {
+    seen: std::sync::Mutex<Vec<(String, Option<String>)>>,
+}
+
+impl SqliteEventHook for Notes {
+    fn on_key_event(
+        &self,
+        _tx: &rusqlite::Transaction<'_>,
+        _key: &KeyRecord,
+        event: KeyEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let note = event
+            .attachment
+            .as_ref()
+            .and_then(|a| a.downcast_ref::<String>())
+            .cloned();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((event.kind.event_type().to_owned(), note));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_attachment_reaches_the_hook_with_the_changes_event_only() {
+    let hook = Arc::new(Notes::default());
+    let store = SqliteKeyStore::open_in_memory()
+        .await
+        .unwrap()
+        .with_event_hook(Arc::clone(&hook) as Arc<dyn SqliteEventHook>);
+    let store: Arc<dyn KeyStore> = Arc::new(store);
+    let f = seed(store.as_ref()).await;
+    let keys = manager(Arc::clone(&store));
+    let now = Utc::now();
+    let note = |text: &str| Attachment::new(text.to_owned());
+
+    let minted = keys
+        .with_attachment(note("mint"))
+        .mint(new_key(&f, "ci", Environment::Live), now)
+        .await
+        .unwrap();
+    let id = minted.record.id;
+    // The rotation's one event is the successor's insert; the old key's shorter expiry is
+    // written without one.
+    keys.with_attachment(note("rotate"))
+        .rotate(id, StdDuration::from_secs(60), now)
+        .await
+        .unwrap();
+    keys.suspend(id, now).await.unwrap();
+    keys.with_attachment(note("again"))
+        .suspend(id, now)
+        .await
+        .unwrap(); // already suspended: no event, so the hook never sees the note
+    keys.with_attachment(note("revoke"))
+        .revoke(id, now)
+        .await
+        .unwrap();
+
+    let seen = hook.seen.lock().unwrap().clone();
+    let want: Vec<(String, Option<String>)> = [
+        ("api_key.created", Some("mint")),
+        ("api_key.rotated", Some("rotate")),
+        ("api_key.suspended", None),
+        ("api_key.revoked", Some("revoke")),
+    ]
+    .into_iter()
+    .map(|(t, n)| (t.to_owned(), n.map(str::to_owned)))
+    .collect();
+    assert_eq!(seen, want);
+}

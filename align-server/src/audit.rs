@@ -4,10 +4,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use align_audit::{Actor, Entry};
-use align_keys::{Environment, KeyRecord, OrganizationId};
+use align_keys::{Attachment, Environment, KeyEvent, KeyRecord, OrganizationId};
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde_json::Value;
@@ -72,28 +73,33 @@ impl AppState {
         status: StatusCode,
         metadata: Value,
     ) {
-        let mut entry = Entry::audit(action)
-            .organization(organization.to_string())
-            .actor(actor)
-            .target(target)
-            .request_id(meta.request_id.as_str())
-            .method(meta.method.as_str())
-            .path(meta.path.as_str())
-            .status(status.as_u16())
-            .ip(meta.peer.ip())
-            .metadata(metadata);
-        if let Some(env) = environment {
-            entry = entry.environment(env);
-        }
-        if let Some(ua) = &meta.user_agent {
-            entry = entry.user_agent(ua.as_str());
-        }
-        let result = match entry.build() {
+        let entry = audit_entry(
+            meta,
+            organization,
+            environment,
+            actor,
+            action,
+            target,
+            status,
+            metadata,
+        );
+        let result = match entry {
             Ok(e) => self.audit.append(e).await.map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = result {
             tracing::error!(error = %e, action, "could not write an audit record");
+        }
+    }
+
+    /// Moves audit records still staged (a key change committed, the process died before its
+    /// record reached the chain; here or in another instance sharing the database) into the
+    /// chain. A failure is logged; the records stay staged for the next call.
+    pub(crate) async fn commit_staged_audit(&self) {
+        match self.audit.commit_staged().await {
+            Ok(0) => {}
+            Ok(records) => tracing::info!(records, "moved staged audit records into the chain"),
+            Err(e) => tracing::error!(error = %e, "could not move staged audit records"),
         }
     }
 
@@ -182,6 +188,151 @@ impl AppState {
         if let Err(e) = result {
             tracing::error!(error = %e, "could not queue a request-log entry");
         }
+    }
+}
+
+/// The audit entry of a change or refusal, built (and so redacted) by the entry builder.
+#[allow(clippy::too_many_arguments)]
+fn audit_entry(
+    meta: &RequestMeta,
+    organization: OrganizationId,
+    environment: Option<Environment>,
+    actor: Actor,
+    action: &str,
+    target: &str,
+    status: StatusCode,
+    metadata: Value,
+) -> align_audit::Result<Entry> {
+    let mut entry = Entry::audit(action)
+        .organization(organization.to_string())
+        .actor(actor)
+        .target(target)
+        .request_id(meta.request_id.as_str())
+        .method(meta.method.as_str())
+        .path(meta.path.as_str())
+        .status(status.as_u16())
+        .ip(meta.peer.ip())
+        .metadata(metadata);
+    if let Some(env) = environment {
+        entry = entry.environment(env);
+    }
+    if let Some(ua) = &meta.user_agent {
+        entry = entry.user_agent(ua.as_str());
+    }
+    entry.build()
+}
+
+/// What a key change's audit record says about the key as the change leaves it: the
+/// environment of the object (for a user's record), the target and the metadata.
+pub(crate) type Describe = dyn Fn(&KeyRecord) -> (Option<Environment>, String, Value) + Send + Sync;
+
+/// The audit record of one key change, attached to the change
+/// ([`align_keys::KeyManager::with_attachment`]) so that the key store's event hook
+/// ([`crate::events::OutboxHook`]) stages it in the change's own transaction: the change and
+/// its record commit together or not at all (finding 10). The record's content comes from the
+/// key as written, so the hook builds it from the record it is handed.
+pub(crate) struct AuditNote {
+    meta: RequestMeta,
+    organization: OrganizationId,
+    /// The acting key's environment (a user has none; the key's is used then).
+    environment: Option<Environment>,
+    actor: Actor,
+    action: &'static str,
+    status: StatusCode,
+    describe: Box<Describe>,
+    /// Set by the hook once the entry is staged in the change's transaction.
+    staged: AtomicBool,
+}
+
+impl std::fmt::Debug for AuditNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditNote")
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditNote {
+    /// A note for `action` by `actor` in `meta`'s request, answered with `status`.
+    pub(crate) fn new(
+        meta: &RequestMeta,
+        organization: OrganizationId,
+        environment: Option<Environment>,
+        actor: Actor,
+        action: &'static str,
+        status: StatusCode,
+        describe: Box<Describe>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            meta: meta.clone(),
+            organization,
+            environment,
+            actor,
+            action,
+            status,
+            describe,
+            staged: AtomicBool::new(false),
+        })
+    }
+
+    /// The note a key change carries, if any.
+    pub(crate) fn of(event: &KeyEvent) -> Option<&Self> {
+        event.attachment.as_ref()?.downcast_ref::<Self>()
+    }
+
+    /// The attachment for [`align_keys::KeyManager::with_attachment`].
+    pub(crate) fn attachment(self: &Arc<Self>) -> Attachment {
+        Attachment::from_arc(Arc::clone(self))
+    }
+
+    /// The audit entry for the change that leaves `key` as it is.
+    pub(crate) fn entry(&self, key: &KeyRecord) -> align_audit::Result<Entry> {
+        let (env, target, metadata) = (self.describe)(key);
+        audit_entry(
+            &self.meta,
+            self.organization,
+            self.environment.or(env),
+            self.actor.clone(),
+            self.action,
+            &target,
+            self.status,
+            metadata,
+        )
+    }
+
+    /// Records that the entry is staged in the change's transaction (by the hook).
+    pub(crate) fn mark_staged(&self) {
+        self.staged.store(true, Ordering::SeqCst);
+    }
+
+    /// After the change returned: moves the staged record into the chain before the response
+    /// goes out (a failure is logged; the record waits in `audit_pending` for the next move,
+    /// at the latest at start-up). A change that reached no hook (an idempotent repeat that
+    /// changed nothing, or a key store without the hook) is recorded as before, after the fact.
+    pub(crate) async fn settle(&self, state: &AppState, key: &KeyRecord) {
+        if self.staged.load(Ordering::SeqCst) {
+            if let Err(e) = state.audit.commit_staged().await {
+                tracing::error!(
+                    error = %e,
+                    action = self.action,
+                    "could not move a staged audit record into the chain; it stays staged"
+                );
+            }
+            return;
+        }
+        let (env, target, metadata) = (self.describe)(key);
+        state
+            .audit_by(
+                &self.meta,
+                self.organization,
+                self.environment.or(env),
+                self.actor.clone(),
+                self.action,
+                &target,
+                self.status,
+                metadata,
+            )
+            .await;
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Key changes (`api_key.*`) are written to the outbox by [`OutboxHook`] inside the SQLite or
 //! PostgreSQL transaction of the change itself, so a change never commits without its event nor the
-//! other way round. Events that are not a stored change (`rate_limit.exceeded`,
+//! other way round; the change's audit record is staged in the same transaction. Events that are not a stored change (`rate_limit.exceeded`,
 //! `webhook.test`) are enqueued on their own; `webhook_endpoint.disabled` comes from the
 //! dispatcher.
 
@@ -16,6 +16,7 @@ use align_webhooks::{NewMessage, Owner};
 use chrono::Utc;
 use serde_json::json;
 
+use crate::audit::AuditNote;
 use crate::state::AppState;
 
 /// The event sent when a key is refused for its rate limit (at most once per key per window).
@@ -50,7 +51,7 @@ pub(crate) fn owner_of(key: &KeyRecord) -> Owner {
 }
 
 /// The message for a change to `key`: the key resource (never the token) as `data`.
-pub(crate) fn key_message(key: &KeyRecord, event: KeyEvent) -> NewMessage {
+pub(crate) fn key_message(key: &KeyRecord, event: &KeyEvent) -> NewMessage {
     let mut m = NewMessage::new(
         event_id(),
         event.kind.event_type(),
@@ -62,7 +63,9 @@ pub(crate) fn key_message(key: &KeyRecord, event: KeyEvent) -> NewMessage {
     m
 }
 
-/// Writes key events to the webhook outbox in the key change's own transaction.
+/// Writes key events to the webhook outbox, and the change's audit record (when the change
+/// carries the server's audit note) to the audit sink's staging table, in
+/// the key change's own transaction.
 ///
 /// Any process that changes keys in the server's database (the `align` operator commands
 /// too) opens its key store with this hook, so every change emits the server's event.
@@ -76,7 +79,11 @@ impl SqliteEventHook for OutboxHook {
         key: &KeyRecord,
         event: KeyEvent,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        align_webhooks::enqueue_in_transaction(tx, &key_message(key, event), event.at)?;
+        align_webhooks::enqueue_in_transaction(tx, &key_message(key, &event), event.at)?;
+        if let Some(note) = AuditNote::of(&event) {
+            align_audit::stage_in_transaction(tx, &note.entry(key)?)?;
+            note.mark_staged();
+        }
         Ok(())
     }
 }
@@ -91,10 +98,14 @@ impl PgEventHook for OutboxHook {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         align_webhooks::PgWebhookStore::enqueue_in_transaction(
             tx,
-            &key_message(key, event),
+            &key_message(key, &event),
             event.at,
         )
         .await?;
+        if let Some(note) = AuditNote::of(&event) {
+            align_audit::PgSink::stage_in_transaction(tx, &note.entry(key)?).await?;
+            note.mark_staged();
+        }
         Ok(())
     }
 }

@@ -3,16 +3,18 @@
 //! users) and both leave the same audit records, so the API routes and the console pages share
 //! every operation in `routes/` through an [`Acting`].
 
+use std::sync::Arc;
+
 use align_audit::Actor;
 use align_keys::{
-    Denial, Environment, OrganizationId, Permission, PermissionSet, ProjectId, Scope, Target, User,
-    UserCaller, UserId,
+    Denial, Environment, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Scope,
+    Target, User, UserCaller, UserId,
 };
 use http::StatusCode;
 use serde_json::Value;
 
 use crate::app::Auth;
-use crate::audit::RequestMeta;
+use crate::audit::{AuditNote, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -139,6 +141,26 @@ pub(crate) struct Acting<'a> {
 }
 
 impl Acting<'_> {
+    /// The audit record of a key change this principal is about to make, for the key store's
+    /// hook to stage in the change's transaction (see [`AuditNote`]). `describe` gives the
+    /// object's environment, the target and the metadata from the key as the change leaves it.
+    pub(crate) fn note(
+        &self,
+        action: &'static str,
+        status: StatusCode,
+        describe: impl Fn(&KeyRecord) -> (Option<Environment>, String, Value) + Send + Sync + 'static,
+    ) -> Arc<AuditNote> {
+        AuditNote::new(
+            self.meta,
+            self.who.organization_id(),
+            self.who.environment(),
+            self.who.actor(),
+            action,
+            status,
+            Box::new(describe),
+        )
+    }
+
     /// Durably records a security-relevant change (or refusal). A key's records carry its
     /// environment; a user's carry the environment of the object acted on (`env`).
     pub(crate) async fn audit(

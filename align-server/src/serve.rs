@@ -170,6 +170,8 @@ impl Server {
             _ => None,
         };
         let state = Arc::new(AppState::new(config, keys, audit, webhooks)?);
+        // Audit records of key changes that committed just before a crash, still staged.
+        state.commit_staged_audit().await;
         state.limits.announce().await;
         Ok(Self {
             state,
@@ -212,7 +214,8 @@ impl Server {
             .verifier()
             .start_change_watcher(CHANGE_POLL)
             .await;
-        // Memory follows the keys in use: idle limiter state and idle cached keys go.
+        // Memory follows the keys in use: idle limiter state and idle cached keys go; audit
+        // records left staged are moved into the chain.
         let sweeper = {
             let state = Arc::clone(&state);
             tokio::spawn(async move {
@@ -221,6 +224,8 @@ impl Server {
                 loop {
                     tick.tick().await;
                     state.evict_idle();
+                    // Records another instance sharing the database left staged when it died.
+                    state.commit_staged_audit().await;
                 }
             })
         };

@@ -50,6 +50,19 @@ pub trait AuditSink: Send + Sync {
     /// the last flush.
     async fn flush(&self) -> Result<()>;
 
+    /// Moves the entries staged inside other stores' transactions (feature `sqlite`:
+    /// [`stage_in_transaction`](crate::stage_in_transaction); feature `postgres`:
+    /// `PgSink::stage_in_transaction`) into their chains, in staging order, and returns how
+    /// many moved. The move is one transaction (seal, insert, delete the staged rows, commit),
+    /// so a staged entry reaches its chain exactly once, even across a crash: call this right
+    /// after the staging transaction commits (so the record is in the chain before anyone is
+    /// told the change happened) and once at start-up (for entries a crash left staged). The
+    /// privacy operations and [`export_subject`](Self::export_subject) call it first, so they
+    /// miss no staged entry. Back-ends without staging answer 0.
+    async fn commit_staged(&self) -> Result<u64> {
+        Ok(0)
+    }
+
     /// Flushes and stops the writer; later writes fail with
     /// [`Error::Closed`](crate::Error::Closed).
     async fn close(&self) -> Result<()>;
@@ -89,9 +102,11 @@ pub trait AuditSink: Send + Sync {
     /// `out` as JSON Lines, one [`ExportRecord`](crate::ExportRecord) per line. Returns the
     /// number of lines.
     ///
-    /// Flushes first, so records still queued are included. `out` is written from the calling
+    /// Commits staged entries and flushes first, so records still staged or queued are
+    /// included. `out` is written from the calling
     /// task; hand in an in-memory buffer or a writer that does not block for long.
     async fn export_subject(&self, subject: &str, out: &mut (dyn Write + Send)) -> Result<u64> {
+        self.commit_staged().await?;
         self.flush().await?;
         let mut lines = 0;
         for stream in Stream::ALL {

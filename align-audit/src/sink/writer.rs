@@ -38,6 +38,14 @@ pub(crate) trait Backend: Send + 'static {
         heads: &mut BTreeMap<Stream, Head>,
         base: &BTreeMap<Stream, Head>,
     ) -> Result<()>;
+
+    /// Moves the entries staged in other transactions into their chains, in one transaction,
+    /// and updates `heads` once it has committed (left as they were on failure). Returns how
+    /// many moved. A store without staging has none.
+    fn commit_staged(&mut self, heads: &mut BTreeMap<Stream, Head>) -> Result<u64> {
+        let _ = heads;
+        Ok(0)
+    }
 }
 
 type Job<B> = Box<dyn FnOnce(&mut B, &BTreeMap<Stream, Head>) + Send>;
@@ -52,6 +60,8 @@ enum Command<B> {
         reply: Option<oneshot::Sender<Result<Receipt>>>,
     },
     Flush(oneshot::Sender<Result<()>>),
+    /// Move staged entries into the chains (see `Backend::commit_staged`).
+    CommitStaged(oneshot::Sender<Result<u64>>),
     Job(Job<B>),
     Close(oneshot::Sender<Result<()>>),
 }
@@ -158,6 +168,13 @@ impl<B: Backend> Writer<B> {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    /// Moves staged entries into the chains after everything queued before is committed.
+    pub(crate) async fn commit_staged(&self) -> Result<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.send_urgent(Command::CommitStaged(reply)).await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
     /// Stops accepting writes, commits what is queued, and waits for the thread to finish.
     /// Closing twice is fine.
     pub(crate) async fn close(&self) -> Result<()> {
@@ -252,6 +269,9 @@ fn run<B: Backend>(
         match after {
             Some(Command::Flush(reply)) => {
                 let _ = reply.send(failures.take());
+            }
+            Some(Command::CommitStaged(reply)) => {
+                let _ = reply.send(backend.commit_staged(&mut heads));
             }
             Some(Command::Job(job)) => job(&mut backend, &heads),
             Some(Command::Close(reply)) => {

@@ -129,7 +129,8 @@ pub(crate) struct KeyRequest {
 }
 
 /// Mints a key for `acting` through the policy (least privilege for keys, the role rules for
-/// users) and records `api_key.created`; the store's outbox hook emits the event.
+/// users); the store's outbox hook emits the event and stages the `api_key.created` audit
+/// record in the mint's transaction.
 pub(crate) async fn mint(
     state: &AppState,
     acting: &Acting<'_>,
@@ -177,18 +178,15 @@ pub(crate) async fn mint(
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
     };
-    let minted = state.keys.mint_as(&who.producer(), new, Utc::now()).await?;
-    let r = &minted.record;
-    acting
-        .audit(
-            state,
-            Some(r.environment),
-            "api_key.created",
-            &r.id.to_string(),
-            StatusCode::CREATED,
-            summary(r),
-        )
-        .await;
+    let note = acting.note("api_key.created", StatusCode::CREATED, |r| {
+        (Some(r.environment), r.id.to_string(), summary(r))
+    });
+    let minted = state
+        .keys
+        .with_attachment(note.attachment())
+        .mint_as(&who.producer(), new, Utc::now())
+        .await?;
+    note.settle(state, &minted.record).await;
     Ok(minted)
 }
 
@@ -282,7 +280,7 @@ pub(super) async fn update(
         rate_limit_per_minute,
         allowed_cidrs,
     };
-    let changed: Vec<&str> = [
+    let changed: Vec<&'static str> = [
         ("name", changes.name.is_some()),
         ("expiresAt", changes.expires_at.is_some()),
         (
@@ -294,28 +292,27 @@ pub(super) async fn update(
     .into_iter()
     .filter_map(|(f, on)| on.then_some(f))
     .collect();
+    let note = req
+        .acting()
+        .note("api_key.updated", StatusCode::OK, move |updated| {
+            let mut meta = summary(updated);
+            meta["changed"] = json!(changed);
+            meta["rateLimitPerMinute"] = json!(updated.rate_limit_per_minute);
+            meta["allowedCidrs"] = json!(
+                updated
+                    .allowed_cidrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            );
+            (Some(updated.environment), updated.id.to_string(), meta)
+        });
     let updated = state
         .keys
+        .with_attachment(note.attachment())
         .update_as(&who.producer(), key.id, changes, Utc::now())
         .await?;
-    let mut meta = summary(&updated);
-    meta["changed"] = json!(changed);
-    meta["rateLimitPerMinute"] = json!(updated.rate_limit_per_minute);
-    meta["allowedCidrs"] = json!(
-        updated
-            .allowed_cidrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-    );
-    req.audit(
-        state,
-        "api_key.updated",
-        &updated.id.to_string(),
-        StatusCode::OK,
-        meta,
-    )
-    .await;
+    note.settle(state, &updated).await;
     Ok(h::json(StatusCode::OK, &view(&updated)))
 }
 
@@ -351,8 +348,19 @@ pub(crate) async fn rotate(
             "graceSeconds must be at most 2592000 (30 days)",
         ));
     }
+    // The record commits with the successor's insert (the rotation's event); it names the
+    // old key, as it was, and the successor the hook is handed.
+    let old = key.clone();
+    let note = acting.note("api_key.rotated", StatusCode::CREATED, move |next| {
+        let mut meta = summary(&old);
+        meta["successorKeyId"] = json!(next.id);
+        meta["successorKeyPrefix"] = json!(next.prefix);
+        meta["graceSeconds"] = json!(grace_secs);
+        (Some(old.environment), old.id.to_string(), meta)
+    });
     let rotation = state
         .keys
+        .with_attachment(note.attachment())
         .rotate_as(
             &acting.who.producer(),
             key.id,
@@ -360,22 +368,7 @@ pub(crate) async fn rotate(
             Utc::now(),
         )
         .await?;
-    let next = &rotation.successor.record;
-    let mut meta = summary(&rotation.previous);
-    meta["successorKeyId"] = json!(next.id);
-    meta["successorKeyPrefix"] = json!(next.prefix);
-    meta["graceSeconds"] = json!(grace_secs);
-    let target = key.id.to_string();
-    acting
-        .audit(
-            state,
-            Some(key.environment),
-            "api_key.rotated",
-            &target,
-            StatusCode::CREATED,
-            meta,
-        )
-        .await;
+    note.settle(state, &rotation.successor.record).await;
     Ok(rotation)
 }
 
@@ -400,27 +393,21 @@ pub(crate) async fn change_state(
 ) -> Result<KeyRecord, ApiError> {
     let key = load(state, acting.who, id, Permission::KeysWrite).await?;
     let now = Utc::now();
-    let (record, action) = match change {
-        StateChange::Revoke => (state.keys.revoke(key.id, now).await?, "api_key.revoked"),
-        StateChange::Suspend => (state.keys.suspend(key.id, now).await?, "api_key.suspended"),
-        StateChange::Resume => (
-            state
-                .keys
-                .resume_as(&acting.who.producer(), key.id, now)
-                .await?,
-            "api_key.resumed",
-        ),
+    let action = match change {
+        StateChange::Revoke => "api_key.revoked",
+        StateChange::Suspend => "api_key.suspended",
+        StateChange::Resume => "api_key.resumed",
     };
-    acting
-        .audit(
-            state,
-            Some(record.environment),
-            action,
-            &record.id.to_string(),
-            StatusCode::OK,
-            summary(&record),
-        )
-        .await;
+    let note = acting.note(action, StatusCode::OK, |r| {
+        (Some(r.environment), r.id.to_string(), summary(r))
+    });
+    let keys = state.keys.with_attachment(note.attachment());
+    let record = match change {
+        StateChange::Revoke => keys.revoke(key.id, now).await?,
+        StateChange::Suspend => keys.suspend(key.id, now).await?,
+        StateChange::Resume => keys.resume_as(&acting.who.producer(), key.id, now).await?,
+    };
+    note.settle(state, &record).await;
     Ok(record)
 }
 

@@ -10,6 +10,7 @@
 
 mod ops;
 mod schema;
+mod staged;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -134,6 +135,19 @@ impl PgSink {
         schema::migrate(client).await
     }
 
+    /// Stages `entry` in `tx`, a transaction of another store on the sink's database (the key
+    /// store's, for a key change): the entry commits or rolls back with that transaction's
+    /// change, and [`commit_staged`](AuditSink::commit_staged) (of any process sharing the
+    /// database) later moves it into its chain, exactly once. The `audit_pending` table is
+    /// created by [`PgSink::open`] or [`PgSink::migrate`]; before that this fails, and so
+    /// does the change.
+    pub async fn stage_in_transaction(
+        tx: &tokio_postgres::Transaction<'_>,
+        entry: &Entry,
+    ) -> Result<()> {
+        staged::stage(tx, entry).await
+    }
+
     /// The pool the sink runs on.
     pub fn pool(&self) -> &Pool {
         &self.pool
@@ -183,6 +197,10 @@ impl AuditSink for PgSink {
         self.failures.take()
     }
 
+    async fn commit_staged(&self) -> Result<u64> {
+        staged::commit(&self.pool).await
+    }
+
     async fn close(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         if self.send(Command::Close(reply)).await.is_ok() {
@@ -216,16 +234,19 @@ impl AuditSink for PgSink {
 
     async fn purge(&self, stream: Stream, cutoff: DateTime<Utc>) -> Result<u64> {
         let key = self.checkpoint_key()?;
+        staged::commit(&self.pool).await?;
         self.drain().await?;
         ops::purge(&self.pool, stream, cutoff, &key).await
     }
 
     async fn anonymise(&self, stream: Stream, cutoff: DateTime<Utc>) -> Result<u64> {
+        staged::commit(&self.pool).await?;
         self.drain().await?;
         ops::anonymise(&self.pool, stream, cutoff).await
     }
 
     async fn erase_subject(&self, subject: &str) -> Result<u64> {
+        staged::commit(&self.pool).await?;
         self.drain().await?;
         ops::erase(&self.pool, subject).await
     }

@@ -20,7 +20,8 @@ use crate::sink::columns::{
 /// `audit_heads` holds one row per stream from the start: appenders lock it
 /// (`SELECT … FOR UPDATE`) for the whole of their insert transaction, which is what keeps one
 /// chain per stream however many processes append.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE audit_records (
     stream TEXT NOT NULL CHECK (stream IN ('request', 'audit')),
     sequence BIGINT NOT NULL,
@@ -65,7 +66,17 @@ CREATE TABLE audit_checkpoints (
     created_at BIGINT NOT NULL,
     signature BYTEA NOT NULL
 );
-"];
+",
+    r"
+-- Entries staged inside another store's transaction (`PgSink::stage_in_transaction`: a key
+-- change and its audit record commit together). `PgSink::commit_staged` seals them into their
+-- chains in `seq` order and deletes them in one transaction that holds the heads locked.
+CREATE TABLE audit_pending (
+    seq BIGSERIAL PRIMARY KEY,
+    entry TEXT NOT NULL
+);
+",
+];
 
 /// The columns of `audit_records`, in the order [`insert`] binds and [`read_record`] reads them.
 pub(super) const COLUMNS: &str = "stream, sequence, id, time, organization, environment, \

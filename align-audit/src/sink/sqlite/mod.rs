@@ -7,6 +7,7 @@
 
 mod ops;
 mod schema;
+mod staged;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ use crate::error::{Error, Result};
 use crate::query::{Page, Query};
 use crate::record::{Entry, Head, Receipt, Record, Stream};
 use crate::verify::{Progress, VerifyReport, verify_blocking};
+
+pub use staged::stage_in_transaction;
 
 /// How a [`SqliteSink`] runs. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -123,6 +126,10 @@ impl Backend for WriterConn {
         tx.commit()?;
         Ok(())
     }
+
+    fn commit_staged(&mut self, heads: &mut BTreeMap<Stream, Head>) -> Result<u64> {
+        staged::commit(&mut self.0, heads)
+    }
 }
 
 impl SqliteSink {
@@ -187,6 +194,10 @@ impl AuditSink for SqliteSink {
         self.writer.flush().await
     }
 
+    async fn commit_staged(&self) -> Result<u64> {
+        self.writer.commit_staged().await
+    }
+
     async fn close(&self) -> Result<()> {
         self.writer.close().await
     }
@@ -225,22 +236,25 @@ impl AuditSink for SqliteSink {
             .checkpoint_key
             .clone()
             .ok_or(Error::CheckpointKeyMissing)?;
+        self.writer.commit_staged().await?;
         self.writer
             .job(move |w: &mut WriterConn, _| ops::purge(&mut w.0, stream, cutoff, &key))
             .await
     }
 
     async fn anonymise(&self, stream: Stream, cutoff: DateTime<Utc>) -> Result<u64> {
+        self.writer.commit_staged().await?;
         self.writer
             .job(move |w: &mut WriterConn, _| ops::anonymise(&mut w.0, stream, cutoff))
             .await
     }
 
-    /// Erases `subject`'s personal data in the records committed before the call: in the
+    /// Erases `subject`'s personal data in the records committed or staged before the call: in the
     /// audit log through its indexes, in the request log (which has no actor index) by walking
     /// the stream in slices of 20,000 sequences, each its own transaction, so
     /// that request logging goes on meanwhile.
     async fn erase_subject(&self, subject: &str) -> Result<u64> {
+        self.writer.commit_staged().await?;
         let s = subject.to_owned();
         let (mut changed, start, end) = self
             .writer

@@ -81,6 +81,15 @@ CREATE INDEX audit_records_by_subject ON audit_records(subject, stream, sequence
 CREATE INDEX audit_records_to_anonymise ON audit_records(stream, time)
     WHERE anonymised = 0;
 ",
+    r"
+-- Entries staged inside another store's transaction (`stage_in_transaction`: a key change
+-- and its audit record commit together). The sink's writer seals them into their chains in
+-- `seq` order and deletes them in one transaction of its own (`staged.rs`).
+CREATE TABLE audit_pending (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry TEXT NOT NULL
+);
+",
 ];
 
 /// The columns of `audit_records`, in the order [`insert_record`] binds and [`read_record`]
