@@ -13,6 +13,9 @@ pub(crate) const RECORD_TAG: &[u8] = b"align-audit/record/v1";
 /// Domain-separation tag at the start of every checkpoint encoding.
 pub(crate) const CHECKPOINT_TAG: &[u8] = b"align-audit/checkpoint/v1";
 
+/// Domain-separation tag at the start of every anchor encoding.
+pub(crate) const ANCHOR_TAG: &[u8] = b"align-audit/anchor/v1";
+
 /// Appends canonical items to a byte buffer.
 pub(crate) struct Encoder<'a>(pub(crate) &'a mut Vec<u8>);
 

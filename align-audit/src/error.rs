@@ -31,6 +31,16 @@ pub enum Error {
     /// The checkpoint key is too short to be a secret.
     #[error("checkpoint key must be at least 32 bytes")]
     WeakCheckpointKey,
+    /// The anchor signing key is not an Ed25519 key in PKCS#8 (v2) form, as
+    /// [`AnchorKey::generate_pkcs8`](crate::AnchorKey::generate_pkcs8) makes them.
+    #[error("the audit anchor key is not an Ed25519 PKCS#8 document")]
+    InvalidAnchorKey,
+    /// A line of an anchor file is neither an anchor nor an event whose `data` is one.
+    #[error("line {line} of the anchor file is not an anchor")]
+    InvalidAnchorLine {
+        /// The line number, from 1.
+        line: u64,
+    },
     /// Stored data could not be decoded; the message says which part.
     #[error("corrupt stored {0}")]
     Corrupt(&'static str),

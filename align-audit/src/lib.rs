@@ -13,10 +13,14 @@
 //! - [`Query`] with cursor paging; retention [`purge`](AuditSink::purge) behind a signed
 //!   [`Checkpoint`], [`anonymise`](AuditSink::anonymise),
 //!   [`erase_subject`](AuditSink::erase_subject), [`export_subject`](AuditSink::export_subject);
-//! - [`verify`](AuditSink::verify) and [`ChainVerifier`]: the first broken link, precisely.
+//! - [`verify`](AuditSink::verify) and [`ChainVerifier`]: the first broken link, precisely;
+//!   [`verify_against`](AuditSink::verify_against) an [`Anchor`] (an Ed25519-signed head kept
+//!   outside the database, e.g. in an [`AnchorLog`]) also catches a chain cut short whose
+//!   stored head was rewritten to match.
 //!
 //! See the crate README for an embedding example.
 
+mod anchor;
 mod builder;
 mod chain;
 mod checkpoint;
@@ -35,6 +39,7 @@ mod serde_util;
 mod sink;
 mod verify;
 
+pub use anchor::{Anchor, AnchorCheck, AnchorKey, AnchorLog, AnchorPublicKey};
 pub use builder::{EntryBuilder, MAX_METADATA_LEN, MAX_TEXT_LEN};
 pub use checkpoint::{Checkpoint, CheckpointKey};
 pub use digest::Digest;

@@ -1,4 +1,5 @@
-//! Serde helpers: millisecond RFC 3339 times and metadata kept as its exact JSON text.
+//! Serde helpers: millisecond RFC 3339 times, fixed-size byte strings as hex, and metadata
+//! kept as its exact JSON text.
 
 /// `DateTime<Utc>` as RFC 3339 with milliseconds and `Z` (`2026-05-14T10:00:00.000Z`).
 pub(crate) mod time_ms {
@@ -36,5 +37,34 @@ pub(crate) mod raw_json {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         let raw = <Box<RawValue>>::deserialize(d)?;
         Ok(raw.get().to_owned())
+    }
+}
+
+/// `[u8; N]` as lowercase hex (`2N` characters).
+pub(crate) mod hex_array {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::digest::{hex_decode, hex_encode};
+
+    pub(crate) fn serialize<S: Serializer, const N: usize>(
+        bytes: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex_encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut out = [0u8; N];
+        if hex_decode(&text, &mut out) {
+            Ok(out)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "expected {} hex characters",
+                N * 2
+            )))
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::anchor::AnchorCheck;
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::encode::record_hash;
 use crate::error::{Error, Result};
@@ -48,6 +49,19 @@ pub enum BreakReason {
     RecordsAfterHead,
     /// The last record's hash differs from the recorded head.
     HeadMismatch,
+    /// The anchor checked against is not signed by the anchor key it must be signed with.
+    BadAnchorSignature,
+    /// The record at the anchored sequence is not the one anchored: the chain was rewritten
+    /// from there or before.
+    AnchorMismatch,
+    /// The chain ends before the anchored sequence: its newest records were removed (and the
+    /// head rewritten to match, or this would be [`MissingRecords`](Self::MissingRecords)).
+    TruncatedBelowAnchor {
+        /// The anchored sequence.
+        anchored: u64,
+        /// The last sequence the chain has.
+        head: u64,
+    },
 }
 
 impl fmt::Display for BreakReason {
@@ -70,6 +84,14 @@ impl fmt::Display for BreakReason {
             }
             Self::RecordsAfterHead => f.write_str("record lies beyond the stream's head"),
             Self::HeadMismatch => f.write_str("last record does not match the stream's head"),
+            Self::BadAnchorSignature => {
+                f.write_str("the anchor is not signed by this deployment's anchor key")
+            }
+            Self::AnchorMismatch => f.write_str("record differs from the one anchored here"),
+            Self::TruncatedBelowAnchor { anchored, head } => write!(
+                f,
+                "chain ends at {head}, below its anchor at {anchored}: newer records were removed"
+            ),
         }
     }
 }
@@ -107,6 +129,10 @@ pub struct VerifyReport {
     pub end: Head,
     /// The first broken link, if any.
     pub broken: Option<Break>,
+    /// The anchored head the chain was found to hold, when it was verified against an anchor
+    /// and is intact (also when retention has since removed the anchored record: the signed
+    /// checkpoint shows the chain went past it).
+    pub anchor: Option<Head>,
 }
 
 impl VerifyReport {
@@ -127,6 +153,8 @@ pub struct ChainVerifier {
     last: Head,
     checked: u64,
     broken: Option<Break>,
+    /// The anchored head to reach, and whether the chain has reached it.
+    anchor: Option<(Head, bool)>,
     buf: Vec<u8>,
 }
 
@@ -139,6 +167,7 @@ impl ChainVerifier {
             last: Head::default(),
             checked: 0,
             broken: None,
+            anchor: None,
             buf: Vec::with_capacity(512),
         }
     }
@@ -156,6 +185,40 @@ impl ChainVerifier {
             });
         }
         v
+    }
+
+    /// Also holds the chain to `check`'s anchor: the record at the anchored sequence must be
+    /// the anchored one, and the chain must reach it (see [`BreakReason::AnchorMismatch`],
+    /// [`BreakReason::TruncatedBelowAnchor`]). An anchor not signed by the check's key is a
+    /// [`BreakReason::BadAnchorSignature`]. Call before the first [`push`](Self::push).
+    ///
+    /// Fails if the anchor belongs to another stream.
+    pub fn with_anchor(mut self, check: &AnchorCheck) -> Result<Self> {
+        let anchored = check.anchor().head();
+        if check.anchor().stream() != self.stream {
+            return Err(Error::InvalidInput {
+                field: "anchor",
+                reason: "belongs to the other stream",
+            });
+        }
+        if self.broken.is_some() {
+            return Ok(self);
+        }
+        let start = self.start;
+        let reached = start.sequence >= anchored.sequence;
+        let reason = if !check.is_genuine() {
+            Some(BreakReason::BadAnchorSignature)
+        } else if start.sequence == anchored.sequence && start.hash != anchored.hash {
+            Some(BreakReason::AnchorMismatch)
+        } else {
+            None
+        };
+        self.broken = reason.map(|reason| Break {
+            sequence: anchored.sequence,
+            reason,
+        });
+        self.anchor = Some((anchored, reached));
+        Ok(self)
     }
 
     /// Checks the next record; false once the chain is broken (later records are ignored).
@@ -178,7 +241,7 @@ impl ChainVerifier {
         } else if e.personal.as_ref().is_some_and(|p| !p.holds(&mut self.buf)) {
             Some(BreakReason::PersonalDataMismatch)
         } else {
-            None
+            self.reach_anchor(record)
         };
         if let Some(reason) = reason {
             self.broken = Some(Break {
@@ -195,13 +258,26 @@ impl ChainVerifier {
         true
     }
 
+    /// Marks the anchor reached when `record` (otherwise sound) is at the anchored sequence;
+    /// the break if it is not the anchored record.
+    fn reach_anchor(&mut self, record: &Record) -> Option<BreakReason> {
+        let (anchored, reached) = self.anchor.as_mut()?;
+        if anchored.sequence != record.sequence {
+            return None;
+        }
+        *reached = true;
+        (anchored.hash != record.hash).then_some(BreakReason::AnchorMismatch)
+    }
+
     /// Records verified so far.
     pub fn checked(&self) -> u64 {
         self.checked
     }
 
     /// Ends the walk. With the stream's recorded `head`, trailing deletions and records
-    /// appended behind the sink's back are detected too.
+    /// appended behind the sink's back are detected too; with an anchor (see
+    /// [`with_anchor`](Self::with_anchor)), a chain cut short below it even when `head` was
+    /// rewritten to match.
     pub fn finish(mut self, head: Option<Head>) -> VerifyReport {
         if let (None, Some(head)) = (&self.broken, head) {
             let last = self.last;
@@ -226,12 +302,26 @@ impl ChainVerifier {
                 None
             };
         }
+        if let (None, Some((anchored, false))) = (&self.broken, self.anchor) {
+            self.broken = Some(Break {
+                sequence: self.last.sequence + 1,
+                reason: BreakReason::TruncatedBelowAnchor {
+                    anchored: anchored.sequence,
+                    head: self.last.sequence,
+                },
+            });
+        }
+        let anchor = match (&self.broken, self.anchor) {
+            (None, Some((anchored, _))) => Some(anchored),
+            _ => None,
+        };
         VerifyReport {
             stream: self.stream,
             checked: self.checked,
             start: self.start,
             end: self.last,
             broken: self.broken,
+            anchor,
         }
     }
 }
@@ -239,18 +329,19 @@ impl ChainVerifier {
 /// How often (in records) progress is reported.
 pub(crate) const PROGRESS_EVERY: u64 = 4096;
 
-/// Verifies `records` (already in sequence order) from `checkpoint` to `head`, reporting
-/// progress every [`PROGRESS_EVERY`] records and at the end.
+/// Verifies `records` (already in sequence order) from `checkpoint` to `head` (and against
+/// `anchor`), reporting progress every [`PROGRESS_EVERY`] records and at the end.
 pub(crate) fn verify_slice<'a>(
     stream: Stream,
     checkpoint: Option<&Checkpoint>,
     key: Option<&CheckpointKey>,
+    anchor: Option<&AnchorCheck>,
     records: impl ExactSizeIterator<Item = &'a Record>,
     head: Head,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<VerifyReport> {
     let total = records.len() as u64;
-    let mut v = start_verifier(stream, checkpoint, key)?;
+    let mut v = start_verifier(stream, checkpoint, key, anchor)?;
     for r in records {
         if !v.push(r) {
             break;
@@ -271,16 +362,21 @@ pub(crate) fn verify_slice<'a>(
     Ok(v.finish(Some(head)))
 }
 
-/// A verifier starting at the stream's beginning or after its checkpoint.
+/// A verifier starting at the stream's beginning or after its checkpoint, held to `anchor`.
 pub(crate) fn start_verifier(
     stream: Stream,
     checkpoint: Option<&Checkpoint>,
     key: Option<&CheckpointKey>,
+    anchor: Option<&AnchorCheck>,
 ) -> Result<ChainVerifier> {
-    Ok(match checkpoint {
+    let v = match checkpoint {
         None => ChainVerifier::new(stream),
         Some(cp) => ChainVerifier::after_checkpoint(cp, key.ok_or(Error::CheckpointKeyMissing)?),
-    })
+    };
+    match anchor {
+        None => Ok(v),
+        Some(a) => v.with_anchor(a),
+    }
 }
 
 /// Runs a blocking verification `job` on tokio's blocking pool and forwards its progress

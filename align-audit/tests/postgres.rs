@@ -360,6 +360,53 @@ async fn connections_killed_under_the_writer_lose_no_acknowledged_append() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_rows_deleted_and_the_head_rewritten_are_caught_by_an_anchor() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let sink = open(&scratch).await;
+    for n in 0..10 {
+        sink.append(entry(Stream::Audit, n, 0, "u")).await.unwrap();
+    }
+    let key =
+        align_audit::AnchorKey::from_pkcs8(&align_audit::AnchorKey::generate_pkcs8().unwrap())
+            .unwrap();
+    let head = sink.head(Stream::Audit).await.unwrap();
+    let check = align_audit::AnchorCheck::new(
+        key.sign(Stream::Audit, head, chrono::Utc::now()),
+        *key.public_key(),
+    );
+    // What someone with write access to the database does to hide the newest records.
+    sql(
+        &scratch,
+        "DELETE FROM audit_records WHERE stream = 'audit' AND sequence > 6",
+    )
+    .await;
+    sql(
+        &scratch,
+        "UPDATE audit_heads SET sequence = 6, hash = (SELECT hash FROM audit_records \
+         WHERE stream = 'audit' AND sequence = 6) WHERE stream = 'audit'",
+    )
+    .await;
+    assert_eq!(broken_at(&sink).await, None, "invisible without the anchor");
+    let report = sink
+        .verify_against(Stream::Audit, Some(&check), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        report.broken.map(|b| (b.sequence, b.reason)),
+        Some((
+            7,
+            BreakReason::TruncatedBelowAnchor {
+                anchored: 10,
+                head: 6
+            }
+        ))
+    );
+    sink.close().await.unwrap();
+}
+
 /// Changes made to one stored record with SQL, as someone with write access to the database
 /// could make them; each keeps the row readable or makes it unreadable (also detected).
 const TAMPER: &[&str] = &[

@@ -16,6 +16,7 @@ mod ops;
 mod output;
 mod progress;
 mod tail;
+mod verify;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -464,11 +465,20 @@ enum EndpointAction {
 
 #[derive(Debug, Subcommand)]
 enum AuditAction {
-    /// Check a log's hash chain; exits 4 naming the first broken record. Example: align audit verify
+    /// Check a log's hash chain, and that it still reaches its latest anchor (the highest
+    /// sequence anchored in DIR/audit-anchors.jsonl and in --anchor FILE), so newest records
+    /// removed with the head rewritten are caught; exits 4 naming the first broken record.
+    ///
+    /// Example: align audit verify --stream audit --anchor /mnt/offsite/audit-anchors.jsonl
     Verify {
         /// audit or request.
         #[arg(long, default_value = "audit")]
         stream: String,
+        /// Also check against the anchors in FILE, kept off this machine: a copy of
+        /// DIR/audit-anchors.jsonl, or audit.checkpoint events one JSON object a line (as
+        /// webhooks deliver them or `align events list --json` prints them).
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
     },
     /// Show recent records, newest first. Example: align audit query --action api_key.revoked
     Query {
@@ -703,7 +713,9 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Audit { common, action } => {
             let (d, o) = (data_dir(&common).await?, out(&common));
             match action {
-                AuditAction::Verify { stream } => ops::audit_verify(&d, &stream, &o).await,
+                AuditAction::Verify { stream, anchor } => {
+                    verify::audit_verify(&d, &stream, anchor.as_deref(), &o).await
+                }
                 AuditAction::Export { subject } => ops::audit_export(&d, &subject).await,
                 AuditAction::Purge {
                     stream,

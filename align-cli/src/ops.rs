@@ -94,6 +94,11 @@ impl DataDir {
         })
     }
 
+    /// The data directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) async fn audit(&self) -> Result<Box<dyn AuditSink>, Failure> {
         self.audit_with_key(false).await
     }
@@ -551,26 +556,6 @@ pub(crate) fn stream(name: &str) -> Result<Stream, Failure> {
     }
 }
 
-pub(crate) async fn audit_verify(d: &DataDir, stream_name: &str, out: &Out) -> Result<(), Failure> {
-    let sink = d.audit().await?;
-    let s = stream(stream_name)?;
-    let mut progress = Progress::new(format!("verifying the {} log", s.as_str()));
-    let report = sink
-        .verify(s, &mut |p| progress.set(p.checked, Some(p.total)))
-        .await?;
-    progress.finish();
-    let _ = sink.close().await;
-    match &report.broken {
-        None => {
-            out.object(&json!({ "stream": stream_name, "checked": report.checked, "intact": true }))
-        }
-        Some(b) => Err(Failure::tampered(format!(
-            "the {stream_name} log is broken at record {}: {:?}",
-            b.sequence, b.reason
-        ))),
-    }
-}
-
 pub(crate) async fn audit_query(
     d: &DataDir,
     stream_name: &str,
@@ -658,7 +643,33 @@ pub(crate) async fn restore(
         .await
         .map_err(|_| Failure::usage("the restore task failed"))?
         .map_err(align_keys::Error::from)?;
-    out.object(&json!({ "restored": db.display().to_string(), "from": from.display().to_string() }))
+    let archived = archive_anchors(dir)?;
+    out.object(&json!({
+        "restored": db.display().to_string(),
+        "from": from.display().to_string(),
+        "anchorsArchived": archived.map(|p| p.display().to_string()),
+    }))
+}
+
+/// Moves the anchor file aside after a restore: its anchors describe the chains of the
+/// database that was replaced, which the restored one (older) does not reach, so
+/// `audit verify` would rightly call it cut short. The file is kept, renamed
+/// `audit-anchors.before-restore-TIME.jsonl`, as the record of what was there.
+fn archive_anchors(dir: &Path) -> Result<Option<PathBuf>, Failure> {
+    let anchors = align_server::audit_anchor_log_path(dir);
+    if !anchors.exists() {
+        return Ok(None);
+    }
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+    let archived = dir.join(format!("audit-anchors.before-restore-{stamp}.jsonl"));
+    std::fs::rename(&anchors, &archived).map_err(|e| {
+        Failure::usage(format!(
+            "restored, but {} could not be moved aside ({e}): move it yourself, or \
+             `align audit verify` will report the restored chains as cut short",
+            anchors.display()
+        ))
+    })?;
+    Ok(Some(archived))
 }
 
 /// `align audit export`: one data subject's records as JSON Lines on stdout.

@@ -11,6 +11,7 @@ use align_keys::{
 use chrono::Utc;
 
 use align_audit::{CheckpointKey, SqliteSinkConfig};
+use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -114,19 +115,40 @@ pub async fn is_initialised(store: &dyn KeyStore) -> Result<bool, Error> {
 /// logs still verify; keep a copy outside the data directory.
 pub fn audit_sink_config(data_dir: &Path, create: bool) -> Result<SqliteSinkConfig, Error> {
     let path = data_dir.join("audit-checkpoint-key");
+    let generate = || Ok(CheckpointKey::generate_bytes()?.to_vec());
+    let Some(bytes) = key_file(&path, create, generate)? else {
+        return Ok(SqliteSinkConfig::default());
+    };
+    let key = (bytes.len() == 32)
+        .then(|| CheckpointKey::from_bytes(&bytes))
+        .transpose()?
+        .ok_or_else(|| Error::Setting {
+            key: "audit-checkpoint-key".into(),
+            reason: "the file must hold 64 hex characters".into(),
+        })?;
+    Ok(SqliteSinkConfig::with_checkpoint_key(key))
+}
+
+/// The bytes of the key file at `path`, written as hex on one line: `None` when there is no
+/// such file; when `create` is set, one is made first from `generate` (mode 0600).
+pub(crate) fn key_file(
+    path: &Path,
+    create: bool,
+    generate: impl FnOnce() -> Result<Vec<u8>, Error>,
+) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
     let io = |source| Error::DataDir {
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     };
     if !path.exists() {
         if !create {
-            return Ok(SqliteSinkConfig::default());
+            return Ok(None);
         }
-        let bytes = CheckpointKey::generate_bytes()?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_secret_file(&path, &hex).map_err(io)?;
+        let bytes = Zeroizing::new(generate()?);
+        let hex = Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        write_secret_file(path, &hex).map_err(io)?;
     }
-    let text = std::fs::read_to_string(&path).map_err(io)?;
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
     let text = text.trim();
     let bytes: Option<Vec<u8>> = (0..text.len())
         .step_by(2)
@@ -135,13 +157,12 @@ pub fn audit_sink_config(data_dir: &Path, create: bool) -> Result<SqliteSinkConf
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
         })
         .collect();
-    let bytes = bytes
-        .filter(|b| b.len() == 32)
+    bytes
+        .map(|b| Some(Zeroizing::new(b)))
         .ok_or_else(|| Error::Setting {
-            key: "audit-checkpoint-key".into(),
-            reason: "the file must hold 64 hex characters".into(),
-        })?;
-    Ok(SqliteSinkConfig::with_checkpoint_key(
-        CheckpointKey::from_bytes(&bytes)?,
-    ))
+            key: path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            reason: "the file must hold the key as hex digits".into(),
+        })
 }

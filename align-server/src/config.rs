@@ -60,6 +60,12 @@ pub struct Config {
     pub database: Database,
     /// The developer console under `/console` (`console.*`).
     pub console: ConsoleSettings,
+    /// How often the heads of the audit and request logs are anchored (signed, appended to
+    /// `DIR/audit-anchors.jsonl` and sent as `audit.checkpoint` events) when they moved
+    /// (`audit.anchor_interval_secs`, default 60). Records committed since the last anchor
+    /// are what someone who can rewrite the database could remove unnoticed; a clean shutdown
+    /// anchors too.
+    pub audit_anchor_interval: Duration,
     /// Who may read `GET /metrics` (`metrics.*`).
     pub metrics: MetricsSettings,
 }
@@ -284,6 +290,7 @@ impl Default for Config {
             database: Database::Sqlite,
             console: ConsoleSettings::default(),
             metrics: MetricsSettings::default(),
+            audit_anchor_interval: Duration::from_secs(60),
         }
     }
 }
@@ -310,6 +317,14 @@ struct FileConfig {
     console: ConsoleSection,
     #[serde(default)]
     metrics: MetricsSection,
+    #[serde(default)]
+    audit: AuditSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    anchor_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -488,6 +503,9 @@ impl Config {
         if let Some(v) = f.console.origin {
             self.console.origin = console_origin(&v)?;
         }
+        if let Some(v) = f.audit.anchor_interval_secs {
+            self.audit_anchor_interval = Duration::from_secs(v);
+        }
         if let Some(v) = f.metrics.token {
             self.metrics.token = non_empty(v);
         }
@@ -578,6 +596,9 @@ impl Config {
             }
             "ALIGN_CONSOLE_ORIGIN" => self.console.origin = console_origin(value)?,
             "ALIGN_METRICS_TOKEN" => self.metrics.token = non_empty(value.to_owned()),
+            "ALIGN_AUDIT_ANCHOR_INTERVAL_SECS" => {
+                self.audit_anchor_interval = Duration::from_secs(parse_value(name, value)?);
+            }
             _ => {}
         }
         Ok(())
@@ -638,6 +659,12 @@ impl Config {
             return Err(Error::Setting {
                 key: "console.pbkdf2_iterations".into(),
                 reason: "must be between 100000 and 100000000".into(),
+            });
+        }
+        if self.audit_anchor_interval.is_zero() {
+            return Err(Error::Setting {
+                key: "audit.anchor_interval_secs".into(),
+                reason: "must be at least 1: anchoring cannot be turned off".into(),
             });
         }
         let w = &self.webhooks;
@@ -1000,6 +1027,34 @@ mod tests {
             )
             .unwrap_err();
             assert!(e.to_string().contains("console.origin"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_anchor_interval_from_file_and_env() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.audit_anchor_interval, Duration::from_secs(60));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(&file, "[audit]\nanchor_interval_secs = 300\n").unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.audit_anchor_interval, Duration::from_secs(300));
+        let c = Config::load(
+            Some(&file),
+            env(&[("ALIGN_AUDIT_ANCHOR_INTERVAL_SECS", "5")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.audit_anchor_interval, Duration::from_secs(5));
+        for bad in ["0", "soon"] {
+            let e = Config::load(
+                None,
+                env(&[("ALIGN_AUDIT_ANCHOR_INTERVAL_SECS", bad)]),
+                &Overrides::default(),
+            )
+            .unwrap_err();
+            let text = e.to_string().to_lowercase();
+            assert!(text.contains("anchor_interval"), "{bad}: {e}");
         }
     }
 

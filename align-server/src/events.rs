@@ -2,15 +2,17 @@
 //!
 //! Key changes (`api_key.*`) are written to the outbox by [`OutboxHook`] inside the SQLite or
 //! PostgreSQL transaction of the change itself, so a change never commits without its event nor the
-//! other way round; the change's audit record is staged in the same transaction. Events that are not a stored change (`rate_limit.exceeded`,
-//! `webhook.test`) are enqueued on their own; `webhook_endpoint.disabled` comes from the
-//! dispatcher.
+//! other way round; the change's audit record is staged in the same transaction. Events that
+//! are not a stored change (`rate_limit.exceeded`, `webhook.test`, `audit.checkpoint`) are
+//! enqueued on their own; `webhook_endpoint.disabled` comes from the dispatcher.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use align_keys::{KeyEvent, KeyId, KeyRecord, PgEventHook, SqliteEventHook};
+use align_audit::Anchor;
+use align_keys::store::PageRequest;
+use align_keys::{Environment, KeyEvent, KeyId, KeyRecord, PgEventHook, SqliteEventHook};
 use align_ratelimit::Decision;
 use align_webhooks::{NewMessage, Owner};
 use chrono::Utc;
@@ -23,6 +25,8 @@ use crate::state::AppState;
 pub(crate) const RATE_LIMIT_EXCEEDED: &str = "rate_limit.exceeded";
 /// The event `POST /webhook-endpoints/{id}/test` sends.
 pub(crate) const WEBHOOK_TEST: &str = "webhook.test";
+/// The event that carries each anchor of the audit or request log off the machine.
+pub(crate) const AUDIT_CHECKPOINT: &str = "audit.checkpoint";
 
 /// Every event type the server emits, for docs and validation of endpoint filters.
 pub(crate) const EVENT_TYPES: &[&str] = &[
@@ -35,6 +39,7 @@ pub(crate) const EVENT_TYPES: &[&str] = &[
     RATE_LIMIT_EXCEEDED,
     align_webhooks::ENDPOINT_DISABLED_EVENT,
     WEBHOOK_TEST,
+    AUDIT_CHECKPOINT,
 ];
 
 /// A fresh event id.
@@ -158,6 +163,53 @@ impl AppState {
             .owned_by(owner_of(key));
         if let Err(e) = self.webhooks.enqueue(message, Utc::now()).await {
             tracing::warn!(error = %e, key = %key.prefix, "could not enqueue rate_limit.exceeded");
+        }
+    }
+}
+
+impl AppState {
+    /// Emits `audit.checkpoint` with `anchor` as its `data` (stream, sequence, hash,
+    /// createdAt, keyId, signature: nothing secret) to every organisation, in the live
+    /// environment: the chain is the deployment's, so each organisation's endpoints and
+    /// `GET /events` pollers may keep a copy. A failure to enqueue is logged; the anchor is
+    /// in the anchor file regardless.
+    pub(crate) async fn audit_checkpoint(&self, anchor: &Anchor) {
+        let data = match serde_json::to_value(anchor) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not encode the audit.checkpoint event");
+                return;
+            }
+        };
+        let mut page = PageRequest {
+            limit: 200,
+            cursor: None,
+        };
+        loop {
+            let orgs = match self.store().list_organizations(&page).await {
+                Ok(orgs) => orgs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not list organisations for audit.checkpoint");
+                    return;
+                }
+            };
+            for org in &orgs.data {
+                let mut message = NewMessage::new(
+                    event_id(),
+                    AUDIT_CHECKPOINT,
+                    Environment::Live,
+                    data.clone(),
+                )
+                .owned_by(Owner::organization(org.id.to_string()));
+                message.timestamp = anchor.created_at();
+                if let Err(e) = self.webhooks.enqueue(message, Utc::now()).await {
+                    tracing::warn!(error = %e, "could not enqueue audit.checkpoint");
+                }
+            }
+            match orgs.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => return,
+            }
         }
     }
 }

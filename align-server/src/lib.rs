@@ -5,6 +5,7 @@
 //! path reads top to bottom in `app.rs`; routes and handlers live in `routes/`; HTTP status
 //! codes and error codes are decided in one place, [`ApiError`].
 
+mod anchor;
 mod app;
 mod audit;
 mod bootstrap;
@@ -27,6 +28,7 @@ mod serve;
 mod state;
 mod tls;
 
+pub use anchor::{ANCHOR_KEY_FILE, ANCHOR_LOG_FILE, audit_anchor_key, audit_anchor_log_path};
 pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
 pub use config::{Config, ConsoleSettings, Database, Overrides};
 pub use error::{ApiError, Error};

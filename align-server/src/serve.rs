@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::anchor::Anchorer;
 use crate::bootstrap::{Bootstrap, bootstrap};
 use crate::config::{Config, Database};
 use crate::error::Error;
@@ -119,6 +120,7 @@ pub struct Server {
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     bootstrap: Bootstrap,
+    anchorer: Arc<Anchorer>,
 }
 
 impl std::fmt::Debug for Server {
@@ -140,7 +142,8 @@ impl Server {
     }
 
     /// Like [`Server::start`], over stores the caller chose (an embedder's own back-ends, or
-    /// instrumented ones in tests). The data directory still holds the bootstrap key file.
+    /// instrumented ones in tests). The data directory still holds the bootstrap key file,
+    /// and the audit anchor key and anchor file.
     pub async fn with_backends(config: Config, backends: Backends) -> Result<Self, Error> {
         let Backends {
             keys: store,
@@ -148,6 +151,7 @@ impl Server {
             webhooks,
         } = backends;
         prepare_data_dir(&config.data_dir)?;
+        let anchorer = Arc::new(Anchorer::open(&config.data_dir)?);
         let verifier = KeyVerifier::with_config(
             store,
             Arc::new(Sha256Hasher),
@@ -178,6 +182,7 @@ impl Server {
             listener,
             tls,
             bootstrap,
+            anchorer,
         })
     }
 
@@ -199,9 +204,10 @@ impl Server {
         &self.bootstrap
     }
 
-    /// Serves until `shutdown` completes, then drains and flushes.
+    /// Serves until `shutdown` completes, then drains, flushes and anchors the logs.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let state = self.state;
+        let anchorer = self.anchorer;
         let flusher = state
             .keys
             .verifier()
@@ -241,6 +247,34 @@ impl Server {
                 loop {
                     tokio::select! {
                         _ = tick.tick() => state.log_folded(false).await,
+                        _ = &mut stopped => break,
+                    }
+                }
+            })
+        };
+        // The heads of both logs leave the database (anchor file, `audit.checkpoint` event)
+        // at the first tick and then every interval when they moved. Stopped between
+        // anchors, never inside one.
+        tracing::info!(
+            path = %anchorer.path().display(),
+            every_secs = state.config.audit_anchor_interval.as_secs(),
+            key_id = %anchorer.public_key().id(),
+            public_key = %anchorer.public_key().to_hex(),
+            "anchoring the audit and request logs"
+        );
+        let (stop_anchoring, anchoring_stopped) = tokio::sync::oneshot::channel::<()>();
+        let anchoring = {
+            let state = Arc::clone(&state);
+            let anchorer = Arc::clone(&anchorer);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(state.config.audit_anchor_interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut stopped = std::pin::pin!(anchoring_stopped);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            anchorer.anchor(&state).await;
+                        }
                         _ = &mut stopped => break,
                     }
                 }
@@ -339,6 +373,18 @@ impl Server {
             tracing::error!(error = %e, "could not flush last-used times");
         }
         state.log_folded(true).await;
+        // The last anchor covers every record written before the shutdown. Its event waits
+        // in the outbox for the next start (the dispatcher has stopped).
+        let _ = stop_anchoring.send(());
+        let _ = anchoring.await;
+        if let Err(e) = state.audit.flush().await {
+            tracing::error!(error = %e, "could not flush the audit and request logs");
+        }
+        let anchors = anchorer.anchor(&state).await;
+        tracing::info!(
+            anchors = anchors.len(),
+            "anchored the audit and request logs"
+        );
         if let Err(e) = state.audit.close().await {
             tracing::error!(error = %e, "could not flush the audit and request logs");
         }

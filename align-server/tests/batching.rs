@@ -56,12 +56,13 @@ impl AuditSink for CountingSink {
     async fn head(&self, s: Stream) -> align_audit::Result<Head> {
         self.inner.head(s).await
     }
-    async fn verify(
+    async fn verify_against(
         &self,
         s: Stream,
+        a: Option<&align_audit::AnchorCheck>,
         p: &mut (dyn FnMut(Progress) + Send),
     ) -> align_audit::Result<VerifyReport> {
-        self.inner.verify(s, p).await
+        self.inner.verify_against(s, a, p).await
     }
     async fn purge(&self, s: Stream, cutoff: DateTime<Utc>) -> align_audit::Result<u64> {
         self.inner.purge(s, cutoff).await

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::AuditSink;
 use super::ledger::Ledger;
 use super::writer::{Backend, Limits, Writer};
+use crate::anchor::AnchorCheck;
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Error, Result};
 use crate::query::{Page, Query};
@@ -243,9 +244,10 @@ impl AuditSink for JsonlSink {
             .await
     }
 
-    async fn verify(
+    async fn verify_against(
         &self,
         stream: Stream,
+        anchor: Option<&AnchorCheck>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<VerifyReport> {
         // The head the writer holds is the authority: a file truncated behind the running
@@ -259,7 +261,12 @@ impl AuditSink for JsonlSink {
             })
             .await?;
         let key = self.key.clone();
-        verify_blocking(move |p| ledger.verify(stream, key.as_ref(), p), progress).await
+        let anchor = anchor.cloned();
+        verify_blocking(
+            move |p| ledger.verify(stream, key.as_ref(), anchor.as_ref(), p),
+            progress,
+        )
+        .await
     }
 
     async fn purge(&self, stream: Stream, cutoff: DateTime<Utc>) -> Result<u64> {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 
+use crate::anchor::AnchorCheck;
 use crate::chain::seal;
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Error, Result};
@@ -140,6 +141,7 @@ impl Ledger {
         &self,
         stream: Stream,
         key: Option<&CheckpointKey>,
+        anchor: Option<&AnchorCheck>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<VerifyReport> {
         let empty = StreamLog::default();
@@ -148,6 +150,7 @@ impl Ledger {
             stream,
             log.checkpoint.as_ref(),
             key,
+            anchor,
             log.records.iter(),
             log.head,
             progress,

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::AuditSink;
 use super::ledger::Ledger;
+use crate::anchor::AnchorCheck;
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Error, Result};
 use crate::query::{Page, Query};
@@ -99,14 +100,15 @@ impl AuditSink for MemorySink {
         Ok(self.lock().ledger.head(stream))
     }
 
-    async fn verify(
+    async fn verify_against(
         &self,
         stream: Stream,
+        anchor: Option<&AnchorCheck>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<VerifyReport> {
         self.lock()
             .ledger
-            .verify(stream, self.key.as_ref(), progress)
+            .verify(stream, self.key.as_ref(), anchor, progress)
     }
 
     async fn purge(&self, stream: Stream, cutoff: DateTime<Utc>) -> Result<u64> {

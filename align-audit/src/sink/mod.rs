@@ -6,6 +6,7 @@ use std::io::Write;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::anchor::AnchorCheck;
 use crate::error::Result;
 use crate::export::write_export_line;
 use crate::privacy::{PolicyOutcome, PrivacyPolicy};
@@ -71,8 +72,9 @@ pub trait AuditSink: Send + Sync {
     /// [`submit`](Self::submit) may be missing: [`flush`](Self::flush) first to see them.
     async fn query(&self, query: &Query) -> Result<Page>;
 
-    /// Where `stream`'s chain ends now. Keep a copy elsewhere (a ticket, another system) to
-    /// detect a later truncation even by someone who can rewrite the whole store.
+    /// Where `stream`'s chain ends now. Keep a copy elsewhere (a ticket, another system), or
+    /// sign it as an [`Anchor`](crate::Anchor), to detect a later truncation even by someone
+    /// who can rewrite the whole store.
     async fn head(&self, stream: Stream) -> Result<Head>;
 
     /// Walks `stream` from its start (or its checkpoint) to its head and reports the first
@@ -80,6 +82,20 @@ pub trait AuditSink: Send + Sync {
     async fn verify(
         &self,
         stream: Stream,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<VerifyReport> {
+        self.verify_against(stream, None, progress).await
+    }
+
+    /// [`verify`](Self::verify), and with `anchor`, also holds the chain to it: the chain must
+    /// still reach the anchored sequence, whose record must be the anchored one, and the
+    /// anchor must be signed by the check's key. A chain cut short below the anchor is
+    /// reported ([`BreakReason::TruncatedBelowAnchor`](crate::BreakReason)) even when the
+    /// stored head was rewritten to match it. Fails if the anchor is of another stream.
+    async fn verify_against(
+        &self,
+        stream: Stream,
+        anchor: Option<&AnchorCheck>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<VerifyReport>;
 

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AuditSink;
 use super::writer::Failures;
+use crate::anchor::AnchorCheck;
 use crate::chain::seal;
 use crate::checkpoint::CheckpointKey;
 use crate::error::{Error, Result};
@@ -218,15 +219,17 @@ impl AuditSink for PgSink {
         schema::load_head(&**client, stream).await
     }
 
-    async fn verify(
+    async fn verify_against(
         &self,
         stream: Stream,
+        anchor: Option<&AnchorCheck>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<VerifyReport> {
         ops::verify(
             &self.pool,
             stream,
             self.config.checkpoint_key.as_ref(),
+            anchor,
             progress,
         )
         .await

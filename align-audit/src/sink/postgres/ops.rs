@@ -6,6 +6,7 @@ use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
 use super::schema::{self, COLUMNS, read_record, to_i64};
+use crate::anchor::AnchorCheck;
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Error, Result};
 use crate::personal::Personal;
@@ -79,6 +80,7 @@ pub(super) async fn verify(
     pool: &Pool,
     stream: Stream,
     key: Option<&CheckpointKey>,
+    anchor: Option<&AnchorCheck>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<VerifyReport> {
     let mut client = pool.get().await?;
@@ -100,7 +102,7 @@ pub(super) async fn verify(
         .await?
         .try_get(0)?;
     let total = u64::try_from(total).unwrap_or(0);
-    let mut v = start_verifier(stream, checkpoint.as_ref(), key)?;
+    let mut v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
     let page = tx
         .prepare(&format!(
             "SELECT {COLUMNS} FROM audit_records WHERE stream = $1 AND sequence > $2

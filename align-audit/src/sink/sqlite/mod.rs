@@ -20,6 +20,7 @@ use rusqlite::Connection;
 
 use super::AuditSink;
 use super::writer::{Backend, Limits, Writer};
+use crate::anchor::AnchorCheck;
 use crate::checkpoint::CheckpointKey;
 use crate::error::{Error, Result};
 use crate::query::{Page, Query};
@@ -212,18 +213,20 @@ impl AuditSink for SqliteSink {
             .await
     }
 
-    async fn verify(
+    async fn verify_against(
         &self,
         stream: Stream,
+        anchor: Option<&AnchorCheck>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<VerifyReport> {
         let path = self.path.clone();
         let key = self.config.checkpoint_key.clone();
         let sync = self.config.sync_to_disk;
+        let anchor = anchor.cloned();
         verify_blocking(
             move |p| {
                 let mut conn = schema::connect(&path, sync)?;
-                ops::verify(&mut conn, stream, key.as_ref(), p)
+                ops::verify(&mut conn, stream, key.as_ref(), anchor.as_ref(), p)
             },
             progress,
         )

@@ -5,6 +5,7 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use super::schema::{self, COLUMNS, read_personal, read_record};
+use crate::anchor::AnchorCheck;
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -92,6 +93,7 @@ pub(super) fn verify(
     conn: &mut Connection,
     stream: Stream,
     key: Option<&CheckpointKey>,
+    anchor: Option<&AnchorCheck>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<VerifyReport> {
     // One read transaction: head, checkpoint and records from the same snapshot.
@@ -104,7 +106,7 @@ pub(super) fn verify(
         |r| r.get(0),
     )?;
     let total = u64::try_from(total).unwrap_or(0);
-    let mut v = start_verifier(stream, checkpoint.as_ref(), key)?;
+    let mut v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
     {
         let mut stmt = tx.prepare(&format!(
             "SELECT {COLUMNS} FROM audit_records WHERE stream = ?1 ORDER BY sequence"
