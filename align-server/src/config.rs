@@ -31,6 +31,14 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Time a handler may take before `504 timeout` (`limits.request_timeout_secs`, 30).
     pub request_timeout: Duration,
+    /// A connection with no request in flight for this long is closed: one that sent nothing,
+    /// an HTTP/2 connection without streams, a keep-alive connection between requests
+    /// (`limits.idle_timeout_secs`, 60).
+    pub idle_timeout: Duration,
+    /// Most connections open at once (`limits.max_connections`; by default sized to the
+    /// process's descriptor limit, see `docs/operations.md`). At the cap the longest-idle
+    /// connection is closed for each new one.
+    pub max_connections: Option<usize>,
     /// How often coalesced `lastUsedAt` times are written (`keys.last_used_flush_ms`, 1000).
     pub last_used_flush: Duration,
     /// Most keys kept in the verification cache (`keys.cache_capacity`, 100000). Beyond it
@@ -277,6 +285,8 @@ impl Default for Config {
             rate_limit_per_minute: 600,
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
             last_used_flush: Duration::from_secs(1),
             key_cache_capacity: 100_000,
             max_concurrent_per_key: 32,
@@ -390,6 +400,8 @@ struct RatelimitSection {
 struct LimitsSection {
     max_body_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
     max_concurrent_per_key: Option<u64>,
     fold_rejections_after: Option<u32>,
 }
@@ -482,6 +494,12 @@ impl Config {
         if let Some(v) = f.limits.request_timeout_secs {
             self.request_timeout = Duration::from_secs(v);
         }
+        if let Some(v) = f.limits.idle_timeout_secs {
+            self.idle_timeout = Duration::from_secs(v);
+        }
+        if f.limits.max_connections.is_some() {
+            self.max_connections = f.limits.max_connections;
+        }
         if f.tls.cert_file.is_some() {
             self.tls_cert_file = f.tls.cert_file;
         }
@@ -565,6 +583,15 @@ impl Config {
             "ALIGN_RATELIMIT_QUOTA_PER_MONTH" => self.quota_per_month = optional(name, value)?,
             "ALIGN_LIMITS_REQUEST_TIMEOUT_SECS" => {
                 self.request_timeout = Duration::from_secs(parse_value(name, value)?);
+            }
+            "ALIGN_LIMITS_IDLE_TIMEOUT_SECS" => {
+                self.idle_timeout = Duration::from_secs(parse_value(name, value)?);
+            }
+            "ALIGN_LIMITS_MAX_CONNECTIONS" => {
+                self.max_connections = match value.trim() {
+                    "" => None,
+                    v => Some(parse_value(name, v)?),
+                };
             }
             "ALIGN_TLS_CERT_FILE" => self.tls_cert_file = non_empty_path(value),
             "ALIGN_TLS_KEY_FILE" => self.tls_key_file = non_empty_path(value),
@@ -650,6 +677,19 @@ impl Config {
             return Err(Error::Setting {
                 key: "limits".into(),
                 reason: "body limit, timeout and flush interval must be positive".into(),
+            });
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(Error::Setting {
+                key: "limits.idle_timeout_secs".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.max_connections == Some(0) {
+            return Err(Error::Setting {
+                key: "limits.max_connections".into(),
+                reason: "must be at least 1 (leave it out to size it to the descriptor limit)"
+                    .into(),
             });
         }
         let iterations = self.console.pbkdf2_iterations;
@@ -834,6 +874,60 @@ mod tests {
         assert_eq!(c.rate_limit_per_minute, 50);
         assert_eq!(c.listen.port(), 9001);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn connection_settings_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(
+            &file,
+            "[limits]\nidle_timeout_secs = 20\nmax_connections = 5000\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(20));
+        assert_eq!(c.max_connections, Some(5000));
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("ALIGN_LIMITS_IDLE_TIMEOUT_SECS", "5"),
+                ("ALIGN_LIMITS_MAX_CONNECTIONS", "50"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!((c.idle_timeout.as_secs(), c.max_connections), (5, Some(50)));
+        let c = Config::load(
+            Some(&file),
+            env(&[("ALIGN_LIMITS_MAX_CONNECTIONS", "")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.max_connections, None,
+            "empty: sized to the descriptor limit"
+        );
+        for (name, value, key) in [
+            (
+                "ALIGN_LIMITS_IDLE_TIMEOUT_SECS",
+                "0",
+                "limits.idle_timeout_secs",
+            ),
+            (
+                "ALIGN_LIMITS_MAX_CONNECTIONS",
+                "0",
+                "limits.max_connections",
+            ),
+            (
+                "ALIGN_LIMITS_MAX_CONNECTIONS",
+                "many",
+                "ALIGN_LIMITS_MAX_CONNECTIONS",
+            ),
+        ] {
+            let e = Config::load(None, env(&[(name, value)]), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 
     #[test]
@@ -1075,6 +1169,7 @@ mod tests {
                 "ALIGN_LISTEN", "ALIGN_RATELIMIT_PER_MINUTE", "ALIGN_LIMITS_MAX_BODY_BYTES",
                 "ALIGN_WEBHOOKS_RETRY_SCHEDULE", "ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS",
                 "ALIGN_RATELIMIT_QUOTA_PER_DAY", "ALIGN_DATABASE_URL", "ALIGN_TLS_CERT_FILE",
+                "ALIGN_LIMITS_IDLE_TIMEOUT_SECS", "ALIGN_LIMITS_MAX_CONNECTIONS",
             ]),
             value in proptest::prelude::any::<String>(),
         ) {

@@ -10,6 +10,7 @@ mod app;
 mod audit;
 mod bootstrap;
 pub mod config;
+mod connections;
 mod console;
 mod docs;
 mod error;

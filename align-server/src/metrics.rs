@@ -24,6 +24,11 @@ pub(crate) const AUTH_OUTCOMES: [&str; 7] = [
 /// Limit refusals, in the order of [`Metrics::denied`]'s counters.
 pub(crate) const DENIALS: [&str; 3] = ["rate_limit", "concurrency_limit", "quota_exceeded"];
 
+/// Why the server closed a connection, in the order of [`Metrics::closed`]'s counters:
+/// no request in flight for `limits.idle_timeout_secs`, or the longest idle, to make room for
+/// a new connection at `limits.max_connections` (or when descriptors ran out).
+pub(crate) const CLOSE_REASONS: [&str; 2] = ["idle_timeout", "evicted"];
+
 /// A static label for `method` (no allocation per request; unusual methods share one label).
 fn method_label(method: &http::Method) -> &'static str {
     use http::Method as M;
@@ -53,6 +58,9 @@ pub(crate) struct Metrics {
     denied: [AtomicU64; DENIALS.len()],
     /// Rejected requests counted in a request-log summary instead of an entry of their own.
     folded: AtomicU64,
+    /// New connections that found `limits.max_connections` connections open.
+    at_cap: AtomicU64,
+    closed: [AtomicU64; CLOSE_REASONS.len()],
 }
 
 impl Metrics {
@@ -110,6 +118,18 @@ impl Metrics {
     /// Counts rejected requests folded into one request-log summary entry.
     pub(crate) fn folded(&self, requests: u64) {
         self.folded.fetch_add(requests, Ordering::Relaxed);
+    }
+
+    /// Counts a new connection that found the server at its connection cap.
+    pub(crate) fn connection_at_cap(&self) {
+        self.at_cap.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection the server closed (an entry of [`CLOSE_REASONS`]).
+    pub(crate) fn connection_closed(&self, reason: &str) {
+        if let Some(i) = CLOSE_REASONS.iter().position(|r| *r == reason) {
+            self.closed[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The exposition text; `gauges` are (name, help, value) read at scrape time.
@@ -185,6 +205,28 @@ impl Metrics {
             "align_request_log_folded_total {}",
             self.folded.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP align_connections_at_cap_total New connections that arrived with limits.max_connections connections open."
+        );
+        let _ = writeln!(out, "# TYPE align_connections_at_cap_total counter");
+        let _ = writeln!(
+            out,
+            "align_connections_at_cap_total {}",
+            self.at_cap.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP align_connections_closed_total Connections the server closed, by reason."
+        );
+        let _ = writeln!(out, "# TYPE align_connections_closed_total counter");
+        for (reason, n) in CLOSE_REASONS.iter().zip(&self.closed) {
+            let _ = writeln!(
+                out,
+                "align_connections_closed_total{{reason=\"{reason}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");

@@ -1,7 +1,7 @@
-//! Opening the data directory, binding, serving HTTP/1.1 and HTTP/2, and shutting down
-//! gracefully: stop accepting, drain in-flight requests, flush `lastUsedAt`.
+//! Opening the data directory, binding, accepting connections (each served by
+//! [`crate::connections`]: HTTP/1.1 and HTTP/2, the idle timeout, the connection cap), and
+//! shutting down gracefully: stop accepting, drain in-flight requests, flush `lastUsedAt`.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,26 +15,20 @@ use align_keys::{
 use align_webhooks::{
     Dispatcher, DispatcherConfig, PgWebhookStore, SqliteWebhookStore, WebhookStore,
 };
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::anchor::Anchorer;
 use crate::bootstrap::{Bootstrap, bootstrap};
 use crate::config::{Config, Database};
+use crate::connections::AcceptErrors;
 use crate::error::Error;
 use crate::state::AppState;
 
-/// Hard limit on a request head; the pipeline refuses heads over 16 KiB with an envelope first.
-const HYPER_MAX_BUF: usize = 128 * 1024;
 /// How often the key store's change log is read at the latest for changes made by other
 /// processes (PostgreSQL also wakes the reader at once through LISTEN/NOTIFY).
 const CHANGE_POLL: Duration = Duration::from_millis(250);
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// A client must send its request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The stores a server runs on.
 pub struct Backends {
@@ -297,62 +291,49 @@ impl Server {
         } else {
             None
         };
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(HYPER_MAX_BUF);
-        builder.http2().max_header_list_size(HYPER_MAX_BUF as u32);
-        let graceful = GracefulShutdown::new();
+        let connections = &state.connections;
+        tracing::info!(
+            max_connections = connections.max(),
+            idle_timeout_secs = state.config.idle_timeout.as_secs(),
+            "accepting connections"
+        );
+        let builder = crate::connections::builder();
+        let mut accept_errors = AcceptErrors::default();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let state = Arc::clone(&state);
-                    let service = hyper::service::service_fn(move |req| {
-                        // The request's future is large (about 4 KB of state); boxed once, it
-                        // is not copied every time hyper moves it on its way to being polled.
-                        let response = Box::pin(crate::app::handle(Arc::clone(&state), req, peer));
-                        async move { Ok::<_, Infallible>(response.await) }
-                    });
-                    let watcher = graceful.watcher();
-                    let builder = builder.clone();
-                    let tls = self.tls.clone();
-                    tokio::spawn(async move {
-                        match tls {
-                            None => {
-                                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                                let _ = watcher.watch(conn.into_owned()).await;
-                            }
-                            Some(acceptor) => {
-                                let handshake = acceptor.accept(stream);
-                                let Ok(Ok(stream)) =
-                                    tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await
-                                else {
-                                    return;
-                                };
-                                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                                let _ = watcher.watch(conn.into_owned()).await;
-                            }
-                        }
-                    });
-                }
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => {
+                        accept_errors.reset();
+                        a
+                    }
+                    Err(e) => {
+                        accept_errors.failed(&e, connections, &state.metrics).await;
+                        continue;
+                    }
+                },
                 () = &mut shutdown => break,
-            }
+            };
+            // At the cap this closes the longest-idle connection, or waits for one to end
+            // (the connections after this one wait in the kernel's backlog meanwhile).
+            let slot = tokio::select! {
+                slot = connections.slot(&state.metrics) => slot,
+                () = &mut shutdown => break,
+            };
+            let Some(slot) = slot else { break };
+            tokio::spawn(crate::connections::serve(
+                Arc::clone(&state),
+                builder.clone(),
+                stream,
+                peer,
+                self.tls.clone(),
+                slot,
+            ));
         }
         drop(self.listener);
         tracing::info!("shutting down: draining in-flight requests");
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        connections.shut_down();
+        if tokio::time::timeout(DRAIN_TIMEOUT, connections.closed())
             .await
             .is_err()
         {

@@ -49,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) console: Option<crate::console::Console>,
     /// Per-client counts of rejected requests, for folding floods in the request log.
     pub(crate) folds: crate::fold::Folds,
+    /// Open connections: the cap and the idle timeout.
+    pub(crate) connections: crate::connections::Connections,
 }
 
 impl std::fmt::Debug for AppState {
@@ -72,6 +74,7 @@ impl AppState {
             UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
         let console = crate::console::Console::new(&config)?;
         Ok(Self {
+            connections: crate::connections::Connections::new(&config),
             folds: crate::fold::Folds::new(config.fold_rejections_after),
             console,
             audit,

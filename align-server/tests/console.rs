@@ -196,24 +196,11 @@ impl<'a> Browser<'a> {
         form: Option<&[(&str, &str)]>,
         origin: Option<&str>,
     ) -> Page {
-        let mut head =
-            format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
-        if !self.jar.is_empty() {
-            let cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            head.push_str(&format!("cookie: {}\r\n", cookies.join("; ")));
-        }
-        if let Some(o) = origin {
-            head.push_str(&format!("origin: {o}\r\n"));
-        }
-        let body = form.map(encode_form).unwrap_or_default();
-        if form.is_some() {
-            head.push_str("content-type: application/x-www-form-urlencoded\r\n");
-        }
-        head.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+        let request = raw_request(method, path, &self.jar, form, origin);
         let raw = exchange(
             self.site.server.addr,
             self.site.tls.as_ref(),
-            head.as_bytes(),
+            request.as_bytes(),
         )
         .await;
         let page = parse(&raw);
@@ -265,6 +252,31 @@ impl<'a> Browser<'a> {
         )
         .await
     }
+}
+
+/// An HTTP/1.1 request (closing its connection) with the cookies in `jar`, and `form`
+/// URL-encoded as its body.
+fn raw_request(
+    method: &str,
+    path: &str,
+    jar: &BTreeMap<String, String>,
+    form: Option<&[(&str, &str)]>,
+    origin: Option<&str>,
+) -> String {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    if !jar.is_empty() {
+        let cookies: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        head.push_str(&format!("cookie: {}\r\n", cookies.join("; ")));
+    }
+    if let Some(o) = origin {
+        head.push_str(&format!("origin: {o}\r\n"));
+    }
+    let body = form.map(encode_form).unwrap_or_default();
+    if form.is_some() {
+        head.push_str("content-type: application/x-www-form-urlencoded\r\n");
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    head
 }
 
 async fn exchange(
@@ -438,6 +450,104 @@ async fn the_sixth_failure_is_throttled_and_then_even_the_right_password_is_refu
     let other = b.sign_in(ENGINEER, ENGINEER_PASSWORD).await;
     assert_eq!(other.status, 303);
     site.server.stop().await;
+}
+
+/// Fires one sign-in attempt per `(email, password)` at once, each on its own connection, all
+/// with the sign-in form's CSRF token from `browser`; returns the answers' statuses in the
+/// order they arrive. When `then` is given, it is sent once the first `429` has arrived (or
+/// every attempt has been answered), and its answer is returned too.
+async fn parallel_sign_ins(
+    browser: &mut Browser<'_>,
+    attempts: &[(String, &str)],
+    then: Option<(&str, &str)>,
+) -> (Vec<u16>, Option<Page>) {
+    let login = browser.get("/console/login").await;
+    assert_eq!(login.status, 200);
+    let csrf = login.csrf();
+    let (addr, origin) = (browser.site.server.addr, browser.site.origin.clone());
+    let sign_in = |email: &str, password: &str| {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ];
+        let request = raw_request(
+            "POST",
+            "/console/login",
+            &browser.jar,
+            Some(&form),
+            Some(&origin),
+        );
+        async move { parse(&exchange(addr, None, request.as_bytes()).await) }
+    };
+    let mut running = tokio::task::JoinSet::new();
+    for (email, password) in attempts {
+        running.spawn(sign_in(email, password));
+    }
+    let mut statuses = Vec::new();
+    while let Some(page) = running.join_next().await {
+        statuses.push(page.unwrap().status);
+        if statuses.last() == Some(&429) {
+            break;
+        }
+    }
+    let last = match then {
+        Some((email, password)) => Some(sign_in(email, password).await),
+        None => None,
+    };
+    while let Some(page) = running.join_next().await {
+        statuses.push(page.unwrap().status);
+    }
+    (statuses, last)
+}
+
+/// Finding 3 of issue 20: the throttle was checked before PBKDF2 and the failure counted after
+/// it, so 40 parallel attempts for one e-mail were all checked (and the right password, sent
+/// while they ran, signed in), and 300 parallel guesses from one IP cost 144 PBKDF2 runs. Each
+/// attempt now takes its slot before any work: at most 5 per e-mail and 20 per IP are ever
+/// checked (`401`); the rest are refused at once (`429`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_3_parallel_sign_ins_cannot_outrun_the_throttle() {
+    let one = site().await;
+    let mut b = Browser::new(&one);
+    let wrong: Vec<(String, &str)> = (0..40)
+        .map(|_| (ADMIN.to_owned(), "a wrong password here"))
+        .collect();
+    let (statuses, right) = parallel_sign_ins(&mut b, &wrong, Some((ADMIN, ADMIN_PASSWORD))).await;
+    let count = |code| statuses.iter().filter(|s| **s == code).count();
+    assert_eq!(statuses.len(), 40);
+    // Checked and wrong: 401; refused before any work: 429. (A check that waited too long for
+    // a free PBKDF2 slot on a loaded machine is 503, and was not run either.)
+    assert_eq!(count(429), 35, "{statuses:?}");
+    assert_eq!(count(401) + count(503), 5, "{statuses:?}");
+    let right = right.unwrap();
+    assert_eq!(
+        right.status, 429,
+        "the right password does not sign in while throttled"
+    );
+    assert!(right.set_cookie("align_session").is_none());
+    let retry: u64 = right.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    let failed = audit_records(&one.server, "&action=user.sign_in_failed").await;
+    assert_eq!(
+        failed.len(),
+        count(401),
+        "only checked attempts are failures"
+    );
+    one.server.stop().await;
+
+    // Guesses at unknown e-mails from one IP, each costing a PBKDF2 against the decoy.
+    let fresh = site().await;
+    let mut b = Browser::new(&fresh);
+    let guesses: Vec<(String, &str)> = (0..300)
+        .map(|i| (format!("guess{i}@nowhere.test"), "some password or other"))
+        .collect();
+    let (statuses, _) = parallel_sign_ins(&mut b, &guesses, None).await;
+    let count = |code| statuses.iter().filter(|s| **s == code).count();
+    assert_eq!(statuses.len(), 300);
+    assert_eq!(count(429), 280, "at most 20 PBKDF2 runs per IP");
+    assert_eq!(count(401) + count(503), 20, "{statuses:?}");
+    fresh.server.stop().await;
 }
 
 #[tokio::test]

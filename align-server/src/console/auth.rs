@@ -3,7 +3,9 @@
 //! - Passwords: PBKDF2 (align-keys' [`PasswordHash`]) on tokio's blocking pool; an unknown
 //!   e-mail costs one PBKDF2 against a decoy, so timing does not tell which e-mails exist.
 //! - Throttling: more than 5 failures per e-mail or 20 per client IP within 15 minutes and
-//!   sign-in is refused (429 with `Retry-After`), even with the right password.
+//!   sign-in is refused (429 with `Retry-After`), even with the right password. An attempt
+//!   takes its slot before PBKDF2 runs ([`Throttle::reserve`]), so parallel attempts cannot
+//!   outrun the count, and only as many checks run at once as there are cores ([`Passwords`]).
 //! - Sessions: a random 32-byte token in the `align_session` cookie (HttpOnly,
 //!   SameSite=Strict, Path=/console, Secure under TLS, 12 hours); the store keeps only its
 //!   SHA-256, so sessions are shared by every instance on the same database.
@@ -11,7 +13,9 @@
 //!   constant time); before sign-in the `align_csrf` cookie is double-submitted. A POST whose
 //!   `Origin` (or `Sec-Fetch-Site`) says it came from another site is refused.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use align_keys::{PasswordHash, SessionHash, User, UserSession};
@@ -23,6 +27,7 @@ use http::request::Parts;
 use http::{HeaderValue, Method};
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 
@@ -36,6 +41,8 @@ pub(crate) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 const FAILURES_PER_EMAIL: u64 = 5;
 const FAILURES_PER_IP: u64 = 20;
 const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long a sign-in waits for a free password-check slot before `503`.
+const CHECK_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A fresh random token: 32 bytes, URL-safe base64 (43 characters).
 pub(crate) fn random_token() -> Result<String, ApiError> {
@@ -142,10 +149,48 @@ pub(crate) fn is_post(parts: &Parts) -> bool {
     parts.method == Method::POST
 }
 
-/// Failed sign-ins, per e-mail and per client IP, on exact sliding windows.
+/// Failed sign-ins, per e-mail and per client IP, on exact sliding windows, and the attempts
+/// being checked right now.
+///
+/// An attempt takes a slot in both windows before its password is checked
+/// ([`Throttle::reserve`], one step under one lock), so attempts sent in parallel cannot all
+/// pass the check before the first failure is counted: at most 5 per e-mail and 20 per IP are
+/// ever checked within 15 minutes. A failed attempt's slot stays counted; a successful one
+/// frees its slot (and clears the e-mail's failures).
 pub(crate) struct Throttle {
     by_email: KeyedLimiter<String, SlidingLog>,
     by_ip: KeyedLimiter<IpAddr, SlidingLog>,
+    /// Attempts reserved and not yet settled: they count against the limits like failures.
+    pending: Mutex<Pending>,
+}
+
+/// Attempts in progress, per e-mail and per IP (no entry for zero).
+#[derive(Default)]
+struct Pending {
+    by_email: HashMap<String, u64>,
+    by_ip: HashMap<IpAddr, u64>,
+}
+
+impl Pending {
+    fn add(&mut self, email: &str, ip: IpAddr) {
+        *self.by_email.entry(email.to_owned()).or_default() += 1;
+        *self.by_ip.entry(ip).or_default() += 1;
+    }
+
+    fn remove(&mut self, email: &str, ip: IpAddr) {
+        if let Some(n) = self.by_email.get_mut(email) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_email.remove(email);
+            }
+        }
+        if let Some(n) = self.by_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_ip.remove(&ip);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Throttle {
@@ -166,6 +211,7 @@ impl Throttle {
                 FAILURES_PER_IP,
                 THROTTLE_WINDOW,
             ))?),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
@@ -173,27 +219,64 @@ impl Throttle {
         email.trim().to_lowercase()
     }
 
-    /// Seconds until a sign-in for `email` from `ip` may be tried again, if it may not now.
-    pub(crate) fn blocked(&self, email: &str, ip: IpAddr) -> Option<u64> {
-        // A cost of 0 reads the windows without counting anything.
-        let by_email = self.by_email.check(&Self::email_key(email), 0).ok()?;
-        let by_ip = self.by_ip.check(&ip, 0).ok()?;
-        [by_email, by_ip]
-            .iter()
-            .filter(|d| d.remaining == 0)
-            .map(|d| d.reset_after_secs().max(1))
-            .max()
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a failed sign-in.
-    pub(crate) fn failed(&self, email: &str, ip: IpAddr) {
-        let _ = self.by_email.check(&Self::email_key(email), 1);
-        let _ = self.by_ip.check(&ip, 1);
+    /// Takes a slot for one sign-in attempt for `email` from `ip`, or says how many seconds
+    /// to wait when the failures and the attempts in progress fill either window. The slot
+    /// is settled through the returned [`Attempt`].
+    pub(crate) fn reserve(&self, email: &str, ip: IpAddr) -> Result<Attempt<'_>, u64> {
+        let email = Self::email_key(email);
+        let mut pending = self.pending();
+        let in_progress_email = pending.by_email.get(&email).copied().unwrap_or(0);
+        let in_progress_ip = pending.by_ip.get(&ip).copied().unwrap_or(0);
+        // A cost of 0 reads a window without counting anything.
+        let windows = [
+            (self.by_email.check(&email, 0), in_progress_email),
+            (self.by_ip.check(&ip, 0), in_progress_ip),
+        ];
+        let mut wait = None;
+        for (decision, in_progress) in windows {
+            // An unreadable window refuses: failing closed costs a legitimate user a retry.
+            let Ok(d) = decision else {
+                wait = wait.max(Some(1));
+                continue;
+            };
+            if d.remaining == 0 {
+                // Full of failures: until the oldest leaves the window.
+                wait = wait.max(Some(d.reset_after_secs().max(1)));
+            } else if d.remaining <= in_progress {
+                // Full with attempts being checked now: they settle within a second or so.
+                wait = wait.max(Some(1));
+            }
+        }
+        if let Some(secs) = wait {
+            return Err(secs);
+        }
+        pending.add(&email, ip);
+        Ok(Attempt {
+            throttle: self,
+            email,
+            ip,
+            settled: false,
+        })
     }
 
-    /// Clears the e-mail's failures after a successful sign-in (the IP's stay counted).
-    pub(crate) fn succeeded(&self, email: &str) {
-        self.by_email.forget(&Self::email_key(email));
+    /// Settles an attempt: its slot is freed, and counted as a failure if `failed`.
+    fn settle(&self, attempt: &Attempt<'_>, outcome: Outcome) {
+        let (email, ip) = (&attempt.email, attempt.ip);
+        let mut pending = self.pending();
+        match outcome {
+            Outcome::Failed => {
+                // Counted under the same lock, so no reservation sees the slot free between.
+                let _ = self.by_email.check(email, 1);
+                let _ = self.by_ip.check(&ip, 1);
+            }
+            Outcome::Succeeded => self.by_email.forget(email),
+            Outcome::NotChecked => {}
+        }
+        pending.remove(email, ip);
     }
 
     /// Forgets idle windows (the server's periodic sweep).
@@ -202,26 +285,116 @@ impl Throttle {
     }
 }
 
-/// Finds the user among `candidates` whose password `password` is, spending PBKDF2 on the
-/// blocking pool: once per candidate, and once against `decoy` when there is none.
-pub(crate) async fn check_password(
-    candidates: Vec<(User, PasswordHash)>,
-    password: String,
-    decoy: PasswordHash,
-) -> Result<Option<User>, ApiError> {
-    let password = align_keys::Secret::new(password);
-    tokio::task::spawn_blocking(move || {
-        if candidates.is_empty() {
-            let _ = decoy.verify(password.expose());
-            return None;
+/// How an [`Attempt`] ended.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Failed,
+    Succeeded,
+    NotChecked,
+}
+
+/// One sign-in attempt holding a slot in the throttle's windows. Settle it with
+/// [`Attempt::failed`], [`Attempt::succeeded`] or [`Attempt::not_checked`]; dropped
+/// unsettled (the request was cancelled while its password was being checked), it counts as a
+/// failure, since the check may have run.
+pub(crate) struct Attempt<'a> {
+    throttle: &'a Throttle,
+    email: String,
+    ip: IpAddr,
+    settled: bool,
+}
+
+impl std::fmt::Debug for Attempt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attempt(..)")
+    }
+}
+
+impl Attempt<'_> {
+    fn settle(mut self, outcome: Outcome) {
+        self.settled = true;
+        self.throttle.settle(&self, outcome);
+    }
+
+    /// The password was wrong (or the e-mail unknown): the slot stays counted as a failure.
+    pub(crate) fn failed(self) {
+        self.settle(Outcome::Failed);
+    }
+
+    /// The password was right: the slot is freed and the e-mail's failures are cleared (the
+    /// IP's stay counted).
+    pub(crate) fn succeeded(self) {
+        self.settle(Outcome::Succeeded);
+    }
+
+    /// No password was checked (the store could not be read, or the server was too busy):
+    /// the slot is freed without counting.
+    pub(crate) fn not_checked(self) {
+        self.settle(Outcome::NotChecked);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.throttle.settle(self, Outcome::Failed);
         }
-        candidates
-            .into_iter()
-            .find(|(_, hash)| hash.verify(password.expose()))
-            .map(|(user, _)| user)
-    })
-    .await
-    .map_err(|_| ApiError::unavailable())
+    }
+}
+
+/// Checks passwords with PBKDF2 on the blocking pool, a bounded number at a time.
+pub(crate) struct Passwords {
+    /// What an unknown e-mail is checked against, so it costs what a known one costs.
+    decoy: PasswordHash,
+    /// One permit per check that may run at once.
+    slots: Semaphore,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passwords")
+            .field("slots", &self.slots.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Passwords {
+    /// Checks against `decoy` for unknown e-mails, as many at once as the machine has cores.
+    pub(crate) fn new(decoy: PasswordHash) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Self {
+            decoy,
+            slots: Semaphore::new(cores),
+        }
+    }
+
+    /// Finds the user among `candidates` whose password `password` is: PBKDF2 once per
+    /// candidate, and once against the decoy when there is none. Waits for a free slot at
+    /// most [`CHECK_QUEUE_TIMEOUT`], then answers `503` (nothing was checked).
+    pub(crate) async fn check(
+        &self,
+        candidates: Vec<(User, PasswordHash)>,
+        password: String,
+    ) -> Result<Option<User>, ApiError> {
+        let password = align_keys::Secret::new(password);
+        let _slot = tokio::time::timeout(CHECK_QUEUE_TIMEOUT, self.slots.acquire())
+            .await
+            .map_err(|_| ApiError::unavailable())?
+            .map_err(|_| ApiError::unavailable())?;
+        let decoy = self.decoy.clone();
+        tokio::task::spawn_blocking(move || {
+            if candidates.is_empty() {
+                let _ = decoy.verify(password.expose());
+                return None;
+            }
+            candidates
+                .into_iter()
+                .find(|(_, hash)| hash.verify(password.expose()))
+                .map(|(user, _)| user)
+        })
+        .await
+        .map_err(|_| ApiError::unavailable())
+    }
 }
 
 /// A new session for `user`: the token for the cookie, and what the store keeps.
@@ -301,17 +474,85 @@ mod tests {
         let t = Throttle::new().unwrap();
         let ip: IpAddr = "203.0.113.9".parse().unwrap();
         for _ in 0..5 {
-            assert_eq!(t.blocked("a@b.test", ip), None);
-            t.failed("A@b.test ", ip);
+            t.reserve("A@b.test ", ip).unwrap().failed();
         }
-        let wait = t.blocked("a@b.test", ip).unwrap();
+        let wait = t.reserve("a@b.test", ip).unwrap_err();
         assert!((1..=900).contains(&wait), "{wait}");
-        t.succeeded("a@b.test");
-        assert_eq!(t.blocked("a@b.test", ip), None);
+        // The right password is refused too: a success needs a slot like any attempt.
+        assert!(t.reserve("a@b.test", ip).is_err());
+        // A success is not a failure: 15 more failures fill the IP's window of 20.
+        t.reserve("c@b.test", ip).unwrap().succeeded();
         for i in 0..15 {
-            t.failed(&format!("user{i}@b.test"), ip);
+            t.reserve(&format!("user{i}@b.test"), ip).unwrap().failed();
         }
-        assert!(t.blocked("someone@b.test", ip).is_some(), "20 per IP");
+        assert!(t.reserve("someone@b.test", ip).is_err(), "20 per IP");
+        let other: IpAddr = "203.0.113.10".parse().unwrap();
+        assert!(t.reserve("someone@b.test", other).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_progress_hold_their_slots_until_settled() {
+        let t = Throttle::new().unwrap();
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let held: Vec<_> = (0..5).map(|_| t.reserve("a@b.test", ip).unwrap()).collect();
+        assert_eq!(
+            t.reserve("a@b.test", ip).unwrap_err(),
+            1,
+            "in progress: retry soon"
+        );
+        let mut held = held.into_iter();
+        held.next().unwrap().succeeded();
+        // The success cleared the e-mail's failures (none yet) and freed its slot.
+        let again = t.reserve("a@b.test", ip).unwrap();
+        again.not_checked();
+        for a in held {
+            a.failed();
+        }
+        assert!(
+            t.reserve("a@b.test", ip).is_ok(),
+            "4 failures leave one slot"
+        );
+    }
+
+    #[test]
+    fn an_attempt_dropped_unsettled_counts_as_a_failure() {
+        let t = Throttle::new().unwrap();
+        let ip: IpAddr = "198.51.100.2".parse().unwrap();
+        for _ in 0..5 {
+            drop(t.reserve("a@b.test", ip).unwrap());
+        }
+        assert!(
+            t.reserve("a@b.test", ip).unwrap_err() > 1,
+            "failures, not in progress"
+        );
+        // Neither a success nor an unchecked attempt uses up the IP's window.
+        for i in 0..40 {
+            let e = format!("ok{i}@b.test");
+            t.reserve(&e, ip).unwrap().succeeded();
+            t.reserve(&e, ip).unwrap().not_checked();
+        }
+        assert!(t.pending().by_email.is_empty() && t.pending().by_ip.is_empty());
+    }
+
+    #[test]
+    fn parallel_reservations_never_exceed_the_ip_limit() {
+        let t = std::sync::Arc::new(Throttle::new().unwrap());
+        let ip: IpAddr = "198.51.100.3".parse().unwrap();
+        let admitted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let (t, admitted) = (&t, &admitted);
+                scope.spawn(move || {
+                    for i in 0..40 {
+                        if let Ok(a) = t.reserve(&format!("u{thread}-{i}@b.test"), ip) {
+                            admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            a.failed();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.into_inner(), FAILURES_PER_IP);
     }
 
     #[test]

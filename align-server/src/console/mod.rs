@@ -36,11 +36,11 @@ use html::Html;
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// The console's own state: sign-in throttling, secrets waiting to be shown once, and the
-/// decoy hash that unknown e-mails are checked against.
+/// password checks (with the decoy hash that unknown e-mails are checked against).
 pub(crate) struct Console {
     throttle: auth::Throttle,
     once: once::ShownOnce,
-    decoy: PasswordHash,
+    passwords: auth::Passwords,
     /// Cookies get `Secure` when the server speaks HTTPS or browsers reach it over HTTPS.
     tls: bool,
     /// The origin form posts must come from, when set (`console.origin`).
@@ -71,7 +71,7 @@ impl Console {
         Ok(Some(Self {
             throttle,
             once: once::ShownOnce::default(),
-            decoy,
+            passwords: auth::Passwords::new(decoy),
             tls: config.tls_cert_file.is_some()
                 || config
                     .console
@@ -539,24 +539,41 @@ async fn sign_in(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let password = ctx.field("password").unwrap_or("").to_owned();
     let ip = ctx.meta.peer.ip();
     let console = ctx.console;
-    if let Some(wait) = console.throttle.blocked(&email, ip) {
-        tracing::warn!(request_id = %ctx.meta.request_id, "console: sign-in throttled");
-        return login_page(
-            ctx,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(&ApiError::sign_in_throttled(wait)),
-        );
-    }
+    // The attempt takes its slot before any work, so parallel attempts cannot outrun the count.
+    let attempt = match console.throttle.reserve(&email, ip) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            tracing::warn!(request_id = %ctx.meta.request_id, "console: sign-in throttled");
+            return login_page(
+                ctx,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&ApiError::sign_in_throttled(wait)),
+            );
+        }
+    };
     let store = ctx.state.store();
     let candidates = if email.is_empty() || email.len() > 320 {
         Vec::new()
     } else {
-        store.user_credentials(&email).await?
+        match store.user_credentials(&email).await {
+            Ok(c) => c,
+            Err(e) => {
+                attempt.not_checked();
+                return Err(e.into());
+            }
+        }
     };
     let known: Vec<User> = candidates.iter().map(|(u, _)| u.clone()).collect();
-    let found = auth::check_password(candidates, password, console.decoy.clone()).await?;
+    let found = match console.passwords.check(candidates, password).await {
+        Ok(found) => found,
+        Err(e) => {
+            // No free check slot in time (or the blocking pool is gone): nothing was learnt.
+            attempt.not_checked();
+            return Err(e);
+        }
+    };
     let Some(user) = found else {
-        console.throttle.failed(&email, ip);
+        attempt.failed();
         for u in &known {
             ctx.state
                 .audit_by(
@@ -577,7 +594,7 @@ async fn sign_in(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             Some(&ApiError::wrong_password()),
         );
     };
-    console.throttle.succeeded(&email);
+    attempt.succeeded();
     // Signing in always starts a new session: a session id planted before sign-in is useless.
     if let Some(old) = auth::cookie(ctx.parts, auth::SESSION_COOKIE) {
         store.delete_session(&SessionHash::of(old)).await?;

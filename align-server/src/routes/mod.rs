@@ -233,6 +233,16 @@ pub(crate) async fn metrics_text(state: &AppState) -> Result<Response, ApiError>
             "Keys with rate-limit state in memory.",
             state.limits.tracked_keys() as u64,
         ),
+        (
+            "align_connections_open",
+            "Client connections open now.",
+            state.connections.open_count() as u64,
+        ),
+        (
+            "align_connections_max",
+            "The cap on open client connections (limits.max_connections).",
+            state.connections.max() as u64,
+        ),
     ];
     let outbox = state.webhooks.outbox_stats().await?;
     let mut gauges = gauges.to_vec();
