@@ -57,17 +57,10 @@ struct Client {
 
 impl Client {
     fn of(status: StatusCode, key: Option<&KeyRecord>, ip: IpAddr) -> Self {
-        let net = match ip {
-            IpAddr::V4(_) => ip,
-            IpAddr::V6(v6) => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        };
         Self {
             status: status.as_u16(),
             key: key.map(|k| k.id),
-            net,
+            net: crate::http::client_network(ip),
         }
     }
 }

@@ -226,7 +226,9 @@ impl Throttle {
     /// Takes a slot for one sign-in attempt for `email` from `ip`, or says how many seconds
     /// to wait when the failures and the attempts in progress fill either window. The slot
     /// is settled through the returned [`Attempt`].
+    /// Attempts from IPv6 addresses count per /64 (issue 21: one host holds a whole /64).
     pub(crate) fn reserve(&self, email: &str, ip: IpAddr) -> Result<Attempt<'_>, u64> {
+        let ip = crate::http::client_network(ip);
         let email = Self::email_key(email);
         let mut pending = self.pending();
         let in_progress_email = pending.by_email.get(&email).copied().unwrap_or(0);
@@ -488,6 +490,15 @@ mod tests {
         assert!(t.reserve("someone@b.test", ip).is_err(), "20 per IP");
         let other: IpAddr = "203.0.113.10".parse().unwrap();
         assert!(t.reserve("someone@b.test", other).is_ok());
+        // One IPv6 /64 is one client.
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        for i in 0..20u16 {
+            let addr = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i + 1));
+            t.reserve(&format!("v6-{i}@b.test"), addr).unwrap().failed();
+        }
+        assert!(t.reserve("next@b.test", v6).is_err(), "20 per IPv6 /64");
+        let next_net: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        assert!(t.reserve("next@b.test", next_net).is_ok());
     }
 
     #[test]
