@@ -24,6 +24,24 @@ impl Decision {
         ceil_secs(self.reset_after)
     }
 
+    /// [`reset_after_secs`](Self::reset_after_secs) as an HTTP header shows it: never more
+    /// than the `window` (DESIGN §4: 0–60 for a minute). A sliding window counts a request
+    /// until its bucket leaves, up to a fraction of a second past the window, so the exact
+    /// reset may round up to one second more; `Retry-After` stays exact.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use align_ratelimit::Decision;
+    /// let d = Decision { allowed: true, limit: 600, remaining: 599,
+    ///     reset_after: Duration::from_millis(60_050), retry_after: None };
+    /// assert_eq!(d.reset_after_secs(), 61);
+    /// assert_eq!(d.reset_secs_within(Duration::from_secs(60)), 60);
+    /// ```
+    #[must_use]
+    pub fn reset_secs_within(&self, window: Duration) -> u64 {
+        self.reset_after_secs().min(ceil_secs(window))
+    }
+
     /// `retry_after` in whole seconds, rounded up and at least 1 (`Retry-After`).
     #[must_use]
     pub fn retry_after_secs(&self) -> Option<u64> {

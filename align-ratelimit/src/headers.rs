@@ -105,7 +105,7 @@ impl Decision {
                     "\"{}\";r={};t={}",
                     policy.name,
                     self.remaining,
-                    self.reset_after_secs()
+                    self.reset_after_secs().min(policy.window_secs)
                 ),
             ),
         ];

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use align_keys::http::CredentialProblem;
 use align_keys::{Environment, KeyRecord, Role, Verification, VerifiedKey};
@@ -403,7 +403,9 @@ fn finish(response: &mut Response, request_id: &str, trace: &Trace) {
     if let Some(d) = trace.decision {
         headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(d.limit));
         headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
-        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(d.reset_after_secs()));
+        // Per-minute limits: never more than 60 (DESIGN §4).
+        let reset = d.reset_secs_within(Duration::from_secs(60));
+        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
     }
     if trace.caller.as_ref().map(|k| k.environment) == Some(Environment::Sandbox) {
         headers.insert(ALIGN_ENVIRONMENT, HeaderValue::from_static("sandbox"));

@@ -505,3 +505,22 @@ async fn finding_9_metrics_need_an_operator_credential() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn x_ratelimit_reset_is_never_more_than_the_window() {
+    let s = TestServer::start().await;
+    let (fresh, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "fresh", "scope": "organization", "permissions": ["keys:read"]}),
+        )
+        .await;
+    for _ in 0..30 {
+        let r = s.get("/api/v1/me", &fresh).await;
+        let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!(
+            reset <= 60,
+            "X-RateLimit-Reset {reset} is more than the 60 s window"
+        );
+    }
+}
