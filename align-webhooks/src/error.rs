@@ -112,13 +112,13 @@ pub enum Error {
     },
     /// A sealed webhook secret did not open: it was altered, moved from another endpoint's
     /// row, or sealed under another key with the same id.
-    #[error(
-        "a sealed webhook secret did not open: it was altered, or moved from another endpoint"
-    )]
+    #[error("a sealed webhook secret did not open: it was altered, or moved from another endpoint")]
     Unseal,
     /// The store was opened without a [`Sealer`](crate::Sealer) (a deduplicator's store), so
     /// it cannot read or write endpoint secrets.
-    #[error("this webhook store was opened without a secrets key; it cannot read or write endpoints")]
+    #[error(
+        "this webhook store was opened without a secrets key; it cannot read or write endpoints"
+    )]
     NoSealer,
     /// The HTTP client could not be built (TLS set-up).
     #[error("HTTP client set-up failed: {0}")]

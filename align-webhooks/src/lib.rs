@@ -48,9 +48,7 @@ pub use model::{
 pub use policy::{AddressClass, Resolver, SystemResolver, UrlDefect, UrlPolicy, classify};
 pub use receiver::{DEFAULT_DEDUP_TTL, Deduplicator, MemoryDeduplicator, Receipt, WebhookReceiver};
 pub use rotation::{DEFAULT_GRACE, EndpointSecrets};
-pub use sealing::{
-    SEALED_PREFIX, SEALING_KEY_BYTES, Sealer, SealingKey, is_sealed, sealed_key_id,
-};
+pub use sealing::{SEALED_PREFIX, SEALING_KEY_BYTES, Sealer, SealingKey, is_sealed, sealed_key_id};
 pub use secret::{
     DEFAULT_SECRET_BYTES, EndpointKey, MAX_SECRET_BYTES, MIN_SECRET_BYTES, SECRET_PREFIX,
     SIGNING_KEY_PREFIX, SigningKey, SigningSecret, VERIFYING_KEY_PREFIX, VerifyingKey,

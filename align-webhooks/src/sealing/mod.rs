@@ -263,7 +263,11 @@ impl Sealer {
         let mut sealed = Vec::with_capacity(NONCE_LEN + body.len());
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&body);
-        Ok(format!("{SEALED_PREFIX}{}:{}", key.id, STANDARD.encode(&sealed)))
+        Ok(format!(
+            "{SEALED_PREFIX}{}:{}",
+            key.id,
+            STANDARD.encode(&sealed)
+        ))
     }
 
     /// Opens a value [`Sealer::seal`] made for `endpoint`. A value sealed for another

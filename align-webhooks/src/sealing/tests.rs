@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{SEALED_PREFIX, SealingKey, Sealer, is_sealed, sealed_key_id};
+use super::{SEALED_PREFIX, Sealer, SealingKey, is_sealed, sealed_key_id};
 use crate::error::Error;
 use crate::model::EndpointId;
 
