@@ -221,8 +221,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, data.join("link")).unwrap();
         for f in ["align.db", "align.db-wal", "sub/x"] {
             std::fs::write(data.join(f), "x").unwrap();
-            std::fs::set_permissions(data.join(f), std::fs::Permissions::from_mode(0o644))
-                .unwrap();
+            std::fs::set_permissions(data.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
         }
         let private = data.join("private");
         std::fs::write(&private, "x").unwrap();

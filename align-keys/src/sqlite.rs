@@ -127,7 +127,10 @@ mod tests {
         let copy = dir.path().join("copy.db");
         super::backup(&db, &copy).unwrap();
         assert_eq!(mode(&copy), 0o600);
-        assert!(super::backup(&db, &copy).is_err(), "an existing file is kept");
+        assert!(
+            super::backup(&db, &copy).is_err(),
+            "an existing file is kept"
+        );
         let restored = dir.path().join("restored.db");
         super::restore(&copy, &restored).unwrap();
         assert_eq!(mode(&restored), 0o600);
