@@ -6,6 +6,7 @@
 //! codes and error codes are decided in one place, [`ApiError`].
 
 mod app;
+mod at_rest;
 mod audit;
 mod bootstrap;
 pub mod config;
@@ -27,6 +28,7 @@ mod serve;
 mod state;
 mod tls;
 
+pub use at_rest::{open_sealed, prepare_data_dir};
 pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
 pub use config::{Config, ConsoleSettings, Database, Overrides};
 pub use error::{ApiError, Error};
