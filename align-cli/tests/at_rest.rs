@@ -458,7 +458,7 @@ fn issue_21_finding_5_backup_files_are_0600() {
     assert!(made.status.success(), "{made:?}");
     assert!(String::from_utf8_lossy(&made.stderr).contains("secrets key file"));
     assert_eq!(mode(&backup), 0o600);
-    assert_absent(&[backup.clone()], &[&secret]);
+    assert_absent(std::slice::from_ref(&backup), &[&secret]);
     // A second backup to the same file is refused and leaves it as it was.
     let before = std::fs::read(&backup).unwrap();
     let again = align(&data, &["backup", "--to", backup.to_str().unwrap()], &[]);

@@ -23,7 +23,7 @@ use common::endpoint;
 /// reachable underneath the store.
 enum Db {
     Sqlite(PathBuf),
-    Postgres(align_keys::postgres::ScratchSchema),
+    Postgres(Box<align_keys::postgres::ScratchSchema>),
 }
 
 impl Db {
@@ -33,7 +33,7 @@ impl Db {
             let scratch = align_keys::postgres::ScratchSchema::create(&url)
                 .await
                 .unwrap();
-            dbs.push(("postgres", Self::Postgres(scratch)));
+            dbs.push(("postgres", Self::Postgres(Box::new(scratch))));
         }
         dbs
     }
@@ -305,7 +305,7 @@ async fn rotation_reseals_every_endpoint_after_which_the_old_key_is_not_needed()
         }
         // A process reading the key file now holds only the new key, and reads everything.
         let reloaded = Sealer::load(&key_file).unwrap();
-        assert_eq!(reloaded.key_ids(), [new_id.clone()]);
+        assert_eq!(reloaded.key_ids(), std::slice::from_ref(&new_id));
         let store = db.open(reloaded).await.unwrap();
         for ep in &eps {
             assert!(

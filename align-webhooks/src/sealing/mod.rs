@@ -276,13 +276,10 @@ impl Sealer {
     /// the key file again, is [`Error::UnknownSealingKey`].
     pub fn open(&self, endpoint: EndpointId, sealed: &str) -> Result<Zeroizing<Vec<u8>>> {
         let (id, body) = split(sealed)?;
-        let key = match self.key(id)? {
-            Some(key) => key,
-            None => {
-                return Err(Error::UnknownSealingKey {
-                    key_id: id.to_owned(),
-                });
-            }
+        let Some(key) = self.key(id)? else {
+            return Err(Error::UnknownSealingKey {
+                key_id: id.to_owned(),
+            });
         };
         let raw = STANDARD.decode(body).map_err(|_| Error::Unseal)?;
         if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {

@@ -153,7 +153,7 @@ fn rotation_keeps_the_old_key_until_retired_and_other_sealers_follow_the_file() 
     assert_eq!(&*server.open(ep, &during).unwrap(), PLAIN);
 
     cli.retire_previous().unwrap();
-    assert_eq!(cli.key_ids(), [new_id.clone()]);
+    assert_eq!(cli.key_ids(), std::slice::from_ref(&new_id));
     let reloaded = Sealer::load(&path).unwrap();
     assert_eq!(reloaded.key_ids(), [new_id]);
     assert!(matches!(
