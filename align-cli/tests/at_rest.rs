@@ -356,8 +356,10 @@ fn finding_8_an_existing_data_directory_is_tightened_at_start_and_the_log_says_s
         let path = entry.unwrap().path();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let (server, _, log) = serve(&data);
+    let (server, addr, log) = serve(&data);
     assert_private_tree(&data);
+    // Serving (so SIGTERM finds its handler installed: the listening line comes just before).
+    assert_eq!(call(addr, "GET", "/healthz", "", None).unwrap().0, 200);
     let said = log
         .iter()
         .filter(|l| l.contains("tightened the mode"))
@@ -546,7 +548,8 @@ fn a_server_without_the_right_secrets_key_refuses_to_start_and_makes_no_new_key(
     );
     // The right one lets it start.
     std::fs::write(&key_file, kept).unwrap();
-    let (server, _, _) = serve(&data);
+    let (server, addr, _) = serve(&data);
+    assert_eq!(call(addr, "GET", "/healthz", "", None).unwrap().0, 200);
     stop(server);
 }
 
