@@ -1011,8 +1011,11 @@ async fn init(common: &Common) -> Result<(), Failure> {
     backends.audit.close().await?;
     match made? {
         Bootstrap::Created { key_prefix } => eprintln!(
-            "set up {place} with an organisation and its admin; the admin key {key_prefix}… is in {}",
-            config.bootstrap_key_path().display()
+            "set up {place} with an organisation and its admin; the admin key {key_prefix}… is in {}; \
+             webhook signing secrets are sealed with the key in {}: keep a copy of it apart from \
+             the database and its backups",
+            config.bootstrap_key_path().display(),
+            config.secrets_key_path().display()
         ),
         Bootstrap::Existing => eprintln!("{place} is already initialised"),
     }

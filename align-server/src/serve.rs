@@ -53,8 +53,10 @@ impl std::fmt::Debug for Backends {
 }
 
 impl Backends {
-    /// The embedded default: everything in `DIR/align.db`. Key changes and their events
-    /// commit in one transaction (the key store's outbox hook writes the webhook outbox).
+    /// The embedded default: everything in `DIR/align.db` (created `0600` in a `0700`
+    /// directory), webhook signing secrets sealed with the secrets key file (see
+    /// [`open_sealed`](crate::open_sealed)). Key changes and their events commit in one
+    /// transaction (the key store's outbox hook writes the webhook outbox).
     pub async fn sqlite(config: &Config) -> Result<Self, Error> {
         prepare_data_dir(&config.data_dir)?;
         let path = config.database_path();

@@ -384,7 +384,7 @@ async fn seal_on_open(client: &mut tokio_postgres::Client, sealer: &Sealer) -> R
             )
             .await?
             .try_get(0)?;
-        sealed::check_recorded(Some(&recorded), sealer)?;
+        sealed::check_recorded(&recorded, sealer)?;
         reseal_rows(&tx, sealer, false).await
     }
     .await;

@@ -20,12 +20,13 @@ CREATE TABLE webhooks_sealing (
 ";
 
 /// Refuses a sealer that does not hold the key the store records.
-pub(super) fn check_recorded(recorded: Option<&str>, sealer: &Sealer) -> Result<()> {
-    match recorded {
-        Some(id) if !sealer.holds(id)? => Err(Error::UnknownSealingKey {
-            key_id: id.to_owned(),
-        }),
-        _ => Ok(()),
+pub(super) fn check_recorded(recorded: &str, sealer: &Sealer) -> Result<()> {
+    if sealer.holds(recorded)? {
+        Ok(())
+    } else {
+        Err(Error::UnknownSealingKey {
+            key_id: recorded.to_owned(),
+        })
     }
 }
 

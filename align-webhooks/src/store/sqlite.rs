@@ -352,22 +352,21 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 /// any stored value, seals plaintext values (written before sealing existed), and records
 /// the key if none is recorded yet. One transaction: all of it, or nothing.
 fn seal_on_open(conn: &Connection, sealer: &Sealer) -> Result<()> {
-    let recorded: Option<String> = conn
-        .query_row(
-            "SELECT key_id FROM webhooks_sealing WHERE singleton = 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    sealed::check_recorded(recorded.as_deref(), sealer)?;
     let changed = scrubbing(conn, |c| {
+        // Write-locked from the start: of two processes opening a new database at once with
+        // different keys, the first records its key and the second is refused.
         immediate(c, |tx| {
-            let n = reseal_rows(tx, sealer, false)?;
             tx.execute(
                 "INSERT OR IGNORE INTO webhooks_sealing (singleton, key_id) VALUES (1, ?1)",
                 [sealer.current_id()],
             )?;
-            Ok(n)
+            let recorded: String = tx.query_row(
+                "SELECT key_id FROM webhooks_sealing WHERE singleton = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            sealed::check_recorded(&recorded, sealer)?;
+            reseal_rows(tx, sealer, false)
         })
     })?;
     if changed > 0 {
