@@ -19,7 +19,9 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
         source,
     };
     let dir_tightened = files::create_private_dir(dir).map_err(fail)?;
-    let tightened = files::tighten_tree(dir).map_err(fail)?;
+    // A data directory reached through a symbolic link is tightened where it really is.
+    let real = dir.canonicalize().map_err(fail)?;
+    let tightened = files::tighten_tree(&real).map_err(fail)?;
     for t in dir_tightened.into_iter().chain(tightened) {
         tracing::warn!(
             path = %t.path.display(),
