@@ -17,7 +17,8 @@ use chrono::Utc;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("align-example-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Key hashes and metadata: a directory only this user can open (0700, files 0600).
+    align_keys::files::create_private_dir(&dir)?;
     let store = Arc::new(SqliteKeyStore::open(dir.join("keys.db")).await?);
 
     // An organisation and its admin: the authority every key hangs from.

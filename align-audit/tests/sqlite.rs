@@ -185,6 +185,36 @@ async fn jsonl_reopens_after_a_torn_write_and_continues() {
     assert_eq!(page.records.len(), 4);
 }
 
+/// Audit logs hold personal data (DESIGN §8): SQLite files and JSON Lines files, and the file
+/// a purge rewrites, are their owner's only.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_files_are_created_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let sink = SqliteSink::open(&db, SqliteSinkConfig::default())
+        .await
+        .unwrap();
+    sink.append(entry(Stream::Audit, 0, 0, "u")).await.unwrap();
+    for f in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+        assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+    }
+    sink.close().await.unwrap();
+
+    let path = dir.path().join("log.jsonl");
+    let sink = JsonlSink::open(&path, Some(support::test_key()))
+        .await
+        .unwrap();
+    sink.append(entry(Stream::Audit, 0, 0, "u")).await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+    let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    assert_eq!(sink.purge(Stream::Audit, future).await.unwrap(), 1);
+    assert_eq!(mode(&path), 0o600, "the rewritten file");
+    sink.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn two_writers_on_one_file_extend_one_chain() {
     use align_audit::{AuditSink, Entry, SqliteSink, SqliteSinkConfig, Stream};

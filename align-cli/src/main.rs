@@ -72,6 +72,15 @@ struct Common {
     /// File holding the API key for --api-url (instead of ALIGN_API_KEY).
     #[arg(long, value_name = "FILE", global = true)]
     key_file: Option<PathBuf>,
+    /// The key file that seals webhook signing secrets, as the server's `secrets.key_file`
+    /// (env ALIGN_SECRETS_KEY_FILE; default DIR/secrets-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "ALIGN_SECRETS_KEY_FILE",
+        global = true
+    )]
+    secrets_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +144,9 @@ enum Command {
     },
     /// A consistent copy of the database, safe while the server runs.
     ///
+    /// The copy is created 0600 and must not exist yet. Its webhook signing secrets are
+    /// sealed: keep a copy of the secrets key file (DIR/secrets-key) apart from the backups.
+    ///
     /// Example: align backup --data-dir ./align-data --to align-backup.db
     Backup {
         #[command(flatten)]
@@ -144,6 +156,9 @@ enum Command {
         to: PathBuf,
     },
     /// Replace the database with a backup. Stop the server first.
+    ///
+    /// The backup's webhook signing secrets open only with the secrets key file they were
+    /// sealed with: restore that file too (DIR/secrets-key, or secrets.key_file).
     ///
     /// Example: align restore --data-dir ./align-data --from align-backup.db --force
     Restore {
@@ -187,6 +202,30 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// The key file that seals webhook signing secrets in the database.
+    ///
+    /// Example: align secrets rotate-key --data-dir ./align-data
+    Secrets {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsAction {
+    /// Seal every webhook signing secret under a new key, in one transaction, and drop the
+    /// old key from the key file. Safe while the server runs on this machine: it reads the key
+    /// file again before it seals and when it meets the new key. With several instances, each
+    /// holding its own copy of the key file, stop them, rotate, copy the new file to each,
+    /// start them (docs/operations.md). Prints the new key's id.
+    ///
+    /// Keep a copy of the old key file while you keep backups made before the rotation: they
+    /// open only with it.
+    ///
+    /// Example: align secrets rotate-key --data-dir ./align-data
+    RotateKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -530,12 +569,16 @@ enum AuditAction {
         #[arg(long, value_name = "MS", default_value_t = 500)]
         interval_ms: u64,
     },
-    /// One data subject's records (as subject or actor) as JSON Lines, for access requests.
-    /// Example: align audit export --subject 3f2a…
+    /// One data subject's records (as subject or actor) as JSON Lines, for access requests,
+    /// on stdout or into a new file (created 0600: it holds personal data).
+    /// Example: align audit export --subject 3f2a… --to subject.jsonl
     Export {
         /// A user id or API key id.
         #[arg(long)]
         subject: String,
+        /// Write to this new file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        to: Option<PathBuf>,
     },
 }
 
@@ -710,13 +753,19 @@ async fn run(command: Command) -> Result<(), Failure> {
             sqlite_only(&common, "align restore")?;
             ops::restore(&common.data_dir, &from, force, &out(&common)).await
         }
+        Command::Secrets {
+            common,
+            action: SecretsAction::RotateKey,
+        } => ops::secrets_rotate_key(&data_dir(&common).await?, &out(&common)).await,
         Command::Audit { common, action } => {
             let (d, o) = (data_dir(&common).await?, out(&common));
             match action {
                 AuditAction::Verify { stream, anchor } => {
                     verify::audit_verify(&d, &stream, anchor.as_deref(), &o).await
                 }
-                AuditAction::Export { subject } => ops::audit_export(&d, &subject).await,
+                AuditAction::Export { subject, to } => {
+                    ops::audit_export(&d, &subject, to.as_deref()).await
+                }
                 AuditAction::Purge {
                     stream,
                     older_than_days,
@@ -923,7 +972,18 @@ fn database(common: &Common) -> Result<Database, Failure> {
 
 /// The stores of the data directory and database `common` names.
 async fn data_dir(common: &Common) -> Result<DataDir, Failure> {
-    DataDir::open(&common.data_dir, &database(common)?).await
+    DataDir::open(
+        &common.data_dir,
+        &database(common)?,
+        &secrets_key_file(common),
+    )
+    .await
+}
+
+/// The secrets key file: `--secrets-key-file` (or ALIGN_SECRETS_KEY_FILE), else
+/// DIR/secrets-key.
+fn secrets_key_file(common: &Common) -> PathBuf {
+    align_server::config::secrets_key_path(&common.data_dir, common.secrets_key_file.as_deref())
 }
 
 /// Refuses a command that works on the SQLite file only when the deployment is PostgreSQL.
@@ -948,6 +1008,7 @@ async fn init(common: &Common) -> Result<(), Failure> {
     };
     let mut config = Config::load(None, std::env::vars(), &flags)?;
     config.database = database(common)?;
+    config.secrets_key_file.clone_from(&common.secrets_key_file);
     let place = match &config.database {
         Database::Sqlite => config.database_path().display().to_string(),
         Database::Postgres(_) => "the PostgreSQL database".to_owned(),
@@ -962,8 +1023,11 @@ async fn init(common: &Common) -> Result<(), Failure> {
     backends.audit.close().await?;
     match made? {
         Bootstrap::Created { key_prefix } => eprintln!(
-            "set up {place} with an organisation and its admin; the admin key {key_prefix}… is in {}",
-            config.bootstrap_key_path().display()
+            "set up {place} with an organisation and its admin; the admin key {key_prefix}… is in {}; \
+             webhook signing secrets are sealed with the key in {}: keep a copy of it apart from \
+             the database and its backups",
+            config.bootstrap_key_path().display(),
+            config.secrets_key_path().display()
         ),
         Bootstrap::Existing => eprintln!("{place} is already initialised"),
     }

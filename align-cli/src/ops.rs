@@ -15,7 +15,7 @@ use align_keys::{
     SqliteKeyStore, User, UserId,
 };
 use align_server::Database;
-use align_webhooks::{PgWebhookStore, SqliteWebhookStore, WebhookStore};
+use align_webhooks::{PgWebhookStore, Sealer, SqliteWebhookStore, WebhookStore};
 use chrono::Utc;
 use serde_json::{Value, json};
 
@@ -34,28 +34,47 @@ pub(crate) struct DataDir {
     pub(crate) store: Arc<dyn KeyStore>,
     pub(crate) keys: KeyManager,
     pub(crate) webhooks: Arc<dyn WebhookStore>,
+    /// What seals the webhook store's endpoint keys (the key file's keys).
+    pub(crate) sealer: Sealer,
     dir: PathBuf,
     location: Location,
 }
 
 /// The stores of the database at `db`, opened as the server opens them: the webhook store
-/// first (so the outbox tables exist), then the key store with the server's outbox hook, so
-/// that a key change made here commits with its `api_key.*` event like one made over HTTP.
-pub(crate) async fn open_stores(
+/// first (so the outbox tables exist, sealing with the key file `key_file`), then the key store
+/// with the server's outbox hook, so that a key change made here commits with its `api_key.*`
+/// event like one made over HTTP.
+async fn open_stores(
     db: &Path,
-) -> Result<(SqliteWebhookStore, SqliteKeyStore), Failure> {
-    let webhooks = SqliteWebhookStore::open(db).await?;
+    key_file: &Path,
+) -> Result<(SqliteWebhookStore, SqliteKeyStore, Sealer), Failure> {
+    let mut kept = None;
+    let webhooks = align_server::open_sealed(key_file, |sealer| {
+        kept = Some(sealer.clone());
+        SqliteWebhookStore::open(db, sealer)
+    })
+    .await?;
     let keys = SqliteKeyStore::open(db)
         .await?
         .with_event_hook(Arc::new(align_server::OutboxHook));
-    Ok((webhooks, keys))
+    Ok((webhooks, keys, sealed_by(kept)?))
+}
+
+/// The sealer `open_sealed` handed to a store that opened.
+fn sealed_by(kept: Option<Sealer>) -> Result<Sealer, Failure> {
+    kept.ok_or_else(|| Failure::usage("the webhook store opened without its secrets key"))
 }
 
 impl DataDir {
     /// The stores of the data directory `dir` and of `database` (its `align.db`, which must
-    /// exist, or PostgreSQL).
-    pub(crate) async fn open(dir: &Path, database: &Database) -> Result<Self, Failure> {
-        let (webhooks, store, location): (Arc<dyn WebhookStore>, Arc<dyn KeyStore>, _) =
+    /// exist, or PostgreSQL), webhook secrets sealed by the key file `key_file`. The data
+    /// directory is tightened as the server does it (`0700`, files `0600`).
+    pub(crate) async fn open(
+        dir: &Path,
+        database: &Database,
+        key_file: &Path,
+    ) -> Result<Self, Failure> {
+        let (webhooks, store, location, sealer): (Arc<dyn WebhookStore>, Arc<dyn KeyStore>, _, _) =
             match database {
                 Database::Sqlite => {
                     let db = dir.join("align.db");
@@ -67,13 +86,25 @@ impl DataDir {
                             dir.display()
                         )));
                     }
-                    let (webhooks, store) = open_stores(&db).await?;
-                    (Arc::new(webhooks), Arc::new(store), Location::Sqlite(db))
+                    align_server::prepare_data_dir(dir)?;
+                    let (webhooks, store, sealer) = open_stores(&db, key_file).await?;
+                    (
+                        Arc::new(webhooks),
+                        Arc::new(store),
+                        Location::Sqlite(db),
+                        sealer,
+                    )
                 }
                 Database::Postgres(url) => {
+                    align_server::prepare_data_dir(dir)?;
                     let pool = align_keys::postgres::connect(url)?;
                     // Same order and hook as the server: outbox tables first.
-                    let webhooks = PgWebhookStore::open(pool.clone()).await?;
+                    let mut kept = None;
+                    let webhooks = align_server::open_sealed(key_file, |sealer| {
+                        kept = Some(sealer.clone());
+                        PgWebhookStore::open(pool.clone(), sealer)
+                    })
+                    .await?;
                     let store = PgKeyStore::open(pool.clone())
                         .await?
                         .with_event_hook(Arc::new(align_server::OutboxHook));
@@ -81,6 +112,7 @@ impl DataDir {
                         Arc::new(webhooks),
                         Arc::new(store),
                         Location::Postgres(pool),
+                        sealed_by(kept)?,
                     )
                 }
             };
@@ -89,6 +121,7 @@ impl DataDir {
             store,
             keys,
             webhooks,
+            sealer,
             dir: dir.to_owned(),
             location,
         })
@@ -617,8 +650,15 @@ pub(crate) async fn backup(dir: &Path, to: &Path, out: &Out) -> Result<(), Failu
         .map_err(|_| Failure::usage("the backup task failed"))?
         .map_err(align_keys::Error::from)?;
     let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
-    out.object(&json!({ "backup": to.display().to_string(), "bytes": bytes }))
+    out.object(&json!({ "backup": to.display().to_string(), "bytes": bytes }))?;
+    eprintln!("{BACKUP_NEEDS_THE_KEY}");
+    Ok(())
 }
+
+/// What `align backup` and `align restore` remind the operator of.
+const BACKUP_NEEDS_THE_KEY: &str = "The backup (mode 0600) holds the webhook signing secrets \
+    sealed: it opens only with the secrets key file (DIR/secrets-key or secrets.key_file). \
+    Keep a copy of that file, apart from the backups.";
 
 /// `align restore`: replaces the database with a backup (the server must be stopped).
 pub(crate) async fn restore(
@@ -637,7 +677,7 @@ pub(crate) async fn restore(
             db.display()
         )));
     }
-    std::fs::create_dir_all(dir)?;
+    align_server::prepare_data_dir(dir)?;
     let (source, target) = (from.to_owned(), db.clone());
     tokio::task::spawn_blocking(move || align_keys::sqlite::restore(&source, &target))
         .await
@@ -648,7 +688,9 @@ pub(crate) async fn restore(
         "restored": db.display().to_string(),
         "from": from.display().to_string(),
         "anchorsArchived": archived.map(|p| p.display().to_string()),
-    }))
+    }))?;
+    eprintln!("{BACKUP_NEEDS_THE_KEY}");
+    Ok(())
 }
 
 /// Moves the anchor file aside after a restore: its anchors describe the chains of the
@@ -672,16 +714,73 @@ fn archive_anchors(dir: &Path) -> Result<Option<PathBuf>, Failure> {
     Ok(Some(archived))
 }
 
-/// `align audit export`: one data subject's records as JSON Lines on stdout.
-pub(crate) async fn audit_export(d: &DataDir, subject: &str) -> Result<(), Failure> {
+/// `align audit export`: one data subject's records as JSON Lines on stdout, or in a new file
+/// `to` (created `0600`: the records hold personal data).
+pub(crate) async fn audit_export(
+    d: &DataDir,
+    subject: &str,
+    to: Option<&Path>,
+) -> Result<(), Failure> {
+    let file = match to {
+        Some(path) => Some(
+            align_keys::files::private_options()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| Failure::usage(format!("cannot create {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let sink = d.audit().await?;
     let mut progress = Progress::new("exporting");
-    let mut stdout = CountingLines::new(std::io::stdout(), &mut progress);
-    let n = sink.export_subject(subject, &mut stdout).await?;
+    let n = match file {
+        Some(file) => {
+            let mut lines = CountingLines::new(std::io::BufWriter::new(file), &mut progress);
+            let n = sink.export_subject(subject, &mut lines).await?;
+            lines
+                .into_inner()
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()?;
+            n
+        }
+        None => {
+            let mut stdout = CountingLines::new(std::io::stdout(), &mut progress);
+            sink.export_subject(subject, &mut stdout).await?
+        }
+    };
     progress.finish();
     let _ = sink.close().await;
     eprintln!("exported {n} records");
     Ok(())
+}
+
+/// `align secrets rotate-key`: a new key seals every webhook signing secret, in one
+/// transaction, then the old key is dropped from the key file. A running server follows the
+/// key file (it reads it again before it seals, and when it meets the new key).
+pub(crate) async fn secrets_rotate_key(d: &DataDir, out: &Out) -> Result<(), Failure> {
+    let sealer = d.sealer.clone();
+    let previous = sealer.key_ids();
+    let current = sealer.rotate()?;
+    let resealed = d.webhooks.reseal_secrets().await?;
+    sealer.retire_previous()?;
+    let orgs = every(|page| async move { d.store.list_organizations(&page).await }).await?;
+    let details = json!({ "keyId": current, "previousKeyIds": previous, "resealed": resealed });
+    for org in &orgs {
+        d.record(
+            "secrets.key_rotated",
+            org.id,
+            current.clone(),
+            details.clone(),
+        )
+        .await?;
+    }
+    out.object(&json!({
+        "keyId": current,
+        "previousKeyIds": previous,
+        "resealedEndpoints": resealed,
+        "keyFile": sealer.key_file().map(|p| p.display().to_string()),
+    }))
 }
 
 fn streams(name: &str) -> Result<Vec<Stream>, Failure> {

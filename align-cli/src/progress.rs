@@ -193,6 +193,11 @@ impl<'a, W: Write> CountingLines<'a, W> {
             progress,
         }
     }
+
+    /// The writer, to flush and close.
+    pub(crate) fn into_inner(self) -> W {
+        self.inner
+    }
 }
 
 impl<W: Write> Write for CountingLines<'_, W> {

@@ -236,6 +236,9 @@ fn a_killed_instances_deliveries_reach_the_survivor_and_both_extend_one_audit_ch
     let held: BTreeSet<String> = rx.counts(None).into_keys().collect();
 
     // A joins while B holds them, and writes to the audit log too (a key minted through A).
+    // It needs B's secrets key file, as docs/operations.md says: copied before it starts.
+    std::fs::create_dir(&dir_a).unwrap();
+    std::fs::copy(dir_b.join("secrets-key"), dir_a.join("secrets-key")).unwrap();
     let (_a, addr_a) = spawn_server(&dir_a, &env);
     assert!(
         !dir_a.join("bootstrap-admin-key").exists(),

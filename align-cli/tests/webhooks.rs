@@ -202,7 +202,8 @@ fn listen_needs_a_secret_from_a_file_or_the_environment() {
 fn with_store<T>(data: &Path, f: impl AsyncFnOnce(SqliteWebhookStore) -> T) -> T {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = SqliteWebhookStore::open(data.join("align.db"))
+        let sealer = align_webhooks::Sealer::load(&data.join("secrets-key")).unwrap();
+        let store = SqliteWebhookStore::open(data.join("align.db"), sealer)
             .await
             .unwrap();
         f(store).await

@@ -11,12 +11,15 @@
 //! - [`PasswordHash`], [`UserSession`]: users' PBKDF2 password hashes and sign-in sessions
 //!   (stored under the [`SessionHash`] of their token), for a console's sign-in;
 //! - [`KeyVerifier`] and [`KeyManager`]: verification with an in-process cache that revocation
-//!   reaches at once, and the operations that change keys.
+//!   reaches at once, and the operations that change keys;
+//! - [`files`]: files created `0600` and directories `0700` from the start, the one way every
+//!   Align crate writes its data directory, backups and key files.
 //!
 //! See the crate README for an embedding example.
 
 pub mod domain;
 mod error;
+pub mod files;
 mod hash;
 #[cfg(feature = "http")]
 pub mod http;

@@ -1,7 +1,6 @@
 //! First start on an empty data directory: database, organisation, admin user, and the first
 //! organisation-scoped live admin key written to `bootstrap-admin-key` (mode 0600).
 
-use std::io::Write;
 use std::path::Path;
 
 use align_keys::store::{KeyStore, PageRequest};
@@ -80,24 +79,11 @@ pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, 
     })
 }
 
-/// Writes `secret` plus a newline to a new file readable only by its owner.
+/// Writes `secret` plus a newline to a file readable only by its owner (created `0600`,
+/// replacing any file there atomically).
 pub(crate) fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.write_all(secret.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
+    let text = zeroize::Zeroizing::new(format!("{secret}\n"));
+    align_keys::files::write_private_file(path, text.as_bytes())
 }
 
 /// Whether any organisation exists (for tests and the CLI).

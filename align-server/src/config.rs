@@ -68,6 +68,10 @@ pub struct Config {
     pub database: Database,
     /// The developer console under `/console` (`console.*`).
     pub console: ConsoleSettings,
+    /// The key file that seals webhook signing secrets in the database (`secrets.key_file`,
+    /// default `DIR/secrets-key`, created `0600` on first start). See
+    /// [`Config::secrets_key_path`] and `docs/security.md`.
+    pub secrets_key_file: Option<PathBuf>,
     /// How often the heads of the audit and request logs are anchored (signed, appended to
     /// `DIR/audit-anchors.jsonl` and sent as `audit.checkpoint` events) when they moved
     /// (`audit.anchor_interval_secs`, default 60). Records committed since the last anchor
@@ -301,6 +305,7 @@ impl Default for Config {
             console: ConsoleSettings::default(),
             metrics: MetricsSettings::default(),
             audit_anchor_interval: Duration::from_secs(60),
+            secrets_key_file: None,
         }
     }
 }
@@ -329,6 +334,14 @@ struct FileConfig {
     metrics: MetricsSection,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    secrets: SecretsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsSection {
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -527,6 +540,9 @@ impl Config {
         if let Some(v) = f.metrics.token {
             self.metrics.token = non_empty(v);
         }
+        if f.secrets.key_file.is_some() {
+            self.secrets_key_file = f.secrets.key_file;
+        }
         let w = f.webhooks;
         let hooks = &mut self.webhooks;
         if let Some(v) = w.allow_private_targets {
@@ -626,6 +642,7 @@ impl Config {
             "ALIGN_AUDIT_ANCHOR_INTERVAL_SECS" => {
                 self.audit_anchor_interval = Duration::from_secs(parse_value(name, value)?);
             }
+            "ALIGN_SECRETS_KEY_FILE" => self.secrets_key_file = non_empty_path(value),
             _ => {}
         }
         Ok(())
@@ -726,6 +743,17 @@ impl Config {
     pub fn bootstrap_key_path(&self) -> PathBuf {
         self.data_dir.join("bootstrap-admin-key")
     }
+
+    /// The key file that seals webhook signing secrets: `secrets.key_file`, or
+    /// `DIR/secrets-key`.
+    pub fn secrets_key_path(&self) -> PathBuf {
+        secrets_key_path(&self.data_dir, self.secrets_key_file.as_deref())
+    }
+}
+
+/// The secrets key file: `configured`, or `secrets-key` in the data directory `data_dir`.
+pub fn secrets_key_path(data_dir: &Path, configured: Option<&Path>) -> PathBuf {
+    configured.map_or_else(|| data_dir.join("secrets-key"), Path::to_owned)
 }
 
 fn parse_value<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error> {
@@ -1063,6 +1091,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("ALLOW_PRIVATE"), "{e}");
+    }
+
+    #[test]
+    fn the_secrets_key_file_is_in_the_data_directory_unless_set() {
+        let c = Config::load(
+            None,
+            env(&[("ALIGN_DATA_DIR", "/srv/align")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.secrets_key_path(),
+            PathBuf::from("/srv/align/secrets-key")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(&file, "[secrets]\nkey_file = \"/etc/align/key\"\n").unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.secrets_key_path(), PathBuf::from("/etc/align/key"));
+        let c = Config::load(
+            Some(&file),
+            env(&[("ALIGN_SECRETS_KEY_FILE", "/run/secrets/align")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.secrets_key_path(), PathBuf::from("/run/secrets/align"));
     }
 
     #[test]

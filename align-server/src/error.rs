@@ -41,6 +41,15 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The secrets key file (`secrets.key_file`) cannot open the webhook signing secrets in
+    /// the database, or cannot be read or created.
+    #[error("cannot use the secrets key file {path}: {source}")]
+    SecretsKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why (it names the key the database needs, never key material).
+        source: align_webhooks::Error,
+    },
     /// The TLS certificate or key could not be loaded.
     #[error("cannot use the TLS certificate or key {path}: {reason}")]
     Tls {

@@ -7,6 +7,7 @@
 
 mod anchor;
 mod app;
+mod at_rest;
 mod audit;
 mod bootstrap;
 pub mod config;
@@ -30,6 +31,7 @@ mod state;
 mod tls;
 
 pub use anchor::{ANCHOR_KEY_FILE, ANCHOR_LOG_FILE, audit_anchor_key, audit_anchor_log_path};
+pub use at_rest::{open_sealed, prepare_data_dir};
 pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
 pub use config::{Config, ConsoleSettings, Database, Overrides};
 pub use error::{ApiError, Error};

@@ -18,6 +18,7 @@ use align_webhooks::{
 use tokio::net::TcpListener;
 
 use crate::anchor::Anchorer;
+use crate::at_rest::{open_sealed, prepare_data_dir};
 use crate::bootstrap::{Bootstrap, bootstrap};
 use crate::config::{Config, Database};
 use crate::connections::AcceptErrors;
@@ -47,13 +48,18 @@ impl std::fmt::Debug for Backends {
 }
 
 impl Backends {
-    /// The embedded default: everything in `DIR/align.db`. Key changes and their events
-    /// commit in one transaction (the key store's outbox hook writes the webhook outbox).
+    /// The embedded default: everything in `DIR/align.db` (created `0600` in a `0700`
+    /// directory), webhook signing secrets sealed with the secrets key file (see
+    /// [`open_sealed`](crate::open_sealed)). Key changes and their events commit in one
+    /// transaction (the key store's outbox hook writes the webhook outbox).
     pub async fn sqlite(config: &Config) -> Result<Self, Error> {
         prepare_data_dir(&config.data_dir)?;
         let path = config.database_path();
         // The outbox tables must exist before the first key change enqueues into them.
-        let webhooks = SqliteWebhookStore::open(&path).await?;
+        let webhooks = open_sealed(&config.secrets_key_path(), |sealer| {
+            SqliteWebhookStore::open(&path, sealer)
+        })
+        .await?;
         let keys = SqliteKeyStore::open(&path)
             .await?
             .with_event_hook(Arc::new(crate::events::OutboxHook));
@@ -82,16 +88,19 @@ impl Backends {
     /// in one PostgreSQL transaction, every instance's verifier hears of a change through
     /// LISTEN/NOTIFY, dispatchers share the outbox (`FOR UPDATE SKIP LOCKED`), and every
     /// instance extends the same two hash chains. The data directory keeps only the bootstrap
-    /// key and the audit checkpoint key (which every instance needs a copy of to purge).
+    /// key, the audit checkpoint key (which every instance needs a copy of to purge) and the
+    /// secrets key file (which every instance needs a copy of, or `secrets.key_file` pointing
+    /// at a shared one: the first instance to start records its key in the database, and an
+    /// instance holding another key is refused).
     pub async fn postgres(config: &Config, url: &str) -> Result<Self, Error> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        prepare_data_dir(&config.data_dir)?;
         let pg = align_keys::postgres::parse_url(url)?;
         let pool = align_keys::postgres::pool(pg.clone())?;
         // The outbox tables must exist before the first key change enqueues into them.
-        let webhooks = PgWebhookStore::open(pool.clone()).await?;
+        let webhooks = open_sealed(&config.secrets_key_path(), |sealer| {
+            PgWebhookStore::open(pool.clone(), sealer)
+        })
+        .await?;
         let keys = PgKeyStore::open(pool.clone())
             .await?
             .listen_for_changes(pg)?
@@ -410,19 +419,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-}
-
-/// Creates the data directory if needed and checks that it can be written, so a read-only or
-/// full disk is reported at start as such ("Read-only file system") rather than as a database
-/// that cannot be opened.
-fn prepare_data_dir(dir: &std::path::Path) -> Result<(), Error> {
-    let fail = |source| Error::DataDir {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let probe = dir.join(".align-write-check");
-    let written = std::fs::write(&probe, b"ok");
-    let _ = std::fs::remove_file(&probe);
-    written.map_err(fail)
 }

@@ -105,7 +105,13 @@ async fn three_hundred_requests_cost_a_handful_of_writes() {
         last_used_flush: Duration::from_millis(200),
         ..Config::default()
     };
-    let webhooks = Arc::new(align_webhooks::SqliteWebhookStore::open(&db).await.unwrap());
+    let webhooks = Arc::new(
+        align_server::open_sealed(&config.secrets_key_path(), |sealer| {
+            align_webhooks::SqliteWebhookStore::open(&db, sealer)
+        })
+        .await
+        .unwrap(),
+    );
     let backends = Backends {
         keys: store.clone(),
         audit: sink.clone(),
@@ -195,7 +201,13 @@ async fn healthz_reports_an_audit_writer_that_cannot_write() {
     let backends = Backends {
         keys: Arc::new(SqliteKeyStore::open(&db).await.unwrap()),
         audit: sink.clone(),
-        webhooks: Arc::new(align_webhooks::SqliteWebhookStore::open(&db).await.unwrap()),
+        webhooks: Arc::new(
+            align_server::open_sealed(&dir.path().join("secrets-key"), |sealer| {
+                align_webhooks::SqliteWebhookStore::open(&db, sealer)
+            })
+            .await
+            .unwrap(),
+        ),
     };
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -1237,10 +1237,15 @@ async fn on_postgres_a_session_made_on_one_instance_works_on_another_until_signe
         .unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{}", scratch.name());
+    // Every instance reads the one secrets key file (as a mounted secret).
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("secrets-key");
     let start = |url: String| {
+        let key_file = key_file.clone();
         TestServer::start_with(move |c| {
             c.database = align_server::Database::Postgres(url);
             c.console.pbkdf2_iterations = MIN_PBKDF2_ITERATIONS;
+            c.secrets_key_file = Some(key_file);
         })
     };
     let a = start(url.clone()).await;

@@ -25,10 +25,14 @@ fn url_in(url: &str, schema: &str) -> String {
     format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
-async fn instance(url: &str) -> TestServer {
+/// An instance on the database at `url`, with its own data directory and the secrets key file
+/// `key_file` that every instance shares (as a mounted secret would be).
+async fn instance(url: &str, key_file: &std::path::Path) -> TestServer {
     let url = url.to_owned();
+    let key_file = key_file.to_owned();
     TestServer::start_with(move |c| {
         c.database = Database::Postgres(url);
+        c.secrets_key_file = Some(key_file);
         c.webhooks.allow_private_targets = true;
         c.webhooks.retry_schedule = "1,1".parse().unwrap();
         c.webhooks.poll_interval = Duration::from_millis(50);
@@ -40,15 +44,19 @@ async fn instance(url: &str) -> TestServer {
 
 /// An instance on a runtime of its own, so that shutting that runtime down ends every task
 /// of the instance at once (listener, dispatcher, watcher, connections), as a crash would.
-fn instance_on_own_runtime(url: &str) -> (TestServer, tokio::runtime::Runtime) {
+fn instance_on_own_runtime(
+    url: &str,
+    key_file: &std::path::Path,
+) -> (TestServer, tokio::runtime::Runtime) {
     let url = url.to_owned();
+    let key_file = key_file.to_owned();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let server = rt.block_on(instance(&url));
+        let server = rt.block_on(instance(&url, &key_file));
         (server, rt)
     })
     .join()
@@ -71,8 +79,10 @@ async fn two_instances_share_revocations_and_the_outbox() {
     };
     let scratch = ScratchSchema::create(&base).await.unwrap();
     let url = url_in(&base, scratch.name());
-    let a = instance(&url).await;
-    let (b, b_runtime) = instance_on_own_runtime(&url);
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("secrets-key");
+    let a = instance(&url, &key_file).await;
+    let (b, b_runtime) = instance_on_own_runtime(&url, &key_file);
     assert!(!a.admin_key.is_empty(), "the first instance bootstraps");
     assert!(
         b.admin_key.is_empty(),

@@ -175,8 +175,10 @@ impl Outbox {
             None => Arc::new(MemoryWebhookStore::new()),
             Some(dir) => {
                 let path = dir.join(format!("{}.db", uuid::Uuid::new_v4()));
+                let sealer =
+                    align_webhooks::Sealer::new(align_webhooks::SealingKey::generate().unwrap());
                 Arc::new(
-                    align_webhooks::SqliteWebhookStore::open(path)
+                    align_webhooks::SqliteWebhookStore::open(path, sealer)
                         .await
                         .unwrap(),
                 )

@@ -89,6 +89,37 @@ pub enum Error {
     /// A background store worker stopped (it panicked or the runtime is shutting down).
     #[error("the store worker stopped unexpectedly")]
     StoreWorker,
+    /// A sealing key is not 32 bytes.
+    #[error("malformed sealing key: expected 32 bytes")]
+    MalformedSealingKey,
+    /// The secrets key file could not be read, written or parsed.
+    #[error("secrets key file {path}: {reason}")]
+    SecretsKeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong (never any key material).
+        reason: String,
+    },
+    /// A stored webhook secret is sealed under a key the [`Sealer`](crate::Sealer) does not
+    /// hold: the key file is missing that key (a lost or replaced file, or one from another
+    /// deployment). Restore the key file that holds it; see `docs/security.md`.
+    #[error(
+        "webhook secrets in the database are sealed with secrets key {key_id}, which the secrets key file does not hold: restore the key file that holds it (docs/security.md)"
+    )]
+    UnknownSealingKey {
+        /// The id of the key the stored values need.
+        key_id: String,
+    },
+    /// A sealed webhook secret did not open: it was altered, moved from another endpoint's
+    /// row, or sealed under another key with the same id.
+    #[error("a sealed webhook secret did not open: it was altered, or moved from another endpoint")]
+    Unseal,
+    /// The store was opened without a [`Sealer`](crate::Sealer) (a deduplicator's store), so
+    /// it cannot read or write endpoint secrets.
+    #[error(
+        "this webhook store was opened without a secrets key; it cannot read or write endpoints"
+    )]
+    NoSealer,
     /// The HTTP client could not be built (TLS set-up).
     #[error("HTTP client set-up failed: {0}")]
     Client(String),

@@ -12,6 +12,9 @@
 //!   feature `sqlite`, `PgWebhookStore` with feature `postgres`): enqueue fans a message out
 //!   to matching endpoints, idempotently by event id, and can join the caller's SQLite or
 //!   PostgreSQL transaction; on PostgreSQL several dispatchers share the outbox.
+//! - **Secrets at rest** ([`Sealer`], [`SealingKey`]): the SQLite and PostgreSQL stores keep
+//!   endpoint keys sealed with AES-256-GCM under a key kept outside the database (a `0600`
+//!   key file), bound to their endpoint, and rotatable.
 //! - **Dispatcher** ([`Dispatcher`], [`DispatcherConfig`]): hyper over rustls (ring),
 //!   bounded concurrency, per-attempt timeout, retries with jitter and `Retry-After`, 410 and
 //!   long failure runs disable the endpoint, a per-endpoint throughput cap.
@@ -28,6 +31,7 @@ mod model;
 mod policy;
 mod receiver;
 mod rotation;
+mod sealing;
 mod secret;
 mod store;
 mod verify;
@@ -44,6 +48,7 @@ pub use model::{
 pub use policy::{AddressClass, Resolver, SystemResolver, UrlDefect, UrlPolicy, classify};
 pub use receiver::{DEFAULT_DEDUP_TTL, Deduplicator, MemoryDeduplicator, Receipt, WebhookReceiver};
 pub use rotation::{DEFAULT_GRACE, EndpointSecrets};
+pub use sealing::{SEALED_PREFIX, SEALING_KEY_BYTES, Sealer, SealingKey, is_sealed, sealed_key_id};
 pub use secret::{
     DEFAULT_SECRET_BYTES, EndpointKey, MAX_SECRET_BYTES, MIN_SECRET_BYTES, SECRET_PREFIX,
     SIGNING_KEY_PREFIX, SigningKey, SigningSecret, VERIFYING_KEY_PREFIX, VerifyingKey,

@@ -185,6 +185,30 @@ impl Endpoint {
     /// [`Owner::receives`]), same environment, and an event type its filter accepts (or, for
     /// a message meant for one endpoint, this endpoint).
     pub fn wants(&self, message: &NewMessage) -> bool {
+        Route {
+            id: self.id,
+            environment: self.environment,
+            filter: &self.filter,
+            enabled: self.enabled,
+            owner: &self.owner,
+        }
+        .wants(message)
+    }
+}
+
+/// What fan-out needs to know of an endpoint, without its keys: enqueueing (which may run in
+/// a caller's transaction, where no [`Sealer`](crate::Sealer) is at hand) reads only this.
+pub(crate) struct Route<'a> {
+    pub(crate) id: EndpointId,
+    pub(crate) environment: Environment,
+    pub(crate) filter: &'a EventFilter,
+    pub(crate) enabled: bool,
+    pub(crate) owner: &'a Owner,
+}
+
+impl Route<'_> {
+    /// See [`Endpoint::wants`].
+    pub(crate) fn wants(&self, message: &NewMessage) -> bool {
         self.enabled
             && self.owner.receives(&message.owner)
             && self.environment == message.environment

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::EndpointId;
+use crate::sealing::{Sealer, is_sealed};
 use crate::secret::EndpointKey;
 
 /// How long a rotated-out key keeps signing by default: 24 hours.
@@ -113,6 +115,26 @@ impl EndpointSecrets {
             .map(|(k, until)| EndpointKey::parse(k).map(|k| (k, *until)))
             .collect::<Result<_>>()?;
         Ok(Self { current, previous })
+    }
+}
+
+impl EndpointSecrets {
+    /// The stored form sealed for `endpoint` by `sealer` (see [`Sealer`]): what the SQLite and
+    /// PostgreSQL stores keep.
+    pub fn seal(&self, endpoint: EndpointId, sealer: &Sealer) -> Result<String> {
+        sealer.seal(endpoint, self.to_stored()?.expose().as_bytes())
+    }
+
+    /// Reads a stored value of `endpoint`: sealed by [`EndpointSecrets::seal`], or the plain
+    /// [`EndpointSecrets::to_stored`] form that versions before sealing wrote (stores seal
+    /// those when they open).
+    pub fn from_sealed(stored: &str, endpoint: EndpointId, sealer: &Sealer) -> Result<Self> {
+        if !is_sealed(stored) {
+            return Self::from_stored(stored);
+        }
+        let plain = sealer.open(endpoint, stored)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| Error::Corrupt("endpoint secrets"))?;
+        Self::from_stored(text)
     }
 }
 

@@ -33,7 +33,12 @@ fn crash_child() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let store = Arc::new(SqliteWebhookStore::open(&db).await.unwrap());
+        let db = std::path::PathBuf::from(db);
+        let store = Arc::new(
+            SqliteWebhookStore::open(&db, common::sealer_beside(&db))
+                .await
+                .unwrap(),
+        );
         let config = DispatcherConfig {
             concurrency: 2,
             attempt_timeout: Duration::from_secs(1),
@@ -73,7 +78,9 @@ async fn a_dispatcher_killed_mid_delivery_loses_no_message() {
     let db = dir.path().join("outbox.db");
     let receiver =
         TestReceiver::start(|_, _| Reply::status(200).delay(Duration::from_millis(120))).await;
-    let store = SqliteWebhookStore::open(&db).await.unwrap();
+    let store = SqliteWebhookStore::open(&db, common::sealer_beside(&db))
+        .await
+        .unwrap();
     let ep = endpoint(Environment::Sandbox, &receiver.url("/hook"));
     store.create_endpoint(&ep).await.unwrap();
     let mut ids = BTreeSet::new();

@@ -27,7 +27,11 @@ async fn concurrent_dispatchers_never_claim_the_same_delivery() {
     let Some(scratch) = scratch().await else {
         return;
     };
-    let first = PgWebhookStore::open(scratch.pool().unwrap()).await.unwrap();
+    // Every instance holds the same key.
+    let sealer = common::sealer();
+    let first = PgWebhookStore::open(scratch.pool().unwrap(), sealer.clone())
+        .await
+        .unwrap();
     first
         .create_endpoint(&endpoint(Environment::Live, "https://a.example/"))
         .await
@@ -53,7 +57,9 @@ async fn concurrent_dispatchers_never_claim_the_same_delivery() {
     // Four instances, each with its own pool, claim until nothing is due.
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let store = PgWebhookStore::open(scratch.pool().unwrap()).await.unwrap();
+        let store = PgWebhookStore::open(scratch.pool().unwrap(), sealer.clone())
+            .await
+            .unwrap();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
@@ -87,7 +93,9 @@ async fn enqueue_in_transaction_commits_and_rolls_back_with_the_callers_change()
         return;
     };
     let pool = scratch.pool().unwrap();
-    let store = PgWebhookStore::open(pool.clone()).await.unwrap();
+    let store = PgWebhookStore::open(pool.clone(), common::sealer())
+        .await
+        .unwrap();
     store
         .create_endpoint(&endpoint(Environment::Live, "https://a.example/"))
         .await

@@ -15,7 +15,9 @@ use common::endpoint;
 async fn enqueue_commits_and_rolls_back_with_the_callers_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("align.db");
-    let store = SqliteWebhookStore::open(&path).await.unwrap();
+    let store = SqliteWebhookStore::open(&path, common::sealer_beside(&path))
+        .await
+        .unwrap();
     store
         .create_endpoint(&endpoint(Environment::Live, "https://a.example/"))
         .await
@@ -67,7 +69,9 @@ async fn the_outbox_survives_reopening_with_ids_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("align.db");
     let (ep, out) = {
-        let store = SqliteWebhookStore::open(&path).await.unwrap();
+        let store = SqliteWebhookStore::open(&path, common::sealer_beside(&path))
+            .await
+            .unwrap();
         let ep = endpoint(Environment::Live, "https://a.example/");
         store.create_endpoint(&ep).await.unwrap();
         let out = store
@@ -79,8 +83,10 @@ async fn the_outbox_survives_reopening_with_ids_unchanged() {
             .unwrap();
         (ep, out)
     };
-    let store = SqliteWebhookStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 5);
+    let store = SqliteWebhookStore::open(&path, common::sealer_beside(&path))
+        .await
+        .unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 6);
     let due = store
         .claim_due(Utc::now(), 10, std::time::Duration::ZERO)
         .await
@@ -98,7 +104,9 @@ async fn the_outbox_survives_reopening_with_ids_unchanged() {
 async fn tables_are_prefixed_and_the_database_is_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("align.db");
-    let _store = SqliteWebhookStore::open(&path).await.unwrap();
+    let _store = SqliteWebhookStore::open(&path, common::sealer_beside(&path))
+        .await
+        .unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

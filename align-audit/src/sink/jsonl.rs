@@ -71,7 +71,11 @@ impl JsonlSink {
         let path = path.as_ref().to_owned();
         let (file, heads) = tokio::task::spawn_blocking(move || -> Result<_> {
             let ledger = read_ledger(&path)?;
-            let file = OpenOptions::new().append(true).create(true).open(&path)?;
+            // Records hold personal data: the file is its owner's only (`0600`).
+            let file = align_keys::files::private_options()
+                .append(true)
+                .create(true)
+                .open(&path)?;
             Ok((
                 JsonlFile {
                     path,
@@ -115,8 +119,14 @@ impl JsonlSink {
 impl JsonlFile {
     fn replace_with(&mut self, ledger: &Ledger) -> Result<()> {
         let tmp = self.path.with_extension("jsonl.tmp");
+        // Created afresh (`0600`), never reusing a file a crash left behind with another mode.
+        let _ = std::fs::remove_file(&tmp);
         {
-            let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+            let file = align_keys::files::private_options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            let mut out = std::io::BufWriter::new(file);
             for (checkpoint, records) in ledger.items() {
                 if let Some(cp) = checkpoint {
                     write_line(&mut out, &LineRef::Checkpoint(cp))?;

@@ -138,7 +138,7 @@ impl SqliteKeyStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_owned();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
-            let mut conn = Connection::open(&path)?;
+            let mut conn = crate::sqlite::open(&path)?;
             configure(&mut conn)?;
             Ok(conn)
         })

@@ -20,9 +20,12 @@ pub struct SqliteDeduplicator {
 }
 
 impl SqliteDeduplicator {
-    /// Opens (creating if needed) the database at `path`, migrating the `webhooks_` tables.
+    /// Opens (creating it `0600` if needed) the database at `path`, migrating the `webhooks_`
+    /// tables. It reads no endpoint, so it needs no [`Sealer`](crate::Sealer).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self::with_store(SqliteWebhookStore::open(path).await?))
+        Ok(Self::with_store(
+            SqliteWebhookStore::open_unsealed(path.as_ref()).await?,
+        ))
     }
 
     /// A private in-memory database (tests).

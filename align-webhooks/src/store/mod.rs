@@ -5,6 +5,8 @@ mod dedup_sqlite;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sealed;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
@@ -134,6 +136,15 @@ pub trait WebhookStore: Send + Sync + 'static {
 
     /// Counts of deliveries by status, for metrics.
     async fn outbox_stats(&self) -> Result<OutboxStats>;
+
+    /// Re-seals every endpoint's stored keys under the current key of the store's
+    /// [`Sealer`](crate::Sealer), in one transaction, and returns how many endpoints it
+    /// re-sealed: the second step of a rotation ([`Sealer::rotate`](crate::Sealer::rotate)),
+    /// after which the previous keys are no longer needed. Stores that keep no sealed values
+    /// (the memory store) have nothing to do.
+    async fn reseal_secrets(&self) -> Result<u64> {
+        Ok(0)
+    }
 
     /// Disables an endpoint, recording why.
     async fn disable_endpoint(&self, endpoint: EndpointId, reason: &str) -> Result<()> {

@@ -10,6 +10,11 @@
 //! Enqueueing takes a transaction-scoped advisory lock before it writes the message: messages
 //! (and their deliveries) get their positions in commit order, so a reader of the event log
 //! that pages by position never skips a message committed late by a slower transaction.
+//!
+//! Endpoint keys are stored sealed by the store's [`Sealer`] (see `sealed`). Writes of
+//! endpoints take a `ROW EXCLUSIVE` lock on the endpoints table before they seal, and
+//! re-sealing takes an `EXCLUSIVE` one, so no endpoint written during a rotation is sealed
+//! under a key the rotation is retiring.
 
 use std::time::Duration;
 
@@ -22,16 +27,19 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use super::memory::next_state;
+use super::sealed::{self, SEALING_TABLE};
 use super::{MessagePage, MessageQuery, OutboxStats, WebhookStore};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
-    EventFilter, Message, MessageId, NewMessage, Next, Owner, millis,
+    EventFilter, Message, MessageId, NewMessage, Next, Owner, Route, millis,
 };
 use crate::rotation::EndpointSecrets;
+use crate::sealing::Sealer;
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE webhooks_endpoints (
     seq BIGSERIAL PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -83,28 +91,37 @@ CREATE TABLE webhooks_attempts (
     error TEXT
 );
 CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_id, seq);
-"];
+",
+    // Endpoint keys are sealed; the store records which key seals them.
+    SEALING_TABLE,
+];
 
 const ENDPOINT_COLUMNS: &str = "e.id, e.environment, e.url, e.event_types, e.enabled, \
     e.disabled_reason, e.secrets, e.max_per_second, e.failing_since, e.created_at, \
     e.owner_org, e.owner_project";
+/// What fan-out reads of an endpoint (no keys).
+const ROUTE_COLUMNS: &str = "e.id, e.environment, e.event_types, e.enabled, e.owner_org, \
+    e.owner_project";
 const MESSAGE_COLUMNS: &str =
     "m.id, m.event_id, m.event_type, m.environment, m.payload, m.created_at";
 const DELIVERY_COLUMNS: &str =
     "d.id, d.message_id, d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.created_at";
 
 /// A [`WebhookStore`] in a PostgreSQL database (which the key store may share), for any
-/// number of server instances and dispatchers.
+/// number of server instances and dispatchers, keeping endpoint keys sealed by a [`Sealer`].
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool = align_keys::postgres::connect("postgres://align@db.internal/align")?;
-/// let store = align_webhooks::PgWebhookStore::open(pool).await?;
+/// // Every instance needs the same key file.
+/// let sealer = align_webhooks::Sealer::load("/etc/align/secrets-key".as_ref())?;
+/// let store = align_webhooks::PgWebhookStore::open(pool, sealer).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct PgWebhookStore {
     pool: Pool,
+    sealer: Sealer,
 }
 
 impl std::fmt::Debug for PgWebhookStore {
@@ -114,12 +131,19 @@ impl std::fmt::Debug for PgWebhookStore {
 }
 
 impl PgWebhookStore {
-    /// A store over `pool`, with its `webhooks_` tables brought up to date.
-    pub async fn open(pool: Pool) -> Result<Self> {
+    /// A store over `pool`, with its `webhooks_` tables brought up to date and any endpoint
+    /// keys stored in plaintext by earlier versions sealed.
+    ///
+    /// The store records the id of the key its values are sealed with; a `sealer` that does
+    /// not hold that key (another instance's, or a new key file where the old one was lost),
+    /// or the key of any stored value, is refused ([`Error::UnknownSealingKey`]) before
+    /// anything is written.
+    pub async fn open(pool: Pool, sealer: Sealer) -> Result<Self> {
         let mut client = pool.get().await?;
         Self::migrate(&mut client).await?;
+        seal_on_open(&mut client, &sealer).await?;
         drop(client);
-        Ok(Self { pool })
+        Ok(Self { pool, sealer })
     }
 
     /// Brings the `webhooks_` tables of an embedder's own connection up to date, so that it
@@ -172,21 +196,25 @@ fn env_col(row: &Row, i: usize) -> Result<Environment> {
     Environment::from_name(row.try_get(i)?).ok_or(corrupt("environment"))
 }
 
-fn endpoint_at(row: &Row, o: usize) -> Result<Endpoint> {
-    let filter = match row.try_get::<_, Option<&str>>(o + 3)? {
+fn filter_col(row: &Row, i: usize) -> Result<EventFilter> {
+    Ok(match row.try_get::<_, Option<&str>>(i)? {
         None => EventFilter::All,
         Some(json) => {
             EventFilter::Only(serde_json::from_str(json).map_err(|_| corrupt("event types"))?)
         }
-    };
-    let secrets =
-        EndpointSecrets::from_stored(row.try_get(o + 6)?).map_err(|_| corrupt("secrets"))?;
+    })
+}
+
+/// An endpoint from a row of [`ENDPOINT_COLUMNS`] at `o`, its keys opened by `sealer`.
+fn endpoint_at(row: &Row, o: usize, sealer: &Sealer) -> Result<Endpoint> {
+    let id = EndpointId(uuid_col(row, o, 3)?);
+    let secrets = EndpointSecrets::from_sealed(row.try_get(o + 6)?, id, sealer)?;
     let max_per_second: Option<i64> = row.try_get(o + 7)?;
     Ok(Endpoint {
-        id: EndpointId(uuid_col(row, o, 3)?),
+        id,
         environment: env_col(row, o + 1)?,
         url: row.try_get(o + 2)?,
-        filter,
+        filter: filter_col(row, o + 3)?,
         enabled: row.try_get(o + 4)?,
         disabled_reason: row.try_get(o + 5)?,
         secrets,
@@ -290,7 +318,7 @@ async fn enqueue_on(
     let rows = tx
         .query(
             &format!(
-                "SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e
+                "SELECT {ROUTE_COLUMNS} FROM webhooks_endpoints e
                  WHERE e.enabled AND e.environment = $1 ORDER BY e.seq"
             ),
             &[&message.environment.as_str()],
@@ -298,8 +326,19 @@ async fn enqueue_on(
         .await?;
     let mut deliveries = Vec::new();
     for row in &rows {
-        let ep = endpoint_at(row, 0)?;
-        if !ep.wants(message) {
+        let endpoint = EndpointId(uuid_col(row, 0, 3)?);
+        let owner = Owner {
+            organization: row.try_get(4)?,
+            project: row.try_get(5)?,
+        };
+        let route = Route {
+            id: endpoint,
+            environment: env_col(row, 1)?,
+            filter: &filter_col(row, 2)?,
+            enabled: row.try_get(3)?,
+            owner: &owner,
+        };
+        if !route.wants(message) {
             continue;
         }
         let id = DeliveryId::new();
@@ -307,7 +346,12 @@ async fn enqueue_on(
             "INSERT INTO webhooks_deliveries
              (id, message_id, endpoint_id, status, attempts, next_attempt_at, created_at)
              VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
-            &[&id.to_string(), &stored.id.0, &ep.id.to_string(), &ms(now)],
+            &[
+                &id.to_string(),
+                &stored.id.0,
+                &endpoint.to_string(),
+                &ms(now),
+            ],
         )
         .await?;
         deliveries.push(id);
@@ -319,7 +363,88 @@ async fn enqueue_on(
     })
 }
 
+/// When a store opens: see `SqliteWebhookStore`'s `seal_on_open`. The table lock makes
+/// instances starting together take turns; the first records its key, and one holding another
+/// key is refused.
+async fn seal_on_open(client: &mut tokio_postgres::Client, sealer: &Sealer) -> Result<()> {
+    let tx = client.transaction().await?;
+    let done = async {
+        tx.batch_execute("LOCK TABLE webhooks_endpoints IN EXCLUSIVE MODE")
+            .await?;
+        tx.execute(
+            "INSERT INTO webhooks_sealing (singleton, key_id) VALUES (1, $1)
+             ON CONFLICT (singleton) DO NOTHING",
+            &[&sealer.current_id()],
+        )
+        .await?;
+        let recorded: String = tx
+            .query_one(
+                "SELECT key_id FROM webhooks_sealing WHERE singleton = 1",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        sealed::check_recorded(&recorded, sealer)?;
+        reseal_rows(&tx, sealer, false).await
+    }
+    .await;
+    finish(tx, done).await.map(drop)
+}
+
+/// Commits `tx` after `done` succeeded; otherwise rolls it back before answering, so the
+/// table lock it holds is released at once (a transaction merely dropped is rolled back only
+/// when its connection is next polled).
+async fn finish<T>(tx: tokio_postgres::Transaction<'_>, done: Result<T>) -> Result<T> {
+    match done {
+        Ok(v) => {
+            tx.commit().await?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// Re-seals stored endpoint keys inside `tx` (see `sealed::reseal`); returns how many
+/// rows it rewrote.
+async fn reseal_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    sealer: &Sealer,
+    all: bool,
+) -> Result<u64> {
+    let rows = tx
+        .query("SELECT seq, id, secrets FROM webhooks_endpoints", &[])
+        .await?;
+    let mut n = 0;
+    for row in &rows {
+        let seq: i64 = row.try_get(0)?;
+        let id = EndpointId(uuid_col(row, 1, 3)?);
+        if let Some(sealed) = sealed::reseal(id, row.try_get(2)?, sealer, all)? {
+            tx.execute(
+                "UPDATE webhooks_endpoints SET secrets = $2 WHERE seq = $1",
+                &[&seq, &sealed],
+            )
+            .await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 impl PgWebhookStore {
+    /// `ep`'s keys sealed inside `tx`, after locking out a rotation (see the module docs).
+    async fn seal_locked(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        ep: &Endpoint,
+    ) -> Result<String> {
+        tx.batch_execute("LOCK TABLE webhooks_endpoints IN ROW EXCLUSIVE MODE")
+            .await?;
+        ep.secrets.seal(ep.id, &self.sealer)
+    }
+
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(sql).await?;
@@ -349,8 +474,11 @@ impl PgWebhookStore {
 #[async_trait]
 impl WebhookStore for PgWebhookStore {
     async fn create_endpoint(&self, ep: &Endpoint) -> Result<()> {
-        let secrets = ep.secrets.to_stored()?;
-        self.execute(
+        let filter = filter_json(&ep.filter)?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let sealed = self.seal_locked(&tx, ep).await?;
+        tx.execute(
             "INSERT INTO webhooks_endpoints (id, environment, url, event_types, enabled,
              disabled_reason, secrets, max_per_second, failing_since, created_at,
              owner_org, owner_project)
@@ -359,10 +487,10 @@ impl WebhookStore for PgWebhookStore {
                 &ep.id.to_string(),
                 &ep.environment.as_str(),
                 &ep.url,
-                &filter_json(&ep.filter)?,
+                &filter,
                 &ep.enabled,
                 &ep.disabled_reason,
-                &secrets.expose(),
+                &sealed,
                 &ep.max_per_second.map(i64::from),
                 &ep.failing_since.map(ms),
                 &ms(ep.created_at),
@@ -371,13 +499,17 @@ impl WebhookStore for PgWebhookStore {
             ],
         )
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn update_endpoint(&self, ep: &Endpoint) -> Result<()> {
-        let secrets = ep.secrets.to_stored()?;
+        let filter = filter_json(&ep.filter)?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let sealed = self.seal_locked(&tx, ep).await?;
         // Re-enabling starts a fresh failure run (`enabled` on the right is the old value).
-        let n = self
+        let n = tx
             .execute(
                 "UPDATE webhooks_endpoints SET url = $2, event_types = $3,
                  failing_since = CASE WHEN NOT enabled AND $4 THEN NULL ELSE failing_since END,
@@ -386,10 +518,10 @@ impl WebhookStore for PgWebhookStore {
                 &[
                     &ep.id.to_string(),
                     &ep.url,
-                    &filter_json(&ep.filter)?,
+                    &filter,
                     &ep.enabled,
                     &ep.disabled_reason,
-                    &secrets.expose(),
+                    &sealed,
                     &ep.max_per_second.map(i64::from),
                 ],
             )
@@ -397,7 +529,28 @@ impl WebhookStore for PgWebhookStore {
         if n == 0 {
             return Err(Error::NotFound(ObjectKind::Endpoint));
         }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn reseal_secrets(&self) -> Result<u64> {
+        let mut client = self.pool.get().await?;
+        let tx = tokio_postgres::Client::transaction(&mut client).await?;
+        let done = async {
+            // Readers go on; writers of endpoints wait until every value is re-sealed.
+            tx.batch_execute("LOCK TABLE webhooks_endpoints IN EXCLUSIVE MODE")
+                .await?;
+            let n = reseal_rows(&tx, &self.sealer, true).await?;
+            tx.execute(
+                "INSERT INTO webhooks_sealing (singleton, key_id) VALUES (1, $1)
+                 ON CONFLICT (singleton) DO UPDATE SET key_id = EXCLUDED.key_id",
+                &[&self.sealer.current_id()],
+            )
+            .await?;
+            Ok(n)
+        }
+        .await;
+        finish(tx, done).await
     }
 
     async fn endpoint(&self, id: EndpointId) -> Result<Endpoint> {
@@ -408,7 +561,7 @@ impl WebhookStore for PgWebhookStore {
                 ObjectKind::Endpoint,
             )
             .await?;
-        endpoint_at(&row, 0)
+        endpoint_at(&row, 0, &self.sealer)
     }
 
     async fn endpoints(&self) -> Result<Vec<Endpoint>> {
@@ -418,7 +571,9 @@ impl WebhookStore for PgWebhookStore {
                 &[],
             )
             .await?;
-        rows.iter().map(|r| endpoint_at(r, 0)).collect()
+        rows.iter()
+            .map(|r| endpoint_at(r, 0, &self.sealer))
+            .collect()
     }
 
     async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
@@ -521,7 +676,7 @@ impl WebhookStore for PgWebhookStore {
                 Ok(DueDelivery {
                     delivery: delivery_at(r, 0)?,
                     message: message_at(r, 7)?,
-                    endpoint: endpoint_at(r, 13)?,
+                    endpoint: endpoint_at(r, 13, &self.sealer)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

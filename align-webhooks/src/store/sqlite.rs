@@ -1,5 +1,6 @@
 //! A [`WebhookStore`] on SQLite: WAL, busy timeout, versioned migrations in
-//! `webhooks_migrations`, tables prefixed `webhooks_`.
+//! `webhooks_migrations`, tables prefixed `webhooks_`. Endpoint keys are stored sealed by the
+//! store's [`Sealer`] (see `sealed`); the database file is created `0600`.
 //!
 //! One connection, owned by a thread of its own that runs every call (see `worker`), never
 //! on a tokio worker. [`enqueue_in_transaction`] lets a caller write its own change and the
@@ -18,14 +19,16 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::memory::next_state;
+use super::sealed::{self, SEALING_TABLE};
 use super::worker::{self, AttemptJob, Job};
 use super::{MessagePage, MessageQuery, OutboxStats, WebhookStore};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
-    EventFilter, Message, MessageId, NewMessage, Next, Owner, millis,
+    EventFilter, Message, MessageId, NewMessage, Next, Owner, Route, millis,
 };
 use crate::rotation::EndpointSecrets;
+use crate::sealing::Sealer;
 
 /// Migrations in order; entry `i` brings the schema to version `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -132,6 +135,8 @@ CREATE INDEX webhooks_deliveries_pending ON webhooks_deliveries(next_attempt_at)
 CREATE INDEX webhooks_deliveries_failed ON webhooks_deliveries(endpoint_id, created_at)
     WHERE status = 'failed';
 ",
+    // Endpoint keys are sealed; the store records which key seals them.
+    SEALING_TABLE,
 ];
 
 /// WAL pages between automatic checkpoints on the store's connection (SQLite's default is
@@ -147,15 +152,20 @@ const WAL_AUTOCHECKPOINT: u32 = 8000;
 const ENDPOINT_COLUMNS: &str = "e.id, e.environment, e.url, e.event_types, e.enabled, \
     e.disabled_reason, e.secrets, e.max_per_second, e.failing_since, e.created_at, \
     e.owner_org, e.owner_project";
+/// What fan-out reads of an endpoint (no keys).
+const ROUTE_COLUMNS: &str = "e.id, e.environment, e.event_types, e.enabled, e.owner_org, \
+    e.owner_project";
 const MESSAGE_COLUMNS: &str =
     "m.id, m.event_id, m.event_type, m.environment, m.payload, m.created_at";
 const DELIVERY_COLUMNS: &str =
     "d.id, d.message_id, d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.created_at";
 
-/// A [`WebhookStore`] in one SQLite file (which other crates' tables may share).
+/// A [`WebhookStore`] in one SQLite file (which other crates' tables may share), keeping
+/// endpoint keys sealed by a [`Sealer`].
 #[derive(Clone)]
 pub struct SqliteWebhookStore {
     jobs: mpsc::Sender<Job>,
+    sealer: Option<Sealer>,
 }
 
 impl std::fmt::Debug for SqliteWebhookStore {
@@ -165,28 +175,66 @@ impl std::fmt::Debug for SqliteWebhookStore {
 }
 
 impl SqliteWebhookStore {
-    /// Opens (creating if needed) the database at `path` and brings its `webhooks_` tables
-    /// up to date.
-    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref().to_owned();
-        let jobs = worker::start(move || {
-            let mut conn = Connection::open(&path)?;
-            configure(&mut conn)?;
-            Ok(conn)
-        })
-        .await?;
-        Ok(Self { jobs })
+    /// Opens (creating it `0600` if needed) the database at `path`, brings its `webhooks_`
+    /// tables up to date, and seals any endpoint keys stored in plaintext by earlier versions.
+    ///
+    /// `sealer` seals and opens endpoint keys. The store records the id of the key its
+    /// values are sealed with; a sealer that does not hold that key, or the key of any stored
+    /// value, is refused ([`Error::UnknownSealingKey`]) before anything is written.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> align_webhooks::Result<()> {
+    /// use align_webhooks::{Sealer, SqliteWebhookStore};
+    /// let (sealer, _created) = Sealer::load_or_create("data/secrets-key".as_ref())?;
+    /// let store = SqliteWebhookStore::open("data/align.db", sealer).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(path: impl AsRef<Path>, sealer: Sealer) -> Result<Self> {
+        Self::open_with(path.as_ref(), Some(sealer)).await
     }
 
-    /// A private in-memory database (tests).
-    pub async fn open_in_memory() -> Result<Self> {
-        let jobs = worker::start(|| {
-            let mut conn = Connection::open_in_memory()?;
+    /// The store of `path` for a [`SqliteDeduplicator`](crate::SqliteDeduplicator), which
+    /// reads no endpoint and so needs no sealer.
+    pub(super) async fn open_unsealed(path: &Path) -> Result<Self> {
+        Self::open_with(path, None).await
+    }
+
+    async fn open_with(path: &Path, sealer: Option<Sealer>) -> Result<Self> {
+        let path = path.to_owned();
+        let check = sealer.clone();
+        let jobs = worker::start(move || {
+            let mut conn = align_keys::sqlite::open(&path)?;
             configure(&mut conn)?;
+            if let Some(sealer) = &check {
+                seal_on_open(&conn, sealer)?;
+            }
             Ok(conn)
         })
         .await?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, sealer })
+    }
+
+    /// A private in-memory database (tests), sealing with a key of its own that lives as
+    /// long as the store.
+    pub async fn open_in_memory() -> Result<Self> {
+        let sealer = Sealer::new(crate::SealingKey::generate()?);
+        let check = sealer.clone();
+        let jobs = worker::start(move || {
+            let mut conn = Connection::open_in_memory()?;
+            configure(&mut conn)?;
+            seal_on_open(&conn, &check)?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(Self {
+            jobs,
+            sealer: Some(sealer),
+        })
+    }
+
+    /// The sealer the store needs for endpoints (a clone, for the store's thread).
+    fn sealer(&self) -> Result<Sealer> {
+        sealed::required(self.sealer.as_ref()).cloned()
     }
 
     /// Brings the `webhooks_` tables of an embedder's own connection up to date, so that it
@@ -300,6 +348,78 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(align_keys::sqlite::migrate(conn, "webhooks", MIGRATIONS)?)
 }
 
+/// When the store opens: refuses a sealer that does not hold the recorded key or the key of
+/// any stored value, seals plaintext values (written before sealing existed), and records
+/// the key if none is recorded yet. One transaction: all of it, or nothing.
+fn seal_on_open(conn: &Connection, sealer: &Sealer) -> Result<()> {
+    let changed = scrubbing(conn, |c| {
+        // Write-locked from the start: of two processes opening a new database at once with
+        // different keys, the first records its key and the second is refused.
+        immediate(c, |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO webhooks_sealing (singleton, key_id) VALUES (1, ?1)",
+                [sealer.current_id()],
+            )?;
+            let recorded: String = tx.query_row(
+                "SELECT key_id FROM webhooks_sealing WHERE singleton = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            sealed::check_recorded(&recorded, sealer)?;
+            reseal_rows(tx, sealer, false)
+        })
+    })?;
+    if changed > 0 {
+        checkpoint(conn);
+    }
+    Ok(())
+}
+
+/// Re-seals stored endpoint keys inside `tx` (see `sealed::reseal`); returns how many
+/// rows it rewrote.
+fn reseal_rows(tx: &Connection, sealer: &Sealer, all: bool) -> Result<u64> {
+    let rows = {
+        let mut stmt = tx.prepare("SELECT seq, id, secrets FROM webhooks_endpoints")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                uuid_col(r, 1, 3)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut n = 0;
+    for (seq, id, stored) in rows {
+        if let Some(sealed) = sealed::reseal(EndpointId(id), &stored, sealer, all)? {
+            tx.execute(
+                "UPDATE webhooks_endpoints SET secrets = ?2 WHERE seq = ?1",
+                params![seq, sealed],
+            )?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Runs `f` with SQLite's `secure_delete` on, so the values it replaces are overwritten with
+/// zeros in the database's pages instead of lingering there.
+fn scrubbing<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.pragma_update(None, "secure_delete", true)?;
+    let out = f(conn);
+    let off = conn.pragma_update(None, "secure_delete", false);
+    let out = out?;
+    off?;
+    Ok(out)
+}
+
+/// Copies the WAL into the database file and empties it, so replaced values are gone from
+/// the WAL too. Best effort: a reader in another process may hold the WAL (then its old
+/// frames are overwritten as it is reused).
+fn checkpoint(conn: &Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -326,23 +446,58 @@ fn env_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Environment> {
     Environment::from_name(&text).ok_or_else(|| corrupt("environment"))
 }
 
-fn endpoint_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Endpoint> {
-    let filter = match row.get::<_, Option<String>>(o + 3)? {
+fn filter_col(row: &Row<'_>, i: usize) -> rusqlite::Result<EventFilter> {
+    Ok(match row.get::<_, Option<String>>(i)? {
         None => EventFilter::All,
         Some(json) => {
             EventFilter::Only(serde_json::from_str(&json).map_err(|_| corrupt("event types"))?)
         }
-    };
-    let secrets: String = row.get(o + 6)?;
-    let secrets = EndpointSecrets::from_stored(&secrets).map_err(|_| corrupt("secrets"))?;
-    Ok(Endpoint {
+    })
+}
+
+/// An endpoint row as read ([`ENDPOINT_COLUMNS`]), its keys still sealed.
+struct EndpointRow {
+    id: EndpointId,
+    environment: Environment,
+    url: String,
+    filter: EventFilter,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    sealed: String,
+    max_per_second: Option<u32>,
+    failing_since: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    owner: Owner,
+}
+
+impl EndpointRow {
+    /// The endpoint, its keys opened by `sealer`.
+    fn open(self, sealer: &Sealer) -> Result<Endpoint> {
+        Ok(Endpoint {
+            secrets: EndpointSecrets::from_sealed(&self.sealed, self.id, sealer)?,
+            id: self.id,
+            environment: self.environment,
+            url: self.url,
+            filter: self.filter,
+            enabled: self.enabled,
+            disabled_reason: self.disabled_reason,
+            max_per_second: self.max_per_second,
+            failing_since: self.failing_since,
+            created_at: self.created_at,
+            owner: self.owner,
+        })
+    }
+}
+
+fn endpoint_at(row: &Row<'_>, o: usize) -> rusqlite::Result<EndpointRow> {
+    Ok(EndpointRow {
         id: EndpointId(uuid_col(row, o, 3)?),
         environment: env_col(row, o + 1)?,
         url: row.get(o + 2)?,
-        filter,
+        filter: filter_col(row, o + 3)?,
         enabled: row.get(o + 4)?,
         disabled_reason: row.get(o + 5)?,
-        secrets,
+        sealed: row.get(o + 6)?,
         max_per_second: row.get(o + 7)?,
         failing_since: opt_ms(row.get(o + 8)?)?,
         created_at: from_ms(row.get(o + 9)?)?,
@@ -351,6 +506,23 @@ fn endpoint_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Endpoint> {
             project: row.get(o + 11)?,
         },
     })
+}
+
+/// What fan-out needs of an endpoint row ([`ROUTE_COLUMNS`]): id, environment, filter,
+/// enabled, owner.
+type RouteRow = (EndpointId, Environment, EventFilter, bool, Owner);
+
+fn route_at(row: &Row<'_>) -> rusqlite::Result<RouteRow> {
+    Ok((
+        EndpointId(uuid_col(row, 0, 3)?),
+        env_col(row, 1)?,
+        filter_col(row, 2)?,
+        row.get(3)?,
+        Owner {
+            organization: row.get(4)?,
+            project: row.get(5)?,
+        },
+    ))
 }
 
 fn message_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Message> {
@@ -437,16 +609,26 @@ fn enqueue_on(tx: &Connection, message: &NewMessage, now: DateTime<Utc>) -> Resu
         ],
     )?;
     let message_seq = tx.last_insert_rowid();
-    let endpoints = {
+    let routes = {
         let mut stmt = tx.prepare_cached(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e
+            "SELECT {ROUTE_COLUMNS} FROM webhooks_endpoints e
              WHERE e.enabled = 1 AND e.environment = ?1 ORDER BY e.seq"
         ))?;
-        let rows = stmt.query_map([message.environment.as_str()], |r| endpoint_at(r, 0))?;
+        let rows = stmt.query_map([message.environment.as_str()], route_at)?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
     let mut deliveries = Vec::new();
-    for ep in endpoints.iter().filter(|e| e.wants(message)) {
+    for (endpoint, environment, filter, enabled, owner) in &routes {
+        let route = Route {
+            id: *endpoint,
+            environment: *environment,
+            filter,
+            enabled: *enabled,
+            owner,
+        };
+        if !route.wants(message) {
+            continue;
+        }
         let id = DeliveryId::new();
         tx.execute(
             "INSERT INTO webhooks_deliveries (id, message_id, message_seq, endpoint_id,
@@ -456,7 +638,7 @@ fn enqueue_on(tx: &Connection, message: &NewMessage, now: DateTime<Utc>) -> Resu
                 id.to_string(),
                 stored.id.0,
                 message_seq,
-                ep.id.to_string(),
+                endpoint.to_string(),
                 ms(now)
             ],
         )?;
@@ -570,7 +752,13 @@ const CLAIM_FROM: &str = "FROM webhooks_deliveries d
 ///
 /// Each endpoint is read (and its keys parsed) once per claim, not once per delivery, and
 /// the lease is written by rowid.
-fn claim_in(tx: &Connection, now: i64, limit: i64, until: i64) -> Result<Vec<(i64, DueDelivery)>> {
+fn claim_in(
+    tx: &Connection,
+    sealer: &Sealer,
+    now: i64,
+    limit: i64,
+    until: i64,
+) -> Result<Vec<(i64, DueDelivery)>> {
     let rows = {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT d.seq, {DELIVERY_COLUMNS}, {MESSAGE_COLUMNS} {CLAIM_FROM}"
@@ -595,7 +783,8 @@ fn claim_in(tx: &Connection, now: i64, limit: i64, until: i64) -> Result<Vec<(i6
             Some(ep) => ep.clone(),
             None => {
                 let ep = endpoint
-                    .query_row([delivery.endpoint_id.to_string()], |r| endpoint_at(r, 0))?;
+                    .query_row([delivery.endpoint_id.to_string()], |r| endpoint_at(r, 0))?
+                    .open(sealer)?;
                 endpoints.push(ep.clone());
                 ep
             }
@@ -612,86 +801,129 @@ fn claim_in(tx: &Connection, now: i64, limit: i64, until: i64) -> Result<Vec<(i6
     Ok(due)
 }
 
+/// Inserts `ep` with its keys already `sealed`.
+fn insert_endpoint(
+    tx: &Connection,
+    ep: &Endpoint,
+    sealed: &str,
+    filter: Option<String>,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO webhooks_endpoints (id, environment, url, event_types, enabled,
+         disabled_reason, secrets, max_per_second, failing_since, created_at,
+         owner_org, owner_project)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            ep.id.to_string(),
+            ep.environment.as_str(),
+            ep.url,
+            filter,
+            ep.enabled,
+            ep.disabled_reason,
+            sealed,
+            ep.max_per_second,
+            ep.failing_since.map(ms),
+            ms(ep.created_at),
+            ep.owner.organization,
+            ep.owner.project,
+        ],
+    )?;
+    Ok(())
+}
+
 #[async_trait]
 impl WebhookStore for SqliteWebhookStore {
     async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let ep = endpoint.clone();
-        let secrets = ep.secrets.to_stored()?;
+        let sealer = self.sealer()?;
         let filter = filter_json(&ep.filter)?;
+        // Sealed inside the write transaction: a rotation committed before it has its key
+        // current by then (the sealer reads a changed key file before it seals).
         self.run(move |c| {
-            c.execute(
-                "INSERT INTO webhooks_endpoints (id, environment, url, event_types, enabled,
-                 disabled_reason, secrets, max_per_second, failing_since, created_at,
-                 owner_org, owner_project)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    ep.id.to_string(),
-                    ep.environment.as_str(),
-                    ep.url,
-                    filter,
-                    ep.enabled,
-                    ep.disabled_reason,
-                    secrets.expose(),
-                    ep.max_per_second,
-                    ep.failing_since.map(ms),
-                    ms(ep.created_at),
-                    ep.owner.organization,
-                    ep.owner.project,
-                ],
-            )?;
-            Ok(())
+            immediate(c, |tx| {
+                insert_endpoint(tx, &ep, &ep.secrets.seal(ep.id, &sealer)?, filter)
+            })
         })
         .await
     }
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let ep = endpoint.clone();
-        let secrets = ep.secrets.to_stored()?;
+        let sealer = self.sealer()?;
         let filter = filter_json(&ep.filter)?;
         self.run(move |c| {
-            // Re-enabling starts a fresh failure run.
-            let n = c.execute(
-                "UPDATE webhooks_endpoints SET url = ?2, event_types = ?3,
-                 failing_since = CASE WHEN enabled = 0 AND ?4 = 1 THEN NULL ELSE failing_since END,
-                 enabled = ?4, disabled_reason = ?5, secrets = ?6, max_per_second = ?7
-                 WHERE id = ?1",
-                params![
-                    ep.id.to_string(),
-                    ep.url,
-                    filter,
-                    ep.enabled,
-                    ep.disabled_reason,
-                    secrets.expose(),
-                    ep.max_per_second
-                ],
-            )?;
-            if n == 0 {
-                return Err(Error::NotFound(ObjectKind::Endpoint));
-            }
-            Ok(())
+            immediate(c, |tx| {
+                let sealed = ep.secrets.seal(ep.id, &sealer)?;
+                // Re-enabling starts a fresh failure run.
+                let n = tx.execute(
+                    "UPDATE webhooks_endpoints SET url = ?2, event_types = ?3,
+                     failing_since = CASE WHEN enabled = 0 AND ?4 = 1 THEN NULL ELSE failing_since END,
+                     enabled = ?4, disabled_reason = ?5, secrets = ?6, max_per_second = ?7
+                     WHERE id = ?1",
+                    params![
+                        ep.id.to_string(),
+                        ep.url,
+                        filter,
+                        ep.enabled,
+                        ep.disabled_reason,
+                        sealed,
+                        ep.max_per_second
+                    ],
+                )?;
+                if n == 0 {
+                    return Err(Error::NotFound(ObjectKind::Endpoint));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn reseal_secrets(&self) -> Result<u64> {
+        let sealer = self.sealer()?;
+        self.run(move |c| {
+            let n = scrubbing(c, |c| {
+                immediate(c, |tx| {
+                    let n = reseal_rows(tx, &sealer, true)?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO webhooks_sealing (singleton, key_id)
+                         VALUES (1, ?1)",
+                        [sealer.current_id()],
+                    )?;
+                    Ok(n)
+                })
+            })?;
+            checkpoint(c);
+            Ok(n)
         })
         .await
     }
 
     async fn endpoint(&self, id: EndpointId) -> Result<Endpoint> {
+        let sealer = self.sealer()?;
         self.run(move |c| {
             c.query_row(
                 &format!("SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e WHERE e.id = ?1"),
                 [id.to_string()],
                 |r| endpoint_at(r, 0),
             )
-            .map_err(not_found(ObjectKind::Endpoint))
+            .map_err(not_found(ObjectKind::Endpoint))?
+            .open(&sealer)
         })
         .await
     }
 
     async fn endpoints(&self) -> Result<Vec<Endpoint>> {
-        self.run(|c| {
+        let sealer = self.sealer()?;
+        self.run(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e ORDER BY e.seq"
             ))?;
             let rows = stmt.query_map([], |r| endpoint_at(r, 0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .map(|row| row.open(&sealer))
+                .collect()
         })
         .await
     }
@@ -770,8 +1002,9 @@ impl WebhookStore for SqliteWebhookStore {
     ) -> Result<Vec<DueDelivery>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sealer = self.sealer()?;
         self.run_claiming(move |c, claimed| {
-            let due = immediate(c, |tx| claim_in(tx, ms(now), limit, ms(until)))?;
+            let due = immediate(c, |tx| claim_in(tx, &sealer, ms(now), limit, ms(until)))?;
             for (seq, d) in &due {
                 claimed.insert(d.delivery.id, (*seq, d.delivery.endpoint_id.to_string()));
             }
@@ -1005,9 +1238,9 @@ mod tests {
     use crate::store::WebhookStore;
     use crate::{EndpointKey, EndpointSecrets, SigningSecret};
 
-    /// A database written by the previous schema (version 4), with a delivery that has two
-    /// attempts and one still pending, opens at version 5 with everything readable and
-    /// writable.
+    /// A database written by an earlier schema (version 4), with a delivery that has two
+    /// attempts and one still pending, opens at the current version with everything readable
+    /// and writable.
     #[tokio::test]
     async fn a_version_4_outbox_migrates_with_its_attempts() {
         let dir = tempfile::tempdir().unwrap();
@@ -1066,8 +1299,20 @@ mod tests {
             }
         }
 
-        let store = SqliteWebhookStore::open(&path).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 5);
+        let sealer = crate::Sealer::new(crate::SealingKey::generate().unwrap());
+        let store = SqliteWebhookStore::open(&path, sealer).await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), 6);
+        // The endpoint's plaintext keys were sealed as the store opened.
+        let stored: String = store
+            .run(|c| Ok(c.query_row("SELECT secrets FROM webhooks_endpoints", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert!(crate::is_sealed(&stored));
+        let opened = store.endpoint(ep.id).await.unwrap();
+        assert_eq!(
+            opened.secrets.current().expose().expose(),
+            ep.secrets.current().expose().expose()
+        );
         let attempts = store.attempts(done).await.unwrap();
         let statuses: Vec<_> = attempts.iter().map(|a| a.status).collect();
         assert_eq!(statuses, [Some(500), Some(204)]);

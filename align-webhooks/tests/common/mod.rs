@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use align_keys::Environment;
 use align_webhooks::{
-    Endpoint, EndpointKey, EndpointSecrets, MemoryWebhookStore, SigningSecret, WebhookStore,
+    Endpoint, EndpointKey, EndpointSecrets, MemoryWebhookStore, Sealer, SealingKey, SigningSecret,
+    WebhookStore,
 };
 
 /// Every back-end, each over an empty store; PostgreSQL (in a scratch schema dropped when the
@@ -37,7 +38,7 @@ impl Stores {
                 let scratch = align_keys::postgres::ScratchSchema::create(&url)
                     .await
                     .unwrap();
-                let store = align_webhooks::PgWebhookStore::open(scratch.pool().unwrap())
+                let store = align_webhooks::PgWebhookStore::open(scratch.pool().unwrap(), sealer())
                     .await
                     .unwrap();
                 stores.push(("postgres", Arc::new(store)));
@@ -71,6 +72,19 @@ pub fn postgres_url() -> Option<String> {
             None
         }
     }
+}
+
+/// A sealer with a fresh key, kept in memory.
+pub fn sealer() -> Sealer {
+    Sealer::new(SealingKey::generate().unwrap())
+}
+
+/// The sealer of the key file `secrets-key` beside the database `db` (created when missing),
+/// so every process opening `db` seals with the same key.
+pub fn sealer_beside(db: &std::path::Path) -> Sealer {
+    Sealer::load_or_create(&db.with_file_name("secrets-key"))
+        .unwrap()
+        .0
 }
 
 pub fn endpoint(environment: Environment, url: &str) -> Endpoint {

@@ -104,9 +104,9 @@ pub(crate) const INSERT: &str = "INSERT INTO audit_records (stream, sequence, id
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
     ?19, ?20, ?21, ?22)";
 
-/// Opens a connection: WAL, busy timeout, `synchronous` FULL (fsync per commit) or NORMAL.
+/// Opens a connection (a new file is created `0600`): WAL, busy timeout, `synchronous` FULL (fsync per commit) or NORMAL.
 pub(crate) fn connect(path: &std::path::Path, sync_to_disk: bool) -> Result<Connection> {
-    let conn = Connection::open(path)?;
+    let conn = align_keys::sqlite::open(path)?;
     align_keys::sqlite::configure(&conn, sync_to_disk)?;
     Ok(conn)
 }
