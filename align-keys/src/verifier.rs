@@ -413,6 +413,14 @@ impl KeyVerifier {
         lock(&self.negative[shard_of(hash)]).remove(hash);
     }
 
+    /// A number that grows whenever a cached key may have changed: on every refresh,
+    /// invalidation (the change watcher's included) and clear. A cache of something derived
+    /// from keys, such as their creators' roles, stays valid while it does not move. A role
+    /// change counts as a change of every key of that user (the stores log it so).
+    pub fn changes(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
     /// How many keys are cached.
     pub fn cached_keys(&self) -> usize {
         self.shards

@@ -330,7 +330,7 @@ async fn sqlite_store_survives_reopen() {
         (minted.token, minted.record, f)
     };
     let store = SqliteKeyStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     assert_eq!(
         store
             .get_organization(f.org.id)
@@ -478,6 +478,23 @@ async fn the_change_log_reports_key_changes_from_any_writer() {
         let (changed, next) = store.key_changes_since(same).await.unwrap();
         assert_eq!(changed, vec![r.id], "{name}");
         assert!(store.key_changes_since(next).await.unwrap().0.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_role_change_is_logged_as_a_change_of_each_of_the_users_keys() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let r = record(&f, "ako_0000beef");
+        store.insert_key(&r, &KeyHash([5; 32])).await.unwrap();
+        let (_, start) = store.key_changes_since(-1).await.unwrap();
+        // The same role again is no change.
+        store.set_user_role(f.admin.id, Role::Admin).await.unwrap();
+        let (none, same) = store.key_changes_since(start).await.unwrap();
+        assert!(none.is_empty(), "{name}");
+        store.set_user_role(f.admin.id, Role::Viewer).await.unwrap();
+        let (changed, _) = store.key_changes_since(same).await.unwrap();
+        assert!(changed.contains(&r.id), "{name}: {changed:?}");
     }
 }
 

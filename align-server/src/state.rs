@@ -30,7 +30,8 @@ pub(crate) struct AppState {
     /// Per-key sliding-window rates, calendar quotas and requests in flight (in memory, or
     /// shared in Redis).
     pub(crate) limits: Limits,
-    roles: Mutex<HashMap<UserId, (Role, Instant)>>,
+    /// Each creator's role, when it was read, and the verifier's change count then.
+    roles: Mutex<HashMap<UserId, (Role, Instant, u64)>>,
     /// Audit and request logs.
     pub(crate) audit: Arc<dyn AuditSink>,
     /// Counters for `/metrics`.
@@ -119,13 +120,17 @@ impl AppState {
         removed
     }
 
-    /// The current role of `user`; a user who no longer exists counts as a viewer.
+    /// The current role of `user`; a user who no longer exists counts as a viewer. Cached
+    /// for at most [`ROLE_TTL`], and only while no key changed: a role change is logged as a
+    /// change of each of the user's keys, so the key change watcher (and a change through
+    /// this process) ends the cached role at once, as it does a revocation.
     pub(crate) async fn role_of(&self, user: UserId) -> Result<Role, ApiError> {
         let now = Instant::now();
+        let changes = self.keys.verifier().changes();
         {
             let roles = self.roles.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((role, at)) = roles.get(&user) {
-                if now.duration_since(*at) < ROLE_TTL {
+            if let Some((role, at, seen)) = roles.get(&user) {
+                if now.duration_since(*at) < ROLE_TTL && *seen == changes {
                     return Ok(*role);
                 }
             }
@@ -139,7 +144,9 @@ impl AppState {
         if roles.len() > 100_000 {
             roles.clear();
         }
-        roles.insert(user, (role, now));
+        // The change count from before the read: a change during it makes the next request
+        // read again.
+        roles.insert(user, (role, now, changes));
         Ok(role)
     }
 

@@ -30,7 +30,8 @@ struct Inner {
     key_index: HashMap<KeyId, usize>,
     by_hash: HashMap<KeyHash, KeyId>,
     prefixes: HashSet<String>,
-    /// Every `update_key`, in order: the change log.
+    /// Every `update_key` and every key of a user whose role changed, in order: the change
+    /// log.
     changes: Vec<KeyId>,
     passwords: HashMap<UserId, PasswordHash>,
     sessions: HashMap<SessionHash, UserSession>,
@@ -192,7 +193,19 @@ impl KeyStore for MemoryKeyStore {
             .iter_mut()
             .find(|(_, u)| u.id == id)
             .ok_or(Error::NotFound(ObjectKind::User))?;
+        if user.1.role == role {
+            return Ok(());
+        }
         user.1.role = role;
+        // The user's role bounds their keys: as the SQL stores' trigger does, a change of
+        // each of them.
+        let theirs: Vec<KeyId> = g
+            .keys
+            .iter()
+            .filter(|(_, k)| k.created_by == id)
+            .map(|(_, k)| k.id)
+            .collect();
+        g.changes.extend(theirs);
         Ok(())
     }
 
