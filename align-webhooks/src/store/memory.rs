@@ -122,7 +122,11 @@ impl WebhookStore for MemoryWebhookStore {
                 created_at: now,
             };
             let mut deliveries = Vec::new();
-            for ep in s.endpoints.iter().filter(|e| e.wants(&new)) {
+            for ep in s
+                .endpoints
+                .iter()
+                .filter(|e| e.owner.organization == new.owner.organization && e.wants(&new))
+            {
                 let d = Delivery {
                     id: DeliveryId::new(),
                     message_id: message.id.clone(),

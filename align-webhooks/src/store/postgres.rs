@@ -93,7 +93,11 @@ CREATE TABLE webhooks_attempts (
 CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_id, seq);
 ",
     // Endpoint keys are sealed; the store records which key seals them.
-    SEALING_TABLE,
+    SEALING_TABLE,    // Endpoints are found by owner (enqueue fan-out, an organisation's list, its cap): one
+    // organisation's endpoints do not slow another's.
+    r"
+CREATE INDEX webhooks_endpoints_by_owner ON webhooks_endpoints(owner_org, environment, seq);
+",
 ];
 
 const ENDPOINT_COLUMNS: &str = "e.id, e.environment, e.url, e.event_types, e.enabled, \
@@ -319,9 +323,10 @@ async fn enqueue_on(
         .query(
             &format!(
                 "SELECT {ROUTE_COLUMNS} FROM webhooks_endpoints e
-                 WHERE e.enabled AND e.environment = $1 ORDER BY e.seq"
+                 WHERE e.owner_org = $1 AND e.environment = $2 AND e.enabled
+                 ORDER BY e.seq"
             ),
-            &[&message.environment.as_str()],
+            &[&message.owner.organization, &message.environment.as_str()],
         )
         .await?;
     let mut deliveries = Vec::new();
@@ -569,6 +574,21 @@ impl WebhookStore for PgWebhookStore {
             .query(
                 &format!("SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e ORDER BY e.seq"),
                 &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| endpoint_at(r, 0, &self.sealer))
+            .collect()
+    }
+
+    async fn organization_endpoints(&self, organization: &str) -> Result<Vec<Endpoint>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e
+                     WHERE e.owner_org = $1 ORDER BY e.seq"
+                ),
+                &[&organization],
             )
             .await?;
         rows.iter()
