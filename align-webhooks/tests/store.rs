@@ -483,3 +483,37 @@ async fn issue_21_finding_3_one_organisations_endpoints_do_not_fan_out_or_slow_a
         assert_eq!(store.outbox_stats().await.unwrap().pending, 302, "{name}");
     }
 }
+
+/// Issue 21, finding 4: the dispatcher leaves organisations holding their share out of its
+/// claims, so another organisation's due deliveries are claimed past their backlog.
+#[tokio::test]
+async fn issue_21_finding_4_a_claim_can_leave_organisations_out() {
+    use align_webhooks::Owner;
+    for (name, store) in stores().await {
+        for org in ["org_a", "org_b"] {
+            let ep = endpoint(Environment::Sandbox, &format!("https://{org}.example/"))
+                .owned_by(Owner::organization(org));
+            store.create_endpoint(&ep).await.unwrap();
+        }
+        // Org A's backlog is due first.
+        for i in 0..5 {
+            let m = msg(&format!("evt_a_{i}"), "api_key.created", Environment::Sandbox)
+                .owned_by(Owner::organization("org_a"));
+            store.enqueue(m, t(i)).await.unwrap();
+        }
+        let m = msg("evt_b", "api_key.created", Environment::Sandbox)
+            .owned_by(Owner::organization("org_b"));
+        store.enqueue(m, t(10)).await.unwrap();
+
+        let lease = Duration::from_secs(60);
+        let due = store
+            .claim_due_skipping(t(20), 2, lease, &["org_a".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1, "{name}");
+        assert_eq!(due[0].endpoint.owner.organization, "org_b", "{name}");
+        let due = store.claim_due_skipping(t(20), 10, lease, &[]).await.unwrap();
+        assert_eq!(due.len(), 5, "{name}: org A's, unclaimed until now");
+        assert!(due.iter().all(|d| d.endpoint.owner.organization == "org_a"));
+    }
+}

@@ -671,6 +671,16 @@ impl WebhookStore for PgWebhookStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<DueDelivery>> {
+        self.claim_due_skipping(now, limit, lease, &[]).await
+    }
+
+    async fn claim_due_skipping(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        skip: &[String],
+    ) -> Result<Vec<DueDelivery>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut client = self.pool.get().await?;
@@ -684,10 +694,11 @@ impl WebhookStore for PgWebhookStore {
                      JOIN webhooks_messages m ON m.id = d.message_id
                      JOIN webhooks_endpoints e ON e.id = d.endpoint_id
                      WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND e.enabled
+                       AND NOT (e.owner_org = ANY($3))
                      ORDER BY d.next_attempt_at LIMIT $2
                      FOR UPDATE OF d SKIP LOCKED"
                 ),
-                &[&ms(now), &limit],
+                &[&ms(now), &limit, &skip],
             )
             .await?;
         let due = rows

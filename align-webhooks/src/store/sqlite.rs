@@ -748,12 +748,14 @@ pub(super) fn record_one(
     Ok(opt_ms(after).map_err(Error::from))
 }
 
-/// Where the claim's rows come from: pending deliveries due at `?1` to enabled endpoints,
-/// oldest due first, at most `?2`, with their messages.
+/// Where the claim's rows come from: pending deliveries due at `?1` to enabled endpoints
+/// of organisations not in the JSON array `?3`, oldest due first, at most `?2`, with their
+/// messages.
 const CLAIM_FROM: &str = "FROM webhooks_deliveries d
     JOIN webhooks_messages m ON m.seq = d.message_seq
     JOIN webhooks_endpoints e ON e.id = d.endpoint_id
     WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND e.enabled = 1
+      AND e.owner_org NOT IN (SELECT value FROM json_each(?3))
     ORDER BY d.next_attempt_at LIMIT ?2";
 
 /// Selects and leases the due deliveries (see [`WebhookStore::claim_due`]) inside `tx`.
@@ -766,12 +768,13 @@ fn claim_in(
     now: i64,
     limit: i64,
     until: i64,
+    skip: &str,
 ) -> Result<Vec<(i64, DueDelivery)>> {
     let rows = {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT d.seq, {DELIVERY_COLUMNS}, {MESSAGE_COLUMNS} {CLAIM_FROM}"
         ))?;
-        let rows = stmt.query_map(params![now, limit], |r| {
+        let rows = stmt.query_map(params![now, limit, skip], |r| {
             Ok((r.get::<_, i64>(0)?, delivery_at(r, 1)?, message_at(r, 8)?))
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
@@ -1025,11 +1028,24 @@ impl WebhookStore for SqliteWebhookStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<DueDelivery>> {
+        self.claim_due_skipping(now, limit, lease, &[]).await
+    }
+
+    async fn claim_due_skipping(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        skip: &[String],
+    ) -> Result<Vec<DueDelivery>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sealer = self.sealer()?;
+        let skip = serde_json::to_string(skip)?;
         self.run_claiming(move |c, claimed| {
-            let due = immediate(c, |tx| claim_in(tx, &sealer, ms(now), limit, ms(until)))?;
+            let due = immediate(c, |tx| {
+                claim_in(tx, &sealer, ms(now), limit, ms(until), &skip)
+            })?;
             for (seq, d) in &due {
                 claimed.insert(d.delivery.id, (*seq, d.delivery.endpoint_id.to_string()));
             }
@@ -1397,7 +1413,9 @@ mod tests {
                     "EXPLAIN QUERY PLAN SELECT d.seq, m.payload {}",
                     super::CLAIM_FROM
                 ))?;
-                let rows = stmt.query_map([1_i64, 10], |r| r.get::<_, String>(3))?;
+                let rows = stmt.query_map(params![1_i64, 10_i64, "[\"org\"]"], |r| {
+                    r.get::<_, String>(3)
+                })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
             })
             .await
