@@ -623,11 +623,17 @@ async fn issue_21_finding_4_a_slow_organisation_does_not_delay_another() {
     });
 
     let event = |id: &str, org: &str| {
-        NewMessage::new(id, "api_key.revoked", Environment::Sandbox, json!({"id": id}))
-            .owned_by(Owner::organization(org))
+        NewMessage::new(
+            id,
+            "api_key.revoked",
+            Environment::Sandbox,
+            json!({"id": id}),
+        )
+        .owned_by(Owner::organization(org))
     };
     // Org B's latency alone: enqueue to arrival at the receiver.
-    let fast_arrivals = |r: &TestReceiver| r.received().iter().filter(|x| x.path == "/fast").count();
+    let fast_arrivals =
+        |r: &TestReceiver| r.received().iter().filter(|x| x.path == "/fast").count();
     // (The mean of five: the receiver is polled every 10 ms.)
     const SENDS: usize = 5;
     let mut alone = Duration::ZERO;
@@ -652,13 +658,25 @@ async fn issue_21_finding_4_a_slow_organisation_does_not_delay_another() {
     // Let A's deliveries take every slot they may.
     assert!(
         eventually(ms(2000), || async {
-            receiver.received().iter().filter(|x| x.path.starts_with("/slow")).count() >= 6
+            receiver
+                .received()
+                .iter()
+                .filter(|x| x.path.starts_with("/slow"))
+                .count()
+                >= 6
         })
         .await
     );
     tokio::time::sleep(ms(100)).await;
-    let slow_in_flight = receiver.received().iter().filter(|x| x.path.starts_with("/slow")).count();
-    assert_eq!(slow_in_flight, 6, "org A holds concurrency - share = 8 - 2 slots");
+    let slow_in_flight = receiver
+        .received()
+        .iter()
+        .filter(|x| x.path.starts_with("/slow"))
+        .count();
+    assert_eq!(
+        slow_in_flight, 6,
+        "org A holds concurrency - share = 8 - 2 slots"
+    );
 
     let mut loaded = Duration::ZERO;
     for i in 0..SENDS {
@@ -668,7 +686,10 @@ async fn issue_21_finding_4_a_slow_organisation_does_not_delay_another() {
             .await
             .unwrap();
         assert!(
-            eventually(ms(1500), || async { fast_arrivals(&receiver) == SENDS + i + 1 }).await,
+            eventually(ms(1500), || async {
+                fast_arrivals(&receiver) == SENDS + i + 1
+            })
+            .await,
             "org B's delivery waited behind org A's"
         );
         loaded += start.elapsed() / SENDS as u32;
@@ -679,7 +700,10 @@ async fn issue_21_finding_4_a_slow_organisation_does_not_delay_another() {
         loaded <= alone * 2 + ms(10),
         "alone {alone:?}, loaded {loaded:?}"
     );
-    assert!(loaded < ms(500), "well under the 2 s attempt timeout: {loaded:?}");
+    assert!(
+        loaded < ms(500),
+        "well under the 2 s attempt timeout: {loaded:?}"
+    );
     let _ = stop.send(());
     running.await.unwrap().unwrap();
 }

@@ -462,12 +462,22 @@ async fn issue_21_finding_3_one_organisations_endpoints_do_not_fan_out_or_slow_a
             300,
             "{name}"
         );
-        assert!(store.organization_endpoints("org_c").await.unwrap().is_empty());
+        assert!(
+            store
+                .organization_endpoints("org_c")
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         let event = msg("evt_a", "api_key.created", Environment::Sandbox)
             .owned_by(Owner::organization("org_a"));
         let enqueued = store.enqueue(event, t(0)).await.unwrap();
-        assert_eq!(enqueued.deliveries.len(), 2, "{name}: fan-out of org A's event");
+        assert_eq!(
+            enqueued.deliveries.len(),
+            2,
+            "{name}: fan-out of org A's event"
+        );
         let mut targets = Vec::new();
         for d in &enqueued.deliveries {
             targets.push(store.delivery(*d).await.unwrap().endpoint_id);
@@ -479,7 +489,11 @@ async fn issue_21_finding_3_one_organisations_endpoints_do_not_fan_out_or_slow_a
         let event = msg("evt_b", "api_key.created", Environment::Sandbox)
             .owned_by(Owner::organization("org_b"));
         let enqueued = store.enqueue(event, t(0)).await.unwrap();
-        assert_eq!(enqueued.deliveries.len(), 300, "{name}: fan-out of org B's event");
+        assert_eq!(
+            enqueued.deliveries.len(),
+            300,
+            "{name}: fan-out of org B's event"
+        );
         assert_eq!(store.outbox_stats().await.unwrap().pending, 302, "{name}");
     }
 }
@@ -497,8 +511,12 @@ async fn issue_21_finding_4_a_claim_can_leave_organisations_out() {
         }
         // Org A's backlog is due first.
         for i in 0..5 {
-            let m = msg(&format!("evt_a_{i}"), "api_key.created", Environment::Sandbox)
-                .owned_by(Owner::organization("org_a"));
+            let m = msg(
+                &format!("evt_a_{i}"),
+                "api_key.created",
+                Environment::Sandbox,
+            )
+            .owned_by(Owner::organization("org_a"));
             store.enqueue(m, t(i)).await.unwrap();
         }
         let m = msg("evt_b", "api_key.created", Environment::Sandbox)
@@ -512,7 +530,10 @@ async fn issue_21_finding_4_a_claim_can_leave_organisations_out() {
             .unwrap();
         assert_eq!(due.len(), 1, "{name}");
         assert_eq!(due[0].endpoint.owner.organization, "org_b", "{name}");
-        let due = store.claim_due_skipping(t(20), 10, lease, &[]).await.unwrap();
+        let due = store
+            .claim_due_skipping(t(20), 10, lease, &[])
+            .await
+            .unwrap();
         assert_eq!(due.len(), 5, "{name}: org A's, unclaimed until now");
         assert!(due.iter().all(|d| d.endpoint.owner.organization == "org_a"));
     }

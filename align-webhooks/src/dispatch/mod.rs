@@ -546,13 +546,16 @@ impl Feed {
         let state = self.lock();
         let mut queued: HashMap<&str, usize> = HashMap::new();
         for (d, _) in &state.queue {
-            *queued.entry(d.endpoint.owner.organization.as_str()).or_insert(0) += 1;
+            *queued
+                .entry(d.endpoint.owner.organization.as_str())
+                .or_insert(0) += 1;
         }
         let skip: Vec<String> = state
             .held
             .iter()
             .filter(|(org, held)| {
-                **held >= self.hold || queued.get(org.as_str()).copied().unwrap_or(0) >= self.low_water
+                **held >= self.hold
+                    || queued.get(org.as_str()).copied().unwrap_or(0) >= self.low_water
             })
             .map(|(org, _)| org.clone())
             .collect();
@@ -564,7 +567,11 @@ impl Feed {
                 !skip.contains(org) && state.may_start(org, self.concurrency, self.share)
             })
             .count();
-        (counted, self.concurrency.saturating_sub(state.in_flight), skip)
+        (
+            counted,
+            self.concurrency.saturating_sub(state.in_flight),
+            skip,
+        )
     }
 
     /// Queues `due`, except deliveries of an organisation already holding `hold`: those are

@@ -93,7 +93,7 @@ CREATE TABLE webhooks_attempts (
 CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_id, seq);
 ",
     // Endpoint keys are sealed; the store records which key seals them.
-    SEALING_TABLE,    // Endpoints are found by owner (enqueue fan-out, an organisation's list, its cap): one
+    SEALING_TABLE, // Endpoints are found by owner (enqueue fan-out, an organisation's list, its cap): one
     // organisation's endpoints do not slow another's.
     r"
 CREATE INDEX webhooks_endpoints_by_owner ON webhooks_endpoints(owner_org, environment, seq);

@@ -136,7 +136,7 @@ CREATE INDEX webhooks_deliveries_failed ON webhooks_deliveries(endpoint_id, crea
     WHERE status = 'failed';
 ",
     // Endpoint keys are sealed; the store records which key seals them.
-    SEALING_TABLE,    // Endpoints are found by owner (enqueue fan-out, an organisation's list, its cap): one
+    SEALING_TABLE, // Endpoints are found by owner (enqueue fan-out, an organisation's list, its cap): one
     // organisation's endpoints do not slow another's.
     r"
 CREATE INDEX webhooks_endpoints_by_owner ON webhooks_endpoints(owner_org, environment, seq);
@@ -620,7 +620,10 @@ fn enqueue_on(tx: &Connection, message: &NewMessage, now: DateTime<Utc>) -> Resu
              ORDER BY e.seq"
         ))?;
         let rows = stmt.query_map(
-            [message.owner.organization.as_str(), message.environment.as_str()],
+            [
+                message.owner.organization.as_str(),
+                message.environment.as_str(),
+            ],
             route_at,
         )?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
