@@ -493,7 +493,7 @@ impl FeedState {
             return false;
         }
         let flying = self.flying.get(organization).copied().unwrap_or(0);
-        flying < share || concurrency - self.in_flight - 1 >= share
+        flying < share || concurrency - self.in_flight > share
     }
 }
 
