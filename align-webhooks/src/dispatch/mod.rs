@@ -446,7 +446,7 @@ impl Dispatcher {
 struct Feed {
     /// Deliveries with the time they were claimed, oldest due first, and the slots' holders.
     queue: std::sync::Mutex<FeedState>,
-    /// Wakes attempt loops waiting for deliveries (a push, or a slot freed).
+    /// Wakes attempt loops waiting for deliveries (a push).
     ready: Notify,
     /// Wakes the claiming loop when the queue runs low.
     low: Notify,
@@ -598,21 +598,16 @@ impl Feed {
         over
     }
 
-    /// Takes the queued deliveries that can no longer start within their lease.
+    /// Takes the queued deliveries that can no longer start within their lease: the front
+    /// of the queue, which is in claim order.
     fn sweep(&self) -> Vec<DueDelivery> {
         let mut state = self.lock();
         let mut stale = Vec::new();
-        let mut kept = VecDeque::with_capacity(state.queue.len());
-        for (d, at) in std::mem::take(&mut state.queue) {
-            if self.stale(at) {
+        while state.queue.front().is_some_and(|(_, at)| self.stale(*at)) {
+            if let Some((d, _)) = state.queue.pop_front() {
+                count_down(&mut state.held, &d.endpoint.owner.organization);
                 stale.push(d);
-            } else {
-                kept.push_back((d, at));
             }
-        }
-        state.queue = kept;
-        for d in &stale {
-            count_down(&mut state.held, &d.endpoint.owner.organization);
         }
         stale
     }
@@ -647,15 +642,13 @@ impl Feed {
         Some(next)
     }
 
-    /// Frees the slot a delivery of `organization` held.
+    /// Frees the slot a delivery of `organization` held. Wakes no one: the freed slot can
+    /// start one delivery, and the loop that freed it looks for one next.
     fn done(&self, organization: &str) {
-        {
-            let mut state = self.lock();
-            state.in_flight = state.in_flight.saturating_sub(1);
-            count_down(&mut state.flying, organization);
-            count_down(&mut state.held, organization);
-        }
-        self.ready.notify_waiters();
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        count_down(&mut state.flying, organization);
+        count_down(&mut state.held, organization);
     }
 
     fn take_all(&self) -> Vec<DueDelivery> {
@@ -673,8 +666,7 @@ async fn attempt_loop(inner: Arc<Inner>, feed: Arc<Feed>, recorder: Recorder) {
     let deadline = tokio::time::sleep(inner.config.attempt_timeout);
     tokio::pin!(deadline);
     loop {
-        // Registered before looking, so a push or a freed slot between the look and the wait
-        // wakes it.
+        // Registered before looking, so a push between the look and the wait wakes it.
         let ready = feed.ready.notified();
         let Some(due) = feed.pop() else {
             if feed.closed.load(std::sync::atomic::Ordering::Acquire) {
