@@ -1061,6 +1061,37 @@ mod tests {
     }
 
     #[test]
+    fn the_endpoint_cap_comes_from_file_and_env() {
+        assert_eq!(
+            Config::default().webhooks.max_endpoints_per_organization,
+            100
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(&file, "[webhooks]\nmax_endpoints_per_organization = 7\n").unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.webhooks.max_endpoints_per_organization, 7);
+        let c = Config::load(
+            Some(&file),
+            env(&[("ALIGN_WEBHOOKS_MAX_ENDPOINTS_PER_ORGANIZATION", "12")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.max_endpoints_per_organization, 12);
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_WEBHOOKS_MAX_ENDPOINTS_PER_ORGANIZATION", "many")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("ALIGN_WEBHOOKS_MAX_ENDPOINTS_PER_ORGANIZATION"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn webhook_settings_from_file_and_env() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("align.toml");

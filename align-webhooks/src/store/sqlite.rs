@@ -1406,6 +1406,34 @@ mod tests {
         assert!(store.attempts(done).await.unwrap().is_empty());
     }
 
+    /// Issue 21, finding 3: fan-out and an organisation's list read its endpoints through
+    /// the owner index, not every organisation's.
+    #[tokio::test]
+    async fn endpoints_are_found_through_the_owner_index() {
+        let store = SqliteWebhookStore::open_in_memory().await.unwrap();
+        let plan = store
+            .run(|c| {
+                let mut out = Vec::new();
+                for sql in [
+                    "EXPLAIN QUERY PLAN SELECT e.id FROM webhooks_endpoints e
+                     WHERE e.owner_org = ?1 AND e.environment = ?2 AND e.enabled = 1
+                     ORDER BY e.seq",
+                    "EXPLAIN QUERY PLAN SELECT e.id FROM webhooks_endpoints e
+                     WHERE e.owner_org = ?1 AND ?2 = ?2 ORDER BY e.seq",
+                ] {
+                    let mut stmt = c.prepare(sql)?;
+                    let rows = stmt.query_map(params!["org", "live"], |r| r.get::<_, String>(3))?;
+                    out.push(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"));
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap();
+        for p in plan {
+            assert!(p.contains("webhooks_endpoints_by_owner"), "{p}");
+        }
+    }
+
     /// The claim reads the small index of pending deliveries, not the whole table.
     #[tokio::test]
     async fn the_claim_uses_the_pending_index() {
