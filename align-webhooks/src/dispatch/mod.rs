@@ -243,6 +243,12 @@ impl Dispatcher {
     /// there are idle attempt loops.) Outcomes are recorded in groups, at most a few
     /// milliseconds after they arrive.
     ///
+    /// Slots are shared by organisation (the endpoint owner's): an organisation below its
+    /// share, `max(1, concurrency / 4)`, takes any free slot; one at or past it only while
+    /// `share` slots stay free for others. Claims leave out organisations that already have
+    /// half the claim-ahead queue waiting or hold their most, so one organisation's slow
+    /// receivers or backlog do not delay another's deliveries.
+    ///
     /// On shutdown, claimed deliveries not yet sent are handed back (due at once), and
     /// in-flight attempts finish and are recorded before it returns.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
