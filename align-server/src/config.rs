@@ -177,6 +177,10 @@ pub struct WebhookSettings {
     /// Run the dispatcher inside `align serve` (`webhooks.dispatcher`, default true; turn it
     /// off when another process delivers from the same database).
     pub dispatcher: bool,
+    /// Endpoints one organisation may have at most
+    /// (`webhooks.max_endpoints_per_organization`, default 100); creating one more answers
+    /// `409 conflict`.
+    pub max_endpoints_per_organization: usize,
 }
 
 /// Rate limits shared through Redis by several instances (`ratelimit.redis_*`; see
@@ -277,6 +281,7 @@ impl Default for WebhookSettings {
             poll_interval: Duration::from_millis(250),
             disable_after: Duration::from_secs(120 * 3600),
             dispatcher: true,
+            max_endpoints_per_organization: 100,
         }
     }
 }
@@ -374,6 +379,7 @@ struct WebhooksSection {
     poll_interval_ms: Option<u64>,
     disable_after_hours: Option<u64>,
     dispatcher: Option<bool>,
+    max_endpoints_per_organization: Option<usize>,
 }
 
 /// `retry_schedule = "5,300,1800"` or `retry_schedule = [5, 300, 1800]`.
@@ -571,6 +577,9 @@ impl Config {
         if let Some(v) = w.disable_after_hours {
             hooks.disable_after = Duration::from_secs(v.saturating_mul(3600));
         }
+        if let Some(v) = w.max_endpoints_per_organization {
+            hooks.max_endpoints_per_organization = v;
+        }
         if let Some(v) = w.dispatcher {
             hooks.dispatcher = v;
         }
@@ -633,6 +642,9 @@ impl Config {
                 self.webhooks.disable_after = Duration::from_secs(hours.saturating_mul(3600));
             }
             "ALIGN_WEBHOOKS_DISPATCHER" => self.webhooks.dispatcher = parse_bool(name, value)?,
+            "ALIGN_WEBHOOKS_MAX_ENDPOINTS_PER_ORGANIZATION" => {
+                self.webhooks.max_endpoints_per_organization = parse_value(name, value)?;
+            }
             "ALIGN_CONSOLE_ENABLED" => self.console.enabled = parse_bool(name, value)?,
             "ALIGN_CONSOLE_PBKDF2_ITERATIONS" => {
                 self.console.pbkdf2_iterations = parse_value(name, value)?;
@@ -1046,6 +1058,37 @@ mod tests {
             assert!(text.contains(hint), "{text}");
             assert!(!text.contains("s3cret"), "{text}");
         }
+    }
+
+    #[test]
+    fn the_endpoint_cap_comes_from_file_and_env() {
+        assert_eq!(
+            Config::default().webhooks.max_endpoints_per_organization,
+            100
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(&file, "[webhooks]\nmax_endpoints_per_organization = 7\n").unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.webhooks.max_endpoints_per_organization, 7);
+        let c = Config::load(
+            Some(&file),
+            env(&[("ALIGN_WEBHOOKS_MAX_ENDPOINTS_PER_ORGANIZATION", "12")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.max_endpoints_per_organization, 12);
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_WEBHOOKS_MAX_ENDPOINTS_PER_ORGANIZATION", "many")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("ALIGN_WEBHOOKS_MAX_ENDPOINTS_PER_ORGANIZATION"),
+            "{e}"
+        );
     }
 
     #[test]

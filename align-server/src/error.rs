@@ -302,6 +302,19 @@ impl ApiError {
         )
     }
 
+    /// `409 conflict`: the organisation already has `cap` webhook endpoints
+    /// (`webhooks.max_endpoints_per_organization`).
+    pub fn endpoint_limit(cap: usize) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "this organisation already has {cap} webhook endpoints, the most allowed; \
+                 delete one before creating another"
+            ),
+        )
+    }
+
     /// `409 key_not_active`: resuming, rotating or changing a key that is revoked or expired
     /// (a rotated-out key included). Those are final: nothing makes the key valid again.
     pub fn key_not_active() -> Self {

@@ -676,3 +676,53 @@ fn close_with_reset(mut stream: std::net::TcpStream) -> std::io::Result<()> {
     let mut byte = [0_u8; 1];
     stream.read_exact(&mut byte)
 }
+
+/// Issue 21, finding 3: one organisation could register endpoints without limit, and every
+/// one of them slowed every other organisation's lookups and fan-out. Past
+/// `webhooks.max_endpoints_per_organization` a new endpoint answers `409 conflict`; deleting
+/// one makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_21_finding_3_an_organisation_cannot_create_endpoints_past_its_cap() {
+    let s = TestServer::start_with(|c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.max_endpoints_per_organization = 3;
+    })
+    .await;
+    let sandbox = sandbox_key(&s).await;
+    let rx = Receiver::ok().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(endpoint(&s, &sandbox, json!({ "url": rx.url() })).await.0);
+    }
+    // The cap counts the organisation's endpoints in every environment.
+    let r = s
+        .post(
+            "/api/v1/webhook-endpoints",
+            &s.admin_key,
+            json!({ "url": "https://127.0.0.1:9/hook", "environment": "live" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.code(), "conflict");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("3 webhook endpoints"), "{message}");
+    let r = s
+        .post(
+            "/api/v1/webhook-endpoints",
+            &sandbox,
+            json!({ "url": rx.url() }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+
+    let listed = s.get("/api/v1/webhook-endpoints", &sandbox).await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 3);
+
+    let auth = format!("Bearer {sandbox}");
+    let path = format!("/api/v1/webhook-endpoints/{}", ids[0]);
+    let r = s
+        .send(Method::DELETE, &path, &[("authorization", &auth)], None)
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    endpoint(&s, &sandbox, json!({ "url": rx.url() })).await;
+}

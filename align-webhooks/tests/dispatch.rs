@@ -582,3 +582,128 @@ async fn no_secret_reaches_attempt_records_or_debug_output() {
     );
     assert!(!printed.contains(secret_b64), "{printed}");
 }
+
+/// Issue 21, finding 4: one global pool of delivery slots let one organisation's hanging
+/// receivers hold every slot for the attempt timeout, and another organisation's delivery
+/// waited for them. Slots are now shared by organisation: organisation A's 40 hanging
+/// endpoints hold at most `concurrency - share` of them, and organisation B's delivery goes
+/// out about as fast as with no load at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_21_finding_4_a_slow_organisation_does_not_delay_another() {
+    use align_webhooks::Owner;
+    let receiver = TestReceiver::start(|_, r| {
+        if r.path.starts_with("/slow") {
+            Reply::status(200).delay(Duration::from_secs(30))
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let store = Arc::new(MemoryWebhookStore::new());
+    for i in 0..40 {
+        let ep = endpoint(Environment::Sandbox, &receiver.url(&format!("/slow/{i}")))
+            .owned_by(Owner::organization("org_a"));
+        store.create_endpoint(&ep).await.unwrap();
+    }
+    let fast = endpoint(Environment::Sandbox, &receiver.url("/fast"))
+        .owned_by(Owner::organization("org_b"));
+    store.create_endpoint(&fast).await.unwrap();
+    let mut c = config();
+    c.concurrency = 8;
+    c.attempt_timeout = Duration::from_secs(2);
+    c.lease = Duration::from_secs(10);
+    let dispatcher = Arc::new(Dispatcher::new(store.clone(), c).unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let d = Arc::clone(&dispatcher);
+    let running = tokio::spawn(async move {
+        d.run(async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    let event = |id: &str, org: &str| {
+        NewMessage::new(
+            id,
+            "api_key.revoked",
+            Environment::Sandbox,
+            json!({"id": id}),
+        )
+        .owned_by(Owner::organization(org))
+    };
+    // Org B's latency alone: enqueue to arrival at the receiver.
+    let fast_arrivals =
+        |r: &TestReceiver| r.received().iter().filter(|x| x.path == "/fast").count();
+    // (The mean of five: the receiver is polled every 10 ms.)
+    const SENDS: usize = 5;
+    let mut alone = Duration::ZERO;
+    for i in 0..SENDS {
+        let start = Instant::now();
+        store
+            .enqueue(event(&format!("evt_b_alone_{i}"), "org_b"), Utc::now())
+            .await
+            .unwrap();
+        assert!(eventually(ms(2000), || async { fast_arrivals(&receiver) == i + 1 }).await);
+        alone += start.elapsed() / SENDS as u32;
+    }
+
+    // Org A: three events to 40 hanging endpoints, 120 deliveries.
+    for i in 0..3 {
+        let enqueued = store
+            .enqueue(event(&format!("evt_a_{i}"), "org_a"), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(enqueued.deliveries.len(), 40);
+    }
+    // Let A's deliveries take every slot they may.
+    assert!(
+        eventually(ms(2000), || async {
+            receiver
+                .received()
+                .iter()
+                .filter(|x| x.path.starts_with("/slow"))
+                .count()
+                >= 6
+        })
+        .await
+    );
+    tokio::time::sleep(ms(100)).await;
+    let slow_in_flight = receiver
+        .received()
+        .iter()
+        .filter(|x| x.path.starts_with("/slow"))
+        .count();
+    assert_eq!(
+        slow_in_flight, 6,
+        "org A holds concurrency - share = 8 - 2 slots"
+    );
+
+    let mut loaded = Duration::ZERO;
+    for i in 0..SENDS {
+        let start = Instant::now();
+        store
+            .enqueue(event(&format!("evt_b_loaded_{i}"), "org_b"), Utc::now())
+            .await
+            .unwrap();
+        assert!(
+            eventually(ms(1500), || async {
+                fast_arrivals(&receiver) == SENDS + i + 1
+            })
+            .await,
+            "org B's delivery waited behind org A's"
+        );
+        loaded += start.elapsed() / SENDS as u32;
+    }
+    eprintln!("org B's delivery latency: alone {alone:?}, with org A's load {loaded:?}");
+    // Within twice the latency alone, give or take one 10 ms tick of the receiver polling.
+    assert!(
+        loaded <= alone * 2 + ms(10),
+        "alone {alone:?}, loaded {loaded:?}"
+    );
+    assert!(
+        loaded < ms(500),
+        "well under the 2 s attempt timeout: {loaded:?}"
+    );
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+}

@@ -86,7 +86,7 @@ async fn the_outbox_survives_reopening_with_ids_unchanged() {
     let store = SqliteWebhookStore::open(&path, common::sealer_beside(&path))
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 6);
+    assert_eq!(store.schema_version().await.unwrap(), 7);
     let due = store
         .claim_due(Utc::now(), 10, std::time::Duration::ZERO)
         .await

@@ -432,3 +432,109 @@ async fn fan_out_never_crosses_organisations_or_projects() {
         );
     }
 }
+
+/// Issue 21, finding 3: every enqueue and every endpoint list read the endpoints of every
+/// organisation, so one organisation's thousands of endpoints slowed the others and its
+/// lookups fanned out over everyone's. An event of organisation A creates deliveries for A's
+/// endpoints only, and A's list holds A's endpoints only, however many B has.
+#[tokio::test]
+async fn issue_21_finding_3_one_organisations_endpoints_do_not_fan_out_or_slow_another() {
+    use align_webhooks::Owner;
+    for (name, store) in stores().await {
+        let mut a_ids = Vec::new();
+        for i in 0..2 {
+            let ep = endpoint(Environment::Sandbox, &format!("https://a.example/{i}"))
+                .owned_by(Owner::organization("org_a"));
+            store.create_endpoint(&ep).await.unwrap();
+            a_ids.push(ep.id);
+        }
+        for i in 0..300 {
+            let ep = endpoint(Environment::Sandbox, &format!("https://b.example/{i}"))
+                .owned_by(Owner::organization("org_b"));
+            store.create_endpoint(&ep).await.unwrap();
+        }
+
+        let listed = store.organization_endpoints("org_a").await.unwrap();
+        let listed: Vec<_> = listed.iter().map(|e| e.id).collect();
+        assert_eq!(listed, a_ids, "{name}: org A's list");
+        assert_eq!(
+            store.organization_endpoints("org_b").await.unwrap().len(),
+            300,
+            "{name}"
+        );
+        assert!(
+            store
+                .organization_endpoints("org_c")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let event = msg("evt_a", "api_key.created", Environment::Sandbox)
+            .owned_by(Owner::organization("org_a"));
+        let enqueued = store.enqueue(event, t(0)).await.unwrap();
+        assert_eq!(
+            enqueued.deliveries.len(),
+            2,
+            "{name}: fan-out of org A's event"
+        );
+        let mut targets = Vec::new();
+        for d in &enqueued.deliveries {
+            targets.push(store.delivery(*d).await.unwrap().endpoint_id);
+        }
+        targets.sort();
+        a_ids.sort();
+        assert_eq!(targets, a_ids, "{name}");
+
+        let event = msg("evt_b", "api_key.created", Environment::Sandbox)
+            .owned_by(Owner::organization("org_b"));
+        let enqueued = store.enqueue(event, t(0)).await.unwrap();
+        assert_eq!(
+            enqueued.deliveries.len(),
+            300,
+            "{name}: fan-out of org B's event"
+        );
+        assert_eq!(store.outbox_stats().await.unwrap().pending, 302, "{name}");
+    }
+}
+
+/// Issue 21, finding 4: the dispatcher leaves organisations holding their share out of its
+/// claims, so another organisation's due deliveries are claimed past their backlog.
+#[tokio::test]
+async fn issue_21_finding_4_a_claim_can_leave_organisations_out() {
+    use align_webhooks::Owner;
+    for (name, store) in stores().await {
+        for org in ["org_a", "org_b"] {
+            let ep = endpoint(Environment::Sandbox, &format!("https://{org}.example/"))
+                .owned_by(Owner::organization(org));
+            store.create_endpoint(&ep).await.unwrap();
+        }
+        // Org A's backlog is due first.
+        for i in 0..5 {
+            let m = msg(
+                &format!("evt_a_{i}"),
+                "api_key.created",
+                Environment::Sandbox,
+            )
+            .owned_by(Owner::organization("org_a"));
+            store.enqueue(m, t(i)).await.unwrap();
+        }
+        let m = msg("evt_b", "api_key.created", Environment::Sandbox)
+            .owned_by(Owner::organization("org_b"));
+        store.enqueue(m, t(10)).await.unwrap();
+
+        let lease = Duration::from_secs(60);
+        let due = store
+            .claim_due_skipping(t(20), 2, lease, &["org_a".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1, "{name}");
+        assert_eq!(due[0].endpoint.owner.organization, "org_b", "{name}");
+        let due = store
+            .claim_due_skipping(t(20), 10, lease, &[])
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 5, "{name}: org A's, unclaimed until now");
+        assert!(due.iter().all(|d| d.endpoint.owner.organization == "org_a"));
+    }
+}

@@ -316,6 +316,16 @@ pub(crate) async fn register(
     if body.max_per_second == Some(0) {
         return Err(ApiError::invalid_request("maxPerSecond must be at least 1"));
     }
+    // Before the URL check, which may resolve a name.
+    let cap = state.config.webhooks.max_endpoints_per_organization;
+    let existing = state
+        .webhooks
+        .organization_endpoints(&org.to_string())
+        .await?
+        .len();
+    if existing >= cap {
+        return Err(ApiError::endpoint_limit(cap));
+    }
     check_url(state, &body.url, environment).await?;
     let key = new_key(body.signature_scheme.as_deref())?;
     let mut ep = Endpoint::new(environment, body.url, EndpointSecrets::new(key)).owned_by(Owner {
@@ -371,7 +381,7 @@ pub(crate) async fn visible(
     who.require(permission)?;
     Ok(state
         .webhooks
-        .endpoints()
+        .organization_endpoints(&who.organization_id().to_string())
         .await?
         .into_iter()
         .filter(|ep| authorize(who, permission, ep).is_ok())

@@ -6,7 +6,7 @@ mod schedule;
 mod targets;
 mod throttle;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -243,6 +243,12 @@ impl Dispatcher {
     /// there are idle attempt loops.) Outcomes are recorded in groups, at most a few
     /// milliseconds after they arrive.
     ///
+    /// Slots are shared by organisation (the endpoint owner's): an organisation below its
+    /// share, `max(1, concurrency / 4)`, takes any free slot; one at or past it only while
+    /// `share` slots stay free for others. Claims leave out organisations that already have
+    /// half the claim-ahead queue waiting or hold their most, so one organisation's slow
+    /// receivers or backlog do not delay another's deliveries.
+    ///
     /// On shutdown, claimed deliveries not yet sent are handed back (due at once), and
     /// in-flight attempts finish and are recorded before it returns.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
@@ -264,6 +270,12 @@ impl Dispatcher {
             low_water: if ahead { target / 2 } else { 1 },
             closed: std::sync::atomic::AtomicBool::new(false),
             ahead,
+            concurrency,
+            share: organization_share(concurrency),
+            hold: target + concurrency,
+            budget,
+            crossed: std::sync::atomic::AtomicBool::new(false),
+            lease: config.lease,
         });
         let recorder = Recorder::new(Arc::clone(inner));
         let mut loops = JoinSet::new();
@@ -280,9 +292,13 @@ impl Dispatcher {
         // The most the next claim takes (see below).
         let first_claim = (2 * concurrency).max(16).min(target);
         let mut burst = first_claim;
+        // Whether the last claim, which found nothing, left organisations out.
+        let mut skipped = false;
         loop {
             if claiming.is_none() && idle_until.is_none() {
-                let queued = feed.len();
+                // Claimed deliveries that can no longer start within their lease go back.
+                hand_back(inner, feed.sweep(), Utc::now()).await;
+                let (queued, free, skip) = feed.claimable();
                 let want = if ahead {
                     if queued >= feed.low_water {
                         0
@@ -293,16 +309,17 @@ impl Dispatcher {
                         (target - queued).min(burst)
                     }
                 } else if queued == 0 {
-                    inner.permits.available_permits()
+                    free
                 } else {
                     0
                 };
                 if want > 0 {
                     let inner = Arc::clone(inner);
+                    skipped = !skip.is_empty();
                     claiming = Some(tokio::spawn(async move {
                         inner
                             .store
-                            .claim_due(Utc::now(), want, inner.config.lease)
+                            .claim_due_skipping(Utc::now(), want, inner.config.lease, &skip)
                             .await
                     }));
                 }
@@ -323,7 +340,14 @@ impl Dispatcher {
                     match claimed {
                         Ok(Ok(due)) if !due.is_empty() => {
                             burst = (burst * 2).min(target);
-                            feed.push(due);
+                            // An organisation holding its most (queued and in flight) gets
+                            // the rest back, due after the poll interval: its backlog does
+                            // not fill the queue ahead of other organisations'.
+                            let over = feed.push(due);
+                            let later = Utc::now()
+                                + chrono::Duration::from_std(config.poll_interval)
+                                    .unwrap_or_default();
+                            hand_back(inner, over, later).await;
                         }
                         _ => {
                             burst = first_claim;
@@ -341,8 +365,13 @@ impl Dispatcher {
                     idle_until = None;
                 }
                 // An attempt loop took the queue below its low-water mark (or found it
-                // empty): claim again.
-                () = low => {}
+                // empty): claim again; then even before the poll interval ends, if the last
+                // claim left out an organisation with enough queued.
+                () = low => {
+                    if feed.crossed.swap(false, std::sync::atomic::Ordering::AcqRel) && skipped {
+                        idle_until = None;
+                    }
+                }
             }
         }
         feed.closed
@@ -421,9 +450,9 @@ impl Dispatcher {
 
 /// The claimed deliveries [`Dispatcher::run`]'s attempt loops take from.
 struct Feed {
-    /// Deliveries with the time they were claimed, oldest due first.
-    queue: std::sync::Mutex<VecDeque<(DueDelivery, Instant)>>,
-    /// Wakes attempt loops waiting for deliveries.
+    /// Deliveries with the time they were claimed, oldest due first, and the slots' holders.
+    queue: std::sync::Mutex<FeedState>,
+    /// Wakes attempt loops waiting for deliveries (a push).
     ready: Notify,
     /// Wakes the claiming loop when the queue runs low.
     low: Notify,
@@ -433,38 +462,205 @@ struct Feed {
     closed: std::sync::atomic::AtomicBool,
     /// Whether deliveries wait in the queue (claimed ahead) and so need their lease checked.
     ahead: bool,
+    /// Attempt loops (slots).
+    concurrency: usize,
+    /// An organisation's fair share of the slots (see [`organization_share`]).
+    share: usize,
+    /// Deliveries one organisation may hold at once, queued and in flight; claimed ones past
+    /// it are handed back.
+    hold: usize,
+    /// The longest an attempt can take (attempt timeout + longest throttle wait).
+    budget: Duration,
+    /// The claim's lease.
+    lease: Duration,
+    /// Set when the queue falls below its low-water mark or runs empty.
+    crossed: std::sync::atomic::AtomicBool,
+}
+
+/// The claimed deliveries, and who holds which slots.
+#[derive(Default)]
+struct FeedState {
+    /// Deliveries with the time they were claimed, oldest due first.
+    queue: VecDeque<(DueDelivery, Instant)>,
+    /// Attempts in flight.
+    in_flight: usize,
+    /// Attempts in flight by organisation.
+    flying: HashMap<String, usize>,
+    /// Deliveries queued or in flight by organisation.
+    held: HashMap<String, usize>,
+}
+
+impl FeedState {
+    /// Whether a delivery of `organization` may take a free slot now: while the
+    /// organisation has fewer than `share` in flight, any free slot; past that, only while
+    /// more than `share` slots would stay free for the other organisations.
+    fn may_start(&self, organization: &str, concurrency: usize, share: usize) -> bool {
+        if self.in_flight >= concurrency {
+            return false;
+        }
+        let flying = self.flying.get(organization).copied().unwrap_or(0);
+        flying < share || concurrency - self.in_flight > share
+    }
+}
+
+/// A fair share of `concurrency` delivery slots for one organisation: `max(1, concurrency / 4)`.
+///
+/// The dispatcher's rule: an organisation below its share takes any free slot; one at or
+/// past it takes a slot only while `share` slots stay free. So one organisation holds at most
+/// `concurrency - share` slots (all of them when `concurrency` is 1), and another
+/// organisation's delivery always finds a slot until several organisations are each past
+/// their share.
+pub(crate) fn organization_share(concurrency: usize) -> usize {
+    (concurrency / 4).max(1)
+}
+
+fn count_down(map: &mut HashMap<String, usize>, organization: &str) {
+    if let Some(n) = map.get_mut(organization) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(organization);
+        }
+    }
+}
+
+/// Hands claimed deliveries back to the store, due at `at`. A failure leaves a delivery
+/// leased: it is sent once the lease ends.
+async fn hand_back(inner: &Inner, deliveries: Vec<DueDelivery>, at: DateTime<Utc>) {
+    for due in deliveries {
+        let _ = inner.store.postpone(due.delivery.id, at).await;
+    }
 }
 
 impl Feed {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(DueDelivery, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FeedState> {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn len(&self) -> usize {
-        self.lock().len()
+    /// Whether a delivery claimed at `claimed_at` could see its lease end mid-attempt.
+    fn stale(&self, claimed_at: Instant) -> bool {
+        self.ahead && claimed_at.elapsed() + self.budget >= self.lease
     }
 
-    fn push(&self, due: Vec<DueDelivery>) {
+    /// What the next claim should consider: how many queued deliveries it counts (those
+    /// that may start now, of organisations it does not leave out), the free slots, and the
+    /// organisations to leave out: those with `low_water` or more queued, or holding their
+    /// most. So one organisation's backlog neither fills the queue nor is claimed again and
+    /// again while another organisation's deliveries wait in the store.
+    fn claimable(&self) -> (usize, usize, Vec<String>) {
+        let state = self.lock();
+        let mut queued: HashMap<&str, usize> = HashMap::new();
+        for (d, _) in &state.queue {
+            *queued
+                .entry(d.endpoint.owner.organization.as_str())
+                .or_insert(0) += 1;
+        }
+        let skip: Vec<String> = state
+            .held
+            .iter()
+            .filter(|(org, held)| {
+                **held >= self.hold
+                    || queued.get(org.as_str()).copied().unwrap_or(0) >= self.low_water
+            })
+            .map(|(org, _)| org.clone())
+            .collect();
+        let counted = state
+            .queue
+            .iter()
+            .filter(|(d, _)| {
+                let org = &d.endpoint.owner.organization;
+                !skip.contains(org) && state.may_start(org, self.concurrency, self.share)
+            })
+            .count();
+        (
+            counted,
+            self.concurrency.saturating_sub(state.in_flight),
+            skip,
+        )
+    }
+
+    /// Queues `due`, except deliveries of an organisation already holding `hold`: those are
+    /// returned, to be handed back.
+    fn push(&self, due: Vec<DueDelivery>) -> Vec<DueDelivery> {
         let at = Instant::now();
-        self.lock().extend(due.into_iter().map(|d| (d, at)));
+        let mut over = Vec::new();
+        {
+            let mut state = self.lock();
+            for d in due {
+                let held = state
+                    .held
+                    .entry(d.endpoint.owner.organization.clone())
+                    .or_insert(0);
+                if *held >= self.hold {
+                    over.push(d);
+                } else {
+                    *held += 1;
+                    state.queue.push_back((d, at));
+                }
+            }
+        }
         self.ready.notify_waiters();
+        over
     }
 
-    /// The next delivery; wakes the claiming loop when this one takes the queue below its
-    /// low-water mark.
-    fn pop(&self) -> Option<(DueDelivery, Instant)> {
-        let mut queue = self.lock();
-        let next = queue.pop_front();
-        if next.is_some() && queue.len() + 1 == self.low_water {
+    /// Takes the queued deliveries that can no longer start within their lease: the front
+    /// of the queue, which is in claim order.
+    fn sweep(&self) -> Vec<DueDelivery> {
+        let mut state = self.lock();
+        let mut stale = Vec::new();
+        while state.queue.front().is_some_and(|(_, at)| self.stale(*at)) {
+            if let Some((d, _)) = state.queue.pop_front() {
+                count_down(&mut state.held, &d.endpoint.owner.organization);
+                stale.push(d);
+            }
+        }
+        stale
+    }
+
+    /// The oldest queued delivery that may start now (see [`FeedState::may_start`]), taking
+    /// its slot; wakes the claiming loop when the queue runs low or nothing queued may start.
+    fn pop(&self) -> Option<DueDelivery> {
+        let mut state = self.lock();
+        let found = state.queue.iter().position(|(d, at)| {
+            !self.stale(*at)
+                && state.may_start(&d.endpoint.owner.organization, self.concurrency, self.share)
+        });
+        let Some((next, _)) = found.and_then(|i| state.queue.remove(i)) else {
+            if state.queue.is_empty() {
+                self.crossed
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+            drop(state);
+            self.low.notify_one();
+            return None;
+        };
+        state.in_flight += 1;
+        *state
+            .flying
+            .entry(next.endpoint.owner.organization.clone())
+            .or_insert(0) += 1;
+        if state.queue.len() + 1 == self.low_water {
+            self.crossed
+                .store(true, std::sync::atomic::Ordering::Release);
             self.low.notify_one();
         }
-        next
+        Some(next)
+    }
+
+    /// Frees the slot a delivery of `organization` held. Wakes no one: the freed slot can
+    /// start one delivery, and the loop that freed it looks for one next.
+    fn done(&self, organization: &str) {
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        count_down(&mut state.flying, organization);
+        count_down(&mut state.held, organization);
     }
 
     fn take_all(&self) -> Vec<DueDelivery> {
-        self.lock().drain(..).map(|(d, _)| d).collect()
+        let mut state = self.lock();
+        state.held.clear();
+        state.queue.drain(..).map(|(d, _)| d).collect()
     }
 }
 
@@ -472,28 +668,22 @@ impl Feed {
 /// delivery, sends it (holding a concurrency permit, shared with [`Dispatcher::run_once`]),
 /// hands the outcome to `recorder`, and goes on until the feed is closed and empty.
 async fn attempt_loop(inner: Arc<Inner>, feed: Arc<Feed>, recorder: Recorder) {
-    let budget = inner.config.attempt_timeout + MAX_THROTTLE_WAIT;
     // One timer for every attempt of this loop, reset each time.
     let deadline = tokio::time::sleep(inner.config.attempt_timeout);
     tokio::pin!(deadline);
     loop {
         // Registered before looking, so a push between the look and the wait wakes it.
         let ready = feed.ready.notified();
-        let Some((due, claimed_at)) = feed.pop() else {
+        let Some(due) = feed.pop() else {
             if feed.closed.load(std::sync::atomic::Ordering::Acquire) {
                 return;
             }
-            feed.low.notify_one();
             ready.await;
             continue;
         };
-        if feed.ahead && claimed_at.elapsed() + budget >= inner.config.lease {
-            // It waited so long that its lease could end mid-attempt: hand it back, due at
-            // once. (A failure leaves it leased: it is sent when the lease ends.)
-            let _ = inner.store.postpone(due.delivery.id, Utc::now()).await;
-            continue;
-        }
+        let organization = due.endpoint.owner.organization.clone();
         let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else {
+            feed.done(&organization);
             return;
         };
         // An error is the store's (postponing a throttled delivery): it stays leased and is
@@ -502,6 +692,7 @@ async fn attempt_loop(inner: Arc<Inner>, feed: Arc<Feed>, recorder: Recorder) {
             recorder.push(outcome);
         }
         drop(permit);
+        feed.done(&organization);
     }
 }
 

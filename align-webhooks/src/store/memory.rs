@@ -122,7 +122,11 @@ impl WebhookStore for MemoryWebhookStore {
                 created_at: now,
             };
             let mut deliveries = Vec::new();
-            for ep in s.endpoints.iter().filter(|e| e.wants(&new)) {
+            for ep in s
+                .endpoints
+                .iter()
+                .filter(|e| e.owner.organization == new.owner.organization && e.wants(&new))
+            {
                 let d = Delivery {
                     id: DeliveryId::new(),
                     message_id: message.id.clone(),
@@ -181,6 +185,16 @@ impl WebhookStore for MemoryWebhookStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<DueDelivery>> {
+        self.claim_due_skipping(now, limit, lease, &[]).await
+    }
+
+    async fn claim_due_skipping(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        skip: &[String],
+    ) -> Result<Vec<DueDelivery>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         self.with(|s| {
             let mut due: Vec<usize> = (0..s.deliveries.len())
@@ -188,9 +202,11 @@ impl WebhookStore for MemoryWebhookStore {
                     let d = &s.deliveries[i];
                     d.status == DeliveryStatus::Pending
                         && d.next_attempt_at.is_some_and(|t| t <= now)
-                        && s.endpoints
-                            .iter()
-                            .any(|e| e.id == d.endpoint_id && e.enabled)
+                        && s.endpoints.iter().any(|e| {
+                            e.id == d.endpoint_id
+                                && e.enabled
+                                && !skip.contains(&e.owner.organization)
+                        })
                 })
                 .collect();
             due.sort_by_key(|&i| s.deliveries[i].next_attempt_at);

@@ -52,8 +52,18 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Every endpoint, oldest first.
     async fn endpoints(&self) -> Result<Vec<Endpoint>>;
 
+    /// The endpoints of one organisation (all its projects and environments), oldest first.
+    /// Back-ends read them through an index on the owner: one organisation's endpoints do
+    /// not slow another's lookups. This default filters [`WebhookStore::endpoints`].
+    async fn organization_endpoints(&self, organization: &str) -> Result<Vec<Endpoint>> {
+        let mut all = self.endpoints().await?;
+        all.retain(|ep| ep.owner.organization == organization);
+        Ok(all)
+    }
+
     /// Stores the message and creates a pending delivery, due `now`, for every enabled
-    /// endpoint whose environment and filter match. A second call with the same event id
+    /// endpoint of the message's owner organisation whose environment and filter match
+    /// (other organisations' endpoints are not read). A second call with the same event id
     /// returns the stored message and creates nothing.
     async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued>;
 
@@ -77,6 +87,21 @@ pub trait WebhookStore: Send + Sync + 'static {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<DueDelivery>>;
+
+    /// As [`WebhookStore::claim_due`], leaving out deliveries to endpoints of the
+    /// organisations in `skip`: the dispatcher skips organisations holding their share of
+    /// its slots, so their backlog is neither claimed nor handed back. This default claims
+    /// as `claim_due` does (the caller hands back what it cannot take).
+    async fn claim_due_skipping(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        skip: &[String],
+    ) -> Result<Vec<DueDelivery>> {
+        let _ = skip;
+        self.claim_due(now, limit, lease).await
+    }
 
     /// Records an attempt and moves the delivery on. Also keeps the endpoint's
     /// `failing_since` (cleared by a success, set by the first failure of a run) and returns

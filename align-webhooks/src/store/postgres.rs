@@ -93,7 +93,11 @@ CREATE TABLE webhooks_attempts (
 CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_id, seq);
 ",
     // Endpoint keys are sealed; the store records which key seals them.
-    SEALING_TABLE,
+    SEALING_TABLE, // Endpoints are found by owner (enqueue fan-out, an organisation's list, its cap): one
+    // organisation's endpoints do not slow another's.
+    r"
+CREATE INDEX webhooks_endpoints_by_owner ON webhooks_endpoints(owner_org, environment, seq);
+",
 ];
 
 const ENDPOINT_COLUMNS: &str = "e.id, e.environment, e.url, e.event_types, e.enabled, \
@@ -319,9 +323,10 @@ async fn enqueue_on(
         .query(
             &format!(
                 "SELECT {ROUTE_COLUMNS} FROM webhooks_endpoints e
-                 WHERE e.enabled AND e.environment = $1 ORDER BY e.seq"
+                 WHERE e.owner_org = $1 AND e.environment = $2 AND e.enabled
+                 ORDER BY e.seq"
             ),
-            &[&message.environment.as_str()],
+            &[&message.owner.organization, &message.environment.as_str()],
         )
         .await?;
     let mut deliveries = Vec::new();
@@ -576,6 +581,21 @@ impl WebhookStore for PgWebhookStore {
             .collect()
     }
 
+    async fn organization_endpoints(&self, organization: &str) -> Result<Vec<Endpoint>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e
+                     WHERE e.owner_org = $1 ORDER BY e.seq"
+                ),
+                &[&organization],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| endpoint_at(r, 0, &self.sealer))
+            .collect()
+    }
+
     async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -651,6 +671,16 @@ impl WebhookStore for PgWebhookStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<DueDelivery>> {
+        self.claim_due_skipping(now, limit, lease, &[]).await
+    }
+
+    async fn claim_due_skipping(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        skip: &[String],
+    ) -> Result<Vec<DueDelivery>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut client = self.pool.get().await?;
@@ -664,10 +694,11 @@ impl WebhookStore for PgWebhookStore {
                      JOIN webhooks_messages m ON m.id = d.message_id
                      JOIN webhooks_endpoints e ON e.id = d.endpoint_id
                      WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND e.enabled
+                       AND NOT (e.owner_org = ANY($3))
                      ORDER BY d.next_attempt_at LIMIT $2
                      FOR UPDATE OF d SKIP LOCKED"
                 ),
-                &[&ms(now), &limit],
+                &[&ms(now), &limit, &skip],
             )
             .await?;
         let due = rows

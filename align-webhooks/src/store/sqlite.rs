@@ -136,7 +136,11 @@ CREATE INDEX webhooks_deliveries_failed ON webhooks_deliveries(endpoint_id, crea
     WHERE status = 'failed';
 ",
     // Endpoint keys are sealed; the store records which key seals them.
-    SEALING_TABLE,
+    SEALING_TABLE, // Endpoints are found by owner (enqueue fan-out, an organisation's list, its cap): one
+    // organisation's endpoints do not slow another's.
+    r"
+CREATE INDEX webhooks_endpoints_by_owner ON webhooks_endpoints(owner_org, environment, seq);
+",
 ];
 
 /// WAL pages between automatic checkpoints on the store's connection (SQLite's default is
@@ -612,9 +616,16 @@ fn enqueue_on(tx: &Connection, message: &NewMessage, now: DateTime<Utc>) -> Resu
     let routes = {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT {ROUTE_COLUMNS} FROM webhooks_endpoints e
-             WHERE e.enabled = 1 AND e.environment = ?1 ORDER BY e.seq"
+             WHERE e.owner_org = ?1 AND e.environment = ?2 AND e.enabled = 1
+             ORDER BY e.seq"
         ))?;
-        let rows = stmt.query_map([message.environment.as_str()], route_at)?;
+        let rows = stmt.query_map(
+            [
+                message.owner.organization.as_str(),
+                message.environment.as_str(),
+            ],
+            route_at,
+        )?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
     let mut deliveries = Vec::new();
@@ -740,12 +751,14 @@ pub(super) fn record_one(
     Ok(opt_ms(after).map_err(Error::from))
 }
 
-/// Where the claim's rows come from: pending deliveries due at `?1` to enabled endpoints,
-/// oldest due first, at most `?2`, with their messages.
+/// Where the claim's rows come from: pending deliveries due at `?1` to enabled endpoints
+/// of organisations not in the JSON array `?3`, oldest due first, at most `?2`, with their
+/// messages.
 const CLAIM_FROM: &str = "FROM webhooks_deliveries d
     JOIN webhooks_messages m ON m.seq = d.message_seq
     JOIN webhooks_endpoints e ON e.id = d.endpoint_id
     WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND e.enabled = 1
+      AND e.owner_org NOT IN (SELECT value FROM json_each(?3))
     ORDER BY d.next_attempt_at LIMIT ?2";
 
 /// Selects and leases the due deliveries (see [`WebhookStore::claim_due`]) inside `tx`.
@@ -758,12 +771,13 @@ fn claim_in(
     now: i64,
     limit: i64,
     until: i64,
+    skip: &str,
 ) -> Result<Vec<(i64, DueDelivery)>> {
     let rows = {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT d.seq, {DELIVERY_COLUMNS}, {MESSAGE_COLUMNS} {CLAIM_FROM}"
         ))?;
-        let rows = stmt.query_map(params![now, limit], |r| {
+        let rows = stmt.query_map(params![now, limit, skip], |r| {
             Ok((r.get::<_, i64>(0)?, delivery_at(r, 1)?, message_at(r, 8)?))
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
@@ -928,6 +942,23 @@ impl WebhookStore for SqliteWebhookStore {
         .await
     }
 
+    async fn organization_endpoints(&self, organization: &str) -> Result<Vec<Endpoint>> {
+        let sealer = self.sealer()?;
+        let organization = organization.to_owned();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENDPOINT_COLUMNS} FROM webhooks_endpoints e
+                 WHERE e.owner_org = ?1 ORDER BY e.seq"
+            ))?;
+            let rows = stmt.query_map([&organization], |r| endpoint_at(r, 0))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .map(|row| row.open(&sealer))
+                .collect()
+        })
+        .await
+    }
+
     async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
         self.run(move |c| immediate(c, |tx| enqueue_on(tx, &message, now)))
             .await
@@ -1000,11 +1031,24 @@ impl WebhookStore for SqliteWebhookStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<DueDelivery>> {
+        self.claim_due_skipping(now, limit, lease, &[]).await
+    }
+
+    async fn claim_due_skipping(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+        skip: &[String],
+    ) -> Result<Vec<DueDelivery>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sealer = self.sealer()?;
+        let skip = serde_json::to_string(skip)?;
         self.run_claiming(move |c, claimed| {
-            let due = immediate(c, |tx| claim_in(tx, &sealer, ms(now), limit, ms(until)))?;
+            let due = immediate(c, |tx| {
+                claim_in(tx, &sealer, ms(now), limit, ms(until), &skip)
+            })?;
             for (seq, d) in &due {
                 claimed.insert(d.delivery.id, (*seq, d.delivery.endpoint_id.to_string()));
             }
@@ -1301,7 +1345,7 @@ mod tests {
 
         let sealer = crate::Sealer::new(crate::SealingKey::generate().unwrap());
         let store = SqliteWebhookStore::open(&path, sealer).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 6);
+        assert_eq!(store.schema_version().await.unwrap(), 7);
         // The endpoint's plaintext keys were sealed as the store opened.
         let stored: String = store
             .run(|c| Ok(c.query_row("SELECT secrets FROM webhooks_endpoints", [], |r| r.get(0))?))
@@ -1362,6 +1406,34 @@ mod tests {
         assert!(store.attempts(done).await.unwrap().is_empty());
     }
 
+    /// Issue 21, finding 3: fan-out and an organisation's list read its endpoints through
+    /// the owner index, not every organisation's.
+    #[tokio::test]
+    async fn endpoints_are_found_through_the_owner_index() {
+        let store = SqliteWebhookStore::open_in_memory().await.unwrap();
+        let plan = store
+            .run(|c| {
+                let mut out = Vec::new();
+                for sql in [
+                    "EXPLAIN QUERY PLAN SELECT e.id FROM webhooks_endpoints e
+                     WHERE e.owner_org = ?1 AND e.environment = ?2 AND e.enabled = 1
+                     ORDER BY e.seq",
+                    "EXPLAIN QUERY PLAN SELECT e.id FROM webhooks_endpoints e
+                     WHERE e.owner_org = ?1 AND ?2 = ?2 ORDER BY e.seq",
+                ] {
+                    let mut stmt = c.prepare(sql)?;
+                    let rows = stmt.query_map(params!["org", "live"], |r| r.get::<_, String>(3))?;
+                    out.push(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"));
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap();
+        for p in plan {
+            assert!(p.contains("webhooks_endpoints_by_owner"), "{p}");
+        }
+    }
+
     /// The claim reads the small index of pending deliveries, not the whole table.
     #[tokio::test]
     async fn the_claim_uses_the_pending_index() {
@@ -1372,7 +1444,9 @@ mod tests {
                     "EXPLAIN QUERY PLAN SELECT d.seq, m.payload {}",
                     super::CLAIM_FROM
                 ))?;
-                let rows = stmt.query_map([1_i64, 10], |r| r.get::<_, String>(3))?;
+                let rows = stmt.query_map(params![1_i64, 10_i64, "[\"org\"]"], |r| {
+                    r.get::<_, String>(3)
+                })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
             })
             .await
