@@ -179,15 +179,6 @@ impl WebhookStore for MemoryWebhookStore {
         self.with(|s| Ok(s.attempts.get(&delivery).cloned().unwrap_or_default()))
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<DueDelivery>> {
-        self.claim_due_skipping(now, limit, lease, &[]).await
-    }
-
     async fn claim_due_skipping(
         &self,
         now: DateTime<Utc>,

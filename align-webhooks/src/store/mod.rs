@@ -86,22 +86,20 @@ pub trait WebhookStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<DueDelivery>>;
+    ) -> Result<Vec<DueDelivery>> {
+        self.claim_due_skipping(now, limit, lease, &[]).await
+    }
 
     /// As [`WebhookStore::claim_due`], leaving out deliveries to endpoints of the
     /// organisations in `skip`: the dispatcher skips organisations holding their share of
-    /// its slots, so their backlog is neither claimed nor handed back. This default claims
-    /// as `claim_due` does (the caller hands back what it cannot take).
+    /// its slots, so their backlog is neither claimed nor handed back.
     async fn claim_due_skipping(
         &self,
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
         skip: &[String],
-    ) -> Result<Vec<DueDelivery>> {
-        let _ = skip;
-        self.claim_due(now, limit, lease).await
-    }
+    ) -> Result<Vec<DueDelivery>>;
 
     /// Records an attempt and moves the delivery on. Also keeps the endpoint's
     /// `failing_since` (cleared by a success, set by the first failure of a run) and returns

@@ -665,15 +665,6 @@ impl WebhookStore for PgWebhookStore {
             .collect()
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<DueDelivery>> {
-        self.claim_due_skipping(now, limit, lease, &[]).await
-    }
-
     async fn claim_due_skipping(
         &self,
         now: DateTime<Utc>,

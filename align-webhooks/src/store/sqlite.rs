@@ -1025,15 +1025,6 @@ impl WebhookStore for SqliteWebhookStore {
         .await
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<DueDelivery>> {
-        self.claim_due_skipping(now, limit, lease, &[]).await
-    }
-
     async fn claim_due_skipping(
         &self,
         now: DateTime<Utc>,
