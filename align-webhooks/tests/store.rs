@@ -222,7 +222,27 @@ async fn attempts_are_recorded_and_move_the_delivery_on() {
         let attempts = store.attempts(id).await.unwrap();
         assert_eq!(
             attempts,
-            vec![attempt(1, Some(500)), timeout, attempt(300, Some(204))],
+            vec![
+                attempt(1, Some(500)),
+                timeout.clone(),
+                attempt(300, Some(204))
+            ],
+            "{name}"
+        );
+        // The latest ones only, still oldest first (issue 21: a view of a delivery retried
+        // hundreds of times reads a few).
+        assert_eq!(
+            store.latest_attempts(id, 2).await.unwrap(),
+            vec![timeout, attempt(300, Some(204))],
+            "{name}"
+        );
+        assert_eq!(
+            store.latest_attempts(id, 10).await.unwrap(),
+            attempts,
+            "{name}"
+        );
+        assert!(
+            store.latest_attempts(id, 0).await.unwrap().is_empty(),
             "{name}"
         );
         assert_eq!(store.endpoint(ep.id).await.unwrap().failing_since, None);

@@ -175,8 +175,11 @@ impl WebhookStore for MemoryWebhookStore {
         })
     }
 
-    async fn attempts(&self, delivery: DeliveryId) -> Result<Vec<Attempt>> {
-        self.with(|s| Ok(s.attempts.get(&delivery).cloned().unwrap_or_default()))
+    async fn latest_attempts(&self, delivery: DeliveryId, limit: usize) -> Result<Vec<Attempt>> {
+        self.with(|s| {
+            let all = s.attempts.get(&delivery).map_or(&[][..], Vec::as_slice);
+            Ok(all[all.len().saturating_sub(limit)..].to_vec())
+        })
     }
 
     async fn claim_due_skipping(

@@ -77,7 +77,13 @@ pub trait WebhookStore: Send + Sync + 'static {
     async fn deliveries(&self, endpoint: EndpointId, limit: usize) -> Result<Vec<Delivery>>;
 
     /// A delivery's attempts, oldest first.
-    async fn attempts(&self, delivery: DeliveryId) -> Result<Vec<Attempt>>;
+    async fn attempts(&self, delivery: DeliveryId) -> Result<Vec<Attempt>> {
+        self.latest_attempts(delivery, usize::MAX).await
+    }
+
+    /// A delivery's latest `limit` attempts, oldest first: what a view of a delivery that
+    /// was retried hundreds of times shows without reading them all.
+    async fn latest_attempts(&self, delivery: DeliveryId, limit: usize) -> Result<Vec<Attempt>>;
 
     /// Up to `limit` pending deliveries due at `now` to enabled endpoints, oldest due first;
     /// each is leased: not due again before `now + lease`.

@@ -640,12 +640,15 @@ impl WebhookStore for PgWebhookStore {
         rows.iter().map(|r| delivery_at(r, 0)).collect()
     }
 
-    async fn attempts(&self, delivery: DeliveryId) -> Result<Vec<Attempt>> {
+    async fn latest_attempts(&self, delivery: DeliveryId, limit: usize) -> Result<Vec<Attempt>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .query(
-                "SELECT attempted_at, status, latency_ms, response_body, error
-                 FROM webhooks_attempts WHERE delivery_id = $1 ORDER BY seq",
-                &[&delivery.to_string()],
+                "SELECT attempted_at, status, latency_ms, response_body, error FROM (
+                   SELECT seq, attempted_at, status, latency_ms, response_body, error
+                   FROM webhooks_attempts WHERE delivery_id = $1 ORDER BY seq DESC LIMIT $2
+                 ) latest ORDER BY seq",
+                &[&delivery.to_string(), &limit],
             )
             .await?;
         rows.iter()

@@ -1003,15 +1003,18 @@ impl WebhookStore for SqliteWebhookStore {
         .await
     }
 
-    async fn attempts(&self, delivery: DeliveryId) -> Result<Vec<Attempt>> {
+    async fn latest_attempts(&self, delivery: DeliveryId, limit: usize) -> Result<Vec<Attempt>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(move |c| {
             let mut stmt = c.prepare(
-                "SELECT attempted_at, status, latency_ms, response_body, error
-                 FROM webhooks_attempts WHERE delivery_seq =
-                   (SELECT seq FROM webhooks_deliveries WHERE id = ?1)
-                 ORDER BY seq",
+                "SELECT attempted_at, status, latency_ms, response_body, error FROM (
+                   SELECT seq, attempted_at, status, latency_ms, response_body, error
+                   FROM webhooks_attempts WHERE delivery_seq =
+                     (SELECT seq FROM webhooks_deliveries WHERE id = ?1)
+                   ORDER BY seq DESC LIMIT ?2
+                 ) ORDER BY seq",
             )?;
-            let rows = stmt.query_map([delivery.to_string()], |r| {
+            let rows = stmt.query_map(rusqlite::params![delivery.to_string(), limit], |r| {
                 Ok(Attempt {
                     at: from_ms(r.get(0)?)?,
                     status: r.get(1)?,
