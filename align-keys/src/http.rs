@@ -33,6 +33,9 @@ pub enum CredentialProblem {
 /// twice.append("authorization", "Bearer ako_x".parse().unwrap());
 /// twice.append("authorization", "Bearer ako_z".parse().unwrap());
 /// assert_eq!(presented_key(&twice), Err(CredentialProblem::Ambiguous));
+/// let mut joined = http::HeaderMap::new();
+/// joined.insert("authorization", "Bearer ako_x, Bearer ako_z".parse().unwrap());
+/// assert_eq!(presented_key(&joined), Err(CredentialProblem::Ambiguous));
 /// ```
 pub fn presented_key(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
     // Which of two copies a proxy or framework keeps differs; refuse rather than guess.
@@ -56,6 +59,11 @@ pub fn presented_key(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| CredentialProblem::Malformed)?.trim()),
     };
+    // A proxy may join repeated headers into one, comma-separated: two credentials still.
+    // Tokens never hold a comma.
+    if bearer.is_some_and(|k| k.contains(',')) || api_key.is_some_and(|k| k.contains(',')) {
+        return Err(CredentialProblem::Ambiguous);
+    }
     match (bearer, api_key) {
         (Some(a), Some(b)) if a != b => Err(CredentialProblem::Ambiguous),
         (Some(k), _) | (None, Some(k)) if !k.is_empty() => Ok(k),

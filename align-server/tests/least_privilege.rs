@@ -435,7 +435,10 @@ async fn finding_7_a_credential_header_sent_twice_is_ambiguous() {
         .await;
     let a = format!("Bearer {}", s.admin_key);
     let b = format!("Bearer {other}");
-    let cases: [&[(&str, &str)]; 5] = [
+    let joined = format!("{a}, {b}");
+    let cases: [&[(&str, &str)]; 7] = [
+        &[("authorization", &joined)],
+        &[("x-api-key", &format!("{}, {other}", s.admin_key))],
         &[("authorization", &a), ("authorization", &b)],
         &[("authorization", &b), ("authorization", &a)],
         &[("authorization", &a), ("authorization", &a)],
