@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{IpNet, KeyRecord, PermissionSet, Role, Scope};
-use crate::policy::{Caller, Denial, KeySpec, UserCaller, scope_permissions};
+use crate::policy::{Caller, Denial, KeySpec, UserCaller};
 use crate::token::Environment;
 
 /// Every power of a credential that the judge bounds.
@@ -170,13 +170,6 @@ pub fn judge(producer: &Producer<'_>, result: &Grant, default_rate: u32) -> Resu
         }
         Producer::Key(caller) => {
             caller.check_mint(&result.spec())?;
-            let effective = result
-                .permissions
-                .unwrap_or(PermissionSet::ALL)
-                .intersect(scope_permissions(result.scope));
-            if !effective.is_subset_of(caller.effective_permissions()) {
-                return Err(Denial::PermissionsBroader);
-            }
             let mine = caller.key;
             if let Some(my_end) = mine.expires_at {
                 if result.expires_at.is_none_or(|end| end > my_end) {

@@ -213,11 +213,8 @@ impl Caller<'_> {
                 return Err(Denial::ScopeBroader);
             }
         }
-        let mine = self
-            .key
-            .permissions
-            .unwrap_or(PermissionSet::ALL)
-            .intersect(scope_permissions(self.key.scope));
+        // What the key may do now, its creator's current role included.
+        let mine = self.effective_permissions();
         let theirs = spec
             .permissions
             .unwrap_or(PermissionSet::ALL)
