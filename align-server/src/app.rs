@@ -259,7 +259,7 @@ where
     };
     let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
     let fp = idempotency::fingerprint(parts.method.as_str(), path, &body);
-    let ticket = match state.idempotency.begin(record.id, idem_key, fp)? {
+    let ticket = match state.idempotency.begin(record.id, idem_key, fp).await? {
         Begin::Run(ticket) => ticket,
         Begin::Replay(stored) => {
             let mut r = h::raw_json(stored.status, Bytes::from(stored.body.to_vec()));
@@ -286,7 +286,7 @@ where
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    ticket.complete(head.status, &bytes);
+    ticket.complete(head.status, &bytes).await;
     Ok(http::Response::from_parts(
         head,
         http_body_util::Full::new(bytes),

@@ -80,6 +80,33 @@ pub struct Config {
     pub audit_anchor_interval: Duration,
     /// Who may read `GET /metrics` (`metrics.*`).
     pub metrics: MetricsSettings,
+    /// The logs' disk budget (`logs.*`; see [`crate::disk`]).
+    pub logs: LogSettings,
+}
+
+/// The logs' disk budget (`logs.*`; see `docs/operations.md`, "Disk budget").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Most bytes the data directory may hold before the oldest request-log entries are
+    /// purged (`logs.disk_budget_bytes`, default 10 GiB).
+    pub disk_budget_bytes: u64,
+    /// Below this many free bytes on the data directory's file system the disk is low: the
+    /// reserve file is deleted, the oldest request-log entries purged, `/healthz` says
+    /// `degraded` (`logs.low_disk_free_bytes`, default 512 MiB).
+    pub low_disk_free_bytes: u64,
+    /// The reserve file kept for writes that must not fail (`logs.disk_reserve_bytes`,
+    /// default 32 MiB; `0` keeps none).
+    pub disk_reserve_bytes: u64,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            disk_budget_bytes: 10 << 30,
+            low_disk_free_bytes: 512 << 20,
+            disk_reserve_bytes: 32 << 20,
+        }
+    }
 }
 
 /// Metrics settings (`metrics.*`; see `docs/operations.md`).
@@ -309,6 +336,7 @@ impl Default for Config {
             database: Database::Sqlite,
             console: ConsoleSettings::default(),
             metrics: MetricsSettings::default(),
+            logs: LogSettings::default(),
             audit_anchor_interval: Duration::from_secs(60),
             secrets_key_file: None,
         }
@@ -341,6 +369,16 @@ struct FileConfig {
     audit: AuditSection,
     #[serde(default)]
     secrets: SecretsSection,
+    #[serde(default)]
+    logs: LogsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsSection {
+    disk_budget_bytes: Option<u64>,
+    low_disk_free_bytes: Option<u64>,
+    disk_reserve_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -543,6 +581,15 @@ impl Config {
         if let Some(v) = f.audit.anchor_interval_secs {
             self.audit_anchor_interval = Duration::from_secs(v);
         }
+        if let Some(v) = f.logs.disk_budget_bytes {
+            self.logs.disk_budget_bytes = v;
+        }
+        if let Some(v) = f.logs.low_disk_free_bytes {
+            self.logs.low_disk_free_bytes = v;
+        }
+        if let Some(v) = f.logs.disk_reserve_bytes {
+            self.logs.disk_reserve_bytes = v;
+        }
         if let Some(v) = f.metrics.token {
             self.metrics.token = non_empty(v);
         }
@@ -655,6 +702,15 @@ impl Config {
                 self.audit_anchor_interval = Duration::from_secs(parse_value(name, value)?);
             }
             "ALIGN_SECRETS_KEY_FILE" => self.secrets_key_file = non_empty_path(value),
+            "ALIGN_LOGS_DISK_BUDGET_BYTES" => {
+                self.logs.disk_budget_bytes = parse_value(name, value)?;
+            }
+            "ALIGN_LOGS_LOW_DISK_FREE_BYTES" => {
+                self.logs.low_disk_free_bytes = parse_value(name, value)?;
+            }
+            "ALIGN_LOGS_DISK_RESERVE_BYTES" => {
+                self.logs.disk_reserve_bytes = parse_value(name, value)?;
+            }
             _ => {}
         }
         Ok(())
@@ -712,6 +768,12 @@ impl Config {
             return Err(Error::Setting {
                 key: "limits.idle_timeout_secs".into(),
                 reason: "must be at least 1".into(),
+            });
+        }
+        if self.logs.disk_budget_bytes < 16 << 20 {
+            return Err(Error::Setting {
+                key: "logs.disk_budget_bytes".into(),
+                reason: "must be at least 16 MiB (16777216)".into(),
             });
         }
         if self.max_connections == Some(0) {

@@ -23,6 +23,7 @@ use crate::bootstrap::{Bootstrap, bootstrap};
 use crate::config::{Config, Database};
 use crate::connections::AcceptErrors;
 use crate::error::Error;
+use crate::idempotency::ReplyStore;
 use crate::state::AppState;
 
 /// How often the key store's change log is read at the latest for changes made by other
@@ -39,6 +40,9 @@ pub struct Backends {
     pub audit: Arc<dyn AuditSink>,
     /// Webhook endpoints and the outbox (the event log).
     pub webhooks: Arc<dyn WebhookStore>,
+    /// The replies kept for `Idempotency-Key` (this instance's memory by default; the shared
+    /// database when several instances serve one).
+    pub idempotency: ReplyStore,
 }
 
 impl std::fmt::Debug for Backends {
@@ -69,6 +73,7 @@ impl Backends {
             keys: Arc::new(keys),
             audit: Arc::new(audit),
             webhooks: Arc::new(webhooks),
+            idempotency: ReplyStore::memory(),
         })
     }
 }
@@ -97,10 +102,16 @@ impl Backends {
         let pg = align_keys::postgres::parse_url(url)?;
         let pool = align_keys::postgres::pool(pg.clone())?;
         // The outbox tables must exist before the first key change enqueues into them.
+        let mut replies_sealer = None;
         let webhooks = open_sealed(&config.secrets_key_path(), |sealer| {
+            replies_sealer = Some(sealer.clone());
             PgWebhookStore::open(pool.clone(), sealer)
         })
         .await?;
+        let idempotency = match replies_sealer {
+            Some(sealer) => ReplyStore::postgres(pool.clone(), sealer).await?,
+            None => ReplyStore::memory(),
+        };
         let keys = PgKeyStore::open(pool.clone())
             .await?
             .listen_for_changes(pg)?
@@ -113,6 +124,7 @@ impl Backends {
             keys: Arc::new(keys),
             audit: Arc::new(audit),
             webhooks: Arc::new(webhooks),
+            idempotency,
         })
     }
 }
@@ -152,6 +164,7 @@ impl Server {
             keys: store,
             audit,
             webhooks,
+            idempotency,
         } = backends;
         prepare_data_dir(&config.data_dir)?;
         let anchorer = Arc::new(Anchorer::open(&config.data_dir)?);
@@ -176,7 +189,7 @@ impl Server {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        let state = Arc::new(AppState::new(config, keys, audit, webhooks)?);
+        let state = Arc::new(AppState::new(config, keys, audit, webhooks, idempotency)?);
         // Audit records of key changes that committed just before a crash, still staged.
         state.commit_staged_audit().await;
         state.limits.announce().await;
@@ -225,6 +238,19 @@ impl Server {
             .await;
         // Memory follows the keys in use: idle limiter state and idle cached keys go; audit
         // records left staged are moved into the chain.
+        // The logs' disk budget: measured every few seconds, the oldest request-log entries
+        // purged while over it (see crate::disk).
+        let disk_watch = {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::disk::CHECK_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    state.disk.check(&state).await;
+                }
+            })
+        };
         let sweeper = {
             let state = Arc::clone(&state);
             tokio::spawn(async move {
@@ -233,6 +259,7 @@ impl Server {
                 loop {
                     tick.tick().await;
                     state.evict_idle();
+                    state.idempotency.sweep().await;
                     // Records another instance sharing the database left staged when it died.
                     state.commit_staged_audit().await;
                 }
@@ -351,6 +378,7 @@ impl Server {
         flusher.abort();
         watcher.abort();
         sweeper.abort();
+        disk_watch.abort();
         let _ = stop_folder.send(());
         let _ = folder.await;
         // In-flight deliveries finish (each within the attempt timeout); the rest stay in

@@ -13,7 +13,7 @@ use align_webhooks::{Resolver, SystemResolver, UrlPolicy, WebhookStore};
 
 use crate::config::Config;
 use crate::error::{ApiError, Error};
-use crate::idempotency::Idempotency;
+use crate::idempotency::ReplyStore;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 
@@ -36,8 +36,9 @@ pub(crate) struct AppState {
     pub(crate) audit: Arc<dyn AuditSink>,
     /// Counters for `/metrics`.
     pub(crate) metrics: Metrics,
-    /// Responses kept for `Idempotency-Key` replays (memory only).
-    pub(crate) idempotency: Idempotency,
+    /// Responses kept for `Idempotency-Key` replays (this instance's memory, or the shared
+    /// PostgreSQL database).
+    pub(crate) idempotency: ReplyStore,
     /// Webhook endpoints and the outbox (also the event log behind `GET /events`).
     pub(crate) webhooks: Arc<dyn WebhookStore>,
     /// The endpoint URL rules (`webhooks.allow_private_targets`).
@@ -52,6 +53,8 @@ pub(crate) struct AppState {
     pub(crate) folds: crate::fold::Folds,
     /// Open connections: the cap and the idle timeout.
     pub(crate) connections: crate::connections::Connections,
+    /// The logs' disk budget: what the last check measured.
+    pub(crate) disk: crate::disk::Disk,
 }
 
 impl std::fmt::Debug for AppState {
@@ -69,6 +72,7 @@ impl AppState {
         keys: KeyManager,
         audit: Arc<dyn AuditSink>,
         webhooks: Arc<dyn WebhookStore>,
+        idempotency: ReplyStore,
     ) -> Result<Self, Error> {
         let limits = Limits::new(&config)?;
         let url_policy =
@@ -76,6 +80,7 @@ impl AppState {
         let console = crate::console::Console::new(&config)?;
         Ok(Self {
             connections: crate::connections::Connections::new(&config),
+            disk: crate::disk::Disk::default(),
             folds: crate::fold::Folds::new(config.fold_rejections_after),
             console,
             audit,
@@ -87,7 +92,7 @@ impl AppState {
             config,
             keys,
             roles: Mutex::default(),
-            idempotency: Idempotency::default(),
+            idempotency,
             metrics: Metrics::default(),
         })
     }
@@ -151,7 +156,9 @@ impl AppState {
     }
 
     /// `GET /healthz`: `200 {"status":"ok"}` when the key store answers, the audit writer
-    /// commits and the outbox answers (each within 2 s); otherwise `503` with
+    /// commits and the outbox answers (each within 2 s), `200 {"status":"degraded",
+    /// "warnings":["low_disk"]}` when they do but the disk is low (see [`crate::disk`]);
+    /// otherwise `503` with
     /// `{"status":"unhealthy","failing":[…]}` naming the parts (`keys`, `audit`, `outbox`).
     pub(crate) async fn health(&self) -> crate::http::Response {
         const LIMIT: Duration = Duration::from_secs(2);
@@ -173,7 +180,13 @@ impl AppState {
         if !matches!(outbox, Ok(Ok(_))) {
             failing.push("outbox");
         }
-        if failing.is_empty() {
+        if failing.is_empty() && self.disk.is_low() {
+            // Still serving: a load balancer keeps it, an operator's alert fires.
+            crate::http::json(
+                http::StatusCode::OK,
+                &serde_json::json!({ "status": "degraded", "warnings": ["low_disk"] }),
+            )
+        } else if failing.is_empty() {
             crate::http::json(http::StatusCode::OK, &serde_json::json!({ "status": "ok" }))
         } else {
             tracing::error!(failing = ?failing, "health check failed");

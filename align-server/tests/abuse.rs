@@ -94,3 +94,50 @@ async fn issue_21_finding_2_requests_without_a_key_are_folded_in_the_request_log
         2 * n
     );
 }
+
+/// Issue 21, finding 2, over HTTP: with the disk low (here: a free-space floor no disk
+/// reaches), `/healthz` still answers `200` but says `degraded` with `low_disk`, `/metrics`
+/// shows `align_disk_low 1`, and a revocation still succeeds.
+#[tokio::test]
+async fn issue_21_finding_2_a_low_disk_is_reported_and_revocation_still_works() {
+    let s = TestServer::start_with(|c| c.logs.low_disk_free_bytes = u64::MAX).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = s.send(Method::GET, "/healthz", &[], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if r.body["status"] == "degraded" {
+            assert_eq!(r.body["warnings"], json!(["low_disk"]));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.body);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(gauge(&s, "align_disk_low").await, 1);
+    let (key, resource) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "leaked", "scope": "organization"}),
+        )
+        .await;
+    let id = resource["apiKeyId"].as_str().unwrap();
+    let r = s
+        .post(
+            &format!("/api/v1/keys/{id}/revoke"),
+            &s.admin_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(s.get("/api/v1/me", &key).await.code(), "key_revoked");
+}
+
+/// With room on the disk, `/healthz` says `ok` and the gauges are there.
+#[tokio::test]
+async fn issue_21_finding_2_the_disk_gauges_are_reported() {
+    let s = TestServer::start().await;
+    let r = s.send(Method::GET, "/healthz", &[], None).await;
+    assert_eq!(r.body["status"], "ok", "{}", r.body);
+    assert_eq!(gauge(&s, "align_disk_low").await, 0);
+    assert!(gauge(&s, "align_disk_free_bytes").await > 0);
+    assert!(gauge(&s, "align_data_dir_bytes").await > 0);
+}

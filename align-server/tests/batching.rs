@@ -116,6 +116,7 @@ async fn three_hundred_requests_cost_a_handful_of_writes() {
         keys: store.clone(),
         audit: sink.clone(),
         webhooks,
+        idempotency: align_server::ReplyStore::memory(),
     };
     let server = Server::with_backends(config, backends).await.unwrap();
     let addr = server.local_addr().unwrap();
@@ -208,6 +209,7 @@ async fn healthz_reports_an_audit_writer_that_cannot_write() {
             .await
             .unwrap(),
         ),
+        idempotency: align_server::ReplyStore::memory(),
     };
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),

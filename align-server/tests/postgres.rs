@@ -167,3 +167,103 @@ async fn two_instances_share_revocations_and_the_outbox() {
     a.stop().await;
     drop(scratch);
 }
+
+/// Issue 21, finding 6: "idempotency is per instance (a replay on another instance minted a
+/// second key)". With PostgreSQL the replies are shared: the same `Idempotency-Key` sent to
+/// the other instance replays the first answer (the same key, the same token), a different
+/// body with it is refused on either, and the kept reply is sealed at rest: the token is not
+/// in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_21_finding_6_a_replay_on_another_instance_replays_the_first_answer() {
+    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
+        );
+        return;
+    };
+    let scratch = ScratchSchema::create(&base).await.unwrap();
+    let url = url_in(&base, scratch.name());
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("secrets-key");
+    let a = instance(&url, &key_file).await;
+    let b = instance(&url, &key_file).await;
+    let admin = a.admin_key.clone();
+    let first = mint_idempotent(&a, &admin, "order-1", "shared-replay").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let again = mint_idempotent(&b, &admin, "order-1", "shared-replay").await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body["apiKeyId"], first.body["apiKeyId"]);
+    assert_eq!(again.body["key"], first.body["key"]);
+    // Only one key of that name exists.
+    let listed = a.get("/api/v1/keys?limit=100", &admin).await;
+    let named = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["keyName"] == "shared-replay")
+        .count();
+    assert_eq!(named, 1, "{}", listed.body);
+
+    // The same key with another body is refused on both instances.
+    for server in [&a, &b] {
+        let other = mint_idempotent(server, &admin, "order-1", "something-else").await;
+        assert_eq!(
+            other.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            other.body
+        );
+        assert_eq!(other.code(), "idempotency_key_reused");
+    }
+
+    // At rest: the reply is sealed, the token appears nowhere in the table.
+    let token = first.body["key"].as_str().unwrap();
+    let pool = align_keys::postgres::connect(&url).unwrap();
+    let client = pool.get().await.unwrap();
+    let rows = client
+        .query("SELECT reply FROM idempotency_replies", &[])
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let reply: Option<String> = row.get(0);
+        let reply = reply.unwrap_or_default();
+        assert!(reply.starts_with("sealed:"), "{reply}");
+        assert!(!reply.contains(token));
+        assert!(!reply.contains(&token[..12]));
+    }
+    drop(client);
+    a.stop().await;
+    b.stop().await;
+    drop(scratch);
+}
+
+/// `POST /api/v1/keys` for an organisation key named `name`, with `Idempotency-Key: idem`.
+async fn mint_idempotent(
+    server: &TestServer,
+    admin: &str,
+    idem: &str,
+    name: &str,
+) -> support::Reply {
+    let auth = format!("Bearer {admin}");
+    let body = serde_json::to_vec(&json!({"name": name, "scope": "organization"})).unwrap();
+    server
+        .send(
+            http::Method::POST,
+            "/api/v1/keys",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+                ("idempotency-key", idem),
+            ],
+            Some(body),
+        )
+        .await
+}

@@ -261,6 +261,7 @@ pub(crate) async fn metrics_text(state: &AppState) -> Result<Response, ApiError>
         "Bytes held by the idempotency table (replies kept for replay, keys, bookkeeping).",
         state.idempotency.bytes() as u64,
     ));
+    gauges.extend(state.disk.gauges());
     let mut text = state.metrics.render(&gauges);
     text.push_str(
         "# HELP align_webhook_deliveries Webhook deliveries by outcome (pending, succeeded, failed).\n\

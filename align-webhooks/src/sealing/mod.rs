@@ -244,6 +244,15 @@ impl Sealer {
     /// Seals `plaintext`, the stored keys of `endpoint`, under the current key (the key file
     /// is read again first if it changed).
     pub fn seal(&self, endpoint: EndpointId, plaintext: &[u8]) -> Result<String> {
+        self.seal_value(AAD_CONTEXT, &endpoint.to_string(), plaintext)
+    }
+
+    /// Seals any other value at rest under the current key (the key file is read again
+    /// first if it changed): `purpose` names the kind of value and `context` the one it
+    /// belongs to (both bound as associated data), so a value sealed for one purpose or
+    /// context never opens as another's. The server seals the replies it keeps for
+    /// `Idempotency-Key` this way.
+    pub fn seal_value(&self, purpose: &[u8], context: &str, plaintext: &[u8]) -> Result<String> {
         self.refresh()?;
         let key = self.read().current.clone();
         let mut nonce = [0_u8; NONCE_LEN];
@@ -256,7 +265,7 @@ impl Sealer {
         key.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(associated_data(&key.id, endpoint)),
+                Aad::from(associated_data(purpose, &key.id, context)),
                 &mut body,
             )
             .map_err(|_| Error::Corrupt("endpoint secrets too large to seal"))?;
@@ -275,6 +284,16 @@ impl Sealer {
     /// ([`Error::Unseal`]); one naming a key this sealer does not hold, even after reading
     /// the key file again, is [`Error::UnknownSealingKey`].
     pub fn open(&self, endpoint: EndpointId, sealed: &str) -> Result<Zeroizing<Vec<u8>>> {
+        self.open_value(AAD_CONTEXT, &endpoint.to_string(), sealed)
+    }
+
+    /// Opens a value [`Sealer::seal_value`] made with the same `purpose` and `context`.
+    pub fn open_value(
+        &self,
+        purpose: &[u8],
+        context: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let (id, body) = split(sealed)?;
         let Some(key) = self.key(id)? else {
             return Err(Error::UnknownSealingKey {
@@ -292,7 +311,7 @@ impl Sealer {
             .key
             .open_in_place(
                 nonce,
-                Aad::from(associated_data(&key.id, endpoint)),
+                Aad::from(associated_data(purpose, &key.id, context)),
                 &mut buf,
             )
             .map_err(|_| Error::Unseal)?
@@ -388,14 +407,13 @@ fn split(sealed: &str) -> Result<(&str, &str)> {
 
 /// The context, the key's id and the endpoint's id: a value opens only for the endpoint it
 /// was sealed for.
-fn associated_data(key_id: &str, endpoint: EndpointId) -> Vec<u8> {
-    let endpoint = endpoint.to_string();
-    let mut aad = Vec::with_capacity(AAD_CONTEXT.len() + key_id.len() + endpoint.len() + 2);
-    aad.extend_from_slice(AAD_CONTEXT);
+fn associated_data(purpose: &[u8], key_id: &str, context: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(purpose.len() + key_id.len() + context.len() + 2);
+    aad.extend_from_slice(purpose);
     aad.push(b'\n');
     aad.extend_from_slice(key_id.as_bytes());
     aad.push(b'\n');
-    aad.extend_from_slice(endpoint.as_bytes());
+    aad.extend_from_slice(context.as_bytes());
     aad
 }
 

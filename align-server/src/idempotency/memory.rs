@@ -1,17 +1,4 @@
-//! `Idempotency-Key` on POST: per API key, for 24 hours.
-//!
-//! The first request with a key runs; while it runs, a second gets `409 idempotency_conflict`;
-//! afterwards the same request gets the stored status and body again with
-//! `Idempotent-Replayed: true`, and a different request with the same key gets
-//! `422 idempotency_key_reused`. Stored responses (a replayed mint must return the same token)
-//! are kept **in memory only**, zeroed when dropped, and never written to disk: a restart
-//! forgets them. Server errors (5xx) are not stored, so the client may retry.
-//!
-//! The table is bounded in bytes as well as entries (issue 21, finding 1): a reply larger than
-//! [`Budget::max_reply_bytes`] is not kept (a retry runs again), one API key holds at most
-//! [`Budget::max_bytes_per_key`] (its own oldest entries go first), and the whole table at
-//! most [`Budget::max_bytes`] (the oldest entries of anyone go first). Entries expire in the
-//! order they were made, so expiry and eviction cost O(1) each, never a scan.
+//! The in-memory idempotency table: one instance's replies, bounded in entries and bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,11 +12,11 @@ use zeroize::Zeroizing;
 use crate::error::ApiError;
 
 /// How long a key's result is kept.
-const TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Longest accepted `Idempotency-Key`.
 pub(crate) const MAX_KEY_LEN: usize = 255;
 /// What an entry costs beyond its key and reply: the map and queue slots, the fingerprint.
-const ENTRY_OVERHEAD: usize = 160;
+pub(crate) const ENTRY_OVERHEAD: usize = 160;
 
 /// The bounds of the idempotency table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
