@@ -121,7 +121,7 @@ pub(crate) struct RateLimitNotices {
     last: Mutex<HashMap<KeyId, Instant>>,
 }
 
-/// Keys remembered before the oldest entries are dropped.
+/// Keys remembered at most (those older than the window are dropped when it fills).
 const MAX_TRACKED: usize = 100_000;
 
 impl RateLimitNotices {
@@ -137,6 +137,11 @@ impl RateLimitNotices {
         }
         if last.len() >= MAX_TRACKED {
             last.retain(|_, at| now.duration_since(*at) < window);
+            // Still full of keys notified within the window: no notice for a new key until
+            // some age out (the map stays bounded; the 429s go out regardless).
+            if last.len() >= MAX_TRACKED {
+                return false;
+            }
         }
         last.insert(key, now);
         true
@@ -211,5 +216,29 @@ impl AppState {
                 None => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21: every map a client can grow is bounded. A flood of distinct keys all
+    /// rate-limited within one window does not grow the notices past their bound.
+    #[test]
+    fn issue_21_rate_limit_notices_stay_bounded() {
+        let notices = RateLimitNotices::default();
+        let window = Duration::from_secs(60);
+        for _ in 0..MAX_TRACKED + 10 {
+            notices.claim(KeyId::new(), window);
+        }
+        let len = notices
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        assert_eq!(len, MAX_TRACKED);
+        // A key already noticed is still deduplicated.
+        assert!(!notices.claim(KeyId::new(), window));
     }
 }
