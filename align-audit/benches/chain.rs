@@ -28,7 +28,7 @@ const PLAIN_BATCH: usize = 1024;
 fn entry(n: usize) -> Entry {
     Entry::request("POST", format!("/api/v1/keys/key_{n}/rotate?dry_run=false"))
         .organization("org_0001")
-        .environment(align_keys::Environment::Live)
+        .environment(align_core::Environment::Live)
         .actor(Actor::ApiKey {
             id: format!("key_{}", n % 50),
             prefix: "ako_9311c954".into(),

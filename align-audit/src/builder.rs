@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use align_keys::{Environment, Redactor};
+use align_core::{Environment, Redactor};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 

@@ -53,7 +53,7 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     /// The PostgreSQL sink failed (the message never includes the connection URL).
     #[cfg(feature = "postgres")]
-    #[error("PostgreSQL audit sink: {}", align_keys::postgres::describe(.0))]
+    #[error("PostgreSQL audit sink: {}", align_core::postgres::describe(.0))]
     Postgres(#[source] tokio_postgres::Error),
     /// No pooled PostgreSQL connection could be had (the server is unreachable or every
     /// connection stayed busy past the wait).

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use align_keys::Environment;
+use align_core::Environment;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;

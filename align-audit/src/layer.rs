@@ -3,8 +3,9 @@
 //!
 //! The entry holds the method, the path (never the query string), status, latency, request id
 //! (`x-request-id`), user agent and, when the embedder supplies it, the client address
-//! ([`PeerIp`] or a `SocketAddr` in the request's extensions). When `align-keys`'
-//! `KeyAuthLayer` runs inside this layer, the verified key becomes the entry's actor.
+//! ([`PeerIp`] or a `SocketAddr` in the request's extensions). When a layer inside this
+//! one puts an [`align_core::KeyIdentity`] into the response's extensions (as `align-keys`'
+//! `KeyAuthLayer` does), that key becomes the entry's actor.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use align_keys::VerifiedKey;
+use align_core::KeyIdentity;
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -108,13 +109,12 @@ where
             entry = entry
                 .status(response.status().as_u16())
                 .latency(started.elapsed());
-            if let Some(key) = response.extensions().get::<VerifiedKey>() {
-                let k = key.record();
+            if let Some(k) = response.extensions().get::<KeyIdentity>() {
                 entry = entry
-                    .organization(k.organization_id.to_string())
+                    .organization(k.organization_id.clone())
                     .environment(k.environment)
                     .actor(Actor::ApiKey {
-                        id: k.id.to_string(),
+                        id: k.key_id.clone(),
                         prefix: k.prefix.clone(),
                     });
             }

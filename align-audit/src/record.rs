@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use align_keys::Environment;
+use align_core::Environment;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

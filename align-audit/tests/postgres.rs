@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use align_audit::{AuditSink, BreakReason, Entry, PgSink, PgSinkConfig, Query, Stream};
-use align_keys::postgres::ScratchSchema;
+use align_core::postgres::ScratchSchema;
 use proptest::prelude::*;
 use support::{arb_entry, entry, postgres_url, test_key};
 
@@ -304,7 +304,7 @@ async fn connections_killed_under_the_writer_lose_no_acknowledged_append() {
     let name = format!("audit-kill-{}", scratch.name());
     let mut config = scratch.config();
     config.application_name(&name);
-    let pool = align_keys::postgres::pool(config).unwrap();
+    let pool = align_core::postgres::pool(config).unwrap();
     let sink = Arc::new(
         PgSink::open(pool, PgSinkConfig::with_checkpoint_key(test_key()))
             .await

@@ -4,7 +4,7 @@
 mod support;
 
 use align_audit::{Actor, Entry, Stream};
-use align_keys::Environment;
+use align_core::Environment;
 use proptest::prelude::*;
 
 /// Where in an entry the token is placed, and how it is dressed.

@@ -145,7 +145,7 @@ async fn staging_before_the_sink_created_its_table_fails_and_so_does_the_change(
 mod postgres {
     use super::*;
     use align_audit::{PgSink, PgSinkConfig};
-    use align_keys::postgres::ScratchSchema;
+    use align_core::postgres::ScratchSchema;
 
     async fn change_with(scratch: &ScratchSchema, entry: &Entry, commit: bool) {
         let pool = scratch.pool().unwrap();

@@ -97,7 +97,8 @@ impl DataDir {
                 }
                 Database::Postgres(url) => {
                     align_server::prepare_data_dir(dir)?;
-                    let pool = align_keys::postgres::connect(url)?;
+                    let pool =
+                        align_keys::postgres::connect(url).map_err(align_keys::Error::from)?;
                     // Same order and hook as the server: outbox tables first.
                     let mut kept = None;
                     let webhooks = align_server::open_sealed(key_file, |sealer| {

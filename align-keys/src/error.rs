@@ -94,6 +94,18 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
+impl From<align_core::Error> for Error {
+    fn from(e: align_core::Error) -> Self {
+        match e {
+            #[cfg(feature = "postgres")]
+            align_core::Error::Postgres(e) => Self::Postgres(e),
+            #[cfg(feature = "postgres")]
+            align_core::Error::PostgresPool(e) => Self::PostgresPool(e),
+            _ => Self::StoreWorker,
+        }
+    }
+}
+
 #[cfg(feature = "postgres")]
 impl From<deadpool_postgres::PoolError> for Error {
     fn from(e: deadpool_postgres::PoolError) -> Self {

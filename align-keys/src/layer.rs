@@ -88,9 +88,12 @@ where
             match authenticate(&verifier, req.headers()).await {
                 Ok(key) => {
                     req.extensions_mut().insert(key.clone());
-                    // Outer layers (request logging) learn the caller from the response.
+                    // Outer layers (request logging) learn the caller from the response, as
+                    // the shared vocabulary's `KeyIdentity` too.
+                    let identity = key.identity();
                     let mut response = inner.call(req).await?;
                     response.extensions_mut().insert(key);
+                    response.extensions_mut().insert(identity);
                     Ok(response)
                 }
                 Err((status, code, message)) => Ok(refusal(status, code, message, &request_id)),

@@ -19,7 +19,6 @@
 
 pub mod domain;
 mod error;
-pub mod files;
 mod hash;
 #[cfg(feature = "http")]
 pub mod http;
@@ -29,16 +28,19 @@ pub mod layer;
 mod manager;
 mod password;
 pub mod policy;
+/// Files created `0600` and directories `0700` (from `align-core`).
+pub use align_core::files;
+/// The PostgreSQL conventions every Align crate follows (from `align-core`).
 #[cfg(feature = "postgres")]
-pub mod postgres;
-mod redact;
-mod secret;
+pub use align_core::postgres;
+/// The SQLite conventions every Align crate follows (from `align-core`).
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+pub use align_core::sqlite;
 pub mod store;
 pub mod token;
 mod verifier;
 
+pub use align_core::{Environment, MASK, Redactor, Secret, is_sensitive_name};
 pub use domain::{
     Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, Organization,
     OrganizationId, Permission, PermissionSet, Project, ProjectId, Role, Scope, User, UserId,
@@ -55,14 +57,12 @@ pub use password::{
     MIN_PBKDF2_ITERATIONS, PasswordHash, SessionHash, UserSession, validate_password,
 };
 pub use policy::{Caller, Denial, KeySpec, Target, UserCaller};
-pub use redact::{MASK, Redactor, is_sensitive_name};
-pub use secret::Secret;
 pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};
 #[cfg(feature = "postgres")]
 pub use store::{PgEventHook, PgKeyStore};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteEventHook, SqliteKeyStore};
-pub use token::{Environment, MintedToken, ParsedToken, TokenDefect};
+pub use token::{MintedToken, ParsedToken, TokenDefect};
 pub use verifier::{Cached, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};
 
 // Compiles and runs the README's example as a doctest so it cannot rot.

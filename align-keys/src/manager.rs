@@ -14,10 +14,10 @@ use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHasher;
 use crate::judge::{Grant, Producer, Unset, judge};
 use crate::policy::KeySpec;
-use crate::secret::Secret;
 use crate::store::KeyStore;
 use crate::token::{self, Environment};
 use crate::verifier::KeyVerifier;
+use align_core::Secret;
 
 /// How many fresh tokens to try when a generated prefix is already taken.
 const PREFIX_ATTEMPTS: usize = 8;

@@ -10,16 +10,16 @@
 use std::fmt;
 
 use ring::rand::{SecureRandom, SystemRandom};
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
-use crate::secret::Secret;
+pub use align_core::Environment;
+use align_core::Secret;
 
 /// The base62 alphabet, in the order the checksum uses: digits, upper case, lower case.
 pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// Length of the key prefix `{tag}_{id8}`.
-pub const PREFIX_LEN: usize = 12;
+pub const PREFIX_LEN: usize = align_core::TOKEN_PREFIX_LEN;
 /// Number of base62 characters in the secret part.
 pub const SECRET_LEN: usize = 43;
 /// Number of base62 characters in the checksum.
@@ -29,57 +29,6 @@ pub const TOKEN_LEN: usize = PREFIX_LEN + 1 + SECRET_LEN + CHECK_LEN;
 
 const ID_LEN: usize = 8;
 const BODY_LEN: usize = TOKEN_LEN - CHECK_LEN;
-
-/// Which world a key lives in. Sandbox keys only ever touch sandbox data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// Production: tag `ako`.
-    Live,
-    /// Testing: tag `akt`.
-    Sandbox,
-}
-
-impl Environment {
-    /// The token tag for this environment (`ako` or `akt`).
-    pub const fn tag(self) -> &'static str {
-        match self {
-            Self::Live => "ako",
-            Self::Sandbox => "akt",
-        }
-    }
-
-    /// The lowercase name used in JSON and storage (`live` or `sandbox`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Live => "live",
-            Self::Sandbox => "sandbox",
-        }
-    }
-
-    /// Parses `live` or `sandbox`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "live" => Some(Self::Live),
-            "sandbox" => Some(Self::Sandbox),
-            _ => None,
-        }
-    }
-
-    fn from_tag(tag: &[u8]) -> Option<Self> {
-        match tag {
-            b"ako" => Some(Self::Live),
-            b"akt" => Some(Self::Sandbox),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Why a string is not a well-formed token. Says what is wrong, never what the input was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,6 +55,18 @@ pub struct VerifiedKey {
 }
 
 impl VerifiedKey {
+    /// The key's id, prefix, organisation and environment in the shared vocabulary, for
+    /// layers that only name the caller (no secret in it).
+    pub fn identity(&self) -> align_core::KeyIdentity {
+        let k = self.record();
+        align_core::KeyIdentity {
+            key_id: k.id.to_string(),
+            prefix: k.prefix.clone(),
+            organization_id: k.organization_id.to_string(),
+            environment: k.environment,
+        }
+    }
+
     /// The key's record as cached (its `last_used_at` may lag; use [`Self::last_used_at`]).
     pub fn record(&self) -> &KeyRecord {
         &self.entry.record

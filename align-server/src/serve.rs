@@ -99,8 +99,8 @@ impl Backends {
     /// instance holding another key is refused).
     pub async fn postgres(config: &Config, url: &str) -> Result<Self, Error> {
         prepare_data_dir(&config.data_dir)?;
-        let pg = align_keys::postgres::parse_url(url)?;
-        let pool = align_keys::postgres::pool(pg.clone())?;
+        let pg = align_keys::postgres::parse_url(url).map_err(align_keys::Error::from)?;
+        let pool = align_keys::postgres::pool(pg.clone()).map_err(align_keys::Error::from)?;
         // The outbox tables must exist before the first key change enqueues into them.
         let mut replies_sealer = None;
         let webhooks = open_sealed(&config.secrets_key_path(), |sealer| {

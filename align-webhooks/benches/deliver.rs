@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use align_keys::Environment;
+use align_core::Environment;
 use align_webhooks::{
     Dispatcher, DispatcherConfig, Endpoint, EndpointKey, EndpointSecrets, MemoryWebhookStore,
     NewMessage, SigningSecret, UrlPolicy, WebhookStore,

@@ -69,7 +69,7 @@ pub enum Error {
     Database(#[from] rusqlite::Error),
     /// The PostgreSQL database failed (the message never includes the connection URL).
     #[cfg(feature = "postgres")]
-    #[error("PostgreSQL webhook store: {}", align_keys::postgres::describe(.0))]
+    #[error("PostgreSQL webhook store: {}", align_core::postgres::describe(.0))]
     Postgres(#[source] tokio_postgres::Error),
     /// No pooled PostgreSQL connection could be had (the server is unreachable or every
     /// connection stayed busy past the wait).

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use align_keys::Environment;
+use align_core::Environment;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use uuid::Uuid;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use align_keys::Secret;
+use align_core::Secret;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

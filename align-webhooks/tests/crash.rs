@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_keys::Environment;
+use align_core::Environment;
 use align_webhooks::{
     DeliveryStatus, Dispatcher, DispatcherConfig, MessageId, NewMessage, RetrySchedule,
     SqliteWebhookStore, UrlPolicy, VerificationKey, Verifier, WebhookStore, WebhookVerifier,

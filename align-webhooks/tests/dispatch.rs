@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use align_keys::Environment;
+use align_core::Environment;
 use align_webhooks::{
     DeliveryId, DeliveryStatus, Dispatcher, DispatcherConfig, ENDPOINT_DISABLED_EVENT, Endpoint,
     EventFilter, MemoryWebhookStore, NewMessage, Resolver, RetrySchedule, UrlPolicy,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use align_keys::Environment;
+use align_core::Environment;
 use align_webhooks::{AddressClass, Error, Resolver, UrlDefect, UrlPolicy, classify};
 use async_trait::async_trait;
 

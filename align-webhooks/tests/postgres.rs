@@ -10,8 +10,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use align_keys::Environment;
-use align_keys::postgres::ScratchSchema;
+use align_core::Environment;
+use align_core::postgres::ScratchSchema;
 use align_webhooks::{NewMessage, PgWebhookStore, WebhookStore};
 use chrono::Utc;
 use serde_json::json;

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use align_keys::Environment;
+use align_core::Environment;
 use align_webhooks::{
     Endpoint, EndpointKey, Error, PgWebhookStore, Sealer, SealingKey, SigningKey, SigningSecret,
     SqliteWebhookStore, WebhookStore, is_sealed, sealed_key_id,
@@ -23,14 +23,14 @@ use common::endpoint;
 /// reachable underneath the store.
 enum Db {
     Sqlite(PathBuf),
-    Postgres(Box<align_keys::postgres::ScratchSchema>),
+    Postgres(Box<align_core::postgres::ScratchSchema>),
 }
 
 impl Db {
     async fn every(dir: &Path) -> Vec<(&'static str, Self)> {
         let mut dbs = vec![("sqlite", Self::Sqlite(dir.join("align.db")))];
         if let Some(url) = common::postgres_url() {
-            let scratch = align_keys::postgres::ScratchSchema::create(&url)
+            let scratch = align_core::postgres::ScratchSchema::create(&url)
                 .await
                 .unwrap();
             dbs.push(("postgres", Self::Postgres(Box::new(scratch))));

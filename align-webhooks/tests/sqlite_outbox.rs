@@ -4,7 +4,7 @@
 
 mod common;
 
-use align_keys::Environment;
+use align_core::Environment;
 use align_webhooks::{NewMessage, SqliteWebhookStore, WebhookStore, enqueue_in_transaction};
 use chrono::Utc;
 use serde_json::json;

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_keys::Environment;
+use align_core::Environment;
 use align_webhooks::{Attempt, DeliveryStatus, EventFilter, NewMessage, Next};
 use chrono::{TimeZone, Utc};
 use serde_json::json;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use align_keys::Environment;
+use align_core::Environment;
 use align_webhooks::{
     Attempt, DeliveryStatus, MessageQuery, NewMessage, Next, OutboxStats, Owner, WebhookStore,
 };

@@ -72,7 +72,7 @@ impl JsonlSink {
         let (file, heads) = tokio::task::spawn_blocking(move || -> Result<_> {
             let ledger = read_ledger(&path)?;
             // Records hold personal data: the file is its owner's only (`0600`).
-            let file = align_keys::files::private_options()
+            let file = align_core::files::private_options()
                 .append(true)
                 .create(true)
                 .open(&path)?;
@@ -122,7 +122,7 @@ impl JsonlFile {
         // Created afresh (`0600`), never reusing a file a crash left behind with another mode.
         let _ = std::fs::remove_file(&tmp);
         {
-            let file = align_keys::files::private_options()
+            let file = align_core::files::private_options()
                 .write(true)
                 .create_new(true)
                 .open(&tmp)?;

@@ -36,7 +36,7 @@ pub fn entry(stream: Stream, n: u32, days_ago: i64, subject: &str) -> Entry {
     )
     .time(base_time() - TimeDelta::days(days_ago) + TimeDelta::milliseconds(i64::from(n)))
     .organization(format!("org_{}", n % 3))
-    .environment(align_keys::Environment::Live)
+    .environment(align_core::Environment::Live)
     .actor(Actor::User {
         id: subject.to_owned(),
     })
@@ -126,7 +126,7 @@ pub async fn all_sinks(dir: &std::path::Path) -> Sinks {
     #[cfg(feature = "postgres")]
     let scratch = match postgres_url() {
         Some(url) => {
-            let scratch = align_keys::postgres::ScratchSchema::create(&url)
+            let scratch = align_core::postgres::ScratchSchema::create(&url)
                 .await
                 .unwrap();
             let sink = align_audit::PgSink::open(
@@ -152,7 +152,7 @@ pub async fn all_sinks(dir: &std::path::Path) -> Sinks {
 pub struct Sinks {
     sinks: std::vec::IntoIter<(&'static str, Arc<dyn AuditSink>)>,
     #[cfg(feature = "postgres")]
-    _scratch: Option<align_keys::postgres::ScratchSchema>,
+    _scratch: Option<align_core::postgres::ScratchSchema>,
 }
 
 impl Iterator for Sinks {

@@ -818,7 +818,7 @@ struct Outcome {
 /// What is checked once an attempt is recorded (see [`Inner::after_record`]).
 struct AfterRecord {
     endpoint: EndpointId,
-    environment: align_keys::Environment,
+    environment: align_core::Environment,
     gone: bool,
     finished: DateTime<Utc>,
 }
@@ -979,7 +979,7 @@ impl Inner {
     async fn disable(
         &self,
         endpoint: EndpointId,
-        environment: align_keys::Environment,
+        environment: align_core::Environment,
         reason: &str,
     ) -> Result<()> {
         self.store.disable_endpoint(endpoint, reason).await?;

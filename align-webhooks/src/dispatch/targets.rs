@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use align_keys::Environment;
+use align_core::Environment;
 use http::Uri;
 
 use crate::policy::UrlPolicy;
@@ -55,7 +55,7 @@ impl Targets {
 
 #[cfg(test)]
 mod tests {
-    use align_keys::Environment;
+    use align_core::Environment;
 
     use super::Targets;
     use crate::policy::UrlPolicy;

@@ -10,7 +10,7 @@ mod ranges;
 use std::fmt;
 use std::net::IpAddr;
 
-use align_keys::Environment;
+use align_core::Environment;
 use async_trait::async_trait;
 use url::{Host, Url};
 
@@ -74,7 +74,7 @@ impl Resolver for SystemResolver {
 /// Rules for endpoint URLs and destination addresses.
 ///
 /// ```
-/// use align_keys::Environment;
+/// use align_core::Environment;
 /// use align_webhooks::UrlPolicy;
 /// let policy = UrlPolicy::default();
 /// assert!(policy.check_url("https://hooks.example.com/in", Environment::Live).is_ok());

@@ -112,7 +112,7 @@ pub(super) fn create(path: &Path) -> Result<Option<(Keys, FileStamp)>> {
         current: SealingKey::generate()?,
         previous: Vec::new(),
     };
-    let mut file = match align_keys::files::private_options()
+    let mut file = match align_core::files::private_options()
         .write(true)
         .create_new(true)
         .open(path)
@@ -134,7 +134,7 @@ pub(super) fn create(path: &Path) -> Result<Option<(Keys, FileStamp)>> {
 
 /// Replaces the file at `path` with `keys` (atomically, `0600`).
 pub(super) fn write(path: &Path, keys: &Keys) -> Result<FileStamp> {
-    align_keys::files::write_private_file(path, text(keys).as_bytes())
+    align_core::files::write_private_file(path, text(keys).as_bytes())
         .map_err(|e| fail(path, e))?;
     stamp(path)
 }

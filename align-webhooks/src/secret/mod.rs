@@ -2,13 +2,13 @@
 //! key pairs (scheme `v1a`).
 //!
 //! None of these types print their material: `Debug` shows only the kind. The text form is
-//! reached through `expose`, which returns an [`align_keys::Secret`] so that it, too, stays
+//! reached through `expose`, which returns an [`align_core::Secret`] so that it, too, stays
 //! redacted wherever it travels.
 
 use std::fmt;
 use std::sync::Arc;
 
-use align_keys::Secret;
+use align_core::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ring::hmac;

@@ -14,7 +14,7 @@ mod worker;
 
 use std::time::Duration;
 
-use align_keys::Environment;
+use align_core::Environment;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use align_keys::Environment;
+use align_core::Environment;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -116,7 +116,7 @@ const DELIVERY_COLUMNS: &str =
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let pool = align_keys::postgres::connect("postgres://align@db.internal/align")?;
+/// let pool = align_core::postgres::connect("postgres://align@db.internal/align")?;
 /// // Every instance needs the same key file.
 /// let sealer = align_webhooks::Sealer::load("/etc/align/secrets-key".as_ref())?;
 /// let store = align_webhooks::PgWebhookStore::open(pool, sealer).await?;
@@ -153,13 +153,13 @@ impl PgWebhookStore {
     /// Brings the `webhooks_` tables of an embedder's own connection up to date, so that it
     /// can call [`PgWebhookStore::enqueue_in_transaction`].
     pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
-        Ok(align_keys::postgres::migrate(client, "webhooks", MIGRATIONS).await?)
+        Ok(align_core::postgres::migrate(client, "webhooks", MIGRATIONS).await?)
     }
 
     /// The schema version this store has migrated to.
     pub async fn schema_version(&self) -> Result<i64> {
         let client = self.pool.get().await?;
-        Ok(align_keys::postgres::schema_version(&client, "webhooks").await?)
+        Ok(align_core::postgres::schema_version(&client, "webhooks").await?)
     }
 
     /// Enqueues `message` inside the caller's transaction, so the change that caused the

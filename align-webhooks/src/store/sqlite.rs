@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use align_keys::Environment;
+use align_core::Environment;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
@@ -207,7 +207,7 @@ impl SqliteWebhookStore {
         let path = path.to_owned();
         let check = sealer.clone();
         let jobs = worker::start(move || {
-            let mut conn = align_keys::sqlite::open(&path)?;
+            let mut conn = align_core::sqlite::open(&path)?;
             configure(&mut conn)?;
             if let Some(sealer) = &check {
                 seal_on_open(&conn, sealer)?;
@@ -324,7 +324,7 @@ pub(super) fn immediate<T>(
 }
 
 fn configure(conn: &mut Connection) -> Result<()> {
-    align_keys::sqlite::configure(conn, false)?;
+    align_core::sqlite::configure(conn, false)?;
     // Room for every statement the store prepares with `prepare_cached` (rusqlite keeps 16
     // by default; claiming and recording alone use a dozen).
     conn.set_prepared_statement_cache_capacity(64);
@@ -349,7 +349,7 @@ fn configure(conn: &mut Connection) -> Result<()> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    Ok(align_keys::sqlite::migrate(conn, "webhooks", MIGRATIONS)?)
+    Ok(align_core::sqlite::migrate(conn, "webhooks", MIGRATIONS)?)
 }
 
 /// When the store opens: refuses a sealer that does not hold the recorded key or the key of
@@ -1267,7 +1267,7 @@ mod tests {
 
     use std::time::Duration;
 
-    use align_keys::Environment;
+    use align_core::Environment;
     use chrono::Utc;
     use rusqlite::{Connection, params};
 
@@ -1291,8 +1291,8 @@ mod tests {
         let (done, pending) = (DeliveryId::new(), DeliveryId::new());
         {
             let mut c = Connection::open(&path).unwrap();
-            align_keys::sqlite::configure(&c, false).unwrap();
-            align_keys::sqlite::migrate(&mut c, "webhooks", &MIGRATIONS[..4]).unwrap();
+            align_core::sqlite::configure(&c, false).unwrap();
+            align_core::sqlite::migrate(&mut c, "webhooks", &MIGRATIONS[..4]).unwrap();
             c.execute(
                 "INSERT INTO webhooks_endpoints (id, environment, url, enabled, secrets,
                  created_at) VALUES (?1, 'sandbox', ?2, 1, ?3, 0)",

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use align_keys::Environment;
+use align_core::Environment;
 use align_webhooks::{
     Endpoint, EndpointKey, EndpointSecrets, MemoryWebhookStore, Sealer, SealingKey, SigningSecret,
     WebhookStore,
@@ -15,7 +15,7 @@ use align_webhooks::{
 pub struct Stores {
     stores: std::vec::IntoIter<(&'static str, Arc<dyn WebhookStore>)>,
     #[cfg(feature = "postgres")]
-    _scratch: Option<align_keys::postgres::ScratchSchema>,
+    _scratch: Option<align_core::postgres::ScratchSchema>,
 }
 
 impl Stores {
@@ -35,7 +35,7 @@ impl Stores {
         #[cfg(feature = "postgres")]
         let scratch = match postgres_url() {
             Some(url) => {
-                let scratch = align_keys::postgres::ScratchSchema::create(&url)
+                let scratch = align_core::postgres::ScratchSchema::create(&url)
                     .await
                     .unwrap();
                 let store = align_webhooks::PgWebhookStore::open(scratch.pool().unwrap(), sealer())

@@ -75,7 +75,7 @@ impl PgSinkConfig {
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use align_audit::{AuditSink, Entry, PgSink, PgSinkConfig};
-/// let pool = align_keys::postgres::connect("postgres://align@db.internal/align")?;
+/// let pool = align_core::postgres::connect("postgres://align@db.internal/align")?;
 /// let sink = PgSink::open(pool, PgSinkConfig::default()).await?;
 /// sink.append(Entry::audit("api_key.revoked").build()?).await?;
 /// # Ok(()) }
@@ -108,7 +108,7 @@ enum Command {
 }
 
 impl PgSink {
-    /// A sink over `pool` (see `align_keys::postgres::connect`), with its `audit_` tables
+    /// A sink over `pool` (see `align_core::postgres::connect`), with its `audit_` tables
     /// brought up to date and its writer task started on the current tokio runtime.
     pub async fn open(pool: Pool, config: PgSinkConfig) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::Worker)?;
@@ -334,7 +334,7 @@ impl Failed {
     fn before_commit(error: impl Into<Error>) -> Self {
         let error = error.into();
         let retry = match &error {
-            Error::Postgres(e) => align_keys::postgres::is_transient(e),
+            Error::Postgres(e) => align_core::postgres::is_transient(e),
             Error::PostgresPool(_) => true,
             _ => false,
         };

@@ -94,7 +94,7 @@ const INSERT: &str = "INSERT INTO audit_records (stream, sequence, id, time, org
 
 /// Brings the `audit_` tables of `client`'s database (and schema) up to date.
 pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
-    Ok(align_keys::postgres::migrate(client, "audit", MIGRATIONS).await?)
+    Ok(align_core::postgres::migrate(client, "audit", MIGRATIONS).await?)
 }
 
 pub(super) fn to_i64(n: u64) -> i64 {
@@ -201,7 +201,7 @@ pub(super) fn read_record(row: &Row) -> Result<Record> {
     let time: i64 = row.try_get(3)?;
     let environment: Option<&str> = row.try_get(5)?;
     let environment = environment
-        .map(|name| align_keys::Environment::from_name(name).ok_or(Error::Corrupt("environment")))
+        .map(|name| align_core::Environment::from_name(name).ok_or(Error::Corrupt("environment")))
         .transpose()?;
     let kind: &str = row.try_get(6)?;
     let actor = actor_from_columns(kind, row.try_get(7)?, row.try_get(8)?)?;

@@ -106,13 +106,13 @@ pub(crate) const INSERT: &str = "INSERT INTO audit_records (stream, sequence, id
 
 /// Opens a connection (a new file is created `0600`): WAL, busy timeout, `synchronous` FULL (fsync per commit) or NORMAL.
 pub(crate) fn connect(path: &std::path::Path, sync_to_disk: bool) -> Result<Connection> {
-    let conn = align_keys::sqlite::open(path)?;
-    align_keys::sqlite::configure(&conn, sync_to_disk)?;
+    let conn = align_core::sqlite::open(path)?;
+    align_core::sqlite::configure(&conn, sync_to_disk)?;
     Ok(conn)
 }
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
-    Ok(align_keys::sqlite::migrate(conn, "audit", MIGRATIONS)?)
+    Ok(align_core::sqlite::migrate(conn, "audit", MIGRATIONS)?)
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -201,7 +201,7 @@ pub(crate) fn read_record(row: &Row<'_>) -> Result<Record> {
     let environment = match environment {
         None => None,
         Some(name) => {
-            Some(align_keys::Environment::from_name(&name).ok_or(Error::Corrupt("environment"))?)
+            Some(align_core::Environment::from_name(&name).ok_or(Error::Corrupt("environment"))?)
         }
     };
     let kind: String = row.get(6)?;

@@ -8,9 +8,9 @@
 //! `prefer` (the default). Put the database on a trusted network or behind a TLS tunnel.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), align_keys::Error> {
-//! let pool = align_keys::postgres::connect("postgres://align@db.internal/align")?;
-//! let store = align_keys::PgKeyStore::open(pool).await?;
+//! # async fn demo() -> Result<(), align_core::Error> {
+//! let pool = align_core::postgres::connect("postgres://align@db.internal/align")?;
+//! let client = pool.get().await.map_err(|e| align_core::Error::PostgresPool(e.to_string()))?;
 //! # Ok(()) }
 //! ```
 
@@ -156,9 +156,9 @@ pub async fn schema_version(
 /// the stores' tables land in it and parallel tests never see each other's rows.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), align_keys::Error> {
-/// let scratch = align_keys::postgres::ScratchSchema::create("postgres://postgres@127.0.0.1/test").await?;
-/// let store = align_keys::PgKeyStore::open(scratch.pool()?).await?;
+/// # async fn demo() -> Result<(), align_core::Error> {
+/// let scratch = align_core::postgres::ScratchSchema::create("postgres://postgres@127.0.0.1/test").await?;
+/// let pool = scratch.pool()?;
 /// # Ok(()) }
 /// ```
 pub struct ScratchSchema {
@@ -215,7 +215,7 @@ impl Drop for ScratchSchema {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|_| Error::StoreWorker)?;
+                .map_err(|_| Error::Worker)?;
             rt.block_on(async move {
                 let (client, connection) = config.connect(NoTls).await?;
                 let task = tokio::spawn(connection);

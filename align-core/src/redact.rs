@@ -15,7 +15,10 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use crate::token::PREFIX_LEN;
+/// How many characters of an API key identify it and may be shown: the tag, `_` and the
+/// 8-character key id (`ako_9311c954`).
+pub const TOKEN_PREFIX_LEN: usize = 12;
+const PREFIX_LEN: usize = TOKEN_PREFIX_LEN;
 
 /// The text that replaces every secret part.
 pub const MASK: &str = "…";
@@ -40,7 +43,7 @@ const SCHEMES: [&[u8]; 5] = [b"bearer", b"basic", b"token", b"digest", b"apikey"
 /// Masks API keys, webhook secrets and credential headers in text and JSON.
 ///
 /// ```
-/// use align_keys::Redactor;
+/// use align_core::Redactor;
 /// let r = Redactor::new();
 /// // A test-vector token (a fixture, not a key).
 /// let fixture = concat!("ako_9311c954_", "00000000000000000000000000000000000000000000", "Rws4U");

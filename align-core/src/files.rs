@@ -11,13 +11,13 @@
 //! use std::io::Write;
 //! let dir = tempfile::tempdir()?;
 //! let data = dir.path().join("data");
-//! align_keys::files::create_private_dir(&data)?;
-//! let mut f = align_keys::files::private_options()
+//! align_core::files::create_private_dir(&data)?;
+//! let mut f = align_core::files::private_options()
 //!     .write(true)
 //!     .create_new(true)
 //!     .open(data.join("export.jsonl"))?;
 //! f.write_all(b"{}\n")?;
-//! align_keys::files::write_private_file(&data.join("key"), b"secret\n")?;
+//! align_core::files::write_private_file(&data.join("key"), b"secret\n")?;
 //! # #[cfg(unix)] {
 //! use std::os::unix::fs::PermissionsExt;
 //! let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

@@ -9,7 +9,7 @@ use zeroize::Zeroize;
 /// so every place that reveals a secret is easy to find. The memory is overwritten on drop.
 ///
 /// ```
-/// use align_keys::Secret;
+/// use align_core::Secret;
 /// let s = Secret::new("ako_9311c954_hunter2".to_owned());
 /// assert_eq!(format!("{s:?}"), "Secret([redacted])");
 /// assert_eq!(s.expose(), "ako_9311c954_hunter2");
