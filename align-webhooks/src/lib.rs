@@ -15,7 +15,8 @@
 //! - **Secrets at rest** ([`Sealer`], [`SealingKey`]): the SQLite and PostgreSQL stores keep
 //!   endpoint keys sealed with AES-256-GCM under a key kept outside the database (a `0600`
 //!   key file), bound to their endpoint, and rotatable.
-//! - **Dispatcher** ([`Dispatcher`], [`DispatcherConfig`]): hyper over rustls (ring),
+//! - **Dispatcher** (`Dispatcher`, `DispatcherConfig`; feature `dispatch`, on by default):
+//!   hyper over rustls (ring),
 //!   bounded concurrency, per-attempt timeout, retries with jitter and `Retry-After`, 410 and
 //!   long failure runs disable the endpoint, a per-endpoint throughput cap.
 //! - **Receiver kit** ([`WebhookReceiver`], the [`Deduplicator`] trait,
@@ -25,6 +26,7 @@
 //! Nothing in this crate prints secret material: every key type's `Debug` is redacted and no
 //! error carries a secret.
 
+#[cfg(feature = "dispatch")]
 mod dispatch;
 mod error;
 mod model;
@@ -36,6 +38,7 @@ mod secret;
 mod store;
 mod verify;
 
+#[cfg(feature = "dispatch")]
 pub use dispatch::{
     Dispatcher, DispatcherConfig, ENDPOINT_DISABLED_EVENT, ENV_ALLOW_PRIVATE_TARGETS,
     ENV_RETRY_SCHEDULE, RetrySchedule, ScheduleParseError,

@@ -61,6 +61,10 @@ enum Command<B> {
     },
     Flush(oneshot::Sender<Result<()>>),
     /// Move staged entries into the chains (see `Backend::commit_staged`).
+    #[cfg_attr(
+        not(feature = "sqlite"),
+        allow(dead_code, reason = "only the SQLite sink stages")
+    )]
     CommitStaged(oneshot::Sender<Result<u64>>),
     Job(Job<B>),
     Close(oneshot::Sender<Result<()>>),
@@ -169,6 +173,10 @@ impl<B: Backend> Writer<B> {
     }
 
     /// Moves staged entries into the chains after everything queued before is committed.
+    #[cfg_attr(
+        not(feature = "sqlite"),
+        allow(dead_code, reason = "only the SQLite sink stages")
+    )]
     pub(crate) async fn commit_staged(&self) -> Result<u64> {
         let (reply, rx) = oneshot::channel();
         self.send_urgent(Command::CommitStaged(reply)).await?;

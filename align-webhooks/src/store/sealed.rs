@@ -57,6 +57,7 @@ pub(super) fn reseal(
 }
 
 /// The sealer a store needs to read or write endpoints.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(super) fn required(sealer: Option<&Sealer>) -> Result<&Sealer> {
     sealer.ok_or(Error::NoSealer)
 }
