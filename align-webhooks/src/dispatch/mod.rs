@@ -1074,3 +1074,69 @@ impl Inner {
         self.store.enqueue(event, now).await.map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code: a failure should panic")]
+
+    use super::*;
+    use crate::model::Owner;
+    use crate::{EndpointKey, EndpointSecrets, SigningSecret};
+
+    fn endpoint(organization: &str) -> Endpoint {
+        let key = EndpointKey::Symmetric(SigningSecret::generate().unwrap());
+        Endpoint::new(
+            align_keys::Environment::Sandbox,
+            "https://example.com/".to_owned(),
+            EndpointSecrets::new(key),
+        )
+        .owned_by(Owner::organization(organization))
+    }
+
+    /// Starts deliveries to `ep` while the rule lets it; returns how many started.
+    fn fill(state: &mut FeedState, ep: &Endpoint, slots: Slots) -> usize {
+        let mut started = 0;
+        while state.may_start(ep, slots) {
+            state.in_flight += 1;
+            *state
+                .flying
+                .entry(ep.owner.organization.clone())
+                .or_insert(0) += 1;
+            *state.flying_endpoints.entry(ep.id).or_insert(0) += 1;
+            started += 1;
+        }
+        started
+    }
+
+    #[test]
+    fn a_hanging_endpoint_leaves_slots_to_its_organisation_and_to_others() {
+        let slots = Slots::new(32);
+        assert_eq!((slots.organization, slots.endpoint), (8, 2));
+        let mut state = FeedState::default();
+        let (hanging, other) = (endpoint("a"), endpoint("a"));
+        let (elsewhere, elsewhere_too) = (endpoint("b"), endpoint("b"));
+        assert_eq!(fill(&mut state, &hanging, slots), 32 - 8 - 2);
+        assert_eq!(
+            fill(&mut state, &other, slots),
+            2,
+            "the endpoint share stays open"
+        );
+        // The organisation share stays open too, shared among organisation B's endpoints.
+        assert_eq!(fill(&mut state, &elsewhere, slots), 8 - 2);
+        assert_eq!(fill(&mut state, &elsewhere_too, slots), 2);
+        assert_eq!(state.in_flight, 32);
+    }
+
+    #[test]
+    fn small_pools_still_send() {
+        for (concurrency, one_endpoint) in [(1, 1), (2, 1), (4, 2), (8, 5)] {
+            let slots = Slots::new(concurrency);
+            let mut state = FeedState::default();
+            assert_eq!(
+                fill(&mut state, &endpoint("a"), slots),
+                one_endpoint,
+                "{concurrency}"
+            );
+        }
+    }
+}
