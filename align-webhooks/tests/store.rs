@@ -489,6 +489,14 @@ async fn issue_21_finding_3_one_organisations_endpoints_do_not_fan_out_or_slow_a
                 .unwrap()
                 .is_empty()
         );
+        // What the cap is checked against, counted without reading the endpoints.
+        for (org, n) in [("org_a", 2), ("org_b", 300), ("org_c", 0)] {
+            assert_eq!(
+                store.organization_endpoint_count(org).await.unwrap(),
+                n,
+                "{name}: {org}"
+            );
+        }
 
         let event = msg("evt_a", "api_key.created", Environment::Sandbox)
             .owned_by(Owner::organization("org_a"));

@@ -334,10 +334,9 @@ pub(crate) async fn register(
     let cap = state.config.webhooks.max_endpoints_per_organization;
     let existing = state
         .webhooks
-        .organization_endpoints(&org.to_string())
-        .await?
-        .len();
-    if existing >= cap {
+        .organization_endpoint_count(&org.to_string())
+        .await?;
+    if existing >= u64::try_from(cap).unwrap_or(u64::MAX) {
         return Err(ApiError::endpoint_limit(cap));
     }
     check_url(state, &body.url, environment).await?;

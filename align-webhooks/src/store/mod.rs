@@ -61,6 +61,13 @@ pub trait WebhookStore: Send + Sync + 'static {
         Ok(all)
     }
 
+    /// How many endpoints one organisation has (what its cap is checked against). Back-ends
+    /// count through the index on the owner without reading the endpoints. This default
+    /// counts [`WebhookStore::organization_endpoints`].
+    async fn organization_endpoint_count(&self, organization: &str) -> Result<u64> {
+        Ok(self.organization_endpoints(organization).await?.len() as u64)
+    }
+
     /// Stores the message and creates a pending delivery, due `now`, for every enabled
     /// endpoint of the message's owner organisation whose environment and filter match
     /// (other organisations' endpoints are not read). A second call with the same event id

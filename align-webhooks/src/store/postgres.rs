@@ -610,6 +610,17 @@ impl WebhookStore for PgWebhookStore {
             .collect()
     }
 
+    async fn organization_endpoint_count(&self, organization: &str) -> Result<u64> {
+        let rows = self
+            .query(
+                "SELECT COUNT(*) FROM webhooks_endpoints WHERE owner_org = $1",
+                &[&organization],
+            )
+            .await?;
+        let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;

@@ -971,6 +971,17 @@ impl WebhookStore for SqliteWebhookStore {
         .await
     }
 
+    async fn organization_endpoint_count(&self, organization: &str) -> Result<u64> {
+        let organization = organization.to_owned();
+        self.run(move |c| {
+            let n: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM webhooks_endpoints WHERE owner_org = ?1")?
+                .query_row([&organization], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
         self.run(move |c| immediate(c, |tx| enqueue_on(tx, &message, now)))
             .await
