@@ -1496,7 +1496,7 @@ mod tests {
                     "EXPLAIN QUERY PLAN SELECT d.seq, m.payload {}",
                     super::CLAIM_FROM
                 ))?;
-                let rows = stmt.query_map(params![1_i64, 10_i64, "[\"org\"]"], |r| {
+                let rows = stmt.query_map(params![1_i64, 10_i64, "[\"org\"]", "[]"], |r| {
                     r.get::<_, String>(3)
                 })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
