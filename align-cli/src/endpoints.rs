@@ -244,7 +244,7 @@ pub(crate) async fn deliveries(
     for d in h.store.deliveries(ep.id, limit.clamp(1, 1000)).await? {
         let mut v = delivery_json(&d);
         v["eventType"] = json!(h.store.message(&d.message_id).await?.event_type);
-        let last = h.store.attempts(d.id).await?.pop();
+        let last = h.store.latest_attempts(d.id, 1).await?.pop();
         v["lastStatus"] = json!(last.as_ref().and_then(|a| a.status));
         v["lastAttemptAt"] = json!(last.as_ref().map(|a| a.at));
         rows.push(v);
@@ -261,6 +261,68 @@ pub(crate) async fn deliveries(
             "createdAt",
         ],
     )
+}
+
+/// `--limit` of `webhooks attempts`: 1 to 100, as the server takes.
+pub(crate) fn attempt_limit(limit: usize) -> Result<usize, Failure> {
+    if (1..=100).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Failure::usage("--limit must be between 1 and 100"))
+    }
+}
+
+/// A cursor `webhooks attempts` printed (`c` and 1 to 15 hex digits, as the server's), as
+/// the position it names.
+pub(crate) fn cursor_position(cursor: &str) -> Result<u64, Failure> {
+    cursor
+        .strip_prefix('c')
+        .filter(|h| (1..=15).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or_else(|| Failure::usage("--cursor is not a cursor this command printed"))
+}
+
+/// A page of attempts (`{"data": […], "nextCursor": …}`): the JSON object with --json;
+/// otherwise a table, and the next page's cursor on stderr.
+pub(crate) fn print_attempts(page: &Value, out: &Out) -> Result<(), Failure> {
+    if out.json {
+        return out.object(page);
+    }
+    let rows = page["data"].as_array().cloned().unwrap_or_default();
+    out.table(&rows, &["at", "status", "latencyMs", "error"])?;
+    if let Some(c) = page["nextCursor"].as_str() {
+        eprintln!("more: --cursor {c}");
+    }
+    Ok(())
+}
+
+/// `webhooks attempts` on the data directory: a delivery's attempts, newest first, a page at
+/// a time, read with a LIMIT.
+pub(crate) async fn attempts(
+    h: &Hooks,
+    delivery: &str,
+    limit: usize,
+    cursor: Option<&str>,
+    out: &Out,
+) -> Result<(), Failure> {
+    let id = DeliveryId::parse(delivery)
+        .ok_or_else(|| Failure::usage("the delivery id must be a UUID"))?;
+    let limit = attempt_limit(limit)?;
+    let before = cursor.map(cursor_position).transpose()?;
+    let d = h.store.delivery(id).await?;
+    h.endpoint(&d.endpoint_id.0.to_string()).await?;
+    let (page, next) = h.store.attempt_page(id, before, limit).await?;
+    let data: Vec<Value> = page
+        .iter()
+        .map(|a| {
+            json!({
+                "at": a.at, "status": a.status, "latencyMs": a.latency_ms,
+                "responseBody": a.response_body, "error": a.error,
+            })
+        })
+        .collect();
+    let next = next.map(|n| format!("c{n:x}"));
+    print_attempts(&json!({ "data": data, "nextCursor": next }), out)
 }
 
 pub(crate) async fn retry(h: &Hooks, delivery: &str, out: &Out) -> Result<(), Failure> {

@@ -83,6 +83,25 @@ pub(crate) async fn run(api: &Api, action: WebhookAction, out: &Out) -> Result<(
             ];
             out.table(&rows, &columns)
         }
+        WebhookAction::Attempts {
+            delivery,
+            limit,
+            cursor,
+        } => {
+            let id = DeliveryId::parse(&delivery)
+                .ok_or_else(|| Failure::usage("the delivery id must be a UUID"))?;
+            let mut path = format!(
+                "/api/v1/webhook-deliveries/{}/attempts?limit={}",
+                id.0,
+                crate::endpoints::attempt_limit(limit)?
+            );
+            if let Some(c) = cursor {
+                crate::endpoints::cursor_position(&c)?;
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page = api.call("GET", &path, None).await?;
+            crate::endpoints::print_attempts(&page, out)
+        }
         WebhookAction::Retry { delivery } => {
             let id = DeliveryId::parse(&delivery)
                 .ok_or_else(|| Failure::usage("the delivery id must be a UUID"))?;

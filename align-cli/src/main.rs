@@ -365,6 +365,20 @@ enum WebhookAction {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// A delivery's attempts, newest first, a page at a time (what each answered, or what
+    /// went wrong); the next page's cursor goes to stderr (with --json, in `nextCursor`).
+    ///
+    /// Example: align webhooks attempts dlv_0b7e… --limit 5
+    Attempts {
+        /// The delivery's id (dlv_…).
+        delivery: String,
+        /// At most this many (1 to 100).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Where to continue: the cursor the previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Make a delivery due again now, whatever its status; the server's dispatcher sends it.
     ///
     /// Example: align webhooks retry dlv_0b7e…
@@ -952,6 +966,11 @@ async fn webhooks_command(common: &Common, action: WebhookAction) -> Result<(), 
         WebhookAction::Deliveries { endpoint, limit } => {
             endpoints::deliveries(&hooks().await?, &endpoint, limit, &o).await
         }
+        WebhookAction::Attempts {
+            delivery,
+            limit,
+            cursor,
+        } => endpoints::attempts(&hooks().await?, &delivery, limit, cursor.as_deref(), &o).await,
         WebhookAction::Retry { delivery } => endpoints::retry(&hooks().await?, &delivery, &o).await,
         WebhookAction::Recover { endpoint, since } => {
             let since = events::parse_time("--since", &since)?;

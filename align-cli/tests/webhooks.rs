@@ -445,3 +445,98 @@ fn operators_manage_endpoints_and_deliveries_on_the_data_directory() {
         true
     );
 }
+
+/// Issue 21, finding 6: a delivery's attempts page on the data directory too, newest first,
+/// each once; the table prints the next page's cursor on stderr.
+#[test]
+fn issue_21_finding_6_webhooks_attempts_pages_a_deliverys_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"], false).status.success());
+    let org = json(&align(&data, &["orgs", "list", "--json"], false))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let added = align(
+        &data,
+        &[
+            "webhooks",
+            "endpoints",
+            "add",
+            "--url",
+            "http://127.0.0.1:9/hooks",
+            "--environment",
+            "sandbox",
+            "--json",
+        ],
+        true,
+    );
+    assert!(added.status.success());
+    let delivery = with_store(&data, async |store| {
+        let message = NewMessage::new(
+            "evt_1",
+            "api_key.revoked",
+            Environment::Sandbox,
+            serde_json::json!({}),
+        )
+        .owned_by(Owner::organization(org.clone()));
+        let d = store
+            .enqueue(message, chrono::Utc::now())
+            .await
+            .unwrap()
+            .deliveries[0];
+        for i in 0..25 {
+            let attempt = Attempt {
+                at: chrono::Utc::now(),
+                status: Some(500),
+                latency_ms: i,
+                response_body: None,
+                error: None,
+            };
+            let next = Next::RetryAt(chrono::Utc::now());
+            store.record_attempt(d, attempt, next).await.unwrap();
+        }
+        d.to_string()
+    });
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..3 {
+        let mut args = vec!["webhooks", "attempts", &delivery, "--limit", "10", "--json"];
+        if let Some(c) = &cursor {
+            args.extend(["--cursor", c.as_str()]);
+        }
+        let page = json(&align(&data, &args, false));
+        seen.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["latencyMs"].as_u64().unwrap()),
+        );
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(
+        seen,
+        (0..25).rev().collect::<Vec<u64>>(),
+        "newest first, once"
+    );
+    assert!(cursor.is_none());
+
+    let table = align(
+        &data,
+        &["webhooks", "attempts", &delivery, "--limit", "1"],
+        false,
+    );
+    assert!(table.status.success());
+    assert!(String::from_utf8_lossy(&table.stdout).contains("latencyMs"));
+    assert!(String::from_utf8_lossy(&table.stderr).contains("--cursor c"));
+    for bad in [
+        &["--limit", "0"][..],
+        &["--limit", "101"],
+        &["--cursor", "nope"],
+    ] {
+        let mut args = vec!["webhooks", "attempts", delivery.as_str()];
+        args.extend_from_slice(bad);
+        assert_eq!(align(&data, &args, false).status.code(), Some(2), "{bad:?}");
+    }
+}

@@ -283,6 +283,30 @@ fn webhooks_listen_prints_a_verified_test_event_sent_through_the_api() {
         let rows = json(&api(&["webhooks", "deliveries", &id, "--json"]));
         (rows[0]["attemptCount"] == 2 && rows[0]["status"] == "succeeded").then_some(())
     });
+    // Its two attempts page newest first over the API (issue 21, finding 6).
+    let page = json(&api(&[
+        "webhooks",
+        "attempts",
+        delivery_id,
+        "--limit",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    let cursor = page["nextCursor"].as_str().unwrap().to_owned();
+    let older = json(&api(&[
+        "webhooks",
+        "attempts",
+        delivery_id,
+        "--limit",
+        "1",
+        "--cursor",
+        &cursor,
+        "--json",
+    ]));
+    assert_eq!(older["data"].as_array().unwrap().len(), 1);
+    assert!(older["nextCursor"].is_null());
+    assert!(older["data"][0]["at"].as_str() <= page["data"][0]["at"].as_str());
     let recovered = json(&api(&[
         "webhooks", "recover", &id, "--since", "1h", "--json",
     ]));

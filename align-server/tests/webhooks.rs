@@ -726,3 +726,103 @@ async fn issue_21_finding_3_an_organisation_cannot_create_endpoints_past_its_cap
     assert!(r.status.is_success(), "{}", r.body);
     endpoint(&s, &sandbox, json!({ "url": rx.url() })).await;
 }
+
+/// Issue 21, finding 6: a delivery's attempts were never paged, so after 400 retries its
+/// view answered 447,833 bytes even with `limit=1`. `GET /webhook-deliveries/{id}/attempts`
+/// pages them newest first (`limit` 1–100, default 20), each attempt once, and a page of one
+/// is a small answer; the deliveries list embeds only the latest 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_21_finding_6_a_deliverys_attempts_page_in_small_answers() {
+    const ATTEMPTS: usize = 400;
+    let s = TestServer::start_with(|c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.retry_schedule =
+            align_webhooks::RetrySchedule::new(vec![Duration::ZERO; ATTEMPTS - 1]);
+        c.webhooks.poll_interval = Duration::from_millis(5);
+    })
+    .await;
+    let sandbox = sandbox_key(&s).await;
+    // Every answer a 500 with a 1 KiB body, the most an attempt records of it.
+    let rx = Receiver::scripted_with_body(|_| 500, bytes::Bytes::from(vec![b'x'; 1024])).await;
+    let (ep, _) = endpoint(
+        &s,
+        &sandbox,
+        json!({ "url": rx.url(), "eventTypes": ["webhook.test"] }),
+    )
+    .await;
+    let r = s
+        .post(
+            &format!("/api/v1/webhook-endpoints/{ep}/test"),
+            &sandbox,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let delivery = r.body["deliveryIds"][0].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/webhook-endpoints/{ep}/deliveries?limit=1");
+    let mut listed = s.get(&path, &sandbox).await;
+    for _ in 0..1200 {
+        if listed.body["data"][0]["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed = s.get(&path, &sandbox).await;
+    }
+    let row = &listed.body["data"][0];
+    assert_eq!(row["status"], "failed", "{row}");
+    assert_eq!(row["attemptCount"], ATTEMPTS, "{row}");
+    assert_eq!(row["attempts"].as_array().unwrap().len(), 10);
+    assert!(listed.raw.len() < 16 * 1024, "{} bytes", listed.raw.len());
+
+    let attempts = format!("/api/v1/webhook-deliveries/{delivery}/attempts");
+    let one = s.get(&format!("{attempts}?limit=1"), &sandbox).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    assert_eq!(one.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(one.body["data"][0]["status"], 500);
+    assert!(one.body["nextCursor"].is_string());
+    eprintln!(
+        "limit=1 after {ATTEMPTS} failed attempts: {} bytes (review: 447,833)",
+        one.raw.len()
+    );
+    assert!(one.raw.len() < 2048, "{} bytes", one.raw.len());
+
+    // The default page is 20; following the cursors with limit=100 reads every attempt once,
+    // newest first, in 4 pages.
+    let first = s.get(&attempts, &sandbox).await;
+    assert_eq!(first.body["data"].as_array().unwrap().len(), 20);
+    let mut seen: Vec<Value> = Vec::new();
+    let mut pages = 0;
+    let mut next = format!("{attempts}?limit=100");
+    loop {
+        let page = s.get(&next, &sandbox).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        seen.extend(page.body["data"].as_array().unwrap().iter().cloned());
+        pages += 1;
+        match page.body["nextCursor"].as_str() {
+            Some(c) => next = format!("{attempts}?limit=100&cursor={c}"),
+            None => break,
+        }
+        assert!(pages <= 4, "paging does not end");
+    }
+    assert_eq!((seen.len(), pages), (ATTEMPTS, 4));
+    let times: Vec<&str> = seen.iter().map(|a| a["at"].as_str().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    assert_eq!(seen[0], one.body["data"][0], "the newest comes first");
+
+    // Bad paging is a 400; no such delivery, a 404.
+    for query in ["limit=0", "limit=101", "limit=x", "cursor=nope"] {
+        let r = s.get(&format!("{attempts}?{query}"), &sandbox).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {}", r.body);
+        assert_eq!(r.code(), "invalid_request");
+    }
+    let r = s
+        .get(
+            "/api/v1/webhook-deliveries/00000000-0000-4000-8000-000000000000/attempts",
+            &sandbox,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}

@@ -58,7 +58,9 @@ pub use secret::{
 };
 #[cfg(feature = "postgres")]
 pub use store::PgWebhookStore;
-pub use store::{MemoryWebhookStore, MessagePage, MessageQuery, OutboxStats, WebhookStore};
+pub use store::{
+    ClaimSkip, MemoryWebhookStore, MessagePage, MessageQuery, OutboxStats, WebhookStore,
+};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteDeduplicator, SqliteWebhookStore, enqueue_in_transaction};
 pub use verify::{

@@ -707,3 +707,115 @@ async fn issue_21_finding_4_a_slow_organisation_does_not_delay_another() {
     let _ = stop.send(());
     running.await.unwrap().unwrap();
 }
+
+/// Issue 21, finding 4, one level down: a slow endpoint may hold at most its share of its
+/// organisation's slots. One hanging endpoint with a backlog (150 deliveries, more than the
+/// claim-ahead queue's low-water mark) held every slot its organisation may take, and the
+/// same organisation's other endpoint waited for the attempt timeout. Now the hanging one
+/// holds `concurrency - organisation share - endpoint share` slots, its backlog is left out
+/// of claims, and the fast endpoint's deliveries go out about as fast as with no load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_21_finding_4_a_hanging_endpoint_does_not_delay_its_organisations_others() {
+    use align_webhooks::Owner;
+    let receiver = TestReceiver::start(|_, r| {
+        if r.path.starts_with("/hang") {
+            Reply::status(200).delay(Duration::from_secs(30))
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let store = Arc::new(MemoryWebhookStore::new());
+    let hanging = endpoint(Environment::Sandbox, &receiver.url("/hang"))
+        .owned_by(Owner::organization("org_a"));
+    let fast = endpoint(Environment::Sandbox, &receiver.url("/fast"))
+        .owned_by(Owner::organization("org_a"));
+    store.create_endpoint(&hanging).await.unwrap();
+    store.create_endpoint(&fast).await.unwrap();
+    let mut c = config();
+    c.concurrency = 8;
+    c.attempt_timeout = Duration::from_secs(3);
+    c.lease = Duration::from_secs(10);
+    let dispatcher = Arc::new(Dispatcher::new(store.clone(), c).unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let d = Arc::clone(&dispatcher);
+    let running = tokio::spawn(async move {
+        d.run(async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    // Each event goes to one of the two endpoints.
+    let event = |id: &str, to: &Endpoint| {
+        let mut m = NewMessage::new(
+            id,
+            "api_key.revoked",
+            Environment::Sandbox,
+            json!({"id": id}),
+        )
+        .owned_by(Owner::organization("org_a"));
+        m.endpoint = Some(to.id);
+        m
+    };
+    let arrivals = |r: &TestReceiver, prefix: &str| {
+        r.received()
+            .iter()
+            .filter(|x| x.path.starts_with(prefix))
+            .count()
+    };
+    const SENDS: usize = 5;
+    let mut alone = Duration::ZERO;
+    for i in 0..SENDS {
+        let start = Instant::now();
+        store
+            .enqueue(event(&format!("evt_fast_alone_{i}"), &fast), Utc::now())
+            .await
+            .unwrap();
+        assert!(eventually(ms(2000), || async { arrivals(&receiver, "/fast") == i + 1 }).await);
+        alone += start.elapsed() / SENDS as u32;
+    }
+
+    for i in 0..150 {
+        let enqueued = store
+            .enqueue(event(&format!("evt_hang_{i}"), &hanging), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(enqueued.deliveries.len(), 1);
+    }
+    assert!(eventually(ms(2000), || async { arrivals(&receiver, "/hang") >= 5 }).await);
+    tokio::time::sleep(ms(100)).await;
+    assert_eq!(
+        arrivals(&receiver, "/hang"),
+        5,
+        "the hanging endpoint holds concurrency - organisation share - endpoint share = 8 - 2 - 1"
+    );
+
+    let mut loaded = Duration::ZERO;
+    for i in 0..SENDS {
+        let start = Instant::now();
+        store
+            .enqueue(event(&format!("evt_fast_loaded_{i}"), &fast), Utc::now())
+            .await
+            .unwrap();
+        assert!(
+            eventually(ms(2500), || async {
+                arrivals(&receiver, "/fast") == SENDS + i + 1
+            })
+            .await,
+            "the fast endpoint's delivery waited behind the hanging one"
+        );
+        loaded += start.elapsed() / SENDS as u32;
+    }
+    eprintln!("the fast endpoint's latency: alone {alone:?}, beside a hanging one {loaded:?}");
+    assert!(
+        loaded <= alone * 2 + ms(10),
+        "alone {alone:?}, loaded {loaded:?}"
+    );
+    assert!(
+        loaded < ms(500),
+        "well under the 3 s attempt timeout: {loaded:?}"
+    );
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+}

@@ -489,6 +489,14 @@ async fn issue_21_finding_3_one_organisations_endpoints_do_not_fan_out_or_slow_a
                 .unwrap()
                 .is_empty()
         );
+        // What the cap is checked against, counted without reading the endpoints.
+        for (org, n) in [("org_a", 2), ("org_b", 300), ("org_c", 0)] {
+            assert_eq!(
+                store.organization_endpoint_count(org).await.unwrap(),
+                n,
+                "{name}: {org}"
+            );
+        }
 
         let event = msg("evt_a", "api_key.created", Environment::Sandbox)
             .owned_by(Owner::organization("org_a"));
@@ -518,18 +526,23 @@ async fn issue_21_finding_3_one_organisations_endpoints_do_not_fan_out_or_slow_a
     }
 }
 
-/// Issue 21, finding 4: the dispatcher leaves organisations holding their share out of its
-/// claims, so another organisation's due deliveries are claimed past their backlog.
+/// Issue 21, finding 4: the dispatcher leaves organisations and endpoints holding their
+/// share out of its claims, so other due deliveries are claimed past their backlog.
 #[tokio::test]
-async fn issue_21_finding_4_a_claim_can_leave_organisations_out() {
-    use align_webhooks::Owner;
+async fn issue_21_finding_4_a_claim_can_leave_organisations_and_endpoints_out() {
+    use align_webhooks::{ClaimSkip, Owner};
     for (name, store) in stores().await {
-        for org in ["org_a", "org_b"] {
-            let ep = endpoint(Environment::Sandbox, &format!("https://{org}.example/"))
-                .owned_by(Owner::organization(org));
+        let mut org_a = Vec::new();
+        for host in ["a1", "a2"] {
+            let ep = endpoint(Environment::Sandbox, &format!("https://{host}.example/"))
+                .owned_by(Owner::organization("org_a"));
             store.create_endpoint(&ep).await.unwrap();
+            org_a.push(ep.id);
         }
-        // Org A's backlog is due first.
+        let ep = endpoint(Environment::Sandbox, "https://b.example/")
+            .owned_by(Owner::organization("org_b"));
+        store.create_endpoint(&ep).await.unwrap();
+        // Org A's backlog (to both its endpoints) is due first.
         for i in 0..5 {
             let m = msg(
                 &format!("evt_a_{i}"),
@@ -544,17 +557,85 @@ async fn issue_21_finding_4_a_claim_can_leave_organisations_out() {
         store.enqueue(m, t(10)).await.unwrap();
 
         let lease = Duration::from_secs(60);
+        let skip_org_a = ClaimSkip {
+            organizations: vec!["org_a".to_owned()],
+            ..ClaimSkip::default()
+        };
         let due = store
-            .claim_due_skipping(t(20), 2, lease, &["org_a".to_owned()])
+            .claim_due_skipping(t(20), 2, lease, &skip_org_a)
             .await
             .unwrap();
         assert_eq!(due.len(), 1, "{name}");
         assert_eq!(due[0].endpoint.owner.organization, "org_b", "{name}");
+        // Issue 21's per-endpoint share: one endpoint left out, its organisation's other
+        // endpoint is claimed past its backlog.
+        let skip_a1 = ClaimSkip {
+            endpoints: vec![org_a[0]],
+            ..ClaimSkip::default()
+        };
         let due = store
-            .claim_due_skipping(t(20), 10, lease, &[])
+            .claim_due_skipping(t(20), 10, lease, &skip_a1)
             .await
             .unwrap();
-        assert_eq!(due.len(), 5, "{name}: org A's, unclaimed until now");
-        assert!(due.iter().all(|d| d.endpoint.owner.organization == "org_a"));
+        assert_eq!(due.len(), 5, "{name}: a2's");
+        assert!(due.iter().all(|d| d.endpoint.id == org_a[1]), "{name}");
+        let due = store
+            .claim_due_skipping(t(20), 10, lease, &ClaimSkip::default())
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 5, "{name}: a1's, unclaimed until now");
+        assert!(due.iter().all(|d| d.endpoint.id == org_a[0]), "{name}");
+    }
+}
+
+/// Issue 21, finding 6: a delivery's attempts were never paged. Pages come newest first,
+/// each attempt once, and another delivery's attempts (recorded in between) never mix in.
+#[tokio::test]
+async fn issue_21_finding_6_attempts_page_newest_first_each_once() {
+    for (name, store) in stores().await {
+        let ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        let one = store
+            .enqueue(msg("evt_one", "x", Environment::Live), t(0))
+            .await
+            .unwrap()
+            .deliveries[0];
+        let other = store
+            .enqueue(msg("evt_other", "x", Environment::Live), t(0))
+            .await
+            .unwrap()
+            .deliveries[0];
+        for i in 0..25 {
+            for id in [one, other] {
+                store
+                    .record_attempt(id, attempt(i, Some(500)), Next::RetryAt(t(i + 1)))
+                    .await
+                    .unwrap();
+            }
+        }
+        let mut seen = Vec::new();
+        let mut before = None;
+        let mut pages = 0;
+        loop {
+            let (page, next) = store.attempt_page(one, before, 10).await.unwrap();
+            assert!(page.len() <= 10, "{name}");
+            seen.extend(page.iter().map(|a| a.at));
+            pages += 1;
+            match next {
+                Some(n) => before = Some(n),
+                None => break,
+            }
+            assert!(pages < 10, "{name}: paging does not end");
+        }
+        let expected: Vec<_> = (0..25).rev().map(t).collect();
+        assert_eq!(seen, expected, "{name}: newest first, each once");
+        assert_eq!(pages, 3, "{name}");
+        // A limit of 0 is read as 1; an unknown delivery has no attempts.
+        let (page, next) = store.attempt_page(one, None, 0).await.unwrap();
+        assert_eq!((page.len(), page[0].at), (1, t(24)), "{name}");
+        assert!(next.is_some(), "{name}");
+        let unknown = align_webhooks::DeliveryId(uuid::Uuid::new_v4());
+        let (page, next) = store.attempt_page(unknown, None, 10).await.unwrap();
+        assert!(page.is_empty() && next.is_none(), "{name}");
     }
 }

@@ -47,6 +47,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/webhook-endpoints/{id}/recover"),
     ("GET", "/api/v1/webhook-endpoints/{id}/deliveries"),
     ("POST", "/api/v1/webhook-deliveries/{id}/retry"),
+    ("GET", "/api/v1/webhook-deliveries/{id}/attempts"),
     ("GET", "/api/v1/audit-events"),
     ("GET", "/metrics"),
 ];
@@ -139,6 +140,9 @@ pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response,
         }
         (Method::POST, ["webhook-deliveries", id, "retry"]) => {
             webhooks::retry(state, &req, id).await
+        }
+        (Method::GET, ["webhook-deliveries", id, "attempts"]) => {
+            webhooks::attempts(state, &req, id).await
         }
         _ => Err(unrouted(&method, path)),
     }

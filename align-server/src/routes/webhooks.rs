@@ -1,7 +1,7 @@
 //! `/api/v1/webhook-endpoints` and `/api/v1/webhook-deliveries`: register endpoints (the
 //! signing secret shown once), list, get, update, delete, rotate the secret with a grace
-//! period, send a test event, list deliveries with their attempts, retry one delivery and
-//! recover every failed one since a time.
+//! period, send a test event, list deliveries with their latest attempts, page through one
+//! delivery's attempts, retry one delivery and recover every failed one since a time.
 //!
 //! Endpoints belong to the caller's organisation (and project, for project keys or when a
 //! `projectId` is given) and environment; the same policy as for keys decides who sees them,
@@ -36,6 +36,9 @@ const MAX_EVENT_TYPES: usize = 100;
 /// Default and largest page of deliveries.
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 200;
+/// Default and largest page of one delivery's attempts.
+const DEFAULT_ATTEMPT_PAGE: usize = 20;
+const MAX_ATTEMPT_PAGE: usize = 100;
 
 /// The endpoint resource. Never holds a secret; `secret` (or `publicKey`) is added once by
 /// create and rotate-secret.
@@ -110,13 +113,19 @@ fn delivery_view(d: &Delivery, event_type: Option<&str>, attempts: &[Attempt]) -
         "attemptCount": d.attempts,
         "nextAttemptAt": h::opt_timestamp(d.next_attempt_at),
         "createdAt": h::timestamp(d.created_at),
-        "attempts": attempts.iter().map(|a| json!({
-            "at": h::timestamp(a.at),
-            "status": a.status,
-            "latencyMs": a.latency_ms,
-            "responseBody": a.response_body,
-            "error": a.error,
-        })).collect::<Vec<_>>(),
+        "attempts": attempts.iter().map(attempt_view).collect::<Vec<_>>(),
+    })
+}
+
+/// One attempt: when, the answer (status and the start of the body, at most 1 KiB) or what
+/// went wrong without one, and how long it took.
+fn attempt_view(a: &Attempt) -> Value {
+    json!({
+        "at": h::timestamp(a.at),
+        "status": a.status,
+        "latencyMs": a.latency_ms,
+        "responseBody": a.response_body,
+        "error": a.error,
     })
 }
 
@@ -325,10 +334,9 @@ pub(crate) async fn register(
     let cap = state.config.webhooks.max_endpoints_per_organization;
     let existing = state
         .webhooks
-        .organization_endpoints(&org.to_string())
-        .await?
-        .len();
-    if existing >= cap {
+        .organization_endpoint_count(&org.to_string())
+        .await?;
+    if existing >= u64::try_from(cap).unwrap_or(u64::MAX) {
         return Err(ApiError::endpoint_limit(cap));
     }
     check_url(state, &body.url, environment).await?;
@@ -618,9 +626,18 @@ pub(crate) async fn send_test(
     Ok(out)
 }
 
-/// `limit` and `cursor` query parameters for the lists here.
+/// `limit` and `cursor` query parameters for the lists of endpoints and deliveries.
 fn paging(query: Option<&str>) -> Result<(usize, Option<u64>), ApiError> {
-    let mut limit = DEFAULT_PAGE;
+    paging_within(query, DEFAULT_PAGE, MAX_PAGE)
+}
+
+/// `limit` (default `default`, at most `max`) and `cursor` query parameters.
+fn paging_within(
+    query: Option<&str>,
+    default: usize,
+    max: usize,
+) -> Result<(usize, Option<u64>), ApiError> {
+    let mut limit = default;
     let mut after = None;
     for (k, v) in h::query_pairs(query)? {
         match k.as_str() {
@@ -628,8 +645,10 @@ fn paging(query: Option<&str>) -> Result<(usize, Option<u64>), ApiError> {
                 limit = v
                     .parse()
                     .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| ApiError::invalid_request("limit must be between 1 and 200"))?;
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid_request(format!("limit must be between 1 and {max}"))
+                    })?;
             }
             "cursor" if v.is_empty() => {}
             "cursor" => after = Some(h::decode_cursor(&v)?),
@@ -679,14 +698,55 @@ pub(super) async fn deliveries(
     ))
 }
 
-/// `POST /webhook-deliveries/{id}/retry`: due again now, whatever its status.
-pub(super) async fn retry(state: &AppState, req: &Request, id: &str) -> Result<Response, ApiError> {
+/// Loads a delivery (`dlv_` prefix optional) whose endpoint `who` may use `permission` on;
+/// anything else answers 404.
+async fn load_delivery(
+    state: &AppState,
+    who: Principal<'_>,
+    id: &str,
+    permission: Permission,
+) -> Result<(Delivery, Endpoint), ApiError> {
     let id = uuid::Uuid::parse_str(id.strip_prefix("dlv_").unwrap_or(id))
         .map(DeliveryId)
         .map_err(|_| ApiError::not_found())?;
     let delivery = state.webhooks.delivery(id).await?;
     let ep = state.webhooks.endpoint(delivery.endpoint_id).await?;
-    authorize(req.acting().who, Permission::WebhooksWrite, &ep)?;
+    authorize(who, permission, &ep)?;
+    Ok((delivery, ep))
+}
+
+/// `GET /webhook-deliveries/{id}/attempts`: the delivery's attempts, newest first, a page
+/// at a time (`limit` 1–100, default 20; `cursor` from the previous page's `nextCursor`).
+/// Each page is read with a LIMIT: a delivery retried hundreds of times answers a small
+/// page (issue 21: `limit=1` once answered 447,833 bytes).
+pub(super) async fn attempts(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let (delivery, _) =
+        load_delivery(state, req.acting().who, id, Permission::WebhooksRead).await?;
+    let (limit, before) = paging_within(
+        req.parts.uri.query(),
+        DEFAULT_ATTEMPT_PAGE,
+        MAX_ATTEMPT_PAGE,
+    )?;
+    let (page, next) = state
+        .webhooks
+        .attempt_page(delivery.id, before, limit)
+        .await?;
+    let data: Vec<Value> = page.iter().map(attempt_view).collect();
+    Ok(h::json(
+        StatusCode::OK,
+        &json!({ "data": data, "nextCursor": next.map(h::encode_cursor) }),
+    ))
+}
+
+/// `POST /webhook-deliveries/{id}/retry`: due again now, whatever its status.
+pub(super) async fn retry(state: &AppState, req: &Request, id: &str) -> Result<Response, ApiError> {
+    let (delivery, ep) =
+        load_delivery(state, req.acting().who, id, Permission::WebhooksWrite).await?;
+    let id = delivery.id;
     state.webhooks.retry(id, Utc::now()).await?;
     let delivery = state.webhooks.delivery(id).await?;
     let attempts = state.webhooks.latest_attempts(id, ATTEMPTS_SHOWN).await?;

@@ -56,6 +56,14 @@ impl Receiver {
 
     /// Answers `script(n)` to the n-th request (from 0).
     pub async fn scripted(script: impl FnMut(usize) -> u16 + Send + 'static) -> Self {
+        Self::scripted_with_body(script, Bytes::new()).await
+    }
+
+    /// Answers `script(n)` with `body` to the n-th request (from 0).
+    pub async fn scripted_with_body(
+        script: impl FnMut(usize) -> u16 + Send + 'static,
+        body: Bytes,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -65,10 +73,12 @@ impl Receiver {
             while let Ok((stream, _)) = listener.accept().await {
                 let log = Arc::clone(&server_log);
                 let script = Arc::clone(&script);
+                let reply = body.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let log = Arc::clone(&log);
                         let script = Arc::clone(&script);
+                        let reply = reply.clone();
                         async move {
                             let headers = req.headers().clone();
                             let body = req.into_body().collect().await?.to_bytes();
@@ -81,7 +91,7 @@ impl Receiver {
                             Ok::<_, hyper::Error>(
                                 http::Response::builder()
                                     .status(status)
-                                    .body(Full::new(Bytes::new()))
+                                    .body(Full::new(reply))
                                     .unwrap(),
                             )
                         }

@@ -19,9 +19,9 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use schedule::{RetrySchedule, ScheduleParseError};
 
 use crate::error::Result;
-use crate::model::{Attempt, DeliveryId, DueDelivery, EndpointId, NewMessage, Next};
+use crate::model::{Attempt, DeliveryId, DueDelivery, Endpoint, EndpointId, NewMessage, Next};
 use crate::policy::{Resolver, SystemResolver, UrlPolicy};
-use crate::store::WebhookStore;
+use crate::store::{ClaimSkip, WebhookStore};
 use client::{HttpClient, Signed};
 use targets::Targets;
 use throttle::{Admission, Throttle};
@@ -245,9 +245,14 @@ impl Dispatcher {
     ///
     /// Slots are shared by organisation (the endpoint owner's): an organisation below its
     /// share, `max(1, concurrency / 4)`, takes any free slot; one at or past it only while
-    /// `share` slots stay free for others. Claims leave out organisations that already have
-    /// half the claim-ahead queue waiting or hold their most, so one organisation's slow
-    /// receivers or backlog do not delay another's deliveries.
+    /// `share` slots stay free for others. Within an organisation, endpoints share its slots
+    /// the same way: an endpoint below its share, `max(1, organisation share / 4)`, takes any
+    /// slot its organisation may take; one at or past it only while that many stay open to
+    /// the organisation's other endpoints. Claims leave out organisations that already have
+    /// half the claim-ahead queue waiting or hold their most, and endpoints that hold their
+    /// share with deliveries waiting that may not start. So one organisation's slow
+    /// receivers or backlog do not delay another's deliveries, and one hanging endpoint does
+    /// not delay its own organisation's other endpoints.
     ///
     /// On shutdown, claimed deliveries not yet sent are handed back (due at once), and
     /// in-flight attempts finish and are recorded before it returns.
@@ -270,8 +275,7 @@ impl Dispatcher {
             low_water: if ahead { target / 2 } else { 1 },
             closed: std::sync::atomic::AtomicBool::new(false),
             ahead,
-            concurrency,
-            share: organization_share(concurrency),
+            slots: Slots::new(concurrency),
             hold: target + concurrency,
             budget,
             crossed: std::sync::atomic::AtomicBool::new(false),
@@ -462,10 +466,8 @@ struct Feed {
     closed: std::sync::atomic::AtomicBool,
     /// Whether deliveries wait in the queue (claimed ahead) and so need their lease checked.
     ahead: bool,
-    /// Attempt loops (slots).
-    concurrency: usize,
-    /// An organisation's fair share of the slots (see [`organization_share`]).
-    share: usize,
+    /// The slots and their shares.
+    slots: Slots,
     /// Deliveries one organisation may hold at once, queued and in flight; claimed ones past
     /// it are handed back.
     hold: usize,
@@ -486,20 +488,57 @@ struct FeedState {
     in_flight: usize,
     /// Attempts in flight by organisation.
     flying: HashMap<String, usize>,
+    /// Attempts in flight by endpoint.
+    flying_endpoints: HashMap<EndpointId, usize>,
     /// Deliveries queued or in flight by organisation.
     held: HashMap<String, usize>,
 }
 
-impl FeedState {
-    /// Whether a delivery of `organization` may take a free slot now: while the
-    /// organisation has fewer than `share` in flight, any free slot; past that, only while
-    /// more than `share` slots would stay free for the other organisations.
-    fn may_start(&self, organization: &str, concurrency: usize, share: usize) -> bool {
-        if self.in_flight >= concurrency {
-            return false;
+/// The attempt loops (slots) and the shares of them (see [`organization_share`] and
+/// [`endpoint_share`]).
+#[derive(Debug, Clone, Copy)]
+struct Slots {
+    concurrency: usize,
+    organization: usize,
+    endpoint: usize,
+}
+
+impl Slots {
+    fn new(concurrency: usize) -> Self {
+        Self {
+            concurrency,
+            organization: organization_share(concurrency),
+            endpoint: endpoint_share(concurrency),
         }
+    }
+}
+
+impl FeedState {
+    /// Whether a delivery to `endpoint` may take a free slot now.
+    ///
+    /// Its organisation first: while it has fewer than its share in flight, any free slot;
+    /// past that, only while more than its share would stay free for the other
+    /// organisations. Then the endpoint, the same way within the slots its organisation may
+    /// still take (its room): while the endpoint has fewer than its share in flight, any of
+    /// them; past that, only while more than the endpoint's share would stay open to the
+    /// organisation's other endpoints.
+    fn may_start(&self, endpoint: &Endpoint, slots: Slots) -> bool {
+        let room = self.room(&endpoint.owner.organization, slots);
+        let flying = self
+            .flying_endpoints
+            .get(&endpoint.id)
+            .copied()
+            .unwrap_or(0);
+        room > 0 && (flying < slots.endpoint || room > slots.endpoint)
+    }
+
+    /// How many more deliveries of `organization` may start now: while below its share,
+    /// down to no free slot; past it, down to `share` free slots.
+    fn room(&self, organization: &str, slots: Slots) -> usize {
+        let free = slots.concurrency.saturating_sub(self.in_flight);
         let flying = self.flying.get(organization).copied().unwrap_or(0);
-        flying < share || concurrency - self.in_flight > share
+        let below_share = slots.organization.saturating_sub(flying);
+        free.min(below_share.max(free.saturating_sub(slots.organization)))
     }
 }
 
@@ -514,11 +553,27 @@ pub(crate) fn organization_share(concurrency: usize) -> usize {
     (concurrency / 4).max(1)
 }
 
-fn count_down(map: &mut HashMap<String, usize>, organization: &str) {
-    if let Some(n) = map.get_mut(organization) {
+/// A fair share of an organisation's slots for one of its endpoints: a quarter of the
+/// organisation's share, at least 1 (2 of the default 32 slots).
+///
+/// The same rule one level down: an endpoint below its share takes any slot its
+/// organisation may take; one at or past it only while `share` of them stay open to the
+/// organisation's other endpoints. So one hanging endpoint holds at most
+/// `concurrency - organisation share - endpoint share` slots (22 of 32), and the other
+/// endpoints of its organisation still find slots.
+pub(crate) fn endpoint_share(concurrency: usize) -> usize {
+    organization_share(organization_share(concurrency))
+}
+
+fn count_down<K, Q>(map: &mut HashMap<K, usize>, key: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(n) = map.get_mut(key) {
         *n = n.saturating_sub(1);
         if *n == 0 {
-            map.remove(organization);
+            map.remove(key);
         }
     }
 }
@@ -544,19 +599,26 @@ impl Feed {
     }
 
     /// What the next claim should consider: how many queued deliveries it counts (those
-    /// that may start now, of organisations it does not leave out), the free slots, and the
-    /// organisations to leave out: those with `low_water` or more queued, or holding their
-    /// most. So one organisation's backlog neither fills the queue nor is claimed again and
-    /// again while another organisation's deliveries wait in the store.
-    fn claimable(&self) -> (usize, usize, Vec<String>) {
+    /// that may start now, to endpoints it does not leave out), the free slots, and what to
+    /// leave out: organisations with `low_water` or more queued, or holding their most; and
+    /// endpoints with `low_water` or more queued, or holding at least their share with
+    /// deliveries queued that may not start. So one organisation's backlog (or one slow
+    /// endpoint's) neither fills the queue nor is claimed again and again while other
+    /// deliveries wait in the store.
+    fn claimable(&self) -> (usize, usize, ClaimSkip) {
         let state = self.lock();
         let mut queued: HashMap<&str, usize> = HashMap::new();
+        // Per endpoint: queued, and whether any of them may start now.
+        let mut by_endpoint: HashMap<EndpointId, (usize, bool)> = HashMap::new();
         for (d, _) in &state.queue {
             *queued
                 .entry(d.endpoint.owner.organization.as_str())
                 .or_insert(0) += 1;
+            let entry = by_endpoint.entry(d.endpoint.id).or_insert((0, false));
+            entry.0 += 1;
+            entry.1 = entry.1 || state.may_start(&d.endpoint, self.slots);
         }
-        let skip: Vec<String> = state
+        let organizations = state
             .held
             .iter()
             .filter(|(org, held)| {
@@ -565,17 +627,28 @@ impl Feed {
             })
             .map(|(org, _)| org.clone())
             .collect();
+        let endpoints = by_endpoint
+            .iter()
+            .filter(|(id, (n, startable))| {
+                let flying = state.flying_endpoints.get(*id).copied().unwrap_or(0);
+                *n >= self.low_water || (!startable && flying >= self.slots.endpoint)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let skip = ClaimSkip {
+            organizations,
+            endpoints,
+        };
         let counted = state
             .queue
             .iter()
             .filter(|(d, _)| {
-                let org = &d.endpoint.owner.organization;
-                !skip.contains(org) && state.may_start(org, self.concurrency, self.share)
+                !skip.leaves_out(&d.endpoint) && state.may_start(&d.endpoint, self.slots)
             })
             .count();
         (
             counted,
-            self.concurrency.saturating_sub(state.in_flight),
+            self.slots.concurrency.saturating_sub(state.in_flight),
             skip,
         )
     }
@@ -622,10 +695,10 @@ impl Feed {
     /// its slot; wakes the claiming loop when the queue runs low or nothing queued may start.
     fn pop(&self) -> Option<DueDelivery> {
         let mut state = self.lock();
-        let found = state.queue.iter().position(|(d, at)| {
-            !self.stale(*at)
-                && state.may_start(&d.endpoint.owner.organization, self.concurrency, self.share)
-        });
+        let found = state
+            .queue
+            .iter()
+            .position(|(d, at)| !self.stale(*at) && state.may_start(&d.endpoint, self.slots));
         let Some((next, _)) = found.and_then(|i| state.queue.remove(i)) else {
             if state.queue.is_empty() {
                 self.crossed
@@ -640,6 +713,7 @@ impl Feed {
             .flying
             .entry(next.endpoint.owner.organization.clone())
             .or_insert(0) += 1;
+        *state.flying_endpoints.entry(next.endpoint.id).or_insert(0) += 1;
         if state.queue.len() + 1 == self.low_water {
             self.crossed
                 .store(true, std::sync::atomic::Ordering::Release);
@@ -648,12 +722,13 @@ impl Feed {
         Some(next)
     }
 
-    /// Frees the slot a delivery of `organization` held. Wakes no one: the freed slot can
-    /// start one delivery, and the loop that freed it looks for one next.
-    fn done(&self, organization: &str) {
+    /// Frees the slot a delivery to `endpoint` of `organization` held. Wakes no one: the
+    /// freed slot can start one delivery, and the loop that freed it looks for one next.
+    fn done(&self, organization: &str, endpoint: EndpointId) {
         let mut state = self.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
         count_down(&mut state.flying, organization);
+        count_down(&mut state.flying_endpoints, &endpoint);
         count_down(&mut state.held, organization);
     }
 
@@ -682,8 +757,9 @@ async fn attempt_loop(inner: Arc<Inner>, feed: Arc<Feed>, recorder: Recorder) {
             continue;
         };
         let organization = due.endpoint.owner.organization.clone();
+        let endpoint = due.endpoint.id;
         let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else {
-            feed.done(&organization);
+            feed.done(&organization, endpoint);
             return;
         };
         // An error is the store's (postponing a throttled delivery): it stays leased and is
@@ -692,7 +768,7 @@ async fn attempt_loop(inner: Arc<Inner>, feed: Arc<Feed>, recorder: Recorder) {
             recorder.push(outcome);
         }
         drop(permit);
-        feed.done(&organization);
+        feed.done(&organization, endpoint);
     }
 }
 
@@ -996,5 +1072,71 @@ impl Inner {
             endpoint: None,
         };
         self.store.enqueue(event, now).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code: a failure should panic")]
+
+    use super::*;
+    use crate::model::Owner;
+    use crate::{EndpointKey, EndpointSecrets, SigningSecret};
+
+    fn endpoint(organization: &str) -> Endpoint {
+        let key = EndpointKey::Symmetric(SigningSecret::generate().unwrap());
+        Endpoint::new(
+            align_keys::Environment::Sandbox,
+            "https://example.com/".to_owned(),
+            EndpointSecrets::new(key),
+        )
+        .owned_by(Owner::organization(organization))
+    }
+
+    /// Starts deliveries to `ep` while the rule lets it; returns how many started.
+    fn fill(state: &mut FeedState, ep: &Endpoint, slots: Slots) -> usize {
+        let mut started = 0;
+        while state.may_start(ep, slots) {
+            state.in_flight += 1;
+            *state
+                .flying
+                .entry(ep.owner.organization.clone())
+                .or_insert(0) += 1;
+            *state.flying_endpoints.entry(ep.id).or_insert(0) += 1;
+            started += 1;
+        }
+        started
+    }
+
+    #[test]
+    fn a_hanging_endpoint_leaves_slots_to_its_organisation_and_to_others() {
+        let slots = Slots::new(32);
+        assert_eq!((slots.organization, slots.endpoint), (8, 2));
+        let mut state = FeedState::default();
+        let (hanging, other) = (endpoint("a"), endpoint("a"));
+        let (elsewhere, elsewhere_too) = (endpoint("b"), endpoint("b"));
+        assert_eq!(fill(&mut state, &hanging, slots), 32 - 8 - 2);
+        assert_eq!(
+            fill(&mut state, &other, slots),
+            2,
+            "the endpoint share stays open"
+        );
+        // The organisation share stays open too, shared among organisation B's endpoints.
+        assert_eq!(fill(&mut state, &elsewhere, slots), 8 - 2);
+        assert_eq!(fill(&mut state, &elsewhere_too, slots), 2);
+        assert_eq!(state.in_flight, 32);
+    }
+
+    #[test]
+    fn small_pools_still_send() {
+        for (concurrency, one_endpoint) in [(1, 1), (2, 1), (4, 2), (8, 5)] {
+            let slots = Slots::new(concurrency);
+            let mut state = FeedState::default();
+            assert_eq!(
+                fill(&mut state, &endpoint("a"), slots),
+                one_endpoint,
+                "{concurrency}"
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MessagePage, MessageQuery, OutboxStats, WebhookStore};
+use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, WebhookStore};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -182,12 +182,34 @@ impl WebhookStore for MemoryWebhookStore {
         })
     }
 
+    async fn attempt_page(
+        &self,
+        delivery: DeliveryId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Attempt>, Option<u64>)> {
+        let limit = limit.clamp(1, 1000);
+        self.with(|s| {
+            // Positions are 1-based indexes into the delivery's attempts, oldest first.
+            let all = s.attempts.get(&delivery).map_or(&[][..], Vec::as_slice);
+            let end = before.map_or(all.len(), |b| {
+                usize::try_from(b.saturating_sub(1))
+                    .unwrap_or(usize::MAX)
+                    .min(all.len())
+            });
+            let start = end.saturating_sub(limit);
+            let page = all[start..end].iter().rev().cloned().collect();
+            let next = (start > 0).then_some(start as u64 + 1);
+            Ok((page, next))
+        })
+    }
+
     async fn claim_due_skipping(
         &self,
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
-        skip: &[String],
+        skip: &ClaimSkip,
     ) -> Result<Vec<DueDelivery>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         self.with(|s| {
@@ -196,11 +218,9 @@ impl WebhookStore for MemoryWebhookStore {
                     let d = &s.deliveries[i];
                     d.status == DeliveryStatus::Pending
                         && d.next_attempt_at.is_some_and(|t| t <= now)
-                        && s.endpoints.iter().any(|e| {
-                            e.id == d.endpoint_id
-                                && e.enabled
-                                && !skip.contains(&e.owner.organization)
-                        })
+                        && s.endpoints
+                            .iter()
+                            .any(|e| e.id == d.endpoint_id && e.enabled && !skip.leaves_out(e))
                 })
                 .collect();
             due.sort_by_key(|&i| s.deliveries[i].next_attempt_at);

@@ -61,6 +61,13 @@ pub trait WebhookStore: Send + Sync + 'static {
         Ok(all)
     }
 
+    /// How many endpoints one organisation has (what its cap is checked against). Back-ends
+    /// count through the index on the owner without reading the endpoints. This default
+    /// counts [`WebhookStore::organization_endpoints`].
+    async fn organization_endpoint_count(&self, organization: &str) -> Result<u64> {
+        Ok(self.organization_endpoints(organization).await?.len() as u64)
+    }
+
     /// Stores the message and creates a pending delivery, due `now`, for every enabled
     /// endpoint of the message's owner organisation whose environment and filter match
     /// (other organisations' endpoints are not read). A second call with the same event id
@@ -85,6 +92,18 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// was retried hundreds of times shows without reading them all.
     async fn latest_attempts(&self, delivery: DeliveryId, limit: usize) -> Result<Vec<Attempt>>;
 
+    /// A page of a delivery's attempts, newest first: those before position `before`
+    /// (`None`: from the newest), at most `limit` (clamped to 1..=1000), and the position to
+    /// continue from (`None` on the last page). Back-ends read one page with a LIMIT through
+    /// an index on the delivery, never every attempt: a delivery retried hundreds of times
+    /// pages in small answers (issue 21).
+    async fn attempt_page(
+        &self,
+        delivery: DeliveryId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Attempt>, Option<u64>)>;
+
     /// Up to `limit` pending deliveries due at `now` to enabled endpoints, oldest due first;
     /// each is leased: not due again before `now + lease`.
     async fn claim_due(
@@ -93,18 +112,19 @@ pub trait WebhookStore: Send + Sync + 'static {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<DueDelivery>> {
-        self.claim_due_skipping(now, limit, lease, &[]).await
+        self.claim_due_skipping(now, limit, lease, &ClaimSkip::default())
+            .await
     }
 
-    /// As [`WebhookStore::claim_due`], leaving out deliveries to endpoints of the
-    /// organisations in `skip`: the dispatcher skips organisations holding their share of
-    /// its slots, so their backlog is neither claimed nor handed back.
+    /// As [`WebhookStore::claim_due`], leaving out deliveries to the endpoints and
+    /// organisations in `skip`: the dispatcher skips those holding their share of its slots,
+    /// so their backlog is neither claimed nor handed back.
     async fn claim_due_skipping(
         &self,
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
-        skip: &[String],
+        skip: &ClaimSkip,
     ) -> Result<Vec<DueDelivery>>;
 
     /// Records an attempt and moves the delivery on. Also keeps the endpoint's
@@ -181,6 +201,38 @@ pub trait WebhookStore: Send + Sync + 'static {
         ep.enabled = false;
         ep.disabled_reason = Some(reason.to_owned());
         self.update_endpoint(&ep).await
+    }
+}
+
+/// What [`WebhookStore::claim_due_skipping`] leaves out.
+///
+/// ```
+/// use align_webhooks::ClaimSkip;
+/// let skip = ClaimSkip {
+///     organizations: vec!["org_busy".to_owned()],
+///     ..ClaimSkip::default()
+/// };
+/// assert!(!skip.is_empty());
+/// assert!(ClaimSkip::default().is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimSkip {
+    /// Every endpoint of these organisations.
+    pub organizations: Vec<String>,
+    /// These endpoints.
+    pub endpoints: Vec<EndpointId>,
+}
+
+impl ClaimSkip {
+    /// Whether nothing is left out.
+    pub fn is_empty(&self) -> bool {
+        self.organizations.is_empty() && self.endpoints.is_empty()
+    }
+
+    /// Whether deliveries to `endpoint` are left out.
+    pub fn leaves_out(&self, endpoint: &Endpoint) -> bool {
+        self.endpoints.contains(&endpoint.id)
+            || self.organizations.contains(&endpoint.owner.organization)
     }
 }
 

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::memory::next_state;
 use super::sealed::{self, SEALING_TABLE};
-use super::{MessagePage, MessageQuery, OutboxStats, WebhookStore};
+use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, WebhookStore};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -242,6 +242,20 @@ fn message_at(row: &Row, o: usize) -> Result<Message> {
         environment: env_col(row, o + 3)?,
         payload: row.try_get(o + 4)?,
         created_at: from_ms(row.try_get(o + 5)?)?,
+    })
+}
+
+fn attempt_at(row: &Row, o: usize) -> Result<Attempt> {
+    let status: Option<i32> = row.try_get(o + 1)?;
+    let latency: i64 = row.try_get(o + 2)?;
+    Ok(Attempt {
+        at: from_ms(row.try_get(o)?)?,
+        status: status
+            .map(|s| u16::try_from(s).map_err(|_| corrupt("status")))
+            .transpose()?,
+        latency_ms: u64::try_from(latency).unwrap_or(0),
+        response_body: row.try_get(o + 3)?,
+        error: row.try_get(o + 4)?,
     })
 }
 
@@ -596,6 +610,17 @@ impl WebhookStore for PgWebhookStore {
             .collect()
     }
 
+    async fn organization_endpoint_count(&self, organization: &str) -> Result<u64> {
+        let rows = self
+            .query(
+                "SELECT COUNT(*) FROM webhooks_endpoints WHERE owner_org = $1",
+                &[&organization],
+            )
+            .await?;
+        let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -651,21 +676,43 @@ impl WebhookStore for PgWebhookStore {
                 &[&delivery.to_string(), &limit],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                let status: Option<i32> = r.try_get(1)?;
-                let latency: i64 = r.try_get(2)?;
-                Ok(Attempt {
-                    at: from_ms(r.try_get(0)?)?,
-                    status: status
-                        .map(|s| u16::try_from(s).map_err(|_| corrupt("status")))
-                        .transpose()?,
-                    latency_ms: u64::try_from(latency).unwrap_or(0),
-                    response_body: r.try_get(3)?,
-                    error: r.try_get(4)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| attempt_at(r, 0)).collect()
+    }
+
+    async fn attempt_page(
+        &self,
+        delivery: DeliveryId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Attempt>, Option<u64>)> {
+        let limit = limit.clamp(1, 1000);
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        // One more than the page, to know whether another follows; the index on
+        // (delivery_id, seq) serves it from the page's end.
+        let rows = self
+            .query(
+                "SELECT attempted_at, status, latency_ms, response_body, error, seq
+                 FROM webhooks_attempts WHERE delivery_id = $1 AND seq < $2
+                 ORDER BY seq DESC LIMIT $3",
+                &[
+                    &delivery.to_string(),
+                    &before,
+                    &i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                ],
+            )
+            .await?;
+        let mut page = Vec::with_capacity(limit);
+        let mut last = None;
+        for row in rows.iter().take(limit) {
+            page.push(attempt_at(row, 0)?);
+            last = Some(row.try_get::<_, i64>(5)?);
+        }
+        let next = if rows.len() > limit {
+            last.and_then(|seq| u64::try_from(seq).ok())
+        } else {
+            None
+        };
+        Ok((page, next))
     }
 
     async fn claim_due_skipping(
@@ -673,8 +720,9 @@ impl WebhookStore for PgWebhookStore {
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
-        skip: &[String],
+        skip: &ClaimSkip,
     ) -> Result<Vec<DueDelivery>> {
+        let endpoints: Vec<String> = skip.endpoints.iter().map(ToString::to_string).collect();
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut client = self.pool.get().await?;
@@ -688,11 +736,11 @@ impl WebhookStore for PgWebhookStore {
                      JOIN webhooks_messages m ON m.id = d.message_id
                      JOIN webhooks_endpoints e ON e.id = d.endpoint_id
                      WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND e.enabled
-                       AND NOT (e.owner_org = ANY($3))
+                       AND NOT (e.owner_org = ANY($3)) AND NOT (e.id = ANY($4))
                      ORDER BY d.next_attempt_at LIMIT $2
                      FOR UPDATE OF d SKIP LOCKED"
                 ),
-                &[&ms(now), &limit, &skip],
+                &[&ms(now), &limit, &skip.organizations, &endpoints],
             )
             .await?;
         let due = rows

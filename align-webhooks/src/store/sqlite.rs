@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::memory::next_state;
 use super::sealed::{self, SEALING_TABLE};
 use super::worker::{self, AttemptJob, Job};
-use super::{MessagePage, MessageQuery, OutboxStats, WebhookStore};
+use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, WebhookStore};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -163,6 +163,7 @@ const MESSAGE_COLUMNS: &str =
     "m.id, m.event_id, m.event_type, m.environment, m.payload, m.created_at";
 const DELIVERY_COLUMNS: &str =
     "d.id, d.message_id, d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.created_at";
+const ATTEMPT_COLUMNS: &str = "attempted_at, status, latency_ms, response_body, error";
 
 /// A [`WebhookStore`] in one SQLite file (which other crates' tables may share), keeping
 /// endpoint keys sealed by a [`Sealer`].
@@ -553,6 +554,16 @@ fn delivery_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Delivery> {
     })
 }
 
+fn attempt_at(row: &Row<'_>, o: usize) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        at: from_ms(row.get(o)?)?,
+        status: row.get(o + 1)?,
+        latency_ms: row.get::<_, i64>(o + 2)?.try_into().unwrap_or(0),
+        response_body: row.get(o + 3)?,
+        error: row.get(o + 4)?,
+    })
+}
+
 fn filter_json(filter: &EventFilter) -> Result<Option<String>> {
     match filter {
         EventFilter::All => Ok(None),
@@ -752,13 +763,14 @@ pub(super) fn record_one(
 }
 
 /// Where the claim's rows come from: pending deliveries due at `?1` to enabled endpoints
-/// of organisations not in the JSON array `?3`, oldest due first, at most `?2`, with their
-/// messages.
+/// of organisations not in the JSON array `?3`, themselves not in the JSON array `?4`,
+/// oldest due first, at most `?2`, with their messages.
 const CLAIM_FROM: &str = "FROM webhooks_deliveries d
     JOIN webhooks_messages m ON m.seq = d.message_seq
     JOIN webhooks_endpoints e ON e.id = d.endpoint_id
     WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND e.enabled = 1
       AND e.owner_org NOT IN (SELECT value FROM json_each(?3))
+      AND e.id NOT IN (SELECT value FROM json_each(?4))
     ORDER BY d.next_attempt_at LIMIT ?2";
 
 /// Selects and leases the due deliveries (see [`WebhookStore::claim_due`]) inside `tx`.
@@ -771,13 +783,13 @@ fn claim_in(
     now: i64,
     limit: i64,
     until: i64,
-    skip: &str,
+    (organizations, endpoints): &(String, String),
 ) -> Result<Vec<(i64, DueDelivery)>> {
     let rows = {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT d.seq, {DELIVERY_COLUMNS}, {MESSAGE_COLUMNS} {CLAIM_FROM}"
         ))?;
-        let rows = stmt.query_map(params![now, limit, skip], |r| {
+        let rows = stmt.query_map(params![now, limit, organizations, endpoints], |r| {
             Ok((r.get::<_, i64>(0)?, delivery_at(r, 1)?, message_at(r, 8)?))
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
@@ -959,6 +971,17 @@ impl WebhookStore for SqliteWebhookStore {
         .await
     }
 
+    async fn organization_endpoint_count(&self, organization: &str) -> Result<u64> {
+        let organization = organization.to_owned();
+        self.run(move |c| {
+            let n: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM webhooks_endpoints WHERE owner_org = ?1")?
+                .query_row([&organization], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn enqueue(&self, message: NewMessage, now: DateTime<Utc>) -> Result<Enqueued> {
         self.run(move |c| immediate(c, |tx| enqueue_on(tx, &message, now)))
             .await
@@ -1006,24 +1029,55 @@ impl WebhookStore for SqliteWebhookStore {
     async fn latest_attempts(&self, delivery: DeliveryId, limit: usize) -> Result<Vec<Attempt>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT attempted_at, status, latency_ms, response_body, error FROM (
+            let mut stmt = c.prepare(&format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM (
                    SELECT seq, attempted_at, status, latency_ms, response_body, error
                    FROM webhooks_attempts WHERE delivery_seq =
                      (SELECT seq FROM webhooks_deliveries WHERE id = ?1)
                    ORDER BY seq DESC LIMIT ?2
-                 ) ORDER BY seq",
-            )?;
-            let rows = stmt.query_map(rusqlite::params![delivery.to_string(), limit], |r| {
-                Ok(Attempt {
-                    at: from_ms(r.get(0)?)?,
-                    status: r.get(1)?,
-                    latency_ms: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                    response_body: r.get(3)?,
-                    error: r.get(4)?,
-                })
-            })?;
+                 ) ORDER BY seq"
+            ))?;
+            let rows =
+                stmt.query_map(params![delivery.to_string(), limit], |r| attempt_at(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn attempt_page(
+        &self,
+        delivery: DeliveryId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Attempt>, Option<u64>)> {
+        let limit = limit.clamp(1, 1000);
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        self.run(move |c| {
+            // One more than the page, to know whether another follows; the index on
+            // (delivery_seq, seq) serves it from the page's end.
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLUMNS}, seq FROM webhooks_attempts
+                 WHERE delivery_seq = (SELECT seq FROM webhooks_deliveries WHERE id = ?1)
+                   AND seq < ?2
+                 ORDER BY seq DESC LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    delivery.to_string(),
+                    before,
+                    i64::try_from(limit + 1).unwrap_or(i64::MAX)
+                ],
+                |r| Ok((attempt_at(r, 0)?, r.get::<_, i64>(5)?)),
+            )?;
+            let mut page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = page.len() > limit;
+            page.truncate(limit);
+            let next = if more {
+                page.last().and_then(|(_, seq)| u64::try_from(*seq).ok())
+            } else {
+                None
+            };
+            Ok((page.into_iter().map(|(a, _)| a).collect(), next))
         })
         .await
     }
@@ -1033,12 +1087,16 @@ impl WebhookStore for SqliteWebhookStore {
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
-        skip: &[String],
+        skip: &ClaimSkip,
     ) -> Result<Vec<DueDelivery>> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sealer = self.sealer()?;
-        let skip = serde_json::to_string(skip)?;
+        let endpoints: Vec<String> = skip.endpoints.iter().map(ToString::to_string).collect();
+        let skip = (
+            serde_json::to_string(&skip.organizations)?,
+            serde_json::to_string(&endpoints)?,
+        );
         self.run_claiming(move |c, claimed| {
             let due = immediate(c, |tx| {
                 claim_in(tx, &sealer, ms(now), limit, ms(until), &skip)
@@ -1438,7 +1496,7 @@ mod tests {
                     "EXPLAIN QUERY PLAN SELECT d.seq, m.payload {}",
                     super::CLAIM_FROM
                 ))?;
-                let rows = stmt.query_map(params![1_i64, 10_i64, "[\"org\"]"], |r| {
+                let rows = stmt.query_map(params![1_i64, 10_i64, "[\"org\"]", "[]"], |r| {
                     r.get::<_, String>(3)
                 })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
