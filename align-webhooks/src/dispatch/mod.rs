@@ -1086,7 +1086,7 @@ mod tests {
     fn endpoint(organization: &str) -> Endpoint {
         let key = EndpointKey::Symmetric(SigningSecret::generate().unwrap());
         Endpoint::new(
-            align_keys::Environment::Sandbox,
+            align_core::Environment::Sandbox,
             "https://example.com/".to_owned(),
             EndpointSecrets::new(key),
         )
