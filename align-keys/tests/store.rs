@@ -430,6 +430,7 @@ fn allow_lists_match_v4_v6_and_mapped_addresses() {
             id: OrganizationId::new(),
             name: "o".into(),
             security_contact: None,
+            leak_policy: align_keys::LeakPolicy::default(),
             created_at: Utc::now(),
         },
         admin: User {

@@ -80,6 +80,52 @@ pub struct Config {
     pub audit_anchor_interval: Duration,
     /// Who may read `GET /metrics` (`metrics.*`).
     pub metrics: MetricsSettings,
+    /// Leaked-key reports from secret scanners (`secret_scanning.*`).
+    pub secret_scanning: SecretScanningSettings,
+    /// Security notices by e-mail (`notifications.*`).
+    pub notifications: NotificationSettings,
+}
+
+/// Secret-scanning intake settings (`secret_scanning.*`; see `docs/leaked-keys.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretScanningSettings {
+    /// GitHub's secret-scanning public keys, in GitHub's own JSON format
+    /// (`{"public_keys":[{"key_identifier","key","is_current"}]}`), which
+    /// `POST /api/v1/secret-scanning/github` checks report signatures against
+    /// (`secret_scanning.github_keys_file`, default none: the endpoint answers `404`). Read
+    /// again on every report, so a rotated key file needs no restart.
+    pub github_keys_file: Option<PathBuf>,
+}
+
+/// E-mail settings for security notices (`notifications.*`; see `docs/leaked-keys.md`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NotificationSettings {
+    /// Where security notices are sent from: an SMTP URL such as
+    /// `smtps://user:pass@smtp.example.com` or `smtp://127.0.0.1:2525`
+    /// (`notifications.smtp_url`, default none: no e-mail, the `api_key.leaked` event only).
+    /// It may hold a password, so it never prints.
+    pub smtp_url: Option<String>,
+    /// The `From:` address of notices (`notifications.smtp_from`, default
+    /// `align@localhost`).
+    pub smtp_from: String,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            smtp_from: "align@localhost".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NotificationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationSettings")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[redacted]"))
+            .field("smtp_from", &self.smtp_from)
+            .finish()
+    }
 }
 
 /// Metrics settings (`metrics.*`; see `docs/operations.md`).
@@ -311,6 +357,8 @@ impl Default for Config {
             metrics: MetricsSettings::default(),
             audit_anchor_interval: Duration::from_secs(60),
             secrets_key_file: None,
+            secret_scanning: SecretScanningSettings::default(),
+            notifications: NotificationSettings::default(),
         }
     }
 }
@@ -341,6 +389,32 @@ struct FileConfig {
     audit: AuditSection,
     #[serde(default)]
     secrets: SecretsSection,
+    #[serde(default)]
+    secret_scanning: SecretScanningSection,
+    #[serde(default)]
+    notifications: NotificationsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretScanningSection {
+    github_keys_file: Option<PathBuf>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationsSection {
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+}
+
+impl std::fmt::Debug for NotificationsSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationsSection")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[redacted]"))
+            .field("smtp_from", &self.smtp_from)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -549,6 +623,15 @@ impl Config {
         if f.secrets.key_file.is_some() {
             self.secrets_key_file = f.secrets.key_file;
         }
+        if f.secret_scanning.github_keys_file.is_some() {
+            self.secret_scanning.github_keys_file = f.secret_scanning.github_keys_file;
+        }
+        if let Some(v) = f.notifications.smtp_url {
+            self.notifications.smtp_url = non_empty(v);
+        }
+        if let Some(v) = f.notifications.smtp_from {
+            self.notifications.smtp_from = v;
+        }
         let w = f.webhooks;
         let hooks = &mut self.webhooks;
         if let Some(v) = w.allow_private_targets {
@@ -655,6 +738,13 @@ impl Config {
                 self.audit_anchor_interval = Duration::from_secs(parse_value(name, value)?);
             }
             "ALIGN_SECRETS_KEY_FILE" => self.secrets_key_file = non_empty_path(value),
+            "ALIGN_SECRET_SCANNING_GITHUB_KEYS_FILE" => {
+                self.secret_scanning.github_keys_file = non_empty_path(value);
+            }
+            "ALIGN_NOTIFICATIONS_SMTP_URL" => {
+                self.notifications.smtp_url = non_empty(value.to_owned());
+            }
+            "ALIGN_NOTIFICATIONS_SMTP_FROM" => self.notifications.smtp_from = value.to_owned(),
             _ => {}
         }
         Ok(())
@@ -670,6 +760,25 @@ impl Config {
             return Err(Error::Setting {
                 key: "metrics.token".into(),
                 reason: "must be at least 32 printable ASCII characters without spaces".into(),
+            });
+        }
+        if self.notifications.smtp_url.as_deref().is_some_and(|u| {
+            !(u.starts_with("smtp://") || u.starts_with("smtps://"))
+        }) {
+            return Err(Error::Setting {
+                key: "notifications.smtp_url".into(),
+                reason: "must be an smtp:// or smtps:// URL".into(),
+            });
+        }
+        if self
+            .notifications
+            .smtp_from
+            .parse::<lettre::message::Mailbox>()
+            .is_err()
+        {
+            return Err(Error::Setting {
+                key: "notifications.smtp_from".into(),
+                reason: "must be an e-mail address such as align@example.com".into(),
             });
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {

@@ -52,6 +52,10 @@ pub(crate) struct AppState {
     pub(crate) folds: crate::fold::Folds,
     /// Open connections: the cap and the idle timeout.
     pub(crate) connections: crate::connections::Connections,
+    /// Leak reports (the key store's database; in memory until [`AppState::with_leaks`]).
+    pub(crate) leaks: Arc<dyn align_keys::LeakStore>,
+    /// Security notices by e-mail (`notifications.*`).
+    pub(crate) notifier: crate::notify::Notifier,
 }
 
 impl std::fmt::Debug for AppState {
@@ -74,7 +78,10 @@ impl AppState {
         let url_policy =
             UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
         let console = crate::console::Console::new(&config)?;
+        crate::leaks::github::check_keys_file(&config)?;
         Ok(Self {
+            notifier: crate::notify::Notifier::new(&config.notifications)?,
+            leaks: Arc::new(align_keys::MemoryKeyStore::new()),
             connections: crate::connections::Connections::new(&config),
             folds: crate::fold::Folds::new(config.fold_rejections_after),
             console,
@@ -90,6 +97,12 @@ impl AppState {
             idempotency: Idempotency::default(),
             metrics: Metrics::default(),
         })
+    }
+
+    /// The same state keeping leak reports in `leaks` (the key store's database).
+    pub(crate) fn with_leaks(mut self, leaks: Arc<dyn align_keys::LeakStore>) -> Self {
+        self.leaks = leaks;
+        self
     }
 
     /// The key store.
