@@ -560,3 +560,67 @@ async fn each_leak_e_mails_the_security_contact_once_without_the_secret() {
     assert!(more.is_err(), "one message per leak: {more:?}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn on_postgresql_a_report_to_one_instance_is_refused_by_the_other_within_a_second() {
+    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
+        );
+        return;
+    };
+    let scratch = align_keys::postgres::ScratchSchema::create(&base)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{base}{sep}options=-c%20search_path%3D{}",
+        scratch.name()
+    );
+    let github = Signer::new("gh");
+    let files = tempfile::tempdir().unwrap();
+    let keys_file = files.path().join("github-keys.json");
+    std::fs::write(&keys_file, keys_json(&[&github])).unwrap();
+    let secrets = files.path().join("secrets-key");
+    let start = |url: String| {
+        let (keys_file, secrets) = (keys_file.clone(), secrets.clone());
+        TestServer::start_with(move |c| {
+            c.database = align_server::Database::Postgres(url);
+            c.secrets_key_file = Some(secrets);
+            c.secret_scanning.github_keys_file = Some(keys_file);
+        })
+    };
+    let a = start(url.clone()).await;
+    let b = start(url).await;
+    let admin = a.admin_key.clone();
+    let (token, view) = a
+        .mint(&admin, json!({"name": "shared", "scope": "organization"}))
+        .await;
+    assert_eq!(b.get("/api/v1/me", &token).await.status, StatusCode::OK);
+
+    let r = report(&a, &github, &[&token], "https://github.com/acme/app/blob/1/x").await;
+    assert_eq!(r.body[0]["label"], "true_positive", "{}", r.body);
+    let reported = std::time::Instant::now();
+    loop {
+        let me = b.get("/api/v1/me", &token).await;
+        if me.status == StatusCode::UNAUTHORIZED {
+            assert_eq!(me.code(), "key_revoked");
+            break;
+        }
+        assert!(reported.elapsed() < Duration::from_secs(1), "B still accepts the key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The report is in the shared store: B lists it, and a repeat through B changes nothing.
+    let listed = b.get("/api/v1/leaks", &admin).await;
+    assert_eq!(listed.body["data"][0]["apiKeyId"], view["apiKeyId"]);
+    report(&b, &github, &[&token], "https://github.com/acme/app/blob/1/x").await;
+    let listed = b.get("/api/v1/leaks", &admin).await;
+    assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+    b.stop().await;
+    a.stop().await;
+}

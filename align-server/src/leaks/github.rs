@@ -93,9 +93,17 @@ impl GithubKeys {
         Ok(Self { keys })
     }
 
-    /// Reads and parses the file at `path`.
+    /// Reads and parses the file at `path` (at start-up).
     pub(crate) fn load(path: &Path) -> Result<Self, BadKeysFile> {
         let text = std::fs::read_to_string(path)
+            .map_err(|e| BadKeysFile(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+
+    /// Reads and parses the file at `path` off the runtime's worker threads (per report).
+    pub(crate) async fn read(path: &Path) -> Result<Self, BadKeysFile> {
+        let text = tokio::fs::read_to_string(path)
+            .await
             .map_err(|e| BadKeysFile(format!("cannot read {}: {e}", path.display())))?;
         Self::parse(&text)
     }
@@ -186,7 +194,7 @@ where
             "send one Github-Public-Key-Identifier and one Github-Public-Key-Signature header",
         ));
     };
-    let keys = GithubKeys::load(path).map_err(|BadKeysFile(reason)| {
+    let keys = GithubKeys::read(path).await.map_err(|BadKeysFile(reason)| {
         tracing::error!(%reason, "secret_scanning.github_keys_file cannot be used");
         ApiError::unavailable()
     })?;
@@ -240,4 +248,33 @@ async fn is_align_key(state: &AppState, by: ReportedBy<'_>, m: &Match) -> Result
     };
     state.key_leaked(by, &key, finding, false).await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keys_file_must_be_githubs_json_with_pem_p256_keys() {
+        for (text, says) in [
+            ("not json", "not GitHub's public-keys JSON"),
+            (r#"{"public_keys":[]}"#, "lists no public keys"),
+            (
+                r#"{"public_keys":[{"key_identifier":"k1","key":"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----","is_current":true}]}"#,
+                "\"k1\" is not a PEM P-256 public key",
+            ),
+        ] {
+            match GithubKeys::parse(text) {
+                Ok(_) => panic!("accepted {text}"),
+                Err(BadKeysFile(reason)) => assert!(reason.contains(says), "{reason}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_id_is_an_invalid_signature() {
+        let keys = GithubKeys { keys: Vec::new() };
+        let e = keys.verify("k", "c2ln", b"[]").err();
+        assert_eq!(e.map(|e| e.code), Some("invalid_signature"));
+    }
 }
