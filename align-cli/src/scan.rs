@@ -48,8 +48,7 @@ pub(crate) fn find_in(shape: &Regex, bytes: &[u8]) -> Vec<(usize, String)> {
     for m in shape.find_iter(bytes) {
         let before = m.start().checked_sub(1).and_then(|i| bytes.get(i));
         let after = bytes.get(m.end());
-        if before.is_some_and(|b| is_word(*b)) || after.is_some_and(|b| b.is_ascii_alphanumeric())
-        {
+        if before.is_some_and(|b| is_word(*b)) || after.is_some_and(|b| b.is_ascii_alphanumeric()) {
             continue;
         }
         let Ok(text) = std::str::from_utf8(m.as_bytes()) else {
@@ -85,7 +84,10 @@ pub(crate) fn scan(paths: &[PathBuf]) -> Result<Vec<Found>, Failure> {
         .ok_or_else(|| Failure::usage("name at least one file or directory to scan"))?;
     for p in paths {
         if !p.exists() {
-            return Err(Failure::usage(format!("{}: no such file or directory", p.display())));
+            return Err(Failure::usage(format!(
+                "{}: no such file or directory",
+                p.display()
+            )));
         }
     }
     let mut walk = WalkBuilder::new(first);
@@ -201,7 +203,10 @@ mod tests {
         let found = find_in(&shape, text.as_bytes());
         assert_eq!(
             found,
-            vec![(2, "ako_9311c954".to_owned()), (5, "ako_9311c954".to_owned())]
+            vec![
+                (2, "ako_9311c954".to_owned()),
+                (5, "ako_9311c954".to_owned())
+            ]
         );
     }
 }

@@ -50,7 +50,13 @@ fn a_key_reported_with_the_cli_is_revoked_listed_and_the_policy_can_be_set() {
     let o = over_api(
         &url,
         admin,
-        &["keys", "report-compromise", id, "--reason", "pasted in a ticket"],
+        &[
+            "keys",
+            "report-compromise",
+            id,
+            "--reason",
+            "pasted in a ticket",
+        ],
     );
     let report = json_of(&o);
     assert_eq!(report["action"], "revoked");
@@ -73,6 +79,19 @@ fn a_key_reported_with_the_cli_is_revoked_listed_and_the_policy_can_be_set() {
 
     let o = over_api(&url, admin, &["leaks", "policy", "--live", "shrug"]);
     assert_eq!(o.status.code(), Some(2));
-    let o = over_api(&url, admin, &["keys", "report-compromise", "00000000-0000-4000-8000-000000000000"]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = over_api(
+        &url,
+        admin,
+        &[
+            "keys",
+            "report-compromise",
+            "00000000-0000-4000-8000-000000000000",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -91,7 +91,12 @@ fn only_keys_with_a_valid_checksum_are_reported_by_place_and_prefix() {
     let t = tree();
     let root = t.dir.path();
     let o = scan(&[], &[root]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let stdout = String::from_utf8(o.stdout).unwrap();
     let want = format!(
         "{}:2 {}\n{}:3 {}\n",
@@ -132,7 +137,12 @@ fn a_clean_tree_exits_zero_and_prints_nothing() {
     write(dir.path(), "a.txt", "nothing to see\n");
     write(dir.path(), "b.txt", mistyped(&token(Environment::Live)));
     let o = scan(&[], &[dir.path()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(o.stdout.is_empty());
     let o = scan(&["--json"], &[dir.path()]);
     assert_eq!(o.status.code(), Some(0));

@@ -23,12 +23,12 @@ pub mod domain;
 mod error;
 pub mod files;
 mod hash;
-pub mod leak;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod judge;
 #[cfg(feature = "tower")]
 pub mod layer;
+pub mod leak;
 mod manager;
 mod password;
 pub mod policy;
@@ -48,10 +48,10 @@ pub use domain::{
 };
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
+pub use judge::{Grant, Producer, Unset, judge};
 pub use leak::{
     LeakAction, LeakPolicy, LeakReport, LeakReportId, LeakStore, LeakedKeyAction, Reporter,
 };
-pub use judge::{Grant, Producer, Unset, judge};
 pub use manager::{
     DEFAULT_RATE_LIMIT_PER_MINUTE, KeyChanges, KeyManager, MAX_ALLOWED_CIDRS, MAX_NAME_LEN,
     MintedKey, NewKey, Rotation,

@@ -1,6 +1,5 @@
 //! The `LeakStore` contract and the organisation's leak policy, run against every back-end.
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
-
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
 
 mod common;
@@ -121,7 +120,9 @@ async fn leak_reports_page_oldest_first() {
                 None => break,
             }
         }
-        let want: Vec<String> = (0..5).map(|i| format!("https://example.test/{i}")).collect();
+        let want: Vec<String> = (0..5)
+            .map(|i| format!("https://example.test/{i}"))
+            .collect();
         assert_eq!(urls, want, "{name}");
     }
 }

@@ -762,9 +762,12 @@ impl Config {
                 reason: "must be at least 32 printable ASCII characters without spaces".into(),
             });
         }
-        if self.notifications.smtp_url.as_deref().is_some_and(|u| {
-            !(u.starts_with("smtp://") || u.starts_with("smtps://"))
-        }) {
+        if self
+            .notifications
+            .smtp_url
+            .as_deref()
+            .is_some_and(|u| !(u.starts_with("smtp://") || u.starts_with("smtps://")))
+        {
             return Err(Error::Setting {
                 key: "notifications.smtp_url".into(),
                 reason: "must be an smtp:// or smtps:// URL".into(),

@@ -45,8 +45,9 @@ impl Notifier {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|_| Error::Setting {
                 key: "notifications.smtp_url".into(),
-                reason: "not an SMTP URL lettre can use (smtp://host:port or smtps://user:pass@host)"
-                    .into(),
+                reason:
+                    "not an SMTP URL lettre can use (smtp://host:port or smtps://user:pass@host)"
+                        .into(),
             })?
             .build();
         let from = settings
@@ -76,12 +77,9 @@ impl Notifier {
             );
             return;
         };
-        let to = match contact.parse::<Mailbox>() {
-            Ok(to) => to,
-            Err(_) => {
-                tracing::warn!(key = %key.prefix, "the security contact is not a usable e-mail address");
-                return;
-            }
+        let Ok(to) = contact.parse::<Mailbox>() else {
+            tracing::warn!(key = %key.prefix, "the security contact is not a usable e-mail address");
+            return;
         };
         let (subject, body) = leak_notice(org, key, report);
         let message = Message::builder()
@@ -99,9 +97,13 @@ impl Notifier {
         let prefix = key.prefix.clone();
         tokio::spawn(async move {
             match mailer.transport.send(message).await {
-                Ok(_) => tracing::info!(key = %prefix, "leak notice e-mailed to the security contact"),
+                Ok(_) => {
+                    tracing::info!(key = %prefix, "leak notice e-mailed to the security contact")
+                }
                 // lettre's errors name the server's answer, never the URL's credentials.
-                Err(e) => tracing::warn!(error = %e, key = %prefix, "could not e-mail a leak notice"),
+                Err(e) => {
+                    tracing::warn!(error = %e, key = %prefix, "could not e-mail a leak notice")
+                }
             }
         });
     }

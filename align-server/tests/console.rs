@@ -1371,7 +1371,10 @@ async fn the_security_page_lists_leak_reports_and_lets_an_admin_set_the_leak_pol
     let org = s.get("/api/v1/organization", &s.admin_key).await;
     assert_eq!(org.body["leakedKeyAction"], "notify");
     assert_eq!(org.body["leakedSandboxKeyAction"], "revoke");
-    assert_eq!(audit_records(s, "&action=organization.updated").await.len(), 1);
+    assert_eq!(
+        audit_records(s, "&action=organization.updated").await.len(),
+        1
+    );
 
     // An engineer sees the page but may not change the policy.
     let mut e = Browser::new(&site);

@@ -19,6 +19,9 @@ use support::{Reply, TestServer};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 
+/// Header names and values of one request.
+type Headers = Vec<(&'static str, String)>;
+
 const INTAKE: &str = "/api/v1/secret-scanning/github";
 const TOKEN_TYPE: &str = "align_live_api_key";
 
@@ -33,9 +36,8 @@ impl Signer {
     fn new(id: &str) -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         Self {
             id: id.to_owned(),
             pair,
@@ -184,7 +186,12 @@ async fn a_signed_report_of_a_live_key_revokes_it_and_the_next_request_gets_key_
     assert_eq!(records.len(), 1, "{}", audit.body);
     assert_eq!(records[0]["metadata"]["url"], url);
     assert_eq!(records[0]["target"], id.as_str());
-    assert!(!audit.raw.windows(token.len()).any(|w| w == token.as_bytes()));
+    assert!(
+        !audit
+            .raw
+            .windows(token.len())
+            .any(|w| w == token.as_bytes())
+    );
     assert_eq!(audit_count(&s, "api_key.revoked").await, 1);
 
     let leaked = events_of(&s, &s.admin_key, "api_key.leaked").await;
@@ -205,7 +212,7 @@ async fn bad_signatures_unknown_key_ids_and_tampered_bodies_are_refused_and_chan
     let good = github.sign(&body);
     let other_body = matches(&[&token], "https://github.com/acme/app/blob/2/.env");
 
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>)> = vec![
+    let cases: Vec<(&str, Headers, Vec<u8>)> = vec![
         ("no signature headers", vec![], body.clone()),
         (
             "no signature",
@@ -267,7 +274,11 @@ async fn bad_signatures_unknown_key_ids_and_tampered_bodies_are_refused_and_chan
     assert_eq!(s.get("/api/v1/me", &token).await.status, StatusCode::OK);
     assert!(leaks(&s).await.is_empty());
     assert_eq!(audit_count(&s, "api_key.leaked").await, 0);
-    assert!(events_of(&s, &s.admin_key, "api_key.leaked").await.is_empty());
+    assert!(
+        events_of(&s, &s.admin_key, "api_key.leaked")
+            .await
+            .is_empty()
+    );
 
     // The good signature over the real body is accepted: the cases above failed for their
     // defect alone.
@@ -392,8 +403,15 @@ async fn the_notify_policy_and_sandbox_keys_report_without_revoking() {
     report(&s, &github, &[&sandbox], "https://github.com/a/b/3").await;
     let me = s.get("/api/v1/me", &sandbox).await;
     assert_eq!(me.code(), "key_revoked");
-    let actions: Vec<Value> = leaks(&s).await.iter().map(|l| l["action"].clone()).collect();
-    assert_eq!(actions, [json!("notified"), json!("notified"), json!("revoked")]);
+    let actions: Vec<Value> = leaks(&s)
+        .await
+        .iter()
+        .map(|l| l["action"].clone())
+        .collect();
+    assert_eq!(
+        actions,
+        [json!("notified"), json!("notified"), json!("revoked")]
+    );
     s.stop().await;
 }
 
@@ -440,7 +458,9 @@ async fn report_compromise_revokes_at_once_for_those_who_may_revoke() {
     )
     .await;
     let reason = format!("pasted in a chat: {victim}");
-    let r = s.post(&path, &s.admin_key, json!({ "reason": reason })).await;
+    let r = s
+        .post(&path, &s.admin_key, json!({ "reason": reason }))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["action"], "revoked");
     assert_eq!(r.body["reporter"], "customer");
@@ -541,8 +561,14 @@ async fn each_leak_e_mails_the_security_contact_once_without_the_secret() {
     .await;
 
     let wait = Duration::from_secs(10);
-    let first = tokio::time::timeout(wait, mail.recv()).await.unwrap().unwrap();
-    let second = tokio::time::timeout(wait, mail.recv()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(wait, mail.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(wait, mail.recv())
+        .await
+        .unwrap()
+        .unwrap();
     let mut both = [first, second];
     both.sort_by_key(|m| m.contains("laptop stolen"));
     let [github_mail, customer_mail] = both;
@@ -554,7 +580,10 @@ async fn each_leak_e_mails_the_security_contact_once_without_the_secret() {
         assert!(m.contains("revoked"), "{m}");
     }
     assert!(github_mail.contains(url), "{github_mail}");
-    assert!(github_mail.contains("GitHub secret scanning"), "{github_mail}");
+    assert!(
+        github_mail.contains("GitHub secret scanning"),
+        "{github_mail}"
+    );
     // The repeated report sent nothing more.
     let more = tokio::time::timeout(Duration::from_secs(1), mail.recv()).await;
     assert!(more.is_err(), "one message per leak: {more:?}");
@@ -578,10 +607,7 @@ async fn on_postgresql_a_report_to_one_instance_is_refused_by_the_other_within_a
         .await
         .unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!(
-        "{base}{sep}options=-c%20search_path%3D{}",
-        scratch.name()
-    );
+    let url = format!("{base}{sep}options=-c%20search_path%3D{}", scratch.name());
     let github = Signer::new("gh");
     let files = tempfile::tempdir().unwrap();
     let keys_file = files.path().join("github-keys.json");
@@ -603,7 +629,13 @@ async fn on_postgresql_a_report_to_one_instance_is_refused_by_the_other_within_a
         .await;
     assert_eq!(b.get("/api/v1/me", &token).await.status, StatusCode::OK);
 
-    let r = report(&a, &github, &[&token], "https://github.com/acme/app/blob/1/x").await;
+    let r = report(
+        &a,
+        &github,
+        &[&token],
+        "https://github.com/acme/app/blob/1/x",
+    )
+    .await;
     assert_eq!(r.body[0]["label"], "true_positive", "{}", r.body);
     let reported = std::time::Instant::now();
     loop {
@@ -612,13 +644,22 @@ async fn on_postgresql_a_report_to_one_instance_is_refused_by_the_other_within_a
             assert_eq!(me.code(), "key_revoked");
             break;
         }
-        assert!(reported.elapsed() < Duration::from_secs(1), "B still accepts the key");
+        assert!(
+            reported.elapsed() < Duration::from_secs(1),
+            "B still accepts the key"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The report is in the shared store: B lists it, and a repeat through B changes nothing.
     let listed = b.get("/api/v1/leaks", &admin).await;
     assert_eq!(listed.body["data"][0]["apiKeyId"], view["apiKeyId"]);
-    report(&b, &github, &[&token], "https://github.com/acme/app/blob/1/x").await;
+    report(
+        &b,
+        &github,
+        &[&token],
+        "https://github.com/acme/app/blob/1/x",
+    )
+    .await;
     let listed = b.get("/api/v1/leaks", &admin).await;
     assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
     b.stop().await;

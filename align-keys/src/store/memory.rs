@@ -384,6 +384,8 @@ impl LeakStore for MemoryKeyStore {
         organization: OrganizationId,
         req: &PageRequest,
     ) -> Result<Page<LeakReport>> {
-        page(&self.read().leaks, req, |l| l.organization_id == organization)
+        page(&self.read().leaks, req, |l| {
+            l.organization_id == organization
+        })
     }
 }

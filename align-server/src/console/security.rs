@@ -55,11 +55,17 @@ pub(super) async fn show(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             .to_owned();
         h.put("<tr data-report=\"{}\">", &[&r.id])
             .put("<td data-col=\"when\">{}</td>", &[&when(r.reported_at)])
-            .put("<td data-col=\"key\"><code>{}</code></td>", &[&r.key_prefix])
+            .put(
+                "<td data-col=\"key\"><code>{}</code></td>",
+                &[&r.key_prefix],
+            )
             .put("<td data-col=\"environment\">{}</td>", &[&r.environment])
             .put("<td data-col=\"reporter\">{}</td>", &[&r.reporter.as_str()])
             .put("<td data-col=\"where\">{}</td>", &[&place])
-            .put("<td data-col=\"action\">{}</td></tr>", &[&r.action.as_str()]);
+            .put(
+                "<td data-col=\"action\">{}</td></tr>",
+                &[&r.action.as_str()],
+            );
     }
     h.raw("</tbody></table>");
     if reports.data.is_empty() {

@@ -109,7 +109,12 @@ impl GithubKeys {
     }
 
     /// Checks `signature` (base64 DER) over `body` with the key named `key_id`.
-    pub(crate) fn verify(&self, key_id: &str, signature: &str, body: &[u8]) -> Result<(), ApiError> {
+    pub(crate) fn verify(
+        &self,
+        key_id: &str,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<(), ApiError> {
         let Some((_, key)) = self.keys.iter().find(|(id, _)| id == key_id) else {
             return Err(ApiError::invalid_signature(
                 "Github-Public-Key-Identifier names no configured public key",
@@ -117,7 +122,9 @@ impl GithubKeys {
         };
         let der = base64::engine::general_purpose::STANDARD
             .decode(signature.trim())
-            .map_err(|_| ApiError::invalid_signature("Github-Public-Key-Signature is not base64"))?;
+            .map_err(|_| {
+                ApiError::invalid_signature("Github-Public-Key-Signature is not base64")
+            })?;
         let signature = DerSignature::try_from(der.as_slice()).map_err(|_| {
             ApiError::invalid_signature("Github-Public-Key-Signature is not a DER ECDSA signature")
         })?;
@@ -194,10 +201,12 @@ where
             "send one Github-Public-Key-Identifier and one Github-Public-Key-Signature header",
         ));
     };
-    let keys = GithubKeys::read(path).await.map_err(|BadKeysFile(reason)| {
-        tracing::error!(%reason, "secret_scanning.github_keys_file cannot be used");
-        ApiError::unavailable()
-    })?;
+    let keys = GithubKeys::read(path)
+        .await
+        .map_err(|BadKeysFile(reason)| {
+            tracing::error!(%reason, "secret_scanning.github_keys_file cannot be used");
+            ApiError::unavailable()
+        })?;
     keys.verify(&key_id, &signature, &body)?;
 
     if !h::is_json(&parts.headers) {

@@ -11,8 +11,7 @@ pub(crate) mod github;
 
 use align_audit::Actor;
 use align_keys::{
-    KeyRecord, KeyStatus, LeakAction, LeakReport, LeakReportId, LeakedKeyAction,
-    Reporter,
+    KeyRecord, KeyStatus, LeakAction, LeakReport, LeakReportId, LeakedKeyAction, Reporter,
 };
 use align_webhooks::NewMessage;
 use chrono::{DateTime, Utc};
@@ -235,8 +234,8 @@ impl AppState {
     async fn emit_leaked(&self, key: &KeyRecord, report: &LeakReport) {
         let mut data = crate::routes::key_view(key);
         data["leak"] = view(report);
-        let mut message = NewMessage::new(event_id(), KEY_LEAKED, key.environment, data)
-            .owned_by(owner_of(key));
+        let mut message =
+            NewMessage::new(event_id(), KEY_LEAKED, key.environment, data).owned_by(owner_of(key));
         message.timestamp = report.reported_at;
         if let Err(e) = self.webhooks.enqueue(message, Utc::now()).await {
             tracing::error!(error = %e, key = %key.prefix, "could not enqueue api_key.leaked");

@@ -35,7 +35,10 @@ pub(crate) async fn compromise(
     reason: Option<String>,
 ) -> Result<(LeakReport, align_keys::KeyRecord), ApiError> {
     let key = super::keys::load(state, acting.who, id, Permission::KeysWrite).await?;
-    if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON) {
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
         return Err(ApiError::invalid_request(
             "reason must be at most 1000 characters",
         ));

@@ -130,6 +130,8 @@ pub(crate) async fn set_leak_policy(
         project_id: None,
         environment: None,
     };
+    // Its own organisation is never hidden from a user: lacking the permission is 403.
+    acting.who.require(Permission::OrganizationWrite)?;
     acting
         .who
         .authorize(Permission::OrganizationWrite, target)?;
