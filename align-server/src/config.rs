@@ -92,8 +92,9 @@ pub struct SecretScanningSettings {
     /// GitHub's secret-scanning public keys, in GitHub's own JSON format
     /// (`{"public_keys":[{"key_identifier","key","is_current"}]}`), which
     /// `POST /api/v1/secret-scanning/github` checks report signatures against
-    /// (`secret_scanning.github_keys_file`, default none: the endpoint answers `404`). Read
-    /// again on every report, so a rotated key file needs no restart.
+    /// (`secret_scanning.github_keys_file`, default none: every report is
+    /// `401 invalid_signature`). Read again on every report, so a rotated key file needs no
+    /// restart.
     pub github_keys_file: Option<PathBuf>,
 }
 

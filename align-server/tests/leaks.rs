@@ -484,10 +484,75 @@ async fn report_compromise_revokes_at_once_for_those_who_may_revoke() {
 }
 
 #[tokio::test]
-async fn without_a_keys_file_the_intake_is_not_there() {
+async fn without_a_keys_file_no_report_verifies() {
+    let github = Signer::new("gh");
     let s = TestServer::start().await;
-    let r = post_report(&s, "k", "c2ln", b"[]".to_vec()).await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let (token, _) = mint(&s, "prod-sync", json!({})).await;
+    let r = report(&s, &github, &[&token], "https://github.com/a/b/1").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.code(), "invalid_signature");
+    assert!(r.header("www-authenticate").is_none());
+    assert_eq!(s.get("/api/v1/me", &token).await.status, StatusCode::OK);
+    let r = s.get(INTAKE, &s.admin_key).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_keys_file_put_in_place_after_the_start_is_read_at_the_next_report() {
+    let github = Signer::new("gh");
+    let keys_dir = tempfile::tempdir().unwrap();
+    let path = keys_dir.path().join("github-keys.json");
+    let configured = path.clone();
+    let s = TestServer::start_with(|c| c.secret_scanning.github_keys_file = Some(configured)).await;
+    let (token, _) = mint(&s, "prod-sync", json!({})).await;
+    let url = "https://github.com/a/b/1";
+    let r = report(&s, &github, &[&token], url).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    std::fs::write(&path, keys_json(&[&github])).unwrap();
+    let r = report(&s, &github, &[&token], url).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(s.get("/api/v1/me", &token).await.code(), "key_revoked");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_report_without_a_content_type_is_read_as_json() {
+    let github = Signer::new("gh");
+    let (s, _keys) = server(&[&github], None).await;
+    let (token, _) = mint(&s, "prod-sync", json!({})).await;
+    let body = matches(&[&token], "https://github.com/a/b/1");
+    let sig = github.sign(&body);
+    let r = s
+        .send(
+            Method::POST,
+            INTAKE,
+            &[
+                ("github-public-key-identifier", "gh"),
+                ("github-public-key-signature", &sig),
+            ],
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = s
+        .send(
+            Method::POST,
+            INTAKE,
+            &[
+                ("content-type", "text/plain"),
+                ("github-public-key-identifier", "gh"),
+                ("github-public-key-signature", &sig),
+            ],
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A body that is not an array of matches, however well signed, is 400.
+    let body = br#"{"token":"x"}"#.to_vec();
+    let sig = github.sign(&body);
+    let r = post_report(&s, "gh", &sig, body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     s.stop().await;
 }
 

@@ -133,17 +133,26 @@ impl GithubKeys {
     }
 }
 
-/// At start-up: a configured keys file must be usable (it is read again on every report).
+/// At start-up: a configured keys file that exists must be usable (a typo in it stops the
+/// server with the reason). One that does not exist yet only warns: it is read again on every
+/// report, so it may be put in place (by the job that fetches GitHub's keys) after the start.
 pub(crate) fn check_keys_file(config: &Config) -> Result<(), Error> {
-    match &config.secret_scanning.github_keys_file {
-        None => Ok(()),
-        Some(path) => GithubKeys::load(path)
-            .map(|_| ())
-            .map_err(|BadKeysFile(reason)| Error::Setting {
-                key: "secret_scanning.github_keys_file".into(),
-                reason,
-            }),
+    let Some(path) = &config.secret_scanning.github_keys_file else {
+        return Ok(());
+    };
+    if !path.exists() {
+        tracing::warn!(
+            path = %path.display(),
+            "secret_scanning.github_keys_file does not exist yet: GitHub reports are refused until it does"
+        );
+        return Ok(());
     }
+    GithubKeys::load(path)
+        .map(|_| ())
+        .map_err(|BadKeysFile(reason)| Error::Setting {
+            key: "secret_scanning.github_keys_file".into(),
+            reason,
+        })
 }
 
 /// One header's single value as text; absent, repeated or not text is `None`.
@@ -186,13 +195,16 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Some(path) = state.config.secret_scanning.github_keys_file.as_deref() else {
-        return Err(ApiError::not_found());
-    };
     if parts.method != Method::POST {
         return Err(crate::routes::unrouted(&parts.method, PATH));
     }
     let body = crate::app::read_body(body, state.config.max_body_bytes).await?;
+    // Without GitHub's keys no report can verify.
+    let Some(path) = state.config.secret_scanning.github_keys_file.as_deref() else {
+        return Err(ApiError::invalid_signature(
+            "this server has no GitHub public keys to check reports against (secret_scanning.github_keys_file)",
+        ));
+    };
     let (Some(key_id), Some(signature)) = (
         single(&parts.headers, KEY_ID_HEADER),
         single(&parts.headers, SIGNATURE_HEADER),
@@ -209,7 +221,8 @@ where
         })?;
     keys.verify(&key_id, &signature, &body)?;
 
-    if !h::is_json(&parts.headers) {
+    // The signature vouches for the body; a content type, if any, must still say JSON.
+    if parts.headers.contains_key(http::header::CONTENT_TYPE) && !h::is_json(&parts.headers) {
         return Err(ApiError::unsupported_media_type());
     }
     let matches: Vec<Match> = serde_json::from_slice(&body).map_err(|_| {
