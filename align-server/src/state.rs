@@ -56,6 +56,9 @@ pub(crate) struct AppState {
     pub(crate) leaks: Arc<dyn align_keys::LeakStore>,
     /// Security notices by e-mail (`notifications.*`).
     pub(crate) notifier: crate::notify::Notifier,
+    /// Leak reports are handled one at a time in this process, so that two copies of one
+    /// report never both act (reports are rare; see `crate::leaks`).
+    pub(crate) leak_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -81,6 +84,7 @@ impl AppState {
         crate::leaks::github::check_keys_file(&config)?;
         Ok(Self {
             notifier: crate::notify::Notifier::new(&config.notifications)?,
+            leak_lock: tokio::sync::Mutex::new(()),
             leaks: Arc::new(align_keys::MemoryKeyStore::new()),
             connections: crate::connections::Connections::new(&config),
             folds: crate::fold::Folds::new(config.fold_rejections_after),

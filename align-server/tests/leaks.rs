@@ -730,3 +730,110 @@ async fn on_postgresql_a_report_to_one_instance_is_refused_by_the_other_within_a
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_repeat_finishes_a_revocation_a_crash_left_undone() {
+    use align_keys::{
+        KeyId, LeakAction, LeakReport, LeakReportId, LeakStore as _, OrganizationId, Reporter,
+        SqliteKeyStore,
+    };
+    let github = Signer::new("gh");
+    let (s, _keys) = server(&[&github], None).await;
+    let (token, key_id) = mint(&s, "prod-sync", json!({})).await;
+    let id: KeyId = key_id.parse().unwrap();
+    let org: OrganizationId = s.get("/api/v1/me", &token).await.body["organizationId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // What a process that died right after recording the report left behind: the report says
+    // "revoked", the key is still active.
+    let url = "https://github.com/acme/app/blob/1/.env";
+    let store = SqliteKeyStore::open(s.data_dir().join("align.db"))
+        .await
+        .unwrap();
+    let reporter = Reporter::GithubSecretScanning;
+    let report = LeakReport {
+        id: LeakReportId::new(),
+        fingerprint: LeakReport::fingerprint_of(reporter, id, Some(url), Some("content")),
+        organization_id: org,
+        project_id: None,
+        key_id: id,
+        key_prefix: token[..12].to_owned(),
+        environment: align_keys::Environment::Live,
+        reporter,
+        token_type: Some(TOKEN_TYPE.into()),
+        url: Some(url.into()),
+        source: Some("content".into()),
+        reason: None,
+        reported_at: chrono::Utc::now(),
+        action: LeakAction::Revoked,
+    };
+    assert!(store.record_leak(&report).await.unwrap().1);
+    assert_eq!(s.get("/api/v1/me", &token).await.status, StatusCode::OK);
+
+    // GitHub retries the report: the revocation happens, once.
+    for _ in 0..2 {
+        let r = report_of(&s, &github, &token, url).await;
+        assert_eq!(r.body[0]["label"], "true_positive");
+    }
+    assert_eq!(s.get("/api/v1/me", &token).await.code(), "key_revoked");
+    assert_eq!(leaks(&s).await.len(), 1);
+    assert_eq!(audit_count(&s, "api_key.revoked").await, 1);
+    assert_eq!(audit_count(&s, "api_key.leaked").await, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn copies_of_one_report_sent_at_once_have_one_effect() {
+    let github = Signer::new("gh");
+    let (s, _keys) = server(&[&github], None).await;
+    let (token, _) = mint(&s, "prod-sync", json!({})).await;
+    let url = "https://github.com/acme/app/blob/1/.env";
+    let replies = futures_all(
+        (0..8)
+            .map(|_| report_of(&s, &github, &token, url))
+            .collect(),
+    )
+    .await;
+    for r in replies {
+        assert_eq!(r.body[0]["label"], "true_positive", "{}", r.body);
+    }
+    assert_eq!(leaks(&s).await.len(), 1);
+    assert_eq!(audit_count(&s, "api_key.leaked").await, 1);
+    assert_eq!(audit_count(&s, "api_key.revoked").await, 1);
+    assert_eq!(events_of(&s, &s.admin_key, "api_key.leaked").await.len(), 1);
+    assert_eq!(
+        events_of(&s, &s.admin_key, "api_key.revoked").await.len(),
+        1
+    );
+    s.stop().await;
+}
+
+async fn report_of(s: &TestServer, signer: &Signer, token: &str, url: &str) -> Reply {
+    report(s, signer, &[token], url).await
+}
+
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}

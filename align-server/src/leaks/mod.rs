@@ -118,7 +118,8 @@ impl AppState {
     ///
     /// The report is recorded first, so two copies of one report racing each other have one
     /// effect; if revoking then fails, the report is removed again so that the reporter's
-    /// retry runs the whole path.
+    /// retry runs the whole path, and a repeat of a report whose key should have been revoked
+    /// but is still active (a crash in between) finishes the job.
     pub(crate) async fn key_leaked(
         &self,
         by: ReportedBy<'_>,
@@ -127,6 +128,13 @@ impl AppState {
         always_revoke: bool,
     ) -> Result<(LeakReport, bool), ApiError> {
         let finding = finding.cleaned();
+        let _one_at_a_time = self.leak_lock.lock().await;
+        // As it is now, after any report handled just before this one.
+        let key = &self
+            .store()
+            .get_key(key.id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         let org = self
             .store()
             .get_organization(key.organization_id)
@@ -156,18 +164,23 @@ impl AppState {
             action: decide(key, policy, now),
         };
         let (report, added) = self.leaks.record_leak(&report).await?;
-        if !added {
+        // A repeat has no effect of its own, but finishes what a first copy left undone (the
+        // process died between recording the report and revoking the key).
+        let unfinished = report.action == LeakAction::Revoked
+            && matches!(key.status_at(now), KeyStatus::Active | KeyStatus::Suspended);
+        if !added && !unfinished {
             return Ok((report, false));
         }
         let key = if report.action == LeakAction::Revoked {
             match self.revoke_leaked(by, key, &report).await {
                 Ok(k) => k,
-                Err(e) => {
+                Err(e) if added => {
                     if let Err(undo) = self.leaks.delete_leak(report.id).await {
                         tracing::error!(error = %undo, key = %key.prefix, "could not remove a leak report whose revocation failed");
                     }
                     return Err(e);
                 }
+                Err(e) => return Err(e),
             }
         } else {
             key.clone()
@@ -191,7 +204,7 @@ impl AppState {
         .await;
         self.emit_leaked(&key, &report).await;
         self.notifier.key_leaked(&org, &key, &report);
-        Ok((report, true))
+        Ok((report, added))
     }
 
     /// Revokes a leaked key through the key manager (so the verifier cache, the change log
