@@ -1004,6 +1004,56 @@ mod tests {
     }
 
     #[test]
+    fn leak_settings_from_file_and_env_and_the_smtp_url_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(
+            &file,
+            "[secret_scanning]\ngithub_keys_file = \"/etc/align/gh.json\"\n\
+             [notifications]\nsmtp_url = \"smtps://u:hunter2@smtp.example.com\"\n\
+             smtp_from = \"security@example.com\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.secret_scanning.github_keys_file,
+            Some(PathBuf::from("/etc/align/gh.json"))
+        );
+        assert_eq!(c.notifications.smtp_from, "security@example.com");
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        let c = Config::load(
+            None,
+            env(&[
+                ("ALIGN_SECRET_SCANNING_GITHUB_KEYS_FILE", "/tmp/gh.json"),
+                ("ALIGN_NOTIFICATIONS_SMTP_URL", "smtp://127.0.0.1:2525"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.secret_scanning.github_keys_file,
+            Some(PathBuf::from("/tmp/gh.json"))
+        );
+        assert_eq!(
+            c.notifications.smtp_url.as_deref(),
+            Some("smtp://127.0.0.1:2525")
+        );
+
+        for (name, value) in [
+            (
+                "ALIGN_NOTIFICATIONS_SMTP_URL",
+                "http://u:hunter2@example.com",
+            ),
+            ("ALIGN_NOTIFICATIONS_SMTP_FROM", "not an address"),
+        ] {
+            let e = Config::load(None, env(&[(name, value)]), &Overrides::default()).unwrap_err();
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+            assert!(e.to_string().contains("notifications."), "{e}");
+        }
+    }
+
+    #[test]
     fn file_then_env_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("align.toml");
