@@ -27,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         id: OrganizationId::new(),
         name: "Acme".into(),
         security_contact: Some("security@acme.example".into()),
+        leak_policy: align_keys::LeakPolicy::default(),
         created_at: now,
     };
     store.create_organization(&org).await?;

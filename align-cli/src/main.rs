@@ -15,6 +15,7 @@ mod listen;
 mod ops;
 mod output;
 mod progress;
+mod scan;
 mod tail;
 mod verify;
 mod webhooks;
@@ -141,6 +142,13 @@ enum Command {
         common: Common,
         #[command(subcommand)]
         action: KeyAction,
+    },
+    /// Leaked keys (API only): reports and the organisation's leak policy.
+    Leaks {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: LeakAction,
     },
     /// A consistent copy of the database, safe while the server runs.
     ///
@@ -312,6 +320,40 @@ enum KeyAction {
         id: String,
         #[arg(long, default_value_t = 86_400)]
         grace: u64,
+    },
+    /// Report a key as compromised (API only): it is revoked at once, and the security
+    /// contact is told. Example: align keys report-compromise 6f1c… --reason "pasted in chat" --api-url URL
+    ReportCompromise {
+        id: String,
+        /// What happened (never paste the key itself; it is masked if you do).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Find Align API keys (valid checksums only) in files and directories, honouring
+    /// .gitignore and skipping binary files. Prints `path:line prefix` (never the secret);
+    /// exits 1 when it found any, 0 when none: usable as a pre-commit hook.
+    ///
+    /// Example: align keys scan . --json
+    Scan {
+        /// Files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LeakAction {
+    /// Leak reports (GitHub secret scanning, report-compromise): where, when, what was done.
+    /// Example: align leaks list --api-url URL
+    List,
+    /// Show or set what happens to a leaked key. Example: align leaks policy --live notify --api-url URL
+    Policy {
+        /// For live keys: revoke (default) or notify.
+        #[arg(long, value_parser = ["revoke", "notify"])]
+        live: Option<String>,
+        /// For sandbox keys: notify (default) or revoke.
+        #[arg(long, value_parser = ["revoke", "notify"])]
+        sandbox: Option<String>,
     },
 }
 
@@ -690,6 +732,10 @@ async fn run(command: Command) -> Result<(), Failure> {
                 .await?;
             out(&common).object(&v)
         }
+        Command::Keys {
+            common,
+            action: KeyAction::Scan { paths },
+        } => scan::run(&paths, common.json),
         Command::Keys { common, action } if common.api_url.is_some() => {
             keys_over_api(&common, action).await
         }
@@ -721,9 +767,14 @@ async fn run(command: Command) -> Result<(), Failure> {
                 KeyAction::Show { id } => ops::keys_show(&d, &id, &o).await,
                 KeyAction::Revoke { id } => ops::keys_revoke(&d, &id, &o).await,
                 KeyAction::Rotate { id, grace } => ops::keys_rotate(&d, &id, grace, &o).await,
+                KeyAction::ReportCompromise { .. } => Err(Failure::usage(
+                    "report-compromise goes through the server: add --api-url (and ALIGN_API_KEY)",
+                )),
+                KeyAction::Scan { .. } => Ok(()),
             }
         }
         Command::Webhooks { common, action } => webhooks_command(&common, action).await,
+        Command::Leaks { common, action } => leaks_command(&common, action).await,
         Command::Events {
             common,
             action:
@@ -868,8 +919,63 @@ async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure
                 .await?;
             return o.secret_object(&v, output::KEY_SHOWN_ONCE);
         }
+        KeyAction::ReportCompromise { id, reason } => {
+            let body = match reason {
+                Some(r) => serde_json::json!({ "reason": r }),
+                None => serde_json::json!({}),
+            };
+            let v = api
+                .call(
+                    "POST",
+                    &format!("/api/v1/keys/{id}/report-compromise"),
+                    Some(body),
+                )
+                .await?;
+            return o.object(&v);
+        }
+        KeyAction::Scan { paths } => return scan::run(&paths, common.json),
     };
     client::print(&v, &columns, &o)
+}
+
+/// `align leaks …` (API only): the organisation's leak reports and its leak policy.
+async fn leaks_command(common: &Common, action: LeakAction) -> Result<(), Failure> {
+    let api = api(common, "align leaks")?;
+    let o = out(common);
+    match action {
+        LeakAction::List => {
+            let v = api.call("GET", "/api/v1/leaks?limit=200", None).await?;
+            let columns = [
+                "reportedAt",
+                "keyPrefix",
+                "environment",
+                "reporter",
+                "action",
+                "url",
+            ];
+            client::print(&v, &columns, &o)
+        }
+        LeakAction::Policy { live, sandbox } => {
+            let v = if live.is_none() && sandbox.is_none() {
+                api.call("GET", "/api/v1/organization", None).await?
+            } else {
+                let mut body = serde_json::json!({});
+                if let Some(a) = live {
+                    body["leakedKeyAction"] = serde_json::json!(a);
+                }
+                if let Some(a) = sandbox {
+                    body["leakedSandboxKeyAction"] = serde_json::json!(a);
+                }
+                api.call("PATCH", "/api/v1/organization", Some(body))
+                    .await?
+            };
+            o.object(&serde_json::json!({
+                "leakedKeyAction": v.get("leakedKeyAction"),
+                "leakedSandboxKeyAction": v.get("leakedSandboxKeyAction"),
+                "securityContact": v.get("securityContact"),
+            }))
+        }
+    }
 }
 
 /// The API client for a command that needs a running server.

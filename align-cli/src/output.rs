@@ -32,6 +32,9 @@ pub(crate) enum Failure {
     /// The webhook store failed (exit 1).
     #[error(transparent)]
     Webhooks(align_webhooks::Error),
+    /// `keys scan` found API keys (exit 1).
+    #[error("{0}")]
+    Found(String),
     /// Writing the output failed (exit 1).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),

@@ -397,6 +397,7 @@ async fn set_password_reaches_users_in_a_postgres_database() {
         id: align_keys::OrganizationId::new(),
         name: "Acme".into(),
         security_contact: None,
+        leak_policy: align_keys::LeakPolicy::default(),
         created_at: now,
     };
     store.create_organization(&org).await.unwrap();

@@ -72,6 +72,9 @@ pub struct Organization {
     pub name: String,
     /// Where security notices go (an e-mail address), if set.
     pub security_contact: Option<String>,
+    /// What happens to its keys when they are reported as leaked.
+    #[serde(default)]
+    pub leak_policy: crate::leak::LeakPolicy,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }

@@ -12,6 +12,8 @@
 //!   (stored under the [`SessionHash`] of their token), for a console's sign-in;
 //! - [`KeyVerifier`] and [`KeyManager`]: verification with an in-process cache that revocation
 //!   reaches at once, and the operations that change keys;
+//! - [`leak`]: what an organisation wants done with a leaked key, and the [`LeakStore`] of
+//!   leak reports that every key store also is;
 //! - [`files`]: files created `0600` and directories `0700` from the start, the one way every
 //!   Align crate writes its data directory, backups and key files.
 //!
@@ -25,6 +27,7 @@ pub mod http;
 pub mod judge;
 #[cfg(feature = "tower")]
 pub mod layer;
+pub mod leak;
 mod manager;
 mod password;
 pub mod policy;
@@ -48,6 +51,9 @@ pub use domain::{
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
 pub use judge::{Grant, Producer, Unset, judge};
+pub use leak::{
+    LeakAction, LeakPolicy, LeakReport, LeakReportId, LeakStore, LeakedKeyAction, Reporter,
+};
 pub use manager::{
     DEFAULT_RATE_LIMIT_PER_MINUTE, KeyChanges, KeyManager, MAX_ALLOWED_CIDRS, MAX_NAME_LEN,
     MintedKey, NewKey, Rotation,

@@ -171,6 +171,7 @@ impl World {
             id: OrganizationId::new(),
             name: "Acme".into(),
             security_contact: None,
+            leak_policy: align_keys::LeakPolicy::default(),
             created_at: now,
         };
         store.create_organization(&org).await.unwrap();

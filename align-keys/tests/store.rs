@@ -330,7 +330,7 @@ async fn sqlite_store_survives_reopen() {
         (minted.token, minted.record, f)
     };
     let store = SqliteKeyStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 5);
+    assert_eq!(store.schema_version().await.unwrap(), 6);
     assert_eq!(
         store
             .get_organization(f.org.id)
@@ -430,6 +430,7 @@ fn allow_lists_match_v4_v6_and_mapped_addresses() {
             id: OrganizationId::new(),
             name: "o".into(),
             security_contact: None,
+            leak_policy: align_keys::LeakPolicy::default(),
             created_at: Utc::now(),
         },
         admin: User {

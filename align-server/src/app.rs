@@ -203,6 +203,10 @@ where
     if state.console.is_some() && crate::console::is_console_path(parts.uri.path()) {
         return Ok(crate::console::handle(state, parts, body, meta).await);
     }
+    if parts.uri.path() == crate::leaks::github::PATH {
+        // Signed by GitHub, not by an API key: checked before anything else is read.
+        return crate::leaks::github::handle(state, parts, body, meta).await;
+    }
     if !parts.uri.path().starts_with("/api/") && parts.uri.path() != "/metrics" {
         return Err(ApiError::not_found());
     }

@@ -42,6 +42,7 @@ pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, 
         id: OrganizationId::new(),
         name: "Default organization".into(),
         security_contact: None,
+        leak_policy: align_keys::LeakPolicy::default(),
         created_at: now,
     };
     store.create_organization(&org).await?;

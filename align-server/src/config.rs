@@ -82,6 +82,10 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// The logs' disk budget (`logs.*`; see [`crate::disk`]).
     pub logs: LogSettings,
+    /// Leaked-key reports from secret scanners (`secret_scanning.*`).
+    pub secret_scanning: SecretScanningSettings,
+    /// Security notices by e-mail (`notifications.*`).
+    pub notifications: NotificationSettings,
 }
 
 /// The logs' disk budget (`logs.*`; see `docs/operations.md`, "Disk budget").
@@ -106,6 +110,49 @@ impl Default for LogSettings {
             low_disk_free_bytes: 512 << 20,
             disk_reserve_bytes: 32 << 20,
         }
+    }
+}
+
+/// Secret-scanning intake settings (`secret_scanning.*`; see `docs/leaked-keys.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretScanningSettings {
+    /// GitHub's secret-scanning public keys, in GitHub's own JSON format
+    /// (`{"public_keys":[{"key_identifier","key","is_current"}]}`), which
+    /// `POST /api/v1/secret-scanning/github` checks report signatures against
+    /// (`secret_scanning.github_keys_file`, default none: every report is
+    /// `401 invalid_signature`). Read again on every report, so a rotated key file needs no
+    /// restart.
+    pub github_keys_file: Option<PathBuf>,
+}
+
+/// E-mail settings for security notices (`notifications.*`; see `docs/leaked-keys.md`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NotificationSettings {
+    /// Where security notices are sent from: an SMTP URL such as
+    /// `smtps://user:pass@smtp.example.com` or `smtp://127.0.0.1:2525`
+    /// (`notifications.smtp_url`, default none: no e-mail, the `api_key.leaked` event only).
+    /// It may hold a password, so it never prints.
+    pub smtp_url: Option<String>,
+    /// The `From:` address of notices (`notifications.smtp_from`, default
+    /// `align@localhost`).
+    pub smtp_from: String,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            smtp_from: "align@localhost".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NotificationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationSettings")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[redacted]"))
+            .field("smtp_from", &self.smtp_from)
+            .finish()
     }
 }
 
@@ -339,6 +386,8 @@ impl Default for Config {
             logs: LogSettings::default(),
             audit_anchor_interval: Duration::from_secs(60),
             secrets_key_file: None,
+            secret_scanning: SecretScanningSettings::default(),
+            notifications: NotificationSettings::default(),
         }
     }
 }
@@ -371,6 +420,10 @@ struct FileConfig {
     secrets: SecretsSection,
     #[serde(default)]
     logs: LogsSection,
+    #[serde(default)]
+    secret_scanning: SecretScanningSection,
+    #[serde(default)]
+    notifications: NotificationsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -379,6 +432,28 @@ struct LogsSection {
     disk_budget_bytes: Option<u64>,
     low_disk_free_bytes: Option<u64>,
     disk_reserve_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretScanningSection {
+    github_keys_file: Option<PathBuf>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationsSection {
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+}
+
+impl std::fmt::Debug for NotificationsSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationsSection")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[redacted]"))
+            .field("smtp_from", &self.smtp_from)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -596,6 +671,15 @@ impl Config {
         if f.secrets.key_file.is_some() {
             self.secrets_key_file = f.secrets.key_file;
         }
+        if f.secret_scanning.github_keys_file.is_some() {
+            self.secret_scanning.github_keys_file = f.secret_scanning.github_keys_file;
+        }
+        if let Some(v) = f.notifications.smtp_url {
+            self.notifications.smtp_url = non_empty(v);
+        }
+        if let Some(v) = f.notifications.smtp_from {
+            self.notifications.smtp_from = v;
+        }
         let w = f.webhooks;
         let hooks = &mut self.webhooks;
         if let Some(v) = w.allow_private_targets {
@@ -711,6 +795,13 @@ impl Config {
             "ALIGN_LOGS_DISK_RESERVE_BYTES" => {
                 self.logs.disk_reserve_bytes = parse_value(name, value)?;
             }
+            "ALIGN_SECRET_SCANNING_GITHUB_KEYS_FILE" => {
+                self.secret_scanning.github_keys_file = non_empty_path(value);
+            }
+            "ALIGN_NOTIFICATIONS_SMTP_URL" => {
+                self.notifications.smtp_url = non_empty(value.to_owned());
+            }
+            "ALIGN_NOTIFICATIONS_SMTP_FROM" => self.notifications.smtp_from = value.to_owned(),
             _ => {}
         }
         Ok(())
@@ -726,6 +817,28 @@ impl Config {
             return Err(Error::Setting {
                 key: "metrics.token".into(),
                 reason: "must be at least 32 printable ASCII characters without spaces".into(),
+            });
+        }
+        if self
+            .notifications
+            .smtp_url
+            .as_deref()
+            .is_some_and(|u| !(u.starts_with("smtp://") || u.starts_with("smtps://")))
+        {
+            return Err(Error::Setting {
+                key: "notifications.smtp_url".into(),
+                reason: "must be an smtp:// or smtps:// URL".into(),
+            });
+        }
+        if self
+            .notifications
+            .smtp_from
+            .parse::<lettre::message::Mailbox>()
+            .is_err()
+        {
+            return Err(Error::Setting {
+                key: "notifications.smtp_from".into(),
+                reason: "must be an e-mail address such as align@example.com".into(),
             });
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
@@ -950,6 +1063,56 @@ mod tests {
         assert_eq!(c, Config::default());
         assert_eq!(c.rate_limit_per_minute, 600);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn leak_settings_from_file_and_env_and_the_smtp_url_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(
+            &file,
+            "[secret_scanning]\ngithub_keys_file = \"/etc/align/gh.json\"\n\
+             [notifications]\nsmtp_url = \"smtps://u:hunter2@smtp.example.com\"\n\
+             smtp_from = \"security@example.com\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.secret_scanning.github_keys_file,
+            Some(PathBuf::from("/etc/align/gh.json"))
+        );
+        assert_eq!(c.notifications.smtp_from, "security@example.com");
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        let c = Config::load(
+            None,
+            env(&[
+                ("ALIGN_SECRET_SCANNING_GITHUB_KEYS_FILE", "/tmp/gh.json"),
+                ("ALIGN_NOTIFICATIONS_SMTP_URL", "smtp://127.0.0.1:2525"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.secret_scanning.github_keys_file,
+            Some(PathBuf::from("/tmp/gh.json"))
+        );
+        assert_eq!(
+            c.notifications.smtp_url.as_deref(),
+            Some("smtp://127.0.0.1:2525")
+        );
+
+        for (name, value) in [
+            (
+                "ALIGN_NOTIFICATIONS_SMTP_URL",
+                "http://u:hunter2@example.com",
+            ),
+            ("ALIGN_NOTIFICATIONS_SMTP_FROM", "not an address"),
+        ] {
+            let e = Config::load(None, env(&[(name, value)]), &Overrides::default()).unwrap_err();
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+            assert!(e.to_string().contains("notifications."), "{e}");
+        }
     }
 
     #[test]

@@ -155,6 +155,11 @@ impl ApiError {
             "the API key is suspended",
         )
     }
+    /// `401 invalid_signature`: a signed intake (secret-scanning reports) whose signature is
+    /// missing or does not verify against any configured public key. Nothing is changed.
+    pub fn invalid_signature(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_signature", message)
+    }
     /// `403 forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
@@ -338,9 +343,10 @@ impl ApiError {
         }
     }
 
-    /// Whether the answer needs `WWW-Authenticate: Bearer`.
+    /// Whether the answer needs `WWW-Authenticate: Bearer` (every `401` but a signed
+    /// intake's, which no API key would fix).
     pub fn is_unauthorized(&self) -> bool {
-        self.status == StatusCode::UNAUTHORIZED
+        self.status == StatusCode::UNAUTHORIZED && self.code != "invalid_signature"
     }
 }
 

@@ -36,6 +36,7 @@ pub(crate) const EVENT_TYPES: &[&str] = &[
     "api_key.suspended",
     "api_key.resumed",
     "api_key.updated",
+    crate::leaks::KEY_LEAKED,
     RATE_LIMIT_EXCEEDED,
     align_webhooks::ENDPOINT_DISABLED_EVENT,
     WEBHOOK_TEST,

@@ -182,7 +182,8 @@ mod tests {
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// Whether the body is declared JSON (`application/json` or a `+json` type).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -20,8 +20,10 @@ mod events;
 mod fold;
 mod http;
 mod idempotency;
+mod leaks;
 mod limits;
 mod metrics;
+mod notify;
 #[cfg(test)]
 mod pipeline_props;
 mod principal;

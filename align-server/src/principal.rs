@@ -110,7 +110,7 @@ impl<'a> Principal<'a> {
     }
 
     /// Who the audit log names.
-    fn actor(&self) -> Actor {
+    pub(crate) fn actor(&self) -> Actor {
         match self {
             Self::Key(a) => {
                 let k = a.key.record();

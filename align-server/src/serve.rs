@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use align_audit::{AuditSink, PgSink, PgSinkConfig, SqliteSink};
+use align_keys::LeakStore;
 use align_keys::store::KeyStore;
 use align_keys::{
     KeyManager, KeyVerifier, PgKeyStore, Sha256Hasher, SqliteKeyStore, VerifierConfig,
@@ -36,6 +37,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Backends {
     /// Organisations, users, projects and keys.
     pub keys: Arc<dyn KeyStore>,
+    /// Leak reports (every key store is also a [`LeakStore`], over its own database).
+    pub leaks: Arc<dyn LeakStore>,
     /// Audit and request logs.
     pub audit: Arc<dyn AuditSink>,
     /// Webhook endpoints and the outbox (the event log).
@@ -64,13 +67,16 @@ impl Backends {
             SqliteWebhookStore::open(&path, sealer)
         })
         .await?;
-        let keys = SqliteKeyStore::open(&path)
-            .await?
-            .with_event_hook(Arc::new(crate::events::OutboxHook));
+        let keys = Arc::new(
+            SqliteKeyStore::open(&path)
+                .await?
+                .with_event_hook(Arc::new(crate::events::OutboxHook)),
+        );
         let sink_config = crate::bootstrap::audit_sink_config(&config.data_dir, false)?;
         let audit = SqliteSink::open(&path, sink_config).await?;
         Ok(Self {
-            keys: Arc::new(keys),
+            leaks: keys.clone(),
+            keys,
             audit: Arc::new(audit),
             webhooks: Arc::new(webhooks),
             idempotency: ReplyStore::memory(),
@@ -112,16 +118,19 @@ impl Backends {
             Some(sealer) => ReplyStore::postgres(pool.clone(), sealer).await?,
             None => ReplyStore::memory(),
         };
-        let keys = PgKeyStore::open(pool.clone())
-            .await?
-            .listen_for_changes(pg)?
-            .with_event_hook(Arc::new(crate::events::OutboxHook));
+        let keys = Arc::new(
+            PgKeyStore::open(pool.clone())
+                .await?
+                .listen_for_changes(pg)?
+                .with_event_hook(Arc::new(crate::events::OutboxHook)),
+        );
         let mut sink_config = PgSinkConfig::default();
         sink_config.checkpoint_key =
             crate::bootstrap::audit_sink_config(&config.data_dir, false)?.checkpoint_key;
         let audit = PgSink::open(pool, sink_config).await?;
         Ok(Self {
-            keys: Arc::new(keys),
+            leaks: keys.clone(),
+            keys,
             audit: Arc::new(audit),
             webhooks: Arc::new(webhooks),
             idempotency,
@@ -162,6 +171,7 @@ impl Server {
     pub async fn with_backends(config: Config, backends: Backends) -> Result<Self, Error> {
         let Backends {
             keys: store,
+            leaks,
             audit,
             webhooks,
             idempotency,
@@ -189,7 +199,9 @@ impl Server {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        let state = Arc::new(AppState::new(config, keys, audit, webhooks, idempotency)?);
+        let state = Arc::new(
+            AppState::new(config, keys, audit, webhooks, idempotency)?.with_leaks(leaks),
+        );
         // Audit records of key changes that committed just before a crash, still staged.
         state.commit_staged_audit().await;
         state.limits.announce().await;

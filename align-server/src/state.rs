@@ -55,6 +55,13 @@ pub(crate) struct AppState {
     pub(crate) connections: crate::connections::Connections,
     /// The logs' disk budget: what the last check measured.
     pub(crate) disk: crate::disk::Disk,
+    /// Leak reports (the key store's database; in memory until [`AppState::with_leaks`]).
+    pub(crate) leaks: Arc<dyn align_keys::LeakStore>,
+    /// Security notices by e-mail (`notifications.*`).
+    pub(crate) notifier: crate::notify::Notifier,
+    /// Leak reports are handled one at a time in this process, so that two copies of one
+    /// report never both act (reports are rare; see `crate::leaks`).
+    pub(crate) leak_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -78,7 +85,11 @@ impl AppState {
         let url_policy =
             UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
         let console = crate::console::Console::new(&config)?;
+        crate::leaks::github::check_keys_file(&config)?;
         Ok(Self {
+            notifier: crate::notify::Notifier::new(&config.notifications)?,
+            leak_lock: tokio::sync::Mutex::new(()),
+            leaks: Arc::new(align_keys::MemoryKeyStore::new()),
             connections: crate::connections::Connections::new(&config),
             disk: crate::disk::Disk::default(),
             folds: crate::fold::Folds::new(config.fold_rejections_after),
@@ -95,6 +106,12 @@ impl AppState {
             idempotency,
             metrics: Metrics::default(),
         })
+    }
+
+    /// The same state keeping leak reports in `leaks` (the key store's database).
+    pub(crate) fn with_leaks(mut self, leaks: Arc<dyn align_keys::LeakStore>) -> Self {
+        self.leaks = leaks;
+        self
     }
 
     /// The key store.

@@ -114,6 +114,7 @@ async fn three_hundred_requests_cost_a_handful_of_writes() {
     );
     let backends = Backends {
         keys: store.clone(),
+        leaks: store.clone(),
         audit: sink.clone(),
         webhooks,
         idempotency: align_server::ReplyStore::memory(),
@@ -199,8 +200,10 @@ async fn healthz_reports_an_audit_writer_that_cannot_write() {
         submits: AtomicU64::new(0),
         broken: AtomicBool::new(false),
     });
+    let keys = Arc::new(SqliteKeyStore::open(&db).await.unwrap());
     let backends = Backends {
-        keys: Arc::new(SqliteKeyStore::open(&db).await.unwrap()),
+        keys: keys.clone(),
+        leaks: keys,
         audit: sink.clone(),
         webhooks: Arc::new(
             align_server::open_sealed(&dir.path().join("secrets-key"), |sealer| {

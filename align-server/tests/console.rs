@@ -1323,3 +1323,73 @@ async fn behind_a_tls_proxy_the_configured_origin_is_required_and_cookies_are_se
     let Site { server, .. } = site;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_security_page_lists_leak_reports_and_lets_an_admin_set_the_leak_policy() {
+    let site = site().await;
+    let s = &site.server;
+    let (token, view) = s
+        .mint(
+            &s.admin_key,
+            serde_json::json!({"name": "leaky", "scope": "organization"}),
+        )
+        .await;
+    let id = view["apiKeyId"].as_str().unwrap();
+    let r = s
+        .post(
+            &format!("/api/v1/keys/{id}/report-compromise"),
+            &s.admin_key,
+            serde_json::json!({"reason": "committed to a public repo"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let mut b = Browser::new(&site);
+    b.signed_in(ADMIN, ADMIN_PASSWORD).await;
+    let page = b.get("/console/security").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-testid=\"nav-security\""));
+    assert!(page.body.contains(&token[..12]), "the key's prefix");
+    assert!(!page.body.contains(&token[13..]), "never the secret");
+    assert!(page.body.contains("committed to a public repo"));
+    assert!(page.body.contains("<td data-col=\"action\">revoked</td>"));
+    assert!(page.body.contains("<option value=\"revoke\" selected>"));
+    assert_eq!(page.testid("security-contact").unwrap(), "not set");
+
+    let csrf = page.csrf();
+    let saved = b
+        .post(
+            "/console/security",
+            &[
+                ("csrf", &csrf),
+                ("leakedKeyAction", "notify"),
+                ("leakedSandboxKeyAction", "revoke"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let org = s.get("/api/v1/organization", &s.admin_key).await;
+    assert_eq!(org.body["leakedKeyAction"], "notify");
+    assert_eq!(org.body["leakedSandboxKeyAction"], "revoke");
+    assert_eq!(
+        audit_records(s, "&action=organization.updated").await.len(),
+        1
+    );
+
+    // An engineer sees the page but may not change the policy.
+    let mut e = Browser::new(&site);
+    e.signed_in(ENGINEER, ENGINEER_PASSWORD).await;
+    let page = e.get("/console/security").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.csrf();
+    let refused = e
+        .post(
+            "/console/security",
+            &[("csrf", &csrf), ("leakedKeyAction", "revoke")],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let org = s.get("/api/v1/organization", &s.admin_key).await;
+    assert_eq!(org.body["leakedKeyAction"], "notify");
+    site.server.stop().await;
+}

@@ -495,6 +495,7 @@ async fn finding_9_metrics_need_an_operator_credential() {
             id: OrganizationId::new(),
             name: "Other".into(),
             security_contact: None,
+            leak_policy: align_keys::LeakPolicy::default(),
             created_at: Utc::now(),
         })
         .await

@@ -133,3 +133,68 @@ pub(super) fn session_from(
         expires_at: time(expires)?,
     })
 }
+
+/// A leak report row before decoding (both SQL stores select the same columns).
+pub(super) struct RawLeak {
+    pub(super) seq: i64,
+    pub(super) id: String,
+    pub(super) fingerprint: Vec<u8>,
+    pub(super) organization_id: String,
+    pub(super) project_id: Option<String>,
+    pub(super) key_id: String,
+    pub(super) key_prefix: String,
+    pub(super) environment: String,
+    pub(super) reporter: String,
+    pub(super) token_type: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) source: Option<String>,
+    pub(super) reason: Option<String>,
+    pub(super) reported_at: i64,
+    pub(super) action: String,
+}
+
+/// The columns a [`RawLeak`] is read from, in order.
+pub(super) const LEAK_COLUMNS: &str = "seq, id, fingerprint, organization_id, project_id, \
+    key_id, key_prefix, environment, reporter, token_type, url, source, reason, reported_at, \
+    action";
+
+impl RawLeak {
+    pub(super) fn into_report(self) -> Result<crate::leak::LeakReport> {
+        use crate::leak::{LeakAction, LeakReport, LeakReportId, Reporter};
+        Ok(LeakReport {
+            id: LeakReportId(uuid(&self.id)?),
+            fingerprint: self
+                .fingerprint
+                .try_into()
+                .map_err(|_| Error::Corrupt("leak fingerprint"))?,
+            organization_id: OrganizationId(uuid(&self.organization_id)?),
+            project_id: self
+                .project_id
+                .as_deref()
+                .map(uuid)
+                .transpose()?
+                .map(ProjectId),
+            key_id: KeyId(uuid(&self.key_id)?),
+            key_prefix: self.key_prefix,
+            environment: Environment::from_name(&self.environment)
+                .ok_or(Error::Corrupt("environment"))?,
+            reporter: Reporter::from_name(&self.reporter).ok_or(Error::Corrupt("reporter"))?,
+            token_type: self.token_type,
+            url: self.url,
+            source: self.source,
+            reason: self.reason,
+            reported_at: time(self.reported_at)?,
+            action: LeakAction::from_name(&self.action).ok_or(Error::Corrupt("leak action"))?,
+        })
+    }
+}
+
+/// An organisation's leak policy from its two stored columns.
+pub(super) fn leak_policy(live: &str, sandbox: &str) -> Result<crate::leak::LeakPolicy> {
+    use crate::leak::LeakedKeyAction;
+    Ok(crate::leak::LeakPolicy {
+        live: LeakedKeyAction::from_name(live).ok_or(Error::Corrupt("leaked_key_action"))?,
+        sandbox: LeakedKeyAction::from_name(sandbox)
+            .ok_or(Error::Corrupt("leaked_sandbox_key_action"))?,
+    })
+}

@@ -183,3 +183,28 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
         self.inner.wait_for_changes(timeout).await;
     }
 }
+
+#[async_trait]
+impl<S: crate::leak::LeakStore> crate::leak::LeakStore for Instrumented<S> {
+    async fn record_leak(
+        &self,
+        report: &crate::leak::LeakReport,
+    ) -> Result<(crate::leak::LeakReport, bool)> {
+        StoreCounts::bump(&self.counts.other_writes);
+        self.inner.record_leak(report).await
+    }
+
+    async fn delete_leak(&self, id: crate::leak::LeakReportId) -> Result<()> {
+        StoreCounts::bump(&self.counts.other_writes);
+        self.inner.delete_leak(id).await
+    }
+
+    async fn list_leaks(
+        &self,
+        organization: OrganizationId,
+        page: &PageRequest,
+    ) -> Result<Page<crate::leak::LeakReport>> {
+        StoreCounts::bump(&self.counts.other_reads);
+        self.inner.list_leaks(organization, page).await
+    }
+}

@@ -12,6 +12,7 @@ use crate::domain::{
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
+use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 
 /// A [`KeyStore`] that keeps everything in process memory. Lost on exit.
@@ -35,6 +36,7 @@ struct Inner {
     changes: Vec<KeyId>,
     passwords: HashMap<UserId, PasswordHash>,
     sessions: HashMap<SessionHash, UserSession>,
+    leaks: Vec<(i64, LeakReport)>,
 }
 
 impl Inner {
@@ -128,6 +130,7 @@ impl KeyStore for MemoryKeyStore {
             .ok_or(Error::NotFound(ObjectKind::Organization))?;
         slot.1.name.clone_from(&org.name);
         slot.1.security_contact.clone_from(&org.security_contact);
+        slot.1.leak_policy = org.leak_policy;
         Ok(())
     }
 
@@ -353,4 +356,36 @@ pub(super) fn filter_matches(filter: &KeyFilter, k: &KeyRecord) -> bool {
             .is_none_or(|p| k.scope.project_id() == Some(p))
         && filter.environment.is_none_or(|e| k.environment == e)
         && (filter.include_revoked || k.revoked_at.is_none())
+}
+
+#[async_trait]
+impl LeakStore for MemoryKeyStore {
+    async fn record_leak(&self, report: &LeakReport) -> Result<(LeakReport, bool)> {
+        let mut g = self.write();
+        if let Some((_, earlier)) = g
+            .leaks
+            .iter()
+            .find(|(_, l)| l.fingerprint == report.fingerprint)
+        {
+            return Ok((earlier.clone(), false));
+        }
+        let seq = g.next_seq();
+        g.leaks.push((seq, report.clone()));
+        Ok((report.clone(), true))
+    }
+
+    async fn delete_leak(&self, id: LeakReportId) -> Result<()> {
+        self.write().leaks.retain(|(_, l)| l.id != id);
+        Ok(())
+    }
+
+    async fn list_leaks(
+        &self,
+        organization: OrganizationId,
+        req: &PageRequest,
+    ) -> Result<Page<LeakReport>> {
+        page(&self.read().leaks, req, |l| {
+            l.organization_id == organization
+        })
+    }
 }

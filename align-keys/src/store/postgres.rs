@@ -21,7 +21,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
 
-use super::codec::{RawKey, cidrs_text, ms, opt_ms, permissions_text, session_from, time, uuid};
+use super::codec::{
+    LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, ms, opt_ms, permissions_text,
+    session_from, time, uuid,
+};
 use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
@@ -29,6 +32,7 @@ use crate::domain::{
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
+use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 use crate::token::Environment;
 
@@ -133,6 +137,31 @@ CREATE TRIGGER keys_users_role_changed
 AFTER UPDATE OF role ON keys_users
 FOR EACH ROW WHEN (OLD.role IS DISTINCT FROM NEW.role)
 EXECUTE FUNCTION keys_users_role_changed();
+",
+    // Leaked keys: each organisation's policy, and the reports (one per fingerprint).
+    r"
+ALTER TABLE keys_organizations ADD COLUMN leaked_key_action TEXT NOT NULL DEFAULT 'revoke'
+    CHECK (leaked_key_action IN ('revoke', 'notify'));
+ALTER TABLE keys_organizations ADD COLUMN leaked_sandbox_key_action TEXT NOT NULL
+    DEFAULT 'notify' CHECK (leaked_sandbox_key_action IN ('revoke', 'notify'));
+CREATE TABLE keys_leak_reports (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    fingerprint BYTEA NOT NULL UNIQUE,
+    organization_id TEXT NOT NULL,
+    project_id TEXT,
+    key_id TEXT NOT NULL,
+    key_prefix TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    reporter TEXT NOT NULL,
+    token_type TEXT,
+    url TEXT,
+    source TEXT,
+    reason TEXT,
+    reported_at BIGINT NOT NULL,
+    action TEXT NOT NULL
+);
+CREATE INDEX keys_leak_reports_by_org ON keys_leak_reports(organization_id, seq);
 ",
 ];
 
@@ -346,6 +375,10 @@ fn key_from(r: &Row) -> Result<(i64, KeyRecord)> {
     Ok((seq, raw.into_record()?))
 }
 
+/// The organisation columns `org_from` reads, in order.
+const ORG_COLUMNS: &str =
+    "seq, id, name, security_contact, created_at, leaked_key_action, leaked_sandbox_key_action";
+
 fn org_from(r: &Row) -> Result<(i64, Organization)> {
     Ok((
         r.try_get(0)?,
@@ -353,9 +386,32 @@ fn org_from(r: &Row) -> Result<(i64, Organization)> {
             id: OrganizationId(uuid(r.try_get(1)?)?),
             name: r.try_get(2)?,
             security_contact: r.try_get(3)?,
+            leak_policy: leak_policy(r.try_get(5)?, r.try_get(6)?)?,
             created_at: time(r.try_get(4)?)?,
         },
     ))
+}
+
+fn leak_from(r: &Row) -> Result<(i64, LeakReport)> {
+    let raw = RawLeak {
+        seq: r.try_get(0)?,
+        id: r.try_get(1)?,
+        fingerprint: r.try_get(2)?,
+        organization_id: r.try_get(3)?,
+        project_id: r.try_get(4)?,
+        key_id: r.try_get(5)?,
+        key_prefix: r.try_get(6)?,
+        environment: r.try_get(7)?,
+        reporter: r.try_get(8)?,
+        token_type: r.try_get(9)?,
+        url: r.try_get(10)?,
+        source: r.try_get(11)?,
+        reason: r.try_get(12)?,
+        reported_at: r.try_get(13)?,
+        action: r.try_get(14)?,
+    };
+    let seq = raw.seq;
+    Ok((seq, raw.into_report()?))
 }
 
 fn project_from(r: &Row) -> Result<(i64, Project)> {
@@ -440,13 +496,16 @@ impl KeyStore for PgKeyStore {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO keys_organizations (id, name, security_contact, created_at)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO keys_organizations (id, name, security_contact, created_at,
+                     leaked_key_action, leaked_sandbox_key_action)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     &org.id.to_string(),
                     &org.name,
                     &org.security_contact,
                     &ms(org.created_at),
+                    &org.leak_policy.live.as_str(),
+                    &org.leak_policy.sandbox.as_str(),
                 ],
             )
             .await
@@ -456,8 +515,7 @@ impl KeyStore for PgKeyStore {
 
     async fn get_organization(&self, id: OrganizationId) -> Result<Option<Organization>> {
         self.first(
-            "SELECT seq, id, name, security_contact, created_at FROM keys_organizations
-             WHERE id = $1",
+            &format!("SELECT {ORG_COLUMNS} FROM keys_organizations WHERE id = $1"),
             &id.to_string(),
             org_from,
         )
@@ -466,8 +524,10 @@ impl KeyStore for PgKeyStore {
 
     async fn list_organizations(&self, req: &PageRequest) -> Result<Page<Organization>> {
         self.paged(
-            "SELECT seq, id, name, security_contact, created_at FROM keys_organizations
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &format!(
+                "SELECT {ORG_COLUMNS} FROM keys_organizations
+                 WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ),
             req,
             &[],
             org_from,
@@ -478,8 +538,16 @@ impl KeyStore for PgKeyStore {
     async fn update_organization(&self, org: &Organization) -> Result<()> {
         let n = self
             .execute(
-                "UPDATE keys_organizations SET name = $2, security_contact = $3 WHERE id = $1",
-                &[&org.id.to_string(), &org.name, &org.security_contact],
+                "UPDATE keys_organizations SET name = $2, security_contact = $3,
+                     leaked_key_action = $4, leaked_sandbox_key_action = $5
+                 WHERE id = $1",
+                &[
+                    &org.id.to_string(),
+                    &org.name,
+                    &org.security_contact,
+                    &org.leak_policy.live.as_str(),
+                    &org.leak_policy.sandbox.as_str(),
+                ],
             )
             .await?;
         if n == 0 {
@@ -875,4 +943,74 @@ async fn update_key_on(c: &impl GenericClient, k: &KeyRecord) -> Result<()> {
         return Err(Error::NotFound(ObjectKind::ApiKey));
     }
     Ok(())
+}
+
+#[async_trait]
+impl LeakStore for PgKeyStore {
+    async fn record_leak(&self, report: &LeakReport) -> Result<(LeakReport, bool)> {
+        let l = report;
+        let client = self.pool.get().await?;
+        let added = client
+            .execute(
+                "INSERT INTO keys_leak_reports (id, fingerprint, organization_id, project_id,
+                     key_id, key_prefix, environment, reporter, token_type, url, source, reason,
+                     reported_at, action)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (fingerprint) DO NOTHING",
+                &[
+                    &l.id.to_string(),
+                    &l.fingerprint.as_slice(),
+                    &l.organization_id.to_string(),
+                    &l.project_id.map(|p| p.to_string()),
+                    &l.key_id.to_string(),
+                    &l.key_prefix,
+                    &l.environment.as_str(),
+                    &l.reporter.as_str(),
+                    &l.token_type,
+                    &l.url,
+                    &l.source,
+                    &l.reason,
+                    &ms(l.reported_at),
+                    &l.action.as_str(),
+                ],
+            )
+            .await?
+            == 1;
+        drop(client);
+        let stored = self
+            .first(
+                &format!("SELECT {LEAK_COLUMNS} FROM keys_leak_reports WHERE fingerprint = $1"),
+                &l.fingerprint.as_slice(),
+                leak_from,
+            )
+            .await?
+            .ok_or(Error::Corrupt("leak report"))?;
+        Ok((stored, added))
+    }
+
+    async fn delete_leak(&self, id: LeakReportId) -> Result<()> {
+        self.execute(
+            "DELETE FROM keys_leak_reports WHERE id = $1",
+            &[&id.to_string()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn list_leaks(
+        &self,
+        organization: OrganizationId,
+        req: &PageRequest,
+    ) -> Result<Page<LeakReport>> {
+        self.paged(
+            &format!(
+                "SELECT {LEAK_COLUMNS} FROM keys_leak_reports
+                 WHERE seq > $1 AND organization_id = $3 ORDER BY seq LIMIT $2"
+            ),
+            req,
+            &[&organization.to_string()],
+            leak_from,
+        )
+        .await
+    }
 }

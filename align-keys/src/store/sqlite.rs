@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
-use super::codec::{RawKey, cidrs_text, ms, opt_ms, permissions_text, session_from, time, uuid};
+use super::codec::{
+    LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, ms, opt_ms, permissions_text,
+    session_from, time, uuid,
+};
 use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
@@ -17,6 +20,7 @@ use crate::domain::{
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
+use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 use crate::token::Environment;
 
@@ -110,6 +114,31 @@ WHEN OLD.role IS NOT NEW.role
 BEGIN
     INSERT INTO keys_changes (key_id) SELECT id FROM keys_api_keys WHERE created_by = NEW.id;
 END;
+",
+    // Leaked keys: each organisation's policy, and the reports (one per fingerprint).
+    r"
+ALTER TABLE keys_organizations ADD COLUMN leaked_key_action TEXT NOT NULL DEFAULT 'revoke'
+    CHECK (leaked_key_action IN ('revoke', 'notify'));
+ALTER TABLE keys_organizations ADD COLUMN leaked_sandbox_key_action TEXT NOT NULL
+    DEFAULT 'notify' CHECK (leaked_sandbox_key_action IN ('revoke', 'notify'));
+CREATE TABLE keys_leak_reports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    fingerprint BLOB NOT NULL UNIQUE,
+    organization_id TEXT NOT NULL,
+    project_id TEXT,
+    key_id TEXT NOT NULL,
+    key_prefix TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    reporter TEXT NOT NULL,
+    token_type TEXT,
+    url TEXT,
+    source TEXT,
+    reason TEXT,
+    reported_at INTEGER NOT NULL,
+    action TEXT NOT NULL
+);
+CREATE INDEX keys_leak_reports_by_org ON keys_leak_reports(organization_id, seq);
 ",
 ];
 
@@ -300,9 +329,14 @@ fn paged<T>(
     })
 }
 
+/// The organisation columns `org_from` reads, in order.
+const ORG_COLUMNS: &str =
+    "seq, id, name, security_contact, created_at, leaked_key_action, leaked_sandbox_key_action";
+
 fn org_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, Organization)>> {
     let (seq, id, name, contact, created): (i64, String, String, Option<String>, i64) =
         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+    let (live, sandbox): (String, String) = (r.get(5)?, r.get(6)?);
     Ok((|| {
         Ok((
             seq,
@@ -310,10 +344,33 @@ fn org_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, Organization)>> {
                 id: OrganizationId(uuid(&id)?),
                 name,
                 security_contact: contact,
+                leak_policy: leak_policy(&live, &sandbox)?,
                 created_at: time(created)?,
             },
         ))
     })())
+}
+
+fn leak_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, LeakReport)>> {
+    let raw = RawLeak {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        fingerprint: r.get(2)?,
+        organization_id: r.get(3)?,
+        project_id: r.get(4)?,
+        key_id: r.get(5)?,
+        key_prefix: r.get(6)?,
+        environment: r.get(7)?,
+        reporter: r.get(8)?,
+        token_type: r.get(9)?,
+        url: r.get(10)?,
+        source: r.get(11)?,
+        reason: r.get(12)?,
+        reported_at: r.get(13)?,
+        action: r.get(14)?,
+    };
+    let seq = raw.seq;
+    Ok(raw.into_report().map(|l| (seq, l)))
 }
 
 fn project_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, Project)>> {
@@ -378,13 +435,16 @@ impl KeyStore for SqliteKeyStore {
         let org = org.clone();
         self.run(move |c| {
             c.execute(
-                "INSERT INTO keys_organizations (id, name, security_contact, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO keys_organizations (id, name, security_contact, created_at,
+                     leaked_key_action, leaked_sandbox_key_action)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     org.id.to_string(),
                     org.name,
                     org.security_contact,
-                    ms(org.created_at)
+                    ms(org.created_at),
+                    org.leak_policy.live.as_str(),
+                    org.leak_policy.sandbox.as_str(),
                 ],
             )
             .map_err(|e| constraint(e, Error::AlreadyExists(ObjectKind::Organization)))?;
@@ -397,8 +457,7 @@ impl KeyStore for SqliteKeyStore {
         self.run(move |c| {
             first(
                 c,
-                "SELECT seq, id, name, security_contact, created_at FROM keys_organizations
-                 WHERE id = ?1",
+                &format!("SELECT {ORG_COLUMNS} FROM keys_organizations WHERE id = ?1"),
                 &id.to_string(),
                 org_from,
             )
@@ -411,8 +470,10 @@ impl KeyStore for SqliteKeyStore {
         self.run(move |c| {
             paged(
                 c,
-                "SELECT seq, id, name, security_contact, created_at FROM keys_organizations
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                &format!(
+                    "SELECT {ORG_COLUMNS} FROM keys_organizations
+                     WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ),
                 &req,
                 &[],
                 org_from,
@@ -425,8 +486,16 @@ impl KeyStore for SqliteKeyStore {
         let org = org.clone();
         self.run(move |c| {
             let n = c.execute(
-                "UPDATE keys_organizations SET name = ?2, security_contact = ?3 WHERE id = ?1",
-                params![org.id.to_string(), org.name, org.security_contact],
+                "UPDATE keys_organizations SET name = ?2, security_contact = ?3,
+                     leaked_key_action = ?4, leaked_sandbox_key_action = ?5
+                 WHERE id = ?1",
+                params![
+                    org.id.to_string(),
+                    org.name,
+                    org.security_contact,
+                    org.leak_policy.live.as_str(),
+                    org.leak_policy.sandbox.as_str(),
+                ],
             )?;
             if n == 0 {
                 return Err(Error::NotFound(ObjectKind::Organization));
@@ -850,4 +919,79 @@ fn update_key_on(c: &Connection, k: &KeyRecord) -> Result<()> {
         return Err(Error::NotFound(ObjectKind::ApiKey));
     }
     Ok(())
+}
+
+#[async_trait]
+impl LeakStore for SqliteKeyStore {
+    async fn record_leak(&self, report: &LeakReport) -> Result<(LeakReport, bool)> {
+        let l = report.clone();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let added = tx.execute(
+                "INSERT INTO keys_leak_reports (id, fingerprint, organization_id, project_id,
+                     key_id, key_prefix, environment, reporter, token_type, url, source, reason,
+                     reported_at, action)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (fingerprint) DO NOTHING",
+                params![
+                    l.id.to_string(),
+                    l.fingerprint.as_slice(),
+                    l.organization_id.to_string(),
+                    l.project_id.map(|p| p.to_string()),
+                    l.key_id.to_string(),
+                    l.key_prefix,
+                    l.environment.as_str(),
+                    l.reporter.as_str(),
+                    l.token_type,
+                    l.url,
+                    l.source,
+                    l.reason,
+                    ms(l.reported_at),
+                    l.action.as_str(),
+                ],
+            )? == 1;
+            let stored = first(
+                &tx,
+                &format!("SELECT {LEAK_COLUMNS} FROM keys_leak_reports WHERE fingerprint = ?1"),
+                &l.fingerprint.as_slice(),
+                leak_from,
+            )?
+            .ok_or(Error::Corrupt("leak report"))?;
+            tx.commit()?;
+            Ok((stored, added))
+        })
+        .await
+    }
+
+    async fn delete_leak(&self, id: LeakReportId) -> Result<()> {
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM keys_leak_reports WHERE id = ?1",
+                [id.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_leaks(
+        &self,
+        organization: OrganizationId,
+        req: &PageRequest,
+    ) -> Result<Page<LeakReport>> {
+        let req = req.clone();
+        self.run(move |c| {
+            paged(
+                c,
+                &format!(
+                    "SELECT {LEAK_COLUMNS} FROM keys_leak_reports
+                     WHERE seq > ?1 AND organization_id = ?3 ORDER BY seq LIMIT ?2"
+                ),
+                &req,
+                &[&organization.to_string()],
+                leak_from,
+            )
+        })
+        .await
+    }
 }

@@ -20,6 +20,7 @@ pub async fn seed(store: &dyn KeyStore) -> Fixture {
         id: OrganizationId::new(),
         name: "Acme".into(),
         security_contact: None,
+        leak_policy: align_keys::LeakPolicy::default(),
         created_at: now,
     };
     store.create_organization(&org).await.unwrap();

@@ -13,6 +13,7 @@ mod auth;
 mod html;
 mod keys;
 mod once;
+mod security;
 mod webhooks;
 
 use std::sync::Arc;
@@ -204,6 +205,10 @@ impl Ctx<'_> {
                 )
                 .put(
                     "<a data-testid=\"nav-audit\" href=\"/console/audit?{}\">Audit log</a>",
+                    &[&self.env_query()],
+                )
+                .put(
+                    "<a data-testid=\"nav-security\" href=\"/console/security?{}\">Security</a>",
                     &[&self.env_query()],
                 )
                 .raw("<a data-testid=\"nav-docs\" href=\"/docs\">API reference</a></nav>")
@@ -476,6 +481,8 @@ async fn route(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         (true, _, ["webhooks", id, "created"]) => webhooks::created(ctx, id).await,
         (_, true, ["webhooks", id, "test"]) => webhooks::test(ctx, id).await,
         (true, _, ["audit"]) => audit::list(ctx).await,
+        (true, _, ["security"]) => security::show(ctx).await,
+        (_, true, ["security"]) => security::update(ctx).await,
         _ => Err(ApiError::not_found()),
     }
 }

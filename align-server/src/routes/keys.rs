@@ -56,7 +56,7 @@ fn minted_view(m: &align_keys::MintedKey) -> Value {
 }
 
 /// What an audit record says about a key: never the token.
-fn summary(k: &KeyRecord) -> Value {
+pub(crate) fn summary(k: &KeyRecord) -> Value {
     json!({
         "keyPrefix": k.prefix,
         "keyName": k.name,

@@ -6,8 +6,9 @@
 pub(crate) mod audit_events;
 mod events;
 pub(crate) mod keys;
+pub(crate) mod leaks;
 mod me;
-mod organization;
+pub(crate) mod organization;
 mod projects;
 pub(crate) mod webhooks;
 
@@ -32,6 +33,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/keys/{id}/rotate"),
     ("POST", "/api/v1/keys/{id}/suspend"),
     ("POST", "/api/v1/keys/{id}/resume"),
+    ("POST", "/api/v1/keys/{id}/report-compromise"),
+    ("GET", "/api/v1/leaks"),
+    ("POST", "/api/v1/secret-scanning/github"),
     ("POST", "/api/v1/projects"),
     ("GET", "/api/v1/projects"),
     ("GET", "/api/v1/organization"),
@@ -120,7 +124,11 @@ pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response,
         (Method::GET, ["keys"]) => keys::list(state, &req).await,
         (Method::GET, ["keys", id]) => keys::get(state, &req, id).await,
         (Method::PATCH, ["keys", id]) => keys::update(state, &req, id).await,
+        (Method::POST, ["keys", id, "report-compromise"]) => {
+            leaks::report_compromise(state, &req, id).await
+        }
         (Method::POST, ["keys", id, action]) => keys::act(state, &req, id, action).await,
+        (Method::GET, ["leaks"]) => leaks::list(state, &req).await,
         (Method::POST, ["projects"]) => projects::create(state, &req).await,
         (Method::GET, ["projects"]) => projects::list(state, &req).await,
         (Method::GET, ["organization"]) => organization::get(state, &req).await,

@@ -1,6 +1,7 @@
-//! `GET/PATCH /api/v1/organization`: the caller's organisation and its security contact.
+//! `GET/PATCH /api/v1/organization`: the caller's organisation, its security contact and
+//! what happens to its keys when they leak (`leakedKeyAction`, `leakedSandboxKeyAction`).
 
-use align_keys::{Organization, Permission, Target};
+use align_keys::{LeakedKeyAction, Organization, Permission, Target};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -10,11 +11,13 @@ use crate::error::ApiError;
 use crate::http::{self as h, Response};
 use crate::state::AppState;
 
-fn view(o: &Organization) -> Value {
+pub(crate) fn view(o: &Organization) -> Value {
     json!({
         "id": o.id,
         "name": o.name,
         "securityContact": o.security_contact,
+        "leakedKeyAction": o.leak_policy.live,
+        "leakedSandboxKeyAction": o.leak_policy.sandbox,
         "createdAt": h::timestamp(o.created_at),
     })
 }
@@ -53,6 +56,12 @@ struct UpdateBody {
     /// `null` removes the contact.
     #[serde(default, with = "super::double_option")]
     security_contact: Option<Option<String>>,
+    /// What happens to a leaked live key: `revoke` (default) or `notify`.
+    #[serde(default, deserialize_with = "h::non_null")]
+    leaked_key_action: Option<LeakedKeyAction>,
+    /// What happens to a leaked sandbox key: `notify` (default) or `revoke`.
+    #[serde(default, deserialize_with = "h::non_null")]
+    leaked_sandbox_key_action: Option<LeakedKeyAction>,
 }
 
 pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, ApiError> {
@@ -87,6 +96,12 @@ pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, 
         }
         org.security_contact = Some(c.to_owned());
     }
+    if let Some(action) = body.leaked_key_action {
+        org.leak_policy.live = action;
+    }
+    if let Some(action) = body.leaked_sandbox_key_action {
+        org.leak_policy.sandbox = action;
+    }
     state.store().update_organization(&org).await?;
     let target = org.id.to_string();
     req.audit(
@@ -98,4 +113,49 @@ pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, 
     )
     .await;
     Ok(h::json(StatusCode::OK, &view(&org)))
+}
+
+/// Sets what happens to the organisation's leaked keys (`live`, `sandbox`: `None` keeps the
+/// current answer) for `acting`, who needs `organization:write`; records
+/// `organization.updated`. The console's Security page uses it.
+pub(crate) async fn set_leak_policy(
+    state: &AppState,
+    acting: &crate::principal::Acting<'_>,
+    live: Option<LeakedKeyAction>,
+    sandbox: Option<LeakedKeyAction>,
+) -> Result<Organization, ApiError> {
+    let org_id = acting.who.organization_id();
+    let target = Target {
+        organization_id: org_id,
+        project_id: None,
+        environment: None,
+    };
+    // Its own organisation is never hidden from a user: lacking the permission is 403.
+    acting.who.require(Permission::OrganizationWrite)?;
+    acting
+        .who
+        .authorize(Permission::OrganizationWrite, target)?;
+    let mut org = state
+        .store()
+        .get_organization(org_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if let Some(a) = live {
+        org.leak_policy.live = a;
+    }
+    if let Some(a) = sandbox {
+        org.leak_policy.sandbox = a;
+    }
+    state.store().update_organization(&org).await?;
+    acting
+        .audit(
+            state,
+            None,
+            "organization.updated",
+            &org.id.to_string(),
+            StatusCode::OK,
+            view(&org),
+        )
+        .await;
+    Ok(org)
 }
