@@ -27,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         id: OrganizationId::new(),
         name: "Acme".into(),
         security_contact: Some("security@acme.example".into()),
+        privacy_contact: None,
         created_at: now,
     };
     store.create_organization(&org).await?;
@@ -34,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         id: UserId::new(),
         organization_id: org.id,
         email: "admin@acme.example".into(),
+        name: None,
         role: Role::Admin,
         created_at: now,
     };

@@ -295,6 +295,7 @@ pub(crate) async fn users_create(
         id: UserId::new(),
         organization_id: org.id,
         email: email.to_owned(),
+        name: None,
         role,
         created_at: Utc::now(),
     };

@@ -397,6 +397,7 @@ async fn set_password_reaches_users_in_a_postgres_database() {
         id: align_keys::OrganizationId::new(),
         name: "Acme".into(),
         security_contact: None,
+        privacy_contact: None,
         created_at: now,
     };
     store.create_organization(&org).await.unwrap();
@@ -404,6 +405,7 @@ async fn set_password_reaches_users_in_a_postgres_database() {
         id: align_keys::UserId::new(),
         organization_id: org.id,
         email: "pg@acme.test".into(),
+        name: None,
         role: align_keys::Role::Admin,
         created_at: now,
     };

@@ -33,6 +33,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (Arc<KeyVerifier>, Vec<Secret>) {
             id: OrganizationId::new(),
             name: "bench".into(),
             security_contact: None,
+            privacy_contact: None,
             created_at: now,
         };
         store.create_organization(&org).await.unwrap();

@@ -78,7 +78,7 @@ impl fmt::Display for Denial {
 pub const fn role_permissions(role: Role) -> PermissionSet {
     match role {
         Role::Admin => PermissionSet::ALL,
-        Role::Engineer => without(PermissionSet::ALL, Permission::OrganizationWrite),
+        Role::Engineer => without(ADMIN_ONLY_FREE, Permission::OrganizationWrite),
         Role::Viewer => READS,
     }
 }
@@ -91,9 +91,16 @@ pub const fn scope_permissions(scope: Scope) -> PermissionSet {
     }
 }
 
+/// Everything but the privacy permissions, which reach every person's data and so belong to
+/// admins (and their organisation-scoped keys) alone.
+const ADMIN_ONLY_FREE: PermissionSet = without(
+    without(PermissionSet::ALL, Permission::PrivacyRead),
+    Permission::PrivacyWrite,
+);
+
 /// What any project-scoped key may do at most.
 const PROJECT_SCOPE: PermissionSet = without(
-    without(PermissionSet::ALL, Permission::OrganizationWrite),
+    without(ADMIN_ONLY_FREE, Permission::OrganizationWrite),
     Permission::ProjectsWrite,
 );
 
@@ -187,7 +194,10 @@ impl Caller<'_> {
         if self.key.environment == Environment::Sandbox
             && matches!(
                 permission,
-                Permission::OrganizationWrite | Permission::ProjectsWrite
+                Permission::OrganizationWrite
+                    | Permission::ProjectsWrite
+                    | Permission::PrivacyRead
+                    | Permission::PrivacyWrite
             )
         {
             return Err(Denial::SandboxOrganizationChange);

@@ -171,6 +171,7 @@ impl World {
             id: OrganizationId::new(),
             name: "Acme".into(),
             security_contact: None,
+            privacy_contact: None,
             created_at: now,
         };
         store.create_organization(&org).await.unwrap();
@@ -180,6 +181,7 @@ impl World {
                 id: UserId::new(),
                 organization_id: org.id,
                 email: format!("u{i}@acme.test"),
+                name: None,
                 role: *role,
                 created_at: now,
             };

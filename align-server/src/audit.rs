@@ -219,6 +219,11 @@ fn audit_entry(
     if let Some(ua) = &meta.user_agent {
         entry = entry.user_agent(ua.as_str());
     }
+    // A record about a person names them as its subject, so their export finds it and their
+    // erasure reaches it (DESIGN §9).
+    if action.starts_with("user.") {
+        entry = entry.subject(target);
+    }
     entry.build()
 }
 

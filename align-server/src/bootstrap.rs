@@ -42,6 +42,7 @@ pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, 
         id: OrganizationId::new(),
         name: "Default organization".into(),
         security_contact: None,
+        privacy_contact: None,
         created_at: now,
     };
     store.create_organization(&org).await?;
@@ -49,6 +50,7 @@ pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, 
         id: UserId::new(),
         organization_id: org.id,
         email: "admin@localhost".into(),
+        name: None,
         role: Role::Admin,
         created_at: now,
     };

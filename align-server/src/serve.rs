@@ -283,6 +283,23 @@ impl Server {
                 }
             })
         };
+        // Retention runs itself (DESIGN §9): hourly, jittered, one instance at a time.
+        let (stop_retention, retention_stopped) = tokio::sync::oneshot::channel::<()>();
+        let retention = if state.config.retention.enabled {
+            match crate::retention::RunLock::for_database(&state.config.database) {
+                Ok(lock) => Some(tokio::spawn(crate::retention::scheduled(
+                    Arc::clone(&state),
+                    lock,
+                    retention_stopped,
+                ))),
+                Err(e) => {
+                    tracing::error!(error = %e, "retention cannot run inside the server");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
         let dispatcher = if state.config.webhooks.dispatcher {
             let dispatcher = Dispatcher::new(
@@ -353,6 +370,11 @@ impl Server {
         sweeper.abort();
         let _ = stop_folder.send(());
         let _ = folder.await;
+        // A run in progress finishes (it is a few store transactions); none starts.
+        let _ = stop_retention.send(());
+        if let Some(task) = retention {
+            let _ = task.await;
+        }
         // In-flight deliveries finish (each within the attempt timeout); the rest stay in
         // the outbox for the next start.
         let _ = stop_dispatch.send(());

@@ -55,7 +55,9 @@ pub use secret::{
 };
 #[cfg(feature = "postgres")]
 pub use store::PgWebhookStore;
-pub use store::{MemoryWebhookStore, MessagePage, MessageQuery, OutboxStats, WebhookStore};
+pub use store::{
+    ERASED, MemoryWebhookStore, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore,
+};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteDeduplicator, SqliteWebhookStore, enqueue_in_transaction};
 pub use verify::{

@@ -20,6 +20,7 @@ pub async fn seed(store: &dyn KeyStore) -> Fixture {
         id: OrganizationId::new(),
         name: "Acme".into(),
         security_contact: None,
+        privacy_contact: None,
         created_at: now,
     };
     store.create_organization(&org).await.unwrap();
@@ -27,6 +28,7 @@ pub async fn seed(store: &dyn KeyStore) -> Fixture {
         id: UserId::new(),
         organization_id: org.id,
         email: "admin@acme.test".into(),
+        name: None,
         role: Role::Admin,
         created_at: now,
     };

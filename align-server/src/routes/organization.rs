@@ -15,6 +15,7 @@ fn view(o: &Organization) -> Value {
         "id": o.id,
         "name": o.name,
         "securityContact": o.security_contact,
+        "privacyContact": o.privacy_contact,
         "createdAt": h::timestamp(o.created_at),
     })
 }
@@ -53,6 +54,9 @@ struct UpdateBody {
     /// `null` removes the contact.
     #[serde(default, with = "super::double_option")]
     security_contact: Option<Option<String>>,
+    /// Where privacy requests go; `null` removes it.
+    #[serde(default, with = "super::double_option")]
+    privacy_contact: Option<Option<String>>,
 }
 
 pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, ApiError> {
@@ -71,21 +75,15 @@ pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, 
         }
         name.clone_into(&mut org.name);
     }
-    if let Some(None) = body.security_contact {
-        org.security_contact = None;
+    if let Some(contact) = body.security_contact {
+        org.security_contact = contact
+            .map(|c| super::users::checked_email("securityContact", &c))
+            .transpose()?;
     }
-    if let Some(Some(contact)) = body.security_contact {
-        let c = contact.trim();
-        let plausible = c.len() <= 254
-            && c.split_once('@')
-                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
-            && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control());
-        if !plausible {
-            return Err(ApiError::invalid_request(
-                "securityContact must be an e-mail address",
-            ));
-        }
-        org.security_contact = Some(c.to_owned());
+    if let Some(contact) = body.privacy_contact {
+        org.privacy_contact = contact
+            .map(|c| super::users::checked_email("privacyContact", &c))
+            .transpose()?;
     }
     state.store().update_organization(&org).await?;
     let target = org.id.to_string();
@@ -98,4 +96,38 @@ pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, 
     )
     .await;
     Ok(h::json(StatusCode::OK, &view(&org)))
+}
+
+/// `GET /.well-known/security.txt` (RFC 9116, no key needed): the organisation's security
+/// contact, an `Expires` half a year ahead (the file is made afresh on every request), and
+/// its privacy contact as a comment. `404` until a security contact is set. A deployment of
+/// several organisations publishes its first (the bootstrap organisation's).
+pub(crate) async fn security_txt(state: &AppState) -> Result<Response, ApiError> {
+    let first = align_keys::PageRequest {
+        limit: 1,
+        cursor: None,
+    };
+    let org = state
+        .store()
+        .list_organizations(&first)
+        .await?
+        .data
+        .into_iter()
+        .next();
+    let Some((org, contact)) = org.and_then(|o| o.security_contact.clone().map(|c| (o, c))) else {
+        return Err(ApiError::not_found());
+    };
+    let expires = chrono::Utc::now() + chrono::TimeDelta::days(182);
+    let mut text = format!(
+        "# Security contact of {name}, served by Align.\n\
+         Contact: mailto:{contact}\n\
+         Expires: {expires}\n\
+         Preferred-Languages: en\n",
+        name = org.name.replace(['\r', '\n'], " "),
+        expires = expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    if let Some(p) = &org.privacy_contact {
+        text.push_str(&format!("# Privacy requests: mailto:{p}\n"));
+    }
+    Ok(h::typed("text/plain; charset=utf-8", text))
 }

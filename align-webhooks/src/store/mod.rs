@@ -175,6 +175,22 @@ pub trait WebhookStore: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Retention: deletes the deliveries created before `deliveries_before` that are no
+    /// longer pending, with their attempts (receivers' responses); then the messages (the
+    /// event log) created before `messages_before`, with every delivery and attempt left of
+    /// them. Returns what it removed.
+    async fn purge(
+        &self,
+        deliveries_before: DateTime<Utc>,
+        messages_before: DateTime<Utc>,
+    ) -> Result<Purged>;
+
+    /// Erasure: replaces every occurrence of each of `values` (a person's e-mail, name, …) in
+    /// stored message payloads and in recorded attempts (response bodies and errors) with
+    /// [`ERASED`]. Values shorter than 3 characters are skipped (they would match
+    /// everywhere). Returns how many rows changed.
+    async fn erase_values(&self, values: &[String]) -> Result<u64>;
+
     /// Disables an endpoint, recording why.
     async fn disable_endpoint(&self, endpoint: EndpointId, reason: &str) -> Result<()> {
         let mut ep = self.endpoint(endpoint).await?;
@@ -182,6 +198,36 @@ pub trait WebhookStore: Send + Sync + 'static {
         ep.disabled_reason = Some(reason.to_owned());
         self.update_endpoint(&ep).await
     }
+}
+
+/// What stands where [`WebhookStore::erase_values`] erased a value.
+pub const ERASED: &str = "[erased]";
+
+/// What one [`WebhookStore::purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Messages (events) removed.
+    pub messages: u64,
+    /// Deliveries removed.
+    pub deliveries: u64,
+    /// Attempts removed.
+    pub attempts: u64,
+}
+
+/// The forms of `values` worth erasing: each as written and as it appears inside a JSON
+/// string (payloads are JSON), without the ones too short to erase safely.
+pub(crate) fn erasable(values: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in values.iter().filter(|v| v.chars().count() >= 3) {
+        out.push(v.clone());
+        let quoted = serde_json::to_string(v).unwrap_or_default();
+        if let Some(inner) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+            if inner != v {
+                out.push(inner.to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// Which messages [`WebhookStore::messages`] returns.
