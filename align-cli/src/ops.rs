@@ -201,9 +201,15 @@ impl DataDir {
         target: String,
         metadata: Value,
     ) -> Result<(), Failure> {
-        let entry = align_audit::Entry::audit(action)
+        let mut entry = align_audit::Entry::audit(action)
             .organization(org.to_string())
-            .actor(align_audit::Actor::System)
+            .actor(align_audit::Actor::System);
+        // A record about a person names them as its subject (their export and erasure find
+        // it), as the server's do.
+        if action.starts_with("user.") {
+            entry = entry.subject(target.as_str());
+        }
+        let entry = entry
             .target(target)
             .metadata(json!({ "via": "align-cli", "details": metadata }))
             .build()?;

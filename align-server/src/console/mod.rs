@@ -13,6 +13,7 @@ mod auth;
 mod html;
 mod keys;
 mod once;
+mod people;
 mod webhooks;
 
 use std::sync::Arc;
@@ -206,7 +207,11 @@ impl Ctx<'_> {
                     "<a data-testid=\"nav-audit\" href=\"/console/audit?{}\">Audit log</a>",
                     &[&self.env_query()],
                 )
-                .raw("<a data-testid=\"nav-docs\" href=\"/docs\">API reference</a></nav>")
+                .raw("<a data-testid=\"nav-profile\" href=\"/console/profile\">Profile</a>");
+            if s.user.role == align_keys::Role::Admin {
+                h.raw("<a data-testid=\"nav-users\" href=\"/console/users\">Users</a>");
+            }
+            h.raw("<a data-testid=\"nav-docs\" href=\"/docs\">API reference</a></nav>")
                 .raw("<div class=\"env\">")
                 .put(
                     "<span data-testid=\"env-badge\" class=\"badge {}\">{}</span>",
@@ -476,6 +481,12 @@ async fn route(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         (true, _, ["webhooks", id, "created"]) => webhooks::created(ctx, id).await,
         (_, true, ["webhooks", id, "test"]) => webhooks::test(ctx, id).await,
         (true, _, ["audit"]) => audit::list(ctx).await,
+        (true, _, ["profile"]) => people::profile(ctx).await,
+        (_, true, ["profile"]) => people::save_profile(ctx).await,
+        (true, _, ["profile", "export"]) => people::export(ctx).await,
+        (true, _, ["users"]) => people::users(ctx).await,
+        (_, true, ["users", id, "role"]) => people::set_role(ctx, id).await,
+        (_, true, ["users", id, "delete"]) => people::delete(ctx, id).await,
         _ => Err(ApiError::not_found()),
     }
 }
