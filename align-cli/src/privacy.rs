@@ -394,7 +394,9 @@ pub(crate) async fn retention_run(
 ) -> Result<(), Failure> {
     let as_of = as_of.unwrap_or_else(Utc::now);
     let lock = align_server::retention::RunLock::for_database(database)?;
-    let sink = d.audit_with_key(false).await?;
+    // Purging a chain leaves a signed checkpoint: the key is made on first use, as
+    // `align audit purge` does.
+    let sink = d.audit_with_key(true).await?;
     let mut progress = Progress::new("retention");
     let total = align_server::retention::STEPS.len() as u64;
     let mut step = |i: usize, _: &str| progress.set(i as u64, Some(total));

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use align_audit::{AuditSink, PrivacyPolicy};
+use align_audit::{AuditSink, PrivacyPolicy, Stream};
 use align_keys::store::KeyStore;
 use align_webhooks::WebhookStore;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -125,11 +125,33 @@ pub async fn run(
             .audit_anonymise_after
             .min(days(settings.audit_log_days)),
     };
-    let outcome = audit.apply_policy(&policy, as_of).await?;
-    report.request_log = outcome.request_purged;
-    report.audit_log = outcome.audit_purged;
-    report.request_log_anonymised = outcome.request_anonymised;
-    report.audit_log_anonymised = outcome.audit_anonymised;
+    for stream in [Stream::Request, Stream::Audit] {
+        // Without the checkpoint key (`DIR/audit-checkpoint-key`) nothing can be removed
+        // from a chain; anonymisation still runs.
+        let purged = match audit.purge(stream, as_of - policy.retention(stream)).await {
+            Err(align_audit::Error::CheckpointKeyMissing) => {
+                tracing::warn!(
+                    ?stream,
+                    "retention: no audit checkpoint key in the data directory; the log is not purged"
+                );
+                0
+            }
+            other => other?,
+        };
+        let anonymised = audit
+            .anonymise(stream, as_of - policy.anonymise_after(stream))
+            .await?;
+        match stream {
+            Stream::Request => {
+                report.request_log = purged;
+                report.request_log_anonymised = anonymised;
+            }
+            Stream::Audit => {
+                report.audit_log = purged;
+                report.audit_log_anonymised = anonymised;
+            }
+        }
+    }
     Ok(report)
 }
 

@@ -63,7 +63,9 @@ impl Backends {
         let keys = SqliteKeyStore::open(&path)
             .await?
             .with_event_hook(Arc::new(crate::events::OutboxHook));
-        let sink_config = crate::bootstrap::audit_sink_config(&config.data_dir, false)?;
+        // Retention purges the logs, which takes the checkpoint key: made on first start.
+        let sink_config =
+            crate::bootstrap::audit_sink_config(&config.data_dir, config.retention.enabled)?;
         let audit = SqliteSink::open(&path, sink_config).await?;
         Ok(Self {
             keys: Arc::new(keys),
