@@ -558,3 +558,102 @@ async fn issue_21_finding_4_a_claim_can_leave_organisations_out() {
         assert!(due.iter().all(|d| d.endpoint.owner.organization == "org_a"));
     }
 }
+
+#[tokio::test]
+async fn retention_removes_old_messages_and_finished_deliveries() {
+    for (name, store) in stores().await {
+        let ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        let live = Environment::Live;
+        let old = store
+            .enqueue(msg("evt_old", "api_key.revoked", live), t(0))
+            .await
+            .unwrap();
+        let done = old.deliveries[0];
+        store
+            .record_attempt(done, attempt(1, Some(204)), Next::Succeeded)
+            .await
+            .unwrap();
+        let waiting = store
+            .enqueue(msg("evt_waiting", "api_key.revoked", live), t(0))
+            .await
+            .unwrap();
+        let recent = store
+            .enqueue(msg("evt_new", "api_key.revoked", live), t(100_000))
+            .await
+            .unwrap();
+        store
+            .record_attempt(
+                recent.deliveries[0],
+                attempt(100_001, Some(204)),
+                Next::Succeeded,
+            )
+            .await
+            .unwrap();
+
+        // Finished deliveries past their age go with their attempts; a pending one stays.
+        let p = store.purge(t(50_000), t(-1)).await.unwrap();
+        assert_eq!((p.deliveries, p.attempts, p.messages), (1, 1, 0), "{name}");
+        assert!(store.delivery(done).await.is_err(), "{name}");
+        assert!(
+            store.delivery(waiting.deliveries[0]).await.is_ok(),
+            "{name}"
+        );
+
+        // Old events go with whatever deliveries are left of them; recent ones stay.
+        let p = store.purge(t(50_000), t(50_000)).await.unwrap();
+        assert_eq!((p.messages, p.deliveries, p.attempts), (2, 1, 0), "{name}");
+        assert!(store.message(&old.message.id).await.is_err(), "{name}");
+        assert!(store.message(&recent.message.id).await.is_ok(), "{name}");
+        assert_eq!(
+            store.attempts(recent.deliveries[0]).await.unwrap().len(),
+            1,
+            "{name}"
+        );
+        let nothing = store.purge(t(50_000), t(50_000)).await.unwrap();
+        assert_eq!(nothing, align_webhooks::Purged::default(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn erasing_values_reaches_payloads_and_attempts() {
+    for (name, store) in stores().await {
+        let ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        let mut m = msg("evt_person", "user.updated", Environment::Live);
+        m.data = json!({"email": "dana@acme.test", "name": "Dana \"D\" Dev"});
+        let out = store.enqueue(m, t(0)).await.unwrap();
+        let mut a = attempt(1, Some(400));
+        a.response_body = Some("unknown user dana@acme.test".into());
+        store
+            .record_attempt(out.deliveries[0], a, Next::Failed)
+            .await
+            .unwrap();
+        let other = store
+            .enqueue(msg("evt_other", "api_key.revoked", Environment::Live), t(0))
+            .await
+            .unwrap();
+
+        let values = vec![
+            "dana@acme.test".to_owned(),
+            "Dana \"D\" Dev".to_owned(),
+            "x".to_owned(),
+        ];
+        let n = store.erase_values(&values).await.unwrap();
+        assert_eq!(n, 3, "{name}: two payload forms and one attempt");
+        let payload = store.message(&out.message.id).await.unwrap().payload;
+        assert!(!payload.contains("dana@acme.test"), "{name}: {payload}");
+        assert!(!payload.contains("Dana"), "{name}: {payload}");
+        let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(v["data"]["email"], align_webhooks::ERASED, "{name}");
+        let attempts = store.attempts(out.deliveries[0]).await.unwrap();
+        assert_eq!(
+            attempts[0].response_body.as_deref(),
+            Some("unknown user [erased]"),
+            "{name}"
+        );
+        let untouched = store.message(&other.message.id).await.unwrap().payload;
+        assert!(untouched.contains("evt_other"), "{name}");
+        assert_eq!(store.erase_values(&values).await.unwrap(), 0, "{name}");
+    }
+}

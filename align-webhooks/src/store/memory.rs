@@ -415,25 +415,25 @@ impl WebhookStore for MemoryWebhookStore {
 
     async fn erase_values(&self, values: &[String]) -> Result<u64> {
         let values = erasable(values);
-        let erase = |text: &mut String| {
-            let mut changed = false;
-            for v in &values {
-                if text.contains(v.as_str()) {
-                    *text = text.replace(v.as_str(), ERASED);
-                    changed = true;
-                }
+        // Counted as the SQL stores count: one row changed per value found in it.
+        let erase = |text: &mut String, v: &str| {
+            let found = text.contains(v);
+            if found {
+                *text = text.replace(v, ERASED);
             }
-            changed
+            found
         };
         self.with(|s| {
             let mut n = 0;
-            for m in s.messages.values_mut() {
-                n += u64::from(erase(&mut m.payload));
-            }
-            for a in s.attempts.values_mut().flatten() {
-                let body = a.response_body.as_mut().is_some_and(|b| erase(b));
-                let error = a.error.as_mut().is_some_and(|e| erase(e));
-                n += u64::from(body || error);
+            for v in &values {
+                for m in s.messages.values_mut() {
+                    n += u64::from(erase(&mut m.payload, v));
+                }
+                for a in s.attempts.values_mut().flatten() {
+                    let body = a.response_body.as_mut().is_some_and(|b| erase(b, v));
+                    let error = a.error.as_mut().is_some_and(|e| erase(e, v));
+                    n += u64::from(body || error);
+                }
             }
             Ok(n)
         })
