@@ -128,6 +128,7 @@ impl KeyStore for MemoryKeyStore {
             .ok_or(Error::NotFound(ObjectKind::Organization))?;
         slot.1.name.clone_from(&org.name);
         slot.1.security_contact.clone_from(&org.security_contact);
+        slot.1.privacy_contact.clone_from(&org.privacy_contact);
         Ok(())
     }
 

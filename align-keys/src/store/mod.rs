@@ -111,7 +111,7 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn get_organization(&self, id: OrganizationId) -> Result<Option<Organization>>;
     /// Every organisation, oldest first.
     async fn list_organizations(&self, page: &PageRequest) -> Result<Page<Organization>>;
-    /// Replaces an organisation's name and security contact.
+    /// Replaces an organisation's name, security contact and privacy contact.
     async fn update_organization(&self, org: &Organization) -> Result<()>;
 
     /// Adds a project to an existing organisation.
