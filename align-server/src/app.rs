@@ -115,6 +115,7 @@ where
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         started: audit::now(),
+        user: std::sync::OnceLock::new(),
     });
     let mut trace = Trace::default();
 

@@ -242,8 +242,18 @@ async fn journey(s: &TestServer, store: &dyn KeyStore) {
     assert_eq!(lines[0]["email"], ENGINEER);
     assert_eq!(lines[0]["name"], "Dana Developer");
     assert!(lines.iter().any(|l| l["kind"] == "apiKey"));
-    let requests: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "request").collect();
-    assert!(requests.len() >= 3, "{text}");
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "request" && l["path"] == "/api/v1/me")
+        .collect();
+    assert_eq!(requests.len(), 3, "{text}");
+    // Their console requests too: signed in, the user is the request log's actor.
+    assert!(
+        lines.iter().any(|l| l["kind"] == "request"
+            && l["path"] == "/console/keys"
+            && l["actor"]["id"] == dana.id.to_string().as_str()),
+        "{text}"
+    );
     assert!(
         requests
             .iter()

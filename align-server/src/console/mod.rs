@@ -391,6 +391,9 @@ where
         ctx.set_env(env_of(ctx.parts, &ctx.form));
     }
     ctx.signed = signed_in(ctx).await?;
+    if let Some(s) = &ctx.signed {
+        let _ = ctx.meta.user.set(s.user.id);
+    }
     let public = path == "/console/login";
     match (&ctx.signed, auth::is_post(ctx.parts)) {
         (Some(s), true) if !public && !auth::csrf_matches(&s.session, ctx.field("csrf")) => {
@@ -606,6 +609,7 @@ async fn sign_in(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         );
     };
     attempt.succeeded();
+    let _ = ctx.meta.user.set(user.id);
     // Signing in always starts a new session: a session id planted before sign-in is useless.
     if let Some(old) = auth::cookie(ctx.parts, auth::SESSION_COOKIE) {
         store.delete_session(&SessionHash::of(old)).await?;
