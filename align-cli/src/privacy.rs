@@ -183,7 +183,7 @@ pub(crate) async fn update_local(
     let email = change.email.map(|e| e.trim().to_owned());
     if email.as_deref().is_some_and(|e| {
         !e.split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
             || e.len() > 254
             || e.chars().any(char::is_whitespace)
     }) {

@@ -101,12 +101,27 @@ pub(crate) struct UserChange {
     pub(crate) role: Option<String>,
 }
 
-/// `email` if it looks like an e-mail address (trimmed, at most 254 characters).
+/// `value` if it looks like an e-mail address that reaches someone outside (trimmed, at most
+/// 254 characters, a dotted domain): contacts the organisation publishes.
 pub(crate) fn checked_email(field: &str, value: &str) -> Result<String, ApiError> {
+    let c = login_email(field, value)?;
+    if c.split_once('@').is_some_and(|(_, d)| d.contains('.')) {
+        Ok(c)
+    } else {
+        Err(ApiError::invalid_request(format!(
+            "{field} must be an e-mail address"
+        )))
+    }
+}
+
+/// `value` if it has the shape of a user's sign-in e-mail: `local@domain`, trimmed, at most
+/// 254 characters, no spaces (a domain without a dot, such as the bootstrap admin's
+/// `admin@localhost`, is allowed).
+fn login_email(field: &str, value: &str) -> Result<String, ApiError> {
     let c = value.trim();
     let plausible = c.len() <= 254
         && c.split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'))
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
         && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control());
     if plausible {
         Ok(c.to_owned())
@@ -177,7 +192,7 @@ pub(crate) async fn update(
     let email = change
         .email
         .as_deref()
-        .map(|e| checked_email("email", e))
+        .map(|e| login_email("email", e))
         .transpose()?;
     let name = match change.name {
         None => user.name.clone(),
