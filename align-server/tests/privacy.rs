@@ -825,3 +825,71 @@ async fn metrics_count_what_retention_removed() {
     assert!(text.contains("align_retention_runs_total 0"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_server_runs_retention_by_itself() {
+    let s = TestServer::start_with(|c| {
+        c.retention.interval = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    loop {
+        let r = s.get("/metrics", &s.admin_key).await;
+        let text = std::str::from_utf8(&r.raw).unwrap().to_owned();
+        let runs: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("align_retention_runs_total "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        if runs >= 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no retention run: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The SQLite server made the checkpoint key that purging needs.
+    assert!(s.data_dir().join("audit-checkpoint-key").exists());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_postgres_run_retention_one_at_a_time() {
+    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
+        );
+        return;
+    };
+    let db = align_server::Database::Postgres(base);
+    let a = align_server::retention::RunLock::for_database(&db).unwrap();
+    let b = align_server::retention::RunLock::for_database(&db).unwrap();
+    let (hold, held) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let first = tokio::spawn(async move {
+        a.run(async move {
+            let _ = hold.send(());
+            let _ = released.await;
+            Ok(1)
+        })
+        .await
+        .unwrap()
+    });
+    held.await.unwrap();
+    let skipped = b.run(async { Ok(2) }).await.unwrap();
+    assert_eq!(
+        skipped, None,
+        "the second instance skips while the first runs"
+    );
+    release.send(()).unwrap();
+    assert_eq!(first.await.unwrap(), Some(1));
+    assert_eq!(b.run(async { Ok(3) }).await.unwrap(), Some(3), "free again");
+}
