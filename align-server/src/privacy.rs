@@ -243,7 +243,8 @@ pub fn erased_email(id: UserId) -> String {
 /// Erases the personal values Align holds about `subject`, everywhere it holds them: IP
 /// addresses, user agents and other personal fields of every audit and request-log record
 /// naming the person or one of their keys (the hash chains still verify), the person's
-/// e-mail and name in webhook messages and recorded attempts, and in their user record (the
+/// e-mail and name in their organisation's webhook messages and recorded attempts (an e-mail
+/// wherever it occurs, a name where it is a whole JSON string), and in their user record (the
 /// e-mail becomes [`erased_email`], which no one can sign in with); their sessions end.
 /// Keys and their ids stay: they are not personal, and the audit trail needs them.
 pub async fn erase(
@@ -269,7 +270,9 @@ pub async fn erase(
         values.extend(current.name.iter().chain(u.name.iter()).cloned());
         values.sort();
         values.dedup();
-        erased += webhooks.erase_values(&values).await?;
+        erased += webhooks
+            .erase_values(&u.organization_id.to_string(), &values)
+            .await?;
         erased += keys.delete_user_sessions(u.id).await?;
         let blank = erased_email(u.id);
         if current.email != blank || current.name.is_some() {

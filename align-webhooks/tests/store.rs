@@ -616,12 +616,13 @@ async fn retention_removes_old_messages_and_finished_deliveries() {
 }
 
 #[tokio::test]
-async fn erasing_values_reaches_payloads_and_attempts() {
+async fn erasing_values_reaches_payloads_and_attempts_of_one_organisation() {
     for (name, store) in stores().await {
         let ep = endpoint(Environment::Live, "https://a.example/");
         store.create_endpoint(&ep).await.unwrap();
+        let person = json!({"email": "dana@acme.test", "name": "Dana \"D\" Dev", "team": "Devops"});
         let mut m = msg("evt_person", "user.updated", Environment::Live);
-        m.data = json!({"email": "dana@acme.test", "name": "Dana \"D\" Dev"});
+        m.data = person.clone();
         let out = store.enqueue(m, t(0)).await.unwrap();
         let mut a = attempt(1, Some(400));
         a.response_body = Some("unknown user dana@acme.test".into());
@@ -629,23 +630,39 @@ async fn erasing_values_reaches_payloads_and_attempts() {
             .record_attempt(out.deliveries[0], a, Next::Failed)
             .await
             .unwrap();
-        let other = store
-            .enqueue(msg("evt_other", "api_key.revoked", Environment::Live), t(0))
-            .await
-            .unwrap();
+        // The same person named in another organisation's event: not this erasure's.
+        let mut elsewhere = msg("evt_elsewhere", "user.updated", Environment::Live);
+        elsewhere.data = person;
+        elsewhere.owner = align_webhooks::Owner::organization("other-org");
+        let other = store.enqueue(elsewhere, t(0)).await.unwrap();
 
         let values = vec![
             "dana@acme.test".to_owned(),
             "Dana \"D\" Dev".to_owned(),
+            "Dev".to_owned(),
             "x".to_owned(),
         ];
-        let n = store.erase_values(&values).await.unwrap();
-        assert_eq!(n, 3, "{name}: two payload forms and one attempt");
+        let n = store.erase_values("", &values).await.unwrap();
+        assert_eq!(
+            n, 3,
+            "{name}: the e-mail in the payload and the attempt, the name"
+        );
         let payload = store.message(&out.message.id).await.unwrap().payload;
-        assert!(!payload.contains("dana@acme.test"), "{name}: {payload}");
-        assert!(!payload.contains("Dana"), "{name}: {payload}");
         let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
-        assert_eq!(v["data"]["email"], align_webhooks::ERASED, "{name}");
+        assert_eq!(
+            v["data"]["email"],
+            align_webhooks::ERASED,
+            "{name}: {payload}"
+        );
+        assert_eq!(
+            v["data"]["name"],
+            align_webhooks::ERASED,
+            "{name}: {payload}"
+        );
+        assert_eq!(
+            v["data"]["team"], "Devops",
+            "{name}: a short name cuts into no word"
+        );
         let attempts = store.attempts(out.deliveries[0]).await.unwrap();
         assert_eq!(
             attempts[0].response_body.as_deref(),
@@ -653,7 +670,7 @@ async fn erasing_values_reaches_payloads_and_attempts() {
             "{name}"
         );
         let untouched = store.message(&other.message.id).await.unwrap().payload;
-        assert!(untouched.contains("evt_other"), "{name}");
-        assert_eq!(store.erase_values(&values).await.unwrap(), 0, "{name}");
+        assert!(untouched.contains("dana@acme.test"), "{name}");
+        assert_eq!(store.erase_values("", &values).await.unwrap(), 0, "{name}");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ERASED, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
+use super::{MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -413,26 +413,44 @@ impl WebhookStore for MemoryWebhookStore {
         })
     }
 
-    async fn erase_values(&self, values: &[String]) -> Result<u64> {
+    async fn erase_values(&self, organization: &str, values: &[String]) -> Result<u64> {
         let values = erasable(values);
         // Counted as the SQL stores count: one row changed per value found in it.
-        let erase = |text: &mut String, v: &str| {
-            let found = text.contains(v);
+        let erase = |text: &mut String, (v, with): &(String, String)| {
+            let found = text.contains(v.as_str());
             if found {
-                *text = text.replace(v, ERASED);
+                *text = text.replace(v.as_str(), with);
             }
             found
         };
         self.with(|s| {
+            let theirs: std::collections::HashSet<MessageId> = s
+                .log
+                .iter()
+                .filter(|(_, owner)| owner.organization == organization)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let deliveries: std::collections::HashSet<DeliveryId> = s
+                .deliveries
+                .iter()
+                .filter(|d| theirs.contains(&d.message_id))
+                .map(|d| d.id)
+                .collect();
             let mut n = 0;
             for v in &values {
-                for m in s.messages.values_mut() {
+                for m in s.messages.values_mut().filter(|m| theirs.contains(&m.id)) {
                     n += u64::from(erase(&mut m.payload, v));
                 }
-                for a in s.attempts.values_mut().flatten() {
-                    let body = a.response_body.as_mut().is_some_and(|b| erase(b, v));
-                    let error = a.error.as_mut().is_some_and(|e| erase(e, v));
-                    n += u64::from(body || error);
+                for (_, attempts) in s
+                    .attempts
+                    .iter_mut()
+                    .filter(|(d, _)| deliveries.contains(d))
+                {
+                    for a in attempts {
+                        let body = a.response_body.as_mut().is_some_and(|b| erase(b, v));
+                        let error = a.error.as_mut().is_some_and(|e| erase(e, v));
+                        n += u64::from(body || error);
+                    }
                 }
             }
             Ok(n)

@@ -185,11 +185,13 @@ pub trait WebhookStore: Send + Sync + 'static {
         messages_before: DateTime<Utc>,
     ) -> Result<Purged>;
 
-    /// Erasure: replaces every occurrence of each of `values` (a person's e-mail, name, …) in
-    /// stored message payloads and in recorded attempts (response bodies and errors) with
-    /// [`ERASED`]. Values shorter than 3 characters are skipped (they would match
-    /// everywhere). Returns how many rows changed.
-    async fn erase_values(&self, values: &[String]) -> Result<u64>;
+    /// Erasure: in the messages of `organization` (their payloads) and the attempts of their
+    /// deliveries (response bodies and errors), replaces each of `values` (a person's e-mail,
+    /// name, …) with [`ERASED`]. A value holding `@` (an e-mail: distinctive) is replaced
+    /// wherever it occurs; any other value only where it is a whole JSON string (`"Dana"`), so
+    /// a short name never cuts into field names or other words. Values shorter than 3
+    /// characters are skipped. Returns how many rows changed (a row once per value found).
+    async fn erase_values(&self, organization: &str, values: &[String]) -> Result<u64>;
 
     /// Disables an endpoint, recording why.
     async fn disable_endpoint(&self, endpoint: EndpointId, reason: &str) -> Result<()> {
@@ -214,17 +216,21 @@ pub struct Purged {
     pub attempts: u64,
 }
 
-/// The forms of `values` worth erasing: each as written and as it appears inside a JSON
-/// string (payloads are JSON), without the ones too short to erase safely.
-pub(crate) fn erasable(values: &[String]) -> Vec<String> {
+/// What [`WebhookStore::erase_values`] looks for and what it writes instead: an e-mail as
+/// written and as it appears inside a JSON string; any other value as a whole JSON string.
+pub(crate) fn erasable(values: &[String]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for v in values.iter().filter(|v| v.chars().count() >= 3) {
-        out.push(v.clone());
         let quoted = serde_json::to_string(v).unwrap_or_default();
-        if let Some(inner) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
-            if inner != v {
-                out.push(inner.to_owned());
+        if v.contains('@') {
+            out.push((v.clone(), ERASED.to_owned()));
+            if let Some(inner) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                if inner != v {
+                    out.push((inner.to_owned(), ERASED.to_owned()));
+                }
             }
+        } else if !quoted.is_empty() {
+            out.push((quoted, format!("\"{ERASED}\"")));
         }
     }
     out

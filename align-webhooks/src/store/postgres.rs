@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::memory::next_state;
 use super::sealed::{self, SEALING_TABLE};
-use super::{ERASED, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
+use super::{MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -954,17 +954,17 @@ impl WebhookStore for PgWebhookStore {
         })
     }
 
-    async fn erase_values(&self, values: &[String]) -> Result<u64> {
+    async fn erase_values(&self, organization: &str, values: &[String]) -> Result<u64> {
         let values = erasable(values);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut n = 0;
-        for v in &values {
+        for (v, with) in &values {
             n += tx
                 .execute(
                     "UPDATE webhooks_messages SET payload = replace(payload, $1, $2)
-                     WHERE strpos(payload, $1) > 0",
-                    &[v, &ERASED],
+                     WHERE owner_org = $3 AND strpos(payload, $1) > 0",
+                    &[v, with, &organization],
                 )
                 .await?;
             n += tx
@@ -972,8 +972,11 @@ impl WebhookStore for PgWebhookStore {
                     "UPDATE webhooks_attempts SET
                        response_body = replace(response_body, $1, $2),
                        error = replace(error, $1, $2)
-                     WHERE strpos(response_body, $1) > 0 OR strpos(error, $1) > 0",
-                    &[v, &ERASED],
+                     WHERE (strpos(response_body, $1) > 0 OR strpos(error, $1) > 0)
+                       AND delivery_id IN (SELECT d.id FROM webhooks_deliveries d
+                         JOIN webhooks_messages m ON m.id = d.message_id
+                         WHERE m.owner_org = $3)",
+                    &[v, with, &organization],
                 )
                 .await?;
         }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::memory::next_state;
 use super::sealed::{self, SEALING_TABLE};
 use super::worker::{self, AttemptJob, Job};
-use super::{ERASED, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
+use super::{MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -1256,23 +1256,27 @@ impl WebhookStore for SqliteWebhookStore {
         .await
     }
 
-    async fn erase_values(&self, values: &[String]) -> Result<u64> {
+    async fn erase_values(&self, organization: &str, values: &[String]) -> Result<u64> {
         let values = erasable(values);
+        let org = organization.to_owned();
         self.run(move |c| {
             immediate(c, |tx| {
                 let mut n = 0;
-                for v in &values {
+                for (v, with) in &values {
                     n += tx.execute(
                         "UPDATE webhooks_messages SET payload = replace(payload, ?1, ?2)
-                         WHERE instr(payload, ?1) > 0",
-                        params![v, ERASED],
+                         WHERE owner_org = ?3 AND instr(payload, ?1) > 0",
+                        params![v, with, org],
                     )? as u64;
                     n += tx.execute(
                         "UPDATE webhooks_attempts SET
                            response_body = replace(response_body, ?1, ?2),
                            error = replace(error, ?1, ?2)
-                         WHERE instr(response_body, ?1) > 0 OR instr(error, ?1) > 0",
-                        params![v, ERASED],
+                         WHERE (instr(response_body, ?1) > 0 OR instr(error, ?1) > 0)
+                           AND delivery_seq IN (SELECT d.seq FROM webhooks_deliveries d
+                             JOIN webhooks_messages m ON m.id = d.message_id
+                             WHERE m.owner_org = ?3)",
+                        params![v, with, org],
                     )? as u64;
                 }
                 Ok(n)
