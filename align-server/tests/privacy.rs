@@ -893,3 +893,76 @@ async fn instances_sharing_postgres_run_retention_one_at_a_time() {
     assert_eq!(first.await.unwrap(), Some(1));
     assert_eq!(b.run(async { Ok(3) }).await.unwrap(), Some(3), "free again");
 }
+
+#[tokio::test]
+async fn narrowed_sandbox_and_foreign_project_keys_are_refused_on_people_and_projects() {
+    let s = server().await;
+    let admin = s.admin_key.clone();
+    let me = s.get("/api/v1/me", &admin).await;
+    let admin_id = me.body["createdByUserId"].as_str().unwrap().to_owned();
+    // A key without organization:read lists no users.
+    let (narrow, _) = s
+        .mint(
+            &admin,
+            json!({"name": "narrow", "scope": "organization", "permissions": ["keys:read"]}),
+        )
+        .await;
+    let r = s.get("/api/v1/users", &narrow).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    // A sandbox key changes and deletes no one, not even its own creator's record.
+    let (sandbox, _) = s
+        .mint(
+            &admin,
+            json!({"name": "sb", "scope": "organization", "environment": "sandbox"}),
+        )
+        .await;
+    let path = format!("/api/v1/users/{admin_id}");
+    let r = s
+        .json(Method::PATCH, &path, &sandbox, json!({"name": "Sandy"}))
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    let r = s.json(Method::DELETE, &path, &sandbox, json!(null)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = s
+        .post(
+            "/api/v1/privacy/erasure",
+            &sandbox,
+            json!({"subject": admin_id}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A project key never reaches another project: 404, as for an object that is not there.
+    let a = s
+        .post("/api/v1/projects", &admin, json!({"name": "a"}))
+        .await;
+    let b = s
+        .post("/api/v1/projects", &admin, json!({"name": "b"}))
+        .await;
+    let (in_a, _) = s
+        .mint(
+            &admin,
+            json!({"name": "in-a", "scope": "project", "projectId": a.body["id"]}),
+        )
+        .await;
+    let other = format!("/api/v1/projects/{}", b.body["id"].as_str().unwrap());
+    let r = s.json(Method::DELETE, &other, &in_a, json!(null)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let r = s
+        .json(
+            Method::DELETE,
+            "/api/v1/projects/not-a-uuid",
+            &admin,
+            json!(null),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // The admin's own correction works through the API, and is in their export.
+    let r = s
+        .json(Method::PATCH, &path, &admin, json!({"name": "Ada Admin"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["name"], "Ada Admin");
+    let (_, lines) = export(&s, &admin, &admin_id).await;
+    assert_eq!(lines[0]["name"], "Ada Admin");
+    s.stop().await;
+}
