@@ -47,15 +47,34 @@ impl Subject {
     }
 }
 
-/// Finds the user or key `id` of organisation `org`; `None` when there is none there (an
-/// object of another organisation is never found, so it is never revealed).
+/// Finds the user (by id or e-mail) or key (by id) `id` of organisation `org`; `None` when
+/// there is none there (an object of another organisation is never found, so it is never
+/// revealed).
 pub async fn find_subject(
     keys: &dyn KeyStore,
     org: OrganizationId,
     id: &str,
 ) -> Result<Option<Subject>, Error> {
-    let Ok(uuid) = uuid::Uuid::parse_str(id.trim()) else {
-        return Ok(None);
+    let id = id.trim();
+    let Ok(uuid) = uuid::Uuid::parse_str(id) else {
+        // A person may also be named by their e-mail.
+        if !id.contains('@') {
+            return Ok(None);
+        }
+        let mut page = PageRequest {
+            limit: align_keys::store::MAX_PAGE_SIZE,
+            cursor: None,
+        };
+        loop {
+            let got = keys.list_users(org, &page).await?;
+            if let Some(u) = got.data.into_iter().find(|u| u.email == id) {
+                return Ok(Some(Subject::User(u)));
+            }
+            match got.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => return Ok(None),
+            }
+        }
     };
     if let Some(user) = keys.get_user(UserId(uuid)).await? {
         return Ok((user.organization_id == org).then_some(Subject::User(user)));

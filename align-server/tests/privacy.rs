@@ -964,5 +964,9 @@ async fn narrowed_sandbox_and_foreign_project_keys_are_refused_on_people_and_pro
     assert_eq!(r.body["name"], "Ada Admin");
     let (_, lines) = export(&s, &admin, &admin_id).await;
     assert_eq!(lines[0]["name"], "Ada Admin");
+    // A person may be named by e-mail as well.
+    let (status, by_mail) = export(&s, &admin, "admin@localhost").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(by_mail[0]["id"], admin_id.as_str());
     s.stop().await;
 }

@@ -48,7 +48,8 @@ pub(crate) async fn export_for(
     id: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let who = acting.who;
-    let own = matches!(who, Principal::User(u) if u.id.to_string() == id.trim());
+    let own =
+        matches!(who, Principal::User(u) if u.id.to_string() == id.trim() || u.email == id.trim());
     if !own {
         may(who, Permission::PrivacyRead)?;
     }
