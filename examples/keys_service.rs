@@ -28,6 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         name: "Acme".into(),
         security_contact: Some("security@acme.example".into()),
         leak_policy: align_keys::LeakPolicy::default(),
+        privacy_contact: None,
         created_at: now,
     };
     store.create_organization(&org).await?;
@@ -35,6 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         id: UserId::new(),
         organization_id: org.id,
         email: "admin@acme.example".into(),
+        name: None,
         role: Role::Admin,
         created_at: now,
     };

@@ -54,6 +54,18 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Failure> {
+        let raw = self.call_raw(method, path, body).await?;
+        Ok(serde_json::from_slice(&raw).unwrap_or(Value::Null))
+    }
+
+    /// [`Api::call`] for answers that are not one JSON document (an NDJSON export): the
+    /// body as received.
+    pub(crate) async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Bytes, Failure> {
         let bytes = body.map(|b| b.to_string()).unwrap_or_default();
         let req = hyper::Request::builder()
             .method(method)
@@ -79,10 +91,10 @@ impl Api {
             .await
             .map_err(|e| Failure::remote(format!("the response was cut short: {e}")))?
             .to_bytes();
-        let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(v);
+            return Ok(raw);
         }
+        let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         let code = v["error"]["code"].as_str().unwrap_or("error");
         let message = v["error"]["message"].as_str().unwrap_or("");
         let mut text = format!("{} {code}: {message}", status.as_u16());
@@ -131,6 +143,10 @@ fn object_named_by(path: &str) -> &'static str {
         "webhook delivery"
     } else if path.starts_with("/api/v1/keys/") {
         "key"
+    } else if path.starts_with("/api/v1/users/") {
+        "user"
+    } else if path.starts_with("/api/v1/privacy/") {
+        "subject"
     } else {
         "object"
     }

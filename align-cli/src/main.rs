@@ -14,6 +14,7 @@ mod hooks_api;
 mod listen;
 mod ops;
 mod output;
+mod privacy;
 mod progress;
 mod scan;
 mod tail;
@@ -210,6 +211,27 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Privacy requests: everything Align holds about a person or a key, exported or erased
+    /// (in the data directory, or on a running server with --api-url and a key holding
+    /// privacy:read / privacy:write).
+    ///
+    /// Example: align privacy export dev@acme.test --to dev.jsonl
+    Privacy {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: PrivacyAction,
+    },
+    /// Retention: remove what every store keeps past its retention.* setting (the server also
+    /// does it every hour).
+    ///
+    /// Example: align retention run --json
+    Retention {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: RetentionAction,
+    },
     /// The key file that seals webhook signing secrets in the database.
     ///
     /// Example: align secrets rotate-key --data-dir ./align-data
@@ -218,6 +240,50 @@ enum Command {
         common: Common,
         #[command(subcommand)]
         action: SecretsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PrivacyAction {
+    /// Everything Align holds about a person (user id or e-mail: their user record, the keys
+    /// they created, every audit and request-log record of them or their keys) or about one
+    /// key (its id), as JSON Lines on stdout or into a new file (created 0600).
+    ///
+    /// Example: align privacy export dev@acme.test --to dev.jsonl
+    Export {
+        /// A user id or e-mail, or an API key id.
+        subject: String,
+        /// Write to this new file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        to: Option<PathBuf>,
+    },
+    /// Erase a person's (or a key's) personal values everywhere Align holds them: IPs and
+    /// user agents in the audit and request logs (the chains still verify), their e-mail and
+    /// name in webhook messages, attempts and their user record; their sessions end.
+    ///
+    /// Example: align privacy erase dev@acme.test
+    Erase {
+        /// A user id or e-mail, or an API key id.
+        subject: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionAction {
+    /// Remove, in every store, what is older than its retention (request log 30 days, audit
+    /// log 400, webhook deliveries and attempts 30, events 30, sessions at expiry; see
+    /// retention.* in docs/operations.md), and print what was removed per store. The audit
+    /// chain still verifies. With PostgreSQL, one run at a time across instances.
+    ///
+    /// Example: align retention run --as-of 2027-06-01T00:00:00Z --json
+    Run {
+        /// Measure ages from this RFC 3339 time instead of now (to see what a later run
+        /// removes, or to catch up).
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        /// TOML configuration file for the retention.* settings (env ALIGN_CONFIG).
+        #[arg(long, value_name = "FILE", env = "ALIGN_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -276,6 +342,34 @@ enum UserAction {
         user: String,
         /// admin, engineer or viewer.
         role: String,
+    },
+    /// Correct a user's e-mail or name, or change their role (also with --api-url).
+    ///
+    /// Example: align users update dev@acme.test --name "Dana Dev" --email dana@acme.test
+    Update {
+        /// The user's e-mail or id.
+        user: String,
+        /// The corrected e-mail.
+        #[arg(long)]
+        email: Option<String>,
+        /// The corrected name (empty to remove it).
+        #[arg(long)]
+        name: Option<String>,
+        /// admin, engineer or viewer.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Delete a user: their sessions end, their personal data is erased everywhere, and the
+    /// keys they created are revoked unless --transfer-keys-to hands them to another admin.
+    /// The organisation's last admin cannot be deleted. Also with --api-url.
+    ///
+    /// Example: align users delete dev@acme.test --transfer-keys-to admin@acme.test
+    Delete {
+        /// The user's e-mail or id.
+        user: String,
+        /// Another admin (e-mail or id) who takes over the user's keys.
+        #[arg(long, value_name = "USER")]
+        transfer_keys_to: Option<String>,
     },
 }
 
@@ -682,6 +776,78 @@ async fn run(command: Command) -> Result<(), Failure> {
             let d = data_dir(&common).await?;
             ops::orgs_list(&d, &out(&common)).await
         }
+        Command::Users { common, action } if common.api_url.is_some() => {
+            let (a, o) = (api(&common, "align users")?, out(&common));
+            match action {
+                UserAction::List => {
+                    let v = a.call("GET", "/api/v1/users", None).await?;
+                    client::print(&v, &["id", "email", "name", "role"], &o)
+                }
+                UserAction::Update {
+                    user,
+                    email,
+                    name,
+                    role,
+                } => {
+                    let change = privacy::UserUpdate { email, name, role };
+                    privacy::update_api(&a, &user, change, &o).await
+                }
+                UserAction::Delete {
+                    user,
+                    transfer_keys_to,
+                } => privacy::delete_api(&a, &user, transfer_keys_to.as_deref(), &o).await,
+                _ => Err(Failure::usage(
+                    "over --api-url, align users supports list, update and delete; the others \
+                     work on the data directory",
+                )),
+            }
+        }
+        Command::Privacy { common, action } => {
+            let o = out(&common);
+            if common.api_url.is_some() {
+                let a = api(&common, "align privacy")?;
+                return match action {
+                    PrivacyAction::Export { subject, to } => {
+                        privacy::export_api(&a, &subject, to.as_deref()).await
+                    }
+                    PrivacyAction::Erase { subject } => privacy::erase_api(&a, &subject, &o).await,
+                };
+            }
+            let d = data_dir(&common).await?;
+            let org = common.org.as_deref();
+            match action {
+                PrivacyAction::Export { subject, to } => {
+                    privacy::export_local(&d, org, &subject, to.as_deref()).await
+                }
+                PrivacyAction::Erase { subject } => {
+                    privacy::erase_local(&d, org, &subject, &o).await
+                }
+            }
+        }
+        Command::Retention {
+            common,
+            action: RetentionAction::Run { as_of, config },
+        } => {
+            if common.api_url.is_some() {
+                return Err(Failure::usage(
+                    "align retention run works on the data directory (the server runs it by itself)",
+                ));
+            }
+            let as_of = as_of
+                .map(|t| events::parse_time("--as-of", &t))
+                .transpose()?;
+            let settings =
+                Config::load(config.as_deref(), std::env::vars(), &Overrides::default())?;
+            let d = data_dir(&common).await?;
+            privacy::retention_run(
+                &d,
+                &database(&common)?,
+                &settings.retention,
+                as_of,
+                &out(&common),
+            )
+            .await
+        }
         Command::Users { common, action } => {
             // Read before anything else, so a refused password costs no database work.
             let password = match &action {
@@ -713,6 +879,19 @@ async fn run(command: Command) -> Result<(), Failure> {
                 UserAction::SetRole { user, role } => {
                     ops::users_set_role(&d, org, &user, &role, &o).await
                 }
+                UserAction::Update {
+                    user,
+                    email,
+                    name,
+                    role,
+                } => {
+                    let change = privacy::UserUpdate { email, name, role };
+                    privacy::update_local(&d, org, &user, change, &o).await
+                }
+                UserAction::Delete {
+                    user,
+                    transfer_keys_to,
+                } => privacy::delete_local(&d, org, &user, transfer_keys_to.as_deref(), &o).await,
             }
         }
         Command::Projects { common, action } => {

@@ -202,9 +202,15 @@ impl DataDir {
         target: String,
         metadata: Value,
     ) -> Result<(), Failure> {
-        let entry = align_audit::Entry::audit(action)
+        let mut entry = align_audit::Entry::audit(action)
             .organization(org.to_string())
-            .actor(align_audit::Actor::System)
+            .actor(align_audit::Actor::System);
+        // A record about a person names them as its subject (their export and erasure find
+        // it), as the server's do.
+        if action.starts_with("user.") {
+            entry = entry.subject(target.as_str());
+        }
+        let entry = entry
             .target(target)
             .metadata(json!({ "via": "align-cli", "details": metadata }))
             .build()?;
@@ -296,6 +302,7 @@ pub(crate) async fn users_create(
         id: UserId::new(),
         organization_id: org.id,
         email: email.to_owned(),
+        name: None,
         role,
         created_at: Utc::now(),
     };

@@ -398,6 +398,7 @@ async fn set_password_reaches_users_in_a_postgres_database() {
         name: "Acme".into(),
         security_contact: None,
         leak_policy: align_keys::LeakPolicy::default(),
+        privacy_contact: None,
         created_at: now,
     };
     store.create_organization(&org).await.unwrap();
@@ -405,6 +406,7 @@ async fn set_password_reaches_users_in_a_postgres_database() {
         id: align_keys::UserId::new(),
         organization_id: org.id,
         email: "pg@acme.test".into(),
+        name: None,
         role: align_keys::Role::Admin,
         created_at: now,
     };

@@ -34,6 +34,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (Arc<KeyVerifier>, Vec<Secret>) {
             name: "bench".into(),
             security_contact: None,
             leak_policy: align_keys::LeakPolicy::default(),
+            privacy_contact: None,
             created_at: now,
         };
         store.create_organization(&org).await.unwrap();

@@ -70,11 +70,15 @@ pub struct Organization {
     pub id: OrganizationId,
     /// Display name.
     pub name: String,
-    /// Where security notices go (an e-mail address), if set.
+    /// Where security notices go (an e-mail address), if set; published in
+    /// `/.well-known/security.txt`.
     pub security_contact: Option<String>,
     /// What happens to its keys when they are reported as leaked.
     #[serde(default)]
     pub leak_policy: crate::leak::LeakPolicy,
+    /// Where people send privacy requests (access, correction, erasure), if set.
+    #[serde(default)]
+    pub privacy_contact: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -140,6 +144,9 @@ pub struct User {
     pub organization_id: OrganizationId,
     /// Login e-mail or name, unique per organisation.
     pub email: String,
+    /// The person's display name, if they gave one (personal data: erased with the user).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Current role: changes apply to the user's existing keys at once.
     pub role: Role,
     /// When the user was created.
@@ -204,11 +211,15 @@ pub enum Permission {
     OrganizationRead,
     /// `organization:write` (settings such as the security contact)
     OrganizationWrite,
+    /// `privacy:read`: export what Align holds about a person or a key (admins only).
+    PrivacyRead,
+    /// `privacy:write`: erase a person's data, correct or delete other users (admins only).
+    PrivacyWrite,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::KeysRead,
         Self::KeysWrite,
         Self::WebhooksRead,
@@ -218,6 +229,8 @@ impl Permission {
         Self::ProjectsWrite,
         Self::OrganizationRead,
         Self::OrganizationWrite,
+        Self::PrivacyRead,
+        Self::PrivacyWrite,
     ];
 
     /// The wire name, e.g. `keys:read`.
@@ -232,6 +245,8 @@ impl Permission {
             Self::ProjectsWrite => "projects:write",
             Self::OrganizationRead => "organization:read",
             Self::OrganizationWrite => "organization:write",
+            Self::PrivacyRead => "privacy:read",
+            Self::PrivacyWrite => "privacy:write",
         }
     }
 
@@ -249,6 +264,7 @@ impl Permission {
                 | Self::AuditRead
                 | Self::ProjectsRead
                 | Self::OrganizationRead
+                | Self::PrivacyRead
         )
     }
 }

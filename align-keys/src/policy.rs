@@ -78,7 +78,7 @@ impl fmt::Display for Denial {
 pub const fn role_permissions(role: Role) -> PermissionSet {
     match role {
         Role::Admin => PermissionSet::ALL,
-        Role::Engineer => without(PermissionSet::ALL, Permission::OrganizationWrite),
+        Role::Engineer => without(ADMIN_ONLY_FREE, Permission::OrganizationWrite),
         Role::Viewer => READS,
     }
 }
@@ -91,9 +91,35 @@ pub const fn scope_permissions(scope: Scope) -> PermissionSet {
     }
 }
 
+/// Everything but the privacy permissions, which reach every person's data and so belong to
+/// admins (and their organisation-scoped keys) alone.
+const ADMIN_ONLY_FREE: PermissionSet = without(
+    without(PermissionSet::ALL, Permission::PrivacyRead),
+    Permission::PrivacyWrite,
+);
+
+/// The admin-only permissions. Asked for where they cannot hold (by a minter without them,
+/// or for a project-scoped key), they are refused rather than silently narrowed away, so no
+/// key ever lists a privacy permission it could not use.
+const PRIVACY: PermissionSet = PermissionSet::only(Permission::PrivacyRead)
+    .union(PermissionSet::only(Permission::PrivacyWrite));
+
+/// Refuses a request for privacy permissions outside `allowed`.
+fn check_privacy(spec: &KeySpec, allowed: PermissionSet) -> Result<(), Denial> {
+    let asked = spec
+        .permissions
+        .unwrap_or(PermissionSet::EMPTY)
+        .intersect(PRIVACY);
+    if asked.is_subset_of(allowed.intersect(scope_permissions(spec.scope))) {
+        Ok(())
+    } else {
+        Err(Denial::PermissionsBroader)
+    }
+}
+
 /// What any project-scoped key may do at most.
 const PROJECT_SCOPE: PermissionSet = without(
-    without(PermissionSet::ALL, Permission::OrganizationWrite),
+    without(ADMIN_ONLY_FREE, Permission::OrganizationWrite),
     Permission::ProjectsWrite,
 );
 
@@ -187,7 +213,10 @@ impl Caller<'_> {
         if self.key.environment == Environment::Sandbox
             && matches!(
                 permission,
-                Permission::OrganizationWrite | Permission::ProjectsWrite
+                Permission::OrganizationWrite
+                    | Permission::ProjectsWrite
+                    | Permission::PrivacyRead
+                    | Permission::PrivacyWrite
             )
         {
             return Err(Denial::SandboxOrganizationChange);
@@ -215,6 +244,7 @@ impl Caller<'_> {
         }
         // What the key may do now, its creator's current role included.
         let mine = self.effective_permissions();
+        check_privacy(spec, mine)?;
         let theirs = spec
             .permissions
             .unwrap_or(PermissionSet::ALL)
@@ -287,6 +317,7 @@ impl UserCaller<'_> {
 /// Checks that `user` may mint a key shaped like `spec` directly (console, CLI, bootstrap).
 pub fn check_user_mint(user: &User, spec: &KeySpec) -> Result<(), Denial> {
     check_role_may_mint(user.role, spec)?;
+    check_privacy(spec, role_permissions(user.role))?;
     let allowed = role_permissions(user.role).intersect(scope_permissions(spec.scope));
     if let Some(requested) = spec.permissions {
         if !requested

@@ -172,6 +172,7 @@ impl World {
             name: "Acme".into(),
             security_contact: None,
             leak_policy: align_keys::LeakPolicy::default(),
+            privacy_contact: None,
             created_at: now,
         };
         store.create_organization(&org).await.unwrap();
@@ -181,6 +182,7 @@ impl World {
                 id: UserId::new(),
                 organization_id: org.id,
                 email: format!("u{i}@acme.test"),
+                name: None,
                 role: *role,
                 created_at: now,
             };

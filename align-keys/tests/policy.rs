@@ -127,6 +127,7 @@ proptest! {
             id: UserId::new(),
             organization_id: org(),
             email: "u@example.test".into(),
+            name: None,
             role: r,
             created_at: Utc::now(),
         };
@@ -291,6 +292,7 @@ fn user(role: Role) -> User {
     User {
         id: UserId(Uuid::from_u128(7)),
         organization_id: org(),
+        name: None,
         email: "dev@acme.test".into(),
         role,
         created_at: Utc::now(),

@@ -330,7 +330,7 @@ async fn sqlite_store_survives_reopen() {
         (minted.token, minted.record, f)
     };
     let store = SqliteKeyStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 6);
+    assert_eq!(store.schema_version().await.unwrap(), 7);
     assert_eq!(
         store
             .get_organization(f.org.id)
@@ -431,12 +431,14 @@ fn allow_lists_match_v4_v6_and_mapped_addresses() {
             name: "o".into(),
             security_contact: None,
             leak_policy: align_keys::LeakPolicy::default(),
+            privacy_contact: None,
             created_at: Utc::now(),
         },
         admin: User {
             id: UserId::new(),
             organization_id: OrganizationId::new(),
             email: "a".into(),
+            name: None,
             role: Role::Admin,
             created_at: Utc::now(),
         },
@@ -760,4 +762,121 @@ async fn no_password_or_session_token_reaches_the_sqlite_file() {
     assert!(!has(password.as_bytes()), "the password is not");
     assert!(!has(token.as_bytes()), "the session token is not");
     assert!(has(SessionHash::of(token).as_bytes()), "its hash is");
+}
+
+#[tokio::test]
+async fn users_are_corrected_and_deleted_and_their_keys_change_hands() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+        let dana = User {
+            id: UserId::new(),
+            organization_id: f.org.id,
+            email: "dana@acme.test".into(),
+            name: Some("Dana".into()),
+            role: Role::Engineer,
+            created_at: now,
+        };
+        store.create_user(&dana).await.unwrap();
+        assert_eq!(store.get_user(dana.id).await.unwrap(), Some(dana.clone()));
+
+        // Corrected: e-mail and name; another user's e-mail is taken.
+        store
+            .update_user_profile(dana.id, "dana@acme.example", None)
+            .await
+            .unwrap();
+        let got = store.get_user(dana.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.email.as_str(), got.name),
+            ("dana@acme.example", None),
+            "{name}"
+        );
+        assert!(matches!(
+            store
+                .update_user_profile(dana.id, "admin@acme.test", None)
+                .await,
+            Err(Error::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            store
+                .update_user_profile(UserId::new(), "x@y.z", None)
+                .await,
+            Err(Error::NotFound(_))
+        ));
+
+        // Keys change hands, and each is a change in the log.
+        let mut r = record(&f, "ako_0000d0d0");
+        r.created_by = dana.id;
+        store.insert_key(&r, &KeyHash([7; 32])).await.unwrap();
+        let (_, start) = store.key_changes_since(-1).await.unwrap();
+        assert_eq!(store.transfer_keys(dana.id, f.admin.id).await.unwrap(), 1);
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().unwrap().created_by,
+            f.admin.id,
+            "{name}"
+        );
+        let (changed, _) = store.key_changes_since(start).await.unwrap();
+        assert!(changed.contains(&r.id), "{name}: {changed:?}");
+
+        // Sessions end; the user goes, and their remaining keys are changes too.
+        store
+            .create_session(&SessionHash::of("dana-1"), &session(dana.id, now, 1))
+            .await
+            .unwrap();
+        store
+            .create_session(&SessionHash::of("dana-2"), &session(dana.id, now, 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.delete_user_sessions(dana.id).await.unwrap(),
+            2,
+            "{name}"
+        );
+        store
+            .create_session(&SessionHash::of("dana-3"), &session(dana.id, now, 1))
+            .await
+            .unwrap();
+        let mut own = record(&f, "ako_0000d0d1");
+        own.created_by = dana.id;
+        store.insert_key(&own, &KeyHash([8; 32])).await.unwrap();
+        let (_, before) = store.key_changes_since(-1).await.unwrap();
+        store.delete_user(dana.id).await.unwrap();
+        assert_eq!(store.get_user(dana.id).await.unwrap(), None, "{name}");
+        assert_eq!(
+            store
+                .get_session(&SessionHash::of("dana-3"), now)
+                .await
+                .unwrap(),
+            None,
+            "{name}"
+        );
+        let (changed, _) = store.key_changes_since(before).await.unwrap();
+        assert!(changed.contains(&own.id), "{name}: {changed:?}");
+        assert!(matches!(
+            store.delete_user(dana.id).await,
+            Err(Error::NotFound(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn projects_are_deleted_and_the_privacy_contact_round_trips() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        store.delete_project(f.project.id).await.unwrap();
+        assert_eq!(
+            store.get_project(f.project.id).await.unwrap(),
+            None,
+            "{name}"
+        );
+        assert!(matches!(
+            store.delete_project(f.project.id).await,
+            Err(Error::NotFound(_))
+        ));
+        let mut org = f.org.clone();
+        org.privacy_contact = Some("privacy@acme.test".into());
+        store.update_organization(&org).await.unwrap();
+        let got = store.get_organization(org.id).await.unwrap().unwrap();
+        assert_eq!(got.privacy_contact, org.privacy_contact, "{name}");
+    }
 }

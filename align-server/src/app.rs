@@ -115,6 +115,7 @@ where
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         started: audit::now(),
+        user: std::sync::OnceLock::new(),
     });
     let mut trace = Trace::default();
 
@@ -196,6 +197,12 @@ where
             return Err(routes::unrouted(&parts.method, "/healthz"));
         }
         return Ok(state.health().await);
+    }
+    if parts.uri.path() == "/.well-known/security.txt" {
+        if parts.method != Method::GET {
+            return Err(routes::unrouted(&parts.method, "/.well-known/security.txt"));
+        }
+        return routes::organization::security_txt(state).await;
     }
     if crate::docs::is_docs_path(parts.uri.path()) {
         return crate::docs::serve(&parts.method, parts.uri.path());

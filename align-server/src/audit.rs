@@ -25,6 +25,9 @@ pub(crate) struct RequestMeta {
     /// The path only: query strings are never logged.
     pub(crate) path: String,
     pub(crate) started: DateTime<Utc>,
+    /// The console user the request acts for, once known: the request log's actor when no
+    /// key is, so a person's console requests are found by their export and erasure.
+    pub(crate) user: std::sync::OnceLock<align_keys::UserId>,
 }
 
 /// The actor for a request made with `key`.
@@ -174,6 +177,10 @@ impl AppState {
                 .organization(k.organization_id.to_string())
                 .environment(k.environment)
                 .actor(actor(k));
+        } else if let Some(user) = meta.user.get() {
+            entry = entry.actor(Actor::User {
+                id: user.to_string(),
+            });
         }
         if let Some(ua) = meta.user_agent {
             entry = entry.user_agent(ua);
@@ -218,6 +225,11 @@ fn audit_entry(
     }
     if let Some(ua) = &meta.user_agent {
         entry = entry.user_agent(ua.as_str());
+    }
+    // A record about a person names them as its subject, so their export finds it and their
+    // erasure reaches it (DESIGN §9).
+    if action.starts_with("user.") {
+        entry = entry.subject(target);
     }
     entry.build()
 }

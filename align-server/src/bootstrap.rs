@@ -43,6 +43,7 @@ pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, 
         name: "Default organization".into(),
         security_contact: None,
         leak_policy: align_keys::LeakPolicy::default(),
+        privacy_contact: None,
         created_at: now,
     };
     store.create_organization(&org).await?;
@@ -50,6 +51,7 @@ pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, 
         id: UserId::new(),
         organization_id: org.id,
         email: "admin@localhost".into(),
+        name: None,
         role: Role::Admin,
         created_at: now,
     };

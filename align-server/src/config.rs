@@ -86,6 +86,8 @@ pub struct Config {
     pub secret_scanning: SecretScanningSettings,
     /// Security notices by e-mail (`notifications.*`).
     pub notifications: NotificationSettings,
+    /// How long personal and operational records are kept (`retention.*`).
+    pub retention: RetentionSettings,
 }
 
 /// The logs' disk budget (`logs.*`; see `docs/operations.md`, "Disk budget").
@@ -153,6 +155,42 @@ impl std::fmt::Debug for NotificationSettings {
             .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[redacted]"))
             .field("smtp_from", &self.smtp_from)
             .finish()
+    }
+}
+
+/// How long each store keeps its records (`retention.*`; DESIGN §9, `docs/privacy.md`).
+/// Nothing is kept forever: the server removes what is older every `interval` (jittered),
+/// and `align retention run` does the same on demand. Sessions go when they expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Days the request log is kept (`retention.request_log_days`, default 30).
+    pub request_log_days: u32,
+    /// Days the audit log is kept (`retention.audit_log_days`, default 400). Removal takes
+    /// whole prefixes of the chain and leaves a signed checkpoint, so it still verifies.
+    pub audit_log_days: u32,
+    /// Days webhook deliveries and their attempts (receivers' responses) are kept once
+    /// finished (`retention.webhook_days`, default 30).
+    pub webhook_days: u32,
+    /// Days events (webhook messages, `GET /events`) are kept (`retention.events_days`,
+    /// default 30).
+    pub events_days: u32,
+    /// Run retention inside `align serve` (`retention.enabled`, default true).
+    pub enabled: bool,
+    /// How often it runs (`retention.interval_secs`, default 3600, with up to a tenth more
+    /// at random so that instances drift apart).
+    pub interval: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            request_log_days: 30,
+            audit_log_days: 400,
+            webhook_days: 30,
+            events_days: 30,
+            enabled: true,
+            interval: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -388,6 +426,7 @@ impl Default for Config {
             secrets_key_file: None,
             secret_scanning: SecretScanningSettings::default(),
             notifications: NotificationSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -424,6 +463,8 @@ struct FileConfig {
     secret_scanning: SecretScanningSection,
     #[serde(default)]
     notifications: NotificationsSection,
+    #[serde(default)]
+    retention: RetentionSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -454,6 +495,17 @@ impl std::fmt::Debug for NotificationsSection {
             .field("smtp_from", &self.smtp_from)
             .finish()
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    request_log_days: Option<u32>,
+    audit_log_days: Option<u32>,
+    webhook_days: Option<u32>,
+    events_days: Option<u32>,
+    enabled: Option<bool>,
+    interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -680,6 +732,24 @@ impl Config {
         if let Some(v) = f.notifications.smtp_from {
             self.notifications.smtp_from = v;
         }
+        let r = f.retention;
+        let keep = &mut self.retention;
+        for (value, field) in [
+            (r.request_log_days, &mut keep.request_log_days),
+            (r.audit_log_days, &mut keep.audit_log_days),
+            (r.webhook_days, &mut keep.webhook_days),
+            (r.events_days, &mut keep.events_days),
+        ] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        if let Some(v) = r.enabled {
+            keep.enabled = v;
+        }
+        if let Some(v) = r.interval_secs {
+            keep.interval = Duration::from_secs(v);
+        }
         let w = f.webhooks;
         let hooks = &mut self.webhooks;
         if let Some(v) = w.allow_private_targets {
@@ -802,12 +872,41 @@ impl Config {
                 self.notifications.smtp_url = non_empty(value.to_owned());
             }
             "ALIGN_NOTIFICATIONS_SMTP_FROM" => self.notifications.smtp_from = value.to_owned(),
+            "ALIGN_RETENTION_REQUEST_LOG_DAYS" => {
+                self.retention.request_log_days = parse_value(name, value)?;
+            }
+            "ALIGN_RETENTION_AUDIT_LOG_DAYS" => {
+                self.retention.audit_log_days = parse_value(name, value)?;
+            }
+            "ALIGN_RETENTION_WEBHOOK_DAYS" => {
+                self.retention.webhook_days = parse_value(name, value)?;
+            }
+            "ALIGN_RETENTION_EVENTS_DAYS" => self.retention.events_days = parse_value(name, value)?,
+            "ALIGN_RETENTION_ENABLED" => self.retention.enabled = parse_bool(name, value)?,
+            "ALIGN_RETENTION_INTERVAL_SECS" => {
+                self.retention.interval = Duration::from_secs(parse_value(name, value)?);
+            }
             _ => {}
         }
         Ok(())
     }
 
     fn validate(&self) -> Result<(), Error> {
+        let r = &self.retention;
+        if [
+            r.request_log_days,
+            r.audit_log_days,
+            r.webhook_days,
+            r.events_days,
+        ]
+        .contains(&0)
+            || r.interval.is_zero()
+        {
+            return Err(Error::Setting {
+                key: "retention.*".into(),
+                reason: "retention days and retention.interval_secs must be at least 1".into(),
+            });
+        }
         if self
             .metrics
             .token

@@ -320,6 +320,12 @@ impl ApiError {
         )
     }
 
+    /// `409 conflict`: the object's state forbids the change (a project with active keys or
+    /// enabled endpoints, the organisation's last admin); `message` says what to do first.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     /// `409 key_not_active`: resuming, rotating or changing a key that is revoked or expired
     /// (a rotated-out key included). Those are final: nothing makes the key valid again.
     pub fn key_not_active() -> Self {

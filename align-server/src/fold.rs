@@ -247,6 +247,7 @@ mod tests {
             method: "GET".into(),
             path: "/api/v1/me".into(),
             started: at,
+            user: std::sync::OnceLock::new(),
         }
     }
 

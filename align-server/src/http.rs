@@ -38,6 +38,21 @@ pub(crate) fn raw_json(status: StatusCode, body: Bytes) -> Response {
     with_json_type(status, body)
 }
 
+/// `204 No Content`.
+pub(crate) fn no_content() -> Response {
+    let mut r = http::Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// A `200` with `body` of type `content_type`.
+pub(crate) fn typed(content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    let mut r = http::Response::new(Full::new(body.into()));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
 fn with_json_type(status: StatusCode, body: Bytes) -> Response {
     let mut r = http::Response::new(Full::new(body));
     *r.status_mut() = status;

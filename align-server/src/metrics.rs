@@ -61,6 +61,11 @@ pub(crate) struct Metrics {
     /// New connections that found `limits.max_connections` connections open.
     at_cap: AtomicU64,
     closed: [AtomicU64; CLOSE_REASONS.len()],
+    /// Records removed by retention, per store (the order of
+    /// [`crate::retention::RetentionReport::removed`]).
+    retention_removed: [AtomicU64; 6],
+    /// Retention runs this instance finished.
+    retention_runs: AtomicU64,
 }
 
 impl Metrics {
@@ -118,6 +123,14 @@ impl Metrics {
     /// Counts rejected requests folded into one request-log summary entry.
     pub(crate) fn folded(&self, requests: u64) {
         self.folded.fetch_add(requests, Ordering::Relaxed);
+    }
+
+    /// Adds what a retention run removed.
+    pub(crate) fn retention_removed(&self, report: &crate::retention::RetentionReport) {
+        for ((_, n), counter) in report.removed().iter().zip(&self.retention_removed) {
+            counter.fetch_add(*n, Ordering::Relaxed);
+        }
+        self.retention_runs.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a new connection that found the server at its connection cap.
@@ -204,6 +217,29 @@ impl Metrics {
             out,
             "align_request_log_folded_total {}",
             self.folded.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP align_retention_removed_total Records removed by retention runs of this instance, by store."
+        );
+        let _ = writeln!(out, "# TYPE align_retention_removed_total counter");
+        let empty = crate::retention::RetentionReport::default();
+        for ((store, _), n) in empty.removed().iter().zip(&self.retention_removed) {
+            let _ = writeln!(
+                out,
+                "align_retention_removed_total{{store=\"{store}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP align_retention_runs_total Retention runs this instance finished."
+        );
+        let _ = writeln!(out, "# TYPE align_retention_runs_total counter");
+        let _ = writeln!(
+            out,
+            "align_retention_runs_total {}",
+            self.retention_runs.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

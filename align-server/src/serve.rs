@@ -72,7 +72,9 @@ impl Backends {
                 .await?
                 .with_event_hook(Arc::new(crate::events::OutboxHook)),
         );
-        let sink_config = crate::bootstrap::audit_sink_config(&config.data_dir, false)?;
+        // Retention purges the logs, which takes the checkpoint key: made on first start.
+        let sink_config =
+            crate::bootstrap::audit_sink_config(&config.data_dir, config.retention.enabled)?;
         let audit = SqliteSink::open(&path, sink_config).await?;
         Ok(Self {
             leaks: keys.clone(),
@@ -322,6 +324,23 @@ impl Server {
                 }
             })
         };
+        // Retention runs itself (DESIGN §9): hourly, jittered, one instance at a time.
+        let (stop_retention, retention_stopped) = tokio::sync::oneshot::channel::<()>();
+        let retention = if state.config.retention.enabled {
+            match crate::retention::RunLock::for_database(&state.config.database) {
+                Ok(lock) => Some(tokio::spawn(crate::retention::scheduled(
+                    Arc::clone(&state),
+                    lock,
+                    retention_stopped,
+                ))),
+                Err(e) => {
+                    tracing::error!(error = %e, "retention cannot run inside the server");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
         let dispatcher = if state.config.webhooks.dispatcher {
             let dispatcher = Dispatcher::new(
@@ -393,6 +412,11 @@ impl Server {
         disk_watch.abort();
         let _ = stop_folder.send(());
         let _ = folder.await;
+        // A run in progress finishes (it is a few store transactions); none starts.
+        let _ = stop_retention.send(());
+        if let Some(task) = retention {
+            let _ = task.await;
+        }
         // In-flight deliveries finish (each within the attempt timeout); the rest stay in
         // the outbox for the next start.
         let _ = stop_dispatch.send(());

@@ -89,6 +89,7 @@ async fn seed_users(server: &TestServer) -> (UserId, UserId, ProjectId) {
         id: UserId::new(),
         organization_id: org,
         email: ENGINEER.into(),
+        name: None,
         role: Role::Engineer,
         created_at: Utc::now(),
     };

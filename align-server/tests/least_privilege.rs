@@ -73,6 +73,7 @@ async fn engineer_key(s: &TestServer, project: &str) -> (UserId, String) {
         id: UserId::new(),
         organization_id: org,
         email: "dev@acme.test".into(),
+        name: None,
         role: Role::Engineer,
         created_at: Utc::now(),
     };
@@ -494,6 +495,7 @@ async fn finding_9_metrics_need_an_operator_credential() {
         .create_organization(&Organization {
             id: OrganizationId::new(),
             name: "Other".into(),
+            privacy_contact: None,
             security_contact: None,
             leak_policy: align_keys::LeakPolicy::default(),
             created_at: Utc::now(),

@@ -59,7 +59,8 @@ pub use secret::{
 #[cfg(feature = "postgres")]
 pub use store::PgWebhookStore;
 pub use store::{
-    ClaimSkip, MemoryWebhookStore, MessagePage, MessageQuery, OutboxStats, WebhookStore,
+    ClaimSkip, ERASED, MemoryWebhookStore, MessagePage, MessageQuery, OutboxStats, Purged,
+    WebhookStore,
 };
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteDeduplicator, SqliteWebhookStore, enqueue_in_transaction};

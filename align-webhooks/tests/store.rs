@@ -639,3 +639,119 @@ async fn issue_21_finding_6_attempts_page_newest_first_each_once() {
         assert!(page.is_empty() && next.is_none(), "{name}");
     }
 }
+
+#[tokio::test]
+async fn retention_removes_old_messages_and_finished_deliveries() {
+    for (name, store) in stores().await {
+        let ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        let live = Environment::Live;
+        let old = store
+            .enqueue(msg("evt_old", "api_key.revoked", live), t(0))
+            .await
+            .unwrap();
+        let done = old.deliveries[0];
+        store
+            .record_attempt(done, attempt(1, Some(204)), Next::Succeeded)
+            .await
+            .unwrap();
+        let waiting = store
+            .enqueue(msg("evt_waiting", "api_key.revoked", live), t(0))
+            .await
+            .unwrap();
+        let recent = store
+            .enqueue(msg("evt_new", "api_key.revoked", live), t(100_000))
+            .await
+            .unwrap();
+        store
+            .record_attempt(
+                recent.deliveries[0],
+                attempt(100_001, Some(204)),
+                Next::Succeeded,
+            )
+            .await
+            .unwrap();
+
+        // Finished deliveries past their age go with their attempts; a pending one stays.
+        let p = store.purge(t(50_000), t(-1)).await.unwrap();
+        assert_eq!((p.deliveries, p.attempts, p.messages), (1, 1, 0), "{name}");
+        assert!(store.delivery(done).await.is_err(), "{name}");
+        assert!(
+            store.delivery(waiting.deliveries[0]).await.is_ok(),
+            "{name}"
+        );
+
+        // Old events go with whatever deliveries are left of them; recent ones stay.
+        let p = store.purge(t(50_000), t(50_000)).await.unwrap();
+        assert_eq!((p.messages, p.deliveries, p.attempts), (2, 1, 0), "{name}");
+        assert!(store.message(&old.message.id).await.is_err(), "{name}");
+        assert!(store.message(&recent.message.id).await.is_ok(), "{name}");
+        assert_eq!(
+            store.attempts(recent.deliveries[0]).await.unwrap().len(),
+            1,
+            "{name}"
+        );
+        let nothing = store.purge(t(50_000), t(50_000)).await.unwrap();
+        assert_eq!(nothing, align_webhooks::Purged::default(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn erasing_values_reaches_payloads_and_attempts_of_one_organisation() {
+    for (name, store) in stores().await {
+        let ep = endpoint(Environment::Live, "https://a.example/");
+        store.create_endpoint(&ep).await.unwrap();
+        let person = json!({"email": "dana@acme.test", "name": "Dana \"D\" Dev", "team": "Devops"});
+        let mut m = msg("evt_person", "user.updated", Environment::Live);
+        m.data = person.clone();
+        let out = store.enqueue(m, t(0)).await.unwrap();
+        let mut a = attempt(1, Some(400));
+        a.response_body = Some("unknown user dana@acme.test".into());
+        store
+            .record_attempt(out.deliveries[0], a, Next::Failed)
+            .await
+            .unwrap();
+        // The same person named in another organisation's event: not this erasure's.
+        let mut elsewhere = msg("evt_elsewhere", "user.updated", Environment::Live);
+        elsewhere.data = person;
+        elsewhere.owner = align_webhooks::Owner::organization("other-org");
+        let other = store.enqueue(elsewhere, t(0)).await.unwrap();
+
+        let values = vec![
+            "dana@acme.test".to_owned(),
+            "Dana \"D\" Dev".to_owned(),
+            "Dev".to_owned(),
+            "x".to_owned(),
+        ];
+        let n = store.erase_values("", &values).await.unwrap();
+        assert_eq!(
+            n, 3,
+            "{name}: the e-mail in the payload and the attempt, the name"
+        );
+        let payload = store.message(&out.message.id).await.unwrap().payload;
+        let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(
+            v["data"]["email"],
+            align_webhooks::ERASED,
+            "{name}: {payload}"
+        );
+        assert_eq!(
+            v["data"]["name"],
+            align_webhooks::ERASED,
+            "{name}: {payload}"
+        );
+        assert_eq!(
+            v["data"]["team"], "Devops",
+            "{name}: a short name cuts into no word"
+        );
+        let attempts = store.attempts(out.deliveries[0]).await.unwrap();
+        assert_eq!(
+            attempts[0].response_body.as_deref(),
+            Some("unknown user [erased]"),
+            "{name}"
+        );
+        let untouched = store.message(&other.message.id).await.unwrap().payload;
+        assert!(untouched.contains("dana@acme.test"), "{name}");
+        assert_eq!(store.erase_values("", &values).await.unwrap(), 0, "{name}");
+    }
+}

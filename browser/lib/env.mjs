@@ -69,6 +69,9 @@ export function config() {
     // Users only the throttling tests sign in as (each suite its own), so no one else is locked out.
     throttled: { email: need("ALIGN_THROTTLE_EMAIL"), password: need("ALIGN_THROTTLE_PASSWORD") },
     throttledHttp: { email: need("ALIGN_THROTTLE_HTTP_EMAIL"), password: need("ALIGN_THROTTLE_HTTP_PASSWORD") },
+    // Users only the privacy tests touch (tests/privacy.spec.mjs).
+    profile: { email: need("ALIGN_PROFILE_EMAIL"), password: need("ALIGN_PROFILE_PASSWORD") },
+    doomed: { email: need("ALIGN_DOOMED_EMAIL"), password: need("ALIGN_DOOMED_PASSWORD") },
   };
 }
 

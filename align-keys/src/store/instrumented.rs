@@ -117,6 +117,25 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
     async fn set_user_role(&self, id: UserId, role: Role) -> Result<()> {
         counted!(self, other_writes, self.inner.set_user_role(id, role))
     }
+    async fn update_user_profile(&self, id: UserId, email: &str, name: Option<&str>) -> Result<()> {
+        counted!(
+            self,
+            other_writes,
+            self.inner.update_user_profile(id, email, name)
+        )
+    }
+    async fn transfer_keys(&self, from: UserId, to: UserId) -> Result<u64> {
+        counted!(self, other_writes, self.inner.transfer_keys(from, to))
+    }
+    async fn delete_user_sessions(&self, id: UserId) -> Result<u64> {
+        counted!(self, other_writes, self.inner.delete_user_sessions(id))
+    }
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        counted!(self, other_writes, self.inner.delete_user(id))
+    }
+    async fn delete_project(&self, id: ProjectId) -> Result<()> {
+        counted!(self, other_writes, self.inner.delete_project(id))
+    }
     async fn set_user_password(&self, id: UserId, hash: &PasswordHash) -> Result<()> {
         counted!(self, other_writes, self.inner.set_user_password(id, hash))
     }

@@ -131,6 +131,7 @@ impl KeyStore for MemoryKeyStore {
         slot.1.name.clone_from(&org.name);
         slot.1.security_contact.clone_from(&org.security_contact);
         slot.1.leak_policy = org.leak_policy;
+        slot.1.privacy_contact.clone_from(&org.privacy_contact);
         Ok(())
     }
 
@@ -209,6 +210,77 @@ impl KeyStore for MemoryKeyStore {
             .map(|(_, k)| k.id)
             .collect();
         g.changes.extend(theirs);
+        Ok(())
+    }
+
+    async fn update_user_profile(&self, id: UserId, email: &str, name: Option<&str>) -> Result<()> {
+        let mut g = self.write();
+        let org = g
+            .users
+            .iter()
+            .find(|(_, u)| u.id == id)
+            .map(|(_, u)| u.organization_id)
+            .ok_or(Error::NotFound(ObjectKind::User))?;
+        let taken = g
+            .users
+            .iter()
+            .any(|(_, u)| u.id != id && u.organization_id == org && u.email == email);
+        if taken {
+            return Err(Error::AlreadyExists(ObjectKind::User));
+        }
+        if let Some((_, u)) = g.users.iter_mut().find(|(_, u)| u.id == id) {
+            email.clone_into(&mut u.email);
+            u.name = name.map(str::to_owned);
+        }
+        Ok(())
+    }
+
+    async fn transfer_keys(&self, from: UserId, to: UserId) -> Result<u64> {
+        let mut g = self.write();
+        let mut moved = Vec::new();
+        for (_, k) in g.keys.iter_mut().filter(|(_, k)| k.created_by == from) {
+            k.created_by = to;
+            moved.push(k.id);
+        }
+        let n = moved.len() as u64;
+        g.changes.extend(moved);
+        Ok(n)
+    }
+
+    async fn delete_user_sessions(&self, id: UserId) -> Result<u64> {
+        let mut g = self.write();
+        let before = g.sessions.len();
+        g.sessions.retain(|_, s| s.user_id != id);
+        Ok((before - g.sessions.len()) as u64)
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        let mut g = self.write();
+        let before = g.users.len();
+        g.users.retain(|(_, u)| u.id != id);
+        if g.users.len() == before {
+            return Err(Error::NotFound(ObjectKind::User));
+        }
+        g.passwords.remove(&id);
+        g.sessions.retain(|_, s| s.user_id != id);
+        // Their keys lose their creator's role: a change of each, as for a role change.
+        let theirs: Vec<KeyId> = g
+            .keys
+            .iter()
+            .filter(|(_, k)| k.created_by == id)
+            .map(|(_, k)| k.id)
+            .collect();
+        g.changes.extend(theirs);
+        Ok(())
+    }
+
+    async fn delete_project(&self, id: ProjectId) -> Result<()> {
+        let mut g = self.write();
+        let before = g.projects.len();
+        g.projects.retain(|(_, p)| p.id != id);
+        if g.projects.len() == before {
+            return Err(Error::NotFound(ObjectKind::Project));
+        }
         Ok(())
     }
 

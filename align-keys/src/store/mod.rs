@@ -111,7 +111,7 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn get_organization(&self, id: OrganizationId) -> Result<Option<Organization>>;
     /// Every organisation, oldest first.
     async fn list_organizations(&self, page: &PageRequest) -> Result<Page<Organization>>;
-    /// Replaces an organisation's name, security contact and leak policy.
+    /// Replaces an organisation's name, security contact, privacy contact and leak policy.
     async fn update_organization(&self, org: &Organization) -> Result<()>;
 
     /// Adds a project to an existing organisation.
@@ -130,6 +130,23 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn list_users(&self, org: OrganizationId, page: &PageRequest) -> Result<Page<User>>;
     /// Changes a user's role; their keys follow at once.
     async fn set_user_role(&self, id: UserId, role: Role) -> Result<()>;
+    /// Corrects a user's e-mail and display name (their role and password stay). Fails with
+    /// [`Error::NotFound`] for an unknown user and [`Error::AlreadyExists`] when another user
+    /// of the organisation has the e-mail.
+    async fn update_user_profile(&self, id: UserId, email: &str, name: Option<&str>) -> Result<()>;
+    /// Gives every key `from` created to `to` (the keys are bounded by `to`'s role from now
+    /// on, and the change log names each of them), returning how many moved.
+    async fn transfer_keys(&self, from: UserId, to: UserId) -> Result<u64>;
+    /// Ends every sign-in session of a user, returning how many.
+    async fn delete_user_sessions(&self, id: UserId) -> Result<u64>;
+    /// Deletes a user with their password and sessions: nothing personal stays in the store.
+    /// The keys they created stay (revoke or [transfer](Self::transfer_keys) them first);
+    /// without their creator they hold a viewer's powers at most. Fails with
+    /// [`Error::NotFound`] for an unknown user.
+    async fn delete_user(&self, id: UserId) -> Result<()>;
+    /// Deletes a project. Its keys stay as they are (the caller checks that none is active).
+    /// Fails with [`Error::NotFound`] for an unknown project.
+    async fn delete_project(&self, id: ProjectId) -> Result<()>;
 
     /// Sets or replaces a user's password hash, and ends every session of theirs in the same
     /// write, so a changed password signs the user out everywhere.

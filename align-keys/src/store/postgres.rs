@@ -163,6 +163,28 @@ CREATE TABLE keys_leak_reports (
 );
 CREATE INDEX keys_leak_reports_by_org ON keys_leak_reports(organization_id, seq);
 ",
+    // Privacy (DESIGN §9): a user's display name (correctable, erased with the user), the
+    // organisation's privacy contact; keys handed to another creator, and the keys of a
+    // deleted user, are changes of each key (their creator's role bounds them).
+    r"
+ALTER TABLE keys_users ADD COLUMN name TEXT;
+ALTER TABLE keys_organizations ADD COLUMN privacy_contact TEXT;
+CREATE TRIGGER keys_api_keys_creator_changed
+AFTER UPDATE OF created_by ON keys_api_keys
+FOR EACH ROW WHEN (OLD.created_by IS DISTINCT FROM NEW.created_by)
+EXECUTE FUNCTION keys_api_keys_changed();
+CREATE FUNCTION keys_users_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('align.keys_changes'), hashtext(current_schema()));
+    INSERT INTO keys_changes (key_id) SELECT id FROM keys_api_keys WHERE created_by = OLD.id;
+    PERFORM pg_notify('align_keys_changed', current_schema());
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER keys_users_deleted
+AFTER DELETE ON keys_users
+FOR EACH ROW EXECUTE FUNCTION keys_users_deleted();
+",
 ];
 
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
@@ -377,7 +399,8 @@ fn key_from(r: &Row) -> Result<(i64, KeyRecord)> {
 
 /// The organisation columns `org_from` reads, in order.
 const ORG_COLUMNS: &str =
-    "seq, id, name, security_contact, created_at, leaked_key_action, leaked_sandbox_key_action";
+    "seq, id, name, security_contact, created_at, leaked_key_action, leaked_sandbox_key_action, \
+     privacy_contact";
 
 fn org_from(r: &Row) -> Result<(i64, Organization)> {
     Ok((
@@ -387,6 +410,7 @@ fn org_from(r: &Row) -> Result<(i64, Organization)> {
             name: r.try_get(2)?,
             security_contact: r.try_get(3)?,
             leak_policy: leak_policy(r.try_get(5)?, r.try_get(6)?)?,
+            privacy_contact: r.try_get(7)?,
             created_at: time(r.try_get(4)?)?,
         },
     ))
@@ -433,6 +457,7 @@ fn user_from(r: &Row) -> Result<(i64, User)> {
             id: UserId(uuid(r.try_get(1)?)?),
             organization_id: OrganizationId(uuid(r.try_get(2)?)?),
             email: r.try_get(3)?,
+            name: r.try_get(6)?,
             role: Role::from_name(r.try_get(4)?).ok_or(Error::Corrupt("role"))?,
             created_at: time(r.try_get(5)?)?,
         },
@@ -497,8 +522,8 @@ impl KeyStore for PgKeyStore {
         client
             .execute(
                 "INSERT INTO keys_organizations (id, name, security_contact, created_at,
-                     leaked_key_action, leaked_sandbox_key_action)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                     leaked_key_action, leaked_sandbox_key_action, privacy_contact)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     &org.id.to_string(),
                     &org.name,
@@ -506,6 +531,7 @@ impl KeyStore for PgKeyStore {
                     &ms(org.created_at),
                     &org.leak_policy.live.as_str(),
                     &org.leak_policy.sandbox.as_str(),
+                    &org.privacy_contact,
                 ],
             )
             .await
@@ -539,7 +565,8 @@ impl KeyStore for PgKeyStore {
         let n = self
             .execute(
                 "UPDATE keys_organizations SET name = $2, security_contact = $3,
-                     leaked_key_action = $4, leaked_sandbox_key_action = $5
+                     leaked_key_action = $4, leaked_sandbox_key_action = $5,
+                     privacy_contact = $6
                  WHERE id = $1",
                 &[
                     &org.id.to_string(),
@@ -547,6 +574,7 @@ impl KeyStore for PgKeyStore {
                     &org.security_contact,
                     &org.leak_policy.live.as_str(),
                     &org.leak_policy.sandbox.as_str(),
+                    &org.privacy_contact,
                 ],
             )
             .await?;
@@ -598,14 +626,15 @@ impl KeyStore for PgKeyStore {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO keys_users (id, organization_id, email, role, created_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO keys_users (id, organization_id, email, role, created_at, name)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     &u.id.to_string(),
                     &u.organization_id.to_string(),
                     &u.email,
                     &u.role.as_str(),
                     &ms(u.created_at),
+                    &u.name,
                 ],
             )
             .await
@@ -615,7 +644,7 @@ impl KeyStore for PgKeyStore {
 
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
         self.first(
-            "SELECT seq, id, organization_id, email, role, created_at FROM keys_users
+            "SELECT seq, id, organization_id, email, role, created_at, name FROM keys_users
              WHERE id = $1",
             &id.to_string(),
             user_from,
@@ -625,7 +654,7 @@ impl KeyStore for PgKeyStore {
 
     async fn list_users(&self, org: OrganizationId, req: &PageRequest) -> Result<Page<User>> {
         self.paged(
-            "SELECT seq, id, organization_id, email, role, created_at FROM keys_users
+            "SELECT seq, id, organization_id, email, role, created_at, name FROM keys_users
              WHERE seq > $1 AND organization_id = $3 ORDER BY seq LIMIT $2",
             req,
             &[&org.to_string()],
@@ -643,6 +672,71 @@ impl KeyStore for PgKeyStore {
             .await?;
         if n == 0 {
             return Err(Error::NotFound(ObjectKind::User));
+        }
+        Ok(())
+    }
+
+    async fn update_user_profile(&self, id: UserId, email: &str, name: Option<&str>) -> Result<()> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE keys_users SET email = $2, name = $3 WHERE id = $1",
+                &[&id.to_string(), &email, &name],
+            )
+            .await
+            .map_err(|e| constraint(e, |_| Error::AlreadyExists(ObjectKind::User)))?;
+        if n == 0 {
+            return Err(Error::NotFound(ObjectKind::User));
+        }
+        Ok(())
+    }
+
+    async fn transfer_keys(&self, from: UserId, to: UserId) -> Result<u64> {
+        // The creator-changed trigger names each key in the change log.
+        self.execute(
+            "UPDATE keys_api_keys SET created_by = $2 WHERE created_by = $1",
+            &[&from.to_string(), &to.to_string()],
+        )
+        .await
+    }
+
+    async fn delete_user_sessions(&self, id: UserId) -> Result<u64> {
+        self.execute(
+            "DELETE FROM keys_user_sessions WHERE user_id = $1",
+            &[&id.to_string()],
+        )
+        .await
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM keys_user_sessions WHERE user_id = $1",
+            &[&id.to_string()],
+        )
+        .await?;
+        // The deletion trigger names each of the user's keys in the change log.
+        let n = tx
+            .execute("DELETE FROM keys_users WHERE id = $1", &[&id.to_string()])
+            .await?;
+        if n == 0 {
+            tx.rollback().await?;
+            return Err(Error::NotFound(ObjectKind::User));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_project(&self, id: ProjectId) -> Result<()> {
+        let n = self
+            .execute(
+                "DELETE FROM keys_projects WHERE id = $1",
+                &[&id.to_string()],
+            )
+            .await?;
+        if n == 0 {
+            return Err(Error::NotFound(ObjectKind::Project));
         }
         Ok(())
     }
@@ -674,7 +768,7 @@ impl KeyStore for PgKeyStore {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT seq, id, organization_id, email, role, created_at, password_hash
+                "SELECT seq, id, organization_id, email, role, created_at, name, password_hash
                  FROM keys_users WHERE email = $1 AND password_hash IS NOT NULL ORDER BY seq",
             )
             .await?;
@@ -682,7 +776,7 @@ impl KeyStore for PgKeyStore {
         rows.iter()
             .map(|r| {
                 let (_, user) = user_from(r)?;
-                Ok((user, PasswordHash::parse(r.try_get(6)?)?))
+                Ok((user, PasswordHash::parse(r.try_get(7)?)?))
             })
             .collect()
     }

@@ -140,6 +140,12 @@ CREATE TABLE keys_leak_reports (
 );
 CREATE INDEX keys_leak_reports_by_org ON keys_leak_reports(organization_id, seq);
 ",
+    // Privacy (DESIGN §9): a user's display name (correctable, erased with the user) and the
+    // organisation's privacy contact.
+    r"
+ALTER TABLE keys_users ADD COLUMN name TEXT;
+ALTER TABLE keys_organizations ADD COLUMN privacy_contact TEXT;
+",
 ];
 
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
@@ -331,12 +337,14 @@ fn paged<T>(
 
 /// The organisation columns `org_from` reads, in order.
 const ORG_COLUMNS: &str =
-    "seq, id, name, security_contact, created_at, leaked_key_action, leaked_sandbox_key_action";
+    "seq, id, name, security_contact, created_at, leaked_key_action, leaked_sandbox_key_action, \
+     privacy_contact";
 
 fn org_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, Organization)>> {
     let (seq, id, name, contact, created): (i64, String, String, Option<String>, i64) =
         (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
     let (live, sandbox): (String, String) = (r.get(5)?, r.get(6)?);
+    let privacy_contact: Option<String> = r.get(7)?;
     Ok((|| {
         Ok((
             seq,
@@ -345,6 +353,7 @@ fn org_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, Organization)>> {
                 name,
                 security_contact: contact,
                 leak_policy: leak_policy(&live, &sandbox)?,
+                privacy_contact,
                 created_at: time(created)?,
             },
         ))
@@ -398,6 +407,7 @@ fn user_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, User)>> {
         r.get(4)?,
         r.get(5)?,
     );
+    let name: Option<String> = r.get(6)?;
     Ok((|| {
         Ok((
             seq,
@@ -405,6 +415,7 @@ fn user_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, User)>> {
                 id: UserId(uuid(&id)?),
                 organization_id: OrganizationId(uuid(&org)?),
                 email,
+                name,
                 role: Role::from_name(&role).ok_or(Error::Corrupt("role"))?,
                 created_at: time(created)?,
             },
@@ -436,8 +447,8 @@ impl KeyStore for SqliteKeyStore {
         self.run(move |c| {
             c.execute(
                 "INSERT INTO keys_organizations (id, name, security_contact, created_at,
-                     leaked_key_action, leaked_sandbox_key_action)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     leaked_key_action, leaked_sandbox_key_action, privacy_contact)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     org.id.to_string(),
                     org.name,
@@ -445,6 +456,7 @@ impl KeyStore for SqliteKeyStore {
                     ms(org.created_at),
                     org.leak_policy.live.as_str(),
                     org.leak_policy.sandbox.as_str(),
+                    org.privacy_contact,
                 ],
             )
             .map_err(|e| constraint(e, Error::AlreadyExists(ObjectKind::Organization)))?;
@@ -487,7 +499,8 @@ impl KeyStore for SqliteKeyStore {
         self.run(move |c| {
             let n = c.execute(
                 "UPDATE keys_organizations SET name = ?2, security_contact = ?3,
-                     leaked_key_action = ?4, leaked_sandbox_key_action = ?5
+                     leaked_key_action = ?4, leaked_sandbox_key_action = ?5,
+                     privacy_contact = ?6
                  WHERE id = ?1",
                 params![
                     org.id.to_string(),
@@ -495,6 +508,7 @@ impl KeyStore for SqliteKeyStore {
                     org.security_contact,
                     org.leak_policy.live.as_str(),
                     org.leak_policy.sandbox.as_str(),
+                    org.privacy_contact,
                 ],
             )?;
             if n == 0 {
@@ -555,14 +569,15 @@ impl KeyStore for SqliteKeyStore {
         let u = u.clone();
         self.run(move |c| {
             c.execute(
-                "INSERT INTO keys_users (id, organization_id, email, role, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO keys_users (id, organization_id, email, role, created_at, name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     u.id.to_string(),
                     u.organization_id.to_string(),
                     u.email,
                     u.role.as_str(),
-                    ms(u.created_at)
+                    ms(u.created_at),
+                    u.name
                 ],
             )
             .map_err(|e| constraint(e, Error::AlreadyExists(ObjectKind::User)))?;
@@ -575,7 +590,7 @@ impl KeyStore for SqliteKeyStore {
         self.run(move |c| {
             first(
                 c,
-                "SELECT seq, id, organization_id, email, role, created_at FROM keys_users
+                "SELECT seq, id, organization_id, email, role, created_at, name FROM keys_users
                  WHERE id = ?1",
                 &id.to_string(),
                 user_from,
@@ -589,7 +604,7 @@ impl KeyStore for SqliteKeyStore {
         self.run(move |c| {
             paged(
                 c,
-                "SELECT seq, id, organization_id, email, role, created_at FROM keys_users
+                "SELECT seq, id, organization_id, email, role, created_at, name FROM keys_users
                  WHERE seq > ?1 AND organization_id = ?3 ORDER BY seq LIMIT ?2",
                 &req,
                 &[&org.to_string()],
@@ -607,6 +622,84 @@ impl KeyStore for SqliteKeyStore {
             )?;
             if n == 0 {
                 return Err(Error::NotFound(ObjectKind::User));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_user_profile(&self, id: UserId, email: &str, name: Option<&str>) -> Result<()> {
+        let (email, name) = (email.to_owned(), name.map(str::to_owned));
+        self.run(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE keys_users SET email = ?2, name = ?3 WHERE id = ?1",
+                    params![id.to_string(), email, name],
+                )
+                .map_err(|e| constraint(e, Error::AlreadyExists(ObjectKind::User)))?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::User));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn transfer_keys(&self, from: UserId, to: UserId) -> Result<u64> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            // The change log names each key, so caches holding the old creator's role follow.
+            tx.execute(
+                "INSERT INTO keys_changes (key_id) SELECT id FROM keys_api_keys WHERE created_by = ?1",
+                [from.to_string()],
+            )?;
+            let n = tx.execute(
+                "UPDATE keys_api_keys SET created_by = ?2 WHERE created_by = ?1",
+                params![from.to_string(), to.to_string()],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(&self, id: UserId) -> Result<u64> {
+        self.run(move |c| {
+            let n = c.execute(
+                "DELETE FROM keys_user_sessions WHERE user_id = ?1",
+                [id.to_string()],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM keys_user_sessions WHERE user_id = ?1",
+                [id.to_string()],
+            )?;
+            tx.execute(
+                "INSERT INTO keys_changes (key_id) SELECT id FROM keys_api_keys WHERE created_by = ?1",
+                [id.to_string()],
+            )?;
+            let n = tx.execute("DELETE FROM keys_users WHERE id = ?1", [id.to_string()])?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::User));
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_project(&self, id: ProjectId) -> Result<()> {
+        self.run(move |c| {
+            let n = c.execute("DELETE FROM keys_projects WHERE id = ?1", [id.to_string()])?;
+            if n == 0 {
+                return Err(Error::NotFound(ObjectKind::Project));
             }
             Ok(())
         })
@@ -638,14 +731,14 @@ impl KeyStore for SqliteKeyStore {
         let email = email.to_owned();
         self.run(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, id, organization_id, email, role, created_at, password_hash
+                "SELECT seq, id, organization_id, email, role, created_at, name, password_hash
                  FROM keys_users WHERE email = ?1 AND password_hash IS NOT NULL ORDER BY seq",
             )?;
             let mut rows = stmt.query([&email])?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
                 let (_, user) = user_from(row)??;
-                let hash: String = row.get(6)?;
+                let hash: String = row.get(7)?;
                 out.push((user, PasswordHash::parse(&hash)?));
             }
             Ok(out)

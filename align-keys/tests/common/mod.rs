@@ -21,6 +21,7 @@ pub async fn seed(store: &dyn KeyStore) -> Fixture {
         name: "Acme".into(),
         security_contact: None,
         leak_policy: align_keys::LeakPolicy::default(),
+        privacy_contact: None,
         created_at: now,
     };
     store.create_organization(&org).await.unwrap();
@@ -28,6 +29,7 @@ pub async fn seed(store: &dyn KeyStore) -> Fixture {
         id: UserId::new(),
         organization_id: org.id,
         email: "admin@acme.test".into(),
+        name: None,
         role: Role::Admin,
         created_at: now,
     };

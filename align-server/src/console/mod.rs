@@ -14,6 +14,7 @@ mod html;
 mod keys;
 mod once;
 mod security;
+mod people;
 mod webhooks;
 
 use std::sync::Arc;
@@ -211,7 +212,11 @@ impl Ctx<'_> {
                     "<a data-testid=\"nav-security\" href=\"/console/security?{}\">Security</a>",
                     &[&self.env_query()],
                 )
-                .raw("<a data-testid=\"nav-docs\" href=\"/docs\">API reference</a></nav>")
+                .raw("<a data-testid=\"nav-profile\" href=\"/console/profile\">Profile</a>");
+            if s.user.role == align_keys::Role::Admin {
+                h.raw("<a data-testid=\"nav-users\" href=\"/console/users\">Users</a>");
+            }
+            h.raw("<a data-testid=\"nav-docs\" href=\"/docs\">API reference</a></nav>")
                 .raw("<div class=\"env\">")
                 .put(
                     "<span data-testid=\"env-badge\" class=\"badge {}\">{}</span>",
@@ -391,6 +396,9 @@ where
         ctx.set_env(env_of(ctx.parts, &ctx.form));
     }
     ctx.signed = signed_in(ctx).await?;
+    if let Some(s) = &ctx.signed {
+        let _ = ctx.meta.user.set(s.user.id);
+    }
     let public = path == "/console/login";
     match (&ctx.signed, auth::is_post(ctx.parts)) {
         (Some(s), true) if !public && !auth::csrf_matches(&s.session, ctx.field("csrf")) => {
@@ -483,6 +491,12 @@ async fn route(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         (true, _, ["audit"]) => audit::list(ctx).await,
         (true, _, ["security"]) => security::show(ctx).await,
         (_, true, ["security"]) => security::update(ctx).await,
+        (true, _, ["profile"]) => people::profile(ctx).await,
+        (_, true, ["profile"]) => people::save_profile(ctx).await,
+        (true, _, ["profile", "export"]) => people::export(ctx).await,
+        (true, _, ["users"]) => people::users(ctx).await,
+        (_, true, ["users", id, "role"]) => people::set_role(ctx, id).await,
+        (_, true, ["users", id, "delete"]) => people::delete(ctx, id).await,
         _ => Err(ApiError::not_found()),
     }
 }
@@ -602,6 +616,7 @@ async fn sign_in(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         );
     };
     attempt.succeeded();
+    let _ = ctx.meta.user.set(user.id);
     // Signing in always starts a new session: a session id planted before sign-in is useless.
     if let Some(old) = auth::cookie(ctx.parts, auth::SESSION_COOKIE) {
         store.delete_session(&SessionHash::of(old)).await?;

@@ -9,7 +9,9 @@ pub(crate) mod keys;
 pub(crate) mod leaks;
 mod me;
 pub(crate) mod organization;
+pub(crate) mod privacy;
 mod projects;
+pub(crate) mod users;
 pub(crate) mod webhooks;
 
 pub(crate) use keys::view as key_view;
@@ -38,6 +40,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/secret-scanning/github"),
     ("POST", "/api/v1/projects"),
     ("GET", "/api/v1/projects"),
+    ("DELETE", "/api/v1/projects/{id}"),
+    ("GET", "/api/v1/users"),
+    ("PATCH", "/api/v1/users/{id}"),
+    ("DELETE", "/api/v1/users/{id}"),
+    ("GET", "/api/v1/privacy/export"),
+    ("POST", "/api/v1/privacy/erasure"),
     ("GET", "/api/v1/organization"),
     ("PATCH", "/api/v1/organization"),
     ("GET", "/api/v1/events"),
@@ -54,6 +62,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/webhook-deliveries/{id}/attempts"),
     ("GET", "/api/v1/audit-events"),
     ("GET", "/metrics"),
+    ("GET", "/.well-known/security.txt"),
 ];
 
 /// Browser pages and their files, served without an API key and not part of the HTTP API (so
@@ -131,6 +140,12 @@ pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response,
         (Method::GET, ["leaks"]) => leaks::list(state, &req).await,
         (Method::POST, ["projects"]) => projects::create(state, &req).await,
         (Method::GET, ["projects"]) => projects::list(state, &req).await,
+        (Method::DELETE, ["projects", id]) => projects::delete(state, &req, id).await,
+        (Method::GET, ["users"]) => users::list(state, &req).await,
+        (Method::PATCH, ["users", id]) => users::patch(state, &req, id).await,
+        (Method::DELETE, ["users", id]) => users::remove(state, &req, id).await,
+        (Method::GET, ["privacy", "export"]) => privacy::export(state, &req).await,
+        (Method::POST, ["privacy", "erasure"]) => privacy::erasure(state, &req).await,
         (Method::GET, ["organization"]) => organization::get(state, &req).await,
         (Method::PATCH, ["organization"]) => organization::update(state, &req).await,
         (Method::GET, ["audit-events"]) => audit_events::list(state, &req).await,

@@ -18,6 +18,7 @@ pub(crate) fn view(o: &Organization) -> Value {
         "securityContact": o.security_contact,
         "leakedKeyAction": o.leak_policy.live,
         "leakedSandboxKeyAction": o.leak_policy.sandbox,
+        "privacyContact": o.privacy_contact,
         "createdAt": h::timestamp(o.created_at),
     })
 }
@@ -62,6 +63,9 @@ struct UpdateBody {
     /// What happens to a leaked sandbox key: `notify` (default) or `revoke`.
     #[serde(default, deserialize_with = "h::non_null")]
     leaked_sandbox_key_action: Option<LeakedKeyAction>,
+    /// Where privacy requests go; `null` removes it.
+    #[serde(default, with = "super::double_option")]
+    privacy_contact: Option<Option<String>>,
 }
 
 pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, ApiError> {
@@ -80,21 +84,15 @@ pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, 
         }
         name.clone_into(&mut org.name);
     }
-    if let Some(None) = body.security_contact {
-        org.security_contact = None;
+    if let Some(contact) = body.security_contact {
+        org.security_contact = contact
+            .map(|c| super::users::checked_email("securityContact", &c))
+            .transpose()?;
     }
-    if let Some(Some(contact)) = body.security_contact {
-        let c = contact.trim();
-        let plausible = c.len() <= 254
-            && c.split_once('@')
-                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
-            && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control());
-        if !plausible {
-            return Err(ApiError::invalid_request(
-                "securityContact must be an e-mail address",
-            ));
-        }
-        org.security_contact = Some(c.to_owned());
+    if let Some(contact) = body.privacy_contact {
+        org.privacy_contact = contact
+            .map(|c| super::users::checked_email("privacyContact", &c))
+            .transpose()?;
     }
     if let Some(action) = body.leaked_key_action {
         org.leak_policy.live = action;
@@ -158,4 +156,38 @@ pub(crate) async fn set_leak_policy(
         )
         .await;
     Ok(org)
+}
+
+/// `GET /.well-known/security.txt` (RFC 9116, no key needed): the organisation's security
+/// contact, an `Expires` half a year ahead (the file is made afresh on every request), and
+/// its privacy contact as a comment. `404` until a security contact is set. A deployment of
+/// several organisations publishes its first (the bootstrap organisation's).
+pub(crate) async fn security_txt(state: &AppState) -> Result<Response, ApiError> {
+    let first = align_keys::PageRequest {
+        limit: 1,
+        cursor: None,
+    };
+    let org = state
+        .store()
+        .list_organizations(&first)
+        .await?
+        .data
+        .into_iter()
+        .next();
+    let Some((org, contact)) = org.and_then(|o| o.security_contact.clone().map(|c| (o, c))) else {
+        return Err(ApiError::not_found());
+    };
+    let expires = chrono::Utc::now() + chrono::TimeDelta::days(182);
+    let mut text = format!(
+        "# Security contact of {name}, served by Align.\n\
+         Contact: mailto:{contact}\n\
+         Expires: {expires}\n\
+         Preferred-Languages: en\n",
+        name = org.name.replace(['\r', '\n'], " "),
+        expires = expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    if let Some(p) = &org.privacy_contact {
+        text.push_str(&format!("# Privacy requests: mailto:{p}\n"));
+    }
+    Ok(h::typed("text/plain; charset=utf-8", text))
 }

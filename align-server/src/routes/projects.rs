@@ -1,5 +1,6 @@
 //! `/api/v1/projects`: create and list. Project keys see only their own project.
 
+use align_keys::store::{KeyFilter, PageRequest};
 use align_keys::{Permission, Project, ProjectId, Target};
 use chrono::Utc;
 use http::StatusCode;
@@ -93,4 +94,78 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
         StatusCode::OK,
         &json!({ "data": data, "nextCursor": next }),
     ))
+}
+
+/// `DELETE /projects/{id}` → `204`; `409 conflict` while the project has an active key
+/// (neither revoked nor expired; suspended keys count, they can be resumed) or an enabled
+/// webhook endpoint. Revoked keys stay (their audit trail names the project).
+pub(super) async fn delete(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let who = req.acting().who;
+    let project_id: ProjectId = id.parse().map_err(|_| ApiError::not_found())?;
+    let project = state
+        .store()
+        .get_project(project_id)
+        .await?
+        .filter(|p| p.organization_id == who.organization_id())
+        .ok_or_else(ApiError::not_found)?;
+    who.authorize(
+        Permission::ProjectsWrite,
+        Target {
+            organization_id: project.organization_id,
+            project_id: Some(project.id),
+            environment: None,
+        },
+    )?;
+    let now = Utc::now();
+    let filter = KeyFilter {
+        organization_id: project.organization_id,
+        project_id: Some(project.id),
+        environment: None,
+        include_revoked: false,
+    };
+    let mut page = PageRequest {
+        limit: align_keys::store::MAX_PAGE_SIZE,
+        cursor: None,
+    };
+    let mut active = 0usize;
+    loop {
+        let got = state.store().list_keys(&filter, &page).await?;
+        active += got
+            .data
+            .iter()
+            .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|t| t > now))
+            .count();
+        match got.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    let pid = project.id.to_string();
+    let endpoints = state
+        .webhooks
+        .organization_endpoints(&project.organization_id.to_string())
+        .await?
+        .into_iter()
+        .filter(|e| e.enabled && e.owner.project.as_deref() == Some(pid.as_str()))
+        .count();
+    if active > 0 || endpoints > 0 {
+        return Err(ApiError::conflict(format!(
+            "the project still has {active} active key(s) and {endpoints} enabled webhook \
+             endpoint(s): revoke the keys and disable or delete the endpoints first"
+        )));
+    }
+    state.store().delete_project(project.id).await?;
+    req.audit(
+        state,
+        "project.deleted",
+        &pid,
+        StatusCode::NO_CONTENT,
+        json!({ "name": project.name }),
+    )
+    .await;
+    Ok(h::no_content())
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, WebhookStore};
+use super::{
+    ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable,
+};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -392,6 +394,88 @@ impl WebhookStore for MemoryWebhookStore {
             }
             page.next = None;
             Ok(page)
+        })
+    }
+
+    async fn purge(
+        &self,
+        deliveries_before: DateTime<Utc>,
+        messages_before: DateTime<Utc>,
+    ) -> Result<Purged> {
+        self.with(|s| {
+            let mut out = Purged::default();
+            let old_messages: std::collections::HashSet<MessageId> = s
+                .messages
+                .values()
+                .filter(|m| m.created_at < messages_before)
+                .map(|m| m.id.clone())
+                .collect();
+            let mut gone = Vec::new();
+            s.deliveries.retain(|d| {
+                let expired = (d.status != DeliveryStatus::Pending
+                    && d.created_at < deliveries_before)
+                    || old_messages.contains(&d.message_id);
+                if expired {
+                    gone.push(d.id);
+                }
+                !expired
+            });
+            out.deliveries = gone.len() as u64;
+            for id in gone {
+                out.attempts += s.attempts.remove(&id).map_or(0, |a| a.len() as u64);
+            }
+            for id in &old_messages {
+                if let Some(m) = s.messages.remove(id) {
+                    s.by_event.remove(&m.event_id);
+                }
+            }
+            s.log.retain(|(id, _)| !old_messages.contains(id));
+            out.messages = old_messages.len() as u64;
+            Ok(out)
+        })
+    }
+
+    async fn erase_values(&self, organization: &str, values: &[String]) -> Result<u64> {
+        let values = erasable(values);
+        // Counted as the SQL stores count: one row changed per value found in it.
+        let erase = |text: &mut String, (v, with): &(String, String)| {
+            let found = text.contains(v.as_str());
+            if found {
+                *text = text.replace(v.as_str(), with);
+            }
+            found
+        };
+        self.with(|s| {
+            let theirs: std::collections::HashSet<MessageId> = s
+                .log
+                .iter()
+                .filter(|(_, owner)| owner.organization == organization)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let deliveries: std::collections::HashSet<DeliveryId> = s
+                .deliveries
+                .iter()
+                .filter(|d| theirs.contains(&d.message_id))
+                .map(|d| d.id)
+                .collect();
+            let mut n = 0;
+            for v in &values {
+                for m in s.messages.values_mut().filter(|m| theirs.contains(&m.id)) {
+                    n += u64::from(erase(&mut m.payload, v));
+                }
+                for (_, attempts) in s
+                    .attempts
+                    .iter_mut()
+                    .filter(|(d, _)| deliveries.contains(d))
+                {
+                    for a in attempts {
+                        let body = a.response_body.as_mut().is_some_and(|b| erase(b, v));
+                        let error = a.error.as_mut().is_some_and(|e| erase(e, v));
+                        n += u64::from(body || error);
+                    }
+                }
+            }
+            Ok(n)
         })
     }
 

@@ -195,6 +195,24 @@ pub trait WebhookStore: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Retention: deletes the deliveries created before `deliveries_before` that are no
+    /// longer pending, with their attempts (receivers' responses); then the messages (the
+    /// event log) created before `messages_before`, with every delivery and attempt left of
+    /// them. Returns what it removed.
+    async fn purge(
+        &self,
+        deliveries_before: DateTime<Utc>,
+        messages_before: DateTime<Utc>,
+    ) -> Result<Purged>;
+
+    /// Erasure: in the messages of `organization` (their payloads) and the attempts of their
+    /// deliveries (response bodies and errors), replaces each of `values` (a person's e-mail,
+    /// name, …) with [`ERASED`]. A value holding `@` (an e-mail: distinctive) is replaced
+    /// wherever it occurs; any other value only where it is a whole JSON string (`"Dana"`), so
+    /// a short name never cuts into field names or other words. Values shorter than 3
+    /// characters are skipped. Returns how many rows changed (a row once per value found).
+    async fn erase_values(&self, organization: &str, values: &[String]) -> Result<u64>;
+
     /// Disables an endpoint, recording why.
     async fn disable_endpoint(&self, endpoint: EndpointId, reason: &str) -> Result<()> {
         let mut ep = self.endpoint(endpoint).await?;
@@ -234,6 +252,40 @@ impl ClaimSkip {
         self.endpoints.contains(&endpoint.id)
             || self.organizations.contains(&endpoint.owner.organization)
     }
+}
+
+/// What stands where [`WebhookStore::erase_values`] erased a value.
+pub const ERASED: &str = "[erased]";
+
+/// What one [`WebhookStore::purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Messages (events) removed.
+    pub messages: u64,
+    /// Deliveries removed.
+    pub deliveries: u64,
+    /// Attempts removed.
+    pub attempts: u64,
+}
+
+/// What [`WebhookStore::erase_values`] looks for and what it writes instead: an e-mail as
+/// written and as it appears inside a JSON string; any other value as a whole JSON string.
+pub(crate) fn erasable(values: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for v in values.iter().filter(|v| v.chars().count() >= 3) {
+        let quoted = serde_json::to_string(v).unwrap_or_default();
+        if v.contains('@') {
+            out.push((v.clone(), ERASED.to_owned()));
+            if let Some(inner) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                if inner != v {
+                    out.push((inner.to_owned(), ERASED.to_owned()));
+                }
+            }
+        } else if !quoted.is_empty() {
+            out.push((quoted, format!("\"{ERASED}\"")));
+        }
+    }
+    out
 }
 
 /// Which messages [`WebhookStore::messages`] returns.

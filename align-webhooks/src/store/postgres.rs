@@ -28,7 +28,9 @@ use uuid::Uuid;
 
 use super::memory::next_state;
 use super::sealed::{self, SEALING_TABLE};
-use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, WebhookStore};
+use super::{
+    ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable,
+};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -961,6 +963,75 @@ impl WebhookStore for PgWebhookStore {
             None
         };
         Ok(MessagePage { messages, next })
+    }
+
+    async fn purge(
+        &self,
+        deliveries_before: DateTime<Utc>,
+        messages_before: DateTime<Utc>,
+    ) -> Result<Purged> {
+        const EXPIRED: &str = "(d.status <> 'pending' AND d.created_at < $1)
+             OR d.message_id IN (SELECT id FROM webhooks_messages WHERE created_at < $2)";
+        let (d, m) = (ms(deliveries_before), ms(messages_before));
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let attempts = tx
+            .execute(
+                &format!(
+                    "DELETE FROM webhooks_attempts WHERE delivery_id IN
+                     (SELECT d.id FROM webhooks_deliveries d WHERE {EXPIRED})"
+                ),
+                &[&d, &m],
+            )
+            .await?;
+        let deliveries = tx
+            .execute(
+                &format!(
+                    "DELETE FROM webhooks_deliveries WHERE id IN
+                     (SELECT d.id FROM webhooks_deliveries d WHERE {EXPIRED})"
+                ),
+                &[&d, &m],
+            )
+            .await?;
+        let messages = tx
+            .execute("DELETE FROM webhooks_messages WHERE created_at < $1", &[&m])
+            .await?;
+        tx.commit().await?;
+        Ok(Purged {
+            messages,
+            deliveries,
+            attempts,
+        })
+    }
+
+    async fn erase_values(&self, organization: &str, values: &[String]) -> Result<u64> {
+        let values = erasable(values);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut n = 0;
+        for (v, with) in &values {
+            n += tx
+                .execute(
+                    "UPDATE webhooks_messages SET payload = replace(payload, $1, $2)
+                     WHERE owner_org = $3 AND strpos(payload, $1) > 0",
+                    &[v, with, &organization],
+                )
+                .await?;
+            n += tx
+                .execute(
+                    "UPDATE webhooks_attempts SET
+                       response_body = replace(response_body, $1, $2),
+                       error = replace(error, $1, $2)
+                     WHERE (strpos(response_body, $1) > 0 OR strpos(error, $1) > 0)
+                       AND delivery_id IN (SELECT d.id FROM webhooks_deliveries d
+                         JOIN webhooks_messages m ON m.id = d.message_id
+                         WHERE m.owner_org = $3)",
+                    &[v, with, &organization],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn outbox_stats(&self) -> Result<OutboxStats> {

@@ -21,7 +21,9 @@ use uuid::Uuid;
 use super::memory::next_state;
 use super::sealed::{self, SEALING_TABLE};
 use super::worker::{self, AttemptJob, Job};
-use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, WebhookStore};
+use super::{
+    ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable,
+};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
@@ -1273,6 +1275,71 @@ impl WebhookStore for SqliteWebhookStore {
             Ok(MessagePage {
                 messages: rows.into_iter().map(|(m, _)| m).collect(),
                 next,
+            })
+        })
+        .await
+    }
+
+    async fn purge(
+        &self,
+        deliveries_before: DateTime<Utc>,
+        messages_before: DateTime<Utc>,
+    ) -> Result<Purged> {
+        let (d, m) = (ms(deliveries_before), ms(messages_before));
+        self.run(move |c| {
+            immediate(c, |tx| {
+                const EXPIRED: &str = "(d.status <> 'pending' AND d.created_at < ?1)
+                     OR d.message_id IN (SELECT id FROM webhooks_messages WHERE created_at < ?2)";
+                let attempts = tx.execute(
+                    &format!(
+                        "DELETE FROM webhooks_attempts WHERE delivery_seq IN
+                         (SELECT d.seq FROM webhooks_deliveries d WHERE {EXPIRED})"
+                    ),
+                    params![d, m],
+                )?;
+                let deliveries = tx.execute(
+                    &format!(
+                        "DELETE FROM webhooks_deliveries WHERE seq IN
+                         (SELECT d.seq FROM webhooks_deliveries d WHERE {EXPIRED})"
+                    ),
+                    params![d, m],
+                )?;
+                let messages =
+                    tx.execute("DELETE FROM webhooks_messages WHERE created_at < ?1", [m])?;
+                Ok(Purged {
+                    messages: messages as u64,
+                    deliveries: deliveries as u64,
+                    attempts: attempts as u64,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn erase_values(&self, organization: &str, values: &[String]) -> Result<u64> {
+        let values = erasable(values);
+        let org = organization.to_owned();
+        self.run(move |c| {
+            immediate(c, |tx| {
+                let mut n = 0;
+                for (v, with) in &values {
+                    n += tx.execute(
+                        "UPDATE webhooks_messages SET payload = replace(payload, ?1, ?2)
+                         WHERE owner_org = ?3 AND instr(payload, ?1) > 0",
+                        params![v, with, org],
+                    )? as u64;
+                    n += tx.execute(
+                        "UPDATE webhooks_attempts SET
+                           response_body = replace(response_body, ?1, ?2),
+                           error = replace(error, ?1, ?2)
+                         WHERE (instr(response_body, ?1) > 0 OR instr(error, ?1) > 0)
+                           AND delivery_seq IN (SELECT d.seq FROM webhooks_deliveries d
+                             JOIN webhooks_messages m ON m.id = d.message_id
+                             WHERE m.owner_org = ?3)",
+                        params![v, with, org],
+                    )? as u64;
+                }
+                Ok(n)
             })
         })
         .await
