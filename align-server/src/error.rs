@@ -356,6 +356,12 @@ impl ApiError {
     }
 }
 
+impl From<align_core::Error> for Error {
+    fn from(e: align_core::Error) -> Self {
+        Self::Keys(e.into())
+    }
+}
+
 impl From<align_keys::Error> for ApiError {
     fn from(e: align_keys::Error) -> Self {
         use align_keys::{Denial, Error as K};
