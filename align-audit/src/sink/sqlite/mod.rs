@@ -237,6 +237,24 @@ impl SqliteSink {
         requests::copy_dir(&requests::dir_for(db), &requests::dir_for(to))
     }
 
+    /// Replaces the request log of the database at `db` with the one beside the backup at
+    /// `from` (see [`copy_request_log`](Self::copy_request_log)); with none there (a backup of
+    /// a version that kept request-log rows in SQLite), just removes it, and opening the
+    /// restored database moves its rows. Stop the server first. Blocking; returns the bytes
+    /// copied.
+    pub fn restore_request_log(from: &Path, db: &Path) -> Result<u64> {
+        let (source, target) = (requests::dir_for(from), requests::dir_for(db));
+        match std::fs::remove_dir_all(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !source.exists() {
+            return Ok(0);
+        }
+        requests::copy_dir(&source, &target)
+    }
+
     /// The request-log directory of the database at `db` (`<db>-requests`), where
     /// [`SqliteSink::open`] puts it unless [`SqliteSinkConfig::request_log_dir`] says
     /// otherwise.

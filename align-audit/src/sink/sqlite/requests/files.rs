@@ -15,7 +15,6 @@ use crate::record::{Record, Stream};
 
 const CHECKPOINT: &str = "checkpoint.json";
 const LOCK: &str = "lock";
-const OWNER: &str = "owner.lock";
 
 /// A segment file and what its name says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,17 +139,6 @@ impl Dir {
         let file = self.lock_file(LOCK)?;
         flock_io(&file, FlockOperation::LockExclusive)?;
         Ok(Lock(file))
-    }
-
-    /// The appender's lock, held for as long as a process appends: `None` when another
-    /// process holds it.
-    pub(super) fn try_own(&self) -> Result<Option<Lock>> {
-        let file = self.lock_file(OWNER)?;
-        match flock_io(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(Lock(file))),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// The segments, oldest first (the open one, if any, last).

@@ -17,14 +17,16 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use align_keys::files::private_options;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
+use uuid::Uuid;
 
-use self::files::{Closed, Dir, Lock, Segment};
+use self::files::{Closed, Dir, Segment};
 use crate::anchor::AnchorCheck;
 use crate::checkpoint::CheckpointKey;
 use crate::error::{Error, Result};
@@ -48,18 +50,24 @@ pub(crate) struct Settings {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// No record appended by this process yet: the appender's lock is not taken.
+    /// No record appended by this process yet: no flusher, nothing buffered.
     Reader,
-    Owner,
+    Appender,
     Closed,
 }
 
 /// What the request path appends to, under the lock.
 struct Tail {
     state: State,
+    /// The last record sealed (buffered or written).
     head: Head,
+    /// Where the buffer's first record was sealed onto.
+    base: Head,
     buf: Vec<u8>,
+    /// Records in `buf`.
     records: u64,
+    /// Records sealed by this process since it began appending.
+    sealed: u64,
     min_time: i64,
     max_time: i64,
     scratch: Vec<u8>,
@@ -69,9 +77,11 @@ struct Tail {
     urgent: bool,
 }
 
-/// What the flusher has made durable: the head, and how many write failures it has met.
+/// What the flusher has written (and synced): how many of this process's records, the head
+/// after them, and how many write failures it has met.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Durable {
+    written: u64,
     head: Head,
     failures: u64,
 }
@@ -82,6 +92,9 @@ struct Shared {
     failure: Mutex<String>,
     flusher: OnceLock<std::thread::Thread>,
     joined: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Durable appends waiting, by record id: the receipt of a record that had to be sealed
+    /// again (another process appended first) is updated here.
+    receipts: Mutex<HashMap<Uuid, Receipt>>,
 }
 
 /// The request log (see the module documentation).
@@ -99,9 +112,13 @@ impl std::fmt::Debug for RequestLog {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl RequestLog {
-    /// The request log in `settings.dir` (created `0700` if missing). Nothing is locked until
-    /// this process appends its first record.
+    /// The request log in `settings.dir` (created `0700` if missing). Nothing is locked and no
+    /// thread started until this process appends its first record.
     pub(crate) fn open(settings: Settings) -> Result<Self> {
         let dir = Dir::create(&settings.dir)?;
         let (durable, _) = watch::channel(Durable::default());
@@ -112,8 +129,10 @@ impl RequestLog {
                 tail: Mutex::new(Tail {
                     state: State::Reader,
                     head: Head::default(),
+                    base: Head::default(),
                     buf: Vec::new(),
                     records: 0,
+                    sealed: 0,
                     min_time: i64::MAX,
                     max_time: i64::MIN,
                     scratch: Vec::with_capacity(512),
@@ -124,15 +143,13 @@ impl RequestLog {
                 failure: Mutex::new(String::new()),
                 flusher: OnceLock::new(),
                 joined: Mutex::new(None),
+                receipts: Mutex::new(HashMap::new()),
             }),
         })
     }
 
     fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
-        self.shared
-            .tail
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.shared.tail)
     }
 
     fn wake(&self) {
@@ -142,25 +159,32 @@ impl RequestLog {
     }
 
     /// Seals `entry` onto the chain and buffers its bytes; the flusher writes them within the
-    /// commit window. Returns the record's receipt.
-    pub(crate) async fn submit(&self, entry: Entry) -> Result<Receipt> {
-        let (receipt, wake, full, record) = {
+    /// commit window. Returns the record's receipt as sealed and its number among this
+    /// process's records.
+    /// With `track`, the receipt is kept up to date in `receipts` (registered under the tail's
+    /// lock, before the flusher can take the record).
+    async fn seal(&self, entry: Entry, track: bool) -> Result<(Receipt, u64)> {
+        let (receipt, index, wake, full, record) = {
             let mut guard = self.tail();
             let tail = &mut *guard;
             match tail.state {
                 State::Closed => return Err(Error::Closed),
                 State::Reader => self.take_over(tail)?,
-                State::Owner => {}
+                State::Appender => {}
             }
             let time = entry.time.timestamp_millis();
             let record = crate::chain::seal(entry, &mut tail.head, &mut tail.scratch);
             codec::encode(&record, &mut tail.buf);
+            if track {
+                lock(&self.shared.receipts).insert(record.entry.id, record.receipt());
+            }
             tail.records += 1;
+            tail.sealed += 1;
             tail.min_time = tail.min_time.min(time);
             tail.max_time = tail.max_time.max(time);
             let wake = std::mem::take(&mut tail.idle);
             let full = tail.buf.len() >= self.settings.buffer_bytes;
-            (record.receipt(), wake, full, record)
+            (record.receipt(), tail.sealed, wake, full, record)
         };
         // Freed outside the lock.
         drop(record);
@@ -169,16 +193,24 @@ impl RequestLog {
         }
         if full {
             // Backpressure: the writer is behind; wait for it rather than grow without bound.
-            self.wait_durable(receipt.sequence).await?;
+            self.wait_written(index).await?;
         }
-        Ok(receipt)
+        Ok((receipt, index))
     }
 
-    /// [`submit`](Self::submit), then waits until the record is durable.
+    /// Seals and buffers `entry` (see the module documentation).
+    pub(crate) async fn submit(&self, entry: Entry) -> Result<()> {
+        self.seal(entry, false).await.map(|_| ())
+    }
+
+    /// Seals `entry`, then waits until it is written and synced; its receipt is where it
+    /// landed (another process appending first moves it further along the chain).
     pub(crate) async fn append(&self, entry: Entry) -> Result<Receipt> {
-        let receipt = self.submit(entry).await?;
-        self.wait_durable(receipt.sequence).await?;
-        Ok(receipt)
+        let id = entry.id;
+        let (receipt, index) = self.seal(entry, true).await?;
+        let written = self.wait_written(index).await;
+        let receipt = lock(&self.shared.receipts).remove(&id).unwrap_or(receipt);
+        written.map(|()| receipt)
     }
 
     /// Waits until everything buffered before the call is written (and synced).
@@ -188,35 +220,29 @@ impl RequestLog {
             if tail.state == State::Reader {
                 return Ok(());
             }
-            tail.head.sequence
+            tail.sealed
         };
-        self.wait_durable(target).await
+        self.wait_written(target).await
     }
 
-    async fn wait_durable(&self, sequence: u64) -> Result<()> {
+    async fn wait_written(&self, index: u64) -> Result<()> {
         let mut rx = self.shared.durable.subscribe();
         let failures = rx.borrow().failures;
-        if rx.borrow().head.sequence >= sequence {
+        if rx.borrow().written >= index {
             return Ok(());
         }
         self.tail().urgent = true;
         self.wake();
-        let seen = rx
-            .wait_for(|d| d.head.sequence >= sequence || d.failures != failures)
+        let seen = *rx
+            .wait_for(|d| d.written >= index || d.failures != failures)
             .await
             .map_err(|_| Error::Closed)?;
-        if seen.head.sequence >= sequence {
+        if seen.written >= index {
             return Ok(());
         }
-        let cause = self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
         Err(Error::WriteFailed {
-            records: sequence.saturating_sub(seen.head.sequence),
-            cause,
+            records: index - seen.written,
+            cause: lock(&self.shared.failure).clone(),
         })
     }
 
@@ -225,81 +251,67 @@ impl RequestLog {
         usize::try_from(self.tail().records).unwrap_or(usize::MAX)
     }
 
-    /// Writes what is buffered, stops the flusher and releases the appender's lock.
+    /// Writes what is buffered and stops the flusher.
     pub(crate) async fn close(&self) -> Result<()> {
         let (was, target) = {
             let mut tail = self.tail();
             let was = tail.state;
             tail.state = State::Closed;
             tail.urgent = true;
-            (was, tail.head.sequence)
+            (was, tail.sealed)
         };
-        if was != State::Owner {
+        if was != State::Appender {
             return Ok(());
         }
         self.wake();
-        let handle = self
-            .shared
-            .joined
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let handle = lock(&self.shared.joined).take();
         if let Some(h) = handle {
             tokio::task::spawn_blocking(move || h.join())
                 .await
                 .map_err(|_| Error::Worker)?
                 .map_err(|_| Error::Worker)?;
         }
-        if self.shared.durable.borrow().head.sequence >= target {
+        let written = self.shared.durable.borrow().written;
+        if written >= target {
             Ok(())
         } else {
             Err(Error::WriteFailed {
-                records: target.saturating_sub(self.shared.durable.borrow().head.sequence),
-                cause: self
-                    .shared
-                    .failure
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone(),
+                records: target - written,
+                cause: lock(&self.shared.failure).clone(),
             })
         }
     }
 
-    /// Becomes the appender: takes the appender's lock, drops a torn tail left by a crash,
-    /// continues the chain from the last record on disk and starts the flusher.
+    /// Begins appending: drops a torn tail left by a crash, continues the chain from the last
+    /// record on disk and starts the flusher.
     fn take_over(&self, tail: &mut Tail) -> Result<()> {
-        let owner = self.dir.try_own()?.ok_or_else(|| {
-            Error::Io(std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                "the request log is being appended to by another process",
-            ))
-        })?;
-        let lock = self.dir.lock()?;
+        let dir_lock = self.dir.lock()?;
         let (head, active) = ops::recover(&self.dir)?;
-        drop(lock);
+        drop(dir_lock);
         tail.head = head;
-        tail.state = State::Owner;
-        self.shared.durable.send_replace(Durable { head, failures: 0 });
+        tail.base = head;
+        tail.state = State::Appender;
+        self.shared.durable.send_replace(Durable {
+            written: 0,
+            head,
+            failures: 0,
+        });
         let flusher = Flusher {
             settings: Arc::clone(&self.settings),
             dir: self.dir.clone(),
             shared: Arc::clone(&self.shared),
             active,
-            _owner: owner,
+            disk_head: head,
         };
         let handle = std::thread::Builder::new()
             .name("align-audit-requests".into())
             .spawn(move || flusher.run())?;
         let _ = self.shared.flusher.set(handle.thread().clone());
-        *self
-            .shared
-            .joined
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        *lock(&self.shared.joined) = Some(handle);
         Ok(())
     }
 
-    /// The last durable record (this process appends), or the last on disk.
+    /// The last record this process wrote (when it appends), or the last on disk.
     pub(crate) async fn head(&self) -> Result<Head> {
         if self.tail().state != State::Reader {
             return Ok(self.shared.durable.borrow().head);
@@ -307,7 +319,6 @@ impl RequestLog {
         let dir = self.dir.clone();
         blocking(move || ops::head(&dir)).await
     }
-
     pub(crate) async fn query(&self, query: &Query) -> Result<Page> {
         let dir = self.dir.clone();
         let q = query.clone();
@@ -367,26 +378,32 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 pub(super) struct Active {
     pub(super) path: PathBuf,
     pub(super) file: File,
+    pub(super) ino: u64,
+    /// Where this process expects the file to end.
+    pub(super) end: u64,
     pub(super) first: u64,
-    pub(super) size: u64,
     pub(super) min_time: i64,
     pub(super) max_time: i64,
     pub(super) opened: Instant,
+    /// Another process appended to it too: the times in its closed name must be read from it.
+    pub(super) foreign: bool,
 }
 
 impl Active {
     /// Opens the segment at `path` for appending.
     pub(super) fn open(path: &Path, first: u64, min_time: i64, max_time: i64) -> Result<Self> {
         let file = private_options().append(true).create(true).open(path)?;
-        let size = file.metadata()?.len();
+        let meta = file.metadata()?;
         Ok(Self {
             path: path.to_owned(),
             file,
+            ino: meta.ino(),
+            end: meta.len(),
             first,
-            size,
             min_time,
             max_time,
             opened: Instant::now(),
+            foreign: false,
         })
     }
 }
@@ -397,24 +414,25 @@ struct Flusher {
     dir: Dir,
     shared: Arc<Shared>,
     active: Option<Active>,
-    _owner: Lock,
+    /// The last record on disk, as far as this process knows.
+    disk_head: Head,
 }
 
 /// One buffer's worth of records, taken from the tail.
 struct Batch {
     bytes: Vec<u8>,
+    /// Where its first record was sealed onto.
+    base: Head,
     head: Head,
-    first: u64,
+    /// This process's record count once the batch is written.
+    upto: u64,
     min_time: i64,
     max_time: i64,
 }
 
 impl Flusher {
     fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
-        self.shared
-            .tail
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.shared.tail)
     }
 
     fn run(mut self) {
@@ -439,18 +457,20 @@ impl Flusher {
                 // Gather the window's records; a caller who waits cuts it short.
                 std::thread::park_timeout(self.settings.window);
             }
-            let batch = {
+            let mut batch = {
                 let mut tail = self.tail();
                 tail.urgent = false;
-                let records = std::mem::take(&mut tail.records);
+                tail.records = 0;
                 let bytes = std::mem::replace(&mut tail.buf, std::mem::take(&mut spare));
                 let batch = Batch {
                     bytes,
+                    base: tail.base,
                     head: tail.head,
-                    first: tail.head.sequence + 1 - records,
+                    upto: tail.sealed,
                     min_time: std::mem::replace(&mut tail.min_time, i64::MAX),
                     max_time: std::mem::replace(&mut tail.max_time, i64::MIN),
                 };
+                tail.base = tail.head;
                 match pending.take() {
                     None => batch,
                     // A batch that failed to write goes first.
@@ -460,6 +480,7 @@ impl Flusher {
                         spare.clear();
                         Batch {
                             head: batch.head,
+                            upto: batch.upto,
                             min_time: p.min_time.min(batch.min_time),
                             max_time: p.max_time.max(batch.max_time),
                             ..p
@@ -467,18 +488,17 @@ impl Flusher {
                     }
                 }
             };
-            match self.write(&batch) {
+            match self.write(&mut batch) {
                 Ok(()) => {
-                    self.shared.durable.send_modify(|d| d.head = batch.head);
+                    self.shared.durable.send_modify(|d| {
+                        d.written = batch.upto;
+                        d.head = batch.head;
+                    });
                     spare = batch.bytes;
                     spare.clear();
                 }
                 Err(e) => {
-                    *self
-                        .shared
-                        .failure
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = e.to_string();
+                    *lock(&self.shared.failure) = e.to_string();
                     self.shared.durable.send_modify(|d| d.failures += 1);
                     if closing {
                         return;
@@ -491,81 +511,147 @@ impl Flusher {
         }
     }
 
-    /// Appends `batch` to the open segment under the directory lock, rotating first when the
-    /// segment is full or old, then syncs it.
-    fn write(&mut self, batch: &Batch) -> Result<()> {
+    /// Appends `batch` to the open segment under the directory lock (sealing it again first
+    /// if another process appended meanwhile, rotating first when the segment is full or
+    /// old), then syncs it.
+    fn write(&mut self, batch: &mut Batch) -> Result<()> {
         if batch.bytes.is_empty() {
             return Ok(());
         }
         let _lock = self.dir.lock()?;
-        self.reopen_if_rewritten()?;
+        self.locate()?;
+        if batch.base != self.disk_head {
+            self.reseal(batch)?;
+        }
         if self.active.as_ref().is_some_and(|a| {
-            a.size > 0
-                && (a.size >= self.settings.segment_bytes
+            a.end > 0
+                && (a.end >= self.settings.segment_bytes
                     || a.opened.elapsed() >= self.settings.segment_age)
         }) {
-            self.rotate(batch.first - 1)?;
+            self.rotate()?;
         }
         let active = match &mut self.active {
             Some(a) => a,
             None => {
-                let path = self.dir.path.join(Segment::open_name(batch.first));
-                let a = Active::open(&path, batch.first, i64::MAX, i64::MIN)?;
+                let first = self.disk_head.sequence + 1;
+                let path = self.dir.path.join(Segment::open_name(first));
+                let a = Active::open(&path, first, i64::MAX, i64::MIN)?;
                 self.dir.sync()?;
                 self.active.insert(a)
             }
         };
         if let Err(e) = active.file.write_all(&batch.bytes) {
             // Leave no partial frame behind for the retry to write after.
-            let _ = active.file.set_len(active.size);
+            let _ = active.file.set_len(active.end);
             return Err(e.into());
         }
-        active.size += batch.bytes.len() as u64;
+        active.end += batch.bytes.len() as u64;
         active.min_time = active.min_time.min(batch.min_time);
         active.max_time = active.max_time.max(batch.max_time);
         if self.settings.sync {
             active.file.sync_data()?;
         }
+        self.disk_head = batch.head;
         Ok(())
     }
 
-    /// A purge or a privacy operation (here or in another process) may have renamed a new
-    /// file over the open segment: append to that one.
-    fn reopen_if_rewritten(&mut self) -> Result<()> {
-        let Some(a) = &self.active else {
-            return Ok(());
-        };
-        let on_disk = match std::fs::metadata(&a.path) {
-            Ok(m) => Some(m.ino()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
-        if on_disk == Some(a.file.metadata()?.ino()) {
-            return Ok(());
+    /// Under the lock: brings `active` and `disk_head` up to date with the directory. The
+    /// usual case (nobody else wrote) costs one `stat`; another appender's records are read
+    /// from where this process's knowledge ends; a rewrite (purge, privacy operation) or a
+    /// rotation by another process is read again in full.
+    fn locate(&mut self) -> Result<()> {
+        if let Some(a) = &mut self.active {
+            match std::fs::metadata(&a.path) {
+                Ok(m) if m.ino() == a.ino && m.len() == a.end => return Ok(()),
+                Ok(m) if m.ino() == a.ino && m.len() > a.end => {
+                    let mut bytes = Vec::new();
+                    let mut f = File::open(&a.path)?;
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(a.end))?;
+                    std::io::Read::read_to_end(&mut f, &mut bytes)?;
+                    let valid = files::valid_prefix(&bytes);
+                    if let Some(h) = ops::last_head(&bytes[..valid])? {
+                        self.disk_head = h;
+                    }
+                    if valid < bytes.len() {
+                        // Another appender died mid-write.
+                        a.file.set_len(a.end + valid as u64)?;
+                    }
+                    a.end += valid as u64;
+                    a.foreign = true;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        let (path, first, min, max) = (a.path.clone(), a.first, a.min_time, a.max_time);
-        let opened = a.opened;
-        self.active = None;
-        if on_disk.is_some() {
-            let mut a = Active::open(&path, first, min, max)?;
-            a.opened = opened;
-            self.active = Some(a);
-        }
+        let opened = self.active.as_ref().map(|a| a.opened);
+        let (head, active) = ops::recover(&self.dir)?;
+        self.disk_head = head;
+        self.active = active.map(|mut a| {
+            a.foreign = true;
+            a.opened = opened.unwrap_or(a.opened);
+            a
+        });
         Ok(())
     }
 
-    /// Closes the open segment (its last record is `last`): renamed to its closed name.
-    fn rotate(&mut self, last: u64) -> Result<()> {
+    /// Seals `batch` (and what the request path has buffered since) again onto `disk_head`:
+    /// another process appended since this one sealed them.
+    fn reseal(&mut self, batch: &mut Batch) -> Result<()> {
+        let mut head = self.disk_head;
+        batch.bytes = self.reseal_bytes(&batch.bytes, &mut head)?;
+        batch.base = self.disk_head;
+        batch.head = head;
+        let mut tail = self.tail();
+        let buffered = std::mem::take(&mut tail.buf);
+        tail.buf = self.reseal_bytes(&buffered, &mut head)?;
+        tail.base = batch.head;
+        tail.head = head;
+        Ok(())
+    }
+
+    fn reseal_bytes(&self, bytes: &[u8], head: &mut Head) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut scratch = Vec::with_capacity(512);
+        let mut records = Vec::new();
+        files::frames(bytes, false, |_, range| {
+            records.push(codec::decode(&bytes[range])?);
+            Ok(true)
+        })?;
+        let mut receipts = lock(&self.shared.receipts);
+        for r in records {
+            let id = r.entry.id;
+            let record = crate::chain::seal(r.entry, head, &mut scratch);
+            if let Some(receipt) = receipts.get_mut(&id) {
+                *receipt = record.receipt();
+            }
+            codec::encode(&record, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Closes the open segment (its last record is `disk_head`): renamed to its closed name.
+    fn rotate(&mut self) -> Result<()> {
         let Some(a) = self.active.take() else {
             return Ok(());
         };
         if self.settings.sync {
             a.file.sync_data()?;
         }
+        let (mut min_time, mut max_time) = (a.min_time, a.max_time);
+        if a.foreign {
+            let bytes = std::fs::read(&a.path)?;
+            files::frames(&bytes, true, |v, _| {
+                min_time = min_time.min(v.time_ms);
+                max_time = max_time.max(v.time_ms);
+                Ok(true)
+            })?;
+        }
         let closed = Closed {
-            last,
-            min_time: a.min_time,
-            max_time: a.max_time,
+            last: self.disk_head.sequence,
+            min_time,
+            max_time,
             anonymised: false,
         };
         let to = self.dir.path.join(Segment::closed_name(a.first, &closed));

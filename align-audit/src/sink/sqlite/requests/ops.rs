@@ -74,6 +74,17 @@ pub(super) fn recover(dir: &Dir) -> Result<(Head, Option<Active>)> {
     Ok((head, active))
 }
 
+/// The head after the last whole frame of `bytes`, if any.
+pub(super) fn last_head(bytes: &[u8]) -> Result<Option<Head>> {
+    let mut last = None;
+    frames(bytes, true, |_, range| {
+        last = Some(range);
+        Ok(true)
+    })?;
+    last.map(|r| codec::decode(&bytes[r]).map(|r| head_of(&r)))
+        .transpose()
+}
+
 fn head_of(r: &Record) -> Head {
     Head {
         sequence: r.sequence,
