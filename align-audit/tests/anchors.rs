@@ -296,7 +296,13 @@ mod sqlite {
         let dir = SqliteSink::request_log_dir(db);
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if !path.file_name().unwrap().to_str().unwrap().starts_with("seg_") {
+            if !path
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("seg_")
+            {
                 continue;
             }
             let bytes = std::fs::read(&path).unwrap();

@@ -32,7 +32,11 @@ fn child(db: &str) {
         let mut tasks = Vec::new();
         for t in 0..4u32 {
             let sink = Arc::clone(&sink);
-            let stream = if t % 2 == 0 { Stream::Audit } else { Stream::Request };
+            let stream = if t % 2 == 0 {
+                Stream::Audit
+            } else {
+                Stream::Request
+            };
             tasks.push(tokio::spawn(async move {
                 for n in 0.. {
                     let receipt = sink
@@ -134,7 +138,10 @@ fn acknowledged_appends_survive_sigkill() {
                 }
             }
             let mine = acked.iter().filter(|((s, _), _)| *s == stream);
-            assert!(mine.clone().count() > 10, "{stream:?}: too few acknowledgements");
+            assert!(
+                mine.clone().count() > 10,
+                "{stream:?}: too few acknowledgements"
+            );
             for ((_, seq), hash) in mine {
                 assert_eq!(
                     stored.get(seq),
@@ -150,7 +157,11 @@ fn acknowledged_appends_survive_sigkill() {
             assert_eq!(next.sequence, report.end.sequence + 1);
             assert_eq!(report.end.sequence as usize, stored.len());
             let report = sink.verify(stream, &mut |_| {}).await.unwrap();
-            assert!(report.is_intact(), "{stream:?} after the restart: {:?}", report.broken);
+            assert!(
+                report.is_intact(),
+                "{stream:?} after the restart: {:?}",
+                report.broken
+            );
         }
     });
 }

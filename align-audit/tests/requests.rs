@@ -104,7 +104,11 @@ async fn queries_by_key_time_and_status_page_across_segments() {
 
     let by_key = all(&sink, Query::new(Stream::Request).actor("key_a")).await;
     assert_eq!(by_key.len(), 25);
-    assert!(by_key.iter().all(|r| r.entry().actor().id() == Some("key_a")));
+    assert!(
+        by_key
+            .iter()
+            .all(|r| r.entry().actor().id() == Some("key_a"))
+    );
 
     let since = base_time() - TimeDelta::minutes(30);
     let until = base_time() - TimeDelta::minutes(10);
@@ -205,7 +209,10 @@ async fn anonymisation_and_erasure_rewrite_segments_and_keep_the_chain() {
 
     let cutoff = base_time() - TimeDelta::minutes(25);
     let older = kept.iter().filter(|r| r.entry().time() < cutoff).count() as u64;
-    assert_eq!(sink.anonymise(Stream::Request, cutoff).await.unwrap(), older);
+    assert_eq!(
+        sink.anonymise(Stream::Request, cutoff).await.unwrap(),
+        older
+    );
     assert_eq!(sink.anonymise(Stream::Request, cutoff).await.unwrap(), 0);
     for r in all(&sink, Query::new(Stream::Request).actor("key_kept")).await {
         if r.entry().time() < cutoff {
@@ -217,7 +224,11 @@ async fn anonymisation_and_erasure_rewrite_segments_and_keep_the_chain() {
         }
     }
     // Closed segments anonymised throughout are marked so in their names.
-    assert!(segments(&db).iter().any(|p| p.to_str().unwrap().ends_with("_1.log")));
+    assert!(
+        segments(&db)
+            .iter()
+            .any(|p| p.to_str().unwrap().ends_with("_1.log"))
+    );
     assert_eq!(intact(&sink).await, 50);
 
     let mut export = Vec::new();
@@ -282,7 +293,10 @@ async fn a_second_process_maintains_the_log_while_the_first_appends() {
     assert_eq!(intact(&operator).await, 420 - purged);
     assert_eq!(intact(server.as_ref()).await, 420 - purged);
     let b = all(&operator, Query::new(Stream::Request).actor("key_b")).await;
-    assert!(b.iter().all(|r| r.entry().ip().is_none()), "key_b keeps personal data");
+    assert!(
+        b.iter().all(|r| r.entry().ip().is_none()),
+        "key_b keeps personal data"
+    );
     // Both append, interleaved: records sealed by one on a head the other has since moved
     // are sealed again onto the one chain.
     let both = [Arc::clone(&server), Arc::new(operator)];
@@ -384,7 +398,11 @@ fn crc(bytes: &[u8]) -> u32 {
     for &b in bytes {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 == 1 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c

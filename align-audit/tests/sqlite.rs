@@ -277,7 +277,10 @@ async fn durable_appends_and_flushes_do_not_wait_for_the_commit_delay() {
     assert_eq!(receipt.sequence, 1);
     // The request log has a commit window of its own: the submitted entry is not written yet.
     assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 0);
-    let receipt = sink.append(entry(Stream::Request, 2, 0, "u")).await.unwrap();
+    let receipt = sink
+        .append(entry(Stream::Request, 2, 0, "u"))
+        .await
+        .unwrap();
     assert_eq!(receipt.sequence, 2);
     assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 2);
     sink.submit(entry(Stream::Request, 3, 0, "u"))

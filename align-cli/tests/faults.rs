@@ -367,7 +367,11 @@ fn a_server_killed_during_a_flood_keeps_its_request_log() {
     assert_eq!(status, 200);
     // The operator's CLI next to the running server: export the key's records.
     let export = support::align(&data, &["audit", "export", "--subject", &key_id]);
-    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
     let logged: BTreeSet<String> = String::from_utf8(export.stdout)
         .unwrap()
         .lines()

@@ -346,7 +346,13 @@ mod tests {
     }
 
     impl Log {
-        fn check(&mut self, w: &SlidingWindow, st: &mut SlidingWindowState, cost: u64, t: f64) -> bool {
+        fn check(
+            &mut self,
+            w: &SlidingWindow,
+            st: &mut SlidingWindowState,
+            cost: u64,
+            t: f64,
+        ) -> bool {
             let d = w.check(st, cost, at(t)).unwrap();
             while let Some(&(t0, c)) = self.admitted.front() {
                 if t0 > t - 60.0 {
@@ -359,7 +365,11 @@ mod tests {
                 self.admitted.push_back((t, cost));
                 self.in_window += cost;
             }
-            assert!(self.in_window <= w.limit(), "{} in the minute to {t}", self.in_window);
+            assert!(
+                self.in_window <= w.limit(),
+                "{} in the minute to {t}",
+                self.in_window
+            );
             d.allowed
         }
     }
@@ -377,7 +387,10 @@ mod tests {
         }
         assert!(st.fine.is_none());
         assert!(log.check(&w, &mut st, 10_000, 6.0));
-        assert!(st.fine.is_some(), "past 65 535 units the fine ring takes over");
+        assert!(
+            st.fine.is_some(),
+            "past 65 535 units the fine ring takes over"
+        );
         // Bursts of 10 000 every 10 ms fill the minute's limit.
         let mut t = 6.01;
         while log.in_window + 10_000 <= 1_000_000 {

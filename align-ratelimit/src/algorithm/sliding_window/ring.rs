@@ -253,7 +253,12 @@ impl<const N: usize> Grid<N> {
 
     /// Nanoseconds from the cursor's `now` until the oldest units leave (`Reset`), and, if
     /// `excess` units must leave first, until they have (`Retry-After`).
-    pub(crate) fn waits<C: Count>(&self, r: &Ring<N, C>, c: &Cursor, excess: u32) -> (u64, Option<u64>) {
+    pub(crate) fn waits<C: Count>(
+        &self,
+        r: &Ring<N, C>,
+        c: &Cursor,
+        excess: u32,
+    ) -> (u64, Option<u64>) {
         let mut reset = 0;
         let mut freed = 0u32;
         let (mut bucket, mut slot) = (c.first, c.first_slot);

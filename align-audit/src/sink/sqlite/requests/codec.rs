@@ -211,7 +211,11 @@ impl<'a> Reader<'a> {
         }
     }
     fn ostr(&mut self) -> Result<Option<&'a str>> {
-        if self.flag()? { self.str().map(Some) } else { Ok(None) }
+        if self.flag()? {
+            self.str().map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 
@@ -264,7 +268,6 @@ impl<'a> View<'a> {
     pub(super) fn concerns(&self, s: &str) -> bool {
         self.subject == Some(s) || self.actor_id == Some(s)
     }
-
 }
 
 /// Decodes a frame's body into its record.

@@ -180,8 +180,7 @@ impl Dir {
 
     /// Replaces the checkpoint, atomically and durably.
     pub(super) fn store_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
-        let text =
-            serde_json::to_vec(cp).map_err(|_| Error::Corrupt("request-log checkpoint"))?;
+        let text = serde_json::to_vec(cp).map_err(|_| Error::Corrupt("request-log checkpoint"))?;
         write_private_file(&self.path.join(CHECKPOINT), &text)?;
         Ok(())
     }
@@ -224,7 +223,9 @@ pub(super) struct Snapshot {
 impl Snapshot {
     /// The last sequence removed by retention (0 if none).
     pub(super) fn pruned(&self) -> u64 {
-        self.checkpoint.as_ref().map_or(0, |c| c.last_pruned().sequence)
+        self.checkpoint
+            .as_ref()
+            .map_or(0, |c| c.last_pruned().sequence)
     }
 }
 

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use super::Active;
 use super::codec::{self, View};
 use super::files::{self, Closed, Dir, Segment, Snapshot, frames, read_prefix};
-use super::Active;
 use crate::anchor::AnchorCheck;
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Error, Result};
@@ -51,7 +51,9 @@ pub(super) fn recover(dir: &Dir) -> Result<(Head, Option<Active>)> {
         if open {
             let valid = files::valid_prefix(&bytes);
             if valid < bytes.len() {
-                let f = align_keys::files::private_options().write(true).open(&s.path)?;
+                let f = align_keys::files::private_options()
+                    .write(true)
+                    .open(&s.path)?;
                 f.set_len(valid as u64)?;
                 f.sync_data()?;
             }
@@ -98,7 +100,11 @@ trait BySeq {
 
 impl BySeq for Head {
     fn max_by_seq(self, other: Self) -> Self {
-        if self.sequence >= other.sequence { self } else { other }
+        if self.sequence >= other.sequence {
+            self
+        } else {
+            other
+        }
     }
 }
 
@@ -123,9 +129,8 @@ pub(super) fn head(dir: &Dir) -> Result<Head> {
 
 /// Whether a record passes every filter of `q` (whose stream is the request log).
 fn matches(q: &Query, v: &View<'_>) -> bool {
-    let eq = |want: &Option<String>, have: Option<&str>| {
-        want.as_deref().is_none_or(|w| have == Some(w))
-    };
+    let eq =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
     q.cursor.is_none_or(|c| v.sequence < c.0)
         && eq(&q.organization, v.organization)
         && eq(&q.actor, v.actor_id)
@@ -471,7 +476,9 @@ pub(crate) fn migrate_rows(
     };
     if dir.segments()?.iter().any(|s| s.closed.is_none()) && have > 0 {
         // Records are already appended after the old rows' place: nothing can move in front.
-        return Err(Error::Corrupt("request log: old rows behind newer segments"));
+        return Err(Error::Corrupt(
+            "request log: old rows behind newer segments",
+        ));
     }
     let closed = Closed {
         last: last.sequence,
