@@ -548,3 +548,24 @@ async fn request_rows_of_an_older_database_move_into_segments() {
     sink.close().await.unwrap();
     let _ = Utc::now();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_dropped_without_closing_still_writes_what_it_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("align.db");
+    let mut c = config();
+    c.request_commit_window = Duration::from_secs(60);
+    {
+        let sink = SqliteSink::open(&db, c).await.unwrap();
+        for n in 0..10u32 {
+            sink.submit(request(n, "key_a", 200, 0)).await.unwrap();
+        }
+    }
+    let reader = open(&db).await;
+    let started = std::time::Instant::now();
+    while reader.head(Stream::Request).await.unwrap().sequence < 10 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(intact(&reader).await, 10);
+}

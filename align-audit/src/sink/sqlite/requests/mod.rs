@@ -368,6 +368,20 @@ impl RequestLog {
     }
 }
 
+impl Drop for RequestLog {
+    /// A sink dropped without [`close`](RequestLog::close): the flusher still writes what is
+    /// buffered, then ends (nobody waits for it).
+    fn drop(&mut self) {
+        let mut tail = self.tail();
+        if tail.state == State::Appender {
+            tail.state = State::Closed;
+            tail.urgent = true;
+            drop(tail);
+            self.wake();
+        }
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
