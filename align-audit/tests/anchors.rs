@@ -263,6 +263,9 @@ mod sqlite {
     /// What someone with write access to the database file does to hide the newest records:
     /// delete them, and point `audit_heads` at the record that is now last.
     pub(super) fn truncate(path: &std::path::Path, stream: Stream, keep: u64) {
+        if stream == Stream::Request {
+            return truncate_segments(path, keep);
+        }
         let db = Connection::open(path).unwrap();
         let s = stream.as_str();
         db.execute(
@@ -285,6 +288,36 @@ mod sqlite {
             rusqlite::params![s, keep as i64, hash],
         )
         .unwrap();
+    }
+
+    /// The same attack on the request log's segment files: every frame after `keep` cut off
+    /// (frame: u32 length, u32 CRC, then the body: version byte, u64 sequence, …).
+    fn truncate_segments(db: &std::path::Path, keep: u64) {
+        let dir = SqliteSink::request_log_dir(db);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("seg_")
+            {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let mut at = 0;
+            while at < bytes.len() {
+                let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                let seq = u64::from_le_bytes(bytes[at + 9..at + 17].try_into().unwrap());
+                if seq > keep {
+                    break;
+                }
+                at += 8 + len;
+            }
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(at as u64).unwrap();
+        }
     }
 
     async fn open(path: &std::path::Path) -> SqliteSink {

@@ -1,4 +1,6 @@
-//! A writer killed with SIGKILL loses nothing it acknowledged.
+//! A writer killed with SIGKILL loses nothing it acknowledged: durable appends to the audit
+//! log (SQLite) and to the request log (segment files), while request-log entries are also
+//! submitted without waiting, so that the kill lands in the middle of segment writes.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 #![cfg(all(unix, feature = "sqlite"))]
 
@@ -30,19 +32,43 @@ fn child(db: &str) {
         let mut tasks = Vec::new();
         for t in 0..4u32 {
             let sink = Arc::clone(&sink);
+            let stream = if t % 2 == 0 {
+                Stream::Audit
+            } else {
+                Stream::Request
+            };
             tasks.push(tokio::spawn(async move {
                 for n in 0.. {
                     let receipt = sink
-                        .append(support::entry(Stream::Audit, n * 4 + t, 0, "u"))
+                        .append(support::entry(stream, n * 4 + t, 0, "u"))
                         .await
                         .unwrap();
                     // Written straight to the process's stdout, past the test harness's capture.
                     let mut out = std::io::stdout().lock();
-                    writeln!(out, "ack {} {}", receipt.sequence, receipt.hash).unwrap();
+                    writeln!(
+                        out,
+                        "ack {} {} {}",
+                        stream.as_str(),
+                        receipt.sequence,
+                        receipt.hash
+                    )
+                    .unwrap();
                     out.flush().unwrap();
                 }
             }));
         }
+        let submitter = Arc::clone(&sink);
+        tasks.push(tokio::spawn(async move {
+            for n in 0.. {
+                submitter
+                    .submit(support::entry(Stream::Request, n, 0, "s"))
+                    .await
+                    .unwrap();
+                if n % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
         for t in tasks {
             t.await.unwrap();
         }
@@ -69,8 +95,13 @@ fn acknowledged_appends_survive_sigkill() {
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
         if let Some(rest) = line.strip_prefix("ack ") {
-            let (seq, hash) = rest.split_once(' ').unwrap();
-            acked.insert(seq.parse::<u64>().unwrap(), hash.to_owned());
+            let mut parts = rest.split(' ');
+            let (stream, seq, hash) = (
+                Stream::from_name(parts.next().unwrap()).unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            acked.insert((stream, seq.parse::<u64>().unwrap()), hash.to_owned());
             if acked.len() == 300 {
                 proc.kill().unwrap(); // SIGKILL on Unix
                 break;
@@ -89,35 +120,48 @@ fn acknowledged_appends_survive_sigkill() {
         let sink = SqliteSink::open(&db, SqliteSinkConfig::default())
             .await
             .unwrap();
-        let report = sink.verify(Stream::Audit, &mut |_| {}).await.unwrap();
-        assert!(report.is_intact(), "{:?}", report.broken);
-        let mut stored = BTreeMap::new();
-        let mut q = Query::new(Stream::Audit).limit(1000);
-        loop {
-            let page = sink.query(&q).await.unwrap();
-            stored.extend(
-                page.records
-                    .iter()
-                    .map(|r| (r.sequence(), r.hash().to_hex())),
-            );
-            match page.next_cursor {
-                Some(c) => q = q.after(c),
-                None => break,
+        for stream in Stream::ALL {
+            let report = sink.verify(stream, &mut |_| {}).await.unwrap();
+            assert!(report.is_intact(), "{stream:?}: {:?}", report.broken);
+            let mut stored = BTreeMap::new();
+            let mut q = Query::new(stream).limit(1000);
+            loop {
+                let page = sink.query(&q).await.unwrap();
+                stored.extend(
+                    page.records
+                        .iter()
+                        .map(|r| (r.sequence(), r.hash().to_hex())),
+                );
+                match page.next_cursor {
+                    Some(c) => q = q.after(c),
+                    None => break,
+                }
             }
-        }
-        for (seq, hash) in &acked {
-            assert_eq!(
-                stored.get(seq),
-                Some(hash),
-                "acknowledged record {seq} lost"
+            let mine = acked.iter().filter(|((s, _), _)| *s == stream);
+            assert!(
+                mine.clone().count() > 10,
+                "{stream:?}: too few acknowledgements"
+            );
+            for ((_, seq), hash) in mine {
+                assert_eq!(
+                    stored.get(seq),
+                    Some(hash),
+                    "{stream:?}: acknowledged record {seq} lost"
+                );
+            }
+            // The chain continues where the killed writer stopped.
+            let next = sink
+                .append(support::entry(stream, 0, 0, "u"))
+                .await
+                .unwrap();
+            assert_eq!(next.sequence, report.end.sequence + 1);
+            assert_eq!(report.end.sequence as usize, stored.len());
+            let report = sink.verify(stream, &mut |_| {}).await.unwrap();
+            assert!(
+                report.is_intact(),
+                "{stream:?} after the restart: {:?}",
+                report.broken
             );
         }
-        // The chain continues where the killed writer stopped.
-        let next = sink
-            .append(support::entry(Stream::Audit, 0, 0, "u"))
-            .await
-            .unwrap();
-        assert_eq!(next.sequence, report.end.sequence + 1);
-        assert_eq!(report.end.sequence as usize, stored.len());
     });
 }

@@ -259,6 +259,7 @@ async fn two_writers_on_one_file_extend_one_chain() {
 async fn with_commit_delay(path: &std::path::Path, delay: std::time::Duration) -> SqliteSink {
     let mut config = SqliteSinkConfig::with_checkpoint_key(test_key());
     config.commit_delay = delay;
+    config.request_commit_window = delay;
     config.sync_to_disk = false;
     SqliteSink::open(path, config).await.unwrap()
 }
@@ -274,13 +275,19 @@ async fn durable_appends_and_flushes_do_not_wait_for_the_commit_delay() {
     let started = Instant::now();
     let receipt = sink.append(entry(Stream::Audit, 2, 0, "u")).await.unwrap();
     assert_eq!(receipt.sequence, 1);
-    // The submitted entry queued before the append is committed with it.
-    assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 1);
+    // The request log has a commit window of its own: the submitted entry is not written yet.
+    assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 0);
+    let receipt = sink
+        .append(entry(Stream::Request, 2, 0, "u"))
+        .await
+        .unwrap();
+    assert_eq!(receipt.sequence, 2);
+    assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 2);
     sink.submit(entry(Stream::Request, 3, 0, "u"))
         .await
         .unwrap();
     sink.flush().await.unwrap();
-    assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 2);
+    assert_eq!(sink.head(Stream::Request).await.unwrap().sequence, 3);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "waited {:?}",

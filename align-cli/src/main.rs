@@ -153,7 +153,8 @@ enum Command {
     },
     /// A consistent copy of the database, safe while the server runs.
     ///
-    /// The copy is created 0600 and must not exist yet. Its webhook signing secrets are
+    /// The copy is created 0600 and must not exist yet; the request log's segment files are
+    /// copied beside it, to FILE-requests/ (0700, files 0600). Its webhook signing secrets are
     /// sealed: keep a copy of the secrets key file (DIR/secrets-key) apart from the backups.
     ///
     /// Example: align backup --data-dir ./align-data --to align-backup.db

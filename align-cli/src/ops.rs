@@ -646,19 +646,34 @@ pub(crate) async fn backup(dir: &Path, to: &Path, out: &Out) -> Result<(), Failu
             db.display()
         )));
     }
-    if to.exists() {
-        return Err(Failure::usage(format!(
-            "{} exists: refusing to overwrite it",
-            to.display()
-        )));
+    let requests_to = SqliteSink::request_log_dir(to);
+    for path in [to, requests_to.as_path()] {
+        if path.exists() {
+            return Err(Failure::usage(format!(
+                "{} exists: refusing to overwrite it",
+                path.display()
+            )));
+        }
     }
     let target = to.to_owned();
-    tokio::task::spawn_blocking(move || align_keys::sqlite::backup(&db, &target))
+    let source = db.clone();
+    tokio::task::spawn_blocking(move || align_keys::sqlite::backup(&source, &target))
         .await
         .map_err(|_| Failure::usage("the backup task failed"))?
         .map_err(align_keys::Error::from)?;
+    // The request log's segment files beside the database: a consistent snapshot too.
+    let target = to.to_owned();
+    let request_bytes =
+        tokio::task::spawn_blocking(move || SqliteSink::copy_request_log(&db, &target))
+            .await
+            .map_err(|_| Failure::usage("the backup task failed"))??;
     let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
-    out.object(&json!({ "backup": to.display().to_string(), "bytes": bytes }))?;
+    out.object(&json!({
+        "backup": to.display().to_string(),
+        "bytes": bytes,
+        "requestLog": requests_to.display().to_string(),
+        "requestLogBytes": request_bytes,
+    }))?;
     eprintln!("{BACKUP_NEEDS_THE_KEY}");
     Ok(())
 }
@@ -691,6 +706,10 @@ pub(crate) async fn restore(
         .await
         .map_err(|_| Failure::usage("the restore task failed"))?
         .map_err(align_keys::Error::from)?;
+    let (source, target) = (from.to_owned(), db.clone());
+    tokio::task::spawn_blocking(move || SqliteSink::restore_request_log(&source, &target))
+        .await
+        .map_err(|_| Failure::usage("the restore task failed"))??;
     let archived = archive_anchors(dir)?;
     out.object(&json!({
         "restored": db.display().to_string(),

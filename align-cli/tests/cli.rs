@@ -186,6 +186,9 @@ fn backup_while_serving_then_restore_elsewhere() {
         &["backup", "--to", copy.to_str().unwrap(), "--json"],
     ));
     assert!(made["bytes"].as_u64().unwrap() > 0);
+    // The request log's segment files, copied beside the backup while the server appends.
+    assert!(made["requestLogBytes"].as_u64().unwrap() > 0, "{made}");
+    assert!(dir.path().join("backup.db-requests").is_dir());
     assert_eq!(
         align(&data, &["backup", "--to", copy.to_str().unwrap()])
             .status
@@ -225,6 +228,23 @@ fn backup_while_serving_then_restore_elsewhere() {
     assert_eq!(
         json(&align(&elsewhere, &["audit", "verify", "--json"]))["intact"],
         true
+    );
+    // The restored request log holds the request made before the backup.
+    let requests = align(
+        &elsewhere,
+        &[
+            "audit",
+            "export",
+            "--subject",
+            minted["apiKeyId"].as_str().unwrap(),
+        ],
+    );
+    assert!(requests.status.success());
+    assert!(
+        String::from_utf8(requests.stdout)
+            .unwrap()
+            .contains("\"path\":\"/api/v1/me\""),
+        "the restored request log lacks the request"
     );
 
     // The key's own records, as JSON Lines.

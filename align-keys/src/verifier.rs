@@ -202,6 +202,14 @@ fn shard_of(hash: &KeyHash) -> usize {
     hash.0[8] as usize % SHARDS
 }
 
+/// The answer for a token the parser refused.
+fn malformed(e: Error) -> Verification {
+    match e {
+        Error::MalformedToken(defect) => Verification::Invalid(InvalidKey::Malformed(defect)),
+        _ => Verification::Invalid(InvalidKey::Unknown),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -242,8 +250,9 @@ impl KeyVerifier {
 
     /// Checks `token` at instant `now`.
     ///
-    /// Malformed tokens are answered without any lookup; a cached key without a store round
-    /// trip. Only store failures are errors: every kind of bad key is a [`Verification`].
+    /// Malformed tokens are answered without a store lookup (a token of the right length is
+    /// hashed and looked up in the cache first: a cached key's token needs no parsing); a
+    /// cached key without a store round trip. Only store failures are errors: every kind of bad key is a [`Verification`].
     pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verification> {
         match self.verify_cached(token, now) {
             Cached::Answer(v) => Ok(v),
@@ -255,17 +264,34 @@ impl KeyVerifier {
     /// says which hash the store must be asked for. Embedders with a synchronous hot path can
     /// call it directly and fall back to `verify` on a miss.
     pub fn verify_cached(&self, token: &str, now: DateTime<Utc>) -> Cached {
-        let parsed = match token::parse(token) {
-            Ok(p) => p,
-            Err(Error::MalformedToken(defect)) => {
-                return Cached::Answer(Verification::Invalid(InvalidKey::Malformed(defect)));
+        // A token whose hash is cached is that key's token (SHA-256 does not collide), so the
+        // parser's checks (tag, length, characters, checksum) would all pass for it: a hit
+        // costs the hash and the lookup only, and only what the cache does not know is
+        // parsed. Tokens of another length are refused before any hashing, as before.
+        if token.len() == token::TOKEN_LEN {
+            let hash = self.hasher.hash(token);
+            if let Some(entry) = self.cached(&hash) {
+                return Cached::Answer(self.judge(entry, now));
             }
-            Err(_) => return Cached::Answer(Verification::Invalid(InvalidKey::Unknown)),
-        };
-        let hash = self.hasher.hash(parsed.as_secret_str());
-        if let Some(entry) = self.cached(&hash) {
-            return Cached::Answer(self.judge(entry, now));
+            return match token::parse(token) {
+                Ok(_) => self.uncached(hash),
+                Err(e) => Cached::Answer(malformed(e)),
+            };
         }
+        match token::parse(token) {
+            Ok(parsed) => {
+                let hash = self.hasher.hash(parsed.as_secret_str());
+                if let Some(entry) = self.cached(&hash) {
+                    return Cached::Answer(self.judge(entry, now));
+                }
+                self.uncached(hash)
+            }
+            Err(e) => Cached::Answer(malformed(e)),
+        }
+    }
+
+    /// A well-formed token the cache does not hold: known to be unknown, or a store lookup.
+    fn uncached(&self, hash: KeyHash) -> Cached {
         if lock(&self.negative[shard_of(&hash)]).contains(&hash) {
             return Cached::Answer(Verification::Invalid(InvalidKey::Unknown));
         }

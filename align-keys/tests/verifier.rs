@@ -50,6 +50,38 @@ async fn malformed_token_is_invalid_without_any_lookup() {
     assert_eq!(store.counts().snapshot().0, 0);
 }
 
+/// A token of the right length is hashed and looked up in the cache before it is parsed
+/// (issue 24): a cached key's token needs no parsing. One the cache does not hold is still
+/// parsed first, and refused with its defect and no store lookup, even next to a cached key
+/// it differs from in one character.
+#[tokio::test]
+async fn a_right_length_malformed_token_is_refused_with_its_defect_without_a_lookup() {
+    let (store, keys, f) = setup().await;
+    let minted = keys
+        .mint(new_key(&f, "cached", Environment::Live), Utc::now())
+        .await
+        .unwrap();
+    let good = minted.token.expose().to_owned();
+    let v = keys.verifier().verify(&good, Utc::now()).await.unwrap();
+    assert!(matches!(v, Verification::Valid(_)));
+    let lookups = store.counts().snapshot().0;
+    let mut bad = good.into_bytes();
+    let last = bad.len() - 1;
+    bad[last] = if bad[last] == b'a' { b'b' } else { b'a' };
+    let bad = String::from_utf8(bad).unwrap();
+    for _ in 0..3 {
+        let v = keys.verifier().verify(&bad, Utc::now()).await.unwrap();
+        assert!(
+            matches!(
+                v,
+                Verification::Invalid(InvalidKey::Malformed(TokenDefect::ChecksumMismatch))
+            ),
+            "{v:?}"
+        );
+    }
+    assert_eq!(store.counts().snapshot().0, lookups);
+}
+
 #[tokio::test]
 async fn valid_key_is_served_from_cache_after_the_first_lookup() {
     let (store, keys, f) = setup().await;

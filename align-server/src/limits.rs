@@ -170,9 +170,8 @@ impl Limits {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         Arc::clone(map.entry(n).or_insert_with(|| {
-            // Overrides come from PATCH, which refuses 0; the limit is clamped to the window's
-            // range rather than failing the request.
-            let rate = per_minute(n.clamp(1, u32::from(u16::MAX)));
+            // Overrides come from PATCH, which refuses 0; the sliding window takes every u32.
+            let rate = per_minute(n.max(1));
             let local = SlidingWindow::new(rate).map_or_else(
                 |_| Arc::clone(&self.local),
                 |w| {

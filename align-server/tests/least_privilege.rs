@@ -521,6 +521,7 @@ async fn x_ratelimit_reset_is_never_more_than_the_window() {
             json!({"name": "fresh", "scope": "organization", "permissions": ["keys:read"]}),
         )
         .await;
+    // The very first request of a fresh key (issue 24: it once showed 61), then more.
     for _ in 0..30 {
         let r = s.get("/api/v1/me", &fresh).await;
         let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
@@ -528,5 +529,23 @@ async fn x_ratelimit_reset_is_never_more_than_the_window() {
             reset <= 60,
             "X-RateLimit-Reset {reset} is more than the 60 s window"
         );
+    }
+    // A server whose keys have 1,000,000 per minute (issue 24: above 65,535 it refused to
+    // start): a fresh key works, and its first answers say so, with the reset in the window.
+    let s = TestServer::start_with(|c| c.rate_limit_per_minute = 1_000_000).await;
+    let (big, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "big", "scope": "organization", "permissions": ["keys:read"]}),
+        )
+        .await;
+    for n in 0..30u64 {
+        let r = s.get("/api/v1/me", &big).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("1000000"));
+        let remaining: u64 = r.header("x-ratelimit-remaining").unwrap().parse().unwrap();
+        assert_eq!(remaining, 1_000_000 - 1 - n);
+        let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!(reset <= 60, "X-RateLimit-Reset {reset} for the big key");
     }
 }

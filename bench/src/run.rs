@@ -12,7 +12,9 @@ use crate::BoxError;
 use crate::load::{self, Report, Target};
 use crate::proc::{self, Server};
 
-/// The server-wide rate for (b): the sliding window's largest (65535 per minute per key).
+/// The server-wide rate for (b): 65535 per minute per key, as in every earlier run (the
+/// sliding window takes any u32 since issue 24; the rate does not change a request's cost
+/// while a key stays under a quarter of it).
 const HIGH_RATE_PER_MINUTE: &str = "65535";
 /// Keys the (b) requests rotate through, so that no key reaches [`HIGH_RATE_PER_MINUTE`]
 /// within a point below ~700 000 requests/s (the server restarts for every point).
@@ -429,7 +431,8 @@ fn table(points: &[Point]) -> String {
     out
 }
 
-/// The issue's targets at the largest connection count, and the number of errors overall.
+/// Issue 24's targets at the largest connection count (issue #9's were 50 %, 2× and 70 %),
+/// and the number of errors overall.
 fn targets(points: &[Point]) -> (String, u64) {
     let mut out = String::new();
     let errors: u64 = points.iter().map(|p| p.report.errors).sum();
@@ -462,23 +465,23 @@ fn targets(points: &[Point]) -> (String, u64) {
         );
         let _ = writeln!(
             out,
-            "  (b)/(a) req/s {:.0}% (≥ 50%): {}; p99 {:.2}× (≤ 2×): {}",
+            "  (b)/(a) req/s {:.0}% (≥ 60%): {}; p99 {:.2}× (≤ 2.5×): {}",
             share(b),
-            verdict(share(b) >= 50.0),
+            verdict(share(b) >= 60.0),
             p99(b) / p99(a).max(1.0),
-            verdict(p99(b) <= 2.0 * p99(a))
+            verdict(p99(b) <= 2.5 * p99(a))
         );
         let _ = writeln!(
             out,
-            "  (c)/(a) req/s {:.0}% (≥ 70%): {}",
+            "  (c)/(a) req/s {:.0}% (≥ 85%): {}",
             share(c),
-            verdict(share(c) >= 70.0)
+            verdict(share(c) >= 85.0)
         );
         let _ = writeln!(
             out,
-            "  (d)/(a) req/s {:.0}% (≥ 70%): {}",
+            "  (d)/(a) req/s {:.0}% (≥ 85%): {}",
             share(d),
-            verdict(share(d) >= 70.0)
+            verdict(share(d) >= 85.0)
         );
     }
     let _ = writeln!(

@@ -1,15 +1,18 @@
-//! [`SqliteSink`]: both streams in SQLite, group-committed by a dedicated writer thread.
+//! [`SqliteSink`]: the audit log in SQLite, group-committed by a dedicated writer thread,
+//! and the request log in append-only segment files beside the database (`requests`).
 //!
-//! Writes (appends and every privacy operation) go through the writer thread's connection;
-//! queries run on tokio's blocking pool over a second connection, and `verify` opens its own,
-//! so a long verification holds up neither. WAL mode lets them all read while the writer
-//! commits.
+//! Audit-log writes (appends and every privacy operation) go through the writer thread's
+//! connection; queries run on tokio's blocking pool over a second connection, and `verify`
+//! opens its own, so a long verification holds up neither. WAL mode lets them all read while
+//! the writer commits.
 
 mod ops;
+mod requests;
 mod schema;
 mod staged;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -23,7 +26,8 @@ use super::writer::{Backend, Limits, Writer};
 use crate::anchor::AnchorCheck;
 use crate::checkpoint::CheckpointKey;
 use crate::error::{Error, Result};
-use crate::query::{Page, Query};
+use crate::export::write_export_line;
+use crate::query::{MAX_LIMIT, Page, Query};
 use crate::record::{Entry, Head, Receipt, Record, Stream};
 use crate::verify::{Progress, VerifyReport, verify_blocking};
 
@@ -46,10 +50,29 @@ pub struct SqliteSinkConfig {
     /// loses them (see the crate README). Durable appends, flushes and the privacy operations
     /// never wait for it.
     pub commit_delay: Duration,
-    /// `true` (default): every commit is `fsync`ed (`synchronous = FULL`), so an acknowledged
-    /// append survives power loss. `false`: `synchronous = NORMAL`, which survives a crash of
-    /// the process but not of the machine.
+    /// `true` (default): every commit is `fsync`ed (`synchronous = FULL`; the request log's
+    /// segments `fdatasync`ed), so an acknowledged append survives power loss. `false`:
+    /// `synchronous = NORMAL` and no sync of the segments, which survives a crash of the
+    /// process but not of the machine.
     pub sync_to_disk: bool,
+    /// Where the request log's segment files go (default: `<database>-requests` beside the
+    /// database file).
+    pub request_log_dir: Option<PathBuf>,
+    /// The request log's commit window (default 20 ms): submitted request-log records are
+    /// written and synced at most this long after the first of them was submitted. A crash
+    /// of the process (SIGKILL) loses at most the records submitted in the last window and
+    /// not yet written; durable appends, flushes and the privacy operations do not wait for
+    /// it.
+    pub request_commit_window: Duration,
+    /// A request-log segment is closed and a new one begun once it holds this many bytes
+    /// (default 32 MiB)...
+    pub request_segment_bytes: u64,
+    /// ... or once it has been open this long (default 1 hour). Retention removes whole
+    /// closed segments (and rewrites the one where the purged records end).
+    pub request_segment_age: Duration,
+    /// Request-log bytes buffered in memory before submitters wait for the writer (default
+    /// 16 MiB: backpressure, never a drop).
+    pub request_buffer_bytes: usize,
 }
 
 impl Default for SqliteSinkConfig {
@@ -60,6 +83,11 @@ impl Default for SqliteSinkConfig {
             max_batch: 1024,
             commit_delay: Duration::from_millis(20),
             sync_to_disk: true,
+            request_log_dir: None,
+            request_commit_window: Duration::from_millis(20),
+            request_segment_bytes: 32 << 20,
+            request_segment_age: Duration::from_secs(3600),
+            request_buffer_bytes: 16 << 20,
         }
     }
 }
@@ -75,9 +103,16 @@ impl SqliteSinkConfig {
 }
 
 /// An [`AuditSink`] in one SQLite file (tables prefixed `audit_`; it can share a file with
-/// the other Align crates).
+/// the other Align crates) for the audit log, and append-only segment files in a directory
+/// beside it for the request log (see [`SqliteSinkConfig::request_log_dir`]).
+///
+/// The first process to append a request-log record becomes the request log's appender (an
+/// exclusive `flock`, released when the sink is closed or the process ends); others (an
+/// operator's CLI next to the server) read, verify, purge, anonymise and erase it, and fail
+/// with an I/O error if they append request-log records meanwhile.
 pub struct SqliteSink {
     writer: Writer<WriterConn>,
+    requests: requests::RequestLog,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
     config: SqliteSinkConfig,
@@ -139,9 +174,23 @@ impl SqliteSink {
         let path = path.as_ref().to_owned();
         let p = path.clone();
         let sync = config.sync_to_disk;
+        let request_dir = config
+            .request_log_dir
+            .clone()
+            .unwrap_or_else(|| requests::dir_for(&path));
+        let settings = requests::Settings {
+            dir: request_dir.clone(),
+            window: config.request_commit_window,
+            sync,
+            segment_bytes: config.request_segment_bytes.max(1),
+            segment_age: config.request_segment_age,
+            buffer_bytes: config.request_buffer_bytes.max(1),
+            checkpoint_key: config.checkpoint_key.clone(),
+        };
         let (writer_conn, reader, heads) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut conn = schema::connect(&p, sync)?;
             schema::migrate(&mut conn)?;
+            schema::move_request_rows(&mut conn, &request_dir)?;
             let heads = schema::load_heads(&conn)?;
             let reader = schema::connect(&p, sync)?;
             Ok((conn, reader, heads))
@@ -155,6 +204,7 @@ impl SqliteSink {
         };
         Ok(Self {
             writer: Writer::spawn("align-audit-sqlite", WriterConn(writer_conn), heads, limits)?,
+            requests: requests::RequestLog::open(settings)?,
             reader: Arc::new(Mutex::new(reader)),
             path,
             config,
@@ -177,22 +227,66 @@ impl SqliteSink {
     }
 }
 
+impl SqliteSink {
+    /// Copies the request log of the database at `db` (its segment files and checkpoint) to
+    /// the request-log directory of the database at `to` (created `0700`, files `0600`): a
+    /// consistent snapshot, safe while a server appends (the copy stops at the last whole
+    /// record). `align backup` calls it beside SQLite's own backup. Blocking; returns the
+    /// bytes copied.
+    pub fn copy_request_log(db: &Path, to: &Path) -> Result<u64> {
+        requests::copy_dir(&requests::dir_for(db), &requests::dir_for(to))
+    }
+
+    /// Replaces the request log of the database at `db` with the one beside the backup at
+    /// `from` (see [`copy_request_log`](Self::copy_request_log)); with none there (a backup of
+    /// a version that kept request-log rows in SQLite), just removes it, and opening the
+    /// restored database moves its rows. Stop the server first. Blocking; returns the bytes
+    /// copied.
+    pub fn restore_request_log(from: &Path, db: &Path) -> Result<u64> {
+        let (source, target) = (requests::dir_for(from), requests::dir_for(db));
+        match std::fs::remove_dir_all(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !source.exists() {
+            return Ok(0);
+        }
+        requests::copy_dir(&source, &target)
+    }
+
+    /// The request-log directory of the database at `db` (`<db>-requests`), where
+    /// [`SqliteSink::open`] puts it unless [`SqliteSinkConfig::request_log_dir`] says
+    /// otherwise.
+    pub fn request_log_dir(db: &Path) -> PathBuf {
+        requests::dir_for(db)
+    }
+}
+
 #[async_trait]
 impl AuditSink for SqliteSink {
     fn queued(&self) -> usize {
-        self.writer.queued()
+        self.writer.queued() + self.requests.queued()
     }
 
     async fn submit(&self, entry: Entry) -> Result<()> {
-        self.writer.submit(entry).await
+        match entry.stream {
+            Stream::Request => self.requests.submit(entry).await.map(|_| ()),
+            Stream::Audit => self.writer.submit(entry).await,
+        }
     }
 
     async fn append(&self, entry: Entry) -> Result<Receipt> {
-        self.writer.append(entry).await
+        match entry.stream {
+            Stream::Request => self.requests.append(entry).await,
+            Stream::Audit => self.writer.append(entry).await,
+        }
     }
 
     async fn flush(&self) -> Result<()> {
-        self.writer.flush().await
+        let requests = self.requests.flush().await;
+        self.writer.flush().await?;
+        requests
     }
 
     async fn commit_staged(&self) -> Result<u64> {
@@ -200,15 +294,23 @@ impl AuditSink for SqliteSink {
     }
 
     async fn close(&self) -> Result<()> {
-        self.writer.close().await
+        let requests = self.requests.close().await;
+        self.writer.close().await?;
+        requests
     }
 
     async fn query(&self, query: &Query) -> Result<Page> {
+        if query.stream == Stream::Request {
+            return self.requests.query(query).await;
+        }
         let query = query.clone();
         self.read(move |conn| ops::query(conn, &query)).await
     }
 
     async fn head(&self, stream: Stream) -> Result<Head> {
+        if stream == Stream::Request {
+            return self.requests.head().await;
+        }
         self.read(move |conn| Ok(schema::load_head(conn, stream)?.unwrap_or_default()))
             .await
     }
@@ -219,6 +321,15 @@ impl AuditSink for SqliteSink {
         anchor: Option<&AnchorCheck>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<VerifyReport> {
+        if stream == Stream::Request {
+            if anchor.is_some_and(|a| a.anchor().stream() != stream) {
+                return Err(Error::InvalidInput {
+                    field: "anchor",
+                    reason: "belongs to the other stream",
+                });
+            }
+            return self.requests.verify(anchor, progress).await;
+        }
         let path = self.path.clone();
         let key = self.config.checkpoint_key.clone();
         let sync = self.config.sync_to_disk;
@@ -239,6 +350,9 @@ impl AuditSink for SqliteSink {
             .checkpoint_key
             .clone()
             .ok_or(Error::CheckpointKeyMissing)?;
+        if stream == Stream::Request {
+            return self.requests.purge(cutoff, key).await;
+        }
         self.writer.commit_staged().await?;
         self.writer
             .job(move |w: &mut WriterConn, _| ops::purge(&mut w.0, stream, cutoff, &key))
@@ -246,40 +360,55 @@ impl AuditSink for SqliteSink {
     }
 
     async fn anonymise(&self, stream: Stream, cutoff: DateTime<Utc>) -> Result<u64> {
+        if stream == Stream::Request {
+            return self.requests.anonymise(cutoff).await;
+        }
         self.writer.commit_staged().await?;
         self.writer
             .job(move |w: &mut WriterConn, _| ops::anonymise(&mut w.0, stream, cutoff))
             .await
     }
 
-    /// Erases `subject`'s personal data in the records committed or staged before the call: in the
-    /// audit log through its indexes, in the request log (which has no actor index) by walking
-    /// the stream in slices of 20,000 sequences, each its own transaction, so
-    /// that request logging goes on meanwhile.
+    /// Erases `subject`'s personal data in the records committed or staged before the call:
+    /// in the audit log through its indexes; in the request log by rewriting each segment
+    /// that mentions the subject (one segment at a time, under the directory's lock, so that
+    /// request logging goes on meanwhile).
     async fn erase_subject(&self, subject: &str) -> Result<u64> {
         self.writer.commit_staged().await?;
         let s = subject.to_owned();
-        let (mut changed, start, end) = self
+        let audit = self
             .writer
-            .job(move |w: &mut WriterConn, heads| {
-                let end = heads.get(&Stream::Request).map_or(0, |h| h.sequence);
-                Ok((
-                    ops::erase_audit(&mut w.0, &s)?,
-                    ops::requests_start(&w.0)?,
-                    end,
-                ))
-            })
+            .job(move |w: &mut WriterConn, _| ops::erase_audit(&mut w.0, &s))
             .await?;
-        let mut after = start;
-        while after < end {
-            let up_to = after.saturating_add(ops::ERASE_SLICE).min(end);
-            let s = subject.to_owned();
-            changed += self
-                .writer
-                .job(move |w: &mut WriterConn, _| ops::erase_requests(&mut w.0, &s, after, up_to))
-                .await?;
-            after = up_to;
+        Ok(audit + self.requests.erase(subject).await?)
+    }
+
+    /// As the trait's, but the request log is read in one pass over its segments rather than
+    /// page by page.
+    async fn export_subject(&self, subject: &str, out: &mut (dyn Write + Send)) -> Result<u64> {
+        self.commit_staged().await?;
+        self.flush().await?;
+        let mut lines = 0;
+        for record in self.requests.of_subject(subject).await? {
+            write_export_line(&record, out)?;
+            lines += 1;
         }
-        Ok(changed)
+        let mut query = Query::new(Stream::Audit).subject(subject).limit(MAX_LIMIT);
+        let mut pages = Vec::new();
+        loop {
+            let page = self.query(&query).await?;
+            let next = page.next_cursor;
+            pages.push(page.records);
+            match next {
+                Some(c) => query = query.after(c),
+                None => break,
+            }
+        }
+        for record in pages.iter().flatten().rev() {
+            write_export_line(record, out)?;
+            lines += 1;
+        }
+        out.flush()?;
+        Ok(lines)
     }
 }

@@ -234,14 +234,6 @@ const AUDIT_OF_SUBJECT: [(&str, &str); 2] = [
         "stream = 'audit' AND actor_id = ?1",
     ),
 ];
-/// The request-log rows in sequences `(?2, ?3]` [`erase_requests`] changes: request-log rows
-/// have no actor index, so a slice of the stream is walked.
-const REQUESTS_OF_SUBJECT: &str =
-    "stream = 'request' AND sequence > ?2 AND sequence <= ?3 AND (subject = ?1 OR actor_id = ?1)";
-/// Request-log sequences walked in one transaction by an erasure, so that request logging
-/// goes on between slices.
-pub(super) const ERASE_SLICE: u64 = 20_000;
-
 pub(super) fn anonymise(
     conn: &mut Connection,
     stream: Stream,
@@ -264,37 +256,6 @@ pub(super) fn erase_audit(conn: &mut Connection, subject: &str) -> Result<u64> {
         changed += rewrite_personal(conn, from, filter, params![subject], Personal::erase)?;
     }
     Ok(changed)
-}
-
-/// Erases `subject`'s personal data in request-log sequences `(after, up_to]`.
-pub(super) fn erase_requests(
-    conn: &mut Connection,
-    subject: &str,
-    after: u64,
-    up_to: u64,
-) -> Result<u64> {
-    let (after, up_to) = (to_i64(after), to_i64(up_to));
-    rewrite_personal(
-        conn,
-        "audit_records",
-        REQUESTS_OF_SUBJECT,
-        params![subject, after, up_to],
-        Personal::erase,
-    )
-}
-
-/// The request log's first stored sequence, minus one (where an erasure starts walking).
-pub(super) fn requests_start(conn: &Connection) -> Result<u64> {
-    let first: Option<i64> = conn.query_row(
-        "SELECT MIN(sequence) FROM audit_records WHERE stream = 'request'",
-        [],
-        |r| r.get(0),
-    )?;
-    Ok(first.map_or(0, |s| u64::try_from(s.saturating_sub(1)).unwrap_or(0)))
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -370,63 +331,5 @@ mod tests {
                 "{erase}"
             );
         }
-        let slice = plan(
-            &conn,
-            &select("audit_records", REQUESTS_OF_SUBJECT),
-            params!["u", 0, 10],
-        );
-        assert!(
-            slice.contains("USING PRIMARY KEY (stream=? AND sequence>? AND sequence<?)"),
-            "{slice}"
-        );
-    }
-
-    #[test]
-    fn request_log_erasure_changes_the_subjects_rows_of_its_slice_only() {
-        use crate::personal::PersonalState;
-        use crate::record::{Actor, Entry, Head};
-        let mut conn = migrated();
-        let mut head = Head::default();
-        let mut buf = Vec::new();
-        {
-            let mut stmt = conn.prepare(schema::INSERT).unwrap();
-            for n in 1..=6 {
-                let key = if n % 2 == 0 { "k1" } else { "k2" };
-                let entry = Entry::request("GET", "/api/v1/me")
-                    .actor(Actor::ApiKey {
-                        id: key.into(),
-                        prefix: "ako_00000000".into(),
-                    })
-                    .user_agent("curl/8")
-                    .build()
-                    .unwrap();
-                let record = crate::chain::seal(entry, &mut head, &mut buf);
-                schema::insert_record(&mut stmt, &record, &mut buf).unwrap();
-            }
-        }
-        assert_eq!(requests_start(&conn).unwrap(), 0);
-        assert_eq!(erase_requests(&mut conn, "k1", 0, 3).unwrap(), 1);
-        let states = |conn: &Connection| {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {COLUMNS} FROM audit_records ORDER BY sequence"
-                ))
-                .unwrap();
-            let rows = stmt
-                .query_map([], |row| Ok(read_record(row).unwrap()))
-                .unwrap();
-            rows.map(|r| r.unwrap().entry.personal_state())
-                .collect::<Vec<_>>()
-        };
-        let (erased, present) = (Some(PersonalState::Erased), Some(PersonalState::Present));
-        assert_eq!(
-            states(&conn),
-            [present, erased, present, present, present, present]
-        );
-        assert_eq!(erase_requests(&mut conn, "k1", 3, 6).unwrap(), 2);
-        assert_eq!(
-            states(&conn),
-            [present, erased, present, erased, present, erased]
-        );
     }
 }

@@ -315,3 +315,53 @@ pub(crate) fn store_checkpoint(tx: &Transaction<'_>, cp: &Checkpoint) -> Result<
     )?;
     Ok(())
 }
+
+/// Moves the request-log rows (and the request stream's head and checkpoint) that earlier
+/// versions kept in `audit_records` into the request log's segment files in `dir`, then
+/// deletes them from SQLite. The chain is unchanged: the records keep their sequences and
+/// hashes, and new request-log records continue after them. Safe to repeat after a crash
+/// (rows already in a segment are skipped) and with several processes opening at once.
+pub(crate) fn move_request_rows(conn: &mut Connection, dir: &std::path::Path) -> Result<()> {
+    let pending: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM audit_records WHERE stream = 'request')
+             OR EXISTS (SELECT 1 FROM audit_checkpoints WHERE stream = 'request')
+             OR EXISTS (SELECT 1 FROM audit_heads WHERE stream = 'request')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !pending {
+        return Ok(());
+    }
+    let checkpoint = load_checkpoint(conn, Stream::Request)?;
+    let mut after = 0i64;
+    let mut moved_any = false;
+    loop {
+        let rows = {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM audit_records WHERE stream = 'request' AND sequence > ?1
+                 ORDER BY sequence LIMIT 50000"
+            ))?;
+            let mut rows = stmt.query([after])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(read_record(row)?);
+            }
+            out
+        };
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = to_i64(last.sequence);
+        super::requests::migrate_rows(dir, &rows, checkpoint.as_ref())?;
+        moved_any = true;
+    }
+    if !moved_any {
+        super::requests::migrate_rows(dir, &[], checkpoint.as_ref())?;
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for table in ["audit_records", "audit_heads", "audit_checkpoints"] {
+        tx.execute(&format!("DELETE FROM {table} WHERE stream = 'request'"), [])?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -39,7 +39,16 @@ use crate::record::{Entry, Head, Stream, entry_from_staged};
 /// assert_eq!(page.records[0].entry().action(), "thing.created");
 /// # });
 /// ```
+///
+/// Only audit-log entries are staged: the request log lives in segment files outside the
+/// database, so a request-log entry is refused (`InvalidInput`).
 pub fn stage_in_transaction(tx: &Transaction<'_>, entry: &Entry) -> Result<()> {
+    if entry.stream == Stream::Request {
+        return Err(crate::error::Error::InvalidInput {
+            field: "stream",
+            reason: "only audit-log entries are staged",
+        });
+    }
     let text = entry.to_staged()?;
     tx.prepare_cached("INSERT INTO audit_pending (entry) VALUES (?1)")?
         .execute([text])?;

@@ -1,4 +1,5 @@
-//! The default algorithm: a sliding window that is never over the limit, in 48 bytes per key.
+//! The default algorithm: a sliding window that is never over the limit, in 48 bytes per key
+//! (and a 3 KiB ring for a key near its limit).
 
 mod ring;
 
@@ -14,10 +15,14 @@ use ring::{Cursor, Grid, Ring};
 const COARSE: usize = 10;
 /// Slots of the fine ring a key gets near its limit: 600 buckets over the window.
 const FINE: usize = 601;
-/// A key moves to the fine ring before a request takes it past 1/PROMOTE of its limit, ...
-const PROMOTE: u16 = 4;
-/// ... and back to the compact ring once under 1/DEMOTE of it.
-const DEMOTE: u16 = 8;
+/// A key moves to the fine ring before a request takes it past 1/PROMOTE of its limit (or
+/// past what the compact ring's 16-bit counters hold), ...
+const PROMOTE: u32 = 4;
+/// ... and back to the compact ring once under 1/DEMOTE of it (and under half of what the
+/// compact ring holds).
+const DEMOTE: u32 = 8;
+/// The most units the compact ring counts (its counters are 16 bits wide).
+const COARSE_MAX: u32 = u16::MAX as u32;
 
 /// A sliding window that never admits more than the limit in any interval of its length.
 ///
@@ -28,11 +33,13 @@ const DEMOTE: u16 = 8;
 /// iff the units still counted plus its cost fit the limit.
 ///
 /// Keys start on a compact ring of 9 buckets (48 bytes per key, all in the store's table).
-/// Before a request could take a key past a quarter of its limit, the key moves to a ring of
-/// 600 buckets (W/600 each, 1.8 KiB on the heap), and back once it is under an eighth. Denials
-/// happen only on the fine ring, where a bucket's units count at most W/600 too long: the
-/// window denies slightly more than the exact log (the crate README gives the measured rate).
-/// Limits up to 65 535 per window.
+/// Before a request could take a key past a quarter of its limit (or past 65 535 units in the
+/// window, for limits above 262 140), the key moves to a ring of 600 buckets (W/600 each,
+/// 32-bit counters: 3.0 KiB on the heap), and back once it is under an eighth (and under
+/// 32 768 units). Denials happen only on the fine ring, where a bucket's units count at most
+/// W/600 too long: the window denies slightly more than the exact log (the crate README gives
+/// the measured rate). Limits up to 4 294 967 295 per window: a key at 1 000 000 per minute
+/// costs the same 48 bytes while it is quiet and 48 bytes + 3.0 KiB while it is busy.
 ///
 /// ```
 /// use align_ratelimit::{Algorithm, Rate, SlidingWindow, Timestamp};
@@ -47,7 +54,11 @@ const DEMOTE: u16 = 8;
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct SlidingWindow {
-    limit: u16,
+    limit: u32,
+    /// Units up to which a key is admitted on the compact ring.
+    promote_at: u32,
+    /// Units above which a key stays on the fine ring.
+    demote_at: u32,
     window: Duration,
     coarse: Grid<COARSE>,
     fine: Grid<FINE>,
@@ -69,21 +80,23 @@ struct Fine {
     quiet_until: u64,
     /// When the oldest non-empty bucket leaves the window, and its units.
     oldest_leaves_at: u64,
-    oldest_count: u16,
-    ring: Ring<FINE>,
+    oldest_count: u32,
+    ring: Ring<FINE, u32>,
 }
 
 impl SlidingWindow {
-    /// A sliding window for `rate` (limits up to 65 535 per window).
+    /// A sliding window for `rate` (limits up to 4 294 967 295 per window).
     pub fn new(rate: Rate) -> Result<Self> {
         let (limit, window_nanos) = rate.validated()?;
-        let limit = u16::try_from(limit).map_err(|_| {
+        let limit = u32::try_from(limit).map_err(|_| {
             Error::InvalidConfig(
-                "the sliding window counts at most 65535 per window; use Gcra or TokenBucket above that",
+                "the sliding window counts at most 4294967295 per window; use Gcra or TokenBucket above that",
             )
         })?;
         Ok(Self {
             limit,
+            promote_at: (limit / PROMOTE).min(COARSE_MAX),
+            demote_at: (limit / DEMOTE).min(COARSE_MAX / 2),
             window: rate.window(),
             coarse: Grid::new(window_nanos),
             fine: Grid::new(window_nanos),
@@ -98,13 +111,13 @@ impl SlidingWindow {
 
     /// The denial of `cost` at `now` from the cache alone, when nothing can have changed since
     /// the last full check: exactly what the full check would return.
-    fn quiet_denial(&self, fine: &Fine, cost: u16, now: u64) -> Option<Decision> {
-        let total = u32::from(fine.ring.total());
-        let excess = (total + u32::from(cost)).checked_sub(u32::from(self.limit))?;
+    fn quiet_denial(&self, fine: &Fine, cost: u32, now: u64) -> Option<Decision> {
+        let total = u64::from(fine.ring.total());
+        let excess = (total + u64::from(cost)).checked_sub(u64::from(self.limit))?;
         let quiet = now < fine.quiet_until
             && excess > 0
-            && excess <= u32::from(fine.oldest_count)
-            && total > u32::from(self.limit / DEMOTE);
+            && excess <= u64::from(fine.oldest_count)
+            && total > u64::from(self.demote_at);
         quiet.then(|| {
             let wait = Duration::from_nanos(fine.oldest_leaves_at - now);
             Decision {
@@ -129,16 +142,17 @@ impl SlidingWindow {
     fn decide<const N: usize>(
         &self,
         grid: &Grid<N>,
-        ring: &mut Ring<N>,
+        ring: &mut Ring<N, u32>,
         cursor: &Cursor,
-        cost: u16,
+        cost: u32,
     ) -> Outcome {
-        let need = u32::from(ring.total()) + u32::from(cost);
-        let allowed = need <= u32::from(self.limit);
+        let need = u64::from(ring.total()) + u64::from(cost);
+        let allowed = need <= u64::from(self.limit);
         if allowed && cost > 0 {
             grid.add(ring, cursor, cost, cursor.now);
         }
-        let excess = need.saturating_sub(u32::from(self.limit));
+        // At most `cost`, itself at most the limit.
+        let excess = u32::try_from(need.saturating_sub(u64::from(self.limit))).unwrap_or(u32::MAX);
         let (reset, retry) = grid.waits(ring, cursor, excess);
         Outcome {
             limit: u64::from(self.limit),
@@ -169,15 +183,15 @@ impl Algorithm for SlidingWindow {
 
     fn check(&self, st: &mut Self::State, cost: u64, now: Timestamp) -> Result<Decision> {
         ensure_cost(cost, u64::from(self.limit))?;
-        // ensure_cost bounds cost by the u16 limit.
-        let cost = cost as u16;
+        // ensure_cost bounds cost by the u32 limit.
+        let cost = cost as u32;
         let now = now.as_nanos();
         if let Some(fine) = st.fine.as_deref_mut() {
             if let Some(denied) = self.quiet_denial(fine, cost, now) {
                 return Ok(denied);
             }
             let cursor = self.fine.prepare(&mut fine.ring, now);
-            if fine.ring.total() > self.limit / DEMOTE {
+            if fine.ring.total() > self.demote_at {
                 let outcome = self.decide(&self.fine, &mut fine.ring, &cursor, cost);
                 self.remember(fine, &cursor);
                 return Ok(outcome.into());
@@ -190,7 +204,7 @@ impl Algorithm for SlidingWindow {
         }
         {
             let cursor = self.coarse.prepare(&mut st.coarse, now);
-            if u32::from(st.coarse.total()) + u32::from(cost) <= u32::from(self.limit / PROMOTE) {
+            if u64::from(st.coarse.total()) + u64::from(cost) <= u64::from(self.promote_at) {
                 // Far from the limit: admitted on the compact ring, nothing can be denied.
                 self.coarse.add(&mut st.coarse, &cursor, cost, now);
                 let (reset, _) = self.coarse.waits(&st.coarse, &cursor, 0);
@@ -318,8 +332,86 @@ mod tests {
     }
 
     #[test]
-    fn limits_above_u16_are_refused() {
-        assert!(SlidingWindow::new(Rate::per_minute(70_000)).is_err());
+    fn limits_above_u32_are_refused() {
+        assert!(SlidingWindow::new(Rate::per_minute(u64::from(u32::MAX) + 1)).is_err());
         assert!(SlidingWindow::new(Rate::per_minute(0)).is_err());
+        assert!(SlidingWindow::new(Rate::per_minute(u64::from(u32::MAX))).is_ok());
+    }
+
+    /// An exact log of what a window admitted: the units in `(now - 60 s, now]`.
+    #[derive(Default)]
+    struct Log {
+        admitted: std::collections::VecDeque<(f64, u64)>,
+        in_window: u64,
+    }
+
+    impl Log {
+        fn check(
+            &mut self,
+            w: &SlidingWindow,
+            st: &mut SlidingWindowState,
+            cost: u64,
+            t: f64,
+        ) -> bool {
+            let d = w.check(st, cost, at(t)).unwrap();
+            while let Some(&(t0, c)) = self.admitted.front() {
+                if t0 > t - 60.0 {
+                    break;
+                }
+                self.in_window -= c;
+                self.admitted.pop_front();
+            }
+            if d.allowed {
+                self.admitted.push_back((t, cost));
+                self.in_window += cost;
+            }
+            assert!(
+                self.in_window <= w.limit(),
+                "{} in the minute to {t}",
+                self.in_window
+            );
+            d.allowed
+        }
+    }
+
+    /// A key at 1 000 000 per minute: never more than the limit in any minute, the compact
+    /// ring's 16-bit counters never overflow, and the key returns to 48 bytes when quiet.
+    #[test]
+    fn a_million_per_minute_is_exact_safe() {
+        let w = per_minute(1_000_000);
+        let mut st = w.new_state(at(0.0));
+        let mut log = Log::default();
+        // Far from the limit, requests stay on the compact ring, up to its 65 535 units.
+        for i in 0..60_000u32 {
+            assert!(log.check(&w, &mut st, 1, f64::from(i) * 0.000_1));
+        }
+        assert!(st.fine.is_none());
+        assert!(log.check(&w, &mut st, 10_000, 6.0));
+        assert!(
+            st.fine.is_some(),
+            "past 65 535 units the fine ring takes over"
+        );
+        // Bursts of 10 000 every 10 ms fill the minute's limit.
+        let mut t = 6.01;
+        while log.in_window + 10_000 <= 1_000_000 {
+            assert!(log.check(&w, &mut st, 10_000, t), "at {t}");
+            t += 0.01;
+        }
+        assert!(!log.check(&w, &mut st, 10_000, t));
+        let denied = w.check(&mut st, 1, at(30.0)).unwrap();
+        assert!(!denied.allowed);
+        assert!(denied.retry_after_secs().unwrap() <= 31);
+        // A steady flood for two minutes: admitted again as the first minute's units leave,
+        // and never more than the limit in any minute.
+        let mut allowed = 0;
+        for i in 0..40_000u32 {
+            if log.check(&w, &mut st, 1_000, 30.0 + f64::from(i) * 0.003) {
+                allowed += 1;
+            }
+        }
+        assert!(allowed > 1_000, "{allowed}");
+        // Quiet for a window: back to the compact ring, 48 bytes.
+        assert_eq!(w.check(&mut st, 0, at(300.0)).unwrap().remaining, 1_000_000);
+        assert!(st.fine.is_none());
     }
 }

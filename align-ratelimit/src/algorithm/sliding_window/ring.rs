@@ -36,6 +36,45 @@ impl Divisor {
     }
 }
 
+/// A bucket counter: `u16` on the compact ring every key has (48 bytes a key), `u32` on the
+/// fine ring of a key near its limit (limits above 65 535 per window).
+pub(crate) trait Count: Copy + Default + PartialEq + std::fmt::Debug {
+    /// Nothing counted.
+    const ZERO: Self;
+    /// The count, widened.
+    fn get(self) -> u32;
+    /// `self + n`, saturating at the type's maximum (callers keep counts below it).
+    fn plus(self, n: u32) -> Self;
+    /// `self - n`, saturating at zero.
+    fn minus(self, n: Self) -> Self;
+}
+
+impl Count for u16 {
+    const ZERO: Self = 0;
+    fn get(self) -> u32 {
+        u32::from(self)
+    }
+    fn plus(self, n: u32) -> Self {
+        Self::try_from(u32::from(self).saturating_add(n)).unwrap_or(Self::MAX)
+    }
+    fn minus(self, n: Self) -> Self {
+        self.saturating_sub(n)
+    }
+}
+
+impl Count for u32 {
+    const ZERO: Self = 0;
+    fn get(self) -> u32 {
+        self
+    }
+    fn plus(self, n: u32) -> Self {
+        self.saturating_add(n)
+    }
+    fn minus(self, n: Self) -> Self {
+        self.saturating_sub(n)
+    }
+}
+
 /// The geometry of a ring of `N` slots over a window: `N - 1` buckets span it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Grid<const N: usize> {
@@ -50,13 +89,13 @@ pub(crate) struct Grid<const N: usize> {
 /// `repr(C)` keeps the few fields every check reads at the front, in one cache line.
 #[derive(Debug, Clone)]
 #[repr(C)]
-pub(crate) struct Ring<const N: usize> {
+pub(crate) struct Ring<const N: usize, C: Count = u16> {
     /// The newest bucket's index, modulo 2^32: only differences to the current index are used.
     head: u32,
     /// The oldest bucket that may hold units, modulo 2^32: checks skip the empty ones before it.
     tail: u32,
-    total: u16,
-    counts: [u16; N],
+    total: C,
+    counts: [C; N],
     /// Offset of the bucket's latest admission from the bucket's start, in steps, rounded up.
     latest: [u8; N],
 }
@@ -70,10 +109,10 @@ pub(crate) struct Cursor {
     first_slot: usize,
 }
 
-impl<const N: usize> Ring<N> {
+impl<const N: usize, C: Count> Ring<N, C> {
     /// Units counted in the window.
-    pub(crate) fn total(&self) -> u16 {
-        self.total
+    pub(crate) fn total(&self) -> u32 {
+        self.total.get()
     }
 }
 
@@ -94,12 +133,12 @@ impl<const N: usize> Grid<N> {
     }
 
     /// A ring with nothing counted, its newest bucket at `now`'s.
-    pub(crate) fn empty(&self, now: u64) -> Ring<N> {
+    pub(crate) fn empty<C: Count>(&self, now: u64) -> Ring<N, C> {
         let head = self.bucket.div(now) as u32;
         Ring {
-            counts: [0; N],
+            counts: [C::ZERO; N],
             latest: [0; N],
-            total: 0,
+            total: C::ZERO,
             head,
             tail: head,
         }
@@ -114,15 +153,15 @@ impl<const N: usize> Grid<N> {
         if slot + 1 == N { 0 } else { slot + 1 }
     }
 
-    fn clear(r: &mut Ring<N>, slot: usize) {
-        r.total = r.total.saturating_sub(r.counts[slot]);
-        r.counts[slot] = 0;
+    fn clear<C: Count>(r: &mut Ring<N, C>, slot: usize) {
+        r.total = r.total.minus(r.counts[slot]);
+        r.counts[slot] = C::ZERO;
         r.latest[slot] = 0;
     }
 
     /// The index of the newest bucket once `now` is taken into account (the ring's own newest
     /// if `now` is behind it), without changing the ring.
-    fn head_index(&self, r: &Ring<N>, now: u64) -> (u64, u32) {
+    fn head_index<C: Count>(&self, r: &Ring<N, C>, now: u64) -> (u64, u32) {
         let idx = self.bucket.div(now);
         let elapsed = (idx as u32).wrapping_sub(r.head);
         if elapsed > u32::MAX / 2 {
@@ -135,12 +174,12 @@ impl<const N: usize> Grid<N> {
 
     /// Moves the ring to `now`: drops the buckets too old to overlap the window and those whose
     /// latest admission has left it.
-    pub(crate) fn prepare(&self, r: &mut Ring<N>, now: u64) -> Cursor {
+    pub(crate) fn prepare<C: Count>(&self, r: &mut Ring<N, C>, now: u64) -> Cursor {
         let (idx, elapsed) = self.head_index(r, now);
         if elapsed as usize >= N {
-            r.counts = [0; N];
+            r.counts = [C::ZERO; N];
             r.latest = [0; N];
-            r.total = 0;
+            r.total = C::ZERO;
         } else {
             for bucket in idx.wrapping_sub(u64::from(elapsed)).wrapping_add(1)..=idx {
                 Self::clear(r, Self::slot(bucket));
@@ -151,7 +190,7 @@ impl<const N: usize> Grid<N> {
         // that may hold units (the buckets before it are known to be empty).
         let oldest = idx.saturating_sub(N as u64 - 1);
         let behind = (idx as u32).wrapping_sub(r.tail);
-        let mut first = if r.total == 0 {
+        let mut first = if r.total == C::ZERO {
             idx
         } else if (behind as usize) < N {
             idx - u64::from(behind).min(idx)
@@ -161,7 +200,7 @@ impl<const N: usize> Grid<N> {
         .max(oldest);
         let mut first_slot = Self::slot(first);
         while first < idx {
-            if r.counts[first_slot] != 0 {
+            if r.counts[first_slot] != C::ZERO {
                 if self.leaves_at(r, first, first_slot) > now {
                     break;
                 }
@@ -180,13 +219,13 @@ impl<const N: usize> Grid<N> {
     }
 
     /// When the latest admission in `bucket` (held in `slot`) leaves the window.
-    fn leaves_at(&self, r: &Ring<N>, bucket: u64, slot: usize) -> u64 {
+    fn leaves_at<C: Count>(&self, r: &Ring<N, C>, bucket: u64, slot: usize) -> u64 {
         self.latest_time(r, bucket, slot)
             .saturating_add(self.window_nanos)
     }
 
     /// An upper bound on the time of the latest admission in `bucket`.
-    fn latest_time(&self, r: &Ring<N>, bucket: u64, slot: usize) -> u64 {
+    fn latest_time<C: Count>(&self, r: &Ring<N, C>, bucket: u64, slot: usize) -> u64 {
         // Steps are rounded up, so cap at the bucket's end: no later than the ring drops it.
         bucket
             .saturating_mul(self.bucket.d)
@@ -202,30 +241,35 @@ impl<const N: usize> Grid<N> {
     }
 
     /// Counts `cost` units admitted at `at` in the cursor's newest bucket.
-    pub(crate) fn add(&self, r: &mut Ring<N>, c: &Cursor, cost: u16, at: u64) {
+    pub(crate) fn add<C: Count>(&self, r: &mut Ring<N, C>, c: &Cursor, cost: u32, at: u64) {
         let slot = Self::slot(c.idx);
-        if r.total == 0 {
+        if r.total == C::ZERO {
             r.tail = c.idx as u32;
         }
-        r.counts[slot] = r.counts[slot].saturating_add(cost);
+        r.counts[slot] = r.counts[slot].plus(cost);
         r.latest[slot] = r.latest[slot].max(self.step_of(c.idx, at));
-        r.total = r.total.saturating_add(cost);
+        r.total = r.total.plus(cost);
     }
 
     /// Nanoseconds from the cursor's `now` until the oldest units leave (`Reset`), and, if
     /// `excess` units must leave first, until they have (`Retry-After`).
-    pub(crate) fn waits(&self, r: &Ring<N>, c: &Cursor, excess: u32) -> (u64, Option<u64>) {
+    pub(crate) fn waits<C: Count>(
+        &self,
+        r: &Ring<N, C>,
+        c: &Cursor,
+        excess: u32,
+    ) -> (u64, Option<u64>) {
         let mut reset = 0;
         let mut freed = 0u32;
         let (mut bucket, mut slot) = (c.first, c.first_slot);
         while bucket <= c.idx {
-            let count = r.counts[slot];
+            let count = r.counts[slot].get();
             if count != 0 {
                 let leaves_in = self.leaves_at(r, bucket, slot).saturating_sub(c.now);
                 if reset == 0 {
                     reset = leaves_in;
                 }
-                freed += u32::from(count);
+                freed = freed.saturating_add(count);
                 if freed >= excess {
                     return (reset, (excess > 0).then_some(leaves_in));
                 }
@@ -241,11 +285,11 @@ impl<const N: usize> Grid<N> {
     }
 
     /// When the oldest non-empty bucket leaves the window, and its units.
-    pub(crate) fn oldest(&self, r: &Ring<N>, c: &Cursor) -> Option<(u64, u16)> {
+    pub(crate) fn oldest<C: Count>(&self, r: &Ring<N, C>, c: &Cursor) -> Option<(u64, u32)> {
         let (mut bucket, mut slot) = (c.first, c.first_slot);
         while bucket <= c.idx {
-            if r.counts[slot] != 0 {
-                return Some((self.leaves_at(r, bucket, slot), r.counts[slot]));
+            if r.counts[slot] != C::ZERO {
+                return Some((self.leaves_at(r, bucket, slot), r.counts[slot].get()));
             }
             bucket += 1;
             slot = Self::next(slot);
@@ -259,8 +303,8 @@ impl<const N: usize> Grid<N> {
     }
 
     /// Whether nothing in `r` can still be in the window at `now`.
-    pub(crate) fn is_idle(&self, r: &Ring<N>, now: u64) -> bool {
-        if r.total == 0 {
+    pub(crate) fn is_idle<C: Count>(&self, r: &Ring<N, C>, now: u64) -> bool {
+        if r.total == C::ZERO {
             return true;
         }
         let elapsed = (self.bucket.div(now) as u32).wrapping_sub(r.head);
@@ -269,23 +313,30 @@ impl<const N: usize> Grid<N> {
 
     /// The ring's units as `(upper bound on their admission time, count)`, oldest first (the
     /// order [`Grid::ring_of`] relies on).
-    pub(crate) fn units<'a>(
+    pub(crate) fn units<'a, C: Count>(
         &'a self,
-        r: &'a Ring<N>,
+        r: &'a Ring<N, C>,
         c: &Cursor,
-    ) -> impl Iterator<Item = (u64, u16)> + 'a {
+    ) -> impl Iterator<Item = (u64, u32)> + 'a {
         let first = c.first;
         (first..=c.idx).filter_map(move |bucket| {
             let slot = Self::slot(bucket);
-            (r.counts[slot] != 0).then(|| (self.latest_time(r, bucket, slot), r.counts[slot]))
+            (r.counts[slot] != C::ZERO)
+                .then(|| (self.latest_time(r, bucket, slot), r.counts[slot].get()))
         })
     }
 
     /// A ring at `now` holding `units` (from another grid), each counted no earlier than given.
-    pub(crate) fn ring_of(&self, now: u64, units: impl Iterator<Item = (u64, u16)>) -> Ring<N> {
+    /// The caller keeps the units' sum within `C` (a key moves to the compact ring only with
+    /// fewer than 32 768 units counted).
+    pub(crate) fn ring_of<C: Count>(
+        &self,
+        now: u64,
+        units: impl Iterator<Item = (u64, u32)>,
+    ) -> Ring<N, C> {
         let units: Vec<_> = units.collect();
         let newest = units.iter().map(|&(t, _)| t).max().unwrap_or(now).max(now);
-        let mut r = self.empty(newest);
+        let mut r: Ring<N, C> = self.empty(newest);
         let head = self.bucket.div(newest);
         r.tail = units
             .first()
@@ -299,9 +350,9 @@ impl<const N: usize> Grid<N> {
                 .div(at)
                 .clamp(head.saturating_sub(N as u64 - 1), head);
             let slot = Self::slot(bucket);
-            r.counts[slot] = r.counts[slot].saturating_add(count);
+            r.counts[slot] = r.counts[slot].plus(count);
             r.latest[slot] = r.latest[slot].max(self.step_of(bucket, at));
-            r.total = r.total.saturating_add(count);
+            r.total = r.total.plus(count);
         }
         r
     }
