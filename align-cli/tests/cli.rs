@@ -179,6 +179,8 @@ fn backup_while_serving_then_restore_elsewhere() {
     ));
     let (mut server, addr) = spawn_server(&data);
     assert_eq!(get_me(addr, minted["key"].as_str().unwrap()).0, 200);
+    // The request's log entry reaches its segment file within the commit window (20 ms).
+    std::thread::sleep(std::time::Duration::from_millis(300));
 
     let copy = dir.path().join("backup.db");
     let made = json(&align(

@@ -127,10 +127,16 @@ fn serve_mint_use_revoke_then_shut_down_cleanly_leaving_no_token_behind() {
     // Nothing the server printed or stored holds a token, apart from the bootstrap key file.
     let mut haystack = log.join("\n").into_bytes();
     haystack.extend(stdout.as_bytes());
-    for entry in std::fs::read_dir(&data).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.ends_with("bootstrap-admin-key") {
-            haystack.extend(std::fs::read(path).unwrap());
+    // Every file, the request log's segment directory included.
+    let mut dirs = vec![data.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !path.ends_with("bootstrap-admin-key") {
+                haystack.extend(std::fs::read(path).unwrap());
+            }
         }
     }
     assert!(
