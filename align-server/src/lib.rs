@@ -38,9 +38,7 @@ mod tls;
 pub use anchor::{ANCHOR_KEY_FILE, ANCHOR_LOG_FILE, audit_anchor_key, audit_anchor_log_path};
 pub use at_rest::{open_sealed, prepare_data_dir};
 pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
-pub use config::{
-    Config, ConsoleSettings, Database, LogSettings, Overrides, RetentionSettings,
-};
+pub use config::{Config, ConsoleSettings, Database, LogSettings, Overrides, RetentionSettings};
 pub use error::{ApiError, Error};
 /// The key store hook that writes `api_key.*` events to the webhook outbox in the change's
 /// transaction: `SqliteKeyStore::open(path).await?.with_event_hook(Arc::new(OutboxHook))`,

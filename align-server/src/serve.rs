@@ -201,9 +201,8 @@ impl Server {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        let state = Arc::new(
-            AppState::new(config, keys, audit, webhooks, idempotency)?.with_leaks(leaks),
-        );
+        let state =
+            Arc::new(AppState::new(config, keys, audit, webhooks, idempotency)?.with_leaks(leaks));
         // Audit records of key changes that committed just before a crash, still staged.
         state.commit_staged_audit().await;
         state.limits.announce().await;

@@ -398,8 +398,7 @@ fn key_from(r: &Row) -> Result<(i64, KeyRecord)> {
 }
 
 /// The organisation columns `org_from` reads, in order.
-const ORG_COLUMNS: &str =
-    "seq, id, name, security_contact, created_at, leaked_key_action, leaked_sandbox_key_action, \
+const ORG_COLUMNS: &str = "seq, id, name, security_contact, created_at, leaked_key_action, leaked_sandbox_key_action, \
      privacy_contact";
 
 fn org_from(r: &Row) -> Result<(i64, Organization)> {

@@ -13,8 +13,8 @@ mod auth;
 mod html;
 mod keys;
 mod once;
-mod security;
 mod people;
+mod security;
 mod webhooks;
 
 use std::sync::Arc;

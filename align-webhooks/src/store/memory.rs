@@ -8,9 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{
-    ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable,
-};
+use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,

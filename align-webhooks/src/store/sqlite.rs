@@ -21,9 +21,7 @@ use uuid::Uuid;
 use super::memory::next_state;
 use super::sealed::{self, SEALING_TABLE};
 use super::worker::{self, AttemptJob, Job};
-use super::{
-    ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable,
-};
+use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
     Attempt, Delivery, DeliveryId, DeliveryStatus, DueDelivery, Endpoint, EndpointId, Enqueued,
