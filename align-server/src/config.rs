@@ -80,7 +80,7 @@ pub struct Config {
     pub audit_anchor_interval: Duration,
     /// Who may read `GET /metrics` (`metrics.*`).
     pub metrics: MetricsSettings,
-    /// The logs' disk budget (`logs.*`; see [`crate::disk`]).
+    /// The logs' disk budget (`logs.*`; see `docs/operations.md`, "Disk budget").
     pub logs: LogSettings,
     /// Leaked-key reports from secret scanners (`secret_scanning.*`).
     pub secret_scanning: SecretScanningSettings,

@@ -75,7 +75,8 @@ enum TicketKind {
 }
 
 impl ReplyStore {
-    /// Replies kept in this instance's memory, within the default [`Budget`].
+    /// Replies kept in this instance's memory, within the default budget (64 KiB a reply,
+    /// 1 MiB a key, 64 MiB in all).
     pub fn memory() -> Self {
         Self(Backend::Memory(memory::Idempotency::default()))
     }
