@@ -92,12 +92,14 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct UserChange {
-    /// A new e-mail.
+    /// A new e-mail (`null` is refused: an e-mail cannot be removed).
+    #[serde(default, deserialize_with = "crate::http::non_null")]
     pub(crate) email: Option<String>,
     /// A new display name; `null` removes it.
     #[serde(default, with = "super::double_option")]
     pub(crate) name: Option<Option<String>>,
-    /// A new role (admins only).
+    /// A new role (admins only; `null` is refused).
+    #[serde(default, deserialize_with = "crate::http::non_null")]
     pub(crate) role: Option<String>,
 }
 
@@ -296,13 +298,18 @@ pub(crate) async fn delete(
     let heir = match transfer_to {
         None => None,
         Some(t) => {
-            let heir = load(state, who, t).await.map_err(|_| {
-                ApiError::invalid_request(
-                    "transferKeysTo must name another admin of the organisation",
-                )
-            })?;
-            if heir.id == user.id || heir.role != Role::Admin {
+            if t == user.id.to_string() {
                 return Err(ApiError::invalid_request(
+                    "transferKeysTo must name another admin of the organisation, not the user deleted",
+                ));
+            }
+            // No such admin in the organisation (now): the request is well-formed, the
+            // organisation's state refuses it.
+            let heir = load(state, who, t).await.map_err(|_| {
+                ApiError::conflict("transferKeysTo must name another admin of the organisation")
+            })?;
+            if heir.role != Role::Admin {
+                return Err(ApiError::conflict(
                     "transferKeysTo must name another admin of the organisation",
                 ));
             }
