@@ -1222,22 +1222,9 @@ async fn the_console_can_be_turned_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_session_made_on_one_instance_works_on_another_until_signed_out() {
-    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
-        );
+    let Some((scratch, url)) = support::scratch_postgres().await else {
         return;
     };
-    let scratch = align_keys::postgres::ScratchSchema::create(&base)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{}", scratch.name());
     // Every instance reads the one secrets key file (as a mounted secret).
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("secrets-key");

@@ -191,20 +191,9 @@ async fn finding_10_a_key_changes_audit_record_commits_with_the_change_over_http
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finding_10_a_key_changes_audit_record_commits_with_the_change_over_http_on_postgres() {
-    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
-        );
+    let Some((scratch, url)) = support::scratch_postgres().await else {
         return;
     };
-    let scratch = ScratchSchema::create(&base).await.unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{}", scratch.name());
     let s = TestServer::start_with(move |c| c.database = Database::Postgres(url)).await;
     key_changes_commit_their_audit_records(&s, &Postgres(scratch)).await;
 }

@@ -657,22 +657,9 @@ async fn each_leak_e_mails_the_security_contact_once_without_the_secret() {
 
 #[tokio::test]
 async fn on_postgresql_a_report_to_one_instance_is_refused_by_the_other_within_a_second() {
-    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
-        );
+    let Some((_scratch, url)) = support::scratch_postgres().await else {
         return;
     };
-    let scratch = align_keys::postgres::ScratchSchema::create(&base)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{}", scratch.name());
     let github = Signer::new("gh");
     let files = tempfile::tempdir().unwrap();
     let keys_file = files.path().join("github-keys.json");

@@ -12,18 +12,11 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use align_keys::postgres::ScratchSchema;
 use align_server::Database;
 use http::StatusCode;
 use serde_json::json;
 use support::TestServer;
 use support::receiver::Receiver;
-
-/// `url` with the scratch schema first on every connection's `search_path`.
-fn url_in(url: &str, schema: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
-}
 
 /// An instance on the database at `url`, with its own data directory and the secrets key file
 /// `key_file` that every instance shares (as a mounted secret would be).
@@ -65,20 +58,9 @@ fn instance_on_own_runtime(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_revocations_and_the_outbox() {
-    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        // Past the test harness's output capture, so the reason shows in every run.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
-        );
+    let Some((scratch, url)) = support::scratch_postgres().await else {
         return;
     };
-    let scratch = ScratchSchema::create(&base).await.unwrap();
-    let url = url_in(&base, scratch.name());
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("secrets-key");
     let a = instance(&url, &key_file).await;
@@ -175,19 +157,9 @@ async fn two_instances_share_revocations_and_the_outbox() {
 /// in the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_21_finding_6_a_replay_on_another_instance_replays_the_first_answer() {
-    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
-        );
+    let Some((scratch, url)) = support::scratch_postgres().await else {
         return;
     };
-    let scratch = ScratchSchema::create(&base).await.unwrap();
-    let url = url_in(&base, scratch.name());
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("secrets-key");
     let a = instance(&url, &key_file).await;

@@ -318,22 +318,9 @@ async fn a_user_is_exported_erased_and_the_chains_still_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_is_exported_erased_and_the_chains_still_verify_on_postgres() {
-    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
-        );
+    let Some((_scratch, url)) = support::scratch_postgres().await else {
         return;
     };
-    let scratch = align_keys::postgres::ScratchSchema::create(&base)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{}", scratch.name());
     let db = url.clone();
     let s = TestServer::start_with(move |c| {
         c.database = align_server::Database::Postgres(db);

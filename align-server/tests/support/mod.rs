@@ -171,3 +171,26 @@ impl TestServer {
         self.dir
     }
 }
+
+/// A scratch schema of its own on the test database (`ALIGN_TEST_POSTGRES_URL`) and a URL
+/// whose connections use it; `None`, with the reason printed past the test harness's output
+/// capture, when the variable is not set.
+pub async fn scratch_postgres() -> Option<(align_keys::postgres::ScratchSchema, String)> {
+    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping PostgreSQL tests: ALIGN_TEST_POSTGRES_URL is not set"
+        );
+        return None;
+    };
+    let scratch = align_keys::postgres::ScratchSchema::create(&base)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{}", scratch.name());
+    Some((scratch, url))
+}
