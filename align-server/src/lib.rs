@@ -45,7 +45,7 @@ pub use error::{ApiError, Error};
 /// after `SqliteWebhookStore::open(path)` has created the outbox tables.
 pub use events::OutboxHook;
 pub use idempotency::ReplyStore;
-pub use routes::{PAGES, ROUTES};
+pub use routes::{Access, Listing, ROUTE_TABLE, Route};
 pub use serve::{Backends, Server, shutdown_signal};
 
 #[cfg(doctest)]
