@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use align_keys::policy::{Caller, Target};
-use align_keys::store::KeyStore;
+use align_keys::store::Directory;
 use align_keys::{
     Environment, KeyManager, NewKey, Organization, OrganizationId, Permission, Redactor, Role,
     Scope, Sha256Hasher, SqliteKeyStore, User, UserId, Verification,

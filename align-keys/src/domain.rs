@@ -358,7 +358,7 @@ impl<'de> Deserialize<'de> for PermissionSet {
 }
 
 /// What happened to a key, for stores that record events with the change (see
-/// [`KeyStore::insert_key_with_event`](crate::KeyStore::insert_key_with_event)).
+/// [`KeyManagement::insert_key_with_event`](crate::KeyManagement::insert_key_with_event)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyEventKind {
     /// A key was minted.

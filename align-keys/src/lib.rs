@@ -7,7 +7,9 @@
 //! - [`domain`], [`policy`]: organisations, projects, users, roles, scopes, permissions, and
 //!   the least-privilege rules for minting and acting;
 //! - [`KeyStore`] with [`MemoryKeyStore`], (feature `sqlite`) `SqliteKeyStore` and (feature
-//!   `postgres`) `PgKeyStore`;
+//!   `postgres`) `PgKeyStore`, split by who uses it: [`KeyLookup`] (the verifier),
+//!   [`KeyManagement`] (minting and changing keys), [`Directory`] (organisations, users,
+//!   sessions);
 //! - [`PasswordHash`], [`UserSession`]: users' PBKDF2 password hashes and sign-in sessions
 //!   (stored under the [`SessionHash`] of their token), for a console's sign-in;
 //! - [`KeyVerifier`] and [`KeyManager`]: verification with an in-process cache that revocation
@@ -63,7 +65,9 @@ pub use password::{
     MIN_PBKDF2_ITERATIONS, PasswordHash, SessionHash, UserSession, validate_password,
 };
 pub use policy::{Caller, Denial, KeySpec, Target, UserCaller};
-pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};
+pub use store::{
+    Directory, KeyFilter, KeyLookup, KeyManagement, KeyStore, MemoryKeyStore, Page, PageRequest,
+};
 #[cfg(feature = "postgres")]
 pub use store::{PgEventHook, PgKeyStore};
 #[cfg(feature = "sqlite")]

@@ -136,12 +136,23 @@ pub struct Rotation {
 /// assert!(matches!(seen, Verification::Revoked(_)));
 /// # });
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KeyManager {
+    store: Arc<dyn KeyStore>,
     verifier: Arc<KeyVerifier>,
     default_rate_limit: u32,
     /// Handed to the store's event hook with every event this manager's changes make.
     attachment: Option<Attachment>,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("verifier", &self.verifier)
+            .field("default_rate_limit", &self.default_rate_limit)
+            .field("attachment", &self.attachment)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The rate limit of a key without its own, unless [`KeyManager::with_default_rate_limit`]
@@ -151,12 +162,16 @@ pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
 impl KeyManager {
     /// A manager with a fresh default [`KeyVerifier`].
     pub fn new(store: Arc<dyn KeyStore>, hasher: Arc<dyn KeyHasher>) -> Self {
-        Self::with_verifier(Arc::new(KeyVerifier::new(store, hasher)))
+        let verifier = KeyVerifier::new(Arc::clone(&store).into_lookup(), hasher);
+        Self::with_verifier(store, Arc::new(verifier))
     }
 
-    /// A manager sharing an existing verifier (and so its store, hasher and cache).
-    pub fn with_verifier(verifier: Arc<KeyVerifier>) -> Self {
+    /// A manager over `store` sharing an existing verifier (and so its hasher and cache). The
+    /// verifier must look keys up in the same `store` (built from
+    /// [`KeyStore::into_lookup`]), or its cache would not see this manager's changes.
+    pub fn with_verifier(store: Arc<dyn KeyStore>, verifier: Arc<KeyVerifier>) -> Self {
         Self {
+            store,
             verifier,
             default_rate_limit: DEFAULT_RATE_LIMIT_PER_MINUTE,
             attachment: None,
@@ -228,7 +243,7 @@ impl KeyManager {
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn KeyStore> {
-        self.verifier.store()
+        &self.store
     }
 
     /// Mints a key as the operator (bootstrap, operator CLI): [`Self::mint_as`] with

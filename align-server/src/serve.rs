@@ -181,14 +181,14 @@ impl Server {
         prepare_data_dir(&config.data_dir)?;
         let anchorer = Arc::new(Anchorer::open(&config.data_dir)?);
         let verifier = KeyVerifier::with_config(
-            store,
+            Arc::clone(&store).into_lookup(),
             Arc::new(Sha256Hasher),
             VerifierConfig {
                 capacity: config.key_cache_capacity,
                 ..VerifierConfig::default()
             },
         );
-        let keys = KeyManager::with_verifier(Arc::new(verifier))
+        let keys = KeyManager::with_verifier(store, Arc::new(verifier))
             .with_default_rate_limit(config.rate_limit_per_minute);
         let bootstrap = bootstrap(&config, &keys).await?;
         let listener = TcpListener::bind(config.listen)

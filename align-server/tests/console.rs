@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_keys::store::KeyStore;
+use align_keys::store::Directory;
 use align_keys::{
     MIN_PBKDF2_ITERATIONS, PasswordHash, Project, ProjectId, Role, SqliteKeyStore, User, UserId,
 };

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use align_keys::store::KeyStore;
+use align_keys::store::Directory;
 use align_keys::{
     Environment, KeyManager, NewKey, Organization, OrganizationId, Role, Scope, Sha256Hasher,
     SqliteKeyStore, User, UserId,

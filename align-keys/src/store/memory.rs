@@ -1,4 +1,4 @@
-//! An in-memory [`KeyStore`] for tests and single-process embedders.
+//! An in-memory [`KeyStore`](crate::KeyStore) for tests and single-process embedders.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{PoisonError, RwLock};
@@ -6,7 +6,7 @@ use std::sync::{PoisonError, RwLock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
+use super::{Directory, KeyFilter, KeyLookup, KeyManagement, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User, UserId,
 };
@@ -15,7 +15,7 @@ use crate::hash::KeyHash;
 use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 
-/// A [`KeyStore`] that keeps everything in process memory. Lost on exit.
+/// A [`KeyStore`](crate::KeyStore) that keeps everything in process memory. Lost on exit.
 #[derive(Debug, Default)]
 pub struct MemoryKeyStore {
     inner: RwLock<Inner>,
@@ -97,7 +97,7 @@ fn page<T: Clone>(
 }
 
 #[async_trait]
-impl KeyStore for MemoryKeyStore {
+impl Directory for MemoryKeyStore {
     async fn create_organization(&self, org: &Organization) -> Result<()> {
         let mut g = self.write();
         if g.orgs.iter().any(|(_, o)| o.id == org.id) {
@@ -339,25 +339,10 @@ impl KeyStore for MemoryKeyStore {
         g.sessions.retain(|_, s| s.expires_at > now);
         Ok((before - g.sessions.len()) as u64)
     }
+}
 
-    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
-        let mut g = self.write();
-        // The prefix carries the environment's tag, so one set keeps it unique per environment.
-        if g.prefixes.contains(&record.prefix) {
-            return Err(Error::PrefixTaken);
-        }
-        if g.by_hash.contains_key(hash) || g.key_index.contains_key(&record.id) {
-            return Err(Error::AlreadyExists(ObjectKind::ApiKey));
-        }
-        let seq = g.next_seq();
-        let at = g.keys.len();
-        g.keys.push((seq, record.clone()));
-        g.key_index.insert(record.id, at);
-        g.by_hash.insert(*hash, record.id);
-        g.prefixes.insert(record.prefix.clone());
-        Ok(())
-    }
-
+#[async_trait]
+impl KeyLookup for MemoryKeyStore {
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         let g = self.read();
         let Some(id) = g.by_hash.get(hash) else {
@@ -375,25 +360,6 @@ impl KeyStore for MemoryKeyStore {
             .get(&id)
             .and_then(|i| g.keys.get(*i))
             .map(|(_, k)| k.clone()))
-    }
-
-    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
-        page(&self.read().keys, req, |k| filter_matches(filter, k))
-    }
-
-    async fn update_key(&self, record: &KeyRecord) -> Result<()> {
-        let mut g = self.write();
-        let key = g
-            .key_mut(record.id)
-            .ok_or(Error::NotFound(ObjectKind::ApiKey))?;
-        key.name.clone_from(&record.name);
-        key.expires_at = record.expires_at;
-        key.revoked_at = key.revoked_at.or(record.revoked_at);
-        key.suspended_at = record.suspended_at;
-        key.rate_limit_per_minute = record.rate_limit_per_minute;
-        key.allowed_cidrs.clone_from(&record.allowed_cidrs);
-        g.changes.push(record.id);
-        Ok(())
     }
 
     async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
@@ -417,6 +383,46 @@ impl KeyStore for MemoryKeyStore {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyManagement for MemoryKeyStore {
+    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        let mut g = self.write();
+        // The prefix carries the environment's tag, so one set keeps it unique per environment.
+        if g.prefixes.contains(&record.prefix) {
+            return Err(Error::PrefixTaken);
+        }
+        if g.by_hash.contains_key(hash) || g.key_index.contains_key(&record.id) {
+            return Err(Error::AlreadyExists(ObjectKind::ApiKey));
+        }
+        let seq = g.next_seq();
+        let at = g.keys.len();
+        g.keys.push((seq, record.clone()));
+        g.key_index.insert(record.id, at);
+        g.by_hash.insert(*hash, record.id);
+        g.prefixes.insert(record.prefix.clone());
+        Ok(())
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
+        page(&self.read().keys, req, |k| filter_matches(filter, k))
+    }
+
+    async fn update_key(&self, record: &KeyRecord) -> Result<()> {
+        let mut g = self.write();
+        let key = g
+            .key_mut(record.id)
+            .ok_or(Error::NotFound(ObjectKind::ApiKey))?;
+        key.name.clone_from(&record.name);
+        key.expires_at = record.expires_at;
+        key.revoked_at = key.revoked_at.or(record.revoked_at);
+        key.suspended_at = record.suspended_at;
+        key.rate_limit_per_minute = record.rate_limit_per_minute;
+        key.allowed_cidrs.clone_from(&record.allowed_cidrs);
+        g.changes.push(record.id);
         Ok(())
     }
 }

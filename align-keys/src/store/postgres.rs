@@ -1,4 +1,4 @@
-//! A [`KeyStore`] on PostgreSQL: a `deadpool-postgres` pool, versioned migrations in
+//! A [`KeyStore`](crate::KeyStore) on PostgreSQL: a `deadpool-postgres` pool, versioned migrations in
 //! `keys_migrations`, tables prefixed `keys_`, the same columns as the SQLite store (times in
 //! Unix milliseconds, ids as text).
 //!
@@ -25,7 +25,7 @@ use super::codec::{
     LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, ms, opt_ms, permissions_text,
     session_from, time, uuid,
 };
-use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
+use super::{Directory, KeyFilter, KeyLookup, KeyManagement, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
     UserId,
@@ -192,7 +192,7 @@ const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, 
     rotated_from, rate_limit_per_minute, allowed_cidrs";
 
 /// Called inside the transaction of every key change that carries a [`KeyEvent`] (see
-/// [`KeyStore::insert_key_with_event`]): whatever it writes through `tx` (an outbox row)
+/// [`KeyManagement::insert_key_with_event`]): whatever it writes through `tx` (an outbox row)
 /// commits with the change, and an error rolls the change back. The PostgreSQL counterpart
 /// of `SqliteEventHook` (feature `sqlite`).
 #[async_trait]
@@ -206,7 +206,7 @@ pub trait PgEventHook: Send + Sync + 'static {
     ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
-/// A [`KeyStore`] in a PostgreSQL database, shared by any number of server instances.
+/// A [`KeyStore`](crate::KeyStore) in a PostgreSQL database, shared by any number of server instances.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), align_keys::Error> {
@@ -264,7 +264,7 @@ impl PgKeyStore {
 
     /// The same store, holding one extra connection (made with `config`, which must reach
     /// the same database and schema as the pool) that LISTENs for key changes, so that
-    /// [`KeyStore::wait_for_changes`] wakes as soon as any instance commits one. The
+    /// [`KeyLookup::wait_for_changes`] wakes as soon as any instance commits one. The
     /// connection is re-made after a failure. Must be called within a tokio runtime.
     pub fn listen_for_changes(mut self, config: tokio_postgres::Config) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::StoreWorker)?;
@@ -515,7 +515,7 @@ impl PgKeyStore {
 }
 
 #[async_trait]
-impl KeyStore for PgKeyStore {
+impl Directory for PgKeyStore {
     async fn create_organization(&self, org: &Organization) -> Result<()> {
         let client = self.pool.get().await?;
         client
@@ -840,24 +840,10 @@ impl KeyStore for PgKeyStore {
         )
         .await
     }
+}
 
-    async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
-        let client = self.pool.get().await?;
-        insert_key_on(&**client, k, hash).await
-    }
-
-    async fn insert_key_with_event(
-        &self,
-        k: &KeyRecord,
-        hash: &KeyHash,
-        event: KeyEvent,
-    ) -> Result<()> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        insert_key_on(&*tx, k, hash).await?;
-        self.commit_with_event(tx, k, event).await
-    }
-
+#[async_trait]
+impl KeyLookup for PgKeyStore {
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         self.first(
             &format!("SELECT {KEY_COLUMNS} FROM keys_api_keys WHERE hash = $1"),
@@ -874,41 +860,6 @@ impl KeyStore for PgKeyStore {
             key_from,
         )
         .await
-    }
-
-    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
-        let f = *filter;
-        self.paged(
-            &format!(
-                "SELECT {KEY_COLUMNS} FROM keys_api_keys
-                 WHERE seq > $1 AND organization_id = $3
-                   AND ($4::text IS NULL OR project_id = $4)
-                   AND ($5::text IS NULL OR environment = $5)
-                   AND ($6::boolean OR revoked_at IS NULL)
-                 ORDER BY seq LIMIT $2"
-            ),
-            req,
-            &[
-                &f.organization_id.to_string(),
-                &f.project_id.map(|p| p.to_string()),
-                &f.environment.map(Environment::as_str),
-                &f.include_revoked,
-            ],
-            key_from,
-        )
-        .await
-    }
-
-    async fn update_key(&self, k: &KeyRecord) -> Result<()> {
-        let client = self.pool.get().await?;
-        update_key_on(&**client, k).await
-    }
-
-    async fn update_key_with_event(&self, k: &KeyRecord, event: KeyEvent) -> Result<()> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        update_key_on(&*tx, k).await?;
-        self.commit_with_event(tx, k, event).await
     }
 
     async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
@@ -972,6 +923,61 @@ impl KeyStore for PgKeyStore {
             }
             None => tokio::time::sleep(timeout).await,
         }
+    }
+}
+
+#[async_trait]
+impl KeyManagement for PgKeyStore {
+    async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        let client = self.pool.get().await?;
+        insert_key_on(&**client, k, hash).await
+    }
+
+    async fn insert_key_with_event(
+        &self,
+        k: &KeyRecord,
+        hash: &KeyHash,
+        event: KeyEvent,
+    ) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        insert_key_on(&*tx, k, hash).await?;
+        self.commit_with_event(tx, k, event).await
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
+        let f = *filter;
+        self.paged(
+            &format!(
+                "SELECT {KEY_COLUMNS} FROM keys_api_keys
+                 WHERE seq > $1 AND organization_id = $3
+                   AND ($4::text IS NULL OR project_id = $4)
+                   AND ($5::text IS NULL OR environment = $5)
+                   AND ($6::boolean OR revoked_at IS NULL)
+                 ORDER BY seq LIMIT $2"
+            ),
+            req,
+            &[
+                &f.organization_id.to_string(),
+                &f.project_id.map(|p| p.to_string()),
+                &f.environment.map(Environment::as_str),
+                &f.include_revoked,
+            ],
+            key_from,
+        )
+        .await
+    }
+
+    async fn update_key(&self, k: &KeyRecord) -> Result<()> {
+        let client = self.pool.get().await?;
+        update_key_on(&**client, k).await
+    }
+
+    async fn update_key_with_event(&self, k: &KeyRecord, event: KeyEvent) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        update_key_on(&*tx, k).await?;
+        self.commit_with_event(tx, k, event).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! A [`KeyStore`] on SQLite: WAL, busy timeout, versioned migrations, tables prefixed `keys_`.
+//! A [`KeyStore`](crate::KeyStore) on SQLite: WAL, busy timeout, versioned migrations, tables prefixed `keys_`.
 //!
 //! One connection behind a mutex; every call runs on tokio's blocking pool, never on a worker.
 
@@ -13,7 +13,7 @@ use super::codec::{
     LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, ms, opt_ms, permissions_text,
     session_from, time, uuid,
 };
-use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
+use super::{Directory, KeyFilter, KeyLookup, KeyManagement, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
     UserId,
@@ -152,7 +152,7 @@ const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, 
     permissions, created_by, created_at, last_used_at, expires_at, revoked_at, suspended_at, \
     rotated_from, rate_limit_per_minute, allowed_cidrs";
 
-/// A [`KeyStore`] in one SQLite file.
+/// A [`KeyStore`](crate::KeyStore) in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteKeyStore {
     conn: Arc<Mutex<Connection>>,
@@ -160,7 +160,7 @@ pub struct SqliteKeyStore {
 }
 
 /// Called inside the transaction of every key change that carries a [`KeyEvent`] (see
-/// [`KeyStore::insert_key_with_event`]): whatever it writes through `tx` (an outbox row)
+/// [`KeyManagement::insert_key_with_event`]): whatever it writes through `tx` (an outbox row)
 /// commits with the change, and an error rolls the change back.
 pub trait SqliteEventHook: Send + Sync + 'static {
     /// Records `event` for `key` on `tx`.
@@ -440,7 +440,7 @@ fn first<T>(
 }
 
 #[async_trait]
-impl KeyStore for SqliteKeyStore {
+impl Directory for SqliteKeyStore {
     async fn create_organization(&self, org: &Organization) -> Result<()> {
         let org = org.clone();
         self.run(move |c| {
@@ -817,24 +817,10 @@ impl KeyStore for SqliteKeyStore {
         })
         .await
     }
+}
 
-    async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
-        let k = k.clone();
-        let hash = *hash;
-        self.run(move |c| insert_key_on(c, &k, &hash)).await
-    }
-
-    async fn insert_key_with_event(
-        &self,
-        k: &KeyRecord,
-        hash: &KeyHash,
-        event: KeyEvent,
-    ) -> Result<()> {
-        let hash = *hash;
-        self.write_with_event(k.clone(), event, move |c, k| insert_key_on(c, k, &hash))
-            .await
-    }
-
+#[async_trait]
+impl KeyLookup for SqliteKeyStore {
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         let hash = *hash;
         self.run(move |c| {
@@ -858,42 +844,6 @@ impl KeyStore for SqliteKeyStore {
             )
         })
         .await
-    }
-
-    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
-        let f = *filter;
-        let req = req.clone();
-        self.run(move |c| {
-            paged(
-                c,
-                &format!(
-                    "SELECT {KEY_COLUMNS} FROM keys_api_keys
-                     WHERE seq > ?1 AND organization_id = ?3
-                       AND (?4 IS NULL OR project_id = ?4)
-                       AND (?5 IS NULL OR environment = ?5)
-                       AND (?6 OR revoked_at IS NULL)
-                     ORDER BY seq LIMIT ?2"
-                ),
-                &req,
-                &[
-                    &f.organization_id.to_string(),
-                    &f.project_id.map(|p| p.to_string()),
-                    &f.environment.map(Environment::as_str),
-                    &f.include_revoked,
-                ],
-                key_from,
-            )
-        })
-        .await
-    }
-
-    async fn update_key(&self, k: &KeyRecord) -> Result<()> {
-        let k = k.clone();
-        self.run(move |c| update_key_on(c, &k)).await
-    }
-
-    async fn update_key_with_event(&self, k: &KeyRecord, event: KeyEvent) -> Result<()> {
-        self.write_with_event(k.clone(), event, update_key_on).await
     }
 
     async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
@@ -946,6 +896,62 @@ impl KeyStore for SqliteKeyStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[async_trait]
+impl KeyManagement for SqliteKeyStore {
+    async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        let k = k.clone();
+        let hash = *hash;
+        self.run(move |c| insert_key_on(c, &k, &hash)).await
+    }
+
+    async fn insert_key_with_event(
+        &self,
+        k: &KeyRecord,
+        hash: &KeyHash,
+        event: KeyEvent,
+    ) -> Result<()> {
+        let hash = *hash;
+        self.write_with_event(k.clone(), event, move |c, k| insert_key_on(c, k, &hash))
+            .await
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
+        let f = *filter;
+        let req = req.clone();
+        self.run(move |c| {
+            paged(
+                c,
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM keys_api_keys
+                     WHERE seq > ?1 AND organization_id = ?3
+                       AND (?4 IS NULL OR project_id = ?4)
+                       AND (?5 IS NULL OR environment = ?5)
+                       AND (?6 OR revoked_at IS NULL)
+                     ORDER BY seq LIMIT ?2"
+                ),
+                &req,
+                &[
+                    &f.organization_id.to_string(),
+                    &f.project_id.map(|p| p.to_string()),
+                    &f.environment.map(Environment::as_str),
+                    &f.include_revoked,
+                ],
+                key_from,
+            )
+        })
+        .await
+    }
+
+    async fn update_key(&self, k: &KeyRecord) -> Result<()> {
+        let k = k.clone();
+        self.run(move |c| update_key_on(c, &k)).await
+    }
+
+    async fn update_key_with_event(&self, k: &KeyRecord, event: KeyEvent) -> Result<()> {
+        self.write_with_event(k.clone(), event, update_key_on).await
     }
 }
 
