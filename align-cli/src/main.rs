@@ -576,7 +576,8 @@ enum EndpointAction {
     ///
     /// The URL must pass the delivery policy: https for live endpoints (http allowed for
     /// sandbox), no credentials or secret-looking query parameters, and no private or
-    /// loopback destination unless ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS=1.
+    /// loopback destination unless ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS=1 (with
+    /// ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS=1 too, a live endpoint may use http to a local receiver).
     ///
     /// Example: align webhooks endpoints add --url https://hooks.acme.test/align --events api_key.revoked,api_key.created
     Add {

@@ -457,7 +457,9 @@ fn dispatcher_config(config: &Config) -> DispatcherConfig {
         // Above the attempt timeout plus the longest in-memory throttle wait (1 s), so a slow
         // attempt is never sent twice; short enough that a crashed instance's claims return soon.
         lease: w.attempt_timeout * 2 + Duration::from_secs(2),
-        url_policy: align_webhooks::UrlPolicy::new().allow_private_targets(w.allow_private_targets),
+        url_policy: align_webhooks::UrlPolicy::new()
+            .allow_private_targets(w.allow_private_targets)
+            .allow_http_targets(w.allow_http_targets),
         ..DispatcherConfig::default()
     }
 }

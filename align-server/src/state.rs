@@ -41,7 +41,7 @@ pub(crate) struct AppState {
     pub(crate) idempotency: ReplyStore,
     /// Webhook endpoints and the outbox (also the event log behind `GET /events`).
     pub(crate) webhooks: Arc<dyn WebhookStore>,
-    /// The endpoint URL rules (`webhooks.allow_private_targets`).
+    /// The endpoint URL rules (`webhooks.allow_private_targets`, `webhooks.allow_http_targets`).
     pub(crate) url_policy: UrlPolicy,
     /// Resolves endpoint host names for the URL check at registration.
     pub(crate) resolver: Arc<dyn Resolver>,
@@ -83,7 +83,9 @@ impl AppState {
     ) -> Result<Self, Error> {
         let limits = Limits::new(&config)?;
         let url_policy =
-            UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
+            UrlPolicy::new()
+                .allow_private_targets(config.webhooks.allow_private_targets)
+                .allow_http_targets(config.webhooks.allow_http_targets);
         let console = crate::console::Console::new(&config)?;
         crate::leaks::github::check_keys_file(&config)?;
         Ok(Self {
