@@ -535,7 +535,11 @@ async fn a_verifier_over_a_lookup_only_store_verifies_and_follows_revocation() {
         .verify(minted.token.expose(), Utc::now())
         .await
         .unwrap();
-    assert_eq!(lookup.counts().snapshot().0, 1, "one lookup, then the cache");
+    assert_eq!(
+        lookup.counts().snapshot().0,
+        1,
+        "one lookup, then the cache"
+    );
 
     // Revoked elsewhere (through the full store): the change feed reaches this verifier.
     keys.revoke(minted.record.id, Utc::now()).await.unwrap();

@@ -82,10 +82,9 @@ impl AppState {
         idempotency: ReplyStore,
     ) -> Result<Self, Error> {
         let limits = Limits::new(&config)?;
-        let url_policy =
-            UrlPolicy::new()
-                .allow_private_targets(config.webhooks.allow_private_targets)
-                .allow_http_targets(config.webhooks.allow_http_targets);
+        let url_policy = UrlPolicy::new()
+            .allow_private_targets(config.webhooks.allow_private_targets)
+            .allow_http_targets(config.webhooks.allow_http_targets);
         let console = crate::console::Console::new(&config)?;
         crate::leaks::github::check_keys_file(&config)?;
         Ok(Self {

@@ -428,7 +428,10 @@ async fn the_development_setting_lets_a_live_endpoint_use_a_local_http_receiver(
     )
     .await;
     let (_, k) = s
-        .mint(&s.admin_key, json!({"name": "live-ci", "scope": "organization"}))
+        .mint(
+            &s.admin_key,
+            json!({"name": "live-ci", "scope": "organization"}),
+        )
         .await;
     assert_eq!(k["environment"], "live", "{k}");
     let mut got = rx.received();

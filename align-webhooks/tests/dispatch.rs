@@ -514,7 +514,10 @@ async fn live_http_delivery(policy: UrlPolicy) -> (Setup, DeliveryId) {
     let mut c = config();
     c.url_policy = policy;
     let s = setup(c, |_, _| Reply::status(200)).await;
-    let mut live = endpoint(Environment::Live, &format!("http://{}/hook", s.receiver.addr));
+    let mut live = endpoint(
+        Environment::Live,
+        &format!("http://{}/hook", s.receiver.addr),
+    );
     live.filter = EventFilter::All;
     s.store.create_endpoint(&live).await.unwrap();
     let m = NewMessage::new("evt_dev_http", "x", Environment::Live, json!({}));
@@ -524,8 +527,7 @@ async fn live_http_delivery(policy: UrlPolicy) -> (Setup, DeliveryId) {
 }
 
 #[tokio::test]
-async fn a_live_http_endpoint_on_a_local_receiver_is_delivered_only_with_the_development_setting()
-{
+async fn a_live_http_endpoint_on_a_local_receiver_is_delivered_only_with_the_development_setting() {
     let (s, id) = live_http_delivery(UrlPolicy::new().allow_private_targets(true)).await;
     assert_eq!(s.receiver.count(), 0);
     let error = s.store.attempts(id).await.unwrap()[0]

@@ -307,7 +307,10 @@ fn the_development_setting_lets_live_endpoints_use_http_to_a_local_receiver_only
     ));
     assert!(matches!(
         dev.check_url("http://0.0.0.0/h", Environment::Live),
-        Err(Error::UrlRefused(UrlDefect::Address(_, AddressClass::Unspecified)))
+        Err(Error::UrlRefused(UrlDefect::Address(
+            _,
+            AddressClass::Unspecified
+        )))
     ));
     // https is untouched.
     dev.check_url("https://hooks.example.com/in", Environment::Live)
@@ -319,11 +322,17 @@ fn http_to_a_local_receiver_still_needs_private_targets_allowed() {
     let http_only = UrlPolicy::new().allow_http_targets(true);
     assert!(matches!(
         http_only.check_url("http://127.0.0.1:9000/hook", Environment::Live),
-        Err(Error::UrlRefused(UrlDefect::Address(_, AddressClass::Loopback)))
+        Err(Error::UrlRefused(UrlDefect::Address(
+            _,
+            AddressClass::Loopback
+        )))
     ));
     assert!(matches!(
         http_only.check_url("http://localhost:9000/hook", Environment::Live),
-        Err(Error::UrlRefused(UrlDefect::Address(_, AddressClass::Loopback)))
+        Err(Error::UrlRefused(UrlDefect::Address(
+            _,
+            AddressClass::Loopback
+        )))
     ));
     // And without the setting, private targets alone do not open http for live endpoints.
     let private_only = UrlPolicy::new().allow_private_targets(true);

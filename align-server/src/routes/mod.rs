@@ -125,9 +125,21 @@ const fn open(method: Method, path: &'static str, listing: Listing) -> Route {
 pub static ROUTE_TABLE: &[Route] = &[
     open(Method::GET, "/healthz", Listing::Api),
     api(Method::GET, "/api/v1/me", handler!(|_, r, _| me::get(r))),
-    api(Method::POST, "/api/v1/keys", handler!(|s, r, _| keys::create(s, r).await)),
-    api(Method::GET, "/api/v1/keys", handler!(|s, r, _| keys::list(s, r).await)),
-    api(Method::GET, "/api/v1/keys/{id}", handler!(|s, r, id| keys::get(s, r, id).await)),
+    api(
+        Method::POST,
+        "/api/v1/keys",
+        handler!(|s, r, _| keys::create(s, r).await),
+    ),
+    api(
+        Method::GET,
+        "/api/v1/keys",
+        handler!(|s, r, _| keys::list(s, r).await),
+    ),
+    api(
+        Method::GET,
+        "/api/v1/keys/{id}",
+        handler!(|s, r, id| keys::get(s, r, id).await),
+    ),
     api(
         Method::PATCH,
         "/api/v1/keys/{id}",
@@ -158,16 +170,32 @@ pub static ROUTE_TABLE: &[Route] = &[
         "/api/v1/keys/{id}/report-compromise",
         handler!(|s, r, id| leaks::report_compromise(s, r, id).await),
     ),
-    api(Method::GET, "/api/v1/leaks", handler!(|s, r, _| leaks::list(s, r).await)),
+    api(
+        Method::GET,
+        "/api/v1/leaks",
+        handler!(|s, r, _| leaks::list(s, r).await),
+    ),
     open(Method::POST, crate::leaks::github::PATH, Listing::Api),
-    api(Method::POST, "/api/v1/projects", handler!(|s, r, _| projects::create(s, r).await)),
-    api(Method::GET, "/api/v1/projects", handler!(|s, r, _| projects::list(s, r).await)),
+    api(
+        Method::POST,
+        "/api/v1/projects",
+        handler!(|s, r, _| projects::create(s, r).await),
+    ),
+    api(
+        Method::GET,
+        "/api/v1/projects",
+        handler!(|s, r, _| projects::list(s, r).await),
+    ),
     api(
         Method::DELETE,
         "/api/v1/projects/{id}",
         handler!(|s, r, id| projects::delete(s, r, id).await),
     ),
-    api(Method::GET, "/api/v1/users", handler!(|s, r, _| users::list(s, r).await)),
+    api(
+        Method::GET,
+        "/api/v1/users",
+        handler!(|s, r, _| users::list(s, r).await),
+    ),
     api(
         Method::PATCH,
         "/api/v1/users/{id}",
@@ -198,7 +226,11 @@ pub static ROUTE_TABLE: &[Route] = &[
         "/api/v1/organization",
         handler!(|s, r, _| organization::update(s, r).await),
     ),
-    api(Method::GET, "/api/v1/events", handler!(|s, r, _| events::list(s, r).await)),
+    api(
+        Method::GET,
+        "/api/v1/events",
+        handler!(|s, r, _| events::list(s, r).await),
+    ),
     api(
         Method::POST,
         "/api/v1/webhook-endpoints",
@@ -260,7 +292,11 @@ pub static ROUTE_TABLE: &[Route] = &[
         handler!(|s, r, _| audit_events::list(s, r).await),
     ),
     // With the operator's `metrics.token` it is answered before authentication (`app.rs`).
-    api(Method::GET, "/metrics", handler!(|s, r, _| metrics(s, r).await)),
+    api(
+        Method::GET,
+        "/metrics",
+        handler!(|s, r, _| metrics(s, r).await),
+    ),
     open(Method::GET, "/.well-known/security.txt", Listing::Api),
     open(Method::GET, "/docs", Listing::Page),
     open(Method::GET, "/docs/init.js", Listing::Page),
@@ -312,7 +348,8 @@ static ROUTER: LazyLock<Router> = LazyLock::new(|| {
 
 /// The path with each empty segment (after the first `/`) replaced by [`EMPTY_SEGMENT`].
 fn lookup_path(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path.contains("//") && !(path.len() > 1 && path.ends_with('/')) {
+    let has_empty_segment = path.contains("//") || (path.len() > 1 && path.ends_with('/'));
+    if !has_empty_segment {
         return std::borrow::Cow::Borrowed(path);
     }
     let mut segments = path.split('/');
@@ -374,7 +411,10 @@ pub(crate) fn unrouted(method: &Method, path: &str) -> ApiError {
 pub(crate) async fn dispatch(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let path = req.parts.uri.path();
     let found = find(path).and_then(|(resource, id)| {
-        let route = resource.routes.iter().find(|r| r.method == req.parts.method)?;
+        let route = resource
+            .routes
+            .iter()
+            .find(|r| r.method == req.parts.method)?;
         Some((route.handler?, id))
     });
     let Some((handler, id)) = found else {
@@ -623,10 +663,7 @@ mod tests {
 
     #[test]
     fn an_empty_id_segment_still_fits_the_template_as_before() {
-        assert_eq!(
-            route_of(&Method::GET, "/api/v1/keys/"),
-            "/api/v1/keys/{id}"
-        );
+        assert_eq!(route_of(&Method::GET, "/api/v1/keys/"), "/api/v1/keys/{id}");
         assert_eq!(
             route_of(&Method::POST, "/api/v1/keys//revoke"),
             "/api/v1/keys/{id}/revoke"
@@ -661,7 +698,10 @@ mod tests {
         prop_oneof![
             prop::collection::vec(prop::sample::select(words), 0..7)
                 .prop_map(|segments| format!("/{}", segments.join("/"))),
-            (prop::sample::select(ROUTE_TABLE.to_vec()), "[a-z0-9%-]{0,12}")
+            (
+                prop::sample::select(ROUTE_TABLE.to_vec()),
+                "[a-z0-9%-]{0,12}"
+            )
                 .prop_map(|(r, id)| concrete(r.path, &id)),
             "[ -~]{0,40}",
         ]
@@ -700,7 +740,12 @@ mod tests {
         use std::time::Instant;
         let mut requests: Vec<(Method, String)> = ROUTE_TABLE
             .iter()
-            .map(|r| (r.method.clone(), concrete(r.path, "00000000-0000-4000-8000-000000000000")))
+            .map(|r| {
+                (
+                    r.method.clone(),
+                    concrete(r.path, "00000000-0000-4000-8000-000000000000"),
+                )
+            })
             .collect();
         requests.push((Method::GET, "/api/v1/nothing/here".to_owned()));
         let rounds = 20_000;
@@ -722,6 +767,9 @@ mod tests {
             "route lookup over {} requests: router {table:.1} ns, linear scan {scan:.1} ns",
             requests.len()
         );
-        assert!(table <= scan * 1.1, "router {table:.1} ns vs scan {scan:.1} ns");
+        assert!(
+            table <= scan * 1.1,
+            "router {table:.1} ns vs scan {scan:.1} ns"
+        );
     }
 }
