@@ -196,14 +196,12 @@ async fn reference_server(dir: &std::path::Path) -> (Side, tokio::sync::oneshot:
             serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)
         }
     };
-    let mint = |body: Value| {
-        async move {
-            let v = api("POST", "/api/v1/keys".into(), body).await;
-            (
-                v["key"].as_str().unwrap_or_default().to_owned(),
-                v["apiKeyId"].as_str().unwrap_or_default().to_owned(),
-            )
-        }
+    let mint = |body: Value| async move {
+        let v = api("POST", "/api/v1/keys".into(), body).await;
+        (
+            v["key"].as_str().unwrap_or_default().to_owned(),
+            v["apiKeyId"].as_str().unwrap_or_default().to_owned(),
+        )
     };
     let mut keys = Keys::default();
     let base = json!({"name": "k", "scope": "organization"});
@@ -356,7 +354,13 @@ async fn axum_example() -> Side {
         max_concurrent: MAX_CONCURRENT,
         ..axum_service::Settings::default()
     };
-    let router = axum_service::app(&keys, Arc::new(MemorySink::new()), settings).unwrap();
+    let router = axum_service::app(
+        &keys,
+        Arc::new(MemorySink::new()),
+        Arc::new(align_webhooks::MemoryWebhookStore::new()),
+        settings,
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
