@@ -6,6 +6,8 @@
 //! - [`Redactor`]: masks keys, webhook secrets and credential headers in logs and records;
 //! - [`domain`], [`policy`]: organisations, projects, users, roles, scopes, permissions, and
 //!   the least-privilege rules for minting and acting;
+//! - [`vocabulary`]: the permission names a deployment declares (the server's, or an
+//!   embedder's own such as `invoices:read`), with `resource:*` wildcards;
 //! - [`KeyStore`] with [`MemoryKeyStore`], (feature `sqlite`) `SqliteKeyStore` and (feature
 //!   `postgres`) `PgKeyStore`;
 //! - [`PasswordHash`], [`UserSession`]: users' PBKDF2 password hashes and sign-in sessions
@@ -42,12 +44,15 @@ pub use align_core::sqlite;
 pub mod store;
 pub mod token;
 mod verifier;
+pub mod vocabulary;
 
 pub use align_core::{Environment, MASK, Redactor, Secret, is_sensitive_name};
 pub use domain::{
     Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, Organization,
-    OrganizationId, Permission, PermissionSet, Project, ProjectId, Role, Scope, User, UserId,
+    MAX_META_BYTES, MAX_OWNER_ID_LEN, Meta, OrganizationId, Permission, PermissionSet, Project,
+    ProjectId, Role, Scope, User, UserId,
 };
+pub use vocabulary::{UnknownPermission, Vocabulary, VocabularyError};
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
 pub use judge::{Grant, Producer, Unset, judge};

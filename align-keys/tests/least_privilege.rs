@@ -226,6 +226,8 @@ impl World {
                     expires_at: None,
                     rate_limit_per_minute: None,
                     allowed_cidrs: vec![],
+                    owner_id: None,
+                    meta: None,
                 },
                 now,
             )
@@ -314,6 +316,8 @@ impl World {
                     expires_at: shape.expiry.map(|s| self.now + Duration::seconds(s)),
                     rate_limit_per_minute: shape.rate,
                     allowed_cidrs: shape.cidrs.iter().map(|i| nets()[*i]).collect(),
+                    owner_id: None,
+                    meta: None,
                 };
                 if let Ok(m) = self.keys.mint_as(&actor.producer(), new, self.now).await {
                     self.minted.push((m.record.id, snap));

@@ -393,6 +393,8 @@ async fn mint_as_user_sets_the_creator_and_refuses_what_the_role_forbids() {
         expires_at: None,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
+        owner_id: None,
+        meta: None,
     };
     let caller = align_keys::Producer::User(UserCaller { user: &engineer });
     let refused = keys

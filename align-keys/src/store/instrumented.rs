@@ -80,6 +80,10 @@ macro_rules! counted {
 
 #[async_trait]
 impl<S: KeyStore> KeyStore for Instrumented<S> {
+    fn vocabulary(&self) -> crate::Vocabulary {
+        self.inner.vocabulary()
+    }
+
     async fn create_organization(&self, org: &Organization) -> Result<()> {
         counted!(self, other_writes, self.inner.create_organization(org))
     }

@@ -19,6 +19,7 @@ use crate::password::{PasswordHash, SessionHash, UserSession};
 #[derive(Debug, Default)]
 pub struct MemoryKeyStore {
     inner: RwLock<Inner>,
+    vocabulary: crate::Vocabulary,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +56,14 @@ impl MemoryKeyStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store, reading its keys' permissions with `vocabulary` (the reference
+    /// server's, [`Vocabulary::SERVER`](crate::Vocabulary::SERVER), unless given).
+    #[must_use]
+    pub fn with_vocabulary(mut self, vocabulary: crate::Vocabulary) -> Self {
+        self.vocabulary = vocabulary;
+        self
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -98,6 +107,10 @@ fn page<T: Clone>(
 
 #[async_trait]
 impl KeyStore for MemoryKeyStore {
+    fn vocabulary(&self) -> crate::Vocabulary {
+        self.vocabulary
+    }
+
     async fn create_organization(&self, org: &Organization) -> Result<()> {
         let mut g = self.write();
         if g.orgs.iter().any(|(_, o)| o.id == org.id) {
@@ -351,7 +364,8 @@ impl KeyStore for MemoryKeyStore {
         }
         let seq = g.next_seq();
         let at = g.keys.len();
-        g.keys.push((seq, record.clone()));
+        g.keys
+            .push((seq, record.clone().in_vocabulary(self.vocabulary)));
         g.key_index.insert(record.id, at);
         g.by_hash.insert(*hash, record.id);
         g.prefixes.insert(record.prefix.clone());
@@ -392,6 +406,8 @@ impl KeyStore for MemoryKeyStore {
         key.suspended_at = record.suspended_at;
         key.rate_limit_per_minute = record.rate_limit_per_minute;
         key.allowed_cidrs.clone_from(&record.allowed_cidrs);
+        key.owner_id.clone_from(&record.owner_id);
+        key.meta.clone_from(&record.meta);
         g.changes.push(record.id);
         Ok(())
     }

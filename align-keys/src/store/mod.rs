@@ -105,6 +105,13 @@ pub struct KeyFilter {
 /// prefix unique per environment, answering [`Error::PrefixTaken`] on a prefix collision.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
+    /// The permission vocabulary its key records are read with (and that keys minted over it
+    /// use): [`Vocabulary::SERVER`](crate::Vocabulary::SERVER) unless the store was given
+    /// another (`with_vocabulary`).
+    fn vocabulary(&self) -> crate::Vocabulary {
+        crate::Vocabulary::SERVER
+    }
+
     /// Adds an organisation.
     async fn create_organization(&self, org: &Organization) -> Result<()>;
     /// Finds an organisation.

@@ -237,6 +237,8 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         permissions: None,
         environment,
         expires_at: None,
+        owner_id: None,
+        meta: None,
     };
     let minted = ops::mint(ctx.state, &acting, request).await?;
     let id = minted.record.id;
