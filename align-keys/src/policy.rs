@@ -286,13 +286,17 @@ pub fn check_user_mint(vocabulary: &Vocabulary, user: &User, spec: &KeySpec) -> 
     let allowed = v
         .role_permissions(user.role)
         .intersect(v.scope_permissions(spec.scope));
-    if let Some(requested) = spec.permissions {
-        if !requested
-            .intersect(v.scope_permissions(spec.scope))
-            .is_subset_of(allowed)
-        {
-            return Err(Denial::PermissionsBroader);
-        }
+    // A key without a list holds everything its scope allows, so that must be within the
+    // role too (as for a key minting one). In the server's vocabulary every scope an admin or
+    // an engineer may mint lies inside their role, so this refuses nothing there; in an
+    // embedder's it keeps an engineer from minting a list-less key whose scope reaches an
+    // admin-only name.
+    let requested = spec.permissions.unwrap_or(v.all());
+    if !requested
+        .intersect(v.scope_permissions(spec.scope))
+        .is_subset_of(allowed)
+    {
+        return Err(Denial::PermissionsBroader);
     }
     Ok(())
 }

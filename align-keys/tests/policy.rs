@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use align_keys::policy::{Caller, KeySpec, Target, UserCaller, check_user_mint};
+use align_keys::Vocabulary;
 use align_keys::{
     Denial, Environment, KeyId, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId,
     Role, Scope, User, UserId,
@@ -31,6 +32,10 @@ fn key(scope: Scope, permissions: Option<PermissionSet>, environment: Environmen
         organization_id: org(),
         scope,
         permissions,
+        unrecognized_permissions: vec![],
+        vocabulary: Vocabulary::SERVER,
+        owner_id: None,
+        meta: None,
         created_by: UserId(Uuid::from_u128(7)),
         created_at: Utc::now(),
         last_used_at: None,
@@ -53,7 +58,7 @@ fn power(k: &KeyRecord, role: Role) -> BTreeSet<(Permission, Option<ProjectId>, 
     let places = std::iter::once(None).chain((0..3).map(|i| Some(project(i))));
     for place in places {
         for env in [Environment::Live, Environment::Sandbox] {
-            for p in Permission::ALL {
+            for p in Vocabulary::SERVER.iter() {
                 let target = Target {
                     organization_id: org(),
                     project_id: place,
@@ -82,7 +87,7 @@ fn scope() -> impl Strategy<Value = Scope> {
 fn permissions() -> impl Strategy<Value = Option<PermissionSet>> {
     prop_oneof![
         Just(None),
-        proptest::collection::vec(proptest::sample::select(Permission::ALL.to_vec()), 0..6)
+        proptest::collection::vec(proptest::sample::select(Vocabulary::SERVER.iter().collect::<Vec<_>>()), 0..6)
             .prop_map(|v| Some(v.into_iter().collect()))
     ]
 }
@@ -132,7 +137,7 @@ proptest! {
             created_at: Utc::now(),
         };
         let spec = KeySpec { scope: s, permissions: p, environment: e };
-        if check_user_mint(&user, &spec).is_ok() {
+        if check_user_mint(&Vocabulary::SERVER, &user, &spec).is_ok() {
             prop_assert!(r != Role::Viewer);
             prop_assert!(!(s == Scope::Organization && r != Role::Admin));
             let k = key(s, p, e);
@@ -269,11 +274,11 @@ fn other_organizations_are_outside_scope_and_demotion_takes_effect_at_once() {
 
 /// Everything a signed-in user can do through a console.
 fn user_power(user: &User) -> BTreeSet<(Permission, Option<ProjectId>, Environment)> {
-    let caller = UserCaller { user };
+    let caller = UserCaller { user, vocabulary: Vocabulary::SERVER };
     let mut out = BTreeSet::new();
     for place in std::iter::once(None).chain((0..3).map(|i| Some(project(i)))) {
         for env in [Environment::Live, Environment::Sandbox] {
-            for p in Permission::ALL {
+            for p in Vocabulary::SERVER.iter() {
                 let target = Target {
                     organization_id: org(),
                     project_id: place,
@@ -313,7 +318,7 @@ fn a_console_user_holds_exactly_what_the_keys_they_could_mint_would_give() {
                     permissions: None,
                     environment: env,
                 };
-                if check_user_mint(&u, &spec).is_ok() {
+                if check_user_mint(&Vocabulary::SERVER, &u, &spec).is_ok() {
                     union.extend(power(&key(s, None, env), r));
                 }
             }
@@ -339,7 +344,7 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
         environment: Environment::Live,
     };
     let engineer = user(Role::Engineer);
-    let e = UserCaller { user: &engineer };
+    let e = UserCaller { user: &engineer, vocabulary: Vocabulary::SERVER };
     assert_eq!(
         e.check_mint(&spec(Scope::Organization)),
         Err(Denial::OrganizationScopeNeedsAdmin)
@@ -347,7 +352,7 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
     assert_eq!(e.check_mint(&spec(Scope::Project(project(0)))), Ok(()));
     let viewer = user(Role::Viewer);
     assert_eq!(
-        UserCaller { user: &viewer }.check_mint(&spec(Scope::Project(project(0)))),
+        UserCaller { user: &viewer, vocabulary: Vocabulary::SERVER }.check_mint(&spec(Scope::Project(project(0)))),
         Err(Denial::ViewerCannotMint)
     );
     let elsewhere = Target {
@@ -357,7 +362,7 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
     };
     let admin = user(Role::Admin);
     assert_eq!(
-        UserCaller { user: &admin }.authorize(Permission::KeysRead, elsewhere),
+        UserCaller { user: &admin, vocabulary: Vocabulary::SERVER }.authorize(Permission::KeysRead, elsewhere),
         Err(Denial::OutsideScope)
     );
     let org_key = Target {
@@ -370,7 +375,7 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
         Err(Denial::OutsideScope)
     );
     assert_eq!(
-        UserCaller { user: &admin }.authorize(Permission::KeysWrite, org_key),
+        UserCaller { user: &admin, vocabulary: Vocabulary::SERVER }.authorize(Permission::KeysWrite, org_key),
         Ok(())
     );
 }
@@ -396,7 +401,7 @@ async fn mint_as_user_sets_the_creator_and_refuses_what_the_role_forbids() {
         owner_id: None,
         meta: None,
     };
-    let caller = align_keys::Producer::User(UserCaller { user: &engineer });
+    let caller = align_keys::Producer::User(UserCaller { user: &engineer, vocabulary: Vocabulary::SERVER });
     let refused = keys
         .mint_as(&caller, new(Scope::Organization), Utc::now())
         .await;
