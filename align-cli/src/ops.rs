@@ -11,8 +11,8 @@ use align_audit::{AuditSink, PgSink, PgSinkConfig, PrivacyPolicy, Query, SqliteS
 use align_keys::store::{KeyFilter, KeyStore, PageRequest};
 use align_keys::{
     Environment, KeyId, KeyManager, KeyRecord, NewKey, Organization, OrganizationId, PasswordHash,
-    PgKeyStore, Project, ProjectId, Role, Scope, Secret, Sha256Hasher,
-    SqliteKeyStore, User, UserId, Vocabulary,
+    PgKeyStore, Project, ProjectId, Role, Scope, Secret, Sha256Hasher, SqliteKeyStore, User,
+    UserId, Vocabulary,
 };
 use align_server::Database;
 use align_webhooks::{PgWebhookStore, Sealer, SqliteWebhookStore, WebhookStore};

@@ -326,7 +326,7 @@ pub struct KeyRecord {
     /// minted here.
     pub unrecognized_permissions: Vec<String>,
     /// The vocabulary `permissions` is relative to (the store's).
-    pub vocabulary: Vocabulary,
+    pub vocabulary: &'static Vocabulary,
     /// The embedder's own id for the key's owner (a customer, a user), at most 256 characters.
     pub owner_id: Option<String>,
     /// The embedder's own data about the key: a JSON object of at most 4 KiB serialized.
@@ -385,7 +385,7 @@ impl KeyRecord {
     /// The names of the key's permissions (`None`: every permission its scope and role
     /// allow), in vocabulary order.
     /// Serializes as `null` or the list of names, without allocating.
-    pub fn permission_names(&self) -> Option<crate::vocabulary::NamedSet> {
+    pub fn permission_names(&self) -> Option<crate::vocabulary::NamedSet<'static>> {
         self.permissions.map(|set| self.vocabulary.named(set))
     }
 
@@ -393,8 +393,8 @@ impl KeyRecord {
     /// declare move to [`Self::unrecognized_permissions`] (and grant nothing), unrecognized
     /// names it declares come back.
     #[must_use]
-    pub fn in_vocabulary(mut self, vocabulary: Vocabulary) -> Self {
-        if self.vocabulary == vocabulary {
+    pub fn in_vocabulary(mut self, vocabulary: &'static Vocabulary) -> Self {
+        if std::ptr::eq(self.vocabulary, vocabulary) || self.vocabulary == vocabulary {
             return self;
         }
         if let Some(set) = self.permissions {

@@ -48,11 +48,10 @@ pub mod vocabulary;
 
 pub use align_core::{Environment, MASK, Redactor, Secret, is_sensitive_name};
 pub use domain::{
-    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, Organization,
-    MAX_META_BYTES, MAX_OWNER_ID_LEN, Meta, OrganizationId, Permission, PermissionSet, Project,
+    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, MAX_META_BYTES,
+    MAX_OWNER_ID_LEN, Meta, Organization, OrganizationId, Permission, PermissionSet, Project,
     ProjectId, Role, Scope, User, UserId,
 };
-pub use vocabulary::{UnknownPermission, Vocabulary, VocabularyError};
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
 pub use judge::{Grant, Producer, Unset, judge};
@@ -75,6 +74,7 @@ pub use store::{PgEventHook, PgKeyStore};
 pub use store::{SqliteEventHook, SqliteKeyStore};
 pub use token::{MintedToken, ParsedToken, TokenDefect};
 pub use verifier::{Cached, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};
+pub use vocabulary::{UnknownPermission, Vocabulary, VocabularyError};
 
 // Compiles and runs the README's example as a doctest so it cannot rot.
 #[cfg(doctest)]

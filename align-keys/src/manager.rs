@@ -559,7 +559,11 @@ impl KeyManager {
         };
         self.judge(producer, &new.grant())?;
         let successor = self
-            .mint_inner(new, Some((old.id, old.unrecognized_permissions.clone())), now)
+            .mint_inner(
+                new,
+                Some((old.id, old.unrecognized_permissions.clone())),
+                now,
+            )
             .await?;
         let mut previous = old;
         previous.expires_at = Some(previous.expires_at.map_or(grace_end, |e| e.min(grace_end)));
@@ -583,7 +587,7 @@ fn validate_owner(owner: Option<&str>) -> Result<()> {
             field: "ownerId",
             reason: "must be at most 256 characters",
         }),
-        Some(o) if o.is_empty() => Err(Error::InvalidInput {
+        Some("") => Err(Error::InvalidInput {
             field: "ownerId",
             reason: "must not be empty",
         }),

@@ -6,8 +6,7 @@
 use std::fmt;
 
 use crate::domain::{
-    KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Role, Scope, User,
-    Vocabulary,
+    KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Role, Scope, User, Vocabulary,
 };
 use crate::token::Environment;
 
@@ -93,7 +92,11 @@ pub const fn scope_permissions(scope: Scope) -> PermissionSet {
 
 /// Refuses a request for a refused-not-narrowed permission (the server's privacy ones)
 /// outside `allowed`.
-fn check_refused(vocabulary: &Vocabulary, spec: &KeySpec, allowed: PermissionSet) -> Result<(), Denial> {
+fn check_refused(
+    vocabulary: &Vocabulary,
+    spec: &KeySpec,
+    allowed: PermissionSet,
+) -> Result<(), Denial> {
     let asked = spec
         .permissions
         .unwrap_or(PermissionSet::EMPTY)
@@ -232,7 +235,7 @@ pub struct UserCaller<'a> {
     pub user: &'a User,
     /// The vocabulary of the keys the user mints and of the permissions asked for
     /// ([`Vocabulary::SERVER`] for the reference server's console).
-    pub vocabulary: Vocabulary,
+    pub vocabulary: &'static Vocabulary,
 }
 
 impl UserCaller<'_> {
@@ -273,7 +276,7 @@ impl UserCaller<'_> {
 
     /// Checks that the user may mint a key shaped like `spec` ([`check_user_mint`]).
     pub fn check_mint(&self, spec: &KeySpec) -> Result<(), Denial> {
-        check_user_mint(&self.vocabulary, self.user, spec)
+        check_user_mint(self.vocabulary, self.user, spec)
     }
 }
 

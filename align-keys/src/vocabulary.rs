@@ -202,12 +202,12 @@ impl fmt::Debug for PermissionSet {
 /// A set with its vocabulary: serializes as the list of its names (in declaration order)
 /// without allocating ([`Vocabulary::named`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct NamedSet {
-    vocabulary: Vocabulary,
+pub struct NamedSet<'v> {
+    vocabulary: &'v Vocabulary,
     set: PermissionSet,
 }
 
-impl NamedSet {
+impl NamedSet<'_> {
     /// The names, in declaration order.
     pub fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.vocabulary.names(self.set)
@@ -219,13 +219,13 @@ impl NamedSet {
     }
 }
 
-impl fmt::Debug for NamedSet {
+impl fmt::Debug for NamedSet<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.iter()).finish()
     }
 }
 
-impl serde::Serialize for NamedSet {
+impl serde::Serialize for NamedSet<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
     }
@@ -331,7 +331,11 @@ const fn same(a: &str, b: &str) -> bool {
 const fn ends_with_read(name: &str) -> bool {
     let b = name.as_bytes();
     let n = b.len();
-    n >= 5 && b[n - 5] == b':' && b[n - 4] == b'r' && b[n - 3] == b'e' && b[n - 2] == b'a'
+    n >= 5
+        && b[n - 5] == b':'
+        && b[n - 4] == b'r'
+        && b[n - 3] == b'e'
+        && b[n - 2] == b'a'
         && b[n - 1] == b'd'
 }
 
@@ -516,6 +520,10 @@ impl Vocabulary {
 
     /// The permission named `name`, for a `const`: an undeclared name fails the build (at run
     /// time it panics; use [`Self::get`] for names from input).
+    #[allow(
+        clippy::panic,
+        reason = "evaluated in a const, an undeclared name must fail the build; names from input go through `get`"
+    )]
     pub const fn permission(&self, name: &str) -> Permission {
         let mut i = 0;
         while i < self.names.len() {
@@ -576,11 +584,17 @@ impl Vocabulary {
     }
 
     /// `set` with this vocabulary, to print or serialize its names.
-    pub const fn named(&self, set: PermissionSet) -> NamedSet {
+    pub const fn named(&self, set: PermissionSet) -> NamedSet<'_> {
         NamedSet {
-            vocabulary: *self,
+            vocabulary: self,
             set,
         }
+    }
+
+    /// This vocabulary for the life of the process, for one built at run time (stores and
+    /// records refer to their vocabulary). A `const` one needs no leak: `&MY_VOCABULARY`.
+    pub fn leak(self) -> &'static Self {
+        Box::leak(Box::new(self))
     }
 
     /// Every declared permission.
@@ -618,7 +632,10 @@ impl Vocabulary {
 
     /// Reads stored names: the declared ones as a set, and the others, which grant nothing,
     /// as they were (so that saving the key writes them back). Never fails.
-    pub fn decode<'t>(&self, names: impl IntoIterator<Item = &'t str>) -> (PermissionSet, Vec<String>) {
+    pub fn decode<'t>(
+        &self,
+        names: impl IntoIterator<Item = &'t str>,
+    ) -> (PermissionSet, Vec<String>) {
         let mut set = PermissionSet::EMPTY;
         let mut unrecognized = Vec::new();
         for name in names {
@@ -697,7 +714,15 @@ mod tests {
 
     #[test]
     fn names_must_be_lowercase_resource_action() {
-        for bad in ["keys", "Keys:read", "keys:", ":read", "a:b:c", "keys:*", "keys read"] {
+        for bad in [
+            "keys",
+            "Keys:read",
+            "keys:",
+            ":read",
+            "a:b:c",
+            "keys:*",
+            "keys read",
+        ] {
             assert!(!is_valid_name(bad), "{bad}");
         }
         for good in ["keys:read", "invoices_v2:write-all", "a:b"] {

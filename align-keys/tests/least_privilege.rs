@@ -150,7 +150,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// A vocabulary and, written out independently of `align_keys`, the rules it declares.
 #[derive(Debug, Clone)]
 struct Rules {
-    vocabulary: Vocabulary,
+    vocabulary: &'static Vocabulary,
     names: Vec<String>,
     admin_only: Vec<String>,
     organization_wide: Vec<String>,
@@ -161,8 +161,12 @@ impl Rules {
     fn server() -> Self {
         let strs = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         Self {
-            vocabulary: Vocabulary::SERVER,
-            names: Vocabulary::SERVER.declared().iter().map(|s| (*s).to_owned()).collect(),
+            vocabulary: &Vocabulary::SERVER,
+            names: Vocabulary::SERVER
+                .declared()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             admin_only: strs(&["organization:write", "privacy:read", "privacy:write"]),
             organization_wide: strs(&[
                 "organization:write",
@@ -219,7 +223,14 @@ impl Rules {
 /// A random vocabulary: 1 to 5 resources with random actions, random rule lists, and one of
 /// its names as the mint permission.
 fn rules() -> impl Strategy<Value = Rules> {
-    const RESOURCES: [&str; 6] = ["invoices", "customers", "refunds", "keys", "reports", "a_b-c"];
+    const RESOURCES: [&str; 6] = [
+        "invoices",
+        "customers",
+        "refunds",
+        "keys",
+        "reports",
+        "a_b-c",
+    ];
     const ACTIONS: [&str; 5] = ["read", "write", "delete", "export", "admin"];
     (
         prop::sample::subsequence(RESOURCES.to_vec(), 1..=5),
@@ -251,7 +262,8 @@ fn rules() -> impl Strategy<Value = Rules> {
                 .unwrap()
                 .with_admin_only(&admin)
                 .with_organization_wide(&wide)
-                .with_mint_permission(&mint);
+                .with_mint_permission(&mint)
+                .leak();
             Rules {
                 vocabulary,
                 names,
@@ -392,7 +404,7 @@ impl World {
                 }
                 let role = self.role(record.created_by).await;
                 Some((
-                    Actor::Key(record.clone(), role, self.rules.clone()),
+                    Actor::Key(Box::new(record.clone()), role, self.rules.clone()),
                     Snapshot::Key {
                         record: Box::new(record),
                         role,
@@ -582,7 +594,7 @@ impl World {
 
 /// The acting principal as the server hands it to the manager.
 enum Actor {
-    Key(KeyRecord, Role, Rules),
+    Key(Box<KeyRecord>, Role, Rules),
     User(User, Rules),
 }
 
@@ -735,7 +747,9 @@ proptest! {
 }
 
 fn run(rules: Rules, ops: &[Op]) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut world = World::new(rules).await;
         for (i, op) in ops.iter().enumerate() {

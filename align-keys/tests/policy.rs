@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use align_keys::policy::{Caller, KeySpec, Target, UserCaller, check_user_mint};
 use align_keys::Vocabulary;
+use align_keys::policy::{Caller, KeySpec, Target, UserCaller, check_user_mint};
 use align_keys::{
     Denial, Environment, KeyId, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId,
     Role, Scope, User, UserId,
@@ -33,7 +33,7 @@ fn key(scope: Scope, permissions: Option<PermissionSet>, environment: Environmen
         scope,
         permissions,
         unrecognized_permissions: vec![],
-        vocabulary: Vocabulary::SERVER,
+        vocabulary: &Vocabulary::SERVER,
         owner_id: None,
         meta: None,
         created_by: UserId(Uuid::from_u128(7)),
@@ -87,8 +87,11 @@ fn scope() -> impl Strategy<Value = Scope> {
 fn permissions() -> impl Strategy<Value = Option<PermissionSet>> {
     prop_oneof![
         Just(None),
-        proptest::collection::vec(proptest::sample::select(Vocabulary::SERVER.iter().collect::<Vec<_>>()), 0..6)
-            .prop_map(|v| Some(v.into_iter().collect()))
+        proptest::collection::vec(
+            proptest::sample::select(Vocabulary::SERVER.iter().collect::<Vec<_>>()),
+            0..6
+        )
+        .prop_map(|v| Some(v.into_iter().collect()))
     ]
 }
 
@@ -274,7 +277,10 @@ fn other_organizations_are_outside_scope_and_demotion_takes_effect_at_once() {
 
 /// Everything a signed-in user can do through a console.
 fn user_power(user: &User) -> BTreeSet<(Permission, Option<ProjectId>, Environment)> {
-    let caller = UserCaller { user, vocabulary: Vocabulary::SERVER };
+    let caller = UserCaller {
+        user,
+        vocabulary: &Vocabulary::SERVER,
+    };
     let mut out = BTreeSet::new();
     for place in std::iter::once(None).chain((0..3).map(|i| Some(project(i)))) {
         for env in [Environment::Live, Environment::Sandbox] {
@@ -344,7 +350,10 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
         environment: Environment::Live,
     };
     let engineer = user(Role::Engineer);
-    let e = UserCaller { user: &engineer, vocabulary: Vocabulary::SERVER };
+    let e = UserCaller {
+        user: &engineer,
+        vocabulary: &Vocabulary::SERVER,
+    };
     assert_eq!(
         e.check_mint(&spec(Scope::Organization)),
         Err(Denial::OrganizationScopeNeedsAdmin)
@@ -352,7 +361,11 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
     assert_eq!(e.check_mint(&spec(Scope::Project(project(0)))), Ok(()));
     let viewer = user(Role::Viewer);
     assert_eq!(
-        UserCaller { user: &viewer, vocabulary: Vocabulary::SERVER }.check_mint(&spec(Scope::Project(project(0)))),
+        UserCaller {
+            user: &viewer,
+            vocabulary: &Vocabulary::SERVER
+        }
+        .check_mint(&spec(Scope::Project(project(0)))),
         Err(Denial::ViewerCannotMint)
     );
     let elsewhere = Target {
@@ -362,7 +375,11 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
     };
     let admin = user(Role::Admin);
     assert_eq!(
-        UserCaller { user: &admin, vocabulary: Vocabulary::SERVER }.authorize(Permission::KeysRead, elsewhere),
+        UserCaller {
+            user: &admin,
+            vocabulary: &Vocabulary::SERVER
+        }
+        .authorize(Permission::KeysRead, elsewhere),
         Err(Denial::OutsideScope)
     );
     let org_key = Target {
@@ -375,7 +392,11 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
         Err(Denial::OutsideScope)
     );
     assert_eq!(
-        UserCaller { user: &admin, vocabulary: Vocabulary::SERVER }.authorize(Permission::KeysWrite, org_key),
+        UserCaller {
+            user: &admin,
+            vocabulary: &Vocabulary::SERVER
+        }
+        .authorize(Permission::KeysWrite, org_key),
         Ok(())
     );
 }
@@ -401,7 +422,10 @@ async fn mint_as_user_sets_the_creator_and_refuses_what_the_role_forbids() {
         owner_id: None,
         meta: None,
     };
-    let caller = align_keys::Producer::User(UserCaller { user: &engineer, vocabulary: Vocabulary::SERVER });
+    let caller = align_keys::Producer::User(UserCaller {
+        user: &engineer,
+        vocabulary: &Vocabulary::SERVER,
+    });
     let refused = keys
         .mint_as(&caller, new(Scope::Organization), Utc::now())
         .await;

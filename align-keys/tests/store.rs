@@ -73,7 +73,7 @@ fn record(f: &Fixture, prefix: &str) -> KeyRecord {
         scope: Scope::Project(f.project.id),
         permissions: Some([Permission::KeysRead].into_iter().collect()),
         unrecognized_permissions: vec![],
-        vocabulary: align_keys::Vocabulary::SERVER,
+        vocabulary: &align_keys::Vocabulary::SERVER,
         owner_id: None,
         meta: None,
         created_by: f.admin.id,
@@ -896,17 +896,32 @@ async fn owner_id_and_meta_round_trip_change_and_clear() {
         meta.insert("seats".into(), serde_json::json!([1, 2, {"x": null}]));
         r.meta = Some(meta);
         store.insert_key(&r, &KeyHash([4; 32])).await.unwrap();
-        assert_eq!(store.get_key(r.id).await.unwrap().as_ref(), Some(&r), "{name}");
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
         let (_, start) = store.key_changes_since(-1).await.unwrap();
         r.owner_id = Some("cus_9".into());
         r.meta = None;
         store.update_key(&r).await.unwrap();
-        assert_eq!(store.get_key(r.id).await.unwrap().as_ref(), Some(&r), "{name}");
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
         let (changed, _) = store.key_changes_since(start).await.unwrap();
-        assert!(changed.contains(&r.id), "{name}: an owner change is a change");
+        assert!(
+            changed.contains(&r.id),
+            "{name}: an owner change is a change"
+        );
         r.owner_id = None;
         store.update_key(&r).await.unwrap();
-        assert_eq!(store.get_key(r.id).await.unwrap().as_ref(), Some(&r), "{name}");
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
     }
 }
 
@@ -920,37 +935,68 @@ async fn a_stored_permission_the_vocabulary_does_not_declare_grants_nothing_and_
         let keys = manager(store.clone());
         let minted = token::generate(Environment::Live).unwrap();
         let mut r = record(&f, &minted.prefix);
-        r.vocabulary = SHARED;
+        r.vocabulary = &SHARED;
         r.permissions = Some(SHARED.all());
         let hash = Sha256Hasher.hash(minted.token.expose());
         store.insert_key(&r, &hash).await.unwrap();
 
         // Read with the server's vocabulary: `invoices:read` grants nothing, and is kept.
-        let seen = keys.verifier().verify(minted.token.expose(), Utc::now()).await;
+        let seen = keys
+            .verifier()
+            .verify(minted.token.expose(), Utc::now())
+            .await;
         let Ok(Verification::Valid(v)) = seen else {
             panic!("{name}: an unknown stored permission must not fail verification: {seen:?}");
         };
         let got = v.record();
-        assert_eq!(got.permissions, Some(PermissionSet::only(Permission::KeysRead)), "{name}");
+        assert_eq!(
+            got.permissions,
+            Some(PermissionSet::only(Permission::KeysRead)),
+            "{name}"
+        );
         assert_eq!(got.unrecognized_permissions, ["invoices:read"], "{name}");
-        let caller = Caller { key: got, creator_role: Role::Admin };
-        assert_eq!(caller.effective_permissions(), PermissionSet::only(Permission::KeysRead));
+        let caller = Caller {
+            key: got,
+            creator_role: Role::Admin,
+        };
+        assert_eq!(
+            caller.effective_permissions(),
+            PermissionSet::only(Permission::KeysRead)
+        );
 
         // Kept through an update and a rotation.
-        keys.update(r.id, KeyChanges { name: Some("renamed".into()), ..KeyChanges::default() })
-            .await
-            .unwrap();
+        keys.update(
+            r.id,
+            KeyChanges {
+                name: Some("renamed".into()),
+                ..KeyChanges::default()
+            },
+        )
+        .await
+        .unwrap();
         let again = store.get_key(r.id).await.unwrap().unwrap();
         assert_eq!(again.unrecognized_permissions, ["invoices:read"], "{name}");
         let rotation = keys
             .rotate(r.id, std::time::Duration::from_secs(60), Utc::now())
             .await
             .unwrap();
-        let successor = store.get_key(rotation.successor.record.id).await.unwrap().unwrap();
-        assert_eq!(successor.unrecognized_permissions, ["invoices:read"], "{name}");
+        let successor = store
+            .get_key(rotation.successor.record.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            successor.unrecognized_permissions,
+            ["invoices:read"],
+            "{name}"
+        );
         assert_eq!(successor.permissions, got.permissions, "{name}");
         // Read back with the vocabulary that declares it, it grants again.
-        assert_eq!(successor.in_vocabulary(SHARED).permissions, Some(SHARED.all()), "{name}");
+        assert_eq!(
+            successor.in_vocabulary(&SHARED).permissions,
+            Some(SHARED.all()),
+            "{name}"
+        );
     }
 }
 
@@ -961,7 +1007,12 @@ async fn a_store_given_an_embedders_vocabulary_mints_and_reads_its_names() {
         .with_mint_permission("invoices:write");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.db");
-    let store = Arc::new(SqliteKeyStore::open(&path).await.unwrap().with_vocabulary(API));
+    let store = Arc::new(
+        SqliteKeyStore::open(&path)
+            .await
+            .unwrap()
+            .with_vocabulary(&API),
+    );
     let f = seed(store.as_ref()).await;
     let keys = manager(store.clone());
     let mut new = NewKey::new("acme", f.org.id);
@@ -970,7 +1021,7 @@ async fn a_store_given_an_embedders_vocabulary_mints_and_reads_its_names() {
     let minted = keys.mint(new, Utc::now()).await.unwrap();
     assert_eq!(minted.record.created_by, UserId::SERVICE);
     let got = store.get_key(minted.record.id).await.unwrap().unwrap();
-    assert_eq!(got.vocabulary, API);
+    assert_eq!(*got.vocabulary, API);
     assert_eq!(got.permissions, minted.record.permissions);
     assert_eq!(got.owner_id.as_deref(), Some("cus_1"));
     let names: Vec<_> = got.permission_names().unwrap().iter().collect();
@@ -984,7 +1035,10 @@ async fn a_store_given_an_embedders_vocabulary_mints_and_reads_its_names() {
     let server = SqliteKeyStore::open(&path).await.unwrap();
     let seen = server.get_key(got.id).await.unwrap().unwrap();
     assert_eq!(seen.permissions, Some(PermissionSet::EMPTY));
-    assert_eq!(seen.unrecognized_permissions, ["invoices:read", "invoices:write"]);
+    assert_eq!(
+        seen.unrecognized_permissions,
+        ["invoices:read", "invoices:write"]
+    );
 }
 
 #[tokio::test]
@@ -996,7 +1050,10 @@ async fn an_owner_id_over_256_characters_or_meta_over_4_kib_is_refused() {
     new.owner_id = Some("x".repeat(257));
     assert!(matches!(
         keys.mint(new.clone(), Utc::now()).await,
-        Err(Error::InvalidInput { field: "ownerId", .. })
+        Err(Error::InvalidInput {
+            field: "ownerId",
+            ..
+        })
     ));
     new.owner_id = Some("é".repeat(256));
     let mut meta = Meta::new();
@@ -1011,7 +1068,10 @@ async fn an_owner_id_over_256_characters_or_meta_over_4_kib_is_refused() {
     new.meta = Some(meta);
     let minted = keys.mint(new, Utc::now()).await.unwrap();
     let too_big = Meta::from_iter([("b".to_owned(), serde_json::json!("z".repeat(5000)))]);
-    let changes = KeyChanges { meta: Some(Some(too_big)), ..KeyChanges::default() };
+    let changes = KeyChanges {
+        meta: Some(Some(too_big)),
+        ..KeyChanges::default()
+    };
     assert!(matches!(
         keys.update(minted.record.id, changes).await,
         Err(Error::InvalidInput { field: "meta", .. })

@@ -265,7 +265,7 @@ mod tests {
             scope: align_keys::Scope::Organization,
             permissions: None,
             unrecognized_permissions: vec![],
-            vocabulary: align_keys::Vocabulary::SERVER,
+            vocabulary: &align_keys::Vocabulary::SERVER,
             owner_id: None,
             meta: None,
             created_by: align_keys::UserId::new(),

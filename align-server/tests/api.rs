@@ -808,7 +808,10 @@ async fn keys_carry_owner_id_and_meta_through_mint_get_list_and_patch_but_not_me
     assert_eq!(listed["meta"]["seats"], 5);
     // Keys without them say null.
     let admin = &list.body["data"][0];
-    assert!(admin["ownerId"].is_null() && admin["meta"].is_null(), "{admin}");
+    assert!(
+        admin["ownerId"].is_null() && admin["meta"].is_null(),
+        "{admin}"
+    );
 
     // `/me` keeps its exact shape.
     let me = s.get("/api/v1/me", &token).await;
@@ -876,7 +879,12 @@ async fn an_owner_id_or_meta_over_the_limit_or_an_unknown_permission_is_invalid_
     let id = minted["apiKeyId"].as_str().unwrap();
     for body in [json!({"ownerId": long_owner}), json!({"meta": big_meta})] {
         let r = s
-            .json(Method::PATCH, &format!("/api/v1/keys/{id}"), &s.admin_key, body.clone())
+            .json(
+                Method::PATCH,
+                &format!("/api/v1/keys/{id}"),
+                &s.admin_key,
+                body.clone(),
+            )
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
         assert_eq!(r.code(), "invalid_request");

@@ -1397,7 +1397,10 @@ async fn the_keys_page_shows_each_keys_owner_and_meta_escaped() {
     b.signed_in(ADMIN, ADMIN_PASSWORD).await;
     let page = b.get("/console/keys").await;
     assert_eq!(page.status, 200);
-    let row = &page.body[page.body.find(minted["keyPrefix"].as_str().unwrap()).unwrap()..];
+    let row = &page.body[page
+        .body
+        .find(minted["keyPrefix"].as_str().unwrap())
+        .unwrap()..];
     assert!(row.contains("&lt;b&gt;cus_1&lt;/b&gt;"), "{row}");
     assert!(row.contains("&lt;script&gt;x&lt;/script&gt;"), "{row}");
     assert!(row.contains("&quot;plan&quot;:&quot;pro&quot;"), "{row}");

@@ -106,7 +106,7 @@ impl RawKey {
     /// Decodes the row with the store's `vocabulary`; a malformed column is
     /// [`Error::Corrupt`], a permission the vocabulary does not declare is not (it grants
     /// nothing and is kept in [`KeyRecord::unrecognized_permissions`]).
-    pub(super) fn into_record(self, vocabulary: &Vocabulary) -> Result<KeyRecord> {
+    pub(super) fn into_record(self, vocabulary: &'static Vocabulary) -> Result<KeyRecord> {
         let (permissions, unrecognized_permissions) =
             permissions_from(vocabulary, self.permissions);
         let scope = match self.project_id {
@@ -123,7 +123,7 @@ impl RawKey {
             scope,
             permissions,
             unrecognized_permissions,
-            vocabulary: *vocabulary,
+            vocabulary,
             owner_id: self.owner_id,
             meta: meta_from(self.meta.as_deref())?,
             created_by: UserId(uuid(&self.created_by)?),

@@ -80,7 +80,7 @@ macro_rules! counted {
 
 #[async_trait]
 impl<S: KeyStore> KeyStore for Instrumented<S> {
-    fn vocabulary(&self) -> crate::Vocabulary {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
         self.inner.vocabulary()
     }
 

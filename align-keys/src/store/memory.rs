@@ -16,10 +16,19 @@ use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 
 /// A [`KeyStore`] that keeps everything in process memory. Lost on exit.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryKeyStore {
     inner: RwLock<Inner>,
-    vocabulary: crate::Vocabulary,
+    vocabulary: &'static crate::Vocabulary,
+}
+
+impl Default for MemoryKeyStore {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            vocabulary: &crate::Vocabulary::SERVER,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -61,7 +70,7 @@ impl MemoryKeyStore {
     /// The same store, reading its keys' permissions with `vocabulary` (the reference
     /// server's, [`Vocabulary::SERVER`](crate::Vocabulary::SERVER), unless given).
     #[must_use]
-    pub fn with_vocabulary(mut self, vocabulary: crate::Vocabulary) -> Self {
+    pub fn with_vocabulary(mut self, vocabulary: &'static crate::Vocabulary) -> Self {
         self.vocabulary = vocabulary;
         self
     }
@@ -107,7 +116,7 @@ fn page<T: Clone>(
 
 #[async_trait]
 impl KeyStore for MemoryKeyStore {
-    fn vocabulary(&self) -> crate::Vocabulary {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
         self.vocabulary
     }
 

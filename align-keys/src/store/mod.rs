@@ -108,8 +108,8 @@ pub trait KeyStore: Send + Sync + 'static {
     /// The permission vocabulary its key records are read with (and that keys minted over it
     /// use): [`Vocabulary::SERVER`](crate::Vocabulary::SERVER) unless the store was given
     /// another (`with_vocabulary`).
-    fn vocabulary(&self) -> crate::Vocabulary {
-        crate::Vocabulary::SERVER
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        &crate::Vocabulary::SERVER
     }
 
     /// Adds an organisation.

@@ -23,8 +23,7 @@ use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
 
 use super::codec::{
     LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, meta_text, ms, opt_ms,
-    permissions_text,
-    session_from, time, uuid,
+    permissions_text, session_from, time, uuid,
 };
 use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
 use crate::domain::{
@@ -230,7 +229,7 @@ pub struct PgKeyStore {
     pool: Pool,
     hook: Option<Arc<dyn PgEventHook>>,
     changes: Option<Arc<Listener>>,
-    vocabulary: crate::Vocabulary,
+    vocabulary: &'static crate::Vocabulary,
 }
 
 impl std::fmt::Debug for PgKeyStore {
@@ -271,7 +270,7 @@ impl PgKeyStore {
             pool,
             hook: None,
             changes: None,
-            vocabulary: crate::Vocabulary::SERVER,
+            vocabulary: &crate::Vocabulary::SERVER,
         })
     }
 
@@ -292,7 +291,7 @@ impl PgKeyStore {
     /// name it does not declare grants nothing and is kept
     /// ([`KeyRecord::unrecognized_permissions`]).
     #[must_use]
-    pub fn with_vocabulary(mut self, vocabulary: crate::Vocabulary) -> Self {
+    pub fn with_vocabulary(mut self, vocabulary: &'static crate::Vocabulary) -> Self {
         self.vocabulary = vocabulary;
         self
     }
@@ -417,11 +416,11 @@ fn raw_key(r: &Row) -> Result<RawKey> {
 }
 
 /// Decodes key rows with `vocabulary`.
-fn key_from(vocabulary: crate::Vocabulary) -> impl Fn(&Row) -> Result<(i64, KeyRecord)> {
+fn key_from(vocabulary: &'static crate::Vocabulary) -> impl Fn(&Row) -> Result<(i64, KeyRecord)> {
     move |r| {
         let raw = raw_key(r)?;
         let seq = raw.seq;
-        Ok((seq, raw.into_record(&vocabulary)?))
+        Ok((seq, raw.into_record(vocabulary)?))
     }
 }
 
@@ -544,7 +543,7 @@ impl PgKeyStore {
 
 #[async_trait]
 impl KeyStore for PgKeyStore {
-    fn vocabulary(&self) -> crate::Vocabulary {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
         self.vocabulary
     }
 

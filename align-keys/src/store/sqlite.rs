@@ -11,8 +11,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::codec::{
     LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, meta_text, ms, opt_ms,
-    permissions_text,
-    session_from, time, uuid,
+    permissions_text, session_from, time, uuid,
 };
 use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
 use crate::domain::{
@@ -172,7 +171,7 @@ const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, 
 pub struct SqliteKeyStore {
     conn: Arc<Mutex<Connection>>,
     hook: Option<Arc<dyn SqliteEventHook>>,
-    vocabulary: crate::Vocabulary,
+    vocabulary: &'static crate::Vocabulary,
 }
 
 /// Called inside the transaction of every key change that carries a [`KeyEvent`] (see
@@ -209,7 +208,7 @@ impl SqliteKeyStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             hook: None,
-            vocabulary: crate::Vocabulary::SERVER,
+            vocabulary: &crate::Vocabulary::SERVER,
         })
     }
 
@@ -220,7 +219,7 @@ impl SqliteKeyStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             hook: None,
-            vocabulary: crate::Vocabulary::SERVER,
+            vocabulary: &crate::Vocabulary::SERVER,
         })
     }
 
@@ -229,7 +228,7 @@ impl SqliteKeyStore {
     /// name it does not declare grants nothing and is kept
     /// ([`KeyRecord::unrecognized_permissions`]).
     #[must_use]
-    pub fn with_vocabulary(mut self, vocabulary: crate::Vocabulary) -> Self {
+    pub fn with_vocabulary(mut self, vocabulary: &'static crate::Vocabulary) -> Self {
         self.vocabulary = vocabulary;
         self
     }
@@ -454,12 +453,12 @@ fn user_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, User)>> {
 
 /// Decodes key rows with `vocabulary`.
 fn key_from(
-    vocabulary: crate::Vocabulary,
+    vocabulary: &'static crate::Vocabulary,
 ) -> impl Fn(&Row<'_>) -> rusqlite::Result<Result<(i64, KeyRecord)>> {
     move |r| {
         let raw = raw_key(r)?;
         let seq = raw.seq;
-        Ok(raw.into_record(&vocabulary).map(|k| (seq, k)))
+        Ok(raw.into_record(vocabulary).map(|k| (seq, k)))
     }
 }
 
@@ -476,7 +475,7 @@ fn first<T>(
 
 #[async_trait]
 impl KeyStore for SqliteKeyStore {
-    fn vocabulary(&self) -> crate::Vocabulary {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
         self.vocabulary
     }
 

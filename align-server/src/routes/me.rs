@@ -22,7 +22,7 @@ struct Me<'a> {
     key_prefix: &'a str,
     last_used_at: String,
     organization_id: OrganizationId,
-    permissions: Option<NamedSet>,
+    permissions: Option<NamedSet<'a>>,
     scope: &'static str,
     scoped_project_id: Option<ProjectId>,
 }
