@@ -58,7 +58,7 @@ fn power(k: &KeyRecord, role: Role) -> BTreeSet<(Permission, Option<ProjectId>, 
     let places = std::iter::once(None).chain((0..3).map(|i| Some(project(i))));
     for place in places {
         for env in [Environment::Live, Environment::Sandbox] {
-            for p in Vocabulary::SERVER.iter() {
+            for p in k.vocabulary.iter() {
                 let target = Target {
                     organization_id: org(),
                     project_id: place,
@@ -95,6 +95,43 @@ fn permissions() -> impl Strategy<Value = Option<PermissionSet>> {
     ]
 }
 
+/// A random vocabulary (random resources and actions, random admin-only, organisation-wide,
+/// refused-not-narrowed and organisation-readable names, a random mint permission), leaked
+/// for the records that refer to it.
+fn vocabulary() -> impl Strategy<Value = &'static Vocabulary> {
+    const RESOURCES: [&str; 5] = ["invoices", "customers", "refunds", "keys", "reports"];
+    const ACTIONS: [&str; 4] = ["read", "write", "delete", "export"];
+    (
+        proptest::sample::subsequence(RESOURCES.to_vec(), 1..=5),
+        proptest::collection::vec(proptest::sample::subsequence(ACTIONS.to_vec(), 1..=4), 5),
+        proptest::collection::vec(0u8..16, 20),
+        any::<usize>(),
+    )
+        .prop_map(|(resources, actions, flags, mint)| {
+            let names: Vec<String> = resources
+                .iter()
+                .zip(actions)
+                .flat_map(|(r, acts)| acts.into_iter().map(move |a| format!("{r}:{a}")))
+                .collect();
+            let pick = |bit: u8| -> Vec<&str> {
+                names
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| flags[i % flags.len()] & bit != 0)
+                    .map(|(_, n)| n.as_str())
+                    .collect()
+            };
+            Vocabulary::from_names(names.clone())
+                .unwrap()
+                .with_admin_only(&pick(1))
+                .with_organization_wide(&pick(2))
+                .with_refused_not_narrowed(&pick(4))
+                .with_organization_readable(&pick(8))
+                .with_mint_permission(&names[mint % names.len()])
+                .leak()
+        })
+}
+
 fn environment() -> impl Strategy<Value = Environment> {
     prop_oneof![Just(Environment::Live), Just(Environment::Sandbox)]
 }
@@ -126,6 +163,55 @@ proptest! {
             }
             prop_assert!(minter_role != Role::Viewer);
             prop_assert!(!(minter_env == Environment::Sandbox && new_env == Environment::Live));
+        }
+    }
+
+    #[test]
+    fn a_minted_key_is_never_broader_than_its_minter_in_any_vocabulary(
+        v in vocabulary(),
+        minter_role in role(),
+        later_role in role(),
+        minter_scope in scope(),
+        minter_bits in proptest::option::of(any::<u64>()),
+        minter_env in environment(),
+        new_scope in scope(),
+        new_bits in proptest::option::of(any::<u64>()),
+        new_env in environment(),
+    ) {
+        let set = |bits: Option<u64>| bits.map(|b| PermissionSet::from_bits(b).intersect(v.all()));
+        let mut minter = key(minter_scope, set(minter_bits), minter_env);
+        minter.vocabulary = v;
+        let caller = Caller { key: &minter, creator_role: minter_role };
+        let spec = KeySpec { scope: new_scope, permissions: set(new_bits), environment: new_env };
+        if caller.check_mint(&spec).is_ok() {
+            let mut minted = key(new_scope, set(new_bits), new_env);
+            minted.vocabulary = v;
+            for r in [minter_role, later_role] {
+                let mine = power(&minter, r);
+                let theirs = power(&minted, r);
+                prop_assert!(theirs.is_subset(&mine), "escalation in {v:?}: {:?}", theirs.difference(&mine).collect::<Vec<_>>());
+            }
+            prop_assert!(minter_role != Role::Viewer);
+            prop_assert!(!(minter_env == Environment::Sandbox && new_env == Environment::Live));
+        }
+        // A user of any role mints nothing beyond it either.
+        let user = User {
+            id: UserId::new(),
+            organization_id: org(),
+            email: "u@example.test".into(),
+            name: None,
+            role: minter_role,
+            created_at: Utc::now(),
+        };
+        if check_user_mint(v, &user, &spec).is_ok() {
+            let mut k = key(new_scope, set(new_bits), new_env);
+            k.vocabulary = v;
+            let eff = Caller { key: &k, creator_role: minter_role }.effective_permissions();
+            let role = v.role_permissions(minter_role);
+            prop_assert!(eff.is_subset_of(role));
+            // Without a list, the key's scope (not only its creator's role) is within the role.
+            let listed = k.permissions.unwrap_or(v.all()).intersect(v.scope_permissions(new_scope));
+            prop_assert!(listed.is_subset_of(role), "{v:?}");
         }
     }
 
