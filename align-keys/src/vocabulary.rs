@@ -231,10 +231,24 @@ impl serde::Serialize for NamedSet<'_> {
     }
 }
 
-/// A name that is not a declared permission, or a wildcard that matches none.
+/// A name that is not a declared permission, or a wildcard that matches none. Its message
+/// repeats the name only when it has a permission name's shape, so that a secret pasted into
+/// a permission list never reaches an error message or a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown permission `{0}`")]
+#[error("{}", describe_unknown(.0))]
 pub struct UnknownPermission(pub String);
+
+fn describe_unknown(name: &str) -> String {
+    let shaped = is_valid_name(name)
+        || name
+            .strip_suffix(":*")
+            .is_some_and(|r| is_valid_name(&format!("{r}:x")));
+    if shaped && name.len() <= 64 {
+        format!("unknown permission `{name}`")
+    } else {
+        String::from("a permission must be a declared resource:action name or resource:*")
+    }
+}
 
 /// Why a list of names cannot be a vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -745,6 +759,16 @@ mod tests {
         let full: Vec<String> = (0..64).map(|i| format!("r{i}:read")).collect();
         let v = Vocabulary::from_names(full).unwrap_or_else(|_| unreachable!());
         assert_eq!(v.all().bits(), u64::MAX);
+    }
+
+    #[test]
+    fn an_unknown_name_is_repeated_only_when_it_looks_like_a_permission() {
+        let msg = |n: &str| UnknownPermission(n.to_owned()).to_string();
+        assert_eq!(msg("invoices:read"), "unknown permission `invoices:read`");
+        assert_eq!(msg("invoices:*"), "unknown permission `invoices:*`");
+        let token = "ako_9311c954_0123456789abcdefghijABCDEFGHIJ0123456789abcdeFGHIJ0";
+        assert!(!msg(token).contains("0123456789"));
+        assert!(!msg("Bearer:xyz").contains("xyz"));
     }
 
     #[test]
