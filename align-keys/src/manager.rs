@@ -35,7 +35,8 @@ pub struct NewKey {
     pub organization_id: OrganizationId,
     /// Organisation-wide or one project.
     pub scope: Scope,
-    /// `None` for every permission the scope allows.
+    /// `None` for every permission the scope allows; otherwise a set of the store's
+    /// vocabulary ([`KeyStore::vocabulary`], e.g. from [`crate::Vocabulary::parse`]).
     pub permissions: Option<PermissionSet>,
     /// Live or sandbox.
     pub environment: Environment,
