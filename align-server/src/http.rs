@@ -61,49 +61,10 @@ fn with_json_type(status: StatusCode, body: Bytes) -> Response {
     r
 }
 
-/// The error envelope `{"error":{"code","message","requestId"}}`.
+/// The error envelope `{"error":{"code","message","requestId"}}` (rendered by `align-http`,
+/// the one place for every layer and handler).
 pub(crate) fn error(e: &ApiError, request_id: &str) -> Response {
-    /// `{"error": …}`, serialised directly (no intermediate `Value`).
-    #[derive(Serialize)]
-    struct Envelope<'a> {
-        error: ErrorBody<'a>,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ErrorBody<'a> {
-        code: &'a str,
-        message: &'a str,
-        request_id: &'a str,
-    }
-    let body = Envelope {
-        error: ErrorBody {
-            code: e.code,
-            message: &e.message,
-            request_id,
-        },
-    };
-    // Sized for the envelope at once (the 401 and 429 floods go through here).
-    let mut bytes = Vec::with_capacity(64 + e.code.len() + e.message.len() + request_id.len());
-    if serde_json::to_writer(&mut bytes, &body).is_err() {
-        bytes.clear();
-    }
-    let mut r = with_json_type(e.status, Bytes::from(bytes));
-    if let Some(allow) = e
-        .allow
-        .as_deref()
-        .and_then(|a| HeaderValue::from_str(a).ok())
-    {
-        r.headers_mut().insert(http::header::ALLOW, allow);
-    }
-    if let Some(secs) = e.retry_after {
-        r.headers_mut()
-            .insert("retry-after", HeaderValue::from(secs));
-    }
-    if e.is_unauthorized() {
-        r.headers_mut()
-            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-    }
-    r
+    e.to_response(request_id)
 }
 
 /// Parses a JSON request body into `T` (unknown fields refused by `T`'s serde attributes).

@@ -20,9 +20,13 @@ async fn the_axum_app_is_protected_limited_and_logged() {
     let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
     let demo = axum_service::demo_key(&keys).await.unwrap();
     let log = Arc::new(MemorySink::new());
-    let app = axum_service::app(&keys, log.clone(), 2).unwrap();
+    let settings = axum_service::Settings {
+        per_minute: 2,
+        ..axum_service::Settings::default()
+    };
+    let app = axum_service::app(&keys, log.clone(), settings).unwrap();
     let get = |key: Option<&str>| {
-        let mut b = Request::builder().uri("/whoami");
+        let mut b = Request::builder().uri("/api/v1/me");
         if let Some(k) = key {
             b = b.header("authorization", format!("Bearer {k}"));
         }
