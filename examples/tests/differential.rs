@@ -196,14 +196,12 @@ async fn reference_server(dir: &std::path::Path) -> (Side, tokio::sync::oneshot:
             serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)
         }
     };
-    let mint = |body: Value| {
-        async move {
-            let v = api("POST", "/api/v1/keys".into(), body).await;
-            (
-                v["key"].as_str().unwrap_or_default().to_owned(),
-                v["apiKeyId"].as_str().unwrap_or_default().to_owned(),
-            )
-        }
+    let mint = |body: Value| async move {
+        let v = api("POST", "/api/v1/keys".into(), body).await;
+        (
+            v["key"].as_str().unwrap_or_default().to_owned(),
+            v["apiKeyId"].as_str().unwrap_or_default().to_owned(),
+        )
     };
     let mut keys = Keys::default();
     let base = json!({"name": "k", "scope": "organization"});
@@ -280,6 +278,8 @@ async fn axum_example() -> Side {
         expires_at: None,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
+        owner_id: None,
+        meta: None,
     };
     let mut made = Keys::default();
     for kind in ["admin", "valid", "other", "busy"] {
