@@ -4,6 +4,9 @@
 //! request id → request log → limits and timeout → key authentication (allow-list included)
 //! → per-key rate, concurrency and quota → body → `Idempotency-Key` → routes.
 //!
+//! Creating an invoice also puts an `invoice.created` event in the webhook outbox
+//! (`align-webhooks`), which the dispatcher delivers, signed, to the registered endpoints.
+//!
 //! Every refusal, axum's own 404 included, is the one envelope
 //! `{"error":{"code","message","requestId"}}`, so a client cannot tell this service's pipeline
 //! from the reference server's (`tests/differential.rs` checks that, row by row).
@@ -25,7 +28,9 @@ use align_keys::{
     Sha256Hasher, UserId, VerifiedKey,
 };
 use align_ratelimit::{KeyLimits, KeyLimitsLayer};
+use align_webhooks::{NewMessage, WebhookStore};
 use axum::extract::ConnectInfo;
+use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -57,6 +62,7 @@ impl Default for Settings {
 pub(crate) fn app(
     keys: &KeyManager,
     log: Arc<dyn AuditSink>,
+    webhooks: Arc<dyn WebhookStore>,
     settings: Settings,
 ) -> Result<Router, align_ratelimit::Error> {
     let limits = Arc::new(
@@ -92,6 +98,7 @@ pub(crate) fn app(
         )
         .route("/api/v1/me", get(me))
         .fallback(not_found)
+        .with_state(webhooks)
         .layer(pipeline))
 }
 
@@ -101,18 +108,27 @@ async fn list_invoices(Extension(caller): Extension<Authenticated>) -> Json<Valu
 }
 
 async fn create_invoice(
+    State(webhooks): State<Arc<dyn WebhookStore>>,
     Extension(caller): Extension<Authenticated>,
+    Extension(id): Extension<RequestId>,
     body: axum::body::Bytes,
 ) -> Response {
     let Ok(invoice) = serde_json::from_slice::<Value>(&body) else {
-        return ApiError::invalid_request("the body must be a JSON object").into_axum(None);
+        return ApiError::invalid_request("the body must be a JSON object").into_axum(Some(&id));
     };
-    let org = caller.key.record().organization_id;
-    (
-        StatusCode::CREATED,
-        Json(json!({ "invoice": invoice, "organizationId": org })),
-    )
-        .into_response()
+    let key = caller.key.record();
+    let created = json!({ "id": uuid::Uuid::new_v4(), "invoice": invoice, "organizationId": key.organization_id });
+    // The event goes to the outbox; the dispatcher delivers it, signed, with retries.
+    let event = NewMessage::new(
+        format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        "invoice.created",
+        key.environment,
+        created.clone(),
+    );
+    if let Err(e) = webhooks.enqueue(event, chrono::Utc::now()).await {
+        return ApiError::from(e).into_axum(Some(&id));
+    }
+    (StatusCode::CREATED, Json(created)).into_response()
 }
 
 async fn me(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
@@ -161,7 +177,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
     let demo = demo_key(&keys).await?;
     let log: Arc<dyn AuditSink> = Arc::new(MemorySink::new());
-    let router = app(&keys, log, Settings::default())?;
+    let webhooks: Arc<dyn WebhookStore> = Arc::new(align_webhooks::MemoryWebhookStore::new());
+    let router = app(&keys, log, webhooks, Settings::default())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
     println!("demo key (sandbox, shown once): {}", demo.token.expose());

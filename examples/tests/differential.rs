@@ -356,7 +356,13 @@ async fn axum_example() -> Side {
         max_concurrent: MAX_CONCURRENT,
         ..axum_service::Settings::default()
     };
-    let router = axum_service::app(&keys, Arc::new(MemorySink::new()), settings).unwrap();
+    let router = axum_service::app(
+        &keys,
+        Arc::new(MemorySink::new()),
+        Arc::new(align_webhooks::MemoryWebhookStore::new()),
+        settings,
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
