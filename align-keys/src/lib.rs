@@ -6,6 +6,8 @@
 //! - [`Redactor`]: masks keys, webhook secrets and credential headers in logs and records;
 //! - [`domain`], [`policy`]: organisations, projects, users, roles, scopes, permissions, and
 //!   the least-privilege rules for minting and acting;
+//! - [`vocabulary`]: the permission names a deployment declares (the server's, or an
+//!   embedder's own such as `invoices:read`), with `resource:*` wildcards;
 //! - [`KeyStore`] with [`MemoryKeyStore`], (feature `sqlite`) `SqliteKeyStore` and (feature
 //!   `postgres`) `PgKeyStore`, split by who uses it: [`KeyLookup`] (the verifier),
 //!   [`KeyManagement`] (minting and changing keys), [`Directory`] (organisations, users,
@@ -45,11 +47,13 @@ pub mod store;
 mod tasks;
 pub mod token;
 mod verifier;
+pub mod vocabulary;
 
 pub use align_core::{Environment, MASK, Redactor, Secret, is_sensitive_name};
 pub use domain::{
-    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, Organization,
-    OrganizationId, Permission, PermissionSet, Project, ProjectId, Role, Scope, User, UserId,
+    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, MAX_META_BYTES,
+    MAX_OWNER_ID_LEN, Meta, Organization, OrganizationId, Permission, PermissionSet, Project,
+    ProjectId, Role, Scope, User, UserId,
 };
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
@@ -76,6 +80,7 @@ pub use store::{SqliteEventHook, SqliteKeyStore};
 pub use tasks::KeyTasks;
 pub use token::{MintedToken, ParsedToken, TokenDefect};
 pub use verifier::{Cached, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};
+pub use vocabulary::{UnknownPermission, Vocabulary, VocabularyError};
 
 // Compiles and runs the README's example as a doctest so it cannot rot.
 #[cfg(doctest)]

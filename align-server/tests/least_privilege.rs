@@ -94,6 +94,8 @@ async fn engineer_key(s: &TestServer, project: &str) -> (UserId, String) {
                 expires_at: None,
                 rate_limit_per_minute: None,
                 allowed_cidrs: vec![],
+                owner_id: None,
+                meta: None,
             },
             Utc::now(),
         )

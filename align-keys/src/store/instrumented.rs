@@ -183,6 +183,10 @@ impl<S: Directory> Directory for Instrumented<S> {
 
 #[async_trait]
 impl<S: KeyLookup> KeyLookup for Instrumented<S> {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        self.inner.vocabulary()
+    }
+
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         counted!(self, key_lookups, self.inner.find_key_by_hash(hash))
     }

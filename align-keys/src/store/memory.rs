@@ -16,9 +16,19 @@ use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 
 /// A [`KeyStore`](crate::KeyStore) that keeps everything in process memory. Lost on exit.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryKeyStore {
     inner: RwLock<Inner>,
+    vocabulary: &'static crate::Vocabulary,
+}
+
+impl Default for MemoryKeyStore {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            vocabulary: &crate::Vocabulary::SERVER,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +65,14 @@ impl MemoryKeyStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store, reading its keys' permissions with `vocabulary` (the reference
+    /// server's, [`Vocabulary::SERVER`](crate::Vocabulary::SERVER), unless given).
+    #[must_use]
+    pub fn with_vocabulary(mut self, vocabulary: &'static crate::Vocabulary) -> Self {
+        self.vocabulary = vocabulary;
+        self
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -343,6 +361,10 @@ impl Directory for MemoryKeyStore {
 
 #[async_trait]
 impl KeyLookup for MemoryKeyStore {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        self.vocabulary
+    }
+
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         let g = self.read();
         let Some(id) = g.by_hash.get(hash) else {
@@ -400,7 +422,8 @@ impl KeyManagement for MemoryKeyStore {
         }
         let seq = g.next_seq();
         let at = g.keys.len();
-        g.keys.push((seq, record.clone()));
+        g.keys
+            .push((seq, record.clone().in_vocabulary(self.vocabulary)));
         g.key_index.insert(record.id, at);
         g.by_hash.insert(*hash, record.id);
         g.prefixes.insert(record.prefix.clone());
@@ -422,6 +445,8 @@ impl KeyManagement for MemoryKeyStore {
         key.suspended_at = record.suspended_at;
         key.rate_limit_per_minute = record.rate_limit_per_minute;
         key.allowed_cidrs.clone_from(&record.allowed_cidrs);
+        key.owner_id.clone_from(&record.owner_id);
+        key.meta.clone_from(&record.meta);
         g.changes.push(record.id);
         Ok(())
     }

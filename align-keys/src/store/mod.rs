@@ -186,6 +186,13 @@ pub trait Directory: Send + Sync + 'static {
 /// Implementations must keep the hash unique.
 #[async_trait]
 pub trait KeyLookup: Send + Sync + 'static {
+    /// The permission vocabulary its key records are read with (and that keys minted over it
+    /// use): [`Vocabulary::SERVER`](crate::Vocabulary::SERVER) unless the store was given
+    /// another (`with_vocabulary`).
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        &crate::Vocabulary::SERVER
+    }
+
     /// The key stored under `hash`, if any.
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>>;
     /// A key by id.

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::codec::{
-    LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, ms, opt_ms, permissions_text,
-    session_from, time, uuid,
+    LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, meta_text, ms, opt_ms,
+    permissions_text, session_from, time, uuid,
 };
 use super::{Directory, KeyFilter, KeyLookup, KeyManagement, Page, PageRequest, encode_cursor};
 use crate::domain::{
@@ -146,17 +146,32 @@ CREATE INDEX keys_leak_reports_by_org ON keys_leak_reports(organization_id, seq)
 ALTER TABLE keys_users ADD COLUMN name TEXT;
 ALTER TABLE keys_organizations ADD COLUMN privacy_contact TEXT;
 ",
+    // The embedder's owner id and metadata on keys (DESIGN §3); a change of either is a
+    // change other processes' caches follow.
+    r"
+ALTER TABLE keys_api_keys ADD COLUMN owner_id TEXT;
+ALTER TABLE keys_api_keys ADD COLUMN meta TEXT;
+DROP TRIGGER keys_api_keys_changed;
+CREATE TRIGGER keys_api_keys_changed
+AFTER UPDATE OF name, expires_at, revoked_at, suspended_at, rate_limit_per_minute, allowed_cidrs,
+    owner_id, meta
+ON keys_api_keys
+BEGIN
+    INSERT INTO keys_changes (key_id) VALUES (NEW.id);
+END;
+",
 ];
 
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
     permissions, created_by, created_at, last_used_at, expires_at, revoked_at, suspended_at, \
-    rotated_from, rate_limit_per_minute, allowed_cidrs";
+    rotated_from, rate_limit_per_minute, allowed_cidrs, owner_id, meta";
 
 /// A [`KeyStore`](crate::KeyStore) in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteKeyStore {
     conn: Arc<Mutex<Connection>>,
     hook: Option<Arc<dyn SqliteEventHook>>,
+    vocabulary: &'static crate::Vocabulary,
 }
 
 /// Called inside the transaction of every key change that carries a [`KeyEvent`] (see
@@ -193,6 +208,7 @@ impl SqliteKeyStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             hook: None,
+            vocabulary: &crate::Vocabulary::SERVER,
         })
     }
 
@@ -203,7 +219,18 @@ impl SqliteKeyStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             hook: None,
+            vocabulary: &crate::Vocabulary::SERVER,
         })
+    }
+
+    /// The same store, reading its keys' permissions with `vocabulary` (the reference
+    /// server's, [`Vocabulary::SERVER`](crate::Vocabulary::SERVER), unless given). A stored
+    /// name it does not declare grants nothing and is kept
+    /// ([`KeyRecord::unrecognized_permissions`]).
+    #[must_use]
+    pub fn with_vocabulary(mut self, vocabulary: &'static crate::Vocabulary) -> Self {
+        self.vocabulary = vocabulary;
+        self
     }
 
     /// The same store, calling `hook` inside the transaction of every change made with an
@@ -297,6 +324,8 @@ fn raw_key(r: &Row<'_>) -> rusqlite::Result<RawKey> {
         rotated_from: r.get(14)?,
         rate_limit_per_minute: r.get(15)?,
         allowed_cidrs: r.get(16)?,
+        owner_id: r.get(17)?,
+        meta: r.get(18)?,
     })
 }
 
@@ -422,10 +451,15 @@ fn user_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, User)>> {
     })())
 }
 
-fn key_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, KeyRecord)>> {
-    let raw = raw_key(r)?;
-    let seq = raw.seq;
-    Ok(raw.into_record().map(|k| (seq, k)))
+/// Decodes key rows with `vocabulary`.
+fn key_from(
+    vocabulary: &'static crate::Vocabulary,
+) -> impl Fn(&Row<'_>) -> rusqlite::Result<Result<(i64, KeyRecord)>> {
+    move |r| {
+        let raw = raw_key(r)?;
+        let seq = raw.seq;
+        Ok(raw.into_record(vocabulary).map(|k| (seq, k)))
+    }
 }
 
 fn first<T>(
@@ -821,26 +855,32 @@ impl Directory for SqliteKeyStore {
 
 #[async_trait]
 impl KeyLookup for SqliteKeyStore {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        self.vocabulary
+    }
+
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         let hash = *hash;
+        let vocabulary = self.vocabulary;
         self.run(move |c| {
             first(
                 c,
                 &format!("SELECT {KEY_COLUMNS} FROM keys_api_keys WHERE hash = ?1"),
                 &&hash.as_bytes()[..],
-                key_from,
+                key_from(vocabulary),
             )
         })
         .await
     }
 
     async fn get_key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+        let vocabulary = self.vocabulary;
         self.run(move |c| {
             first(
                 c,
                 &format!("SELECT {KEY_COLUMNS} FROM keys_api_keys WHERE id = ?1"),
                 &id.to_string(),
-                key_from,
+                key_from(vocabulary),
             )
         })
         .await
@@ -921,6 +961,7 @@ impl KeyManagement for SqliteKeyStore {
     async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
         let f = *filter;
         let req = req.clone();
+        let vocabulary = self.vocabulary;
         self.run(move |c| {
             paged(
                 c,
@@ -939,7 +980,7 @@ impl KeyManagement for SqliteKeyStore {
                     &f.environment.map(Environment::as_str),
                     &f.include_revoked,
                 ],
-                key_from,
+                key_from(vocabulary),
             )
         })
         .await
@@ -960,7 +1001,7 @@ fn insert_key_on(c: &Connection, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
         &format!(
             "INSERT INTO keys_api_keys (hash, {}) VALUES \
                  (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                  ?16, ?17)",
+                  ?16, ?17, ?18, ?19)",
             KEY_COLUMNS
         ),
         params![
@@ -971,7 +1012,7 @@ fn insert_key_on(c: &Connection, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
             k.environment.as_str(),
             k.organization_id.to_string(),
             k.scope.project_id().map(|p| p.to_string()),
-            permissions_text(k.permissions),
+            permissions_text(k),
             k.created_by.to_string(),
             ms(k.created_at),
             opt_ms(k.last_used_at),
@@ -981,6 +1022,8 @@ fn insert_key_on(c: &Connection, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
             k.rotated_from.map(|r| r.to_string()),
             k.rate_limit_per_minute,
             cidrs_text(&k.allowed_cidrs),
+            k.owner_id,
+            meta_text(k.meta.as_ref()),
         ],
     )
     .map_err(|e| {
@@ -1001,7 +1044,7 @@ fn update_key_on(c: &Connection, k: &KeyRecord) -> Result<()> {
     let n = c.execute(
         "UPDATE keys_api_keys SET name = ?2, expires_at = ?3,
                  revoked_at = COALESCE(revoked_at, ?4), suspended_at = ?5,
-                 rate_limit_per_minute = ?6, allowed_cidrs = ?7
+                 rate_limit_per_minute = ?6, allowed_cidrs = ?7, owner_id = ?8, meta = ?9
              WHERE id = ?1",
         params![
             k.id.to_string(),
@@ -1011,6 +1054,8 @@ fn update_key_on(c: &Connection, k: &KeyRecord) -> Result<()> {
             opt_ms(k.suspended_at),
             k.rate_limit_per_minute,
             cidrs_text(&k.allowed_cidrs),
+            k.owner_id,
+            meta_text(k.meta.as_ref()),
         ],
     )?;
     if n == 0 {
