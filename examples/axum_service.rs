@@ -24,8 +24,8 @@ use align_http::{
 };
 use align_keys::layer::{Authenticated, KeyAuthLayer, require};
 use align_keys::{
-    Environment, KeyId, KeyManager, MemoryKeyStore, NewKey, OrganizationId, Permission, Scope,
-    Sha256Hasher, UserId, VerifiedKey,
+    Environment, KeyId, KeyManager, MemoryKeyStore, NewKey, OrganizationId, Permission,
+    Sha256Hasher, VerifiedKey, Vocabulary,
 };
 use align_ratelimit::{KeyLimits, KeyLimitsLayer};
 use align_webhooks::{NewMessage, WebhookStore};
@@ -37,6 +37,21 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
+
+/// This service's own permissions (DESIGN §3's open vocabulary): keys carry these names, and
+/// `invoices:*` grants both.
+pub(crate) const INVOICES: Vocabulary = Vocabulary::new(&["invoices:read", "invoices:write"]);
+/// Reading invoices.
+pub(crate) const INVOICES_READ: Permission = INVOICES.permission("invoices:read");
+/// Creating invoices.
+pub(crate) const INVOICES_WRITE: Permission = INVOICES.permission("invoices:write");
+
+/// The service's keys, stored with its vocabulary (in memory here; `SqliteKeyStore` or
+/// `PgKeyStore` with the same `with_vocabulary` to persist).
+pub(crate) fn key_manager() -> KeyManager {
+    let store = MemoryKeyStore::new().with_vocabulary(&INVOICES);
+    KeyManager::new(Arc::new(store), Arc::new(Sha256Hasher))
+}
 
 /// The pipeline's settings: the reference server's defaults.
 #[derive(Debug, Clone, Copy)]
@@ -56,9 +71,10 @@ impl Default for Settings {
     }
 }
 
-/// The service: `GET /api/v1/invoices` (needs `keys:read` here, the reference server's
-/// vocabulary) lists the caller's invoices, `POST /api/v1/invoices` (needs `keys:write`) makes
-/// one, `GET /api/v1/me` names the calling key.
+/// The service: `GET /api/v1/invoices` (needs `invoices:read`) lists the calling customer's
+/// invoices, `POST /api/v1/invoices` (needs `invoices:write`) makes one for them, `GET
+/// /api/v1/me` names the calling key and its customer. A key's customer is its `ownerId`: no
+/// side table.
 pub(crate) fn app(
     keys: &KeyManager,
     log: Arc<dyn AuditSink>,
@@ -90,11 +106,11 @@ pub(crate) fn app(
     Ok(Router::new()
         .route(
             "/api/v1/invoices",
-            get(list_invoices).route_layer(require(Permission::KeysRead)),
+            get(list_invoices).route_layer(require(INVOICES_READ)),
         )
         .route(
             "/api/v1/invoices",
-            axum::routing::post(create_invoice).route_layer(require(Permission::KeysWrite)),
+            axum::routing::post(create_invoice).route_layer(require(INVOICES_WRITE)),
         )
         .route("/api/v1/me", get(me))
         .fallback(not_found)
@@ -103,8 +119,8 @@ pub(crate) fn app(
 }
 
 async fn list_invoices(Extension(caller): Extension<Authenticated>) -> Json<Value> {
-    let org = caller.key.record().organization_id;
-    Json(json!({ "data": [], "organizationId": org }))
+    let customer = caller.key.record().owner_id.clone();
+    Json(json!({ "data": [], "customer": customer }))
 }
 
 async fn create_invoice(
@@ -117,7 +133,7 @@ async fn create_invoice(
         return ApiError::invalid_request("the body must be a JSON object").into_axum(Some(&id));
     };
     let key = caller.key.record();
-    let created = json!({ "id": uuid::Uuid::new_v4(), "invoice": invoice, "organizationId": key.organization_id });
+    let created = json!({ "id": uuid::Uuid::new_v4(), "customer": key.owner_id, "invoice": invoice });
     // The event goes to the outbox; the dispatcher delivers it, signed, with retries.
     let event = NewMessage::new(
         format!("evt_{}", uuid::Uuid::new_v4().simple()),
@@ -133,7 +149,12 @@ async fn create_invoice(
 
 async fn me(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
     let k = key.record();
-    Json(json!({ "keyName": k.name, "keyPrefix": k.prefix, "environment": k.environment }))
+    Json(json!({
+        "keyName": k.name,
+        "keyPrefix": k.prefix,
+        "environment": k.environment,
+        "customer": k.owner_id,
+    }))
 }
 
 /// axum's fallback in the envelope, like every other refusal.
@@ -174,7 +195,7 @@ pub(crate) async fn demo_key(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
+    let keys = key_manager();
     let demo = demo_key(&keys).await?;
     let log: Arc<dyn AuditSink> = Arc::new(MemorySink::new());
     let webhooks: Arc<dyn WebhookStore> = Arc::new(align_webhooks::MemoryWebhookStore::new());

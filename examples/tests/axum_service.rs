@@ -9,7 +9,6 @@ mod axum_service;
 use std::sync::Arc;
 
 use align_audit::{Actor, AuditSink, MemorySink, Query, Stream};
-use align_keys::{KeyManager, MemoryKeyStore, Sha256Hasher};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -17,7 +16,7 @@ use tower::ServiceExt;
 
 #[tokio::test]
 async fn the_axum_app_is_protected_limited_and_logged() {
-    let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
+    let keys = axum_service::key_manager();
     let demo = axum_service::demo_key(&keys).await.unwrap();
     let log = Arc::new(MemorySink::new());
     let settings = axum_service::Settings {
@@ -46,6 +45,7 @@ async fn the_axum_app_is_protected_limited_and_logged() {
     let body = ok.into_body().collect().await.unwrap().to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["keyName"], "demo");
+    assert_eq!(v["customer"], "cus_demo", "the key's ownerId is the service's customer");
 
     let missing = app.clone().oneshot(get(None)).await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
@@ -108,7 +108,7 @@ async fn creating_an_invoice_sends_a_signed_invoice_created_webhook() {
     );
     store.create_endpoint(&endpoint).await.unwrap();
 
-    let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
+    let keys = axum_service::key_manager();
     let demo = axum_service::demo_key(&keys).await.unwrap();
     let app = axum_service::app(
         &keys,

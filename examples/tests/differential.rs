@@ -20,10 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use align_audit::MemorySink;
-use align_keys::{
-    Environment, KeyManager, MemoryKeyStore, NewKey, OrganizationId, Permission, PermissionSet,
-    Scope, Sha256Hasher, UserId,
-};
+use align_keys::{Environment, NewKey, OrganizationId, PermissionSet, Scope, UserId};
 use align_server::{Config, Server};
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -264,7 +261,7 @@ async fn reference_server(dir: &std::path::Path) -> (Side, tokio::sync::oneshot:
 
 /// The axum example on loopback, with keys of the same kinds made with its `KeyManager`.
 async fn axum_example() -> Side {
-    let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
+    let keys = axum_service::key_manager();
     let org = OrganizationId::new();
     let user = UserId::new();
     let now = Utc::now();
@@ -315,7 +312,7 @@ async fn axum_example() -> Side {
         .await
         .unwrap();
     made.0.insert("expired", m.token.expose().to_owned());
-    let read = PermissionSet::from_iter([Permission::KeysRead, Permission::ProjectsRead]);
+    let read = PermissionSet::only(axum_service::INVOICES_READ);
     let m = keys
         .mint(
             NewKey {
