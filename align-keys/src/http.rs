@@ -4,8 +4,24 @@
 //! present with different values, or either header more than once, is ambiguous; a
 //! non-Bearer `Authorization` is not a key.
 
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http::HeaderMap;
-use http::header::AUTHORIZATION;
+
+/// `X-API-Key`.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The one value of header `name`; the header more than once is ambiguous.
+fn only<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h HeaderValue>, CredentialProblem> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(CredentialProblem::Ambiguous);
+    }
+    Ok(first)
+}
 
 /// Why no key could be taken from the headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +54,11 @@ pub enum CredentialProblem {
 /// assert_eq!(presented_key(&joined), Err(CredentialProblem::Ambiguous));
 /// ```
 pub fn presented_key(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
-    // Which of two copies a proxy or framework keeps differs; refuse rather than guess.
-    for name in [AUTHORIZATION.as_str(), "x-api-key"] {
-        if headers.get_all(name).iter().nth(1).is_some() {
-            return Err(CredentialProblem::Ambiguous);
-        }
-    }
-    let bearer = match headers.get(AUTHORIZATION) {
+    // Which of two copies a proxy or framework keeps differs; refuse rather than guess. One
+    // lookup per header (a name given as a string would be parsed again on every lookup).
+    let authorization = only(headers, &AUTHORIZATION)?;
+    let x_api_key = only(headers, &X_API_KEY)?;
+    let bearer = match authorization {
         None => None,
         Some(v) => {
             let v = v.to_str().map_err(|_| CredentialProblem::Malformed)?.trim();
@@ -55,7 +69,7 @@ pub fn presented_key(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
             Some(rest.trim())
         }
     };
-    let api_key = match headers.get("x-api-key") {
+    let api_key = match x_api_key {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| CredentialProblem::Malformed)?.trim()),
     };
