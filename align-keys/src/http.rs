@@ -4,8 +4,8 @@
 //! present with different values, or either header more than once, is ambiguous; a
 //! non-Bearer `Authorization` is not a key.
 
-use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http::HeaderMap;
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
 /// `X-API-Key`.
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");

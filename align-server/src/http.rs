@@ -90,7 +90,10 @@ pub(crate) fn error(e: &ApiError, request_id: &str) -> Response {
     };
     // Sized for the envelope at once (the 401 and 429 floods go through here).
     let mut bytes = Vec::with_capacity(64 + e.code.len() + e.message.len() + request_id.len());
-    if [e.code, e.message.as_str(), request_id].into_iter().all(needs_no_escape) {
+    if [e.code, e.message.as_str(), request_id]
+        .into_iter()
+        .all(needs_no_escape)
+    {
         // What serde_json writes for these strings, without its escaping pass (about 1 400
         // instructions of every rejection, counted).
         for part in [

@@ -543,7 +543,11 @@ fn spread(values: &[f64], percent: bool) -> String {
         }
     };
     let unit = if percent { " %" } else { "×" };
-    let each = values.iter().map(|x| show(*x)).collect::<Vec<_>>().join("/");
+    let each = values
+        .iter()
+        .map(|x| show(*x))
+        .collect::<Vec<_>>()
+        .join("/");
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mid = median(values).unwrap_or(f64::NAN);
@@ -599,10 +603,42 @@ fn targets(points: &[Point], per_round: Option<&RoundRatios>) -> (String, u64) {
         let c_share = judged(rounds.map(|r| &r.c), share(c));
         let d_share = judged(rounds.map(|r| &r.d), share(d));
         let rows = [
-            ("(b)/(a) req/s", b_share, "≥ 60%", b_share >= 60.0, share(b), rounds.map(|r| &r.b), true),
-            ("(b)/(a) p99", b_p99, "≤ 2.5×", b_p99 <= 2.5, p99(b) / p99(a).max(1.0), rounds.map(|r| &r.b_p99), false),
-            ("(c)/(a) req/s", c_share, "≥ 85%", c_share >= 85.0, share(c), rounds.map(|r| &r.c), true),
-            ("(d)/(a) req/s", d_share, "≥ 85%", d_share >= 85.0, share(d), rounds.map(|r| &r.d), true),
+            (
+                "(b)/(a) req/s",
+                b_share,
+                "≥ 60%",
+                b_share >= 60.0,
+                share(b),
+                rounds.map(|r| &r.b),
+                true,
+            ),
+            (
+                "(b)/(a) p99",
+                b_p99,
+                "≤ 2.5×",
+                b_p99 <= 2.5,
+                p99(b) / p99(a).max(1.0),
+                rounds.map(|r| &r.b_p99),
+                false,
+            ),
+            (
+                "(c)/(a) req/s",
+                c_share,
+                "≥ 85%",
+                c_share >= 85.0,
+                share(c),
+                rounds.map(|r| &r.c),
+                true,
+            ),
+            (
+                "(d)/(a) req/s",
+                d_share,
+                "≥ 85%",
+                d_share >= 85.0,
+                share(d),
+                rounds.map(|r| &r.d),
+                true,
+            ),
         ];
         for (what, value, goal, met, of_medians, values, percent) in rows {
             let show = |x: f64| {
@@ -630,6 +666,39 @@ fn targets(points: &[Point], per_round: Option<&RoundRatios>) -> (String, u64) {
     (out, errors)
 }
 
+/// CPU model, cores, memory, kernel and load, from `/proc`.
+pub(crate) fn machine_description() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, v)| v.trim())
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0.0, |kib| kib as f64 / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "machine: {model}, {cores} cores available, {mem_gib:.1} GiB RAM, Linux {}; load average before the run: {}",
+        kernel.trim(),
+        load_average()
+    )
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
@@ -638,10 +707,12 @@ mod tests {
 
     /// A point whose every request took `p99_us` and which served `rps` requests/s.
     fn point(case: Case, connections: usize, rps: u32, p99_us: u32) -> Point {
-        let mut report = Report::default();
-        report.latencies_us = vec![p99_us; rps as usize];
-        report.ok = u64::from(rps);
-        report.elapsed = Duration::from_secs(1);
+        let report = Report {
+            latencies_us: vec![p99_us; rps as usize],
+            ok: u64::from(rps),
+            elapsed: Duration::from_secs(1),
+            ..Report::default()
+        };
         Point {
             case,
             connections,
@@ -685,42 +756,12 @@ mod tests {
         let (text, errors) = targets(&points, Some(&ratios));
         assert_eq!(errors, 0);
         assert!(text.contains("(b)/(a) req/s 63% (≥ 60%): met"), "{text}");
-        assert!(text.contains("per round 70/63/60 % (range 60–70, median 63)"), "{text}");
+        assert!(
+            text.contains("per round 70/63/60 % (range 60–70, median 63)"),
+            "{text}"
+        );
         assert!(text.contains("(c)/(a) req/s 85% (≥ 85%): met"), "{text}");
         assert!(text.contains("(d)/(a) req/s 87% (≥ 85%): met"), "{text}");
         assert!(text.contains("the median points' ratio 70%"), "{text}");
     }
-}
-
-/// CPU model, cores, memory, kernel and load, from `/proc`.
-pub(crate) fn machine_description() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU", |(_, v)| v.trim())
-        .to_owned();
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0.0, |kib| kib as f64 / 1024.0 / 1024.0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "machine: {model}, {cores} cores available, {mem_gib:.1} GiB RAM, Linux {}; load average before the run: {}",
-        kernel.trim(),
-        load_average()
-    )
-}
-
-/// The 1, 5 and 15 minute load averages.
-pub(crate) fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_owned())
 }
