@@ -509,3 +509,54 @@ async fn a_made_up_key_in_the_negative_cache_stays_unknown_and_a_malformed_one_m
     assert!(matches!(v, Verification::Invalid(InvalidKey::Malformed(_))));
     assert_eq!(store.counts().snapshot().0, 1);
 }
+
+/// SHA-256 with its first nine bytes cleared: every key falls in the same shard of the
+/// verification cache (byte 8) under the same table key (bytes 0-7), so only the full hash
+/// in the entry tells them apart.
+struct SamePrefix;
+
+impl KeyHasher for SamePrefix {
+    fn hash(&self, token: &str) -> KeyHash {
+        let mut h = Sha256Hasher.hash(token);
+        h.0[..9].fill(0);
+        h
+    }
+}
+
+#[tokio::test]
+async fn keys_whose_hashes_share_the_cache_prefix_each_verify_as_themselves() {
+    let store = Arc::new(Instrumented::new(MemoryKeyStore::new()));
+    let f = seed(store.as_ref()).await;
+    let keys = KeyManager::new(
+        Arc::clone(&store) as Arc<dyn KeyStore>,
+        Arc::new(SamePrefix),
+    );
+    let now = Utc::now();
+    let a = keys
+        .mint(new_key(&f, "a", Environment::Live), now)
+        .await
+        .unwrap();
+    let b = keys
+        .mint(new_key(&f, "b", Environment::Live), now)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        for (minted, name) in [(&a, "a"), (&b, "b")] {
+            let v = keys
+                .verifier()
+                .verify(minted.token.expose(), now)
+                .await
+                .unwrap();
+            let Verification::Valid(k) = v else {
+                panic!("{name} did not verify: {v:?}");
+            };
+            assert_eq!(k.record().id, minted.record.id);
+        }
+    }
+    // A revocation reaches the key it names, not the other one in the same slot.
+    keys.revoke(a.record.id, now).await.unwrap();
+    let v = keys.verifier().verify(a.token.expose(), now).await.unwrap();
+    assert!(matches!(v, Verification::Revoked(_)), "{v:?}");
+    let v = keys.verifier().verify(b.token.expose(), now).await.unwrap();
+    assert!(matches!(v, Verification::Valid(_)), "{v:?}");
+}
