@@ -1,7 +1,6 @@
 //! [`KeyVerifier`]: presented token → typed outcome, with an in-process cache.
 //!
-//! A cache hit costs one SHA-256 and a read-locked map lookup (by the hash's first eight
-//! bytes, the full hash compared in the entry): no parse, no store round trip.
+//! A cache hit costs a parse, one SHA-256 and a read-locked map lookup: no store round trip.
 //! State changes made through [`KeyVerifier::refresh`] (which [`crate::KeyManager`] calls on
 //! revoke, suspend, resume and rotate) reach the cache before the call returns, so the very
 //! next verification sees them. `last_used_at` is kept in the cache entry and written to the
@@ -121,10 +120,8 @@ impl Default for VerifierConfig {
 }
 
 /// A cached key. The fields that decide the outcome sit inline, so a hit reads one
-/// allocation and never touches the shared record; the full hash is here too, since the
-/// table holds only its first eight bytes.
+/// allocation and never touches the shared record.
 struct Entry {
-    hash: KeyHash,
     record: Arc<KeyRecord>,
     revoked: bool,
     suspended: bool,
@@ -134,9 +131,8 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(hash: KeyHash, record: Arc<KeyRecord>, last_used_ms: i64) -> Arc<Self> {
+    fn new(record: Arc<KeyRecord>, last_used_ms: i64) -> Arc<Self> {
         Arc::new(Self {
-            hash,
             revoked: record.revoked_at.is_some(),
             suspended: record.suspended_at.is_some(),
             expires_at_ms: record.expires_at.map_or(i64::MAX, |t| t.timestamp_millis()),
@@ -178,11 +174,7 @@ impl Hasher for PassThrough {
     }
 }
 
-/// Cached keys by the first eight bytes of their hash ([`prefix`]): 16-byte buckets instead of
-/// 40, so the table a lookup probes is less than half the size. Two keys sharing a prefix
-/// (about one pair in 10^10 at 100 000 keys) are told apart by the entry's full hash: the
-/// later one replaces the earlier, which is read from the store again at its next use.
-type Shard = RwLock<HashMap<u64, Arc<Entry>, BuildHasherDefault<PassThrough>>>;
+type Shard = RwLock<HashMap<KeyHash, Arc<Entry>, BuildHasherDefault<PassThrough>>>;
 type UnknownShard = Mutex<HashSet<KeyHash, BuildHasherDefault<PassThrough>>>;
 
 /// Verifies presented tokens against a [`KeyStore`], caching what it learns.
@@ -204,13 +196,6 @@ impl std::fmt::Debug for KeyVerifier {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-/// The table key of `hash`: its first eight bytes (a uniform hash already).
-fn prefix(hash: &KeyHash) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&hash.0[..8]);
-    u64::from_le_bytes(bytes)
 }
 
 fn shard_of(hash: &KeyHash) -> usize {
@@ -340,10 +325,7 @@ impl KeyVerifier {
         let shard = self.shards[shard_of(hash)]
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        shard
-            .get(&prefix(hash))
-            .filter(|entry| entry.hash == *hash)
-            .cloned()
+        shard.get(hash).cloned()
     }
 
     fn judge(&self, entry: Arc<Entry>, now: DateTime<Utc>) -> Verification {
@@ -373,7 +355,7 @@ impl KeyVerifier {
     /// (then the read may be stale and the store is asked again next time).
     fn fill(&self, hash: KeyHash, record: KeyRecord, epoch: u64) -> Arc<Entry> {
         let last_used = record.last_used_at.map_or(0, |t| t.timestamp_millis());
-        let fresh = Entry::new(hash, Arc::new(record), last_used);
+        let fresh = Entry::new(Arc::new(record), last_used);
         let mut index = lock(&self.index);
         if self.epoch.load(Ordering::SeqCst) != epoch {
             return fresh;
@@ -387,19 +369,7 @@ impl KeyVerifier {
             }
             shard.clear();
         }
-        let entry = match shard.entry(prefix(&hash)) {
-            // Filled meanwhile by another request for the same key: keep that entry.
-            std::collections::hash_map::Entry::Occupied(held) if held.get().hash == hash => {
-                Arc::clone(held.get())
-            }
-            // Another key with the same first eight bytes: this one takes the slot.
-            std::collections::hash_map::Entry::Occupied(mut held) => {
-                index.remove(&held.get().record.id);
-                held.insert(Arc::clone(&fresh));
-                fresh
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => Arc::clone(slot.insert(fresh)),
-        };
+        let entry = Arc::clone(shard.entry(hash).or_insert(fresh));
         index.insert(entry.record.id, hash);
         entry
     }
@@ -423,13 +393,10 @@ impl KeyVerifier {
         let mut shard = self.shards[shard_of(hash)]
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let last_used = shard
-            .get(&prefix(hash))
-            .filter(|old| old.hash == *hash)
-            .map(|old| old.last_used_ms.load(Ordering::Relaxed));
-        if let Some(last_used) = last_used {
-            let replacement = Entry::new(*hash, Arc::new(record.clone()), last_used);
-            shard.insert(prefix(hash), replacement);
+        if let Some(old) = shard.get(hash) {
+            let last_used = old.last_used_ms.load(Ordering::Relaxed);
+            let replacement = Entry::new(Arc::new(record.clone()), last_used);
+            shard.insert(*hash, replacement);
         }
     }
 
@@ -441,9 +408,7 @@ impl KeyVerifier {
             let mut shard = self.shards[shard_of(&hash)]
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            if shard.get(&prefix(&hash)).is_some_and(|e| e.hash == hash) {
-                shard.remove(&prefix(&hash));
-            }
+            shard.remove(&hash);
         }
     }
 
