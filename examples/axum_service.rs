@@ -1,48 +1,155 @@
-//! An embedder's axum service protected by Align's tower layers: request logging, API-key
-//! authentication and per-key rate limits, stacked as any tower middleware.
+//! An embedder's axum service with the reference server's pipeline, stacked from the crates'
+//! public layers in the same order (`docs/embedding.md` walks through it):
+//!
+//! request id → request log → limits and timeout → key authentication (allow-list included)
+//! → per-key rate, concurrency and quota → body → `Idempotency-Key` → routes.
+//!
+//! Creating an invoice also puts an `invoice.created` event in the webhook outbox
+//! (`align-webhooks`), which the dispatcher delivers, signed, to the registered endpoints.
+//!
+//! Every refusal, axum's own 404 included, is the one envelope
+//! `{"error":{"code","message","requestId"}}`, so a client cannot tell this service's pipeline
+//! from the reference server's (`tests/differential.rs` checks that, row by row).
 //!
 //! Run it with `cargo run -p align-examples --example axum_service`, then call it with the
-//! demo key it prints: `curl -H "Authorization: Bearer <key>" http://127.0.0.1:3000/whoami`.
+//! demo key it prints: `curl -H "Authorization: Bearer <key>" http://127.0.0.1:3000/api/v1/invoices`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use align_audit::{AuditSink, MemorySink, RequestLogLayer};
-use align_keys::layer::KeyAuthLayer;
-use align_keys::{
-    Environment, KeyId, KeyManager, MemoryKeyStore, NewKey, OrganizationId, Scope, Sha256Hasher,
-    UserId, VerifiedKey,
+use align_http::{
+    ApiError, BodyLimitLayer, IdempotencyLayer, LimitsLayer, PeerAddr, ReplyStore, RequestId,
+    RequestIdLayer,
 };
-use align_ratelimit::{KeyedLimiter, Rate, RateLimitLayer, RateLimiter, SlidingWindow};
+use align_keys::layer::{Authenticated, KeyAuthLayer, require};
+use align_keys::{
+    Environment, KeyId, KeyManager, MemoryKeyStore, NewKey, OrganizationId, Permission, Scope,
+    Sha256Hasher, UserId, VerifiedKey,
+};
+use align_ratelimit::{KeyLimits, KeyLimitsLayer};
+use align_webhooks::{NewMessage, WebhookStore};
+use axum::extract::ConnectInfo;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
+use tower::ServiceBuilder;
 
-/// The service: `GET /whoami` answers with the calling key's name and prefix.
-///
-/// Layers run outside in: the request log sees every request (and the caller, which the
-/// key layer reports on the response); the key layer refuses requests without a valid key;
-/// the rate limit counts each verified key's requests.
+/// The pipeline's settings: the reference server's defaults.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// Requests per key and minute unless the key has its own rate.
+    pub(crate) per_minute: u32,
+    /// Requests of one key in flight at once.
+    pub(crate) max_concurrent: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            per_minute: 600,
+            max_concurrent: 32,
+        }
+    }
+}
+
+/// The service: `GET /api/v1/invoices` (needs `keys:read` here, the reference server's
+/// vocabulary) lists the caller's invoices, `POST /api/v1/invoices` (needs `keys:write`) makes
+/// one, `GET /api/v1/me` names the calling key.
 pub(crate) fn app(
     keys: &KeyManager,
     log: Arc<dyn AuditSink>,
-    per_minute: u64,
+    webhooks: Arc<dyn WebhookStore>,
+    settings: Settings,
 ) -> Result<Router, align_ratelimit::Error> {
-    let limiter: Arc<dyn RateLimiter<KeyId>> = Arc::new(KeyedLimiter::new(SlidingWindow::new(
-        Rate::per_minute(per_minute),
-    )?));
-    let rate_limit = RateLimitLayer::new(limiter, |_headers, extensions| {
-        extensions.get::<VerifiedKey>().map(|k| k.record().id)
-    });
-    Ok(Router::new()
-        .route("/whoami", get(whoami))
-        .layer(rate_limit)
+    let limits = Arc::new(
+        KeyLimits::<KeyId>::builder(settings.per_minute)
+            .max_concurrent(settings.max_concurrent)
+            .build()?,
+    );
+    // A verified key is limited under its id, at its own rate when it has one.
+    let key_of = |ext: &axum::http::Extensions| {
+        ext.get::<VerifiedKey>()
+            .map(|k| (k.record().id, k.record().rate_limit_per_minute))
+    };
+    let pipeline = ServiceBuilder::new()
+        // axum's `ConnectInfo` becomes the `PeerAddr` the key and log layers read.
+        .map_request(PeerAddr::from_connect_info(
+            |c: &ConnectInfo<SocketAddr>| c.0,
+        ))
+        .layer(RequestIdLayer)
+        .layer(RequestLogLayer::new(log))
+        .layer(LimitsLayer::default())
         .layer(KeyAuthLayer::new(Arc::clone(keys.verifier())))
-        .layer(RequestLogLayer::new(log)))
+        .layer(KeyLimitsLayer::new(limits, key_of))
+        .layer(BodyLimitLayer::default())
+        .layer(IdempotencyLayer::new(Arc::new(ReplyStore::memory())));
+    Ok(Router::new()
+        .route(
+            "/api/v1/invoices",
+            get(list_invoices).route_layer(require(Permission::KeysRead)),
+        )
+        .route(
+            "/api/v1/invoices",
+            axum::routing::post(create_invoice).route_layer(require(Permission::KeysWrite)),
+        )
+        .route("/api/v1/me", get(me))
+        .fallback(not_found)
+        .with_state(webhooks)
+        .layer(pipeline))
 }
 
-async fn whoami(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
+async fn list_invoices(Extension(caller): Extension<Authenticated>) -> Json<Value> {
+    let org = caller.key.record().organization_id;
+    Json(json!({ "data": [], "organizationId": org }))
+}
+
+async fn create_invoice(
+    State(webhooks): State<Arc<dyn WebhookStore>>,
+    Extension(caller): Extension<Authenticated>,
+    Extension(id): Extension<RequestId>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(invoice) = serde_json::from_slice::<Value>(&body) else {
+        return ApiError::invalid_request("the body must be a JSON object").into_axum(Some(&id));
+    };
+    let key = caller.key.record();
+    let created = json!({ "id": uuid::Uuid::new_v4(), "invoice": invoice, "organizationId": key.organization_id });
+    // The event goes to the outbox; the dispatcher delivers it, signed, with retries.
+    let event = NewMessage::new(
+        format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        "invoice.created",
+        key.environment,
+        created.clone(),
+    );
+    if let Err(e) = webhooks.enqueue(event, chrono::Utc::now()).await {
+        return ApiError::from(e).into_axum(Some(&id));
+    }
+    (StatusCode::CREATED, Json(created)).into_response()
+}
+
+async fn me(Extension(key): Extension<VerifiedKey>) -> Json<Value> {
     let k = key.record();
     Json(json!({ "keyName": k.name, "keyPrefix": k.prefix, "environment": k.environment }))
+}
+
+/// axum's fallback in the envelope, like every other refusal.
+async fn not_found(req: Request<axum::body::Body>) -> Response {
+    ApiError::not_found().into_axum(req.extensions().get::<RequestId>())
+}
+
+/// Renders an [`ApiError`] as an axum response.
+trait IntoAxum {
+    fn into_axum(self, id: Option<&RequestId>) -> Response;
+}
+
+impl IntoAxum for ApiError {
+    fn into_axum(self, id: Option<&RequestId>) -> Response {
+        self.to_response(id.map_or("", RequestId::as_str))
+    }
 }
 
 /// A key for the demo (a real service mints keys through its own admin flow).
@@ -68,10 +175,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
     let demo = demo_key(&keys).await?;
     let log: Arc<dyn AuditSink> = Arc::new(MemorySink::new());
-    let router = app(&keys, log, 600)?;
+    let webhooks: Arc<dyn WebhookStore> = Arc::new(align_webhooks::MemoryWebhookStore::new());
+    let router = app(&keys, log, webhooks, Settings::default())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
     println!("demo key (sandbox, shown once): {}", demo.token.expose());
-    axum::serve(listener, router).await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

@@ -2,30 +2,25 @@
 //! `tower`).
 //!
 //! The entry holds the method, the path (never the query string), status, latency, request id
-//! (`x-request-id`), user agent and, when the embedder supplies it, the client address
-//! ([`PeerIp`] or a `SocketAddr` in the request's extensions). When a layer inside this
-//! one puts an [`align_core::KeyIdentity`] into the response's extensions (as `align-keys`'
-//! `KeyAuthLayer` does), that key becomes the entry's actor.
+//! (`align_http::RequestId` from `RequestIdLayer`, outside this layer), user agent and the
+//! client address (`align_http::PeerAddr`, or a `SocketAddr`, in the request's extensions).
+//! When a layer inside this one puts an `Arc<`[`align_core::KeyIdentity`]`>` into the response's
+//! extensions (as `align-keys`' `KeyAuthLayer` does), that key becomes the entry's actor.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use align_core::KeyIdentity;
+use align_http::{PeerAddr, RequestId};
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::record::{Actor, Entry};
 use crate::sink::AuditSink;
-
-/// The client's address, for embedders whose server does not put a `SocketAddr` in the
-/// request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerIp(pub IpAddr);
 
 /// Writes a request-log entry for every request through `sink`.
 #[derive(Clone)]
@@ -97,19 +92,19 @@ where
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let (request_id, user_agent) = (header("x-request-id"), header("user-agent"));
-        let ip = req
+        let user_agent = header("user-agent");
+        let request_id = req
             .extensions()
-            .get::<PeerIp>()
-            .map(|p| p.0)
-            .or_else(|| req.extensions().get::<SocketAddr>().map(SocketAddr::ip));
+            .get::<RequestId>()
+            .map(RequestId::to_string);
+        let ip = PeerAddr::ip_of(&req);
         let mut entry = Entry::request(req.method().as_str(), req.uri().path()).time(time);
         Box::pin(async move {
             let response = inner.call(req).await?;
             entry = entry
                 .status(response.status().as_u16())
                 .latency(started.elapsed());
-            if let Some(k) = response.extensions().get::<KeyIdentity>() {
+            if let Some(k) = response.extensions().get::<Arc<KeyIdentity>>() {
                 entry = entry
                     .organization(k.organization_id.clone())
                     .environment(k.environment)
@@ -118,7 +113,15 @@ where
                         prefix: k.prefix.clone(),
                     });
             }
-            if let Some(id) = request_id {
+            // The id the response names (an outer `RequestIdLayer` sets it), else the
+            // request's.
+            let id = response
+                .headers()
+                .get(align_http::X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .or(request_id);
+            if let Some(id) = id {
                 entry = entry.request_id(id);
             }
             if let Some(ua) = user_agent {

@@ -6,7 +6,8 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use align_audit::{Actor, AuditSink, MemorySink, PeerIp, Query, RequestLogLayer, Stream};
+use align_audit::{Actor, AuditSink, MemorySink, Query, RequestLogLayer, Stream};
+use align_http::PeerAddr;
 use align_keys::layer::KeyAuthLayer;
 use align_keys::{
     Environment, KeyManager, MemoryKeyStore, NewKey, OrganizationId, Scope, Sha256Hasher, UserId,
@@ -39,7 +40,7 @@ async fn every_request_is_logged_with_its_caller_and_without_its_query() {
         .layer(RequestLogLayer::new(sink.clone()))
         .layer(KeyAuthLayer::new(Arc::clone(keys.verifier())))
         .service_fn(|_req: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(String::from("ok")))
+            Ok::<_, Infallible>(Response::new(bytes::Bytes::from_static(b"ok")))
         });
 
     let token = minted.token.expose().to_owned();
@@ -50,7 +51,7 @@ async fn every_request_is_logged_with_its_caller_and_without_its_query() {
         .body(())
         .unwrap();
     req.extensions_mut()
-        .insert(PeerIp("192.0.2.7".parse().unwrap()));
+        .insert(PeerAddr("192.0.2.7:4711".parse().unwrap()));
     let ok = svc.clone().oneshot(req).await.unwrap();
     assert_eq!(ok.status(), 200);
     let refused = svc

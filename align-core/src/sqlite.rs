@@ -141,3 +141,13 @@ mod tests {
         assert_eq!(n, 1);
     }
 }
+
+/// Whether a SQLite error means the file system refuses writes (full, read-only, failing)
+/// rather than a bug: such errors are answered `503`, not `500`.
+pub fn is_unwritable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::DiskFull | C::ReadOnly | C::SystemIoFailure | C::CannotOpen)
+    )
+}

@@ -86,6 +86,36 @@ pub fn presented_key(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
     }
 }
 
+/// How a key-store or policy error is answered over HTTP (DESIGN §4): malformed tokens are
+/// `401 invalid_key`; objects outside the caller's scope and missing ones are both `404` (never
+/// leak existence); other denials `403`; a final key `409 key_not_active`; bad input `400`; a
+/// busy or unreachable store `503`; a store that cannot be written (disk full, read-only) `503`
+/// with `Retry-After: 5`; anything else `500`, logged.
+impl From<crate::Error> for align_http::ApiError {
+    fn from(e: crate::Error) -> Self {
+        use crate::{Denial, Error as K};
+        match e {
+            K::MalformedToken(_) => Self::invalid_key(),
+            K::Forbidden(Denial::OutsideScope) | K::NotFound(_) => Self::not_found(),
+            K::Forbidden(d) => Self::forbidden(d.to_string()),
+            K::KeyNotActive => Self::key_not_active(),
+            K::InvalidInput { field, reason } => Self::invalid_request(format!("{field} {reason}")),
+            K::InvalidCursor => Self::invalid_request("cursor is not valid"),
+            K::AlreadyExists(kind) => Self::invalid_request(format!("{kind} already exists")),
+            other if other.is_transient() => {
+                tracing::warn!(error = %other, "key store busy");
+                Self::unavailable()
+            }
+            #[cfg(feature = "sqlite")]
+            K::Sqlite(ref e) if align_core::sqlite::is_unwritable(e) => {
+                tracing::error!(error = %e, "key store cannot be written");
+                Self::storage_unwritable()
+            }
+            other => {
+                tracing::error!(error = %other, "key store failure");
+                Self::internal()
+            }
+
 #[cfg(test)]
 mod tests {
     use super::*;

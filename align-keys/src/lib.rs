@@ -40,6 +40,7 @@ pub use align_core::postgres;
 #[cfg(feature = "sqlite")]
 pub use align_core::sqlite;
 pub mod store;
+mod tasks;
 pub mod token;
 mod verifier;
 
@@ -68,6 +69,7 @@ pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};
 pub use store::{PgEventHook, PgKeyStore};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteEventHook, SqliteKeyStore};
+pub use tasks::KeyTasks;
 pub use token::{MintedToken, ParsedToken, TokenDefect};
 pub use verifier::{Cached, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};
 

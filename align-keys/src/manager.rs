@@ -226,6 +226,12 @@ impl KeyManager {
         &self.verifier
     }
 
+    /// Starts the background work verification needs (the change watcher and the last-used
+    /// flusher, each every `every`); stop it with [`crate::KeyTasks::shutdown`].
+    pub async fn start_tasks(&self, every: std::time::Duration) -> crate::KeyTasks {
+        crate::KeyTasks::start(&self.verifier, every).await
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         self.verifier.store()

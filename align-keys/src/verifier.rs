@@ -57,14 +57,8 @@ pub struct VerifiedKey {
 impl VerifiedKey {
     /// The key's id, prefix, organisation and environment in the shared vocabulary, for
     /// layers that only name the caller (no secret in it).
-    pub fn identity(&self) -> align_core::KeyIdentity {
-        let k = self.record();
-        align_core::KeyIdentity {
-            key_id: k.id.to_string(),
-            prefix: k.prefix.clone(),
-            organization_id: k.organization_id.to_string(),
-            environment: k.environment,
-        }
+    pub fn identity(&self) -> Arc<align_core::KeyIdentity> {
+        Arc::clone(&self.entry.identity)
     }
 
     /// The key's record as cached (its `last_used_at` may lag; use [`Self::last_used_at`]).
@@ -123,6 +117,9 @@ impl Default for VerifierConfig {
 /// allocation and never touches the shared record.
 struct Entry {
     record: Arc<KeyRecord>,
+    /// The record's id, prefix, organisation and environment as text, made once per cached
+    /// key rather than per request.
+    identity: Arc<align_core::KeyIdentity>,
     revoked: bool,
     suspended: bool,
     expires_at_ms: i64,
@@ -133,6 +130,12 @@ struct Entry {
 impl Entry {
     fn new(record: Arc<KeyRecord>, last_used_ms: i64) -> Arc<Self> {
         Arc::new(Self {
+            identity: Arc::new(align_core::KeyIdentity {
+                key_id: record.id.to_string(),
+                prefix: record.prefix.clone(),
+                organization_id: record.organization_id.to_string(),
+                environment: record.environment,
+            }),
             revoked: record.revoked_at.is_some(),
             suspended: record.suspended_at.is_some(),
             expires_at_ms: record.expires_at.map_or(i64::MAX, |t| t.timestamp_millis()),

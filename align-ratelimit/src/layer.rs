@@ -1,78 +1,108 @@
-//! [`RateLimitLayer`]: per-key rate limiting as a `tower` layer (feature `tower`).
+//! [`KeyLimitsLayer`]: per-key rate, concurrency and quota as one `tower` layer (feature
+//! `tower`), over [`KeyLimits`].
 //!
-//! The embedder says how to find a request's key (for example the verified API key that an
-//! authentication layer put in the request's extensions); requests without a key pass
-//! through. Admitted responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
-//! `X-RateLimit-Reset`; refused requests get `429` with the error envelope
-//! `{"error":{"code":"rate_limit",…}}`, those headers and `Retry-After`.
+//! The embedder says how to find a request's key and the key's own rate (for example from the
+//! verified API key an authentication layer put in the request's extensions); requests without
+//! a key pass through. In order: the rate (the key's own per minute, or the default) → `429
+//! rate_limit`; requests in flight → `429 concurrency_limit`; calendar quotas → `429
+//! quota_exceeded`; each with `Retry-After`, in the envelope of `align_http::ApiError`. Every
+//! response after the rate was decided carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+//! `X-RateLimit-Reset` (whole seconds until `Remaining` grows, never more than the 60 s
+//! window), and the [`Decision`] in its extensions for outer layers. A limiter that cannot
+//! decide (a shared store down, failing closed) is `503 unavailable`.
 
 use std::future::Future;
+use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use align_http::{ApiError, RequestId};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::decision::Decision;
-use crate::limiter::RateLimiter;
+use crate::keylimits::KeyLimits;
 
-/// Finds the key a request is limited under, from its headers and extensions.
-pub type KeyOf<K> = Arc<dyn Fn(&HeaderMap, &http::Extensions) -> Option<K> + Send + Sync>;
+/// Finds the key a request is limited under and the key's own rate per minute (`None`: the
+/// default), from the request's extensions.
+pub type KeyOf<K> = Arc<dyn Fn(&http::Extensions) -> Option<(K, Option<u32>)> + Send + Sync>;
 
-/// Limits requests per key with `limiter`, one unit each.
-pub struct RateLimitLayer<K> {
-    limiter: Arc<dyn RateLimiter<K>>,
+/// `X-RateLimit-Limit`.
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+/// `X-RateLimit-Remaining`.
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+/// `X-RateLimit-Reset`.
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+/// The window of per-minute limits.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// Holds each key to its [`KeyLimits`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use align_ratelimit::{KeyLimits, KeyLimitsLayer};
+/// let limits = Arc::new(KeyLimits::<String>::builder(600).build().unwrap());
+/// // Here the key is a header; with align-keys it is the verified key's id and own rate.
+/// let layer = KeyLimitsLayer::new(limits, |ext| ext.get::<String>().map(|k| (k.clone(), None)));
+/// # let _ = layer;
+/// ```
+pub struct KeyLimitsLayer<K: Hash + Eq> {
+    limits: Arc<KeyLimits<K>>,
     key_of: KeyOf<K>,
 }
 
-impl<K> Clone for RateLimitLayer<K> {
+impl<K: Hash + Eq> Clone for KeyLimitsLayer<K> {
     fn clone(&self) -> Self {
         Self {
-            limiter: Arc::clone(&self.limiter),
+            limits: Arc::clone(&self.limits),
             key_of: Arc::clone(&self.key_of),
         }
     }
 }
 
-impl<K> std::fmt::Debug for RateLimitLayer<K> {
+impl<K: Hash + Eq> std::fmt::Debug for KeyLimitsLayer<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RateLimitLayer")
+        f.debug_struct("KeyLimitsLayer")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
-impl<K> RateLimitLayer<K> {
-    /// A layer limiting with `limiter` under the key `key_of` finds (none: not limited).
+impl<K: Hash + Eq> KeyLimitsLayer<K> {
+    /// A layer holding the key `key_of` finds (none: not limited) to `limits`.
     pub fn new(
-        limiter: Arc<dyn RateLimiter<K>>,
-        key_of: impl Fn(&HeaderMap, &http::Extensions) -> Option<K> + Send + Sync + 'static,
+        limits: Arc<KeyLimits<K>>,
+        key_of: impl Fn(&http::Extensions) -> Option<(K, Option<u32>)> + Send + Sync + 'static,
     ) -> Self {
         Self {
-            limiter,
+            limits,
             key_of: Arc::new(key_of),
         }
     }
 }
 
-impl<S, K> Layer<S> for RateLimitLayer<K> {
-    type Service = RateLimit<S, K>;
+impl<S, K: Hash + Eq> Layer<S> for KeyLimitsLayer<K> {
+    type Service = KeyLimitsService<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
+        KeyLimitsService {
             inner,
             layer: self.clone(),
         }
     }
 }
 
-/// The service made by [`RateLimitLayer`].
-pub struct RateLimit<S, K> {
+/// The service made by [`KeyLimitsLayer`].
+pub struct KeyLimitsService<S, K: Hash + Eq> {
     inner: S,
-    layer: RateLimitLayer<K>,
+    layer: KeyLimitsLayer<K>,
 }
 
-impl<S: Clone, K> Clone for RateLimit<S, K> {
+impl<S: Clone, K: Hash + Eq> Clone for KeyLimitsService<S, K> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -81,30 +111,38 @@ impl<S: Clone, K> Clone for RateLimit<S, K> {
     }
 }
 
-impl<S, K> std::fmt::Debug for RateLimit<S, K> {
+impl<S, K: Hash + Eq> std::fmt::Debug for KeyLimitsService<S, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RateLimit")
+        f.write_str("KeyLimitsService")
     }
 }
 
-fn apply(headers: &mut HeaderMap, decision: &Decision) {
-    for (name, value) in decision.headers().iter() {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.insert(n, v);
-        }
+/// The `X-RateLimit-*` headers of `decision`.
+pub fn apply_headers(headers: &mut HeaderMap, decision: &Decision) {
+    headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(
+        X_RATELIMIT_RESET,
+        HeaderValue::from(decision.reset_secs_within(WINDOW)),
+    );
+}
+
+/// A limiter that could not decide: the shared store is down and the policy is to fail
+/// closed (`503 unavailable`), or something that should not happen (`500`).
+fn undecided(e: crate::Error) -> ApiError {
+    match e {
+        crate::Error::Unavailable { .. } => ApiError::unavailable(),
+        _ => ApiError::internal(),
     }
 }
 
-impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, K>
+impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for KeyLimitsService<S, K>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: From<String>,
-    K: Send + Sync + 'static,
+    ResBody: From<Bytes> + Send + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -117,62 +155,46 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let key = (self.layer.key_of)(req.headers(), req.extensions());
-        let request_id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-            .unwrap_or("")
-            .to_owned();
-        let decision = key.map(|k| self.layer.limiter.check(&k, 1));
+        let Some((key, rate)) = (self.layer.key_of)(req.extensions()) else {
+            return Box::pin(inner.call(req));
+        };
+        let limits = Arc::clone(&self.layer.limits);
         Box::pin(async move {
-            match decision {
-                None => inner.call(req).await,
-                Some(Err(_)) => Ok(refusal(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ("unavailable", "the rate limiter is unavailable"),
-                    &request_id,
-                    None,
-                )),
-                Some(Ok(d)) if !d.allowed => Ok(refusal(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ("rate_limit", "rate limit exceeded for this key"),
-                    &request_id,
-                    Some(&d),
-                )),
-                Some(Ok(d)) => {
-                    let mut response = inner.call(req).await?;
-                    apply(response.headers_mut(), &d);
-                    Ok(response)
-                }
-            }
+            let decision = match limits.check(&key, rate).await {
+                Ok(d) => d,
+                Err(e) => return Ok(undecided(e).to_response(RequestId::of(&req))),
+            };
+            let admitted = if decision.allowed {
+                admit(&limits, &key).await
+            } else {
+                Err(ApiError::rate_limit(
+                    decision.retry_after_secs().unwrap_or(1),
+                ))
+            };
+            let mut response = match admitted {
+                // Held until the inner service is done; released on drop, also on timeout.
+                Ok(_slot) => inner.call(req).await?,
+                Err(e) => e.to_response(RequestId::of(&req)),
+            };
+            apply_headers(response.headers_mut(), &decision);
+            response.extensions_mut().insert(decision);
+            Ok(response)
         })
     }
 }
 
-/// The error envelope; `request_id` holds only `[A-Za-z0-9-]`, so it needs no escaping.
-fn refusal<B: From<String>>(
-    status: StatusCode,
-    (code, message): (&str, &str),
-    request_id: &str,
-    decision: Option<&Decision>,
-) -> Response<B> {
-    let body = format!(
-        r#"{{"error":{{"code":"{code}","message":"{message}","requestId":"{request_id}"}}}}"#
-    );
-    let mut r = Response::new(B::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    match decision {
-        Some(d) => apply(r.headers_mut(), d),
-        None => {
-            r.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
+/// Takes an in-flight slot and counts the quotas, or the refusal.
+async fn admit<K>(limits: &KeyLimits<K>, key: &K) -> Result<crate::Slot<K>, ApiError>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    let slot = limits
+        .acquire(key)
+        .await
+        .map_err(undecided)?
+        .map_err(|d| ApiError::concurrency_limit(d.retry_after_secs().unwrap_or(1)))?;
+    if let Some(d) = limits.check_quotas(key).await.map_err(undecided)? {
+        return Err(ApiError::quota_exceeded(d.retry_after_secs().unwrap_or(1)));
     }
-    r
+    Ok(slot)
 }

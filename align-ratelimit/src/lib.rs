@@ -39,6 +39,7 @@ mod error;
 mod future;
 mod headers;
 mod keyed;
+mod keylimits;
 #[cfg(feature = "tower")]
 mod layer;
 mod limiter;
@@ -58,8 +59,11 @@ pub use error::{Error, Result};
 pub use future::LimitFuture;
 pub use headers::{Headers, IetfPolicy};
 pub use keyed::KeyedLimiter;
+pub use keylimits::{
+    Compose, ComposeQuota, KeyLimits, KeyLimitsBuilder, Local, LocalQuota, Sharing,
+};
 #[cfg(feature = "tower")]
-pub use layer::{KeyOf, RateLimit, RateLimitLayer};
+pub use layer::{KeyLimitsLayer, KeyLimitsService, KeyOf, apply_headers};
 pub use limiter::{AsyncRateLimiter, RateLimiter};
 #[cfg(feature = "redis")]
 pub use redis::{

@@ -316,7 +316,7 @@ mod tests {
             keys,
             Arc::clone(&sink) as Arc<dyn AuditSink>,
             Arc::new(MemoryWebhookStore::new()),
-            crate::idempotency::ReplyStore::memory(),
+            align_http::ReplyStore::memory(),
         )
         .unwrap();
         (state, sink)

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use http_body_util::Full;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
@@ -61,71 +61,10 @@ fn with_json_type(status: StatusCode, body: Bytes) -> Response {
     r
 }
 
-/// Whether JSON writes `s` between quotes as it is: no quote, no backslash, no control character
-/// (serde_json escapes those and nothing else).
-fn needs_no_escape(s: &str) -> bool {
-    s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
-}
-
-/// The error envelope `{"error":{"code","message","requestId"}}`.
+/// The error envelope `{"error":{"code","message","requestId"}}` (rendered by `align-http`,
+/// the one place for every layer and handler).
 pub(crate) fn error(e: &ApiError, request_id: &str) -> Response {
-    /// `{"error": …}`, serialised directly (no intermediate `Value`).
-    #[derive(Serialize)]
-    struct Envelope<'a> {
-        error: ErrorBody<'a>,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ErrorBody<'a> {
-        code: &'a str,
-        message: &'a str,
-        request_id: &'a str,
-    }
-    let body = Envelope {
-        error: ErrorBody {
-            code: e.code,
-            message: &e.message,
-            request_id,
-        },
-    };
-    // Sized for the envelope at once (the 401 and 429 floods go through here).
-    let mut bytes = Vec::with_capacity(64 + e.code.len() + e.message.len() + request_id.len());
-    if [e.code, e.message.as_str(), request_id]
-        .into_iter()
-        .all(needs_no_escape)
-    {
-        // What serde_json writes for these strings, without its escaping pass (about 1 400
-        // instructions of every rejection, counted).
-        for part in [
-            r#"{"error":{"code":""#,
-            e.code,
-            r#"","message":""#,
-            &e.message,
-            r#"","requestId":""#,
-            request_id,
-            r#""}}"#,
-        ] {
-            bytes.extend_from_slice(part.as_bytes());
-        }
-    } else if serde_json::to_writer(&mut bytes, &body).is_err() {
-        bytes.clear();
-    }
-    let mut r = with_json_type(e.status, Bytes::from(bytes));
-    if let Some(allow) = e
-        .allow
-        .as_deref()
-        .and_then(|a| HeaderValue::from_str(a).ok())
-    {
-        r.headers_mut().insert(http::header::ALLOW, allow);
-    }
-    if let Some(secs) = e.retry_after {
-        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if e.is_unauthorized() {
-        r.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    r
+    e.to_response(request_id)
 }
 
 /// Parses a JSON request body into `T` (unknown fields refused by `T`'s serde attributes).

@@ -19,7 +19,6 @@ mod error;
 mod events;
 mod fold;
 mod http;
-mod idempotency;
 mod leaks;
 mod limits;
 mod metrics;
@@ -28,13 +27,13 @@ mod notify;
 mod pipeline_props;
 mod principal;
 pub mod privacy;
-mod request_id;
 pub mod retention;
 mod routes;
 mod serve;
 mod state;
 mod tls;
 
+pub use align_http::ReplyStore;
 pub use anchor::{ANCHOR_KEY_FILE, ANCHOR_LOG_FILE, audit_anchor_key, audit_anchor_log_path};
 pub use at_rest::{open_sealed, prepare_data_dir};
 pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
@@ -44,7 +43,6 @@ pub use error::{ApiError, Error};
 /// transaction: `SqliteKeyStore::open(path).await?.with_event_hook(Arc::new(OutboxHook))`,
 /// after `SqliteWebhookStore::open(path)` has created the outbox tables.
 pub use events::OutboxHook;
-pub use idempotency::ReplyStore;
 pub use routes::{PAGES, ROUTES};
 pub use serve::{Backends, Server, shutdown_signal};
 

@@ -44,7 +44,7 @@ fn fixture() -> Fixture {
             keys,
             Arc::new(MemorySink::new()),
             Arc::new(MemoryWebhookStore::new()),
-            crate::idempotency::ReplyStore::memory(),
+            align_http::ReplyStore::memory(),
         )
         .unwrap();
         (Arc::new(state), key.trim().to_owned())

@@ -24,8 +24,8 @@ use crate::bootstrap::{Bootstrap, bootstrap};
 use crate::config::{Config, Database};
 use crate::connections::AcceptErrors;
 use crate::error::Error;
-use crate::idempotency::ReplyStore;
 use crate::state::AppState;
+use align_http::ReplyStore;
 
 /// How often the key store's change log is read at the latest for changes made by other
 /// processes (PostgreSQL also wakes the reader at once through LISTEN/NOTIFY).
@@ -117,7 +117,13 @@ impl Backends {
         })
         .await?;
         let idempotency = match replies_sealer {
-            Some(sealer) => ReplyStore::postgres(pool.clone(), sealer).await?,
+            Some(sealer) => {
+                ReplyStore::postgres(
+                    pool.clone(),
+                    std::sync::Arc::new(crate::at_rest::Replies(sealer)),
+                )
+                .await?
+            }
             None => ReplyStore::memory(),
         };
         let keys = Arc::new(
@@ -205,7 +211,10 @@ impl Server {
             Arc::new(AppState::new(config, keys, audit, webhooks, idempotency)?.with_leaks(leaks));
         // Audit records of key changes that committed just before a crash, still staged.
         state.commit_staged_audit().await;
-        state.limits.announce().await;
+        state
+            .limits
+            .announce(&align_keys::KeyId(uuid::Uuid::nil()))
+            .await;
         Ok(Self {
             state,
             listener,

@@ -6,15 +6,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use align_audit::AuditSink;
+use align_http::ReplyStore;
 use align_keys::store::KeyStore;
-use align_keys::{KeyManager, KeyRecord, Role, UserId};
-use align_ratelimit::Decision;
+use align_keys::{KeyId, KeyManager, KeyVerifier, Role, UserId};
+use align_ratelimit::KeyLimits;
 use align_webhooks::{Resolver, SystemResolver, UrlPolicy, WebhookStore};
 
 use crate::config::Config;
-use crate::error::{ApiError, Error};
-use crate::idempotency::ReplyStore;
-use crate::limits::Limits;
+use crate::error::Error;
 use crate::metrics::Metrics;
 
 /// How long a looked-up role is trusted. Role changes made through this server apply at once;
@@ -29,16 +28,16 @@ pub(crate) struct AppState {
     pub(crate) keys: KeyManager,
     /// Per-key sliding-window rates, calendar quotas and requests in flight (in memory, or
     /// shared in Redis).
-    pub(crate) limits: Limits,
-    /// Each creator's role, when it was read, and the verifier's change count then.
-    roles: Mutex<HashMap<UserId, (Role, Instant, u64)>>,
+    pub(crate) limits: Arc<KeyLimits<KeyId>>,
+    /// The pipeline's layers (see [`crate::app`]).
+    pub(crate) layers: crate::app::Layers,
     /// Audit and request logs.
     pub(crate) audit: Arc<dyn AuditSink>,
     /// Counters for `/metrics`.
     pub(crate) metrics: Metrics,
     /// Responses kept for `Idempotency-Key` replays (this instance's memory, or the shared
     /// PostgreSQL database).
-    pub(crate) idempotency: ReplyStore,
+    pub(crate) idempotency: Arc<ReplyStore>,
     /// Webhook endpoints and the outbox (also the event log behind `GET /events`).
     pub(crate) webhooks: Arc<dyn WebhookStore>,
     /// The endpoint URL rules (`webhooks.allow_private_targets`).
@@ -81,7 +80,15 @@ impl AppState {
         webhooks: Arc<dyn WebhookStore>,
         idempotency: ReplyStore,
     ) -> Result<Self, Error> {
-        let limits = Limits::new(&config)?;
+        let limits = Arc::new(crate::limits::build(&config)?);
+        let roles = Arc::new(Roles {
+            store: Arc::clone(keys.store()),
+            verifier: Arc::clone(keys.verifier()),
+            cache: Mutex::default(),
+        });
+        let idempotency = Arc::new(idempotency);
+        let layers =
+            crate::app::Layers::new(&config, keys.verifier(), roles, &limits, &idempotency);
         let url_policy =
             UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
         let console = crate::console::Console::new(&config)?;
@@ -102,7 +109,7 @@ impl AppState {
             limits,
             config,
             keys,
-            roles: Mutex::default(),
+            layers,
             idempotency,
             metrics: Metrics::default(),
         })
@@ -119,13 +126,6 @@ impl AppState {
         self.keys.store()
     }
 
-    /// Counts one request of `key` against its rate (its own, or the server default).
-    ///
-    /// A key whose override changes starts afresh under the new rate.
-    pub(crate) async fn check_rate(&self, key: &KeyRecord) -> Result<Decision, ApiError> {
-        self.limits.check(key.id, key.rate_limit_per_minute).await
-    }
-
     /// Forgets idle rate-limit state (every in-memory limiter) and cached keys unused for
     /// [`crate::config::KEY_CACHE_IDLE`]; called every [`crate::config::SWEEP_INTERVAL`].
     /// Each limiter shard and cache shard is locked in turn, briefly, never across an await.
@@ -140,36 +140,6 @@ impl AppState {
             .as_ref()
             .map_or(0, crate::console::Console::evict_idle);
         removed
-    }
-
-    /// The current role of `user`; a user who no longer exists counts as a viewer. Cached
-    /// for at most [`ROLE_TTL`], and only while no key changed: a role change is logged as a
-    /// change of each of the user's keys, so the key change watcher (and a change through
-    /// this process) ends the cached role at once, as it does a revocation.
-    pub(crate) async fn role_of(&self, user: UserId) -> Result<Role, ApiError> {
-        let now = Instant::now();
-        let changes = self.keys.verifier().changes();
-        {
-            let roles = self.roles.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((role, at, seen)) = roles.get(&user) {
-                if now.duration_since(*at) < ROLE_TTL && *seen == changes {
-                    return Ok(*role);
-                }
-            }
-        }
-        let role = self
-            .store()
-            .get_user(user)
-            .await?
-            .map_or(Role::Viewer, |u| u.role);
-        let mut roles = self.roles.lock().unwrap_or_else(PoisonError::into_inner);
-        if roles.len() > 100_000 {
-            roles.clear();
-        }
-        // The change count from before the read: a change during it makes the next request
-        // read again.
-        roles.insert(user, (role, now, changes));
-        Ok(role)
     }
 
     /// `GET /healthz`: `200 {"status":"ok"}` when the key store answers, the audit writer
@@ -212,5 +182,51 @@ impl AppState {
                 &serde_json::json!({ "status": "unhealthy", "failing": failing }),
             )
         }
+    }
+}
+
+/// Key creators' current roles for the key layer. A user who no longer exists counts as a
+/// viewer. Cached for at most [`ROLE_TTL`], and only while no key changed: a role change is
+/// logged as a change of each of the user's keys, so the key change watcher (and a change
+/// through this process) ends the cached role at once, as it does a revocation.
+pub(crate) struct Roles {
+    store: Arc<dyn KeyStore>,
+    verifier: Arc<KeyVerifier>,
+    /// Each creator's role, when it was read, and the verifier's change count then.
+    cache: Mutex<HashMap<UserId, (Role, Instant, u64)>>,
+}
+
+impl std::fmt::Debug for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Roles")
+    }
+}
+
+#[async_trait::async_trait]
+impl align_keys::layer::CreatorRoles for Roles {
+    async fn role_of(&self, user: UserId) -> Result<Role, align_keys::Error> {
+        let now = Instant::now();
+        let changes = self.verifier.changes();
+        {
+            let roles = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((role, at, seen)) = roles.get(&user) {
+                if now.duration_since(*at) < ROLE_TTL && *seen == changes {
+                    return Ok(*role);
+                }
+            }
+        }
+        let role = self
+            .store
+            .get_user(user)
+            .await?
+            .map_or(Role::Viewer, |u| u.role);
+        let mut roles = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if roles.len() > 100_000 {
+            roles.clear();
+        }
+        // The change count from before the read: a change during it makes the next request
+        // read again.
+        roles.insert(user, (role, now, changes));
+        Ok(role)
     }
 }

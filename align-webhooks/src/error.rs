@@ -144,3 +144,43 @@ impl From<deadpool_postgres::PoolError> for Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a webhook-store error is answered over HTTP (feature `http`): a missing object `404`, a
+/// refused URL `400`, a busy or unreachable store `503`, a store that cannot be written `503`
+/// with `Retry-After: 5`, anything else `500`, logged.
+#[cfg(feature = "http")]
+impl From<Error> for align_http::ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound(_) => Self::not_found(),
+            Error::UrlRefused(defect) => Self::invalid_request(format!("url refused: {defect}")),
+            #[cfg(feature = "sqlite")]
+            Error::Database(ref d)
+                if matches!(
+                    d.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                tracing::warn!(error = %e, "webhook store busy");
+                Self::unavailable()
+            }
+            #[cfg(feature = "sqlite")]
+            Error::Database(ref d) if align_core::sqlite::is_unwritable(d) => {
+                tracing::error!(error = %e, "webhook store cannot be written");
+                Self::storage_unwritable()
+            }
+            Error::StoreWorker => Self::unavailable(),
+            #[cfg(feature = "postgres")]
+            Error::PostgresPool(_) => Self::unavailable(),
+            #[cfg(feature = "postgres")]
+            Error::Postgres(ref p) if align_core::postgres::is_transient(p) => {
+                tracing::warn!(error = %e, "webhook store unavailable");
+                Self::unavailable()
+            }
+            other => {
+                tracing::error!(error = %other, "webhook store failure");
+                Self::internal()
+            }
+        }
+    }
+}

@@ -20,9 +20,19 @@ async fn the_axum_app_is_protected_limited_and_logged() {
     let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
     let demo = axum_service::demo_key(&keys).await.unwrap();
     let log = Arc::new(MemorySink::new());
-    let app = axum_service::app(&keys, log.clone(), 2).unwrap();
+    let settings = axum_service::Settings {
+        per_minute: 2,
+        ..axum_service::Settings::default()
+    };
+    let app = axum_service::app(
+        &keys,
+        log.clone(),
+        Arc::new(align_webhooks::MemoryWebhookStore::new()),
+        settings,
+    )
+    .unwrap();
     let get = |key: Option<&str>| {
-        let mut b = Request::builder().uri("/whoami");
+        let mut b = Request::builder().uri("/api/v1/me");
         if let Some(k) = key {
             b = b.header("authorization", format!("Bearer {k}"));
         }
@@ -64,4 +74,74 @@ async fn the_axum_app_is_protected_limited_and_logged() {
         by_key, 3,
         "the two admitted and the rate-limited request name their key"
     );
+}
+
+#[tokio::test]
+async fn creating_an_invoice_sends_a_signed_invoice_created_webhook() {
+    use align_webhooks::{
+        Dispatcher, DispatcherConfig, Endpoint, EndpointKey, EndpointSecrets, MemoryWebhookStore,
+        SigningSecret, UrlPolicy, Verifier, WebhookStore, WebhookVerifier,
+    };
+
+    // A receiver on loopback that hands over what it got.
+    let (got, mut received) = tokio::sync::mpsc::channel::<(http::HeaderMap, bytes::Bytes)>(1);
+    let receiver = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: http::HeaderMap, body: bytes::Bytes| {
+            let got = got.clone();
+            async move {
+                let _ = got.send((headers, body)).await;
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let secret = SigningSecret::generate().unwrap();
+    let store = Arc::new(MemoryWebhookStore::new());
+    let endpoint = Endpoint::new(
+        align_keys::Environment::Sandbox,
+        url,
+        EndpointSecrets::new(EndpointKey::Symmetric(secret.clone())),
+    );
+    store.create_endpoint(&endpoint).await.unwrap();
+
+    let keys = KeyManager::new(Arc::new(MemoryKeyStore::new()), Arc::new(Sha256Hasher));
+    let demo = axum_service::demo_key(&keys).await.unwrap();
+    let app = axum_service::app(
+        &keys,
+        Arc::new(MemorySink::new()),
+        store.clone(),
+        axum_service::Settings::default(),
+    )
+    .unwrap();
+    let create = Request::builder()
+        .method("POST")
+        .uri("/api/v1/invoices")
+        .header("authorization", format!("Bearer {}", demo.token.expose()))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"amount": 1200, "currency": "EUR"}"#))
+        .unwrap();
+    let created = app.oneshot(create).await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let config = DispatcherConfig {
+        url_policy: UrlPolicy::new().allow_private_targets(true),
+        ..DispatcherConfig::default()
+    };
+    let dispatcher = Dispatcher::new(store.clone() as Arc<dyn WebhookStore>, config).unwrap();
+    assert_eq!(dispatcher.run_once().await.unwrap(), 1);
+    let (headers, body) = tokio::time::timeout(std::time::Duration::from_secs(5), received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let verified = WebhookVerifier::new(secret)
+        .verify(&headers, &body)
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["type"], "invoice.created");
+    assert_eq!(event["data"]["invoice"]["amount"], 1200);
+    let _ = verified;
 }

@@ -13,7 +13,8 @@ use align_ratelimit::{
     RedisQuota, RedisSlidingWindow, RedisStore, Slot, Timestamp,
 };
 
-use super::{Composers, Local, LocalQuota};
+use align_ratelimit::{Local, LocalQuota, Sharing};
+
 use crate::config::{Config, RedisFailure, RedisUrl};
 use crate::error::Error;
 
@@ -22,12 +23,12 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Concurrency leases outlive the request timeout by this much before they expire on their own.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
-/// The limiters over Redis, each with its in-memory fallback.
+/// The limiters over Redis, each with its in-memory fallback: opens the store now (a bad URL
+/// is a start-up error) and returns how to compose them around the in-memory limiters.
 pub(super) fn compose(
     config: &Config,
     url: &RedisUrl,
-    local_concurrency: ConcurrencyLimiter<KeyId>,
-) -> Result<Composers, Error> {
+) -> Result<impl FnOnce(ConcurrencyLimiter<KeyId>) -> Sharing<KeyId> + 'static, Error> {
     let setting = |e: align_ratelimit::Error| Error::Setting {
         key: "ratelimit.redis_url".into(),
         reason: e.to_string(),
@@ -47,7 +48,7 @@ pub(super) fn compose(
         "rate and concurrency limits are shared through Redis"
     );
     let (window_store, window_health) = (store.clone(), Arc::clone(&health));
-    let window = move |local: Local| -> Arc<dyn AsyncRateLimiter<KeyId>> {
+    let window = move |local: Local<KeyId>| -> Arc<dyn AsyncRateLimiter<KeyId>> {
         let rate = Rate::per_minute(local.algorithm().limit());
         match RedisSlidingWindow::new(&window_store, rate) {
             Ok(redis) => Arc::new(Shared {
@@ -60,7 +61,7 @@ pub(super) fn compose(
         }
     };
     let (quota_store, quota_health) = (store, Arc::clone(&health));
-    let quota = move |local: LocalQuota| -> Arc<dyn AsyncRateLimiter<KeyId>> {
+    let quota = move |local: LocalQuota<KeyId>| -> Arc<dyn AsyncRateLimiter<KeyId>> {
         match RedisQuota::new(&quota_store, *local.algorithm()) {
             Ok(redis) => Arc::new(Shared {
                 redis,
@@ -71,15 +72,14 @@ pub(super) fn compose(
             Err(_) => local,
         }
     };
-    let concurrency = Concurrency {
-        redis: concurrency,
-        local: local_concurrency,
-        health,
-    };
-    Ok(Composers {
+    Ok(move |local_concurrency| Sharing {
         window: Box::new(window),
         quota: Box::new(quota),
-        concurrency: Arc::new(concurrency),
+        concurrency: Arc::new(Concurrency {
+            redis: concurrency,
+            local: local_concurrency,
+            health,
+        }),
     })
 }
 

@@ -213,7 +213,7 @@ pub(crate) fn is_metrics_operator(state: &AppState, headers: &http::HeaderMap) -
 /// `metrics.token` is the way.
 async fn metrics(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let me = req.auth.key.record();
-    let everything = req.auth.role == align_keys::Role::Admin
+    let everything = req.auth.creator_role == align_keys::Role::Admin
         && me.scope == align_keys::Scope::Organization
         && me.environment == align_keys::Environment::Live
         && req.auth.caller().effective_permissions() == align_keys::PermissionSet::ALL;

@@ -797,7 +797,7 @@ mod tests {
             keys,
             Arc::new(align_audit::MemorySink::new()),
             Arc::new(MemoryWebhookStore::new()),
-            crate::idempotency::ReplyStore::memory(),
+            align_http::ReplyStore::memory(),
         )
         .unwrap();
         state.resolver = Arc::new(Hangs);

@@ -10,16 +10,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use align_keys::KeyId;
-use align_keys::postgres::Pool;
-use align_webhooks::Sealer;
+use std::sync::Arc;
+
+use align_core::postgres::Pool;
 use bytes::Bytes;
 use http::StatusCode;
 use zeroize::Zeroizing;
 
 use super::memory::{ENTRY_OVERHEAD, TTL};
-use super::{Budget, Stored};
-use crate::error::ApiError;
+use super::{Budget, Seal, Stored};
+use crate::ApiError;
 
 /// The associated-data purpose replies are sealed under.
 const PURPOSE: &[u8] = b"align-server idempotent reply v1";
@@ -43,7 +43,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE idempotency_replies (
 /// The shared store.
 pub(super) struct Shared {
     pool: Pool,
-    sealer: Sealer,
+    sealer: Arc<dyn Seal>,
     budget: Budget,
     /// Bytes held as of the last sweep.
     bytes: AtomicU64,
@@ -52,7 +52,7 @@ pub(super) struct Shared {
 /// The right to run one request, in flight in the shared table.
 pub(super) struct Ticket {
     pool: Pool,
-    sealer: Sealer,
+    sealer: Arc<dyn Seal>,
     budget: Budget,
     api_key: String,
     idem_key: String,
@@ -77,8 +77,8 @@ fn ms(d: Duration) -> i64 {
 }
 
 fn pg(e: tokio_postgres::Error) -> ApiError {
-    let transient = align_keys::postgres::is_transient(&e);
-    tracing::error!(error = %align_keys::postgres::describe(&e), "idempotency store failed");
+    let transient = align_core::postgres::is_transient(&e);
+    tracing::error!(error = %align_core::postgres::describe(&e), "idempotency store failed");
     if transient {
         ApiError::unavailable()
     } else {
@@ -98,16 +98,16 @@ fn context(api_key: &str, idem_key: &str) -> String {
 impl Shared {
     pub(super) async fn open(
         pool: Pool,
-        sealer: Sealer,
+        sealer: Arc<dyn Seal>,
         budget: Budget,
     ) -> Result<Self, crate::Error> {
         let mut client = pool
             .get()
             .await
-            .map_err(|e| align_keys::Error::PostgresPool(e.to_string()))?;
-        align_keys::postgres::migrate(&mut client, "idempotency", MIGRATIONS)
+            .map_err(|e| crate::Error::Store(e.to_string()))?;
+        align_core::postgres::migrate(&mut client, "idempotency", MIGRATIONS)
             .await
-            .map_err(align_keys::Error::Postgres)?;
+            .map_err(|e| crate::Error::Store(align_core::postgres::describe(&e)))?;
         drop(client);
         let shared = Self {
             pool,
@@ -167,11 +167,11 @@ impl Shared {
     /// Runs (`Ok`) or answers with the stored reply (`Err`).
     pub(super) async fn begin(
         &self,
-        api_key: KeyId,
+        api_key: &str,
         idem_key: String,
         fingerprint: [u8; 32],
     ) -> Result<Result<Ticket, Stored>, ApiError> {
-        let api_key = api_key.to_string();
+        let api_key = api_key.to_owned();
         let client = self.pool.get().await.map_err(pool_error)?;
         let now = now_ms();
         // This slot's own expired or abandoned row, so the insert below can take it.
@@ -209,7 +209,7 @@ impl Shared {
         if inserted == 1 {
             return Ok(Ok(Ticket {
                 pool: self.pool.clone(),
-                sealer: self.sealer.clone(),
+                sealer: Arc::clone(&self.sealer),
                 budget: self.budget,
                 api_key,
                 idem_key,
@@ -245,7 +245,7 @@ impl Shared {
             .ok_or_else(ApiError::internal)?;
         let body = self
             .sealer
-            .open_value(PURPOSE, &context(&api_key, &idem_key), &reply)
+            .open(PURPOSE, &context(&api_key, &idem_key), &reply)
             .map_err(|e| {
                 tracing::error!(error = %e, "a kept idempotent reply does not open");
                 ApiError::internal()
@@ -287,7 +287,7 @@ impl Ticket {
         }
         let sealed = self
             .sealer
-            .seal_value(PURPOSE, &context(&self.api_key, &self.idem_key), body)
+            .seal(PURPOSE, &context(&self.api_key, &self.idem_key), body)
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot seal an idempotent reply");
                 ApiError::internal()

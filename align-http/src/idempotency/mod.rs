@@ -19,16 +19,34 @@
 //! [`Budget::max_bytes_per_key`] (its own oldest entries go first), and the whole store at
 //! most [`Budget::max_bytes`] (the oldest entries of anyone go first).
 
+mod layer;
 mod memory;
+#[cfg(feature = "postgres")]
 mod shared;
 
-use align_keys::KeyId;
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::error::ApiError;
+use crate::ApiError;
 
-pub(crate) use memory::{Budget, Stored, fingerprint, validate_key};
+pub use layer::{IdempotencyLayer, IdempotencyService};
+pub use memory::{Budget, MAX_KEY_LEN, Stored, TTL, fingerprint, validate_key};
+
+/// Seals replies before the shared store writes them, and opens them again (the reference
+/// server seals with its secrets key, AES-256-GCM). `purpose` and `context` are associated
+/// data: a reply opens only for the API key and `Idempotency-Key` it was sealed for.
+pub trait Seal: Send + Sync + 'static {
+    /// `plaintext` sealed, as text.
+    fn seal(&self, purpose: &[u8], context: &str, plaintext: &[u8])
+    -> Result<String, crate::Error>;
+    /// What [`Seal::seal`] sealed.
+    fn open(
+        &self,
+        purpose: &[u8],
+        context: &str,
+        sealed: &str,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error>;
+}
 
 /// Where the replies kept for `Idempotency-Key` live: this instance's memory (the
 /// [`Default`]) or the PostgreSQL database several instances share.
@@ -36,6 +54,7 @@ pub struct ReplyStore(Backend);
 
 enum Backend {
     Memory(memory::Idempotency),
+    #[cfg(feature = "postgres")]
     Shared(shared::Shared),
 }
 
@@ -43,6 +62,7 @@ impl std::fmt::Debug for ReplyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.0 {
             Backend::Memory(_) => "memory",
+            #[cfg(feature = "postgres")]
             Backend::Shared(_) => "postgres",
         };
         f.debug_tuple("ReplyStore").field(&kind).finish()
@@ -57,7 +77,7 @@ impl Default for ReplyStore {
 
 /// What to do with a request that carries an `Idempotency-Key`.
 #[derive(Debug)]
-pub(crate) enum Begin {
+pub enum Begin {
     /// Run it; complete the ticket with its response.
     Run(Ticket),
     /// Answer with this stored response.
@@ -66,11 +86,12 @@ pub(crate) enum Begin {
 
 /// The right to run a request; dropping it without completing frees the key again.
 #[derive(Debug)]
-pub(crate) struct Ticket(TicketKind);
+pub struct Ticket(TicketKind);
 
 #[derive(Debug)]
 enum TicketKind {
     Memory(memory::Ticket),
+    #[cfg(feature = "postgres")]
     Shared(shared::Ticket),
 }
 
@@ -85,9 +106,10 @@ impl ReplyStore {
     /// created by migration), sealed by `sealer`, so that every instance sharing the database
     /// answers a replay the same way. Every instance needs the same secrets key (as it does
     /// for webhook secrets).
+    #[cfg(feature = "postgres")]
     pub async fn postgres(
-        pool: align_keys::postgres::Pool,
-        sealer: align_webhooks::Sealer,
+        pool: align_core::postgres::Pool,
+        sealer: std::sync::Arc<dyn Seal>,
     ) -> Result<Self, crate::Error> {
         Ok(Self(Backend::Shared(
             shared::Shared::open(pool, sealer, Budget::default()).await?,
@@ -96,16 +118,18 @@ impl ReplyStore {
 
     /// Bytes held (replies, keys and bookkeeping), for `align_idempotency_bytes`. For the
     /// shared store, as of the last [`ReplyStore::sweep`].
-    pub(crate) fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         match &self.0 {
             Backend::Memory(m) => m.bytes(),
+            #[cfg(feature = "postgres")]
             Backend::Shared(s) => s.bytes(),
         }
     }
 
     /// Removes what expired and keeps the whole store within its budget (the memory table
     /// does this as it goes; the shared one here, every sweep).
-    pub(crate) async fn sweep(&self) {
+    pub async fn sweep(&self) {
+        #[cfg(feature = "postgres")]
         if let Backend::Shared(s) = &self.0 {
             if let Err(e) = s.sweep().await {
                 tracing::warn!(code = e.code, "idempotency sweep failed");
@@ -114,9 +138,9 @@ impl ReplyStore {
     }
 
     /// Registers a request, or says how to answer it.
-    pub(crate) async fn begin(
+    pub async fn begin(
         &self,
-        api_key: KeyId,
+        api_key: &str,
         idem_key: String,
         fingerprint: [u8; 32],
     ) -> Result<Begin, ApiError> {
@@ -125,6 +149,7 @@ impl ReplyStore {
                 memory::Begin::Run(t) => Begin::Run(Ticket(TicketKind::Memory(t))),
                 memory::Begin::Replay(stored) => Begin::Replay(stored),
             },
+            #[cfg(feature = "postgres")]
             Backend::Shared(s) => match s.begin(api_key, idem_key, fingerprint).await? {
                 Ok(t) => Begin::Run(Ticket(TicketKind::Shared(t))),
                 Err(stored) => Begin::Replay(stored),
@@ -136,9 +161,10 @@ impl ReplyStore {
 impl Ticket {
     /// Stores the response for replay. Server errors free the key instead, and so does a
     /// reply over the size budget (a retry then runs again).
-    pub(crate) async fn complete(self, status: StatusCode, body: &Bytes) {
+    pub async fn complete(self, status: StatusCode, body: &Bytes) {
         match self.0 {
             TicketKind::Memory(t) => t.complete(status, body),
+            #[cfg(feature = "postgres")]
             TicketKind::Shared(t) => t.complete(status, body).await,
         }
     }

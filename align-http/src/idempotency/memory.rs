@@ -4,31 +4,30 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use align_keys::KeyId;
 use bytes::Bytes;
 use http::StatusCode;
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
+use crate::ApiError;
 
 /// How long a key's result is kept.
-pub(crate) const TTL: Duration = Duration::from_secs(24 * 3600);
+pub const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Longest accepted `Idempotency-Key`.
-pub(crate) const MAX_KEY_LEN: usize = 255;
+pub const MAX_KEY_LEN: usize = 255;
 /// What an entry costs beyond its key and reply: the map and queue slots, the fingerprint.
 pub(crate) const ENTRY_OVERHEAD: usize = 160;
 
 /// The bounds of the idempotency table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Budget {
+pub struct Budget {
     /// Entries at most (default 100,000).
-    pub(crate) max_entries: usize,
+    pub max_entries: usize,
     /// Bytes at most, replies and keys counted (default 64 MiB).
-    pub(crate) max_bytes: usize,
+    pub max_bytes: usize,
     /// Bytes one API key's entries may hold (default 1 MiB).
-    pub(crate) max_bytes_per_key: usize,
+    pub max_bytes_per_key: usize,
     /// Replies longer than this are not kept (default 64 KiB).
-    pub(crate) max_reply_bytes: usize,
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Budget {
@@ -42,7 +41,10 @@ impl Default for Budget {
     }
 }
 
-type Slot = (KeyId, String);
+/// (caller, `Idempotency-Key`).
+type Slot = (Arc<str>, String);
+/// One caller's bytes held and its entries in the order they were made (generation, key).
+type KeyEntries = (usize, VecDeque<(u64, String)>);
 
 #[derive(Debug)]
 enum State {
@@ -52,9 +54,11 @@ enum State {
 
 /// A response kept for replay.
 #[derive(Debug, Clone)]
-pub(crate) struct Stored {
-    pub(crate) status: StatusCode,
-    pub(crate) body: Arc<Zeroizing<Vec<u8>>>,
+pub struct Stored {
+    /// The status answered.
+    pub status: StatusCode,
+    /// The body answered (zeroed when the last copy is dropped: it may hold a minted token).
+    pub body: Arc<Zeroizing<Vec<u8>>>,
 }
 
 #[derive(Debug)]
@@ -73,7 +77,7 @@ struct Table {
     /// Every entry in the order it was made (stale items are skipped when popped).
     order: VecDeque<(u64, Slot)>,
     /// Each API key's entries in the order they were made.
-    per_key: HashMap<KeyId, (usize, VecDeque<(u64, String)>)>,
+    per_key: HashMap<Arc<str>, KeyEntries>,
     bytes: usize,
     next_generation: u64,
 }
@@ -106,13 +110,13 @@ impl Table {
             .per_key
             .get(&slot.0)
             .is_some_and(|(used, _)| used.saturating_add(bytes) > budget.max_bytes_per_key)
-            && self.evict_oldest_of(slot.0)
+            && self.evict_oldest_of(&slot.0)
         {}
         while self.bytes.saturating_add(bytes) > budget.max_bytes && self.evict_oldest() {}
         let generation = self.next_generation;
         self.next_generation += 1;
         self.bytes = self.bytes.saturating_add(bytes);
-        let (used, queue) = self.per_key.entry(slot.0).or_default();
+        let (used, queue) = self.per_key.entry(Arc::clone(&slot.0)).or_default();
         *used = used.saturating_add(bytes);
         queue.push_back((generation, slot.1.clone()));
         self.order.push_back((generation, slot.clone()));
@@ -145,16 +149,16 @@ impl Table {
     }
 
     /// Removes `key`'s oldest live entry; false when it has none.
-    fn evict_oldest_of(&mut self, key: KeyId) -> bool {
+    fn evict_oldest_of(&mut self, key: &Arc<str>) -> bool {
         loop {
             let Some((generation, idem)) = self
                 .per_key
-                .get_mut(&key)
+                .get_mut(key)
                 .and_then(|(_, queue)| queue.pop_front())
             else {
                 return false;
             };
-            let slot = (key, idem);
+            let slot = (Arc::clone(key), idem);
             if self
                 .entries
                 .get(&slot)
@@ -217,7 +221,7 @@ pub(crate) struct Ticket {
 }
 
 /// The fingerprint of a request: method, path and query, body.
-pub(crate) fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> [u8; 32] {
+pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for part in [method.as_bytes(), path_and_query.as_bytes(), body] {
         ctx.update(&(part.len() as u64).to_be_bytes());
@@ -229,7 +233,7 @@ pub(crate) fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> [u
 }
 
 /// Checks an `Idempotency-Key` header value.
-pub(crate) fn validate_key(value: &str) -> Result<String, ApiError> {
+pub fn validate_key(value: &str) -> Result<String, ApiError> {
     let ok = !value.is_empty()
         && value.len() <= MAX_KEY_LEN
         && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
@@ -263,13 +267,13 @@ impl Idempotency {
     /// Registers a request, or says how to answer it.
     pub(crate) fn begin(
         &self,
-        api_key: KeyId,
+        api_key: &str,
         idem_key: String,
         fingerprint: [u8; 32],
     ) -> Result<Begin, ApiError> {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         table.expire(Instant::now());
-        let slot = (api_key, idem_key);
+        let slot: Slot = (Arc::from(api_key), idem_key);
         if let Some(e) = table.entries.get(&slot) {
             if e.fingerprint != fingerprint {
                 return Err(ApiError::idempotency_key_reused());
@@ -352,29 +356,30 @@ mod tests {
     #[test]
     fn run_then_replay_then_reuse_is_refused() {
         let t = Idempotency::default();
-        let k = KeyId::new();
+        let k = uuid::Uuid::new_v4().to_string();
         let fp = fingerprint("POST", "/api/v1/keys", b"{}");
-        let Begin::Run(ticket) = t.begin(k, "a".into(), fp).unwrap() else {
+        let Begin::Run(ticket) = t.begin(&k, "a".into(), fp).unwrap() else {
             panic!()
         };
         assert_eq!(
-            t.begin(k, "a".into(), fp).unwrap_err().code,
+            t.begin(&k, "a".into(), fp).unwrap_err().code,
             "idempotency_conflict"
         );
         ticket.complete(StatusCode::CREATED, &Bytes::from_static(b"{\"x\":1}"));
-        let Begin::Replay(s) = t.begin(k, "a".into(), fp).unwrap() else {
+        let Begin::Replay(s) = t.begin(&k, "a".into(), fp).unwrap() else {
             panic!()
         };
         assert_eq!(s.status, StatusCode::CREATED);
         assert_eq!(&s.body[..], b"{\"x\":1}");
         let other = fingerprint("POST", "/api/v1/keys", b"{\"y\":2}");
         assert_eq!(
-            t.begin(k, "a".into(), other).unwrap_err().code,
+            t.begin(&k, "a".into(), other).unwrap_err().code,
             "idempotency_key_reused"
         );
         // Another API key has its own namespace.
         assert!(matches!(
-            t.begin(KeyId::new(), "a".into(), other).unwrap(),
+            t.begin(&uuid::Uuid::new_v4().to_string(), "a".into(), other)
+                .unwrap(),
             Begin::Run(_)
         ));
     }
@@ -382,17 +387,20 @@ mod tests {
     #[test]
     fn an_abandoned_or_failed_request_frees_the_key() {
         let t = Idempotency::default();
-        let k = KeyId::new();
+        let k = uuid::Uuid::new_v4().to_string();
         let fp = fingerprint("POST", "/p", b"");
-        drop(t.begin(k, "a".into(), fp).unwrap());
-        let Begin::Run(ticket) = t.begin(k, "a".into(), fp).unwrap() else {
+        drop(t.begin(&k, "a".into(), fp).unwrap());
+        let Begin::Run(ticket) = t.begin(&k, "a".into(), fp).unwrap() else {
             panic!()
         };
         ticket.complete(StatusCode::INTERNAL_SERVER_ERROR, &Bytes::new());
-        assert!(matches!(t.begin(k, "a".into(), fp).unwrap(), Begin::Run(_)));
+        assert!(matches!(
+            t.begin(&k, "a".into(), fp).unwrap(),
+            Begin::Run(_)
+        ));
     }
 
-    fn run(t: &Idempotency, k: KeyId, idem: &str, reply: &[u8]) {
+    fn run(t: &Idempotency, k: &str, idem: &str, reply: &[u8]) {
         let fp = fingerprint("POST", "/p", idem.as_bytes());
         let Begin::Run(ticket) = t.begin(k, idem.into(), fp).unwrap() else {
             panic!("{idem} was not new")
@@ -400,7 +408,7 @@ mod tests {
         ticket.complete(StatusCode::BAD_REQUEST, &Bytes::copy_from_slice(reply));
     }
 
-    fn replays(t: &Idempotency, k: KeyId, idem: &str) -> bool {
+    fn replays(t: &Idempotency, k: &str, idem: &str) -> bool {
         let fp = fingerprint("POST", "/p", idem.as_bytes());
         matches!(t.begin(k, idem.into(), fp).unwrap(), Begin::Replay(_))
     }
@@ -411,11 +419,11 @@ mod tests {
             max_reply_bytes: 1000,
             ..Budget::default()
         });
-        let k = KeyId::new();
-        run(&t, k, "big", &[b'x'; 1001]);
-        run(&t, k, "small", &[b'x'; 1000]);
-        assert!(!replays(&t, k, "big"));
-        assert!(replays(&t, k, "small"));
+        let k = uuid::Uuid::new_v4().to_string();
+        run(&t, &k, "big", &[b'x'; 1001]);
+        run(&t, &k, "small", &[b'x'; 1000]);
+        assert!(!replays(&t, &k, "big"));
+        assert!(replays(&t, &k, "small"));
         assert!(t.bytes() < 2 * 1000);
     }
 
@@ -426,15 +434,18 @@ mod tests {
             max_bytes: 100_000,
             ..Budget::default()
         });
-        let (flooder, other) = (KeyId::new(), KeyId::new());
-        run(&t, other, "mine", b"{}");
+        let (flooder, other) = (
+            uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::new_v4().to_string(),
+        );
+        run(&t, &other, "mine", b"{}");
         for i in 0..1000 {
-            run(&t, flooder, &format!("k{i}"), &[b'x'; 900]);
+            run(&t, &flooder, &format!("k{i}"), &[b'x'; 900]);
         }
         // The flooder's own oldest entries went; the other key's entry stayed.
-        assert!(replays(&t, other, "mine"));
-        assert!(replays(&t, flooder, "k999"));
-        assert!(!replays(&t, flooder, "k0"));
+        assert!(replays(&t, &other, "mine"));
+        assert!(replays(&t, &flooder, "k999"));
+        assert!(!replays(&t, &flooder, "k0"));
         assert!(t.bytes() <= 10_000 + 1_000, "{}", t.bytes());
     }
 
@@ -447,7 +458,12 @@ mod tests {
         };
         let t = Idempotency::new(budget);
         for i in 0..2000 {
-            run(&t, KeyId::new(), &format!("k{i}"), &[b'x'; 500]);
+            run(
+                &t,
+                &uuid::Uuid::new_v4().to_string(),
+                &format!("k{i}"),
+                &[b'x'; 500],
+            );
             assert!(t.bytes() <= budget.max_bytes, "{}", t.bytes());
         }
         // The newest are kept, the oldest went.
