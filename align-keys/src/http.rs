@@ -115,6 +115,9 @@ impl From<crate::Error> for align_http::ApiError {
                 tracing::error!(error = %other, "key store failure");
                 Self::internal()
             }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
