@@ -166,6 +166,8 @@ pub(crate) async fn demo_key(
         expires_at: None,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
+        owner_id: None,
+        meta: None,
     };
     keys.mint(new, chrono::Utc::now()).await
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use align_keys::policy::{Caller, Target};
-use align_keys::store::KeyStore;
+use align_keys::store::Directory;
 use align_keys::{
     Environment, KeyManager, NewKey, Organization, OrganizationId, Permission, Redactor, Role,
     Scope, Sha256Hasher, SqliteKeyStore, User, UserId, Verification,
@@ -60,6 +60,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 expires_at: None,
                 rate_limit_per_minute: None,
                 allowed_cidrs: vec![],
+                owner_id: None,
+                meta: None,
             },
             Utc::now(),
         )

@@ -30,6 +30,8 @@ async fn every_request_is_logged_with_its_caller_and_without_its_query() {
                 expires_at: None,
                 rate_limit_per_minute: None,
                 allowed_cidrs: vec![],
+                owner_id: None,
+                meta: None,
             },
             chrono::Utc::now(),
         )

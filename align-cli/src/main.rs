@@ -403,6 +403,12 @@ enum KeyAction {
         /// The creating user, by e-mail or id (default: the first admin).
         #[arg(long)]
         user: Option<String>,
+        /// Your own id for the key's owner (a customer, a user), at most 256 characters.
+        #[arg(long, value_name = "ID")]
+        owner: Option<String>,
+        /// Your own data about the key: a JSON object of at most 4 KiB, e.g. '{"plan":"pro"}'.
+        #[arg(long, value_name = "JSON")]
+        meta: Option<String>,
     },
     /// List keys (never tokens). Example: align keys list --json
     List,
@@ -576,7 +582,8 @@ enum EndpointAction {
     ///
     /// The URL must pass the delivery policy: https for live endpoints (http allowed for
     /// sandbox), no credentials or secret-looking query parameters, and no private or
-    /// loopback destination unless ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS=1.
+    /// loopback destination unless ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS=1 (with
+    /// ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS=1 too, a live endpoint may use http to a local receiver).
     ///
     /// Example: align webhooks endpoints add --url https://hooks.acme.test/align --events api_key.revoked,api_key.created
     Add {
@@ -932,6 +939,8 @@ async fn run(command: Command) -> Result<(), Failure> {
                     permissions,
                     sandbox,
                     user,
+                    owner,
+                    meta,
                 } => {
                     let args = KeyArgs {
                         org,
@@ -940,6 +949,8 @@ async fn run(command: Command) -> Result<(), Failure> {
                         permissions: permissions.as_deref(),
                         sandbox,
                         user: user.as_deref(),
+                        owner: owner.as_deref(),
+                        meta: meta.as_deref(),
                     };
                     ops::keys_create(&d, args, &o).await
                 }
@@ -1063,6 +1074,8 @@ async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure
             permissions,
             sandbox,
             user,
+            owner,
+            meta,
         } => {
             if user.is_some() {
                 return Err(Failure::usage(
@@ -1082,6 +1095,12 @@ async fn keys_over_api(common: &Common, action: KeyAction) -> Result<(), Failure
             }
             if sandbox {
                 body["environment"] = serde_json::json!("sandbox");
+            }
+            if let Some(owner) = owner {
+                body["ownerId"] = serde_json::json!(owner);
+            }
+            if let Some(meta) = meta {
+                body["meta"] = serde_json::Value::Object(ops::parse_meta(&meta)?);
             }
             let v = api.call("POST", "/api/v1/keys", Some(body)).await?;
             return o.secret_object(&v, output::KEY_SHOWN_ONCE);

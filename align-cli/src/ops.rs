@@ -11,8 +11,8 @@ use align_audit::{AuditSink, PgSink, PgSinkConfig, PrivacyPolicy, Query, SqliteS
 use align_keys::store::{KeyFilter, KeyStore, PageRequest};
 use align_keys::{
     Environment, KeyId, KeyManager, KeyRecord, NewKey, Organization, OrganizationId, PasswordHash,
-    Permission, PermissionSet, PgKeyStore, Project, ProjectId, Role, Scope, Secret, Sha256Hasher,
-    SqliteKeyStore, User, UserId,
+    PgKeyStore, Project, ProjectId, Role, Scope, Secret, Sha256Hasher, SqliteKeyStore, User,
+    UserId, Vocabulary,
 };
 use align_server::Database;
 use align_webhooks::{PgWebhookStore, Sealer, SqliteWebhookStore, WebhookStore};
@@ -271,7 +271,8 @@ pub(crate) fn key_json(k: &KeyRecord) -> Value {
     json!({
         "apiKeyId": k.id, "keyName": k.name, "keyPrefix": k.prefix,
         "organizationId": k.organization_id, "scope": k.scope.kind(),
-        "scopedProjectId": k.scope.project_id(), "permissions": k.permissions,
+        "scopedProjectId": k.scope.project_id(), "permissions": k.permission_names(),
+        "ownerId": k.owner_id, "meta": k.meta,
         "environment": k.environment, "createdByUserId": k.created_by,
         "createdAt": k.created_at, "lastUsedAt": k.last_used_at, "expiresAt": k.expires_at,
         "revokedAt": k.revoked_at, "suspendedAt": k.suspended_at,
@@ -483,6 +484,13 @@ pub(crate) struct KeyArgs<'a> {
     pub(crate) permissions: Option<&'a str>,
     pub(crate) sandbox: bool,
     pub(crate) user: Option<&'a str>,
+    pub(crate) owner: Option<&'a str>,
+    pub(crate) meta: Option<&'a str>,
+}
+
+/// `--meta`: a JSON object.
+pub(crate) fn parse_meta(text: &str) -> Result<align_keys::Meta, Failure> {
+    serde_json::from_str(text).map_err(|_| Failure::usage("--meta must be a JSON object"))
 }
 
 pub(crate) async fn keys_create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Result<(), Failure> {
@@ -495,12 +503,9 @@ pub(crate) async fn keys_create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Resul
     let permissions = a
         .permissions
         .map(|list| {
-            list.split(',')
-                .map(|p| {
-                    Permission::from_name(p.trim())
-                        .ok_or_else(|| Failure::usage(format!("unknown permission {p:?}")))
-                })
-                .collect::<Result<PermissionSet, Failure>>()
+            Vocabulary::SERVER
+                .parse(list.split(',').map(str::trim))
+                .map_err(|e| Failure::usage(e.to_string()))
         })
         .transpose()?;
     let new = NewKey {
@@ -517,8 +522,10 @@ pub(crate) async fn keys_create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Resul
         expires_at: None,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
+        owner_id: a.owner.map(str::to_owned),
+        meta: a.meta.map(parse_meta).transpose()?,
     };
-    align_keys::policy::check_user_mint(&user, &new.spec())
+    align_keys::policy::check_user_mint(&Vocabulary::SERVER, &user, &new.spec())
         .map_err(|d| Failure::usage(d.to_string()))?;
     let minted = d.keys.mint(new, Utc::now()).await?;
     let r = &minted.record;

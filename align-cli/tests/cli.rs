@@ -576,3 +576,47 @@ fn audit_tail_prints_the_last_records_then_follows_new_ones() {
     assert!(lines.recv_timeout(Duration::from_millis(500)).is_err());
     terminate(follower);
 }
+
+#[test]
+fn keys_create_takes_an_owner_and_meta_and_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    let minted = json(&align(
+        &data,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "acme",
+            "--permissions",
+            "keys:*,audit:read",
+            "--owner",
+            "cus_8812",
+            "--meta",
+            r#"{"plan":"pro"}"#,
+            "--json",
+        ],
+    ));
+    assert_eq!(minted["ownerId"], "cus_8812");
+    assert_eq!(minted["meta"]["plan"], "pro");
+    assert_eq!(
+        minted["permissions"],
+        serde_json::json!(["keys:read", "keys:write", "audit:read"])
+    );
+    let id = minted["apiKeyId"].as_str().unwrap();
+    let shown = json(&align(&data, &["keys", "show", id, "--json"]));
+    assert_eq!(shown["ownerId"], "cus_8812");
+    assert_eq!(shown["meta"], serde_json::json!({"plan": "pro"}));
+    for bad in [
+        &["--meta", "[1]"][..],
+        &["--meta", "not json"],
+        &["--owner", &"x".repeat(257)],
+        &["--permissions", "invoices:read"],
+    ] {
+        let mut args = vec!["keys", "create", "--name", "bad"];
+        args.extend_from_slice(bad);
+        let out = align(&data, &args);
+        assert!(!out.status.success(), "{bad:?}");
+    }
+}

@@ -385,7 +385,7 @@ async fn set_password_reaches_users_in_a_postgres_database() {
         eprintln!("skipping PostgreSQL: ALIGN_TEST_POSTGRES_URL is not set");
         return;
     };
-    use align_keys::store::KeyStore;
+    use align_keys::store::Directory;
     let scratch = align_keys::postgres::ScratchSchema::create(&base)
         .await
         .unwrap();

@@ -51,6 +51,8 @@ fn setup(rt: &tokio::runtime::Runtime) -> (Arc<KeyVerifier>, Vec<Secret>) {
                 expires_at: None,
                 rate_limit_per_minute: None,
                 allowed_cidrs: vec![],
+                owner_id: None,
+                meta: None,
             };
             let minted = keys.mint(new, now).await.unwrap();
             // Warm the cache: every later verification is a hit.

@@ -4,10 +4,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::token::Environment;
+pub use crate::vocabulary::{Permission, PermissionSet, Vocabulary};
 pub use ipnet::IpNet;
 
 macro_rules! id_type {
@@ -61,6 +62,14 @@ id_type!(
     /// Identifies an API key record (not the token).
     KeyId
 );
+
+impl UserId {
+    /// No user: the creator of keys that an embedding service mints on its own authority
+    /// (the nil UUID). No user ever has this id, so an embedder that asks for a creator's role
+    /// finds none and decides itself (the reference server never mints such keys: each of its
+    /// keys has a creating user whose current role bounds it).
+    pub const SERVICE: Self = Self(Uuid::nil());
+}
 
 /// An organisation: the owner of projects, users and keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,176 +198,8 @@ impl Scope {
     }
 }
 
-/// One action a key may be allowed to take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Permission {
-    /// `keys:read`
-    KeysRead,
-    /// `keys:write` (mint, revoke, rotate, suspend, update)
-    KeysWrite,
-    /// `webhooks:read`
-    WebhooksRead,
-    /// `webhooks:write`
-    WebhooksWrite,
-    /// `audit:read`
-    AuditRead,
-    /// `projects:read`
-    ProjectsRead,
-    /// `projects:write`
-    ProjectsWrite,
-    /// `organization:read`
-    OrganizationRead,
-    /// `organization:write` (settings such as the security contact)
-    OrganizationWrite,
-    /// `privacy:read`: export what Align holds about a person or a key (admins only).
-    PrivacyRead,
-    /// `privacy:write`: erase a person's data, correct or delete other users (admins only).
-    PrivacyWrite,
-}
-
-impl Permission {
-    /// Every permission.
-    pub const ALL: [Self; 11] = [
-        Self::KeysRead,
-        Self::KeysWrite,
-        Self::WebhooksRead,
-        Self::WebhooksWrite,
-        Self::AuditRead,
-        Self::ProjectsRead,
-        Self::ProjectsWrite,
-        Self::OrganizationRead,
-        Self::OrganizationWrite,
-        Self::PrivacyRead,
-        Self::PrivacyWrite,
-    ];
-
-    /// The wire name, e.g. `keys:read`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::KeysRead => "keys:read",
-            Self::KeysWrite => "keys:write",
-            Self::WebhooksRead => "webhooks:read",
-            Self::WebhooksWrite => "webhooks:write",
-            Self::AuditRead => "audit:read",
-            Self::ProjectsRead => "projects:read",
-            Self::ProjectsWrite => "projects:write",
-            Self::OrganizationRead => "organization:read",
-            Self::OrganizationWrite => "organization:write",
-            Self::PrivacyRead => "privacy:read",
-            Self::PrivacyWrite => "privacy:write",
-        }
-    }
-
-    /// Parses a wire name such as `webhooks:write`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == name)
-    }
-
-    /// Whether this permission only reads.
-    pub const fn is_read(self) -> bool {
-        matches!(
-            self,
-            Self::KeysRead
-                | Self::WebhooksRead
-                | Self::AuditRead
-                | Self::ProjectsRead
-                | Self::OrganizationRead
-                | Self::PrivacyRead
-        )
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A set of permissions, stored as a bit set (cheap to copy and intersect).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct PermissionSet(u16);
-
-impl PermissionSet {
-    /// No permissions.
-    pub const EMPTY: Self = Self(0);
-    /// Every permission.
-    pub const ALL: Self = Self((1 << Permission::ALL.len()) - 1);
-
-    /// A set of one permission.
-    pub const fn only(p: Permission) -> Self {
-        Self(1 << p as u8)
-    }
-
-    /// Whether `p` is in the set.
-    pub const fn contains(self, p: Permission) -> bool {
-        self.0 & (1 << p as u8) != 0
-    }
-
-    /// The permissions in both sets.
-    pub const fn intersect(self, other: Self) -> Self {
-        Self(self.0 & other.0)
-    }
-
-    /// The permissions in either set.
-    pub const fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
-    }
-
-    /// Whether every permission here is also in `other`.
-    pub const fn is_subset_of(self, other: Self) -> bool {
-        self.0 & !other.0 == 0
-    }
-
-    /// Whether the set is empty.
-    pub const fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The permissions, in declaration order.
-    pub fn iter(self) -> impl Iterator<Item = Permission> {
-        Permission::ALL
-            .into_iter()
-            .filter(move |p| self.contains(*p))
-    }
-}
-
-impl FromIterator<Permission> for PermissionSet {
-    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
-        iter.into_iter()
-            .fold(Self::EMPTY, |s, p| s.union(Self::only(p)))
-    }
-}
-
-impl fmt::Debug for PermissionSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries(self.iter().map(Permission::as_str))
-            .finish()
-    }
-}
-
-impl Serialize for PermissionSet {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.iter().map(Permission::as_str))
-    }
-}
-
-impl<'de> Deserialize<'de> for PermissionSet {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let names = Vec::<String>::deserialize(d)?;
-        names
-            .iter()
-            .map(|n| {
-                Permission::from_name(n)
-                    .ok_or_else(|| serde::de::Error::custom(format!("unknown permission `{n}`")))
-            })
-            .collect()
-    }
-}
-
 /// What happened to a key, for stores that record events with the change (see
-/// [`KeyStore::insert_key_with_event`](crate::KeyStore::insert_key_with_event)).
+/// [`KeyManagement::insert_key_with_event`](crate::KeyManagement::insert_key_with_event)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyEventKind {
     /// A key was minted.
@@ -480,6 +321,16 @@ pub struct KeyRecord {
     pub scope: Scope,
     /// `None`: every permission the scope and role allow; otherwise only these.
     pub permissions: Option<PermissionSet>,
+    /// Stored permission names the vocabulary does not declare: they grant nothing, and are
+    /// written back unchanged when the key is saved (see [`Vocabulary`]). Empty for keys
+    /// minted here.
+    pub unrecognized_permissions: Vec<String>,
+    /// The vocabulary `permissions` is relative to (the store's).
+    pub vocabulary: &'static Vocabulary,
+    /// The embedder's own id for the key's owner (a customer, a user), at most 256 characters.
+    pub owner_id: Option<String>,
+    /// The embedder's own data about the key: a JSON object of at most 4 KiB serialized.
+    pub meta: Option<Meta>,
     /// The user on whose authority the key exists; their current role bounds it.
     pub created_by: UserId,
     /// When it was minted.
@@ -499,6 +350,14 @@ pub struct KeyRecord {
     /// If not empty, only requests from these networks may use the key.
     pub allowed_cidrs: Vec<IpNet>,
 }
+
+/// A key's `meta`: a JSON object (at most [`MAX_META_BYTES`] serialized).
+pub type Meta = serde_json::Map<String, serde_json::Value>;
+
+/// Longest `ownerId`, in characters.
+pub const MAX_OWNER_ID_LEN: usize = 256;
+/// Largest `meta`, in bytes of its JSON serialization.
+pub const MAX_META_BYTES: usize = 4096;
 
 /// The state of a key at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,6 +380,32 @@ impl KeyRecord {
             v4 => v4,
         };
         self.allowed_cidrs.is_empty() || self.allowed_cidrs.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The names of the key's permissions (`None`: every permission its scope and role
+    /// allow), in vocabulary order.
+    /// Serializes as `null` or the list of names, without allocating.
+    pub fn permission_names(&self) -> Option<crate::vocabulary::NamedSet<'static>> {
+        self.permissions.map(|set| self.vocabulary.named(set))
+    }
+
+    /// The same key with its permissions read in `vocabulary`, by name: names it does not
+    /// declare move to [`Self::unrecognized_permissions`] (and grant nothing), unrecognized
+    /// names it declares come back.
+    #[must_use]
+    pub fn in_vocabulary(mut self, vocabulary: &'static Vocabulary) -> Self {
+        if std::ptr::eq(self.vocabulary, vocabulary) || self.vocabulary == vocabulary {
+            return self;
+        }
+        if let Some(set) = self.permissions {
+            let mut names: Vec<&str> = self.vocabulary.names(set).collect();
+            names.extend(self.unrecognized_permissions.iter().map(String::as_str));
+            let (set, unknown) = vocabulary.decode(names);
+            self.permissions = Some(set);
+            self.unrecognized_permissions = unknown;
+        }
+        self.vocabulary = vocabulary;
+        self
     }
 
     /// The key's status at `now`. Revocation wins over expiry, expiry over suspension.

@@ -145,7 +145,8 @@ impl Unset {
 ///     id: KeyId::new(), name: "ci".into(), prefix: "ako_00000000".into(),
 ///     environment: Environment::Live, organization_id: org, scope: Scope::Organization,
 ///     permissions: Some(PermissionSet::only(Permission::KeysWrite)),
-///     created_by: UserId::new(), created_at: chrono::Utc::now(), last_used_at: None,
+///     unrecognized_permissions: vec![], vocabulary: &Vocabulary::SERVER,
+///     owner_id: None, meta: None, created_by: UserId::new(), created_at: chrono::Utc::now(), last_used_at: None,
 ///     expires_at: None, revoked_at: None, suspended_at: None, rotated_from: None,
 ///     rate_limit_per_minute: None, allowed_cidrs: vec![],
 /// };

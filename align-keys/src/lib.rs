@@ -6,8 +6,12 @@
 //! - [`Redactor`]: masks keys, webhook secrets and credential headers in logs and records;
 //! - [`domain`], [`policy`]: organisations, projects, users, roles, scopes, permissions, and
 //!   the least-privilege rules for minting and acting;
+//! - [`vocabulary`]: the permission names a deployment declares (the server's, or an
+//!   embedder's own such as `invoices:read`), with `resource:*` wildcards;
 //! - [`KeyStore`] with [`MemoryKeyStore`], (feature `sqlite`) `SqliteKeyStore` and (feature
-//!   `postgres`) `PgKeyStore`;
+//!   `postgres`) `PgKeyStore`, split by who uses it: [`KeyLookup`] (the verifier),
+//!   [`KeyManagement`] (minting and changing keys), [`Directory`] (organisations, users,
+//!   sessions);
 //! - [`PasswordHash`], [`UserSession`]: users' PBKDF2 password hashes and sign-in sessions
 //!   (stored under the [`SessionHash`] of their token), for a console's sign-in;
 //! - [`KeyVerifier`] and [`KeyManager`]: verification with an in-process cache that revocation
@@ -43,11 +47,13 @@ pub mod store;
 mod tasks;
 pub mod token;
 mod verifier;
+pub mod vocabulary;
 
 pub use align_core::{Environment, MASK, Redactor, Secret, is_sensitive_name};
 pub use domain::{
-    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, Organization,
-    OrganizationId, Permission, PermissionSet, Project, ProjectId, Role, Scope, User, UserId,
+    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, MAX_META_BYTES,
+    MAX_OWNER_ID_LEN, Meta, Organization, OrganizationId, Permission, PermissionSet, Project,
+    ProjectId, Role, Scope, User, UserId,
 };
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
@@ -64,7 +70,9 @@ pub use password::{
     MIN_PBKDF2_ITERATIONS, PasswordHash, SessionHash, UserSession, validate_password,
 };
 pub use policy::{Caller, Denial, KeySpec, Target, UserCaller};
-pub use store::{KeyFilter, KeyStore, MemoryKeyStore, Page, PageRequest};
+pub use store::{
+    Directory, KeyFilter, KeyLookup, KeyManagement, KeyStore, MemoryKeyStore, Page, PageRequest,
+};
 #[cfg(feature = "postgres")]
 pub use store::{PgEventHook, PgKeyStore};
 #[cfg(feature = "sqlite")]
@@ -72,6 +80,7 @@ pub use store::{SqliteEventHook, SqliteKeyStore};
 pub use tasks::KeyTasks;
 pub use token::{MintedToken, ParsedToken, TokenDefect};
 pub use verifier::{Cached, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};
+pub use vocabulary::{UnknownPermission, Vocabulary, VocabularyError};
 
 // Compiles and runs the README's example as a doctest so it cannot rot.
 #[cfg(doctest)]

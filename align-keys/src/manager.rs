@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, OrganizationId,
-    PermissionSet, Scope, UserId,
+    Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, MAX_META_BYTES,
+    MAX_OWNER_ID_LEN, Meta, OrganizationId, PermissionSet, Scope, UserId,
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHasher;
@@ -35,11 +35,13 @@ pub struct NewKey {
     pub organization_id: OrganizationId,
     /// Organisation-wide or one project.
     pub scope: Scope,
-    /// `None` for every permission the scope allows.
+    /// `None` for every permission the scope allows; otherwise a set of the store's
+    /// vocabulary ([`KeyStore::vocabulary`], e.g. from [`crate::Vocabulary::parse`]).
     pub permissions: Option<PermissionSet>,
     /// Live or sandbox.
     pub environment: Environment,
-    /// The user on whose authority the key exists.
+    /// The user on whose authority the key exists; [`UserId::SERVICE`] for a key the
+    /// embedding service mints on no user's authority.
     pub created_by: UserId,
     /// Optional expiry, in the future.
     pub expires_at: Option<DateTime<Utc>>,
@@ -47,9 +49,40 @@ pub struct NewKey {
     pub rate_limit_per_minute: Option<u32>,
     /// If not empty, the networks the key may be used from.
     pub allowed_cidrs: Vec<IpNet>,
+    /// The embedder's id for the key's owner, at most 256 characters.
+    pub owner_id: Option<String>,
+    /// The embedder's data about the key, at most 4 KiB serialized.
+    pub meta: Option<Meta>,
 }
 
 impl NewKey {
+    /// A live, organisation-scoped key named `name` with every permission, minted by the
+    /// embedding service ([`UserId::SERVICE`]) with no expiry, limit, networks, owner or
+    /// meta: set the fields to narrow it.
+    ///
+    /// ```
+    /// use align_keys::{NewKey, OrganizationId, Vocabulary};
+    /// const API: Vocabulary = Vocabulary::new(&["invoices:read", "invoices:write"]);
+    /// let mut new = NewKey::new("acme-sync", OrganizationId::new());
+    /// new.permissions = Some(API.parse(["invoices:read"]).unwrap());
+    /// new.owner_id = Some("cus_8812".into());
+    /// ```
+    pub fn new(name: impl Into<String>, organization_id: OrganizationId) -> Self {
+        Self {
+            name: name.into(),
+            organization_id,
+            scope: Scope::Organization,
+            permissions: None,
+            environment: Environment::Live,
+            created_by: UserId::SERVICE,
+            expires_at: None,
+            rate_limit_per_minute: None,
+            allowed_cidrs: Vec::new(),
+            owner_id: None,
+            meta: None,
+        }
+    }
+
     /// The policy's view of this key.
     pub fn spec(&self) -> KeySpec {
         KeySpec {
@@ -89,6 +122,10 @@ pub struct KeyChanges {
     pub rate_limit_per_minute: Option<Option<u32>>,
     /// New allow-list (empty: any network).
     pub allowed_cidrs: Option<Vec<IpNet>>,
+    /// New owner id, or `Some(None)` for none.
+    pub owner_id: Option<Option<String>>,
+    /// New meta, or `Some(None)` for none.
+    pub meta: Option<Option<Meta>>,
 }
 
 /// A key just minted: the token is shown once, the record is what is stored.
@@ -127,6 +164,8 @@ pub struct Rotation {
 ///     expires_at: None,
 ///     rate_limit_per_minute: None,
 ///     allowed_cidrs: vec![],
+///     owner_id: None,
+///     meta: None,
 /// };
 /// let minted = keys.mint(new, chrono::Utc::now()).await.unwrap();
 /// let seen = keys.verifier().verify(minted.token.expose(), chrono::Utc::now()).await.unwrap();
@@ -136,12 +175,23 @@ pub struct Rotation {
 /// assert!(matches!(seen, Verification::Revoked(_)));
 /// # });
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KeyManager {
+    store: Arc<dyn KeyStore>,
     verifier: Arc<KeyVerifier>,
     default_rate_limit: u32,
     /// Handed to the store's event hook with every event this manager's changes make.
     attachment: Option<Attachment>,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("verifier", &self.verifier)
+            .field("default_rate_limit", &self.default_rate_limit)
+            .field("attachment", &self.attachment)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The rate limit of a key without its own, unless [`KeyManager::with_default_rate_limit`]
@@ -151,12 +201,16 @@ pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
 impl KeyManager {
     /// A manager with a fresh default [`KeyVerifier`].
     pub fn new(store: Arc<dyn KeyStore>, hasher: Arc<dyn KeyHasher>) -> Self {
-        Self::with_verifier(Arc::new(KeyVerifier::new(store, hasher)))
+        let verifier = KeyVerifier::new(Arc::clone(&store).into_lookup(), hasher);
+        Self::with_verifier(store, Arc::new(verifier))
     }
 
-    /// A manager sharing an existing verifier (and so its store, hasher and cache).
-    pub fn with_verifier(verifier: Arc<KeyVerifier>) -> Self {
+    /// A manager over `store` sharing an existing verifier (and so its hasher and cache). The
+    /// verifier must look keys up in the same `store` (built from
+    /// [`KeyStore::into_lookup`]), or its cache would not see this manager's changes.
+    pub fn with_verifier(store: Arc<dyn KeyStore>, verifier: Arc<KeyVerifier>) -> Self {
         Self {
+            store,
             verifier,
             default_rate_limit: DEFAULT_RATE_LIMIT_PER_MINUTE,
             attachment: None,
@@ -185,6 +239,8 @@ impl KeyManager {
     ///     expires_at: None,
     ///     rate_limit_per_minute: None,
     ///     allowed_cidrs: vec![],
+    ///     owner_id: None,
+    ///     meta: None,
     /// };
     /// // A store's event hook finds the note in `event.attachment`.
     /// let note = Attachment::new(String::from("request req_1"));
@@ -234,7 +290,7 @@ impl KeyManager {
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn KeyStore> {
-        self.verifier.store()
+        &self.store
     }
 
     /// Mints a key as the operator (bootstrap, operator CLI): [`Self::mint_as`] with
@@ -278,10 +334,16 @@ impl KeyManager {
     async fn mint_inner(
         &self,
         new: NewKey,
-        rotated_from: Option<KeyId>,
+        rotated_from: Option<(KeyId, Vec<String>)>,
         now: DateTime<Utc>,
     ) -> Result<MintedKey> {
         validate_name(&new.name)?;
+        validate_owner(new.owner_id.as_deref())?;
+        validate_meta(new.meta.as_ref())?;
+        let (rotated_from, unrecognized_permissions) = match rotated_from {
+            Some((id, unrecognized)) => (Some(id), unrecognized),
+            None => (None, Vec::new()),
+        };
         if new.expires_at.is_some_and(|e| e <= now) {
             return Err(Error::InvalidInput {
                 field: "expiresAt",
@@ -296,6 +358,10 @@ impl KeyManager {
             organization_id: new.organization_id,
             scope: new.scope,
             permissions: new.permissions,
+            unrecognized_permissions,
+            vocabulary: self.store().vocabulary(),
+            owner_id: new.owner_id,
+            meta: new.meta,
             created_by: new.created_by,
             created_at: now,
             last_used_at: None,
@@ -449,6 +515,14 @@ impl KeyManager {
             }
             record.allowed_cidrs = nets;
         }
+        if let Some(owner) = changes.owner_id {
+            validate_owner(owner.as_deref())?;
+            record.owner_id = owner;
+        }
+        if let Some(meta) = changes.meta {
+            validate_meta(meta.as_ref())?;
+            record.meta = meta;
+        }
         let after = Grant::of(&record);
         if after.widens(&before, self.default_rate_limit) {
             self.judge(producer, &after)?;
@@ -471,8 +545,8 @@ impl KeyManager {
         self.rotate_as(&Producer::Operator, id, grace, now).await
     }
 
-    /// Mints a successor with the same name, scope, permissions, environment, expiry, rate
-    /// limit and networks, and lets the old key work for `grace` more (zero-downtime
+    /// Mints a successor with the same name, scope, permissions (unrecognized names
+    /// included), environment, expiry, rate limit, networks, owner and meta, and lets the old key work for `grace` more (zero-downtime
     /// rotation). The successor is judged as a mint by `producer` and exists on its
     /// authority (its creator is the producer's user; the operator keeps the old creator). A
     /// revoked or expired key is [`Error::KeyNotActive`].
@@ -502,9 +576,17 @@ impl KeyManager {
             expires_at: old.expires_at,
             rate_limit_per_minute: old.rate_limit_per_minute,
             allowed_cidrs: old.allowed_cidrs.clone(),
+            owner_id: old.owner_id.clone(),
+            meta: old.meta.clone(),
         };
         self.judge(producer, &new.grant())?;
-        let successor = self.mint_inner(new, Some(old.id), now).await?;
+        let successor = self
+            .mint_inner(
+                new,
+                Some((old.id, old.unrecognized_permissions.clone())),
+                now,
+            )
+            .await?;
         let mut previous = old;
         previous.expires_at = Some(previous.expires_at.map_or(grace_end, |e| e.min(grace_end)));
         let previous = self.save(previous, None).await?;
@@ -519,6 +601,48 @@ impl KeyManager {
 /// reordered in a terminal or a page (U+202E RIGHT-TO-LEFT OVERRIDE, …).
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn validate_owner(owner: Option<&str>) -> Result<()> {
+    match owner {
+        Some(o) if o.chars().count() > MAX_OWNER_ID_LEN => Err(Error::InvalidInput {
+            field: "ownerId",
+            reason: "must be at most 256 characters",
+        }),
+        Some("") => Err(Error::InvalidInput {
+            field: "ownerId",
+            reason: "must not be empty",
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn validate_meta(meta: Option<&Meta>) -> Result<()> {
+    let Some(meta) = meta else { return Ok(()) };
+    let mut counter = ByteCount(0);
+    // Serializing a JSON map cannot fail; an error would only come from the counter.
+    let written = serde_json::to_writer(&mut counter, meta);
+    if written.is_err() || counter.0 > MAX_META_BYTES {
+        return Err(Error::InvalidInput {
+            field: "meta",
+            reason: "must be at most 4096 bytes serialized",
+        });
+    }
+    Ok(())
+}
+
+/// Counts the bytes written to it (to size `meta` without keeping a copy).
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn validate_name(name: &str) -> Result<()> {

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::domain::{
-    KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Role, Scope, User,
+    KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Role, Scope, User, Vocabulary,
 };
 use crate::token::Environment;
 
@@ -19,6 +19,8 @@ pub enum Denial {
     MissingPermission(Permission),
     /// Viewers may not mint keys.
     ViewerCannotMint,
+    /// Keys of this vocabulary mint no keys (it declares no mint permission).
+    KeysCannotMint,
     /// Only admins may mint organisation-scoped keys.
     OrganizationScopeNeedsAdmin,
     /// The new key's scope would reach further than the minter's.
@@ -48,6 +50,7 @@ impl fmt::Display for Denial {
         match self {
             Self::MissingPermission(p) => write!(f, "the key does not have the `{p}` permission"),
             Self::ViewerCannotMint => f.write_str("viewers may not create API keys"),
+            Self::KeysCannotMint => f.write_str("API keys may not create API keys here"),
             Self::OrganizationScopeNeedsAdmin => {
                 f.write_str("only admins may create organization-scoped keys")
             }
@@ -74,77 +77,35 @@ impl fmt::Display for Denial {
     }
 }
 
-/// What a role allows, before scope and key permissions narrow it.
+/// What a role allows in the reference server's vocabulary ([`Vocabulary::role_permissions`]
+/// for another).
 pub const fn role_permissions(role: Role) -> PermissionSet {
-    match role {
-        Role::Admin => PermissionSet::ALL,
-        Role::Engineer => without(ADMIN_ONLY_FREE, Permission::OrganizationWrite),
-        Role::Viewer => READS,
-    }
+    Vocabulary::SERVER.role_permissions(role)
 }
 
-/// What a scope allows: project keys cannot change the organisation or create projects.
+/// What a scope allows in the reference server's vocabulary
+/// ([`Vocabulary::scope_permissions`] for another): project keys cannot change the
+/// organisation or create projects.
 pub const fn scope_permissions(scope: Scope) -> PermissionSet {
-    match scope {
-        Scope::Organization => PermissionSet::ALL,
-        Scope::Project(_) => PROJECT_SCOPE,
-    }
+    Vocabulary::SERVER.scope_permissions(scope)
 }
 
-/// Everything but the privacy permissions, which reach every person's data and so belong to
-/// admins (and their organisation-scoped keys) alone.
-const ADMIN_ONLY_FREE: PermissionSet = without(
-    without(PermissionSet::ALL, Permission::PrivacyRead),
-    Permission::PrivacyWrite,
-);
-
-/// The admin-only permissions. Asked for where they cannot hold (by a minter without them,
-/// or for a project-scoped key), they are refused rather than silently narrowed away, so no
-/// key ever lists a privacy permission it could not use.
-const PRIVACY: PermissionSet = PermissionSet::only(Permission::PrivacyRead)
-    .union(PermissionSet::only(Permission::PrivacyWrite));
-
-/// Refuses a request for privacy permissions outside `allowed`.
-fn check_privacy(spec: &KeySpec, allowed: PermissionSet) -> Result<(), Denial> {
+/// Refuses a request for a refused-not-narrowed permission (the server's privacy ones)
+/// outside `allowed`.
+fn check_refused(
+    vocabulary: &Vocabulary,
+    spec: &KeySpec,
+    allowed: PermissionSet,
+) -> Result<(), Denial> {
     let asked = spec
         .permissions
         .unwrap_or(PermissionSet::EMPTY)
-        .intersect(PRIVACY);
-    if asked.is_subset_of(allowed.intersect(scope_permissions(spec.scope))) {
+        .intersect(vocabulary.refused_not_narrowed());
+    if asked.is_subset_of(allowed.intersect(vocabulary.scope_permissions(spec.scope))) {
         Ok(())
     } else {
         Err(Denial::PermissionsBroader)
     }
-}
-
-/// What any project-scoped key may do at most.
-const PROJECT_SCOPE: PermissionSet = without(
-    without(ADMIN_ONLY_FREE, Permission::OrganizationWrite),
-    Permission::ProjectsWrite,
-);
-
-const READS: PermissionSet = PermissionSet::only(Permission::KeysRead)
-    .union(PermissionSet::only(Permission::WebhooksRead))
-    .union(PermissionSet::only(Permission::AuditRead))
-    .union(PermissionSet::only(Permission::ProjectsRead))
-    .union(PermissionSet::only(Permission::OrganizationRead));
-
-const fn without(set: PermissionSet, p: Permission) -> PermissionSet {
-    set.intersect(complement(PermissionSet::only(p)))
-}
-
-const fn complement(set: PermissionSet) -> PermissionSet {
-    // ALL minus set, within the defined bits.
-    let mut out = PermissionSet::EMPTY;
-    let mut i = 0;
-    while i < Permission::ALL.len() {
-        let p = Permission::ALL[i];
-        if !set.contains(p) {
-            out = out.union(PermissionSet::only(p));
-        }
-        i += 1;
-    }
-    out
 }
 
 /// The shape of a key to be minted: what the policy judges.
@@ -179,13 +140,15 @@ pub struct Caller<'a> {
 }
 
 impl Caller<'_> {
-    /// What the key may do: its permissions ∩ its scope's ∩ its creator's current role's.
+    /// What the key may do: its permissions ∩ its scope's ∩ its creator's current role's,
+    /// in the key's vocabulary.
     pub fn effective_permissions(&self) -> PermissionSet {
+        let v = &self.key.vocabulary;
         self.key
             .permissions
-            .unwrap_or(PermissionSet::ALL)
-            .intersect(scope_permissions(self.key.scope))
-            .intersect(role_permissions(self.creator_role))
+            .unwrap_or(v.all())
+            .intersect(v.scope_permissions(self.key.scope))
+            .intersect(v.role_permissions(self.creator_role))
     }
 
     /// Checks that the key may use `permission` on `target`.
@@ -198,8 +161,9 @@ impl Caller<'_> {
         }
         // A project key reaches its own project's objects; of the organisation-level ones it
         // may only read the organisation itself.
+        let v = &self.key.vocabulary;
         let reachable = self.key.scope.covers(target.project_id)
-            || (target.project_id.is_none() && permission == Permission::OrganizationRead);
+            || (target.project_id.is_none() && v.organization_readable().contains(permission));
         if !reachable {
             return Err(Denial::OutsideScope);
         }
@@ -211,13 +175,7 @@ impl Caller<'_> {
         // Organisation settings and projects have no environment: they are live data that a
         // sandbox key may read but never change.
         if self.key.environment == Environment::Sandbox
-            && matches!(
-                permission,
-                Permission::OrganizationWrite
-                    | Permission::ProjectsWrite
-                    | Permission::PrivacyRead
-                    | Permission::PrivacyWrite
-            )
+            && v.organization_wide().contains(permission)
         {
             return Err(Denial::SandboxOrganizationChange);
         }
@@ -229,11 +187,15 @@ impl Caller<'_> {
 
     /// Checks that this key may mint a key shaped like `spec` (least privilege).
     pub fn check_mint(&self, spec: &KeySpec) -> Result<(), Denial> {
-        if !self.effective_permissions().contains(Permission::KeysWrite) {
+        let v = &self.key.vocabulary;
+        let Some(mint) = v.mint_permission() else {
+            return Err(Denial::KeysCannotMint);
+        };
+        if !self.effective_permissions().contains(mint) {
             return Err(if self.creator_role == Role::Viewer {
                 Denial::ViewerCannotMint
             } else {
-                Denial::MissingPermission(Permission::KeysWrite)
+                Denial::MissingPermission(mint)
             });
         }
         check_role_may_mint(self.creator_role, spec)?;
@@ -244,11 +206,11 @@ impl Caller<'_> {
         }
         // What the key may do now, its creator's current role included.
         let mine = self.effective_permissions();
-        check_privacy(spec, mine)?;
+        check_refused(v, spec, mine)?;
         let theirs = spec
             .permissions
-            .unwrap_or(PermissionSet::ALL)
-            .intersect(scope_permissions(spec.scope));
+            .unwrap_or(v.all())
+            .intersect(v.scope_permissions(spec.scope));
         if !theirs.is_subset_of(mine) {
             return Err(Denial::PermissionsBroader);
         }
@@ -271,17 +233,21 @@ impl Caller<'_> {
 pub struct UserCaller<'a> {
     /// The user, as stored now (their current role).
     pub user: &'a User,
+    /// The vocabulary of the keys the user mints and of the permissions asked for
+    /// ([`Vocabulary::SERVER`] for the reference server's console).
+    pub vocabulary: &'static Vocabulary,
 }
 
 impl UserCaller<'_> {
     /// What the user may do at most: their role's permissions, narrowed to a project key's
     /// unless they are an admin.
     pub fn effective_permissions(&self) -> PermissionSet {
-        let role = role_permissions(self.user.role);
+        let v = &self.vocabulary;
+        let role = v.role_permissions(self.user.role);
         if self.reaches_organization() {
             role
         } else {
-            role.intersect(PROJECT_SCOPE)
+            role.minus(v.organization_wide())
         }
     }
 
@@ -298,7 +264,7 @@ impl UserCaller<'_> {
         }
         let reachable = self.reaches_organization()
             || target.project_id.is_some()
-            || permission == Permission::OrganizationRead;
+            || self.vocabulary.organization_readable().contains(permission);
         if !reachable {
             return Err(Denial::OutsideScope);
         }
@@ -310,22 +276,30 @@ impl UserCaller<'_> {
 
     /// Checks that the user may mint a key shaped like `spec` ([`check_user_mint`]).
     pub fn check_mint(&self, spec: &KeySpec) -> Result<(), Denial> {
-        check_user_mint(self.user, spec)
+        check_user_mint(self.vocabulary, self.user, spec)
     }
 }
 
-/// Checks that `user` may mint a key shaped like `spec` directly (console, CLI, bootstrap).
-pub fn check_user_mint(user: &User, spec: &KeySpec) -> Result<(), Denial> {
+/// Checks that `user` may mint a key of `vocabulary` shaped like `spec` directly (console,
+/// CLI, bootstrap).
+pub fn check_user_mint(vocabulary: &Vocabulary, user: &User, spec: &KeySpec) -> Result<(), Denial> {
+    let v = vocabulary;
     check_role_may_mint(user.role, spec)?;
-    check_privacy(spec, role_permissions(user.role))?;
-    let allowed = role_permissions(user.role).intersect(scope_permissions(spec.scope));
-    if let Some(requested) = spec.permissions {
-        if !requested
-            .intersect(scope_permissions(spec.scope))
-            .is_subset_of(allowed)
-        {
-            return Err(Denial::PermissionsBroader);
-        }
+    check_refused(v, spec, v.role_permissions(user.role))?;
+    let allowed = v
+        .role_permissions(user.role)
+        .intersect(v.scope_permissions(spec.scope));
+    // A key without a list holds everything its scope allows, so that must be within the
+    // role too (as for a key minting one). In the server's vocabulary every scope an admin or
+    // an engineer may mint lies inside their role, so this refuses nothing there; in an
+    // embedder's it keeps an engineer from minting a list-less key whose scope reaches an
+    // admin-only name.
+    let requested = spec.permissions.unwrap_or(v.all());
+    if !requested
+        .intersect(v.scope_permissions(spec.scope))
+        .is_subset_of(allowed)
+    {
+        return Err(Denial::PermissionsBroader);
     }
     Ok(())
 }

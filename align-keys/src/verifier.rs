@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{KeyId, KeyRecord, KeyStatus};
 use crate::error::{Error, Result};
 use crate::hash::{KeyHash, KeyHasher};
-use crate::store::KeyStore;
+use crate::store::KeyLookup;
 use crate::token::{self, TokenDefect};
 
 const SHARDS: usize = 64;
@@ -180,9 +180,10 @@ impl Hasher for PassThrough {
 type Shard = RwLock<HashMap<KeyHash, Arc<Entry>, BuildHasherDefault<PassThrough>>>;
 type UnknownShard = Mutex<HashSet<KeyHash, BuildHasherDefault<PassThrough>>>;
 
-/// Verifies presented tokens against a [`KeyStore`], caching what it learns.
+/// Verifies presented tokens against a [`KeyLookup`] (any [`KeyStore`](crate::KeyStore) is one:
+/// [`KeyStore::into_lookup`](crate::KeyStore::into_lookup)), caching what it learns.
 pub struct KeyVerifier {
-    store: Arc<dyn KeyStore>,
+    store: Arc<dyn KeyLookup>,
     hasher: Arc<dyn KeyHasher>,
     config: VerifierConfig,
     shards: Box<[Shard]>,
@@ -219,13 +220,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl KeyVerifier {
     /// A verifier over `store`, hashing with `hasher`, with default cache sizes.
-    pub fn new(store: Arc<dyn KeyStore>, hasher: Arc<dyn KeyHasher>) -> Self {
+    pub fn new(store: Arc<dyn KeyLookup>, hasher: Arc<dyn KeyHasher>) -> Self {
         Self::with_config(store, hasher, VerifierConfig::default())
     }
 
     /// A verifier with explicit cache sizes.
     pub fn with_config(
-        store: Arc<dyn KeyStore>,
+        store: Arc<dyn KeyLookup>,
         hasher: Arc<dyn KeyHasher>,
         config: VerifierConfig,
     ) -> Self {
@@ -241,8 +242,8 @@ impl KeyVerifier {
         }
     }
 
-    /// The store behind this verifier.
-    pub fn store(&self) -> &Arc<dyn KeyStore> {
+    /// The key lookup behind this verifier.
+    pub fn store(&self) -> &Arc<dyn KeyLookup> {
         &self.store
     }
 
@@ -519,7 +520,7 @@ impl KeyVerifier {
     /// Spawns a task that reads the store's change log and drops changed keys from the cache,
     /// so that revocations, suspensions and other changes made by another process (an
     /// operator CLI, another server) are seen within `every`: the task reads the log whenever
-    /// the store signals a change ([`KeyStore::wait_for_changes`]; PostgreSQL does, through
+    /// the store signals a change ([`KeyLookup::wait_for_changes`]; PostgreSQL does, through
     /// LISTEN/NOTIFY) and at least every `every`. Changes made through this process's
     /// [`crate::KeyManager`] are seen at once without it.
     ///

@@ -10,6 +10,11 @@
 //!    at that moment, judged by an oracle written here independently of `align_keys::judge`;
 //! 2. a key that was ever revoked or expired is never valid again.
 //!
+//! The sequences run over the reference server's vocabulary and over random vocabularies
+//! (random resources and actions, random admin-only and organisation-wide names, a random mint
+//! permission, grants asked for with `resource:*` wildcards); the oracle derives what each role
+//! and scope allows from the vocabulary's declared lists itself.
+//!
 //! `ALIGN_LEAST_PRIVILEGE_CASES` sets the number of sequences (default 256; the long run in
 //! `docs/security.md` uses 100,000, in release mode).
 
@@ -18,7 +23,6 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use align_keys::policy::{role_permissions, scope_permissions};
 use align_keys::store::KeyStore;
 use align_keys::*;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -49,7 +53,8 @@ enum Who {
 #[derive(Debug, Clone)]
 struct Shape {
     project: Option<usize>,
-    permissions: Option<u16>,
+    /// Indexes into the vocabulary's requestable names (declared names and wildcards).
+    permissions: Option<Vec<usize>>,
     sandbox: bool,
     expiry: Option<i64>,
     rate: Option<u32>,
@@ -96,7 +101,7 @@ fn cidrs() -> impl Strategy<Value = Vec<usize>> {
 fn shape() -> impl Strategy<Value = Shape> {
     (
         prop::option::of(0..PROJECTS),
-        prop::option::weighted(0.6, 0u16..(1 << Permission::ALL.len())),
+        prop::option::weighted(0.6, prop::collection::vec(any::<usize>(), 0..6)),
         prop::bool::weighted(0.3),
         prop::option::weighted(0.3, expiry()),
         prop::option::weighted(0.3, rates()),
@@ -142,6 +147,133 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A vocabulary and, written out independently of `align_keys`, the rules it declares.
+#[derive(Debug, Clone)]
+struct Rules {
+    vocabulary: &'static Vocabulary,
+    names: Vec<String>,
+    admin_only: Vec<String>,
+    organization_wide: Vec<String>,
+    mint: String,
+}
+
+impl Rules {
+    fn server() -> Self {
+        let strs = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        Self {
+            vocabulary: &Vocabulary::SERVER,
+            names: Vocabulary::SERVER
+                .declared()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            admin_only: strs(&["organization:write", "privacy:read", "privacy:write"]),
+            organization_wide: strs(&[
+                "organization:write",
+                "projects:write",
+                "privacy:read",
+                "privacy:write",
+            ]),
+            mint: "keys:write".into(),
+        }
+    }
+
+    /// The set of the names `keep` accepts.
+    fn set(&self, keep: impl Fn(&str) -> bool) -> PermissionSet {
+        self.names
+            .iter()
+            .filter(|n| keep(n))
+            .map(|n| self.vocabulary.get(n).unwrap())
+            .collect()
+    }
+
+    fn role(&self, role: Role) -> PermissionSet {
+        let admin_only = |n: &str| self.admin_only.iter().any(|a| a == n);
+        match role {
+            Role::Admin => self.set(|_| true),
+            Role::Engineer => self.set(|n| !admin_only(n)),
+            Role::Viewer => self.set(|n| n.ends_with(":read") && !admin_only(n)),
+        }
+    }
+
+    fn scope(&self, scope: Scope) -> PermissionSet {
+        match scope {
+            Scope::Organization => self.set(|_| true),
+            Scope::Project(_) => self.set(|n| !self.organization_wide.iter().any(|a| a == n)),
+        }
+    }
+
+    fn mint(&self) -> Permission {
+        self.vocabulary.get(&self.mint).unwrap()
+    }
+
+    /// What a request may name: every declared name and every resource's wildcard.
+    fn requestable(&self) -> Vec<String> {
+        let mut out = self.names.clone();
+        for n in &self.names {
+            let wildcard = format!("{}:*", n.split(':').next().unwrap());
+            if !out.contains(&wildcard) {
+                out.push(wildcard);
+            }
+        }
+        out
+    }
+}
+
+/// A random vocabulary: 1 to 5 resources with random actions, random rule lists, and one of
+/// its names as the mint permission.
+fn rules() -> impl Strategy<Value = Rules> {
+    const RESOURCES: [&str; 6] = [
+        "invoices",
+        "customers",
+        "refunds",
+        "keys",
+        "reports",
+        "a_b-c",
+    ];
+    const ACTIONS: [&str; 5] = ["read", "write", "delete", "export", "admin"];
+    (
+        prop::sample::subsequence(RESOURCES.to_vec(), 1..=5),
+        prop::collection::vec(prop::sample::subsequence(ACTIONS.to_vec(), 1..=5), 5),
+        prop::collection::vec(0u8..4, 25),
+        any::<usize>(),
+    )
+        .prop_map(|(resources, actions, flags, mint)| {
+            let names: Vec<String> = resources
+                .iter()
+                .zip(actions)
+                .flat_map(|(r, acts)| acts.into_iter().map(move |a| format!("{r}:{a}")))
+                .collect();
+            let flag = |i: usize, bit: u8| flags[i % flags.len()] & bit != 0;
+            let pick = |bit| {
+                names
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| flag(*i, bit))
+                    .map(|(_, n)| n.clone())
+                    .collect::<Vec<_>>()
+            };
+            let admin_only = pick(1);
+            let organization_wide = pick(2);
+            let mint = names[mint % names.len()].clone();
+            let admin: Vec<&str> = admin_only.iter().map(String::as_str).collect();
+            let wide: Vec<&str> = organization_wide.iter().map(String::as_str).collect();
+            let vocabulary = Vocabulary::from_names(names.clone())
+                .unwrap()
+                .with_admin_only(&admin)
+                .with_organization_wide(&wide)
+                .with_mint_permission(&mint)
+                .leak();
+            Rules {
+                vocabulary,
+                names,
+                admin_only,
+                organization_wide,
+                mint,
+            }
+        })
+}
+
 /// A principal as it was at the moment it produced or widened a key.
 #[derive(Debug, Clone)]
 enum Snapshot {
@@ -151,6 +283,7 @@ enum Snapshot {
 }
 
 struct World {
+    rules: Rules,
     store: Arc<MemoryKeyStore>,
     keys: KeyManager,
     org: OrganizationId,
@@ -164,8 +297,8 @@ struct World {
 }
 
 impl World {
-    async fn new() -> Self {
-        let store = Arc::new(MemoryKeyStore::new());
+    async fn new(rules: Rules) -> Self {
+        let store = Arc::new(MemoryKeyStore::new().with_vocabulary(rules.vocabulary));
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let org = Organization {
             id: OrganizationId::new(),
@@ -203,6 +336,7 @@ impl World {
         let keys = KeyManager::new(store.clone() as Arc<dyn KeyStore>, Arc::new(Sha256Hasher))
             .with_default_rate_limit(DEFAULT_RATE);
         let mut w = Self {
+            rules,
             store,
             keys,
             org: org.id,
@@ -226,6 +360,8 @@ impl World {
                     expires_at: None,
                     rate_limit_per_minute: None,
                     allowed_cidrs: vec![],
+                    owner_id: None,
+                    meta: None,
                 },
                 now,
             )
@@ -255,7 +391,10 @@ impl World {
                     .unwrap()
                     .unwrap();
                 let role = user.role;
-                Some((Actor::User(user), Snapshot::User { role }))
+                Some((
+                    Actor::User(user, self.rules.clone()),
+                    Snapshot::User { role },
+                ))
             }
             Who::Key(i) => {
                 let (id, _) = self.minted[i % self.minted.len()];
@@ -265,7 +404,7 @@ impl World {
                 }
                 let role = self.role(record.created_by).await;
                 Some((
-                    Actor::Key(record.clone(), role),
+                    Actor::Key(Box::new(record.clone()), role, self.rules.clone()),
                     Snapshot::Key {
                         record: Box::new(record),
                         role,
@@ -304,7 +443,7 @@ impl World {
                     scope: shape
                         .project
                         .map_or(Scope::Organization, |p| Scope::Project(self.projects[p])),
-                    permissions: shape.permissions.map(perm_set),
+                    permissions: shape.permissions.as_ref().map(|p| self.perm_set(p)),
                     environment: if shape.sandbox {
                         Environment::Sandbox
                     } else {
@@ -314,6 +453,8 @@ impl World {
                     expires_at: shape.expiry.map(|s| self.now + Duration::seconds(s)),
                     rate_limit_per_minute: shape.rate,
                     allowed_cidrs: shape.cidrs.iter().map(|i| nets()[*i]).collect(),
+                    owner_id: None,
+                    meta: None,
                 };
                 if let Ok(m) = self.keys.mint_as(&actor.producer(), new, self.now).await {
                     self.minted.push((m.record.id, snap));
@@ -390,6 +531,8 @@ impl World {
                     allowed_cidrs: cidrs
                         .as_ref()
                         .map(|c| c.iter().map(|i| nets()[*i]).collect()),
+                    owner_id: None,
+                    meta: None,
                 };
                 if let Ok(after) = self
                     .keys
@@ -402,6 +545,24 @@ impl World {
                 }
             }
         }
+    }
+
+    /// The set a request naming these requestable names (wildcards included) asks for,
+    /// checked against the expansion written here.
+    fn perm_set(&self, picks: &[usize]) -> PermissionSet {
+        let requestable = self.rules.requestable();
+        let asked: Vec<&str> = picks
+            .iter()
+            .map(|i| requestable[i % requestable.len()].as_str())
+            .collect();
+        let set = self.rules.vocabulary.parse(&asked).unwrap();
+        let expected = self.rules.set(|n| {
+            asked
+                .iter()
+                .any(|a| *a == n || a.strip_suffix(":*") == n.split(':').next())
+        });
+        assert_eq!(set, expected, "{asked:?}");
+        set
     }
 
     /// Both invariants, after a step.
@@ -423,7 +584,7 @@ impl World {
                     "key {id} was revoked or expired and is valid again"
                 ));
             }
-            if let Err(why) = could_mint(snap, &k) {
+            if let Err(why) = could_mint(&self.rules, snap, &k) {
                 return Err(format!("key {k:?} exceeds its producer {snap:?}: {why}"));
             }
         }
@@ -433,18 +594,21 @@ impl World {
 
 /// The acting principal as the server hands it to the manager.
 enum Actor {
-    Key(KeyRecord, Role),
-    User(User),
+    Key(Box<KeyRecord>, Role, Rules),
+    User(User, Rules),
 }
 
 impl Actor {
     fn producer(&self) -> Producer<'_> {
         match self {
-            Self::Key(record, role) => Producer::Key(Caller {
+            Self::Key(record, role, _) => Producer::Key(Caller {
                 key: record,
                 creator_role: *role,
             }),
-            Self::User(user) => Producer::User(UserCaller { user }),
+            Self::User(user, rules) => Producer::User(UserCaller {
+                user,
+                vocabulary: rules.vocabulary,
+            }),
         }
     }
 
@@ -456,33 +620,26 @@ impl Actor {
             environment: Some(key.environment),
         };
         match self {
-            Self::Key(record, role) => Caller {
+            Self::Key(record, role, rules) => Caller {
                 key: record,
                 creator_role: *role,
             }
-            .authorize(Permission::KeysWrite, target)
+            .authorize(rules.mint(), target)
             .is_ok(),
-            Self::User(user) => UserCaller { user }
-                .authorize(Permission::KeysWrite, target)
-                .is_ok(),
+            Self::User(user, rules) => UserCaller {
+                user,
+                vocabulary: rules.vocabulary,
+            }
+            .authorize(rules.mint(), target)
+            .is_ok(),
         }
     }
 }
 
-fn perm_set(bits: u16) -> PermissionSet {
-    Permission::ALL
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| bits & (1 << i) != 0)
-        .fold(PermissionSet::EMPTY, |s, (_, p)| {
-            s.union(PermissionSet::only(*p))
-        })
-}
-
-fn powers(k: &KeyRecord) -> PermissionSet {
+fn powers(rules: &Rules, k: &KeyRecord) -> PermissionSet {
     k.permissions
-        .unwrap_or(PermissionSet::ALL)
-        .intersect(scope_permissions(k.scope))
+        .unwrap_or(rules.set(|_| true))
+        .intersect(rules.scope(k.scope))
 }
 
 fn rate(k: &KeyRecord) -> u32 {
@@ -504,7 +661,8 @@ fn widened(before: &KeyRecord, after: &KeyRecord) -> bool {
 }
 
 /// The oracle: could the principal, as it was, have minted a key with `k`'s powers?
-fn could_mint(producer: &Snapshot, k: &KeyRecord) -> Result<(), &'static str> {
+fn could_mint(rules: &Rules, producer: &Snapshot, k: &KeyRecord) -> Result<(), &'static str> {
+    let powers = |k: &KeyRecord| powers(rules, k);
     match producer {
         Snapshot::Operator => Ok(()),
         Snapshot::User { role } => {
@@ -515,7 +673,7 @@ fn could_mint(producer: &Snapshot, k: &KeyRecord) -> Result<(), &'static str> {
                 }
                 _ => {}
             }
-            if !powers(k).is_subset_of(role_permissions(*role)) {
+            if !powers(k).is_subset_of(rules.role(*role)) {
                 return Err("permissions beyond the user's role");
             }
             if *role != Role::Admin && rate(k) > DEFAULT_RATE {
@@ -524,9 +682,9 @@ fn could_mint(producer: &Snapshot, k: &KeyRecord) -> Result<(), &'static str> {
             Ok(())
         }
         Snapshot::Key { record: p, role } => {
-            let mine = powers(p).intersect(role_permissions(*role));
-            if !mine.contains(Permission::KeysWrite) {
-                return Err("a key without keys:write produced a key");
+            let mine = powers(p).intersect(rules.role(*role));
+            if !mine.contains(rules.mint()) {
+                return Err("a key without the mint permission produced a key");
             }
             match (p.scope, k.scope) {
                 (Scope::Project(a), Scope::Project(b)) if a != b => {
@@ -574,15 +732,33 @@ proptest! {
     fn no_sequence_of_operations_yields_a_key_broader_than_its_producer_could_mint(
         ops in prop::collection::vec(op(), 1..40)
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let outcome: Result<(), String> = rt.block_on(async {
-            let mut world = World::new().await;
-            for (i, op) in ops.iter().enumerate() {
-                world.step(op).await;
-                world.check().await.map_err(|e| format!("after step {i} ({op:?}): {e}"))?;
-            }
-            Ok(())
-        });
+        let outcome = run(Rules::server(), &ops);
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }
+
+    #[test]
+    fn no_sequence_of_operations_yields_a_key_broader_than_its_producer_could_mint_in_any_vocabulary(
+        rules in rules(),
+        ops in prop::collection::vec(op(), 1..40)
+    ) {
+        let outcome = run(rules.clone(), &ops);
+        prop_assert!(outcome.is_ok(), "{rules:?}: {}", outcome.unwrap_err());
+    }
+}
+
+fn run(rules: Rules, ops: &[Op]) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut world = World::new(rules).await;
+        for (i, op) in ops.iter().enumerate() {
+            world.step(op).await;
+            world
+                .check()
+                .await
+                .map_err(|e| format!("after step {i} ({op:?}): {e}"))?;
+        }
+        Ok(())
+    })
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use align_keys::Vocabulary;
 use align_keys::policy::{Caller, KeySpec, Target, UserCaller, check_user_mint};
 use align_keys::{
     Denial, Environment, KeyId, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId,
@@ -31,6 +32,10 @@ fn key(scope: Scope, permissions: Option<PermissionSet>, environment: Environmen
         organization_id: org(),
         scope,
         permissions,
+        unrecognized_permissions: vec![],
+        vocabulary: &Vocabulary::SERVER,
+        owner_id: None,
+        meta: None,
         created_by: UserId(Uuid::from_u128(7)),
         created_at: Utc::now(),
         last_used_at: None,
@@ -53,7 +58,7 @@ fn power(k: &KeyRecord, role: Role) -> BTreeSet<(Permission, Option<ProjectId>, 
     let places = std::iter::once(None).chain((0..3).map(|i| Some(project(i))));
     for place in places {
         for env in [Environment::Live, Environment::Sandbox] {
-            for p in Permission::ALL {
+            for p in k.vocabulary.iter() {
                 let target = Target {
                     organization_id: org(),
                     project_id: place,
@@ -82,9 +87,49 @@ fn scope() -> impl Strategy<Value = Scope> {
 fn permissions() -> impl Strategy<Value = Option<PermissionSet>> {
     prop_oneof![
         Just(None),
-        proptest::collection::vec(proptest::sample::select(Permission::ALL.to_vec()), 0..6)
-            .prop_map(|v| Some(v.into_iter().collect()))
+        proptest::collection::vec(
+            proptest::sample::select(Vocabulary::SERVER.iter().collect::<Vec<_>>()),
+            0..6
+        )
+        .prop_map(|v| Some(v.into_iter().collect()))
     ]
+}
+
+/// A random vocabulary (random resources and actions, random admin-only, organisation-wide,
+/// refused-not-narrowed and organisation-readable names, a random mint permission), leaked
+/// for the records that refer to it.
+fn vocabulary() -> impl Strategy<Value = &'static Vocabulary> {
+    const RESOURCES: [&str; 5] = ["invoices", "customers", "refunds", "keys", "reports"];
+    const ACTIONS: [&str; 4] = ["read", "write", "delete", "export"];
+    (
+        proptest::sample::subsequence(RESOURCES.to_vec(), 1..=5),
+        proptest::collection::vec(proptest::sample::subsequence(ACTIONS.to_vec(), 1..=4), 5),
+        proptest::collection::vec(0u8..16, 20),
+        any::<usize>(),
+    )
+        .prop_map(|(resources, actions, flags, mint)| {
+            let names: Vec<String> = resources
+                .iter()
+                .zip(actions)
+                .flat_map(|(r, acts)| acts.into_iter().map(move |a| format!("{r}:{a}")))
+                .collect();
+            let pick = |bit: u8| -> Vec<&str> {
+                names
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| flags[i % flags.len()] & bit != 0)
+                    .map(|(_, n)| n.as_str())
+                    .collect()
+            };
+            Vocabulary::from_names(names.clone())
+                .unwrap()
+                .with_admin_only(&pick(1))
+                .with_organization_wide(&pick(2))
+                .with_refused_not_narrowed(&pick(4))
+                .with_organization_readable(&pick(8))
+                .with_mint_permission(&names[mint % names.len()])
+                .leak()
+        })
 }
 
 fn environment() -> impl Strategy<Value = Environment> {
@@ -122,6 +167,55 @@ proptest! {
     }
 
     #[test]
+    fn a_minted_key_is_never_broader_than_its_minter_in_any_vocabulary(
+        v in vocabulary(),
+        minter_role in role(),
+        later_role in role(),
+        minter_scope in scope(),
+        minter_bits in proptest::option::of(any::<u64>()),
+        minter_env in environment(),
+        new_scope in scope(),
+        new_bits in proptest::option::of(any::<u64>()),
+        new_env in environment(),
+    ) {
+        let set = |bits: Option<u64>| bits.map(|b| PermissionSet::from_bits(b).intersect(v.all()));
+        let mut minter = key(minter_scope, set(minter_bits), minter_env);
+        minter.vocabulary = v;
+        let caller = Caller { key: &minter, creator_role: minter_role };
+        let spec = KeySpec { scope: new_scope, permissions: set(new_bits), environment: new_env };
+        if caller.check_mint(&spec).is_ok() {
+            let mut minted = key(new_scope, set(new_bits), new_env);
+            minted.vocabulary = v;
+            for r in [minter_role, later_role] {
+                let mine = power(&minter, r);
+                let theirs = power(&minted, r);
+                prop_assert!(theirs.is_subset(&mine), "escalation in {v:?}: {:?}", theirs.difference(&mine).collect::<Vec<_>>());
+            }
+            prop_assert!(minter_role != Role::Viewer);
+            prop_assert!(!(minter_env == Environment::Sandbox && new_env == Environment::Live));
+        }
+        // A user of any role mints nothing beyond it either.
+        let user = User {
+            id: UserId::new(),
+            organization_id: org(),
+            email: "u@example.test".into(),
+            name: None,
+            role: minter_role,
+            created_at: Utc::now(),
+        };
+        if check_user_mint(v, &user, &spec).is_ok() {
+            let mut k = key(new_scope, set(new_bits), new_env);
+            k.vocabulary = v;
+            let eff = Caller { key: &k, creator_role: minter_role }.effective_permissions();
+            let role = v.role_permissions(minter_role);
+            prop_assert!(eff.is_subset_of(role));
+            // Without a list, the key's scope (not only its creator's role) is within the role.
+            let listed = k.permissions.unwrap_or(v.all()).intersect(v.scope_permissions(new_scope));
+            prop_assert!(listed.is_subset_of(role), "{v:?}");
+        }
+    }
+
+    #[test]
     fn a_user_mints_nothing_beyond_their_role(r in role(), s in scope(), p in permissions(), e in environment()) {
         let user = User {
             id: UserId::new(),
@@ -132,7 +226,7 @@ proptest! {
             created_at: Utc::now(),
         };
         let spec = KeySpec { scope: s, permissions: p, environment: e };
-        if check_user_mint(&user, &spec).is_ok() {
+        if check_user_mint(&Vocabulary::SERVER, &user, &spec).is_ok() {
             prop_assert!(r != Role::Viewer);
             prop_assert!(!(s == Scope::Organization && r != Role::Admin));
             let k = key(s, p, e);
@@ -269,11 +363,14 @@ fn other_organizations_are_outside_scope_and_demotion_takes_effect_at_once() {
 
 /// Everything a signed-in user can do through a console.
 fn user_power(user: &User) -> BTreeSet<(Permission, Option<ProjectId>, Environment)> {
-    let caller = UserCaller { user };
+    let caller = UserCaller {
+        user,
+        vocabulary: &Vocabulary::SERVER,
+    };
     let mut out = BTreeSet::new();
     for place in std::iter::once(None).chain((0..3).map(|i| Some(project(i)))) {
         for env in [Environment::Live, Environment::Sandbox] {
-            for p in Permission::ALL {
+            for p in Vocabulary::SERVER.iter() {
                 let target = Target {
                     organization_id: org(),
                     project_id: place,
@@ -313,7 +410,7 @@ fn a_console_user_holds_exactly_what_the_keys_they_could_mint_would_give() {
                     permissions: None,
                     environment: env,
                 };
-                if check_user_mint(&u, &spec).is_ok() {
+                if check_user_mint(&Vocabulary::SERVER, &u, &spec).is_ok() {
                     union.extend(power(&key(s, None, env), r));
                 }
             }
@@ -339,7 +436,10 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
         environment: Environment::Live,
     };
     let engineer = user(Role::Engineer);
-    let e = UserCaller { user: &engineer };
+    let e = UserCaller {
+        user: &engineer,
+        vocabulary: &Vocabulary::SERVER,
+    };
     assert_eq!(
         e.check_mint(&spec(Scope::Organization)),
         Err(Denial::OrganizationScopeNeedsAdmin)
@@ -347,7 +447,11 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
     assert_eq!(e.check_mint(&spec(Scope::Project(project(0)))), Ok(()));
     let viewer = user(Role::Viewer);
     assert_eq!(
-        UserCaller { user: &viewer }.check_mint(&spec(Scope::Project(project(0)))),
+        UserCaller {
+            user: &viewer,
+            vocabulary: &Vocabulary::SERVER
+        }
+        .check_mint(&spec(Scope::Project(project(0)))),
         Err(Denial::ViewerCannotMint)
     );
     let elsewhere = Target {
@@ -357,7 +461,11 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
     };
     let admin = user(Role::Admin);
     assert_eq!(
-        UserCaller { user: &admin }.authorize(Permission::KeysRead, elsewhere),
+        UserCaller {
+            user: &admin,
+            vocabulary: &Vocabulary::SERVER
+        }
+        .authorize(Permission::KeysRead, elsewhere),
         Err(Denial::OutsideScope)
     );
     let org_key = Target {
@@ -370,7 +478,11 @@ fn console_users_follow_the_same_minting_rules_and_stay_in_their_organisation() 
         Err(Denial::OutsideScope)
     );
     assert_eq!(
-        UserCaller { user: &admin }.authorize(Permission::KeysWrite, org_key),
+        UserCaller {
+            user: &admin,
+            vocabulary: &Vocabulary::SERVER
+        }
+        .authorize(Permission::KeysWrite, org_key),
         Ok(())
     );
 }
@@ -393,8 +505,13 @@ async fn mint_as_user_sets_the_creator_and_refuses_what_the_role_forbids() {
         expires_at: None,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
+        owner_id: None,
+        meta: None,
     };
-    let caller = align_keys::Producer::User(UserCaller { user: &engineer });
+    let caller = align_keys::Producer::User(UserCaller {
+        user: &engineer,
+        vocabulary: &Vocabulary::SERVER,
+    });
     let refused = keys
         .mint_as(&caller, new(Scope::Organization), Utc::now())
         .await;

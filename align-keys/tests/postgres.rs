@@ -38,7 +38,7 @@ async fn a_revocation_through_one_instance_reaches_the_others_cache_within_a_sec
     };
     let a = manager(Arc::new(instance(&scratch).await));
     let b = manager(Arc::new(instance(&scratch).await));
-    let f = seed(a.verifier().store().as_ref()).await;
+    let f = seed(a.store().as_ref()).await;
     // A poll interval far beyond the deadline: only the notification can make it in time.
     let watcher = a.verifier().spawn_change_watcher(Duration::from_secs(60));
     let minted = a
@@ -78,7 +78,7 @@ async fn instances_starting_together_migrate_once() {
     };
     let opened = futures_join_all((0..4).map(|_| PgKeyStore::open(scratch.pool().unwrap()))).await;
     for store in opened {
-        assert_eq!(store.unwrap().schema_version().await.unwrap(), 5);
+        assert_eq!(store.unwrap().schema_version().await.unwrap(), 6);
     }
 }
 

@@ -72,6 +72,10 @@ fn record(f: &Fixture, prefix: &str) -> KeyRecord {
         organization_id: f.org.id,
         scope: Scope::Project(f.project.id),
         permissions: Some([Permission::KeysRead].into_iter().collect()),
+        unrecognized_permissions: vec![],
+        vocabulary: &align_keys::Vocabulary::SERVER,
+        owner_id: None,
+        meta: None,
         created_by: f.admin.id,
         created_at: DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap(),
         last_used_at: None,
@@ -330,7 +334,7 @@ async fn sqlite_store_survives_reopen() {
         (minted.token, minted.record, f)
     };
     let store = SqliteKeyStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 7);
+    assert_eq!(store.schema_version().await.unwrap(), 8);
     assert_eq!(
         store
             .get_organization(f.org.id)
@@ -879,4 +883,197 @@ async fn projects_are_deleted_and_the_privacy_contact_round_trips() {
         let got = store.get_organization(org.id).await.unwrap().unwrap();
         assert_eq!(got.privacy_contact, org.privacy_contact, "{name}");
     }
+}
+
+#[tokio::test]
+async fn owner_id_and_meta_round_trip_change_and_clear() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let mut r = record(&f, "ako_0000a11c");
+        r.owner_id = Some("cus_8812".into());
+        let mut meta = Meta::new();
+        meta.insert("plan".into(), serde_json::json!("pro"));
+        meta.insert("seats".into(), serde_json::json!([1, 2, {"x": null}]));
+        r.meta = Some(meta);
+        store.insert_key(&r, &KeyHash([4; 32])).await.unwrap();
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
+        let (_, start) = store.key_changes_since(-1).await.unwrap();
+        r.owner_id = Some("cus_9".into());
+        r.meta = None;
+        store.update_key(&r).await.unwrap();
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
+        let (changed, _) = store.key_changes_since(start).await.unwrap();
+        assert!(
+            changed.contains(&r.id),
+            "{name}: an owner change is a change"
+        );
+        r.owner_id = None;
+        store.update_key(&r).await.unwrap();
+        assert_eq!(
+            store.get_key(r.id).await.unwrap().as_ref(),
+            Some(&r),
+            "{name}"
+        );
+    }
+}
+
+/// An embedder's vocabulary with one name the server's does not declare.
+const SHARED: Vocabulary = Vocabulary::new(&["keys:read", "invoices:read"]);
+
+#[tokio::test]
+async fn a_stored_permission_the_vocabulary_does_not_declare_grants_nothing_and_is_kept() {
+    for (name, store) in backends().await {
+        let f = seed(store.as_ref()).await;
+        let keys = manager(store.clone());
+        let minted = token::generate(Environment::Live).unwrap();
+        let mut r = record(&f, &minted.prefix);
+        r.vocabulary = &SHARED;
+        r.permissions = Some(SHARED.all());
+        let hash = Sha256Hasher.hash(minted.token.expose());
+        store.insert_key(&r, &hash).await.unwrap();
+
+        // Read with the server's vocabulary: `invoices:read` grants nothing, and is kept.
+        let seen = keys
+            .verifier()
+            .verify(minted.token.expose(), Utc::now())
+            .await;
+        let Ok(Verification::Valid(v)) = seen else {
+            panic!("{name}: an unknown stored permission must not fail verification: {seen:?}");
+        };
+        let got = v.record();
+        assert_eq!(
+            got.permissions,
+            Some(PermissionSet::only(Permission::KeysRead)),
+            "{name}"
+        );
+        assert_eq!(got.unrecognized_permissions, ["invoices:read"], "{name}");
+        let caller = Caller {
+            key: got,
+            creator_role: Role::Admin,
+        };
+        assert_eq!(
+            caller.effective_permissions(),
+            PermissionSet::only(Permission::KeysRead)
+        );
+
+        // Kept through an update and a rotation.
+        keys.update(
+            r.id,
+            KeyChanges {
+                name: Some("renamed".into()),
+                ..KeyChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+        let again = store.get_key(r.id).await.unwrap().unwrap();
+        assert_eq!(again.unrecognized_permissions, ["invoices:read"], "{name}");
+        let rotation = keys
+            .rotate(r.id, std::time::Duration::from_secs(60), Utc::now())
+            .await
+            .unwrap();
+        let successor = store
+            .get_key(rotation.successor.record.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            successor.unrecognized_permissions,
+            ["invoices:read"],
+            "{name}"
+        );
+        assert_eq!(successor.permissions, got.permissions, "{name}");
+        // Read back with the vocabulary that declares it, it grants again.
+        assert_eq!(
+            successor.in_vocabulary(&SHARED).permissions,
+            Some(SHARED.all()),
+            "{name}"
+        );
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_store_given_an_embedders_vocabulary_mints_and_reads_its_names() {
+    const API: Vocabulary = Vocabulary::new(&["invoices:read", "invoices:write", "customers:read"])
+        .with_mint_permission("invoices:write");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.db");
+    let store = Arc::new(
+        SqliteKeyStore::open(&path)
+            .await
+            .unwrap()
+            .with_vocabulary(&API),
+    );
+    let f = seed(store.as_ref()).await;
+    let keys = manager(store.clone());
+    let mut new = NewKey::new("acme", f.org.id);
+    new.permissions = Some(API.parse(["invoices:*"]).unwrap());
+    new.owner_id = Some("cus_1".into());
+    let minted = keys.mint(new, Utc::now()).await.unwrap();
+    assert_eq!(minted.record.created_by, UserId::SERVICE);
+    let got = store.get_key(minted.record.id).await.unwrap().unwrap();
+    assert_eq!(*got.vocabulary, API);
+    assert_eq!(got.permissions, minted.record.permissions);
+    assert_eq!(got.owner_id.as_deref(), Some("cus_1"));
+    let names: Vec<_> = got.permission_names().unwrap().iter().collect();
+    assert_eq!(names, ["invoices:read", "invoices:write"]);
+    assert_eq!(
+        serde_json::to_string(&got.permission_names()).unwrap(),
+        r#"["invoices:read","invoices:write"]"#
+    );
+    // The same file read with the server's vocabulary: both names grant nothing there.
+    drop(keys);
+    let server = SqliteKeyStore::open(&path).await.unwrap();
+    let seen = server.get_key(got.id).await.unwrap().unwrap();
+    assert_eq!(seen.permissions, Some(PermissionSet::EMPTY));
+    assert_eq!(
+        seen.unrecognized_permissions,
+        ["invoices:read", "invoices:write"]
+    );
+}
+
+#[tokio::test]
+async fn an_owner_id_over_256_characters_or_meta_over_4_kib_is_refused() {
+    let store = Arc::new(MemoryKeyStore::new());
+    let f = seed(store.as_ref()).await;
+    let keys = manager(store);
+    let mut new = new_key(&f, "k", Environment::Live);
+    new.owner_id = Some("x".repeat(257));
+    assert!(matches!(
+        keys.mint(new.clone(), Utc::now()).await,
+        Err(Error::InvalidInput {
+            field: "ownerId",
+            ..
+        })
+    ));
+    new.owner_id = Some("é".repeat(256));
+    let mut meta = Meta::new();
+    meta.insert("blob".into(), serde_json::json!("y".repeat(4096)));
+    new.meta = Some(meta.clone());
+    assert!(matches!(
+        keys.mint(new.clone(), Utc::now()).await,
+        Err(Error::InvalidInput { field: "meta", .. })
+    ));
+    meta.insert("blob".into(), serde_json::json!("y".repeat(4096 - 11)));
+    assert_eq!(serde_json::to_string(&meta).unwrap().len(), 4096);
+    new.meta = Some(meta);
+    let minted = keys.mint(new, Utc::now()).await.unwrap();
+    let too_big = Meta::from_iter([("b".to_owned(), serde_json::json!("z".repeat(5000)))]);
+    let changes = KeyChanges {
+        meta: Some(Some(too_big)),
+        ..KeyChanges::default()
+    };
+    assert!(matches!(
+        keys.update(minted.record.id, changes).await,
+        Err(Error::InvalidInput { field: "meta", .. })
+    ));
 }

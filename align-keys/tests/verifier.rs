@@ -135,7 +135,7 @@ async fn revoked_key_is_rejected_on_next_request_even_when_cached() {
 #[tokio::test]
 async fn revocation_through_a_second_manager_sharing_the_verifier_is_seen() {
     let (_, keys, f) = setup().await;
-    let other = KeyManager::with_verifier(Arc::clone(keys.verifier()));
+    let other = KeyManager::with_verifier(Arc::clone(keys.store()), Arc::clone(keys.verifier()));
     let minted = keys
         .mint(new_key(&f, "x", Environment::Live), Utc::now())
         .await
@@ -508,4 +508,93 @@ async fn a_made_up_key_in_the_negative_cache_stays_unknown_and_a_malformed_one_m
     let v = keys.verifier().verify(&broken, Utc::now()).await.unwrap();
     assert!(matches!(v, Verification::Invalid(InvalidKey::Malformed(_))));
     assert_eq!(store.counts().snapshot().0, 1);
+}
+
+/// A store that can only look keys up (what an embedder verifying keys kept elsewhere
+/// writes): the verifier needs nothing more.
+struct LookupOnly(Arc<MemoryKeyStore>);
+
+#[async_trait::async_trait]
+impl KeyLookup for LookupOnly {
+    async fn find_key_by_hash(&self, hash: &KeyHash) -> align_keys::Result<Option<KeyRecord>> {
+        self.0.find_key_by_hash(hash).await
+    }
+    async fn get_key(&self, id: KeyId) -> align_keys::Result<Option<KeyRecord>> {
+        self.0.get_key(id).await
+    }
+    async fn record_last_used(
+        &self,
+        batch: &[(KeyId, chrono::DateTime<Utc>)],
+    ) -> align_keys::Result<()> {
+        self.0.record_last_used(batch).await
+    }
+    async fn key_changes_since(&self, after: i64) -> align_keys::Result<(Vec<KeyId>, i64)> {
+        self.0.key_changes_since(after).await
+    }
+}
+
+#[tokio::test]
+async fn a_verifier_over_a_lookup_only_store_verifies_and_follows_revocation() {
+    let store = Arc::new(MemoryKeyStore::new());
+    let f = seed(store.as_ref()).await;
+    let keys = manager(Arc::clone(&store) as Arc<dyn KeyStore>);
+    let minted = keys
+        .mint(new_key(&f, "lookup", Environment::Live), Utc::now())
+        .await
+        .unwrap();
+    let lookup = Arc::new(Instrumented::new(LookupOnly(Arc::clone(&store))));
+    let verifier = Arc::new(KeyVerifier::new(
+        Arc::clone(&lookup) as Arc<dyn KeyLookup>,
+        Arc::new(Sha256Hasher),
+    ));
+    let watcher = verifier
+        .start_change_watcher(StdDuration::from_millis(10))
+        .await;
+    let v = verifier
+        .verify(minted.token.expose(), Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(v, Verification::Valid(_)));
+    verifier
+        .verify(minted.token.expose(), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        lookup.counts().snapshot().0,
+        1,
+        "one lookup, then the cache"
+    );
+
+    // Revoked elsewhere (through the full store): the change feed reaches this verifier.
+    keys.revoke(minted.record.id, Utc::now()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(5);
+    loop {
+        let v = verifier
+            .verify(minted.token.expose(), Utc::now())
+            .await
+            .unwrap();
+        if matches!(v, Verification::Revoked(_)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {v:?}");
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    watcher.abort();
+}
+
+#[tokio::test]
+async fn any_key_store_turns_into_the_lookup_a_verifier_takes() {
+    let store: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::new());
+    let f = seed(store.as_ref()).await;
+    let keys = manager(Arc::clone(&store));
+    let minted = keys
+        .mint(new_key(&f, "upcast", Environment::Live), Utc::now())
+        .await
+        .unwrap();
+    let verifier = KeyVerifier::new(Arc::clone(&store).into_lookup(), Arc::new(Sha256Hasher));
+    let v = verifier
+        .verify(minted.token.expose(), Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(v, Verification::Valid(_)));
 }

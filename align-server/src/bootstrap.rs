@@ -68,6 +68,8 @@ pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, 
                 expires_at: None,
                 rate_limit_per_minute: None,
                 allowed_cidrs: vec![],
+                owner_id: None,
+                meta: None,
             },
             now,
         )

@@ -274,6 +274,11 @@ pub struct WebhookSettings {
     /// Let endpoints point at private, loopback and link-local addresses
     /// (`webhooks.allow_private_targets`, default false; tests on loopback turn it on).
     pub allow_private_targets: bool,
+    /// For development: let live endpoints use plain `http://` to a local receiver (a
+    /// loopback or private IP address, or `localhost`), instead of making every endpoint a
+    /// sandbox one (`webhooks.allow_http_targets`, default false; needs
+    /// `allow_private_targets`).
+    pub allow_http_targets: bool,
     /// Waits after the first attempt (`webhooks.retry_schedule`, seconds, default
     /// `5,300,1800,7200,18000,36000,36000`).
     pub retry_schedule: align_webhooks::RetrySchedule,
@@ -387,6 +392,7 @@ impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
             allow_private_targets: false,
+            allow_http_targets: false,
             retry_schedule: align_webhooks::RetrySchedule::default(),
             attempt_timeout: Duration::from_secs(15),
             concurrency: 32,
@@ -538,6 +544,7 @@ struct ConsoleSection {
 #[serde(deny_unknown_fields)]
 struct WebhooksSection {
     allow_private_targets: Option<bool>,
+    allow_http_targets: Option<bool>,
     retry_schedule: Option<ScheduleValue>,
     attempt_timeout_secs: Option<u64>,
     concurrency: Option<usize>,
@@ -755,6 +762,9 @@ impl Config {
         if let Some(v) = w.allow_private_targets {
             hooks.allow_private_targets = v;
         }
+        if let Some(v) = w.allow_http_targets {
+            hooks.allow_http_targets = v;
+        }
         match w.retry_schedule {
             None => {}
             Some(ScheduleValue::Text(t)) => {
@@ -828,6 +838,9 @@ impl Config {
             "ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS" => {
                 self.webhooks.allow_private_targets = parse_bool(name, value)?;
             }
+            "ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS" => {
+                self.webhooks.allow_http_targets = parse_bool(name, value)?;
+            }
             "ALIGN_WEBHOOKS_RETRY_SCHEDULE" => {
                 self.webhooks.retry_schedule = parse_schedule(name, value)?;
             }
@@ -892,6 +905,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), Error> {
+        if self.webhooks.allow_http_targets && !self.webhooks.allow_private_targets {
+            return Err(Error::Setting {
+                key: "webhooks.allow_http_targets".into(),
+                reason: "lets live endpoints use http only to a local receiver (loopback or private addresses), which also needs webhooks.allow_private_targets = true".into(),
+            });
+        }
         let r = &self.retention;
         if [
             r.request_log_days,
@@ -1461,6 +1480,54 @@ mod tests {
     }
 
     #[test]
+    fn http_targets_for_live_endpoints_are_a_development_setting_off_by_default() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert!(!c.webhooks.allow_http_targets);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("align.toml");
+        std::fs::write(
+            &file,
+            "[webhooks]\nallow_private_targets = true\nallow_http_targets = true\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert!(c.webhooks.allow_http_targets);
+        let c = Config::load(
+            Some(&file),
+            env(&[("ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS", "false")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(!c.webhooks.allow_http_targets);
+        // Local receivers are private destinations: the setting alone is refused, by name.
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS", "1")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("webhooks.allow_http_targets"), "{e}");
+        assert!(e.to_string().contains("allow_private_targets"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS", "1"),
+                ("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "1"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.webhooks.allow_http_targets);
+        let e = Config::load(
+            None,
+            env(&[("ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS", "maybe")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ALLOW_HTTP"), "{e}");
+    }
+
+    #[test]
     fn the_secrets_key_file_is_in_the_data_directory_unless_set() {
         let c = Config::load(
             None,
@@ -1589,6 +1656,7 @@ mod tests {
             name in proptest::sample::select(vec![
                 "ALIGN_LISTEN", "ALIGN_RATELIMIT_PER_MINUTE", "ALIGN_LIMITS_MAX_BODY_BYTES",
                 "ALIGN_WEBHOOKS_RETRY_SCHEDULE", "ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS",
+                "ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS",
                 "ALIGN_RATELIMIT_QUOTA_PER_DAY", "ALIGN_DATABASE_URL", "ALIGN_TLS_CERT_FILE",
                 "ALIGN_LIMITS_IDLE_TIMEOUT_SECS", "ALIGN_LIMITS_MAX_CONNECTIONS",
             ]),

@@ -125,12 +125,12 @@ mod tests {
     #[test]
     fn every_docs_file_is_in_the_page_list_and_back() {
         let served: std::collections::BTreeSet<_> = paths().collect();
-        let listed: std::collections::BTreeSet<_> = routes::PAGES
+        let listed: std::collections::BTreeSet<_> = routes::ROUTE_TABLE
             .iter()
-            .filter(|(_, p)| is_docs_path(p))
-            .map(|(m, p)| {
-                assert_eq!(*m, "GET", "{p}");
-                *p
+            .filter(|r| r.listing == routes::Listing::Page && is_docs_path(r.path))
+            .map(|r| {
+                assert_eq!(r.method, Method::GET, "{}", r.path);
+                r.path
             })
             .collect();
         assert_eq!(served, listed);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use align_audit::Actor;
 use align_keys::{
     Denial, Environment, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Scope,
-    Target, User, UserCaller, UserId,
+    Target, User, UserCaller, UserId, Vocabulary,
 };
 use http::StatusCode;
 use serde_json::Value;
@@ -48,7 +48,11 @@ impl<'a> Principal<'a> {
     pub(crate) fn effective_permissions(&self) -> PermissionSet {
         match self {
             Self::Key(a) => a.caller().effective_permissions(),
-            Self::User(u) => UserCaller { user: u }.effective_permissions(),
+            Self::User(u) => UserCaller {
+                user: u,
+                vocabulary: &Vocabulary::SERVER,
+            }
+            .effective_permissions(),
         }
     }
 
@@ -57,7 +61,10 @@ impl<'a> Principal<'a> {
     pub(crate) fn producer(&self) -> align_keys::Producer<'a> {
         match *self {
             Self::Key(a) => align_keys::Producer::Key(a.caller()),
-            Self::User(user) => align_keys::Producer::User(UserCaller { user }),
+            Self::User(user) => align_keys::Producer::User(UserCaller {
+                user,
+                vocabulary: &Vocabulary::SERVER,
+            }),
         }
     }
 
@@ -65,7 +72,11 @@ impl<'a> Principal<'a> {
     pub(crate) fn authorize(&self, permission: Permission, target: Target) -> Result<(), ApiError> {
         match self {
             Self::Key(a) => a.caller().authorize(permission, target),
-            Self::User(u) => UserCaller { user: u }.authorize(permission, target),
+            Self::User(u) => UserCaller {
+                user: u,
+                vocabulary: &Vocabulary::SERVER,
+            }
+            .authorize(permission, target),
         }
         .map_err(denied)
     }
@@ -105,7 +116,11 @@ impl<'a> Principal<'a> {
                 let k = a.key.record();
                 k.scope == Scope::Organization && k.environment == Environment::Live
             }
-            Self::User(u) => UserCaller { user: u }.reaches_organization(),
+            Self::User(u) => UserCaller {
+                user: u,
+                vocabulary: &Vocabulary::SERVER,
+            }
+            .reaches_organization(),
         }
     }
 

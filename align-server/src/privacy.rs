@@ -26,7 +26,7 @@ pub enum Subject {
     /// A person: their user record, the keys they created and every record of either.
     User(User),
     /// One API key and its records.
-    Key(KeyRecord),
+    Key(Box<KeyRecord>),
 }
 
 impl Subject {
@@ -80,7 +80,7 @@ pub async fn find_subject(
         return Ok((user.organization_id == org).then_some(Subject::User(user)));
     }
     if let Some(key) = keys.get_key(KeyId(uuid)).await? {
-        return Ok((key.organization_id == org).then_some(Subject::Key(key)));
+        return Ok((key.organization_id == org).then_some(Subject::Key(Box::new(key))));
     }
     Ok(None)
 }
@@ -180,7 +180,7 @@ pub async fn export(
 ) -> Result<u64, Error> {
     let theirs = match subject {
         Subject::User(u) => keys_created_by(keys, u.organization_id, u.id).await?,
-        Subject::Key(k) => vec![k.clone()],
+        Subject::Key(k) => vec![(**k).clone()],
     };
     let mut lines = 0;
     let mut line = |v: &Value, out: &mut Vec<u8>| {

@@ -187,14 +187,14 @@ impl Server {
         prepare_data_dir(&config.data_dir)?;
         let anchorer = Arc::new(Anchorer::open(&config.data_dir)?);
         let verifier = KeyVerifier::with_config(
-            store,
+            Arc::clone(&store).into_lookup(),
             Arc::new(Sha256Hasher),
             VerifierConfig {
                 capacity: config.key_cache_capacity,
                 ..VerifierConfig::default()
             },
         );
-        let keys = KeyManager::with_verifier(Arc::new(verifier))
+        let keys = KeyManager::with_verifier(store, Arc::new(verifier))
             .with_default_rate_limit(config.rate_limit_per_minute);
         let bootstrap = bootstrap(&config, &keys).await?;
         let listener = TcpListener::bind(config.listen)
@@ -466,7 +466,9 @@ fn dispatcher_config(config: &Config) -> DispatcherConfig {
         // Above the attempt timeout plus the longest in-memory throttle wait (1 s), so a slow
         // attempt is never sent twice; short enough that a crashed instance's claims return soon.
         lease: w.attempt_timeout * 2 + Duration::from_secs(2),
-        url_policy: align_webhooks::UrlPolicy::new().allow_private_targets(w.allow_private_targets),
+        url_policy: align_webhooks::UrlPolicy::new()
+            .allow_private_targets(w.allow_private_targets)
+            .allow_http_targets(w.allow_http_targets),
         ..DispatcherConfig::default()
     }
 }

@@ -40,7 +40,7 @@ pub(crate) struct AppState {
     pub(crate) idempotency: Arc<ReplyStore>,
     /// Webhook endpoints and the outbox (also the event log behind `GET /events`).
     pub(crate) webhooks: Arc<dyn WebhookStore>,
-    /// The endpoint URL rules (`webhooks.allow_private_targets`).
+    /// The endpoint URL rules (`webhooks.allow_private_targets`, `webhooks.allow_http_targets`).
     pub(crate) url_policy: UrlPolicy,
     /// Resolves endpoint host names for the URL check at registration.
     pub(crate) resolver: Arc<dyn Resolver>,
@@ -89,8 +89,9 @@ impl AppState {
         let idempotency = Arc::new(idempotency);
         let layers =
             crate::app::Layers::new(&config, keys.verifier(), roles, &limits, &idempotency);
-        let url_policy =
-            UrlPolicy::new().allow_private_targets(config.webhooks.allow_private_targets);
+        let url_policy = UrlPolicy::new()
+            .allow_private_targets(config.webhooks.allow_private_targets)
+            .allow_http_targets(config.webhooks.allow_http_targets);
         let console = crate::console::Console::new(&config)?;
         crate::leaks::github::check_keys_file(&config)?;
         Ok(Self {

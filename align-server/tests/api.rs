@@ -776,3 +776,118 @@ async fn a_database_held_past_its_busy_timeout_answers_503_unavailable() {
     assert_eq!(ok.status, StatusCode::CREATED);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn keys_carry_owner_id_and_meta_through_mint_get_list_and_patch_but_not_me() {
+    let s = TestServer::start().await;
+    let (token, minted) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "acme-sync", "scope": "organization", "permissions": ["keys:*"],
+                   "ownerId": "cus_8812", "meta": {"plan": "pro", "seats": 5}}),
+        )
+        .await;
+    let id = minted["apiKeyId"].as_str().unwrap();
+    assert_eq!(minted["ownerId"], "cus_8812");
+    assert_eq!(minted["meta"], json!({"plan": "pro", "seats": 5}));
+    // The wildcard was expanded when the key was minted.
+    assert_eq!(minted["permissions"], json!(["keys:read", "keys:write"]));
+
+    let got = s.get(&format!("/api/v1/keys/{id}"), &s.admin_key).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["ownerId"], "cus_8812");
+    assert_eq!(got.body["meta"]["plan"], "pro");
+    let list = s.get("/api/v1/keys", &s.admin_key).await;
+    let listed = list.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["apiKeyId"] == id)
+        .unwrap();
+    assert_eq!(listed["ownerId"], "cus_8812");
+    assert_eq!(listed["meta"]["seats"], 5);
+    // Keys without them say null.
+    let admin = &list.body["data"][0];
+    assert!(
+        admin["ownerId"].is_null() && admin["meta"].is_null(),
+        "{admin}"
+    );
+
+    // `/me` keeps its exact shape.
+    let me = s.get("/api/v1/me", &token).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert!(me.body.get("ownerId").is_none() && me.body.get("meta").is_none());
+    assert_eq!(me.body.as_object().unwrap().len(), 10);
+    assert_eq!(me.body["permissions"], json!(["keys:read", "keys:write"]));
+
+    let patched = s
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/keys/{id}"),
+            &s.admin_key,
+            json!({"ownerId": "cus_9", "meta": {"plan": "team"}}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["ownerId"], "cus_9");
+    assert_eq!(patched.body["meta"], json!({"plan": "team"}));
+    let cleared = s
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/keys/{id}"),
+            &s.admin_key,
+            json!({"ownerId": null, "meta": null}),
+        )
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK);
+    assert!(cleared.body["ownerId"].is_null() && cleared.body["meta"].is_null());
+
+    // Rotation carries them to the successor.
+    s.json(
+        Method::PATCH,
+        &format!("/api/v1/keys/{id}"),
+        &s.admin_key,
+        json!({"ownerId": "cus_10", "meta": {"k": 1}}),
+    )
+    .await;
+    let rotated = rotate(&s, id, 0).await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.body);
+    assert_eq!(rotated.body["ownerId"], "cus_10");
+    assert_eq!(rotated.body["meta"], json!({"k": 1}));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_owner_id_or_meta_over_the_limit_or_an_unknown_permission_is_invalid_request() {
+    let s = TestServer::start().await;
+    let long_owner = "x".repeat(257);
+    let big_meta = json!({ "blob": "y".repeat(4100) });
+    for body in [
+        json!({"name": "k", "scope": "organization", "ownerId": long_owner}),
+        json!({"name": "k", "scope": "organization", "meta": big_meta}),
+        json!({"name": "k", "scope": "organization", "meta": [1, 2]}),
+        json!({"name": "k", "scope": "organization", "permissions": ["invoices:read"]}),
+        json!({"name": "k", "scope": "organization", "permissions": ["invoices:*"]}),
+    ] {
+        let r = s.post("/api/v1/keys", &s.admin_key, body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert_eq!(r.code(), "invalid_request", "{body}");
+    }
+    let (_, minted) = s
+        .mint(&s.admin_key, json!({"name": "k", "scope": "organization"}))
+        .await;
+    let id = minted["apiKeyId"].as_str().unwrap();
+    for body in [json!({"ownerId": long_owner}), json!({"meta": big_meta})] {
+        let r = s
+            .json(
+                Method::PATCH,
+                &format!("/api/v1/keys/{id}"),
+                &s.admin_key,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert_eq!(r.code(), "invalid_request");
+    }
+    s.stop().await;
+}

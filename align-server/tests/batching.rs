@@ -13,7 +13,7 @@ use align_audit::{
     VerifyReport,
 };
 use align_keys::SqliteKeyStore;
-use align_keys::store::{Instrumented, KeyFilter, KeyStore, PageRequest};
+use align_keys::store::{Directory, Instrumented, KeyFilter, KeyManagement, PageRequest};
 use align_server::{Backends, Config, Server};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

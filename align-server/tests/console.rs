@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_keys::store::KeyStore;
+use align_keys::store::Directory;
 use align_keys::{
     MIN_PBKDF2_ITERATIONS, PasswordHash, Project, ProjectId, Role, SqliteKeyStore, User, UserId,
 };
@@ -1379,5 +1379,31 @@ async fn the_security_page_lists_leak_reports_and_lets_an_admin_set_the_leak_pol
     assert_eq!(refused.status, 403, "{}", refused.body);
     let org = s.get("/api/v1/organization", &s.admin_key).await;
     assert_eq!(org.body["leakedKeyAction"], "notify");
+    site.server.stop().await;
+}
+
+#[tokio::test]
+async fn the_keys_page_shows_each_keys_owner_and_meta_escaped() {
+    let site = site().await;
+    let (_, minted) = site
+        .server
+        .mint(
+            &site.server.admin_key,
+            serde_json::json!({"name": "acme", "scope": "organization",
+                "ownerId": "<b>cus_1</b>", "meta": {"note": "<script>x</script>", "plan": "pro"}}),
+        )
+        .await;
+    let mut b = Browser::new(&site);
+    b.signed_in(ADMIN, ADMIN_PASSWORD).await;
+    let page = b.get("/console/keys").await;
+    assert_eq!(page.status, 200);
+    let row = &page.body[page
+        .body
+        .find(minted["keyPrefix"].as_str().unwrap())
+        .unwrap()..];
+    assert!(row.contains("&lt;b&gt;cus_1&lt;/b&gt;"), "{row}");
+    assert!(row.contains("&lt;script&gt;x&lt;/script&gt;"), "{row}");
+    assert!(row.contains("&quot;plan&quot;:&quot;pro&quot;"), "{row}");
+    assert!(!page.body.contains("<script>x") && !page.body.contains("<b>cus_1"));
     site.server.stop().await;
 }

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use align_keys::store::KeyStore;
+use align_keys::store::Directory;
 use align_keys::{
     Environment, KeyManager, NewKey, Organization, OrganizationId, Role, Scope, Sha256Hasher,
     SqliteKeyStore, User, UserId,
@@ -94,6 +94,8 @@ async fn engineer_key(s: &TestServer, project: &str) -> (UserId, String) {
                 expires_at: None,
                 rate_limit_per_minute: None,
                 allowed_cidrs: vec![],
+                owner_id: None,
+                meta: None,
             },
             Utc::now(),
         )

@@ -1,7 +1,10 @@
-//! `docs/openapi.yaml` and the router list the same routes; browser pages (`/docs`) stay out of
-//! both the API route list and the spec.
+//! `docs/openapi.yaml` and the server's one route table (`align_server::ROUTE_TABLE`, from which
+//! dispatch, metrics labels and `405`s come) list the same operations with the same methods;
+//! browser pages (`/docs`) are in the table as pages and stay out of the spec.
 
 use std::collections::BTreeSet;
+
+use align_server::{Listing, ROUTE_TABLE};
 
 const SPEC: &str = include_str!("../../docs/openapi.yaml");
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
@@ -37,9 +40,10 @@ fn spec_routes() -> BTreeSet<(String, String)> {
 #[test]
 fn every_route_is_in_the_spec_and_every_spec_route_exists() {
     let spec = spec_routes();
-    let router: BTreeSet<(String, String)> = align_server::ROUTES
+    let router: BTreeSet<(String, String)> = ROUTE_TABLE
         .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .filter(|r| r.listing == Listing::Api)
+        .map(|r| (r.method.as_str().to_owned(), r.path.to_owned()))
         .collect();
     assert!(!spec.is_empty());
     let missing_in_spec: Vec<_> = router.difference(&spec).collect();
@@ -57,19 +61,40 @@ fn every_route_is_in_the_spec_and_every_spec_route_exists() {
 #[test]
 fn browser_pages_are_outside_the_api_and_its_spec() {
     let spec = spec_routes();
-    let api: BTreeSet<_> = align_server::ROUTES.iter().collect();
-    assert!(!align_server::PAGES.is_empty());
-    for page in align_server::PAGES {
-        let (method, path) = page;
+    let api: BTreeSet<_> = ROUTE_TABLE
+        .iter()
+        .filter(|r| r.listing == Listing::Api)
+        .map(|r| (r.method.as_str(), r.path))
+        .collect();
+    let pages: Vec<_> = ROUTE_TABLE
+        .iter()
+        .filter(|r| r.listing == Listing::Page)
+        .collect();
+    assert!(!pages.is_empty());
+    for page in pages {
+        let (method, path) = (page.method.as_str(), page.path);
         assert!(
-            !api.contains(page),
+            !api.contains(&(method, path)),
             "{method} {path} is both a page and a route"
         );
         assert!(
-            !spec.contains(&((*method).to_owned(), (*path).to_owned())),
+            !spec.contains(&(method.to_owned(), path.to_owned())),
             "{method} {path} is a page, not an API operation: keep it out of the spec"
         );
         assert!(!path.starts_with("/api/"), "{path}");
+    }
+}
+
+#[test]
+fn every_table_route_is_listed_once() {
+    let mut seen = BTreeSet::new();
+    for r in ROUTE_TABLE {
+        assert!(
+            seen.insert((r.method.as_str(), r.path)),
+            "{} {} is in the route table twice",
+            r.method,
+            r.path
+        );
     }
 }
 

@@ -387,6 +387,68 @@ async fn live_and_sandbox_events_never_cross() {
     s.stop().await;
 }
 
+/// `webhooks.allow_http_targets` (development): a live endpoint on a local `http://` receiver is
+/// accepted and gets the live events signed, so a developer need not turn everything into
+/// sandbox data; plain http to a public host stays refused for live endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_development_setting_lets_a_live_endpoint_use_a_local_http_receiver() {
+    // Off by default (private targets alone do not open http for live endpoints).
+    let s = server().await;
+    let rx = Receiver::ok().await;
+    let r = s
+        .post(
+            "/api/v1/webhook-endpoints",
+            &s.admin_key,
+            json!({ "url": rx.url(), "environment": "live" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.code(), "invalid_request");
+    s.stop().await;
+
+    let s = TestServer::start_with(|c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.allow_http_targets = true;
+        c.webhooks.poll_interval = Duration::from_millis(50);
+    })
+    .await;
+    let r = s
+        .post(
+            "/api/v1/webhook-endpoints",
+            &s.admin_key,
+            json!({ "url": "http://hooks.example.com/in", "environment": "live" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.code(), "invalid_request");
+    let (_, secret) = endpoint(
+        &s,
+        &s.admin_key,
+        json!({ "url": rx.url(), "environment": "live", "eventTypes": ["api_key.created"] }),
+    )
+    .await;
+    let (_, k) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "live-ci", "scope": "organization"}),
+        )
+        .await;
+    assert_eq!(k["environment"], "live", "{k}");
+    let mut got = rx.received();
+    for _ in 0..200 {
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got = rx.received();
+    }
+    assert_eq!(got.len(), 1, "one live event delivered over http");
+    assert_eq!(got[0].event_type(), "api_key.created");
+    assert!(got[0].verify(&secret));
+    assert_eq!(got[0].json()["data"]["apiKeyId"], k["apiKeyId"]);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn endpoint_urls_are_checked_and_refusals_never_quote_them() {
     // Without the operator switch: private targets are refused too.

@@ -5,9 +5,10 @@
 //!   rotation during which every delivery carries both signatures.
 //! - **Verification** ([`WebhookVerifier`], the [`Verifier`] trait): constant-time, with a
 //!   timestamp tolerance (default 5 minutes, both directions).
-//! - **Endpoint policy** ([`UrlPolicy`], [`Resolver`]): https for live endpoints, no
-//!   credentials or secret-looking query parameters, no private or reserved destinations,
-//!   checked at registration and again at delivery.
+//! - **Endpoint policy** ([`UrlPolicy`], [`Resolver`]): https for live endpoints (plain http
+//!   to a local receiver only with the development setting
+//!   [`UrlPolicy::allow_http_targets`]), no credentials or secret-looking query parameters, no
+//!   private or reserved destinations, checked at registration and again at delivery.
 //! - **Durable outbox** ([`WebhookStore`], [`MemoryWebhookStore`], `SqliteWebhookStore` with
 //!   feature `sqlite`, `PgWebhookStore` with feature `postgres`): enqueue fans a message out
 //!   to matching endpoints, idempotently by event id, and can join the caller's SQLite or
@@ -40,8 +41,8 @@ mod verify;
 
 #[cfg(feature = "dispatch")]
 pub use dispatch::{
-    Dispatcher, DispatcherConfig, ENDPOINT_DISABLED_EVENT, ENV_ALLOW_PRIVATE_TARGETS,
-    ENV_RETRY_SCHEDULE, RetrySchedule, ScheduleParseError,
+    Dispatcher, DispatcherConfig, ENDPOINT_DISABLED_EVENT, ENV_ALLOW_HTTP_TARGETS,
+    ENV_ALLOW_PRIVATE_TARGETS, ENV_RETRY_SCHEDULE, RetrySchedule, ScheduleParseError,
 };
 pub use error::{Error, ObjectKind, Result};
 pub use model::{

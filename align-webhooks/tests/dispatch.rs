@@ -508,6 +508,45 @@ async fn a_literal_private_address_is_refused_at_delivery_time() {
     assert!(error.contains("Loopback"), "{error}");
 }
 
+/// A live endpoint on a local receiver over plain http: refused at delivery by default, sent
+/// with the development setting (`allow_http_targets`).
+async fn live_http_delivery(policy: UrlPolicy) -> (Setup, DeliveryId) {
+    let mut c = config();
+    c.url_policy = policy;
+    let s = setup(c, |_, _| Reply::status(200)).await;
+    let mut live = endpoint(
+        Environment::Live,
+        &format!("http://{}/hook", s.receiver.addr),
+    );
+    live.filter = EventFilter::All;
+    s.store.create_endpoint(&live).await.unwrap();
+    let m = NewMessage::new("evt_dev_http", "x", Environment::Live, json!({}));
+    let id = s.store.enqueue(m, Utc::now()).await.unwrap().deliveries[0];
+    s.dispatcher.run_once().await.unwrap();
+    (s, id)
+}
+
+#[tokio::test]
+async fn a_live_http_endpoint_on_a_local_receiver_is_delivered_only_with_the_development_setting() {
+    let (s, id) = live_http_delivery(UrlPolicy::new().allow_private_targets(true)).await;
+    assert_eq!(s.receiver.count(), 0);
+    let error = s.store.attempts(id).await.unwrap()[0]
+        .error
+        .clone()
+        .unwrap();
+    assert!(error.contains("scheme"), "{error}");
+
+    let (s, id) = live_http_delivery(
+        UrlPolicy::new()
+            .allow_private_targets(true)
+            .allow_http_targets(true),
+    )
+    .await;
+    assert_eq!(s.receiver.count(), 1);
+    let attempt = &s.store.attempts(id).await.unwrap()[0];
+    assert_eq!(attempt.status, Some(200));
+}
+
 #[tokio::test]
 async fn https_endpoints_are_spoken_to_over_tls() {
     // The receiver speaks plain HTTP, so a TLS client cannot complete a handshake with it:
@@ -533,6 +572,7 @@ fn settings_come_from_the_documented_environment_variables() {
     let env = HashMap::from([
         ("ALIGN_WEBHOOKS_RETRY_SCHEDULE", "5,300,1800"),
         ("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "1"),
+        ("ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS", "true"),
     ]);
     let c = DispatcherConfig::default()
         .with_settings(|k| env.get(k).map(|v| (*v).to_owned()))
@@ -546,15 +586,18 @@ fn settings_come_from_the_documented_environment_variables() {
         ]
     );
     assert!(c.url_policy.allows_private_targets());
+    assert!(c.url_policy.allows_http_targets());
     let d = DispatcherConfig::default();
     assert_eq!(d.retry_schedule.delays().len(), 7);
     assert!(!d.url_policy.allows_private_targets());
+    assert!(!d.url_policy.allows_http_targets());
     assert_eq!(d.attempt_timeout, Duration::from_secs(15));
     assert!((d.jitter - 0.2).abs() < f64::EPSILON);
     assert_eq!(d.disable_after, Duration::from_secs(5 * 24 * 3600));
     for (k, v) in [
         ("ALIGN_WEBHOOKS_RETRY_SCHEDULE", "5,soon"),
         ("ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "maybe"),
+        ("ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS", "maybe"),
     ] {
         assert!(
             DispatcherConfig::default()

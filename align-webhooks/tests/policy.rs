@@ -274,6 +274,76 @@ fn live_endpoints_need_https_and_sandbox_may_use_http() {
 }
 
 #[test]
+fn the_development_setting_lets_live_endpoints_use_http_to_a_local_receiver_only() {
+    let dev = UrlPolicy::new()
+        .allow_private_targets(true)
+        .allow_http_targets(true);
+    assert!(dev.allows_http_targets());
+    for url in [
+        "http://127.0.0.1:9000/hook",
+        "http://localhost:9000/hook",
+        "http://api.localhost/hook",
+        "http://[::1]:9000/hook",
+        "http://10.0.0.7/hook",
+        "http://192.168.1.20:8080/hook",
+    ] {
+        dev.check_url(url, Environment::Live)
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    // Plain http to anything else stays refused for live endpoints, with its own reason.
+    for url in ["http://hooks.example.com/in", "http://93.184.216.34/in"] {
+        assert!(
+            matches!(
+                dev.check_url(url, Environment::Live),
+                Err(Error::UrlRefused(UrlDefect::HttpToPublicHost))
+            ),
+            "{url}"
+        );
+    }
+    // The other rules still hold over http.
+    assert!(matches!(
+        dev.check_url("http://user:pw@127.0.0.1/h", Environment::Live),
+        Err(Error::UrlRefused(UrlDefect::Credentials))
+    ));
+    assert!(matches!(
+        dev.check_url("http://0.0.0.0/h", Environment::Live),
+        Err(Error::UrlRefused(UrlDefect::Address(
+            _,
+            AddressClass::Unspecified
+        )))
+    ));
+    // https is untouched.
+    dev.check_url("https://hooks.example.com/in", Environment::Live)
+        .unwrap();
+}
+
+#[test]
+fn http_to_a_local_receiver_still_needs_private_targets_allowed() {
+    let http_only = UrlPolicy::new().allow_http_targets(true);
+    assert!(matches!(
+        http_only.check_url("http://127.0.0.1:9000/hook", Environment::Live),
+        Err(Error::UrlRefused(UrlDefect::Address(
+            _,
+            AddressClass::Loopback
+        )))
+    ));
+    assert!(matches!(
+        http_only.check_url("http://localhost:9000/hook", Environment::Live),
+        Err(Error::UrlRefused(UrlDefect::Address(
+            _,
+            AddressClass::Loopback
+        )))
+    ));
+    // And without the setting, private targets alone do not open http for live endpoints.
+    let private_only = UrlPolicy::new().allow_private_targets(true);
+    assert!(!private_only.allows_http_targets());
+    assert!(matches!(
+        private_only.check_url("http://127.0.0.1:9000/hook", Environment::Live),
+        Err(Error::UrlRefused(UrlDefect::Scheme))
+    ));
+}
+
+#[test]
 fn credentials_in_the_url_are_refused() {
     for url in [
         "https://user:pass@example.com/",

@@ -278,6 +278,8 @@ async fn axum_example() -> Side {
         expires_at: None,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
+        owner_id: None,
+        meta: None,
     };
     let mut made = Keys::default();
     for kind in ["admin", "valid", "other", "busy"] {

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    IpNet, KeyId, KeyRecord, OrganizationId, Permission, PermissionSet, ProjectId, Scope, UserId,
+    IpNet, KeyId, KeyRecord, Meta, OrganizationId, PermissionSet, ProjectId, Scope, UserId,
+    Vocabulary,
 };
 use crate::error::{Error, Result};
 use crate::token::Environment;
@@ -30,22 +31,39 @@ pub(super) fn uuid(s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|_| Error::Corrupt("id"))
 }
 
-pub(super) fn permissions_text(p: Option<PermissionSet>) -> Option<String> {
-    p.map(|set| {
-        set.iter()
-            .map(Permission::as_str)
-            .collect::<Vec<_>>()
-            .join(" ")
+/// The key's permission names as stored: the declared ones, then the unrecognized ones it was
+/// read with (kept so that a rewrite loses nothing).
+pub(super) fn permissions_text(k: &KeyRecord) -> Option<String> {
+    k.permissions.map(|set| {
+        let mut names: Vec<&str> = k.vocabulary.names(set).collect();
+        names.extend(k.unrecognized_permissions.iter().map(String::as_str));
+        names.join(" ")
     })
 }
 
-pub(super) fn permissions_from(text: Option<String>) -> Result<Option<PermissionSet>> {
-    text.map(|t| {
-        t.split_whitespace()
-            .map(|n| Permission::from_name(n).ok_or(Error::Corrupt("permission")))
-            .collect()
-    })
-    .transpose()
+/// Stored names read with `vocabulary`: names it does not declare grant nothing and are kept
+/// apart ([`Vocabulary::decode`]); they never make the row unreadable.
+pub(super) fn permissions_from(
+    vocabulary: &Vocabulary,
+    text: Option<String>,
+) -> (Option<PermissionSet>, Vec<String>) {
+    match text {
+        None => (None, Vec::new()),
+        Some(t) => {
+            let (set, unknown) = vocabulary.decode(t.split_whitespace());
+            (Some(set), unknown)
+        }
+    }
+}
+
+/// A key's `meta` as stored (JSON text).
+pub(super) fn meta_text(meta: Option<&Meta>) -> Option<String> {
+    meta.map(|m| serde_json::Value::Object(m.clone()).to_string())
+}
+
+pub(super) fn meta_from(text: Option<&str>) -> Result<Option<Meta>> {
+    text.map(|t| serde_json::from_str::<Meta>(t).map_err(|_| Error::Corrupt("meta")))
+        .transpose()
 }
 
 pub(super) fn cidrs_text(nets: &[IpNet]) -> String {
@@ -80,11 +98,17 @@ pub(super) struct RawKey {
     pub(super) rotated_from: Option<String>,
     pub(super) rate_limit_per_minute: Option<i64>,
     pub(super) allowed_cidrs: String,
+    pub(super) owner_id: Option<String>,
+    pub(super) meta: Option<String>,
 }
 
 impl RawKey {
-    /// Decodes the row; a malformed column is [`Error::Corrupt`].
-    pub(super) fn into_record(self) -> Result<KeyRecord> {
+    /// Decodes the row with the store's `vocabulary`; a malformed column is
+    /// [`Error::Corrupt`], a permission the vocabulary does not declare is not (it grants
+    /// nothing and is kept in [`KeyRecord::unrecognized_permissions`]).
+    pub(super) fn into_record(self, vocabulary: &'static Vocabulary) -> Result<KeyRecord> {
+        let (permissions, unrecognized_permissions) =
+            permissions_from(vocabulary, self.permissions);
         let scope = match self.project_id {
             None => Scope::Organization,
             Some(p) => Scope::Project(ProjectId(uuid(&p)?)),
@@ -97,7 +121,11 @@ impl RawKey {
                 .ok_or(Error::Corrupt("environment"))?,
             organization_id: OrganizationId(uuid(&self.organization_id)?),
             scope,
-            permissions: permissions_from(self.permissions)?,
+            permissions,
+            unrecognized_permissions,
+            vocabulary,
+            owner_id: self.owner_id,
+            meta: meta_from(self.meta.as_deref())?,
             created_by: UserId(uuid(&self.created_by)?),
             created_at: time(self.created_at)?,
             last_used_at: opt_time(self.last_used_at)?,

@@ -1,4 +1,4 @@
-//! [`Instrumented`]: a [`KeyStore`] wrapper that counts the calls that cost a round trip, for
+//! [`Instrumented`]: a [`KeyStore`](crate::KeyStore) wrapper that counts the calls that cost a round trip, for
 //! metrics and for tests that prove a hot path does not touch the store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{KeyFilter, KeyStore, Page, PageRequest};
+use super::{Directory, KeyFilter, KeyLookup, KeyManagement, Page, PageRequest};
 use crate::domain::{
     KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
     UserId,
@@ -79,25 +79,31 @@ macro_rules! counted {
 }
 
 #[async_trait]
-impl<S: KeyStore> KeyStore for Instrumented<S> {
+impl<S: Directory> Directory for Instrumented<S> {
     async fn create_organization(&self, org: &Organization) -> Result<()> {
         counted!(self, other_writes, self.inner.create_organization(org))
     }
+
     async fn get_organization(&self, id: OrganizationId) -> Result<Option<Organization>> {
         counted!(self, other_reads, self.inner.get_organization(id))
     }
+
     async fn list_organizations(&self, page: &PageRequest) -> Result<Page<Organization>> {
         counted!(self, other_reads, self.inner.list_organizations(page))
     }
+
     async fn update_organization(&self, org: &Organization) -> Result<()> {
         counted!(self, other_writes, self.inner.update_organization(org))
     }
+
     async fn create_project(&self, project: &Project) -> Result<()> {
         counted!(self, other_writes, self.inner.create_project(project))
     }
+
     async fn get_project(&self, id: ProjectId) -> Result<Option<Project>> {
         counted!(self, other_reads, self.inner.get_project(id))
     }
+
     async fn list_projects(
         &self,
         org: OrganizationId,
@@ -105,18 +111,23 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
     ) -> Result<Page<Project>> {
         counted!(self, other_reads, self.inner.list_projects(org, page))
     }
+
     async fn create_user(&self, user: &User) -> Result<()> {
         counted!(self, other_writes, self.inner.create_user(user))
     }
+
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
         counted!(self, other_reads, self.inner.get_user(id))
     }
+
     async fn list_users(&self, org: OrganizationId, page: &PageRequest) -> Result<Page<User>> {
         counted!(self, other_reads, self.inner.list_users(org, page))
     }
+
     async fn set_user_role(&self, id: UserId, role: Role) -> Result<()> {
         counted!(self, other_writes, self.inner.set_user_role(id, role))
     }
+
     async fn update_user_profile(&self, id: UserId, email: &str, name: Option<&str>) -> Result<()> {
         counted!(
             self,
@@ -124,27 +135,35 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
             self.inner.update_user_profile(id, email, name)
         )
     }
+
     async fn transfer_keys(&self, from: UserId, to: UserId) -> Result<u64> {
         counted!(self, other_writes, self.inner.transfer_keys(from, to))
     }
+
     async fn delete_user_sessions(&self, id: UserId) -> Result<u64> {
         counted!(self, other_writes, self.inner.delete_user_sessions(id))
     }
+
     async fn delete_user(&self, id: UserId) -> Result<()> {
         counted!(self, other_writes, self.inner.delete_user(id))
     }
+
     async fn delete_project(&self, id: ProjectId) -> Result<()> {
         counted!(self, other_writes, self.inner.delete_project(id))
     }
+
     async fn set_user_password(&self, id: UserId, hash: &PasswordHash) -> Result<()> {
         counted!(self, other_writes, self.inner.set_user_password(id, hash))
     }
+
     async fn user_credentials(&self, email: &str) -> Result<Vec<(User, PasswordHash)>> {
         counted!(self, other_reads, self.inner.user_credentials(email))
     }
+
     async fn create_session(&self, hash: &SessionHash, session: &UserSession) -> Result<()> {
         counted!(self, other_writes, self.inner.create_session(hash, session))
     }
+
     async fn get_session(
         &self,
         hash: &SessionHash,
@@ -152,27 +171,57 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
     ) -> Result<Option<UserSession>> {
         counted!(self, other_reads, self.inner.get_session(hash, now))
     }
+
     async fn delete_session(&self, hash: &SessionHash) -> Result<()> {
         counted!(self, other_writes, self.inner.delete_session(hash))
     }
+
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         counted!(self, other_writes, self.inner.delete_expired_sessions(now))
     }
-    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
-        counted!(self, other_writes, self.inner.insert_key(record, hash))
+}
+
+#[async_trait]
+impl<S: KeyLookup> KeyLookup for Instrumented<S> {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        self.inner.vocabulary()
     }
+
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         counted!(self, key_lookups, self.inner.find_key_by_hash(hash))
     }
+
     async fn get_key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
         counted!(self, other_reads, self.inner.get_key(id))
     }
+
+    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
+        counted!(self, last_used_writes, self.inner.record_last_used(batch))
+    }
+
+    async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
+        counted!(self, other_reads, self.inner.key_changes_since(after))
+    }
+
+    async fn wait_for_changes(&self, timeout: std::time::Duration) {
+        self.inner.wait_for_changes(timeout).await;
+    }
+}
+
+#[async_trait]
+impl<S: KeyManagement> KeyManagement for Instrumented<S> {
+    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        counted!(self, other_writes, self.inner.insert_key(record, hash))
+    }
+
     async fn list_keys(&self, filter: &KeyFilter, page: &PageRequest) -> Result<Page<KeyRecord>> {
         counted!(self, other_reads, self.inner.list_keys(filter, page))
     }
+
     async fn update_key(&self, record: &KeyRecord) -> Result<()> {
         counted!(self, other_writes, self.inner.update_key(record))
     }
+
     async fn insert_key_with_event(
         &self,
         record: &KeyRecord,
@@ -185,21 +234,13 @@ impl<S: KeyStore> KeyStore for Instrumented<S> {
             self.inner.insert_key_with_event(record, hash, event)
         )
     }
+
     async fn update_key_with_event(&self, record: &KeyRecord, event: KeyEvent) -> Result<()> {
         counted!(
             self,
             other_writes,
             self.inner.update_key_with_event(record, event)
         )
-    }
-    async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
-        counted!(self, last_used_writes, self.inner.record_last_used(batch))
-    }
-    async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
-        counted!(self, other_reads, self.inner.key_changes_since(after))
-    }
-    async fn wait_for_changes(&self, timeout: std::time::Duration) {
-        self.inner.wait_for_changes(timeout).await;
     }
 }
 

@@ -1,4 +1,4 @@
-//! An in-memory [`KeyStore`] for tests and single-process embedders.
+//! An in-memory [`KeyStore`](crate::KeyStore) for tests and single-process embedders.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{PoisonError, RwLock};
@@ -6,7 +6,7 @@ use std::sync::{PoisonError, RwLock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
+use super::{Directory, KeyFilter, KeyLookup, KeyManagement, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User, UserId,
 };
@@ -15,10 +15,20 @@ use crate::hash::KeyHash;
 use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 
-/// A [`KeyStore`] that keeps everything in process memory. Lost on exit.
-#[derive(Debug, Default)]
+/// A [`KeyStore`](crate::KeyStore) that keeps everything in process memory. Lost on exit.
+#[derive(Debug)]
 pub struct MemoryKeyStore {
     inner: RwLock<Inner>,
+    vocabulary: &'static crate::Vocabulary,
+}
+
+impl Default for MemoryKeyStore {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            vocabulary: &crate::Vocabulary::SERVER,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +65,14 @@ impl MemoryKeyStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store, reading its keys' permissions with `vocabulary` (the reference
+    /// server's, [`Vocabulary::SERVER`](crate::Vocabulary::SERVER), unless given).
+    #[must_use]
+    pub fn with_vocabulary(mut self, vocabulary: &'static crate::Vocabulary) -> Self {
+        self.vocabulary = vocabulary;
+        self
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -97,7 +115,7 @@ fn page<T: Clone>(
 }
 
 #[async_trait]
-impl KeyStore for MemoryKeyStore {
+impl Directory for MemoryKeyStore {
     async fn create_organization(&self, org: &Organization) -> Result<()> {
         let mut g = self.write();
         if g.orgs.iter().any(|(_, o)| o.id == org.id) {
@@ -339,23 +357,12 @@ impl KeyStore for MemoryKeyStore {
         g.sessions.retain(|_, s| s.expires_at > now);
         Ok((before - g.sessions.len()) as u64)
     }
+}
 
-    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
-        let mut g = self.write();
-        // The prefix carries the environment's tag, so one set keeps it unique per environment.
-        if g.prefixes.contains(&record.prefix) {
-            return Err(Error::PrefixTaken);
-        }
-        if g.by_hash.contains_key(hash) || g.key_index.contains_key(&record.id) {
-            return Err(Error::AlreadyExists(ObjectKind::ApiKey));
-        }
-        let seq = g.next_seq();
-        let at = g.keys.len();
-        g.keys.push((seq, record.clone()));
-        g.key_index.insert(record.id, at);
-        g.by_hash.insert(*hash, record.id);
-        g.prefixes.insert(record.prefix.clone());
-        Ok(())
+#[async_trait]
+impl KeyLookup for MemoryKeyStore {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        self.vocabulary
     }
 
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
@@ -375,25 +382,6 @@ impl KeyStore for MemoryKeyStore {
             .get(&id)
             .and_then(|i| g.keys.get(*i))
             .map(|(_, k)| k.clone()))
-    }
-
-    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
-        page(&self.read().keys, req, |k| filter_matches(filter, k))
-    }
-
-    async fn update_key(&self, record: &KeyRecord) -> Result<()> {
-        let mut g = self.write();
-        let key = g
-            .key_mut(record.id)
-            .ok_or(Error::NotFound(ObjectKind::ApiKey))?;
-        key.name.clone_from(&record.name);
-        key.expires_at = record.expires_at;
-        key.revoked_at = key.revoked_at.or(record.revoked_at);
-        key.suspended_at = record.suspended_at;
-        key.rate_limit_per_minute = record.rate_limit_per_minute;
-        key.allowed_cidrs.clone_from(&record.allowed_cidrs);
-        g.changes.push(record.id);
-        Ok(())
     }
 
     async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
@@ -417,6 +405,49 @@ impl KeyStore for MemoryKeyStore {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyManagement for MemoryKeyStore {
+    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        let mut g = self.write();
+        // The prefix carries the environment's tag, so one set keeps it unique per environment.
+        if g.prefixes.contains(&record.prefix) {
+            return Err(Error::PrefixTaken);
+        }
+        if g.by_hash.contains_key(hash) || g.key_index.contains_key(&record.id) {
+            return Err(Error::AlreadyExists(ObjectKind::ApiKey));
+        }
+        let seq = g.next_seq();
+        let at = g.keys.len();
+        g.keys
+            .push((seq, record.clone().in_vocabulary(self.vocabulary)));
+        g.key_index.insert(record.id, at);
+        g.by_hash.insert(*hash, record.id);
+        g.prefixes.insert(record.prefix.clone());
+        Ok(())
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
+        page(&self.read().keys, req, |k| filter_matches(filter, k))
+    }
+
+    async fn update_key(&self, record: &KeyRecord) -> Result<()> {
+        let mut g = self.write();
+        let key = g
+            .key_mut(record.id)
+            .ok_or(Error::NotFound(ObjectKind::ApiKey))?;
+        key.name.clone_from(&record.name);
+        key.expires_at = record.expires_at;
+        key.revoked_at = key.revoked_at.or(record.revoked_at);
+        key.suspended_at = record.suspended_at;
+        key.rate_limit_per_minute = record.rate_limit_per_minute;
+        key.allowed_cidrs.clone_from(&record.allowed_cidrs);
+        key.owner_id.clone_from(&record.owner_id);
+        key.meta.clone_from(&record.meta);
+        g.changes.push(record.id);
         Ok(())
     }
 }

@@ -1,5 +1,15 @@
-//! The async [`KeyStore`] trait and its back-ends: [`MemoryKeyStore`], with the `sqlite`
-//! feature `SqliteKeyStore`, and with the `postgres` feature `PgKeyStore`.
+//! The async store traits and their back-ends: [`MemoryKeyStore`], with the `sqlite` feature
+//! `SqliteKeyStore`, and with the `postgres` feature `PgKeyStore`.
+//!
+//! The store is split by who uses it:
+//! - [`KeyLookup`]: what a [`KeyVerifier`](crate::KeyVerifier) needs (a key by hash or id, the
+//!   change feed, and the batched last-used write-back). A service that only verifies keys kept
+//!   elsewhere implements just this.
+//! - [`KeyManagement`]: minting, listing and changing keys (with their events).
+//! - [`Directory`]: organisations, projects, users, passwords and sign-in sessions (a console).
+//!
+//! [`KeyStore`] is all three, implemented for every type that implements each; every back-end
+//! here does, as does the [`Instrumented`] wrapper (for each trait its inner store has).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -98,13 +108,13 @@ pub struct KeyFilter {
     pub include_revoked: bool,
 }
 
-/// Where organisations, projects, users and key records live.
+/// Organisations, projects, users, their passwords and sign-in sessions: what a console
+/// needs, and what a key's creator and role are read from.
 ///
 /// Every method is async so that SQLite and PostgreSQL back-ends fit behind it; SQLite work
-/// runs off the tokio worker threads. Implementations must keep the hash unique and the key
-/// prefix unique per environment, answering [`Error::PrefixTaken`] on a prefix collision.
+/// runs off the tokio worker threads.
 #[async_trait]
-pub trait KeyStore: Send + Sync + 'static {
+pub trait Directory: Send + Sync + 'static {
     /// Adds an organisation.
     async fn create_organization(&self, org: &Organization) -> Result<()>;
     /// Finds an organisation.
@@ -168,36 +178,25 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn delete_session(&self, hash: &SessionHash) -> Result<()>;
     /// Deletes every session expired at `now`, returning how many.
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+}
 
-    /// Stores a new key under `hash`. Fails with [`Error::PrefixTaken`] if the prefix is used.
-    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()>;
+/// What a [`KeyVerifier`](crate::KeyVerifier) needs: a key by the hash of its token or by id,
+/// the change feed that keeps its cache in step, and the batched write-back of last-used times.
+///
+/// Implementations must keep the hash unique.
+#[async_trait]
+pub trait KeyLookup: Send + Sync + 'static {
+    /// The permission vocabulary its key records are read with (and that keys minted over it
+    /// use): [`Vocabulary::SERVER`](crate::Vocabulary::SERVER) unless the store was given
+    /// another (`with_vocabulary`).
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        &crate::Vocabulary::SERVER
+    }
+
     /// The key stored under `hash`, if any.
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>>;
     /// A key by id.
     async fn get_key(&self, id: KeyId) -> Result<Option<KeyRecord>>;
-    /// Keys matching `filter`, oldest first.
-    async fn list_keys(&self, filter: &KeyFilter, page: &PageRequest) -> Result<Page<KeyRecord>>;
-    /// Writes a key's mutable fields (name, expiry, revoked, suspended, rate-limit override,
-    /// allowed networks); `last_used_at` is
-    /// left to [`KeyStore::record_last_used`]. Revocation is never undone by an update.
-    async fn update_key(&self, record: &KeyRecord) -> Result<()>;
-    /// [`KeyStore::insert_key`], recording `event` with it: a store with an event hook (an
-    /// outbox) writes both in one transaction. The default ignores the event.
-    async fn insert_key_with_event(
-        &self,
-        record: &KeyRecord,
-        hash: &KeyHash,
-        event: KeyEvent,
-    ) -> Result<()> {
-        let _ = event;
-        self.insert_key(record, hash).await
-    }
-    /// [`KeyStore::update_key`], recording `event` with it (see
-    /// [`KeyStore::insert_key_with_event`]). The default ignores the event.
-    async fn update_key_with_event(&self, record: &KeyRecord, event: KeyEvent) -> Result<()> {
-        let _ = event;
-        self.update_key(record).await
-    }
     /// Applies a batch of last-used times, each only if newer than the stored one.
     async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()>;
 
@@ -210,9 +209,57 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Resolves when the change log may have grown (a store that hears of changes, such as
     /// PostgreSQL's LISTEN/NOTIFY, wakes at once), or after `timeout` at the latest. Watchers
-    /// call [`KeyStore::key_changes_since`] after each wake. The default just waits `timeout`,
+    /// call [`KeyLookup::key_changes_since`] after each wake. The default just waits `timeout`,
     /// which makes watching plain polling.
     async fn wait_for_changes(&self, timeout: std::time::Duration) {
         tokio::time::sleep(timeout).await;
+    }
+}
+
+/// Minting, listing and changing keys, each change with its event.
+///
+/// Implementations must keep the hash unique and the key prefix unique per environment,
+/// answering [`Error::PrefixTaken`] on a prefix collision.
+#[async_trait]
+pub trait KeyManagement: Send + Sync + 'static {
+    /// Stores a new key under `hash`. Fails with [`Error::PrefixTaken`] if the prefix is used.
+    async fn insert_key(&self, record: &KeyRecord, hash: &KeyHash) -> Result<()>;
+    /// Keys matching `filter`, oldest first.
+    async fn list_keys(&self, filter: &KeyFilter, page: &PageRequest) -> Result<Page<KeyRecord>>;
+    /// Writes a key's mutable fields (name, expiry, revoked, suspended, rate-limit override,
+    /// allowed networks); `last_used_at` is
+    /// left to [`KeyLookup::record_last_used`]. Revocation is never undone by an update.
+    async fn update_key(&self, record: &KeyRecord) -> Result<()>;
+    /// [`KeyManagement::insert_key`], recording `event` with it: a store with an event hook (an
+    /// outbox) writes both in one transaction. The default ignores the event.
+    async fn insert_key_with_event(
+        &self,
+        record: &KeyRecord,
+        hash: &KeyHash,
+        event: KeyEvent,
+    ) -> Result<()> {
+        let _ = event;
+        self.insert_key(record, hash).await
+    }
+    /// [`KeyManagement::update_key`], recording `event` with it (see
+    /// [`KeyManagement::insert_key_with_event`]). The default ignores the event.
+    async fn update_key_with_event(&self, record: &KeyRecord, event: KeyEvent) -> Result<()> {
+        let _ = event;
+        self.update_key(record).await
+    }
+}
+
+/// Where organisations, projects, users and key records live: [`KeyLookup`],
+/// [`KeyManagement`] and [`Directory`] together, implemented for every type that implements
+/// the three. Servers and tools that do everything hold an `Arc<dyn KeyStore>`.
+pub trait KeyStore: KeyLookup + KeyManagement + Directory {
+    /// This store as the [`KeyLookup`] a [`KeyVerifier`](crate::KeyVerifier) takes
+    /// (`Arc<dyn KeyStore>` → `Arc<dyn KeyLookup>`).
+    fn into_lookup(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn KeyLookup>;
+}
+
+impl<T: KeyLookup + KeyManagement + Directory> KeyStore for T {
+    fn into_lookup(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn KeyLookup> {
+        self
     }
 }

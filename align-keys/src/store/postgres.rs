@@ -1,4 +1,4 @@
-//! A [`KeyStore`] on PostgreSQL: a `deadpool-postgres` pool, versioned migrations in
+//! A [`KeyStore`](crate::KeyStore) on PostgreSQL: a `deadpool-postgres` pool, versioned migrations in
 //! `keys_migrations`, tables prefixed `keys_`, the same columns as the SQLite store (times in
 //! Unix milliseconds, ids as text).
 //!
@@ -22,10 +22,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
 
 use super::codec::{
-    LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, ms, opt_ms, permissions_text,
-    session_from, time, uuid,
+    LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, meta_text, ms, opt_ms,
+    permissions_text, session_from, time, uuid,
 };
-use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
+use super::{Directory, KeyFilter, KeyLookup, KeyManagement, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
     UserId,
@@ -185,14 +185,24 @@ CREATE TRIGGER keys_users_deleted
 AFTER DELETE ON keys_users
 FOR EACH ROW EXECUTE FUNCTION keys_users_deleted();
 ",
+    // The embedder's owner id and metadata on keys (DESIGN §3); a change of either is a
+    // change other instances' caches follow.
+    r"
+ALTER TABLE keys_api_keys ADD COLUMN owner_id TEXT;
+ALTER TABLE keys_api_keys ADD COLUMN meta TEXT;
+CREATE TRIGGER keys_api_keys_owner_changed
+AFTER UPDATE OF owner_id, meta ON keys_api_keys
+FOR EACH ROW WHEN (OLD.owner_id IS DISTINCT FROM NEW.owner_id OR OLD.meta IS DISTINCT FROM NEW.meta)
+EXECUTE FUNCTION keys_api_keys_changed();
+",
 ];
 
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
     permissions, created_by, created_at, last_used_at, expires_at, revoked_at, suspended_at, \
-    rotated_from, rate_limit_per_minute, allowed_cidrs";
+    rotated_from, rate_limit_per_minute, allowed_cidrs, owner_id, meta";
 
 /// Called inside the transaction of every key change that carries a [`KeyEvent`] (see
-/// [`KeyStore::insert_key_with_event`]): whatever it writes through `tx` (an outbox row)
+/// [`KeyManagement::insert_key_with_event`]): whatever it writes through `tx` (an outbox row)
 /// commits with the change, and an error rolls the change back. The PostgreSQL counterpart
 /// of `SqliteEventHook` (feature `sqlite`).
 #[async_trait]
@@ -206,7 +216,7 @@ pub trait PgEventHook: Send + Sync + 'static {
     ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
-/// A [`KeyStore`] in a PostgreSQL database, shared by any number of server instances.
+/// A [`KeyStore`](crate::KeyStore) in a PostgreSQL database, shared by any number of server instances.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), align_keys::Error> {
@@ -219,6 +229,7 @@ pub struct PgKeyStore {
     pool: Pool,
     hook: Option<Arc<dyn PgEventHook>>,
     changes: Option<Arc<Listener>>,
+    vocabulary: &'static crate::Vocabulary,
 }
 
 impl std::fmt::Debug for PgKeyStore {
@@ -259,12 +270,13 @@ impl PgKeyStore {
             pool,
             hook: None,
             changes: None,
+            vocabulary: &crate::Vocabulary::SERVER,
         })
     }
 
     /// The same store, holding one extra connection (made with `config`, which must reach
     /// the same database and schema as the pool) that LISTENs for key changes, so that
-    /// [`KeyStore::wait_for_changes`] wakes as soon as any instance commits one. The
+    /// [`KeyLookup::wait_for_changes`] wakes as soon as any instance commits one. The
     /// connection is re-made after a failure. Must be called within a tokio runtime.
     pub fn listen_for_changes(mut self, config: tokio_postgres::Config) -> Result<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::StoreWorker)?;
@@ -272,6 +284,16 @@ impl PgKeyStore {
         let task = runtime.spawn(listen(config, Arc::clone(&wake)));
         self.changes = Some(Arc::new(Listener { wake, task }));
         Ok(self)
+    }
+
+    /// The same store, reading its keys' permissions with `vocabulary` (the reference
+    /// server's, [`Vocabulary::SERVER`](crate::Vocabulary::SERVER), unless given). A stored
+    /// name it does not declare grants nothing and is kept
+    /// ([`KeyRecord::unrecognized_permissions`]).
+    #[must_use]
+    pub fn with_vocabulary(mut self, vocabulary: &'static crate::Vocabulary) -> Self {
+        self.vocabulary = vocabulary;
+        self
     }
 
     /// The same store, calling `hook` inside the transaction of every change made with an
@@ -388,13 +410,18 @@ fn raw_key(r: &Row) -> Result<RawKey> {
         rotated_from: r.try_get(14)?,
         rate_limit_per_minute: r.try_get(15)?,
         allowed_cidrs: r.try_get(16)?,
+        owner_id: r.try_get(17)?,
+        meta: r.try_get(18)?,
     })
 }
 
-fn key_from(r: &Row) -> Result<(i64, KeyRecord)> {
-    let raw = raw_key(r)?;
-    let seq = raw.seq;
-    Ok((seq, raw.into_record()?))
+/// Decodes key rows with `vocabulary`.
+fn key_from(vocabulary: &'static crate::Vocabulary) -> impl Fn(&Row) -> Result<(i64, KeyRecord)> {
+    move |r| {
+        let raw = raw_key(r)?;
+        let seq = raw.seq;
+        Ok((seq, raw.into_record(vocabulary)?))
+    }
 }
 
 /// The organisation columns `org_from` reads, in order.
@@ -515,7 +542,7 @@ impl PgKeyStore {
 }
 
 #[async_trait]
-impl KeyStore for PgKeyStore {
+impl Directory for PgKeyStore {
     async fn create_organization(&self, org: &Organization) -> Result<()> {
         let client = self.pool.get().await?;
         client
@@ -840,29 +867,19 @@ impl KeyStore for PgKeyStore {
         )
         .await
     }
+}
 
-    async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
-        let client = self.pool.get().await?;
-        insert_key_on(&**client, k, hash).await
-    }
-
-    async fn insert_key_with_event(
-        &self,
-        k: &KeyRecord,
-        hash: &KeyHash,
-        event: KeyEvent,
-    ) -> Result<()> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        insert_key_on(&*tx, k, hash).await?;
-        self.commit_with_event(tx, k, event).await
+#[async_trait]
+impl KeyLookup for PgKeyStore {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        self.vocabulary
     }
 
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         self.first(
             &format!("SELECT {KEY_COLUMNS} FROM keys_api_keys WHERE hash = $1"),
             &&hash.as_bytes()[..],
-            key_from,
+            key_from(self.vocabulary),
         )
         .await
     }
@@ -871,44 +888,9 @@ impl KeyStore for PgKeyStore {
         self.first(
             &format!("SELECT {KEY_COLUMNS} FROM keys_api_keys WHERE id = $1"),
             &id.to_string(),
-            key_from,
+            key_from(self.vocabulary),
         )
         .await
-    }
-
-    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
-        let f = *filter;
-        self.paged(
-            &format!(
-                "SELECT {KEY_COLUMNS} FROM keys_api_keys
-                 WHERE seq > $1 AND organization_id = $3
-                   AND ($4::text IS NULL OR project_id = $4)
-                   AND ($5::text IS NULL OR environment = $5)
-                   AND ($6::boolean OR revoked_at IS NULL)
-                 ORDER BY seq LIMIT $2"
-            ),
-            req,
-            &[
-                &f.organization_id.to_string(),
-                &f.project_id.map(|p| p.to_string()),
-                &f.environment.map(Environment::as_str),
-                &f.include_revoked,
-            ],
-            key_from,
-        )
-        .await
-    }
-
-    async fn update_key(&self, k: &KeyRecord) -> Result<()> {
-        let client = self.pool.get().await?;
-        update_key_on(&**client, k).await
-    }
-
-    async fn update_key_with_event(&self, k: &KeyRecord, event: KeyEvent) -> Result<()> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        update_key_on(&*tx, k).await?;
-        self.commit_with_event(tx, k, event).await
     }
 
     async fn record_last_used(&self, batch: &[(KeyId, DateTime<Utc>)]) -> Result<()> {
@@ -975,11 +957,67 @@ impl KeyStore for PgKeyStore {
     }
 }
 
+#[async_trait]
+impl KeyManagement for PgKeyStore {
+    async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        let client = self.pool.get().await?;
+        insert_key_on(&**client, k, hash).await
+    }
+
+    async fn insert_key_with_event(
+        &self,
+        k: &KeyRecord,
+        hash: &KeyHash,
+        event: KeyEvent,
+    ) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        insert_key_on(&*tx, k, hash).await?;
+        self.commit_with_event(tx, k, event).await
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
+        let f = *filter;
+        self.paged(
+            &format!(
+                "SELECT {KEY_COLUMNS} FROM keys_api_keys
+                 WHERE seq > $1 AND organization_id = $3
+                   AND ($4::text IS NULL OR project_id = $4)
+                   AND ($5::text IS NULL OR environment = $5)
+                   AND ($6::boolean OR revoked_at IS NULL)
+                 ORDER BY seq LIMIT $2"
+            ),
+            req,
+            &[
+                &f.organization_id.to_string(),
+                &f.project_id.map(|p| p.to_string()),
+                &f.environment.map(Environment::as_str),
+                &f.include_revoked,
+            ],
+            key_from(self.vocabulary),
+        )
+        .await
+    }
+
+    async fn update_key(&self, k: &KeyRecord) -> Result<()> {
+        let client = self.pool.get().await?;
+        update_key_on(&**client, k).await
+    }
+
+    async fn update_key_with_event(&self, k: &KeyRecord, event: KeyEvent) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        update_key_on(&*tx, k).await?;
+        self.commit_with_event(tx, k, event).await
+    }
+}
+
 async fn insert_key_on(c: &impl GenericClient, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
     c.execute(
         &format!(
             "INSERT INTO keys_api_keys (hash, {KEY_COLUMNS}) VALUES
-             ($1, DEFAULT, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+             ($1, DEFAULT, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+              $18, $19)"
         ),
         &[
             &&hash.as_bytes()[..],
@@ -989,7 +1027,7 @@ async fn insert_key_on(c: &impl GenericClient, k: &KeyRecord, hash: &KeyHash) ->
             &k.environment.as_str(),
             &k.organization_id.to_string(),
             &k.scope.project_id().map(|p| p.to_string()),
-            &permissions_text(k.permissions),
+            &permissions_text(k),
             &k.created_by.to_string(),
             &ms(k.created_at),
             &opt_ms(k.last_used_at),
@@ -999,6 +1037,8 @@ async fn insert_key_on(c: &impl GenericClient, k: &KeyRecord, hash: &KeyHash) ->
             &k.rotated_from.map(|r| r.to_string()),
             &k.rate_limit_per_minute.map(i64::from),
             &cidrs_text(&k.allowed_cidrs),
+            &k.owner_id,
+            &meta_text(k.meta.as_ref()),
         ],
     )
     .await
@@ -1019,7 +1059,7 @@ async fn update_key_on(c: &impl GenericClient, k: &KeyRecord) -> Result<()> {
         .execute(
             "UPDATE keys_api_keys SET name = $2, expires_at = $3,
                  revoked_at = COALESCE(revoked_at, $4), suspended_at = $5,
-                 rate_limit_per_minute = $6, allowed_cidrs = $7
+                 rate_limit_per_minute = $6, allowed_cidrs = $7, owner_id = $8, meta = $9
              WHERE id = $1",
             &[
                 &k.id.to_string(),
@@ -1029,6 +1069,8 @@ async fn update_key_on(c: &impl GenericClient, k: &KeyRecord) -> Result<()> {
                 &opt_ms(k.suspended_at),
                 &k.rate_limit_per_minute.map(i64::from),
                 &cidrs_text(&k.allowed_cidrs),
+                &k.owner_id,
+                &meta_text(k.meta.as_ref()),
             ],
         )
         .await?;

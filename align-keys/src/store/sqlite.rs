@@ -1,4 +1,4 @@
-//! A [`KeyStore`] on SQLite: WAL, busy timeout, versioned migrations, tables prefixed `keys_`.
+//! A [`KeyStore`](crate::KeyStore) on SQLite: WAL, busy timeout, versioned migrations, tables prefixed `keys_`.
 //!
 //! One connection behind a mutex; every call runs on tokio's blocking pool, never on a worker.
 
@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::codec::{
-    LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, ms, opt_ms, permissions_text,
-    session_from, time, uuid,
+    LEAK_COLUMNS, RawKey, RawLeak, cidrs_text, leak_policy, meta_text, ms, opt_ms,
+    permissions_text, session_from, time, uuid,
 };
-use super::{KeyFilter, KeyStore, Page, PageRequest, encode_cursor};
+use super::{Directory, KeyFilter, KeyLookup, KeyManagement, Page, PageRequest, encode_cursor};
 use crate::domain::{
     KeyEvent, KeyId, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role, User,
     UserId,
@@ -146,21 +146,36 @@ CREATE INDEX keys_leak_reports_by_org ON keys_leak_reports(organization_id, seq)
 ALTER TABLE keys_users ADD COLUMN name TEXT;
 ALTER TABLE keys_organizations ADD COLUMN privacy_contact TEXT;
 ",
+    // The embedder's owner id and metadata on keys (DESIGN §3); a change of either is a
+    // change other processes' caches follow.
+    r"
+ALTER TABLE keys_api_keys ADD COLUMN owner_id TEXT;
+ALTER TABLE keys_api_keys ADD COLUMN meta TEXT;
+DROP TRIGGER keys_api_keys_changed;
+CREATE TRIGGER keys_api_keys_changed
+AFTER UPDATE OF name, expires_at, revoked_at, suspended_at, rate_limit_per_minute, allowed_cidrs,
+    owner_id, meta
+ON keys_api_keys
+BEGIN
+    INSERT INTO keys_changes (key_id) VALUES (NEW.id);
+END;
+",
 ];
 
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
     permissions, created_by, created_at, last_used_at, expires_at, revoked_at, suspended_at, \
-    rotated_from, rate_limit_per_minute, allowed_cidrs";
+    rotated_from, rate_limit_per_minute, allowed_cidrs, owner_id, meta";
 
-/// A [`KeyStore`] in one SQLite file.
+/// A [`KeyStore`](crate::KeyStore) in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteKeyStore {
     conn: Arc<Mutex<Connection>>,
     hook: Option<Arc<dyn SqliteEventHook>>,
+    vocabulary: &'static crate::Vocabulary,
 }
 
 /// Called inside the transaction of every key change that carries a [`KeyEvent`] (see
-/// [`KeyStore::insert_key_with_event`]): whatever it writes through `tx` (an outbox row)
+/// [`KeyManagement::insert_key_with_event`]): whatever it writes through `tx` (an outbox row)
 /// commits with the change, and an error rolls the change back.
 pub trait SqliteEventHook: Send + Sync + 'static {
     /// Records `event` for `key` on `tx`.
@@ -193,6 +208,7 @@ impl SqliteKeyStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             hook: None,
+            vocabulary: &crate::Vocabulary::SERVER,
         })
     }
 
@@ -203,7 +219,18 @@ impl SqliteKeyStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             hook: None,
+            vocabulary: &crate::Vocabulary::SERVER,
         })
+    }
+
+    /// The same store, reading its keys' permissions with `vocabulary` (the reference
+    /// server's, [`Vocabulary::SERVER`](crate::Vocabulary::SERVER), unless given). A stored
+    /// name it does not declare grants nothing and is kept
+    /// ([`KeyRecord::unrecognized_permissions`]).
+    #[must_use]
+    pub fn with_vocabulary(mut self, vocabulary: &'static crate::Vocabulary) -> Self {
+        self.vocabulary = vocabulary;
+        self
     }
 
     /// The same store, calling `hook` inside the transaction of every change made with an
@@ -297,6 +324,8 @@ fn raw_key(r: &Row<'_>) -> rusqlite::Result<RawKey> {
         rotated_from: r.get(14)?,
         rate_limit_per_minute: r.get(15)?,
         allowed_cidrs: r.get(16)?,
+        owner_id: r.get(17)?,
+        meta: r.get(18)?,
     })
 }
 
@@ -422,10 +451,15 @@ fn user_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, User)>> {
     })())
 }
 
-fn key_from(r: &Row<'_>) -> rusqlite::Result<Result<(i64, KeyRecord)>> {
-    let raw = raw_key(r)?;
-    let seq = raw.seq;
-    Ok(raw.into_record().map(|k| (seq, k)))
+/// Decodes key rows with `vocabulary`.
+fn key_from(
+    vocabulary: &'static crate::Vocabulary,
+) -> impl Fn(&Row<'_>) -> rusqlite::Result<Result<(i64, KeyRecord)>> {
+    move |r| {
+        let raw = raw_key(r)?;
+        let seq = raw.seq;
+        Ok(raw.into_record(vocabulary).map(|k| (seq, k)))
+    }
 }
 
 fn first<T>(
@@ -440,7 +474,7 @@ fn first<T>(
 }
 
 #[async_trait]
-impl KeyStore for SqliteKeyStore {
+impl Directory for SqliteKeyStore {
     async fn create_organization(&self, org: &Organization) -> Result<()> {
         let org = org.clone();
         self.run(move |c| {
@@ -817,83 +851,39 @@ impl KeyStore for SqliteKeyStore {
         })
         .await
     }
+}
 
-    async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
-        let k = k.clone();
-        let hash = *hash;
-        self.run(move |c| insert_key_on(c, &k, &hash)).await
-    }
-
-    async fn insert_key_with_event(
-        &self,
-        k: &KeyRecord,
-        hash: &KeyHash,
-        event: KeyEvent,
-    ) -> Result<()> {
-        let hash = *hash;
-        self.write_with_event(k.clone(), event, move |c, k| insert_key_on(c, k, &hash))
-            .await
+#[async_trait]
+impl KeyLookup for SqliteKeyStore {
+    fn vocabulary(&self) -> &'static crate::Vocabulary {
+        self.vocabulary
     }
 
     async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         let hash = *hash;
+        let vocabulary = self.vocabulary;
         self.run(move |c| {
             first(
                 c,
                 &format!("SELECT {KEY_COLUMNS} FROM keys_api_keys WHERE hash = ?1"),
                 &&hash.as_bytes()[..],
-                key_from,
+                key_from(vocabulary),
             )
         })
         .await
     }
 
     async fn get_key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+        let vocabulary = self.vocabulary;
         self.run(move |c| {
             first(
                 c,
                 &format!("SELECT {KEY_COLUMNS} FROM keys_api_keys WHERE id = ?1"),
                 &id.to_string(),
-                key_from,
+                key_from(vocabulary),
             )
         })
         .await
-    }
-
-    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
-        let f = *filter;
-        let req = req.clone();
-        self.run(move |c| {
-            paged(
-                c,
-                &format!(
-                    "SELECT {KEY_COLUMNS} FROM keys_api_keys
-                     WHERE seq > ?1 AND organization_id = ?3
-                       AND (?4 IS NULL OR project_id = ?4)
-                       AND (?5 IS NULL OR environment = ?5)
-                       AND (?6 OR revoked_at IS NULL)
-                     ORDER BY seq LIMIT ?2"
-                ),
-                &req,
-                &[
-                    &f.organization_id.to_string(),
-                    &f.project_id.map(|p| p.to_string()),
-                    &f.environment.map(Environment::as_str),
-                    &f.include_revoked,
-                ],
-                key_from,
-            )
-        })
-        .await
-    }
-
-    async fn update_key(&self, k: &KeyRecord) -> Result<()> {
-        let k = k.clone();
-        self.run(move |c| update_key_on(c, &k)).await
-    }
-
-    async fn update_key_with_event(&self, k: &KeyRecord, event: KeyEvent) -> Result<()> {
-        self.write_with_event(k.clone(), event, update_key_on).await
     }
 
     async fn key_changes_since(&self, after: i64) -> Result<(Vec<KeyId>, i64)> {
@@ -949,12 +939,69 @@ impl KeyStore for SqliteKeyStore {
     }
 }
 
+#[async_trait]
+impl KeyManagement for SqliteKeyStore {
+    async fn insert_key(&self, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
+        let k = k.clone();
+        let hash = *hash;
+        self.run(move |c| insert_key_on(c, &k, &hash)).await
+    }
+
+    async fn insert_key_with_event(
+        &self,
+        k: &KeyRecord,
+        hash: &KeyHash,
+        event: KeyEvent,
+    ) -> Result<()> {
+        let hash = *hash;
+        self.write_with_event(k.clone(), event, move |c, k| insert_key_on(c, k, &hash))
+            .await
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, req: &PageRequest) -> Result<Page<KeyRecord>> {
+        let f = *filter;
+        let req = req.clone();
+        let vocabulary = self.vocabulary;
+        self.run(move |c| {
+            paged(
+                c,
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM keys_api_keys
+                     WHERE seq > ?1 AND organization_id = ?3
+                       AND (?4 IS NULL OR project_id = ?4)
+                       AND (?5 IS NULL OR environment = ?5)
+                       AND (?6 OR revoked_at IS NULL)
+                     ORDER BY seq LIMIT ?2"
+                ),
+                &req,
+                &[
+                    &f.organization_id.to_string(),
+                    &f.project_id.map(|p| p.to_string()),
+                    &f.environment.map(Environment::as_str),
+                    &f.include_revoked,
+                ],
+                key_from(vocabulary),
+            )
+        })
+        .await
+    }
+
+    async fn update_key(&self, k: &KeyRecord) -> Result<()> {
+        let k = k.clone();
+        self.run(move |c| update_key_on(c, &k)).await
+    }
+
+    async fn update_key_with_event(&self, k: &KeyRecord, event: KeyEvent) -> Result<()> {
+        self.write_with_event(k.clone(), event, update_key_on).await
+    }
+}
+
 fn insert_key_on(c: &Connection, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
     c.execute(
         &format!(
             "INSERT INTO keys_api_keys (hash, {}) VALUES \
                  (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                  ?16, ?17)",
+                  ?16, ?17, ?18, ?19)",
             KEY_COLUMNS
         ),
         params![
@@ -965,7 +1012,7 @@ fn insert_key_on(c: &Connection, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
             k.environment.as_str(),
             k.organization_id.to_string(),
             k.scope.project_id().map(|p| p.to_string()),
-            permissions_text(k.permissions),
+            permissions_text(k),
             k.created_by.to_string(),
             ms(k.created_at),
             opt_ms(k.last_used_at),
@@ -975,6 +1022,8 @@ fn insert_key_on(c: &Connection, k: &KeyRecord, hash: &KeyHash) -> Result<()> {
             k.rotated_from.map(|r| r.to_string()),
             k.rate_limit_per_minute,
             cidrs_text(&k.allowed_cidrs),
+            k.owner_id,
+            meta_text(k.meta.as_ref()),
         ],
     )
     .map_err(|e| {
@@ -995,7 +1044,7 @@ fn update_key_on(c: &Connection, k: &KeyRecord) -> Result<()> {
     let n = c.execute(
         "UPDATE keys_api_keys SET name = ?2, expires_at = ?3,
                  revoked_at = COALESCE(revoked_at, ?4), suspended_at = ?5,
-                 rate_limit_per_minute = ?6, allowed_cidrs = ?7
+                 rate_limit_per_minute = ?6, allowed_cidrs = ?7, owner_id = ?8, meta = ?9
              WHERE id = ?1",
         params![
             k.id.to_string(),
@@ -1005,6 +1054,8 @@ fn update_key_on(c: &Connection, k: &KeyRecord) -> Result<()> {
             opt_ms(k.suspended_at),
             k.rate_limit_per_minute,
             cidrs_text(&k.allowed_cidrs),
+            k.owner_id,
+            meta_text(k.meta.as_ref()),
         ],
     )?;
     if n == 0 {

@@ -59,6 +59,8 @@ pub fn new_key(f: &Fixture, name: &str, env: Environment) -> NewKey {
         expires_at: None,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
+        owner_id: None,
+        meta: None,
     }
 }
 

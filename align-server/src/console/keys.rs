@@ -54,6 +54,14 @@ fn status_name(k: &KeyRecord) -> &'static str {
     }
 }
 
+/// A key's meta as compact JSON (escaped by the page like any text), `—` without one.
+fn meta_text(meta: Option<&align_keys::Meta>) -> String {
+    meta.map_or_else(
+        || "—".to_owned(),
+        |m| serde_json::Value::Object(m.clone()).to_string(),
+    )
+}
+
 fn target(k: &KeyRecord) -> align_keys::Target {
     align_keys::Target {
         organization_id: k.organization_id,
@@ -109,7 +117,7 @@ pub(super) async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             &[&q],
         )
         .raw("<button type=\"submit\">Search</button></form>")
-        .raw("<table data-testid=\"keys-table\"><thead><tr><th>Name</th><th>Prefix</th><th>Scope</th><th>Project</th><th>Environment</th><th>Created</th><th>Last used</th><th>Status</th><th></th></tr></thead><tbody>");
+        .raw("<table data-testid=\"keys-table\"><thead><tr><th>Name</th><th>Prefix</th><th>Scope</th><th>Project</th><th>Environment</th><th>Owner</th><th>Meta</th><th>Created</th><th>Last used</th><th>Status</th><th></th></tr></thead><tbody>");
     for k in &keys {
         let project = k
             .scope
@@ -124,6 +132,14 @@ pub(super) async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             .put("<td data-col=\"scope\">{}</td>", &[&k.scope.kind()])
             .put("<td data-col=\"project\">{}</td>", &[&project])
             .put("<td data-col=\"environment\">{}</td>", &[&k.environment])
+            .put(
+                "<td data-col=\"owner\">{}</td>",
+                &[&k.owner_id.as_deref().unwrap_or("—")],
+            )
+            .put(
+                "<td data-col=\"meta\"><code>{}</code></td>",
+                &[&meta_text(k.meta.as_ref())],
+            )
             .put("<td data-col=\"created\">{}</td>", &[&when(k.created_at)])
             .put("<td data-col=\"last-used\">{}</td>", &[&last_used])
             .put(
@@ -237,6 +253,8 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         permissions: None,
         environment,
         expires_at: None,
+        owner_id: None,
+        meta: None,
     };
     let minted = ops::mint(ctx.state, &acting, request).await?;
     let id = minted.record.id;

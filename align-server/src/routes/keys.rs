@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use align_keys::store::{KeyFilter, Page, PageRequest};
 use align_keys::{
-    Environment, IpNet, KeyChanges, KeyId, KeyRecord, MintedKey, NewKey, Permission, PermissionSet,
-    ProjectId, Scope, Target,
+    Environment, IpNet, KeyChanges, KeyId, KeyRecord, Meta, MintedKey, NewKey, Permission,
+    PermissionSet, ProjectId, Scope, Target, Vocabulary,
 };
 use chrono::{DateTime, Utc};
 use http::StatusCode;
@@ -24,16 +24,18 @@ use crate::state::AppState;
 const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
 const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
 
-/// The key resource: the `/me` names plus lifecycle times.
+/// The key resource: the `/me` names plus lifecycle times, owner and meta.
 pub(crate) fn view(k: &KeyRecord) -> Value {
     json!({
+        "ownerId": k.owner_id,
+        "meta": k.meta,
         "apiKeyId": k.id,
         "keyName": k.name,
         "keyPrefix": k.prefix,
         "organizationId": k.organization_id,
         "scope": k.scope.kind(),
         "scopedProjectId": k.scope.project_id(),
-        "permissions": k.permissions,
+        "permissions": k.permission_names(),
         "createdByUserId": k.created_by,
         "lastUsedAt": h::opt_timestamp(k.last_used_at),
         "environment": k.environment,
@@ -63,7 +65,7 @@ pub(crate) fn summary(k: &KeyRecord) -> Value {
         "scope": k.scope.kind(),
         "scopedProjectId": k.scope.project_id(),
         "environment": k.environment,
-        "permissions": k.permissions,
+        "permissions": k.permission_names(),
     })
 }
 
@@ -104,11 +106,29 @@ struct CreateBody {
     #[serde(default, deserialize_with = "h::non_null")]
     project_id: Option<String>,
     #[serde(default)]
-    permissions: Option<PermissionSet>,
+    permissions: Option<Vec<String>>,
     #[serde(default, deserialize_with = "h::non_null")]
     environment: Option<Environment>,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    owner_id: Option<String>,
+    #[serde(default)]
+    meta: Option<Meta>,
+}
+
+/// The set named by a request's `permissions` list in the server's vocabulary (`resource:*`
+/// expanded now); an unknown name is `400 invalid_request`.
+pub(crate) fn parse_permissions(
+    names: Option<Vec<String>>,
+) -> Result<Option<PermissionSet>, ApiError> {
+    names
+        .map(|n| {
+            Vocabulary::SERVER
+                .parse(&n)
+                .map_err(|e| ApiError::invalid_request(e.to_string()))
+        })
+        .transpose()
 }
 
 /// What to mint, as the API body and the console form both give it.
@@ -126,6 +146,10 @@ pub(crate) struct KeyRequest {
     pub(crate) environment: Option<Environment>,
     /// Optional expiry.
     pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// The embedder's owner id.
+    pub(crate) owner_id: Option<String>,
+    /// The embedder's metadata.
+    pub(crate) meta: Option<Meta>,
 }
 
 /// Mints a key for `acting` through the policy (least privilege for keys, the role rules for
@@ -177,6 +201,8 @@ pub(crate) async fn mint(
         expires_at: body.expires_at,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
+        owner_id: body.owner_id,
+        meta: body.meta,
     };
     let note = acting.note("api_key.created", StatusCode::CREATED, |r| {
         (Some(r.environment), r.id.to_string(), summary(r))
@@ -196,9 +222,11 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
         name: body.name,
         scope: body.scope,
         project_id: body.project_id,
-        permissions: body.permissions,
+        permissions: parse_permissions(body.permissions)?,
         environment: body.environment,
         expires_at: body.expires_at,
+        owner_id: body.owner_id,
+        meta: body.meta,
     };
     let minted = mint(state, &req.acting(), body).await?;
     Ok(h::json(StatusCode::CREATED, &minted_view(&minted)))
@@ -255,6 +283,10 @@ struct UpdateBody {
     rate_limit_per_minute: Option<Option<h::Whole<u32>>>,
     #[serde(default, deserialize_with = "h::non_null")]
     allowed_cidrs: Option<Vec<String>>,
+    #[serde(default, with = "super::double_option")]
+    owner_id: Option<Option<String>>,
+    #[serde(default, with = "super::double_option")]
+    meta: Option<Option<Meta>>,
 }
 
 pub(super) async fn update(
@@ -279,6 +311,8 @@ pub(super) async fn update(
         expires_at: body.expires_at,
         rate_limit_per_minute,
         allowed_cidrs,
+        owner_id: body.owner_id,
+        meta: body.meta,
     };
     let changed: Vec<&'static str> = [
         ("name", changes.name.is_some()),
@@ -288,6 +322,8 @@ pub(super) async fn update(
             changes.rate_limit_per_minute.is_some(),
         ),
         ("allowedCidrs", changes.allowed_cidrs.is_some()),
+        ("ownerId", changes.owner_id.is_some()),
+        ("meta", changes.meta.is_some()),
     ]
     .into_iter()
     .filter_map(|(f, on)| on.then_some(f))

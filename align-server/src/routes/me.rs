@@ -1,6 +1,7 @@
 //! `GET /api/v1/me`: exactly the seed's shape, plus `environment`.
 
-use align_keys::{Environment, KeyId, OrganizationId, PermissionSet, ProjectId, UserId};
+use align_keys::vocabulary::NamedSet;
+use align_keys::{Environment, KeyId, OrganizationId, ProjectId, UserId};
 use http::StatusCode;
 use serde::Serialize;
 
@@ -21,7 +22,7 @@ struct Me<'a> {
     key_prefix: &'a str,
     last_used_at: String,
     organization_id: OrganizationId,
-    permissions: &'a Option<PermissionSet>,
+    permissions: Option<NamedSet<'a>>,
     scope: &'static str,
     scoped_project_id: Option<ProjectId>,
 }
@@ -38,7 +39,7 @@ pub(super) fn get(req: &Request) -> Result<Response, ApiError> {
             key_prefix: &k.prefix,
             last_used_at: h::timestamp(req.auth.key.last_used_at()),
             organization_id: k.organization_id,
-            permissions: &k.permissions,
+            permissions: k.permission_names(),
             scope: k.scope.kind(),
             scoped_project_id: k.scope.project_id(),
         },

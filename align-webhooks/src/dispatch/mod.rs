@@ -103,10 +103,22 @@ impl Default for DispatcherConfig {
 pub const ENV_RETRY_SCHEDULE: &str = "ALIGN_WEBHOOKS_RETRY_SCHEDULE";
 /// Environment variable allowing private targets when `1` or `true`.
 pub const ENV_ALLOW_PRIVATE_TARGETS: &str = "ALIGN_WEBHOOKS_ALLOW_PRIVATE_TARGETS";
+/// Environment variable letting live endpoints use `http` to a local receiver when `1` or
+/// `true` (development; see [`UrlPolicy::allow_http_targets`]).
+pub const ENV_ALLOW_HTTP_TARGETS: &str = "ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS";
+
+/// A yes/no setting: `1`/`true`/`yes` or `0`/`false`/`no`/empty.
+fn flag(text: &str, name: &'static str) -> crate::error::Result<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" | "" => Ok(false),
+        _ => Err(crate::error::Error::InvalidSetting(name)),
+    }
+}
 
 impl DispatcherConfig {
-    /// The defaults, with [`ENV_RETRY_SCHEDULE`] and [`ENV_ALLOW_PRIVATE_TARGETS`] applied from
-    /// the process environment.
+    /// The defaults, with [`ENV_RETRY_SCHEDULE`], [`ENV_ALLOW_PRIVATE_TARGETS`] and
+    /// [`ENV_ALLOW_HTTP_TARGETS`] applied from the process environment.
     pub fn from_env() -> crate::error::Result<Self> {
         Self::default().with_settings(|name| std::env::var(name).ok())
     }
@@ -124,12 +136,12 @@ impl DispatcherConfig {
                 .map_err(|_| Error::InvalidSetting(ENV_RETRY_SCHEDULE))?;
         }
         if let Some(text) = lookup(ENV_ALLOW_PRIVATE_TARGETS) {
-            let allow = match text.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" | "" => false,
-                _ => return Err(Error::InvalidSetting(ENV_ALLOW_PRIVATE_TARGETS)),
-            };
+            let allow = flag(&text, ENV_ALLOW_PRIVATE_TARGETS)?;
             self.url_policy = self.url_policy.allow_private_targets(allow);
+        }
+        if let Some(text) = lookup(ENV_ALLOW_HTTP_TARGETS) {
+            let allow = flag(&text, ENV_ALLOW_HTTP_TARGETS)?;
+            self.url_policy = self.url_policy.allow_http_targets(allow);
         }
         Ok(self)
     }

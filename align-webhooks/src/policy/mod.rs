@@ -47,6 +47,13 @@ pub enum UrlDefect {
     /// The host name did not resolve.
     #[error("the host name did not resolve")]
     Unresolvable,
+    /// A live endpoint over `http` whose host is not on this machine or a private network:
+    /// [`UrlPolicy::allow_http_targets`] lets live endpoints use `http` only for local
+    /// receivers (a non-public IP address or a `localhost` name).
+    #[error(
+        "http is allowed for live endpoints only to a local receiver (a loopback or private IP address, or localhost); use https"
+    )]
+    HttpToPublicHost,
 }
 
 /// Turns a host name into addresses. The dispatcher and [`UrlPolicy::check`] use it, so a test
@@ -82,18 +89,44 @@ impl Resolver for SystemResolver {
 /// assert!(policy.check_url("http://hooks.example.com/in", Environment::Sandbox).is_ok());
 /// assert!(policy.check_url("https://10.0.0.7/in", Environment::Live).is_err());
 /// assert!(policy.check_url("https://example.com/in?token=abc", Environment::Live).is_err());
+///
+/// // Development: a receiver on this machine, over plain http, for live endpoints too.
+/// let dev = UrlPolicy::new().allow_private_targets(true).allow_http_targets(true);
+/// assert!(dev.check_url("http://127.0.0.1:9000/in", Environment::Live).is_ok());
+/// assert!(dev.check_url("http://localhost:9000/in", Environment::Live).is_ok());
+/// assert!(dev.check_url("http://hooks.example.com/in", Environment::Live).is_err());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UrlPolicy {
     allow_private_targets: bool,
+    allow_http_targets: bool,
 }
 
 impl UrlPolicy {
-    /// The strict default: public unicast destinations only.
+    /// The strict default: public unicast destinations only, `https` for live endpoints.
     pub const fn new() -> Self {
         Self {
             allow_private_targets: false,
+            allow_http_targets: false,
         }
+    }
+
+    /// **For development.** Lets live endpoints use plain `http://` when the receiver is local:
+    /// the URL's host is a non-public IP address (loopback, private, link-local, …) or a
+    /// `localhost` name (`webhooks.allow_http_targets`). Such hosts are refused anyway unless
+    /// [`Self::allow_private_targets`] is on too, so a developer running a receiver on their
+    /// machine turns on both. Live `http` to any other host stays refused
+    /// ([`UrlDefect::HttpToPublicHost`]): a signed payload never crosses a public network in
+    /// clear. Sandbox endpoints may use `http` whatever this says.
+    #[must_use]
+    pub const fn allow_http_targets(mut self, allow: bool) -> Self {
+        self.allow_http_targets = allow;
+        self
+    }
+
+    /// Whether live endpoints may use `http` to a local receiver.
+    pub const fn allows_http_targets(&self) -> bool {
+        self.allow_http_targets
     }
 
     /// Allows private, loopback, link-local and other non-public destinations
@@ -131,6 +164,18 @@ impl UrlPolicy {
         let parsed = Url::parse(url).map_err(|_| UrlDefect::Unparsable)?;
         match (parsed.scheme(), environment) {
             ("https", _) | ("http", Environment::Sandbox) => {}
+            ("http", Environment::Live) if self.allow_http_targets => {
+                let local = match parsed.host() {
+                    Some(Host::Ipv4(ip)) => classify(IpAddr::V4(ip)).is_some(),
+                    Some(Host::Ipv6(ip)) => classify(IpAddr::V6(ip)).is_some(),
+                    Some(Host::Domain(name)) => is_local_name(name),
+                    // Refused below for its missing host.
+                    None => true,
+                };
+                if !local {
+                    return Err(UrlDefect::HttpToPublicHost.into());
+                }
+            }
             _ => return Err(UrlDefect::Scheme.into()),
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
