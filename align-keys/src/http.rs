@@ -5,7 +5,23 @@
 //! non-Bearer `Authorization` is not a key.
 
 use http::HeaderMap;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+
+/// `X-API-Key`.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The one value of header `name`; the header more than once is ambiguous.
+fn only<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h HeaderValue>, CredentialProblem> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(CredentialProblem::Ambiguous);
+    }
+    Ok(first)
+}
 
 /// Why no key could be taken from the headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +54,11 @@ pub enum CredentialProblem {
 /// assert_eq!(presented_key(&joined), Err(CredentialProblem::Ambiguous));
 /// ```
 pub fn presented_key(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
-    // Which of two copies a proxy or framework keeps differs; refuse rather than guess.
-    for name in [AUTHORIZATION.as_str(), "x-api-key"] {
-        if headers.get_all(name).iter().nth(1).is_some() {
-            return Err(CredentialProblem::Ambiguous);
-        }
-    }
-    let bearer = match headers.get(AUTHORIZATION) {
+    // Which of two copies a proxy or framework keeps differs; refuse rather than guess. One
+    // lookup per header (a name given as a string would be parsed again on every lookup).
+    let authorization = only(headers, &AUTHORIZATION)?;
+    let x_api_key = only(headers, &X_API_KEY)?;
+    let bearer = match authorization {
         None => None,
         Some(v) => {
             let v = v.to_str().map_err(|_| CredentialProblem::Malformed)?.trim();
@@ -55,7 +69,7 @@ pub fn presented_key(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
             Some(rest.trim())
         }
     };
-    let api_key = match headers.get("x-api-key") {
+    let api_key = match x_api_key {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| CredentialProblem::Malformed)?.trim()),
     };
@@ -101,6 +115,74 @@ impl From<crate::Error> for align_http::ApiError {
                 tracing::error!(error = %other, "key store failure");
                 Self::internal()
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The implementation before the headers were looked up once each: the reference.
+    fn reference(headers: &HeaderMap) -> Result<&str, CredentialProblem> {
+        for name in [AUTHORIZATION.as_str(), "x-api-key"] {
+            if headers.get_all(name).iter().nth(1).is_some() {
+                return Err(CredentialProblem::Ambiguous);
+            }
+        }
+        let bearer = match headers.get(AUTHORIZATION) {
+            None => None,
+            Some(v) => {
+                let v = v.to_str().map_err(|_| CredentialProblem::Malformed)?.trim();
+                let (scheme, rest) = v.split_once(' ').ok_or(CredentialProblem::Malformed)?;
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(CredentialProblem::Malformed);
+                }
+                Some(rest.trim())
+            }
+        };
+        let api_key = match headers.get("x-api-key") {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| CredentialProblem::Malformed)?.trim()),
+        };
+        if bearer.is_some_and(|k| k.contains(',')) || api_key.is_some_and(|k| k.contains(',')) {
+            return Err(CredentialProblem::Ambiguous);
+        }
+        match (bearer, api_key) {
+            (Some(a), Some(b)) if a != b => Err(CredentialProblem::Ambiguous),
+            (Some(k), _) | (None, Some(k)) if !k.is_empty() => Ok(k),
+            (None, None) => Err(CredentialProblem::Missing),
+            _ => Err(CredentialProblem::Malformed),
+        }
+    }
+
+    const AUTHORIZATIONS: [&[u8]; 8] = [
+        b"Bearer ako_x",
+        b"bearer ako_y",
+        b"Basic dXNlcjpwdw==",
+        b"Bearer",
+        b"Bearer ",
+        b"Bearer ako_x, Bearer ako_z",
+        b"Bearer ak\xffo",
+        b"  Bearer   ako_x  ",
+    ];
+    const API_KEYS: [&[u8]; 6] = [b"ako_x", b"ako_y", b"", b" ", b"a,b", b"ak\xffo"];
+
+    proptest! {
+        #[test]
+        fn answers_as_the_reference_for_any_mix_of_the_two_headers(
+            auth in proptest::collection::vec(0..AUTHORIZATIONS.len(), 0..3),
+            keys in proptest::collection::vec(0..API_KEYS.len(), 0..3),
+        ) {
+            let mut headers = HeaderMap::new();
+            for i in auth {
+                headers.append(AUTHORIZATION, HeaderValue::from_bytes(AUTHORIZATIONS[i]).map_err(|e| TestCaseError::fail(e.to_string()))?);
+            }
+            for i in keys {
+                headers.append(X_API_KEY, HeaderValue::from_bytes(API_KEYS[i]).map_err(|e| TestCaseError::fail(e.to_string()))?);
+            }
+            prop_assert_eq!(presented_key(&headers), reference(&headers));
         }
     }
 }

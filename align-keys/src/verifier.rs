@@ -277,8 +277,14 @@ impl KeyVerifier {
             if let Some(entry) = self.cached(&hash) {
                 return Cached::Answer(self.judge(entry, now));
             }
+            // Likewise a hash in the negative cache: only hashes of tokens that parsed are
+            // remembered as unknown, so a flood of one made-up key is answered without the
+            // parser too.
+            if self.known_unknown(&hash) {
+                return Cached::Answer(Verification::Invalid(InvalidKey::Unknown));
+            }
             return match token::parse(token) {
-                Ok(_) => self.uncached(hash),
+                Ok(_) => Cached::Miss(hash),
                 Err(e) => Cached::Answer(malformed(e)),
             };
         }
@@ -296,10 +302,16 @@ impl KeyVerifier {
 
     /// A well-formed token the cache does not hold: known to be unknown, or a store lookup.
     fn uncached(&self, hash: KeyHash) -> Cached {
-        if lock(&self.negative[shard_of(&hash)]).contains(&hash) {
+        if self.known_unknown(&hash) {
             return Cached::Answer(Verification::Invalid(InvalidKey::Unknown));
         }
         Cached::Miss(hash)
+    }
+
+    /// Whether `hash` is in the negative cache. Only [`Self::remember_unknown`] fills it, and
+    /// only with hashes of tokens that parsed (a store lookup follows a parse).
+    fn known_unknown(&self, hash: &KeyHash) -> bool {
+        lock(&self.negative[shard_of(hash)]).contains(hash)
     }
 
     async fn verify_from_store(&self, hash: KeyHash, now: DateTime<Utc>) -> Result<Verification> {

@@ -486,6 +486,30 @@ async fn idle_keys_are_evicted_once_flushed_and_reload_on_next_use() {
     assert_eq!(store.counts().snapshot().0, lookups + 1);
 }
 
+#[tokio::test]
+async fn a_made_up_key_in_the_negative_cache_stays_unknown_and_a_malformed_one_malformed() {
+    let (store, keys, _) = setup().await;
+    let stranger = token::generate(Environment::Live).unwrap();
+    let token = stranger.token.expose();
+    for _ in 0..3 {
+        let v = keys.verifier().verify(token, Utc::now()).await.unwrap();
+        assert!(matches!(v, Verification::Invalid(InvalidKey::Unknown)));
+    }
+    assert_eq!(
+        store.counts().snapshot().0,
+        1,
+        "one lookup, then the negative cache"
+    );
+    // The same length with its checksum broken is still refused by the parser, never
+    // looked up, whatever the negative cache holds.
+    let mut broken = token.to_owned();
+    let last = broken.pop().unwrap();
+    broken.push(if last == 'A' { 'B' } else { 'A' });
+    let v = keys.verifier().verify(&broken, Utc::now()).await.unwrap();
+    assert!(matches!(v, Verification::Invalid(InvalidKey::Malformed(_))));
+    assert_eq!(store.counts().snapshot().0, 1);
+}
+
 /// A store that can only look keys up (what an embedder verifying keys kept elsewhere
 /// writes): the verifier needs nothing more.
 struct LookupOnly(Arc<MemoryKeyStore>);

@@ -21,7 +21,7 @@
 //! made cheaper.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -64,6 +64,51 @@ impl Client {
         }
     }
 }
+
+/// A client with its keyed hash, computed once per request: it picks the shard (bits 32-35)
+/// and is the table's hash too (whose buckets use the low bits and whose tags the top seven),
+/// so the client is hashed once rather than twice.
+#[derive(Debug, Clone, Copy)]
+struct Hashed {
+    hash: u64,
+    client: Client,
+}
+
+impl PartialEq for Hashed {
+    fn eq(&self, other: &Self) -> bool {
+        self.client == other.client
+    }
+}
+
+impl Eq for Hashed {}
+
+impl Hash for Hashed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hands the table the hash [`Hashed`] carries.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is ever called ([`Hashed`]'s `Hash`); fold anything else in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// One shard of the client table.
+type Shard = HashMap<Hashed, Window, BuildHasherDefault<PassThrough>>;
 
 /// The rejections of one client folded within one second.
 #[derive(Debug)]
@@ -126,7 +171,7 @@ pub(crate) struct Folds {
     after: u32,
     /// Picks a client's shard (keyed randomly, like the maps, so no client can choose one).
     hasher: RandomState,
-    shards: Vec<Mutex<HashMap<Client, Window>>>,
+    shards: Vec<Mutex<Shard>>,
 }
 
 impl Folds {
@@ -155,8 +200,12 @@ impl Folds {
             };
         }
         let client = Client::of(status, caller.map(|k| &**k), meta.peer.ip());
+        let client = Hashed {
+            hash: self.hasher.hash_one(client),
+            client,
+        };
         let second = meta.started.timestamp();
-        let shard = (self.hasher.hash_one(client) % SHARDS as u64) as usize;
+        let shard = ((client.hash >> 32) % SHARDS as u64) as usize;
         let mut shard = self.shards[shard]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);

@@ -146,6 +146,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_error_envelope_is_what_serde_json_writes_with_or_without_escapes() {
+        use http_body_util::BodyExt;
+        for message in [
+            "the key is not valid",
+            "quote \" and backslash \\ and tab \t",
+            "unicode é ✓ and \u{7f}",
+            "",
+        ] {
+            let mut e = ApiError::invalid_key();
+            e.message = message.to_owned();
+            let r = error(&e, "req_0123");
+            let Ok(collected) = futures_body(r.into_body().collect());
+            let got: serde_json::Value = serde_json::from_slice(&collected).unwrap_or_default();
+            assert_eq!(got["error"]["message"], message);
+            assert_eq!(got["error"]["code"], e.code);
+            assert_eq!(got["error"]["requestId"], "req_0123");
+            let expected = serde_json::json!({
+                "error": {"code": e.code, "message": message, "requestId": "req_0123"}
+            });
+            assert_eq!(
+                String::from_utf8_lossy(&collected),
+                serde_json::to_string(&expected).unwrap_or_default()
+            );
+        }
+    }
+
+    /// The bytes of a body that is ready at once.
+    fn futures_body<F>(f: F) -> Result<Bytes, std::convert::Infallible>
+    where
+        F: std::future::Future<
+                Output = Result<http_body_util::Collected<Bytes>, std::convert::Infallible>,
+            >,
+    {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => r.map(|c| c.to_bytes()),
+            std::task::Poll::Pending => panic!("a full body is ready at once"),
+        }
+    }
+
+    #[test]
     fn issue_21_finding_1_a_long_quoted_input_is_not_echoed() {
         let long = "A".repeat(100_000);
         let text = format!("unknown field `{long}`, expected one of `name`, `scope`");

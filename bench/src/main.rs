@@ -99,6 +99,20 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
     },
+    /// Bootstrap a data directory as `all` does and write the tokens of (b), (c) and (d) to
+    /// `ok.tokens`, `limited.tokens` and `invalid.tokens` in `--out` (one per line), for
+    /// `drive` under a profiler (docs/performance.md, "Counting instructions").
+    Setup {
+        /// The `align` binary (default: next to this one).
+        #[arg(long, value_name = "PATH")]
+        align: Option<PathBuf>,
+        /// The data directory to create (must not exist yet, or be empty).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Where to write the token files and the set-up server's log.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Resident memory of `align serve` after many distinct keys each made one request, then
     /// after eviction.
     Memory(memory::Args),
@@ -161,6 +175,14 @@ fn main() -> ExitCode {
                 report.first_error
             );
             Ok(())
+        })(),
+        Command::Setup {
+            align,
+            data_dir,
+            out,
+        } => (|| {
+            let align = align_binary(align)?;
+            runtime(None)?.block_on(run::setup_files(&align, &data_dir, &out))
         })(),
         Command::Memory(args) => (|| {
             let align = align_binary(args.align.clone())?;
