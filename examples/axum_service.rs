@@ -133,7 +133,8 @@ async fn create_invoice(
         return ApiError::invalid_request("the body must be a JSON object").into_axum(Some(&id));
     };
     let key = caller.key.record();
-    let created = json!({ "id": uuid::Uuid::new_v4(), "customer": key.owner_id, "invoice": invoice });
+    let created =
+        json!({ "id": uuid::Uuid::new_v4(), "customer": key.owner_id, "invoice": invoice });
     // The event goes to the outbox; the dispatcher delivers it, signed, with retries.
     let event = NewMessage::new(
         format!("evt_{}", uuid::Uuid::new_v4().simple()),

@@ -117,13 +117,26 @@ impl<S, K: Hash + Eq> std::fmt::Debug for KeyLimitsService<S, K> {
     }
 }
 
+/// Header values of the numbers most answers carry (limits, what remains, seconds to reset),
+/// made once: formatting a number into a fresh `HeaderValue` costs an allocation each time.
+static SMALL_NUMBERS: std::sync::LazyLock<Vec<HeaderValue>> =
+    std::sync::LazyLock::new(|| (0..=1024_u64).map(HeaderValue::from).collect());
+
+/// `n` as a header value.
+fn number(n: u64) -> HeaderValue {
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| SMALL_NUMBERS.get(i).cloned())
+        .unwrap_or_else(|| HeaderValue::from(n))
+}
+
 /// The `X-RateLimit-*` headers of `decision`.
 pub fn apply_headers(headers: &mut HeaderMap, decision: &Decision) {
-    headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
-    headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(X_RATELIMIT_LIMIT, number(decision.limit));
+    headers.insert(X_RATELIMIT_REMAINING, number(decision.remaining));
     headers.insert(
         X_RATELIMIT_RESET,
-        HeaderValue::from(decision.reset_secs_within(WINDOW)),
+        number(decision.reset_secs_within(WINDOW)),
     );
 }
 

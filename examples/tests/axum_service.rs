@@ -45,7 +45,10 @@ async fn the_axum_app_is_protected_limited_and_logged() {
     let body = ok.into_body().collect().await.unwrap().to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["keyName"], "demo");
-    assert_eq!(v["customer"], "cus_demo", "the key's ownerId is the service's customer");
+    assert_eq!(
+        v["customer"], "cus_demo",
+        "the key's ownerId is the service's customer"
+    );
 
     let missing = app.clone().oneshot(get(None)).await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
