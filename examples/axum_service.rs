@@ -174,23 +174,15 @@ impl IntoAxum for ApiError {
     }
 }
 
-/// A key for the demo (a real service mints keys through its own admin flow).
+/// A key for the demo customer `cus_demo` (a real service mints keys in its own sign-up or
+/// admin flow), minted by the service itself: no user, every permission of its vocabulary.
 pub(crate) async fn demo_key(
     keys: &KeyManager,
 ) -> Result<align_keys::MintedKey, align_keys::Error> {
-    let new = NewKey {
-        name: "demo".into(),
-        organization_id: OrganizationId::new(),
-        scope: Scope::Organization,
-        permissions: None,
-        environment: Environment::Sandbox,
-        created_by: UserId::new(),
-        expires_at: None,
-        rate_limit_per_minute: None,
-        allowed_cidrs: vec![],
-        owner_id: None,
-        meta: None,
-    };
+    let mut new = NewKey::new("demo", OrganizationId::new());
+    new.environment = Environment::Sandbox;
+    new.permissions = Some(INVOICES.all());
+    new.owner_id = Some("cus_demo".into());
     keys.mint(new, chrono::Utc::now()).await
 }
 

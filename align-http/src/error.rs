@@ -31,6 +31,17 @@ fn needs_no_escape(s: &str) -> bool {
     s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
+/// Why a response is a refusal, in its extensions (put there by [`ApiError::to_response`]):
+/// the status and the stable code, for the layers outside the one that refused. Copied, not
+/// the whole error: its message stays in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// The status answered.
+    pub status: StatusCode,
+    /// The stable code, e.g. `rate_limit`.
+    pub code: &'static str,
+}
+
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -297,7 +308,7 @@ impl ApiError {
 
 impl ApiError {
     /// The envelope `{"error":{"code","message","requestId"}}` with this error's status and
-    /// headers (`Retry-After`, `Allow`, `WWW-Authenticate: Bearer`), and the error itself in
+    /// headers (`Retry-After`, `Allow`, `WWW-Authenticate: Bearer`), and its [`Rejection`] in
     /// the response's extensions, so outer layers (request log, metrics, audit) can read the
     /// typed reason without parsing the body.
     pub fn to_response<B: From<Bytes>>(&self, request_id: &str) -> Response<B> {
@@ -360,7 +371,10 @@ impl ApiError {
         if self.is_unauthorized() {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        r.extensions_mut().insert(self.clone());
+        r.extensions_mut().insert(Rejection {
+            status: self.status,
+            code: self.code,
+        });
         r
     }
 }

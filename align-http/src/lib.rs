@@ -16,8 +16,8 @@
 //! | [`IdempotencyLayer`] | `align-http` | `409 idempotency_conflict`, `422 idempotency_key_reused` |
 //!
 //! Every refusal is an [`ApiError`], rendered by [`ApiError::to_response`] as the one envelope
-//! `{"error":{"code","message","requestId"}}` and kept in the response's extensions for the
-//! layers outside it. `docs/embedding.md` stacks them in an axum service.
+//! `{"error":{"code","message","requestId"}}`, with its [`Rejection`] (status and code) in the
+//! response's extensions for the layers outside it. `docs/embedding.md` stacks them in an axum service.
 
 mod error;
 pub mod idempotency;
@@ -26,7 +26,7 @@ mod limits;
 mod peer;
 mod request_id;
 
-pub use error::ApiError;
+pub use error::{ApiError, Rejection};
 pub use idempotency::{IdempotencyLayer, ReplyStore, Seal};
 pub use lifecycle::Lifecycle;
 pub use limits::{

@@ -36,7 +36,7 @@ pub struct NewKey {
     /// Organisation-wide or one project.
     pub scope: Scope,
     /// `None` for every permission the scope allows; otherwise a set of the store's
-    /// vocabulary ([`KeyStore::vocabulary`], e.g. from [`crate::Vocabulary::parse`]).
+    /// vocabulary ([`KeyLookup::vocabulary`](crate::store::KeyLookup::vocabulary), e.g. from [`crate::Vocabulary::parse`]).
     pub permissions: Option<PermissionSet>,
     /// Live or sandbox.
     pub environment: Environment,

@@ -10,7 +10,8 @@
 //! 7. [`IdempotencyLayer`] (`align-http`): `Idempotency-Key` replays;
 //! 8. the route's handler ([`routes::dispatch`]).
 //!
-//! Every refusal is an [`ApiError`] rendered by `align-http` (one envelope). What the server
+//! Every refusal is an [`ApiError`] rendered by `align-http` (one envelope), its [`Rejection`] in
+//! the response's extensions. What the server
 //! adds after the answer ([`handle`]): metrics, the `permission.denied` audit record of a
 //! `403`, the `rate_limit.exceeded` event, and the request log.
 
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use align_http::{
-    ApiError, BodyLimitLayer, IdempotencyLayer, LimitsLayer, PeerAddr, RequestId, RequestIdLayer,
+    ApiError, BodyLimitLayer, IdempotencyLayer, LimitsLayer, PeerAddr, Rejection, RequestId,
+    RequestIdLayer,
 };
 use align_keys::layer::{Authenticated, KeyAuthLayer};
 use align_keys::{KeyId, VerifiedKey};
@@ -197,7 +199,7 @@ async fn observe(
         .extensions()
         .get::<VerifiedKey>()
         .map(VerifiedKey::record_arc);
-    let refusal = response.extensions().get::<ApiError>().map(|e| e.code);
+    let refusal = response.extensions().get::<Rejection>().map(|r| r.code);
     if let Some(outcome) = auth_outcome(caller.is_some(), refusal) {
         state.metrics.auth(outcome);
     }

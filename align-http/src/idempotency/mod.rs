@@ -8,7 +8,7 @@
 //! Where the replies are kept ([`ReplyStore`]):
 //! - **this instance's memory** (the default, and the embedded SQLite deployment): zeroed when
 //!   dropped, never written to disk, forgotten at a restart;
-//! - **the PostgreSQL database** every instance shares ([`ReplyStore::postgres`]): the same
+//! - **the PostgreSQL database** every instance shares (`ReplyStore::postgres`, feature `postgres`): the same
 //!   replay is answered by any instance (issue 21, finding 6: a replay on another instance
 //!   minted a second key). A reply can hold a freshly minted token, so it is sealed
 //!   (AES-256-GCM, the secrets key file's key, bound to its API key and `Idempotency-Key`)
