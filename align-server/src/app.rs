@@ -145,7 +145,6 @@ where
     let ext = req.extensions_mut();
     ext.insert(request_id);
     ext.insert(PeerAddr(peer));
-    ext.insert(Arc::clone(&meta));
 
     let layers = state.layers.clone();
     let api = ServiceBuilder::new()
@@ -154,24 +153,24 @@ where
         .layer(layers.body)
         .layer(layers.idempotency)
         .service(service_fn({
-            let state = Arc::clone(&state);
+            let (state, meta) = (Arc::clone(&state), Arc::clone(&meta));
             move |req| {
                 // Boxed where it is made: the layers then move a pointer, not the handler's
                 // state machine (kilobytes; copied at each layer it would cost ~10k
                 // instructions a request, docs/performance.md).
-                Box::pin(dispatch(Arc::clone(&state), req))
+                Box::pin(dispatch(Arc::clone(&state), Arc::clone(&meta), req))
             }
         }));
     let stack = ServiceBuilder::new()
         .layer(RequestIdLayer)
         .layer(layers.limits)
         .service(service_fn({
-            let state = Arc::clone(&state);
+            let (state, meta) = (Arc::clone(&state), Arc::clone(&meta));
             move |req: http::Request<B>| {
-                let state = Arc::clone(&state);
+                let (state, meta) = (Arc::clone(&state), Arc::clone(&meta));
                 let api = api.clone();
                 Box::pin(async move {
-                    match public(&state, req).await {
+                    match public(&state, &meta, req).await {
                         Ok(answered) => Ok::<_, Infallible>(answered),
                         Err(req) => api.oneshot(req).await,
                     }
@@ -267,7 +266,11 @@ fn auth_outcome(authenticated: bool, refusal: Option<&str>) -> Option<&'static s
 
 /// The server's own pages and intakes, answered without an API key; the request back when it
 /// is for the API.
-async fn public<B>(state: &AppState, req: http::Request<B>) -> Result<Response, http::Request<B>>
+async fn public<B>(
+    state: &AppState,
+    meta: &Arc<RequestMeta>,
+    req: http::Request<B>,
+) -> Result<Response, http::Request<B>>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -291,19 +294,15 @@ where
     if crate::docs::is_docs_path(path) {
         return Ok(answer(crate::docs::serve(req.method(), path)));
     }
-    let meta = req.extensions().get::<Arc<RequestMeta>>().cloned();
-    let Some(meta) = meta else {
-        return Ok(answer(Err(ApiError::internal())));
-    };
     if state.console.is_some() && crate::console::is_console_path(path) {
         let (parts, body) = req.into_parts();
-        return Ok(crate::console::handle(state, parts, body, &meta).await);
+        return Ok(crate::console::handle(state, parts, body, meta).await);
     }
     if path == crate::leaks::github::PATH {
         // Signed by GitHub, not by an API key: checked before anything else is read.
         let (parts, body) = req.into_parts();
         return Ok(answer(
-            crate::leaks::github::handle(state, parts, body, &meta).await,
+            crate::leaks::github::handle(state, parts, body, meta).await,
         ));
     }
     if !path.starts_with("/api/") && path != "/metrics" {
@@ -321,6 +320,7 @@ where
 /// The innermost service: the route's handler, for a request every layer let through.
 async fn dispatch(
     state: Arc<AppState>,
+    meta: Arc<RequestMeta>,
     req: http::Request<Full<Bytes>>,
 ) -> Result<Response, Infallible> {
     let (mut parts, body) = req.into_parts();
@@ -328,11 +328,7 @@ async fn dispatch(
         .extensions
         .get::<RequestId>()
         .map_or_else(String::new, |r| r.to_string());
-    let (auth, meta) = (
-        parts.extensions.remove::<Authenticated>(),
-        parts.extensions.get::<Arc<RequestMeta>>().cloned(),
-    );
-    let (Some(auth), Some(meta)) = (auth, meta) else {
+    let Some(auth) = parts.extensions.remove::<Authenticated>() else {
         return Ok(ApiError::internal().to_response(&rid));
     };
     // Already in memory (the body layer read it).
