@@ -46,11 +46,31 @@ pub(crate) const INVOICES_READ: Permission = INVOICES.permission("invoices:read"
 /// Creating invoices.
 pub(crate) const INVOICES_WRITE: Permission = INVOICES.permission("invoices:write");
 
-/// The service's keys, stored with its vocabulary (in memory here; `SqliteKeyStore` or
-/// `PgKeyStore` with the same `with_vocabulary` to persist).
+/// The service's keys, stored with its vocabulary, in memory.
 pub(crate) fn key_manager() -> KeyManager {
     let store = MemoryKeyStore::new().with_vocabulary(&INVOICES);
     KeyManager::new(Arc::new(store), Arc::new(Sha256Hasher))
+}
+
+/// The stores of a service that several instances share: keys, the webhook outbox and the
+/// `Idempotency-Key` replies in the PostgreSQL database at `url` (each with its own tables and
+/// migrations). `sealer` seals webhook secrets and kept replies (every instance needs the same
+/// key; `Sealer::load_or_create` keeps it in a file).
+pub(crate) async fn postgres_stores(
+    url: &str,
+    sealer: align_webhooks::Sealer,
+) -> Result<(KeyManager, Arc<dyn WebhookStore>, Arc<ReplyStore>), Box<dyn std::error::Error>> {
+    let keys = align_keys::PgKeyStore::connect(url)
+        .await?
+        .with_vocabulary(&INVOICES);
+    let pool = keys.pool().clone();
+    let webhooks = align_webhooks::PgWebhookStore::open(pool.clone(), sealer.clone()).await?;
+    let replies = ReplyStore::postgres(pool, Arc::new(sealer)).await?;
+    Ok((
+        KeyManager::new(Arc::new(keys), Arc::new(Sha256Hasher)),
+        Arc::new(webhooks),
+        Arc::new(replies),
+    ))
 }
 
 /// The pipeline's settings: the reference server's defaults.
@@ -79,6 +99,7 @@ pub(crate) fn app(
     keys: &KeyManager,
     log: Arc<dyn AuditSink>,
     webhooks: Arc<dyn WebhookStore>,
+    replies: Arc<ReplyStore>,
     settings: Settings,
 ) -> Result<Router, align_ratelimit::Error> {
     let limits = Arc::new(
@@ -102,7 +123,7 @@ pub(crate) fn app(
         .layer(KeyAuthLayer::new(Arc::clone(keys.verifier())))
         .layer(KeyLimitsLayer::new(limits, key_of))
         .layer(BodyLimitLayer::default())
-        .layer(IdempotencyLayer::new(Arc::new(ReplyStore::memory())));
+        .layer(IdempotencyLayer::new(replies));
     Ok(Router::new()
         .route(
             "/api/v1/invoices",
@@ -188,11 +209,21 @@ pub(crate) async fn demo_key(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let keys = key_manager();
+    // `DATABASE_URL=postgres://…` runs the same service over PostgreSQL.
+    let (keys, webhooks, replies) = match std::env::var("DATABASE_URL") {
+        Ok(url) => {
+            let sealer = align_webhooks::Sealer::new(align_webhooks::SealingKey::generate()?);
+            postgres_stores(&url, sealer).await?
+        }
+        Err(_) => (
+            key_manager(),
+            Arc::new(align_webhooks::MemoryWebhookStore::new()) as Arc<dyn WebhookStore>,
+            Arc::new(ReplyStore::memory()),
+        ),
+    };
     let demo = demo_key(&keys).await?;
     let log: Arc<dyn AuditSink> = Arc::new(MemorySink::new());
-    let webhooks: Arc<dyn WebhookStore> = Arc::new(align_webhooks::MemoryWebhookStore::new());
-    let router = app(&keys, log, webhooks, Settings::default())?;
+    let router = app(&keys, log, webhooks, replies, Settings::default())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
     println!("demo key (sandbox, shown once): {}", demo.token.expose());

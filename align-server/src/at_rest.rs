@@ -97,31 +97,3 @@ fn warn_if_readable_by_others(path: &Path) {
     #[cfg(not(unix))]
     let _ = path;
 }
-
-/// Seals the replies kept for `Idempotency-Key` in the shared PostgreSQL store with the secrets
-/// key (as webhook secrets are sealed): a replayed mint's token is never at rest in the clear.
-pub(crate) struct Replies(pub(crate) align_webhooks::Sealer);
-
-impl align_http::Seal for Replies {
-    fn seal(
-        &self,
-        purpose: &[u8],
-        context: &str,
-        plaintext: &[u8],
-    ) -> Result<String, align_http::Error> {
-        self.0
-            .seal_value(purpose, context, plaintext)
-            .map_err(|e| align_http::Error::Seal(e.to_string()))
-    }
-
-    fn open(
-        &self,
-        purpose: &[u8],
-        context: &str,
-        sealed: &str,
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, align_http::Error> {
-        self.0
-            .open_value(purpose, context, sealed)
-            .map_err(|e| align_http::Error::Seal(e.to_string()))
-    }
-}

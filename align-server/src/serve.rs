@@ -117,13 +117,7 @@ impl Backends {
         })
         .await?;
         let idempotency = match replies_sealer {
-            Some(sealer) => {
-                ReplyStore::postgres(
-                    pool.clone(),
-                    std::sync::Arc::new(crate::at_rest::Replies(sealer)),
-                )
-                .await?
-            }
+            Some(sealer) => ReplyStore::postgres(pool.clone(), std::sync::Arc::new(sealer)).await?,
             None => ReplyStore::memory(),
         };
         let keys = Arc::new(

@@ -27,6 +27,7 @@ async fn the_axum_app_is_protected_limited_and_logged() {
         &keys,
         log.clone(),
         Arc::new(align_webhooks::MemoryWebhookStore::new()),
+        Arc::new(align_http::ReplyStore::memory()),
         settings,
     )
     .unwrap();
@@ -117,6 +118,7 @@ async fn creating_an_invoice_sends_a_signed_invoice_created_webhook() {
         &keys,
         Arc::new(MemorySink::new()),
         store.clone(),
+        Arc::new(align_http::ReplyStore::memory()),
         axum_service::Settings::default(),
     )
     .unwrap();
@@ -147,4 +149,76 @@ async fn creating_an_invoice_sends_a_signed_invoice_created_webhook() {
     assert_eq!(event["type"], "invoice.created");
     assert_eq!(event["data"]["invoice"]["amount"], 1200);
     let _ = verified;
+}
+
+#[tokio::test]
+async fn the_axum_app_runs_the_same_over_postgresql() {
+    let Some(base) = std::env::var("ALIGN_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("skipping the PostgreSQL example: ALIGN_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let scratch = align_keys::postgres::ScratchSchema::create(&base)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{}", scratch.name());
+    let sealer = align_webhooks::Sealer::new(align_webhooks::SealingKey::generate().unwrap());
+    let (keys, webhooks, replies) = axum_service::postgres_stores(&url, sealer).await.unwrap();
+    let demo = axum_service::demo_key(&keys).await.unwrap();
+    let app = axum_service::app(
+        &keys,
+        Arc::new(MemorySink::new()),
+        Arc::clone(&webhooks),
+        replies,
+        axum_service::Settings::default(),
+    )
+    .unwrap();
+    let token = demo.token.expose();
+    let create = || {
+        Request::builder()
+            .method("POST")
+            .uri("/api/v1/invoices")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "inv-1")
+            .body(Body::from(r#"{"amount": 10}"#))
+            .unwrap()
+    };
+    let first = app.clone().oneshot(create()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first_body = first.into_body().collect().await.unwrap().to_bytes();
+    // The replay comes from the reply kept (sealed) in PostgreSQL.
+    let again = app.clone().oneshot(create()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again_body = again.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(first_body, again_body);
+    // The event went to the PostgreSQL outbox with the first answer (a failed enqueue is a
+    // 503); the outbox answers.
+    webhooks.outbox_stats().await.unwrap();
+
+    let me = Request::builder()
+        .uri("/api/v1/me")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let me = app.clone().oneshot(me).await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let v: serde_json::Value =
+        serde_json::from_slice(&me.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(v["customer"], "cus_demo");
+
+    keys.revoke(demo.record.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    let revoked = Request::builder()
+        .uri("/api/v1/invoices")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let revoked = app.oneshot(revoked).await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
 }

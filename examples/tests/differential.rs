@@ -357,6 +357,7 @@ async fn axum_example() -> Side {
         &keys,
         Arc::new(MemorySink::new()),
         Arc::new(align_webhooks::MemoryWebhookStore::new()),
+        Arc::new(align_http::ReplyStore::memory()),
         settings,
     )
     .unwrap();

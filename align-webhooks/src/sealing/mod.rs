@@ -419,3 +419,29 @@ fn associated_data(purpose: &[u8], key_id: &str, context: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+/// The secrets key seals the replies `align-http` keeps for `Idempotency-Key` in a shared
+/// store, as it seals endpoint secrets (feature `http`): a replayed mint's token is never at
+/// rest in the clear.
+#[cfg(feature = "http")]
+impl align_http::Seal for Sealer {
+    fn seal(
+        &self,
+        purpose: &[u8],
+        context: &str,
+        plaintext: &[u8],
+    ) -> std::result::Result<String, align_http::Error> {
+        self.seal_value(purpose, context, plaintext)
+            .map_err(|e| align_http::Error::Seal(e.to_string()))
+    }
+
+    fn open(
+        &self,
+        purpose: &[u8],
+        context: &str,
+        sealed: &str,
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, align_http::Error> {
+        self.open_value(purpose, context, sealed)
+            .map_err(|e| align_http::Error::Seal(e.to_string()))
+    }
+}
