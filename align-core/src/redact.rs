@@ -250,14 +250,10 @@ fn header_credential_at(b: &[u8], i: usize) -> Option<Range<usize>> {
 fn find_secret_ranges(b: &[u8]) -> Vec<Range<usize>> {
     let mut ranges: Vec<Range<usize>> = Vec::new();
     for (i, &c) in b.iter().enumerate() {
-        // Each pattern is told by its first two bytes (`ak…` a key, `au…` `Authorization`,
-        // `wh…` a webhook secret, `x-`/`x_` `X-API-Key`): the matchers run only where one
-        // could start, not at every `a`, `w` and `x` of the text.
-        let next = b.get(i + 1).map(u8::to_ascii_lowercase);
-        let found = match (c.to_ascii_lowercase(), next) {
-            (b'a', Some(b'k')) => token_match_at(b, i),
-            (b'a', Some(b'u')) | (b'x', Some(b'-' | b'_')) => header_credential_at(b, i),
-            (b'w', Some(b'h')) => webhook_secret_at(b, i),
+        let found = match c.to_ascii_lowercase() {
+            b'a' => token_match_at(b, i).or_else(|| header_credential_at(b, i)),
+            b'w' => webhook_secret_at(b, i),
+            b'x' => header_credential_at(b, i),
             _ => None,
         };
         if let Some(r) = found {

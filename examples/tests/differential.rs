@@ -394,6 +394,19 @@ fn row(what: &'static str, make: impl Fn(&Side) -> Vec<u8> + 'static) -> Row {
     }
 }
 
+/// The side's creating `POST` by the valid key with `Idempotency-Key: idem`.
+fn create_with_key(s: &Side, idem: &str, body: &str) -> Vec<u8> {
+    request(
+        "POST",
+        s.create,
+        &[
+            bearer(s.keys.get("valid")),
+            ("idempotency-key", idem.to_owned()),
+        ],
+        Some(body),
+    )
+}
+
 fn get_me(headers: &[(&str, String)]) -> Vec<u8> {
     request("GET", "/api/v1/me", headers, None)
 }
@@ -490,48 +503,16 @@ fn table() -> Vec<Row> {
             raw
         }),
         row("an Idempotency-Key that is too long", |s| {
-            request(
-                "POST",
-                s.create,
-                &[
-                    bearer(s.keys.get("valid")),
-                    ("idempotency-key", "k".repeat(300)),
-                ],
-                Some(r#"{"name":"x"}"#),
-            )
+            create_with_key(s, &"k".repeat(300), r#"{"name":"x"}"#)
         }),
         row("a POST with a fresh Idempotency-Key", |s| {
-            request(
-                "POST",
-                s.create,
-                &[
-                    bearer(s.keys.get("valid")),
-                    ("idempotency-key", "diff-1".to_owned()),
-                ],
-                Some(r#"{"name":"first"}"#),
-            )
+            create_with_key(s, "diff-1", r#"{"name":"first"}"#)
         }),
         row("the same POST replayed", |s| {
-            request(
-                "POST",
-                s.create,
-                &[
-                    bearer(s.keys.get("valid")),
-                    ("idempotency-key", "diff-1".to_owned()),
-                ],
-                Some(r#"{"name":"first"}"#),
-            )
+            create_with_key(s, "diff-1", r#"{"name":"first"}"#)
         }),
         row("another POST with the same Idempotency-Key", |s| {
-            request(
-                "POST",
-                s.create,
-                &[
-                    bearer(s.keys.get("valid")),
-                    ("idempotency-key", "diff-1".to_owned()),
-                ],
-                Some(r#"{"name":"second"}"#),
-            )
+            create_with_key(s, "diff-1", r#"{"name":"second"}"#)
         }),
         row("a key with its own rate, request 1", key("slow")),
         row("a key with its own rate, request 2", key("slow")),
