@@ -421,6 +421,8 @@ pub(crate) async fn projects_create(
     name: &str,
     out: &Out,
 ) -> Result<(), Failure> {
+    let name = align_core::name::checked_name(name)
+        .map_err(|defect| Failure::usage(format!("--{defect}")))?;
     let org = d.org(org).await?;
     let p = Project {
         id: ProjectId::new(),

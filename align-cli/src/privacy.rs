@@ -189,10 +189,16 @@ pub(crate) async fn update_local(
     }) {
         return Err(Failure::usage("--email must be an e-mail address"));
     }
-    let name = change.name.map(|n| n.trim().to_owned());
-    if name.as_deref().is_some_and(|n| n.chars().count() > 200) {
-        return Err(Failure::usage("--name must be at most 200 characters"));
-    }
+    // An empty --name removes the name; any other is held to the one rule for names.
+    let name = match change.name.as_deref() {
+        None => None,
+        Some(n) if n.trim().is_empty() => Some(String::new()),
+        Some(n) => Some(
+            align_core::name::checked_name(n)
+                .map_err(|defect| Failure::usage(format!("--{defect}")))?
+                .to_owned(),
+        ),
+    };
     let mut fields = Vec::new();
     if let Some(e) = email.filter(|e| *e != u.email) {
         u.email = e;

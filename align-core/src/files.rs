@@ -155,19 +155,35 @@ pub fn tighten(path: &Path) -> io::Result<Option<Tightened>> {
 }
 
 /// [`tighten`] on `dir` and everything in it, recursively (symbolic links are not followed).
+///
+/// Entries that vanish during the walk (a database's `-wal` or `-journal` file removed when
+/// another process closes it, a write probe) are skipped: there is nothing left to tighten.
 pub fn tighten_tree(dir: &Path) -> io::Result<Vec<Tightened>> {
     let mut out = Vec::new();
     out.extend(tighten(dir)?);
     for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
+        let Some(entry) = unless_gone(entry)? else {
+            continue;
+        };
+        let Some(kind) = unless_gone(entry.file_type())? else {
+            continue;
+        };
         if kind.is_dir() {
-            out.extend(tighten_tree(&entry.path())?);
+            out.extend(unless_gone(tighten_tree(&entry.path()))?.unwrap_or_default());
         } else if !kind.is_symlink() {
-            out.extend(tighten(&entry.path())?);
+            out.extend(unless_gone(tighten(&entry.path()))?.flatten());
         }
     }
     Ok(out)
+}
+
+/// `Ok(None)` for an entry that no longer exists, otherwise the result unchanged.
+fn unless_gone<T>(result: io::Result<T>) -> io::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(all(test, unix))]
@@ -194,6 +210,39 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         // No temporary file is left beside it.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// The CI failure of `issue_21_finding_6_webhooks_attempts_pages_a_deliverys_attempts`:
+    /// a database's `-wal` file removed while another process tightened the data directory
+    /// made the walk fail with "No such file or directory".
+    #[test]
+    fn an_entry_that_vanishes_during_the_walk_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("align.db-wal");
+        assert!(unless_gone(tighten(&gone)).unwrap().is_none());
+        assert!(unless_gone(tighten_tree(&gone)).unwrap().is_none());
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert!(unless_gone::<()>(Err(denied)).is_err());
+        // The walk itself goes on past vanished entries while files come and go beside it.
+        let churn = dir.path().to_owned();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let p = churn.join(format!("probe-{}", i % 8));
+                    let _ = std::fs::write(&p, b"x");
+                    let _ = std::fs::remove_file(&p);
+                    i = i.wrapping_add(1);
+                }
+            })
+        };
+        for _ in 0..200 {
+            tighten_tree(dir.path()).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
     }
 
     #[test]

@@ -23,8 +23,8 @@ use align_core::Secret;
 const PREFIX_ATTEMPTS: usize = 8;
 /// Most networks in a key's allow-list.
 pub const MAX_ALLOWED_CIDRS: usize = 100;
-/// Longest key name accepted.
-pub const MAX_NAME_LEN: usize = 200;
+/// The most characters a key's name may have (the one rule for names, [`align_core::name`]).
+pub use align_core::name::MAX_NAME_LEN;
 
 /// What to mint. Run it past the policy first ([`KeyManager::mint_as`] does).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -597,12 +597,6 @@ impl KeyManager {
     }
 }
 
-/// The Unicode bidirectional formatting characters, which make a name print reversed or
-/// reordered in a terminal or a page (U+202E RIGHT-TO-LEFT OVERRIDE, …).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
 fn validate_owner(owner: Option<&str>) -> Result<()> {
     match owner {
         Some(o) if o.chars().count() > MAX_OWNER_ID_LEN => Err(Error::InvalidInput {
@@ -646,23 +640,10 @@ impl std::io::Write for ByteCount {
 }
 
 fn validate_name(name: &str) -> Result<()> {
-    if name.trim().is_empty() {
-        return Err(Error::InvalidInput {
+    align_core::name::checked_name(name)
+        .map(drop)
+        .map_err(|defect| Error::InvalidInput {
             field: "name",
-            reason: "must not be empty",
-        });
-    }
-    if name.chars().count() > MAX_NAME_LEN {
-        return Err(Error::InvalidInput {
-            field: "name",
-            reason: "must be at most 200 characters",
-        });
-    }
-    if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
-        return Err(Error::InvalidInput {
-            field: "name",
-            reason: "must not contain control or bidirectional formatting characters",
-        });
-    }
-    Ok(())
+            reason: defect.reason(),
+        })
 }

@@ -148,3 +148,74 @@ fn the_spec_names_the_codes_beyond_the_design_in_its_error_enum() {
         assert!(codes.contains(code), "{code}");
     }
 }
+
+/// The `pattern` of the schema `name` under `components/schemas`, read from the document's
+/// indentation (the schema at four spaces, its keys at six).
+fn schema_pattern(name: &str) -> String {
+    let header = format!("    {name}:");
+    let mut lines = SPEC.lines().skip_while(|l| l.trim_end() != header).skip(1);
+    lines
+        .by_ref()
+        .take_while(|l| l.starts_with("      ") || l.trim().is_empty())
+        .find_map(|l| l.trim().strip_prefix("pattern: "))
+        .map(|p| p.trim_matches('\'').to_owned())
+        .unwrap_or_else(|| panic!("no pattern for {name}"))
+}
+
+/// The CI failure of stop 31: a name the specification allowed (a bidirectional override, a
+/// padded name over 200 characters, a user's name with a control character) was refused by
+/// the server, so schemathesis reported a valid request rejected. The specification's
+/// `DisplayName` and the server's one rule (`align_core::name`) now accept the same strings.
+mod display_name {
+    use proptest::prelude::*;
+
+    fn interesting() -> impl Strategy<Value = char> {
+        prop_oneof![
+            any::<char>(),
+            prop::sample::select(vec![
+                ' ', '\t', '\n', '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}', '\u{200a}',
+                '\u{200b}', '\u{2028}', '\u{202f}', '\u{205f}', '\u{3000}', '\u{feff}', '\u{180e}',
+                '\u{61c}', '\u{200e}', '\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}', '\u{7f}',
+                '\u{9f}', '\u{0}', 'a', 'é', '日',
+            ]),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_specs_display_name_is_the_servers_name_rule(
+            chars in prop::collection::vec(interesting(), 0..8),
+            pad in 0usize..3,
+        ) {
+            let pattern = regex::Regex::new(&super::schema_pattern("DisplayName")).unwrap();
+            let core: String = chars.into_iter().collect();
+            // Near the length limit too: padding with letters or spaces around the core.
+            for filler in ["", "a", " "] {
+                let s = format!("{}{core}{}", filler.repeat(pad * 99), filler.repeat(pad));
+                let spec = pattern.is_match(&s) && (1..=200).contains(&s.chars().count());
+                prop_assert_eq!(spec, align_core::name::checked_name(&s).is_ok(), "{:?}", s);
+            }
+        }
+    }
+}
+
+/// No property `name` carries a rule of its own: every constrained one refers to the one
+/// `DisplayName` schema (the request bodies of keys, projects, users and the organisation).
+#[test]
+fn every_request_name_is_a_display_name() {
+    let mut display_names = 0;
+    for line in SPEC.lines() {
+        let t = line.trim_start();
+        if !t.starts_with("name: {") {
+            continue;
+        }
+        if t.contains("DisplayName") {
+            display_names += 1;
+        } else {
+            for rule in ["minLength", "maxLength", "pattern"] {
+                assert!(!t.contains(rule), "a name with its own rule: {line}");
+            }
+        }
+    }
+    assert!(display_names >= 5, "{display_names}");
+}

@@ -76,13 +76,7 @@ pub(super) async fn update(state: &AppState, req: &Request) -> Result<Response, 
         let Some(name) = name else {
             return Err(ApiError::invalid_request("name cannot be null"));
         };
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ApiError::invalid_request(
-                "name must be 1 to 200 characters",
-            ));
-        }
-        name.clone_into(&mut org.name);
+        org.name = super::users::checked_name(&name)?;
     }
     if let Some(contact) = body.security_contact {
         org.security_contact = contact

@@ -39,16 +39,11 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
         .caller()
         .authorize(Permission::ProjectsWrite, target)
         .map_err(|d| ApiError::forbidden(d.to_string()))?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid_request(
-            "name must be 1 to 200 characters without control characters",
-        ));
-    }
+    let name = super::users::checked_name(&body.name)?;
     let project = Project {
         id: ProjectId::new(),
         organization_id: me.organization_id,
-        name: name.to_owned(),
+        name,
         created_at: Utc::now(),
     };
     state.store().create_project(&project).await?;

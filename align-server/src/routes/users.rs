@@ -134,14 +134,11 @@ fn login_email(field: &str, value: &str) -> Result<String, ApiError> {
     }
 }
 
-fn checked_name(value: &str) -> Result<String, ApiError> {
-    let n = value.trim();
-    if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
-        return Err(ApiError::invalid_request(
-            "name must be 1 to 200 characters without control characters",
-        ));
-    }
-    Ok(n.to_owned())
+/// A project's, user's or organisation's name by the one rule ([`align_core::name`]), trimmed.
+pub(crate) fn checked_name(value: &str) -> Result<String, ApiError> {
+    align_core::name::checked_name(value)
+        .map(str::to_owned)
+        .map_err(|defect| ApiError::invalid_request(defect.to_string()))
 }
 
 /// How many admins the organisation has.
