@@ -9,11 +9,10 @@ use align_server::privacy::{self, Subject};
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::client::{Api, query_value};
+use crate::client::{Api, query_value, resolve_user};
 use crate::common::Common;
 use crate::data_dir::DataDir;
 use crate::output::{Failure, Out};
-use crate::users::resolve_user;
 
 /// Privacy requests: everything Align holds about a person or a key, exported or erased
 /// (in the data directory, or on a running server with --api-url and a key holding

@@ -269,3 +269,92 @@ pub(crate) fn lock_pool(database: &Database) -> Result<Option<align_keys::postgr
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, database: Database) -> Config {
+        Config {
+            data_dir: dir.to_owned(),
+            database,
+            ..Config::default()
+        }
+    }
+
+    const PG: &str = "postgres://align:s3cret@db.internal/align";
+
+    #[test]
+    fn a_missing_sqlite_file_is_named_and_postgres_never_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = config(dir.path(), Database::Sqlite);
+        assert_eq!(
+            Deployment::missing_database(&sqlite),
+            Some(dir.path().join("align.db"))
+        );
+        let postgres = config(dir.path(), Database::Postgres(PG.into()));
+        assert_eq!(Deployment::missing_database(&postgres), None);
+        assert_eq!(Deployment::sqlite_file(&postgres), None);
+        assert_eq!(
+            Deployment::sqlite_file(&sqlite),
+            Some(dir.path().join("align.db"))
+        );
+    }
+
+    #[test]
+    fn the_place_of_a_postgres_deployment_never_shows_its_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let place = Deployment::place(&config(dir.path(), Database::Postgres(PG.into())));
+        assert_eq!(place, "the PostgreSQL database");
+        assert!(!place.contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_deployment_opens_its_stores_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&dir.path().join("data"), Database::Sqlite);
+        let deployment = Deployment::open(&config).await.unwrap();
+        assert_eq!(Deployment::missing_database(&config), None);
+        assert!(config.secrets_key_path().exists());
+        assert!(
+            !crate::is_initialised(deployment.keys().as_ref())
+                .await
+                .unwrap()
+        );
+        assert!(format!("{deployment:?}").contains("sqlite"));
+        // An operator's sink makes no checkpoint key unless asked to.
+        let key = config.data_dir.join("audit-checkpoint-key");
+        deployment
+            .audit_sink(false)
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+        assert!(!key.exists());
+        deployment
+            .audit_sink(true)
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+        assert!(key.exists());
+        assert!(deployment.retention_lock().is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_server_makes_the_checkpoint_key_when_retention_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), Database::Sqlite);
+        assert!(config.retention.enabled);
+        let backends = Deployment::open(&config)
+            .await
+            .unwrap()
+            .into_backends()
+            .await
+            .unwrap();
+        assert!(dir.path().join("audit-checkpoint-key").exists());
+        backends.audit.close().await.unwrap();
+    }
+}
