@@ -159,3 +159,18 @@ pub(crate) fn print(v: &Value, columns: &[&str], out: &Out) -> Result<(), Failur
         None => out.object(v),
     }
 }
+
+/// A user named by e-mail becomes their id (over the API, from `GET /users`); ids pass.
+pub(crate) async fn resolve_user(api: &Api, id: &str) -> Result<String, Failure> {
+    if !id.contains('@') {
+        return Ok(id.to_owned());
+    }
+    let users = api.call("GET", "/api/v1/users", None).await?;
+    users["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["email"].as_str() == Some(id))
+        .and_then(|u| u["id"].as_str().map(str::to_owned))
+        .ok_or(Failure::NotFound("user"))
+}

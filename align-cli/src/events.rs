@@ -7,10 +7,85 @@ use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Subcommand;
 use serde_json::Value;
 
 use crate::client::{Api, query_value};
+use crate::common::Common;
 use crate::output::{Failure, Out};
+
+/// The server's event log (what webhooks deliver), from a running server.
+///
+/// Example: ALIGN_API_KEY=… align events list --api-url http://127.0.0.1:8080 --type api_key.revoked
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Events, oldest first (at most --limit); with --follow, then each new one as it is
+    /// stored, until Ctrl-C. Needs --api-url and a key with webhooks:read.
+    ///
+    /// --json prints a JSON array, or with --follow one JSON object per line.
+    ///
+    /// Example: align events list --api-url http://127.0.0.1:8080 --type api_key.* --since 1h --json
+    List {
+        /// Only this event type, or a family such as api_key.*.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// live or sandbox (default: the key's environment; a live key may ask for sandbox).
+        #[arg(long)]
+        environment: Option<String>,
+        /// Only events stored at or after this RFC 3339 time or age (30m, 12h, 7d). With
+        /// --follow the default is now.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only events stored before this RFC 3339 time or age.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// At most this many (without --follow).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Keep running and print events as they are stored.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// With --follow, how often to ask for new events.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        interval_ms: u64,
+    },
+}
+
+pub(crate) async fn run(
+    Args {
+        common,
+        action:
+            Action::List {
+                event_type,
+                environment,
+                since,
+                until,
+                limit,
+                follow,
+                interval_ms,
+            },
+    }: Args,
+) -> Result<(), Failure> {
+    let time = |flag: &str, t: Option<String>| t.map(|t| parse_time(flag, &t)).transpose();
+    let args = EventArgs {
+        event_type,
+        environment,
+        since: time("--since", since)?,
+        until: time("--until", until)?,
+        limit: limit.max(1),
+        follow,
+        interval: std::time::Duration::from_millis(interval_ms.max(50)),
+    };
+    list(&common.api("align events")?, &args, &common.out()).await
+}
 
 /// How far before the newest event seen each poll looks again. An event's time is taken
 /// before its transaction commits, so one committed a little later may carry an earlier
@@ -18,17 +93,17 @@ use crate::output::{Failure, Out};
 const LOOK_BACK: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
 /// What `events list` was asked for.
-pub(crate) struct EventArgs {
+struct EventArgs {
     /// Only this type, or a family such as `api_key.*`.
-    pub(crate) event_type: Option<String>,
+    event_type: Option<String>,
     /// live or sandbox (default: the calling key's; sandbox keys see only sandbox events).
-    pub(crate) environment: Option<String>,
-    pub(crate) since: Option<DateTime<Utc>>,
-    pub(crate) until: Option<DateTime<Utc>>,
+    environment: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
     /// At most this many (without `--follow`).
-    pub(crate) limit: usize,
-    pub(crate) follow: bool,
-    pub(crate) interval: Duration,
+    limit: usize,
+    follow: bool,
+    interval: Duration,
 }
 
 /// A time in the API's form: RFC 3339, UTC, milliseconds.
@@ -80,7 +155,7 @@ fn query(a: &EventArgs, since: Option<DateTime<Utc>>) -> String {
     q
 }
 
-pub(crate) async fn list(api: &Api, a: &EventArgs, out: &Out) -> Result<(), Failure> {
+async fn list(api: &Api, a: &EventArgs, out: &Out) -> Result<(), Failure> {
     if !a.follow {
         let rows = api.list(&query(a, a.since), a.limit).await?;
         return out.table(

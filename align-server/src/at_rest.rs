@@ -54,6 +54,21 @@ where
     F: FnOnce(Sealer) -> Fut,
     Fut: Future<Output = align_webhooks::Result<S>>,
 {
+    open_sealed_keeping(key_file, open)
+        .await
+        .map(|(store, _)| store)
+}
+
+/// [`open_sealed`], also handing back the sealer the store opened with (it seals the
+/// `Idempotency-Key` replies too, and `align secrets rotate-key` rotates it).
+pub(crate) async fn open_sealed_keeping<S, F, Fut>(
+    key_file: &Path,
+    open: F,
+) -> Result<(S, Sealer), Error>
+where
+    F: FnOnce(Sealer) -> Fut,
+    Fut: Future<Output = align_webhooks::Result<S>>,
+{
     let key_error = |source| Error::SecretsKey {
         path: key_file.to_owned(),
         source,
@@ -65,8 +80,8 @@ where
     } else {
         warn_if_readable_by_others(key_file);
     }
-    match open(sealer).await {
-        Ok(store) => Ok(store),
+    match open(sealer.clone()).await {
+        Ok(store) => Ok((store, sealer)),
         Err(e) => {
             if created {
                 let _ = std::fs::remove_file(key_file);

@@ -28,6 +28,7 @@ use align_audit::Stream;
 use chrono::Utc;
 
 use crate::config::Config;
+use crate::deployment::Deployment;
 use crate::state::AppState;
 
 /// How often the disk is measured.
@@ -126,7 +127,8 @@ impl Disk {
         if over(&reading) {
             // Room for the writes that must not fail, first.
             release_reserve(&config.data_dir);
-            if matches!(config.database, crate::config::Database::Sqlite) {
+            // Only a request log kept in the data directory (SQLite) frees room here.
+            if Deployment::sqlite_file(config).is_some() {
                 for age in PURGE_AGES {
                     let Ok(age) = chrono::Duration::from_std(age) else {
                         continue;
@@ -197,8 +199,8 @@ pub(crate) fn measure(config: &Config) -> Option<Reading> {
     let mut used = dir_bytes(&config.data_dir);
     // The reserve is room kept, not data.
     used = used.saturating_sub(file_len(&config.data_dir.join(RESERVE_FILE)));
-    if matches!(config.database, crate::config::Database::Sqlite) {
-        used = used.saturating_sub(sqlite_free_bytes(&config.database_path()));
+    if let Some(db) = Deployment::sqlite_file(config) {
+        used = used.saturating_sub(sqlite_free_bytes(&db));
     }
     Some(Reading { used, free })
 }

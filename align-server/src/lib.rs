@@ -13,6 +13,7 @@ mod bootstrap;
 pub mod config;
 mod connections;
 mod console;
+mod deployment;
 mod disk;
 mod docs;
 mod error;
@@ -38,6 +39,7 @@ pub use anchor::{ANCHOR_KEY_FILE, ANCHOR_LOG_FILE, audit_anchor_key, audit_ancho
 pub use at_rest::{open_sealed, prepare_data_dir};
 pub use bootstrap::{Bootstrap, audit_sink_config, bootstrap, is_initialised};
 pub use config::{Config, ConsoleSettings, Database, LogSettings, Overrides, RetentionSettings};
+pub use deployment::Deployment;
 pub use error::{ApiError, Error};
 /// The key store hook that writes `api_key.*` events to the webhook outbox in the change's
 /// transaction: `SqliteKeyStore::open(path).await?.with_event_hook(Arc::new(OutboxHook))`,

@@ -173,15 +173,15 @@ impl std::fmt::Debug for RunLock {
 
 impl RunLock {
     /// The lock for `database` (a pool of its own for PostgreSQL; it connects when used).
+    /// [`Deployment::retention_lock`](crate::Deployment::retention_lock) gives the same lock
+    /// for an open deployment.
     pub fn for_database(database: &Database) -> Result<Self, Error> {
-        let pool = match database {
-            Database::Sqlite => None,
-            Database::Postgres(url) => {
-                let config = align_keys::postgres::parse_url(url)?;
-                Some(align_keys::postgres::pool(config)?)
-            }
-        };
-        Ok(Self { pool })
+        crate::deployment::lock_pool(database).map(Self::new)
+    }
+
+    /// The lock over `pool` (`None`: SQLite, nothing to hold).
+    pub(crate) fn new(pool: Option<align_keys::postgres::Pool>) -> Self {
+        Self { pool }
     }
 
     /// Runs `work` holding the lock; `Ok(None)` when another instance holds it (the run is

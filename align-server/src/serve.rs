@@ -7,22 +7,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_audit::{AuditSink, PgSink, PgSinkConfig, SqliteSink};
+use align_audit::AuditSink;
 use align_keys::LeakStore;
 use align_keys::store::KeyStore;
-use align_keys::{
-    KeyManager, KeyVerifier, PgKeyStore, Sha256Hasher, SqliteKeyStore, VerifierConfig,
-};
-use align_webhooks::{
-    Dispatcher, DispatcherConfig, PgWebhookStore, SqliteWebhookStore, WebhookStore,
-};
+use align_keys::{KeyManager, KeyVerifier, Sha256Hasher, VerifierConfig};
+use align_webhooks::{Dispatcher, DispatcherConfig, WebhookStore};
 use tokio::net::TcpListener;
 
 use crate::anchor::Anchorer;
-use crate::at_rest::{open_sealed, prepare_data_dir};
+use crate::at_rest::prepare_data_dir;
 use crate::bootstrap::{Bootstrap, bootstrap};
 use crate::config::{Config, Database};
 use crate::connections::AcceptErrors;
+use crate::deployment::Deployment;
 use crate::error::Error;
 use crate::state::AppState;
 use align_http::ReplyStore;
@@ -55,88 +52,37 @@ impl std::fmt::Debug for Backends {
 }
 
 impl Backends {
-    /// The embedded default: everything in `DIR/align.db` (created `0600` in a `0700`
-    /// directory), webhook signing secrets sealed with the secrets key file (see
-    /// [`open_sealed`](crate::open_sealed)). Key changes and their events commit in one
-    /// transaction (the key store's outbox hook writes the webhook outbox).
-    pub async fn sqlite(config: &Config) -> Result<Self, Error> {
-        prepare_data_dir(&config.data_dir)?;
-        let path = config.database_path();
-        // The outbox tables must exist before the first key change enqueues into them.
-        let webhooks = open_sealed(&config.secrets_key_path(), |sealer| {
-            SqliteWebhookStore::open(&path, sealer)
-        })
-        .await?;
-        let keys = Arc::new(
-            SqliteKeyStore::open(&path)
-                .await?
-                .with_event_hook(Arc::new(crate::events::OutboxHook)),
-        );
-        // Retention purges the logs, which takes the checkpoint key: made on first start.
-        let sink_config =
-            crate::bootstrap::audit_sink_config(&config.data_dir, config.retention.enabled)?;
-        let audit = SqliteSink::open(&path, sink_config).await?;
-        Ok(Self {
-            leaks: keys.clone(),
-            keys,
-            audit: Arc::new(audit),
-            webhooks: Arc::new(webhooks),
-            idempotency: ReplyStore::memory(),
-        })
-    }
-}
-
-impl Backends {
-    /// The back-ends `database.url` names: [`Backends::sqlite`] by default,
-    /// [`Backends::postgres`] for a `postgres://` URL.
+    /// The back-ends `database.url` names, as [`Deployment::open`] opens them and
+    /// [`Deployment::into_backends`] hands them to the server.
     pub async fn from_config(config: &Config) -> Result<Self, Error> {
-        match &config.database {
-            Database::Sqlite => Self::sqlite(config).await,
-            Database::Postgres(url) => Self::postgres(config, url).await,
-        }
+        Deployment::open(config).await?.into_backends().await
     }
 
-    /// Keys, the webhook outbox and the audit and request logs in the PostgreSQL database at
-    /// `url`, shared with any number of other instances: key changes and their events commit
-    /// in one PostgreSQL transaction, every instance's verifier hears of a change through
-    /// LISTEN/NOTIFY, dispatchers share the outbox (`FOR UPDATE SKIP LOCKED`), and every
-    /// instance extends the same two hash chains. The data directory keeps only the bootstrap
-    /// key, the audit checkpoint key (which every instance needs a copy of to purge) and the
-    /// secrets key file (which every instance needs a copy of, or `secrets.key_file` pointing
-    /// at a shared one: the first instance to start records its key in the database, and an
-    /// instance holding another key is refused).
-    pub async fn postgres(config: &Config, url: &str) -> Result<Self, Error> {
-        prepare_data_dir(&config.data_dir)?;
-        let pg = align_keys::postgres::parse_url(url).map_err(align_keys::Error::from)?;
-        let pool = align_keys::postgres::pool(pg.clone()).map_err(align_keys::Error::from)?;
-        // The outbox tables must exist before the first key change enqueues into them.
-        let mut replies_sealer = None;
-        let webhooks = open_sealed(&config.secrets_key_path(), |sealer| {
-            replies_sealer = Some(sealer.clone());
-            PgWebhookStore::open(pool.clone(), sealer)
-        })
-        .await?;
-        let idempotency = match replies_sealer {
-            Some(sealer) => ReplyStore::postgres(pool.clone(), std::sync::Arc::new(sealer)).await?,
-            None => ReplyStore::memory(),
+    /// The embedded default: everything in `DIR/align.db` (created `0600` in a `0700`
+    /// directory), whatever `database.url` says (see [`Backends::from_config`]).
+    pub async fn sqlite(config: &Config) -> Result<Self, Error> {
+        let config = Config {
+            database: Database::Sqlite,
+            ..config.clone()
         };
-        let keys = Arc::new(
-            PgKeyStore::open(pool.clone())
-                .await?
-                .listen_for_changes(pg)?
-                .with_event_hook(Arc::new(crate::events::OutboxHook)),
-        );
-        let mut sink_config = PgSinkConfig::default();
-        sink_config.checkpoint_key =
-            crate::bootstrap::audit_sink_config(&config.data_dir, false)?.checkpoint_key;
-        let audit = PgSink::open(pool, sink_config).await?;
-        Ok(Self {
-            leaks: keys.clone(),
-            keys,
-            audit: Arc::new(audit),
-            webhooks: Arc::new(webhooks),
-            idempotency,
-        })
+        Self::from_config(&config).await
+    }
+
+    /// Keys, the webhook outbox, `Idempotency-Key` replies and the audit and request logs in
+    /// the PostgreSQL database at `url`, shared with any number of other instances: key
+    /// changes and their events commit in one PostgreSQL transaction, every instance's
+    /// verifier hears of a change through LISTEN/NOTIFY, dispatchers share the outbox (`FOR
+    /// UPDATE SKIP LOCKED`), and every instance extends the same two hash chains. The data
+    /// directory keeps only the bootstrap key, the audit checkpoint key (which every instance
+    /// needs a copy of to purge) and the secrets key file (which every instance needs a copy
+    /// of, or `secrets.key_file` pointing at a shared one: the first instance to start records
+    /// its key in the database, and an instance holding another key is refused).
+    pub async fn postgres(config: &Config, url: &str) -> Result<Self, Error> {
+        let config = Config {
+            database: Database::Postgres(url.to_owned()),
+            ..config.clone()
+        };
+        Self::from_config(&config).await
     }
 }
 
@@ -161,9 +107,9 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Prepares the data directory and database (bootstrapping an empty one) and binds.
-    /// The database is the one `database.url` names (see [`Backends::from_config`]).
+    /// The database is the one `database.url` names (see [`Deployment::open`]).
     pub async fn start(config: Config) -> Result<Self, Error> {
-        let backends = Backends::from_config(&config).await?;
+        let backends = Deployment::open(&config).await?.into_backends().await?;
         Self::with_backends(config, backends).await
     }
 

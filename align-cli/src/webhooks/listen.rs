@@ -31,7 +31,7 @@ pub(crate) struct ListenArgs {
 
 /// Serves until SIGINT or SIGTERM.
 pub(crate) async fn listen(a: &ListenArgs, out: &Out) -> Result<(), Failure> {
-    let keys = crate::webhooks::verification_keys(a.secret_file.as_deref())?;
+    let keys = super::verify::verification_keys(a.secret_file.as_deref())?;
     let receiver = Arc::new(WebhookReceiver::new(
         WebhookVerifier::with_keys(keys),
         MemoryDeduplicator::default(),

@@ -12,7 +12,8 @@ use align_audit::{Anchor, AnchorCheck, AnchorLog, Break, BreakReason, Stream};
 use chrono::SecondsFormat;
 use serde_json::json;
 
-use crate::ops::{DataDir, stream};
+use super::stream_named;
+use crate::data_dir::DataDir;
 use crate::output::{Failure, Out};
 use crate::progress::Progress;
 
@@ -41,7 +42,7 @@ pub(crate) async fn audit_verify(
     anchor_file: Option<&Path>,
     out: &Out,
 ) -> Result<(), Failure> {
-    let s = stream(stream_name)?;
+    let s = stream_named(stream_name)?;
     let found = latest_anchor(d.dir(), anchor_file, s)?;
     let check = match &found {
         None => None,

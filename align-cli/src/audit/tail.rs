@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use align_audit::{AuditSink, ExportRecord, MAX_LIMIT, Query, Record, Stream};
 
-use crate::ops::DataDir;
+use crate::data_dir::DataDir;
 use crate::output::{Failure, Out};
 
 /// What `audit tail` was asked for.
@@ -130,7 +130,7 @@ fn human(r: &Record) -> String {
     ]
     .join("  ");
     // A summary of folded rejections stands for that many requests.
-    let n = crate::ops::requests_of(e);
+    let n = super::requests_of(e);
     if n > 1 {
         line.push_str(&format!("  (x{n}, folded)"));
     }

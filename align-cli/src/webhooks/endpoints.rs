@@ -13,7 +13,7 @@ use align_webhooks::{
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::ops::DataDir;
+use crate::data_dir::DataDir;
 use crate::output::{Failure, Out};
 
 /// What `stderr` says after a new endpoint secret is printed.

@@ -6,11 +6,11 @@
 use align_webhooks::{DeliveryId, EndpointId};
 use serde_json::{Value, json};
 
+use super::endpoints::SECRET_SHOWN_ONCE;
+use super::{Action, EndpointAction};
 use crate::client::Api;
-use crate::endpoints::SECRET_SHOWN_ONCE;
 use crate::events::parse_time;
 use crate::output::{Failure, Out};
-use crate::{EndpointAction, WebhookAction};
 
 const ENDPOINTS: &str = "/api/v1/webhook-endpoints";
 
@@ -46,10 +46,10 @@ fn event_types(list: &str) -> Result<Value, Failure> {
 
 /// Runs a webhook endpoint or delivery command against the server. `listen` and `verify`
 /// never get here: they need no server.
-pub(crate) async fn run(api: &Api, action: WebhookAction, out: &Out) -> Result<(), Failure> {
+pub(crate) async fn run(api: &Api, action: Action, out: &Out) -> Result<(), Failure> {
     match action {
-        WebhookAction::Endpoints { action } => endpoints(api, action, out).await,
-        WebhookAction::Deliveries {
+        Action::Endpoints { action } => endpoints(api, action, out).await,
+        Action::Deliveries {
             endpoint: id,
             limit,
         } => {
@@ -83,7 +83,7 @@ pub(crate) async fn run(api: &Api, action: WebhookAction, out: &Out) -> Result<(
             ];
             out.table(&rows, &columns)
         }
-        WebhookAction::Attempts {
+        Action::Attempts {
             delivery,
             limit,
             cursor,
@@ -93,22 +93,22 @@ pub(crate) async fn run(api: &Api, action: WebhookAction, out: &Out) -> Result<(
             let mut path = format!(
                 "/api/v1/webhook-deliveries/{}/attempts?limit={}",
                 id.0,
-                crate::endpoints::attempt_limit(limit)?
+                super::endpoints::attempt_limit(limit)?
             );
             if let Some(c) = cursor {
-                crate::endpoints::cursor_position(&c)?;
+                super::endpoints::cursor_position(&c)?;
                 path.push_str(&format!("&cursor={c}"));
             }
             let page = api.call("GET", &path, None).await?;
-            crate::endpoints::print_attempts(&page, out)
+            super::endpoints::print_attempts(&page, out)
         }
-        WebhookAction::Retry { delivery } => {
+        Action::Retry { delivery } => {
             let id = DeliveryId::parse(&delivery)
                 .ok_or_else(|| Failure::usage("the delivery id must be a UUID"))?;
             let path = format!("/api/v1/webhook-deliveries/{}/retry", id.0);
             out.object(&api.call("POST", &path, Some(json!({}))).await?)
         }
-        WebhookAction::Recover {
+        Action::Recover {
             endpoint: id,
             since,
         } => {
@@ -117,7 +117,7 @@ pub(crate) async fn run(api: &Api, action: WebhookAction, out: &Out) -> Result<(
             let path = format!("{}/recover", endpoint(&id)?);
             out.object(&api.call("POST", &path, Some(body)).await?)
         }
-        WebhookAction::Verify { .. } | WebhookAction::Listen { .. } => Err(Failure::usage(
+        Action::Verify { .. } | Action::Listen { .. } => Err(Failure::usage(
             "webhooks verify and listen run locally; they take no --api-url",
         )),
     }

@@ -1,0 +1,336 @@
+//! `align keys …`: API keys, minted, listed, revoked and rotated on the data directory or, with
+//! `--api-url`, through a running server; and `align keys scan`, which finds keys in files.
+
+mod scan;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use align_keys::store::KeyFilter;
+use align_keys::{Environment, KeyRecord, NewKey, Scope, Vocabulary};
+use chrono::Utc;
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::client;
+use crate::common::Common;
+use crate::data_dir::{DataDir, every};
+use crate::output::{self, Failure, KEY_SHOWN_ONCE, Out};
+
+/// API keys. Example: align keys create --name ci-read --permissions keys:read
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Mint a key; the token is printed once, to stdout. Example: align keys create --name ci-read
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Scope the key to this project (default: the whole organisation).
+        #[arg(long, value_name = "PROJECT_ID")]
+        project: Option<String>,
+        /// Comma-separated permissions, e.g. keys:read,webhooks:read (default: all the scope allows).
+        #[arg(long)]
+        permissions: Option<String>,
+        /// Mint a sandbox (akt_) key instead of a live one.
+        #[arg(long)]
+        sandbox: bool,
+        /// The creating user, by e-mail or id (default: the first admin).
+        #[arg(long)]
+        user: Option<String>,
+        /// Your own id for the key's owner (a customer, a user), at most 256 characters.
+        #[arg(long, value_name = "ID")]
+        owner: Option<String>,
+        /// Your own data about the key: a JSON object of at most 4 KiB, e.g. '{"plan":"pro"}'.
+        #[arg(long, value_name = "JSON")]
+        meta: Option<String>,
+    },
+    /// List keys (never tokens). Example: align keys list --json
+    List,
+    /// Show one key. Example: align keys show 6f1c…
+    Show { id: String },
+    /// Revoke a key for good; a running server refuses it within 250 ms. Example: align keys revoke 6f1c…
+    Revoke { id: String },
+    /// Mint a successor; the old key works for --grace seconds more. Example: align keys rotate 6f1c… --grace 3600
+    Rotate {
+        id: String,
+        #[arg(long, default_value_t = 86_400)]
+        grace: u64,
+    },
+    /// Report a key as compromised (API only): it is revoked at once, and the security
+    /// contact is told. Example: align keys report-compromise 6f1c… --reason "pasted in chat" --api-url URL
+    ReportCompromise {
+        id: String,
+        /// What happened (never paste the key itself; it is masked if you do).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Find Align API keys (valid checksums only) in files and directories, honouring
+    /// .gitignore and skipping binary files. Prints `path:line prefix` (never the secret);
+    /// exits 1 when it found any, 0 when none: usable as a pre-commit hook.
+    ///
+    /// Example: align keys scan . --json
+    Scan {
+        /// Files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+pub(crate) async fn run(Args { common, action }: Args) -> Result<(), Failure> {
+    if let Action::Scan { paths } = &action {
+        return scan::run(paths, common.json);
+    }
+    if common.api_url.is_some() {
+        return over_api(&common, action).await;
+    }
+    let (d, o, org) = (common.open().await?, common.out(), common.org.as_deref());
+    match action {
+        Action::Create {
+            name,
+            project,
+            permissions,
+            sandbox,
+            user,
+            owner,
+            meta,
+        } => {
+            let args = KeyArgs {
+                org,
+                name: &name,
+                project: project.as_deref(),
+                permissions: permissions.as_deref(),
+                sandbox,
+                user: user.as_deref(),
+                owner: owner.as_deref(),
+                meta: meta.as_deref(),
+            };
+            create(&d, args, &o).await
+        }
+        Action::List => list(&d, org, &o).await,
+        Action::Show { id } => show(&d, &id, &o).await,
+        Action::Revoke { id } => revoke(&d, &id, &o).await,
+        Action::Rotate { id, grace } => rotate(&d, &id, grace, &o).await,
+        Action::ReportCompromise { .. } => Err(Failure::usage(
+            "report-compromise goes through the server: add --api-url (and ALIGN_API_KEY)",
+        )),
+        Action::Scan { .. } => Ok(()),
+    }
+}
+
+/// `align keys …` against a running server.
+async fn over_api(common: &Common, action: Action) -> Result<(), Failure> {
+    let api = common.api("align keys")?;
+    let o = common.out();
+    let columns = [
+        "apiKeyId",
+        "keyPrefix",
+        "keyName",
+        "scope",
+        "environment",
+        "revokedAt",
+        "lastUsedAt",
+    ];
+    let v = match action {
+        Action::Create {
+            name,
+            project,
+            permissions,
+            sandbox,
+            user,
+            owner,
+            meta,
+        } => {
+            if user.is_some() {
+                return Err(Failure::usage(
+                    "--user applies to the data directory; the API mints as the calling key",
+                ));
+            }
+            let mut body = serde_json::json!({
+                "name": name,
+                "scope": if project.is_some() { "project" } else { "organization" },
+            });
+            if let Some(p) = project {
+                body["projectId"] = serde_json::json!(p);
+            }
+            if let Some(p) = permissions {
+                body["permissions"] =
+                    serde_json::json!(p.split(',').map(str::trim).collect::<Vec<_>>());
+            }
+            if sandbox {
+                body["environment"] = serde_json::json!("sandbox");
+            }
+            if let Some(owner) = owner {
+                body["ownerId"] = serde_json::json!(owner);
+            }
+            if let Some(meta) = meta {
+                body["meta"] = serde_json::Value::Object(parse_meta(&meta)?);
+            }
+            let v = api.call("POST", "/api/v1/keys", Some(body)).await?;
+            return o.secret_object(&v, output::KEY_SHOWN_ONCE);
+        }
+        Action::List => api.call("GET", "/api/v1/keys?limit=200", None).await?,
+        Action::Show { id } => api.call("GET", &format!("/api/v1/keys/{id}"), None).await?,
+        Action::Revoke { id } => {
+            api.call("POST", &format!("/api/v1/keys/{id}/revoke"), None)
+                .await?
+        }
+        Action::Rotate { id, grace } => {
+            let body = serde_json::json!({ "graceSeconds": grace });
+            let v = api
+                .call("POST", &format!("/api/v1/keys/{id}/rotate"), Some(body))
+                .await?;
+            return o.secret_object(&v, output::KEY_SHOWN_ONCE);
+        }
+        Action::ReportCompromise { id, reason } => {
+            let body = match reason {
+                Some(r) => serde_json::json!({ "reason": r }),
+                None => serde_json::json!({}),
+            };
+            let v = api
+                .call(
+                    "POST",
+                    &format!("/api/v1/keys/{id}/report-compromise"),
+                    Some(body),
+                )
+                .await?;
+            return o.object(&v);
+        }
+        Action::Scan { paths } => return scan::run(&paths, common.json),
+    };
+    client::print(&v, &columns, &o)
+}
+
+fn key_json(k: &KeyRecord) -> Value {
+    json!({
+        "apiKeyId": k.id, "keyName": k.name, "keyPrefix": k.prefix,
+        "organizationId": k.organization_id, "scope": k.scope.kind(),
+        "scopedProjectId": k.scope.project_id(), "permissions": k.permission_names(),
+        "ownerId": k.owner_id, "meta": k.meta,
+        "environment": k.environment, "createdByUserId": k.created_by,
+        "createdAt": k.created_at, "lastUsedAt": k.last_used_at, "expiresAt": k.expires_at,
+        "revokedAt": k.revoked_at, "suspendedAt": k.suspended_at,
+        "status": format!("{:?}", k.status_at(Utc::now())).to_lowercase(),
+    })
+}
+
+/// What `keys create` was asked for.
+struct KeyArgs<'a> {
+    org: Option<&'a str>,
+    name: &'a str,
+    project: Option<&'a str>,
+    permissions: Option<&'a str>,
+    sandbox: bool,
+    user: Option<&'a str>,
+    owner: Option<&'a str>,
+    meta: Option<&'a str>,
+}
+
+/// `--meta`: a JSON object.
+fn parse_meta(text: &str) -> Result<align_keys::Meta, Failure> {
+    serde_json::from_str(text).map_err(|_| Failure::usage("--meta must be a JSON object"))
+}
+
+async fn create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Result<(), Failure> {
+    let org = d.org(a.org).await?;
+    let user = d.user(&org, a.user).await?;
+    let scope = match a.project {
+        None => Scope::Organization,
+        Some(p) => Scope::Project(d.project(&org, p).await?.id),
+    };
+    let permissions = a
+        .permissions
+        .map(|list| {
+            Vocabulary::SERVER
+                .parse(list.split(',').map(str::trim))
+                .map_err(|e| Failure::usage(e.to_string()))
+        })
+        .transpose()?;
+    let new = NewKey {
+        name: a.name.to_owned(),
+        organization_id: org.id,
+        scope,
+        permissions,
+        environment: if a.sandbox {
+            Environment::Sandbox
+        } else {
+            Environment::Live
+        },
+        created_by: user.id,
+        expires_at: None,
+        rate_limit_per_minute: None,
+        allowed_cidrs: vec![],
+        owner_id: a.owner.map(str::to_owned),
+        meta: a.meta.map(parse_meta).transpose()?,
+    };
+    align_keys::policy::check_user_mint(&Vocabulary::SERVER, &user, &new.spec())
+        .map_err(|d| Failure::usage(d.to_string()))?;
+    let minted = d.keys.mint(new, Utc::now()).await?;
+    let r = &minted.record;
+    let meta =
+        json!({ "keyPrefix": r.prefix, "scope": r.scope.kind(), "environment": r.environment });
+    d.record("api_key.created", org.id, r.id.to_string(), meta)
+        .await?;
+    let mut v = key_json(&minted.record);
+    v["key"] = json!(minted.token.expose());
+    out.secret_object(&v, KEY_SHOWN_ONCE)
+}
+
+async fn list(d: &DataDir, org: Option<&str>, out: &Out) -> Result<(), Failure> {
+    let org = d.org(org).await?;
+    let filter = KeyFilter {
+        organization_id: org.id,
+        project_id: None,
+        environment: None,
+        include_revoked: true,
+    };
+    let store = &d.store;
+    let keys = every(|page| async move { store.list_keys(&filter, &page).await }).await?;
+    let rows: Vec<Value> = keys.iter().map(key_json).collect();
+    out.table(
+        &rows,
+        &[
+            "apiKeyId",
+            "keyPrefix",
+            "keyName",
+            "scope",
+            "environment",
+            "status",
+            "lastUsedAt",
+        ],
+    )
+}
+
+async fn show(d: &DataDir, id: &str, out: &Out) -> Result<(), Failure> {
+    out.object(&key_json(&d.key(id).await?))
+}
+
+async fn revoke(d: &DataDir, id: &str, out: &Out) -> Result<(), Failure> {
+    let k = d.key(id).await?;
+    let revoked = d.keys.revoke(k.id, Utc::now()).await?;
+    d.record(
+        "api_key.revoked",
+        k.organization_id,
+        k.id.to_string(),
+        json!({ "keyPrefix": k.prefix }),
+    )
+    .await?;
+    out.object(&key_json(&revoked))
+}
+
+async fn rotate(d: &DataDir, id: &str, grace: u64, out: &Out) -> Result<(), Failure> {
+    let k = d.key(id).await?;
+    let r = d
+        .keys
+        .rotate(k.id, Duration::from_secs(grace), Utc::now())
+        .await?;
+    let mut v = key_json(&r.successor.record);
+    v["key"] = json!(r.successor.token.expose());
+    out.secret_object(&v, KEY_SHOWN_ONCE)
+}
