@@ -12,6 +12,11 @@
 // user types them; rustdoc's link syntax would print angle brackets there.
 #![allow(rustdoc::bare_urls)]
 
+// jemalloc: the server makes many small allocations per request, which it serves with less
+// work than the system allocator (docs/performance.md, "Issue 24: jemalloc").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 // Shared by the command areas.
 mod client;
 mod common;

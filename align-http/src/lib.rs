@@ -30,11 +30,11 @@ pub use error::{ApiError, Rejection};
 pub use idempotency::{IdempotencyLayer, ReplyStore, Seal};
 pub use lifecycle::Lifecycle;
 pub use limits::{
-    BodyLimit, BodyLimitLayer, Limits, LimitsLayer, MAX_BODY_BYTES, MAX_HEADER_BYTES,
+    BodyLimit, BodyLimitLayer, Limits, LimitsFuture, LimitsLayer, MAX_BODY_BYTES, MAX_HEADER_BYTES,
     REQUEST_TIMEOUT, read_body,
 };
 pub use peer::PeerAddr;
-pub use request_id::{RequestId, RequestIdLayer, RequestIdService, X_REQUEST_ID};
+pub use request_id::{RequestId, RequestIdFuture, RequestIdLayer, RequestIdService, X_REQUEST_ID};
 
 /// What can go wrong in this crate outside a request (requests fail as [`ApiError`]s).
 #[derive(Debug, thiserror::Error)]

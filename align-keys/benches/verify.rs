@@ -16,6 +16,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const KEYS: usize = 100_000;
 
+// The allocator of the `align` binary (align-cli), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Polls a future that is expected to be ready at once (a cache hit never awaits).
 fn ready<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
     let mut f = pin!(f);

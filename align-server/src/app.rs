@@ -146,42 +146,99 @@ where
     ext.insert(request_id);
     ext.insert(PeerAddr(peer));
 
+    let stack = ServiceBuilder::new()
+        .layer(RequestIdLayer)
+        .layer(state.layers.limits)
+        .service(service_fn({
+            let (state, meta) = (Arc::clone(&state), Arc::clone(&meta));
+            // Called once: the clones are the request's own.
+            move |req: http::Request<B>| {
+                let (state, meta) = (Arc::clone(&state), Arc::clone(&meta));
+                // Boxed where it is made: the layers then move a pointer, not the state
+                // machine (copied at each layer it would cost thousands of instructions a
+                // request, docs/performance.md).
+                Box::pin(answer(state, meta, req))
+            }
+        }));
+    let response = match call_ready(stack, req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    observe(&state, &method, meta, response, started).await
+}
+
+/// The server's own pages, else the API's layers and the route's handler.
+async fn answer<B>(
+    state: Arc<AppState>,
+    meta: Arc<RequestMeta>,
+    req: http::Request<B>,
+) -> Result<Response, Infallible>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let req = match public(&state, &meta, req).await {
+        Ok(answered) => return Ok(answered),
+        Err(req) => req,
+    };
+    // The layers are built for the request that needs them (a page never does).
     let layers = state.layers.clone();
     let api = ServiceBuilder::new()
         .layer(layers.auth)
         .layer(layers.key_limits)
         .layer(layers.body)
         .layer(layers.idempotency)
-        .service(service_fn({
-            let (state, meta) = (Arc::clone(&state), Arc::clone(&meta));
-            move |req| {
-                // Boxed where it is made: the layers then move a pointer, not the handler's
-                // state machine (kilobytes; copied at each layer it would cost ~10k
-                // instructions a request, docs/performance.md).
-                Box::pin(dispatch(Arc::clone(&state), Arc::clone(&meta), req))
-            }
+        .service(service_fn(move |req| {
+            Box::pin(dispatch(Arc::clone(&state), Arc::clone(&meta), req))
         }));
-    let stack = ServiceBuilder::new()
-        .layer(RequestIdLayer)
-        .layer(layers.limits)
-        .service(service_fn({
-            let (state, meta) = (Arc::clone(&state), Arc::clone(&meta));
-            move |req: http::Request<B>| {
-                let (state, meta) = (Arc::clone(&state), Arc::clone(&meta));
-                let api = api.clone();
-                Box::pin(async move {
-                    match public(&state, &meta, req).await {
-                        Ok(answered) => Ok::<_, Infallible>(answered),
-                        Err(req) => api.oneshot(req).await,
-                    }
-                })
-            }
-        }));
-    let response = match stack.oneshot(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    observe(&state, &method, meta, response, started).await
+    call_ready(api, req).await
+}
+
+/// Calls `service` at once when it is ready, as every layer of the pipeline always is (none
+/// holds a request back in `poll_ready`); otherwise waits for it as `ServiceExt::oneshot`
+/// does. Saves the `Oneshot` state machine (and its copies) on every request.
+fn call_ready<S, R>(mut service: S, req: R) -> CallReady<S, R>
+where
+    S: tower::Service<R>,
+{
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match service.poll_ready(&mut cx) {
+        std::task::Poll::Ready(Ok(())) => CallReady::Called {
+            future: service.call(req),
+        },
+        _ => CallReady::Waiting {
+            future: service.oneshot(req),
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`call_ready`].
+    #[project = CallReadyProjection]
+    enum CallReady<S, R>
+    where
+        S: tower::Service<R>,
+    {
+        Called { #[pin] future: S::Future },
+        Waiting { #[pin] future: tower::util::Oneshot<S, R> },
+    }
+}
+
+impl<S, R> std::future::Future for CallReady<S, R>
+where
+    S: tower::Service<R>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.project() {
+            CallReadyProjection::Called { future } => future.poll(cx),
+            CallReadyProjection::Waiting { future } => future.poll(cx),
+        }
+    }
 }
 
 /// What the server does with every answer: metrics, the audit record of a refusal by the
@@ -207,21 +264,25 @@ async fn observe(
     {
         state.metrics.denied(code);
         if let (Some(d), "rate_limit") = (response.extensions().get::<Decision>(), code) {
-            state.rate_limit_exceeded(k, d).await;
+            // Claimed at once; the event (once a minute per key) is boxed, so a flood's
+            // requests carry no room for it.
+            if let Some(event) = state.rate_limit_exceeded(k, d) {
+                event.await;
+            }
         }
     }
     if let (StatusCode::FORBIDDEN, Some(k)) = (status, &caller) {
         let target = meta.path.clone();
-        state
-            .audit_change(
-                &meta,
-                k,
-                "permission.denied",
-                &target,
-                status,
-                serde_json::json!({}),
-            )
-            .await;
+        // Rare: boxed, so the common request's future has no room for it.
+        Box::pin(state.audit_change(
+            &meta,
+            k,
+            "permission.denied",
+            &target,
+            status,
+            serde_json::json!({}),
+        ))
+        .await;
     }
     let latency = started.elapsed();
     let route = routes::route_of(method, &meta.path);
@@ -282,27 +343,29 @@ where
         if req.method() != Method::GET {
             return Ok(answer(Err(routes::unrouted(req.method(), "/healthz"))));
         }
-        return Ok(state.health().await);
+        return Ok(Box::pin(state.health()).await);
     }
     if path == "/.well-known/security.txt" {
         if req.method() != Method::GET {
             let e = routes::unrouted(req.method(), "/.well-known/security.txt");
             return Ok(answer(Err(e)));
         }
-        return Ok(answer(routes::organization::security_txt(state).await));
+        return Ok(answer(
+            Box::pin(routes::organization::security_txt(state)).await,
+        ));
     }
     if crate::docs::is_docs_path(path) {
         return Ok(answer(crate::docs::serve(req.method(), path)));
     }
     if state.console.is_some() && crate::console::is_console_path(path) {
         let (parts, body) = req.into_parts();
-        return Ok(crate::console::handle(state, parts, body, meta).await);
+        return Ok(Box::pin(crate::console::handle(state, parts, body, meta)).await);
     }
     if path == crate::leaks::github::PATH {
         // Signed by GitHub, not by an API key: checked before anything else is read.
         let (parts, body) = req.into_parts();
         return Ok(answer(
-            crate::leaks::github::handle(state, parts, body, meta).await,
+            Box::pin(crate::leaks::github::handle(state, parts, body, meta)).await,
         ));
     }
     if !path.starts_with("/api/") && path != "/metrics" {
@@ -312,7 +375,7 @@ where
         && req.method() == Method::GET
         && routes::is_metrics_operator(state, req.headers())
     {
-        return Ok(answer(routes::metrics_text(state).await));
+        return Ok(answer(Box::pin(routes::metrics_text(state)).await));
     }
     Err(req)
 }

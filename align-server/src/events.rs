@@ -150,12 +150,19 @@ impl RateLimitNotices {
 }
 
 impl AppState {
-    /// Emits `rate_limit.exceeded` for `key`, at most once per key per rate-limit window.
-    /// A failure to enqueue is logged; the 429 goes out regardless.
-    pub(crate) async fn rate_limit_exceeded(&self, key: &KeyRecord, decision: &Decision) {
+    /// Emits `rate_limit.exceeded` for `key`, at most once per key per rate-limit window:
+    /// whether this refusal is the one to report is decided at once, and only then is there a
+    /// future to await (it enqueues the event). A failure to enqueue is logged; the 429 goes
+    /// out regardless.
+    pub(crate) fn rate_limit_exceeded(
+        &self,
+        key: &KeyRecord,
+        decision: &Decision,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>> {
         const WINDOW: Duration = Duration::from_secs(60);
+        // Decided at once: most refusals of a flood are not the first of their minute.
         if !self.notices.claim(key.id, WINDOW) {
-            return;
+            return None;
         }
         let data = json!({
             "apiKeyId": key.id,
@@ -167,9 +174,12 @@ impl AppState {
         });
         let message = NewMessage::new(event_id(), RATE_LIMIT_EXCEEDED, key.environment, data)
             .owned_by(owner_of(key));
-        if let Err(e) = self.webhooks.enqueue(message, Utc::now()).await {
-            tracing::warn!(error = %e, key = %key.prefix, "could not enqueue rate_limit.exceeded");
-        }
+        let prefix = key.prefix.clone();
+        Some(Box::pin(async move {
+            if let Err(e) = self.webhooks.enqueue(message, Utc::now()).await {
+                tracing::warn!(error = %e, key = %prefix, "could not enqueue rate_limit.exceeded");
+            }
+        }))
     }
 }
 

@@ -42,6 +42,10 @@ enum Command {
         /// The `align` binary (default: next to this one).
         #[arg(long, value_name = "PATH")]
         align: Option<PathBuf>,
+        /// An earlier `align` binary to measure beside it in every round (its own data
+        /// directory and keys): a regression check in one run.
+        #[arg(long, value_name = "PATH")]
+        baseline: Option<PathBuf>,
         /// Connection counts, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         connections: Vec<usize>,
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
         Command::Floor { listen } => floor::run(listen),
         Command::All {
             align,
+            baseline,
             connections,
             duration,
             warmup,
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
         } => (|| {
             let settings = run::Settings {
                 align: align_binary(align)?,
+                baseline,
                 me: std::env::current_exe()?,
                 connections,
                 duration: seconds(duration)?,

@@ -25,6 +25,9 @@ const KEY_POOL: usize = 64;
 pub(crate) struct Settings {
     /// The `align` binary.
     pub(crate) align: PathBuf,
+    /// An earlier `align` binary measured beside it in every round (`--baseline`), with its
+    /// own data directory and keys.
+    pub(crate) baseline: Option<PathBuf>,
     /// This binary (it is also the floor server).
     pub(crate) me: PathBuf,
     /// Connection counts, in order.
@@ -96,6 +99,8 @@ struct Tokens {
 #[derive(Debug)]
 struct Point {
     case: Case,
+    /// Measured on the `--baseline` binary.
+    baseline: bool,
     connections: usize,
     report: Report,
     /// Server CPU time per response.
@@ -137,7 +142,19 @@ async fn run_in(settings: &Settings, dir: &Path) -> Result<(), BoxError> {
         println!("align servers also get {name}={value}");
     }
     let data = dir.join("data");
-    let tokens = set_up(settings, &data, dir).await?;
+    let tokens = set_up(settings, &settings.align, &data, dir).await?;
+    let baseline = match &settings.baseline {
+        Some(binary) => {
+            println!(
+                "baseline: {} (own data directory and keys), measured after the same case in every round",
+                binary.display()
+            );
+            let data = dir.join("baseline-data");
+            let tokens = set_up(settings, binary, &data, dir).await?;
+            Some((binary.as_path(), data, tokens))
+        }
+        None => None,
+    };
     // Rounds interleave the cases, so that a change in the machine's load during the run
     // weighs on every case alike.
     let mut rounds: Vec<Vec<Point>> = Vec::new();
@@ -145,27 +162,41 @@ async fn run_in(settings: &Settings, dir: &Path) -> Result<(), BoxError> {
         let mut points = Vec::new();
         for case in Case::ALL {
             for &connections in &settings.connections {
-                let point = measure(settings, &data, dir, &tokens, case, connections).await?;
-                eprintln!(
-                    "  round {} {} c={connections}: {:.0} req/s, p99 {} µs, {} errors",
-                    round + 1,
-                    case.label(),
-                    point.report.rps(),
-                    point.report.quantile_us(0.99),
-                    point.report.errors
-                );
-                points.push(point);
+                let current = (settings.align.as_path(), &data, &tokens, false);
+                let earlier = baseline
+                    .as_ref()
+                    .filter(|_| case != Case::Floor)
+                    .map(|(binary, data, tokens)| (*binary, data, tokens, true));
+                for (binary, data, tokens, is_baseline) in std::iter::once(current).chain(earlier) {
+                    let mut point =
+                        measure(settings, binary, data, dir, tokens, case, connections).await?;
+                    point.baseline = is_baseline;
+                    eprintln!(
+                        "  round {} {}{} c={connections}: {:.0} req/s, p99 {} µs, {} errors",
+                        round + 1,
+                        case.label(),
+                        if is_baseline { " [baseline]" } else { "" },
+                        point.report.rps(),
+                        point.report.quantile_us(0.99),
+                        point.report.errors
+                    );
+                    points.push(point);
+                }
             }
         }
         rounds.push(points);
     }
-    let per_round = RoundRatios::of(&rounds);
+    let per_round = RoundRatios::of(&rounds, false);
+    let baseline_rounds = RoundRatios::of(&rounds, true);
     let points = median_points(rounds);
     println!();
     print!("{}", table(&points));
     println!();
     let (verdicts, errors) = targets(&points, per_round.as_ref());
     print!("{verdicts}");
+    if let (Some(now), Some(before)) = (&per_round, &baseline_rounds) {
+        print!("{}", beside_baseline(now, before));
+    }
     println!("load average after the run: {}", load_average());
     if errors > 0 {
         return Err(format!("{errors} responses or connections failed (see the table)").into());
@@ -179,6 +210,7 @@ pub(crate) async fn setup_files(align: &Path, data: &Path, out: &Path) -> Result
     std::fs::create_dir_all(out)?;
     let settings = Settings {
         align: align.to_path_buf(),
+        baseline: None,
         me: std::env::current_exe()?,
         connections: Vec::new(),
         duration: Duration::ZERO,
@@ -189,7 +221,7 @@ pub(crate) async fn setup_files(align: &Path, data: &Path, out: &Path) -> Result
         keep: true,
         work_dir: None,
     };
-    let tokens = set_up(&settings, data, out).await?;
+    let tokens = set_up(&settings, align, data, out).await?;
     let lines = |t: &[String]| t.iter().map(|t| format!("{t}\n")).collect::<String>();
     std::fs::write(out.join("ok.tokens"), lines(&tokens.ok))?;
     std::fs::write(
@@ -220,7 +252,12 @@ fn align_env(settings: &Settings) -> HashMap<String, String> {
     env
 }
 
-async fn start_align(settings: &Settings, data: &Path, log: PathBuf) -> Result<Server, BoxError> {
+async fn start_align(
+    settings: &Settings,
+    binary: &Path,
+    data: &Path,
+    log: PathBuf,
+) -> Result<Server, BoxError> {
     let addr = proc::free_addr()?;
     let args = vec![
         "serve".to_owned(),
@@ -229,13 +266,18 @@ async fn start_align(settings: &Settings, data: &Path, log: PathBuf) -> Result<S
         "--listen".to_owned(),
         addr.to_string(),
     ];
-    Server::start(&settings.align, &args, &align_env(settings), addr, log).await
+    Server::start(binary, &args, &align_env(settings), addr, log).await
 }
 
 /// First start (bootstraps the data directory), then the keys: one plain, one whose own limit
 /// is 1 request per minute, and a well-formed token with a valid checksum that is not stored.
-async fn set_up(settings: &Settings, data: &Path, dir: &Path) -> Result<Tokens, BoxError> {
-    let server = start_align(settings, data, dir.join("setup.log")).await?;
+async fn set_up(
+    settings: &Settings,
+    binary: &Path,
+    data: &Path,
+    dir: &Path,
+) -> Result<Tokens, BoxError> {
+    let server = start_align(settings, binary, data, dir.join("setup.log")).await?;
     let admin_file = data.join("bootstrap-admin-key");
     let admin = std::fs::read_to_string(&admin_file)
         .map_err(|e| format!("cannot read {}: {e}", admin_file.display()))?;
@@ -314,6 +356,7 @@ async fn mint(
 
 async fn measure(
     settings: &Settings,
+    binary: &Path,
     data: &Path,
     dir: &Path,
     tokens: &Tokens,
@@ -327,7 +370,7 @@ async fn measure(
             let args = vec!["floor".to_owned(), "--listen".to_owned(), addr.to_string()];
             Server::start(&settings.me, &args, &HashMap::new(), addr, log.clone()).await?
         }
-        _ => start_align(settings, data, log.clone()).await?,
+        _ => start_align(settings, binary, data, log.clone()).await?,
     };
     let sent = match case {
         Case::Floor | Case::Ok => tokens.ok.as_slice(),
@@ -380,6 +423,7 @@ async fn measure(
     }
     Ok(Point {
         case,
+        baseline: false,
         connections,
         report,
         cpu_per_request,
@@ -446,8 +490,9 @@ fn table(points: &[Point]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
             p.case.label(),
+            if p.baseline { " [baseline]" } else { "" },
             p.connections,
             r.rps(),
             ms(r.quantile_us(0.5)),
@@ -484,8 +529,9 @@ struct RoundRatios {
 }
 
 impl RoundRatios {
-    /// `None` when no round has all four cases at the largest connection count.
-    fn of(rounds: &[Vec<Point>]) -> Option<Self> {
+    /// `None` when no round has all four cases at the largest connection count. With
+    /// `baseline`, (b)–(d) are the `--baseline` binary's points.
+    fn of(rounds: &[Vec<Point>], baseline: bool) -> Option<Self> {
         let top = rounds.iter().flatten().map(|p| p.connections).max()?;
         let mut out = Self {
             connections: top,
@@ -496,9 +542,11 @@ impl RoundRatios {
         };
         for round in rounds {
             let get = |case| {
-                round
-                    .iter()
-                    .find(|p: &&Point| p.case == case && p.connections == top)
+                round.iter().find(|p: &&Point| {
+                    p.case == case
+                        && p.connections == top
+                        && (p.baseline == baseline || case == Case::Floor)
+                })
             };
             let (Some(a), Some(b), Some(c), Some(d)) = (
                 get(Case::Floor),
@@ -571,7 +619,7 @@ fn targets(points: &[Point], per_round: Option<&RoundRatios>) -> (String, u64) {
     let get = |case| {
         points
             .iter()
-            .find(|p| p.case == case && p.connections == top)
+            .find(|p| p.case == case && p.connections == top && !p.baseline)
     };
     if let (Some(a), Some(b), Some(c), Some(d)) = (
         get(Case::Floor),
@@ -666,6 +714,42 @@ fn targets(points: &[Point], per_round: Option<&RoundRatios>) -> (String, u64) {
     (out, errors)
 }
 
+/// The `--baseline` comparison: each round's (b), (c) and (d) against the floor for both
+/// binaries, and this build's requests/s as a share of the baseline's within each round.
+fn beside_baseline(now: &RoundRatios, before: &RoundRatios) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "beside the baseline at {} connections (per round, share of the floor's req/s):",
+        now.connections
+    );
+    for (what, n, b) in [
+        ("(b)", &now.b, &before.b),
+        ("(c)", &now.c, &before.c),
+        ("(d)", &now.d, &before.d),
+    ] {
+        let change: Vec<f64> = n
+            .iter()
+            .zip(b)
+            .map(|(n, b)| 100.0 * n / b.max(f64::MIN_POSITIVE))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {what} this build {}; baseline {}; this build as a share of the baseline {}",
+            spread(n, true),
+            spread(b, true),
+            spread(&change, true)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  (b) p99 vs the floor: this build {}; baseline {}",
+        spread(&now.b_p99, false),
+        spread(&before.b_p99, false)
+    );
+    out
+}
+
 /// CPU model, cores, memory, kernel and load, from `/proc`.
 pub(crate) fn machine_description() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -715,6 +799,7 @@ mod tests {
         };
         Point {
             case,
+            baseline: false,
             connections,
             report,
             cpu_per_request: None,
@@ -729,6 +814,37 @@ mod tests {
             point(Case::Limited, 64, c, 100),
             point(Case::Invalid, 64, d, 100),
         ]
+    }
+
+    #[test]
+    fn the_baseline_is_compared_within_each_round() {
+        let with_baseline = |a, b, b0| {
+            let mut r = round(a, b, 900, 900);
+            let mut earlier = point(Case::Ok, 64, b0, 300);
+            earlier.baseline = true;
+            r.push(earlier);
+            for case in [Case::Limited, Case::Invalid] {
+                let mut p = point(case, 64, 450, 100);
+                p.baseline = true;
+                r.push(p);
+            }
+            r
+        };
+        let rounds = vec![with_baseline(1000, 600, 500), with_baseline(800, 520, 400)];
+        let now = RoundRatios::of(&rounds, false).unwrap();
+        let before = RoundRatios::of(&rounds, true).unwrap();
+        assert_eq!(now.b, vec![60.0, 65.0]);
+        assert_eq!(before.b, vec![50.0, 50.0]);
+        assert_eq!(before.b_p99, vec![3.0, 3.0]);
+        let text = beside_baseline(&now, &before);
+        assert!(
+            text.contains("(b) this build 60/65 % (range 60–65, median 62)"),
+            "{text}"
+        );
+        assert!(text.contains("share of the baseline 120/130 %"), "{text}");
+        // The targets are this build's, never the baseline's.
+        let (verdicts, _) = targets(&median_points(rounds), Some(&now));
+        assert!(verdicts.contains("(c)/(a) req/s 101%"), "{verdicts}");
     }
 
     #[test]
@@ -748,7 +864,7 @@ mod tests {
             round(800, 504, 680, 696),
             round(1200, 720, 1000, 1000),
         ];
-        let ratios = RoundRatios::of(&rounds).unwrap();
+        let ratios = RoundRatios::of(&rounds, false).unwrap();
         let b: Vec<i64> = ratios.b.iter().map(|x| x.round() as i64).collect();
         assert_eq!(b, vec![70, 63, 60]);
         assert_eq!(ratios.b_p99, vec![2.0, 2.0, 2.0]);

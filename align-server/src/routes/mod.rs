@@ -384,8 +384,27 @@ fn resource_of(path: &str) -> Option<&'static Resource> {
 }
 
 /// The route template a request matches, for metrics labels.
+///
+/// Each thread remembers the last path it looked up and that path's routes: a client sends
+/// runs of the same path (a flood of refusals most of all, whose requests reach no handler
+/// and cost little else), and comparing the path is cheaper than routing it again.
 pub(crate) fn route_of(method: &Method, path: &str) -> &'static str {
-    resource_of(path)
+    thread_local! {
+        static LAST: std::cell::RefCell<(String, Option<&'static Resource>)> =
+            const { std::cell::RefCell::new((String::new(), None)) };
+    }
+    let resource = LAST.with(|last| match last.try_borrow_mut() {
+        Ok(mut last) => {
+            if last.0 != path || last.0.is_empty() {
+                last.0.clear();
+                last.0.push_str(path);
+                last.1 = resource_of(path);
+            }
+            last.1
+        }
+        Err(_) => resource_of(path),
+    });
+    resource
         .filter(|r| r.routes.iter().any(|r| r.method == *method))
         .map_or("unmatched", |r| r.template)
 }
@@ -623,6 +642,36 @@ mod tests {
             assert_eq!(route_of(&get, unmatched), "unmatched", "{unmatched}");
         }
         assert_eq!(route_of(&Method::DELETE, "/api/v1/me"), "unmatched");
+    }
+
+    /// `route_of` remembers each thread's last path: repeating, alternating and prefix-sharing
+    /// paths each get their own template, for every method.
+    #[test]
+    fn the_remembered_path_answers_only_for_itself() {
+        let paths = [
+            ("/api/v1/me", "/api/v1/me"),
+            ("/api/v1/me", "/api/v1/me"),
+            ("/api/v1/mex", "unmatched"),
+            ("/api/v1/keys/k1", "/api/v1/keys/{id}"),
+            ("/api/v1/keys/k2", "/api/v1/keys/{id}"),
+            ("/api/v1/keys/k2/x", "unmatched"),
+            ("/api/v1/me", "/api/v1/me"),
+        ];
+        for _ in 0..2 {
+            for (path, template) in paths {
+                assert_eq!(route_of(&Method::GET, path), template, "{path}");
+                assert_eq!(route_of(&Method::PUT, path), "unmatched", "{path}");
+            }
+        }
+        // The same path answers by method.
+        assert_eq!(
+            route_of(&Method::POST, "/api/v1/keys/k1/revoke"),
+            "/api/v1/keys/{id}/revoke"
+        );
+        assert_eq!(
+            route_of(&Method::GET, "/api/v1/keys/k1/revoke"),
+            "unmatched"
+        );
     }
 
     #[test]
