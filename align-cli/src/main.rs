@@ -8,6 +8,7 @@
 #![allow(rustdoc::bare_urls)]
 
 mod client;
+mod config_print;
 mod endpoints;
 mod events;
 mod hooks_api;
@@ -232,6 +233,13 @@ enum Command {
         common: Common,
         #[command(subcommand)]
         action: RetentionAction,
+    },
+    /// The server's settings: each one's effective value and where it came from.
+    ///
+    /// Example: align config print --config align.toml
+    Config {
+        #[command(subcommand)]
+        action: config_print::ConfigAction,
     },
     /// The key file that seals webhook signing secrets in the database.
     ///
@@ -776,6 +784,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             listen,
             config,
         } => Ok(serve(config, Overrides { listen, data_dir }).await?),
+        Command::Config { action } => config_print::run(action),
         Command::Init { common } => init(&common).await,
         Command::Orgs {
             common,
