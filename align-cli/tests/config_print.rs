@@ -1,6 +1,8 @@
 //! `align config print`: every setting's effective value with its source, secrets masked; an
 //! `ALIGN_*` variable that is no setting warns, naming the closest one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should panic
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 

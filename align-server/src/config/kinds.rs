@@ -18,15 +18,20 @@ use crate::error::Error;
 /// How one kind of setting is read and shown.
 pub(crate) trait Kind {
     /// The type of the `Config` field.
-    type Value;
+    type Value: fmt::Debug;
     /// Reads an environment variable's text; errors name `key` (the variable).
     fn from_text(key: &str, text: &str) -> Result<Self::Value, Error>;
-    /// Reads the TOML file's value at `key` in `file`.
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<Self::Value, Error>;
+    /// Reads the TOML file's value at `key` in `file`: by default a string, read as the
+    /// environment's text is.
+    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<Self::Value, Error> {
+        Self::from_text(key, &typed::<String>(key, value, file)?)
+    }
     /// The value as `align config print` shows it, secrets masked; `None` when unset.
     fn show(value: &Self::Value) -> Option<String>;
     /// The value in the settings' `Debug`, secrets masked.
-    fn debug(value: &Self::Value, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    fn debug(value: &Self::Value, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(value, f)
+    }
 }
 
 /// A value of the TOML file's type `T`, or the file's error naming `key`.
@@ -53,9 +58,6 @@ impl<T: DeserializeOwned + FromStr + fmt::Display + fmt::Debug> Kind for Number<
     fn show(value: &T) -> Option<String> {
         Some(value.to_string())
     }
-    fn debug(value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
-    }
 }
 
 /// A value written as a string in both places and parsed with `FromStr` (an address).
@@ -66,14 +68,8 @@ impl<T: FromStr + fmt::Display + fmt::Debug> Kind for Parsed<T> {
     fn from_text(key: &str, text: &str) -> Result<T, Error> {
         parse_value(key, text)
     }
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<T, Error> {
-        parse_value(key, &typed::<String>(key, value, file)?)
-    }
     fn show(value: &T) -> Option<String> {
         Some(value.to_string())
-    }
-    fn debug(value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
     }
 }
 
@@ -98,9 +94,6 @@ impl Kind for Bool {
     }
     fn show(value: &bool) -> Option<String> {
         Some(value.to_string())
-    }
-    fn debug(value: &bool, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
     }
 }
 
@@ -134,9 +127,6 @@ impl<const UNIT_MS: u64> Kind for Interval<UNIT_MS> {
     fn show(value: &Duration) -> Option<String> {
         Some((value.as_millis() / u128::from(UNIT_MS)).to_string())
     }
-    fn debug(value: &Duration, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
-    }
 }
 
 /// An optional number: an empty variable means unset (off, or sized automatically).
@@ -157,9 +147,6 @@ impl<T: DeserializeOwned + FromStr + fmt::Display + fmt::Debug> Kind for Maybe<T
     fn show(value: &Option<T>) -> Option<String> {
         value.as_ref().map(ToString::to_string)
     }
-    fn debug(value: &Option<T>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
-    }
 }
 
 /// A path.
@@ -170,14 +157,8 @@ impl Kind for File {
     fn from_text(_: &str, text: &str) -> Result<PathBuf, Error> {
         Ok(PathBuf::from(text))
     }
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<PathBuf, Error> {
-        typed(key, value, file)
-    }
     fn show(value: &PathBuf) -> Option<String> {
         Some(value.display().to_string())
-    }
-    fn debug(value: &PathBuf, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
     }
 }
 
@@ -195,9 +176,6 @@ impl Kind for MaybeFile {
     fn show(value: &Option<PathBuf>) -> Option<String> {
         value.as_ref().map(|p| p.display().to_string())
     }
-    fn debug(value: &Option<PathBuf>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
-    }
 }
 
 /// Text, taken as it is.
@@ -208,14 +186,8 @@ impl Kind for Text {
     fn from_text(_: &str, text: &str) -> Result<String, Error> {
         Ok(text.to_owned())
     }
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<String, Error> {
-        typed(key, value, file)
-    }
     fn show(value: &String) -> Option<String> {
         Some(value.clone())
-    }
-    fn debug(value: &String, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
     }
 }
 
@@ -226,9 +198,6 @@ impl Kind for Secret {
     type Value = Option<String>;
     fn from_text(_: &str, text: &str) -> Result<Option<String>, Error> {
         Ok(non_empty(text))
-    }
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<Option<String>, Error> {
-        typed::<String>(key, value, file).map(|v| non_empty(&v))
     }
     fn show(value: &Option<String>) -> Option<String> {
         value.as_ref().map(|_| MASK.to_owned())
@@ -247,9 +216,6 @@ impl Kind for SecretUrl {
     fn from_text(_: &str, text: &str) -> Result<Option<String>, Error> {
         Ok(non_empty(text))
     }
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<Option<String>, Error> {
-        typed::<String>(key, value, file).map(|v| non_empty(&v))
-    }
     fn show(value: &Option<String>) -> Option<String> {
         value.as_deref().map(mask_url)
     }
@@ -266,17 +232,11 @@ impl Kind for DatabaseUrl {
     fn from_text(_: &str, text: &str) -> Result<Database, Error> {
         parse_database_url(text)
     }
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<Database, Error> {
-        parse_database_url(&typed::<String>(key, value, file)?)
-    }
     fn show(value: &Database) -> Option<String> {
         match value {
             Database::Sqlite => Some("sqlite:".to_owned()),
             Database::Postgres(url) => Some(mask_url(url)),
         }
-    }
-    fn debug(value: &Database, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
     }
 }
 
@@ -291,14 +251,8 @@ impl Kind for Redis {
         }
         RedisUrl::parse(text).map(Some)
     }
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<Option<RedisUrl>, Error> {
-        Self::from_text(key, &typed::<String>(key, value, file)?)
-    }
     fn show(value: &Option<RedisUrl>) -> Option<String> {
         value.as_ref().map(|u| mask_url(u.expose()))
-    }
-    fn debug(value: &Option<RedisUrl>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
     }
 }
 
@@ -313,9 +267,6 @@ impl Kind for Failure {
             reason: format!("expected open or closed, got {text:?}"),
         })
     }
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<RedisFailure, Error> {
-        Self::from_text(key, &typed::<String>(key, value, file)?)
-    }
     fn show(value: &RedisFailure) -> Option<String> {
         Some(
             match value {
@@ -324,9 +275,6 @@ impl Kind for Failure {
             }
             .to_owned(),
         )
-    }
-    fn debug(value: &RedisFailure, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
     }
 }
 
@@ -352,14 +300,8 @@ impl Kind for Origin {
         }
         Ok(Some(url.origin().ascii_serialization()))
     }
-    fn from_toml(key: &str, value: toml::Value, file: &Path) -> Result<Option<String>, Error> {
-        Self::from_text(key, &typed::<String>(key, value, file)?)
-    }
     fn show(value: &Option<String>) -> Option<String> {
         value.clone()
-    }
-    fn debug(value: &Option<String>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
     }
 }
 
@@ -393,9 +335,6 @@ impl Kind for Schedule {
             .map(|d| d.as_secs().to_string())
             .collect();
         Some(secs.join(","))
-    }
-    fn debug(value: &Self::Value, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(value, f)
     }
 }
 
