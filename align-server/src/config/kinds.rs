@@ -213,14 +213,14 @@ pub(crate) struct SecretUrl;
 
 impl Kind for SecretUrl {
     type Value = Option<String>;
-    fn from_text(_: &str, text: &str) -> Result<Option<String>, Error> {
-        Ok(non_empty(text))
+    fn from_text(key: &str, text: &str) -> Result<Option<String>, Error> {
+        Secret::from_text(key, text)
     }
     fn show(value: &Option<String>) -> Option<String> {
         value.as_deref().map(mask_url)
     }
     fn debug(value: &Option<String>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&value.as_ref().map(|_| "[redacted]"), f)
+        Secret::debug(value, f)
     }
 }
 
