@@ -28,6 +28,7 @@ mod progress;
 mod audit;
 mod backup;
 mod completions;
+mod config;
 mod events;
 mod init;
 mod keys;
@@ -74,6 +75,7 @@ enum Command {
     Webhooks(webhooks::Args),
     Events(events::Args),
     Completions(completions::Args),
+    Config(config::Args),
     Audit(audit::Args),
     Privacy(privacy::Args),
     Retention(retention::Args),
@@ -124,6 +126,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Webhooks(args) => webhooks::run(args).await,
         Command::Events(args) => events::run(args).await,
         Command::Completions(args) => completions::run(args),
+        Command::Config(args) => config::run(args),
         Command::Audit(args) => audit::run(args).await,
         Command::Privacy(args) => privacy::run(args).await,
         Command::Retention(args) => retention::run(args).await,
