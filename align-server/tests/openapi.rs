@@ -2,6 +2,8 @@
 //! dispatch, metrics labels and `405`s come) list the same operations with the same methods;
 //! browser pages (`/docs`) are in the table as pages and stay out of the spec.
 
+#![allow(clippy::panic, clippy::unwrap_used)] // test code: a failure should panic
+
 use std::collections::BTreeSet;
 
 use align_server::{Listing, ROUTE_TABLE};
