@@ -1,7 +1,7 @@
-//! A tiny HTML writer. Markup comes only from `&'static str` literals in this crate; every
-//! value put into it goes through [`escape`], so a key named `<script>` is just text.
-
-use std::fmt::{Display, Write};
+//! The console's responses: pages, redirects and static assets, with the headers every
+//! console answer carries. The markup itself is written with `maud`'s `html!`, checked when
+//! the crate compiles; every value spliced into it is escaped, so a key named `<script>` is
+//! just text.
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
@@ -12,72 +12,6 @@ use crate::http::Response;
 
 /// The console's Content-Security-Policy: nothing inline, nothing from elsewhere.
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'";
-
-/// Escapes text for element content and quoted attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// HTML under construction.
-#[derive(Debug, Default)]
-pub(crate) struct Html(String);
-
-impl Html {
-    /// Empty.
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-
-    /// Appends trusted markup (a literal: values go through [`Html::put`]).
-    pub(crate) fn raw(&mut self, markup: &'static str) -> &mut Self {
-        self.0.push_str(markup);
-        self
-    }
-
-    /// Appends `template` with each `{}` replaced by the next argument, escaped.
-    ///
-    /// ```ignore
-    /// h.put("<td data-col=\"name\">{}</td>", &[&key.name]);
-    /// ```
-    pub(crate) fn put(&mut self, template: &'static str, args: &[&dyn Display]) -> &mut Self {
-        let mut args = args.iter();
-        let mut pieces = template.split("{}");
-        if let Some(first) = pieces.next() {
-            self.0.push_str(first);
-        }
-        for piece in pieces {
-            if let Some(arg) = args.next() {
-                let mut text = String::new();
-                let _ = write!(text, "{arg}");
-                self.0.push_str(&escape(&text));
-            }
-            self.0.push_str(piece);
-        }
-        self
-    }
-
-    /// Appends already-built HTML.
-    pub(crate) fn append(&mut self, other: Self) -> &mut Self {
-        self.0.push_str(&other.0);
-        self
-    }
-
-    /// The markup.
-    pub(crate) fn into_string(self) -> String {
-        self.0
-    }
-}
 
 /// Headers every console answer carries: no caching (pages may show a secret once), no
 /// framing, no referrer beyond our own origin, a strict CSP.
@@ -132,35 +66,38 @@ pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use maud::{PreEscaped, html};
 
     #[test]
     fn values_are_escaped_and_markup_is_kept() {
-        let mut h = Html::new();
-        h.put(
-            "<td title=\"{}\">{}</td>",
-            &[&"\"><script>", &"<script>alert(1)</script>"],
-        );
+        let value = "\"><script>";
+        let text = "<script>alert(1)</script>";
+        let markup = html! { td title=(value) { (text) } (PreEscaped("<br>")) };
         assert_eq!(
-            h.into_string(),
-            "<td title=\"&quot;&gt;&lt;script&gt;\">&lt;script&gt;alert(1)&lt;/script&gt;</td>"
+            markup.into_string(),
+            "<td title=\"&quot;&gt;&lt;script&gt;\">&lt;script&gt;alert(1)&lt;/script&gt;</td><br>"
         );
-        assert_eq!(escape("a&b'c"), "a&amp;b&#39;c");
-    }
-
-    #[test]
-    fn missing_arguments_leave_the_gap_empty() {
-        let mut h = Html::new();
-        h.put("<p>{} and {}</p>", &[&1]);
-        assert_eq!(h.into_string(), "<p>1 and </p>");
+        assert_eq!(html! { ("a&b'c") }.into_string(), "a&amp;b'c");
+        // Literals are escaped too: a query string's `&` is written `&amp;` in an attribute.
+        assert_eq!(
+            html! { a href={ "/console/audit?env=live&cursor=" (7) } { "Older" } }.into_string(),
+            "<a href=\"/console/audit?env=live&amp;cursor=7\">Older</a>"
+        );
     }
 
     proptest::proptest! {
-        /// Whatever a value holds, it cannot open or close a tag or leave an attribute.
+        /// Whatever a value holds, it cannot open or close a tag or leave a (double-quoted)
+        /// attribute.
         #[test]
         fn escaped_text_has_no_markup_characters(text in proptest::prelude::any::<String>()) {
-            let e = escape(&text);
-            proptest::prop_assert!(!e.contains(['<', '>', '"', '\'']));
+            let rendered = html! { p title=(text) { (text) } }.into_string();
+            let inner = rendered
+                .strip_prefix("<p title=\"")
+                .and_then(|r| r.strip_suffix("</p>"))
+                .unwrap_or("<");
+            let (attr, content) = inner.split_once("\">").unwrap_or(("<", ""));
+            proptest::prop_assert!(!attr.contains(['<', '>', '"']));
+            proptest::prop_assert!(!content.contains(['<', '>', '"']));
         }
     }
 }

@@ -9,7 +9,9 @@ use align_keys::{KeyRecord, KeyStatus, Permission, ProjectId, Role};
 use chrono::Utc;
 use http::StatusCode;
 
-use super::html::{self, Html};
+use maud::html;
+
+use super::html;
 use super::{Ctx, when};
 use crate::error::ApiError;
 use crate::http::Response;
@@ -101,74 +103,66 @@ pub(super) async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         .collect();
     let may_write = who.effective_permissions().contains(Permission::KeysWrite);
 
-    let mut h = Html::new();
-    h.raw("<p class=\"crumbs\">Settings → Developer → API Keys</p>")
-        .raw("<div class=\"title\"><h1>API Keys</h1>");
-    if may_write {
-        h.put(
-            "<a class=\"button primary\" data-testid=\"create-key\" href=\"/console/keys/new?{}\">Create Key</a>",
-            &[&ctx.env_query()],
-        );
-    }
-    h.raw("</div><form class=\"search\" method=\"get\" action=\"/console/keys\">")
-        .put("<input type=\"hidden\" name=\"env\" value=\"{}\">", &[&ctx.env()])
-        .put(
-            "<input type=\"search\" name=\"q\" value=\"{}\" placeholder=\"Find a key by prefix or name\" aria-label=\"Find a key by prefix or name\">",
-            &[&q],
-        )
-        .raw("<button type=\"submit\">Search</button></form>")
-        .raw("<table data-testid=\"keys-table\"><thead><tr><th>Name</th><th>Prefix</th><th>Scope</th><th>Project</th><th>Environment</th><th>Owner</th><th>Meta</th><th>Created</th><th>Last used</th><th>Status</th><th></th></tr></thead><tbody>");
-    for k in &keys {
-        let project = k
-            .scope
+    let env = ctx.env_query();
+    let project_of = |k: &KeyRecord| {
+        k.scope
             .project_id()
             .map(|p| names.get(&p).cloned().unwrap_or_else(|| p.to_string()))
-            .unwrap_or_else(|| "—".into());
-        let last_used = k.last_used_at.map_or_else(|| "never".to_owned(), when);
-        let status = status_name(k);
-        h.put("<tr data-key-id=\"{}\">", &[&k.id])
-            .put("<td data-col=\"name\">{}</td>", &[&k.name])
-            .put("<td data-col=\"prefix\"><code>{}</code></td>", &[&k.prefix])
-            .put("<td data-col=\"scope\">{}</td>", &[&k.scope.kind()])
-            .put("<td data-col=\"project\">{}</td>", &[&project])
-            .put("<td data-col=\"environment\">{}</td>", &[&k.environment])
-            .put(
-                "<td data-col=\"owner\">{}</td>",
-                &[&k.owner_id.as_deref().unwrap_or("—")],
-            )
-            .put(
-                "<td data-col=\"meta\"><code>{}</code></td>",
-                &[&meta_text(k.meta.as_ref())],
-            )
-            .put("<td data-col=\"created\">{}</td>", &[&when(k.created_at)])
-            .put("<td data-col=\"last-used\">{}</td>", &[&last_used])
-            .put(
-                "<td data-col=\"status\"><span class=\"status {}\">{}</span></td><td class=\"actions\">",
-                &[&status, &status],
-            );
-        let writable = who.authorize(Permission::KeysWrite, target(k)).is_ok();
-        if writable && k.revoked_at.is_none() && status != "expired" {
-            h.put(
-                "<a class=\"button\" data-testid=\"rotate-key\" href=\"/console/keys/{}/rotate?{}\">Rotate</a> ",
-                &[&k.id, &ctx.env_query()],
-            )
-            .put(
-                "<a class=\"button danger\" data-testid=\"revoke-key\" href=\"/console/keys/{}/revoke?{}\">Revoke</a>",
-                &[&k.id, &ctx.env_query()],
-            );
+            .unwrap_or_else(|| "—".into())
+    };
+    let empty = if needle.is_empty() {
+        "No keys in this environment yet."
+    } else {
+        "No key matches that prefix or name."
+    };
+    let body = html! {
+        p class="crumbs" { "Settings → Developer → API Keys" }
+        div class="title" {
+            h1 { "API Keys" }
+            @if may_write {
+                a class="button primary" data-testid="create-key" href={ "/console/keys/new?" (env) } { "Create Key" }
+            }
         }
-        h.raw("</td></tr>");
-    }
-    h.raw("</tbody></table>");
-    if keys.is_empty() {
-        let what = if needle.is_empty() {
-            "No keys in this environment yet."
-        } else {
-            "No key matches that prefix or name."
-        };
-        h.put("<p class=\"empty\">{}</p>", &[&what]);
-    }
-    Ok(ctx.page(StatusCode::OK, "API Keys", h))
+        form class="search" method="get" action="/console/keys" {
+            input type="hidden" name="env" value=(ctx.env());
+            input type="search" name="q" value=(q) placeholder="Find a key by prefix or name" aria-label="Find a key by prefix or name";
+            button type="submit" { "Search" }
+        }
+        table data-testid="keys-table" {
+            thead { tr { th { "Name" } th { "Prefix" } th { "Scope" } th { "Project" } th { "Environment" } th { "Owner" } th { "Meta" } th { "Created" } th { "Last used" } th { "Status" } th {} } }
+            tbody {
+                @for k in &keys {
+                    @let status = status_name(k);
+                    tr data-key-id=(k.id) {
+                        td data-col="name" { (k.name) }
+                        td data-col="prefix" { code { (k.prefix) } }
+                        td data-col="scope" { (k.scope.kind()) }
+                        td data-col="project" { (project_of(k)) }
+                        td data-col="environment" { (k.environment) }
+                        td data-col="owner" { (k.owner_id.as_deref().unwrap_or("—")) }
+                        td data-col="meta" { code { (meta_text(k.meta.as_ref())) } }
+                        td data-col="created" { (when(k.created_at)) }
+                        td data-col="last-used" { (k.last_used_at.map_or_else(|| "never".to_owned(), when)) }
+                        td data-col="status" { span class={ "status " (status) } { (status) } }
+                        td class="actions" {
+                            @if who.authorize(Permission::KeysWrite, target(k)).is_ok()
+                                && k.revoked_at.is_none()
+                                && status != "expired"
+                            {
+                                a class="button" data-testid="rotate-key" href={ "/console/keys/" (k.id) "/rotate?" (env) } { "Rotate" }
+                                " "
+                                a class="button danger" data-testid="revoke-key" href={ "/console/keys/" (k.id) "/revoke?" (env) } { "Revoke" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if keys.is_empty() {
+            p class="empty" { (empty) }
+        }
+    };
+    Ok(ctx.page(StatusCode::OK, "API Keys", body))
 }
 
 /// `GET /console/keys/new`: Create Key. Organisation scope is offered to admins only.
@@ -183,48 +177,53 @@ pub(super) async fn new_form(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     acting.who.require(Permission::KeysWrite)?;
     let projects = projects(ctx).await?;
     let admin = signed.user.role == Role::Admin;
-    let mut h = Html::new();
-    h.raw("<p class=\"crumbs\">Settings → Developer → API Keys → Create Key</p>")
-        .raw("<h1>Create Key</h1>")
-        .raw("<form id=\"create-key\" class=\"stacked\" method=\"post\" action=\"/console/keys\">");
-    ctx.hidden_fields(&mut h);
-    h.raw("<label>Name <input name=\"name\" required maxlength=\"200\" placeholder=\"prod-sync\"></label>")
-        .raw("<label>Scope <select name=\"scope\">");
-    if admin {
-        h.raw("<option value=\"organization\">Organization: every project (admins only)</option>");
-    }
-    h.raw("<option value=\"project\">Project: one project only</option></select></label>")
-        .raw("<label>Project <select name=\"projectId\">");
-    for p in &projects {
-        h.put("<option value=\"{}\">{}</option>", &[&p.id, &p.name]);
-    }
-    h.raw("</select></label>");
-    if projects.is_empty() {
-        h.raw("<p class=\"hint\">This organisation has no project yet; create one with <code>align projects create --name NAME</code> or <code>POST /api/v1/projects</code>.</p>");
-    }
-    h.raw("<label>Environment <select name=\"environment\">");
-    for env in [
-        align_keys::Environment::Live,
-        align_keys::Environment::Sandbox,
-    ] {
-        let selected = if env == ctx.env() { " selected" } else { "" };
-        let label = match env {
-            align_keys::Environment::Live => "Live (ako_)",
-            align_keys::Environment::Sandbox => "Sandbox (akt_)",
-        };
-        h.put(
-            "<option value=\"{}\"{}>{}</option>",
-            &[&env, &selected, &label],
-        );
-    }
-    h.raw("</select></label>")
-        .raw("<p class=\"hint\">The key is shown once, right after you create it. Only its hash is kept.</p>")
-        .raw("<div class=\"row\"><button type=\"submit\" class=\"primary\" data-testid=\"create-key-submit\">Create</button>")
-        .put(
-            "<a href=\"/console/keys?{}\">Cancel</a></div></form>",
-            &[&ctx.env_query()],
-        );
-    Ok(ctx.page(StatusCode::OK, "Create Key", h))
+    let body = html! {
+        p class="crumbs" { "Settings → Developer → API Keys → Create Key" }
+        h1 { "Create Key" }
+        form id="create-key" class="stacked" method="post" action="/console/keys" {
+            (ctx.hidden_fields())
+            label { "Name " input name="name" required maxlength="200" placeholder="prod-sync"; }
+            label {
+                "Scope "
+                select name="scope" {
+                    @if admin {
+                        option value="organization" { "Organization: every project (admins only)" }
+                    }
+                    option value="project" { "Project: one project only" }
+                }
+            }
+            label {
+                "Project "
+                select name="projectId" {
+                    @for p in &projects {
+                        option value=(p.id) { (p.name) }
+                    }
+                }
+            }
+            @if projects.is_empty() {
+                p class="hint" { "This organisation has no project yet; create one with " code { "align projects create --name NAME" } " or " code { "POST /api/v1/projects" } "." }
+            }
+            label {
+                "Environment "
+                select name="environment" {
+                    @for env in [align_keys::Environment::Live, align_keys::Environment::Sandbox] {
+                        option value=(env) selected[env == ctx.env()] {
+                            @match env {
+                                align_keys::Environment::Live => "Live (ako_)",
+                                align_keys::Environment::Sandbox => "Sandbox (akt_)",
+                            }
+                        }
+                    }
+                }
+            }
+            p class="hint" { "The key is shown once, right after you create it. Only its hash is kept." }
+            div class="row" {
+                button type="submit" class="primary" data-testid="create-key-submit" { "Create" }
+                a href={ "/console/keys?" (ctx.env_query()) } { "Cancel" }
+            }
+        }
+    };
+    Ok(ctx.page(StatusCode::OK, "Create Key", body))
 }
 
 /// `POST /console/keys`: mints through `routes::keys::mint` as the user.
@@ -273,42 +272,33 @@ pub(super) async fn created(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiErro
         .console
         .once
         .take(ctx.session()?, &format!("key:{}", key.id));
-    let mut h = Html::new();
-    h.raw("<p class=\"crumbs\">Settings → Developer → API Keys</p>");
-    match secret {
-        Some(token) => {
-            h.raw("<dialog open data-testid=\"key-dialog\" class=\"shown-once\">")
-                .put("<h2>API key {} created</h2>", &[&key.name])
-                .raw("<p class=\"warning\" data-testid=\"key-warning\">Copy this key now. It will not be shown again.</p>")
-                .put(
-                    "<div class=\"secret\"><code id=\"shown-secret\" data-testid=\"key-secret\">{}</code>",
-                    &[&token.expose()],
-                )
-                .raw("<button type=\"button\" data-testid=\"copy-key\" data-copy=\"shown-secret\">Copy</button></div>")
-                .raw("<p class=\"hint\" data-copied hidden>Copied to the clipboard.</p>")
-                .put(
-                    "<p>Prefix <code>{}</code> · {} · {}</p>",
-                    &[&key.prefix, &key.scope.kind(), &key.environment],
-                )
-                .put(
-                    "<a class=\"button primary\" data-testid=\"done\" href=\"/console/keys?{}\">Done</a></dialog>",
-                    &[&ctx.env_query()],
-                );
+    let env = ctx.env_query();
+    let body = html! {
+        p class="crumbs" { "Settings → Developer → API Keys" }
+        @match secret {
+            Some(token) => {
+                dialog open data-testid="key-dialog" class="shown-once" {
+                    h2 { "API key " (key.name) " created" }
+                    p class="warning" data-testid="key-warning" { "Copy this key now. It will not be shown again." }
+                    div class="secret" {
+                        code id="shown-secret" data-testid="key-secret" { (token.expose()) }
+                        button type="button" data-testid="copy-key" data-copy="shown-secret" { "Copy" }
+                    }
+                    p class="hint" data-copied hidden { "Copied to the clipboard." }
+                    p { "Prefix " code { (key.prefix) } " · " (key.scope.kind()) " · " (key.environment) }
+                    a class="button primary" data-testid="done" href={ "/console/keys?" (env) } { "Done" }
+                }
+            }
+            None => {
+                div class="shown-once gone" {
+                    p data-testid="key-gone" { "This key was shown once and cannot be shown again." }
+                    p { "Prefix " code { (key.prefix) } ". If the key was lost, rotate or revoke it and create a new one." }
+                    a class="button" data-testid="done" href={ "/console/keys?" (env) } { "Back to API keys" }
+                }
+            }
         }
-        None => {
-            h.raw("<div class=\"shown-once gone\">")
-                .raw("<p data-testid=\"key-gone\">This key was shown once and cannot be shown again.</p>")
-                .put(
-                    "<p>Prefix <code>{}</code>. If the key was lost, rotate or revoke it and create a new one.</p>",
-                    &[&key.prefix],
-                )
-                .put(
-                    "<a class=\"button\" data-testid=\"done\" href=\"/console/keys?{}\">Back to API keys</a></div>",
-                    &[&ctx.env_query()],
-                );
-        }
-    }
-    Ok(ctx.page(StatusCode::OK, "API key created", h))
+    };
+    Ok(ctx.page(StatusCode::OK, "API key created", body))
 }
 
 /// `GET /console/keys/{id}/revoke|rotate`: the confirmation, naming the key.
@@ -316,41 +306,43 @@ pub(super) async fn confirm(ctx: &Ctx<'_>, id: &str, what: Confirm) -> Result<Re
     let acting = ctx.acting()?;
     let key = ops::load(ctx.state, acting.who, id, Permission::KeysWrite).await?;
     ctx.set_env(key.environment);
-    let mut h = Html::new();
-    h.raw("<p class=\"crumbs\">Settings → Developer → API Keys</p>");
     let (title, action) = match what {
         Confirm::Revoke => ("Revoke key", "revoke"),
         Confirm::Rotate => ("Rotate key", "rotate"),
     };
-    h.put("<h1>{}</h1>", &[&title])
-        .put(
-            "<p>Key <strong data-testid=\"confirm-name\">{}</strong> with prefix <code data-testid=\"confirm-prefix\">{}</code> ({}, {}).</p>",
-            &[&key.name, &key.prefix, &key.scope.kind(), &key.environment],
-        )
-        .put(
-            "<form id=\"{}-key\" class=\"stacked\" method=\"post\" action=\"/console/keys/{}/{}\">",
-            &[&action, &key.id, &action],
-        );
-    ctx.hidden_fields(&mut h);
-    match what {
-        Confirm::Revoke => {
-            h.raw("<p class=\"warning\">Revoking is immediate and final: the next request with this key gets <code>401 key_revoked</code>.</p>")
-                .raw("<div class=\"row\"><button type=\"submit\" class=\"danger\" data-testid=\"confirm-revoke\">Revoke key</button>");
+    let body = html! {
+        p class="crumbs" { "Settings → Developer → API Keys" }
+        h1 { (title) }
+        p {
+            "Key " strong data-testid="confirm-name" { (key.name) }
+            " with prefix " code data-testid="confirm-prefix" { (key.prefix) }
+            " (" (key.scope.kind()) ", " (key.environment) ")."
         }
-        Confirm::Rotate => {
-            h.put(
-                "<label>Grace period (seconds the old key keeps working) <input type=\"number\" name=\"graceSeconds\" min=\"0\" max=\"2592000\" value=\"{}\"></label>",
-                &[&DEFAULT_GRACE_SECS],
-            )
-            .raw("<p class=\"hint\">A new key with the same name, scope and permissions is created and shown once.</p>")
-            .raw("<div class=\"row\"><button type=\"submit\" class=\"primary\" data-testid=\"confirm-rotate\">Rotate key</button>");
+        form id={ (action) "-key" } class="stacked" method="post" action={ "/console/keys/" (key.id) "/" (action) } {
+            (ctx.hidden_fields())
+            @match what {
+                Confirm::Revoke => {
+                    p class="warning" { "Revoking is immediate and final: the next request with this key gets " code { "401 key_revoked" } "." }
+                }
+                Confirm::Rotate => {
+                    label { "Grace period (seconds the old key keeps working) " input type="number" name="graceSeconds" min="0" max="2592000" value=(DEFAULT_GRACE_SECS); }
+                    p class="hint" { "A new key with the same name, scope and permissions is created and shown once." }
+                }
+            }
+            div class="row" {
+                @match what {
+                    Confirm::Revoke => {
+                        button type="submit" class="danger" data-testid="confirm-revoke" { "Revoke key" }
+                    }
+                    Confirm::Rotate => {
+                        button type="submit" class="primary" data-testid="confirm-rotate" { "Rotate key" }
+                    }
+                }
+                a href={ "/console/keys?" (ctx.env_query()) } { "Cancel" }
+            }
         }
-    }
-    h.put(
-        "<a href=\"/console/keys?{}\">Cancel</a></div></form>",
-        &[&ctx.env_query()],
-    );
-    Ok(ctx.page(StatusCode::OK, title, h))
+    };
+    Ok(ctx.page(StatusCode::OK, title, body))
 }
 
 /// `POST /console/keys/{id}/revoke`.

@@ -32,7 +32,7 @@ use crate::http::Response;
 use crate::principal::{Acting, Principal};
 use crate::state::AppState;
 
-use html::Html;
+use maud::{Markup, PreEscaped};
 
 /// Largest console form accepted.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -176,114 +176,94 @@ impl Ctx<'_> {
     }
 
     /// A full page around `body`, with the navigation when signed in.
-    fn page(&self, status: StatusCode, title: &str, body: Html) -> Response {
-        html::page(status, self.layout(title, body))
+    fn page(&self, status: StatusCode, title: &str, body: Markup) -> Response {
+        html::page(status, self.layout(title, body).into_string())
     }
 
-    fn layout(&self, title: &str, body: Html) -> String {
+    fn layout(&self, title: &str, body: Markup) -> Markup {
         let (env_class, badge) = match self.env() {
             Environment::Live => ("env-live", "LIVE"),
             Environment::Sandbox => ("env-sandbox", "SANDBOX"),
         };
-        let mut h = Html::new();
-        h.raw("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
-            .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
-            .put("<title>{} · Align console</title>", &[&title])
-            .raw("<link rel=\"stylesheet\" href=\"/console/static/console.css\">")
-            .raw("<script src=\"/console/static/console.js\" defer></script></head>")
-            .put("<body class=\"{}\">", &[&env_class]);
-        if let Some(s) = &self.signed {
-            let path = self.parts.uri.path();
-            h.raw("<header class=\"top\"><nav class=\"main\">")
-                .raw("<a class=\"brand\" href=\"/console/keys\">Align</a>")
-                .put(
-                    "<a data-testid=\"nav-keys\" href=\"/console/keys?{}\">API Keys</a>",
-                    &[&self.env_query()],
-                )
-                .put(
-                    "<a data-testid=\"nav-webhooks\" href=\"/console/webhooks?{}\">Webhooks</a>",
-                    &[&self.env_query()],
-                )
-                .put(
-                    "<a data-testid=\"nav-audit\" href=\"/console/audit?{}\">Audit log</a>",
-                    &[&self.env_query()],
-                )
-                .put(
-                    "<a data-testid=\"nav-security\" href=\"/console/security?{}\">Security</a>",
-                    &[&self.env_query()],
-                )
-                .raw("<a data-testid=\"nav-profile\" href=\"/console/profile\">Profile</a>");
-            if s.user.role == align_keys::Role::Admin {
-                h.raw("<a data-testid=\"nav-users\" href=\"/console/users\">Users</a>");
-            }
-            h.raw("<a data-testid=\"nav-docs\" href=\"/docs\">API reference</a></nav>")
-                .raw("<div class=\"env\">")
-                .put(
-                    "<span data-testid=\"env-badge\" class=\"badge {}\">{}</span>",
-                    &[&env_class, &badge],
-                )
-                .put(
-                    "<a data-testid=\"env-live\" href=\"{}?env=live\">Live</a>",
-                    &[&path],
-                )
-                .put(
-                    "<a data-testid=\"env-sandbox\" href=\"{}?env=sandbox\">Sandbox</a></div>",
-                    &[&path],
-                )
-                .raw("<div class=\"me\">")
-                .put(
-                    "<span data-testid=\"whoami\">{} ({})</span>",
-                    &[&s.user.email, &s.user.role],
-                )
-                .raw("<form method=\"post\" action=\"/console/logout\" class=\"inline\">")
-                .put(
-                    "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-                    &[&auth::csrf_text(&s.session)],
-                )
-                .raw("<button type=\"submit\" data-testid=\"sign-out\">Sign out</button>")
-                .raw("</form></div></header>");
-            if self.env() == Environment::Sandbox {
-                h.raw("<p class=\"sandbox-band\">Sandbox: test data only. Nothing here touches live keys, endpoints or events.</p>");
+        maud::html! {
+            (PreEscaped("<!doctype html>"))
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · Align console" }
+                    link rel="stylesheet" href="/console/static/console.css";
+                    script src="/console/static/console.js" defer {}
+                }
+                body class=(env_class) {
+                    @if let Some(s) = &self.signed {
+                        (self.top(s, env_class, badge))
+                    }
+                    main { (body) }
+                }
             }
         }
-        h.raw("<main>").append(body).raw("</main></body></html>");
-        h.into_string()
+    }
+
+    /// The signed-in header: navigation, environment switch, who is signed in.
+    fn top(&self, s: &Signed, env_class: &str, badge: &str) -> Markup {
+        let path = self.parts.uri.path();
+        let env = self.env_query();
+        maud::html! {
+            header class="top" {
+                nav class="main" {
+                    a class="brand" href="/console/keys" { "Align" }
+                    a data-testid="nav-keys" href={ "/console/keys?" (env) } { "API Keys" }
+                    a data-testid="nav-webhooks" href={ "/console/webhooks?" (env) } { "Webhooks" }
+                    a data-testid="nav-audit" href={ "/console/audit?" (env) } { "Audit log" }
+                    a data-testid="nav-security" href={ "/console/security?" (env) } { "Security" }
+                    a data-testid="nav-profile" href="/console/profile" { "Profile" }
+                    @if s.user.role == align_keys::Role::Admin {
+                        a data-testid="nav-users" href="/console/users" { "Users" }
+                    }
+                    a data-testid="nav-docs" href="/docs" { "API reference" }
+                }
+                div class="env" {
+                    span data-testid="env-badge" class={ "badge " (env_class) } { (badge) }
+                    a data-testid="env-live" href={ (path) "?env=live" } { "Live" }
+                    a data-testid="env-sandbox" href={ (path) "?env=sandbox" } { "Sandbox" }
+                }
+                div class="me" {
+                    span data-testid="whoami" { (s.user.email) " (" (s.user.role) ")" }
+                    form method="post" action="/console/logout" class="inline" {
+                        input type="hidden" name="csrf" value=(auth::csrf_text(&s.session));
+                        button type="submit" data-testid="sign-out" { "Sign out" }
+                    }
+                }
+            }
+            @if self.env() == Environment::Sandbox {
+                p class="sandbox-band" { "Sandbox: test data only. Nothing here touches live keys, endpoints or events." }
+            }
+        }
     }
 
     /// The hidden fields every form carries: the CSRF token and the environment.
-    fn hidden_fields(&self, h: &mut Html) {
-        if let Some(s) = &self.signed {
-            h.put(
-                "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-                &[&auth::csrf_text(&s.session)],
-            );
+    fn hidden_fields(&self) -> Markup {
+        maud::html! {
+            @if let Some(s) = &self.signed {
+                input type="hidden" name="csrf" value=(auth::csrf_text(&s.session));
+            }
+            input type="hidden" name="env" value=(self.env());
         }
-        h.put(
-            "<input type=\"hidden\" name=\"env\" value=\"{}\">",
-            &[&self.env()],
-        );
     }
 
     /// An error page: the status, and the message in `[data-testid=error]`.
     fn error_page(&self, e: &ApiError) -> Response {
-        let mut h = Html::new();
-        h.put(
-            "<h1>{}</h1>",
-            &[&e.status.canonical_reason().unwrap_or("Error")],
-        )
-        .put(
-            "<p class=\"error\" data-testid=\"error\">{}</p>",
-            &[&e.message],
-        );
-        if self.signed.is_some() {
-            h.put(
-                "<p><a href=\"/console/keys?{}\">Back to API keys</a></p>",
-                &[&self.env_query()],
-            );
-        } else {
-            h.raw("<p><a href=\"/console/login\">Sign in</a></p>");
-        }
-        let mut r = self.page(e.status, "Error", h);
+        let body = maud::html! {
+            h1 { (e.status.canonical_reason().unwrap_or("Error")) }
+            p class="error" data-testid="error" { (e.message) }
+            @if self.signed.is_some() {
+                p { a href={ "/console/keys?" (self.env_query()) } { "Back to API keys" } }
+            } @else {
+                p { a href="/console/login" { "Sign in" } }
+            }
+        };
+        let mut r = self.page(e.status, "Error", body);
         if let Some(secs) = e.retry_after {
             r.headers_mut()
                 .insert("retry-after", http::HeaderValue::from(secs));
@@ -521,21 +501,22 @@ fn login_page(
         }
         _ => auth::random_token()?,
     };
-    let mut h = Html::new();
-    h.raw("<section class=\"signin\"><h1>Sign in to Align</h1>");
-    if let Some(e) = error {
-        h.put(
-            "<p class=\"error\" data-testid=\"error\">{}</p>",
-            &[&e.message],
-        );
-    }
-    h.raw("<form id=\"login\" method=\"post\" action=\"/console/login\">")
-        .put("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", &[&token])
-        .raw("<label>Email <input type=\"email\" name=\"email\" autocomplete=\"username\" required autofocus></label>")
-        .raw("<label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label>")
-        .raw("<button type=\"submit\" data-testid=\"sign-in\">Sign in</button></form>")
-        .raw("<p class=\"hint\">No password yet? An operator sets one with <code>align users set-password EMAIL --password-stdin</code>.</p></section>");
-    let mut r = ctx.page(status, "Sign in", h);
+    let body = maud::html! {
+        section class="signin" {
+            h1 { "Sign in to Align" }
+            @if let Some(e) = error {
+                p class="error" data-testid="error" { (e.message) }
+            }
+            form id="login" method="post" action="/console/login" {
+                input type="hidden" name="csrf" value=(token);
+                label { "Email " input type="email" name="email" autocomplete="username" required autofocus; }
+                label { "Password " input type="password" name="password" autocomplete="current-password" required; }
+                button type="submit" data-testid="sign-in" { "Sign in" }
+            }
+            p class="hint" { "No password yet? An operator sets one with " code { "align users set-password EMAIL --password-stdin" } "." }
+        }
+    };
+    let mut r = ctx.page(status, "Sign in", body);
     if let Some(c) = auth::set_cookie(auth::LOGIN_CSRF_COOKIE, Some(&token), ctx.console.tls) {
         r.headers_mut().append(http::header::SET_COOKIE, c);
     }

@@ -5,7 +5,9 @@
 use align_keys::{Role, User};
 use http::StatusCode;
 
-use super::html::{self, Html};
+use maud::html;
+
+use super::html;
 use super::{Ctx, when};
 use crate::error::ApiError;
 use crate::http::Response;
@@ -33,32 +35,27 @@ fn profile_page(
     saved: bool,
     error: Option<&ApiError>,
 ) -> Response {
-    let mut h = Html::new();
-    h.raw("<p class=\"crumbs\">Settings → Profile</p><h1>Your profile</h1>");
-    if saved {
-        h.raw("<p class=\"notice\" data-testid=\"saved\">Your profile was saved.</p>");
-    }
-    if let Some(e) = error {
-        h.put(
-            "<p class=\"error\" data-testid=\"error\">{}</p>",
-            &[&e.message],
-        );
-    }
-    h.raw("<form method=\"post\" action=\"/console/profile\" data-testid=\"profile-form\">");
-    ctx.hidden_fields(&mut h);
-    h.put(
-        "<label>Name <input name=\"name\" data-testid=\"profile-name\" value=\"{}\" maxlength=\"200\"></label>",
-        &[&user.name.as_deref().unwrap_or("")],
-    )
-    .put(
-        "<label>Email <input type=\"email\" name=\"email\" data-testid=\"profile-email\" value=\"{}\" required></label>",
-        &[&user.email],
-    )
-    .put("<p>Role: <span data-testid=\"profile-role\">{}</span></p>", &[&user.role])
-    .raw("<button type=\"submit\" class=\"primary\" data-testid=\"profile-save\">Save</button></form>")
-    .raw("<h2>Your data</h2><p>Download everything Align holds about you (your user record, the keys you created, and every audit and request-log record of you or your keys) as a JSON Lines file.</p>")
-    .raw("<a class=\"button\" data-testid=\"export-data\" href=\"/console/profile/export\" download>Download my data</a>");
-    ctx.page(status, "Profile", h)
+    let body = html! {
+        p class="crumbs" { "Settings → Profile" }
+        h1 { "Your profile" }
+        @if saved {
+            p class="notice" data-testid="saved" { "Your profile was saved." }
+        }
+        @if let Some(e) = error {
+            p class="error" data-testid="error" { (e.message) }
+        }
+        form method="post" action="/console/profile" data-testid="profile-form" {
+            (ctx.hidden_fields())
+            label { "Name " input name="name" data-testid="profile-name" value=(user.name.as_deref().unwrap_or("")) maxlength="200"; }
+            label { "Email " input type="email" name="email" data-testid="profile-email" value=(user.email) required; }
+            p { "Role: " span data-testid="profile-role" { (user.role) } }
+            button type="submit" class="primary" data-testid="profile-save" { "Save" }
+        }
+        h2 { "Your data" }
+        p { "Download everything Align holds about you (your user record, the keys you created, and every audit and request-log record of you or your keys) as a JSON Lines file." }
+        a class="button" data-testid="export-data" href="/console/profile/export" download { "Download my data" }
+    };
+    ctx.page(status, "Profile", body)
 }
 
 /// `POST /console/profile`: corrects the user's own name and e-mail.
@@ -120,48 +117,47 @@ async fn users_page(
     let acting = ctx.acting()?;
     let people = ops::visible(ctx.state, acting.who).await?;
     let my_id = acting.who.user_id();
-    let mut h = Html::new();
-    h.raw("<p class=\"crumbs\">Settings → Users</p><h1>Users</h1>");
-    if let Some(e) = error {
-        h.put(
-            "<p class=\"error\" data-testid=\"error\">{}</p>",
-            &[&e.message],
-        );
-    }
-    h.raw("<table data-testid=\"users-table\"><thead><tr><th>Email</th><th>Name</th><th>Role</th><th>Created</th><th></th></tr></thead><tbody>");
-    for u in &people {
-        h.put("<tr data-user-id=\"{}\">", &[&u.id])
-            .put("<td data-col=\"email\">{}</td>", &[&u.email])
-            .put(
-                "<td data-col=\"name\">{}</td>",
-                &[&u.name.as_deref().unwrap_or("—")],
-            )
-            .raw("<td data-col=\"role\">")
-            .put(
-                "<form method=\"post\" action=\"/console/users/{}/role\" class=\"inline\">",
-                &[&u.id],
-            );
-        ctx.hidden_fields(&mut h);
-        h.raw("<select name=\"role\" data-testid=\"role-select\">");
-        for r in Role::ALL {
-            let selected = if r == u.role { " selected" } else { "" };
-            h.put("<option value=\"{}\"{}>{}</option>", &[&r, &selected, &r]);
+    let body = html! {
+        p class="crumbs" { "Settings → Users" }
+        h1 { "Users" }
+        @if let Some(e) = error {
+            p class="error" data-testid="error" { (e.message) }
         }
-        h.raw("</select> <button type=\"submit\" data-testid=\"role-save\">Change role</button></form></td>")
-            .put("<td data-col=\"created\">{}</td>", &[&when(u.created_at)])
-            .raw("<td class=\"actions\">");
-        if u.id != my_id {
-            h.put(
-                "<form method=\"post\" action=\"/console/users/{}/delete\" class=\"inline\" data-confirm=\"Delete this user? Their sessions end, their personal data is erased and the keys they created are revoked.\">",
-                &[&u.id],
-            );
-            ctx.hidden_fields(&mut h);
-            h.raw("<button type=\"submit\" class=\"danger\" data-testid=\"delete-user\">Delete</button></form>");
+        table data-testid="users-table" {
+            thead { tr { th { "Email" } th { "Name" } th { "Role" } th { "Created" } th {} } }
+            tbody {
+                @for u in &people {
+                    tr data-user-id=(u.id) {
+                        td data-col="email" { (u.email) }
+                        td data-col="name" { (u.name.as_deref().unwrap_or("—")) }
+                        td data-col="role" {
+                            form method="post" action={ "/console/users/" (u.id) "/role" } class="inline" {
+                                (ctx.hidden_fields())
+                                select name="role" data-testid="role-select" {
+                                    @for r in Role::ALL {
+                                        option value=(r) selected[r == u.role] { (r) }
+                                    }
+                                }
+                                " "
+                                button type="submit" data-testid="role-save" { "Change role" }
+                            }
+                        }
+                        td data-col="created" { (when(u.created_at)) }
+                        td class="actions" {
+                            @if u.id != my_id {
+                                form method="post" action={ "/console/users/" (u.id) "/delete" } class="inline" data-confirm="Delete this user? Their sessions end, their personal data is erased and the keys they created are revoked." {
+                                    (ctx.hidden_fields())
+                                    button type="submit" class="danger" data-testid="delete-user" { "Delete" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        h.raw("</td></tr>");
-    }
-    h.raw("</tbody></table><p class=\"hint\">Deleting a user revokes the keys they created. To keep them working, hand them to another admin first: <code>align users delete ID --transfer-keys-to ADMIN_ID</code>.</p>");
-    Ok(ctx.page(status, "Users", h))
+        p class="hint" { "Deleting a user revokes the keys they created. To keep them working, hand them to another admin first: " code { "align users delete ID --transfer-keys-to ADMIN_ID" } "." }
+    };
+    Ok(ctx.page(status, "Users", body))
 }
 
 /// `POST /console/users/{id}/role`.

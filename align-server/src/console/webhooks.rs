@@ -6,7 +6,9 @@ use align_keys::{Permission, ProjectId, Role};
 use align_webhooks::{Endpoint, EventFilter};
 use http::StatusCode;
 
-use super::html::{self, Html};
+use maud::{Markup, html};
+
+use super::html;
 use super::{Ctx, when};
 use crate::error::ApiError;
 use crate::http::Response;
@@ -54,69 +56,79 @@ pub(super) async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let may_write = who
         .effective_permissions()
         .contains(Permission::WebhooksWrite);
-    let mut h = Html::new();
-    h.raw("<p class=\"crumbs\">Settings → Developer → Webhooks</p>")
-        .raw("<h1>Webhook endpoints</h1>")
-        .raw("<table data-testid=\"endpoints-table\"><thead><tr><th>URL</th><th>Events</th><th>Project</th><th>Environment</th><th>Status</th><th>Created</th><th></th></tr></thead><tbody>");
-    for ep in &endpoints {
-        let status = if ep.enabled { "enabled" } else { "disabled" };
-        h.put("<tr data-endpoint-id=\"{}\">", &[&ep.id.0])
-            .put(
-                "<td data-col=\"url\"><a data-testid=\"endpoint-link\" href=\"/console/webhooks/{}?{}\">{}</a></td>",
-                &[&ep.id.0, &ctx.env_query(), &ep.url],
-            )
-            .put("<td data-col=\"events\">{}</td>", &[&events_text(ep)])
-            .put("<td data-col=\"project\">{}</td>", &[&project_text(ep, &projects)])
-            .put("<td data-col=\"environment\">{}</td>", &[&ep.environment])
-            .put(
-                "<td data-col=\"status\"><span class=\"status {}\">{}</span></td>",
-                &[&status, &status],
-            )
-            .put("<td data-col=\"created\">{}</td><td class=\"actions\">", &[&when(ep.created_at)]);
-        if may_write && ep.enabled {
-            h.put(
-                "<form method=\"post\" action=\"/console/webhooks/{}/test\" class=\"inline\">",
-                &[&ep.id.0],
-            );
-            ctx.hidden_fields(&mut h);
-            h.raw("<button type=\"submit\" data-testid=\"test-endpoint\">Send test event</button></form>");
+    let env = ctx.env_query();
+    let body = html! {
+        p class="crumbs" { "Settings → Developer → Webhooks" }
+        h1 { "Webhook endpoints" }
+        table data-testid="endpoints-table" {
+            thead { tr { th { "URL" } th { "Events" } th { "Project" } th { "Environment" } th { "Status" } th { "Created" } th {} } }
+            tbody {
+                @for ep in &endpoints {
+                    @let status = if ep.enabled { "enabled" } else { "disabled" };
+                    tr data-endpoint-id=(ep.id.0) {
+                        td data-col="url" {
+                            a data-testid="endpoint-link" href={ "/console/webhooks/" (ep.id.0) "?" (env) } { (ep.url) }
+                        }
+                        td data-col="events" { (events_text(ep)) }
+                        td data-col="project" { (project_text(ep, &projects)) }
+                        td data-col="environment" { (ep.environment) }
+                        td data-col="status" { span class={ "status " (status) } { (status) } }
+                        td data-col="created" { (when(ep.created_at)) }
+                        td class="actions" {
+                            @if may_write && ep.enabled {
+                                (test_form(ctx, ep))
+                            }
+                        }
+                    }
+                }
+            }
         }
-        h.raw("</td></tr>");
-    }
-    h.raw("</tbody></table>");
-    if endpoints.is_empty() {
-        h.raw("<p class=\"empty\">No endpoints in this environment yet.</p>");
-    }
-    if may_write {
-        add_form(ctx, &mut h, &projects);
-    }
-    Ok(ctx.page(StatusCode::OK, "Webhooks", h))
+        @if endpoints.is_empty() {
+            p class="empty" { "No endpoints in this environment yet." }
+        }
+        @if may_write {
+            (add_form(ctx, &projects))
+        }
+    };
+    Ok(ctx.page(StatusCode::OK, "Webhooks", body))
 }
 
-fn add_form(ctx: &Ctx<'_>, h: &mut Html, projects: &[align_keys::Project]) {
+/// The "Send test event" button for `ep`.
+fn test_form(ctx: &Ctx<'_>, ep: &Endpoint) -> Markup {
+    html! {
+        form method="post" action={ "/console/webhooks/" (ep.id.0) "/test" } class="inline" {
+            (ctx.hidden_fields())
+            button type="submit" data-testid="test-endpoint" { "Send test event" }
+        }
+    }
+}
+
+fn add_form(ctx: &Ctx<'_>, projects: &[align_keys::Project]) -> Markup {
     let admin = ctx
         .signed
         .as_ref()
         .is_some_and(|s| s.user.role == Role::Admin);
-    h.raw("<h2>Add an endpoint</h2>").raw(
-        "<form id=\"add-endpoint\" class=\"stacked\" method=\"post\" action=\"/console/webhooks\">",
-    );
-    ctx.hidden_fields(h);
-    h.raw("<label>URL <input type=\"url\" name=\"url\" required maxlength=\"2048\" placeholder=\"https://hooks.example.com/align\"></label>")
-        .raw("<label>Event types <input name=\"eventTypes\" placeholder=\"all events, or e.g. api_key.revoked, api_key.*\"></label>")
-        .raw("<label>Project <select name=\"projectId\">");
-    if admin {
-        h.raw("<option value=\"\">Whole organization</option>");
+    html! {
+        h2 { "Add an endpoint" }
+        form id="add-endpoint" class="stacked" method="post" action="/console/webhooks" {
+            (ctx.hidden_fields())
+            label { "URL " input type="url" name="url" required maxlength="2048" placeholder="https://hooks.example.com/align"; }
+            label { "Event types " input name="eventTypes" placeholder="all events, or e.g. api_key.revoked, api_key.*"; }
+            label {
+                "Project "
+                select name="projectId" {
+                    @if admin {
+                        option value="" { "Whole organization" }
+                    }
+                    @for p in projects {
+                        option value=(p.id) { (p.name) }
+                    }
+                }
+            }
+            p class="hint" { "Receives " (ctx.env()) " events. Live endpoints need https. The signing secret is shown once." }
+            button type="submit" class="primary" data-testid="add-endpoint-submit" { "Add endpoint" }
+        }
     }
-    for p in projects {
-        h.put("<option value=\"{}\">{}</option>", &[&p.id, &p.name]);
-    }
-    h.raw("</select></label>")
-        .put(
-            "<p class=\"hint\">Receives {} events. Live endpoints need https. The signing secret is shown once.</p>",
-            &[&ctx.env()],
-        )
-        .raw("<button type=\"submit\" class=\"primary\" data-testid=\"add-endpoint-submit\">Add endpoint</button></form>");
 }
 
 /// `POST /console/webhooks`: registers through `routes::webhooks::register` as the user.
@@ -169,36 +181,33 @@ pub(super) async fn created(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiErro
         .console
         .once
         .take(ctx.session()?, &format!("endpoint:{}", ep.id.0));
-    let mut h = Html::new();
-    h.raw("<p class=\"crumbs\">Settings → Developer → Webhooks</p>");
-    match secret {
-        Some(secret) => {
-            h.raw("<dialog open data-testid=\"endpoint-dialog\" class=\"shown-once\">")
-                .raw("<h2>Endpoint added</h2>")
-                .put("<p>Deliveries to <code>{}</code> are signed with this secret.</p>", &[&ep.url])
-                .raw("<p class=\"warning\" data-testid=\"key-warning\">Copy this signing secret now. It will not be shown again.</p>")
-                .put(
-                    "<div class=\"secret\"><code id=\"shown-secret\" data-testid=\"endpoint-secret\">{}</code>",
-                    &[&secret.expose()],
-                )
-                .raw("<button type=\"button\" data-testid=\"copy-key\" data-copy=\"shown-secret\">Copy</button></div>")
-                .raw("<p class=\"hint\" data-copied hidden>Copied to the clipboard.</p>")
-                .put(
-                    "<a class=\"button primary\" data-testid=\"done\" href=\"/console/webhooks?{}\">Done</a></dialog>",
-                    &[&ctx.env_query()],
-                );
+    let env = ctx.env_query();
+    let body = html! {
+        p class="crumbs" { "Settings → Developer → Webhooks" }
+        @match secret {
+            Some(secret) => {
+                dialog open data-testid="endpoint-dialog" class="shown-once" {
+                    h2 { "Endpoint added" }
+                    p { "Deliveries to " code { (ep.url) } " are signed with this secret." }
+                    p class="warning" data-testid="key-warning" { "Copy this signing secret now. It will not be shown again." }
+                    div class="secret" {
+                        code id="shown-secret" data-testid="endpoint-secret" { (secret.expose()) }
+                        button type="button" data-testid="copy-key" data-copy="shown-secret" { "Copy" }
+                    }
+                    p class="hint" data-copied hidden { "Copied to the clipboard." }
+                    a class="button primary" data-testid="done" href={ "/console/webhooks?" (env) } { "Done" }
+                }
+            }
+            None => {
+                div class="shown-once gone" {
+                    p data-testid="key-gone" { "This signing secret was shown once and cannot be shown again." }
+                    p { "If it was lost, rotate the endpoint's secret (" code { "align webhooks endpoints rotate-secret" } ")." }
+                    a class="button" data-testid="done" href={ "/console/webhooks?" (env) } { "Back to webhooks" }
+                }
+            }
         }
-        None => {
-            h.raw("<div class=\"shown-once gone\">")
-                .raw("<p data-testid=\"key-gone\">This signing secret was shown once and cannot be shown again.</p>")
-                .raw("<p>If it was lost, rotate the endpoint's secret (<code>align webhooks endpoints rotate-secret</code>).</p>")
-                .put(
-                    "<a class=\"button\" data-testid=\"done\" href=\"/console/webhooks?{}\">Back to webhooks</a></div>",
-                    &[&ctx.env_query()],
-                );
-        }
-    }
-    Ok(ctx.page(StatusCode::OK, "Endpoint added", h))
+    };
+    Ok(ctx.page(StatusCode::OK, "Endpoint added", body))
 }
 
 /// `GET /console/webhooks/{id}?cursor=`: the endpoint and its recent deliveries.
@@ -213,79 +222,70 @@ pub(super) async fn show(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> 
         .transpose()?;
     let (rows, next) = ops::delivery_page(ctx.state, &ep, before, DELIVERIES_PER_PAGE).await?;
     let projects = projects(ctx).await?;
-    let mut h = Html::new();
-    h.raw("<p class=\"crumbs\">Settings → Developer → Webhooks</p>")
-        .put("<h1>Endpoint <code>{}</code></h1>", &[&ep.url])
-        .put(
-            "<dl class=\"facts\"><dt>Id</dt><dd>{}</dd><dt>Events</dt><dd>{}</dd><dt>Project</dt><dd>{}</dd><dt>Environment</dt><dd>{}</dd><dt>Status</dt><dd>{}</dd></dl>",
-            &[
-                &ep.id.0,
-                &events_text(&ep),
-                &project_text(&ep, &projects),
-                &ep.environment,
-                &if ep.enabled { "enabled".to_owned() } else {
-                    format!("disabled ({})", ep.disabled_reason.as_deref().unwrap_or("no reason given"))
-                },
-            ],
-        );
-    if ctx.query("sent").as_deref() == Some("1") {
-        h.raw("<p class=\"notice\" data-testid=\"test-sent\">A test event was queued; it appears below once attempted.</p>");
-    }
-    if who
+    let env = ctx.env_query();
+    let may_test = who
         .effective_permissions()
         .contains(Permission::WebhooksWrite)
-        && ep.enabled
-    {
-        h.put(
-            "<form method=\"post\" action=\"/console/webhooks/{}/test\" class=\"inline\">",
-            &[&ep.id.0],
-        );
-        ctx.hidden_fields(&mut h);
-        h.raw(
-            "<button type=\"submit\" data-testid=\"test-endpoint\">Send test event</button></form>",
-        );
-    }
-    h.raw("<h2>Recent deliveries</h2>")
-        .raw("<table data-testid=\"deliveries-table\"><thead><tr><th>Created</th><th>Event</th><th>Status</th><th>Attempts</th><th>Last response</th><th>Next attempt</th></tr></thead><tbody>");
-    for (d, event_type, attempts) in &rows {
-        let last = attempts.last().map_or_else(
-            || "—".to_owned(),
-            |a| match (a.status, &a.error) {
-                (Some(s), _) => format!("HTTP {s} in {} ms", a.latency_ms),
-                (None, Some(e)) => e.clone(),
-                (None, None) => "no response".to_owned(),
-            },
-        );
-        let next_at = d.next_attempt_at.map_or_else(|| "—".to_owned(), when);
-        h.put("<tr data-delivery-id=\"{}\">", &[&d.id.0])
-            .put("<td>{}</td>", &[&when(d.created_at)])
-            .put(
-                "<td data-col=\"event\">{}</td>",
-                &[&event_type.as_deref().unwrap_or("—")],
-            )
-            .put(
-                "<td data-col=\"status\"><span class=\"status {}\">{}</span></td>",
-                &[&d.status.as_str(), &d.status.as_str()],
-            )
-            .put("<td>{}</td>", &[&d.attempts])
-            .put("<td>{}</td>", &[&last])
-            .put("<td>{}</td></tr>", &[&next_at]);
-    }
-    h.raw("</tbody></table>");
-    if rows.is_empty() {
-        h.raw("<p class=\"empty\">No deliveries yet.</p>");
-    }
-    if let Some(n) = next {
-        h.put(
-            "<p><a data-testid=\"next-page\" href=\"/console/webhooks/{}?{}&amp;cursor={}\">Older deliveries</a></p>",
-            &[&ep.id.0, &ctx.env_query(), &crate::http::encode_cursor(n)],
-        );
-    }
-    h.put(
-        "<p><a href=\"/console/webhooks?{}\">Back to webhooks</a></p>",
-        &[&ctx.env_query()],
-    );
-    Ok(ctx.page(StatusCode::OK, "Endpoint", h))
+        && ep.enabled;
+    let body = html! {
+        p class="crumbs" { "Settings → Developer → Webhooks" }
+        h1 { "Endpoint " code { (ep.url) } }
+        dl class="facts" {
+            dt { "Id" } dd { (ep.id.0) }
+            dt { "Events" } dd { (events_text(&ep)) }
+            dt { "Project" } dd { (project_text(&ep, &projects)) }
+            dt { "Environment" } dd { (ep.environment) }
+            dt { "Status" }
+            dd {
+                @if ep.enabled {
+                    "enabled"
+                } @else {
+                    "disabled (" (ep.disabled_reason.as_deref().unwrap_or("no reason given")) ")"
+                }
+            }
+        }
+        @if ctx.query("sent").as_deref() == Some("1") {
+            p class="notice" data-testid="test-sent" { "A test event was queued; it appears below once attempted." }
+        }
+        @if may_test {
+            (test_form(ctx, &ep))
+        }
+        h2 { "Recent deliveries" }
+        table data-testid="deliveries-table" {
+            thead { tr { th { "Created" } th { "Event" } th { "Status" } th { "Attempts" } th { "Last response" } th { "Next attempt" } } }
+            tbody {
+                @for (d, event_type, attempts) in &rows {
+                    tr data-delivery-id=(d.id.0) {
+                        td { (when(d.created_at)) }
+                        td data-col="event" { (event_type.as_deref().unwrap_or("—")) }
+                        td data-col="status" { span class={ "status " (d.status.as_str()) } { (d.status.as_str()) } }
+                        td { (d.attempts) }
+                        td {
+                            @match attempts.last() {
+                                None => "—",
+                                Some(a) => {
+                                    @match (a.status, &a.error) {
+                                        (Some(s), _) => { "HTTP " (s) " in " (a.latency_ms) " ms" }
+                                        (None, Some(e)) => (e),
+                                        (None, None) => "no response",
+                                    }
+                                }
+                            }
+                        }
+                        td { (d.next_attempt_at.map_or_else(|| "—".to_owned(), when)) }
+                    }
+                }
+            }
+        }
+        @if rows.is_empty() {
+            p class="empty" { "No deliveries yet." }
+        }
+        @if let Some(n) = next {
+            p { a data-testid="next-page" href={ "/console/webhooks/" (ep.id.0) "?" (env) "&cursor=" (crate::http::encode_cursor(n)) } { "Older deliveries" } }
+        }
+        p { a href={ "/console/webhooks?" (env) } { "Back to webhooks" } }
+    };
+    Ok(ctx.page(StatusCode::OK, "Endpoint", body))
 }
 
 /// `POST /console/webhooks/{id}/test`: queues a `webhook.test` event.
