@@ -50,7 +50,7 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use export::ExportRecord;
 #[cfg(feature = "tower")]
-pub use layer::{RequestLog, RequestLogLayer};
+pub use layer::{RequestLog, RequestLogLayer, Sweeper};
 pub use personal::{IP, PersonalState, USER_AGENT};
 pub use privacy::{PolicyOutcome, PrivacyPolicy, coarsen_ip};
 pub use query::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, Query};
