@@ -2,7 +2,7 @@
 //! floods of rejections into summary entries.
 
 #![cfg(feature = "tower")]
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should panic
 
 use std::convert::Infallible;
 use std::sync::Arc;
