@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use align_audit::{AuditSink, MemorySink, RequestLogLayer};
 use align_http::{
-    ApiError, BodyLimitLayer, IdempotencyLayer, LimitsLayer, PeerAddr, ReplyStore, RequestId,
-    RequestIdLayer,
+    ApiError, BodyLimitLayer, IdempotencyLayer, Lifecycle, LimitsLayer, PeerAddr, ReplyStore,
+    RequestId, RequestIdLayer,
 };
 use align_keys::layer::{Authenticated, KeyAuthLayer, require};
 use align_keys::{
@@ -94,10 +94,12 @@ impl Default for Settings {
 /// The service: `GET /api/v1/invoices` (needs `invoices:read`) lists the calling customer's
 /// invoices, `POST /api/v1/invoices` (needs `invoices:write`) makes one for them, `GET
 /// /api/v1/me` names the calling key and its customer. A key's customer is its `ownerId`: no
-/// side table.
+/// side table. `log` is the request log: `RequestLogLayer::new(sink)` folds floods of
+/// rejections into summary entries (past the first 100 of one client in a second), which its
+/// sweeper writes ([`RequestLogLayer::start_sweeper`], as `main` does).
 pub(crate) fn app(
     keys: &KeyManager,
-    log: Arc<dyn AuditSink>,
+    log: RequestLogLayer,
     webhooks: Arc<dyn WebhookStore>,
     replies: Arc<ReplyStore>,
     settings: Settings,
@@ -118,7 +120,7 @@ pub(crate) fn app(
             |c: &ConnectInfo<SocketAddr>| c.0,
         ))
         .layer(RequestIdLayer)
-        .layer(RequestLogLayer::new(log))
+        .layer(log)
         .layer(LimitsLayer::default())
         .layer(KeyAuthLayer::new(Arc::clone(keys.verifier())))
         .layer(KeyLimitsLayer::new(limits, key_of))
@@ -222,7 +224,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     };
     let demo = demo_key(&keys).await?;
-    let log: Arc<dyn AuditSink> = Arc::new(MemorySink::new());
+    let sink: Arc<dyn AuditSink> = Arc::new(MemorySink::new());
+    // The request log folds floods of rejections into summary entries; its sweeper writes a
+    // summary once its second is over.
+    let log = RequestLogLayer::new(Arc::clone(&sink));
+    let sweeper = log.start_sweeper();
     let router = app(&keys, log, webhooks, replies, Settings::default())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -231,6 +237,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
     .await?;
+    // The last added stops first: the sweeper writes the summaries still open, then the log
+    // commits everything queued.
+    Lifecycle::new()
+        .on_shutdown("request log", move || async move {
+            let _ = sink.close().await;
+        })
+        .on_shutdown("request-log folding", move || sweeper.shutdown())
+        .shutdown()
+        .await;
     Ok(())
 }

@@ -16,7 +16,10 @@
 //! - [`verify`](AuditSink::verify) and [`ChainVerifier`]: the first broken link, precisely;
 //!   [`verify_against`](AuditSink::verify_against) an [`Anchor`] (an Ed25519-signed head kept
 //!   outside the database, e.g. in an [`AnchorLog`]) also catches a chain cut short whose
-//!   stored head was rewritten to match.
+//!   stored head was rewritten to match;
+//! - [`fold`]: floods of rejections (per client and second, past the first 100) written as one
+//!   summary entry each, for the request log (`RequestLogLayer` with feature `tower` folds
+//!   with it).
 //!
 //! See the crate README for an embedding example.
 
@@ -28,6 +31,7 @@ mod digest;
 mod encode;
 mod error;
 mod export;
+pub mod fold;
 #[cfg(feature = "tower")]
 mod layer;
 mod personal;
@@ -46,7 +50,7 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use export::ExportRecord;
 #[cfg(feature = "tower")]
-pub use layer::{RequestLog, RequestLogLayer};
+pub use layer::{RequestLog, RequestLogLayer, Sweeper};
 pub use personal::{IP, PersonalState, USER_AGENT};
 pub use privacy::{PolicyOutcome, PrivacyPolicy, coarsen_ip};
 pub use query::{Cursor, DEFAULT_LIMIT, MAX_LIMIT, Page, Query};

@@ -12,8 +12,10 @@ type Stop = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>
 ///
 /// ```text
 /// let tasks = keys.start_tasks(Duration::from_secs(1)).await;
+/// let sweeper = request_log_layer.start_sweeper(); // folded summaries, written every second
 /// let lifecycle = Lifecycle::new()
-///     .on_shutdown("request log", move || async move { let _ = log.close().await; })
+///     .on_shutdown("request log", move || async move { let _ = sink.close().await; })
+///     .on_shutdown("request-log folding", move || sweeper.shutdown())
 ///     .on_shutdown("key tasks", move || async move { let _ = tasks.shutdown().await; });
 /// // … serve, then on a signal:
 /// lifecycle.shutdown().await;

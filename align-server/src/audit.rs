@@ -128,7 +128,7 @@ impl AppState {
                 meta
             }
         };
-        self.log_entry(meta, caller.map(|k| &**k), status, latency, None)
+        self.log_entry(meta, caller.map(|k| &**k), status.as_u16(), latency, None)
             .await;
     }
 
@@ -136,11 +136,12 @@ impl AppState {
     pub(crate) async fn log_summary(&self, s: crate::fold::Summary) {
         let metadata = s.metadata();
         self.metrics.folded(s.count);
+        let first = s.first;
         self.log_entry(
-            s.first,
-            s.caller.as_deref(),
+            first.meta,
+            first.caller.as_deref(),
             s.status,
-            s.latency,
+            first.latency,
             Some(metadata),
         )
         .await;
@@ -162,14 +163,14 @@ impl AppState {
         &self,
         meta: RequestMeta,
         caller: Option<&KeyRecord>,
-        status: StatusCode,
+        status: u16,
         latency: Duration,
         metadata: Option<Value>,
     ) {
         let mut entry = Entry::request(meta.method, meta.path)
             .time(meta.started)
             .request_id(meta.request_id)
-            .status(status.as_u16())
+            .status(status)
             .latency(latency)
             .ip(meta.peer.ip());
         if let Some(k) = caller {

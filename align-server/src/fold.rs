@@ -1,155 +1,51 @@
-//! Folding floods of requests in the request log.
-//!
-//! Every request is accounted for in the request log, but a client hammering the server with
-//! a bad key (`401`), past its limit (`429`), or without any key at all (an unknown route's
-//! `404`, `/healthz`, a `400` for ambiguous credentials, the docs) would otherwise cost one
-//! hash-chained row per request: the most expensive part of answering it, and a way to fill
-//! the disk (about 400 bytes per row; an outside review wrote 65 GB an hour with `404`s, issue
-//! 21 finding 2). So, per client and second, the first
-//! [`crate::config::Config::fold_rejections_after`] such requests with the same status get
-//! their own entries as usual; the rest of that second are counted, and one *summary* entry
-//! records them: the first folded request's fields (id, time, method, path, IP, user agent,
-//! key) with `metadata.folded = {count, lastRequestId, lastAt}`. Requests made with a valid
-//! key are folded only when rejected (`401`, `429`): the rest are bounded by the key's own
-//! rate limit and each keeps its entry.
-//!
-//! A client is the status, the key (when one was verified) and the IP address (for IPv6, its
-//! /64, which one host usually holds whole). Summaries are written when the client's next
-//! second begins, by the once-a-second [`Folds::take_finished`] sweep, and on shutdown
-//! ([`Folds::take_all`]). At most [`MAX_CLIENTS`] clients are folded at once; rejections of
-//! clients beyond that are logged one by one, so a spread-out flood is never lost, only not
-//! made cheaper.
+//! The server's request log folds floods of requests with [`align_audit::fold`] (the module
+//! docs there say what folding is): this adapter keys clients by the verified [`KeyId`] and
+//! keeps, of the first folded request, what the server's entry needs ([`Logged`]: the
+//! request's metadata, the key that made it, its latency). The number of requests of a client
+//! and second that get their own entries is
+//! [`crate::config::Config::fold_rejections_after`]; summaries are written when the client's
+//! next second begins, by the once-a-second [`Folds::take_finished`] sweep, and on shutdown
+//! ([`Folds::take_all`]).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use align_audit::fold::{self, FoldRequest};
 use align_keys::{KeyId, KeyRecord};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use http::StatusCode;
 
 use crate::audit::RequestMeta;
 
-/// Clients whose rejections are being counted at once (in all shards together).
-pub(crate) const MAX_CLIENTS: usize = 65_536;
-/// Shards of the client table: requests of different clients rarely share a lock.
-const SHARDS: usize = 16;
-
-/// Whether a request answered `status` may be folded: any that no valid key made (whatever
-/// a client can cause without a key), and rejections (`401`, `429`) of keyed requests.
-pub(crate) fn foldable(status: StatusCode, keyed: bool) -> bool {
-    !keyed
-        || matches!(
-            status,
-            StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
-        )
-}
-
-/// Who was rejected: rejections are counted per client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Client {
-    status: u16,
-    key: Option<KeyId>,
-    net: IpAddr,
-}
-
-impl Client {
-    fn of(status: StatusCode, key: Option<&KeyRecord>, ip: IpAddr) -> Self {
-        Self {
-            status: status.as_u16(),
-            key: key.map(|k| k.id),
-            net: crate::http::client_network(ip),
-        }
-    }
-}
-
-/// A client with its keyed hash, computed once per request: it picks the shard (bits 32-35)
-/// and is the table's hash too (whose buckets use the low bits and whose tags the top seven),
-/// so the client is hashed once rather than twice.
-#[derive(Debug, Clone, Copy)]
-struct Hashed {
-    hash: u64,
-    client: Client,
-}
-
-impl PartialEq for Hashed {
-    fn eq(&self, other: &Self) -> bool {
-        self.client == other.client
-    }
-}
-
-impl Eq for Hashed {}
-
-impl Hash for Hashed {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Hands the table the hash [`Hashed`] carries.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is ever called ([`Hashed`]'s `Hash`); fold anything else in.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// One shard of the client table.
-type Shard = HashMap<Hashed, Window, BuildHasherDefault<PassThrough>>;
-
-/// The rejections of one client folded within one second.
+/// What the server keeps of a folded request until its summary entry is written.
 #[derive(Debug)]
-pub(crate) struct Summary {
-    /// The first folded request: its entry carries the summary.
-    pub(crate) first: RequestMeta,
-    /// Its latency.
-    pub(crate) latency: Duration,
+pub(crate) struct Logged {
+    /// The request's metadata.
+    pub(crate) meta: RequestMeta,
     /// The key it presented, when one was verified.
     pub(crate) caller: Option<Arc<KeyRecord>>,
-    /// Its status.
-    pub(crate) status: StatusCode,
-    /// Requests folded, the first included.
-    pub(crate) count: u64,
-    /// The last folded request's id.
-    pub(crate) last_request_id: String,
-    /// When the last folded request started.
-    pub(crate) last_at: DateTime<Utc>,
+    /// Its latency.
+    pub(crate) latency: Duration,
 }
 
-impl Summary {
-    /// `metadata.folded` of the summary entry.
-    pub(crate) fn metadata(&self) -> serde_json::Value {
-        serde_json::json!({
-            "folded": {
-                "count": self.count,
-                "lastRequestId": self.last_request_id,
-                "lastAt": self.last_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            }
-        })
+impl FoldRequest for Logged {
+    type Id = String;
+
+    fn started(&self) -> DateTime<Utc> {
+        self.meta.started
+    }
+
+    fn id(&self) -> String {
+        self.meta.request_id.clone()
+    }
+
+    fn into_id(self) -> String {
+        self.meta.request_id
     }
 }
 
-#[derive(Debug)]
-struct Window {
-    /// The wall-clock second (Unix time) being counted.
-    second: i64,
-    /// Rejections seen in it.
-    seen: u32,
-    folded: Option<Box<Summary>>,
-}
+/// The rejections of one client folded within one second.
+pub(crate) type Summary = fold::Summary<Logged>;
 
 /// What to do with a rejected request's entry.
 #[derive(Debug)]
@@ -165,27 +61,18 @@ pub(crate) enum Verdict {
     Folded,
 }
 
-/// The per-client counts (see the module docs).
+/// The per-client counts.
 #[derive(Debug)]
-pub(crate) struct Folds {
-    after: u32,
-    /// Picks a client's shard (keyed randomly, like the maps, so no client can choose one).
-    hasher: RandomState,
-    shards: Vec<Mutex<Shard>>,
-}
+pub(crate) struct Folds(fold::Folds<KeyId, Logged>);
 
 impl Folds {
     /// Folds each client's rejections after the first `after` in a second; `0` never folds.
     pub(crate) fn new(after: u32) -> Self {
-        Self {
-            after,
-            hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-        }
+        Self(fold::Folds::new(after))
     }
 
-    /// Decides about one finished request answered `status`: only [`foldable`] requests are
-    /// ever folded, and none when folding is off.
+    /// Decides about one finished request answered `status`: only
+    /// [`foldable`](fold::foldable) requests are ever folded, and none when folding is off.
     pub(crate) fn judge(
         &self,
         meta: RequestMeta,
@@ -193,92 +80,32 @@ impl Folds {
         status: StatusCode,
         latency: Duration,
     ) -> Verdict {
-        if self.after == 0 || !foldable(status, caller.is_some()) {
-            return Verdict::Log {
-                meta,
-                finished: None,
-            };
-        }
-        let client = Client::of(status, caller.map(|k| &**k), meta.peer.ip());
-        let client = Hashed {
-            hash: self.hasher.hash_one(client),
-            client,
+        let ip = meta.peer.ip();
+        let request = Logged {
+            meta,
+            caller: caller.cloned(),
+            latency,
         };
-        let second = meta.started.timestamp();
-        let shard = ((client.hash >> 32) % SHARDS as u64) as usize;
-        let mut shard = self.shards[shard]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if shard.len() >= MAX_CLIENTS / SHARDS && !shard.contains_key(&client) {
-            return Verdict::Log {
-                meta,
-                finished: None,
-            };
+        match self
+            .0
+            .judge(status.as_u16(), caller.map(|k| k.id), ip, request)
+        {
+            fold::Verdict::Folded => Verdict::Folded,
+            fold::Verdict::Log { request, finished } => Verdict::Log {
+                meta: request.meta,
+                finished,
+            },
         }
-        let window = shard.entry(client).or_insert(Window {
-            second,
-            seen: 0,
-            folded: None,
-        });
-        let mut finished = None;
-        if window.second != second {
-            finished = window.folded.take();
-            window.second = second;
-            window.seen = 0;
-        }
-        window.seen = window.seen.saturating_add(1);
-        if window.seen <= self.after {
-            return Verdict::Log { meta, finished };
-        }
-        match &mut window.folded {
-            Some(s) => {
-                s.count += 1;
-                s.last_at = meta.started;
-                s.last_request_id = meta.request_id;
-            }
-            None => {
-                window.folded = Some(Box::new(Summary {
-                    last_request_id: meta.request_id.clone(),
-                    last_at: meta.started,
-                    first: meta,
-                    latency,
-                    caller: caller.cloned(),
-                    status,
-                    count: 1,
-                }));
-            }
-        }
-        // `finished` is only set when the second turned over, and then this request is the
-        // first of its second: logged above, never folded.
-        debug_assert!(finished.is_none());
-        Verdict::Folded
     }
 
     /// Summaries of seconds before `now`'s, and forgets those clients (the periodic sweep).
     pub(crate) fn take_finished(&self, now: DateTime<Utc>) -> Vec<Summary> {
-        let second = now.timestamp();
-        let mut out = Vec::new();
-        for shard in &self.shards {
-            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            shard.retain(|_, w| {
-                if w.second >= second {
-                    return true;
-                }
-                out.extend(w.folded.take().map(|s| *s));
-                false
-            });
-        }
-        out
+        self.0.take_finished(now)
     }
 
     /// Every summary, finished or not (on shutdown).
     pub(crate) fn take_all(&self) -> Vec<Summary> {
-        let mut out = Vec::new();
-        for shard in &self.shards {
-            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            out.extend(shard.drain().filter_map(|(_, w)| w.folded.map(|s| *s)));
-        }
-        out
+        self.0.take_all()
     }
 }
 
@@ -287,6 +114,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
     use super::*;
+    use align_audit::fold::MAX_CLIENTS;
 
     fn meta(n: u32, ip: &str, at: DateTime<Utc>) -> RequestMeta {
         RequestMeta {
@@ -357,8 +185,8 @@ mod tests {
         };
         let summary = finished.unwrap();
         assert_eq!(summary.count, 7);
-        assert_eq!(summary.first.request_id, "req-3");
-        assert_eq!(summary.last_request_id, "req-9");
+        assert_eq!(summary.first.meta.request_id, "req-3");
+        assert_eq!(summary.last_id, "req-9");
         assert_eq!(summary.last_at, at(0, 90));
         assert_eq!(summary.metadata()["folded"]["count"], 7);
         assert!(folds.take_all().is_empty());

@@ -101,17 +101,7 @@ pub(crate) fn read_json<T: DeserializeOwned>(
 /// address itself (an IPv4-mapped IPv6 address as IPv4), an IPv6 address's /64, which one
 /// host usually holds whole (so a client cannot dodge a per-client limit by walking its /64).
 pub(crate) fn client_network(ip: std::net::IpAddr) -> std::net::IpAddr {
-    use std::net::{IpAddr, Ipv6Addr};
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
+    align_audit::fold::client_network(ip)
 }
 
 /// Longest quoted input an error message repeats.

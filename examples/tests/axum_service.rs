@@ -8,7 +8,7 @@ mod axum_service;
 
 use std::sync::Arc;
 
-use align_audit::{Actor, AuditSink, MemorySink, Query, Stream};
+use align_audit::{Actor, AuditSink, MemorySink, Query, RequestLogLayer, Stream};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -25,7 +25,7 @@ async fn the_axum_app_is_protected_limited_and_logged() {
     };
     let app = axum_service::app(
         &keys,
-        log.clone(),
+        RequestLogLayer::new(log.clone()),
         Arc::new(align_webhooks::MemoryWebhookStore::new()),
         Arc::new(align_http::ReplyStore::memory()),
         settings,
@@ -116,7 +116,7 @@ async fn creating_an_invoice_sends_a_signed_invoice_created_webhook() {
     let demo = axum_service::demo_key(&keys).await.unwrap();
     let app = axum_service::app(
         &keys,
-        Arc::new(MemorySink::new()),
+        RequestLogLayer::new(Arc::new(MemorySink::new())),
         store.clone(),
         Arc::new(align_http::ReplyStore::memory()),
         axum_service::Settings::default(),
@@ -170,7 +170,7 @@ async fn the_axum_app_runs_the_same_over_postgresql() {
     let demo = axum_service::demo_key(&keys).await.unwrap();
     let app = axum_service::app(
         &keys,
-        Arc::new(MemorySink::new()),
+        RequestLogLayer::new(Arc::new(MemorySink::new())),
         Arc::clone(&webhooks),
         replies,
         axum_service::Settings::default(),

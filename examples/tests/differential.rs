@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use align_audit::MemorySink;
+use align_audit::{MemorySink, RequestLogLayer};
 use align_keys::{Environment, NewKey, OrganizationId, PermissionSet, Scope, UserId};
 use align_server::{Config, Server};
 use chrono::Utc;
@@ -355,7 +355,7 @@ async fn axum_example() -> Side {
     };
     let router = axum_service::app(
         &keys,
-        Arc::new(MemorySink::new()),
+        RequestLogLayer::new(Arc::new(MemorySink::new())),
         Arc::new(align_webhooks::MemoryWebhookStore::new()),
         Arc::new(align_http::ReplyStore::memory()),
         settings,
