@@ -2,7 +2,7 @@
 //!
 //! - [`Entry`] and [`EntryBuilder`]: the record model of the design (§6) for two
 //!   [`Stream`]s, the request log and the audit log; the builder runs every free-text field
-//!   and the metadata through the `align-keys` [`Redactor`](align_core::Redactor) and strips
+//!   and the metadata through the `align-core` [`Redactor`](align_core::Redactor) and strips
 //!   query strings from paths;
 //! - a SHA-256 hash chain per stream over a canonical encoding (see `docs/audit-chain.md`),
 //!   covering personal data (IP, user agent, anything marked personal) through salted
