@@ -36,11 +36,9 @@ impl NameDefect {
     /// The reason, worded to follow "name " in an error message.
     pub fn reason(self) -> &'static str {
         match self {
-            NameDefect::Blank => "must not be empty",
-            NameDefect::TooLong => "must be at most 200 characters",
-            NameDefect::Formatting => {
-                "must not contain control or bidirectional formatting characters"
-            }
+            Self::Blank => "must not be empty",
+            Self::TooLong => "must be at most 200 characters",
+            Self::Formatting => "must not contain control or bidirectional formatting characters",
         }
     }
 }
