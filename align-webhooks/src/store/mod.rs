@@ -3,6 +3,8 @@
 #[cfg(feature = "sqlite")]
 mod dedup_sqlite;
 mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
