@@ -7,6 +7,7 @@ mod memory;
 mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod rules;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sealed;
 #[cfg(feature = "sqlite")]

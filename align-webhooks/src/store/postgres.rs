@@ -26,7 +26,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::memory::next_state;
+use super::rules::{failing_since_after_attempt, failing_since_after_update, next_state};
 use super::sealed;
 use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
 use crate::error::{Error, ObjectKind, Result};
@@ -464,27 +464,32 @@ impl WebhookStore for PgWebhookStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let sealed = self.seal_locked(&tx, ep).await?;
-        // Re-enabling starts a fresh failure run (`enabled` on the right is the old value).
-        let n = tx
-            .execute(
-                "UPDATE webhooks_endpoints SET url = $2, event_types = $3,
-                 failing_since = CASE WHEN NOT enabled AND $4 THEN NULL ELSE failing_since END,
-                 enabled = $4, disabled_reason = $5, secrets = $6, max_per_second = $7
-                 WHERE id = $1",
-                &[
-                    &ep.id.to_string(),
-                    &ep.url,
-                    &filter,
-                    &ep.enabled,
-                    &ep.disabled_reason,
-                    &sealed,
-                    &ep.max_per_second.map(i64::from),
-                ],
+        let id = ep.id.to_string();
+        let row = tx
+            .query_opt(
+                "SELECT enabled, failing_since FROM webhooks_endpoints WHERE id = $1 FOR UPDATE",
+                &[&id],
             )
-            .await?;
-        if n == 0 {
-            return Err(Error::NotFound(ObjectKind::Endpoint));
-        }
+            .await?
+            .ok_or(Error::NotFound(ObjectKind::Endpoint))?;
+        let failing: Option<i64> = row.try_get(1)?;
+        let failing = failing_since_after_update(row.try_get(0)?, ep.enabled, failing);
+        tx.execute(
+            "UPDATE webhooks_endpoints SET url = $2, event_types = $3, failing_since = $8,
+             enabled = $4, disabled_reason = $5, secrets = $6, max_per_second = $7
+             WHERE id = $1",
+            &[
+                &id,
+                &ep.url,
+                &filter,
+                &ep.enabled,
+                &ep.disabled_reason,
+                &sealed,
+                &ep.max_per_second.map(i64::from),
+                &failing,
+            ],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -735,15 +740,22 @@ impl WebhookStore for PgWebhookStore {
             ],
         )
         .await?;
-        let failing: Option<i64> = tx
+        // The endpoint's row stays locked until the commit, as the update alone locked it.
+        let before: Option<i64> = tx
             .query_one(
-                "UPDATE webhooks_endpoints SET failing_since =
-                 CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, $3) END
-                 WHERE id = $1 RETURNING failing_since",
-                &[&endpoint, &(next == Next::Succeeded), &ms(attempt.at)],
+                "SELECT failing_since FROM webhooks_endpoints WHERE id = $1 FOR UPDATE",
+                &[&endpoint],
             )
             .await?
             .try_get(0)?;
+        let failing = failing_since_after_attempt(before, next, ms(attempt.at));
+        if failing != before {
+            tx.execute(
+                "UPDATE webhooks_endpoints SET failing_since = $2 WHERE id = $1",
+                &[&endpoint, &failing],
+            )
+            .await?;
+        }
         tx.commit().await?;
         opt_ms(failing)
     }

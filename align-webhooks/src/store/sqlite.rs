@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::memory::next_state;
+use super::rules::{failing_since_after_attempt, failing_since_after_update, next_state};
 use super::sealed;
 use super::worker::{self, AttemptJob, Job};
 use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
@@ -640,11 +640,7 @@ pub(super) fn record_one(
             .prepare_cached("SELECT seq, failing_since FROM webhooks_endpoints WHERE id = ?1")?
             .query_row([&endpoint], |r| Ok((r.get(0)?, r.get(1)?)))?,
     };
-    // A success ends a failure run; the first failure of a run starts it.
-    let after = match next {
-        Next::Succeeded => None,
-        _ => Some(failing.unwrap_or_else(|| ms(attempt.at))),
-    };
+    let after = failing_since_after_attempt(failing, *next, ms(attempt.at));
     if after != failing {
         tx.prepare_cached("UPDATE webhooks_endpoints SET failing_since = ?2 WHERE seq = ?1")?
             .execute(params![endpoint_seq, after])?;
@@ -771,25 +767,30 @@ impl WebhookStore for SqliteWebhookStore {
         self.run(move |c| {
             immediate(c, |tx| {
                 let sealed = ep.secrets.seal(ep.id, &sealer)?;
-                // Re-enabling starts a fresh failure run.
-                let n = tx.execute(
-                    "UPDATE webhooks_endpoints SET url = ?2, event_types = ?3,
-                     failing_since = CASE WHEN enabled = 0 AND ?4 = 1 THEN NULL ELSE failing_since END,
+                let id = ep.id.to_string();
+                let (was_enabled, failing): (bool, Option<i64>) = tx
+                    .query_row(
+                        "SELECT enabled, failing_since FROM webhooks_endpoints WHERE id = ?1",
+                        [&id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?
+                    .ok_or(Error::NotFound(ObjectKind::Endpoint))?;
+                tx.execute(
+                    "UPDATE webhooks_endpoints SET url = ?2, event_types = ?3, failing_since = ?8,
                      enabled = ?4, disabled_reason = ?5, secrets = ?6, max_per_second = ?7
                      WHERE id = ?1",
                     params![
-                        ep.id.to_string(),
+                        id,
                         ep.url,
                         filter,
                         ep.enabled,
                         ep.disabled_reason,
                         sealed,
-                        ep.max_per_second
+                        ep.max_per_second,
+                        failing_since_after_update(was_enabled, ep.enabled, failing)
                     ],
                 )?;
-                if n == 0 {
-                    return Err(Error::NotFound(ObjectKind::Endpoint));
-                }
                 Ok(())
             })
         })
