@@ -17,6 +17,7 @@ mod caller;
 mod environment;
 mod error;
 pub mod files;
+pub mod migrations;
 pub mod name;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -150,6 +150,38 @@ pub async fn schema_version(
         .try_get(0)
 }
 
+/// The current schema's tables, columns, constraints, indexes, triggers and functions as
+/// text, one line each in a stable order, to compare two databases' schemas.
+pub async fn schema(client: &tokio_postgres::Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    // Definitions name the schema; two databases' schemas are compared without it.
+    const PARTS: &str = "
+        WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = current_schema()),
+        parts AS (
+            SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type
+                   || CASE WHEN is_nullable = 'NO' THEN ' NOT NULL' ELSE '' END
+                   || COALESCE(' DEFAULT ' || column_default, '') AS line
+            FROM information_schema.columns WHERE table_schema = current_schema()
+            UNION ALL
+            SELECT 'constraint ' || r.relname || '.' || c.conname || ' '
+                   || pg_get_constraintdef(c.oid)
+            FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
+            WHERE c.connamespace IN (SELECT oid FROM ns)
+            UNION ALL
+            SELECT 'index ' || indexname || ' ' || indexdef
+            FROM pg_indexes WHERE schemaname = current_schema()
+            UNION ALL
+            SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+            FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid
+            WHERE r.relnamespace IN (SELECT oid FROM ns) AND NOT t.tgisinternal
+            UNION ALL
+            SELECT 'function ' || pg_get_functiondef(p.oid)
+            FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns)
+        )
+        SELECT replace(line, current_schema() || '.', '') AS line FROM parts ORDER BY line";
+    let rows = client.query(PARTS, &[]).await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
 /// A schema of its own in a shared database, for a test or a trial run: created by
 /// [`ScratchSchema::create`], dropped with everything in it when the value is dropped.
 /// Pools from [`ScratchSchema::pool`] put it first on every connection's `search_path`, so

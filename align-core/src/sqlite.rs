@@ -66,6 +66,17 @@ pub fn migrate(conn: &mut Connection, prefix: &str, migrations: &[&str]) -> rusq
     tx.commit()
 }
 
+/// The database's schema as text, one line per table, index, trigger and view (name and
+/// `CREATE` statement, in name order), to compare two databases' schemas.
+pub fn schema(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(
+        "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master \
+         ORDER BY type, name",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect()
+}
+
 /// Copies the database at `db` to `to` with SQLite's online backup: a consistent snapshot even
 /// while a server writes to it (WAL included). `to` must not exist: it is created `0600`
 /// (as is the `-journal` file SQLite keeps beside it while it writes), and removed again if

@@ -250,6 +250,54 @@ async fn attempts_are_recorded_and_move_the_delivery_on() {
     }
 }
 
+/// The failure run (`failing_since`) belongs to the dispatcher: an owner's update keeps it,
+/// disabling keeps it, and only re-enabling a disabled endpoint clears it.
+#[tokio::test]
+async fn only_re_enabling_an_endpoint_ends_its_failure_run() {
+    for (name, store) in stores().await {
+        let mut ep = endpoint(Environment::Live, "https://a.example/");
+        assert!(
+            store.update_endpoint(&ep).await.is_err(),
+            "an unknown endpoint ({name})"
+        );
+        store.create_endpoint(&ep).await.unwrap();
+        let out = store
+            .enqueue(msg("evt_f", "x", Environment::Live), t(0))
+            .await
+            .unwrap();
+        store
+            .record_attempt(
+                out.deliveries[0],
+                attempt(1, Some(500)),
+                Next::RetryAt(t(6)),
+            )
+            .await
+            .unwrap();
+        let failing = |e: align_webhooks::Endpoint| e.failing_since;
+        ep.url = "https://b.example/".into();
+        store.update_endpoint(&ep).await.unwrap();
+        let stored = store.endpoint(ep.id).await.unwrap();
+        assert_eq!(stored.url, "https://b.example/", "{name}");
+        assert_eq!(
+            failing(stored),
+            Some(t(1)),
+            "an update keeps the run ({name})"
+        );
+        ep.enabled = false;
+        store.update_endpoint(&ep).await.unwrap();
+        let stored = store.endpoint(ep.id).await.unwrap();
+        assert_eq!(
+            failing(stored),
+            Some(t(1)),
+            "disabling keeps the run ({name})"
+        );
+        ep.enabled = true;
+        store.update_endpoint(&ep).await.unwrap();
+        let stored = store.endpoint(ep.id).await.unwrap();
+        assert_eq!(failing(stored), None, "re-enabling ends the run ({name})");
+    }
+}
+
 #[tokio::test]
 async fn postpone_retry_and_recovery() {
     for (name, store) in stores().await {

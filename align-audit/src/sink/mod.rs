@@ -19,6 +19,8 @@ pub(crate) mod columns;
 pub(crate) mod jsonl;
 pub(crate) mod ledger;
 pub(crate) mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod migrations;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]

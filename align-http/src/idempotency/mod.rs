@@ -22,6 +22,8 @@
 mod layer;
 mod memory;
 #[cfg(feature = "postgres")]
+mod migrations;
+#[cfg(feature = "postgres")]
 mod shared;
 
 use bytes::Bytes;

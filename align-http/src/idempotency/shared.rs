@@ -27,19 +27,6 @@ const PURPOSE: &[u8] = b"align-server idempotent reply v1";
 /// long before).
 const IN_FLIGHT_STALE: Duration = Duration::from_secs(300);
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE idempotency_replies (
-        api_key TEXT NOT NULL,
-        idem_key TEXT NOT NULL,
-        fingerprint BYTEA NOT NULL,
-        ticket TEXT NOT NULL,
-        status INTEGER,
-        reply TEXT,
-        bytes BIGINT NOT NULL,
-        created_at BIGINT NOT NULL,
-        PRIMARY KEY (api_key, idem_key)
-    );
-    CREATE INDEX idempotency_replies_created ON idempotency_replies (created_at);"];
-
 /// The shared store.
 pub(super) struct Shared {
     pool: Pool,
@@ -105,7 +92,7 @@ impl Shared {
             .get()
             .await
             .map_err(|e| crate::Error::Store(e.to_string()))?;
-        align_core::postgres::migrate(&mut client, "idempotency", MIGRATIONS)
+        align_core::postgres::migrate(&mut client, "idempotency", super::migrations::POSTGRES)
             .await
             .map_err(|e| crate::Error::Store(align_core::postgres::describe(&e)))?;
         drop(client);

@@ -27,6 +27,8 @@ use crate::token::Environment;
 mod codec;
 mod instrumented;
 mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]

@@ -24,144 +24,6 @@ use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 use crate::token::Environment;
 
-/// Migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE keys_organizations (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    security_contact TEXT,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE keys_projects (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    organization_id TEXT NOT NULL REFERENCES keys_organizations(id),
-    name TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX keys_projects_by_org ON keys_projects(organization_id, seq);
-CREATE TABLE keys_users (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    organization_id TEXT NOT NULL REFERENCES keys_organizations(id),
-    email TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('admin', 'engineer', 'viewer')),
-    created_at INTEGER NOT NULL,
-    UNIQUE (organization_id, email)
-);
-CREATE TABLE keys_api_keys (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    hash BLOB NOT NULL,
-    prefix TEXT NOT NULL,
-    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
-    organization_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    project_id TEXT,
-    permissions TEXT,
-    created_by TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    last_used_at INTEGER,
-    expires_at INTEGER,
-    revoked_at INTEGER,
-    suspended_at INTEGER,
-    rotated_from TEXT
-);
-CREATE UNIQUE INDEX keys_api_keys_by_hash ON keys_api_keys(hash);
-CREATE UNIQUE INDEX keys_api_keys_by_prefix ON keys_api_keys(environment, prefix);
-CREATE INDEX keys_api_keys_by_org ON keys_api_keys(organization_id, seq);
-",
-    r"
-ALTER TABLE keys_api_keys ADD COLUMN rate_limit_per_minute INTEGER;
-ALTER TABLE keys_api_keys ADD COLUMN allowed_cidrs TEXT NOT NULL DEFAULT '';
-",
-    // A log of key changes from any writer, so other processes' caches can follow.
-    r"
-CREATE TABLE keys_changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    key_id TEXT NOT NULL
-);
-CREATE TRIGGER keys_api_keys_changed
-AFTER UPDATE OF name, expires_at, revoked_at, suspended_at, rate_limit_per_minute, allowed_cidrs
-ON keys_api_keys
-BEGIN
-    INSERT INTO keys_changes (key_id) VALUES (NEW.id);
-END;
-",
-    // Users' password hashes and sign-in sessions (stored under the SHA-256 of the token).
-    r"
-ALTER TABLE keys_users ADD COLUMN password_hash TEXT;
-CREATE INDEX keys_users_by_email ON keys_users(email);
-CREATE TABLE keys_user_sessions (
-    hash BLOB PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES keys_users(id),
-    csrf BLOB NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
-);
-CREATE INDEX keys_user_sessions_by_user ON keys_user_sessions(user_id);
-CREATE INDEX keys_user_sessions_by_expiry ON keys_user_sessions(expires_at);
-",
-    // A user's role bounds every key they created: a role change is a change of each of
-    // them, so other processes' caches (and the roles they hold) follow it as a revocation.
-    r"
-CREATE INDEX keys_api_keys_by_creator ON keys_api_keys(created_by);
-CREATE TRIGGER keys_users_role_changed
-AFTER UPDATE OF role ON keys_users
-WHEN OLD.role IS NOT NEW.role
-BEGIN
-    INSERT INTO keys_changes (key_id) SELECT id FROM keys_api_keys WHERE created_by = NEW.id;
-END;
-",
-    // Leaked keys: each organisation's policy, and the reports (one per fingerprint).
-    r"
-ALTER TABLE keys_organizations ADD COLUMN leaked_key_action TEXT NOT NULL DEFAULT 'revoke'
-    CHECK (leaked_key_action IN ('revoke', 'notify'));
-ALTER TABLE keys_organizations ADD COLUMN leaked_sandbox_key_action TEXT NOT NULL
-    DEFAULT 'notify' CHECK (leaked_sandbox_key_action IN ('revoke', 'notify'));
-CREATE TABLE keys_leak_reports (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    fingerprint BLOB NOT NULL UNIQUE,
-    organization_id TEXT NOT NULL,
-    project_id TEXT,
-    key_id TEXT NOT NULL,
-    key_prefix TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    reporter TEXT NOT NULL,
-    token_type TEXT,
-    url TEXT,
-    source TEXT,
-    reason TEXT,
-    reported_at INTEGER NOT NULL,
-    action TEXT NOT NULL
-);
-CREATE INDEX keys_leak_reports_by_org ON keys_leak_reports(organization_id, seq);
-",
-    // Privacy (DESIGN §9): a user's display name (correctable, erased with the user) and the
-    // organisation's privacy contact.
-    r"
-ALTER TABLE keys_users ADD COLUMN name TEXT;
-ALTER TABLE keys_organizations ADD COLUMN privacy_contact TEXT;
-",
-    // The embedder's owner id and metadata on keys (DESIGN §3); a change of either is a
-    // change other processes' caches follow.
-    r"
-ALTER TABLE keys_api_keys ADD COLUMN owner_id TEXT;
-ALTER TABLE keys_api_keys ADD COLUMN meta TEXT;
-DROP TRIGGER keys_api_keys_changed;
-CREATE TRIGGER keys_api_keys_changed
-AFTER UPDATE OF name, expires_at, revoked_at, suspended_at, rate_limit_per_minute, allowed_cidrs,
-    owner_id, meta
-ON keys_api_keys
-BEGIN
-    INSERT INTO keys_changes (key_id) VALUES (NEW.id);
-END;
-",
-];
-
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
     permissions, created_by, created_at, last_used_at, expires_at, revoked_at, suspended_at, \
     rotated_from, rate_limit_per_minute, allowed_cidrs, owner_id, meta";
@@ -287,7 +149,11 @@ impl SqliteKeyStore {
 
 fn configure(conn: &mut Connection) -> Result<()> {
     crate::sqlite::configure(conn, false)?;
-    Ok(crate::sqlite::migrate(conn, "keys", MIGRATIONS)?)
+    Ok(crate::sqlite::migrate(
+        conn,
+        "keys",
+        super::migrations::SQLITE,
+    )?)
 }
 
 /// Maps a constraint failure to the store's own error, keeping other SQLite errors as they are.

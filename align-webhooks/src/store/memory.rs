@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::rules::{failing_since_after_attempt, failing_since_after_update, next_state};
 use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
@@ -78,12 +79,8 @@ impl WebhookStore for MemoryWebhookStore {
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         self.with(|s| {
             let stored = s.endpoint_mut(endpoint.id)?;
-            // The dispatcher owns `failing_since`; re-enabling starts a fresh failure run.
-            let failing_since = if !stored.enabled && endpoint.enabled {
-                None
-            } else {
-                stored.failing_since
-            };
+            let failing_since =
+                failing_since_after_update(stored.enabled, endpoint.enabled, stored.failing_since);
             *stored = endpoint.clone();
             stored.failing_since = failing_since;
             Ok(())
@@ -267,10 +264,7 @@ impl WebhookStore for MemoryWebhookStore {
             let endpoint_id = d.endpoint_id;
             s.attempts.entry(delivery).or_default().push(attempt);
             let ep = s.endpoint_mut(endpoint_id)?;
-            ep.failing_since = match next {
-                Next::Succeeded => None,
-                _ => Some(ep.failing_since.unwrap_or(at)),
-            };
+            ep.failing_since = failing_since_after_attempt(ep.failing_since, next, at);
             Ok(ep.failing_since)
         })
     }
@@ -489,14 +483,5 @@ impl WebhookStore for MemoryWebhookStore {
             }
             Ok(stats)
         })
-    }
-}
-
-/// The status and due time a delivery takes after an attempt.
-pub(super) fn next_state(next: Next) -> (DeliveryStatus, Option<DateTime<Utc>>) {
-    match next {
-        Next::Succeeded => (DeliveryStatus::Succeeded, None),
-        Next::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-        Next::Failed => (DeliveryStatus::Failed, None),
     }
 }

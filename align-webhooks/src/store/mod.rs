@@ -3,8 +3,11 @@
 #[cfg(feature = "sqlite")]
 mod dedup_sqlite;
 mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod rules;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sealed;
 #[cfg(feature = "sqlite")]

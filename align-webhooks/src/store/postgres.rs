@@ -26,8 +26,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::memory::next_state;
-use super::sealed::{self, SEALING_TABLE};
+use super::rules::{failing_since_after_attempt, failing_since_after_update, next_state};
+use super::sealed;
 use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
 use crate::error::{Error, ObjectKind, Result};
 use crate::model::{
@@ -36,69 +36,6 @@ use crate::model::{
 };
 use crate::rotation::EndpointSecrets;
 use crate::sealing::Sealer;
-
-/// Migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE webhooks_endpoints (
-    seq BIGSERIAL PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
-    url TEXT NOT NULL,
-    event_types TEXT,
-    enabled BOOLEAN NOT NULL,
-    disabled_reason TEXT,
-    secrets TEXT NOT NULL,
-    max_per_second BIGINT,
-    failing_since BIGINT,
-    created_at BIGINT NOT NULL,
-    owner_org TEXT NOT NULL DEFAULT '',
-    owner_project TEXT
-);
-CREATE TABLE webhooks_messages (
-    seq BIGSERIAL PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    event_id TEXT NOT NULL UNIQUE,
-    event_type TEXT NOT NULL,
-    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
-    payload TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    owner_org TEXT NOT NULL DEFAULT '',
-    owner_project TEXT
-);
-CREATE INDEX webhooks_messages_by_owner ON webhooks_messages(owner_org, environment, seq);
-CREATE TABLE webhooks_deliveries (
-    seq BIGSERIAL PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    message_id TEXT NOT NULL REFERENCES webhooks_messages(id),
-    endpoint_id TEXT NOT NULL REFERENCES webhooks_endpoints(id),
-    status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
-    attempts BIGINT NOT NULL,
-    next_attempt_at BIGINT,
-    created_at BIGINT NOT NULL,
-    UNIQUE (message_id, endpoint_id)
-);
-CREATE INDEX webhooks_deliveries_due ON webhooks_deliveries(next_attempt_at)
-    WHERE status = 'pending';
-CREATE INDEX webhooks_deliveries_by_endpoint ON webhooks_deliveries(endpoint_id, seq);
-CREATE TABLE webhooks_attempts (
-    seq BIGSERIAL PRIMARY KEY,
-    delivery_id TEXT NOT NULL REFERENCES webhooks_deliveries(id),
-    attempted_at BIGINT NOT NULL,
-    status INTEGER,
-    latency_ms BIGINT NOT NULL,
-    response_body TEXT,
-    error TEXT
-);
-CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_id, seq);
-",
-    // Endpoint keys are sealed; the store records which key seals them.
-    SEALING_TABLE, // Endpoints are found by owner (enqueue fan-out, an organisation's list, its cap): one
-    // organisation's endpoints do not slow another's.
-    r"
-CREATE INDEX webhooks_endpoints_by_owner ON webhooks_endpoints(owner_org, environment, seq);
-",
-];
 
 const ENDPOINT_COLUMNS: &str = "e.id, e.environment, e.url, e.event_types, e.enabled, \
     e.disabled_reason, e.secrets, e.max_per_second, e.failing_since, e.created_at, \
@@ -153,7 +90,7 @@ impl PgWebhookStore {
     /// Brings the `webhooks_` tables of an embedder's own connection up to date, so that it
     /// can call [`PgWebhookStore::enqueue_in_transaction`].
     pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
-        Ok(align_core::postgres::migrate(client, "webhooks", MIGRATIONS).await?)
+        Ok(align_core::postgres::migrate(client, "webhooks", super::migrations::POSTGRES).await?)
     }
 
     /// The schema version this store has migrated to.
@@ -527,27 +464,32 @@ impl WebhookStore for PgWebhookStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let sealed = self.seal_locked(&tx, ep).await?;
-        // Re-enabling starts a fresh failure run (`enabled` on the right is the old value).
-        let n = tx
-            .execute(
-                "UPDATE webhooks_endpoints SET url = $2, event_types = $3,
-                 failing_since = CASE WHEN NOT enabled AND $4 THEN NULL ELSE failing_since END,
-                 enabled = $4, disabled_reason = $5, secrets = $6, max_per_second = $7
-                 WHERE id = $1",
-                &[
-                    &ep.id.to_string(),
-                    &ep.url,
-                    &filter,
-                    &ep.enabled,
-                    &ep.disabled_reason,
-                    &sealed,
-                    &ep.max_per_second.map(i64::from),
-                ],
+        let id = ep.id.to_string();
+        let row = tx
+            .query_opt(
+                "SELECT enabled, failing_since FROM webhooks_endpoints WHERE id = $1 FOR UPDATE",
+                &[&id],
             )
-            .await?;
-        if n == 0 {
-            return Err(Error::NotFound(ObjectKind::Endpoint));
-        }
+            .await?
+            .ok_or(Error::NotFound(ObjectKind::Endpoint))?;
+        let failing: Option<i64> = row.try_get(1)?;
+        let failing = failing_since_after_update(row.try_get(0)?, ep.enabled, failing);
+        tx.execute(
+            "UPDATE webhooks_endpoints SET url = $2, event_types = $3, failing_since = $8,
+             enabled = $4, disabled_reason = $5, secrets = $6, max_per_second = $7
+             WHERE id = $1",
+            &[
+                &id,
+                &ep.url,
+                &filter,
+                &ep.enabled,
+                &ep.disabled_reason,
+                &sealed,
+                &ep.max_per_second.map(i64::from),
+                &failing,
+            ],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -798,15 +740,22 @@ impl WebhookStore for PgWebhookStore {
             ],
         )
         .await?;
-        let failing: Option<i64> = tx
+        // The endpoint's row stays locked until the commit, as the update alone locked it.
+        let before: Option<i64> = tx
             .query_one(
-                "UPDATE webhooks_endpoints SET failing_since =
-                 CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, $3) END
-                 WHERE id = $1 RETURNING failing_since",
-                &[&endpoint, &(next == Next::Succeeded), &ms(attempt.at)],
+                "SELECT failing_since FROM webhooks_endpoints WHERE id = $1 FOR UPDATE",
+                &[&endpoint],
             )
             .await?
             .try_get(0)?;
+        let failing = failing_since_after_attempt(before, next, ms(attempt.at));
+        if failing != before {
+            tx.execute(
+                "UPDATE webhooks_endpoints SET failing_since = $2 WHERE id = $1",
+                &[&endpoint, &failing],
+            )
+            .await?;
+        }
         tx.commit().await?;
         opt_ms(failing)
     }

@@ -2,7 +2,7 @@
 //! when a store opens, and re-sealing.
 //!
 //! Each store records the id of the key its values are sealed with (table
-//! `webhooks_sealing`), so that a process holding another key, a new key file made where the
+//! `webhooks_sealing`, created by the migration `migrations/*/…_sealing.sql`), so that a process holding another key, a new key file made where the
 //! old one was lost, or another instance's key, is refused when it opens the store, before
 //! it seals anything the others cannot open, even while no endpoint exists yet.
 
@@ -10,14 +10,6 @@ use crate::error::{Error, Result};
 use crate::model::EndpointId;
 use crate::rotation::EndpointSecrets;
 use crate::sealing::{Sealer, is_sealed, sealed_key_id};
-
-/// Creates the table holding the id of the key the store's values are sealed with (one row).
-pub(super) const SEALING_TABLE: &str = "
-CREATE TABLE webhooks_sealing (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    key_id TEXT NOT NULL
-);
-";
 
 /// Refuses a sealer that does not hold the key the store records.
 pub(super) fn check_recorded(recorded: &str, sealer: &Sealer) -> Result<()> {

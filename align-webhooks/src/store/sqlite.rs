@@ -18,8 +18,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::memory::next_state;
-use super::sealed::{self, SEALING_TABLE};
+use super::rules::{failing_since_after_attempt, failing_since_after_update, next_state};
+use super::sealed;
 use super::worker::{self, AttemptJob, Job};
 use super::{ClaimSkip, MessagePage, MessageQuery, OutboxStats, Purged, WebhookStore, erasable};
 use crate::error::{Error, ObjectKind, Result};
@@ -29,119 +29,6 @@ use crate::model::{
 };
 use crate::rotation::EndpointSecrets;
 use crate::sealing::Sealer;
-
-/// Migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE webhooks_endpoints (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
-    url TEXT NOT NULL,
-    event_types TEXT,
-    enabled INTEGER NOT NULL,
-    disabled_reason TEXT,
-    secrets TEXT NOT NULL,
-    max_per_second INTEGER,
-    failing_since INTEGER,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE webhooks_messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    event_id TEXT NOT NULL UNIQUE,
-    event_type TEXT NOT NULL,
-    environment TEXT NOT NULL CHECK (environment IN ('live', 'sandbox')),
-    payload TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE webhooks_deliveries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    message_id TEXT NOT NULL REFERENCES webhooks_messages(id),
-    endpoint_id TEXT NOT NULL REFERENCES webhooks_endpoints(id),
-    status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
-    attempts INTEGER NOT NULL,
-    next_attempt_at INTEGER,
-    created_at INTEGER NOT NULL,
-    UNIQUE (message_id, endpoint_id)
-);
-CREATE INDEX webhooks_deliveries_due ON webhooks_deliveries(status, next_attempt_at);
-CREATE INDEX webhooks_deliveries_by_endpoint ON webhooks_deliveries(endpoint_id, seq);
-CREATE TABLE webhooks_attempts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    delivery_id TEXT NOT NULL REFERENCES webhooks_deliveries(id),
-    attempted_at INTEGER NOT NULL,
-    status INTEGER,
-    latency_ms INTEGER NOT NULL,
-    response_body TEXT,
-    error TEXT
-);
-CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_id, seq);
-",
-    r"
-CREATE TABLE webhooks_seen (
-    id TEXT PRIMARY KEY,
-    expires_at INTEGER NOT NULL
-);
-CREATE INDEX webhooks_seen_by_expiry ON webhooks_seen(expires_at);
-",
-    // Owners: fan-out never crosses organisations (or projects).
-    r"
-ALTER TABLE webhooks_endpoints ADD COLUMN owner_org TEXT NOT NULL DEFAULT '';
-ALTER TABLE webhooks_endpoints ADD COLUMN owner_project TEXT;
-ALTER TABLE webhooks_messages ADD COLUMN owner_org TEXT NOT NULL DEFAULT '';
-ALTER TABLE webhooks_messages ADD COLUMN owner_project TEXT;
-",
-    // The event log (`GET /events`) pages by organisation in insertion order.
-    r"
-CREATE INDEX webhooks_messages_by_owner ON webhooks_messages(owner_org, environment, seq);
-",
-    // The dispatcher's writes, made cheaper (each delivery is claimed, then recorded):
-    // - Attempts are found by their delivery's rowid instead of its random text id, so the
-    //   index grows at its end (deliveries are attempted roughly in creation order) and a
-    //   commit recording many attempts rewrites one or two of its pages instead of one per
-    //   attempt; the foreign key is checked by rowid too. The table loses AUTOINCREMENT
-    //   (an extra read and write of `sqlite_sequence` per attempt): a new attempt still gets a
-    //   rowid above every existing one, so each delivery's attempts stay in order.
-    // - Only pending deliveries are indexed by due time: a success leaves the index instead
-    //   of moving within it, and the index stays the size of the queue. Failed ones have an
-    //   index of their own, for recovery and for counting.
-    r"
-CREATE TABLE webhooks_attempts_v5 (
-    seq INTEGER PRIMARY KEY,
-    delivery_id TEXT NOT NULL,
-    delivery_seq INTEGER NOT NULL REFERENCES webhooks_deliveries(seq),
-    attempted_at INTEGER NOT NULL,
-    status INTEGER,
-    latency_ms INTEGER NOT NULL,
-    response_body TEXT,
-    error TEXT
-);
-INSERT INTO webhooks_attempts_v5
-    (seq, delivery_id, delivery_seq, attempted_at, status, latency_ms, response_body, error)
-    SELECT a.seq, a.delivery_id, d.seq, a.attempted_at, a.status, a.latency_ms,
-           a.response_body, a.error
-    FROM webhooks_attempts a JOIN webhooks_deliveries d ON d.id = a.delivery_id;
-DROP TABLE webhooks_attempts;
-ALTER TABLE webhooks_attempts_v5 RENAME TO webhooks_attempts;
-CREATE INDEX webhooks_attempts_by_delivery ON webhooks_attempts(delivery_seq, seq);
-ALTER TABLE webhooks_deliveries ADD COLUMN message_seq INTEGER;
-UPDATE webhooks_deliveries SET message_seq =
-    (SELECT m.seq FROM webhooks_messages m WHERE m.id = webhooks_deliveries.message_id);
-DROP INDEX webhooks_deliveries_due;
-CREATE INDEX webhooks_deliveries_pending ON webhooks_deliveries(next_attempt_at)
-    WHERE status = 'pending';
-CREATE INDEX webhooks_deliveries_failed ON webhooks_deliveries(endpoint_id, created_at)
-    WHERE status = 'failed';
-",
-    // Endpoint keys are sealed; the store records which key seals them.
-    SEALING_TABLE, // Endpoints are found by owner (enqueue fan-out, an organisation's list, its cap): one
-    // organisation's endpoints do not slow another's.
-    r"
-CREATE INDEX webhooks_endpoints_by_owner ON webhooks_endpoints(owner_org, environment, seq);
-",
-];
 
 /// WAL pages between automatic checkpoints on the store's connection (SQLite's default is
 /// 1000). A checkpoint costs two fsyncs plus a copy of every distinct page in the WAL, and
@@ -350,7 +237,11 @@ fn configure(conn: &mut Connection) -> Result<()> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    Ok(align_core::sqlite::migrate(conn, "webhooks", MIGRATIONS)?)
+    Ok(align_core::sqlite::migrate(
+        conn,
+        "webhooks",
+        super::migrations::SQLITE,
+    )?)
 }
 
 /// When the store opens: refuses a sealer that does not hold the recorded key or the key of
@@ -749,11 +640,7 @@ pub(super) fn record_one(
             .prepare_cached("SELECT seq, failing_since FROM webhooks_endpoints WHERE id = ?1")?
             .query_row([&endpoint], |r| Ok((r.get(0)?, r.get(1)?)))?,
     };
-    // A success ends a failure run; the first failure of a run starts it.
-    let after = match next {
-        Next::Succeeded => None,
-        _ => Some(failing.unwrap_or_else(|| ms(attempt.at))),
-    };
+    let after = failing_since_after_attempt(failing, *next, ms(attempt.at));
     if after != failing {
         tx.prepare_cached("UPDATE webhooks_endpoints SET failing_since = ?2 WHERE seq = ?1")?
             .execute(params![endpoint_seq, after])?;
@@ -880,25 +767,30 @@ impl WebhookStore for SqliteWebhookStore {
         self.run(move |c| {
             immediate(c, |tx| {
                 let sealed = ep.secrets.seal(ep.id, &sealer)?;
-                // Re-enabling starts a fresh failure run.
-                let n = tx.execute(
-                    "UPDATE webhooks_endpoints SET url = ?2, event_types = ?3,
-                     failing_since = CASE WHEN enabled = 0 AND ?4 = 1 THEN NULL ELSE failing_since END,
+                let id = ep.id.to_string();
+                let (was_enabled, failing): (bool, Option<i64>) = tx
+                    .query_row(
+                        "SELECT enabled, failing_since FROM webhooks_endpoints WHERE id = ?1",
+                        [&id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?
+                    .ok_or(Error::NotFound(ObjectKind::Endpoint))?;
+                tx.execute(
+                    "UPDATE webhooks_endpoints SET url = ?2, event_types = ?3, failing_since = ?8,
                      enabled = ?4, disabled_reason = ?5, secrets = ?6, max_per_second = ?7
                      WHERE id = ?1",
                     params![
-                        ep.id.to_string(),
+                        id,
                         ep.url,
                         filter,
                         ep.enabled,
                         ep.disabled_reason,
                         sealed,
-                        ep.max_per_second
+                        ep.max_per_second,
+                        failing_since_after_update(was_enabled, ep.enabled, failing)
                     ],
                 )?;
-                if n == 0 {
-                    return Err(Error::NotFound(ObjectKind::Endpoint));
-                }
                 Ok(())
             })
         })
@@ -1394,9 +1286,10 @@ mod tests {
     use chrono::Utc;
     use rusqlite::{Connection, params};
 
-    use super::{MIGRATIONS, SqliteWebhookStore};
+    use super::SqliteWebhookStore;
     use crate::model::{Attempt, DeliveryId, Endpoint, Next};
     use crate::store::WebhookStore;
+    use crate::store::migrations::SQLITE;
     use crate::{EndpointKey, EndpointSecrets, SigningSecret};
 
     /// A database written by an earlier schema (version 4), with a delivery that has two
@@ -1415,7 +1308,7 @@ mod tests {
         {
             let mut c = Connection::open(&path).unwrap();
             align_core::sqlite::configure(&c, false).unwrap();
-            align_core::sqlite::migrate(&mut c, "webhooks", &MIGRATIONS[..4]).unwrap();
+            align_core::sqlite::migrate(&mut c, "webhooks", &SQLITE[..4]).unwrap();
             c.execute(
                 "INSERT INTO webhooks_endpoints (id, environment, url, enabled, secrets,
                  created_at) VALUES (?1, 'sandbox', ?2, 1, ?3, 0)",

@@ -15,69 +15,6 @@ use crate::sink::columns::{
     actor_columns, actor_from_columns, is_anonymised, parse_personal, personal_json,
 };
 
-/// Migrations in order; entry `i` brings the schema to version `i + 1`.
-///
-/// `audit_heads` holds one row per stream from the start: appenders lock it
-/// (`SELECT … FOR UPDATE`) for the whole of their insert transaction, which is what keeps one
-/// chain per stream however many processes append.
-const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE audit_records (
-    stream TEXT NOT NULL CHECK (stream IN ('request', 'audit')),
-    sequence BIGINT NOT NULL,
-    id TEXT NOT NULL,
-    time BIGINT NOT NULL,
-    organization TEXT,
-    environment TEXT,
-    actor_kind TEXT NOT NULL,
-    actor_id TEXT,
-    actor_prefix TEXT,
-    action TEXT NOT NULL,
-    target TEXT,
-    request_id TEXT,
-    method TEXT,
-    path TEXT,
-    status INTEGER,
-    latency_us BIGINT,
-    subject TEXT,
-    metadata TEXT NOT NULL,
-    personal TEXT,
-    anonymised BOOLEAN NOT NULL,
-    prev_hash BYTEA NOT NULL,
-    hash BYTEA NOT NULL,
-    PRIMARY KEY (stream, sequence)
-);
-CREATE INDEX audit_records_by_org ON audit_records(organization, stream, sequence);
-CREATE INDEX audit_records_by_actor ON audit_records(actor_id, stream, sequence);
-CREATE INDEX audit_records_by_subject ON audit_records(subject, stream, sequence);
-CREATE INDEX audit_records_to_anonymise ON audit_records(stream, time) WHERE NOT anonymised;
-CREATE TABLE audit_heads (
-    stream TEXT PRIMARY KEY,
-    sequence BIGINT NOT NULL,
-    hash BYTEA NOT NULL
-);
-INSERT INTO audit_heads (stream, sequence, hash) VALUES
-    ('request', 0, decode(repeat('00', 32), 'hex')),
-    ('audit', 0, decode(repeat('00', 32), 'hex'));
-CREATE TABLE audit_checkpoints (
-    stream TEXT PRIMARY KEY,
-    sequence BIGINT NOT NULL,
-    hash BYTEA NOT NULL,
-    created_at BIGINT NOT NULL,
-    signature BYTEA NOT NULL
-);
-",
-    r"
--- Entries staged inside another store's transaction (`PgSink::stage_in_transaction`: a key
--- change and its audit record commit together). `PgSink::commit_staged` seals them into their
--- chains in `seq` order and deletes them in one transaction that holds the heads locked.
-CREATE TABLE audit_pending (
-    seq BIGSERIAL PRIMARY KEY,
-    entry TEXT NOT NULL
-);
-",
-];
-
 /// The columns of `audit_records`, in the order [`insert`] binds and [`read_record`] reads them.
 pub(super) const COLUMNS: &str = "stream, sequence, id, time, organization, environment, \
     actor_kind, actor_id, actor_prefix, action, target, request_id, method, path, status, \
@@ -94,7 +31,7 @@ const INSERT: &str = "INSERT INTO audit_records (stream, sequence, id, time, org
 
 /// Brings the `audit_` tables of `client`'s database (and schema) up to date.
 pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
-    Ok(align_core::postgres::migrate(client, "audit", MIGRATIONS).await?)
+    Ok(align_core::postgres::migrate(client, "audit", crate::sink::migrations::POSTGRES).await?)
 }
 
 pub(super) fn to_i64(n: u64) -> i64 {

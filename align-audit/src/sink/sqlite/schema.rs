@@ -15,83 +15,6 @@ use crate::record::{Entry, Head, Record, Stream};
 pub(crate) use crate::sink::columns::parse_personal;
 use crate::sink::columns::{actor_columns, actor_from_columns, is_anonymised};
 
-/// Migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE audit_records (
-    stream TEXT NOT NULL CHECK (stream IN ('request', 'audit')),
-    sequence INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    time INTEGER NOT NULL,
-    organization TEXT,
-    environment TEXT,
-    actor_kind TEXT NOT NULL,
-    actor_id TEXT,
-    actor_prefix TEXT,
-    action TEXT NOT NULL,
-    target TEXT,
-    request_id TEXT,
-    method TEXT,
-    path TEXT,
-    status INTEGER,
-    latency_us INTEGER,
-    subject TEXT,
-    metadata TEXT NOT NULL,
-    personal TEXT,
-    anonymised INTEGER NOT NULL,
-    prev_hash BLOB NOT NULL,
-    hash BLOB NOT NULL,
-    PRIMARY KEY (stream, sequence)
-) WITHOUT ROWID;
-CREATE INDEX audit_records_by_org ON audit_records(organization, stream, sequence);
-CREATE INDEX audit_records_by_actor ON audit_records(actor_id, stream, sequence);
-CREATE INDEX audit_records_by_subject ON audit_records(subject, stream, sequence);
-CREATE INDEX audit_records_to_anonymise ON audit_records(stream, anonymised, time);
-CREATE TABLE audit_heads (
-    stream TEXT PRIMARY KEY,
-    sequence INTEGER NOT NULL,
-    hash BLOB NOT NULL
-);
-CREATE TABLE audit_checkpoints (
-    stream TEXT PRIMARY KEY,
-    sequence INTEGER NOT NULL,
-    hash BLOB NOT NULL,
-    created_at INTEGER NOT NULL,
-    signature BLOB NOT NULL
-);
-",
-    r"
--- Secondary indexes hold only the rows that are looked up through them. Lookups by
--- organisation, actor or subject compare with `=`, which no NULL matches; only rows not yet
--- anonymised are looked for by time. Organisation and actor are indexed for the audit log
--- only: every authenticated request's row would otherwise cost an entry in each, the actor's
--- on a page of its own (measured: about a fifth of the server's CPU per request), and
--- request-log rows are looked up by sequence and time; a lookup of request-log rows by actor
--- or organisation walks the stream (see `ops.rs`).
-DROP INDEX audit_records_by_org;
-DROP INDEX audit_records_by_actor;
-DROP INDEX audit_records_by_subject;
-DROP INDEX audit_records_to_anonymise;
-CREATE INDEX audit_records_by_org ON audit_records(organization, stream, sequence)
-    WHERE stream = 'audit' AND organization IS NOT NULL;
-CREATE INDEX audit_records_by_actor ON audit_records(actor_id, stream, sequence)
-    WHERE stream = 'audit' AND actor_id IS NOT NULL;
-CREATE INDEX audit_records_by_subject ON audit_records(subject, stream, sequence)
-    WHERE subject IS NOT NULL;
-CREATE INDEX audit_records_to_anonymise ON audit_records(stream, time)
-    WHERE anonymised = 0;
-",
-    r"
--- Entries staged inside another store's transaction (`stage_in_transaction`: a key change
--- and its audit record commit together). The sink's writer seals them into their chains in
--- `seq` order and deletes them in one transaction of its own (`staged.rs`).
-CREATE TABLE audit_pending (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    entry TEXT NOT NULL
-);
-",
-];
-
 /// The columns of `audit_records`, in the order [`insert_record`] binds and [`read_record`]
 /// reads them.
 pub(crate) const COLUMNS: &str = "stream, sequence, id, time, organization, environment, \
@@ -112,7 +35,11 @@ pub(crate) fn connect(path: &std::path::Path, sync_to_disk: bool) -> Result<Conn
 }
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
-    Ok(align_core::sqlite::migrate(conn, "audit", MIGRATIONS)?)
+    Ok(align_core::sqlite::migrate(
+        conn,
+        "audit",
+        crate::sink::migrations::SQLITE,
+    )?)
 }
 
 fn to_i64(n: u64) -> i64 {
