@@ -11,22 +11,16 @@ use chrono::Utc;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::common::Common;
+use crate::common::Area;
 use crate::data_dir::DataDir;
 use crate::output::{Failure, Out};
 use crate::progress::{self, CountingLines, Progress};
 
-/// The audit and request logs. Example: align audit verify --stream audit
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Audit` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Check a log's hash chain, and that it still reaches its latest anchor (the highest
     /// sequence anchored in DIR/audit-anchors.jsonl and in --anchor FILE), so newest records
     /// removed with the head rewritten are caught; exits 4 naming the first broken record.

@@ -57,6 +57,17 @@ pub(crate) struct Common {
     pub(crate) secrets_key_file: Option<PathBuf>,
 }
 
+/// A command area with subcommands: the options every command takes, and the action. Each
+/// such area's `Args` is `Area<Action>`; its help text is the doc comment of its variant of
+/// `Command` in `main.rs`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Area<A: clap::Subcommand> {
+    #[command(flatten)]
+    pub(crate) common: Common,
+    #[command(subcommand)]
+    pub(crate) action: A,
+}
+
 impl Common {
     /// Where results go.
     pub(crate) fn out(&self) -> Out {

@@ -11,22 +11,14 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use crate::client::{Api, query_value};
-use crate::common::Common;
+use crate::common::Area;
 use crate::output::{Failure, Out};
 
-/// The server's event log (what webhooks deliver), from a running server.
-///
-/// Example: ALIGN_API_KEY=… align events list --api-url http://127.0.0.1:8080 --type api_key.revoked
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Events` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Events, oldest first (at most --limit); with --follow, then each new one as it is
     /// stored, until Ctrl-C. Needs --api-url and a key with webhooks:read.
     ///

@@ -13,21 +13,15 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::client;
-use crate::common::Common;
+use crate::common::{Area, Common};
 use crate::data_dir::{DataDir, every};
 use crate::output::{self, Failure, KEY_SHOWN_ONCE, Out};
 
-/// API keys. Example: align keys create --name ci-read --permissions keys:read
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Keys` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Mint a key; the token is printed once, to stdout. Example: align keys create --name ci-read
     Create {
         #[arg(long)]

@@ -3,20 +3,14 @@
 use clap::Subcommand;
 
 use crate::client;
-use crate::common::Common;
+use crate::common::Area;
 use crate::output::Failure;
 
-/// Leaked keys (API only): reports and the organisation's leak policy.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Leaks` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Leak reports (GitHub secret scanning, report-compromise): where, when, what was done.
     /// Example: align leaks list --api-url URL
     List,

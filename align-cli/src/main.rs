@@ -65,20 +65,45 @@ enum Command {
     Serve(serve::Args),
     Init(init::Args),
     Me(me::Args),
+    /// Organisations. Example: align orgs list
     Orgs(orgs::Args),
+    /// Users, their roles and console passwords. Example: align users create --email dev@acme.test --role engineer
     Users(users::Args),
+    /// Projects. Example: align projects create --name billing
     Projects(projects::Args),
+    /// API keys. Example: align keys create --name ci-read --permissions keys:read
     Keys(keys::Args),
+    /// Leaked keys (API only): reports and the organisation's leak policy.
     Leaks(leaks::Args),
     Backup(backup::Args),
     Restore(restore::Args),
+    /// Webhook endpoints and deliveries (in the data directory, or on a running server with
+    /// --api-url), and receiver tools.
+    ///
+    /// Example: align webhooks endpoints add --url https://hooks.acme.test/align --events api_key.*
     Webhooks(webhooks::Args),
+    /// The server's event log (what webhooks deliver), from a running server.
+    ///
+    /// Example: ALIGN_API_KEY=… align events list --api-url http://127.0.0.1:8080 --type api_key.revoked
     Events(events::Args),
     Completions(completions::Args),
     Config(config::Args),
+    /// The audit and request logs. Example: align audit verify --stream audit
     Audit(audit::Args),
+    /// Privacy requests: everything Align holds about a person or a key, exported or erased
+    /// (in the data directory, or on a running server with --api-url and a key holding
+    /// privacy:read / privacy:write).
+    ///
+    /// Example: align privacy export dev@acme.test --to dev.jsonl
     Privacy(privacy::Args),
+    /// Retention: remove what every store keeps past its retention.* setting (the server also
+    /// does it every hour).
+    ///
+    /// Example: align retention run --json
     Retention(retention::Args),
+    /// The key file that seals webhook signing secrets in the database.
+    ///
+    /// Example: align secrets rotate-key --data-dir ./align-data
     Secrets(secrets::Args),
 }
 

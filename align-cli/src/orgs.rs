@@ -4,21 +4,15 @@ use align_keys::store::PageRequest;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::common::Common;
+use crate::common::Area;
 use crate::data_dir::DataDir;
 use crate::output::{Failure, Out};
 
-/// Organisations. Example: align orgs list
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Orgs` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// List them. Example: align orgs list --json
     List,
 }

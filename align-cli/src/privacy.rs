@@ -10,25 +10,15 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::client::{Api, query_value, resolve_user};
-use crate::common::Common;
+use crate::common::Area;
 use crate::data_dir::DataDir;
 use crate::output::{Failure, Out};
 
-/// Privacy requests: everything Align holds about a person or a key, exported or erased
-/// (in the data directory, or on a running server with --api-url and a key holding
-/// privacy:read / privacy:write).
-///
-/// Example: align privacy export dev@acme.test --to dev.jsonl
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Privacy` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Everything Align holds about a person (user id or e-mail: their user record, the keys
     /// they created, every audit and request-log record of them or their keys) or about one
     /// key (its id), as JSON Lines on stdout or into a new file (created 0600).

@@ -6,21 +6,15 @@ use chrono::Utc;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::common::Common;
+use crate::common::Area;
 use crate::data_dir::DataDir;
 use crate::output::{Failure, Out};
 
-/// Projects. Example: align projects create --name billing
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Projects` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Add a project. Example: align projects create --name billing
     Create {
         #[arg(long)]

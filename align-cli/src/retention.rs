@@ -8,26 +8,17 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::common::Common;
+use crate::common::Area;
 use crate::data_dir::DataDir;
 use crate::events;
 use crate::output::{Failure, Out};
 use crate::progress::Progress;
 
-/// Retention: remove what every store keeps past its retention.* setting (the server also
-/// does it every hour).
-///
-/// Example: align retention run --json
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Retention` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Remove, in every store, what is older than its retention (request log 30 days, audit
     /// log 400, webhook deliveries and attempts 30, events 30, sessions at expiry; see
     /// retention.* in docs/operations.md), and print what was removed per store. The audit

@@ -3,23 +3,15 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::common::Common;
+use crate::common::Area;
 use crate::data_dir::{DataDir, every};
 use crate::output::{Failure, Out};
 
-/// The key file that seals webhook signing secrets in the database.
-///
-/// Example: align secrets rotate-key --data-dir ./align-data
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Secrets` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Seal every webhook signing secret under a new key, in one transaction, and drop the
     /// old key from the key file. Safe while the server runs on this machine: it reads the key
     /// file again before it seals and when it meets the new key. With several instances, each

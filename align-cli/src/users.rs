@@ -10,23 +10,17 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::client;
-use crate::common::Common;
+use crate::common::{Area, Common};
 use crate::data_dir::{DataDir, all_users};
 use crate::output::{Failure, Out};
 
 use self::profile::{UserUpdate, delete_api, delete_local, update_api, update_local};
 
-/// Users, their roles and console passwords. Example: align users create --email dev@acme.test --role engineer
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Users` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Add a user. Example: printf '%s\n' "$PW" | align users create --email dev@acme.test --role engineer --password-stdin
     Create {
         #[arg(long)]

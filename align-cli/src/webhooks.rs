@@ -11,24 +11,15 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::common::Common;
+use crate::common::Area;
 use crate::events;
 use crate::output::Failure;
 
-/// Webhook endpoints and deliveries (in the data directory, or on a running server with
-/// --api-url), and receiver tools.
-///
-/// Example: align webhooks endpoints add --url https://hooks.acme.test/align --events api_key.*
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    action: Action,
-}
+/// Its help text is the doc comment of `Command::Webhooks` in `main.rs`.
+pub(crate) type Args = Area<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Check a delivery's signature, as a receiver would; exits 4 if it does not verify.
     ///
     /// Example: curl -D h.txt … ; align webhooks verify --secret-file s.txt --headers h.txt --payload body.json
@@ -112,7 +103,7 @@ enum Action {
 }
 
 #[derive(Debug, Subcommand)]
-enum EndpointAction {
+pub(crate) enum EndpointAction {
     /// Register an endpoint; its signing secret is printed once, to stdout.
     ///
     /// The URL must pass the delivery policy: https for live endpoints (http allowed for

@@ -291,3 +291,105 @@ mod tests {
         assert!(check_unchanged(&now[..1], &["\nCREATE TABLE t (x);\n", "x"]).is_err());
     }
 }
+
+/// The migrations a crate released earlier, for one dialect, from its
+/// `tests/fixtures/released-migrations.json` (an object of dialect → list of SQL texts).
+pub fn released(fixture: &str, dialect: &str) -> Result<Vec<String>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(fixture).map_err(|e| format!("the released migrations: {e}"))?;
+    serde_json::from_value(value.get(dialect).cloned().unwrap_or_default())
+        .map_err(|e| format!("the released {dialect} migrations: {e}"))
+}
+
+/// The folder of a crate's `dialect` migrations and what it released earlier, from the
+/// crate's directory (`CARGO_MANIFEST_DIR`).
+fn crate_dialect(
+    manifest_dir: &str,
+    dialect: &str,
+) -> Result<(std::path::PathBuf, Vec<String>), String> {
+    let root = Path::new(manifest_dir);
+    let fixture_path = root.join("tests/fixtures/released-migrations.json");
+    let fixture = std::fs::read_to_string(&fixture_path)
+        .map_err(|e| format!("{}: {e}", fixture_path.display()))?;
+    Ok((
+        root.join("migrations").join(dialect),
+        released(&fixture, dialect)?,
+    ))
+}
+
+/// Every check of a crate's SQLite migrations ([`check_files`], [`check_unchanged`],
+/// [`check_sqlite`]), for the crate at `manifest_dir`; see [`migration_tests!`](crate::migration_tests).
+#[cfg(feature = "sqlite")]
+pub fn check_crate_sqlite(
+    manifest_dir: &str,
+    prefix: &str,
+    embedded: &[&str],
+) -> Result<(), String> {
+    let (dir, released) = crate_dialect(manifest_dir, "sqlite")?;
+    check_files(&dir, embedded)?;
+    check_unchanged(embedded, &released)?;
+    check_sqlite(prefix, embedded, &released)
+}
+
+/// Every check of a crate's PostgreSQL migrations ([`check_files`], [`check_unchanged`], and
+/// [`check_postgres`] against `ALIGN_TEST_POSTGRES_URL`, skipped with a printed reason when it
+/// is not set), for the crate at `manifest_dir`; see [`migration_tests!`](crate::migration_tests).
+#[cfg(feature = "postgres")]
+pub fn check_crate_postgres(
+    manifest_dir: &str,
+    prefix: &str,
+    embedded: &[&str],
+) -> Result<(), String> {
+    let (dir, released) = crate_dialect(manifest_dir, "postgres")?;
+    check_files(&dir, embedded)?;
+    check_unchanged(embedded, &released)?;
+    let Ok(url) = std::env::var("ALIGN_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipping the {prefix} migrations on PostgreSQL: ALIGN_TEST_POSTGRES_URL is not set"
+        );
+        return Ok(());
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(check_postgres(&url, prefix, embedded, &released))
+}
+
+/// The tests of a crate's migrations, in the module that embeds them: the files numbered
+/// `1..=N` and all embedded, the released ones unchanged, and the runner applying them once
+/// and taking a released database as it is, for each dialect named (each behind the calling
+/// crate's feature of that name).
+///
+/// ```ignore
+/// align_core::migration_tests!("keys", sqlite = super::SQLITE, postgres = super::POSTGRES);
+/// ```
+#[macro_export]
+macro_rules! migration_tests {
+    ($prefix:literal $(, sqlite = $sqlite:path)? $(, postgres = $postgres:path)? $(,)?) => {
+        #[cfg(test)]
+        #[allow(clippy::panic)]
+        mod migration_tests {
+            $(
+                #[cfg(feature = "sqlite")]
+                #[test]
+                fn sqlite_migrations_are_numbered_released_and_run_once() {
+                    let manifest = env!("CARGO_MANIFEST_DIR");
+                    if let Err(e) = $crate::migrations::check_crate_sqlite(manifest, $prefix, $sqlite) {
+                        panic!("{e}");
+                    }
+                }
+            )?
+            $(
+                #[cfg(feature = "postgres")]
+                #[test]
+                fn postgres_migrations_are_numbered_released_and_run_once() {
+                    let manifest = env!("CARGO_MANIFEST_DIR");
+                    if let Err(e) = $crate::migrations::check_crate_postgres(manifest, $prefix, $postgres) {
+                        panic!("{e}");
+                    }
+                }
+            )?
+        }
+    };
+}

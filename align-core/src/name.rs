@@ -38,9 +38,7 @@ impl NameDefect {
         match self {
             Self::Blank => "must not be empty",
             Self::TooLong => "must be at most 200 characters",
-            Self::Formatting => {
-                "must not contain control or bidirectional formatting characters"
-            }
+            Self::Formatting => "must not contain control or bidirectional formatting characters",
         }
     }
 }
