@@ -226,72 +226,6 @@ pub async fn check_postgres(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::{check_files, check_unchanged};
-
-    fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
-        dir
-    }
-
-    #[test]
-    fn files_numbered_from_one_and_embedded_in_order_pass() {
-        let dir = folder(&[("0001_init.sql", "a"), ("0002_more.sql", "b")]);
-        check_files(dir.path(), &["a", "b"]).unwrap();
-    }
-
-    #[test]
-    fn a_gap_a_repeat_a_bad_name_or_a_mismatch_is_refused() {
-        let gap = folder(&[("0001_init.sql", "a"), ("0003_more.sql", "b")]);
-        assert!(
-            check_files(gap.path(), &["a", "b"])
-                .unwrap_err()
-                .contains("0003")
-        );
-        let repeat = folder(&[("0001_init.sql", "a"), ("0001_again.sql", "b")]);
-        assert!(check_files(repeat.path(), &["b", "a"]).is_err());
-        let name = folder(&[("1_init.sql", "a")]);
-        assert!(check_files(name.path(), &["a"]).is_err());
-        let other = folder(&[("0001_init.sql", "a"), ("notes.txt", "")]);
-        assert!(check_files(other.path(), &["a"]).is_err());
-        let swapped = folder(&[("0001_init.sql", "a"), ("0002_more.sql", "b")]);
-        assert!(check_files(swapped.path(), &["b", "a"]).is_err());
-    }
-
-    #[test]
-    fn a_file_not_embedded_or_an_embedded_one_without_a_file_is_refused() {
-        let dir = folder(&[("0001_init.sql", "a"), ("0002_more.sql", "b")]);
-        assert!(
-            check_files(dir.path(), &["a"])
-                .unwrap_err()
-                .contains("not embedded")
-        );
-        assert!(check_files(dir.path(), &["a", "b", "c"]).is_err());
-    }
-
-    #[test]
-    fn released_migrations_compare_without_their_comment_header() {
-        let now = [
-            "-- Why.\n-- More why.\n\nCREATE TABLE t (x);\n",
-            "CREATE INDEX i ON t(x);",
-        ];
-        check_unchanged(&now, &["\nCREATE TABLE t (x);\n"]).unwrap();
-        check_unchanged(
-            &now,
-            &["\nCREATE TABLE t (x);\n", "CREATE INDEX i ON t(x);"],
-        )
-        .unwrap();
-        assert!(check_unchanged(&now, &["\nCREATE TABLE t (y);\n"]).is_err());
-        assert!(check_unchanged(&now[..1], &["\nCREATE TABLE t (x);\n", "x"]).is_err());
-    }
-}
-
 /// The migrations a crate released earlier, for one dialect, from its
 /// `tests/fixtures/released-migrations.json` (an object of dialect → list of SQL texts).
 pub fn released(fixture: &str, dialect: &str) -> Result<Vec<String>, String> {
@@ -392,4 +326,70 @@ macro_rules! migration_tests {
             )?
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{check_files, check_unchanged};
+
+    fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn files_numbered_from_one_and_embedded_in_order_pass() {
+        let dir = folder(&[("0001_init.sql", "a"), ("0002_more.sql", "b")]);
+        check_files(dir.path(), &["a", "b"]).unwrap();
+    }
+
+    #[test]
+    fn a_gap_a_repeat_a_bad_name_or_a_mismatch_is_refused() {
+        let gap = folder(&[("0001_init.sql", "a"), ("0003_more.sql", "b")]);
+        assert!(
+            check_files(gap.path(), &["a", "b"])
+                .unwrap_err()
+                .contains("0003")
+        );
+        let repeat = folder(&[("0001_init.sql", "a"), ("0001_again.sql", "b")]);
+        assert!(check_files(repeat.path(), &["b", "a"]).is_err());
+        let name = folder(&[("1_init.sql", "a")]);
+        assert!(check_files(name.path(), &["a"]).is_err());
+        let other = folder(&[("0001_init.sql", "a"), ("notes.txt", "")]);
+        assert!(check_files(other.path(), &["a"]).is_err());
+        let swapped = folder(&[("0001_init.sql", "a"), ("0002_more.sql", "b")]);
+        assert!(check_files(swapped.path(), &["b", "a"]).is_err());
+    }
+
+    #[test]
+    fn a_file_not_embedded_or_an_embedded_one_without_a_file_is_refused() {
+        let dir = folder(&[("0001_init.sql", "a"), ("0002_more.sql", "b")]);
+        assert!(
+            check_files(dir.path(), &["a"])
+                .unwrap_err()
+                .contains("not embedded")
+        );
+        assert!(check_files(dir.path(), &["a", "b", "c"]).is_err());
+    }
+
+    #[test]
+    fn released_migrations_compare_without_their_comment_header() {
+        let now = [
+            "-- Why.\n-- More why.\n\nCREATE TABLE t (x);\n",
+            "CREATE INDEX i ON t(x);",
+        ];
+        check_unchanged(&now, &["\nCREATE TABLE t (x);\n"]).unwrap();
+        check_unchanged(
+            &now,
+            &["\nCREATE TABLE t (x);\n", "CREATE INDEX i ON t(x);"],
+        )
+        .unwrap();
+        assert!(check_unchanged(&now, &["\nCREATE TABLE t (y);\n"]).is_err());
+        assert!(check_unchanged(&now[..1], &["\nCREATE TABLE t (x);\n", "x"]).is_err());
+    }
 }
