@@ -278,13 +278,24 @@ async fn set_role(
     let role = parse_role(role)?;
     let org = d.org(org).await?;
     let u = d.user(&org, Some(user)).await?;
+    change_role(d, org.id, &u, role).await?;
+    out.object(&json!({ "id": u.id, "email": u.email, "role": role }))
+}
+
+/// Gives `u` the role `role` and records `user.role_changed` (`align users role` and
+/// `align users update --role`).
+async fn change_role(
+    d: &DataDir,
+    org: align_keys::OrganizationId,
+    u: &User,
+    role: Role,
+) -> Result<(), Failure> {
     d.store.set_user_role(u.id, role).await?;
     d.record(
         "user.role_changed",
-        org.id,
+        org,
         u.id.to_string(),
         json!({ "from": u.role, "to": role }),
     )
-    .await?;
-    out.object(&json!({ "id": u.id, "email": u.email, "role": role }))
+    .await
 }

@@ -116,14 +116,7 @@ pub(super) async fn update_local(
                     "this is the organisation's last admin: make another user admin first",
                 ));
             }
-            d.store.set_user_role(u.id, role).await?;
-            d.record(
-                "user.role_changed",
-                org.id,
-                u.id.to_string(),
-                json!({ "from": u.role, "to": role }),
-            )
-            .await?;
+            super::change_role(d, org.id, &u, role).await?;
             u.role = role;
         }
     }
