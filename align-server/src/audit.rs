@@ -2,7 +2,9 @@
 //! by the policy, durably, before answering) and the request log (every request, queued and
 //! group-committed).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -118,18 +120,22 @@ impl AppState {
         status: StatusCode,
         latency: Duration,
     ) {
+        // Everything but the sink's own future is done here, synchronously: an `async` body
+        // would keep the entry (and the verdict) as room in every request's future, which is
+        // copied each time the future moves (docs/performance.md, "The request's future").
         let meta = Arc::try_unwrap(meta).unwrap_or_else(|shared| (*shared).clone());
-        let meta = match self.folds.judge(meta, caller, status, latency) {
+        let (meta, finished) = match self.folds.judge(meta, caller, status, latency) {
             crate::fold::Verdict::Folded => return,
-            crate::fold::Verdict::Log { meta, finished } => {
-                if let Some(summary) = finished {
-                    self.log_summary(*summary).await;
-                }
-                meta
-            }
+            crate::fold::Verdict::Log { meta, finished } => (meta, finished),
         };
-        self.log_entry(meta, caller.map(|k| &**k), status.as_u16(), latency, None)
-            .await;
+        if let Some(summary) = finished {
+            // Once a second per client at most: boxed, so it takes no room in the others.
+            Box::pin(self.log_summary(*summary)).await;
+        }
+        let queued = self.queue_entry(meta, caller.map(|k| &**k), status.as_u16(), latency, None);
+        if let Some(queued) = queued {
+            Self::report_queued(queued.await);
+        }
     }
 
     /// Queues the summary entry of a client's folded rejections.
@@ -137,14 +143,16 @@ impl AppState {
         let metadata = s.metadata();
         self.metrics.folded(s.count);
         let first = s.first;
-        self.log_entry(
+        let queued = self.queue_entry(
             first.meta,
             first.caller.as_deref(),
             s.status,
             first.latency,
             Some(metadata),
-        )
-        .await;
+        );
+        if let Some(queued) = queued {
+            Self::report_queued(queued.await);
+        }
     }
 
     /// Queues the summaries of seconds that are over (every second, and all on shutdown).
@@ -159,14 +167,17 @@ impl AppState {
         }
     }
 
-    async fn log_entry(
+    /// Builds a request-log entry and hands it to the sink: the sink's future (already boxed
+    /// by the trait) is what is left to await, `None` when the entry could not be built (an
+    /// error logged here).
+    fn queue_entry(
         &self,
         meta: RequestMeta,
         caller: Option<&KeyRecord>,
         status: u16,
         latency: Duration,
         metadata: Option<Value>,
-    ) {
+    ) -> Option<Pin<Box<dyn Future<Output = align_audit::Result<()>> + Send + '_>>> {
         let mut entry = Entry::request(meta.method, meta.path)
             .time(meta.started)
             .request_id(meta.request_id)
@@ -189,10 +200,17 @@ impl AppState {
         if let Some(m) = metadata {
             entry = entry.metadata(m);
         }
-        let result = match entry.build() {
-            Ok(e) => self.audit.submit(e).await,
-            Err(e) => Err(e),
-        };
+        match entry.build() {
+            Ok(e) => Some(self.audit.submit(e)),
+            Err(e) => {
+                Self::report_queued(Err(e));
+                None
+            }
+        }
+    }
+
+    /// Logs a request-log entry the sink refused.
+    fn report_queued(result: align_audit::Result<()>) {
         if let Err(e) = result {
             tracing::error!(error = %e, "could not queue a request-log entry");
         }

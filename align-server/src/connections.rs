@@ -380,21 +380,43 @@ struct Service {
 impl hyper::service::Service<http::Request<Incoming>> for Service {
     type Response = http::Response<Tracked>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = Tracking;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
-        let state = Arc::clone(&self.state);
-        let peer = self.peer;
-        // The request's future is large (about 4 KB of state); boxed once, it is not copied
-        // every time hyper moves it on its way to being polled.
-        Box::pin(async move {
-            let response = crate::app::handle(state, req, peer).await;
-            Ok(response.map(|body| Tracked {
-                body,
-                _in_flight: in_flight,
-            }))
-        })
+        // The request's future (about a kilobyte of state) is boxed where it is made, and
+        // only this small wrapper moves through hyper: a future wrapped in an `async` block
+        // instead would be copied twice more per request.
+        let answer = Box::pin(crate::app::handle(Arc::clone(&self.state), req, self.peer));
+        Tracking {
+            answer,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+/// The future of one request on a connection: the boxed answer, then its body wrapped in a
+/// [`Tracked`] that holds the request's [`InFlight`].
+pub(crate) struct Tracking {
+    answer: Pin<Box<dyn Future<Output = crate::http::Response> + Send>>,
+    in_flight: Option<InFlight>,
+}
+
+impl Future for Tracking {
+    type Output = Result<http::Response<Tracked>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // `Tracking` is `Unpin` (a box and an `Arc`).
+        let this = self.get_mut();
+        let response = std::task::ready!(this.answer.as_mut().poll(cx));
+        let Some(in_flight) = this.in_flight.take() else {
+            // Polled again after completion: hyper never does; answer as a dropped request would.
+            return Poll::Pending;
+        };
+        Poll::Ready(Ok(response.map(|body| Tracked {
+            body,
+            _in_flight: in_flight,
+        })))
     }
 }
 
