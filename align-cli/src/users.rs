@@ -4,6 +4,7 @@
 
 mod profile;
 
+use align_keys::store::{LAST_ADMIN, takes_last_admin};
 use align_keys::{PasswordHash, Role, Secret, User, UserId};
 use chrono::Utc;
 use clap::Subcommand;
@@ -282,14 +283,17 @@ async fn set_role(
     out.object(&json!({ "id": u.id, "email": u.email, "role": role }))
 }
 
-/// Gives `u` the role `role` and records `user.role_changed` (`align users role` and
-/// `align users update --role`).
+/// Gives `u` the role `role` and records `user.role_changed` (`align users set-role` and
+/// `align users update --role`); refuses to take away the organisation's last admin.
 async fn change_role(
     d: &DataDir,
     org: align_keys::OrganizationId,
     u: &User,
     role: Role,
 ) -> Result<(), Failure> {
+    if takes_last_admin(d.store.as_ref(), u, Some(role)).await? {
+        return Err(Failure::usage(LAST_ADMIN));
+    }
     d.store.set_user_role(u.id, role).await?;
     d.record(
         "user.role_changed",

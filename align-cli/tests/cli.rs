@@ -620,3 +620,55 @@ fn keys_create_takes_an_owner_and_meta_and_shows_them() {
         assert!(!out.status.success(), "{bad:?}");
     }
 }
+
+/// `align users set-role` once demoted the organisation's only admin, which `align users update
+/// --role` and the API refuse: the rule is now one function (`align_keys::store::takes_last_admin`)
+/// that every door asks.
+#[test]
+fn users_set_role_keeps_the_organisations_last_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    let users = json(&align(&data, &["users", "list", "--json"]));
+    let admin = users[0]["email"].as_str().unwrap().to_owned();
+    for role in ["engineer", "viewer"] {
+        let refused = align(&data, &["users", "set-role", &admin, role]);
+        assert_eq!(refused.status.code(), Some(2), "{role}");
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("last admin"), "{err}");
+    }
+    // With a second admin, the first may step down, and the second may not then.
+    json(&align(
+        &data,
+        &[
+            "users",
+            "create",
+            "--email",
+            "ops@acme.test",
+            "--role",
+            "admin",
+            "--json",
+        ],
+    ));
+    let changed = json(&align(
+        &data,
+        &["users", "set-role", &admin, "engineer", "--json"],
+    ));
+    assert_eq!(changed["role"], "engineer");
+    let refused = align(&data, &["users", "set-role", "ops@acme.test", "viewer"]);
+    assert_eq!(refused.status.code(), Some(2));
+    // Making an admin an admin again is no demotion.
+    let same = json(&align(
+        &data,
+        &["users", "set-role", "ops@acme.test", "admin", "--json"],
+    ));
+    assert_eq!(same["role"], "admin");
+    let users = json(&align(&data, &["users", "list", "--json"]));
+    let admins = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["role"] == "admin")
+        .count();
+    assert_eq!(admins, 1);
+}

@@ -2,6 +2,7 @@
 //! to another admin or are revoked and whose personal data is erased, on the data directory or
 //! through a running server.
 
+use align_keys::store::{LAST_ADMIN, takes_last_admin};
 use align_keys::{Role, User};
 use align_server::privacy::{self, Subject};
 use chrono::Utc;
@@ -27,22 +28,6 @@ fn user_json(u: &User) -> Value {
         "id": u.id, "email": u.email, "name": u.name, "role": u.role,
         "organizationId": u.organization_id, "createdAt": u.created_at,
     })
-}
-
-async fn admins(d: &DataDir, org: align_keys::OrganizationId) -> Result<usize, Failure> {
-    let mut page = align_keys::store::PageRequest {
-        limit: align_keys::store::MAX_PAGE_SIZE,
-        cursor: None,
-    };
-    let mut n = 0;
-    loop {
-        let got = d.store.list_users(org, &page).await?;
-        n += got.data.iter().filter(|u| u.role == Role::Admin).count();
-        match got.next_cursor {
-            Some(c) => page.cursor = Some(c),
-            None => return Ok(n),
-        }
-    }
 }
 
 /// `align users update USER [--email] [--name] [--role]` on the data directory.
@@ -111,11 +96,6 @@ pub(super) async fn update_local(
         let role = Role::from_name(&role)
             .ok_or_else(|| Failure::usage("--role must be admin, engineer or viewer"))?;
         if role != u.role {
-            if u.role == Role::Admin && admins(d, org.id).await? <= 1 {
-                return Err(Failure::usage(
-                    "this is the organisation's last admin: make another user admin first",
-                ));
-            }
             super::change_role(d, org.id, &u, role).await?;
             u.role = role;
         }
@@ -179,10 +159,8 @@ pub(super) async fn delete_local(
             Some(heir)
         }
     };
-    if u.role == Role::Admin && admins(d, org.id).await? <= 1 {
-        return Err(Failure::usage(
-            "this is the organisation's last admin: make another user admin first",
-        ));
+    if takes_last_admin(d.store.as_ref(), &u, None).await? {
+        return Err(Failure::usage(LAST_ADMIN));
     }
     let (mut revoked, mut transferred) = (0u64, 0u64);
     if let Some(heir) = &heir {

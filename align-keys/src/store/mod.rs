@@ -251,6 +251,39 @@ pub trait KeyManagement: Send + Sync + 'static {
     }
 }
 
+/// Why a change to a user is refused when it would leave their organisation without an admin
+/// (see [`takes_last_admin`]).
+pub const LAST_ADMIN: &str = "this is the organisation's last admin: make another user admin first";
+
+/// Whether giving `user` the role `to`, or deleting them (`to` is `None`), would leave their
+/// organisation without an admin. An organisation always keeps one: every door (the API, the
+/// console, the operator CLI) asks this before [`Directory::set_user_role`] or
+/// [`Directory::delete_user`], and refuses with [`LAST_ADMIN`].
+pub async fn takes_last_admin<D>(directory: &D, user: &User, to: Option<Role>) -> Result<bool>
+where
+    D: Directory + ?Sized,
+{
+    if user.role != Role::Admin || to == Some(Role::Admin) {
+        return Ok(false);
+    }
+    let mut page = PageRequest {
+        limit: MAX_PAGE_SIZE,
+        cursor: None,
+    };
+    let mut admins = 0usize;
+    loop {
+        let got = directory.list_users(user.organization_id, &page).await?;
+        admins += got.data.iter().filter(|u| u.role == Role::Admin).count();
+        if admins > 1 {
+            return Ok(false);
+        }
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => return Ok(true),
+        }
+    }
+}
+
 /// Where organisations, projects, users and key records live: [`KeyLookup`],
 /// [`KeyManagement`] and [`Directory`] together, implemented for every type that implements
 /// the three. Servers and tools that do everything hold an `Arc<dyn KeyStore>`.

@@ -7,7 +7,7 @@
 //!
 //! The console's profile and Users pages call the same operations through an [`Acting`].
 
-use align_keys::store::PageRequest;
+use align_keys::store::{LAST_ADMIN, PageRequest, takes_last_admin};
 use align_keys::{Environment, Permission, Role, User, UserId};
 use http::StatusCode;
 use serde::Deserialize;
@@ -141,15 +141,6 @@ pub(crate) fn checked_name(value: &str) -> Result<String, ApiError> {
         .map_err(|defect| ApiError::invalid_request(defect.to_string()))
 }
 
-/// How many admins the organisation has.
-async fn admins(state: &AppState, who: Principal<'_>) -> Result<usize, ApiError> {
-    Ok(all_users(state, who)
-        .await?
-        .iter()
-        .filter(|u| u.role == Role::Admin)
-        .count())
-}
-
 /// Applies `change` to user `id` for `acting` and records it.
 pub(crate) async fn update(
     state: &AppState,
@@ -182,10 +173,8 @@ pub(crate) async fn update(
                 "only admins may change roles (organization:write)",
             ));
         }
-        if user.role == Role::Admin && admins(state, who).await? <= 1 {
-            return Err(ApiError::conflict(
-                "this is the organisation's last admin: make another user admin first",
-            ));
+        if takes_last_admin(&**state.store(), &user, role).await? {
+            return Err(ApiError::conflict(LAST_ADMIN));
         }
     }
     let email = change
@@ -313,10 +302,8 @@ pub(crate) async fn delete(
             Some(heir)
         }
     };
-    if user.role == Role::Admin && admins(state, who).await? <= 1 {
-        return Err(ApiError::conflict(
-            "this is the organisation's last admin: make another user admin first",
-        ));
+    if takes_last_admin(&**state.store(), &user, None).await? {
+        return Err(ApiError::conflict(LAST_ADMIN));
     }
     let target = user.id.to_string();
     let mut done = Deletion::default();
