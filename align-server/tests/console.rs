@@ -1407,3 +1407,66 @@ async fn the_keys_page_shows_each_keys_owner_and_meta_escaped() {
     assert!(!page.body.contains("<script>x") && !page.body.contains("<b>cus_1"));
     site.server.stop().await;
 }
+
+/// The console's Create Key form takes what the API's mint takes for the embedder: an owner id
+/// and a metadata object, checked by the same rules; a malformed object mints nothing.
+#[tokio::test]
+async fn the_create_key_form_takes_an_owner_id_and_metadata() {
+    let site = site().await;
+    let mut b = Browser::new(&site);
+    let csrf = b.signed_in(ENGINEER, ENGINEER_PASSWORD).await;
+    let form = b.get("/console/keys/new").await;
+    assert!(form.body.contains("name=\"ownerId\""), "{}", form.body);
+    assert!(form.body.contains("name=\"meta\""), "{}", form.body);
+    let project = site.project.to_string();
+    let ok = b
+        .post(
+            "/console/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "customer-42"),
+                ("scope", "project"),
+                ("projectId", &project),
+                ("environment", "live"),
+                ("ownerId", "cust_42"),
+                ("meta", r#"{"plan":"pro","seats":5}"#),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let id = created_id(ok.location());
+    let key = api_keys(&site.server)
+        .await
+        .into_iter()
+        .find(|k| k["apiKeyId"] == id.as_str())
+        .unwrap();
+    assert_eq!(key["ownerId"], "cust_42");
+    assert_eq!(key["meta"], serde_json::json!({"plan": "pro", "seats": 5}));
+    let list = b.get("/console/keys").await;
+    assert!(list.body.contains("cust_42"));
+
+    for (name, meta) in [("bad-meta-1", "[1,2]"), ("bad-meta-2", "{not json")] {
+        let refused = b
+            .post(
+                "/console/keys",
+                &[
+                    ("csrf", &csrf),
+                    ("name", name),
+                    ("scope", "project"),
+                    ("projectId", &project),
+                    ("environment", "live"),
+                    ("meta", meta),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert!(refused.testid("error").unwrap().contains("meta"));
+        assert!(
+            api_keys(&site.server)
+                .await
+                .iter()
+                .all(|k| k["keyName"] != name)
+        );
+    }
+    site.server.stop().await;
+}

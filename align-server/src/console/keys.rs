@@ -216,6 +216,8 @@ pub(super) async fn new_form(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
                     }
                 }
             }
+            label { "Owner id (optional) " input name="ownerId" maxlength="256" placeholder="your customer's or user's id"; }
+            label { "Metadata (optional) " textarea name="meta" rows="3" placeholder=r#"a JSON object, e.g. {"plan":"pro"}"# {} }
             p class="hint" { "The key is shown once, right after you create it. Only its hash is kept." }
             div class="row" {
                 button type="submit" class="primary" data-testid="create-key-submit" { "Create" }
@@ -252,8 +254,19 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         permissions: None,
         environment,
         expires_at: None,
-        owner_id: None,
-        meta: None,
+        owner_id: ctx
+            .field("ownerId")
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned),
+        meta: ctx
+            .field("meta")
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                serde_json::from_str::<align_keys::Meta>(m)
+                    .map_err(|_| ApiError::invalid_request("meta must be a JSON object"))
+            })
+            .transpose()?,
     };
     let minted = ops::mint(ctx.state, &acting, request).await?;
     let id = minted.record.id;
