@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::app::Request;
 use crate::error::ApiError;
 use crate::http::{self as h, Response};
+use crate::principal::Principal;
 use crate::state::AppState;
 
 fn view(p: &Project) -> Value {
@@ -61,16 +62,7 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
 
 pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let me = req.auth.key.record();
-    if !req
-        .auth
-        .caller()
-        .effective_permissions()
-        .contains(Permission::ProjectsRead)
-    {
-        return Err(ApiError::forbidden(
-            align_keys::Denial::MissingPermission(Permission::ProjectsRead).to_string(),
-        ));
-    }
+    Principal::Key(&req.auth).require(Permission::ProjectsRead)?;
     let page = h::page_request(req.parts.uri.query())?;
     let (data, next): (Vec<Value>, Option<String>) = match me.scope.project_id() {
         Some(own) => {
