@@ -31,15 +31,7 @@ struct CreateBody {
 pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let body: CreateBody = h::read_json(&req.parts.headers, &req.body)?;
     let me = req.auth.key.record();
-    let target = Target {
-        organization_id: me.organization_id,
-        project_id: None,
-        environment: None,
-    };
-    req.auth
-        .caller()
-        .authorize(Permission::ProjectsWrite, target)
-        .map_err(|d| ApiError::forbidden(d.to_string()))?;
+    super::organization::check(req, Permission::ProjectsWrite)?;
     let name = super::users::checked_name(&body.name)?;
     let project = Project {
         id: ProjectId::new(),
