@@ -249,9 +249,13 @@ pub(super) fn verify(
 /// Reads a segment under the lock (it must not change meanwhile) and its records after
 /// `pruned`.
 fn records_of(s: &Segment, pruned: u64) -> Result<Vec<Record>> {
-    let bytes = std::fs::read(&s.path)?;
+    decode_after(&std::fs::read(&s.path)?, s, pruned)
+}
+
+/// The records after `pruned` in `bytes`, segment `s`'s content.
+fn decode_after(bytes: &[u8], s: &Segment, pruned: u64) -> Result<Vec<Record>> {
     let mut records = Vec::new();
-    frames(&bytes, s.closed.is_none(), |v, range| {
+    frames(bytes, s.closed.is_none(), |v, range| {
         if v.sequence > pruned {
             records.push(codec::decode(&bytes[range])?);
         }
@@ -334,13 +338,7 @@ fn rewrite_each(
             continue;
         }
         let pruned = dir.checkpoint()?.map_or(0, |c| c.last_pruned().sequence);
-        let mut records = Vec::new();
-        frames(&bytes, s.closed.is_none(), |v, range| {
-            if v.sequence > pruned {
-                records.push(codec::decode(&bytes[range])?);
-            }
-            Ok(true)
-        })?;
+        let mut records = decode_after(&bytes, &s, pruned)?;
         let mut n = 0;
         for r in &mut records {
             if change(r) {
