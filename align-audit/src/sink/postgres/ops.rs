@@ -13,7 +13,7 @@ use crate::personal::Personal;
 use crate::query::{Page, Query};
 use crate::record::{Head, Stream};
 use crate::sink::columns::{parse_personal, personal_json};
-use crate::verify::{PROGRESS_EVERY, Progress, VerifyReport, start_verifier};
+use crate::verify::{Progress, VerifyReport, Walk, start_verifier};
 
 /// Records read per round trip while verifying.
 const VERIFY_PAGE: i64 = 4096;
@@ -102,7 +102,8 @@ pub(super) async fn verify(
         .await?
         .try_get(0)?;
     let total = u64::try_from(total).unwrap_or(0);
-    let mut v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
+    let v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
+    let mut walk = Walk::new(v, total, progress);
     let page = tx
         .prepare(&format!(
             "SELECT {COLUMNS} FROM audit_records WHERE stream = $1 AND sequence > $2
@@ -117,15 +118,8 @@ pub(super) async fn verify(
         for row in &rows {
             let record = read_record(row)?;
             after = to_i64(record.sequence);
-            if !v.push(&record) {
+            if !walk.push(&record) {
                 break 'pages;
-            }
-            if v.checked() % PROGRESS_EVERY == 0 {
-                progress(Progress {
-                    stream,
-                    checked: v.checked(),
-                    total,
-                });
             }
         }
         if rows.len() < VERIFY_PAGE as usize {
@@ -133,12 +127,7 @@ pub(super) async fn verify(
         }
     }
     tx.commit().await?;
-    progress(Progress {
-        stream,
-        checked: v.checked(),
-        total,
-    });
-    Ok(v.finish(Some(head)))
+    Ok(walk.end().finish(Some(head)))
 }
 
 pub(super) async fn purge(

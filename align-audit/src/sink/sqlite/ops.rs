@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::personal::{Personal, compact};
 use crate::query::{Page, Query};
 use crate::record::{Head, Stream};
-use crate::verify::{PROGRESS_EVERY, Progress, VerifyReport, start_verifier};
+use crate::verify::{Progress, VerifyReport, Walk, start_verifier};
 
 pub(super) fn query(conn: &mut Connection, q: &Query) -> Result<Page> {
     let limit = q.effective_limit();
@@ -106,32 +106,21 @@ pub(super) fn verify(
         |r| r.get(0),
     )?;
     let total = u64::try_from(total).unwrap_or(0);
-    let mut v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
+    let v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
+    let mut walk = Walk::new(v, total, progress);
     {
         let mut stmt = tx.prepare(&format!(
             "SELECT {COLUMNS} FROM audit_records WHERE stream = ?1 ORDER BY sequence"
         ))?;
         let mut rows = stmt.query([stream.as_str()])?;
         while let Some(row) = rows.next()? {
-            if !v.push(&read_record(row)?) {
+            if !walk.push(&read_record(row)?) {
                 break;
-            }
-            if v.checked() % PROGRESS_EVERY == 0 {
-                progress(Progress {
-                    stream,
-                    checked: v.checked(),
-                    total,
-                });
             }
         }
     }
     tx.commit()?;
-    progress(Progress {
-        stream,
-        checked: v.checked(),
-        total,
-    });
-    Ok(v.finish(Some(head)))
+    Ok(walk.end().finish(Some(head)))
 }
 
 pub(super) fn purge(
