@@ -263,20 +263,9 @@ async fn enqueue_on(
         )
         .await?;
     if let Some(row) = existing {
-        return Ok(Enqueued {
-            message: message_at(&row, 0)?,
-            deliveries: Vec::new(),
-            created: false,
-        });
+        return Ok(Enqueued::repeat(message_at(&row, 0)?));
     }
-    let stored = Message {
-        id: MessageId::new(),
-        event_id: message.event_id.clone(),
-        event_type: message.event_type.clone(),
-        environment: message.environment,
-        payload: message.payload(),
-        created_at: now,
-    };
+    let stored = message.stored(now);
     tx.execute(
         "INSERT INTO webhooks_messages (id, event_id, event_type, environment, payload,
          created_at, owner_org, owner_project)

@@ -498,20 +498,9 @@ fn enqueue_on(tx: &Connection, message: &NewMessage, now: DateTime<Utc>) -> Resu
         )
         .optional()?;
     if let Some(message) = existing {
-        return Ok(Enqueued {
-            message,
-            deliveries: Vec::new(),
-            created: false,
-        });
+        return Ok(Enqueued::repeat(message));
     }
-    let stored = Message {
-        id: MessageId::new(),
-        event_id: message.event_id.clone(),
-        event_type: message.event_type.clone(),
-        environment: message.environment,
-        payload: message.payload(),
-        created_at: now,
-    };
+    let stored = message.stored(now);
     tx.execute(
         "INSERT INTO webhooks_messages (id, event_id, event_type, environment, payload, created_at,
          owner_org, owner_project)
