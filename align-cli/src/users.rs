@@ -60,15 +60,8 @@ pub(crate) enum Action {
     Update {
         /// The user's e-mail or id.
         user: String,
-        /// The corrected e-mail.
-        #[arg(long)]
-        email: Option<String>,
-        /// The corrected name (empty to remove it).
-        #[arg(long)]
-        name: Option<String>,
-        /// admin, engineer or viewer.
-        #[arg(long)]
-        role: Option<String>,
+        #[command(flatten)]
+        change: UserUpdate,
     },
     /// Delete a user: their sessions end, their personal data is erased everywhere, and the
     /// keys they created are revoked unless --transfer-keys-to hands them to another admin.
@@ -110,15 +103,7 @@ pub(crate) async fn run(Args { common, action }: Args) -> Result<(), Failure> {
         },
         Action::List => list(&d, org, &o).await,
         Action::SetRole { user, role } => set_role(&d, org, &user, &role, &o).await,
-        Action::Update {
-            user,
-            email,
-            name,
-            role,
-        } => {
-            let change = UserUpdate { email, name, role };
-            update_local(&d, org, &user, change, &o).await
-        }
+        Action::Update { user, change } => update_local(&d, org, &user, change, &o).await,
         Action::Delete {
             user,
             transfer_keys_to,
@@ -134,15 +119,7 @@ async fn over_api(common: &Common, action: Action) -> Result<(), Failure> {
             let v = a.call("GET", "/api/v1/users", None).await?;
             client::print(&v, &["id", "email", "name", "role"], &o)
         }
-        Action::Update {
-            user,
-            email,
-            name,
-            role,
-        } => {
-            let change = UserUpdate { email, name, role };
-            update_api(&a, &user, change, &o).await
-        }
+        Action::Update { user, change } => update_api(&a, &user, change, &o).await,
         Action::Delete {
             user,
             transfer_keys_to,
