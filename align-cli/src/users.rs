@@ -4,7 +4,7 @@
 
 mod profile;
 
-use align_keys::{PasswordHash, Role, Secret, User, UserId};
+use align_keys::{PasswordHash, Role, Secret, User};
 use chrono::Utc;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -150,14 +150,7 @@ async fn create(
         None => None,
     };
     let org = d.org(org).await?;
-    let user = User {
-        id: UserId::new(),
-        organization_id: org.id,
-        email: email.to_owned(),
-        name: None,
-        role,
-        created_at: Utc::now(),
-    };
+    let user = User::new(org.id, email, role, Utc::now());
     d.store.create_user(&user).await?;
     d.record(
         "user.created",
