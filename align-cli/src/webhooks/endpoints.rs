@@ -286,10 +286,7 @@ pub(crate) fn attempt_limit(limit: usize) -> Result<usize, Failure> {
 /// A cursor `webhooks attempts` printed (`c` and 1 to 15 hex digits, as the server's), as
 /// the position it names.
 pub(crate) fn cursor_position(cursor: &str) -> Result<u64, Failure> {
-    cursor
-        .strip_prefix('c')
-        .filter(|h| (1..=15).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
+    align_server::cursor_position(cursor)
         .ok_or_else(|| Failure::usage("--cursor is not a cursor this command printed"))
 }
 
