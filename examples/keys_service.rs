@@ -9,8 +9,8 @@ use std::sync::Arc;
 use align_keys::policy::{Caller, Target};
 use align_keys::store::Directory;
 use align_keys::{
-    Environment, KeyManager, NewKey, Organization, OrganizationId, Permission, Redactor, Role,
-    Scope, Sha256Hasher, SqliteKeyStore, User, UserId, Verification,
+    Environment, KeyManager, NewKey, Organization, Permission, Redactor, Role, Sha256Hasher,
+    SqliteKeyStore, User, Verification,
 };
 use chrono::Utc;
 
@@ -23,23 +23,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // An organisation and its admin: the authority every key hangs from.
     let now = Utc::now();
-    let org = Organization {
-        id: OrganizationId::new(),
-        name: "Acme".into(),
-        security_contact: Some("security@acme.example".into()),
-        leak_policy: align_keys::LeakPolicy::default(),
-        privacy_contact: None,
-        created_at: now,
-    };
+    let mut org = Organization::new("Acme", now);
+    org.security_contact = Some("security@acme.example".into());
     store.create_organization(&org).await?;
-    let admin = User {
-        id: UserId::new(),
-        organization_id: org.id,
-        email: "admin@acme.example".into(),
-        name: None,
-        role: Role::Admin,
-        created_at: now,
-    };
+    let admin = User::new(org.id, "admin@acme.example", Role::Admin, now);
     store.create_user(&admin).await?;
 
     let keys = KeyManager::new(store.clone(), Arc::new(Sha256Hasher));
@@ -51,17 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let minted = keys
         .mint(
             NewKey {
-                name: "prod-sync".into(),
-                organization_id: org.id,
-                scope: Scope::Organization,
-                permissions: None,
-                environment: Environment::Live,
                 created_by: admin.id,
-                expires_at: None,
-                rate_limit_per_minute: None,
-                allowed_cidrs: vec![],
-                owner_id: None,
-                meta: None,
+                ..NewKey::new("prod-sync", org.id)
             },
             Utc::now(),
         )

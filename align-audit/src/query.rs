@@ -13,6 +13,15 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Largest page size; bigger limits are lowered to it.
 pub const MAX_LIMIT: usize = 1000;
 
+/// A value a [`Query`]'s SQL condition compares a column with.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) enum SqlValue {
+    /// A text column's value.
+    Text(String),
+    /// A time in milliseconds since the epoch, or a sequence number.
+    Int(i64),
+}
+
 /// A filter over one stream; every set condition must hold. Results come newest first.
 ///
 /// ```
@@ -43,6 +52,42 @@ pub struct Query {
     pub limit: usize,
     /// Continue after a previous page.
     pub cursor: Option<Cursor>,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl Query {
+    /// The query's filters as SQL conditions on `audit_records`' columns, in order, each with
+    /// a `?` for each of its values (bound in order): what the SQL sinks add to the stream,
+    /// order and limit of their own `SELECT`.
+    pub(crate) fn sql_conditions(&self) -> Vec<(&'static str, Vec<SqlValue>)> {
+        let text = |v: &String| SqlValue::Text(v.clone());
+        let mut out = Vec::new();
+        let columns = [
+            ("organization = ?", &self.organization),
+            ("actor_id = ?", &self.actor),
+            ("action = ?", &self.action),
+            ("target = ?", &self.target),
+        ];
+        for (clause, value) in columns {
+            if let Some(v) = value {
+                out.push((clause, vec![text(v)]));
+            }
+        }
+        if let Some(v) = &self.subject {
+            out.push(("(subject = ? OR actor_id = ?)", vec![text(v), text(v)]));
+        }
+        if let Some(t) = self.since {
+            out.push(("time >= ?", vec![SqlValue::Int(t.timestamp_millis())]));
+        }
+        if let Some(t) = self.until {
+            out.push(("time < ?", vec![SqlValue::Int(t.timestamp_millis())]));
+        }
+        if let Some(c) = self.cursor {
+            let before = i64::try_from(c.0).unwrap_or(i64::MAX);
+            out.push(("sequence < ?", vec![SqlValue::Int(before)]));
+        }
+        out
+    }
 }
 
 impl Query {

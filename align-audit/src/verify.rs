@@ -341,25 +341,57 @@ pub(crate) fn verify_slice<'a>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<VerifyReport> {
     let total = records.len() as u64;
-    let mut v = start_verifier(stream, checkpoint, key, anchor)?;
+    let v = start_verifier(stream, checkpoint, key, anchor)?;
+    let mut walk = Walk::new(v, total, progress);
     for r in records {
-        if !v.push(r) {
+        if !walk.push(r) {
             break;
         }
-        if v.checked() % PROGRESS_EVERY == 0 {
-            progress(Progress {
-                stream,
-                checked: v.checked(),
-                total,
-            });
-        }
     }
-    progress(Progress {
-        stream,
-        checked: v.checked(),
-        total,
-    });
-    Ok(v.finish(Some(head)))
+    Ok(walk.end().finish(Some(head)))
+}
+
+/// A chain walk that reports its progress: every [`PROGRESS_EVERY`] records, and once more
+/// at its end.
+pub(crate) struct Walk<'p, P: FnMut(Progress) + ?Sized> {
+    v: ChainVerifier,
+    /// How many records the walk expects (an estimate where the count is not known).
+    total: u64,
+    progress: &'p mut P,
+}
+
+impl<'p, P: FnMut(Progress) + ?Sized> Walk<'p, P> {
+    /// A walk with verifier `v` over about `total` records.
+    pub(crate) fn new(v: ChainVerifier, total: u64, progress: &'p mut P) -> Self {
+        Self { v, total, progress }
+    }
+
+    /// [`ChainVerifier::push`], then a progress report every [`PROGRESS_EVERY`] records;
+    /// false once the chain broke (read no further).
+    pub(crate) fn push(&mut self, record: &Record) -> bool {
+        if !self.v.push(record) {
+            return false;
+        }
+        if self.v.checked() % PROGRESS_EVERY == 0 {
+            self.report(self.total);
+        }
+        true
+    }
+
+    /// The last progress report (its total no less than the records checked) and the
+    /// verifier, to finish.
+    pub(crate) fn end(mut self) -> ChainVerifier {
+        self.report(self.total.max(self.v.checked()));
+        self.v
+    }
+
+    fn report(&mut self, total: u64) {
+        (self.progress)(Progress {
+            stream: self.v.stream,
+            checked: self.v.checked(),
+            total,
+        });
+    }
 }
 
 /// A verifier starting at the stream's beginning or after its checkpoint, held to `anchor`.

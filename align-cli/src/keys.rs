@@ -23,28 +23,7 @@ pub(crate) type Args = Area<Action>;
 #[derive(Debug, Subcommand)]
 pub(crate) enum Action {
     /// Mint a key; the token is printed once, to stdout. Example: align keys create --name ci-read
-    Create {
-        #[arg(long)]
-        name: String,
-        /// Scope the key to this project (default: the whole organisation).
-        #[arg(long, value_name = "PROJECT_ID")]
-        project: Option<String>,
-        /// Comma-separated permissions, e.g. keys:read,webhooks:read (default: all the scope allows).
-        #[arg(long)]
-        permissions: Option<String>,
-        /// Mint a sandbox (akt_) key instead of a live one.
-        #[arg(long)]
-        sandbox: bool,
-        /// The creating user, by e-mail or id (default: the first admin).
-        #[arg(long)]
-        user: Option<String>,
-        /// Your own id for the key's owner (a customer, a user), at most 256 characters.
-        #[arg(long, value_name = "ID")]
-        owner: Option<String>,
-        /// Your own data about the key: a JSON object of at most 4 KiB, e.g. '{"plan":"pro"}'.
-        #[arg(long, value_name = "JSON")]
-        meta: Option<String>,
-    },
+    Create(CreateArgs),
     /// List keys (never tokens). Example: align keys list --json
     List,
     /// Show one key. Example: align keys show 6f1c…
@@ -86,27 +65,7 @@ pub(crate) async fn run(Args { common, action }: Args) -> Result<(), Failure> {
     }
     let (d, o, org) = (common.open().await?, common.out(), common.org.as_deref());
     match action {
-        Action::Create {
-            name,
-            project,
-            permissions,
-            sandbox,
-            user,
-            owner,
-            meta,
-        } => {
-            let args = KeyArgs {
-                org,
-                name: &name,
-                project: project.as_deref(),
-                permissions: permissions.as_deref(),
-                sandbox,
-                user: user.as_deref(),
-                owner: owner.as_deref(),
-                meta: meta.as_deref(),
-            };
-            create(&d, args, &o).await
-        }
+        Action::Create(args) => create(&d, org, &args, &o).await,
         Action::List => list(&d, org, &o).await,
         Action::Show { id } => show(&d, &id, &o).await,
         Action::Revoke { id } => revoke(&d, &id, &o).await,
@@ -132,7 +91,7 @@ async fn over_api(common: &Common, action: Action) -> Result<(), Failure> {
         "lastUsedAt",
     ];
     let v = match action {
-        Action::Create {
+        Action::Create(CreateArgs {
             name,
             project,
             permissions,
@@ -140,7 +99,7 @@ async fn over_api(common: &Common, action: Action) -> Result<(), Failure> {
             user,
             owner,
             meta,
-        } => {
+        }) => {
             if user.is_some() {
                 return Err(Failure::usage(
                     "--user applies to the data directory; the API mints as the calling key",
@@ -214,16 +173,30 @@ fn key_json(k: &KeyRecord) -> Value {
     })
 }
 
-/// What `keys create` was asked for.
-struct KeyArgs<'a> {
-    org: Option<&'a str>,
-    name: &'a str,
-    project: Option<&'a str>,
-    permissions: Option<&'a str>,
-    sandbox: bool,
-    user: Option<&'a str>,
-    owner: Option<&'a str>,
-    meta: Option<&'a str>,
+/// What `keys create` was asked for, on the data directory or over the API: its options
+/// (their doc comments are the `--help` text).
+#[derive(Debug, clap::Args)]
+pub(crate) struct CreateArgs {
+    #[arg(long)]
+    pub(crate) name: String,
+    /// Scope the key to this project (default: the whole organisation).
+    #[arg(long, value_name = "PROJECT_ID")]
+    pub(crate) project: Option<String>,
+    /// Comma-separated permissions, e.g. keys:read,webhooks:read (default: all the scope allows).
+    #[arg(long)]
+    pub(crate) permissions: Option<String>,
+    /// Mint a sandbox (akt_) key instead of a live one.
+    #[arg(long)]
+    pub(crate) sandbox: bool,
+    /// The creating user, by e-mail or id (default: the first admin).
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+    /// Your own id for the key's owner (a customer, a user), at most 256 characters.
+    #[arg(long, value_name = "ID")]
+    pub(crate) owner: Option<String>,
+    /// Your own data about the key: a JSON object of at most 4 KiB, e.g. '{"plan":"pro"}'.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) meta: Option<String>,
 }
 
 /// `--meta`: a JSON object.
@@ -231,15 +204,16 @@ fn parse_meta(text: &str) -> Result<align_keys::Meta, Failure> {
     serde_json::from_str(text).map_err(|_| Failure::usage("--meta must be a JSON object"))
 }
 
-async fn create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Result<(), Failure> {
-    let org = d.org(a.org).await?;
-    let user = d.user(&org, a.user).await?;
-    let scope = match a.project {
+async fn create(d: &DataDir, org: Option<&str>, a: &CreateArgs, out: &Out) -> Result<(), Failure> {
+    let org = d.org(org).await?;
+    let user = d.user(&org, a.user.as_deref()).await?;
+    let scope = match a.project.as_deref() {
         None => Scope::Organization,
         Some(p) => Scope::Project(d.project(&org, p).await?.id),
     };
     let permissions = a
         .permissions
+        .as_deref()
         .map(|list| {
             Vocabulary::SERVER
                 .parse(list.split(',').map(str::trim))
@@ -247,7 +221,7 @@ async fn create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Result<(), Failure> {
         })
         .transpose()?;
     let new = NewKey {
-        name: a.name.to_owned(),
+        name: a.name.clone(),
         organization_id: org.id,
         scope,
         permissions,
@@ -260,8 +234,8 @@ async fn create(d: &DataDir, a: KeyArgs<'_>, out: &Out) -> Result<(), Failure> {
         expires_at: None,
         rate_limit_per_minute: None,
         allowed_cidrs: vec![],
-        owner_id: a.owner.map(str::to_owned),
-        meta: a.meta.map(parse_meta).transpose()?,
+        owner_id: a.owner.clone(),
+        meta: a.meta.as_deref().map(parse_meta).transpose()?,
     };
     align_keys::policy::check_user_mint(&Vocabulary::SERVER, &user, &new.spec())
         .map_err(|d| Failure::usage(d.to_string()))?;

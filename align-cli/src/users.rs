@@ -5,7 +5,7 @@
 mod profile;
 
 use align_keys::store::{LAST_ADMIN, takes_last_admin};
-use align_keys::{PasswordHash, Role, Secret, User, UserId};
+use align_keys::{PasswordHash, Role, Secret, User};
 use chrono::Utc;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -61,15 +61,8 @@ pub(crate) enum Action {
     Update {
         /// The user's e-mail or id.
         user: String,
-        /// The corrected e-mail.
-        #[arg(long)]
-        email: Option<String>,
-        /// The corrected name (empty to remove it).
-        #[arg(long)]
-        name: Option<String>,
-        /// admin, engineer or viewer.
-        #[arg(long)]
-        role: Option<String>,
+        #[command(flatten)]
+        change: UserUpdate,
     },
     /// Delete a user: their sessions end, their personal data is erased everywhere, and the
     /// keys they created are revoked unless --transfer-keys-to hands them to another admin.
@@ -111,15 +104,7 @@ pub(crate) async fn run(Args { common, action }: Args) -> Result<(), Failure> {
         },
         Action::List => list(&d, org, &o).await,
         Action::SetRole { user, role } => set_role(&d, org, &user, &role, &o).await,
-        Action::Update {
-            user,
-            email,
-            name,
-            role,
-        } => {
-            let change = UserUpdate { email, name, role };
-            update_local(&d, org, &user, change, &o).await
-        }
+        Action::Update { user, change } => update_local(&d, org, &user, change, &o).await,
         Action::Delete {
             user,
             transfer_keys_to,
@@ -135,15 +120,7 @@ async fn over_api(common: &Common, action: Action) -> Result<(), Failure> {
             let v = a.call("GET", "/api/v1/users", None).await?;
             client::print(&v, &["id", "email", "name", "role"], &o)
         }
-        Action::Update {
-            user,
-            email,
-            name,
-            role,
-        } => {
-            let change = UserUpdate { email, name, role };
-            update_api(&a, &user, change, &o).await
-        }
+        Action::Update { user, change } => update_api(&a, &user, change, &o).await,
         Action::Delete {
             user,
             transfer_keys_to,
@@ -174,14 +151,7 @@ async fn create(
         None => None,
     };
     let org = d.org(org).await?;
-    let user = User {
-        id: UserId::new(),
-        organization_id: org.id,
-        email: email.to_owned(),
-        name: None,
-        role,
-        created_at: Utc::now(),
-    };
+    let user = User::new(org.id, email, role, Utc::now());
     d.store.create_user(&user).await?;
     d.record(
         "user.created",

@@ -112,21 +112,7 @@ pub(crate) enum EndpointAction {
     /// ALIGN_WEBHOOKS_ALLOW_HTTP_TARGETS=1 too, a live endpoint may use http to a local receiver).
     ///
     /// Example: align webhooks endpoints add --url https://hooks.acme.test/align --events api_key.revoked,api_key.created
-    Add {
-        /// Where deliveries go.
-        #[arg(long)]
-        url: String,
-        /// Only this project's events (default: every event of the organisation).
-        #[arg(long, value_name = "PROJECT_ID")]
-        project: Option<String>,
-        /// live or sandbox: which events the endpoint receives (default: live on the data
-        /// directory, the calling key's environment over --api-url).
-        #[arg(long)]
-        environment: Option<String>,
-        /// Comma-separated event types; `family.*` matches a family (default: every type).
-        #[arg(long)]
-        events: Option<String>,
-    },
+    Add(endpoints::AddArgs),
     /// List endpoints (never their secrets). Example: align webhooks endpoints list --json
     List,
     /// Show one endpoint (never its secret). Example: align webhooks endpoints show ep_6f1c…
@@ -235,20 +221,7 @@ pub(crate) async fn run(Args { common, action }: Args) -> Result<(), Failure> {
         Action::Endpoints { action } => {
             let h = hooks().await?;
             match action {
-                EndpointAction::Add {
-                    url,
-                    project,
-                    environment,
-                    events,
-                } => {
-                    let args = endpoints::AddArgs {
-                        project: project.as_deref(),
-                        url: &url,
-                        environment: environment.as_deref().unwrap_or("live"),
-                        events: events.as_deref(),
-                    };
-                    endpoints::add(&h, args, &o).await
-                }
+                EndpointAction::Add(args) => endpoints::add(&h, args, &o).await,
                 EndpointAction::List => endpoints::list(&h, &o).await,
                 EndpointAction::Show { id } => endpoints::show(&h, &id, &o).await,
                 EndpointAction::Update { .. } => Err(Failure::usage(

@@ -235,20 +235,24 @@ pub fn released(fixture: &str, dialect: &str) -> Result<Vec<String>, String> {
         .map_err(|e| format!("the released {dialect} migrations: {e}"))
 }
 
-/// The folder of a crate's `dialect` migrations and what it released earlier, from the
-/// crate's directory (`CARGO_MANIFEST_DIR`).
-fn crate_dialect(
+/// The checks of a crate's `dialect` migrations that need no database, from the crate's
+/// directory (`CARGO_MANIFEST_DIR`): [`check_files`] on its folder of them and
+/// [`check_unchanged`] against what it released earlier; that release, for the checks on a
+/// database.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn check_crate_files(
     manifest_dir: &str,
     dialect: &str,
-) -> Result<(std::path::PathBuf, Vec<String>), String> {
+    embedded: &[&str],
+) -> Result<Vec<String>, String> {
     let root = Path::new(manifest_dir);
     let fixture_path = root.join("tests/fixtures/released-migrations.json");
     let fixture = std::fs::read_to_string(&fixture_path)
         .map_err(|e| format!("{}: {e}", fixture_path.display()))?;
-    Ok((
-        root.join("migrations").join(dialect),
-        released(&fixture, dialect)?,
-    ))
+    let released = released(&fixture, dialect)?;
+    check_files(&root.join("migrations").join(dialect), embedded)?;
+    check_unchanged(embedded, &released)?;
+    Ok(released)
 }
 
 /// Every check of a crate's SQLite migrations ([`check_files`], [`check_unchanged`],
@@ -259,9 +263,7 @@ pub fn check_crate_sqlite(
     prefix: &str,
     embedded: &[&str],
 ) -> Result<(), String> {
-    let (dir, released) = crate_dialect(manifest_dir, "sqlite")?;
-    check_files(&dir, embedded)?;
-    check_unchanged(embedded, &released)?;
+    let released = check_crate_files(manifest_dir, "sqlite", embedded)?;
     check_sqlite(prefix, embedded, &released)
 }
 
@@ -274,9 +276,7 @@ pub fn check_crate_postgres(
     prefix: &str,
     embedded: &[&str],
 ) -> Result<(), String> {
-    let (dir, released) = crate_dialect(manifest_dir, "postgres")?;
-    check_files(&dir, embedded)?;
-    check_unchanged(embedded, &released)?;
+    let released = check_crate_files(manifest_dir, "postgres", embedded)?;
     let Ok(url) = std::env::var("ALIGN_TEST_POSTGRES_URL") else {
         eprintln!(
             "skipping the {prefix} migrations on PostgreSQL: ALIGN_TEST_POSTGRES_URL is not set"

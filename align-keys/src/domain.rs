@@ -92,6 +92,21 @@ pub struct Organization {
     pub created_at: DateTime<Utc>,
 }
 
+impl Organization {
+    /// A new organisation named `name`, created at `now`: no contacts yet, and the default
+    /// answer to leaked keys.
+    pub fn new(name: impl Into<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            id: OrganizationId::new(),
+            name: name.into(),
+            security_contact: None,
+            leak_policy: crate::leak::LeakPolicy::default(),
+            privacy_contact: None,
+            created_at: now,
+        }
+    }
+}
+
 /// A project: the narrowest scope a key can have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -160,6 +175,26 @@ pub struct User {
     pub role: Role,
     /// When the user was created.
     pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    /// A new user of `organization` signing in as `email` with `role`, created at `now`; no
+    /// display name yet.
+    pub fn new(
+        organization: OrganizationId,
+        email: impl Into<String>,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: UserId::new(),
+            organization_id: organization,
+            email: email.into(),
+            name: None,
+            role,
+            created_at: now,
+        }
+    }
 }
 
 /// What a key can reach: the whole organisation or one project.

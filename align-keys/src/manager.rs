@@ -421,23 +421,29 @@ impl KeyManager {
     /// Revokes a key for good; idempotent (a second call keeps the first time). The next
     /// verification of its token answers [`crate::Verification::Revoked`].
     pub async fn revoke(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord> {
-        let mut record = self.load(id).await?;
-        let event = record
-            .revoked_at
-            .is_none()
-            .then(|| self.event(KeyEventKind::Revoked, now));
-        record.revoked_at.get_or_insert(now);
-        self.save(record, event).await
+        self.stamp(id, now, KeyEventKind::Revoked, |k| &mut k.revoked_at)
+            .await
     }
 
     /// Suspends a key until [`Self::resume`]; idempotent.
     pub async fn suspend(&self, id: KeyId, now: DateTime<Utc>) -> Result<KeyRecord> {
+        self.stamp(id, now, KeyEventKind::Suspended, |k| &mut k.suspended_at)
+            .await
+    }
+
+    /// Sets the time `field` picks on key `id` to `now` unless it is set already (a second
+    /// call keeps the first time), with a `kind` event the first time.
+    async fn stamp(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        kind: KeyEventKind,
+        field: fn(&mut KeyRecord) -> &mut Option<DateTime<Utc>>,
+    ) -> Result<KeyRecord> {
         let mut record = self.load(id).await?;
-        let event = record
-            .suspended_at
-            .is_none()
-            .then(|| self.event(KeyEventKind::Suspended, now));
-        record.suspended_at.get_or_insert(now);
+        let at = field(&mut record);
+        let event = at.is_none().then(|| self.event(kind, now));
+        at.get_or_insert(now);
         self.save(record, event).await
     }
 

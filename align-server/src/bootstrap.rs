@@ -4,9 +4,7 @@
 use std::path::Path;
 
 use align_keys::store::{KeyStore, PageRequest};
-use align_keys::{
-    Environment, KeyManager, NewKey, Organization, OrganizationId, Role, Scope, User, UserId,
-};
+use align_keys::{KeyManager, NewKey, Organization, Role, User};
 use chrono::Utc;
 
 use align_audit::{CheckpointKey, SqliteSinkConfig};
@@ -38,38 +36,15 @@ pub async fn bootstrap(config: &Config, keys: &KeyManager) -> Result<Bootstrap, 
         return Ok(Bootstrap::Existing);
     }
     let now = Utc::now();
-    let org = Organization {
-        id: OrganizationId::new(),
-        name: "Default organization".into(),
-        security_contact: None,
-        leak_policy: align_keys::LeakPolicy::default(),
-        privacy_contact: None,
-        created_at: now,
-    };
+    let org = Organization::new("Default organization", now);
     store.create_organization(&org).await?;
-    let admin = User {
-        id: UserId::new(),
-        organization_id: org.id,
-        email: "admin@localhost".into(),
-        name: None,
-        role: Role::Admin,
-        created_at: now,
-    };
+    let admin = User::new(org.id, "admin@localhost", Role::Admin, now);
     store.create_user(&admin).await?;
     let minted = keys
         .mint(
             NewKey {
-                name: "bootstrap-admin".into(),
-                organization_id: org.id,
-                scope: Scope::Organization,
-                permissions: None,
-                environment: Environment::Live,
                 created_by: admin.id,
-                expires_at: None,
-                rate_limit_per_minute: None,
-                allowed_cidrs: vec![],
-                owner_id: None,
-                meta: None,
+                ..NewKey::new("bootstrap-admin", org.id)
             },
             now,
         )

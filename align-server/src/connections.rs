@@ -442,17 +442,7 @@ pub(crate) async fn serve(
     };
     let _ = stream.set_nodelay(true);
     match tls {
-        None => {
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            drive(
-                conn,
-                activity,
-                connections.idle_timeout,
-                shutdown,
-                &state.metrics,
-            )
-            .await;
-        }
+        None => drive(&builder, TokioIo::new(stream), service, shutdown).await,
         Some(acceptor) => {
             let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
             let mut stopped = shutdown.clone();
@@ -464,31 +454,25 @@ pub(crate) async fn serve(
                 () = activity.close.notified() => return,
                 _ = stopped.wait_for(|stop| *stop) => return,
             };
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            drive(
-                conn,
-                activity,
-                connections.idle_timeout,
-                shutdown,
-                &state.metrics,
-            )
-            .await;
+            drive(&builder, TokioIo::new(stream), service, shutdown).await;
         }
     }
 }
 
-/// Polls `conn` to its end, closing it when it has had no request in flight for
-/// `idle_timeout`, when it is asked to make room, or when the server shuts down.
+/// Serves `io` with `service` to its end, closing the connection when it has had no request
+/// in flight for the idle timeout, when it is asked to make room (its activity's `close`), or
+/// when the server shuts down.
 async fn drive<I>(
-    conn: auto::Connection<'_, I, Service, TokioExecutor>,
-    activity: &Activity,
-    idle_timeout: Duration,
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: Service,
     mut shutdown: watch::Receiver<bool>,
-    metrics: &Metrics,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let mut conn = std::pin::pin!(conn);
+    let (state, activity) = (Arc::clone(&service.state), Arc::clone(&service.activity));
+    let (idle_timeout, metrics) = (state.connections.idle_timeout, &state.metrics);
+    let mut conn = std::pin::pin!(builder.serve_connection(io, service));
     loop {
         let wait = activity
             .idle_for()

@@ -249,11 +249,16 @@ pub(crate) fn encode_cursor(position: u64) -> String {
 /// Reads [`encode_cursor`]'s output (`c` + 1 to 15 hex digits); anything else is
 /// `400 invalid_request`.
 pub(crate) fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
+    cursor_position(cursor).ok_or_else(|| ApiError::invalid_request("cursor is not valid"))
+}
+
+/// The position a cursor of the server's names (the `nextCursor` of events, webhook
+/// deliveries and attempts: `c` and 1 to 15 hex digits); `None` for anything else.
+pub fn cursor_position(cursor: &str) -> Option<u64> {
     cursor
         .strip_prefix('c')
         .filter(|h| (1..=15).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .ok_or_else(|| ApiError::invalid_request("cursor is not valid"))
 }
 
 /// An RFC 3339 time in query parameter `name`.

@@ -45,6 +45,7 @@ pub use error::{ApiError, Error};
 /// transaction: `SqliteKeyStore::open(path).await?.with_event_hook(Arc::new(OutboxHook))`,
 /// after `SqliteWebhookStore::open(path)` has created the outbox tables.
 pub use events::OutboxHook;
+pub use http::cursor_position;
 pub use routes::{Access, Listing, ROUTE_TABLE, Route};
 pub use serve::{Backends, Server, shutdown_signal};
 

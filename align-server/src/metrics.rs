@@ -148,11 +148,12 @@ impl Metrics {
     /// The exposition text; `gauges` are (name, help, value) read at scrape time.
     pub(crate) fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::with_capacity(4096);
-        let _ = writeln!(
-            out,
-            "# HELP align_http_requests_total HTTP requests by method, route and status."
+        header(
+            &mut out,
+            "align_http_requests_total",
+            "counter",
+            "HTTP requests by method, route and status.",
         );
-        let _ = writeln!(out, "# TYPE align_http_requests_total counter");
         {
             let map = self.requests.read().unwrap_or_else(PoisonError::into_inner);
             for ((method, route, status), n) in map.iter() {
@@ -163,11 +164,12 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP align_http_request_duration_seconds Time to answer a request."
+        header(
+            &mut out,
+            "align_http_request_duration_seconds",
+            "histogram",
+            "Time to answer a request.",
         );
-        let _ = writeln!(out, "# TYPE align_http_request_duration_seconds histogram");
         let mut cumulative = 0;
         for (bound, counter) in BUCKETS.iter().zip(&self.latency_buckets) {
             cumulative += counter.load(Ordering::Relaxed);
@@ -184,90 +186,94 @@ impl Metrics {
         );
         let _ = writeln!(out, "align_http_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "align_http_request_duration_seconds_count {count}");
-        let _ = writeln!(
-            out,
-            "# HELP align_auth_total Authentication outcomes of requests to the API."
+        labelled(
+            &mut out,
+            "align_auth_total",
+            "Authentication outcomes of requests to the API.",
+            "outcome",
+            &AUTH_OUTCOMES,
+            &self.auth,
         );
-        let _ = writeln!(out, "# TYPE align_auth_total counter");
-        for (name, n) in AUTH_OUTCOMES.iter().zip(&self.auth) {
-            let _ = writeln!(
-                out,
-                "align_auth_total{{outcome=\"{name}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP align_limit_denials_total Requests refused by a rate, concurrency or quota limit."
+        labelled(
+            &mut out,
+            "align_limit_denials_total",
+            "Requests refused by a rate, concurrency or quota limit.",
+            "limit",
+            &DENIALS,
+            &self.denied,
         );
-        let _ = writeln!(out, "# TYPE align_limit_denials_total counter");
-        for (name, n) in DENIALS.iter().zip(&self.denied) {
-            let _ = writeln!(
-                out,
-                "align_limit_denials_total{{limit=\"{name}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP align_request_log_folded_total Requests (rejections, and any made without a key) logged in a per-client summary entry instead of one entry each."
+        single(
+            &mut out,
+            "align_request_log_folded_total",
+            "counter",
+            "Requests (rejections, and any made without a key) logged in a per-client summary entry instead of one entry each.",
+            self.folded.load(Ordering::Relaxed),
         );
-        let _ = writeln!(out, "# TYPE align_request_log_folded_total counter");
-        let _ = writeln!(
-            out,
-            "align_request_log_folded_total {}",
-            self.folded.load(Ordering::Relaxed)
+        let stores = crate::retention::RetentionReport::default()
+            .removed()
+            .map(|(store, _)| store);
+        labelled(
+            &mut out,
+            "align_retention_removed_total",
+            "Records removed by retention runs of this instance, by store.",
+            "store",
+            &stores,
+            &self.retention_removed,
         );
-        let _ = writeln!(
-            out,
-            "# HELP align_retention_removed_total Records removed by retention runs of this instance, by store."
+        single(
+            &mut out,
+            "align_retention_runs_total",
+            "counter",
+            "Retention runs this instance finished.",
+            self.retention_runs.load(Ordering::Relaxed),
         );
-        let _ = writeln!(out, "# TYPE align_retention_removed_total counter");
-        let empty = crate::retention::RetentionReport::default();
-        for ((store, _), n) in empty.removed().iter().zip(&self.retention_removed) {
-            let _ = writeln!(
-                out,
-                "align_retention_removed_total{{store=\"{store}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP align_retention_runs_total Retention runs this instance finished."
+        single(
+            &mut out,
+            "align_connections_at_cap_total",
+            "counter",
+            "New connections that arrived with limits.max_connections connections open.",
+            self.at_cap.load(Ordering::Relaxed),
         );
-        let _ = writeln!(out, "# TYPE align_retention_runs_total counter");
-        let _ = writeln!(
-            out,
-            "align_retention_runs_total {}",
-            self.retention_runs.load(Ordering::Relaxed)
+        labelled(
+            &mut out,
+            "align_connections_closed_total",
+            "Connections the server closed, by reason.",
+            "reason",
+            &CLOSE_REASONS,
+            &self.closed,
         );
-        let _ = writeln!(
-            out,
-            "# HELP align_connections_at_cap_total New connections that arrived with limits.max_connections connections open."
-        );
-        let _ = writeln!(out, "# TYPE align_connections_at_cap_total counter");
-        let _ = writeln!(
-            out,
-            "align_connections_at_cap_total {}",
-            self.at_cap.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP align_connections_closed_total Connections the server closed, by reason."
-        );
-        let _ = writeln!(out, "# TYPE align_connections_closed_total counter");
-        for (reason, n) in CLOSE_REASONS.iter().zip(&self.closed) {
-            let _ = writeln!(
-                out,
-                "align_connections_closed_total{{reason=\"{reason}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
         for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            let _ = writeln!(out, "{name} {value}");
+            single(&mut out, name, "gauge", help, *value);
         }
         out
     }
+}
+
+/// Writes metric `name`'s `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Writes counter `name` with a sample for each of `label`'s `values`, counted in `counters`
+/// (in the same order).
+fn labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[&str],
+    counters: &[AtomicU64],
+) {
+    header(out, name, "counter", help);
+    for (value, n) in values.iter().zip(counters) {
+        let n = n.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+    }
+}
+
+/// Writes metric `name` of `kind` with its one sample, `value`.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }

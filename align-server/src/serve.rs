@@ -202,31 +202,15 @@ impl Server {
         // records left staged are moved into the chain.
         // The logs' disk budget: measured every few seconds, the oldest request-log entries
         // purged while over it (see crate::disk).
-        let disk_watch = {
-            let state = Arc::clone(&state);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(crate::disk::CHECK_INTERVAL);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    state.disk.check(&state).await;
-                }
-            })
-        };
-        let sweeper = {
-            let state = Arc::clone(&state);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(crate::config::SWEEP_INTERVAL);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    state.evict_idle();
-                    state.idempotency.sweep().await;
-                    // Records another instance sharing the database left staged when it died.
-                    state.commit_staged_audit().await;
-                }
-            })
-        };
+        let disk_watch = every(crate::disk::CHECK_INTERVAL, &state, |state| async move {
+            state.disk.check(&state).await;
+        });
+        let sweeper = every(crate::config::SWEEP_INTERVAL, &state, |state| async move {
+            state.evict_idle();
+            state.idempotency.sweep().await;
+            // Records another instance sharing the database left staged when it died.
+            state.commit_staged_audit().await;
+        });
         // Summaries of folded rejections are written once their client's second is over. The
         // task is stopped between sweeps, never inside one, so no summary taken is lost.
         let (stop_folder, folder_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -411,6 +395,24 @@ fn dispatcher_config(config: &Config) -> DispatcherConfig {
             .allow_http_targets(w.allow_http_targets),
         ..DispatcherConfig::default()
     }
+}
+
+/// Spawns a task that runs `work` every `period` until it is aborted (a late tick is not
+/// caught up).
+fn every<F, Fut>(period: Duration, state: &Arc<AppState>, work: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Arc<AppState>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            work(Arc::clone(&state)).await;
+        }
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -271,6 +271,18 @@ impl NewMessage {
         self
     }
 
+    /// The message stored for it at `now` (a new `webhook-id`, the payload fixed).
+    pub(crate) fn stored(&self, now: DateTime<Utc>) -> Message {
+        Message {
+            id: MessageId::new(),
+            event_id: self.event_id.clone(),
+            event_type: self.event_type.clone(),
+            environment: self.environment,
+            payload: self.payload(),
+            created_at: now,
+        }
+    }
+
     /// The exact body every delivery sends: `{"type","timestamp","data"}`.
     pub fn payload(&self) -> String {
         serde_json::json!({
@@ -399,6 +411,17 @@ pub struct Enqueued {
     pub deliveries: Vec<DeliveryId>,
     /// Whether this call stored the message.
     pub created: bool,
+}
+
+impl Enqueued {
+    /// An event enqueued before: its stored `message`, no new deliveries.
+    pub(crate) fn repeat(message: Message) -> Self {
+        Self {
+            message,
+            deliveries: Vec::new(),
+            created: false,
+        }
+    }
 }
 
 /// `t` cut to whole milliseconds, the precision stores keep.

@@ -163,6 +163,16 @@ mod tests {
     use crate::digest::Digest;
     use crate::record::Head;
 
+    /// A new anchor log in a temporary directory (kept while the first value lives), its
+    /// path, and a signing key.
+    fn fresh_log() -> (tempfile::TempDir, std::path::PathBuf, AnchorKey, AnchorLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchors.jsonl");
+        let key = AnchorKey::from_pkcs8(&AnchorKey::generate_pkcs8().unwrap()).unwrap();
+        let log = AnchorLog::open(&path).unwrap();
+        (dir, path, key, log)
+    }
+
     fn anchor(key: &AnchorKey, stream: Stream, sequence: u64) -> Anchor {
         let head = Head {
             sequence,
@@ -173,10 +183,7 @@ mod tests {
 
     #[test]
     fn the_highest_anchor_of_each_stream_wins_and_events_count_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("anchors.jsonl");
-        let key = AnchorKey::from_pkcs8(&AnchorKey::generate_pkcs8().unwrap()).unwrap();
-        let log = AnchorLog::open(&path).unwrap();
+        let (_dir, path, key, log) = fresh_log();
         log.append(&anchor(&key, Stream::Audit, 5)).unwrap();
         log.append(&anchor(&key, Stream::Request, 40)).unwrap();
         log.append(&anchor(&key, Stream::Audit, 3)).unwrap();
@@ -195,10 +202,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_line_is_cut_off_on_open_and_skipped_when_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("anchors.jsonl");
-        let key = AnchorKey::from_pkcs8(&AnchorKey::generate_pkcs8().unwrap()).unwrap();
-        let log = AnchorLog::open(&path).unwrap();
+        let (_dir, path, key, log) = fresh_log();
         log.append(&anchor(&key, Stream::Audit, 1)).unwrap();
         drop(log);
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();

@@ -128,21 +128,7 @@ pub trait AuditSink: Send + Sync {
         self.flush().await?;
         let mut lines = 0;
         for stream in Stream::ALL {
-            let mut query = Query::new(stream).subject(subject).limit(MAX_LIMIT);
-            let mut pages = Vec::new();
-            loop {
-                let page = self.query(&query).await?;
-                let next = page.next_cursor;
-                pages.push(page.records);
-                match next {
-                    Some(c) => query = query.after(c),
-                    None => break,
-                }
-            }
-            for record in pages.iter().flatten().rev() {
-                write_export_line(record, out)?;
-                lines += 1;
-            }
+            lines += export_stream(self, stream, subject, out).await?;
         }
         out.flush()?;
         Ok(lines)
@@ -173,4 +159,31 @@ pub trait AuditSink: Send + Sync {
         }
         Ok(out)
     }
+}
+
+/// Writes the export lines of `subject`'s records in `stream`, read page by page from `sink`,
+/// oldest first (as [`AuditSink::export_subject`] gives them); the number written.
+pub(crate) async fn export_stream<S: AuditSink + ?Sized>(
+    sink: &S,
+    stream: Stream,
+    subject: &str,
+    out: &mut (dyn Write + Send),
+) -> Result<u64> {
+    let mut query = Query::new(stream).subject(subject).limit(MAX_LIMIT);
+    let mut pages = Vec::new();
+    loop {
+        let page = sink.query(&query).await?;
+        let next = page.next_cursor;
+        pages.push(page.records);
+        match next {
+            Some(c) => query = query.after(c),
+            None => break,
+        }
+    }
+    let mut lines = 0;
+    for record in pages.iter().flatten().rev() {
+        write_export_line(record, out)?;
+        lines += 1;
+    }
+    Ok(lines)
 }

@@ -79,6 +79,9 @@ pub(crate) struct Limits {
     pub(crate) commit_delay: Duration,
 }
 
+/// Those waiting for their appends to commit, each with its place in the batch.
+pub(crate) type Waiters = Vec<(usize, oneshot::Sender<Result<Receipt>>)>;
+
 /// Failures of `submit`ted records, reported by the next flush.
 #[derive(Default)]
 pub(crate) struct Failures {
@@ -90,6 +93,35 @@ impl Failures {
     pub(crate) fn add(&self, n: u64, cause: &str) {
         self.count.fetch_add(n, Ordering::SeqCst);
         *self.cause.lock().unwrap_or_else(PoisonError::into_inner) = cause.to_owned();
+    }
+
+    /// Answers the `waiters` of a batch of `appended` entries: each its receipt from
+    /// `committed` (the batch's records as written), or, when the commit failed, `WriteFailed`
+    /// with its cause; the failed appends nobody waits for are counted here.
+    pub(crate) fn answer(
+        &self,
+        waiters: &mut Waiters,
+        appended: usize,
+        committed: std::result::Result<&[Record], &Error>,
+    ) {
+        match committed {
+            Ok(records) => {
+                for (i, reply) in waiters.drain(..) {
+                    let _ = reply.send(Ok(records[i].receipt()));
+                }
+            }
+            Err(e) => {
+                let records = appended as u64;
+                let cause = e.to_string();
+                self.add(records - waiters.len() as u64, &cause);
+                for (_, reply) in waiters.drain(..) {
+                    let _ = reply.send(Err(Error::WriteFailed {
+                        records,
+                        cause: cause.clone(),
+                    }));
+                }
+            }
+        }
     }
 
     pub(crate) fn take(&self) -> Result<()> {
@@ -219,7 +251,7 @@ fn run<B: Backend>(
 ) {
     let mut buf = Vec::with_capacity(512);
     let mut batch: Vec<Record> = Vec::with_capacity(max_batch);
-    let mut waiters: Vec<(usize, oneshot::Sender<Result<Receipt>>)> = Vec::new();
+    let mut waiters: Waiters = Vec::new();
     let mut closers = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let saved = heads.clone();
@@ -253,25 +285,11 @@ fn run<B: Backend>(
             next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
-            match backend.commit(&mut batch, &mut heads, &saved) {
-                Ok(()) => {
-                    for (i, reply) in waiters.drain(..) {
-                        let _ = reply.send(Ok(batch[i].receipt()));
-                    }
-                }
-                Err(e) => {
-                    heads = saved;
-                    let records = batch.len() as u64;
-                    let cause = e.to_string();
-                    failures.add(records - waiters.len() as u64, &cause);
-                    for (_, reply) in waiters.drain(..) {
-                        let _ = reply.send(Err(Error::WriteFailed {
-                            records,
-                            cause: cause.clone(),
-                        }));
-                    }
-                }
+            let done = backend.commit(&mut batch, &mut heads, &saved);
+            if done.is_err() {
+                heads = saved;
             }
+            failures.answer(&mut waiters, batch.len(), done.as_ref().map(|_| &batch[..]));
             batch.clear();
         }
         match after {

@@ -12,14 +12,17 @@ use crate::client::{Api, query_value, resolve_user};
 use crate::data_dir::DataDir;
 use crate::output::{Failure, Out};
 
-/// What `align users update` changes.
-#[derive(Debug, Default)]
-pub(super) struct UserUpdate {
-    /// A corrected e-mail.
+/// What `align users update` changes: its options (their doc comments are the `--help` text).
+#[derive(Debug, clap::Args)]
+pub(crate) struct UserUpdate {
+    /// The corrected e-mail.
+    #[arg(long)]
     pub(super) email: Option<String>,
-    /// A corrected name (empty: none).
+    /// The corrected name (empty to remove it).
+    #[arg(long)]
     pub(super) name: Option<String>,
-    /// A new role.
+    /// admin, engineer or viewer.
+    #[arg(long)]
     pub(super) role: Option<String>,
 }
 

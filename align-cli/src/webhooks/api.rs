@@ -125,20 +125,15 @@ pub(crate) async fn run(api: &Api, action: Action, out: &Out) -> Result<(), Fail
 
 async fn endpoints(api: &Api, action: EndpointAction, out: &Out) -> Result<(), Failure> {
     match action {
-        EndpointAction::Add {
-            url,
-            project,
-            environment,
-            events,
-        } => {
-            let mut body = json!({ "url": url });
-            if let Some(p) = project {
+        EndpointAction::Add(a) => {
+            let mut body = json!({ "url": a.url });
+            if let Some(p) = a.project {
                 body["projectId"] = json!(p);
             }
-            if let Some(e) = environment {
+            if let Some(e) = a.environment {
                 body["environment"] = json!(e);
             }
-            if let Some(list) = events {
+            if let Some(list) = a.events {
                 body["eventTypes"] = event_types(&list)?;
             }
             let v = api.call("POST", ENDPOINTS, Some(body)).await?;

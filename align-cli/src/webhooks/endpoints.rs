@@ -21,12 +21,23 @@ pub(crate) const SECRET_SHOWN_ONCE: &str = "The signing secret above is shown on
      receiver now (e.g. `align webhooks listen --secret-file FILE`); it cannot be shown again, \
      only rotated.";
 
-/// What `webhooks endpoints add` was asked for.
-pub(crate) struct AddArgs<'a> {
-    pub(crate) project: Option<&'a str>,
-    pub(crate) url: &'a str,
-    pub(crate) environment: &'a str,
-    pub(crate) events: Option<&'a str>,
+/// What `webhooks endpoints add` was asked for, on the data directory or over the API: its
+/// options (their doc comments are the `--help` text).
+#[derive(Debug, clap::Args)]
+pub(crate) struct AddArgs {
+    /// Where deliveries go.
+    #[arg(long)]
+    pub(crate) url: String,
+    /// Only this project's events (default: every event of the organisation).
+    #[arg(long, value_name = "PROJECT_ID")]
+    pub(crate) project: Option<String>,
+    /// live or sandbox: which events the endpoint receives (default: live on the data
+    /// directory, the calling key's environment over --api-url).
+    #[arg(long)]
+    pub(crate) environment: Option<String>,
+    /// Comma-separated event types; `family.*` matches a family (default: every type).
+    #[arg(long)]
+    pub(crate) events: Option<String>,
 }
 
 /// The data directory with its webhook store, and the organisation given with `--org` (if
@@ -115,17 +126,17 @@ fn fresh_key(current: &EndpointKey) -> Result<(EndpointKey, String), Failure> {
     })
 }
 
-pub(crate) async fn add(h: &Hooks, a: AddArgs<'_>, out: &Out) -> Result<(), Failure> {
+pub(crate) async fn add(h: &Hooks, a: AddArgs, out: &Out) -> Result<(), Failure> {
     let org = h.dir.org(h.org.as_deref()).await?;
-    let project = match a.project {
+    let project = match a.project.as_deref() {
         Some(p) => Some(h.dir.project(&org, p).await?.id.to_string()),
         None => None,
     };
-    let env = environment(a.environment)?;
+    let env = environment(a.environment.as_deref().unwrap_or("live"))?;
     // The same policy, from the same settings, as the server's dispatcher applies.
     let policy = DispatcherConfig::from_env()?.url_policy;
-    policy.check(a.url, env, &SystemResolver).await?;
-    let filter = match a.events {
+    policy.check(&a.url, env, &SystemResolver).await?;
+    let filter = match a.events.as_deref() {
         None => EventFilter::All,
         Some(list) => {
             let types: Vec<String> = list
@@ -148,7 +159,7 @@ pub(crate) async fn add(h: &Hooks, a: AddArgs<'_>, out: &Out) -> Result<(), Fail
     };
     let mut new = Endpoint::new(
         env,
-        a.url.to_owned(),
+        a.url,
         EndpointSecrets::new(EndpointKey::Symmetric(secret)),
     )
     .owned_by(owner);
@@ -275,10 +286,7 @@ pub(crate) fn attempt_limit(limit: usize) -> Result<usize, Failure> {
 /// A cursor `webhooks attempts` printed (`c` and 1 to 15 hex digits, as the server's), as
 /// the position it names.
 pub(crate) fn cursor_position(cursor: &str) -> Result<u64, Failure> {
-    cursor
-        .strip_prefix('c')
-        .filter(|h| (1..=15).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
+    align_server::cursor_position(cursor)
         .ok_or_else(|| Failure::usage("--cursor is not a cursor this command printed"))
 }
 

@@ -133,15 +133,23 @@ impl Table {
         generation
     }
 
+    /// Removes the entry at `slot` if it is still the one queued as `generation` (a queue
+    /// holds stale places of entries replaced or removed since); false when it is not.
+    fn remove_if_current(&mut self, slot: &Slot, generation: u64) -> bool {
+        let current = self
+            .entries
+            .get(slot)
+            .is_some_and(|e| e.generation == generation);
+        if current {
+            self.remove(slot);
+        }
+        current
+    }
+
     /// Removes the oldest live entry of the whole table; false when there is none.
     fn evict_oldest(&mut self) -> bool {
         while let Some((generation, slot)) = self.order.pop_front() {
-            if self
-                .entries
-                .get(&slot)
-                .is_some_and(|e| e.generation == generation)
-            {
-                self.remove(&slot);
+            if self.remove_if_current(&slot, generation) {
                 return true;
             }
         }
@@ -158,13 +166,7 @@ impl Table {
             else {
                 return false;
             };
-            let slot = (Arc::clone(key), idem);
-            if self
-                .entries
-                .get(&slot)
-                .is_some_and(|e| e.generation == generation)
-            {
-                self.remove(&slot);
+            if self.remove_if_current(&(Arc::clone(key), idem), generation) {
                 return true;
             }
         }

@@ -59,6 +59,50 @@ impl Inner {
         let i = *self.key_index.get(&id)?;
         self.keys.get_mut(i).map(|(_, k)| k)
     }
+
+    /// Appends `item` to the rows `table` picks, under the next sequence number.
+    fn append<T: Clone>(&mut self, table: impl Fn(&mut Self) -> &mut Vec<(i64, T)>, item: &T) {
+        let seq = self.next_seq();
+        table(self).push((seq, item.clone()));
+    }
+
+    /// `NotFound(Organization)` unless organisation `id` exists.
+    fn check_org(&self, id: OrganizationId) -> Result<()> {
+        if self.orgs.iter().any(|(_, o)| o.id == id) {
+            Ok(())
+        } else {
+            Err(Error::NotFound(ObjectKind::Organization))
+        }
+    }
+
+    /// A change of each key `user` created: their creator's role bounds them (as the SQL
+    /// stores' trigger records it).
+    fn change_keys_of(&mut self, user: UserId) {
+        let theirs: Vec<KeyId> = self
+            .keys
+            .iter()
+            .filter(|(_, k)| k.created_by == user)
+            .map(|(_, k)| k.id)
+            .collect();
+        self.changes.extend(theirs);
+    }
+}
+
+/// The item of `rows` that `hit` picks, cloned.
+fn find<T: Clone>(rows: &[(i64, T)], hit: impl Fn(&T) -> bool) -> Option<T> {
+    rows.iter().find(|(_, t)| hit(t)).map(|(_, t)| t.clone())
+}
+
+/// The item of `rows` that `hit` picks, to change in place; `NotFound(kind)` when none.
+fn find_mut<T>(
+    rows: &mut [(i64, T)],
+    kind: ObjectKind,
+    hit: impl Fn(&T) -> bool,
+) -> Result<&mut T> {
+    rows.iter_mut()
+        .find(|(_, t)| hit(t))
+        .map(|(_, t)| t)
+        .ok_or(Error::NotFound(kind))
 }
 
 impl MemoryKeyStore {
@@ -121,18 +165,12 @@ impl Directory for MemoryKeyStore {
         if g.orgs.iter().any(|(_, o)| o.id == org.id) {
             return Err(Error::AlreadyExists(ObjectKind::Organization));
         }
-        let seq = g.next_seq();
-        g.orgs.push((seq, org.clone()));
+        g.append(|g| &mut g.orgs, org);
         Ok(())
     }
 
     async fn get_organization(&self, id: OrganizationId) -> Result<Option<Organization>> {
-        Ok(self
-            .read()
-            .orgs
-            .iter()
-            .find(|(_, o)| o.id == id)
-            .map(|(_, o)| o.clone()))
+        Ok(find(&self.read().orgs, |o| o.id == id))
     }
 
     async fn list_organizations(&self, req: &PageRequest) -> Result<Page<Organization>> {
@@ -141,38 +179,26 @@ impl Directory for MemoryKeyStore {
 
     async fn update_organization(&self, org: &Organization) -> Result<()> {
         let mut g = self.write();
-        let slot = g
-            .orgs
-            .iter_mut()
-            .find(|(_, o)| o.id == org.id)
-            .ok_or(Error::NotFound(ObjectKind::Organization))?;
-        slot.1.name.clone_from(&org.name);
-        slot.1.security_contact.clone_from(&org.security_contact);
-        slot.1.leak_policy = org.leak_policy;
-        slot.1.privacy_contact.clone_from(&org.privacy_contact);
+        let slot = find_mut(&mut g.orgs, ObjectKind::Organization, |o| o.id == org.id)?;
+        slot.name.clone_from(&org.name);
+        slot.security_contact.clone_from(&org.security_contact);
+        slot.leak_policy = org.leak_policy;
+        slot.privacy_contact.clone_from(&org.privacy_contact);
         Ok(())
     }
 
     async fn create_project(&self, project: &Project) -> Result<()> {
         let mut g = self.write();
-        if !g.orgs.iter().any(|(_, o)| o.id == project.organization_id) {
-            return Err(Error::NotFound(ObjectKind::Organization));
-        }
+        g.check_org(project.organization_id)?;
         if g.projects.iter().any(|(_, p)| p.id == project.id) {
             return Err(Error::AlreadyExists(ObjectKind::Project));
         }
-        let seq = g.next_seq();
-        g.projects.push((seq, project.clone()));
+        g.append(|g| &mut g.projects, project);
         Ok(())
     }
 
     async fn get_project(&self, id: ProjectId) -> Result<Option<Project>> {
-        Ok(self
-            .read()
-            .projects
-            .iter()
-            .find(|(_, p)| p.id == id)
-            .map(|(_, p)| p.clone()))
+        Ok(find(&self.read().projects, |p| p.id == id))
     }
 
     async fn list_projects(&self, org: OrganizationId, req: &PageRequest) -> Result<Page<Project>> {
@@ -181,27 +207,19 @@ impl Directory for MemoryKeyStore {
 
     async fn create_user(&self, user: &User) -> Result<()> {
         let mut g = self.write();
-        if !g.orgs.iter().any(|(_, o)| o.id == user.organization_id) {
-            return Err(Error::NotFound(ObjectKind::Organization));
-        }
+        g.check_org(user.organization_id)?;
         let clash = g.users.iter().any(|(_, u)| {
             u.id == user.id || (u.organization_id == user.organization_id && u.email == user.email)
         });
         if clash {
             return Err(Error::AlreadyExists(ObjectKind::User));
         }
-        let seq = g.next_seq();
-        g.users.push((seq, user.clone()));
+        g.append(|g| &mut g.users, user);
         Ok(())
     }
 
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
-        Ok(self
-            .read()
-            .users
-            .iter()
-            .find(|(_, u)| u.id == id)
-            .map(|(_, u)| u.clone()))
+        Ok(find(&self.read().users, |u| u.id == id))
     }
 
     async fn list_users(&self, org: OrganizationId, req: &PageRequest) -> Result<Page<User>> {
@@ -210,35 +228,18 @@ impl Directory for MemoryKeyStore {
 
     async fn set_user_role(&self, id: UserId, role: Role) -> Result<()> {
         let mut g = self.write();
-        let user = g
-            .users
-            .iter_mut()
-            .find(|(_, u)| u.id == id)
-            .ok_or(Error::NotFound(ObjectKind::User))?;
-        if user.1.role == role {
+        let user = find_mut(&mut g.users, ObjectKind::User, |u| u.id == id)?;
+        if user.role == role {
             return Ok(());
         }
-        user.1.role = role;
-        // The user's role bounds their keys: as the SQL stores' trigger does, a change of
-        // each of them.
-        let theirs: Vec<KeyId> = g
-            .keys
-            .iter()
-            .filter(|(_, k)| k.created_by == id)
-            .map(|(_, k)| k.id)
-            .collect();
-        g.changes.extend(theirs);
+        user.role = role;
+        g.change_keys_of(id);
         Ok(())
     }
 
     async fn update_user_profile(&self, id: UserId, email: &str, name: Option<&str>) -> Result<()> {
         let mut g = self.write();
-        let org = g
-            .users
-            .iter()
-            .find(|(_, u)| u.id == id)
-            .map(|(_, u)| u.organization_id)
-            .ok_or(Error::NotFound(ObjectKind::User))?;
+        let org = find_mut(&mut g.users, ObjectKind::User, |u| u.id == id)?.organization_id;
         let taken = g
             .users
             .iter()
@@ -246,10 +247,9 @@ impl Directory for MemoryKeyStore {
         if taken {
             return Err(Error::AlreadyExists(ObjectKind::User));
         }
-        if let Some((_, u)) = g.users.iter_mut().find(|(_, u)| u.id == id) {
-            email.clone_into(&mut u.email);
-            u.name = name.map(str::to_owned);
-        }
+        let u = find_mut(&mut g.users, ObjectKind::User, |u| u.id == id)?;
+        email.clone_into(&mut u.email);
+        u.name = name.map(str::to_owned);
         Ok(())
     }
 
@@ -282,13 +282,7 @@ impl Directory for MemoryKeyStore {
         g.passwords.remove(&id);
         g.sessions.retain(|_, s| s.user_id != id);
         // Their keys lose their creator's role: a change of each, as for a role change.
-        let theirs: Vec<KeyId> = g
-            .keys
-            .iter()
-            .filter(|(_, k)| k.created_by == id)
-            .map(|(_, k)| k.id)
-            .collect();
-        g.changes.extend(theirs);
+        g.change_keys_of(id);
         Ok(())
     }
 
@@ -472,8 +466,7 @@ impl LeakStore for MemoryKeyStore {
         {
             return Ok((earlier.clone(), false));
         }
-        let seq = g.next_seq();
-        g.leaks.push((seq, report.clone()));
+        g.append(|g| &mut g.leaks, report);
         Ok((report.clone(), true))
     }
 

@@ -62,20 +62,10 @@ impl Algorithm for FixedWindow {
         if index > st.index {
             *st = FixedWindowState { index, used: 0 };
         }
-        let allowed = st.used + cost <= self.limit;
-        if allowed {
-            st.used += cost;
-        }
         let ends_in = (st.index + 1)
             .saturating_mul(self.window_nanos)
             .saturating_sub(now.as_nanos());
-        Ok(Outcome {
-            limit: self.limit,
-            used: st.used,
-            reset_after_nanos: if st.used == 0 { 0 } else { ends_in },
-            retry_after_nanos: (!allowed).then_some(ends_in),
-        }
-        .into())
+        Ok(Outcome::count(&mut st.used, self.limit, cost, ends_in).into())
     }
 
     fn is_idle(&self, st: &Self::State, now: Timestamp) -> bool {

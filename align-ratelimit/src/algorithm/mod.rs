@@ -126,6 +126,24 @@ pub(crate) struct Outcome {
     pub(crate) retry_after_nanos: Option<u64>,
 }
 
+impl Outcome {
+    /// `cost` against a counter of `used` out of `limit` that empties in `ends_in`
+    /// nanoseconds (a fixed window's or a quota period's end), counted if it fits.
+    #[inline]
+    pub(crate) fn count(used: &mut u64, limit: u64, cost: u64, ends_in: u64) -> Self {
+        let allowed = *used + cost <= limit;
+        if allowed {
+            *used += cost;
+        }
+        Self {
+            limit,
+            used: *used,
+            reset_after_nanos: if *used == 0 { 0 } else { ends_in },
+            retry_after_nanos: (!allowed).then_some(ends_in),
+        }
+    }
+}
+
 impl From<Outcome> for Decision {
     fn from(o: Outcome) -> Self {
         Self {

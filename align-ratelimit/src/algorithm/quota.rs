@@ -121,20 +121,10 @@ impl Algorithm for Quota {
         if period > st.period {
             *st = QuotaState { period, used: 0 };
         }
-        let allowed = st.used + cost <= self.limit;
-        if allowed {
-            st.used += cost;
-        }
         let ends_in = ends_at_secs
             .saturating_mul(NANOS)
             .saturating_sub(now.as_nanos());
-        Ok(Outcome {
-            limit: self.limit,
-            used: st.used,
-            reset_after_nanos: if st.used == 0 { 0 } else { ends_in },
-            retry_after_nanos: (!allowed).then_some(ends_in),
-        }
-        .into())
+        Ok(Outcome::count(&mut st.used, self.limit, cost, ends_in).into())
     }
 
     fn is_idle(&self, st: &Self::State, now: Timestamp) -> bool {

@@ -167,19 +167,19 @@ pub(super) async fn set_role(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiErr
         ..UserChange::default()
     };
     let acting = ctx.acting()?;
-    match ops::update(ctx.state, &acting, id, change).await {
-        Ok(_) => Ok(html::see_other("/console/users")),
-        Err(e) if e.status == StatusCode::CONFLICT => {
-            users_page(ctx, StatusCode::CONFLICT, Some(&e)).await
-        }
-        Err(e) => Err(e),
-    }
+    back_to_users(ctx, ops::update(ctx.state, &acting, id, change).await).await
 }
 
 /// `POST /console/users/{id}/delete`.
 pub(super) async fn delete(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> {
     let acting = ctx.acting()?;
-    match ops::delete(ctx.state, &acting, id, None).await {
+    back_to_users(ctx, ops::delete(ctx.state, &acting, id, None).await).await
+}
+
+/// Back to the users page after a change to a user that `done` tells of; a conflict (such as
+/// the organisation's last admin) is shown on the page itself.
+async fn back_to_users<T>(ctx: &Ctx<'_>, done: Result<T, ApiError>) -> Result<Response, ApiError> {
+    match done {
         Ok(_) => Ok(html::see_other("/console/users")),
         Err(e) if e.status == StatusCode::CONFLICT => {
             users_page(ctx, StatusCode::CONFLICT, Some(&e)).await

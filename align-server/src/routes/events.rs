@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::app::Request;
 use crate::error::ApiError;
 use crate::http::{self as h, Response};
+use crate::principal::Principal;
 use crate::state::AppState;
 
 /// Default and largest page.
@@ -32,16 +33,7 @@ fn view(m: &Message) -> Value {
 
 pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let me = req.auth.key.record();
-    if !req
-        .auth
-        .caller()
-        .effective_permissions()
-        .contains(Permission::WebhooksRead)
-    {
-        return Err(ApiError::forbidden(
-            align_keys::Denial::MissingPermission(Permission::WebhooksRead).to_string(),
-        ));
-    }
+    Principal::Key(&req.auth).require(Permission::WebhooksRead)?;
     let mut q = MessageQuery::new(me.organization_id.to_string(), me.environment);
     q.project = me.scope.project_id().map(|p| p.to_string());
     q.limit = DEFAULT_PAGE;

@@ -23,7 +23,9 @@ pub(crate) fn view(o: &Organization) -> Value {
     })
 }
 
-fn check(req: &Request, permission: Permission) -> Result<(), ApiError> {
+/// Checks that the calling key may use `permission` on its whole organisation (`403` if not):
+/// the organisation's own settings, and what is created at its level (projects).
+pub(super) fn check(req: &Request, permission: Permission) -> Result<(), ApiError> {
     let me = req.auth.key.record();
     let target = Target {
         organization_id: me.organization_id,

@@ -40,6 +40,22 @@ async fn subject(state: &AppState, who: Principal<'_>, id: &str) -> Result<Subje
         .ok_or_else(ApiError::not_found)
 }
 
+/// Erases `subject` from the server's key store, audit log and webhook store (the caller
+/// has checked who may).
+pub(crate) async fn erase(
+    state: &AppState,
+    subject: &Subject,
+) -> Result<privacy::Erasure, ApiError> {
+    privacy::erase(
+        state.store().as_ref(),
+        state.audit.as_ref(),
+        state.webhooks.as_ref(),
+        subject,
+    )
+    .await
+    .map_err(server_error)
+}
+
 /// The export of subject `id` for `acting`: anyone with `privacy:read` over the
 /// organisation, or a signed-in user asking for themselves. Audited (`privacy.exported`).
 pub(crate) async fn export_for(
@@ -109,14 +125,7 @@ pub(super) async fn erasure(state: &AppState, req: &Request) -> Result<Response,
         ));
     }
     let subject = subject(state, acting.who, &body.subject).await?;
-    let done = privacy::erase(
-        state.store().as_ref(),
-        state.audit.as_ref(),
-        state.webhooks.as_ref(),
-        &subject,
-    )
-    .await
-    .map_err(server_error)?;
+    let done = erase(state, &subject).await?;
     acting
         .audit(
             state,

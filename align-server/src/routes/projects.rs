@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::app::Request;
 use crate::error::ApiError;
 use crate::http::{self as h, Response};
+use crate::principal::Principal;
 use crate::state::AppState;
 
 fn view(p: &Project) -> Value {
@@ -30,15 +31,7 @@ struct CreateBody {
 pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let body: CreateBody = h::read_json(&req.parts.headers, &req.body)?;
     let me = req.auth.key.record();
-    let target = Target {
-        organization_id: me.organization_id,
-        project_id: None,
-        environment: None,
-    };
-    req.auth
-        .caller()
-        .authorize(Permission::ProjectsWrite, target)
-        .map_err(|d| ApiError::forbidden(d.to_string()))?;
+    super::organization::check(req, Permission::ProjectsWrite)?;
     let name = super::users::checked_name(&body.name)?;
     let project = Project {
         id: ProjectId::new(),
@@ -61,16 +54,7 @@ pub(super) async fn create(state: &AppState, req: &Request) -> Result<Response, 
 
 pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
     let me = req.auth.key.record();
-    if !req
-        .auth
-        .caller()
-        .effective_permissions()
-        .contains(Permission::ProjectsRead)
-    {
-        return Err(ApiError::forbidden(
-            align_keys::Denial::MissingPermission(Permission::ProjectsRead).to_string(),
-        ));
-    }
+    Principal::Key(&req.auth).require(Permission::ProjectsRead)?;
     let page = h::page_request(req.parts.uri.query())?;
     let (data, next): (Vec<Value>, Option<String>) = match me.scope.project_id() {
         Some(own) => {

@@ -329,14 +329,7 @@ pub(crate) async fn delete(
         }
     }
     let subject = Subject::User(user.clone());
-    let erased = privacy::erase(
-        state.store().as_ref(),
-        state.audit.as_ref(),
-        state.webhooks.as_ref(),
-        &subject,
-    )
-    .await
-    .map_err(server_error)?;
+    let erased = super::privacy::erase(state, &subject).await?;
     state.store().delete_user(user.id).await?;
     acting
         .audit(

@@ -43,14 +43,11 @@ pub fn classify(ip: IpAddr) -> Option<AddressClass> {
     }
 }
 
+/// Whether `ip` is in the IPv4 network `net`/`bits`: the same prefix test as [`in_v6`], on
+/// both addresses in the top 32 bits.
 fn in_v4(ip: u32, net: [u8; 4], bits: u32) -> bool {
-    let net = u32::from_be_bytes(net);
-    let mask = if bits == 0 {
-        0
-    } else {
-        u32::MAX << (32 - bits)
-    };
-    ip & mask == net & mask
+    let top = |v4: u32| u128::from(v4) << 96;
+    in_v6(top(ip), top(u32::from_be_bytes(net)), bits)
 }
 
 fn classify_v4(ip: Ipv4Addr) -> Option<AddressClass> {
@@ -79,6 +76,7 @@ fn classify_v4(ip: Ipv4Addr) -> Option<AddressClass> {
         .map(|(_, _, class)| *class)
 }
 
+/// Whether `ip` is in the IPv6 network `net`/`bits` (its first `bits` bits are `net`'s).
 fn in_v6(ip: u128, net: u128, bits: u32) -> bool {
     let mask = if bits == 0 {
         0

@@ -104,20 +104,9 @@ impl WebhookStore for MemoryWebhookStore {
                     .get(id)
                     .cloned()
                     .ok_or(Error::Corrupt("event index"))?;
-                return Ok(Enqueued {
-                    message,
-                    deliveries: Vec::new(),
-                    created: false,
-                });
+                return Ok(Enqueued::repeat(message));
             }
-            let message = Message {
-                id: MessageId::new(),
-                event_id: new.event_id.clone(),
-                event_type: new.event_type.clone(),
-                environment: new.environment,
-                payload: new.payload(),
-                created_at: now,
-            };
+            let message = new.stored(now);
             let mut deliveries = Vec::new();
             for ep in s
                 .endpoints

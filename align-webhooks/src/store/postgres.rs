@@ -209,6 +209,29 @@ fn delivery_at(row: &Row, o: usize) -> Result<Delivery> {
     })
 }
 
+/// A page cut from `rows`, read one past it (`LIMIT limit + 1`): the first `limit` rows
+/// decoded with `item` and, when another row followed, the last one's `seq` (column
+/// `seq_at`) to continue from.
+fn seq_page<T>(
+    rows: &[Row],
+    limit: usize,
+    seq_at: usize,
+    item: impl Fn(&Row) -> Result<T>,
+) -> Result<(Vec<T>, Option<u64>)> {
+    let mut page = Vec::with_capacity(limit.min(rows.len()));
+    let mut last = None;
+    for row in rows.iter().take(limit) {
+        page.push(item(row)?);
+        last = Some(row.try_get::<_, i64>(seq_at)?);
+    }
+    let next = if rows.len() > limit {
+        last.and_then(|seq| u64::try_from(seq).ok())
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
 fn filter_json(filter: &EventFilter) -> Result<Option<String>> {
     match filter {
         EventFilter::All => Ok(None),
@@ -240,20 +263,9 @@ async fn enqueue_on(
         )
         .await?;
     if let Some(row) = existing {
-        return Ok(Enqueued {
-            message: message_at(&row, 0)?,
-            deliveries: Vec::new(),
-            created: false,
-        });
+        return Ok(Enqueued::repeat(message_at(&row, 0)?));
     }
-    let stored = Message {
-        id: MessageId::new(),
-        event_id: message.event_id.clone(),
-        event_type: message.event_type.clone(),
-        environment: message.environment,
-        payload: message.payload(),
-        created_at: now,
-    };
+    let stored = message.stored(now);
     tx.execute(
         "INSERT INTO webhooks_messages (id, event_id, event_type, environment, payload,
          created_at, owner_org, owner_project)
@@ -643,18 +655,7 @@ impl WebhookStore for PgWebhookStore {
                 ],
             )
             .await?;
-        let mut page = Vec::with_capacity(limit);
-        let mut last = None;
-        for row in rows.iter().take(limit) {
-            page.push(attempt_at(row, 0)?);
-            last = Some(row.try_get::<_, i64>(5)?);
-        }
-        let next = if rows.len() > limit {
-            last.and_then(|seq| u64::try_from(seq).ok())
-        } else {
-            None
-        };
-        Ok((page, next))
+        seq_page(&rows, limit, 5, |row| attempt_at(row, 0))
     }
 
     async fn claim_due_skipping(
@@ -844,19 +845,7 @@ impl WebhookStore for PgWebhookStore {
                 ],
             )
             .await?;
-        let more = rows.len() > limit;
-        let mut page = Vec::with_capacity(limit);
-        let mut last = None;
-        for row in rows.iter().take(limit) {
-            page.push(delivery_at(row, 0)?);
-            last = Some(row.try_get::<_, i64>(7)?);
-        }
-        let next = if more {
-            last.and_then(|seq| u64::try_from(seq).ok())
-        } else {
-            None
-        };
-        Ok((page, next))
+        seq_page(&rows, limit, 7, |row| delivery_at(row, 0))
     }
 
     async fn messages(&self, query: &MessageQuery) -> Result<MessagePage> {
@@ -897,18 +886,7 @@ impl WebhookStore for PgWebhookStore {
                 ],
             )
             .await?;
-        let more = rows.len() > limit;
-        let mut messages = Vec::with_capacity(limit);
-        let mut last = None;
-        for row in rows.iter().take(limit) {
-            messages.push(message_at(row, 0)?);
-            last = Some(row.try_get::<_, i64>(6)?);
-        }
-        let next = if more {
-            last.and_then(|seq| u64::try_from(seq).ok())
-        } else {
-            None
-        };
+        let (messages, next) = seq_page(&rows, limit, 6, |row| message_at(row, 0))?;
         Ok(MessagePage { messages, next })
     }
 

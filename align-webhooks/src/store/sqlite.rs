@@ -211,6 +211,19 @@ pub(super) fn immediate<T>(
     out
 }
 
+/// A page cut from `rows`, read one past it (`LIMIT limit + 1`) each with its `seq`: the first
+/// `limit` items and, when another row followed, the last one's `seq` to continue from.
+fn seq_page<T>(mut rows: Vec<(T, i64)>, limit: usize) -> (Vec<T>, Option<u64>) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more {
+        rows.last().and_then(|(_, seq)| u64::try_from(*seq).ok())
+    } else {
+        None
+    };
+    (rows.into_iter().map(|(item, _)| item).collect(), next)
+}
+
 fn configure(conn: &mut Connection) -> Result<()> {
     align_core::sqlite::configure(conn, false)?;
     // Room for every statement the store prepares with `prepare_cached` (rusqlite keeps 16
@@ -485,20 +498,9 @@ fn enqueue_on(tx: &Connection, message: &NewMessage, now: DateTime<Utc>) -> Resu
         )
         .optional()?;
     if let Some(message) = existing {
-        return Ok(Enqueued {
-            message,
-            deliveries: Vec::new(),
-            created: false,
-        });
+        return Ok(Enqueued::repeat(message));
     }
-    let stored = Message {
-        id: MessageId::new(),
-        event_id: message.event_id.clone(),
-        event_type: message.event_type.clone(),
-        environment: message.environment,
-        payload: message.payload(),
-        created_at: now,
-    };
+    let stored = message.stored(now);
     tx.execute(
         "INSERT INTO webhooks_messages (id, event_id, event_type, environment, payload, created_at,
          owner_org, owner_project)
@@ -961,15 +963,7 @@ impl WebhookStore for SqliteWebhookStore {
                 ],
                 |r| Ok((attempt_at(r, 0)?, r.get::<_, i64>(5)?)),
             )?;
-            let mut page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            let more = page.len() > limit;
-            page.truncate(limit);
-            let next = if more {
-                page.last().and_then(|(_, seq)| u64::try_from(*seq).ok())
-            } else {
-                None
-            };
-            Ok((page.into_iter().map(|(a, _)| a).collect(), next))
+            Ok(seq_page(rows.collect::<rusqlite::Result<_>>()?, limit))
         })
         .await
     }
@@ -1103,15 +1097,8 @@ impl WebhookStore for SqliteWebhookStore {
             let rows = stmt.query_map(params![endpoint.to_string(), before, limit + 1], |r| {
                 Ok((delivery_at(r, 0)?, r.get::<_, i64>(7)?))
             })?;
-            let mut page = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            let more = page.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-            page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            let next = if more {
-                page.last().and_then(|(_, seq)| u64::try_from(*seq).ok())
-            } else {
-                None
-            };
-            Ok((page.into_iter().map(|(d, _)| d).collect(), next))
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            Ok(seq_page(rows.collect::<rusqlite::Result<_>>()?, limit))
         })
         .await
     }
@@ -1154,18 +1141,8 @@ impl WebhookStore for SqliteWebhookStore {
                 ],
                 |r| Ok((message_at(r, 0)?, r.get::<_, i64>(6)?)),
             )?;
-            let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            let more = rows.len() > limit;
-            rows.truncate(limit);
-            let next = if more {
-                rows.last().and_then(|(_, seq)| u64::try_from(*seq).ok())
-            } else {
-                None
-            };
-            Ok(MessagePage {
-                messages: rows.into_iter().map(|(m, _)| m).collect(),
-                next,
-            })
+            let (messages, next) = seq_page(rows.collect::<rusqlite::Result<_>>()?, limit);
+            Ok(MessagePage { messages, next })
         })
         .await
     }

@@ -22,7 +22,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AuditSink;
-use super::writer::Failures;
+use super::writer::{Failures, Waiters};
 use crate::anchor::AnchorCheck;
 use crate::chain::seal;
 use crate::checkpoint::CheckpointKey;
@@ -264,7 +264,7 @@ async fn run(
     max_batch: usize,
 ) {
     let mut batch: Vec<Entry> = Vec::with_capacity(max_batch);
-    let mut waiters: Vec<(usize, oneshot::Sender<Result<Receipt>>)> = Vec::new();
+    let mut waiters: Waiters = Vec::new();
     let mut closers = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -284,24 +284,8 @@ async fn run(
             }
         }
         if !batch.is_empty() {
-            match commit_retrying(&pool, &batch).await {
-                Ok(records) => {
-                    for (i, reply) in waiters.drain(..) {
-                        let _ = reply.send(Ok(records[i].receipt()));
-                    }
-                }
-                Err(e) => {
-                    let records = batch.len() as u64;
-                    let cause = e.to_string();
-                    failures.add(records - waiters.len() as u64, &cause);
-                    for (_, reply) in waiters.drain(..) {
-                        let _ = reply.send(Err(Error::WriteFailed {
-                            records,
-                            cause: cause.clone(),
-                        }));
-                    }
-                }
-            }
+            let done = commit_retrying(&pool, &batch).await;
+            failures.answer(&mut waiters, batch.len(), done.as_deref());
             batch.clear();
         }
         match after {

@@ -10,10 +10,10 @@ use crate::anchor::AnchorCheck;
 use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Error, Result};
 use crate::personal::Personal;
-use crate::query::{Page, Query};
+use crate::query::{Page, Query, SqlValue};
 use crate::record::{Head, Stream};
 use crate::sink::columns::{parse_personal, personal_json};
-use crate::verify::{PROGRESS_EVERY, Progress, VerifyReport, start_verifier};
+use crate::verify::{Progress, VerifyReport, Walk, start_verifier};
 
 /// Records read per round trip while verifying.
 const VERIFY_PAGE: i64 = 4096;
@@ -26,42 +26,18 @@ pub(super) async fn query(pool: &Pool, q: &Query) -> Result<Page> {
     let limit = q.effective_limit();
     let mut sql = format!("SELECT {COLUMNS} FROM audit_records WHERE stream = $1");
     let mut args: Vec<Param> = vec![Box::new(q.stream.as_str())];
-    // Each clause names its values `{}` in order; they become `$n` as they are bound.
-    let mut cond = |clause: &str, values: Vec<Param>| {
+    // Each `?` becomes `$n` as its value is bound.
+    for (clause, values) in q.sql_conditions() {
         let mut text = clause.to_owned();
         for v in values {
-            args.push(v);
-            text = text.replacen("{}", &format!("${}", args.len()), 1);
+            args.push(match v {
+                SqlValue::Text(t) => Box::new(t),
+                SqlValue::Int(n) => Box::new(n),
+            });
+            text = text.replacen('?', &format!("${}", args.len()), 1);
         }
         sql.push_str(" AND ");
         sql.push_str(&text);
-    };
-    if let Some(v) = &q.organization {
-        cond("organization = {}", vec![Box::new(v.clone())]);
-    }
-    if let Some(v) = &q.actor {
-        cond("actor_id = {}", vec![Box::new(v.clone())]);
-    }
-    if let Some(v) = &q.action {
-        cond("action = {}", vec![Box::new(v.clone())]);
-    }
-    if let Some(v) = &q.target {
-        cond("target = {}", vec![Box::new(v.clone())]);
-    }
-    if let Some(v) = &q.subject {
-        cond(
-            "(subject = {} OR actor_id = {})",
-            vec![Box::new(v.clone()), Box::new(v.clone())],
-        );
-    }
-    if let Some(t) = q.since {
-        cond("time >= {}", vec![Box::new(t.timestamp_millis())]);
-    }
-    if let Some(t) = q.until {
-        cond("time < {}", vec![Box::new(t.timestamp_millis())]);
-    }
-    if let Some(c) = q.cursor {
-        cond("sequence < {}", vec![Box::new(to_i64(c.0))]);
     }
     args.push(Box::new(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" ORDER BY sequence DESC LIMIT ${}", args.len()));
@@ -102,7 +78,8 @@ pub(super) async fn verify(
         .await?
         .try_get(0)?;
     let total = u64::try_from(total).unwrap_or(0);
-    let mut v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
+    let v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
+    let mut walk = Walk::new(v, total, progress);
     let page = tx
         .prepare(&format!(
             "SELECT {COLUMNS} FROM audit_records WHERE stream = $1 AND sequence > $2
@@ -117,15 +94,8 @@ pub(super) async fn verify(
         for row in &rows {
             let record = read_record(row)?;
             after = to_i64(record.sequence);
-            if !v.push(&record) {
+            if !walk.push(&record) {
                 break 'pages;
-            }
-            if v.checked() % PROGRESS_EVERY == 0 {
-                progress(Progress {
-                    stream,
-                    checked: v.checked(),
-                    total,
-                });
             }
         }
         if rows.len() < VERIFY_PAGE as usize {
@@ -133,12 +103,7 @@ pub(super) async fn verify(
         }
     }
     tx.commit().await?;
-    progress(Progress {
-        stream,
-        checked: v.checked(),
-        total,
-    });
-    Ok(v.finish(Some(head)))
+    Ok(walk.end().finish(Some(head)))
 }
 
 pub(super) async fn purge(

@@ -27,7 +27,7 @@ use crate::anchor::AnchorCheck;
 use crate::checkpoint::CheckpointKey;
 use crate::error::{Error, Result};
 use crate::export::write_export_line;
-use crate::query::{MAX_LIMIT, Page, Query};
+use crate::query::{Page, Query};
 use crate::record::{Entry, Head, Receipt, Record, Stream};
 use crate::verify::{Progress, VerifyReport, verify_blocking};
 
@@ -393,21 +393,7 @@ impl AuditSink for SqliteSink {
             write_export_line(&record, out)?;
             lines += 1;
         }
-        let mut query = Query::new(Stream::Audit).subject(subject).limit(MAX_LIMIT);
-        let mut pages = Vec::new();
-        loop {
-            let page = self.query(&query).await?;
-            let next = page.next_cursor;
-            pages.push(page.records);
-            match next {
-                Some(c) => query = query.after(c),
-                None => break,
-            }
-        }
-        for record in pages.iter().flatten().rev() {
-            write_export_line(record, out)?;
-            lines += 1;
-        }
+        lines += super::export_stream(self, Stream::Audit, subject, out).await?;
         out.flush()?;
         Ok(lines)
     }

@@ -10,9 +10,9 @@ use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::personal::{Personal, compact};
-use crate::query::{Page, Query};
+use crate::query::{Page, Query, SqlValue};
 use crate::record::{Head, Stream};
-use crate::verify::{PROGRESS_EVERY, Progress, VerifyReport, start_verifier};
+use crate::verify::{Progress, VerifyReport, Walk, start_verifier};
 
 pub(super) fn query(conn: &mut Connection, q: &Query) -> Result<Page> {
     let limit = q.effective_limit();
@@ -48,41 +48,15 @@ fn query_sql(q: &Query, limit: usize) -> (String, Vec<Box<dyn ToSql>>) {
     let stream = q.stream.as_str();
     let mut sql = format!("SELECT {COLUMNS} FROM audit_records{index} WHERE stream = '{stream}'");
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
-    // Each clause has one `?` per value, bound in order.
-    let mut cond = |clause: &str, values: Vec<Box<dyn ToSql>>| {
+    for (clause, values) in q.sql_conditions() {
         sql.push_str(" AND ");
         sql.push_str(clause);
-        args.extend(values);
-    };
-    if let Some(v) = &q.organization {
-        cond("organization = ?", vec![Box::new(v.clone())]);
-    }
-    if let Some(v) = &q.actor {
-        cond("actor_id = ?", vec![Box::new(v.clone())]);
-    }
-    if let Some(v) = &q.action {
-        cond("action = ?", vec![Box::new(v.clone())]);
-    }
-    if let Some(v) = &q.target {
-        cond("target = ?", vec![Box::new(v.clone())]);
-    }
-    if let Some(v) = &q.subject {
-        cond(
-            "(subject = ? OR actor_id = ?)",
-            vec![Box::new(v.clone()), Box::new(v.clone())],
-        );
-    }
-    if let Some(t) = q.since {
-        cond("time >= ?", vec![Box::new(t.timestamp_millis())]);
-    }
-    if let Some(t) = q.until {
-        cond("time < ?", vec![Box::new(t.timestamp_millis())]);
-    }
-    if let Some(c) = q.cursor {
-        cond(
-            "sequence < ?",
-            vec![Box::new(i64::try_from(c.0).unwrap_or(i64::MAX))],
-        );
+        args.extend(values.into_iter().map(|v| -> Box<dyn ToSql> {
+            match v {
+                SqlValue::Text(t) => Box::new(t),
+                SqlValue::Int(n) => Box::new(n),
+            }
+        }));
     }
     sql.push_str(" ORDER BY sequence DESC LIMIT ?");
     args.push(Box::new(i64::try_from(limit + 1).unwrap_or(i64::MAX)));
@@ -106,32 +80,21 @@ pub(super) fn verify(
         |r| r.get(0),
     )?;
     let total = u64::try_from(total).unwrap_or(0);
-    let mut v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
+    let v = start_verifier(stream, checkpoint.as_ref(), key, anchor)?;
+    let mut walk = Walk::new(v, total, progress);
     {
         let mut stmt = tx.prepare(&format!(
             "SELECT {COLUMNS} FROM audit_records WHERE stream = ?1 ORDER BY sequence"
         ))?;
         let mut rows = stmt.query([stream.as_str()])?;
         while let Some(row) = rows.next()? {
-            if !v.push(&read_record(row)?) {
+            if !walk.push(&read_record(row)?) {
                 break;
-            }
-            if v.checked() % PROGRESS_EVERY == 0 {
-                progress(Progress {
-                    stream,
-                    checked: v.checked(),
-                    total,
-                });
             }
         }
     }
     tx.commit()?;
-    progress(Progress {
-        stream,
-        checked: v.checked(),
-        total,
-    });
-    Ok(v.finish(Some(head)))
+    Ok(walk.end().finish(Some(head)))
 }
 
 pub(super) fn purge(

@@ -13,7 +13,7 @@ use crate::checkpoint::{Checkpoint, CheckpointKey};
 use crate::error::{Error, Result};
 use crate::query::{Page, Query};
 use crate::record::{Head, Record, Stream};
-use crate::verify::{Break, BreakReason, PROGRESS_EVERY, Progress, VerifyReport, start_verifier};
+use crate::verify::{Break, BreakReason, Progress, VerifyReport, Walk, start_verifier};
 
 /// Retries an operation that met a segment renamed or removed between listing and opening.
 fn retrying<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
@@ -190,7 +190,7 @@ pub(super) fn verify(
 ) -> Result<VerifyReport> {
     let snap: Snapshot = retrying(|| dir.snapshot())?;
     let pruned = snap.pruned();
-    let mut v = start_verifier(Stream::Request, snap.checkpoint.as_ref(), key, anchor)?;
+    let v = start_verifier(Stream::Request, snap.checkpoint.as_ref(), key, anchor)?;
     let total: u64 = snap
         .segments
         .iter()
@@ -200,7 +200,7 @@ pub(super) fn verify(
             None => len / 300,
         })
         .sum();
-    let stream = Stream::Request;
+    let mut walk = Walk::new(v, total, progress);
     let mut corrupt = false;
     'segments: for (s, file, len) in &snap.segments {
         let bytes = read_prefix(file, *len)?;
@@ -208,18 +208,7 @@ pub(super) fn verify(
             if view.sequence <= pruned {
                 return Ok(true);
             }
-            let record = codec::decode(&bytes[range])?;
-            if !v.push(&record) {
-                return Ok(false);
-            }
-            if v.checked() % PROGRESS_EVERY == 0 {
-                progress(Progress {
-                    stream,
-                    checked: v.checked(),
-                    total,
-                });
-            }
-            Ok(true)
+            Ok(walk.push(&codec::decode(&bytes[range])?))
         });
         match walked {
             Ok(()) => {}
@@ -230,12 +219,7 @@ pub(super) fn verify(
             Err(e) => return Err(e),
         }
     }
-    progress(Progress {
-        stream,
-        checked: v.checked(),
-        total: total.max(v.checked()),
-    });
-    let mut report = v.finish(None);
+    let mut report = walk.end().finish(None);
     if corrupt && report.broken.is_none() {
         report.broken = Some(Break {
             sequence: report.end.sequence + 1,
@@ -249,9 +233,13 @@ pub(super) fn verify(
 /// Reads a segment under the lock (it must not change meanwhile) and its records after
 /// `pruned`.
 fn records_of(s: &Segment, pruned: u64) -> Result<Vec<Record>> {
-    let bytes = std::fs::read(&s.path)?;
+    decode_after(&std::fs::read(&s.path)?, s, pruned)
+}
+
+/// The records after `pruned` in `bytes`, segment `s`'s content.
+fn decode_after(bytes: &[u8], s: &Segment, pruned: u64) -> Result<Vec<Record>> {
     let mut records = Vec::new();
-    frames(&bytes, s.closed.is_none(), |v, range| {
+    frames(bytes, s.closed.is_none(), |v, range| {
         if v.sequence > pruned {
             records.push(codec::decode(&bytes[range])?);
         }
@@ -334,13 +322,7 @@ fn rewrite_each(
             continue;
         }
         let pruned = dir.checkpoint()?.map_or(0, |c| c.last_pruned().sequence);
-        let mut records = Vec::new();
-        frames(&bytes, s.closed.is_none(), |v, range| {
-            if v.sequence > pruned {
-                records.push(codec::decode(&bytes[range])?);
-            }
-            Ok(true)
-        })?;
+        let mut records = decode_after(&bytes, &s, pruned)?;
         let mut n = 0;
         for r in &mut records {
             if change(r) {
