@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use align_keys::store::KeyFilter;
-use align_keys::{Environment, KeyRecord, NewKey, Scope, Vocabulary};
-use chrono::Utc;
+use align_keys::{Environment, KeyChanges, KeyRecord, NewKey, Scope, Vocabulary};
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -28,6 +28,9 @@ pub(crate) enum Action {
     List,
     /// Show one key. Example: align keys show 6f1c…
     Show { id: String },
+    /// Change a key's name, owner id, data, rate limit, expiry or networks (a change that
+    /// widens the key is judged as a mint would be). Example: align keys update 6f1c… --owner cust_42 --meta '{"plan":"pro"}'
+    Update(UpdateArgs),
     /// Revoke a key for good; a running server refuses it within 250 ms. Example: align keys revoke 6f1c…
     Revoke { id: String },
     /// Mint a successor; the old key works for --grace seconds more. Example: align keys rotate 6f1c… --grace 3600
@@ -68,6 +71,7 @@ pub(crate) async fn run(Args { common, action }: Args) -> Result<(), Failure> {
         Action::Create(args) => create(&d, org, &args, &o).await,
         Action::List => list(&d, org, &o).await,
         Action::Show { id } => show(&d, &id, &o).await,
+        Action::Update(args) => update(&d, &args, &o).await,
         Action::Revoke { id } => revoke(&d, &id, &o).await,
         Action::Rotate { id, grace } => rotate(&d, &id, grace, &o).await,
         Action::ReportCompromise { .. } => Err(Failure::usage(
@@ -130,6 +134,13 @@ async fn over_api(common: &Common, action: Action) -> Result<(), Failure> {
         }
         Action::List => api.call("GET", "/api/v1/keys?limit=200", None).await?,
         Action::Show { id } => api.call("GET", &format!("/api/v1/keys/{id}"), None).await?,
+        Action::Update(args) => {
+            let body = args.body()?;
+            let v = api
+                .call("PATCH", &format!("/api/v1/keys/{}", args.id), Some(body))
+                .await?;
+            return o.object(&v);
+        }
         Action::Revoke { id } => {
             api.call("POST", &format!("/api/v1/keys/{id}/revoke"), None)
                 .await?
@@ -197,6 +208,128 @@ pub(crate) struct CreateArgs {
     /// Your own data about the key: a JSON object of at most 4 KiB, e.g. '{"plan":"pro"}'.
     #[arg(long, value_name = "JSON")]
     pub(crate) meta: Option<String>,
+}
+
+/// What `keys update` changes, on the data directory or over the API (`PATCH
+/// /api/v1/keys/{id}`): its options (their doc comments are the `--help` text).
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpdateArgs {
+    /// The key's id.
+    pub(crate) id: String,
+    /// A new name.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// A new owner id (a customer, a user), at most 256 characters.
+    #[arg(long, value_name = "ID", conflicts_with = "no_owner")]
+    pub(crate) owner: Option<String>,
+    /// Remove the owner id.
+    #[arg(long)]
+    pub(crate) no_owner: bool,
+    /// New data about the key, replacing the old: a JSON object of at most 4 KiB.
+    #[arg(long, value_name = "JSON", conflicts_with = "no_meta")]
+    pub(crate) meta: Option<String>,
+    /// Remove the key's data.
+    #[arg(long)]
+    pub(crate) no_meta: bool,
+    /// Requests per minute for this key.
+    #[arg(long, value_name = "N", conflicts_with = "default_rate_limit")]
+    pub(crate) rate_limit: Option<u32>,
+    /// Use the server's default rate limit again.
+    #[arg(long)]
+    pub(crate) default_rate_limit: bool,
+    /// When the key stops working, in RFC 3339 (e.g. 2027-01-31T00:00:00Z).
+    #[arg(long, value_name = "TIME", conflicts_with = "no_expiry")]
+    pub(crate) expires_at: Option<String>,
+    /// Let the key work with no end date.
+    #[arg(long)]
+    pub(crate) no_expiry: bool,
+    /// Comma-separated networks the key may be used from, e.g. 203.0.113.0/24,2001:db8::/32
+    /// ("" for any network).
+    #[arg(long, value_name = "CIDRS")]
+    pub(crate) allowed_cidrs: Option<String>,
+}
+
+impl UpdateArgs {
+    /// The changes asked for; at least one.
+    fn changes(&self) -> Result<KeyChanges, Failure> {
+        let clear_or = |clear: bool, set: Option<String>| {
+            if clear { Some(None) } else { set.map(Some) }
+        };
+        let expires_at = match (&self.expires_at, self.no_expiry) {
+            (_, true) => Some(None),
+            (Some(t), false) => Some(Some(
+                DateTime::parse_from_rfc3339(t.trim())
+                    .map_err(|_| {
+                        Failure::usage(
+                            "--expires-at must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z",
+                        )
+                    })?
+                    .with_timezone(&Utc),
+            )),
+            (None, false) => None,
+        };
+        let allowed_cidrs = self
+            .allowed_cidrs
+            .as_deref()
+            .map(|list| {
+                list.split(',')
+                    .filter(|c| !c.trim().is_empty())
+                    .map(|c| {
+                        align_keys::parse_network(c).ok_or_else(|| {
+                            Failure::usage("--allowed-cidrs must hold CIDRs such as 203.0.113.0/24")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let changes = KeyChanges {
+            name: self.name.clone(),
+            expires_at,
+            rate_limit_per_minute: if self.default_rate_limit {
+                Some(None)
+            } else {
+                self.rate_limit.map(Some)
+            },
+            allowed_cidrs,
+            owner_id: clear_or(self.no_owner, self.owner.clone()),
+            meta: if self.no_meta {
+                Some(None)
+            } else {
+                self.meta.as_deref().map(parse_meta).transpose()?.map(Some)
+            },
+        };
+        if changes.changed_fields().is_empty() {
+            return Err(Failure::usage(
+                "nothing to change: give --name, --owner, --meta, --rate-limit, --expires-at or --allowed-cidrs (or a --no-… / --default-… option)",
+            ));
+        }
+        Ok(changes)
+    }
+
+    /// The `PATCH` body of the same changes (`null` clears a field).
+    fn body(&self) -> Result<Value, Failure> {
+        let c = self.changes()?;
+        let mut body = json!({});
+        if let Some(name) = c.name {
+            body["name"] = json!(name);
+        }
+        if let Some(e) = c.expires_at {
+            body["expiresAt"] = json!(e);
+        }
+        if let Some(r) = c.rate_limit_per_minute {
+            body["rateLimitPerMinute"] = json!(r);
+        }
+        if let Some(n) = c.allowed_cidrs {
+            body["allowedCidrs"] = json!(n.iter().map(ToString::to_string).collect::<Vec<_>>());
+        }
+        if let Some(o) = c.owner_id {
+            body["ownerId"] = json!(o);
+        }
+        if let Some(m) = c.meta {
+            body["meta"] = json!(m);
+        }
+        Ok(body)
+    }
 }
 
 /// `--meta`: a JSON object.
@@ -277,6 +410,21 @@ async fn list(d: &DataDir, org: Option<&str>, out: &Out) -> Result<(), Failure> 
 
 async fn show(d: &DataDir, id: &str, out: &Out) -> Result<(), Failure> {
     out.object(&key_json(&d.key(id).await?))
+}
+
+async fn update(d: &DataDir, a: &UpdateArgs, out: &Out) -> Result<(), Failure> {
+    let k = d.key(&a.id).await?;
+    let changes = a.changes()?;
+    let changed = changes.changed_fields();
+    let updated = d.keys.update(k.id, changes).await?;
+    d.record(
+        "api_key.updated",
+        k.organization_id,
+        k.id.to_string(),
+        json!({ "keyPrefix": k.prefix, "changed": changed }),
+    )
+    .await?;
+    out.object(&key_json(&updated))
 }
 
 async fn revoke(d: &DataDir, id: &str, out: &Out) -> Result<(), Failure> {

@@ -11,6 +11,17 @@ use crate::token::Environment;
 pub use crate::vocabulary::{Permission, PermissionSet, Vocabulary};
 pub use ipnet::IpNet;
 
+/// A network of a key's allow-list, from CIDR text (`203.0.113.0/24`, `2001:db8::/32`); a bare
+/// address means just that address, and host bits are cleared. `None` when `text` is neither
+/// (the API and the CLI read `allowedCidrs` and `--allowed-cidrs` with it).
+pub fn parse_network(text: &str) -> Option<IpNet> {
+    let t = text.trim();
+    t.parse::<IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .ok()
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

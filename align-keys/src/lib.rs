@@ -53,7 +53,7 @@ pub use align_core::{Environment, MASK, Redactor, Secret, is_sensitive_name};
 pub use domain::{
     Attachment, IpNet, KeyEvent, KeyEventKind, KeyId, KeyRecord, KeyStatus, MAX_META_BYTES,
     MAX_OWNER_ID_LEN, Meta, Organization, OrganizationId, Permission, PermissionSet, Project,
-    ProjectId, Role, Scope, User, UserId,
+    ProjectId, Role, Scope, User, UserId, parse_network,
 };
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};

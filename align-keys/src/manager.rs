@@ -128,6 +128,25 @@ pub struct KeyChanges {
     pub meta: Option<Option<Meta>>,
 }
 
+impl KeyChanges {
+    /// The API's names of the fields these changes set (`name`, `expiresAt`,
+    /// `rateLimitPerMinute`, `allowedCidrs`, `ownerId`, `meta`), for the audit record of an
+    /// update; empty when nothing would change.
+    pub fn changed_fields(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("expiresAt", self.expires_at.is_some()),
+            ("rateLimitPerMinute", self.rate_limit_per_minute.is_some()),
+            ("allowedCidrs", self.allowed_cidrs.is_some()),
+            ("ownerId", self.owner_id.is_some()),
+            ("meta", self.meta.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect()
+    }
+}
+
 /// A key just minted: the token is shown once, the record is what is stored.
 #[derive(Debug, Clone)]
 pub struct MintedKey {

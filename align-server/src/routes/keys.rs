@@ -302,7 +302,13 @@ pub(super) async fn update(
         .allowed_cidrs
         .map(|list| {
             list.iter()
-                .map(|c| parse_cidr(c))
+                .map(|c| {
+                    align_keys::parse_network(c).ok_or_else(|| {
+                        ApiError::invalid_request(
+                            "allowedCidrs must hold CIDRs such as 203.0.113.0/24",
+                        )
+                    })
+                })
                 .collect::<Result<Vec<IpNet>, ApiError>>()
         })
         .transpose()?;
@@ -314,20 +320,7 @@ pub(super) async fn update(
         owner_id: body.owner_id,
         meta: body.meta,
     };
-    let changed: Vec<&'static str> = [
-        ("name", changes.name.is_some()),
-        ("expiresAt", changes.expires_at.is_some()),
-        (
-            "rateLimitPerMinute",
-            changes.rate_limit_per_minute.is_some(),
-        ),
-        ("allowedCidrs", changes.allowed_cidrs.is_some()),
-        ("ownerId", changes.owner_id.is_some()),
-        ("meta", changes.meta.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(f, on)| on.then_some(f))
-    .collect();
+    let changed = changes.changed_fields();
     let note = req
         .acting()
         .note("api_key.updated", StatusCode::OK, move |updated| {
@@ -350,17 +343,6 @@ pub(super) async fn update(
         .await?;
     note.settle(state, &updated).await;
     Ok(h::json(StatusCode::OK, &view(&updated)))
-}
-
-/// A network in CIDR form; a bare address means just that address.
-fn parse_cidr(text: &str) -> Result<IpNet, ApiError> {
-    let t = text.trim();
-    t.parse::<IpNet>()
-        .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map(|n| n.trunc())
-        .map_err(|_| {
-            ApiError::invalid_request("allowedCidrs must hold CIDRs such as 203.0.113.0/24")
-        })
 }
 
 #[derive(Deserialize)]
