@@ -248,6 +248,22 @@ fn header_credential_at(b: &[u8], i: usize) -> Option<Range<usize>> {
 
 /// All secret ranges in `b`, sorted and merged.
 fn find_secret_ranges(b: &[u8]) -> Vec<Range<usize>> {
+    if !may_hold_secret(b) {
+        return Vec::new();
+    }
+    scan(b)
+}
+
+/// Whether `b` could hold a secret at all: every rule needs a `_` (a key's `ako_` or `akt_`, a
+/// webhook secret's tag, `x_api_key`) or a `:` or `=` (what follows a credential header's
+/// name). Most logged text has none (ids, paths, methods, IPv4 addresses), and this check is a
+/// fraction of the scan's cost (every request's log entry runs it on each field).
+fn may_hold_secret(b: &[u8]) -> bool {
+    b.iter().any(|c| matches!(c, b'_' | b':' | b'='))
+}
+
+/// The secret ranges of `b`, by every rule, sorted and merged.
+fn scan(b: &[u8]) -> Vec<Range<usize>> {
     let mut ranges: Vec<Range<usize>> = Vec::new();
     for (i, &c) in b.iter().enumerate() {
         let found = match c.to_ascii_lowercase() {
@@ -284,4 +300,64 @@ fn apply(text: &str, ranges: &[Range<usize>]) -> String {
     }
     out.push_str(&text[at..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{may_hold_secret, scan};
+
+    /// Text made of the pieces the rules look for, and of what surrounds them.
+    fn text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("ako_".to_owned()),
+            Just("akt_".to_owned()),
+            Just("AKO_".to_owned()),
+            Just("whsec_".to_owned()),
+            Just("whsk_".to_owned()),
+            Just("authorization".to_owned()),
+            Just("Authorization".to_owned()),
+            Just("x-api-key".to_owned()),
+            Just("X_API_KEY".to_owned()),
+            Just("Bearer ".to_owned()),
+            "[:=_ \"'\t-]",
+            "[a-zA-Z0-9]{1,12}",
+            "[ -~]{0,6}",
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        /// The quick check never hides a secret the scan would find.
+        #[test]
+        fn text_without_separators_holds_no_secret(t in text()) {
+            let b = t.as_bytes();
+            prop_assert!(may_hold_secret(b) || scan(b).is_empty(), "{:?}", t);
+            // The same text without those characters: the scan agrees there is nothing.
+            let stripped: String = t.chars().filter(|c| !matches!(c, '_' | ':' | '=')).collect();
+            prop_assert!(!may_hold_secret(stripped.as_bytes()));
+            prop_assert!(scan(stripped.as_bytes()).is_empty(), "{:?}", stripped);
+        }
+    }
+
+    #[test]
+    fn ids_paths_and_methods_skip_the_scan() {
+        for t in [
+            "3f2a6c1e-9b7d-4c2a-8e1f-0a9b8c7d6e5f",
+            "/api/v1/me",
+            "GET",
+            "127.0.0.1",
+        ] {
+            assert!(!may_hold_secret(t.as_bytes()), "{t}");
+        }
+        for t in [
+            "ako_9311c954_x",
+            "Authorization: Bearer x",
+            "x-api-key=x",
+            "::1",
+        ] {
+            assert!(may_hold_secret(t.as_bytes()), "{t}");
+        }
+    }
 }
