@@ -1,4 +1,4 @@
-//! `align keys …`: API keys, minted, listed, revoked and rotated on the data directory or, with
+//! `align keys …`: API keys, minted, listed, changed, revoked and rotated on the data directory or, with
 //! `--api-url`, through a running server; and `align keys scan`, which finds keys in files.
 
 mod scan;
@@ -220,29 +220,22 @@ pub(crate) struct UpdateArgs {
     #[arg(long)]
     pub(crate) name: Option<String>,
     /// A new owner id (a customer, a user), at most 256 characters.
-    #[arg(long, value_name = "ID", conflicts_with = "no_owner")]
+    #[arg(long, value_name = "ID")]
     pub(crate) owner: Option<String>,
-    /// Remove the owner id.
-    #[arg(long)]
-    pub(crate) no_owner: bool,
     /// New data about the key, replacing the old: a JSON object of at most 4 KiB.
-    #[arg(long, value_name = "JSON", conflicts_with = "no_meta")]
+    #[arg(long, value_name = "JSON")]
     pub(crate) meta: Option<String>,
-    /// Remove the key's data.
-    #[arg(long)]
-    pub(crate) no_meta: bool,
     /// Requests per minute for this key.
-    #[arg(long, value_name = "N", conflicts_with = "default_rate_limit")]
+    #[arg(long, value_name = "N")]
     pub(crate) rate_limit: Option<u32>,
-    /// Use the server's default rate limit again.
-    #[arg(long)]
-    pub(crate) default_rate_limit: bool,
     /// When the key stops working, in RFC 3339 (e.g. 2027-01-31T00:00:00Z).
-    #[arg(long, value_name = "TIME", conflicts_with = "no_expiry")]
+    #[arg(long, value_name = "TIME")]
     pub(crate) expires_at: Option<String>,
-    /// Let the key work with no end date.
-    #[arg(long)]
-    pub(crate) no_expiry: bool,
+    /// Comma-separated fields to clear: owner, meta, rate-limit (back to the server's
+    /// default) or expiry (the key works with no end date).
+    #[arg(long, value_name = "FIELDS", value_delimiter = ',',
+          value_parser = ["owner", "meta", "rate-limit", "expiry"])]
+    pub(crate) clear: Vec<String>,
     /// Comma-separated networks the key may be used from, e.g. 203.0.113.0/24,2001:db8::/32
     /// ("" for any network).
     #[arg(long, value_name = "CIDRS")]
@@ -252,22 +245,32 @@ pub(crate) struct UpdateArgs {
 impl UpdateArgs {
     /// The changes asked for; at least one.
     fn changes(&self) -> Result<KeyChanges, Failure> {
-        let clear_or = |clear: bool, set: Option<String>| {
-            if clear { Some(None) } else { set.map(Some) }
-        };
-        let expires_at = match (&self.expires_at, self.no_expiry) {
-            (_, true) => Some(None),
-            (Some(t), false) => Some(Some(
+        let clear = |field: &str| self.clear.iter().any(|c| c == field);
+        for (field, set) in [
+            ("owner", self.owner.is_some()),
+            ("meta", self.meta.is_some()),
+            ("rate-limit", self.rate_limit.is_some()),
+            ("expiry", self.expires_at.is_some()),
+        ] {
+            if set && clear(field) {
+                return Err(Failure::usage(format!(
+                    "--clear {field} and a new value for it cannot go together"
+                )));
+            }
+        }
+        let expires_at = self
+            .expires_at
+            .as_deref()
+            .map(|t| {
                 DateTime::parse_from_rfc3339(t.trim())
+                    .map(|t| t.with_timezone(&Utc))
                     .map_err(|_| {
                         Failure::usage(
                             "--expires-at must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z",
                         )
-                    })?
-                    .with_timezone(&Utc),
-            )),
-            (None, false) => None,
-        };
+                    })
+            })
+            .transpose()?;
         let allowed_cidrs = self
             .allowed_cidrs
             .as_deref()
@@ -284,15 +287,23 @@ impl UpdateArgs {
             .transpose()?;
         let changes = KeyChanges {
             name: self.name.clone(),
-            expires_at,
-            rate_limit_per_minute: if self.default_rate_limit {
+            expires_at: if clear("expiry") {
+                Some(None)
+            } else {
+                expires_at.map(Some)
+            },
+            rate_limit_per_minute: if clear("rate-limit") {
                 Some(None)
             } else {
                 self.rate_limit.map(Some)
             },
             allowed_cidrs,
-            owner_id: clear_or(self.no_owner, self.owner.clone()),
-            meta: if self.no_meta {
+            owner_id: if clear("owner") {
+                Some(None)
+            } else {
+                self.owner.clone().map(Some)
+            },
+            meta: if clear("meta") {
                 Some(None)
             } else {
                 self.meta.as_deref().map(parse_meta).transpose()?.map(Some)
@@ -300,7 +311,7 @@ impl UpdateArgs {
         };
         if changes.changed_fields().is_empty() {
             return Err(Failure::usage(
-                "nothing to change: give --name, --owner, --meta, --rate-limit, --expires-at or --allowed-cidrs (or a --no-… / --default-… option)",
+                "nothing to change: give --name, --owner, --meta, --rate-limit, --expires-at, --allowed-cidrs or --clear",
             ));
         }
         Ok(changes)

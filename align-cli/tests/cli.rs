@@ -674,8 +674,8 @@ fn users_set_role_keeps_the_organisations_last_admin() {
 }
 
 /// `align keys update` changes what `PATCH /api/v1/keys/{id}` changes (name, owner id, data,
-/// rate limit, expiry, networks), on the data directory and over the API alike; `--no-…` and
-/// `--default-rate-limit` clear; a request that changes nothing or a malformed value is
+/// rate limit, expiry, networks), on the data directory and over the API alike; `--clear`
+/// clears; a request that changes nothing or a malformed value is
 /// refused with exit 2.
 #[test]
 fn keys_update_sets_and_clears_owner_meta_limit_expiry_and_networks() {
@@ -720,7 +720,8 @@ fn keys_update_sets_and_clears_owner_meta_limit_expiry_and_networks() {
         &["keys", "update", &id, "--meta", "[1]"],
         &["keys", "update", &id, "--expires-at", "tomorrow"],
         &["keys", "update", &id, "--allowed-cidrs", "10.0.0.0/33"],
-        &["keys", "update", &id, "--owner", "x", "--no-owner"],
+        &["keys", "update", &id, "--owner", "x", "--clear", "owner"],
+        &["keys", "update", &id, "--clear", "name"],
     ] {
         let o = align(&data, bad);
         assert_eq!(
@@ -749,10 +750,8 @@ fn keys_update_sets_and_clears_owner_meta_limit_expiry_and_networks() {
         "keys",
         "update",
         &id,
-        "--no-owner",
-        "--no-meta",
-        "--default-rate-limit",
-        "--no-expiry",
+        "--clear",
+        "owner,meta,rate-limit,expiry",
         "--allowed-cidrs",
         "",
         "--json",
