@@ -256,10 +256,11 @@ fn find_secret_ranges(b: &[u8]) -> Vec<Range<usize>> {
 
 /// Whether `b` could hold a secret at all: every rule needs a `_` (a key's `ako_` or `akt_`, a
 /// webhook secret's tag, `x_api_key`) or a `:` or `=` (what follows a credential header's
-/// name). Most logged text has none (ids, paths, methods, IPv4 addresses), and this check is a
-/// fraction of the scan's cost (every request's log entry runs it on each field).
+/// name). Most logged text has none (ids, paths, methods, IPv4 addresses), and this check
+/// (`memchr`'s vectorised search) is a fraction of the scan's cost: every request's log entry
+/// runs it on each field.
 fn may_hold_secret(b: &[u8]) -> bool {
-    b.iter().any(|c| matches!(c, b'_' | b':' | b'='))
+    memchr::memchr3(b'_', b':', b'=', b).is_some()
 }
 
 /// The secret ranges of `b`, by every rule, sorted and merged.
