@@ -17,6 +17,8 @@
 //!   [`verify_against`](AuditSink::verify_against) an [`Anchor`] (an Ed25519-signed head kept
 //!   outside the database, e.g. in an [`AnchorLog`]) also catches a chain cut short whose
 //!   stored head was rewritten to match;
+//! - [`usage`](AuditSink::usage): one key's requests per minute, hour or day by outcome,
+//!   answered from an index by the SQLite and PostgreSQL sinks;
 //! - [`fold`]: floods of rejections (per client and second, past the first 100) written as one
 //!   summary entry each, for the request log (`RequestLogLayer` with feature `tower` folds
 //!   with it).
@@ -41,6 +43,7 @@ mod random;
 mod record;
 mod serde_util;
 mod sink;
+mod usage;
 mod verify;
 
 pub use anchor::{Anchor, AnchorCheck, AnchorKey, AnchorLog, AnchorPublicKey};
@@ -62,6 +65,7 @@ pub use sink::memory::MemorySink;
 pub use sink::postgres::{PgSink, PgSinkConfig};
 #[cfg(feature = "sqlite")]
 pub use sink::sqlite::{SqliteSink, SqliteSinkConfig, stage_in_transaction};
+pub use usage::{Granularity, MAX_STEPS, UsageBucket, UsageQuery};
 pub use verify::{Break, BreakReason, ChainVerifier, Progress, VerifyReport};
 
 /// The README's embedding example, compiled and run as a doctest.

@@ -44,6 +44,8 @@ pub struct Query {
     pub target: Option<String>,
     /// Only records concerning this data subject (as subject or as actor).
     pub subject: Option<String>,
+    /// Only records answered with this HTTP status (request log).
+    pub status: Option<u16>,
     /// Only records at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only records before this time.
@@ -76,6 +78,10 @@ impl Query {
         if let Some(v) = &self.subject {
             out.push(("(subject = ? OR actor_id = ?)", vec![text(v), text(v)]));
         }
+        if let Some(s) = self.status {
+            // Cast, so that both dialects compare it with a bound 64-bit integer.
+            out.push(("CAST(status AS BIGINT) = ?", vec![SqlValue::Int(i64::from(s))]));
+        }
         if let Some(t) = self.since {
             out.push(("time >= ?", vec![SqlValue::Int(t.timestamp_millis())]));
         }
@@ -100,6 +106,7 @@ impl Query {
             action: None,
             target: None,
             subject: None,
+            status: None,
             since: None,
             until: None,
             limit: DEFAULT_LIMIT,
@@ -134,6 +141,12 @@ impl Query {
     #[must_use]
     pub fn subject(mut self, id: impl Into<String>) -> Self {
         self.subject = Some(id.into());
+        self
+    }
+    /// Only records answered with `status`.
+    #[must_use]
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = Some(status);
         self
     }
     /// Only records in `[since, until)`.
@@ -173,6 +186,7 @@ impl Query {
             && eq(&self.action, Some(e.action()))
             && eq(&self.target, e.target())
             && self.subject.as_deref().is_none_or(|s| e.concerns(s))
+            && self.status.is_none_or(|s| e.status() == Some(s))
             && self.since.is_none_or(|t| e.time >= t)
             && self.until.is_none_or(|t| e.time < t)
     }

@@ -119,13 +119,11 @@ async fn queries_by_key_time_and_status_page_across_segments() {
             .iter()
             .all(|r| r.entry().time() >= since && r.entry().time() < until)
     );
-    // Status is not a query filter: the pages are filtered by the caller, as `align audit
-    // tail --status` does.
-    let throttled: Vec<_> = everything
-        .iter()
-        .filter(|r| r.entry().status() == Some(429))
-        .collect();
+    let throttled = all(&sink, Query::new(Stream::Request).status(429)).await;
     assert_eq!(throttled.len(), 10);
+    assert!(throttled.iter().all(|r| r.entry().status() == Some(429)));
+    let a_throttled = all(&sink, Query::new(Stream::Request).actor("key_a").status(429)).await;
+    assert_eq!(a_throttled.len(), 5);
     assert_eq!(intact(&sink).await, 100);
     sink.close().await.unwrap();
 }

@@ -12,6 +12,7 @@ use crate::export::write_export_line;
 use crate::privacy::{PolicyOutcome, PrivacyPolicy};
 use crate::query::{MAX_LIMIT, Page, Query};
 use crate::record::{Entry, Head, Receipt, Stream};
+use crate::usage::{UsageBucket, UsageQuery};
 use crate::verify::{Progress, VerifyReport};
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -73,6 +74,21 @@ pub trait AuditSink: Send + Sync {
     /// One page of committed records matching `query`, newest first. Records still queued by
     /// [`submit`](Self::submit) may be missing: [`flush`](Self::flush) first to see them.
     async fn query(&self, query: &Query) -> Result<Page>;
+
+    /// One API key's requests counted per step by outcome (DESIGN §11), from the request
+    /// log; a folded summary counts as the requests it stands for. Records still queued by
+    /// [`submit`](Self::submit) may be missing. The default pages through
+    /// [`query`](Self::query); the SQLite and PostgreSQL sinks answer from an index.
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageBucket>> {
+        crate::usage::by_query(self, query).await
+    }
+
+    /// Brings the index behind [`usage`](Self::usage) up to date, so that a later query
+    /// finds little to add (a server calls this now and then); returns how many records it
+    /// added. Sinks without such an index answer 0.
+    async fn refresh_usage(&self) -> Result<u64> {
+        Ok(0)
+    }
 
     /// Where `stream`'s chain ends now. Keep a copy elsewhere (a ticket, another system), or
     /// sign it as an [`Anchor`](crate::Anchor), to detect a later truncation even by someone

@@ -29,6 +29,7 @@ use crate::checkpoint::CheckpointKey;
 use crate::error::{Error, Result};
 use crate::query::{Page, Query};
 use crate::record::{Entry, Head, Receipt, Record, Stream};
+use crate::usage::{UsageBucket, UsageQuery};
 use crate::verify::{Progress, VerifyReport};
 
 /// How long a batch is retried while PostgreSQL is unreachable or a transaction loses a race
@@ -212,6 +213,10 @@ impl AuditSink for PgSink {
 
     async fn query(&self, query: &Query) -> Result<Page> {
         ops::query(&self.pool, query).await
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageBucket>> {
+        ops::usage(&self.pool, query).await
     }
 
     async fn head(&self, stream: Stream) -> Result<Head> {

@@ -13,7 +13,10 @@ use crate::personal::Personal;
 use crate::query::{Page, Query, SqlValue};
 use crate::record::{Head, Stream};
 use crate::sink::columns::{parse_personal, personal_json};
+use crate::usage::{Counts, UsageBucket, UsageQuery, buckets};
 use crate::verify::{Progress, VerifyReport, Walk, start_verifier};
+
+use std::collections::BTreeMap;
 
 /// Records read per round trip while verifying.
 const VERIFY_PAGE: i64 = 4096;
@@ -237,4 +240,45 @@ pub(super) async fn erase(pool: &Pool, subject: &str) -> Result<u64> {
         Personal::erase,
     )
     .await
+}
+
+/// One key's usage, added up by PostgreSQL over the request log's rows of that key (found
+/// through the `(actor_id, stream, sequence)` index); a folded summary counts as the
+/// requests it stands for.
+pub(super) async fn usage(pool: &Pool, q: &UsageQuery) -> Result<Vec<UsageBucket>> {
+    let (first, end) = q.minutes();
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT time / 60000 AS minute, status,
+                    sum(CASE WHEN metadata LIKE '%\"folded\"%'
+                        THEN COALESCE((metadata::jsonb #>> '{folded,count}')::BIGINT, 1)
+                        ELSE 1 END)::BIGINT
+             FROM audit_records
+             WHERE stream = 'request' AND actor_kind = 'apiKey' AND actor_id = $1
+               AND time >= $2 AND time < $3
+             GROUP BY 1, 2",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &q.key_id(),
+                &first.saturating_mul(60_000),
+                &end.saturating_mul(60_000),
+            ],
+        )
+        .await?;
+    let mut per_minute: BTreeMap<i64, Counts> = BTreeMap::new();
+    for row in rows {
+        let minute: i64 = row.try_get(0)?;
+        let status: Option<i32> = row.try_get(1)?;
+        let n: i64 = row.try_get(2)?;
+        per_minute.entry(minute).or_default().add(
+            status.and_then(|s| u16::try_from(s).ok()),
+            u64::try_from(n).unwrap_or(0),
+        );
+    }
+    Ok(buckets(q, &per_minute))
 }

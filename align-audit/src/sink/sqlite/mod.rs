@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::export::write_export_line;
 use crate::query::{Page, Query};
 use crate::record::{Entry, Head, Receipt, Record, Stream};
+use crate::usage::{UsageBucket, UsageQuery};
 use crate::verify::{Progress, VerifyReport, verify_blocking};
 
 pub use staged::stage_in_transaction;
@@ -305,6 +306,14 @@ impl AuditSink for SqliteSink {
         }
         let query = query.clone();
         self.read(move |conn| ops::query(conn, &query)).await
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageBucket>> {
+        self.requests.usage(query).await
+    }
+
+    async fn refresh_usage(&self) -> Result<u64> {
+        self.requests.refresh_usage().await
     }
 
     async fn head(&self, stream: Stream) -> Result<Head> {

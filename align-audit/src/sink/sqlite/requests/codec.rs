@@ -163,9 +163,13 @@ pub(super) struct View<'a> {
     pub(super) time_ms: i64,
     pub(super) organization: Option<&'a str>,
     pub(super) actor_id: Option<&'a str>,
+    /// The actor is an API key (its id is `actor_id`).
+    pub(super) key_actor: bool,
     pub(super) action: &'a str,
     pub(super) target: Option<&'a str>,
+    pub(super) status: Option<u16>,
     pub(super) subject: Option<&'a str>,
+    pub(super) metadata: &'a str,
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -231,7 +235,8 @@ impl<'a> View<'a> {
         let time_ms = i64::from_le_bytes(r.array()?);
         let organization = r.ostr()?;
         r.ostr()?;
-        let actor_id = match r.byte()? {
+        let kind = r.byte()?;
+        let actor_id = match kind {
             0 => None,
             1 => {
                 let id = r.str()?;
@@ -246,18 +251,24 @@ impl<'a> View<'a> {
         r.ostr()?;
         r.ostr()?;
         r.ostr()?;
-        if r.flag()? {
-            r.take(2)?;
-        }
+        let status = if r.flag()? {
+            Some(u16::from_le_bytes(r.array()?))
+        } else {
+            None
+        };
         if r.flag()? {
             r.take(8)?;
         }
         let subject = r.ostr()?;
+        let metadata = r.str()?;
         Ok(Self {
             sequence,
             time_ms,
             organization,
             actor_id,
+            key_actor: kind == 1,
+            status,
+            metadata,
             action,
             target,
             subject,

@@ -2,7 +2,7 @@
 //! rewrites.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use align_core::files::{create_private_dir, private_options, write_private_file};
@@ -231,8 +231,18 @@ impl Snapshot {
 
 /// Reads `len` bytes of `file` from its start.
 pub(super) fn read_prefix(file: &File, len: u64) -> Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(len).read_to_end(&mut bytes)?;
+    // Positioned reads: the same handle may be read more than once.
+    let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match std::os::unix::fs::FileExt::read_at(file, &mut bytes[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bytes.truncate(filled);
     Ok(bytes)
 }
 

@@ -12,6 +12,7 @@
 mod codec;
 mod files;
 mod ops;
+mod usage;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -32,6 +33,7 @@ use crate::checkpoint::CheckpointKey;
 use crate::error::{Error, Result};
 use crate::query::{Page, Query};
 use crate::record::{Entry, Head, Receipt, Record};
+use crate::usage::{UsageBucket, UsageQuery};
 use crate::verify::{Progress, VerifyReport, verify_blocking};
 
 pub(crate) use ops::{copy_dir, migrate_rows};
@@ -343,7 +345,26 @@ impl RequestLog {
     pub(crate) async fn purge(&self, cutoff: DateTime<Utc>, key: CheckpointKey) -> Result<u64> {
         self.flush().await?;
         let dir = self.dir.clone();
-        blocking(move || ops::purge(&dir, cutoff, &key)).await
+        blocking(move || {
+            let purged = ops::purge(&dir, cutoff, &key)?;
+            usage::forget_before(&dir, cutoff)?;
+            Ok(purged)
+        })
+        .await
+    }
+
+    /// One key's usage from the usage index, brought up to date first (records still in
+    /// the buffer, at most one commit window's, are not counted yet).
+    pub(crate) async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageBucket>> {
+        let dir = self.dir.clone();
+        let q = query.clone();
+        blocking(move || usage::usage(&dir, &q)).await
+    }
+
+    /// Brings the usage index up to date; returns how many records it added.
+    pub(crate) async fn refresh_usage(&self) -> Result<u64> {
+        let dir = self.dir.clone();
+        blocking(move || usage::refresh(&dir)).await
     }
 
     pub(crate) async fn anonymise(&self, cutoff: DateTime<Utc>) -> Result<u64> {

@@ -16,7 +16,7 @@ use crate::record::{Head, Record, Stream};
 use crate::verify::{Break, BreakReason, Progress, VerifyReport, Walk, start_verifier};
 
 /// Retries an operation that met a segment renamed or removed between listing and opening.
-fn retrying<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+pub(super) fn retrying<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
     let mut tries = 0;
     loop {
         match f() {
@@ -137,6 +137,7 @@ fn matches(q: &Query, v: &View<'_>) -> bool {
         && eq(&q.action, Some(v.action))
         && eq(&q.target, v.target)
         && q.subject.as_deref().is_none_or(|s| v.concerns(s))
+        && q.status.is_none_or(|s| v.status == Some(s))
         && q.since.is_none_or(|t| v.time_ms >= t.timestamp_millis())
         && q.until.is_none_or(|t| v.time_ms < t.timestamp_millis())
 }
