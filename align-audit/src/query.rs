@@ -80,7 +80,10 @@ impl Query {
         }
         if let Some(s) = self.status {
             // Cast, so that both dialects compare it with a bound 64-bit integer.
-            out.push(("CAST(status AS BIGINT) = ?", vec![SqlValue::Int(i64::from(s))]));
+            out.push((
+                "CAST(status AS BIGINT) = ?",
+                vec![SqlValue::Int(i64::from(s))],
+            ));
         }
         if let Some(t) = self.since {
             out.push(("time >= ?", vec![SqlValue::Int(t.timestamp_millis())]));

@@ -106,7 +106,11 @@ impl UsageQuery {
             return Err(invalid("`to` must be after `from`"));
         }
         let width = granularity.minutes();
-        let first = from.timestamp_millis().div_euclid(MINUTE_MS).div_euclid(width) * width;
+        let first = from
+            .timestamp_millis()
+            .div_euclid(MINUTE_MS)
+            .div_euclid(width)
+            * width;
         let last = (to.timestamp_millis() - 1)
             .div_euclid(MINUTE_MS)
             .div_euclid(width)
@@ -312,7 +316,13 @@ mod tests {
         }
         c.add(None, 1);
         assert_eq!(
-            (c.requests, c.succeeded, c.client_errors, c.rate_limited, c.server_errors),
+            (
+                c.requests,
+                c.succeeded,
+                c.client_errors,
+                c.rate_limited,
+                c.server_errors
+            ),
             (11, 2, 2, 5, 1)
         );
     }
@@ -320,7 +330,10 @@ mod tests {
     #[test]
     fn a_folded_summary_stands_for_its_count() {
         assert_eq!(represented("{}"), 1);
-        assert_eq!(represented(r#"{"folded":{"count":37,"lastRequestId":"r"}}"#), 37);
+        assert_eq!(
+            represented(r#"{"folded":{"count":37,"lastRequestId":"r"}}"#),
+            37
+        );
         assert_eq!(represented(r#"{"note":"\"folded\""}"#), 1);
     }
 

@@ -122,7 +122,11 @@ async fn queries_by_key_time_and_status_page_across_segments() {
     let throttled = all(&sink, Query::new(Stream::Request).status(429)).await;
     assert_eq!(throttled.len(), 10);
     assert!(throttled.iter().all(|r| r.entry().status() == Some(429)));
-    let a_throttled = all(&sink, Query::new(Stream::Request).actor("key_a").status(429)).await;
+    let a_throttled = all(
+        &sink,
+        Query::new(Stream::Request).actor("key_a").status(429),
+    )
+    .await;
     assert_eq!(a_throttled.len(), 5);
     assert_eq!(intact(&sink).await, 100);
     sink.close().await.unwrap();

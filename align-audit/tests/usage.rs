@@ -171,7 +171,10 @@ mod sqlite {
         assert_eq!(server.refresh_usage().await.unwrap(), 0);
         assert_eq!(cli.refresh_usage().await.unwrap(), 0);
         let expected = (77, 16, 8, 45, 8);
-        assert_eq!(totals(&server.usage(&last_hours(4)).await.unwrap()), expected);
+        assert_eq!(
+            totals(&server.usage(&last_hours(4)).await.unwrap()),
+            expected
+        );
         assert_eq!(totals(&cli.usage(&last_hours(4)).await.unwrap()), expected);
         cli.close().await.unwrap();
 

@@ -250,6 +250,11 @@ impl Server {
                     tokio::select! {
                         _ = tick.tick() => {
                             anchorer.anchor(&state).await;
+                            // The usage index catches up here, off the request path, so a
+                            // usage query finds little left to add.
+                            if let Err(e) = state.audit.refresh_usage().await {
+                                tracing::warn!(error = %e, "the usage index could not be refreshed");
+                            }
                         }
                         _ = &mut stopped => break,
                     }

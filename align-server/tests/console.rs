@@ -927,6 +927,101 @@ async fn rotation_shows_the_successor_once_and_keeps_the_old_key_for_the_grace_p
 }
 
 #[tokio::test]
+async fn a_keys_page_charts_its_usage_and_after_a_rotation_old_and_new_traffic() {
+    let site = site().await;
+    let mut b = Browser::new(&site);
+    let csrf = b.signed_in(ADMIN, ADMIN_PASSWORD).await;
+    let made = b.create_key(&csrf, "charted", "organization", "live").await;
+    let old_id = created_id(made.location());
+    let old = b.get(made.location()).await.testid("key-secret").unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            site.server.get("/api/v1/me", &old).await.status,
+            StatusCode::OK
+        );
+    }
+    // The list links each key to its page.
+    assert!(
+        b.get("/console/keys")
+            .await
+            .body
+            .contains(&format!("href=\"/console/keys/{old_id}?"))
+    );
+    let mut page = b.get(&format!("/console/keys/{old_id}")).await;
+    for _ in 0..100 {
+        if page
+            .body
+            .contains("aria-label=\"3 requests, last 24 hours\"")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        page = b.get(&format!("/console/keys/{old_id}")).await;
+    }
+    assert_eq!(page.status, 200);
+    assert_eq!(page.testid("key-name").as_deref(), Some("charted"));
+    assert!(page.body.contains("data-testid=\"usage-24h\""));
+    assert!(page.body.contains("data-testid=\"usage-30d\""));
+    assert!(
+        page.body
+            .contains("aria-label=\"3 requests, last 24 hours\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("class=\"succeeded\""));
+    assert!(page.body.contains("data-testid=\"latest-requests\""));
+    assert!(page.body.contains("/api/v1/me"));
+    assert!(!page.body.contains("data-testid=\"rotation-traffic\""));
+
+    let rotated = b
+        .post(
+            &format!("/console/keys/{old_id}/rotate"),
+            &[("csrf", &csrf), ("graceSeconds", "600")],
+        )
+        .await;
+    let new_id = created_id(rotated.location());
+    let shown = b.get(rotated.location()).await;
+    assert!(shown.body.contains("data-testid=\"watch-rotation\""));
+    let next = shown.testid("key-secret").unwrap();
+    assert_eq!(
+        site.server.get("/api/v1/me", &next).await.status,
+        StatusCode::OK
+    );
+    let mut page = b.get(&format!("/console/keys/{new_id}")).await;
+    for _ in 0..100 {
+        if page
+            .body
+            .contains("aria-label=\"1 requests, this key since the rotation\"")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        page = b.get(&format!("/console/keys/{new_id}")).await;
+    }
+    assert!(
+        page.body.contains("data-testid=\"rotation-traffic\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("aria-label=\"3 requests, old key since the rotation\"")
+    );
+    assert!(
+        page.body
+            .contains("aria-label=\"1 requests, this key since the rotation\"")
+    );
+    // Another organisation's or an unknown key has no page.
+    assert_eq!(
+        b.get("/console/keys/00000000-0000-4000-8000-000000000000")
+            .await
+            .status,
+        404
+    );
+    site.server.stop().await;
+}
+
+#[tokio::test]
 async fn a_key_named_like_a_script_is_rendered_inert() {
     let site = site().await;
     let mut b = Browser::new(&site);

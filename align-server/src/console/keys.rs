@@ -134,7 +134,7 @@ pub(super) async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
                 @for k in &keys {
                     @let status = status_name(k);
                     tr data-key-id=(k.id) {
-                        td data-col="name" { (k.name) }
+                        td data-col="name" { a href={ "/console/keys/" (k.id) "?" (env) } { (k.name) } }
                         td data-col="prefix" { code { (k.prefix) } }
                         td data-col="scope" { (k.scope.kind()) }
                         td data-col="project" { (project_of(k)) }
@@ -299,6 +299,9 @@ pub(super) async fn created(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiErro
                     }
                     p class="hint" data-copied hidden { "Copied to the clipboard." }
                     p { "Prefix " code { (key.prefix) } " · " (key.scope.kind()) " · " (key.environment) }
+                    @if key.rotated_from.is_some() {
+                        p { a data-testid="watch-rotation" href={ "/console/keys/" (key.id) "?" (env) } { "Watch traffic move from the old key to this one" } }
+                    }
                     a class="button primary" data-testid="done" href={ "/console/keys?" (env) } { "Done" }
                 }
             }

@@ -15,6 +15,7 @@ mod keys;
 mod once;
 mod people;
 mod security;
+mod usage;
 mod webhooks;
 
 use std::sync::Arc;
@@ -459,6 +460,7 @@ async fn route(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         (true, _, ["keys", "new"]) => keys::new_form(ctx).await,
         (_, true, ["keys"]) => keys::create(ctx).await,
         (true, _, ["keys", id, "created"]) => keys::created(ctx, id).await,
+        (true, _, ["keys", id]) => usage::show(ctx, id).await,
         (true, _, ["keys", id, "revoke"]) => keys::confirm(ctx, id, keys::Confirm::Revoke).await,
         (_, true, ["keys", id, "revoke"]) => keys::revoke(ctx, id).await,
         (true, _, ["keys", id, "rotate"]) => keys::confirm(ctx, id, keys::Confirm::Rotate).await,

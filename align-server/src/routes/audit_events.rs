@@ -1,7 +1,8 @@
-//! `GET /api/v1/audit-events`: the organisation's audit log, newest first, with filters
-//! (actor, action, target, since, until) and cursor paging. Needs `audit:read` and an
-//! organisation-scoped live key: project and sandbox keys would otherwise see other projects'
-//! or live activity.
+//! `GET /api/v1/audit-events` and `GET /api/v1/request-logs`: the organisation's audit log
+//! and request log, newest first, with filters (audit: actor, action, target; requests:
+//! keyId, status; both: since, until) and cursor paging. Both need `audit:read` and an
+//! organisation-scoped live key: project and sandbox keys would otherwise see other
+//! projects' or live activity. The request log shows addresses coarsened (DESIGN §11).
 
 use align_audit::{Actor, Cursor, Query, Record, Stream};
 use align_keys::Permission;
@@ -16,6 +17,10 @@ use crate::state::AppState;
 
 fn view(r: &Record) -> Value {
     let e = r.entry();
+    let ip = match e.stream() {
+        Stream::Request => e.ip().map(align_audit::coarsen_ip),
+        Stream::Audit => e.ip(),
+    };
     let actor = match e.actor() {
         Actor::ApiKey { id, prefix } => json!({ "type": "api_key", "id": id, "keyPrefix": prefix }),
         Actor::User { id } => json!({ "type": "user", "id": id }),
@@ -34,7 +39,7 @@ fn view(r: &Record) -> Value {
         "method": e.method(),
         "path": e.path(),
         "status": e.status(),
-        "ip": e.ip().map(|ip| ip.to_string()),
+        "ip": ip.map(|ip| ip.to_string()),
         "userAgent": e.user_agent(),
         "metadata": e.metadata(),
     })
@@ -67,17 +72,40 @@ pub(crate) async fn query(
 }
 
 pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    list_stream(state, req, Stream::Audit).await
+}
+
+/// `GET /api/v1/request-logs`.
+pub(super) async fn request_logs(state: &AppState, req: &Request) -> Result<Response, ApiError> {
+    list_stream(state, req, Stream::Request).await
+}
+
+async fn list_stream(
+    state: &AppState,
+    req: &Request,
+    stream: Stream,
+) -> Result<Response, ApiError> {
     let who = req.acting().who;
     may_read(who)?;
-    let mut q = Query::new(Stream::Audit);
+    let mut q = Query::new(stream);
     for (k, v) in h::query_pairs(req.parts.uri.query())? {
-        match k.as_str() {
+        match (stream, k.as_str()) {
             // Empty filters (`actor=`, `cursor=`) are no filter.
-            "actor" | "action" | "target" | "cursor" if v.is_empty() => {}
-            "actor" => q.actor = Some(v),
-            "action" => q.action = Some(v),
-            "target" => q.target = Some(v),
-            "since" | "until" => {
+            (_, "actor" | "action" | "target" | "keyId" | "status" | "cursor") if v.is_empty() => {}
+            (Stream::Audit, "actor") | (Stream::Request, "keyId") => q.actor = Some(v),
+            (Stream::Audit, "action") => q.action = Some(v),
+            (Stream::Audit, "target") => q.target = Some(v),
+            (Stream::Request, "status") => {
+                q.status = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|s| (100..=599).contains(s))
+                        .ok_or_else(|| {
+                            ApiError::invalid_request("status must be an HTTP status (100 to 599)")
+                        })?,
+                );
+            }
+            (_, "since" | "until") => {
                 let t = h::time_param(&k, &v)?;
                 if k == "since" {
                     q.since = Some(t);
@@ -85,14 +113,14 @@ pub(super) async fn list(state: &AppState, req: &Request) -> Result<Response, Ap
                     q.until = Some(t);
                 }
             }
-            "limit" => {
+            (_, "limit") => {
                 q.limit = v
                     .parse()
                     .ok()
                     .filter(|n| (1..=200).contains(n))
                     .ok_or_else(|| ApiError::invalid_request("limit must be between 1 and 200"))?;
             }
-            "cursor" => {
+            (_, "cursor") => {
                 let c: Cursor = v
                     .parse()
                     .map_err(|_| ApiError::invalid_request("cursor is not valid"))?;

@@ -17,6 +17,7 @@ mod me;
 pub(crate) mod organization;
 pub(crate) mod privacy;
 mod projects;
+mod usage;
 pub(crate) mod users;
 pub(crate) mod webhooks;
 
@@ -166,6 +167,11 @@ pub static ROUTE_TABLE: &[Route] = &[
         handler!(|s, r, id| keys::act(s, r, id, "resume").await),
     ),
     api(
+        Method::GET,
+        "/api/v1/keys/{id}/usage",
+        handler!(|s, r, id| usage::key_usage(s, r, id).await),
+    ),
+    api(
         Method::POST,
         "/api/v1/keys/{id}/report-compromise",
         handler!(|s, r, id| leaks::report_compromise(s, r, id).await),
@@ -290,6 +296,11 @@ pub static ROUTE_TABLE: &[Route] = &[
         Method::GET,
         "/api/v1/audit-events",
         handler!(|s, r, _| audit_events::list(s, r).await),
+    ),
+    api(
+        Method::GET,
+        "/api/v1/request-logs",
+        handler!(|s, r, _| audit_events::request_logs(s, r).await),
     ),
     // With the operator's `metrics.token` it is answered before authentication (`app.rs`).
     api(
