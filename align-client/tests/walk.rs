@@ -268,6 +268,33 @@ async fn every_operation_answers_through_the_client() {
     admin.delete_project(project.id).await.unwrap();
     walked.insert("deleteProject");
 
+    // A key over its rate limit gets a typed 429 with Retry-After; a wait longer than the
+    // client's cap is returned at once rather than slept on.
+    let limited = admin
+        .create_key(&CreateKey::organization("limited"))
+        .await
+        .unwrap();
+    admin
+        .update_key(
+            limited.resource.api_key_id,
+            &UpdateKey {
+                rate_limit_per_minute: Some(Some(1)),
+                ..UpdateKey::default()
+            },
+        )
+        .await
+        .unwrap();
+    let impatient = Client::builder(&format!("http://{}", s.addr))
+        .api_key(limited.key.expose())
+        .max_retry_wait(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    impatient.get_me().await.unwrap();
+    let e = impatient.get_me().await.unwrap_err();
+    let api = e.api().unwrap();
+    assert_eq!((api.status, &api.code), (429, &ErrorCode::RateLimit), "{e:?}");
+    assert!(api.retry_after.unwrap() > Duration::from_secs(1), "{api:?}");
+
     // ---- leaks ----
     let leaked = admin
         .create_key(&CreateKey::organization("leaked"))
