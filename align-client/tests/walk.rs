@@ -292,7 +292,11 @@ async fn every_operation_answers_through_the_client() {
     impatient.get_me().await.unwrap();
     let e = impatient.get_me().await.unwrap_err();
     let api = e.api().unwrap();
-    assert_eq!((api.status, &api.code), (429, &ErrorCode::RateLimit), "{e:?}");
+    assert_eq!(
+        (api.status, &api.code),
+        (429, &ErrorCode::RateLimit),
+        "{e:?}"
+    );
     assert!(api.retry_after.unwrap() > Duration::from_secs(1), "{api:?}");
 
     // ---- leaks ----
