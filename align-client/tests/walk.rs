@@ -234,10 +234,19 @@ async fn every_operation_answers_through_the_client() {
     );
     assert!(admin.resume_key(next).await.unwrap().suspended_at.is_none());
     walked.insert("resumeKey");
-    if let Some(usage) = ok_or_not_yet_routed(admin.get_key_usage(id, &UsageQuery::default()).await)
-    {
+    // The request log may be written in batches: poll until the key's request is counted.
+    for tries in 0.. {
+        let Some(usage) =
+            ok_or_not_yet_routed(admin.get_key_usage(id, &UsageQuery::default()).await)
+        else {
+            break;
+        };
         assert!(!usage.data.is_empty());
-        assert!(usage.data.iter().map(|b| b.requests).sum::<u64>() >= 1);
+        if usage.data.iter().map(|b| b.requests).sum::<u64>() >= 1 {
+            break;
+        }
+        assert!(tries < 100, "the key's requests never showed: {usage:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     walked.insert("getKeyUsage");
     assert!(admin.revoke_key(id).await.unwrap().revoked_at.is_some());
@@ -383,16 +392,27 @@ async fn every_operation_answers_through_the_client() {
         .unwrap();
     assert_eq!(first_three.len(), 3);
     walked.insert("listAuditEvents");
-    if let Some(page) = ok_or_not_yet_routed(
-        admin
-            .list_request_logs(&RequestLogQuery {
-                key_id: Some(me.api_key_id.to_string()),
-                page: PageParams::limit(5),
-                ..RequestLogQuery::default()
-            })
-            .await,
-    ) {
-        assert!(!page.data.is_empty());
+    for tries in 0.. {
+        let query = RequestLogQuery {
+            key_id: Some(me.api_key_id.to_string()),
+            page: PageParams::limit(5),
+            ..RequestLogQuery::default()
+        };
+        let Some(page) = ok_or_not_yet_routed(admin.list_request_logs(&query).await) else {
+            break;
+        };
+        if !page.data.is_empty() {
+            let streamed: Vec<_> = admin
+                .list_request_logs_stream(query)
+                .take(6)
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(streamed.len(), 6, "the admin key made more than 6 requests");
+            break;
+        }
+        assert!(tries < 100, "the admin key's requests never showed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     walked.insert("listRequestLogs");
 
