@@ -7,21 +7,18 @@
 
 use std::path::Path;
 
-use http_body_util::{BodyExt, Full};
+use align_client::{Client, Error, Method};
 use hyper::body::Bytes;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::output::{Failure, Out};
 
-/// A connection to the API with one key.
+/// A connection to the API with one key, through `align-client` (tried once, as before:
+/// the CLI reports a `429` or `503` rather than waiting).
 pub(crate) struct Api {
     base: String,
-    key: zeroize::Zeroizing<String>,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `None` when `--api-url` is not a URL: reported by the first call, as before.
+    client: Option<Client>,
 }
 
 impl Api {
@@ -33,17 +30,27 @@ impl Api {
             None => std::env::var("ALIGN_API_KEY")
                 .map_err(|_| Failure::usage("set ALIGN_API_KEY or pass --key-file FILE"))?,
         });
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| Failure::usage(format!("TLS set-up failed: {e}")))?
-            .https_or_http()
-            .enable_http1()
+        let client = Client::builder(base)
+            .api_key(key.as_str())
+            .max_attempts(1)
+            .timeout(None)
             .build();
+        let client = match client {
+            Ok(c) => Some(c),
+            Err(Error::Config(m)) if m.starts_with("TLS") => return Err(Failure::usage(m)),
+            Err(_) => None,
+        };
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
-            key: zeroize::Zeroizing::new(key.trim().to_owned()),
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client,
         })
+    }
+
+    /// The typed client.
+    pub(crate) fn client(&self) -> Result<&Client, Failure> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| Failure::usage("--api-url is not a valid URL"))
     }
 
     /// Sends a request and returns the JSON answer (`null` for an empty one); API errors
@@ -66,47 +73,42 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<Bytes, Failure> {
-        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.key.as_str()))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(bytes)))
+        let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| Failure::usage("--api-url is not a valid URL"))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| Failure::remote(format!("cannot reach {}: {e}", self.base)))?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let raw = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Failure::remote(format!("the response was cut short: {e}")))?
-            .to_bytes();
-        if status.is_success() {
-            return Ok(raw);
+        match self.client()?.request(method, path, body.as_ref()).await {
+            Ok(answer) => Ok(answer.body),
+            Err(e) => Err(self.failure(e, path)),
         }
-        let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        let code = v["error"]["code"].as_str().unwrap_or("error");
-        let message = v["error"]["message"].as_str().unwrap_or("");
-        let mut text = format!("{} {code}: {message}", status.as_u16());
-        if let Some(s) = retry_after {
-            text.push_str(&format!(" (retry after {s} s)"));
+    }
+
+    /// The failure, and so the exit code, of a client error at `path`.
+    pub(crate) fn failure(&self, e: Error, path: &str) -> Failure {
+        match e {
+            Error::Api(api) => {
+                let code = match api.code.as_str() {
+                    "" => "error",
+                    c => c,
+                };
+                let mut text = format!("{} {code}: {}", api.status, api.message);
+                if let Some(s) = api.retry_after {
+                    text.push_str(&format!(" (retry after {} s)", s.as_secs()));
+                }
+                match api.status {
+                    404 => Failure::not_found(object_named_by(path)),
+                    429 => Failure::remote(text),
+                    400..=499 => Failure::usage(text),
+                    _ => Failure::remote(text),
+                }
+            }
+            Error::Transport { source } => {
+                Failure::remote(format!("cannot reach {}: {source}", self.base))
+            }
+            Error::Body { source } => {
+                Failure::remote(format!("the response was cut short: {source}"))
+            }
+            Error::Config(_) => Failure::usage("--api-url is not a valid URL"),
+            other => Failure::remote(other.to_string()),
         }
-        Err(match status.as_u16() {
-            404 => Failure::not_found(object_named_by(path)),
-            429 => Failure::remote(text),
-            400..=499 => Failure::usage(text),
-            _ => Failure::remote(text),
-        })
     }
 
     /// Every row of a cursor-paged listing at `path` (which has a query string), up to `max`.
@@ -165,12 +167,15 @@ pub(crate) async fn resolve_user(api: &Api, id: &str) -> Result<String, Failure>
     if !id.contains('@') {
         return Ok(id.to_owned());
     }
-    let users = api.call("GET", "/api/v1/users", None).await?;
-    users["data"]
-        .as_array()
+    let users = api
+        .client()?
+        .list_users()
+        .await
+        .map_err(|e| api.failure(e, "/api/v1/users"))?;
+    users
+        .data
         .into_iter()
-        .flatten()
-        .find(|u| u["email"].as_str() == Some(id))
-        .and_then(|u| u["id"].as_str().map(str::to_owned))
+        .find(|u| u.email == id)
+        .map(|u| u.id.to_string())
         .ok_or(Failure::NotFound("user"))
 }

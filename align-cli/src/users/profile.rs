@@ -229,11 +229,14 @@ pub(super) async fn delete_api(
     out: &Out,
 ) -> Result<(), Failure> {
     let id = resolve_user(api, user).await?;
-    let mut path = format!("/api/v1/users/{}", query_value(&id));
-    if let Some(t) = transfer_to {
-        let heir = resolve_user(api, t).await?;
-        path.push_str(&format!("?transferKeysTo={}", query_value(&heir)));
-    }
-    api.call("DELETE", &path, None).await?;
+    let heir = match transfer_to {
+        Some(t) => Some(resolve_user(api, t).await?),
+        None => None,
+    };
+    let path = format!("/api/v1/users/{}", query_value(&id));
+    api.client()?
+        .delete_user(&id, heir.as_deref())
+        .await
+        .map_err(|e| api.failure(e, &path))?;
     out.object(&json!({ "id": id, "deleted": true }))
 }

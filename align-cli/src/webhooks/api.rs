@@ -26,9 +26,12 @@ const ENDPOINT_COLUMNS: &[&str] = &[
 
 /// The endpoint's path, from its UUID (an `ep_` prefix is accepted).
 fn endpoint(id: &str) -> Result<String, Failure> {
-    let id =
-        EndpointId::parse(id).ok_or_else(|| Failure::usage("the endpoint id must be a UUID"))?;
-    Ok(format!("{ENDPOINTS}/{}", id.0))
+    Ok(format!("{ENDPOINTS}/{}", endpoint_id(id)?.0))
+}
+
+/// The endpoint's id, from its UUID (an `ep_` prefix is accepted).
+fn endpoint_id(id: &str) -> Result<EndpointId, Failure> {
+    EndpointId::parse(id).ok_or_else(|| Failure::usage("the endpoint id must be a UUID"))
 }
 
 /// `--events a,b` as the API's `eventTypes`.
@@ -177,7 +180,10 @@ async fn endpoints(api: &Api, action: EndpointAction, out: &Out) -> Result<(), F
         }
         EndpointAction::Remove { id } => {
             let path = endpoint(&id)?;
-            api.call("DELETE", &path, None).await?;
+            api.client()?
+                .delete_webhook_endpoint(endpoint_id(&id)?.0)
+                .await
+                .map_err(|e| api.failure(e, &path))?;
             out.object(&json!({ "id": id, "deleted": true }))
         }
         EndpointAction::RotateSecret { id, grace_seconds } => {
