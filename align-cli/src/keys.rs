@@ -31,6 +31,9 @@ pub(crate) enum Action {
     /// Change a key's name, owner id, data, rate limit, expiry or networks (a change that
     /// widens the key is judged as a mint would be). Example: align keys update 6f1c… --owner cust_42 --meta '{"plan":"pro"}'
     Update(UpdateArgs),
+    /// A key's requests per minute, hour or day by outcome, from the request log (default: the
+    /// last 24 hours by hour). Example: align keys usage 6f1c… --granularity day --from 2026-11-01T00:00:00Z
+    Usage(UsageArgs),
     /// Revoke a key for good; a running server refuses it within 250 ms. Example: align keys revoke 6f1c…
     Revoke { id: String },
     /// Mint a successor; the old key works for --grace seconds more. Example: align keys rotate 6f1c… --grace 3600
@@ -72,6 +75,7 @@ pub(crate) async fn run(Args { common, action }: Args) -> Result<(), Failure> {
         Action::List => list(&d, org, &o).await,
         Action::Show { id } => show(&d, &id, &o).await,
         Action::Update(args) => update(&d, &args, &o).await,
+        Action::Usage(args) => usage(&d, &args, &o).await,
         Action::Revoke { id } => revoke(&d, &id, &o).await,
         Action::Rotate { id, grace } => rotate(&d, &id, grace, &o).await,
         Action::ReportCompromise { .. } => Err(Failure::usage(
@@ -141,6 +145,10 @@ async fn over_api(common: &Common, action: Action) -> Result<(), Failure> {
                 .await?;
             return o.object(&v);
         }
+        Action::Usage(args) => {
+            let v = api.call("GET", &args.path(), None).await?;
+            return client::print(&v, &USAGE_COLUMNS, &o);
+        }
         Action::Revoke { id } => {
             api.call("POST", &format!("/api/v1/keys/{id}/revoke"), None)
                 .await?
@@ -169,6 +177,62 @@ async fn over_api(common: &Common, action: Action) -> Result<(), Failure> {
         Action::Scan { paths } => return scan::run(&paths, common.json),
     };
     client::print(&v, &columns, &o)
+}
+
+/// The columns of `keys usage`, as `GET /api/v1/keys/{id}/usage` names them.
+const USAGE_COLUMNS: [&str; 6] = [
+    "start",
+    "requests",
+    "succeeded",
+    "clientErrors",
+    "rateLimited",
+    "serverErrors",
+];
+
+/// What `keys usage` was asked for, on the data directory or over the API.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UsageArgs {
+    id: String,
+    /// The first instant counted, RFC 3339 (default: a day before --to).
+    #[arg(long)]
+    from: Option<DateTime<Utc>>,
+    /// The end of the range, RFC 3339 (default: now).
+    #[arg(long)]
+    to: Option<DateTime<Utc>>,
+    /// minute, hour or day.
+    #[arg(long, default_value = "hour")]
+    granularity: align_audit::Granularity,
+}
+
+impl UsageArgs {
+    fn range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let to = self.to.unwrap_or_else(Utc::now);
+        (self.from.unwrap_or(to - chrono::TimeDelta::hours(24)), to)
+    }
+
+    /// The API path and query of the same question.
+    fn path(&self) -> String {
+        let (from, to) = self.range();
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        format!(
+            "/api/v1/keys/{}/usage?from={}&to={}&granularity={}",
+            self.id,
+            time(from),
+            time(to),
+            self.granularity.as_str()
+        )
+    }
+}
+
+async fn usage(d: &DataDir, args: &UsageArgs, o: &Out) -> Result<(), Failure> {
+    let key = d.key(&args.id).await?;
+    let (from, to) = args.range();
+    let q = align_audit::UsageQuery::new(key.id.to_string(), from, to, args.granularity)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let buckets = d.audit().await?.usage(&q).await?;
+    let rows = serde_json::to_value(&buckets)
+        .map_err(|e| Failure::usage(format!("cannot print the usage: {e}")))?;
+    client::print(&json!({ "data": rows }), &USAGE_COLUMNS, o)
 }
 
 fn key_json(k: &KeyRecord) -> Value {

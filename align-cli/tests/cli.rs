@@ -773,3 +773,73 @@ fn keys_update_sets_and_clears_owner_meta_limit_expiry_and_networks() {
         "both updates are in the audit log: {records}"
     );
 }
+
+/// `align keys usage` answers what `GET /api/v1/keys/{id}/usage` answers, from the data
+/// directory and over the API alike; a bad range is refused with exit 2.
+#[test]
+fn keys_usage_counts_a_keys_requests_locally_and_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    let minted = json(&align(
+        &data,
+        &["keys", "create", "--name", "used", "--json"],
+    ));
+    let id = minted["apiKeyId"].as_str().unwrap().to_owned();
+    let token = minted["key"].as_str().unwrap().to_owned();
+    let (mut server, addr) = spawn_server(&data);
+    for _ in 0..4 {
+        assert_eq!(get_me(addr, &token).0, 200);
+    }
+    let admin = std::fs::read_to_string(data.join("bootstrap-admin-key")).unwrap();
+    let over_api = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_align"))
+            .args(args)
+            .arg("--api-url")
+            .arg(format!("http://{addr}"))
+            .env("ALIGN_API_KEY", admin.trim())
+            .env("ALIGN_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let total = |v: &serde_json::Value| -> u64 {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["requests"].as_u64().unwrap())
+            .sum()
+    };
+    let mut remote = serde_json::Value::Null;
+    for _ in 0..100 {
+        remote = json(&over_api(&["keys", "usage", &id, "--json"]));
+        if total(&remote) == 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(total(&remote), 4, "{remote}");
+    assert_eq!(remote.as_array().unwrap().len(), 25);
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let local = json(&align(
+        &data,
+        &["keys", "usage", &id, "--granularity", "day", "--json"],
+    ));
+    assert_eq!(total(&local), 4, "{local}");
+    assert_eq!(local[local.as_array().unwrap().len() - 1]["succeeded"], 4);
+    let refused = align(
+        &data,
+        &[
+            "keys",
+            "usage",
+            &id,
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--granularity",
+            "minute",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+}
