@@ -211,6 +211,15 @@ impl Counts {
         };
         *slot += weight;
     }
+
+    /// Adds another count.
+    pub(crate) fn merge(&mut self, o: &Self) {
+        self.requests += o.requests;
+        self.succeeded += o.succeeded;
+        self.client_errors += o.client_errors;
+        self.rate_limited += o.rate_limited;
+        self.server_errors += o.server_errors;
+    }
 }
 
 /// The minute (since the epoch) of a record's time in milliseconds.

@@ -179,7 +179,7 @@ mod sqlite {
         cli.close().await.unwrap();
 
         // The index is derived: without it, the same answer comes back from the segments.
-        let index = SqliteSink::request_log_dir(&db).join("usage.sqlite");
+        let index = SqliteSink::request_log_dir(&db).join("usage-v1.sqlite");
         assert!(index.exists());
         let before = server.usage(&last_hours(4)).await.unwrap();
         for suffix in ["", "-wal", "-shm"] {
@@ -207,8 +207,8 @@ mod sqlite {
         assert_eq!(totals(&sink.usage(&last_hours(4)).await.unwrap()).0, 77);
         sink.close().await.unwrap();
         // The segments go back to the backup's ten records; the index had counted more.
-        let index = SqliteSink::request_log_dir(&db).join("usage.sqlite");
-        let kept = dir.path().join("usage.sqlite");
+        let index = SqliteSink::request_log_dir(&db).join("usage-v1.sqlite");
+        let kept = dir.path().join("usage-v1.sqlite");
         std::fs::copy(&index, &kept).unwrap();
 
         SqliteSink::restore_request_log(&backup, &db).unwrap();

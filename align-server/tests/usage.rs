@@ -3,7 +3,7 @@
 //! pages the request log by key and status with coarse addresses (`audit:read`,
 //! organisation-scoped live keys).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure should panic
 
 mod support;
 

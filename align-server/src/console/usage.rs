@@ -159,8 +159,11 @@ async fn usage(
     })
 }
 
+/// One outcome's count in a bucket.
+type Outcome = fn(&UsageBucket) -> u64;
+
 /// The outcomes drawn, bottom to top, with their CSS class.
-const LAYERS: [(&str, fn(&UsageBucket) -> u64); 4] = [
+const LAYERS: [(&str, Outcome); 4] = [
     ("succeeded", |b| b.succeeded),
     ("client-errors", |b| b.client_errors),
     ("rate-limited", |b| b.rate_limited),
@@ -188,7 +191,7 @@ fn chart(buckets: &[UsageBucket], what: &str) -> Markup {
     let peak = buckets.iter().map(|b| b.requests).max().unwrap_or(0).max(1);
     let slot = WIDTH / buckets.len().max(1) as f64;
     let bar = (slot * 0.8).max(1.0);
-    let sum = |f: fn(&UsageBucket) -> u64| buckets.iter().map(f).sum::<u64>();
+    let sum = |f: Outcome| buckets.iter().map(f).sum::<u64>();
     html! {
         svg class="usage-chart" viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } preserveAspectRatio="none"
             role="img" aria-label={ (total) " requests, " (what) } data-total=(total) {

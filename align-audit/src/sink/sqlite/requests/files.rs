@@ -231,11 +231,17 @@ impl Snapshot {
 
 /// Reads `len` bytes of `file` from its start.
 pub(super) fn read_prefix(file: &File, len: u64) -> Result<Vec<u8>> {
-    // Positioned reads: the same handle may be read more than once.
-    let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)];
+    read_range(file, 0, len)
+}
+
+/// Bytes `from..len` of `file` (fewer if it is shorter), read by position: the same handle
+/// may be read more than once.
+pub(super) fn read_range(file: &File, from: u64, len: u64) -> Result<Vec<u8>> {
+    let mut bytes = vec![0; usize::try_from(len.saturating_sub(from)).unwrap_or(0)];
     let mut filled = 0;
     while filled < bytes.len() {
-        match std::os::unix::fs::FileExt::read_at(file, &mut bytes[filled..], filled as u64) {
+        match std::os::unix::fs::FileExt::read_at(file, &mut bytes[filled..], from + filled as u64)
+        {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -1,11 +1,12 @@
 //! The request log's usage index (DESIGN §11): requests per API key and minute, by outcome,
-//! in `usage.sqlite` inside the request-log directory.
+//! in `usage-v1.sqlite` inside the request-log directory.
 //!
 //! The index is derived data, kept off the request path: [`refresh`] reads the records
 //! written since the last refresh (the segments past `indexed_through`) and adds them up,
 //! in one immediate transaction, so two processes (a server and an operator's CLI) never
-//! count a record twice. Usage queries refresh first and then read one key's minutes
-//! through the primary key `(key_id, minute)`. Nothing else reads it: a missing or
+//! count a record twice; the open segment is read from where the last refresh stopped in it.
+//! Usage queries refresh first and then read one key's rows through a primary key: per
+//! minute for minute steps, per hour for hour and day steps. Nothing else reads it: a missing or
 //! unreadable index is rebuilt from the segments (backups copy only the segments), and one
 //! that counted further than the segments now reach (a restored backup) is rebuilt too.
 //! Retention removes the minutes it purged ([`forget_before`]), so the index stays bounded
@@ -16,17 +17,20 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::files::{Dir, frames, read_prefix};
+use super::files::{Dir, frames, read_range};
 use super::ops::retrying;
 use crate::error::Result;
-use crate::usage::{Counts, UsageBucket, UsageQuery, buckets, minute_of, represented};
+use crate::usage::{Counts, Granularity, UsageBucket, UsageQuery, buckets, minute_of, represented};
 
-const FILE: &str = "usage.sqlite";
+/// Versioned: a file of another layout is simply not this one (the next query builds it).
+const FILE: &str = "usage-v1.sqlite";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS usage_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    indexed_through INTEGER NOT NULL
+    indexed_through INTEGER NOT NULL,
+    open_first INTEGER NOT NULL,
+    open_offset INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS key_minutes (
     key_id TEXT NOT NULL,
@@ -37,6 +41,16 @@ CREATE TABLE IF NOT EXISTS key_minutes (
     rate_limited INTEGER NOT NULL,
     server_errors INTEGER NOT NULL,
     PRIMARY KEY (key_id, minute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS key_hours (
+    key_id TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    succeeded INTEGER NOT NULL,
+    client_errors INTEGER NOT NULL,
+    rate_limited INTEGER NOT NULL,
+    server_errors INTEGER NOT NULL,
+    PRIMARY KEY (key_id, hour)
 ) WITHOUT ROWID;
 ";
 
@@ -65,16 +79,31 @@ pub(super) fn refresh(dir: &Dir) -> Result<u64> {
     refresh_with(dir, &mut conn)
 }
 
+/// Where the last refresh stopped: the newest record counted, and how far into the open
+/// segment it read (so that the next refresh reads only what was appended since).
+#[derive(Default)]
+struct Progress {
+    through: u64,
+    open_first: u64,
+    open_offset: u64,
+}
+
 fn refresh_with(dir: &Dir, conn: &mut Connection) -> Result<u64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut through = tx
+    let mut at = tx
         .query_row(
-            "SELECT indexed_through FROM usage_state WHERE id = 1",
+            "SELECT indexed_through, open_first, open_offset FROM usage_state WHERE id = 1",
             [],
-            |r| r.get::<_, i64>(0),
+            |r| {
+                Ok(Progress {
+                    through: to_u64(r.get(0)?),
+                    open_first: to_u64(r.get(1)?),
+                    open_offset: to_u64(r.get(2)?),
+                })
+            },
         )
         .optional()?
-        .map_or(0, to_u64);
+        .unwrap_or_default();
     let snap = retrying(|| dir.snapshot())?;
     let pruned = snap.pruned();
     let on_disk = snap
@@ -85,18 +114,28 @@ fn refresh_with(dir: &Dir, conn: &mut Connection) -> Result<u64> {
         .unwrap_or(0)
         .max(pruned);
     let mut indexed = 0;
-    // The newest record seen in the segments read (those past `through`, and the open one).
+    // The newest record known to be in the segments (read now, or before `open_offset`).
     let mut newest = 0;
+    let mut open_at = (0, 0);
     for pass in 0..2 {
         for (s, file, len) in &snap.segments {
-            if s.closed.is_some_and(|c| c.last <= through) {
+            if s.closed.is_some_and(|c| c.last <= at.through) {
                 continue;
             }
-            let bytes = read_prefix(file, *len)?;
+            // The open segment is read from where the last refresh stopped in it.
+            let from = if s.closed.is_none() && s.first == at.open_first && at.open_offset <= *len {
+                newest = newest.max(at.through);
+                at.open_offset
+            } else {
+                0
+            };
+            let bytes = read_range(file, from, *len)?;
             let mut minutes: HashMap<String, HashMap<i64, Counts>> = HashMap::new();
-            frames(&bytes, s.closed.is_none(), |v, _| {
+            let mut end = 0;
+            frames(&bytes, s.closed.is_none(), |v, body| {
                 newest = newest.max(v.sequence);
-                if v.sequence > through && v.sequence > pruned {
+                end = body.end;
+                if v.sequence > at.through && v.sequence > pruned {
                     indexed += 1;
                     if let (true, Some(key)) = (v.key_actor, v.actor_id) {
                         let per_key = match minutes.get_mut(key) {
@@ -111,22 +150,63 @@ fn refresh_with(dir: &Dir, conn: &mut Connection) -> Result<u64> {
                 }
                 Ok(true)
             })?;
-            let mut add = tx.prepare_cached(
-                "INSERT INTO key_minutes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (key_id, minute) DO UPDATE SET
-                   requests = requests + excluded.requests,
-                   succeeded = succeeded + excluded.succeeded,
-                   client_errors = client_errors + excluded.client_errors,
-                   rate_limited = rate_limited + excluded.rate_limited,
-                   server_errors = server_errors + excluded.server_errors",
-            )?;
-            for ((key, minute), c) in minutes
-                .iter()
-                .flat_map(|(k, m)| m.iter().map(move |(minute, c)| ((k, minute), c)))
-            {
-                add.execute(params![
+            if s.closed.is_none() {
+                open_at = (s.first, from + end as u64);
+            }
+            add(&tx, &minutes)?;
+        }
+        // The index counted records the segments no longer hold (the directory was restored
+        // from an older backup): start again from nothing.
+        if pass == 0 && at.through > newest.max(on_disk) {
+            tx.execute_batch("DELETE FROM key_minutes; DELETE FROM key_hours;")?;
+            at = Progress::default();
+            newest = 0;
+            indexed = 0;
+            open_at = (0, 0);
+            continue;
+        }
+        break;
+    }
+    tx.execute(
+        "INSERT INTO usage_state (id, indexed_through, open_first, open_offset)
+         VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET indexed_through = excluded.indexed_through,
+           open_first = excluded.open_first, open_offset = excluded.open_offset",
+        params![
+            to_i64(newest.max(at.through)),
+            to_i64(open_at.0),
+            to_i64(open_at.1)
+        ],
+    )?;
+    tx.commit()?;
+    Ok(indexed)
+}
+
+/// Adds one segment's counts to both tables: per minute, and per hour (what hour and day
+/// steps read).
+fn add(
+    tx: &rusqlite::Transaction<'_>,
+    minutes: &HashMap<String, HashMap<i64, Counts>>,
+) -> Result<()> {
+    for (table, unit) in [("key_minutes", 1), ("key_hours", 60)] {
+        let mut upsert = tx.prepare_cached(&format!(
+            "INSERT INTO {table} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT DO UPDATE SET
+               requests = requests + excluded.requests,
+               succeeded = succeeded + excluded.succeeded,
+               client_errors = client_errors + excluded.client_errors,
+               rate_limited = rate_limited + excluded.rate_limited,
+               server_errors = server_errors + excluded.server_errors"
+        ))?;
+        for (key, per_minute) in minutes {
+            let mut rolled: HashMap<i64, Counts> = HashMap::new();
+            for (minute, c) in per_minute {
+                rolled.entry(minute.div_euclid(unit)).or_default().merge(c);
+            }
+            for (at, c) in rolled {
+                upsert.execute(params![
                     key,
-                    minute,
+                    at,
                     to_i64(c.requests),
                     to_i64(c.succeeded),
                     to_i64(c.client_errors),
@@ -135,24 +215,8 @@ fn refresh_with(dir: &Dir, conn: &mut Connection) -> Result<u64> {
                 ])?;
             }
         }
-        // The index counted records the segments no longer hold (the directory was restored
-        // from an older backup): start again from nothing.
-        if pass == 0 && through > newest.max(on_disk) {
-            tx.execute("DELETE FROM key_minutes", [])?;
-            through = 0;
-            newest = 0;
-            indexed = 0;
-            continue;
-        }
-        break;
     }
-    tx.execute(
-        "INSERT INTO usage_state (id, indexed_through) VALUES (1, ?1)
-         ON CONFLICT (id) DO UPDATE SET indexed_through = excluded.indexed_through",
-        [to_i64(newest.max(through))],
-    )?;
-    tx.commit()?;
-    Ok(indexed)
+    Ok(())
 }
 
 /// `q`'s usage: the index brought up to date, then the key's minutes in the range.
@@ -162,13 +226,23 @@ pub(super) fn usage(dir: &Dir, q: &UsageQuery) -> Result<Vec<UsageBucket>> {
         let mut conn = open(dir)?;
         refresh_with(dir, &mut conn)?;
         let (first, end) = q.minutes();
-        let mut rows = conn.prepare_cached(
-            "SELECT minute, requests, succeeded, client_errors, rate_limited, server_errors
-             FROM key_minutes WHERE key_id = ?1 AND minute >= ?2 AND minute < ?3",
-        )?;
-        let found = rows.query_map(params![q.key_id(), first, end], |r| {
+        // Hour and day steps are whole hours: read the hourly rows.
+        let (sql, unit) = match q.granularity() {
+            Granularity::Minute => (
+                "SELECT minute, requests, succeeded, client_errors, rate_limited, server_errors
+                 FROM key_minutes WHERE key_id = ?1 AND minute >= ?2 AND minute < ?3",
+                1,
+            ),
+            Granularity::Hour | Granularity::Day => (
+                "SELECT hour, requests, succeeded, client_errors, rate_limited, server_errors
+                 FROM key_hours WHERE key_id = ?1 AND hour >= ?2 AND hour < ?3",
+                60,
+            ),
+        };
+        let mut rows = conn.prepare_cached(sql)?;
+        let found = rows.query_map(params![q.key_id(), first / unit, end / unit], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(0)? * unit,
                 Counts {
                     requests: to_u64(r.get(1)?),
                     succeeded: to_u64(r.get(2)?),
@@ -191,10 +265,21 @@ pub(super) fn forget_before(dir: &Dir, cutoff: DateTime<Utc>) -> Result<()> {
     if !dir.path.join(FILE).exists() {
         return Ok(());
     }
-    let conn = open(dir)?;
-    conn.execute(
-        "DELETE FROM key_minutes WHERE minute < ?1",
-        [minute_of(cutoff.timestamp_millis())],
+    let mut conn = open(dir)?;
+    let minute = minute_of(cutoff.timestamp_millis());
+    let hour = minute.div_euclid(60);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute("DELETE FROM key_minutes WHERE minute < ?1", [minute])?;
+    // The hour the cutoff falls in keeps only its remaining minutes.
+    tx.execute("DELETE FROM key_hours WHERE hour <= ?1", [hour])?;
+    tx.execute(
+        "INSERT INTO key_hours
+         SELECT key_id, ?1, sum(requests), sum(succeeded), sum(client_errors),
+                sum(rate_limited), sum(server_errors)
+         FROM key_minutes WHERE minute >= ?1 * 60 AND minute < (?1 + 1) * 60
+         GROUP BY key_id",
+        [hour],
     )?;
+    tx.commit()?;
     Ok(())
 }
