@@ -228,7 +228,10 @@ fn spec_value() -> serde_json::Value {
 }
 
 /// `value` with a local `$ref` (`#/components/...`) followed, however many times.
-fn resolve<'a>(doc: &'a serde_json::Value, mut value: &'a serde_json::Value) -> &'a serde_json::Value {
+fn resolve<'a>(
+    doc: &'a serde_json::Value,
+    mut value: &'a serde_json::Value,
+) -> &'a serde_json::Value {
     while let Some(reference) = value.get("$ref").and_then(|r| r.as_str()) {
         let pointer = reference.strip_prefix('#').unwrap();
         value = doc
@@ -254,13 +257,11 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, &serde_json::Value)> {
 /// Whether every media type of `content` carries an `example` or `examples`; a response
 /// without content (a `204`) has nothing to show.
 fn content_has_examples(content: Option<&serde_json::Value>) -> bool {
-    content
-        .and_then(|c| c.as_object())
-        .is_none_or(|media| {
-            media
-                .values()
-                .all(|m| m.get("example").is_some() || m.get("examples").is_some())
-        })
+    content.and_then(|c| c.as_object()).is_none_or(|media| {
+        media
+            .values()
+            .all(|m| m.get("example").is_some() || m.get("examples").is_some())
+    })
 }
 
 /// The generated SDKs (sdk/run) group operations by tag and name them by operationId, and
@@ -277,7 +278,9 @@ fn every_operation_has_a_declared_tag_an_operation_id_and_examples() {
         .map(|t| {
             let name = t["name"].as_str().unwrap();
             assert!(
-                t["description"].as_str().is_some_and(|d| !d.trim().is_empty()),
+                t["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.trim().is_empty()),
                 "tag {name} has no description"
             );
             name
@@ -298,7 +301,11 @@ fn every_operation_has_a_declared_tag_an_operation_id_and_examples() {
             .iter()
             .map(|t| t.as_str().unwrap())
             .collect();
-        assert_eq!(tags.len(), 1, "{name}: one tag, so an SDK has one place for it");
+        assert_eq!(
+            tags.len(),
+            1,
+            "{name}: one tag, so an SDK has one place for it"
+        );
         for tag in tags {
             assert!(declared.contains(tag), "{name}: tag {tag} is not declared");
             used.insert(tag);
