@@ -2,9 +2,9 @@
 
 Run by sdk/run, which generates the client (openapi-python-client) into target/sdk/python,
 starts `align serve` and sets:
-  ALIGN_BASE_URL        http://127.0.0.1:PORT
-  ALIGN_ADMIN_KEY       the bootstrap admin key (read from DATA_DIR/bootstrap-admin-key)
-  ALIGN_WEBHOOK_TARGET  an http://127.0.0.1:PORT/... URL (the server allows private targets)
+  ALIGN_BASE_URL            http://127.0.0.1:PORT
+  ALIGN_SDK_ADMIN_KEY       the bootstrap admin key (read from DATA_DIR/bootstrap-admin-key)
+  ALIGN_SDK_WEBHOOK_TARGET  an http://127.0.0.1:PORT/... URL (the server allows private targets)
 Mints a key, lists keys, calls GET /me with the new key, rotates it, revokes the successor,
 creates (and deletes) a sandbox webhook endpoint, and reads the key's usage when the spec has
 that operation. Exits non-zero on the first thing that is not as expected. Never prints a token.
@@ -67,7 +67,7 @@ def client_for(token: str) -> AuthenticatedClient:
 
 def main() -> None:
     global steps
-    admin = client_for(os.environ["ALIGN_ADMIN_KEY"])
+    admin = client_for(os.environ["ALIGN_SDK_ADMIN_KEY"])
     name = f"sdk-python-{uuid.uuid4().hex[:8]}"
 
     minted: MintedKey = expect(
@@ -134,7 +134,7 @@ def main() -> None:
     endpoint: WebhookEndpointWithSecret = expect(
         create_webhook_endpoint.sync_detailed(
             client=admin,
-            body=CreateWebhookEndpoint(url=os.environ["ALIGN_WEBHOOK_TARGET"], environment=Environment.SANDBOX),
+            body=CreateWebhookEndpoint(url=os.environ["ALIGN_SDK_WEBHOOK_TARGET"], environment=Environment.SANDBOX),
             idempotency_key=str(uuid.uuid4()),
         ),
         HTTPStatus.CREATED,

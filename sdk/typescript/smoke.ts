@@ -2,8 +2,8 @@
 // types by openapi-typescript (generated/align-api.d.ts), requests by openapi-fetch.
 //
 // Run by sdk/run, which generates the types, type-checks and compiles this file (tsc, strict)
-// and runs it against `align serve` with ALIGN_BASE_URL, ALIGN_ADMIN_KEY and
-// ALIGN_WEBHOOK_TARGET set. Mints a key, lists keys, calls GET /me with the new key, rotates
+// and runs it against `align serve` with ALIGN_BASE_URL, ALIGN_SDK_ADMIN_KEY and
+// ALIGN_SDK_WEBHOOK_TARGET set. Mints a key, lists keys, calls GET /me with the new key, rotates
 // it, revokes the successor, creates (and deletes) a sandbox webhook endpoint, and reads the
 // key's usage when the spec has that operation (usage.ts, compiled only then). Exits
 // non-zero on the first thing that is not as expected. Never prints a token.
@@ -50,7 +50,7 @@ export function clientFor(token: string): AlignClient {
 }
 
 async function main(): Promise<void> {
-  const admin = clientFor(env("ALIGN_ADMIN_KEY"));
+  const admin = clientFor(env("ALIGN_SDK_ADMIN_KEY"));
   const name = `sdk-typescript-${randomUUID().slice(0, 8)}`;
 
   const minted = expect(
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
   const endpoint = expect(
     await admin.POST("/api/v1/webhook-endpoints", {
       params: { header: { "Idempotency-Key": randomUUID() } },
-      body: { url: env("ALIGN_WEBHOOK_TARGET"), environment: "sandbox" },
+      body: { url: env("ALIGN_SDK_WEBHOOK_TARGET"), environment: "sandbox" },
     }),
     201,
     "POST /webhook-endpoints (sandbox, http on loopback)",
