@@ -156,9 +156,9 @@ def main() -> None:
 def usage(admin: AuthenticatedClient, minted: MintedKey) -> None:
     """GET /keys/{id}/usage (getKeyUsage), when the spec has it."""
     try:
-        get_key_usage = importlib.import_module("align_api_client.api.usage.get_key_usage")
+        get_key_usage = importlib.import_module("align_api_client.api.keys.get_key_usage")
     except ModuleNotFoundError:
-        print("sdk python: SKIP usage: docs/openapi.yaml has no getKeyUsage operation (tag usage) yet")
+        print("sdk python: SKIP usage: docs/openapi.yaml has no getKeyUsage operation yet")
         return
     response = get_key_usage.sync_detailed(minted.api_key_id, client=admin)
     if response.status_code != HTTPStatus.OK or isinstance(response.parsed, Error) or response.parsed is None:
