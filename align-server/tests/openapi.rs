@@ -221,3 +221,117 @@ fn every_request_name_is_a_display_name() {
     }
     assert!(display_names >= 5, "{display_names}");
 }
+
+/// The document parsed as a value (YAML read through `serde_norway`, held as JSON values).
+fn spec_value() -> serde_json::Value {
+    serde_norway::from_str(SPEC).unwrap()
+}
+
+/// `value` with a local `$ref` (`#/components/...`) followed, however many times.
+fn resolve<'a>(
+    doc: &'a serde_json::Value,
+    mut value: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    while let Some(reference) = value.get("$ref").and_then(|r| r.as_str()) {
+        let pointer = reference.strip_prefix('#').unwrap();
+        value = doc
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{reference} points nowhere"));
+    }
+    value
+}
+
+/// Every (METHOD path, operation) of the document.
+fn operations(doc: &serde_json::Value) -> Vec<(String, &serde_json::Value)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if METHODS.contains(&method.as_str()) {
+                out.push((format!("{} {path}", method.to_ascii_uppercase()), op));
+            }
+        }
+    }
+    out
+}
+
+/// Whether every media type of `content` carries an `example` or `examples`; a response
+/// without content (a `204`) has nothing to show.
+fn content_has_examples(content: Option<&serde_json::Value>) -> bool {
+    content.and_then(|c| c.as_object()).is_none_or(|media| {
+        media
+            .values()
+            .all(|m| m.get("example").is_some() || m.get("examples").is_some())
+    })
+}
+
+/// The generated SDKs (sdk/run) group operations by tag and name them by operationId, and
+/// /docs shows the examples: every operation has exactly one tag the document declares, a
+/// unique operationId, an example of its request body, and an example of each success
+/// response that has a body.
+#[test]
+fn every_operation_has_a_declared_tag_an_operation_id_and_examples() {
+    let doc = spec_value();
+    let declared: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .expect("a top-level tags list")
+        .iter()
+        .map(|t| {
+            let name = t["name"].as_str().unwrap();
+            assert!(
+                t["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.trim().is_empty()),
+                "tag {name} has no description"
+            );
+            name
+        })
+        .collect();
+    let mut used = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    let ops = operations(&doc);
+    assert!(ops.len() >= 38, "{}", ops.len());
+    for (name, op) in ops {
+        let id = op["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no operationId"));
+        assert!(ids.insert(id), "operationId {id} is used twice");
+        let tags: Vec<&str> = op["tags"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has no tags"))
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            tags.len(),
+            1,
+            "{name}: one tag, so an SDK has one place for it"
+        );
+        for tag in tags {
+            assert!(declared.contains(tag), "{name}: tag {tag} is not declared");
+            used.insert(tag);
+        }
+        if let Some(body) = op.get("requestBody") {
+            let body = resolve(&doc, body);
+            assert!(
+                content_has_examples(body.get("content")),
+                "{name}: the request body has no example"
+            );
+        }
+        let responses = op["responses"].as_object().unwrap();
+        let mut successes = 0;
+        for (status, response) in responses {
+            if !status.starts_with('2') {
+                continue;
+            }
+            successes += 1;
+            let response = resolve(&doc, response);
+            assert!(
+                content_has_examples(response.get("content")),
+                "{name}: the {status} response has no example"
+            );
+        }
+        assert!(successes > 0, "{name} has no success response");
+    }
+    let unused: Vec<_> = declared.difference(&used).collect();
+    assert!(unused.is_empty(), "tags no operation uses: {unused:?}");
+}

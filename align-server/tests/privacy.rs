@@ -619,6 +619,23 @@ async fn deleting_a_user_ends_sessions_erases_data_and_revokes_or_transfers_keys
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    // An empty or malformed transferKeysTo is a bad field, never "revoke the keys" (the
+    // fuzzer's finding: `?transferKeysTo=` deleted the user).
+    for bad in ["", "not-a-user-id"] {
+        let r = s
+            .json(
+                Method::DELETE,
+                &format!("{path}?transferKeysTo={bad}"),
+                &admin,
+                json!(null),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{bad:?}"
+        );
+    }
     let r = s
         .json(
             Method::DELETE,

@@ -23,9 +23,9 @@ pub(super) async fn key_usage(
 ) -> Result<Response, ApiError> {
     let key = super::keys::load(state, req.acting().who, id, Permission::KeysRead).await?;
     let (mut from, mut to, mut granularity) = (None, None, Granularity::Hour);
+    // An empty value is a bad field (400), as the spec's formats say, not "the default".
     for (k, v) in h::query_pairs(req.parts.uri.query())? {
         match k.as_str() {
-            "from" | "to" | "granularity" if v.is_empty() => {}
             "from" => from = Some(h::time_param(&k, &v)?),
             "to" => to = Some(h::time_param(&k, &v)?),
             "granularity" => {

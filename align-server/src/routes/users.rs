@@ -356,7 +356,14 @@ pub(super) async fn remove(
 ) -> Result<Response, ApiError> {
     let mut transfer = None;
     for (k, v) in h::query_pairs(req.parts.uri.query())? {
-        if k == "transferKeysTo" && !v.is_empty() {
+        if k == "transferKeysTo" {
+            // A user id or nothing: an empty or malformed value is a bad field (400), not a
+            // request to revoke the keys (the spec's `format: uuid`).
+            if v.parse::<UserId>().is_err() {
+                return Err(ApiError::invalid_request(
+                    "transferKeysTo must be a user id (a UUID)",
+                ));
+            }
             transfer = Some(v);
         }
     }
