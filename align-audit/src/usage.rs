@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::query::{MAX_LIMIT, Query};
-use crate::record::{Actor, Stream};
+use crate::record::Stream;
 use crate::sink::AuditSink;
 
 /// Most steps one usage query answers (a day by minute, two months by hour, four years by
@@ -76,7 +76,9 @@ impl std::str::FromStr for Granularity {
     }
 }
 
-/// Which usage to count: one API key's requests in `[from, to)`, stepped by `granularity`.
+/// Which usage to count: the requests one actor made in `[from, to)`, stepped by
+/// `granularity`. The actor is named by its id: an API key's (what DESIGN §11 counts), or a
+/// user's (the console's requests), as in [`Query::actor`].
 /// Made only by [`UsageQuery::new`], which aligns the range to whole steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageQuery {
@@ -281,9 +283,6 @@ pub(crate) async fn by_query<S: AuditSink + ?Sized>(
         let page = sink.query(&query).await?;
         for r in &page.records {
             let e = r.entry();
-            if !matches!(e.actor(), Actor::ApiKey { .. }) {
-                continue;
-            }
             per_minute
                 .entry(minute_of(e.time().timestamp_millis()))
                 .or_default()

@@ -48,7 +48,7 @@ fn folded(key: &str, status: u16, minutes_ago: i64, count: u64) -> Entry {
 }
 
 /// What every sink is given: key_a's requests over three hours, key_b's, and a console
-/// user's (not a key's) request.
+/// user's request.
 fn traffic() -> Vec<Entry> {
     let mut out = Vec::new();
     for n in 0..40u32 {
@@ -62,7 +62,9 @@ fn traffic() -> Vec<Entry> {
     out.push(
         Entry::request("GET", "/console")
             .time(at(3))
-            .actor(Actor::User { id: "key_a".into() })
+            .actor(Actor::User {
+                id: "user_1".into(),
+            })
             .status(200)
             .build()
             .unwrap(),
@@ -123,6 +125,8 @@ async fn usage_counts_a_keys_requests_per_step_by_outcome_on_every_sink() {
         assert_eq!(totals(&sink.usage(&b_key).await.unwrap()).0, 10, "{name}");
         let none = UsageQuery::new("key_c", at(60), base_time(), Granularity::Day).unwrap();
         assert_eq!(totals(&sink.usage(&none).await.unwrap()).0, 0, "{name}");
+        let user = UsageQuery::new("user_1", at(60), base_time(), Granularity::Day).unwrap();
+        assert_eq!(totals(&sink.usage(&user).await.unwrap()).0, 1, "{name}");
         sink.close().await.unwrap();
     }
 }
@@ -223,6 +227,49 @@ mod sqlite {
         assert_eq!(kept_records, 10);
         assert_eq!(sink.refresh_usage().await.unwrap(), 10);
         assert_eq!(totals(&sink.usage(&last_hours(4)).await.unwrap()).0, 10);
+        sink.close().await.unwrap();
+    }
+
+    /// A query for one actor skips the closed segments the usage index rules out, and still
+    /// finds every match: in old segments, in the open one, and past what the index counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_actors_request_log_query_finds_every_match_with_the_index() {
+        use align_audit::{Query, Stream};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("align.db");
+        let sink = open(&db).await;
+        // A rare key once, three hours ago, among many requests of a busy one.
+        sink.submit(request(0, "rare", 200, 180)).await.unwrap();
+        for n in 1..200u32 {
+            sink.submit(request(n, "busy", 200, 170 - i64::from(n / 2)))
+                .await
+                .unwrap();
+        }
+        sink.flush().await.unwrap();
+        let count = |actor: &'static str| {
+            let sink = &sink;
+            async move {
+                let mut q = Query::new(Stream::Request).actor(actor).limit(1000);
+                q.limit = 1000;
+                sink.query(&q).await.unwrap().records.len()
+            }
+        };
+        assert_eq!((count("rare").await, count("busy").await), (1, 199));
+        sink.refresh_usage().await.unwrap();
+        assert_eq!(
+            (
+                count("rare").await,
+                count("busy").await,
+                count("none").await
+            ),
+            (1, 199, 0)
+        );
+        // Past the index: a new request of the rare key, not yet counted by it.
+        sink.submit(request(500, "rare", 429, 1)).await.unwrap();
+        sink.flush().await.unwrap();
+        assert_eq!(count("rare").await, 2);
+        sink.refresh_usage().await.unwrap();
+        assert_eq!(count("rare").await, 2);
         sink.close().await.unwrap();
     }
 

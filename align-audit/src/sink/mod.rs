@@ -75,7 +75,7 @@ pub trait AuditSink: Send + Sync {
     /// [`submit`](Self::submit) may be missing: [`flush`](Self::flush) first to see them.
     async fn query(&self, query: &Query) -> Result<Page>;
 
-    /// One API key's requests counted per step by outcome (DESIGN §11), from the request
+    /// One API key's (or any actor's) requests counted per step by outcome (DESIGN §11), from the request
     /// log; a folded summary counts as the requests it stands for. Records still queued by
     /// [`submit`](Self::submit) may be missing. The default pages through
     /// [`query`](Self::query); the SQLite and PostgreSQL sinks answer from an index.

@@ -255,7 +255,7 @@ pub(super) async fn usage(pool: &Pool, q: &UsageQuery) -> Result<Vec<UsageBucket
                         THEN COALESCE((metadata::jsonb #>> '{folded,count}')::BIGINT, 1)
                         ELSE 1 END)::BIGINT
              FROM audit_records
-             WHERE stream = 'request' AND actor_kind = 'apiKey' AND actor_id = $1
+             WHERE stream = 'request' AND actor_id = $1
                AND time >= $2 AND time < $3
              GROUP BY 1, 2",
         )

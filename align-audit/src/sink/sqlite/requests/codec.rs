@@ -163,8 +163,6 @@ pub(super) struct View<'a> {
     pub(super) time_ms: i64,
     pub(super) organization: Option<&'a str>,
     pub(super) actor_id: Option<&'a str>,
-    /// The actor is an API key (its id is `actor_id`).
-    pub(super) key_actor: bool,
     pub(super) action: &'a str,
     pub(super) target: Option<&'a str>,
     pub(super) status: Option<u16>,
@@ -235,8 +233,7 @@ impl<'a> View<'a> {
         let time_ms = i64::from_le_bytes(r.array()?);
         let organization = r.ostr()?;
         r.ostr()?;
-        let kind = r.byte()?;
-        let actor_id = match kind {
+        let actor_id = match r.byte()? {
             0 => None,
             1 => {
                 let id = r.str()?;
@@ -266,7 +263,6 @@ impl<'a> View<'a> {
             time_ms,
             organization,
             actor_id,
-            key_actor: kind == 1,
             status,
             metadata,
             action,

@@ -151,12 +151,22 @@ pub(super) fn query(dir: &Dir, q: &Query) -> Result<Page> {
     }
     let since = q.since.map(|t| t.timestamp_millis());
     let until = q.until.map(|t| t.timestamp_millis());
+    // For one actor, the usage index tells which closed segments cannot hold a match.
+    let active = match &q.actor {
+        Some(actor) => super::usage::active_hours(dir, actor)?,
+        None => None,
+    };
     retrying(|| {
         let pruned = dir.checkpoint()?.map_or(0, |c| c.last_pruned().sequence);
         let mut out = Vec::new();
         for s in dir.segments()?.iter().rev() {
             if q.cursor.is_some_and(|c| s.first >= c.0) || !s.may_hold_time(since, until) {
                 continue;
+            }
+            if let (Some(c), Some((through, hours))) = (s.closed, &active) {
+                if c.last <= *through && !any_hour_within(hours, c.min_time, c.max_time) {
+                    continue;
+                }
             }
             if s.closed.is_some_and(|c| c.last <= pruned) {
                 continue;
@@ -178,6 +188,15 @@ pub(super) fn query(dir: &Dir, q: &Query) -> Result<Page> {
         }
         Ok(Page::of(out, limit))
     })
+}
+
+/// Whether one of `hours` (ascending, since the epoch) overlaps `[min_ms, max_ms]`.
+fn any_hour_within(hours: &[i64], min_ms: i64, max_ms: i64) -> bool {
+    const HOUR_MS: i64 = 3_600_000;
+    let first = min_ms.div_euclid(HOUR_MS);
+    let last = max_ms.div_euclid(HOUR_MS);
+    let i = hours.partition_point(|h| *h < first);
+    hours.get(i).is_some_and(|h| *h <= last)
 }
 
 /// Walks the chain from the checkpoint (or sequence 1) through every segment. A frame that

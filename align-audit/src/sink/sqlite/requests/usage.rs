@@ -1,4 +1,5 @@
-//! The request log's usage index (DESIGN §11): requests per API key and minute, by outcome,
+//! The request log's usage index (DESIGN §11): requests per actor (API key or user) and
+//! minute, and per actor and hour, by outcome,
 //! in `usage-v1.sqlite` inside the request-log directory.
 //!
 //! The index is derived data, kept off the request path: [`refresh`] reads the records
@@ -137,7 +138,7 @@ fn refresh_with(dir: &Dir, conn: &mut Connection) -> Result<u64> {
                 end = body.end;
                 if v.sequence > at.through && v.sequence > pruned {
                     indexed += 1;
-                    if let (true, Some(key)) = (v.key_actor, v.actor_id) {
+                    if let Some(key) = v.actor_id {
                         let per_key = match minutes.get_mut(key) {
                             Some(m) => m,
                             None => minutes.entry(key.to_owned()).or_default(),
@@ -282,4 +283,31 @@ pub(super) fn forget_before(dir: &Dir, cutoff: DateTime<Utc>) -> Result<()> {
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// What the index knows of `actor` for a query over the segments: the last sequence it
+/// counted, and the hours (since the epoch, ascending) in which `actor` made requests up to
+/// it. `None` when there is no index yet. Nothing is refreshed: segments past the sequence
+/// must be read anyway.
+pub(super) fn active_hours(dir: &Dir, actor: &str) -> Result<Option<(u64, Vec<i64>)>> {
+    if !dir.path.join(FILE).exists() {
+        return Ok(None);
+    }
+    let conn = open(dir)?;
+    let Some(through) = conn
+        .query_row(
+            "SELECT indexed_through FROM usage_state WHERE id = 1",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut rows =
+        conn.prepare_cached("SELECT hour FROM key_hours WHERE key_id = ?1 ORDER BY hour")?;
+    let hours = rows
+        .query_map([actor], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some((to_u64(through), hours)))
 }
