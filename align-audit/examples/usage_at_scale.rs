@@ -16,7 +16,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use align_audit::{Actor, AuditSink, Entry, Granularity, SqliteSink, SqliteSinkConfig, UsageQuery};
+use align_audit::{
+    Actor, AuditSink, Entry, Granularity, Query, SqliteSink, SqliteSinkConfig, Stream, UsageQuery,
+};
 use chrono::{TimeDelta, Utc};
 
 fn entry(i: u64, keys: u64, at: chrono::DateTime<Utc>) -> Entry {
@@ -125,5 +127,19 @@ async fn main() {
         t.elapsed()
     );
     measure(&sink, keys, Granularity::Day, "30 days by day, after").await;
+    // The request log itself, for one key: a page of its latest 100 requests, and a key
+    // with none (every closed segment ruled out by the usage index, or read without it).
+    for actor in ["key-00007", "key-without-requests"] {
+        let t = Instant::now();
+        let page = sink
+            .query(&Query::new(Stream::Request).actor(actor).limit(100))
+            .await
+            .unwrap();
+        println!(
+            "request log of {actor}: {} records in {:?}",
+            page.records.len(),
+            t.elapsed()
+        );
+    }
     sink.close().await.unwrap();
 }
