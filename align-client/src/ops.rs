@@ -155,6 +155,55 @@ fn at(page: &PageParams, cursor: Option<String>) -> PageParams {
     }
 }
 
+/// A list's filters with their page: what [`filtered`] pages through.
+trait Filtered: Clone + Send + 'static {
+    fn page(&self) -> &PageParams;
+    fn with_page(&self, page: PageParams) -> Self;
+}
+
+macro_rules! filtered {
+    ($($query:ty),*) => {$(
+        impl Filtered for $query {
+            fn page(&self) -> &PageParams {
+                &self.page
+            }
+            fn with_page(&self, page: PageParams) -> Self {
+                Self { page, ..self.clone() }
+            }
+        }
+    )*};
+}
+
+filtered!(AuditEventQuery, RequestLogQuery, EventQuery);
+
+/// The items of every page of a filtered list, from `query`'s own cursor on; `fetch` asks
+/// for one page.
+fn filtered<Q, T, F, Fut>(query: Q, mut fetch: F) -> ItemStream<T>
+where
+    Q: Filtered,
+    T: Send + 'static,
+    F: FnMut(Q) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Page<T>, Error>> + Send + 'static,
+{
+    let first = query.page().cursor.clone();
+    let mut started = false;
+    paginate(move |cursor| {
+        let cursor = if started { cursor } else { first.clone() };
+        started = true;
+        fetch(query.with_page(at(query.page(), cursor)))
+    })
+}
+
+/// The items of every page of a list, `limit` per page; `fetch` asks for one page.
+fn limited<T, F, Fut>(limit: Option<u32>, mut fetch: F) -> ItemStream<T>
+where
+    T: Send + 'static,
+    F: FnMut(PageParams) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Page<T>, Error>> + Send + 'static,
+{
+    paginate(move |cursor| fetch(PageParams { limit, cursor }))
+}
+
 impl Client {
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: String) -> Result<T, Error> {
         self.execute(Call::get(path)).await?.json()
@@ -225,8 +274,8 @@ impl Client {
     #[must_use]
     pub fn list_keys_stream(&self, limit: Option<u32>) -> ItemStream<Key> {
         let client = self.clone();
-        paginate(move |cursor| {
-            let (client, page) = (client.clone(), PageParams { limit, cursor });
+        limited(limit, move |page| {
+            let client = client.clone();
             async move { client.list_keys(&page).await }
         })
     }
@@ -302,8 +351,8 @@ impl Client {
     #[must_use]
     pub fn list_leak_reports_stream(&self, limit: Option<u32>) -> ItemStream<LeakReport> {
         let client = self.clone();
-        paginate(move |cursor| {
-            let (client, page) = (client.clone(), PageParams { limit, cursor });
+        limited(limit, move |page| {
+            let client = client.clone();
             async move { client.list_leak_reports(&page).await }
         })
     }
@@ -356,8 +405,8 @@ impl Client {
     #[must_use]
     pub fn list_projects_stream(&self, limit: Option<u32>) -> ItemStream<Project> {
         let client = self.clone();
-        paginate(move |cursor| {
-            let (client, page) = (client.clone(), PageParams { limit, cursor });
+        limited(limit, move |page| {
+            let client = client.clone();
             async move { client.list_projects(&page).await }
         })
     }
@@ -445,15 +494,7 @@ impl Client {
     #[must_use]
     pub fn list_audit_events_stream(&self, query: AuditEventQuery) -> ItemStream<AuditEvent> {
         let client = self.clone();
-        let first = query.page.cursor.clone();
-        let mut started = false;
-        paginate(move |cursor| {
-            let cursor = if started { cursor } else { first.clone() };
-            started = true;
-            let q = AuditEventQuery {
-                page: at(&query.page, cursor),
-                ..query.clone()
-            };
+        filtered(query, move |q| {
             let client = client.clone();
             async move { client.list_audit_events(&q).await }
         })
@@ -478,15 +519,7 @@ impl Client {
     #[must_use]
     pub fn list_request_logs_stream(&self, query: RequestLogQuery) -> ItemStream<RequestLogEntry> {
         let client = self.clone();
-        let first = query.page.cursor.clone();
-        let mut started = false;
-        paginate(move |cursor| {
-            let cursor = if started { cursor } else { first.clone() };
-            started = true;
-            let q = RequestLogQuery {
-                page: at(&query.page, cursor),
-                ..query.clone()
-            };
+        filtered(query, move |q| {
             let client = client.clone();
             async move { client.list_request_logs(&q).await }
         })
@@ -508,15 +541,7 @@ impl Client {
     #[must_use]
     pub fn list_events_stream(&self, query: EventQuery) -> ItemStream<Event> {
         let client = self.clone();
-        let first = query.page.cursor.clone();
-        let mut started = false;
-        paginate(move |cursor| {
-            let cursor = if started { cursor } else { first.clone() };
-            started = true;
-            let q = EventQuery {
-                page: at(&query.page, cursor),
-                ..query.clone()
-            };
+        filtered(query, move |q| {
             let client = client.clone();
             async move { client.list_events(&q).await }
         })
@@ -546,8 +571,8 @@ impl Client {
     #[must_use]
     pub fn list_webhook_endpoints_stream(&self, limit: Option<u32>) -> ItemStream<WebhookEndpoint> {
         let client = self.clone();
-        paginate(move |cursor| {
-            let (client, page) = (client.clone(), PageParams { limit, cursor });
+        limited(limit, move |page| {
+            let client = client.clone();
             async move { client.list_webhook_endpoints(&page).await }
         })
     }
@@ -623,8 +648,8 @@ impl Client {
         limit: Option<u32>,
     ) -> ItemStream<WebhookDelivery> {
         let (client, id) = (self.clone(), id.to_string());
-        paginate(move |cursor| {
-            let (client, id, page) = (client.clone(), id.clone(), PageParams { limit, cursor });
+        limited(limit, move |page| {
+            let (client, id) = (client.clone(), id.clone());
             async move { client.list_webhook_deliveries(id, &page).await }
         })
     }
@@ -654,8 +679,8 @@ impl Client {
         limit: Option<u32>,
     ) -> ItemStream<WebhookAttempt> {
         let (client, id) = (self.clone(), id.to_string());
-        paginate(move |cursor| {
-            let (client, id, page) = (client.clone(), id.clone(), PageParams { limit, cursor });
+        limited(limit, move |page| {
+            let (client, id) = (client.clone(), id.clone());
             async move { client.list_webhook_attempts(id, &page).await }
         })
     }
