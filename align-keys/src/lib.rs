@@ -2,6 +2,8 @@
 //!
 //! - [`token`]: the `ako_`/`akt_` token format, minting and a parser that rejects malformed
 //!   keys before any lookup;
+//! - [`keyspace_token`]: the same format under a key space's own tag (`acme_…`), for the keys
+//!   an organisation issues to its customers;
 //! - [`Secret`], [`KeyHasher`]: secrets that never print, hashes that are all the store keeps;
 //! - [`Redactor`]: masks keys, webhook secrets and credential headers in logs and records;
 //! - [`domain`], [`policy`]: organisations, projects, users, roles, scopes, permissions, and
@@ -29,6 +31,7 @@ mod hash;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod judge;
+pub mod keyspace_token;
 #[cfg(feature = "tower")]
 pub mod layer;
 pub mod leak;
@@ -58,6 +61,10 @@ pub use domain::{
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
 pub use judge::{Grant, Producer, Unset, judge};
+pub use keyspace_token::{
+    KeyspaceTag, MintedKeyspaceToken, ParsedKeyspaceToken, generate_keyspace_token,
+    parse_keyspace_token,
+};
 pub use leak::{
     LeakAction, LeakPolicy, LeakReport, LeakReportId, LeakStore, LeakedKeyAction, Reporter,
 };
