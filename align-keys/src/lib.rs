@@ -4,6 +4,8 @@
 //!   keys before any lookup;
 //! - [`keyspace_token`]: the same format under a key space's own tag (`acme_…`), for the keys
 //!   an organisation issues to its customers;
+//! - [`permission_query`]: `invoices:read AND (invoices:write OR admin)`, the permission
+//!   queries a verification asks about;
 //! - [`Secret`], [`KeyHasher`]: secrets that never print, hashes that are all the store keeps;
 //! - [`Redactor`]: masks keys, webhook secrets and credential headers in logs and records;
 //! - [`domain`], [`policy`]: organisations, projects, users, roles, scopes, permissions, and
@@ -37,6 +39,7 @@ pub mod layer;
 pub mod leak;
 mod manager;
 mod password;
+pub mod permission_query;
 pub mod policy;
 /// Files created `0600` and directories `0700` (from `align-core`).
 pub use align_core::files;
@@ -76,6 +79,7 @@ pub use password::{
     DEFAULT_PBKDF2_ITERATIONS, MAX_PASSWORD_LEN, MAX_PBKDF2_ITERATIONS, MIN_PASSWORD_LEN,
     MIN_PBKDF2_ITERATIONS, PasswordHash, SessionHash, UserSession, validate_password,
 };
+pub use permission_query::{PermissionAtom, PermissionQuery};
 pub use policy::{Caller, Denial, KeySpec, Target, UserCaller};
 pub use store::{
     Directory, KeyFilter, KeyLookup, KeyManagement, KeyStore, MemoryKeyStore, Page, PageRequest,
