@@ -2,14 +2,14 @@
 //!
 //! A key space has its own token tag, 2 to 8 lowercase ASCII letters other than `ako` and
 //! `akt` ([`KeyspaceTag`]); its tokens follow the body and checksum rules of Align's own
-//! ([`token`](crate::token)):
+//! ([`token`]):
 //!
 //! `{tag}_{id8}_{secret}{check}`: `id8` 8 lowercase hex, `secret` 43 base62, `check` the
 //! 6-character base62 CRC32 of everything before it. `{tag}_{id8}` is the **prefix**, the only
 //! part shown again after minting.
 //!
 //! The two formats never overlap: [`parse_keyspace_token`] refuses the `ako`/`akt` tags and
-//! [`token::parse`](crate::token::parse) accepts nothing else, so a string is at most one kind
+//! [`token::parse`] accepts nothing else, so a string is at most one kind
 //! of key. Both reject a malformed or mistyped token before any store is consulted.
 //!
 //! ```
@@ -273,8 +273,14 @@ mod tests {
         };
         assert_eq!(defect(&format!("{t}0")), TokenDefect::WrongLength);
         assert_eq!(defect(&t[..t.len() - 1]), TokenDefect::WrongLength);
-        assert_eq!(defect(&format!("Acme{}", &t[4..])), TokenDefect::BadKeyspaceTag);
-        assert_eq!(defect(&format!("ako{}", &t[4..])), TokenDefect::BadKeyspaceTag);
+        assert_eq!(
+            defect(&format!("Acme{}", &t[4..])),
+            TokenDefect::BadKeyspaceTag
+        );
+        assert_eq!(
+            defect(&format!("ako{}", &t[4..])),
+            TokenDefect::BadKeyspaceTag
+        );
         assert_eq!(defect("abcdefghi_"), TokenDefect::BadKeyspaceTag);
         assert_eq!(defect(""), TokenDefect::BadKeyspaceTag);
         assert_eq!(

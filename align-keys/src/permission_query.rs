@@ -93,7 +93,9 @@ impl PermissionAtom {
             return Err("resource:action needs both a resource and an action");
         }
         if !part_ok(resource) || !action.is_none_or(|a| a == "*" || part_ok(a)) {
-            return Err("a permission holds only lowercase letters, digits, `_`, `-`, `.` and one `:`");
+            return Err(
+                "a permission holds only lowercase letters, digits, `_`, `-`, `.` and one `:`",
+            );
         }
         Ok(Self {
             name: word.into(),
@@ -151,9 +153,9 @@ impl fmt::Display for PermissionAtom {
 enum Node {
     Atom(PermissionAtom),
     /// Every child (`AND`); at least two, none itself an `All`.
-    All(Vec<Node>),
+    All(Vec<Self>),
     /// Any child (`OR`); at least two, none itself an `Any`.
-    Any(Vec<Node>),
+    Any(Vec<Self>),
 }
 
 impl Node {
@@ -190,7 +192,11 @@ impl Node {
                 return only;
             }
         }
-        if all { Self::All(flat) } else { Self::Any(flat) }
+        if all {
+            Self::All(flat)
+        } else {
+            Self::Any(flat)
+        }
     }
 
     fn write(&self, f: &mut dyn fmt::Write) -> fmt::Result {
@@ -265,9 +271,12 @@ impl PermissionQuery {
         // The canonical form may add a space the query left out (`(a OR b)AND c`); keep it
         // within the bound too, so that every parsed query's canonical form parses back.
         let mut len = Counter(0);
-        parsed.root.write(&mut len).map_err(|_| Error::PermissionQueryTooLong {
-            limit: MAX_QUERY_LEN,
-        })?;
+        parsed
+            .root
+            .write(&mut len)
+            .map_err(|_| Error::PermissionQueryTooLong {
+                limit: MAX_QUERY_LEN,
+            })?;
         if len.0 > MAX_QUERY_LEN {
             return Err(Error::PermissionQueryTooLong {
                 limit: MAX_QUERY_LEN,
@@ -527,7 +536,10 @@ mod tests {
                 expected: "AND or OR"
             }
         ));
-        assert_eq!(e.to_string(), "the permission query expects AND or OR at byte 2");
+        assert_eq!(
+            e.to_string(),
+            "the permission query expects AND or OR at byte 2"
+        );
         assert!(matches!(
             err("(a b)"),
             Error::PermissionQuerySyntax { at: 3, .. }
@@ -538,7 +550,11 @@ mod tests {
     fn nesting_deeper_than_the_bound_is_refused_without_recursing_further() {
         let ok = format!("{}a{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
         assert_eq!(PermissionQuery::parse(&ok).unwrap().to_string(), "a");
-        let deep = format!("{}a{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1));
+        let deep = format!(
+            "{}a{}",
+            "(".repeat(MAX_DEPTH + 1),
+            ")".repeat(MAX_DEPTH + 1)
+        );
         assert!(matches!(
             err(&deep),
             Error::PermissionQueryTooDeep { at: 32, limit: 32 }

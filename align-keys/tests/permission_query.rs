@@ -10,8 +10,8 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Expr {
     Atom(String),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    And(Box<Self>, Box<Self>),
+    Or(Box<Self>, Box<Self>),
 }
 
 const RESOURCES: [&str; 3] = ["a", "b", "inv.x"];
@@ -37,12 +37,15 @@ fn atom() -> impl Strategy<Value = String> {
 }
 
 fn expr() -> impl Strategy<Value = Expr> {
-    atom().prop_map(Expr::Atom).prop_recursive(5, 32, 2, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone()).prop_map(|(l, r)| Expr::And(Box::new(l), Box::new(r))),
-            (inner.clone(), inner).prop_map(|(l, r)| Expr::Or(Box::new(l), Box::new(r))),
-        ]
-    })
+    atom()
+        .prop_map(Expr::Atom)
+        .prop_recursive(5, 32, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone())
+                    .prop_map(|(l, r)| Expr::And(Box::new(l), Box::new(r))),
+                (inner.clone(), inner).prop_map(|(l, r)| Expr::Or(Box::new(l), Box::new(r))),
+            ]
+        })
 }
 
 fn granted() -> impl Strategy<Value = Vec<String>> {
