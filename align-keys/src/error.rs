@@ -37,6 +37,55 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A permission query is empty or only spaces
+    /// ([`PermissionQuery::parse`](crate::PermissionQuery::parse)).
+    #[error("the permission query is empty")]
+    PermissionQueryEmpty,
+    /// A permission query is longer than its limit (as sent, or written canonically).
+    #[error("the permission query is longer than {limit} bytes")]
+    PermissionQueryTooLong {
+        /// The limit, [`permission_query::MAX_QUERY_LEN`](crate::permission_query::MAX_QUERY_LEN).
+        limit: usize,
+    },
+    /// A permission query nests parentheses deeper than its limit.
+    #[error("the permission query nests parentheses deeper than {limit} (at byte {at})")]
+    PermissionQueryTooDeep {
+        /// The byte offset (from 0) of the `(` one level too deep.
+        at: usize,
+        /// The limit, [`permission_query::MAX_DEPTH`](crate::permission_query::MAX_DEPTH).
+        limit: usize,
+    },
+    /// A permission query names more permissions than its limit.
+    #[error("the permission query names more than {limit} permissions (at byte {at})")]
+    PermissionQueryTooManyAtoms {
+        /// The byte offset (from 0) of the first permission over the limit.
+        at: usize,
+        /// The limit, [`permission_query::MAX_ATOMS`](crate::permission_query::MAX_ATOMS).
+        limit: usize,
+    },
+    /// A permission query has a `(` never closed or a `)` never opened.
+    #[error("the permission query has an unbalanced parenthesis at byte {at}")]
+    PermissionQueryUnbalanced {
+        /// The byte offset (from 0) of the parenthesis without a partner.
+        at: usize,
+    },
+    /// A permission query has something other than what its grammar allows at a place: an
+    /// operator with nothing on one side, two permissions with no operator between them.
+    #[error("the permission query expects {expected} at byte {at}")]
+    PermissionQuerySyntax {
+        /// The byte offset (from 0) where it went wrong (the query's length at its end).
+        at: usize,
+        /// What would have been valid there.
+        expected: &'static str,
+    },
+    /// A permission query names something that is not a permission name.
+    #[error("the permission query has a bad permission name at byte {at}: {reason}")]
+    PermissionQueryBadAtom {
+        /// The byte offset (from 0) of the name.
+        at: usize,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
     /// A paging cursor was not produced by this store.
     #[error("invalid paging cursor")]
     InvalidCursor,

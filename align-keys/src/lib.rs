@@ -2,6 +2,10 @@
 //!
 //! - [`token`]: the `ako_`/`akt_` token format, minting and a parser that rejects malformed
 //!   keys before any lookup;
+//! - [`keyspace_token`]: the same format under a key space's own tag (`acme_…`), for the keys
+//!   an organisation issues to its customers;
+//! - [`permission_query`]: `invoices:read AND (invoices:write OR admin)`, the permission
+//!   queries a verification asks about;
 //! - [`Secret`], [`KeyHasher`]: secrets that never print, hashes that are all the store keeps;
 //! - [`Redactor`]: masks keys, webhook secrets and credential headers in logs and records;
 //! - [`domain`], [`policy`]: organisations, projects, users, roles, scopes, permissions, and
@@ -29,11 +33,13 @@ mod hash;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod judge;
+pub mod keyspace_token;
 #[cfg(feature = "tower")]
 pub mod layer;
 pub mod leak;
 mod manager;
 mod password;
+pub mod permission_query;
 pub mod policy;
 /// Files created `0600` and directories `0700` (from `align-core`).
 pub use align_core::files;
@@ -58,6 +64,10 @@ pub use domain::{
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
 pub use judge::{Grant, Producer, Unset, judge};
+pub use keyspace_token::{
+    KeyspaceTag, MintedKeyspaceToken, ParsedKeyspaceToken, generate_keyspace_token,
+    parse_keyspace_token,
+};
 pub use leak::{
     LeakAction, LeakPolicy, LeakReport, LeakReportId, LeakStore, LeakedKeyAction, Reporter,
 };
@@ -69,6 +79,7 @@ pub use password::{
     DEFAULT_PBKDF2_ITERATIONS, MAX_PASSWORD_LEN, MAX_PBKDF2_ITERATIONS, MIN_PASSWORD_LEN,
     MIN_PBKDF2_ITERATIONS, PasswordHash, SessionHash, UserSession, validate_password,
 };
+pub use permission_query::{PermissionAtom, PermissionQuery};
 pub use policy::{Caller, Denial, KeySpec, Target, UserCaller};
 pub use store::{
     Directory, KeyFilter, KeyLookup, KeyManagement, KeyStore, MemoryKeyStore, Page, PageRequest,

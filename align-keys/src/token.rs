@@ -28,7 +28,9 @@ pub const CHECK_LEN: usize = 6;
 pub const TOKEN_LEN: usize = PREFIX_LEN + 1 + SECRET_LEN + CHECK_LEN;
 
 const ID_LEN: usize = 8;
-const BODY_LEN: usize = TOKEN_LEN - CHECK_LEN;
+/// Bytes after the tag's `_`: `{id8}_{secret}{check}`.
+pub(crate) const BODY_AFTER_TAG: usize = ID_LEN + 1 + SECRET_LEN + CHECK_LEN;
+const _: () = assert!(TOKEN_LEN == 4 + BODY_AFTER_TAG && PREFIX_LEN == 4 + ID_LEN);
 
 /// Why a string is not a well-formed token. Says what is wrong, never what the input was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,16 +45,24 @@ pub enum TokenDefect {
     BadCharacter,
     /// The checksum does not match: the key was mistyped or altered.
     ChecksumMismatch,
+    /// The tag of a key-space token is not 2 to 8 lowercase ASCII letters followed by `_`,
+    /// or is `ako`/`akt`, which belong to Align's own keys
+    /// ([`keyspace_token`](crate::keyspace_token)).
+    BadKeyspaceTag,
 }
 
 impl fmt::Display for TokenDefect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::UnknownTag => "it does not start with ako_ or akt_",
-            Self::WrongLength => "it does not have the length of an Align key",
+            Self::WrongLength => "it does not have the length of an API key",
             Self::BadId => "the key id is not 8 lowercase hex characters",
             Self::BadCharacter => "it contains a character outside base62",
             Self::ChecksumMismatch => "its checksum does not match (mistyped or altered)",
+            Self::BadKeyspaceTag => {
+                "it does not start with a key space's prefix (2 to 8 lowercase letters, \
+                 not ako or akt) and _"
+            }
         })
     }
 }
@@ -106,20 +116,31 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>> {
         .and_then(Environment::from_tag)
         .filter(|_| bytes.get(3) == Some(&b'_'))
         .ok_or(Error::MalformedToken(TokenDefect::UnknownTag))?;
-    if bytes.len() != TOKEN_LEN {
-        return Err(Error::MalformedToken(TokenDefect::WrongLength));
-    }
-    if all_in_class(&bytes[4..PREFIX_LEN], HEX_LOWER) == 0 || bytes[PREFIX_LEN] != b'_' {
-        return Err(Error::MalformedToken(TokenDefect::BadId));
-    }
-    if all_in_class(&bytes[PREFIX_LEN + 1..], BASE62_CLASS) == 0 {
-        return Err(Error::MalformedToken(TokenDefect::BadCharacter));
-    }
-    let expected = checksum(&bytes[..BODY_LEN]);
-    if !bool::from(expected.ct_eq(&bytes[BODY_LEN..])) {
-        return Err(Error::MalformedToken(TokenDefect::ChecksumMismatch));
-    }
+    check_body(bytes, 3).map_err(Error::MalformedToken)?;
     Ok(ParsedToken { token, environment })
+}
+
+/// Checks everything after a `tag_len`-byte tag and its `_`: the length, the 8-hex id and its
+/// separator, the base62 secret and checksum, and (in constant time) the checksum itself.
+/// Shared by Align's tokens and key-space tokens, which differ only in their tags.
+pub(crate) fn check_body(bytes: &[u8], tag_len: usize) -> Result<(), TokenDefect> {
+    if bytes.len() != tag_len + 1 + BODY_AFTER_TAG {
+        return Err(TokenDefect::WrongLength);
+    }
+    let id_start = tag_len + 1;
+    let id_end = id_start + ID_LEN;
+    if all_in_class(&bytes[id_start..id_end], HEX_LOWER) == 0 || bytes[id_end] != b'_' {
+        return Err(TokenDefect::BadId);
+    }
+    if all_in_class(&bytes[id_end + 1..], BASE62_CLASS) == 0 {
+        return Err(TokenDefect::BadCharacter);
+    }
+    let body_len = bytes.len() - CHECK_LEN;
+    let expected = checksum(&bytes[..body_len]);
+    if !bool::from(expected.ct_eq(&bytes[body_len..])) {
+        return Err(TokenDefect::ChecksumMismatch);
+    }
+    Ok(())
 }
 
 const BASE62_CLASS: u8 = 1;
@@ -185,8 +206,18 @@ pub fn generate(environment: Environment) -> Result<MintedToken> {
 
 /// Mints a token from the given random source (tests may pass a fixed one).
 pub fn generate_with(rng: &dyn SecureRandom, environment: Environment) -> Result<MintedToken> {
-    let mut out = Vec::with_capacity(TOKEN_LEN);
-    out.extend_from_slice(environment.tag().as_bytes());
+    let (token, prefix) = mint(rng, environment.tag())?;
+    Ok(MintedToken {
+        token,
+        prefix,
+        environment,
+    })
+}
+
+/// Mints `{tag}_{id8}_{secret}{check}` for any tag: the token and its prefix `{tag}_{id8}`.
+pub(crate) fn mint(rng: &dyn SecureRandom, tag: &str) -> Result<(Secret, String)> {
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(tag.len() + 1 + BODY_AFTER_TAG));
+    out.extend_from_slice(tag.as_bytes());
     out.push(b'_');
     let mut id = [0u8; ID_LEN / 2];
     rng.fill(&mut id).map_err(|_| Error::Random)?;
@@ -194,18 +225,16 @@ pub fn generate_with(rng: &dyn SecureRandom, environment: Environment) -> Result
         out.push(HEX[(b >> 4) as usize]);
         out.push(HEX[(b & 0x0f) as usize]);
     }
+    let prefix_len = out.len();
     out.push(b'_');
     push_base62_secret(rng, &mut out)?;
     let check = checksum(&out);
     out.extend_from_slice(&check);
-    // Every byte pushed above is ASCII, so this cannot fail; map the impossible case anyway.
-    let token = String::from_utf8(out).map_err(|_| Error::Random)?;
-    let prefix = token[..PREFIX_LEN].to_owned();
-    Ok(MintedToken {
-        token: Secret::new(token),
-        prefix,
-        environment,
-    })
+    // Every byte pushed above is ASCII (the tag included, for both callers), so this cannot
+    // fail; map the impossible case anyway.
+    let token = String::from_utf8(std::mem::take(&mut *out)).map_err(|_| Error::Random)?;
+    let prefix = token[..prefix_len].to_owned();
+    Ok((Secret::new(token), prefix))
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
