@@ -162,28 +162,3 @@ fn files_named_on_the_command_line_are_scanned_and_missing_ones_are_usage_errors
     let o = scan(&[], &[&root.join("does-not-exist")]);
     assert_eq!(o.status.code(), Some(2));
 }
-
-#[test]
-fn key_space_keys_are_found_by_prefix_and_named_by_key_space() {
-    let dir = tempfile::tempdir().unwrap();
-    let tag = align_keys::KeyspaceTag::new("acme").unwrap();
-    let minted = align_keys::generate_keyspace_token(&tag).unwrap();
-    let key = minted.token.expose();
-    write(
-        dir.path(),
-        "gateway.env",
-        format!("ACME_KEY={key}\nTYPO={}\n", mistyped(key)),
-    );
-    let o = scan(&["--json"], &[dir.path()]);
-    assert_eq!(o.status.code(), Some(1));
-    let stdout = String::from_utf8(o.stdout).unwrap();
-    assert!(!stdout.contains(&key[14..]), "{stdout}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(
-        v,
-        serde_json::json!([
-            {"path": dir.path().join("gateway.env").display().to_string(), "line": 1,
-             "prefix": minted.prefix, "keyspace": "acme"},
-        ])
-    );
-}

@@ -1,12 +1,11 @@
-//! `align keys scan PATH…`: finds Align API keys, and the keys of any key space (DESIGN §12,
-//! `acme_…`), in files before they are committed or shipped (a pre-commit hook, a CI step).
+//! `align keys scan PATH…`: finds Align API keys in files before they are committed or
+//! shipped (a pre-commit hook, a CI step).
 //!
 //! Directories are walked in parallel with the `ignore` crate (ripgrep's walker), which
 //! honours `.gitignore`, `.ignore` and git's exclude files; hidden files such as `.env` are
 //! scanned (that is where keys hide), `.git` itself is not. A file with a NUL byte in its
 //! first 8 KiB is taken as binary and skipped, as git and ripgrep do. Every string of the
-//! token's shape is checked with `align_keys::token::parse` or, for any other tag of 2 to 8
-//! lowercase letters, `align_keys::parse_keyspace_token`, so only strings with a valid
+//! token's shape is checked with `align_keys::token::parse`, so only strings with a valid
 //! checksum count: mistyped keys, look-alikes and test patterns do not. What is printed is
 //! where (`path:line`) and the key's prefix, never the secret.
 
@@ -20,9 +19,8 @@ use serde_json::json;
 
 use crate::output::Failure;
 
-/// A token's shape: tag (`ako`, `akt` or a key space's 2 to 8 lowercase letters), 8 lowercase
-/// hex, 49 base62 (43 secret + 6 checksum).
-const TOKEN_SHAPE: &str = r"[a-z]{2,8}_[0-9a-f]{8}_[0-9A-Za-z]{49}";
+/// A token's shape: tag, 8 lowercase hex, 49 base62 (43 secret + 6 checksum).
+const TOKEN_SHAPE: &str = r"ak[ot]_[0-9a-f]{8}_[0-9A-Za-z]{49}";
 /// How much of a file is looked at for a NUL byte.
 const BINARY_SNIFF: usize = 8 * 1024;
 
@@ -33,7 +31,7 @@ pub(crate) struct Found {
     pub(crate) path: PathBuf,
     /// 1-based line.
     pub(crate) line: usize,
-    /// The key's prefix (`ako_9311c954`, or a key space's `acme_9311c954`).
+    /// The key's prefix (`ako_9311c954`).
     pub(crate) prefix: String,
 }
 
@@ -56,19 +54,15 @@ pub(crate) fn find_in(shape: &Regex, bytes: &[u8]) -> Vec<(usize, String)> {
         let Ok(text) = std::str::from_utf8(m.as_bytes()) else {
             continue;
         };
-        let prefix = match align_keys::token::parse(text) {
-            Ok(token) => token.prefix(),
-            Err(_) => match align_keys::parse_keyspace_token(text) {
-                Ok(token) => token.prefix(),
-                Err(_) => continue,
-            },
+        let Ok(token) = align_keys::token::parse(text) else {
+            continue;
         };
         line += bytes[counted..m.start()]
             .iter()
             .filter(|b| **b == b'\n')
             .count();
         counted = m.start();
-        found.push((line, prefix.to_owned()));
+        found.push((line, token.prefix().to_owned()));
     }
     found
 }
@@ -152,16 +146,17 @@ pub(crate) fn run(paths: &[PathBuf], json: bool) -> Result<(), Failure> {
         let rows: Vec<_> = found
             .iter()
             .map(|f| {
-                let path = f.path.display().to_string();
-                // Align's keys name their environment; a key space's name their key space.
-                match f.prefix.split_once('_').map_or("ako", |(tag, _)| tag) {
-                    "akt" => json!({"path": path, "line": f.line, "prefix": f.prefix,
-                                    "environment": "sandbox"}),
-                    "ako" => json!({"path": path, "line": f.line, "prefix": f.prefix,
-                                    "environment": "live"}),
-                    tag => json!({"path": path, "line": f.line, "prefix": f.prefix,
-                                  "keyspace": tag}),
-                }
+                let environment = if f.prefix.starts_with("akt_") {
+                    "sandbox"
+                } else {
+                    "live"
+                };
+                json!({
+                    "path": f.path.display().to_string(),
+                    "line": f.line,
+                    "prefix": f.prefix,
+                    "environment": environment,
+                })
             })
             .collect();
         out.push_str(&serde_json::Value::Array(rows).to_string());
@@ -198,41 +193,6 @@ mod tests {
         "00000000000000000000000000000000000000000000",
         "Rws4U"
     );
-
-    /// A key-space token with an all-zero id and secret and its correct checksum, built at
-    /// run time (a fixture, not a key).
-    fn keyspace_fixture(tag: &str) -> String {
-        let body = format!("{tag}_00000000_{}", "0".repeat(43));
-        let check = align_keys::token::checksum(body.as_bytes());
-        format!("{body}{}", std::str::from_utf8(&check).unwrap())
-    }
-
-    #[test]
-    fn key_space_tokens_with_a_valid_checksum_are_found_by_their_prefix() {
-        let shape = Regex::new(TOKEN_SHAPE).unwrap();
-        let shop = keyspace_fixture("shop");
-        let longest = keyspace_fixture("abcdefgh");
-        let minted = align_keys::generate_keyspace_token(&"ab".parse().unwrap()).unwrap();
-        let minted = minted.token.expose();
-        let mistyped = shop.replacen("00000", "00001", 1);
-        let too_long_tag = keyspace_fixture("abcdefghi");
-        let glued = format!("x{shop}");
-        let text = format!(
-            "{shop}\nk={mistyped}\n{too_long_tag}\n{glued}\nTOKEN=\"{longest}\" {minted}\n{VALID}\n"
-        );
-        let found = find_in(&shape, text.as_bytes());
-        assert_eq!(
-            found,
-            vec![
-                (1, "shop_00000000".to_owned()),
-                (5, "abcdefgh_00000000".to_owned()),
-                (5, minted[..11].to_owned()),
-                (6, "ako_9311c954".to_owned()),
-            ]
-        );
-        let printed = format!("{found:?}");
-        assert!(!printed.contains(&minted[12..]));
-    }
 
     #[test]
     fn only_whole_tokens_with_a_valid_checksum_count() {
