@@ -3,6 +3,10 @@
 //! The [`Redactor`] replaces
 //! - API keys (`ako_…`/`akt_…`, also malformed or truncated ones) by their 12-character prefix
 //!   and `…`;
+//! - keys of a key space (DESIGN §12: `{tag}_{id8}_{49 characters}`, a tag of 2–8 lowercase
+//!   letters) by their `{tag}_{id8}` prefix and `…`, recognised by their whole shape (a string of
+//!   that shape that is no key is masked too, and so is one glued to the word before it:
+//!   masking too much is the safe side);
 //! - webhook secrets (`whsec_…`, `whsk_…`) by their tag and `…`;
 //! - the credential of `Authorization` / `X-API-Key` (and similar) headers, in `Name: value`
 //!   text, `name=value` pairs and JSON fields, by `…` (keeping the scheme, e.g. `Bearer …`).
@@ -182,6 +186,33 @@ fn token_match_at(b: &[u8], i: usize) -> Option<Range<usize>> {
     (run > 0).then(|| start..start + 1 + run)
 }
 
+/// Length of a key space's token body after its id: 43 secret and 6 checksum characters.
+const KEYSPACE_BODY_LEN: usize = 49;
+
+/// If `b[i]` is the `_` after a key-space tag (2–8 lowercase letters; also when more letters
+/// come before it: text glued to a token must not hide it) and a key-space token follows
+/// (`{id8}_` and exactly 49 letters and digits), the range of its secret part.
+fn keyspace_token_at(b: &[u8], i: usize) -> Option<Range<usize>> {
+    let tag = b[..i]
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_lowercase())
+        .count();
+    if tag < 2 {
+        return None;
+    }
+    let id = b.get(i + 1..i + 9)?;
+    if !id
+        .iter()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        || b.get(i + 9) != Some(&b'_')
+    {
+        return None;
+    }
+    let start = i + 10;
+    (alnum_run(b, start) == KEYSPACE_BODY_LEN).then(|| start - 1..start + KEYSPACE_BODY_LEN)
+}
+
 fn alnum_run(b: &[u8], from: usize) -> usize {
     b.get(from..).map_or(0, |rest| {
         rest.iter()
@@ -269,6 +300,7 @@ fn scan(b: &[u8]) -> Vec<Range<usize>> {
     for (i, &c) in b.iter().enumerate() {
         let found = match c.to_ascii_lowercase() {
             b'a' => token_match_at(b, i).or_else(|| header_credential_at(b, i)),
+            b'_' => keyspace_token_at(b, i),
             b'w' => webhook_secret_at(b, i),
             b'x' => header_credential_at(b, i),
             _ => None,
@@ -343,6 +375,49 @@ mod tests {
             prop_assert!(!may_hold_secret(stripped.as_bytes()));
             prop_assert!(scan(stripped.as_bytes()).is_empty(), "{:?}", stripped);
         }
+    }
+
+    /// A key-space token like the ones `align_keys::generate_keyspace_token` mints (built
+    /// here from its shape: a fixture, not a key).
+    fn keyspace_token() -> impl Strategy<Value = (String, String)> {
+        ("[a-z]{2,8}", "[0-9a-f]{8}", "[0-9A-Za-z]{49}")
+            .prop_map(|(tag, id, body)| (format!("{tag}_{id}"), format!("{tag}_{id}_{body}")))
+    }
+
+    proptest! {
+        /// A key-space token anywhere in text leaves only its prefix, whatever surrounds it.
+        #[test]
+        fn keyspace_tokens_are_masked_to_their_prefix(
+            (prefix, token) in keyspace_token(),
+            before in "[ -~]{0,12}",
+            after in "[ :,;\"'}\n]{0,3}",
+        ) {
+            let before: String = before.chars().filter(|c| !c.is_ascii_alphanumeric()).collect();
+            let line = format!("{before}{token}{after}");
+            let masked = crate::Redactor::new().redact_text(&line);
+            prop_assert!(!masked.contains(&token[prefix.len() + 1..]), "{masked}");
+            prop_assert!(masked.contains(&format!("{prefix}…")), "{masked}");
+        }
+    }
+
+    #[test]
+    fn only_the_whole_keyspace_shape_is_masked() {
+        let r = crate::Redactor::new();
+        let body = "A".repeat(49);
+        // Not that shape: a one-letter tag, a short or long body, an id that is not hex.
+        for t in [
+            format!("x_0123abcd_{body}"),
+            format!("acme_0123abcd_{}", &body[..48]),
+            format!("acme_0123abcd_{body}A"),
+            format!("acme_0123abcz_{body}"),
+            "user_id_session_name".to_owned(),
+        ] {
+            assert_eq!(r.redact_text(&t), t, "{t}");
+        }
+        assert_eq!(
+            r.redact_text(&format!("key acme_0123abcd_{body}.")),
+            "key acme_0123abcd…."
+        );
     }
 
     #[test]

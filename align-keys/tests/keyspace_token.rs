@@ -145,3 +145,16 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A minted key-space token is masked to its prefix wherever it appears in logged text
+    /// (the redactor of `align-core`, which every log and record goes through).
+    #[test]
+    fn minted_keyspace_tokens_never_survive_redaction(tag in tag(), before in "[ =:\"]{0,3}") {
+        let minted = generate_keyspace_token(&tag).unwrap();
+        let line = format!("verify{before}{} failed", minted.token.expose());
+        let masked = align_keys::Redactor::new().redact_text(&line);
+        prop_assert!(!masked.contains(minted.token.expose()), "{masked}");
+        prop_assert!(masked.contains(&format!("{}…", minted.prefix)), "{masked}");
+    }
+}
