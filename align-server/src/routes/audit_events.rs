@@ -90,8 +90,9 @@ async fn list_stream(
     let mut q = Query::new(stream);
     for (k, v) in h::query_pairs(req.parts.uri.query())? {
         match (stream, k.as_str()) {
-            // Empty filters (`actor=`, `cursor=`) are no filter.
-            (_, "actor" | "action" | "target" | "keyId" | "status" | "cursor") if v.is_empty() => {}
+            // Empty text filters (`actor=`, `cursor=`) are no filter; an empty `status=` is not
+            // an integer, and is refused below like any other.
+            (_, "actor" | "action" | "target" | "keyId" | "cursor") if v.is_empty() => {}
             (Stream::Audit, "actor") | (Stream::Request, "keyId") => q.actor = Some(v),
             (Stream::Audit, "action") => q.action = Some(v),
             (Stream::Audit, "target") => q.target = Some(v),
