@@ -42,6 +42,19 @@ fn spawn_server(data: &Path) -> (std::process::Child, SocketAddr) {
     (server, addr)
 }
 
+/// `align ARGS --api-url http://ADDR` with `key` in `ALIGN_API_KEY`.
+fn over_api(addr: SocketAddr, key: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(args)
+        .arg("--api-url")
+        .arg(format!("http://{addr}"))
+        .env("ALIGN_API_KEY", key)
+        .env("ALIGN_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn get_me(addr: SocketAddr, key: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let req = format!(
@@ -735,17 +748,7 @@ fn keys_update_sets_and_clears_owner_meta_limit_expiry_and_networks() {
     // The same over the API: the server applies it (and records it), the CLI only asks.
     let (mut server, addr) = spawn_server(&data);
     let key = std::fs::read_to_string(data.join("bootstrap-admin-key")).unwrap();
-    let over_api = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_align"))
-            .args(args)
-            .arg("--api-url")
-            .arg(format!("http://{addr}"))
-            .env("ALIGN_API_KEY", key.trim())
-            .env("ALIGN_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let over_api = |args: &[&str]| over_api(addr, key.trim(), args);
     let v = json(&over_api(&[
         "keys",
         "update",
@@ -792,17 +795,7 @@ fn keys_usage_counts_a_keys_requests_locally_and_over_the_api() {
         assert_eq!(get_me(addr, &token).0, 200);
     }
     let admin = std::fs::read_to_string(data.join("bootstrap-admin-key")).unwrap();
-    let over_api = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_align"))
-            .args(args)
-            .arg("--api-url")
-            .arg(format!("http://{addr}"))
-            .env("ALIGN_API_KEY", admin.trim())
-            .env("ALIGN_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let over_api = |args: &[&str]| over_api(addr, admin.trim(), args);
     let total = |v: &serde_json::Value| -> u64 {
         v.as_array()
             .unwrap()
