@@ -111,6 +111,9 @@ pub enum Error {
     /// The store's event hook failed to record a change's event; the change was rolled back.
     #[error("recording the key's event failed: {0}")]
     EventHook(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The named limits' counter store (Redis, or the embedder's) failed; nothing was spent.
+    #[error("named limits unavailable: {0}")]
+    Limiter(String),
     /// A blocking store task could not complete (runtime shutting down or task panicked).
     #[error("key store worker failed")]
     StoreWorker,
@@ -178,6 +181,8 @@ pub enum ObjectKind {
     ApiKey,
     /// A user's sign-in session.
     Session,
+    /// A key space.
+    Keyspace,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -188,6 +193,7 @@ impl std::fmt::Display for ObjectKind {
             Self::User => "user",
             Self::ApiKey => "API key",
             Self::Session => "session",
+            Self::Keyspace => "key space",
         })
     }
 }

@@ -33,6 +33,7 @@ mod hash;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod judge;
+pub mod keyspace;
 pub mod keyspace_token;
 #[cfg(feature = "tower")]
 pub mod layer;
@@ -64,6 +65,9 @@ pub use domain::{
 pub use error::{Error, ObjectKind, Result};
 pub use hash::{HmacSha256Hasher, KeyHash, KeyHasher, Sha256Hasher};
 pub use judge::{Grant, Producer, Unset, judge};
+pub use keyspace::{
+    KeyspaceId, KeyspaceKey, KeyspaceStore, Keyspaces, NamedLimit, NamedLimiter, VerifyCode,
+};
 pub use keyspace_token::{
     KeyspaceTag, MintedKeyspaceToken, ParsedKeyspaceToken, generate_keyspace_token,
     parse_keyspace_token,

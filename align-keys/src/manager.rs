@@ -622,7 +622,7 @@ impl KeyManager {
     }
 }
 
-fn validate_owner(owner: Option<&str>) -> Result<()> {
+pub(crate) fn validate_owner(owner: Option<&str>) -> Result<()> {
     match owner {
         Some(o) if o.chars().count() > MAX_OWNER_ID_LEN => Err(Error::InvalidInput {
             field: "ownerId",
@@ -636,7 +636,7 @@ fn validate_owner(owner: Option<&str>) -> Result<()> {
     }
 }
 
-fn validate_meta(meta: Option<&Meta>) -> Result<()> {
+pub(crate) fn validate_meta(meta: Option<&Meta>) -> Result<()> {
     let Some(meta) = meta else { return Ok(()) };
     let mut counter = ByteCount(0);
     // Serializing a JSON map cannot fail; an error would only come from the counter.
@@ -664,7 +664,7 @@ impl std::io::Write for ByteCount {
     }
 }
 
-fn validate_name(name: &str) -> Result<()> {
+pub(crate) fn validate_name(name: &str) -> Result<()> {
     align_core::name::checked_name(name)
         .map(drop)
         .map_err(|defect| Error::InvalidInput {

@@ -12,6 +12,9 @@ use crate::domain::{
 };
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::KeyHash;
+use crate::keyspace::{
+    CreditSpend, Credits, Keyspace, KeyspaceId, KeyspaceKey, KeyspaceKeyFilter, KeyspaceStore,
+};
 use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 
@@ -47,6 +50,11 @@ struct Inner {
     passwords: HashMap<UserId, PasswordHash>,
     sessions: HashMap<SessionHash, UserSession>,
     leaks: Vec<(i64, LeakReport)>,
+    keyspaces: Vec<(i64, Keyspace)>,
+    ks_keys: Vec<(i64, KeyspaceKey)>,
+    ks_index: HashMap<KeyId, usize>,
+    ks_by_hash: HashMap<KeyHash, KeyId>,
+    ks_prefixes: HashSet<String>,
 }
 
 impl Inner {
@@ -482,6 +490,156 @@ impl LeakStore for MemoryKeyStore {
     ) -> Result<Page<LeakReport>> {
         page(&self.read().leaks, req, |l| {
             l.organization_id == organization
+        })
+    }
+}
+
+impl Inner {
+    fn ks_key_mut(&mut self, id: KeyId) -> Result<&mut KeyspaceKey> {
+        let i = *self
+            .ks_index
+            .get(&id)
+            .ok_or(Error::NotFound(ObjectKind::ApiKey))?;
+        self.ks_keys
+            .get_mut(i)
+            .map(|(_, k)| k)
+            .ok_or(Error::NotFound(ObjectKind::ApiKey))
+    }
+}
+
+#[async_trait]
+impl KeyspaceStore for MemoryKeyStore {
+    async fn create_keyspace(&self, keyspace: &Keyspace) -> Result<()> {
+        let mut g = self.write();
+        g.check_org(keyspace.organization_id)?;
+        if g.keyspaces.iter().any(|(_, k)| {
+            k.id == keyspace.id
+                || (k.organization_id == keyspace.organization_id && k.prefix == keyspace.prefix)
+        }) {
+            return Err(Error::AlreadyExists(ObjectKind::Keyspace));
+        }
+        g.append(|g| &mut g.keyspaces, keyspace);
+        Ok(())
+    }
+
+    async fn get_keyspace(&self, id: KeyspaceId) -> Result<Option<Keyspace>> {
+        Ok(find(&self.read().keyspaces, |k| k.id == id))
+    }
+
+    async fn list_keyspaces(
+        &self,
+        organization: OrganizationId,
+        req: &PageRequest,
+    ) -> Result<Page<Keyspace>> {
+        page(&self.read().keyspaces, req, |k| {
+            k.organization_id == organization
+        })
+    }
+
+    async fn update_keyspace(&self, keyspace: &Keyspace) -> Result<()> {
+        let mut g = self.write();
+        let k = find_mut(&mut g.keyspaces, ObjectKind::Keyspace, |k| {
+            k.id == keyspace.id
+        })?;
+        k.name.clone_from(&keyspace.name);
+        k.permissions.clone_from(&keyspace.permissions);
+        Ok(())
+    }
+
+    async fn insert_keyspace_key(&self, key: &KeyspaceKey, hash: &KeyHash) -> Result<()> {
+        let mut g = self.write();
+        if !g.keyspaces.iter().any(|(_, k)| k.id == key.keyspace_id) {
+            return Err(Error::NotFound(ObjectKind::Keyspace));
+        }
+        if g.ks_prefixes.contains(&key.prefix) {
+            return Err(Error::PrefixTaken);
+        }
+        if g.ks_by_hash.contains_key(hash) || g.ks_index.contains_key(&key.id) {
+            return Err(Error::AlreadyExists(ObjectKind::ApiKey));
+        }
+        let seq = g.next_seq();
+        let at = g.ks_keys.len();
+        g.ks_keys.push((seq, key.clone()));
+        g.ks_index.insert(key.id, at);
+        g.ks_by_hash.insert(*hash, key.id);
+        g.ks_prefixes.insert(key.prefix.clone());
+        Ok(())
+    }
+
+    async fn get_keyspace_key(&self, id: KeyId) -> Result<Option<KeyspaceKey>> {
+        let g = self.read();
+        Ok(g.ks_index
+            .get(&id)
+            .and_then(|i| g.ks_keys.get(*i))
+            .map(|(_, k)| k.clone()))
+    }
+
+    async fn find_keyspace_key(&self, hash: &KeyHash) -> Result<Option<KeyspaceKey>> {
+        let g = self.read();
+        Ok(g.ks_by_hash
+            .get(hash)
+            .and_then(|id| g.ks_index.get(id))
+            .and_then(|i| g.ks_keys.get(*i))
+            .map(|(_, k)| k.clone()))
+    }
+
+    async fn list_keyspace_keys(
+        &self,
+        filter: &KeyspaceKeyFilter,
+        req: &PageRequest,
+    ) -> Result<Page<KeyspaceKey>> {
+        page(&self.read().ks_keys, req, |k| {
+            k.keyspace_id == filter.keyspace_id
+                && filter
+                    .owner_id
+                    .as_ref()
+                    .is_none_or(|o| k.owner_id.as_ref() == Some(o))
+                && filter.environment.is_none_or(|e| k.environment == e)
+                && (filter.include_revoked || k.revoked_at.is_none())
+        })
+    }
+
+    async fn update_keyspace_key(&self, key: &KeyspaceKey) -> Result<()> {
+        let mut g = self.write();
+        let k = g.ks_key_mut(key.id)?;
+        k.name.clone_from(&key.name);
+        k.owner_id.clone_from(&key.owner_id);
+        k.meta.clone_from(&key.meta);
+        k.permissions.clone_from(&key.permissions);
+        k.expires_at = key.expires_at;
+        k.revoked_at = k.revoked_at.or(key.revoked_at);
+        k.suspended_at = key.suspended_at;
+        k.ratelimits.clone_from(&key.ratelimits);
+        g.changes.push(key.id);
+        Ok(())
+    }
+
+    async fn set_credits(&self, id: KeyId, credits: Option<&Credits>) -> Result<()> {
+        let mut g = self.write();
+        g.ks_key_mut(id)?.credits = credits.copied();
+        g.changes.push(id);
+        Ok(())
+    }
+
+    async fn spend_credits(&self, id: KeyId, cost: u64, now: DateTime<Utc>) -> Result<CreditSpend> {
+        let mut g = self.write();
+        let key = g.ks_key_mut(id)?;
+        let Some(credits) = key.credits.as_mut() else {
+            return Ok(CreditSpend {
+                spent: true,
+                remaining: u64::MAX,
+            });
+        };
+        let (left, refilled_at) = credits.at(now);
+        credits.remaining = left;
+        credits.refilled_at = refilled_at;
+        let spent = cost <= left;
+        if spent {
+            credits.remaining = left - cost;
+        }
+        Ok(CreditSpend {
+            spent,
+            remaining: credits.remaining,
         })
     }
 }
