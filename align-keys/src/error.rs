@@ -124,7 +124,7 @@ impl Error {
     /// as opposed to a request that can never succeed. Servers answer these with `503`.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::StoreWorker => true,
+            Self::StoreWorker | Self::Limiter(_) => true,
             #[cfg(feature = "sqlite")]
             Self::Sqlite(e) => matches!(
                 e.sqlite_error_code(),

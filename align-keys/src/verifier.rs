@@ -192,6 +192,7 @@ pub struct KeyVerifier {
     index: Mutex<HashMap<KeyId, KeyHash>>,
     epoch: AtomicU64,
     dirty: Mutex<Vec<Arc<Entry>>>,
+    listeners: RwLock<Vec<ChangeListener>>,
 }
 
 impl std::fmt::Debug for KeyVerifier {
@@ -201,6 +202,10 @@ impl std::fmt::Debug for KeyVerifier {
             .finish_non_exhaustive()
     }
 }
+
+/// What [`KeyVerifier::add_change_listener`] calls: `Some(id)` for a changed key, `None` to
+/// forget everything.
+pub type ChangeListener = Arc<dyn Fn(Option<KeyId>) + Send + Sync>;
 
 fn shard_of(hash: &KeyHash) -> usize {
     hash.0[8] as usize % SHARDS
@@ -239,6 +244,28 @@ impl KeyVerifier {
             index: Mutex::default(),
             epoch: AtomicU64::new(0),
             dirty: Mutex::default(),
+            listeners: RwLock::default(),
+        }
+    }
+
+    /// Tells `listener` of every change the change watcher reads from the store's log: a
+    /// changed key's id, or `None` when the watcher starts over (everything may have changed).
+    /// Other caches over the same change log (the key spaces' keys) follow it this way.
+    pub fn add_change_listener(&self, listener: ChangeListener) {
+        self.listeners
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(listener);
+    }
+
+    fn tell_listeners(&self, change: Option<KeyId>) {
+        for l in self
+            .listeners
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            l(change);
         }
     }
 
@@ -541,6 +568,7 @@ impl KeyVerifier {
         let position = match self.store.key_changes_since(-1).await {
             Ok((_, end)) => {
                 self.clear();
+                self.tell_listeners(None);
                 end
             }
             Err(_) => -1,
@@ -563,9 +591,11 @@ impl KeyVerifier {
                         // Only where the log ends: a key cached, then changed, before this
                         // read would never be seen as changed. Start from an empty cache.
                         this.clear();
+                        this.tell_listeners(None);
                     }
                     for id in changed {
                         this.invalidate(id);
+                        this.tell_listeners(Some(id));
                     }
                     position = next;
                 }

@@ -81,6 +81,12 @@ impl Permission {
     pub const PrivacyRead: Self = Vocabulary::SERVER.permission("privacy:read");
     /// `privacy:write`: erase a person's data, correct or delete other users (admins only).
     pub const PrivacyWrite: Self = Vocabulary::SERVER.permission("privacy:write");
+    /// `keyspaces:read`: see key spaces and the keys minted in them.
+    pub const KeyspacesRead: Self = Vocabulary::SERVER.permission("keyspaces:read");
+    /// `keyspaces:write`: create key spaces, mint and change their keys.
+    pub const KeyspacesWrite: Self = Vocabulary::SERVER.permission("keyspaces:write");
+    /// `keys:verify`: verify key space keys (`POST /keys/verify`).
+    pub const KeysVerify: Self = Vocabulary::SERVER.permission("keys:verify");
 }
 
 impl Permission {
@@ -372,7 +378,7 @@ const fn check(names: &[&str]) -> Result<(), usize> {
 }
 
 impl Vocabulary {
-    /// The reference server's vocabulary: its eleven permissions, with `organization:write`
+    /// The reference server's vocabulary: its fourteen permissions, with `organization:write`
     /// and the privacy permissions for admins only, organisation-wide changes kept from
     /// project-scoped and sandbox keys, `keys:write` needed to mint, and a privacy permission
     /// asked for where it cannot hold refused rather than narrowed away.
@@ -388,6 +394,9 @@ impl Vocabulary {
         "organization:write",
         "privacy:read",
         "privacy:write",
+        "keyspaces:read",
+        "keyspaces:write",
+        "keys:verify",
     ])
     .with_admin_only(&["organization:write", "privacy:read", "privacy:write"])
     .with_organization_wide(&[

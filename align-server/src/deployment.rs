@@ -9,7 +9,7 @@ use std::sync::Arc;
 use align_audit::{AuditSink, PgSink, PgSinkConfig, SqliteSink};
 use align_http::ReplyStore;
 use align_keys::store::KeyStore;
-use align_keys::{LeakStore, PgKeyStore, SqliteKeyStore};
+use align_keys::{KeyspaceStore, LeakStore, PgKeyStore, SqliteKeyStore};
 use align_webhooks::{PgWebhookStore, Sealer, SqliteWebhookStore, WebhookStore};
 
 use crate::at_rest::{open_sealed_keeping, prepare_data_dir};
@@ -36,6 +36,7 @@ use crate::serve::Backends;
 pub struct Deployment {
     keys: Arc<dyn KeyStore>,
     leaks: Arc<dyn LeakStore>,
+    keyspaces: Arc<dyn KeyspaceStore>,
     webhooks: Arc<dyn WebhookStore>,
     sealer: Sealer,
     data_dir: PathBuf,
@@ -81,9 +82,10 @@ impl Deployment {
     pub async fn open(config: &Config) -> Result<Self, Error> {
         prepare_data_dir(&config.data_dir)?;
         let key_file = config.secrets_key_path();
-        let (keys, leaks, webhooks, sealer, place): (
+        let (keys, leaks, keyspaces, webhooks, sealer, place): (
             Arc<dyn KeyStore>,
             Arc<dyn LeakStore>,
+            Arc<dyn KeyspaceStore>,
             _,
             _,
             _,
@@ -100,7 +102,14 @@ impl Deployment {
                         .with_event_hook(Arc::new(OutboxHook)),
                 );
                 let webhooks: Arc<dyn WebhookStore> = Arc::new(webhooks);
-                (keys.clone(), keys, webhooks, sealer, Place::Sqlite(path))
+                (
+                    keys.clone(),
+                    keys.clone(),
+                    keys,
+                    webhooks,
+                    sealer,
+                    Place::Sqlite(path),
+                )
             }
             Database::Postgres(url) => {
                 let settings =
@@ -121,12 +130,13 @@ impl Deployment {
                     settings: Box::new(settings),
                     keys: store,
                 };
-                (keys.clone(), keys, webhooks, sealer, place)
+                (keys.clone(), keys.clone(), keys, webhooks, sealer, place)
             }
         };
         Ok(Self {
             keys,
             leaks,
+            keyspaces,
             webhooks,
             sealer,
             data_dir: config.data_dir.clone(),
@@ -171,6 +181,11 @@ impl Deployment {
     /// Leak reports (the key store again, over the same database).
     pub fn leaks(&self) -> &Arc<dyn LeakStore> {
         &self.leaks
+    }
+
+    /// Key spaces and their keys (the key store again, over the same database).
+    pub fn keyspaces(&self) -> &Arc<dyn KeyspaceStore> {
+        &self.keyspaces
     }
 
     /// Webhook endpoints, deliveries and the outbox (the event log).
@@ -239,19 +254,21 @@ impl Deployment {
         let create_checkpoint_key = matches!(self.place, Place::Sqlite(_)) && self.retention;
         let audit = self.audit_sink(create_checkpoint_key).await?;
         let idempotency = self.reply_store().await?;
-        let (keys, leaks) = match self.place {
-            Place::Sqlite(_) => (self.keys, self.leaks),
+        let (keys, leaks, keyspaces) = match self.place {
+            Place::Sqlite(_) => (self.keys, self.leaks, self.keyspaces),
             Place::Postgres { settings, keys, .. } => {
                 let keys = Arc::new(keys.listen_for_changes(*settings)?);
                 (
                     keys.clone() as Arc<dyn KeyStore>,
-                    keys as Arc<dyn LeakStore>,
+                    keys.clone() as Arc<dyn LeakStore>,
+                    keys as Arc<dyn KeyspaceStore>,
                 )
             }
         };
         Ok(Backends {
             keys,
             leaks,
+            keyspaces,
             audit,
             webhooks: self.webhooks,
             idempotency,

@@ -55,3 +55,5 @@ mod shared {
 
 #[cfg(feature = "redis")]
 mod shared;
+
+pub(crate) mod named;

@@ -36,6 +36,9 @@ pub struct Backends {
     pub keys: Arc<dyn KeyStore>,
     /// Leak reports (every key store is also a [`LeakStore`], over its own database).
     pub leaks: Arc<dyn LeakStore>,
+    /// Key spaces and their keys (every key store is also a
+    /// [`KeyspaceStore`](align_keys::KeyspaceStore), over its own database).
+    pub keyspaces: Arc<dyn align_keys::KeyspaceStore>,
     /// Audit and request logs.
     pub audit: Arc<dyn AuditSink>,
     /// Webhook endpoints and the outbox (the event log).
@@ -120,6 +123,7 @@ impl Server {
         let Backends {
             keys: store,
             leaks,
+            keyspaces,
             audit,
             webhooks,
             idempotency,
@@ -148,7 +152,7 @@ impl Server {
             _ => None,
         };
         let state =
-            Arc::new(AppState::new(config, keys, audit, webhooks, idempotency)?.with_leaks(leaks));
+            Arc::new(AppState::new(config, keys, audit, webhooks, idempotency)?.with_leaks(leaks).with_keyspaces(keyspaces));
         // Audit records of key changes that committed just before a crash, still staged.
         state.commit_staged_audit().await;
         state

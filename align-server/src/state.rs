@@ -61,6 +61,11 @@ pub(crate) struct AppState {
     /// Leak reports are handled one at a time in this process, so that two copies of one
     /// report never both act (reports are rare; see `crate::leaks`).
     pub(crate) leak_lock: tokio::sync::Mutex<()>,
+    /// Key spaces and their keys (the key store's database; in memory until
+    /// [`AppState::with_keyspaces`]), with the named limits' windows.
+    pub(crate) keyspaces: Arc<align_keys::Keyspaces>,
+    /// The named limits' windows (kept to sweep the in-memory ones).
+    pub(crate) named_limits: Arc<crate::limits::named::NamedLimits>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -94,7 +99,15 @@ impl AppState {
             .allow_http_targets(config.webhooks.allow_http_targets);
         let console = crate::console::Console::new(&config)?;
         crate::leaks::github::check_keys_file(&config)?;
+        let named_limits = Arc::new(crate::limits::named::NamedLimits::build(&config)?);
+        let keyspaces = Arc::new(align_keys::Keyspaces::new(
+            Arc::new(align_keys::MemoryKeyStore::new()),
+            Arc::clone(keys.verifier().hasher()),
+            Arc::clone(&named_limits) as Arc<dyn align_keys::NamedLimiter>,
+        ));
         Ok(Self {
+            keyspaces,
+            named_limits,
             notifier: crate::notify::Notifier::new(&config.notifications)?,
             leak_lock: tokio::sync::Mutex::new(()),
             leaks: Arc::new(align_keys::MemoryKeyStore::new()),
@@ -116,6 +129,29 @@ impl AppState {
         })
     }
 
+    /// The same state keeping key spaces in `store` (the key store's database), its cache
+    /// following the change log the key verifier's watcher reads.
+    pub(crate) fn with_keyspaces(mut self, store: Arc<dyn align_keys::KeyspaceStore>) -> Self {
+        let keyspaces = Arc::new(align_keys::Keyspaces::new(
+            store,
+            Arc::clone(self.keys.verifier().hasher()),
+            Arc::clone(&self.named_limits) as Arc<dyn align_keys::NamedLimiter>,
+        ));
+        let listener = Arc::downgrade(&keyspaces);
+        self.keys
+            .verifier()
+            .add_change_listener(Arc::new(move |change| {
+                if let Some(ks) = listener.upgrade() {
+                    match change {
+                        Some(id) => ks.invalidate(id),
+                        None => ks.clear(),
+                    }
+                }
+            }));
+        self.keyspaces = keyspaces;
+        self
+    }
+
     /// The same state keeping leak reports in `leaks` (the key store's database).
     pub(crate) fn with_leaks(mut self, leaks: Arc<dyn align_keys::LeakStore>) -> Self {
         self.leaks = leaks;
@@ -132,6 +168,7 @@ impl AppState {
     /// Each limiter shard and cache shard is locked in turn, briefly, never across an await.
     pub(crate) fn evict_idle(&self) -> usize {
         let mut removed = self.limits.evict_idle();
+        removed += self.named_limits.evict_idle();
         removed += self
             .keys
             .verifier()

@@ -115,6 +115,7 @@ async fn three_hundred_requests_cost_a_handful_of_writes() {
     let backends = Backends {
         keys: store.clone(),
         leaks: store.clone(),
+        keyspaces: store.clone(),
         audit: sink.clone(),
         webhooks,
         idempotency: align_server::ReplyStore::memory(),

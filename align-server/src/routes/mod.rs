@@ -12,6 +12,7 @@
 pub(crate) mod audit_events;
 mod events;
 pub(crate) mod keys;
+pub(crate) mod keyspaces;
 pub(crate) mod leaks;
 mod me;
 pub(crate) mod organization;
@@ -59,7 +60,7 @@ pub enum Listing {
 type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + 'a>>;
 
 /// A handler: the state, the authenticated request and the path's `{id}` (empty when the
-/// template has none).
+/// template has none; `id/keyId` for a template with both).
 type Handler = for<'a> fn(&'a AppState, &'a Request, &'a str) -> Reply<'a>;
 
 /// One route: a method on a path template.
@@ -137,6 +138,11 @@ pub static ROUTE_TABLE: &[Route] = &[
         handler!(|s, r, _| keys::list(s, r).await),
     ),
     api(
+        Method::POST,
+        "/api/v1/keys/verify",
+        handler!(|s, r, _| keyspaces::verify(s, r).await),
+    ),
+    api(
         Method::GET,
         "/api/v1/keys/{id}",
         handler!(|s, r, id| keys::get(s, r, id).await),
@@ -182,6 +188,71 @@ pub static ROUTE_TABLE: &[Route] = &[
         handler!(|s, r, _| leaks::list(s, r).await),
     ),
     open(Method::POST, crate::leaks::github::PATH, Listing::Api),
+    api(
+        Method::POST,
+        "/api/v1/keyspaces",
+        handler!(|s, r, _| keyspaces::create(s, r).await),
+    ),
+    api(
+        Method::GET,
+        "/api/v1/keyspaces",
+        handler!(|s, r, _| keyspaces::list(s, r).await),
+    ),
+    api(
+        Method::GET,
+        "/api/v1/keyspaces/{id}",
+        handler!(|s, r, id| keyspaces::get(s, r, id).await),
+    ),
+    api(
+        Method::PATCH,
+        "/api/v1/keyspaces/{id}",
+        handler!(|s, r, id| keyspaces::update(s, r, id).await),
+    ),
+    api(
+        Method::POST,
+        "/api/v1/keyspaces/{id}/keys",
+        handler!(|s, r, id| keyspaces::create_key(s, r, id).await),
+    ),
+    api(
+        Method::GET,
+        "/api/v1/keyspaces/{id}/keys",
+        handler!(|s, r, id| keyspaces::list_keys(s, r, id).await),
+    ),
+    api(
+        Method::GET,
+        "/api/v1/keyspaces/{id}/keys/{keyId}",
+        handler!(|s, r, id| keyspaces::get_key(s, r, id).await),
+    ),
+    api(
+        Method::PATCH,
+        "/api/v1/keyspaces/{id}/keys/{keyId}",
+        handler!(|s, r, id| keyspaces::update_key(s, r, id).await),
+    ),
+    api(
+        Method::POST,
+        "/api/v1/keyspaces/{id}/keys/{keyId}/revoke",
+        handler!(|s, r, id| keyspaces::act(s, r, id, "revoke").await),
+    ),
+    api(
+        Method::POST,
+        "/api/v1/keyspaces/{id}/keys/{keyId}/rotate",
+        handler!(|s, r, id| keyspaces::act(s, r, id, "rotate").await),
+    ),
+    api(
+        Method::POST,
+        "/api/v1/keyspaces/{id}/keys/{keyId}/suspend",
+        handler!(|s, r, id| keyspaces::act(s, r, id, "suspend").await),
+    ),
+    api(
+        Method::POST,
+        "/api/v1/keyspaces/{id}/keys/{keyId}/resume",
+        handler!(|s, r, id| keyspaces::act(s, r, id, "resume").await),
+    ),
+    api(
+        Method::GET,
+        "/api/v1/keyspaces/{id}/keys/{keyId}/usage",
+        handler!(|s, r, id| keyspaces::key_usage(s, r, id).await),
+    ),
     api(
         Method::POST,
         "/api/v1/projects",
@@ -379,9 +450,15 @@ fn find(path: &str) -> Option<(&'static Resource, String)> {
     let key = lookup_path(path);
     let found = router.by_path.at(&key).ok()?;
     let resource = router.resources.get(*found.value)?;
-    let id = match found.params.get("id") {
-        Some(EMPTY_SEGMENT) | None => String::new(),
-        Some(id) => id.to_owned(),
+    let segment = |name| match found.params.get(name) {
+        Some(EMPTY_SEGMENT) | None => "",
+        Some(id) => id,
+    };
+    // A template with a second id (`/keyspaces/{id}/keys/{keyId}`) hands both as `id/keyId`
+    // (a decoded segment may hold no `/`, so the split is unambiguous).
+    let id = match found.params.get("keyId") {
+        Some(_) => format!("{}/{}", segment("id"), segment("keyId")),
+        None => segment("id").to_owned(),
     };
     Some((resource, id))
 }

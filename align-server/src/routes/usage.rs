@@ -22,6 +22,15 @@ pub(super) async fn key_usage(
     id: &str,
 ) -> Result<Response, ApiError> {
     let key = super::keys::load(state, req.acting().who, id, Permission::KeysRead).await?;
+    answer(state, req, key.id.to_string()).await
+}
+
+/// The usage of actor `actor` (a key's id) over the request's `from`, `to` and `granularity`.
+pub(super) async fn answer(
+    state: &AppState,
+    req: &Request,
+    actor: String,
+) -> Result<Response, ApiError> {
     let (mut from, mut to, mut granularity) = (None, None, Granularity::Hour);
     // An empty value is a bad field (400), as the spec's formats say, not "the default".
     for (k, v) in h::query_pairs(req.parts.uri.query())? {
@@ -37,7 +46,7 @@ pub(super) async fn key_usage(
         }
     }
     let (from, to) = range(from, to, crate::audit::now());
-    let q = UsageQuery::new(key.id.to_string(), from, to, granularity)
+    let q = UsageQuery::new(actor, from, to, granularity)
         .map_err(|e| ApiError::invalid_request(format!("{e} (from {from}, to {to})")))?;
     let buckets = state.audit.usage(&q).await.map_err(|e| {
         tracing::error!(error = %e, "usage query failed");
