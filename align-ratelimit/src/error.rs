@@ -17,6 +17,16 @@ pub enum Error {
     /// The limiter's configuration is unusable; the message names the setting to change.
     #[error("invalid rate-limit configuration: {0}")]
     InvalidConfig(&'static str),
+    /// A named limit given to a [`WindowSet`](crate::WindowSet) check is out of range; the
+    /// reason says which rule it breaks (limit at least 1, window of whole milliseconds from 1
+    /// second to 366 days, cost at most 1,000,000,000, each counter named once per check).
+    #[error("named rate limit {name:?} cannot be checked: {reason}")]
+    InvalidWindowLimit {
+        /// The limit's name.
+        name: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
     /// The shared store holding the limits (Redis) did not answer or refused the request, so
     /// nothing was decided: check that it is running and reachable, then retry. The store is
     /// named by address only, never with its password.

@@ -12,6 +12,9 @@
 //!   in-memory limiters and the shared Redis ones (feature `redis`: `RedisSlidingWindow`,
 //!   `RedisQuota`, `RedisConcurrencyLimiter`) all implement, so several instances of a service can share
 //!   one limit.
+//! - [`WindowSet`] checks a group's named limits (several fixed windows, e.g. per minute and
+//!   per day) all or nothing and exactly: [`MemoryWindowSet`] in memory, `RedisWindowSet`
+//!   (feature `redis`) shared by several instances.
 //! - [`Decision::headers`] and [`Decision::ietf_headers`] give the response header values.
 //! - Time comes from a [`Clock`]: [`SystemClock`] in production, [`TestClock`] in tests.
 //!
@@ -46,6 +49,7 @@ mod limiter;
 #[cfg(feature = "redis")]
 mod redis;
 mod shards;
+mod windows;
 
 pub use algorithm::{
     Algorithm, FixedWindow, FixedWindowState, Gcra, GcraState, Period, Quota, QuotaState, Rate,
@@ -68,7 +72,9 @@ pub use limiter::{AsyncRateLimiter, RateLimiter};
 #[cfg(feature = "redis")]
 pub use redis::{
     RedisConcurrencyLimiter, RedisOptions, RedisPermit, RedisQuota, RedisSlidingWindow, RedisStore,
+    RedisWindowSet,
 };
+pub use windows::{MemoryWindowSet, WindowLimit, WindowOutcome, WindowSet, WindowsDecision};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

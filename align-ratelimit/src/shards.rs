@@ -1,5 +1,6 @@
 //! A hash map split into independently locked shards, shared by the keyed stores.
 
+use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -47,8 +48,12 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         }
     }
 
-    /// The hash of `key`, computed once per operation.
-    pub(crate) fn hash(&self, key: &K) -> u64 {
+    /// The hash of `key` (or of a borrowed form of it, e.g. a `&str` for a `Box<str>` key),
+    /// computed once per operation.
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64
+    where
+        K: Borrow<Q>,
+    {
         self.hasher.hash_one(key)
     }
 
@@ -70,7 +75,7 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         hash: u64,
         key: K,
         value: V,
-        idle: impl FnMut(&V) -> bool,
+        idle: impl FnMut(&mut V) -> bool,
     ) {
         if shard.table.len() >= shard.sweep_at {
             self.sweep(shard, idle);
@@ -80,8 +85,13 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
             .insert_unique(hash, (key, value), |(k, _)| self.hasher.hash_one(k));
     }
 
-    /// Removes the entries for which `idle` holds and returns how many were removed.
-    pub(crate) fn sweep(&self, shard: &mut Shard<K, V>, mut idle: impl FnMut(&V) -> bool) -> usize {
+    /// Removes the entries for which `idle` holds and returns how many were removed. `idle`
+    /// may also trim what it keeps (a value holding several counters drops its ended ones).
+    pub(crate) fn sweep(
+        &self,
+        shard: &mut Shard<K, V>,
+        mut idle: impl FnMut(&mut V) -> bool,
+    ) -> usize {
         let before = shard.table.len();
         shard.table.retain(|(_, v)| !idle(v));
         let len = shard.table.len();
@@ -104,13 +114,21 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
 
 impl<K: Eq, V> Shard<K, V> {
     /// The value stored for `key`, if any.
-    pub(crate) fn get_mut(&mut self, hash: u64, key: &K) -> Option<&mut V> {
-        self.table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+    pub(crate) fn get_mut<Q: Eq + ?Sized>(&mut self, hash: u64, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        self.table
+            .find_mut(hash, |(k, _)| k.borrow() == key)
+            .map(|(_, v)| v)
     }
 
     /// Removes `key`'s entry, if any.
-    pub(crate) fn remove(&mut self, hash: u64, key: &K) {
-        if let Ok(entry) = self.table.find_entry(hash, |(k, _)| k == key) {
+    pub(crate) fn remove<Q: Eq + ?Sized>(&mut self, hash: u64, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
+        if let Ok(entry) = self.table.find_entry(hash, |(k, _)| k.borrow() == key) {
             entry.remove();
         }
     }
@@ -118,5 +136,10 @@ impl<K: Eq, V> Shard<K, V> {
     /// The number of entries in this shard.
     pub(crate) fn len(&self) -> usize {
         self.table.len()
+    }
+
+    /// The values in this shard, in no particular order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.table.iter().map(|(_, v)| v)
     }
 }

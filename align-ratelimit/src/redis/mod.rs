@@ -1,14 +1,15 @@
 //! Limits shared by several instances of a service through one Redis (feature `redis`).
 //!
 //! [`RedisStore`] is the connection (a `redis` connection manager: one multiplexed connection,
-//! re-established after a failure) plus a key prefix. [`RedisSlidingWindow`], [`RedisQuota`]
-//! and [`RedisConcurrencyLimiter`] each decide in one Lua script run on the server, so decisions
-//! are atomic however many instances share a key, and read the server's clock (`TIME`), so
-//! instances whose own clocks disagree still agree on every window.
+//! re-established after a failure) plus a key prefix. [`RedisSlidingWindow`], [`RedisQuota`],
+//! [`RedisWindowSet`] and [`RedisConcurrencyLimiter`] each decide in one Lua script run on the
+//! server, so decisions are atomic however many instances share a key, and read the server's
+//! clock (`TIME`), so instances whose own clocks disagree still agree on every window.
 
 mod concurrency;
 mod quota;
 mod window;
+mod windows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 pub use concurrency::{RedisConcurrencyLimiter, RedisPermit};
 pub use quota::RedisQuota;
 pub use window::RedisSlidingWindow;
+pub use windows::RedisWindowSet;
 
 /// How to reach Redis: the key prefix and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,3 +18,7 @@ mod redis;
 mod shared;
 #[cfg(test)]
 mod support;
+#[cfg(test)]
+mod windows;
+#[cfg(test)]
+mod windows_redis;
