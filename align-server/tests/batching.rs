@@ -204,7 +204,8 @@ async fn healthz_reports_an_audit_writer_that_cannot_write() {
     let keys = Arc::new(SqliteKeyStore::open(&db).await.unwrap());
     let backends = Backends {
         keys: keys.clone(),
-        leaks: keys,
+        leaks: keys.clone(),
+        keyspaces: keys,
         audit: sink.clone(),
         webhooks: Arc::new(
             align_server::open_sealed(&dir.path().join("secrets-key"), |sealer| {

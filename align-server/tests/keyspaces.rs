@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config as PropConfig, TestRunner};
 use serde_json::{Value, json};
 use support::TestServer;
@@ -593,7 +594,7 @@ fn query() -> impl Strategy<Value = Q> {
 async fn permission_queries_answer_as_the_reference_evaluator() {
     let s = TestServer::start().await;
     let (ks, verifier) = setup(&s).await;
-    let mut grants = proptest::collection::vec(
+    let grants = proptest::collection::vec(
         prop_oneof![
             proptest::sample::select(VOCABULARY.to_vec()).prop_map(str::to_owned),
             Just("invoices:*".to_owned()),
@@ -612,7 +613,6 @@ async fn permission_queries_answer_as_the_reference_evaluator() {
         let (token, _) = mint(&s, &ks, json!({"permissions": held})).await;
         keys.push((token, held));
     }
-    let _ = &mut grants;
     let q = query();
     for _ in 0..48 {
         let query = q.new_tree(&mut runner).unwrap().current();

@@ -676,30 +676,61 @@ mod tests {
     use proptest::prelude::*;
 
     /// The linear scan the table replaced: whether `path` fits `template` segment by segment.
+    fn is_param(segment: &str) -> bool {
+        segment.starts_with('{') && segment.ends_with('}')
+    }
+
     fn fits(template: &str, path: &str) -> bool {
         let (mut t, mut p) = (template.split('/'), path.split('/'));
         loop {
             match (t.next(), p.next()) {
                 (None, None) => return true,
-                (Some(a), Some(b)) if a == "{id}" || a == b => {}
+                (Some(a), Some(b)) if is_param(a) || a == b => {}
                 _ => return false,
             }
         }
     }
 
+    /// Whether template `a` is more specific than `b` (both fitting one path): at the first
+    /// segment where one has a literal and the other a parameter, `a` has the literal.
+    fn more_specific(a: &str, b: &str) -> bool {
+        for (x, y) in a.split('/').zip(b.split('/')) {
+            if is_param(x) != is_param(y) {
+                return !is_param(x);
+            }
+        }
+        false
+    }
+
+    /// The template a path fits, by a linear scan: literal segments win over parameters.
+    fn scanned_template(path: &str) -> Option<&'static str> {
+        let mut best: Option<&'static str> = None;
+        for r in ROUTE_TABLE.iter().filter(|r| fits(r.path, path)) {
+            best = match best {
+                Some(b) if !more_specific(r.path, b) => Some(b),
+                _ => Some(r.path),
+            };
+        }
+        best
+    }
+
     /// `route_of` as a linear scan over the table.
     fn scanned_route_of(method: &Method, path: &str) -> &'static str {
+        let Some(template) = scanned_template(path) else {
+            return "unmatched";
+        };
         ROUTE_TABLE
             .iter()
-            .find(|r| r.method == *method && fits(r.path, path))
+            .find(|r| r.method == *method && r.path == template)
             .map_or("unmatched", |r| r.path)
     }
 
     /// `unrouted`'s `Allow` as a linear scan over the table.
     fn scanned_allow(method: &Method, path: &str) -> Option<String> {
+        let template = scanned_template(path)?;
         let allowed: Vec<&str> = ROUTE_TABLE
             .iter()
-            .filter(|r| r.method != *method && fits(r.path, path))
+            .filter(|r| r.method != *method && r.path == template)
             .map(|r| r.method.as_str())
             .collect();
         (!allowed.is_empty()).then(|| allowed.join(", "))
