@@ -78,7 +78,7 @@ async fn instances_starting_together_migrate_once() {
     };
     let opened = futures_join_all((0..4).map(|_| PgKeyStore::open(scratch.pool().unwrap()))).await;
     for store in opened {
-        assert_eq!(store.unwrap().schema_version().await.unwrap(), 6);
+        assert_eq!(store.unwrap().schema_version().await.unwrap(), 7);
     }
 }
 

@@ -334,7 +334,7 @@ async fn sqlite_store_survives_reopen() {
         (minted.token, minted.record, f)
     };
     let store = SqliteKeyStore::open(&path).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 8);
+    assert_eq!(store.schema_version().await.unwrap(), 9);
     assert_eq!(
         store
             .get_organization(f.org.id)

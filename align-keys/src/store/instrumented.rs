@@ -13,12 +13,15 @@ use crate::domain::{
 };
 use crate::error::Result;
 use crate::hash::KeyHash;
+use crate::keyspace::{
+    CreditSpend, Credits, Keyspace, KeyspaceId, KeyspaceKey, KeyspaceKeyFilter, KeyspaceStore,
+};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 
 /// Counts of store calls made through an [`Instrumented`] store.
 #[derive(Debug, Default)]
 pub struct StoreCounts {
-    /// `find_key_by_hash` calls (verification cache misses).
+    /// `find_key_by_hash` and `find_keyspace_key` calls (verification cache misses).
     pub key_lookups: AtomicU64,
     /// `record_last_used` calls (batched last-used writes).
     pub last_used_writes: AtomicU64,
@@ -26,6 +29,9 @@ pub struct StoreCounts {
     pub other_writes: AtomicU64,
     /// Calls that read anything else.
     pub other_reads: AtomicU64,
+    /// `spend_credits` calls (one per verification of a key space key with credits); not in
+    /// [`StoreCounts::snapshot`].
+    pub credit_spends: AtomicU64,
 }
 
 impl StoreCounts {
@@ -266,5 +272,72 @@ impl<S: crate::leak::LeakStore> crate::leak::LeakStore for Instrumented<S> {
     ) -> Result<Page<crate::leak::LeakReport>> {
         StoreCounts::bump(&self.counts.other_reads);
         self.inner.list_leaks(organization, page).await
+    }
+}
+
+#[async_trait]
+impl<S: KeyspaceStore> KeyspaceStore for Instrumented<S> {
+    async fn create_keyspace(&self, keyspace: &Keyspace) -> Result<()> {
+        counted!(self, other_writes, self.inner.create_keyspace(keyspace))
+    }
+
+    async fn get_keyspace(&self, id: KeyspaceId) -> Result<Option<Keyspace>> {
+        counted!(self, other_reads, self.inner.get_keyspace(id))
+    }
+
+    async fn list_keyspaces(
+        &self,
+        organization: OrganizationId,
+        page: &PageRequest,
+    ) -> Result<Page<Keyspace>> {
+        counted!(
+            self,
+            other_reads,
+            self.inner.list_keyspaces(organization, page)
+        )
+    }
+
+    async fn update_keyspace(&self, keyspace: &Keyspace) -> Result<()> {
+        counted!(self, other_writes, self.inner.update_keyspace(keyspace))
+    }
+
+    async fn insert_keyspace_key(&self, key: &KeyspaceKey, hash: &KeyHash) -> Result<()> {
+        counted!(
+            self,
+            other_writes,
+            self.inner.insert_keyspace_key(key, hash)
+        )
+    }
+
+    async fn get_keyspace_key(&self, id: KeyId) -> Result<Option<KeyspaceKey>> {
+        counted!(self, other_reads, self.inner.get_keyspace_key(id))
+    }
+
+    async fn find_keyspace_key(&self, hash: &KeyHash) -> Result<Option<KeyspaceKey>> {
+        counted!(self, key_lookups, self.inner.find_keyspace_key(hash))
+    }
+
+    async fn list_keyspace_keys(
+        &self,
+        filter: &KeyspaceKeyFilter,
+        page: &PageRequest,
+    ) -> Result<Page<KeyspaceKey>> {
+        counted!(
+            self,
+            other_reads,
+            self.inner.list_keyspace_keys(filter, page)
+        )
+    }
+
+    async fn update_keyspace_key(&self, key: &KeyspaceKey) -> Result<()> {
+        counted!(self, other_writes, self.inner.update_keyspace_key(key))
+    }
+
+    async fn set_credits(&self, id: KeyId, credits: Option<&Credits>) -> Result<()> {
+        counted!(self, other_writes, self.inner.set_credits(id, credits))
+    }
+
+    async fn spend_credits(&self, id: KeyId, cost: u64, now: DateTime<Utc>) -> Result<CreditSpend> {
+        counted!(self, credit_spends, self.inner.spend_credits(id, cost, now))
     }
 }

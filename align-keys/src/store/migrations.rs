@@ -13,6 +13,7 @@ pub(crate) const SQLITE: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_leaked_keys.sql"),
     include_str!("../../migrations/sqlite/0007_privacy.sql"),
     include_str!("../../migrations/sqlite/0008_key_owner_and_meta.sql"),
+    include_str!("../../migrations/sqlite/0009_keyspaces.sql"),
 ];
 
 /// The PostgreSQL migrations, one file each in `migrations/postgres/`: entry `i` brings the
@@ -25,6 +26,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     include_str!("../../migrations/postgres/0004_leaked_keys.sql"),
     include_str!("../../migrations/postgres/0005_privacy.sql"),
     include_str!("../../migrations/postgres/0006_key_owner_and_meta.sql"),
+    include_str!("../../migrations/postgres/0007_keyspaces.sql"),
 ];
 
 align_core::migration_tests!("keys", sqlite = super::SQLITE, postgres = super::POSTGRES);

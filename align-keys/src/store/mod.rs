@@ -26,6 +26,8 @@ use crate::token::Environment;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod codec;
 mod instrumented;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod keyspace_codec;
 mod memory;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod migrations;

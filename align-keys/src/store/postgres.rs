@@ -36,6 +36,8 @@ use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 use crate::token::Environment;
 
+mod keyspace;
+
 /// The channel key changes are announced on; the payload is the schema of the changed table.
 const CHANGE_CHANNEL: &str = "align_keys_changed";
 

@@ -24,6 +24,8 @@ use crate::leak::{LeakReport, LeakReportId, LeakStore};
 use crate::password::{PasswordHash, SessionHash, UserSession};
 use crate::token::Environment;
 
+mod keyspace;
+
 const KEY_COLUMNS: &str = "seq, id, name, prefix, environment, organization_id, project_id, \
     permissions, created_by, created_at, last_used_at, expires_at, revoked_at, suspended_at, \
     rotated_from, rate_limit_per_minute, allowed_cidrs, owner_id, meta";
