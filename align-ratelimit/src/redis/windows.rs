@@ -9,7 +9,7 @@ use redis::Script;
 use super::RedisStore;
 use crate::error::{Error, Result};
 use crate::future::LimitFuture;
-use crate::windows::{Seen, WindowLimit, WindowSet, WindowsDecision, decide, validate};
+use crate::windows::{WindowLimit, WindowSet, WindowsDecision, finish, found, validate};
 
 /// The script, loaded once per Redis (EVALSHA; EVAL and SCRIPT LOAD when Redis lacks it).
 static WINDOWS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("windows.lua")));
@@ -65,7 +65,7 @@ impl RedisWindowSet {
     pub async fn check(&self, group: &str, limits: &[WindowLimit<'_>]) -> Result<WindowsDecision> {
         validate(limits)?;
         if limits.is_empty() {
-            return Ok(decide(limits, &[]));
+            return Ok(finish(limits, Vec::new()));
         }
         let mut invocation = WINDOWS.prepare_invoke();
         let group_base = self.group_base(group);
@@ -139,19 +139,20 @@ impl RedisWindowSet {
         if counters.len() != 2 * limits.len() {
             return None;
         }
-        let seen = counters
+        let outcomes = counters
             .chunks_exact(2)
             .zip(limits)
             .map(|(pair, l)| {
                 let used = pair[0].parse().ok()?;
                 let reset_us: u64 = pair[1].parse().ok()?;
-                Some(Seen {
+                Some(found(
+                    l,
                     used,
-                    reset: Duration::from_micros(reset_us).min(l.window),
-                })
+                    Duration::from_micros(reset_us).min(l.window),
+                ))
             })
             .collect::<Option<Vec<_>>>()?;
-        let decision = decide(limits, &seen);
+        let decision = finish(limits, outcomes);
         let refused: usize = refused.parse().ok()?;
         (decision.refused_by.map_or(0, |i| i + 1) == refused).then_some(decision)
     }

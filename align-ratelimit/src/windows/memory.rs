@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Seen, WindowLimit, WindowSet, WindowsDecision, decide, validate};
+use super::{WindowLimit, WindowSet, WindowsDecision, finish, found, validate};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Result;
 use crate::future::LimitFuture;
@@ -12,7 +12,7 @@ use crate::shards::Sharded;
 const DEFAULT_SHARDS: usize = 64;
 const NANOS_PER_MS: u64 = 1_000_000;
 /// "No counter yet" in a check's list of counter positions.
-const ABSENT: usize = usize::MAX;
+const ABSENT: u32 = u32::MAX;
 
 /// One counter: the units a named limit admitted in window number `index`.
 struct Counter {
@@ -105,53 +105,52 @@ impl<C: Clock> MemoryWindowSet<C> {
         validate(limits)?;
         let now_ns = now.as_nanos();
         let now_ms = now_ns / NANOS_PER_MS;
-        // Per limit: the counter as found, its position in the group, its window number.
-        let mut seen = [Seen::default(); WindowLimit::MAX_PER_CHECK];
-        let mut found = [(ABSENT, 0u64); WindowLimit::MAX_PER_CHECK];
+        let mut outcomes = Vec::with_capacity(limits.len());
+        // Each limit's counter: its position in the group, if it has one.
+        let mut counters_at = [ABSENT; WindowLimit::MAX_PER_CHECK];
         let hash = self.map.hash(group);
         let mut shard = self.map.lock(hash);
         let counters = shard.get_mut(hash, group);
-        for (i, l) in limits.iter().enumerate() {
+        for (l, counter_at) in limits.iter().zip(&mut counters_at) {
             let window_ms = l.window_ms();
-            let (mut at, mut index, mut used) = (ABSENT, now_ms / window_ms, 0);
-            if let Some(cs) = counters.as_deref() {
-                if let Some(p) = cs
-                    .iter()
-                    .position(|c| c.window_ms == window_ms && *c.name == *l.name)
-                {
-                    at = p;
-                    if cs[p].index >= index {
-                        (index, used) = (cs[p].index, cs[p].used);
-                    }
+            let (mut index, mut used) = (now_ms / window_ms, 0);
+            let counter = counters.as_deref().and_then(|cs| {
+                cs.iter()
+                    .enumerate()
+                    .find(|(_, c)| c.window_ms == window_ms && *c.name == *l.name)
+            });
+            if let Some((p, c)) = counter {
+                // A group holds far fewer than 2^32 counters.
+                *counter_at = u32::try_from(p).unwrap_or(ABSENT);
+                if c.index >= index {
+                    (index, used) = (c.index, c.used);
                 }
             }
             let ends_ns = index
                 .saturating_add(1)
                 .saturating_mul(window_ms)
                 .saturating_mul(NANOS_PER_MS);
-            seen[i] = Seen {
-                used,
-                reset: Duration::from_nanos(ends_ns.saturating_sub(now_ns)).min(l.window),
-            };
-            found[i] = (at, index);
+            let reset = Duration::from_nanos(ends_ns.saturating_sub(now_ns)).min(l.window);
+            outcomes.push(found(l, used, reset));
         }
-        let decision = decide(limits, &seen[..limits.len()]);
+        let decision = finish(limits, outcomes);
         if !decision.allowed || limits.iter().all(|l| l.cost == 0) {
             return Ok(decision);
         }
-        let spent = limits.iter().zip(found).filter(|(l, _)| l.cost > 0);
+        let spent = limits.iter().zip(&counters_at).filter(|(l, _)| l.cost > 0);
         match counters {
             Some(cs) => {
                 let before = cs.len();
-                for (l, (at, index)) in spent {
-                    if at == ABSENT {
-                        cs.push(new_counter(l, index));
-                    } else {
-                        let c = &mut cs[at];
-                        if c.index != index {
-                            (c.index, c.used) = (index, 0);
+                for (l, &at) in spent {
+                    match cs.get_mut(at as usize) {
+                        Some(c) if at != ABSENT => {
+                            // Its window, as found above: the newest of the counter's and now's.
+                            if c.index < now_ms / c.window_ms {
+                                (c.index, c.used) = (now_ms / c.window_ms, 0);
+                            }
+                            c.used += l.cost;
                         }
-                        c.used += l.cost;
+                        _ => cs.push(new_counter(l, now_ms)),
                     }
                 }
                 if cs.len() > before {
@@ -159,7 +158,7 @@ impl<C: Clock> MemoryWindowSet<C> {
                 }
             }
             None => {
-                let cs = spent.map(|(l, (_, index))| new_counter(l, index)).collect();
+                let cs = spent.map(|(l, _)| new_counter(l, now_ms)).collect();
                 self.map.insert(&mut shard, hash, group.into(), cs, |cs| {
                     prune(cs, now_ms, &mut 0)
                 });
@@ -198,11 +197,13 @@ impl<C: Clock> MemoryWindowSet<C> {
     }
 }
 
-fn new_counter(l: &WindowLimit<'_>, index: u64) -> Counter {
+/// A counter for `l` that has spent its cost in the window holding `now_ms`.
+fn new_counter(l: &WindowLimit<'_>, now_ms: u64) -> Counter {
+    let window_ms = l.window_ms();
     Counter {
         name: l.name.into(),
-        window_ms: l.window_ms(),
-        index,
+        window_ms,
+        index: now_ms / window_ms,
         used: l.cost,
     }
 }

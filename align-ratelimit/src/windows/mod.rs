@@ -226,36 +226,32 @@ pub(crate) fn validate(limits: &[WindowLimit<'_>]) -> Result<()> {
     Ok(())
 }
 
-/// A counter as a check finds it: units used in its current window, and the time left in it.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Seen {
-    pub(crate) used: u64,
-    pub(crate) reset: Duration,
+/// Limit `l`'s outcome as the check finds its counter: `used` units in the current window,
+/// which ends in `reset`. `remaining` is what is left before spending (all a refused check
+/// reports); [`finish`] takes the cost off when the whole check is admitted.
+pub(crate) fn found(l: &WindowLimit<'_>, used: u64, reset: Duration) -> WindowOutcome {
+    WindowOutcome {
+        limit: l.limit,
+        remaining: l.limit.saturating_sub(used),
+        reset,
+        allowed: l.admits(used),
+    }
 }
 
-/// The all-or-nothing decision on `limits`, given each counter as found (same order).
-pub(crate) fn decide(limits: &[WindowLimit<'_>], seen: &[Seen]) -> WindowsDecision {
-    let refused_by = limits.iter().zip(seen).position(|(l, s)| !l.admits(s.used));
-    let allowed = refused_by.is_none();
-    let outcomes = limits
-        .iter()
-        .zip(seen)
-        .map(|(l, s)| {
-            let used = if allowed {
-                s.used.saturating_add(l.cost)
-            } else {
-                s.used
-            };
-            WindowOutcome {
-                limit: l.limit,
-                remaining: l.limit.saturating_sub(used),
-                reset: s.reset,
-                allowed: l.admits(s.used),
-            }
-        })
-        .collect();
+/// The all-or-nothing decision on `limits`, from each limit's outcome as [`found`] (same order).
+pub(crate) fn finish(
+    limits: &[WindowLimit<'_>],
+    mut outcomes: Vec<WindowOutcome>,
+) -> WindowsDecision {
+    let refused_by = outcomes.iter().position(|o| !o.allowed);
+    if refused_by.is_none() {
+        for (o, l) in outcomes.iter_mut().zip(limits) {
+            // Admitted: used + cost <= limit, so remaining = limit - used >= cost.
+            o.remaining = o.remaining.saturating_sub(l.cost);
+        }
+    }
     WindowsDecision {
-        allowed,
+        allowed: refused_by.is_none(),
         outcomes,
         refused_by,
     }
