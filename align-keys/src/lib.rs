@@ -94,7 +94,9 @@ pub use store::{PgEventHook, PgKeyStore};
 pub use store::{SqliteEventHook, SqliteKeyStore};
 pub use tasks::KeyTasks;
 pub use token::{MintedToken, ParsedToken, TokenDefect};
-pub use verifier::{Cached, ChangeListener, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig};
+pub use verifier::{
+    Cached, ChangeListener, InvalidKey, KeyVerifier, Verification, VerifiedKey, VerifierConfig,
+};
 pub use vocabulary::{UnknownPermission, Vocabulary, VocabularyError};
 
 // Compiles and runs the README's example as a doctest so it cannot rot.

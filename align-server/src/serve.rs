@@ -151,8 +151,11 @@ impl Server {
             (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
             _ => None,
         };
-        let state =
-            Arc::new(AppState::new(config, keys, audit, webhooks, idempotency)?.with_leaks(leaks).with_keyspaces(keyspaces));
+        let state = Arc::new(
+            AppState::new(config, keys, audit, webhooks, idempotency)?
+                .with_leaks(leaks)
+                .with_keyspaces(keyspaces),
+        );
         // Audit records of key changes that committed just before a crash, still staged.
         state.commit_staged_audit().await;
         state

@@ -241,9 +241,18 @@ async fn verification_needs_keys_verify_on_an_organisation_key() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("byte 17"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("byte 17")
+    );
     let r = s
-        .post("/api/v1/keys/verify", &s.admin_key, json!({"permissions": "a"}))
+        .post(
+            "/api/v1/keys/verify",
+            &s.admin_key,
+            json!({"permissions": "a"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
 }
@@ -356,7 +365,12 @@ async fn keyspaces_are_validated_listed_patched_and_unique_by_prefix() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    let (_, key) = mint(&s, &ks, json!({"permissions": ["exports:run", "invoices:*"]})).await;
+    let (_, key) = mint(
+        &s,
+        &ks,
+        json!({"permissions": ["exports:run", "invoices:*"]}),
+    )
+    .await;
     assert_eq!(key["permissions"], json!(["exports:run", "invoices:*"]));
     // Another organisation's, or an unknown, key space is 404.
     let r = s
@@ -372,7 +386,12 @@ async fn keyspaces_are_validated_listed_patched_and_unique_by_prefix() {
 async fn keys_are_listed_by_owner_patched_and_rotated_with_grace() {
     let s = TestServer::start().await;
     let (ks, verifier) = setup(&s).await;
-    let (a, ka) = mint(&s, &ks, json!({"ownerId": "cus_1", "credits": {"remaining": 10}})).await;
+    let (a, ka) = mint(
+        &s,
+        &ks,
+        json!({"ownerId": "cus_1", "credits": {"remaining": 10}}),
+    )
+    .await;
     mint(&s, &ks, json!({"ownerId": "cus_2"})).await;
     mint(&s, &ks, json!({"ownerId": "cus_1"})).await;
     let r = s
@@ -402,7 +421,11 @@ async fn keys_are_listed_by_owner_patched_and_rotated_with_grace() {
     assert_eq!(r.body["credits"]["remaining"], 100);
     assert_eq!(r.body["credits"]["refill"]["interval"], "month");
     let v = verify(&s, &verifier, json!({"key": a})).await;
-    assert_eq!(v["meta"], json!({"tier": 2}), "the cache follows a change at once");
+    assert_eq!(
+        v["meta"],
+        json!({"tier": 2}),
+        "the cache follows a change at once"
+    );
     assert_eq!(v["credits"]["remaining"], 99);
 
     let r = s
@@ -416,11 +439,23 @@ async fn keys_are_listed_by_owner_patched_and_rotated_with_grace() {
     let successor = r.body["key"].as_str().unwrap().to_owned();
     assert_eq!(r.body["successor"]["rotatedFromKeyId"], id);
     assert_eq!(r.body["successor"]["credits"]["remaining"], 99);
-    assert_eq!(verify(&s, &verifier, json!({"key": successor})).await["code"], "VALID");
-    assert_eq!(verify(&s, &verifier, json!({"key": a})).await["code"], "VALID");
+    assert_eq!(
+        verify(&s, &verifier, json!({"key": successor})).await["code"],
+        "VALID"
+    );
+    assert_eq!(
+        verify(&s, &verifier, json!({"key": a})).await["code"],
+        "VALID"
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(verify(&s, &verifier, json!({"key": a})).await["code"], "EXPIRED");
-    assert_eq!(verify(&s, &verifier, json!({"key": successor})).await["code"], "VALID");
+    assert_eq!(
+        verify(&s, &verifier, json!({"key": a})).await["code"],
+        "EXPIRED"
+    );
+    assert_eq!(
+        verify(&s, &verifier, json!({"key": successor})).await["code"],
+        "VALID"
+    );
 }
 
 #[tokio::test]
@@ -439,12 +474,7 @@ async fn a_verification_refused_earlier_spends_nothing_later() {
     .await;
     // Refused by permissions: neither the limit nor the credits move.
     for _ in 0..3 {
-        let v = verify(
-            &s,
-            &verifier,
-            json!({"key": token, "permissions": "admin"}),
-        )
-        .await;
+        let v = verify(&s, &verifier, json!({"key": token, "permissions": "admin"})).await;
         assert_eq!(v["code"], "INSUFFICIENT_PERMISSIONS");
         assert_eq!(v["credits"]["remaining"], 5, "{v}");
         assert_eq!(v["ratelimits"][0]["remaining"], 2, "{v}");
@@ -488,7 +518,10 @@ async fn named_limits_each_count_their_own_window_exactly() {
     assert_eq!(v["ratelimits"][0]["name"], "burst");
     assert_eq!(v["ratelimits"][0]["remaining"], 0);
     assert!(v["ratelimits"][0]["reset"].as_u64().unwrap() <= 2);
-    assert_eq!(v["ratelimits"][1]["remaining"], 2, "a refusal spent nothing on hourly");
+    assert_eq!(
+        v["ratelimits"][1]["remaining"], 2,
+        "a refusal spent nothing on hourly"
+    );
     tokio::time::sleep(Duration::from_millis(2000)).await;
     // burst is back; hourly holds 2 more.
     let mut codes = Vec::new();
@@ -517,7 +550,10 @@ async fn credits_refill_once_a_boundary_has_passed() {
     )
     .await;
     for _ in 0..2 {
-        assert_eq!(verify(&s, &verifier, json!({"key": token})).await["code"], "VALID");
+        assert_eq!(
+            verify(&s, &verifier, json!({"key": token})).await["code"],
+            "VALID"
+        );
     }
     assert_eq!(
         verify(&s, &verifier, json!({"key": token})).await["code"],
@@ -560,9 +596,7 @@ impl Q {
             Q::Atom(a) => held.iter().any(|h| {
                 h == a
                     || match (a.split_once(':'), h.split_once(':')) {
-                        (Some((ar, aa)), Some((hr, ha))) => {
-                            ar == hr && (ha == "*" || aa == "*")
-                        }
+                        (Some((ar, aa)), Some((hr, ha))) => ar == hr && (ha == "*" || aa == "*"),
                         _ => false,
                     }
             }),
@@ -641,7 +675,12 @@ async fn verifications_count_in_the_verified_keys_usage() {
     let id = key["id"].as_str().unwrap();
     verify(&s, &verifier, json!({"key": token})).await;
     verify(&s, &verifier, json!({"key": token})).await;
-    verify(&s, &verifier, json!({"key": token, "permissions": "invoices:read"})).await;
+    verify(
+        &s,
+        &verifier,
+        json!({"key": token, "permissions": "invoices:read"}),
+    )
+    .await;
     let mut usage = Value::Null;
     for _ in 0..50 {
         let r = s

@@ -51,12 +51,11 @@ fn redis(config: &Config, url: &crate::config::RedisUrl) -> Result<NamedLimits, 
         prefix: config.redis.prefix.clone(),
         ..align_ratelimit::RedisOptions::default()
     };
-    let store = align_ratelimit::RedisStore::open(url.expose(), options).map_err(|e| {
-        Error::Setting {
+    let store =
+        align_ratelimit::RedisStore::open(url.expose(), options).map_err(|e| Error::Setting {
             key: "ratelimit.redis_url".into(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(NamedLimits {
         windows: Arc::new(align_ratelimit::RedisWindowSet::new(&store)),
         memory: None,

@@ -9,12 +9,12 @@
 
 use std::time::Duration;
 
+use align_audit::{Actor, Entry};
 use align_keys::keyspace::{
-    Credits, Keyspace, KeyspaceId, KeyspaceKey, KeyspaceKeyChanges, KeyspaceKeyFilter,
-    NamedLimit, NewKeyspaceKey, Refill, RefillInterval, VerifyCode, VerifyOutcome, VerifyRequest,
+    Credits, Keyspace, KeyspaceId, KeyspaceKey, KeyspaceKeyChanges, KeyspaceKeyFilter, NamedLimit,
+    NewKeyspaceKey, Refill, RefillInterval, VerifyCode, VerifyOutcome, VerifyRequest,
 };
 use align_keys::{Environment, KeyId, Meta, Permission, PermissionQuery, Target};
-use align_audit::{Actor, Entry};
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::Deserialize;
@@ -184,9 +184,9 @@ pub(crate) async fn create_keyspace(
         )
         .await
         .map_err(|e| match e {
-            align_keys::Error::AlreadyExists(_) => ApiError::conflict(
-                "the organisation already has a key space with this prefix",
-            ),
+            align_keys::Error::AlreadyExists(_) => {
+                ApiError::conflict("the organisation already has a key space with this prefix")
+            }
             other => ApiError::from(other),
         })?;
     acting
@@ -299,7 +299,9 @@ impl CreditsBody {
             .refill
             .map(|r| {
                 let interval = RefillInterval::from_name(&r.interval).ok_or_else(|| {
-                    ApiError::invalid_request("credits.refill.interval must be \"day\" or \"month\"")
+                    ApiError::invalid_request(
+                        "credits.refill.interval must be \"day\" or \"month\"",
+                    )
                 })?;
                 Ok::<_, ApiError>(Refill {
                     amount: r.amount.0,
@@ -378,7 +380,10 @@ pub(crate) async fn mint(
     if who.environment() == Some(Environment::Sandbox) && environment == Environment::Live {
         return Err(ApiError::forbidden("a sandbox key mints sandbox keys only"));
     }
-    who.authorize(Permission::KeyspacesWrite, org_target(&who, Some(environment)))?;
+    who.authorize(
+        Permission::KeyspacesWrite,
+        org_target(&who, Some(environment)),
+    )?;
     let minted = state
         .keyspaces
         .mint(
@@ -768,7 +773,9 @@ pub(super) async fn verify(state: &AppState, req: &Request) -> Result<Response, 
     who.authorize(Permission::KeysVerify, org_target(&who, None))
         .map_err(|e| {
             if e.status == StatusCode::NOT_FOUND {
-                ApiError::forbidden("verifying keys needs an organisation-scoped key with keys:verify")
+                ApiError::forbidden(
+                    "verifying keys needs an organisation-scoped key with keys:verify",
+                )
             } else {
                 e
             }
@@ -786,11 +793,8 @@ pub(super) async fn verify(state: &AppState, req: &Request) -> Result<Response, 
         .into_iter()
         .map(|l| (l.name, l.cost.map_or(1, |w| w.0)))
         .collect();
-    if credit_cost.is_some_and(|c| c > MAX_COST) || limit_costs.iter().any(|(_, c)| *c > MAX_COST)
-    {
-        return Err(ApiError::invalid_request(
-            "a cost is at most 1000000000000",
-        ));
+    if credit_cost.is_some_and(|c| c > MAX_COST) || limit_costs.iter().any(|(_, c)| *c > MAX_COST) {
+        return Err(ApiError::invalid_request("a cost is at most 1000000000000"));
     }
     let costs: Vec<(&str, u64)> = limit_costs.iter().map(|(n, c)| (n.as_str(), *c)).collect();
     let now = Utc::now();
@@ -806,7 +810,11 @@ pub(super) async fn verify(state: &AppState, req: &Request) -> Result<Response, 
             now,
         })
         .await?;
-    if let Some(key) = outcome.key.as_deref().filter(|_| outcome.code != VerifyCode::NotFound) {
+    if let Some(key) = outcome
+        .key
+        .as_deref()
+        .filter(|_| outcome.code != VerifyCode::NotFound)
+    {
         count_verification(state, req, key, outcome.code, now).await;
     }
     Ok(h::json(StatusCode::OK, &verify_view(&outcome)))
