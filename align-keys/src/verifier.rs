@@ -161,7 +161,7 @@ impl Entry {
 
 /// The `KeyHash` is already uniform, so the table uses its first eight bytes as they are.
 #[derive(Default)]
-struct PassThrough(u64);
+pub(crate) struct PassThrough(u64);
 
 impl Hasher for PassThrough {
     fn finish(&self) -> u64 {

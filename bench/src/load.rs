@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -31,6 +31,30 @@ pub(crate) struct Target {
     pub(crate) authorization: Vec<HeaderValue>,
     /// The status every response should have; any other counts as an error.
     pub(crate) expect: StatusCode,
+    /// The method (`GET` unless the case posts a body).
+    pub(crate) method: Method,
+    /// JSON bodies the requests cycle through, one per request like `authorization` (none:
+    /// no body).
+    pub(crate) bodies: Vec<Bytes>,
+}
+
+impl Target {
+    /// A `GET` of `uri` with no body.
+    pub(crate) fn get(
+        addr: SocketAddr,
+        uri: http::Uri,
+        authorization: Vec<HeaderValue>,
+        expect: StatusCode,
+    ) -> Self {
+        Self {
+            addr,
+            uri,
+            authorization,
+            expect,
+            method: Method::GET,
+            bodies: Vec::new(),
+        }
+    }
 }
 
 /// The outcome of one run at one connection count.
@@ -181,12 +205,20 @@ async fn connection(
     stats
 }
 
-fn build(target: &Target, sequence: usize) -> http::Request<Empty<Bytes>> {
-    let mut request = http::Request::new(Empty::new());
-    *request.method_mut() = Method::GET;
+fn build(target: &Target, sequence: usize) -> http::Request<Full<Bytes>> {
+    let body = match target.bodies.len() {
+        0 => Bytes::new(),
+        n => target.bodies[sequence % n].clone(),
+    };
+    let has_body = !body.is_empty();
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = target.method.clone();
     *request.uri_mut() = target.uri.clone();
     let headers = request.headers_mut();
     headers.insert(HOST, HeaderValue::from_static("127.0.0.1"));
+    if has_body {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
     if !target.authorization.is_empty() {
         let a = &target.authorization[sequence % target.authorization.len()];
         headers.insert(AUTHORIZATION, a.clone());
@@ -212,8 +244,8 @@ where
 
 /// Sends one request and reads the whole response; returns its status.
 async fn send(
-    sender: &mut SendRequest<Empty<Bytes>>,
-    request: http::Request<Empty<Bytes>>,
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: http::Request<Full<Bytes>>,
 ) -> Result<StatusCode, BoxError> {
     sender.ready().await?;
     let response = sender.send_request(request).await?;

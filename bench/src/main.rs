@@ -219,12 +219,12 @@ fn drive_target(
             }
         }
     }
-    Ok(load::Target {
+    Ok(load::Target::get(
         addr,
-        uri: http::Uri::try_from(path)?,
+        http::Uri::try_from(path)?,
         authorization,
-        expect: http::StatusCode::from_u16(expect)?,
-    })
+        http::StatusCode::from_u16(expect)?,
+    ))
 }
 
 fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, BoxError> {

@@ -55,10 +55,18 @@ enum Case {
     Ok,
     Limited,
     Invalid,
+    /// `POST /api/v1/keys/verify` of a cached key space key with a permission query (issue 28).
+    Verify,
 }
 
 impl Case {
-    const ALL: [Self; 4] = [Self::Floor, Self::Ok, Self::Limited, Self::Invalid];
+    const ALL: [Self; 5] = [
+        Self::Floor,
+        Self::Ok,
+        Self::Limited,
+        Self::Invalid,
+        Self::Verify,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -66,6 +74,7 @@ impl Case {
             Self::Ok => "(b) align 200",
             Self::Limited => "(c) align 429",
             Self::Invalid => "(d) align 401",
+            Self::Verify => "(e) verify 200",
         }
     }
 
@@ -75,12 +84,13 @@ impl Case {
             Self::Ok => "b",
             Self::Limited => "c",
             Self::Invalid => "d",
+            Self::Verify => "e",
         }
     }
 
     fn expect(self) -> StatusCode {
         match self {
-            Self::Floor | Self::Ok => StatusCode::OK,
+            Self::Floor | Self::Ok | Self::Verify => StatusCode::OK,
             Self::Limited => StatusCode::TOO_MANY_REQUESTS,
             Self::Invalid => StatusCode::UNAUTHORIZED,
         }
@@ -93,6 +103,11 @@ struct Tokens {
     ok: Vec<String>,
     limited: String,
     invalid: String,
+    /// Align keys holding only `keys:verify`, one per connection at 64, so that no key's
+    /// requests in flight reach `limits.max_concurrent_per_key`.
+    verifiers: Vec<String>,
+    /// Key space keys the (e) requests verify.
+    keyspace: Vec<String>,
 }
 
 /// One measured point.
@@ -320,12 +335,86 @@ async fn set_up(
             .into());
         }
     }
+    let (verifiers, keyspace) = set_up_keyspace(server.addr, admin).await?;
     server.stop().await?;
     Ok(Tokens {
         ok,
         limited,
         invalid,
+        verifiers,
+        keyspace,
     })
+}
+
+/// The (e) case's set-up: a key space, [`KEY_POOL`] keys in it and as many verifying Align
+/// keys; one verification answers `VALID` before anything is measured.
+async fn set_up_keyspace(
+    addr: std::net::SocketAddr,
+    admin: &str,
+) -> Result<(Vec<String>, Vec<String>), BoxError> {
+    let post = |path: String, body: serde_json::Value| async move {
+        let (status, bytes) =
+            load::call(addr, Method::POST, &path, Some(admin), Some(&body)).await?;
+        if !status.is_success() {
+            return Err::<serde_json::Value, BoxError>(
+                format!(
+                    "POST {path} answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+                .into(),
+            );
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    };
+    let text = |v: &serde_json::Value, name: &str| {
+        v.get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no {name} in {v}"))
+    };
+    let ks = post(
+        "/api/v1/keyspaces".to_owned(),
+        serde_json::json!({"name": "loadbench", "prefix": "bench",
+            "permissions": ["invoices:read", "invoices:write", "admin"]}),
+    )
+    .await?;
+    let ks = text(&ks, "id")?;
+    let mut keyspace = Vec::with_capacity(KEY_POOL);
+    let mut verifiers = Vec::with_capacity(KEY_POOL);
+    for i in 0..KEY_POOL {
+        let key = post(
+            format!("/api/v1/keyspaces/{ks}/keys"),
+            serde_json::json!({"name": format!("customer-{i}"), "ownerId": format!("cus_{i}"),
+                "permissions": ["invoices:read", "admin"]}),
+        )
+        .await?;
+        keyspace.push(text(&key, "key")?);
+        let verifier = post(
+            "/api/v1/keys".to_owned(),
+            serde_json::json!({"name": format!("gateway-{i}"), "scope": "organization",
+                "permissions": ["keys:verify"]}),
+        )
+        .await?;
+        verifiers.push(text(&verifier, "key")?);
+    }
+    let (status, bytes) = load::call(
+        addr,
+        Method::POST,
+        "/api/v1/keys/verify",
+        Some(&verifiers[0]),
+        Some(&verify_body(&keyspace[0])),
+    )
+    .await?;
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if status != StatusCode::OK || answer["code"] != "VALID" {
+        return Err(format!("POST /api/v1/keys/verify answered {status}: {answer}").into());
+    }
+    Ok((verifiers, keyspace))
+}
+
+/// The body of an (e) request: the key and a permission query.
+fn verify_body(token: &str) -> serde_json::Value {
+    serde_json::json!({"key": token, "permissions": "invoices:read AND (invoices:write OR admin)"})
 }
 
 /// `POST /api/v1/keys`: returns the token and the key id.
@@ -376,17 +465,27 @@ async fn measure(
         Case::Floor | Case::Ok => tokens.ok.as_slice(),
         Case::Limited => std::slice::from_ref(&tokens.limited),
         Case::Invalid => std::slice::from_ref(&tokens.invalid),
+        Case::Verify => tokens.verifiers.as_slice(),
     };
     let authorization = sent
         .iter()
         .map(|t| HeaderValue::try_from(format!("Bearer {t}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let target = Target {
-        addr: server.addr,
-        uri: http::Uri::from_static("/api/v1/me"),
+    let mut target = Target::get(
+        server.addr,
+        http::Uri::from_static("/api/v1/me"),
         authorization,
-        expect: case.expect(),
-    };
+        case.expect(),
+    );
+    if case == Case::Verify {
+        target.method = Method::POST;
+        target.uri = http::Uri::from_static("/api/v1/keys/verify");
+        target.bodies = tokens
+            .keyspace
+            .iter()
+            .map(|t| serde_json::to_vec(&verify_body(t)).map(bytes::Bytes::from))
+            .collect::<Result<Vec<_>, _>>()?;
+    }
     let cpu_before = server.cpu_time();
     // The warm-up is not counted in the CPU time either: sample again when it ends.
     let warm = settings.warmup;
@@ -526,6 +625,9 @@ struct RoundRatios {
     d: Vec<f64>,
     /// Per round: (b)'s p99 over (a)'s.
     b_p99: Vec<f64>,
+    /// Per round: (e) requests/s as a share of (a)'s, and its p99 over (a)'s.
+    e: Vec<f64>,
+    e_p99: Vec<f64>,
 }
 
 impl RoundRatios {
@@ -539,6 +641,8 @@ impl RoundRatios {
             c: Vec::new(),
             d: Vec::new(),
             b_p99: Vec::new(),
+            e: Vec::new(),
+            e_p99: Vec::new(),
         };
         for round in rounds {
             let get = |case| {
@@ -564,6 +668,13 @@ impl RoundRatios {
                 f64::from(b.report.quantile_us(0.99))
                     / f64::from(a.report.quantile_us(0.99).max(1)),
             );
+            if let Some(e) = get(Case::Verify) {
+                out.e.push(100.0 * e.report.rps() / floor);
+                out.e_p99.push(
+                    f64::from(e.report.quantile_us(0.99))
+                        / f64::from(a.report.quantile_us(0.99).max(1)),
+                );
+            }
         }
         (!out.b.is_empty()).then_some(out)
     }
@@ -650,7 +761,7 @@ fn targets(points: &[Point], per_round: Option<&RoundRatios>) -> (String, u64) {
         let b_p99 = judged(rounds.map(|r| &r.b_p99), p99(b) / p99(a).max(1.0));
         let c_share = judged(rounds.map(|r| &r.c), share(c));
         let d_share = judged(rounds.map(|r| &r.d), share(d));
-        let rows = [
+        let mut rows = vec![
             (
                 "(b)/(a) req/s",
                 b_share,
@@ -688,6 +799,29 @@ fn targets(points: &[Point], per_round: Option<&RoundRatios>) -> (String, u64) {
                 true,
             ),
         ];
+        // Issue 28's targets for verification: ≥ 50% of the floor's req/s, p99 ≤ 3×.
+        if let Some(e) = get(Case::Verify) {
+            let e_share = judged(rounds.map(|r| &r.e), share(e));
+            let e_p99 = judged(rounds.map(|r| &r.e_p99), p99(e) / p99(a).max(1.0));
+            rows.push((
+                "(e)/(a) req/s",
+                e_share,
+                "≥ 50%",
+                e_share >= 50.0,
+                share(e),
+                rounds.map(|r| &r.e),
+                true,
+            ));
+            rows.push((
+                "(e)/(a) p99",
+                e_p99,
+                "≤ 3×",
+                e_p99 <= 3.0,
+                p99(e) / p99(a).max(1.0),
+                rounds.map(|r| &r.e_p99),
+                false,
+            ));
+        }
         for (what, value, goal, met, of_medians, values, percent) in rows {
             let show = |x: f64| {
                 if percent {

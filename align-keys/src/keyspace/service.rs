@@ -1,6 +1,7 @@
 //! [`Keyspaces`]: minting and changing key space keys, and verifying them with a cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -15,16 +16,24 @@ use super::{
 use crate::domain::{KeyId, Meta, OrganizationId, UserId};
 use crate::error::{Error, ObjectKind, Result};
 use crate::hash::{KeyHash, KeyHasher};
-use crate::keyspace_token::{KeyspaceTag, generate_keyspace_token, parse_keyspace_token};
+use crate::keyspace_token::{
+    KeyspaceTag, MAX_TAG_LEN, MIN_TAG_LEN, generate_keyspace_token, parse_keyspace_token, token_len,
+};
 use crate::manager::{validate_meta, validate_name, validate_owner};
 use crate::permission_query::PermissionQuery;
 use crate::token::Environment;
 use align_core::Secret;
 
+/// Token hashes are uniform already: the tables use their first eight bytes as they are.
+type ByHash = BuildHasherDefault<crate::verifier::PassThrough>;
+
 /// How many fresh tokens to try when a generated prefix is already taken.
 const PREFIX_ATTEMPTS: usize = 8;
 /// The most cached keys; past it the cache starts over (the store answers the misses).
 const CACHE_CAPACITY: usize = 1_000_000;
+/// The most remembered unknown tokens (well-formed, valid checksum, no key); past it the set
+/// starts over.
+const UNKNOWN_CAPACITY: usize = 100_000;
 
 /// What a verification answered (DESIGN §12), as `code` in the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -244,8 +253,12 @@ pub struct Keyspaces {
     store: Arc<dyn KeyspaceStore>,
     hasher: Arc<dyn KeyHasher>,
     limiter: Arc<dyn NamedLimiter>,
-    cache: RwLock<HashMap<KeyHash, Arc<KeyspaceKey>>>,
+    cache: RwLock<HashMap<KeyHash, Arc<KeyspaceKey>, ByHash>>,
     ids: Mutex<HashMap<KeyId, KeyHash>>,
+    /// Hashes of well-formed tokens no key has. A token is random and minted once, so one that
+    /// was unknown when presented stays unknown: remembering it keeps a flood of made-up tokens
+    /// with valid checksums off the store.
+    unknown: Mutex<HashSet<KeyHash, ByHash>>,
 }
 
 impl std::fmt::Debug for Keyspaces {
@@ -270,6 +283,7 @@ impl Keyspaces {
             limiter,
             cache: RwLock::default(),
             ids: Mutex::default(),
+            unknown: Mutex::default(),
         }
     }
 
@@ -582,8 +596,13 @@ impl Keyspaces {
 
     /// The key `token` names, from the cache or the store; `None` for a malformed token (no
     /// lookup) or an unknown one.
+    ///
+    /// A token of a possible length is hashed and looked up in the cache first: a cached
+    /// key's token needs no parsing (equal hashes mean equal tokens). Anything else is parsed,
+    /// its checksum checked, before the store is asked.
     pub async fn lookup(&self, token: &str) -> Result<Option<Arc<KeyspaceKey>>> {
-        if parse_keyspace_token(token).is_err() {
+        let possible = (token_len(MIN_TAG_LEN)..=token_len(MAX_TAG_LEN)).contains(&token.len());
+        if !possible {
             return Ok(None);
         }
         let hash = self.hasher.hash(token);
@@ -595,7 +614,23 @@ impl Keyspaces {
         {
             return Ok(Some(Arc::clone(hit)));
         }
+        if parse_keyspace_token(token).is_err() {
+            return Ok(None);
+        }
+        if self
+            .unknown
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&hash)
+        {
+            return Ok(None);
+        }
         let Some(found) = self.store.find_keyspace_key(&hash).await? else {
+            let mut unknown = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+            if unknown.len() >= UNKNOWN_CAPACITY {
+                unknown.clear();
+            }
+            unknown.insert(hash);
             return Ok(None);
         };
         let found = Arc::new(found);
