@@ -41,7 +41,9 @@ fn read_text(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<bool> {
     buf.clear();
     std::fs::File::open(path)?.read_to_end(buf)?;
     let head = &buf[..buf.len().min(BINARY_SNIFF)];
-    Ok(!head.contains(&0))
+    // memchr's vector search: `<[u8]>::contains` is a word-at-a-time loop, a few per cent of
+    // the whole scan on a source tree.
+    Ok(memchr::memchr(0, head).is_none())
 }
 
 /// Scans `paths` (files or directories). Problems reading a file are warned about on
