@@ -50,9 +50,10 @@ pub(crate) enum Action {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Find Align API keys (valid checksums only) in files and directories, honouring
-    /// .gitignore and skipping binary files. Prints `path:line prefix` (never the secret);
-    /// exits 1 when it found any, 0 when none: usable as a pre-commit hook.
+    /// Find API keys (valid checksums only) in files and directories, Align's (ako_, akt_) and
+    /// any key space's (acme_…), honouring .gitignore and skipping binary files. Prints
+    /// `path:line prefix` (never the secret); exits 1 when it found any, 0 when none: usable
+    /// as a pre-commit hook.
     ///
     /// Example: align keys scan . --json
     Scan {

@@ -1,6 +1,7 @@
-//! `align keys scan` over a tree with valid, mistyped and look-alike tokens, as a built
-//! binary: only keys with a valid checksum count, `.gitignore`d, binary and `.git` files are
-//! skipped, the output names `path:line prefix` and never the secret, exit 1 when any.
+//! `align keys scan` over a tree with valid, mistyped and look-alike tokens, Align's and a key
+//! space's, as a built binary: only keys with a valid checksum count, `.gitignore`d, binary and
+//! `.git` files are skipped, the output names `path:line prefix` and never the secret, exit 1
+//! when any.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -8,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use align_keys::Environment;
+use align_keys::keyspace_token::{KeyspaceTag, generate_keyspace_token};
 use align_keys::token::generate;
 
 fn scan(args: &[&str], paths: &[&Path]) -> Output {
@@ -114,7 +116,7 @@ fn only_keys_with_a_valid_checksum_are_reported_by_place_and_prefix() {
 }
 
 #[test]
-fn json_lists_path_line_prefix_and_environment() {
+fn json_lists_path_line_prefix_environment_and_kind() {
     let t = tree();
     let root = t.dir.path();
     let o = scan(&["--json"], &[root]);
@@ -124,9 +126,9 @@ fn json_lists_path_line_prefix_and_environment() {
         v,
         serde_json::json!([
             {"path": root.join("config/.env").display().to_string(), "line": 2,
-             "prefix": &t.live[..12], "environment": "live"},
+             "prefix": &t.live[..12], "environment": "live", "kind": "align"},
             {"path": root.join("src/app.rs").display().to_string(), "line": 3,
-             "prefix": &t.sandbox[..12], "environment": "sandbox"},
+             "prefix": &t.sandbox[..12], "environment": "sandbox", "kind": "align"},
         ])
     );
 }
@@ -161,4 +163,57 @@ fn files_named_on_the_command_line_are_scanned_and_missing_ones_are_usage_errors
 
     let o = scan(&[], &[&root.join("does-not-exist")]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn key_space_keys_are_found_by_prefix_beside_align_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let acme = generate_keyspace_token(&KeyspaceTag::new("acme").unwrap()).unwrap();
+    let ab = generate_keyspace_token(&KeyspaceTag::new("ab").unwrap()).unwrap();
+    let (acme_key, ab_key) = (acme.token.expose(), ab.token.expose());
+    let live = token(Environment::Live);
+    write(
+        root,
+        "gateway.env",
+        format!(
+            "ACME_KEY={acme_key}\nALIGN_KEY={live}\nTYPO={}\nGLUED=x{ab_key} {ab_key}0\n\
+             list: [\"{ab_key}\"]\n",
+            mistyped(acme_key)
+        ),
+    );
+    let file = root.join("gateway.env").display().to_string();
+
+    let o = scan(&[], &[root]);
+    assert_eq!(o.status.code(), Some(1));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        stdout,
+        format!(
+            "{file}:1 {}\n{file}:2 {}\n{file}:5 {}\n",
+            acme.prefix,
+            &live[..12],
+            ab.prefix
+        )
+    );
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    assert!(stderr.contains("3 API key(s) found"), "{stderr}");
+    assert!(stderr.contains("key space"), "{stderr}");
+
+    let o = scan(&["--json"], &[root]);
+    assert_eq!(o.status.code(), Some(1));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    for secret in [&acme_key[14..], &ab_key[12..], &live[13..]] {
+        assert!(!stdout.contains(secret), "{stdout}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"path": file, "line": 1, "prefix": acme.prefix, "kind": "keyspace"},
+            {"path": file, "line": 2, "prefix": &live[..12], "environment": "live",
+             "kind": "align"},
+            {"path": file, "line": 5, "prefix": ab.prefix, "kind": "keyspace"},
+        ])
+    );
 }
