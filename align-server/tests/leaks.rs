@@ -824,3 +824,55 @@ async fn futures_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> 
     .await;
     out.into_iter().map(Option::unwrap).collect()
 }
+
+#[tokio::test]
+async fn a_reported_keyspace_key_is_a_true_positive_and_revoked_and_a_stranger_is_not() {
+    let github = Signer::new("gh");
+    let (s, _keys) = server(&[&github], None).await;
+    let r = s
+        .post(
+            "/api/v1/keyspaces",
+            &s.admin_key,
+            json!({"name": "customers", "prefix": "acme", "permissions": []}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let ks = r.body["id"].as_str().unwrap().to_owned();
+    let r = s
+        .post(
+            &format!("/api/v1/keyspaces/{ks}/keys"),
+            &s.admin_key,
+            json!({"name": "customer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let token = r.body["key"].as_str().unwrap().to_owned();
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let tag = align_keys::keyspace_token::KeyspaceTag::new("acme").unwrap();
+    let stranger = align_keys::keyspace_token::generate_keyspace_token(&tag)
+        .unwrap()
+        .token
+        .expose()
+        .to_owned();
+    let url = "https://github.com/acme/app/blob/abc123/config.js";
+    let r = report(&s, &github, &[&token, &stranger], url).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body[0]["label"], "true_positive", "{}", r.body);
+    assert_eq!(r.body[1]["label"], "false_positive", "{}", r.body);
+    let v = s
+        .post("/api/v1/keys/verify", &s.admin_key, json!({"key": token}))
+        .await;
+    assert_eq!(v.body["code"], "REVOKED", "{}", v.body);
+    let audit = s
+        .get(
+            "/api/v1/audit-events?action=keyspace_key.leaked",
+            &s.admin_key,
+        )
+        .await;
+    let records = audit.body["data"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{}", audit.body);
+    assert_eq!(records[0]["target"], id.as_str());
+    assert_eq!(records[0]["metadata"]["url"], url);
+    assert_eq!(records[0]["metadata"]["action"], "revoked");
+    s.stop().await;
+}

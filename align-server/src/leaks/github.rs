@@ -10,8 +10,10 @@
 //! a missing or bad one is `401 invalid_signature` and changes nothing.
 //!
 //! The answer labels each token: `true_positive` when its checksum is valid and it is (or
-//! was) an Align key, else `false_positive`. A token with a bad checksum never reaches the
-//! store.
+//! was) an Align key or a key of one of the organisations' key spaces (DESIGN §12), else
+//! `false_positive`. A token with a bad checksum never reaches the store. A leaked key space
+//! key is revoked when its organisation's `leakedKeyAction` for its environment says so, with a
+//! `keyspace_key.leaked` audit record naming the report's `url`.
 
 use std::path::Path;
 
@@ -255,6 +257,9 @@ where
 /// Whether `m` is (or was) an Align key, acting on it if so. A token with a bad checksum is
 /// decided without any lookup.
 async fn is_align_key(state: &AppState, by: ReportedBy<'_>, m: &Match) -> Result<bool, ApiError> {
+    if align_keys::keyspace_token::parse_keyspace_token(&m.token).is_ok() {
+        return keyspace_key_leaked(state, by, m).await;
+    }
     if token::parse(&m.token).is_err() {
         return Ok(false);
     }
@@ -269,6 +274,62 @@ async fn is_align_key(state: &AppState, by: ReportedBy<'_>, m: &Match) -> Result
         reason: None,
     };
     state.key_leaked(by, &key, finding, false).await?;
+    Ok(true)
+}
+
+/// Whether `m` is (or was) a key space key, revoking it if its organisation says so.
+async fn keyspace_key_leaked(
+    state: &AppState,
+    by: ReportedBy<'_>,
+    m: &Match,
+) -> Result<bool, ApiError> {
+    let hash = state.keys.verifier().hasher().hash(&m.token);
+    let Some(key) = state.keyspaces.store().find_keyspace_key(&hash).await? else {
+        return Ok(false);
+    };
+    let _one_at_a_time = state.leak_lock.lock().await;
+    let org = state
+        .store()
+        .get_organization(key.organization_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let now = chrono::Utc::now();
+    let active = matches!(
+        key.status(now),
+        align_keys::keyspace::KeyspaceKeyStatus::Active
+            | align_keys::keyspace::KeyspaceKeyStatus::Suspended
+    );
+    let revoke = active
+        && org.leak_policy.action_for(key.environment) == align_keys::LeakedKeyAction::Revoke;
+    if revoke {
+        state.keyspaces.revoke(key.id, now).await?;
+    }
+    let action = if !active {
+        "already_inactive"
+    } else if revoke {
+        "revoked"
+    } else {
+        "notified"
+    };
+    tracing::warn!(key = %key.prefix, action, "key space key reported as leaked");
+    state
+        .audit_by(
+            by.meta,
+            key.organization_id,
+            Some(key.environment),
+            by.actor.clone(),
+            "keyspace_key.leaked",
+            &key.id.to_string(),
+            StatusCode::OK,
+            serde_json::json!({
+                "keyspaceId": key.keyspace_id,
+                "keyPrefix": key.prefix,
+                "reporter": by.reporter.as_str(),
+                "url": m.url,
+                "action": action,
+            }),
+        )
+        .await;
     Ok(true)
 }
 
