@@ -745,3 +745,89 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Least privilege (DESIGN §3, §12): minting, rotating, resuming and changing a key space key
+/// are all judged by the one policy as producing it, so no caller without `keyspaces:write` on
+/// the key's environment gets or widens one by any path.
+#[tokio::test]
+async fn no_producer_without_keyspaces_write_on_its_environment_makes_or_widens_a_key() {
+    let s = TestServer::start().await;
+    let (ks, verifier) = setup(&s).await;
+    let (token, key) = mint(
+        &s,
+        &ks,
+        json!({"permissions": ["invoices:read"], "credits": {"remaining": 1}}),
+    )
+    .await;
+    let id = key["id"].as_str().unwrap().to_owned();
+    act(&s, &ks, &id, "suspend").await;
+    let (reader, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "reader", "scope": "organization", "permissions": ["keyspaces:read", "keys:verify"]}),
+        )
+        .await;
+    let (sandbox, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "sandbox", "scope": "organization", "environment": "sandbox"}),
+        )
+        .await;
+    let project = s
+        .post("/api/v1/projects", &s.admin_key, json!({"name": "web"}))
+        .await;
+    let pid = project.body["id"].as_str().unwrap();
+    let (scoped, _) = s
+        .mint(
+            &s.admin_key,
+            json!({"name": "p", "scope": "project", "projectId": pid}),
+        )
+        .await;
+    let base = format!("/api/v1/keyspaces/{ks}/keys");
+    for (who, producer) in [
+        ("reader", &reader),
+        ("sandbox", &sandbox),
+        ("project", &scoped),
+    ] {
+        let attempts = [
+            (
+                Method::POST,
+                base.clone(),
+                json!({"name": "x", "environment": "live"}),
+            ),
+            (Method::POST, format!("{base}/{id}/rotate"), json!({})),
+            (Method::POST, format!("{base}/{id}/resume"), json!({})),
+            (
+                Method::PATCH,
+                format!("{base}/{id}"),
+                json!({"credits": {"remaining": 1000000}, "permissions": ["invoices:read", "admin"]}),
+            ),
+        ];
+        for (method, path, body) in attempts {
+            let r = s.json(method.clone(), &path, producer, body).await;
+            assert!(
+                r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND,
+                "{who}: {method} {path} answered {}: {}",
+                r.status,
+                r.body
+            );
+            assert!(r.body.get("key").is_none());
+        }
+    }
+    // The key is as it was: suspended, one credit, its one permission; one live key only.
+    let r = s.get(&format!("{base}/{id}"), &s.admin_key).await;
+    assert!(r.body["suspendedAt"].is_string(), "{}", r.body);
+    assert_eq!(r.body["credits"]["remaining"], 1);
+    assert_eq!(r.body["permissions"], json!(["invoices:read"]));
+    let all = s.get(&base, &s.admin_key).await;
+    assert_eq!(
+        all.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        all.body
+    );
+    assert_eq!(
+        verify(&s, &verifier, json!({"key": token})).await["code"],
+        "SUSPENDED"
+    );
+}
