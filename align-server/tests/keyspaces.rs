@@ -437,8 +437,9 @@ async fn keys_are_listed_by_owner_patched_and_rotated_with_grace() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let successor = r.body["key"].as_str().unwrap().to_owned();
-    assert_eq!(r.body["successor"]["rotatedFromKeyId"], id);
-    assert_eq!(r.body["successor"]["credits"]["remaining"], 99);
+    assert_eq!(r.body["rotatedFromKeyId"], id);
+    assert_eq!(r.body["credits"]["remaining"], 99);
+    assert_ne!(r.body["id"], id);
     assert_eq!(
         verify(&s, &verifier, json!({"key": successor})).await["code"],
         "VALID"

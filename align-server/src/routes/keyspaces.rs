@@ -695,10 +695,8 @@ pub(super) async fn act(
     let key = load_key(state, acting.who, &ks, key_id, Permission::KeyspacesWrite).await?;
     let (done, successor) = act_on_key(state, &acting, &ks, &key, action, grace).await?;
     Ok(match successor {
-        Some(s) => h::json(
-            StatusCode::CREATED,
-            &json!({ "key": minted_view(&s)["key"], "successor": minted_view(&s), "previous": key_view(&done) }),
-        ),
+        // As for Align keys: the successor, its token in `key` (shown once).
+        Some(s) => h::json(StatusCode::CREATED, &minted_view(&s)),
         None => h::json(StatusCode::OK, &key_view(&done)),
     })
 }
