@@ -245,25 +245,26 @@ struct UpdateKeyspaceBody {
     permissions: Option<Vec<String>>,
 }
 
-pub(super) async fn update(
+/// Renames key space `ks` and/or replaces its permission vocabulary for `acting` (the API and
+/// the console); `ks` was loaded with `keyspaces:write`. A sandbox caller changes none.
+pub(crate) async fn update_keyspace(
     state: &AppState,
-    req: &Request,
-    id: &str,
-) -> Result<Response, ApiError> {
-    let body: UpdateKeyspaceBody = h::read_json(&req.parts.headers, &req.body)?;
-    let acting = req.acting();
-    let ks = load_keyspace(state, acting.who, id, Permission::KeyspacesWrite).await?;
+    acting: &Acting<'_>,
+    ks: Keyspace,
+    name: Option<String>,
+    permissions: Option<Vec<String>>,
+) -> Result<Keyspace, ApiError> {
     refuse_sandbox_change(&acting.who)?;
     let fields: Vec<&str> = [
-        ("name", body.name.is_some()),
-        ("permissions", body.permissions.is_some()),
+        ("name", name.is_some()),
+        ("permissions", permissions.is_some()),
     ]
     .into_iter()
     .filter_map(|(n, set)| set.then_some(n))
     .collect();
     let ks = state
         .keyspaces
-        .update_keyspace(ks, body.name, body.permissions)
+        .update_keyspace(ks, name, permissions)
         .await?;
     acting
         .audit(
@@ -275,6 +276,18 @@ pub(super) async fn update(
             json!({ "fields": fields }),
         )
         .await;
+    Ok(ks)
+}
+
+pub(super) async fn update(
+    state: &AppState,
+    req: &Request,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let body: UpdateKeyspaceBody = h::read_json(&req.parts.headers, &req.body)?;
+    let acting = req.acting();
+    let ks = load_keyspace(state, acting.who, id, Permission::KeyspacesWrite).await?;
+    let ks = update_keyspace(state, &acting, ks, body.name, body.permissions).await?;
     Ok(h::json(StatusCode::OK, &keyspace_view(&ks)))
 }
 
@@ -667,6 +680,17 @@ pub(crate) async fn act_on_key(
     Ok((done, successor))
 }
 
+/// A rotation's grace period: `secs` (default a day), at most 30 days.
+pub(crate) fn rotation_grace(secs: Option<u64>) -> Result<Duration, ApiError> {
+    let secs = secs.unwrap_or(DEFAULT_GRACE_SECS);
+    if secs > MAX_GRACE_SECS {
+        return Err(ApiError::invalid_request(
+            "graceSeconds is at most 2592000 (30 days)",
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 pub(super) async fn act(
     state: &AppState,
     req: &Request,
@@ -679,13 +703,7 @@ pub(super) async fn act(
         } else {
             h::read_json(&req.parts.headers, &req.body)?
         };
-        let secs = body.grace_seconds.map_or(DEFAULT_GRACE_SECS, |w| w.0);
-        if secs > MAX_GRACE_SECS {
-            return Err(ApiError::invalid_request(
-                "graceSeconds is at most 2592000 (30 days)",
-            ));
-        }
-        Duration::from_secs(secs)
+        rotation_grace(body.grace_seconds.map(|w| w.0))?
     } else {
         Duration::ZERO
     };
