@@ -5,7 +5,7 @@
 //! `routes::audit_events`' own, read as the signed-in user.
 
 use align_audit::{Granularity, Query, Stream, UsageBucket, UsageQuery};
-use align_keys::{KeyRecord, Permission};
+use align_keys::Permission;
 use chrono::{DateTime, TimeDelta, Utc};
 use http::StatusCode;
 use maud::{Markup, html};
@@ -28,15 +28,8 @@ pub(super) async fn show(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> 
     let key = ops::load(ctx.state, who, id, Permission::KeysRead).await?;
     ctx.set_env(key.environment);
     let now = crate::audit::now();
-    let day = usage(
-        ctx,
-        &key,
-        now - TimeDelta::hours(24),
-        now,
-        Granularity::Hour,
-    )
-    .await?;
-    let month = usage(ctx, &key, now - TimeDelta::days(30), now, Granularity::Day).await?;
+    let actor = key.id.to_string();
+    let (day, month) = last_day_and_month(ctx, &actor, now).await?;
     // The old key of a rotation, when the user may still read it.
     let predecessor = match key.rotated_from {
         Some(prev) => ops::load(ctx.state, who, &prev.to_string(), Permission::KeysRead)
@@ -48,8 +41,8 @@ pub(super) async fn show(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> 
         Some(old) => {
             let (from, step) = since_rotation(key.created_at, now);
             Some((
-                usage(ctx, old, from, now, step).await?,
-                usage(ctx, &key, from, now, step).await?,
+                usage(ctx, &old.id.to_string(), from, now, step).await?,
+                usage(ctx, &actor, from, now, step).await?,
             ))
         }
         None => None,
@@ -94,16 +87,7 @@ pub(super) async fn show(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> 
             }
         }
         h2 { "Usage" }
-        div class="side-by-side" {
-            figure data-testid="usage-24h" {
-                figcaption { "Last 24 hours, by hour" }
-                (chart(&day, "last 24 hours"))
-            }
-            figure data-testid="usage-30d" {
-                figcaption { "Last 30 days, by day" }
-                (chart(&month, "last 30 days"))
-            }
-        }
+        (day_and_month(&day, &month))
         h2 { "Latest requests" }
         @match &latest {
             None => p class="hint" { "Reading the request log needs the audit:read permission over the whole organisation." },
@@ -130,6 +114,40 @@ pub(super) async fn show(ctx: &Ctx<'_>, id: &str) -> Result<Response, ApiError> 
     Ok(ctx.page(StatusCode::OK, &key.name, body))
 }
 
+/// The usage of `actor` over the last 24 hours by hour and the last 30 days by day.
+pub(super) async fn last_day_and_month(
+    ctx: &Ctx<'_>,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(Vec<UsageBucket>, Vec<UsageBucket>), ApiError> {
+    let day = usage(
+        ctx,
+        actor,
+        now - TimeDelta::hours(24),
+        now,
+        Granularity::Hour,
+    )
+    .await?;
+    let month = usage(ctx, actor, now - TimeDelta::days(30), now, Granularity::Day).await?;
+    Ok((day, month))
+}
+
+/// The two usage charts of a key's page: the last 24 hours and the last 30 days.
+pub(super) fn day_and_month(day: &[UsageBucket], month: &[UsageBucket]) -> Markup {
+    html! {
+        div class="side-by-side" {
+            figure data-testid="usage-24h" {
+                figcaption { "Last 24 hours, by hour" }
+                (chart(day, "last 24 hours"))
+            }
+            figure data-testid="usage-30d" {
+                figcaption { "Last 30 days, by day" }
+                (chart(month, "last 30 days"))
+            }
+        }
+    }
+}
+
 /// Since shortly before the rotation, by the finest step that covers it.
 fn since_rotation(rotated: DateTime<Utc>, now: DateTime<Utc>) -> (DateTime<Utc>, Granularity) {
     let from = (rotated - TimeDelta::minutes(10)).min(now - TimeDelta::minutes(30));
@@ -144,14 +162,16 @@ fn since_rotation(rotated: DateTime<Utc>, now: DateTime<Utc>) -> (DateTime<Utc>,
     (from.max(now - TimeDelta::days(1400)), step)
 }
 
+/// The usage of the key with id `actor` (an Align key or a key space key: both are the request
+/// log's actors) from `from` to `to` by `step`.
 async fn usage(
     ctx: &Ctx<'_>,
-    key: &KeyRecord,
+    actor: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     step: Granularity,
 ) -> Result<Vec<UsageBucket>, ApiError> {
-    let q = UsageQuery::new(key.id.to_string(), from, to, step)
+    let q = UsageQuery::new(actor.to_owned(), from, to, step)
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     ctx.state.audit.usage(&q).await.map_err(|e| {
         tracing::error!(error = %e, "usage query failed");
