@@ -7,6 +7,11 @@
 
 mod support;
 
+// The Key spaces pages' tests, beside the harness they share (a crate root's `mod` would name
+// tests/keyspaces.rs, the API's own test target).
+#[path = "console/keyspaces.rs"]
+mod keyspaces;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! The developer console under `/console`: server-rendered pages for people signed in with a
 //! password (set with `align users set-password`). Every action goes through the same
-//! operations as the API (`routes::keys`, `routes::webhooks`, `routes::audit_events`) acting
-//! as the signed-in user with their current role, so the policy, the audit records and the
-//! events are the API's.
+//! operations as the API (`routes::keys`, `routes::keyspaces`, `routes::webhooks`,
+//! `routes::audit_events`) acting as the signed-in user with their current role, so the
+//! policy, the audit records and the events are the API's.
 //!
 //! The request path: static assets and the sign-in page need no session; every other page
 //! needs one (GETs without one are sent to `/console/login`); every POST must come from our
@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod html;
 mod keys;
+mod keyspaces;
 mod once;
 mod people;
 mod security;
@@ -127,6 +128,14 @@ impl Ctx<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a form field sent more than once (checkboxes).
+    fn fields<'f>(&'f self, name: &'f str) -> impl Iterator<Item = &'f str> + 'f {
+        self.form
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// A query parameter (the first of that name).
     fn query(&self, name: &str) -> Option<String> {
         crate::http::query_pairs(self.parts.uri.query())
@@ -216,6 +225,9 @@ impl Ctx<'_> {
                     a class="brand" href="/console/keys" { "Align" }
                     a data-testid="nav-keys" href={ "/console/keys?" (env) } { "API Keys" }
                     a data-testid="nav-webhooks" href={ "/console/webhooks?" (env) } { "Webhooks" }
+                    @if keyspaces::reachable(Principal::User(&s.user)) {
+                        a data-testid="nav-keyspaces" href={ "/console/keyspaces?" (env) } { "Key spaces" }
+                    }
                     a data-testid="nav-audit" href={ "/console/audit?" (env) } { "Audit log" }
                     a data-testid="nav-security" href={ "/console/security?" (env) } { "Security" }
                     a data-testid="nav-profile" href="/console/profile" { "Profile" }
@@ -470,6 +482,18 @@ async fn route(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         (true, _, ["webhooks", id]) => webhooks::show(ctx, id).await,
         (true, _, ["webhooks", id, "created"]) => webhooks::created(ctx, id).await,
         (_, true, ["webhooks", id, "test"]) => webhooks::test(ctx, id).await,
+        (true, _, ["keyspaces"]) => keyspaces::list(ctx).await,
+        (_, true, ["keyspaces"]) => keyspaces::create(ctx).await,
+        (true, _, ["keyspaces", id]) => keyspaces::show(ctx, id).await,
+        (_, true, ["keyspaces", id]) => keyspaces::update(ctx, id).await,
+        (_, true, ["keyspaces", id, "keys"]) => keyspaces::mint(ctx, id).await,
+        (true, _, ["keyspaces", id, "keys", key]) => keyspaces::show_key(ctx, id, key).await,
+        (true, _, ["keyspaces", id, "keys", key, "created"]) => {
+            keyspaces::created(ctx, id, key).await
+        }
+        (_, true, ["keyspaces", id, "keys", key, action]) => {
+            keyspaces::act(ctx, id, key, action).await
+        }
         (true, _, ["audit"]) => audit::list(ctx).await,
         (true, _, ["security"]) => security::show(ctx).await,
         (_, true, ["security"]) => security::update(ctx).await,
