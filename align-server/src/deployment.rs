@@ -82,6 +82,10 @@ impl Deployment {
     pub async fn open(config: &Config) -> Result<Self, Error> {
         prepare_data_dir(&config.data_dir)?;
         let key_file = config.secrets_key_path();
+        #[allow(
+            clippy::type_complexity,
+            reason = "the stores as the trait objects both back-ends coerce to, named once here"
+        )]
         let (keys, leaks, keyspaces, webhooks, sealer, place): (
             Arc<dyn KeyStore>,
             Arc<dyn LeakStore>,

@@ -579,30 +579,30 @@ async fn credits_refill_once_a_boundary_has_passed() {
 #[derive(Debug, Clone)]
 enum Q {
     Atom(String),
-    And(Box<Q>, Box<Q>),
-    Or(Box<Q>, Box<Q>),
+    And(Box<Self>, Box<Self>),
+    Or(Box<Self>, Box<Self>),
 }
 
 impl Q {
     fn text(&self) -> String {
         match self {
-            Q::Atom(a) => a.clone(),
-            Q::And(a, b) => format!("({} AND {})", a.text(), b.text()),
-            Q::Or(a, b) => format!("({} or {})", a.text(), b.text()),
+            Self::Atom(a) => a.clone(),
+            Self::And(a, b) => format!("({} AND {})", a.text(), b.text()),
+            Self::Or(a, b) => format!("({} or {})", a.text(), b.text()),
         }
     }
 
     fn allows(&self, held: &[String]) -> bool {
         match self {
-            Q::Atom(a) => held.iter().any(|h| {
+            Self::Atom(a) => held.iter().any(|h| {
                 h == a
                     || match (a.split_once(':'), h.split_once(':')) {
                         (Some((ar, aa)), Some((hr, ha))) => ar == hr && (ha == "*" || aa == "*"),
                         _ => false,
                     }
             }),
-            Q::And(a, b) => a.allows(held) && b.allows(held),
-            Q::Or(a, b) => a.allows(held) || b.allows(held),
+            Self::And(a, b) => a.allows(held) && b.allows(held),
+            Self::Or(a, b) => a.allows(held) || b.allows(held),
         }
     }
 }
