@@ -32,3 +32,26 @@ export async function keysNamed(base, adminKey, name) {
 export function uniqueName(stem) {
   return `${stem}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
 }
+
+/** An organisation key of the bootstrap key's that may only verify key space keys. */
+export async function verifierKey(base, adminKey) {
+  const r = await fetch(`${base}/api/v1/keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: uniqueName("verifier"), scope: "organization", permissions: ["keys:verify"] }),
+  });
+  const body = await r.json();
+  if (r.status !== 201) throw new Error(`POST /api/v1/keys: ${r.status} ${JSON.stringify(body)}`);
+  return body.key;
+}
+
+/** POST /api/v1/keys/verify with `verifier` (DESIGN §12): the answer's body. */
+export async function verify(base, verifier, body) {
+  const r = await fetch(`${base}/api/v1/keys/verify`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${verifier}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (r.status !== 200) throw new Error(`POST /api/v1/keys/verify: ${r.status} ${await r.text()}`);
+  return r.json();
+}
