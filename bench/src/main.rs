@@ -102,9 +102,14 @@ enum Command {
         /// Measured seconds.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// File with one JSON body per line, sent with `POST` in turn (case (e):
+        /// `verify.bodies` from `setup`, with `--path /api/v1/keys/verify`).
+        #[arg(long, value_name = "FILE")]
+        bodies: Option<PathBuf>,
     },
     /// Bootstrap a data directory as `all` does and write the tokens of (b), (c) and (d) to
-    /// `ok.tokens`, `limited.tokens` and `invalid.tokens` in `--out` (one per line), for
+    /// `ok.tokens`, `limited.tokens` and `invalid.tokens` in `--out` (one per line), and (e)'s
+    /// `verifiers.tokens` and `verify.bodies`, for
     /// `drive` under a profiler (docs/performance.md, "Counting instructions").
     Setup {
         /// The `align` binary (default: next to this one).
@@ -161,8 +166,17 @@ fn main() -> ExitCode {
             expect,
             connections,
             duration,
+            bodies,
         } => (|| {
-            let target = drive_target(addr, &path, tokens.as_deref(), expect)?;
+            let mut target = drive_target(addr, &path, tokens.as_deref(), expect)?;
+            if let Some(file) = bodies {
+                target.method = http::Method::POST;
+                target.bodies = std::fs::read_to_string(file)?
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| bytes::Bytes::from(l.to_owned()))
+                    .collect();
+            }
             let duration = seconds(duration)?;
             let report = runtime(None)?.block_on(load::drive(
                 &target,

@@ -252,6 +252,13 @@ pub(crate) async fn setup_files(align: &Path, data: &Path, out: &Path) -> Result
         data.display(),
         out.display()
     );
+    std::fs::write(out.join("verifiers.tokens"), lines(&tokens.verifiers))?;
+    let bodies = tokens
+        .keyspace
+        .iter()
+        .map(|t| verify_body(t).to_string())
+        .collect::<Vec<_>>();
+    std::fs::write(out.join("verify.bodies"), lines(&bodies))?;
     Ok(())
 }
 

@@ -27,6 +27,10 @@ use align_core::Secret;
 /// Token hashes are uniform already: the tables use their first eight bytes as they are.
 type ByHash = BuildHasherDefault<crate::verifier::PassThrough>;
 
+/// The most permission queries [`Keyspaces::query`] keeps parsed; past it the cache starts
+/// over.
+const QUERY_CACHE_CAPACITY: usize = 1024;
+
 /// How many fresh tokens to try when a generated prefix is already taken.
 const PREFIX_ATTEMPTS: usize = 8;
 /// The most cached keys; past it the cache starts over (the store answers the misses).
@@ -259,6 +263,8 @@ pub struct Keyspaces {
     /// was unknown when presented stays unknown: remembering it keeps a flood of made-up tokens
     /// with valid checksums off the store.
     unknown: Mutex<HashSet<KeyHash, ByHash>>,
+    /// Permission queries as parsed, by their text: a gateway asks the same few.
+    queries: Mutex<HashMap<Box<str>, Arc<PermissionQuery>>>,
 }
 
 impl std::fmt::Debug for Keyspaces {
@@ -284,7 +290,29 @@ impl Keyspaces {
             cache: RwLock::default(),
             ids: Mutex::default(),
             unknown: Mutex::default(),
+            queries: Mutex::default(),
         }
+    }
+
+    /// `text` parsed as a [`PermissionQuery`], from a small cache of the queries asked
+    /// before (a gateway asks the same few on every request); a bad query is the parser's
+    /// error, never cached.
+    pub fn query(&self, text: &str) -> Result<Arc<PermissionQuery>> {
+        if let Some(q) = self
+            .queries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(text)
+        {
+            return Ok(Arc::clone(q));
+        }
+        let parsed = Arc::new(PermissionQuery::parse(text)?);
+        let mut queries = self.queries.lock().unwrap_or_else(PoisonError::into_inner);
+        if queries.len() >= QUERY_CACHE_CAPACITY {
+            queries.clear();
+        }
+        queries.insert(text.into(), Arc::clone(&parsed));
+        Ok(parsed)
     }
 
     /// The store.

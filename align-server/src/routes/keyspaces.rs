@@ -14,7 +14,7 @@ use align_keys::keyspace::{
     Credits, Keyspace, KeyspaceId, KeyspaceKey, KeyspaceKeyChanges, KeyspaceKeyFilter, NamedLimit,
     NewKeyspaceKey, Refill, RefillInterval, VerifyCode, VerifyOutcome, VerifyRequest,
 };
-use align_keys::{Environment, KeyId, Meta, Permission, PermissionQuery, Target};
+use align_keys::{Environment, KeyId, Meta, Permission, Target};
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::Deserialize;
@@ -760,22 +760,46 @@ fn usage_status(code: VerifyCode) -> u16 {
     }
 }
 
-/// The verification answer (DESIGN §12).
-pub(crate) fn verify_view(o: &VerifyOutcome) -> Value {
+/// The verification answer (DESIGN §12), serialized as it is (no intermediate JSON tree: it
+/// is the hot path of the organisation's own API).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VerifyAnswer<'a> {
+    valid: bool,
+    code: &'static str,
+    key_id: Option<KeyId>,
+    keyspace_id: Option<KeyspaceId>,
+    owner_id: Option<&'a str>,
+    meta: Option<&'a Meta>,
+    permissions: Option<&'a [String]>,
+    expires_at: Option<String>,
+    environment: Option<Environment>,
+    credits: Option<CreditsLeft>,
+    ratelimits: &'a [align_keys::keyspace::LimitState],
+}
+
+/// `{"remaining": n}`.
+#[derive(serde::Serialize)]
+struct CreditsLeft {
+    remaining: u64,
+}
+
+/// The answer for `o`.
+pub(crate) fn verify_view(o: &VerifyOutcome) -> VerifyAnswer<'_> {
     let key = o.key.as_deref().filter(|_| o.code != VerifyCode::NotFound);
-    json!({
-        "valid": o.valid(),
-        "code": o.code.as_str(),
-        "keyId": key.map(|k| k.id),
-        "keyspaceId": key.map(|k| k.keyspace_id),
-        "ownerId": key.and_then(|k| k.owner_id.as_deref()),
-        "meta": key.and_then(|k| k.meta.as_ref()),
-        "permissions": key.map(|k| k.permissions.as_slice()),
-        "expiresAt": key.and_then(|k| h::opt_timestamp(k.expires_at)),
-        "environment": key.map(|k| k.environment),
-        "credits": o.credits_remaining.map(|r| json!({ "remaining": r })),
-        "ratelimits": o.ratelimits,
-    })
+    VerifyAnswer {
+        valid: o.valid(),
+        code: o.code.as_str(),
+        key_id: key.map(|k| k.id),
+        keyspace_id: key.map(|k| k.keyspace_id),
+        owner_id: key.and_then(|k| k.owner_id.as_deref()),
+        meta: key.and_then(|k| k.meta.as_ref()),
+        permissions: key.map(|k| k.permissions.as_slice()),
+        expires_at: key.and_then(|k| h::opt_timestamp(k.expires_at)),
+        environment: key.map(|k| k.environment),
+        credits: o.credits_remaining.map(|remaining| CreditsLeft { remaining }),
+        ratelimits: &o.ratelimits,
+    }
 }
 
 /// Largest cost one verification may spend on credits or a limit.
@@ -799,7 +823,7 @@ pub(super) async fn verify(state: &AppState, req: &Request) -> Result<Response, 
     let query = body
         .permissions
         .as_deref()
-        .map(PermissionQuery::parse)
+        .map(|q| state.keyspaces.query(q))
         .transpose()
         .map_err(|e| ApiError::invalid_request(format!("permissions: {e}")))?;
     let credit_cost = body.credits.and_then(|c| c.cost).map(|w| w.0);
@@ -820,7 +844,7 @@ pub(super) async fn verify(state: &AppState, req: &Request) -> Result<Response, 
             token: &body.key,
             organization_id: who.organization_id(),
             environment: who.environment(),
-            permissions: query.as_ref(),
+            permissions: query.as_deref(),
             credit_cost,
             limit_costs: &costs,
             now,
