@@ -613,9 +613,10 @@ fn keys_create_takes_an_owner_and_meta_and_shows_them() {
     ));
     assert_eq!(minted["ownerId"], "cus_8812");
     assert_eq!(minted["meta"]["plan"], "pro");
+    // `keys:*` is every `keys:` permission of the vocabulary, `keys:verify` (DESIGN §12) too.
     assert_eq!(
         minted["permissions"],
-        serde_json::json!(["keys:read", "keys:write", "audit:read"])
+        serde_json::json!(["keys:read", "keys:write", "audit:read", "keys:verify"])
     );
     let id = minted["apiKeyId"].as_str().unwrap();
     let shown = json(&align(&data, &["keys", "show", id, "--json"]));
