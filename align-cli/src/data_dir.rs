@@ -11,8 +11,8 @@ use std::sync::Arc;
 use align_audit::AuditSink;
 use align_keys::store::{KeyStore, PageRequest};
 use align_keys::{
-    KeyId, KeyManager, KeyRecord, Organization, OrganizationId, Project, ProjectId, Role,
-    Sha256Hasher, User,
+    KeyId, KeyManager, KeyRecord, KeyspaceStore, Organization, OrganizationId, Project, ProjectId,
+    Role, Sha256Hasher, User,
 };
 use align_server::{Config, Deployment};
 use align_webhooks::{Sealer, WebhookStore};
@@ -25,6 +25,8 @@ use crate::output::Failure;
 pub(crate) struct DataDir {
     pub(crate) store: Arc<dyn KeyStore>,
     pub(crate) keys: KeyManager,
+    /// The key spaces and their keys (DESIGN §12), in the same database.
+    pub(crate) keyspaces: Arc<dyn KeyspaceStore>,
     pub(crate) webhooks: Arc<dyn WebhookStore>,
     deployment: Deployment,
 }
@@ -48,6 +50,7 @@ impl DataDir {
         Ok(Self {
             store,
             keys,
+            keyspaces: Arc::clone(deployment.keyspaces()),
             webhooks: Arc::clone(deployment.webhooks()),
             deployment,
         })

@@ -1,7 +1,9 @@
 //! `align keys …`: API keys, minted, listed, changed, revoked and rotated on the data directory or, with
-//! `--api-url`, through a running server; and `align keys scan`, which finds keys in files.
+//! `--api-url`, through a running server; `align keys scan`, which finds keys in files; and
+//! `align keys verify`, which checks a key space key through a running server.
 
 mod scan;
+mod verify;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,11 +63,25 @@ pub(crate) enum Action {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Verify a key your customer presented to your API (a key space key, DESIGN §12) as a
+    /// gateway would, through a running server (--api-url, with a key holding keys:verify):
+    /// prints the code (VALID, NOT_FOUND, REVOKED, EXPIRED, SUSPENDED, RATE_LIMITED,
+    /// USAGE_EXCEEDED or INSUFFICIENT_PERMISSIONS; the whole answer with --json) and exits 0
+    /// for VALID, 1 for any other code, 2 for a bad request (such as a malformed query).
+    /// A VALID verification spends the key's credits and named limits.
+    ///
+    /// Example: align keys verify - --permissions "invoices:read AND admin" --cost 1 --ratelimit tokens:250 --api-url http://127.0.0.1:8080 < presented-key
+    Verify(verify::VerifyArgs),
 }
 
 pub(crate) async fn run(Args { common, action }: Args) -> Result<(), Failure> {
     if let Action::Scan { paths } = &action {
         return scan::run(paths, common.json);
+    }
+    if let Action::Verify(args) = &action {
+        let api =
+            common.api("align keys verify (named limits and credits are counted by the server)")?;
+        return verify::run(&api, args, &common.out()).await;
     }
     if common.api_url.is_some() {
         return over_api(&common, action).await;
@@ -82,7 +98,7 @@ pub(crate) async fn run(Args { common, action }: Args) -> Result<(), Failure> {
         Action::ReportCompromise { .. } => Err(Failure::usage(
             "report-compromise goes through the server: add --api-url (and ALIGN_API_KEY)",
         )),
-        Action::Scan { .. } => Ok(()),
+        Action::Scan { .. } | Action::Verify(_) => Ok(()),
     }
 }
 
@@ -176,12 +192,13 @@ async fn over_api(common: &Common, action: Action) -> Result<(), Failure> {
             return o.object(&v);
         }
         Action::Scan { paths } => return scan::run(&paths, common.json),
+        Action::Verify(args) => return verify::run(&api, &args, &o).await,
     };
     client::print(&v, &columns, &o)
 }
 
 /// The columns of `keys usage`, as `GET /api/v1/keys/{id}/usage` names them.
-const USAGE_COLUMNS: [&str; 6] = [
+pub(crate) const USAGE_COLUMNS: [&str; 6] = [
     "start",
     "requests",
     "succeeded",
@@ -194,6 +211,13 @@ const USAGE_COLUMNS: [&str; 6] = [
 #[derive(Debug, clap::Args)]
 pub(crate) struct UsageArgs {
     id: String,
+    #[command(flatten)]
+    range: UsageRange,
+}
+
+/// The range and step of a usage question (`keys usage`, `keyspaces keys usage`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct UsageRange {
     /// The first instant counted, RFC 3339 (default: a day before --to).
     #[arg(long)]
     from: Option<DateTime<Utc>>,
@@ -205,35 +229,52 @@ pub(crate) struct UsageArgs {
     granularity: align_audit::Granularity,
 }
 
-impl UsageArgs {
+impl UsageRange {
     fn range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         let to = self.to.unwrap_or_else(Utc::now);
         (self.from.unwrap_or(to - chrono::TimeDelta::hours(24)), to)
     }
 
-    /// The API path and query of the same question.
-    fn path(&self) -> String {
+    /// The API query string of the same question (`from=…&to=…&granularity=…`).
+    pub(crate) fn query(&self) -> String {
         let (from, to) = self.range();
         let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         format!(
-            "/api/v1/keys/{}/usage?from={}&to={}&granularity={}",
-            self.id,
+            "from={}&to={}&granularity={}",
             time(from),
             time(to),
             self.granularity.as_str()
         )
     }
+
+    /// Prints the usage of `actor` (a key's id) from the data directory's request log, as the
+    /// API answers it.
+    pub(crate) async fn print_local(
+        &self,
+        d: &DataDir,
+        actor: String,
+        o: &Out,
+    ) -> Result<(), Failure> {
+        let (from, to) = self.range();
+        let q = align_audit::UsageQuery::new(actor, from, to, self.granularity)
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        let buckets = d.audit().await?.usage(&q).await?;
+        let rows = serde_json::to_value(&buckets)
+            .map_err(|e| Failure::usage(format!("cannot print the usage: {e}")))?;
+        client::print(&json!({ "data": rows }), &USAGE_COLUMNS, o)
+    }
+}
+
+impl UsageArgs {
+    /// The API path and query of the same question.
+    fn path(&self) -> String {
+        format!("/api/v1/keys/{}/usage?{}", self.id, self.range.query())
+    }
 }
 
 async fn usage(d: &DataDir, args: &UsageArgs, o: &Out) -> Result<(), Failure> {
     let key = d.key(&args.id).await?;
-    let (from, to) = args.range();
-    let q = align_audit::UsageQuery::new(key.id.to_string(), from, to, args.granularity)
-        .map_err(|e| Failure::usage(e.to_string()))?;
-    let buckets = d.audit().await?.usage(&q).await?;
-    let rows = serde_json::to_value(&buckets)
-        .map_err(|e| Failure::usage(format!("cannot print the usage: {e}")))?;
-    client::print(&json!({ "data": rows }), &USAGE_COLUMNS, o)
+    args.range.print_local(d, key.id.to_string(), o).await
 }
 
 fn key_json(k: &KeyRecord) -> Value {

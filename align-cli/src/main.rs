@@ -32,6 +32,7 @@ mod config;
 mod events;
 mod init;
 mod keys;
+mod keyspaces;
 mod leaks;
 mod me;
 mod orgs;
@@ -73,6 +74,13 @@ enum Command {
     Projects(projects::Args),
     /// API keys. Example: align keys create --name ci-read --permissions keys:read
     Keys(keys::Args),
+    /// Key spaces: keys you issue to your own customers, with your own token prefix,
+    /// permissions, credits and named rate limits (DESIGN §12), in the data directory or on a
+    /// running server with --api-url. Your API checks them with `align keys verify` or
+    /// POST /api/v1/keys/verify.
+    ///
+    /// Example: align keyspaces create --name "Acme API" --prefix acme --permissions invoices:read,invoices:write
+    Keyspaces(keyspaces::Args),
     /// Leaked keys (API only): reports and the organisation's leak policy.
     Leaks(leaks::Args),
     Backup(backup::Args),
@@ -145,6 +153,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Users(args) => users::run(args).await,
         Command::Projects(args) => projects::run(args).await,
         Command::Keys(args) => keys::run(args).await,
+        Command::Keyspaces(args) => keyspaces::run(args).await,
         Command::Leaks(args) => leaks::run(args).await,
         Command::Backup(args) => backup::run(args).await,
         Command::Restore(args) => restore::run(args).await,

@@ -35,6 +35,9 @@ pub(crate) enum Failure {
     /// `keys scan` found API keys (exit 1).
     #[error("{0}")]
     Found(String),
+    /// `keys verify`: the presented key is not VALID; its code (exit 1).
+    #[error("the key did not verify: {0}")]
+    NotValid(String),
     /// Writing the output failed (exit 1).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -108,6 +111,13 @@ impl Out {
                 writeln!(stdout, "{k:width$}  {}", cell(val))?;
             }
         }
+        Ok(())
+    }
+
+    /// One line of text.
+    pub(crate) fn line(&self, text: &str) -> Result<(), Failure> {
+        use std::io::Write;
+        writeln!(std::io::stdout().lock(), "{text}")?;
         Ok(())
     }
 

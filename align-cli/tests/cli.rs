@@ -613,9 +613,10 @@ fn keys_create_takes_an_owner_and_meta_and_shows_them() {
     ));
     assert_eq!(minted["ownerId"], "cus_8812");
     assert_eq!(minted["meta"]["plan"], "pro");
+    // `keys:*` is every `keys:` permission of the vocabulary, `keys:verify` (DESIGN §12) too.
     assert_eq!(
         minted["permissions"],
-        serde_json::json!(["keys:read", "keys:write", "audit:read"])
+        serde_json::json!(["keys:read", "keys:write", "audit:read", "keys:verify"])
     );
     let id = minted["apiKeyId"].as_str().unwrap();
     let shown = json(&align(&data, &["keys", "show", id, "--json"]));
@@ -835,4 +836,435 @@ fn keys_usage_counts_a_keys_requests_locally_and_over_the_api() {
         ],
     );
     assert_eq!(refused.status.code(), Some(2));
+}
+
+/// `align keys verify KEY …` over the API with `key` in `ALIGN_API_KEY`, the presented key
+/// written to its standard input when `stdin` is given (for `-`).
+fn verify(addr: SocketAddr, key: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_align"))
+        .args(["keys", "verify"])
+        .args(args)
+        .arg("--api-url")
+        .arg(format!("http://{addr}"))
+        .env("ALIGN_API_KEY", key)
+        .env("ALIGN_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// The first line of a command's standard output.
+fn first_line(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Key spaces and their keys made in the data directory are verified by a running server:
+/// `align keys verify` prints the code and exits 0 only for VALID; a suspension made in the
+/// data directory reaches the server; the verifications count in the key's usage.
+#[test]
+fn keyspace_keys_minted_locally_are_verified_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    let space = json(&align(
+        &data,
+        &[
+            "keyspaces",
+            "create",
+            "--name",
+            "Acme API",
+            "--prefix",
+            "acme",
+            "--permissions",
+            "invoices:read,invoices:write,admin",
+            "--json",
+        ],
+    ));
+    let ks = space["id"].as_str().unwrap().to_owned();
+    assert_eq!(space["prefix"], "acme");
+    // The same prefix twice, or a reserved one, is the operator's error.
+    for prefix in ["acme", "ako"] {
+        let again = align(
+            &data,
+            &["keyspaces", "create", "--name", "x", "--prefix", prefix],
+        );
+        assert_eq!(again.status.code(), Some(2), "{prefix}");
+    }
+    let listed = json(&align(&data, &["keyspaces", "list", "--json"]));
+    assert_eq!(listed[0]["id"], ks.as_str());
+    let renamed = json(&align(
+        &data,
+        &[
+            "keyspaces",
+            "update",
+            &ks,
+            "--name",
+            "Acme public API",
+            "--json",
+        ],
+    ));
+    assert_eq!(renamed["name"], "Acme public API");
+
+    let minted = align(
+        &data,
+        &[
+            "keyspaces",
+            "keys",
+            "mint",
+            &ks,
+            "--name",
+            "cus_8812 production",
+            "--owner",
+            "cus_8812",
+            "--permissions",
+            "invoices:read",
+            "--credits",
+            "3",
+            "--ratelimit",
+            "requests:100/1m",
+            "--json",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&minted.stderr).contains("shown once"),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let minted = json(&minted);
+    let token = minted["key"].as_str().unwrap().to_owned();
+    let id = minted["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("acme_"), "{token}");
+    assert_eq!(minted["ratelimits"][0]["durationSeconds"], 60);
+    let shown = json(&align(
+        &data,
+        &["keyspaces", "keys", "show", &ks, &id, "--json"],
+    ));
+    assert!(shown.get("key").is_none(), "shown once");
+    let keys = json(&align(&data, &["keyspaces", "keys", "list", &ks, "--json"]));
+    assert!(
+        !keys.to_string().contains(&token[14..]),
+        "listings never show tokens"
+    );
+    let gateway = json(&align(
+        &data,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "gateway",
+            "--permissions",
+            "keys:verify",
+            "--json",
+        ],
+    ));
+    let gateway = gateway["key"].as_str().unwrap().to_owned();
+
+    // Verification goes through a server.
+    let refused = align(&data, &["keys", "verify", &token]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--api-url"));
+
+    let (mut server, addr) = spawn_server(&data);
+    let v = verify(
+        addr,
+        &gateway,
+        &[&token, "--permissions", "invoices:read"],
+        None,
+    );
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert_eq!(first_line(&v), "VALID");
+    let v = verify(
+        addr,
+        &gateway,
+        &["-", "--json"],
+        Some(&format!("{token}\n")),
+    );
+    let answer = json(&v);
+    assert_eq!(answer["code"], "VALID");
+    assert_eq!(answer["ownerId"], "cus_8812");
+    assert_eq!(answer["credits"]["remaining"], 1);
+    assert_eq!(answer["ratelimits"][0]["remaining"], 98);
+    let v = verify(addr, &gateway, &[&token, "--permissions", "admin"], None);
+    assert_eq!(
+        (v.status.code(), first_line(&v)),
+        (Some(1), "INSUFFICIENT_PERMISSIONS".into())
+    );
+    let v = verify(addr, &gateway, &["acme_00000000_nope"], None);
+    assert_eq!(
+        (v.status.code(), first_line(&v)),
+        (Some(1), "NOT_FOUND".into())
+    );
+    let v = verify(
+        addr,
+        &gateway,
+        &[&token, "--permissions", "invoices:read AND"],
+        None,
+    );
+    assert_eq!(
+        v.status.code(),
+        Some(2),
+        "a malformed query is a bad request"
+    );
+
+    // A suspension made in the data directory reaches the running server.
+    assert!(
+        align(&data, &["keyspaces", "keys", "suspend", &ks, &id])
+            .status
+            .success()
+    );
+    let mut code = String::new();
+    for _ in 0..100 {
+        // Cost 0: a verification before the suspension arrives spends no credit.
+        code = first_line(&verify(addr, &gateway, &[&token, "--cost", "0"], None));
+        if code == "SUSPENDED" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(code, "SUSPENDED");
+    assert!(
+        align(&data, &["keyspaces", "keys", "resume", &ks, &id])
+            .status
+            .success()
+    );
+    for _ in 0..100 {
+        code = first_line(&verify(addr, &gateway, &[&token, "--cost", "1"], None));
+        if code != "SUSPENDED" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(code, "VALID", "the last credit");
+    let v = verify(addr, &gateway, &[&token, "--ratelimit", "requests:0"], None);
+    assert_eq!(
+        (v.status.code(), first_line(&v)),
+        (Some(1), "USAGE_EXCEEDED".into())
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // Every verification of the key is in its usage (NOT_FOUND is nobody's).
+    let usage = json(&align(
+        &data,
+        &[
+            "keyspaces",
+            "keys",
+            "usage",
+            &ks,
+            &id,
+            "--granularity",
+            "day",
+            "--json",
+        ],
+    ));
+    let total: u64 = usage
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["requests"].as_u64().unwrap())
+        .sum();
+    assert!(total >= 6, "{usage}");
+    let conflict = align(
+        &data,
+        &[
+            "keyspaces",
+            "keys",
+            "update",
+            &ks,
+            &id,
+            "--credits",
+            "5",
+            "--clear",
+            "credits",
+        ],
+    );
+    assert_eq!(conflict.status.code(), Some(2));
+    let revoked = json(&align(
+        &data,
+        &["keyspaces", "keys", "revoke", &ks, &id, "--json"],
+    ));
+    assert!(revoked["revokedAt"].is_string());
+    let final_ = align(&data, &["keyspaces", "keys", "resume", &ks, &id]);
+    assert_eq!(final_.status.code(), Some(2), "a revoked key is final");
+}
+
+/// Every `align keyspaces` command over the API, with the bootstrap admin key.
+#[test]
+fn keyspaces_over_the_api_mint_list_update_rotate_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(align(&data, &["init"]).status.success());
+    let (mut server, addr) = spawn_server(&data);
+    let admin = std::fs::read_to_string(data.join("bootstrap-admin-key")).unwrap();
+    let admin = admin.trim();
+    let api = |args: &[&str]| over_api(addr, admin, args);
+    let space = json(&api(&[
+        "keyspaces",
+        "create",
+        "--name",
+        "Acme API",
+        "--prefix",
+        "acme",
+        "--permissions",
+        "invoices:read,admin",
+        "--json",
+    ]));
+    let ks = space["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        json(&api(&["keyspaces", "list", "--json"]))[0]["id"],
+        ks.as_str()
+    );
+    assert_eq!(
+        json(&api(&["keyspaces", "show", &ks, "--json"]))["prefix"],
+        "acme"
+    );
+    let updated = json(&api(&[
+        "keyspaces",
+        "update",
+        &ks,
+        "--permissions",
+        "invoices:read,invoices:write,admin",
+        "--json",
+    ]));
+    assert_eq!(updated["permissions"].as_array().unwrap().len(), 3);
+    let minted = json(&api(&[
+        "keyspaces",
+        "keys",
+        "mint",
+        &ks,
+        "--name",
+        "c1",
+        "--owner",
+        "cus_1",
+        "--meta",
+        r#"{"plan":"pro"}"#,
+        "--permissions",
+        "invoices:write",
+        "--expires-at",
+        "2099-01-01T00:00:00Z",
+        "--json",
+    ]));
+    let id = minted["id"].as_str().unwrap().to_owned();
+    assert!(minted["key"].as_str().unwrap().starts_with("acme_"));
+    json(&api(&[
+        "keyspaces",
+        "keys",
+        "mint",
+        &ks,
+        "--name",
+        "c2",
+        "--sandbox",
+        "--json",
+    ]));
+    let theirs = json(&api(&[
+        "keyspaces",
+        "keys",
+        "list",
+        &ks,
+        "--owner",
+        "cus_1",
+        "--json",
+    ]));
+    assert_eq!(theirs.as_array().unwrap().len(), 1, "{theirs}");
+    assert_eq!(
+        json(&api(&["keyspaces", "keys", "list", &ks, "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        json(&api(&["keyspaces", "keys", "show", &ks, &id, "--json"]))["ownerId"],
+        "cus_1"
+    );
+    let changed = json(&api(&[
+        "keyspaces",
+        "keys",
+        "update",
+        &ks,
+        &id,
+        "--credits",
+        "100",
+        "--refill",
+        "100/day",
+        "--ratelimit",
+        "tokens:5000/1h",
+        "--clear",
+        "expiry,meta",
+        "--json",
+    ]));
+    assert_eq!(changed["credits"]["refill"]["interval"], "day");
+    assert_eq!(changed["ratelimits"][0]["durationSeconds"], 3600);
+    assert!(
+        changed["expiresAt"].is_null() && changed["meta"].is_null(),
+        "{changed}"
+    );
+    let suspended = json(&api(&["keyspaces", "keys", "suspend", &ks, &id, "--json"]));
+    assert!(suspended["suspendedAt"].is_string());
+    let resumed = json(&api(&["keyspaces", "keys", "resume", &ks, &id, "--json"]));
+    assert!(resumed["suspendedAt"].is_null());
+    let rotation = json(&api(&[
+        "keyspaces",
+        "keys",
+        "rotate",
+        &ks,
+        &id,
+        "--grace",
+        "60",
+        "--json",
+    ]));
+    assert_eq!(rotation["successor"]["rotatedFromKeyId"], id.as_str());
+    assert_eq!(rotation["key"], rotation["successor"]["key"]);
+    assert!(rotation["previous"]["expiresAt"].is_string());
+    let successor = rotation["successor"]["id"].as_str().unwrap().to_owned();
+    let revoked = json(&api(&[
+        "keyspaces",
+        "keys",
+        "revoke",
+        &ks,
+        &successor,
+        "--json",
+    ]));
+    assert!(revoked["revokedAt"].is_string());
+    let v = verify(addr, admin, &[rotation["key"].as_str().unwrap()], None);
+    assert_eq!(
+        (v.status.code(), first_line(&v)),
+        (Some(1), "REVOKED".into())
+    );
+    let usage = json(&api(&[
+        "keyspaces",
+        "keys",
+        "usage",
+        &ks,
+        &successor,
+        "--json",
+    ]));
+    assert_eq!(usage.as_array().unwrap().len(), 25, "a day by hour");
+    let missing = api(&[
+        "keyspaces",
+        "keys",
+        "show",
+        &ks,
+        "6f1c1e0e-3f4a-4b8e-9a59-0c1f1d3a5b7c",
+    ]);
+    assert_eq!(missing.status.code(), Some(3));
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -1,5 +1,7 @@
 //! One method per operation of `docs/openapi.yaml`, named after its `operationId`.
 
+mod keyspaces;
+
 use std::fmt::Display;
 use std::future::Future;
 
@@ -10,9 +12,9 @@ use crate::error::Error;
 use crate::transport::{Call, Client};
 use crate::types::{
     AuditEvent, AuditEventQuery, CreateKey, CreateProject, CreateWebhookEndpoint, EraseSubject,
-    Erasure, Event, EventQuery, GithubLabel, GithubToken, Health, Key, LeakReport,
-    LeakReportWithKey, Me, MintedKey, Organization, Page, PageParams, Project, Recovered,
-    ReportCompromise, RequestLogEntry, RequestLogQuery, Rotate, Timestamp, UpdateKey,
+    Erasure, Event, EventQuery, GithubLabel, GithubToken, Health, Key, KeyspaceKeyQuery,
+    LeakReport, LeakReportWithKey, Me, MintedKey, Organization, Page, PageParams, Project,
+    Recovered, ReportCompromise, RequestLogEntry, RequestLogQuery, Rotate, Timestamp, UpdateKey,
     UpdateOrganization, UpdateUser, UpdateWebhookEndpoint, Usage, UsageQuery, User, WebhookAttempt,
     WebhookDelivery, WebhookEndpoint, WebhookEndpointWithSecret, WebhookTest,
 };
@@ -42,6 +44,20 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("suspendKey", "suspend_key"),
     ("resumeKey", "resume_key"),
     ("getKeyUsage", "get_key_usage"),
+    ("createKeyspace", "create_keyspace"),
+    ("listKeyspaces", "list_keyspaces"),
+    ("getKeyspace", "get_keyspace"),
+    ("updateKeyspace", "update_keyspace"),
+    ("createKeyspaceKey", "create_keyspace_key"),
+    ("listKeyspaceKeys", "list_keyspace_keys"),
+    ("getKeyspaceKey", "get_keyspace_key"),
+    ("updateKeyspaceKey", "update_keyspace_key"),
+    ("revokeKeyspaceKey", "revoke_keyspace_key"),
+    ("rotateKeyspaceKey", "rotate_keyspace_key"),
+    ("suspendKeyspaceKey", "suspend_keyspace_key"),
+    ("resumeKeyspaceKey", "resume_keyspace_key"),
+    ("getKeyspaceKeyUsage", "get_keyspace_key_usage"),
+    ("verifyKey", "verify_key"),
     ("createProject", "create_project"),
     ("listProjects", "list_projects"),
     ("deleteProject", "delete_project"),
@@ -102,6 +118,13 @@ impl Query {
             name,
             value.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         )
+    }
+
+    /// The range and step of a usage query.
+    fn usage(&mut self, query: &UsageQuery) -> &mut Self {
+        self.time("from", query.from.as_ref())
+            .time("to", query.to.as_ref())
+            .add("granularity", query.granularity.map(|g| g.as_str()))
     }
 
     fn page(&mut self, page: &PageParams) -> &mut Self {
@@ -174,7 +197,12 @@ macro_rules! filtered {
     )*};
 }
 
-filtered!(AuditEventQuery, RequestLogQuery, EventQuery);
+filtered!(
+    AuditEventQuery,
+    RequestLogQuery,
+    EventQuery,
+    KeyspaceKeyQuery
+);
 
 /// The items of every page of a filtered list, from `query`'s own cursor on; `fetch` asks
 /// for one page.
@@ -332,9 +360,7 @@ impl Client {
         query: &UsageQuery,
     ) -> Result<Usage, Error> {
         let path = Query::new()
-            .time("from", query.from.as_ref())
-            .time("to", query.to.as_ref())
-            .add("granularity", query.granularity.map(|g| g.as_str()))
+            .usage(query)
             .on(&format!("/api/v1/keys/{}/usage", seg(id)));
         self.get_json(path).await
     }

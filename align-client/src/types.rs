@@ -1,12 +1,20 @@
 //! The request and response bodies of `docs/openapi.yaml`, field for field (camelCase on the
 //! wire). Unknown fields in answers are ignored, so a newer server does not break this client.
 
+mod keyspaces;
+
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
+
+pub use keyspaces::{
+    CreateKeyspace, CreateKeyspaceKey, CreditCost, Credits, CreditsLeft, Keyspace, KeyspaceKey,
+    KeyspaceKeyQuery, KeyspaceKeyRotation, LimitCost, LimitState, MintedKeyspaceKey, NamedLimit,
+    Refill, RefillInterval, UpdateKeyspace, UpdateKeyspaceKey, Verification, VerifyCode, VerifyKey,
+};
 
 /// A timestamp of the API (RFC 3339, UTC).
 pub type Timestamp = DateTime<Utc>;

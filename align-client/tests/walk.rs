@@ -15,9 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use align_client::{
-    AuditEventQuery, Client, CreateKey, CreateProject, CreateWebhookEndpoint, Environment,
-    EraseSubject, Error, ErrorCode, EventQuery, PageParams, ReportCompromise, RequestLogQuery,
-    Rotate, UpdateKey, UpdateOrganization, UpdateUser, UpdateWebhookEndpoint, UsageQuery,
+    AuditEventQuery, Client, CreateKey, CreateKeyspace, CreateKeyspaceKey, CreateProject,
+    CreateWebhookEndpoint, Credits, Environment, EraseSubject, Error, ErrorCode, EventQuery,
+    KeyspaceKeyQuery, NamedLimit, PageParams, Refill, RefillInterval, ReportCompromise,
+    RequestLogQuery, Rotate, UpdateKey, UpdateKeyspace, UpdateKeyspaceKey, UpdateOrganization,
+    UpdateUser, UpdateWebhookEndpoint, UsageQuery, VerifyCode, VerifyKey,
 };
 use align_server::{Config, Server};
 use futures_util::{StreamExt, TryStreamExt};
@@ -403,6 +405,9 @@ async fn every_operation_answers_through_the_client() {
     }
     walked.insert("listRequestLogs");
 
+    // ---- key spaces and verification ----
+    keyspaces(&s, &admin, &mut walked).await;
+
     // ---- users and privacy ----
     let users = admin.list_users().await.unwrap();
     let me_user = users
@@ -591,4 +596,246 @@ async fn every_operation_answers_through_the_client() {
     let all: BTreeSet<&str> = align_client::OPERATIONS.iter().map(|(id, _)| *id).collect();
     let missing: Vec<_> = all.difference(&walked).collect();
     assert!(missing.is_empty(), "not walked: {missing:?}");
+}
+
+/// Key spaces, their keys and verification (DESIGN §12), every operation of the `keyspaces` tag.
+async fn keyspaces(s: &Running, admin: &Client, walked: &mut BTreeSet<&'static str>) {
+    let space = admin
+        .create_keyspace(&CreateKeyspace {
+            name: "Acme API".into(),
+            prefix: "acme".into(),
+            permissions: vec!["invoices:read".into(), "invoices:write".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(space.prefix, "acme");
+    walked.insert("createKeyspace");
+    let spaces: Vec<_> = admin
+        .list_keyspaces_stream(Some(1))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(spaces, std::slice::from_ref(&space));
+    let page = admin.list_keyspaces(&PageParams::limit(1)).await.unwrap();
+    assert_eq!(page.data.len(), 1);
+    walked.insert("listKeyspaces");
+    assert_eq!(admin.get_keyspace(space.id).await.unwrap(), space);
+    walked.insert("getKeyspace");
+    let renamed = admin
+        .update_keyspace(
+            space.id,
+            &UpdateKeyspace {
+                name: Some("Acme public API".into()),
+                permissions: Some(vec![
+                    "invoices:read".into(),
+                    "invoices:write".into(),
+                    "admin".into(),
+                ]),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.permissions.len()),
+        ("Acme public API", 3)
+    );
+    walked.insert("updateKeyspace");
+
+    let customer = admin
+        .create_keyspace_key(
+            space.id,
+            &CreateKeyspaceKey {
+                owner_id: Some("cus_8812".into()),
+                permissions: vec!["invoices:read".into()],
+                credits: Some(Credits {
+                    remaining: 2,
+                    refill: None,
+                }),
+                ratelimits: vec![NamedLimit {
+                    name: "requests".into(),
+                    limit: 100,
+                    duration_seconds: 60,
+                }],
+                ..CreateKeyspaceKey::named("cus_8812 production")
+            },
+        )
+        .await
+        .unwrap();
+    assert!(customer.key.expose().starts_with("acme_"));
+    walked.insert("createKeyspaceKey");
+    let id = customer.resource.id;
+    admin
+        .create_keyspace_key(
+            space.id,
+            &CreateKeyspaceKey {
+                owner_id: Some("cus_1".into()),
+                ..CreateKeyspaceKey::named("another customer")
+            },
+        )
+        .await
+        .unwrap();
+    let page = admin
+        .list_keyspace_keys(
+            space.id,
+            &KeyspaceKeyQuery {
+                page: PageParams::limit(1),
+                ..KeyspaceKeyQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.data.len(), 1);
+    assert!(page.next_cursor.is_some());
+    let theirs: Vec<_> = admin
+        .list_keyspace_keys_stream(
+            space.id,
+            KeyspaceKeyQuery {
+                owner_id: Some("cus_8812".into()),
+                page: PageParams::limit(1),
+                ..KeyspaceKeyQuery::default()
+            },
+        )
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(theirs.iter().map(|k| k.id).collect::<Vec<_>>(), [id]);
+    walked.insert("listKeyspaceKeys");
+    let got = admin.get_keyspace_key(space.id, id).await.unwrap();
+    assert_eq!(got, customer.resource);
+    walked.insert("getKeyspaceKey");
+
+    // A gateway's key may verify, and nothing else.
+    let gateway = admin
+        .create_key(&CreateKey {
+            permissions: Some(vec!["keys:verify".into()]),
+            ..CreateKey::organization("gateway")
+        })
+        .await
+        .unwrap();
+    let gateway = client(s, gateway.key.expose());
+    assert_eq!(
+        code(gateway.list_keyspaces(&PageParams::default()).await),
+        ErrorCode::Forbidden
+    );
+    let token = customer.key.expose();
+    let v = gateway
+        .verify_key(&VerifyKey::new(token).permissions("invoices:read").cost(1))
+        .await
+        .unwrap();
+    assert_eq!((v.code, v.valid), (VerifyCode::Valid, true), "{v:?}");
+    assert_eq!(v.key_id, Some(id));
+    assert_eq!(v.keyspace_id, Some(space.id));
+    assert_eq!(v.owner_id.as_deref(), Some("cus_8812"));
+    assert_eq!(v.credits.map(|c| c.remaining), Some(1));
+    assert_eq!(v.ratelimits[0].remaining, 99);
+    let v = gateway
+        .verify_key(&VerifyKey::new(token).permissions("invoices:write OR admin"))
+        .await
+        .unwrap();
+    assert_eq!(v.code, VerifyCode::InsufficientPermissions);
+    assert_eq!(v.credits.map(|c| c.remaining), Some(1), "nothing spent");
+    let v = gateway
+        .verify_key(&VerifyKey::new("acme_00000000_not-a-key"))
+        .await
+        .unwrap();
+    assert_eq!((v.code, v.key_id), (VerifyCode::NotFound, None));
+    assert_eq!(
+        code(
+            gateway
+                .verify_key(&VerifyKey::new(token).permissions("invoices:read AND"))
+                .await
+        ),
+        ErrorCode::InvalidRequest
+    );
+    walked.insert("verifyKey");
+
+    let changed = admin
+        .update_keyspace_key(
+            space.id,
+            id,
+            &UpdateKeyspaceKey {
+                meta: Some(Some(serde_json::json!({"plan": "pro"}))),
+                credits: Some(Some(Credits {
+                    remaining: 10,
+                    refill: Some(Refill {
+                        amount: 10,
+                        interval: RefillInterval::Month,
+                    }),
+                })),
+                ..UpdateKeyspaceKey::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.credits.map(|c| c.remaining), Some(10));
+    let v = gateway.verify_key(&VerifyKey::new(token)).await.unwrap();
+    assert_eq!(v.meta, Some(serde_json::json!({"plan": "pro"})));
+    assert_eq!(v.credits.map(|c| c.remaining), Some(9));
+    walked.insert("updateKeyspaceKey");
+
+    let suspended = admin.suspend_keyspace_key(space.id, id).await.unwrap();
+    assert!(suspended.suspended_at.is_some());
+    let v = gateway.verify_key(&VerifyKey::new(token)).await.unwrap();
+    assert_eq!(v.code, VerifyCode::Suspended);
+    walked.insert("suspendKeyspaceKey");
+    let resumed = admin.resume_keyspace_key(space.id, id).await.unwrap();
+    assert!(resumed.suspended_at.is_none());
+    walked.insert("resumeKeyspaceKey");
+
+    let rotation = admin
+        .rotate_keyspace_key(
+            space.id,
+            id,
+            &Rotate {
+                grace_seconds: Some(60),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotation.key, rotation.successor.key);
+    assert_eq!(rotation.successor.resource.rotated_from_key_id, Some(id));
+    assert_eq!(rotation.previous.id, id);
+    assert!(rotation.previous.expires_at.is_some());
+    let successor = rotation.successor.resource.id;
+    for presented in [token, rotation.key.expose()] {
+        let v = gateway
+            .verify_key(&VerifyKey::new(presented))
+            .await
+            .unwrap();
+        assert_eq!(v.code, VerifyCode::Valid, "within the grace period");
+    }
+    walked.insert("rotateKeyspaceKey");
+
+    // Verifications are counted in the verified key's usage (the log is written in batches).
+    for tries in 0.. {
+        let usage = admin
+            .get_keyspace_key_usage(space.id, id, &UsageQuery::default())
+            .await
+            .unwrap();
+        if usage.data.iter().map(|b| b.requests).sum::<u64>() >= 4 {
+            break;
+        }
+        assert!(
+            tries < 100,
+            "the key's verifications never showed: {usage:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    walked.insert("getKeyspaceKeyUsage");
+
+    let revoked = admin
+        .revoke_keyspace_key(space.id, successor)
+        .await
+        .unwrap();
+    assert!(revoked.revoked_at.is_some());
+    let v = gateway
+        .verify_key(&VerifyKey::new(rotation.key.expose()))
+        .await
+        .unwrap();
+    assert_eq!(v.code, VerifyCode::Revoked);
+    assert_eq!(
+        code(admin.resume_keyspace_key(space.id, successor).await),
+        ErrorCode::KeyNotActive
+    );
+    walked.insert("revokeKeyspaceKey");
 }

@@ -46,6 +46,7 @@ pub use error::{ApiError, Error};
 /// after `SqliteWebhookStore::open(path)` has created the outbox tables.
 pub use events::OutboxHook;
 pub use http::cursor_position;
+pub use routes::keyspaces::{key_view as keyspace_key_view, keyspace_view};
 pub use routes::{Access, Listing, ROUTE_TABLE, Route};
 pub use serve::{Backends, Server, shutdown_signal};
 

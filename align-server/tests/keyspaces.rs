@@ -832,3 +832,50 @@ async fn no_producer_without_keyspaces_write_on_its_environment_makes_or_widens_
         "SUSPENDED"
     );
 }
+
+/// The field names of an object.
+fn fields(v: &Value) -> std::collections::BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// The `required` list of schema `name` in `docs/openapi.yaml`.
+fn required(spec: &Value, name: &str) -> std::collections::BTreeSet<String> {
+    spec["components"]["schemas"][name]["required"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} has no required list"))
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `docs/openapi.yaml` names exactly the fields the server answers: a key space, a key space
+/// key, and a verification (the schema and every example of `verifyKey`), found or not.
+#[tokio::test]
+async fn the_spec_names_exactly_the_fields_of_each_answer() {
+    let spec: Value = serde_norway::from_str(include_str!("../../docs/openapi.yaml")).unwrap();
+    let s = TestServer::start().await;
+    let (ks, verifier) = setup(&s).await;
+    let r = s
+        .get(&format!("/api/v1/keyspaces/{ks}"), &s.admin_key)
+        .await;
+    assert_eq!(fields(&r.body), required(&spec, "Keyspace"));
+    let (token, minted) = mint(&s, &ks, json!({"credits": {"remaining": 5}})).await;
+    let mut key = fields(&minted);
+    assert!(key.remove("key"), "the mint answers the token");
+    assert_eq!(key, required(&spec, "KeyspaceKey"));
+
+    let schema = required(&spec, "Verification");
+    let found = verify(&s, &verifier, json!({"key": token})).await;
+    let missing = verify(&s, &verifier, json!({"key": "acme_00000000_x"})).await;
+    assert_eq!(found["code"], "VALID");
+    assert_eq!(fields(&found), schema);
+    assert_eq!(fields(&missing), schema);
+    let examples = spec["paths"]["/api/v1/keys/verify"]["post"]["responses"]["200"]["content"]
+        ["application/json"]["examples"]
+        .as_object()
+        .unwrap();
+    assert!(examples.len() >= 2);
+    for (name, example) in examples {
+        assert_eq!(fields(&example["value"]), schema, "example {name}");
+    }
+}

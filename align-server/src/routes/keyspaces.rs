@@ -30,8 +30,9 @@ use crate::state::AppState;
 const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
 const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
 
-/// The key space resource.
-pub(crate) fn keyspace_view(k: &Keyspace) -> Value {
+/// A key space as the API answers it (`GET /api/v1/keyspaces/{id}`), also what `align
+/// keyspaces` prints from the data directory.
+pub fn keyspace_view(k: &Keyspace) -> Value {
     json!({
         "id": k.id,
         "name": k.name,
@@ -53,8 +54,9 @@ fn credits_view(c: Option<&Credits>) -> Value {
     }
 }
 
-/// The key space key resource (never the token).
-pub(crate) fn key_view(k: &KeyspaceKey) -> Value {
+/// A key space key as the API answers it (never the token), also what `align keyspaces keys`
+/// prints from the data directory.
+pub fn key_view(k: &KeyspaceKey) -> Value {
     json!({
         "id": k.id,
         "keyId": k.id,
@@ -797,7 +799,9 @@ pub(crate) fn verify_view(o: &VerifyOutcome) -> VerifyAnswer<'_> {
         permissions: key.map(|k| k.permissions.as_slice()),
         expires_at: key.and_then(|k| h::opt_timestamp(k.expires_at)),
         environment: key.map(|k| k.environment),
-        credits: o.credits_remaining.map(|remaining| CreditsLeft { remaining }),
+        credits: o
+            .credits_remaining
+            .map(|remaining| CreditsLeft { remaining }),
         ratelimits: &o.ratelimits,
     }
 }
