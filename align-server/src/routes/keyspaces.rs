@@ -715,8 +715,16 @@ pub(super) async fn act(
     let key = load_key(state, acting.who, &ks, key_id, Permission::KeyspacesWrite).await?;
     let (done, successor) = act_on_key(state, &acting, &ks, &key, action, grace).await?;
     Ok(match successor {
-        // As for Align keys: the successor, its token in `key` (shown once).
-        Some(s) => h::json(StatusCode::CREATED, &minted_view(&s)),
+        // As for Align keys: the successor, its token in `key` (shown once); and, for
+        // clients that want both halves by name, `successor` and `previous`.
+        Some(s) => {
+            let mut v = minted_view(&s);
+            if let Value::Object(map) = &mut v {
+                map.insert("successor".into(), minted_view(&s));
+                map.insert("previous".into(), key_view(&done));
+            }
+            h::json(StatusCode::CREATED, &v)
+        }
         None => h::json(StatusCode::OK, &key_view(&done)),
     })
 }
