@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::codec::{Next, View, next};
 use super::files::{Dir, frames, read_range};
 use super::ops::retrying;
 use crate::error::Result;
@@ -124,13 +125,22 @@ fn refresh_with(dir: &Dir, conn: &mut Connection) -> Result<u64> {
                 continue;
             }
             // The open segment is read from where the last refresh stopped in it.
-            let from = if s.closed.is_none() && s.first == at.open_first && at.open_offset <= *len {
-                newest = newest.max(at.through);
-                at.open_offset
-            } else {
-                0
-            };
-            let bytes = read_range(file, from, *len)?;
+            let mut from =
+                if s.closed.is_none() && s.first == at.open_first && at.open_offset <= *len {
+                    newest = newest.max(at.through);
+                    at.open_offset
+                } else {
+                    0
+                };
+            let mut bytes = read_range(file, from, *len)?;
+            // An erasure or anonymisation rewrites the open segment, moving every record
+            // after the first it changed: the offset then no longer starts the record after
+            // `through`. Read the whole segment (records already counted are skipped by
+            // sequence).
+            if from > 0 && !continues(&bytes, at.through) {
+                from = 0;
+                bytes = read_range(file, 0, *len)?;
+            }
             let mut minutes: HashMap<String, HashMap<i64, Counts>> = HashMap::new();
             let mut end = 0;
             frames(&bytes, s.closed.is_none(), |v, body| {
@@ -310,4 +320,14 @@ pub(super) fn active_hours(dir: &Dir, actor: &str) -> Result<Option<(u64, Vec<i6
         .query_map([actor], |r| r.get::<_, i64>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Some((to_u64(through), hours)))
+}
+
+/// Whether `bytes` (read from the remembered offset in the open segment) start with the record
+/// after `through`, or hold nothing yet.
+fn continues(bytes: &[u8], through: u64) -> bool {
+    match next(bytes) {
+        Next::End => true,
+        Next::Frame(body, _) => View::of(body).is_ok_and(|v| v.sequence == through + 1),
+        Next::Torn | Next::Bad => false,
+    }
 }
