@@ -791,7 +791,10 @@ async fn keys_carry_owner_id_and_meta_through_mint_get_list_and_patch_but_not_me
     assert_eq!(minted["ownerId"], "cus_8812");
     assert_eq!(minted["meta"], json!({"plan": "pro", "seats": 5}));
     // The wildcard was expanded when the key was minted.
-    assert_eq!(minted["permissions"], json!(["keys:read", "keys:write"]));
+    assert_eq!(
+        minted["permissions"],
+        json!(["keys:read", "keys:write", "keys:verify"])
+    );
 
     let got = s.get(&format!("/api/v1/keys/{id}"), &s.admin_key).await;
     assert_eq!(got.status, StatusCode::OK);
@@ -818,7 +821,7 @@ async fn keys_carry_owner_id_and_meta_through_mint_get_list_and_patch_but_not_me
     assert_eq!(me.status, StatusCode::OK);
     assert!(me.body.get("ownerId").is_none() && me.body.get("meta").is_none());
     assert_eq!(me.body.as_object().unwrap().len(), 10);
-    assert_eq!(me.body["permissions"], json!(["keys:read", "keys:write"]));
+    assert_eq!(me.body["permissions"], json!(["keys:read", "keys:write", "keys:verify"]));
 
     let patched = s
         .json(

@@ -32,6 +32,9 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "ALIGN_FUZZ_KEY_PRIVACY",
     "ALIGN_FUZZ_DELIVERY",
     "ALIGN_FUZZ_USER",
+    "ALIGN_FUZZ_KEYSPACE",
+    "ALIGN_FUZZ_KEYSPACE_UPDATE",
+    "ALIGN_FUZZ_KEYSPACE_VOCABULARY",
     // The generated SDKs' run (`sdk/run`; ALIGN_BASE_URL as in the browser tests).
     "ALIGN_SDK_VENV",
     "ALIGN_SDK_USAGE",
