@@ -821,7 +821,10 @@ async fn keys_carry_owner_id_and_meta_through_mint_get_list_and_patch_but_not_me
     assert_eq!(me.status, StatusCode::OK);
     assert!(me.body.get("ownerId").is_none() && me.body.get("meta").is_none());
     assert_eq!(me.body.as_object().unwrap().len(), 10);
-    assert_eq!(me.body["permissions"], json!(["keys:read", "keys:write", "keys:verify"]));
+    assert_eq!(
+        me.body["permissions"],
+        json!(["keys:read", "keys:write", "keys:verify"])
+    );
 
     let patched = s
         .json(
