@@ -577,6 +577,12 @@ pub(crate) async fn change_key(
     key: &KeyspaceKey,
     changes: KeyspaceKeyChanges,
 ) -> Result<KeyspaceKey, ApiError> {
+    // The one judge, here where every door passes (API, console), not only at the loads.
+    let who = acting.who;
+    who.authorize(
+        Permission::KeyspacesWrite,
+        org_target(&who, Some(key.environment)),
+    )?;
     let fields = changes.fields();
     let key = state
         .keyspaces
@@ -639,6 +645,11 @@ pub(crate) async fn act_on_key(
     action: &str,
     grace: Duration,
 ) -> Result<(KeyspaceKey, Option<align_keys::keyspace::MintedKeyspaceKey>), ApiError> {
+    let who = acting.who;
+    who.authorize(
+        Permission::KeyspacesWrite,
+        org_target(&who, Some(key.environment)),
+    )?;
     let now = Utc::now();
     let ks_keys = &state.keyspaces;
     let (done, successor, audit) = match action {
